@@ -1,0 +1,125 @@
+# sr: save/restore for KVM virtual machines.
+#   make            build libraries and tools into $(O)/
+#   make check      unit tests, then the KVM tests (natively or in the box)
+#   make asan       the same unit tests built with ASan + UBSan
+#   make bench-libsr  stream encoder throughput against memcpy()/write()
+#   make install PREFIX=/usr/local DESTDIR=
+# V=1 shows commands, WERROR=0 keeps warnings as warnings.
+
+VERSION   := 0.1.0
+O         ?= build
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+CC        ?= gcc
+WERROR    ?= 1
+SAN       ?= 0
+
+PKGS      := libxxhash liblz4
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lxxhash -llz4)
+CRIT_LIBS := $(shell pkg-config --libs criterion 2>/dev/null || echo -lcriterion)
+
+WARNINGS  := -Wall -Wextra -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes \
+             -Wold-style-definition -Wundef -Wwrite-strings -Wvla -Wshadow
+ifeq ($(WERROR),1)
+WARNINGS  += -Werror
+endif
+CFLAGS    ?= -O2 -g
+ALL_CFLAGS := -std=gnu11 $(WARNINGS) $(CFLAGS) -fPIC -D_GNU_SOURCE -Ilibsr -Ixc -Ihvmctx \
+              $(PKG_CFLAGS) -MMD -MP
+ifeq ($(SAN),1)
+ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDSAN     := -fsanitize=address,undefined
+endif
+LDFLAGS   ?=
+
+ifeq ($(V),1)
+Q :=
+E := @true
+else
+Q := @
+E := @echo
+endif
+
+LIBSR_SRCS := libsr/format.c libsr/writer.c libsr/reader.c libsr/batch.c libsr/gen.c
+LIBSR_OBJS := $(LIBSR_SRCS:%.c=$(O)/%.o)
+LIBSR_SONAME := libsr.so.0
+
+TOOLS     := $(O)/sr-dump
+UNIT_TESTS := $(O)/tests/test-libsr
+BENCHES   := $(O)/tests/bench-libsr
+
+all: $(O)/libsr.a $(O)/libsr.so $(O)/sr.pc $(TOOLS)
+
+$(O)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(E) "  CC      $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(O)/libsr.a: $(LIBSR_OBJS)
+	$(E) "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(O)/libsr.so: $(LIBSR_OBJS)
+	$(E) "  LD      $@"
+	$(Q)$(CC) -shared -Wl,-soname,$(LIBSR_SONAME) $(LDSAN) -o $@ $^ $(PKG_LIBS)
+
+$(O)/sr.pc: libsr/sr.pc.in
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+$(O)/sr-%: $(O)/tools/sr-%.o $(O)/tools/util.o $(O)/libsr.a
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(O)/tests/test-%: $(O)/tests/test_%.o $(O)/libsr.a
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CRIT_LIBS)
+
+$(O)/tests/bench-%: $(O)/tests/bench_%.o $(O)/libsr.a
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+.SECONDARY:
+
+# ------------------------------------------------------------------ tests
+.PHONY: all check check-unit check-tools asan bench-libsr install clean demo
+
+check: check-unit check-tools
+
+check-unit: $(UNIT_TESTS) $(TOOLS)
+	$(Q)SR_DUMP=$(abspath $(O)/sr-dump) $(O)/tests/test-libsr --jobs 2
+
+check-tools: $(TOOLS) $(UNIT_TESTS)
+	$(Q)O=$(O) tests/tools.sh
+
+asan:
+	$(Q)$(MAKE) --no-print-directory O=build-asan SAN=1 check-unit check-tools
+
+BENCH_GIB ?= 1
+bench-libsr: $(BENCHES)
+	$(Q)$(O)/tests/bench-libsr --gib $(BENCH_GIB) --dir $(O)
+
+demo: all
+	$(Q)tests/demo-libsr.sh $(O)
+
+# ---------------------------------------------------------------- install
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+		$(DESTDIR)$(PREFIX)/include/sr $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(O)/libsr.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 0755 $(O)/libsr.so $(DESTDIR)$(PREFIX)/lib/libsr.so.$(VERSION)
+	ln -sf libsr.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(LIBSR_SONAME)
+	ln -sf $(LIBSR_SONAME) $(DESTDIR)$(PREFIX)/lib/libsr.so
+	install -m 0644 libsr/sr.h libsr/sr_format.h $(DESTDIR)$(PREFIX)/include/sr/
+	install -m 0644 $(O)/sr.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -m 0644 docs/sr-dump.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(O) -name '*.d' 2>/dev/null)
+
+$(O)/tests/mkimage: $(O)/tests/mkimage.o $(O)/libsr.a
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)

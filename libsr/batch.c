@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Page batch encoder: per page, zero detection, then lz4 (when enabled)
+ * kept only if it shrinks the page, else raw.  Encoded bytes live in the
+ * batch's own arena unless the source is stable, in which case raw pages are
+ * written straight from it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <lz4.h>
+
+#include "sr.h"
+#include "internal.h"
+
+struct sr_batch {
+	enum sr_compress mode;
+	unsigned flags;
+	uint32_t iteration;
+	unsigned count;
+	size_t arena_len;
+	struct sr_page_desc desc[SR_BATCH_MAX_PAGES];
+	const void *data[SR_BATCH_MAX_PAGES];	/* where page i's bytes are */
+	struct sr_batch_stats stats;
+	uint8_t *arena;				/* SR_BATCH_MAX_PAGES pages */
+};
+
+struct sr_batch *sr_batch_new(enum sr_compress mode, unsigned flags)
+{
+	struct sr_batch *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->arena = malloc((size_t)SR_BATCH_MAX_PAGES * SR_PAGE_SIZE);
+	if (!b->arena) {
+		free(b);
+		return NULL;
+	}
+	b->mode = mode;
+	b->flags = flags;
+	return b;
+}
+
+void sr_batch_free(struct sr_batch *b)
+{
+	if (!b)
+		return;
+	free(b->arena);
+	free(b);
+}
+
+void sr_batch_reset(struct sr_batch *b, uint32_t iteration)
+{
+	b->iteration = iteration;
+	b->count = 0;
+	b->arena_len = 0;
+}
+
+unsigned sr_batch_count(const struct sr_batch *b)
+{
+	return b->count;
+}
+
+static bool page_is_zero(const void *page)
+{
+	const uint64_t *p = page;
+
+	/* Most non-zero pages differ in the first words; check them first. */
+	if (p[0] | p[1] | p[2] | p[3])
+		return false;
+	for (unsigned i = 4; i < SR_PAGE_SIZE / 8; i += 4)
+		if (p[i] | p[i + 1] | p[i + 2] | p[i + 3])
+			return false;
+	return true;
+}
+
+int sr_batch_add(struct sr_batch *b, uint64_t pfn, const void *page)
+{
+	struct sr_page_desc *d;
+	uint8_t *dst;
+
+	if (b->count >= SR_BATCH_MAX_PAGES)
+		return -1;
+	d = &b->desc[b->count];
+	memset(d, 0, sizeof(*d));
+	d->pfn = pfn;
+	dst = b->arena + b->arena_len;
+	b->stats.pages++;
+
+	if (page_is_zero(page)) {
+		d->enc = SR_PAGE_ZERO;
+		d->length = 0;
+		b->data[b->count] = NULL;
+		b->stats.zero++;
+		return ++b->count;
+	}
+	if (b->mode == SR_COMPRESS_LZ4) {
+		int n = LZ4_compress_default(page, (char *)dst, SR_PAGE_SIZE,
+					     SR_PAGE_SIZE - 1);
+		if (n > 0) {
+			d->enc = SR_PAGE_LZ4;
+			d->length = n;
+			b->data[b->count] = dst;
+			b->arena_len += n;
+			b->stats.lz4++;
+			b->stats.data_bytes += n;
+			return ++b->count;
+		}
+	}
+	d->enc = SR_PAGE_RAW;
+	d->length = SR_PAGE_SIZE;
+	if (b->flags & SR_BATCH_STABLE_SOURCE) {
+		b->data[b->count] = page;
+	} else {
+		memcpy(dst, page, SR_PAGE_SIZE);
+		b->data[b->count] = dst;
+		b->arena_len += SR_PAGE_SIZE;
+	}
+	b->stats.raw++;
+	b->stats.data_bytes += SR_PAGE_SIZE;
+	return ++b->count;
+}
+
+int sr_write_page_batch(struct sr_writer *w, struct sr_batch *b,
+			struct sr_error *err)
+{
+	struct sr_rec_page_data hdr = { .count = b->count, .iteration = b->iteration };
+	struct iovec iov[2 + SR_BATCH_MAX_PAGES];
+	int n = 0;
+	int rc;
+
+	if (!b->count)
+		return 0;
+	iov[n++] = (struct iovec){ &hdr, sizeof(hdr) };
+	iov[n++] = (struct iovec){ b->desc, sizeof(b->desc[0]) * b->count };
+	for (unsigned i = 0; i < b->count; i++) {
+		if (!b->desc[i].length)
+			continue;
+		/* Coalesce pieces that sit back to back in the arena. */
+		if (n > 2 && (const uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len ==
+			     (const uint8_t *)b->data[i])
+			iov[n - 1].iov_len += b->desc[i].length;
+		else
+			iov[n++] = (struct iovec){ (void *)b->data[i], b->desc[i].length };
+	}
+	rc = sr_write_record_iov(w, SR_REC_PAGE_DATA, iov, n, err);
+	sr_batch_reset(b, b->iteration);
+	return rc;
+}
+
+void sr_batch_stats(const struct sr_batch *b, struct sr_batch_stats *st)
+{
+	*st = b->stats;
+}

@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Synthetic images: guest memory with a chosen mix of zero, text-like and
+ * random pages, written through the same record writers sr-save uses.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sr.h"
+#include "internal.h"
+
+static uint64_t splitmix(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static void fill_page(uint8_t *pg, uint64_t pfn, uint64_t seed, const struct sr_gen_params *p)
+{
+	static const char *const words[] = {
+		"save ", "restore ", "page ", "vcpu ", "kvm ", "record ", "the ", "of ",
+		"dirty ", "clock ", "stream ", "batch ", "\n", "memory ", "guest ", "0x1f ",
+	};
+	uint64_t s = seed ^ (pfn * 0x2545f4914f6cdd1dull);
+	unsigned pick = splitmix(&s) % 100;
+
+	if (pick < p->pct_zero) {
+		memset(pg, 0, SR_PAGE_SIZE);
+	} else if (pick < p->pct_zero + p->pct_text) {
+		size_t o = 0;
+
+		while (o < SR_PAGE_SIZE) {
+			const char *w = words[splitmix(&s) & 15];
+			size_t l = strlen(w);
+
+			if (l > SR_PAGE_SIZE - o)
+				l = SR_PAGE_SIZE - o;
+			memcpy(pg + o, w, l);
+			o += l;
+		}
+	} else {
+		for (size_t o = 0; o < SR_PAGE_SIZE; o += 8) {
+			uint64_t v = splitmix(&s);
+
+			memcpy(pg + o, &v, 8);
+		}
+	}
+}
+
+void sr_gen_fill(void *mem, uint64_t bytes, const struct sr_gen_params *p)
+{
+	for (uint64_t pfn = 0; pfn < bytes / SR_PAGE_SIZE; pfn++)
+		fill_page((uint8_t *)mem + pfn * SR_PAGE_SIZE, pfn, p->seed, p);
+}
+
+static uint64_t gcd(uint64_t a, uint64_t b)
+{
+	while (b) {
+		uint64_t t = a % b;
+
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
+/* Deterministic block contents with the fields a reader checks made valid. */
+static void *make_block(uint32_t kind, uint32_t *len, uint64_t *seed)
+{
+	const struct sr_block_spec *s = sr_block_spec_find(kind);
+	uint32_t l = s->min_len;
+	uint8_t *b;
+
+	if (kind == SR_BLK_CPUID)
+		l = 8 + 4 * 40;
+	else if (kind == SR_BLK_MSRS)
+		l = 8 + 12 * 16;
+	b = malloc(l);
+	if (!b)
+		return NULL;
+	for (uint32_t o = 0; o < l; o++)
+		b[o] = (uint8_t)splitmix(seed);
+	switch (kind) {
+	case SR_BLK_CPUID:
+	case SR_BLK_MSRS: {
+		struct sr_blk_count c = { .count = (l - 8) / s->granule };
+
+		memcpy(b, &c, sizeof(c));
+		break;
+	}
+	case SR_BLK_MP_STATE:
+		memset(b, 0, 4);
+		break;
+	case SR_BLK_REGS:
+		b[136] |= 2;
+		break;
+	case SR_BLK_TSC_KHZ: {
+		struct sr_blk_tsc_khz t = { .tsc_khz = 2400000 };
+
+		memcpy(b, &t, sizeof(t));
+		break;
+	}
+	}
+	*len = l;
+	return b;
+}
+
+static int write_context(struct sr_writer *w, uint32_t type, uint32_t id, uint32_t scope,
+			 uint64_t seed, struct sr_error *err)
+{
+	struct sr_block blk[32];
+	unsigned n = 0;
+	int rc;
+
+	for (unsigned i = 0; i < sr_block_spec_count; i++) {
+		if (sr_block_specs[i].scope != scope)
+			continue;
+		blk[n].kind = sr_block_specs[i].kind;
+		blk[n].data = make_block(blk[n].kind, &blk[n].length, &seed);
+		if (!blk[n].data) {
+			rc = sr_set_error(err, SR_E_NOMEM, SR_NO_INDEX, 0, "context block");
+			goto out;
+		}
+		n++;
+	}
+	rc = sr_write_context(w, type, id, blk, n, err);
+out:
+	for (unsigned i = 0; i < n; i++)
+		free((void *)blk[i].data);
+	return rc;
+}
+
+static int send_pages(struct sr_writer *w, struct sr_batch *b, const uint8_t *mem,
+		      const uint64_t *pfns, uint64_t n, struct sr_error *err)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		if (sr_batch_add(b, pfns[i], mem + pfns[i] * SR_PAGE_SIZE) == SR_BATCH_MAX_PAGES &&
+		    sr_write_page_batch(w, b, err))
+			return -1;
+	}
+	return sr_write_page_batch(w, b, err);
+}
+
+int sr_gen_write(int fd, const struct sr_gen_params *p, void *mem, struct sr_error *err)
+{
+	struct sr_image_info info = { .flags = p->iterations ? SR_IHDR_F_LIVE : 0,
+				      .creator = "sr-gen " SR_LIBRARY_VERSION };
+	uint64_t npages = p->mem_bytes / SR_PAGE_SIZE;
+	struct sr_rec_domain dom = { .guest_kind = SR_GUEST_TEST, .vcpu_count = p->vcpus,
+				     .region_count = 1, .boot_entry = 0x100000 };
+	struct sr_region reg = { .gpa = 0, .size = npages * SR_PAGE_SIZE,
+				 .flags = SR_REGION_F_RAM };
+	struct sr_writer *w = NULL;
+	struct sr_batch *b = NULL;
+	uint64_t *pfns = NULL, seed = p->seed;
+	uint8_t serial[16] = "uart-state-bits";
+	int rc = -1;
+
+	strcpy(dom.name, "synthetic");
+	for (int i = 0; i < 16; i++)
+		dom.uuid[i] = (uint8_t)splitmix(&seed);
+	b = sr_batch_new(p->compress, p->iterations ? 0 : SR_BATCH_STABLE_SOURCE);
+	pfns = malloc(sizeof(*pfns) * (npages ? npages : 1));
+	if (!b || !pfns) {
+		sr_set_error(err, SR_E_NOMEM, SR_NO_INDEX, 0, "generator buffers");
+		goto out;
+	}
+	w = sr_writer_open(fd, &info, p->writer_flags, err);
+	if (!w || sr_write_domain(w, &dom, &reg, err))
+		goto out;
+
+	for (uint64_t i = 0; i < npages; i++)
+		pfns[i] = i;
+	sr_batch_reset(b, 0);
+	if (send_pages(w, b, mem, pfns, npages, err))
+		goto out;
+	for (uint32_t it = 0; it <= p->iterations; it++) {
+		uint64_t dirty = p->dirty_pages < npages ? p->dirty_pages : npages;
+		struct sr_rec_iteration rec = { .iteration = it, .pages_sent = it ? dirty : npages,
+						.pages_dirtied = it < p->iterations ? dirty : 0,
+						.flags = it == p->iterations ? SR_ITER_F_FINAL : 0 };
+
+		uint64_t before = sr_writer_offset(w);
+
+		if (it) {
+			/* Distinct pfns: a random start and a stride coprime to npages. */
+			uint64_t start = splitmix(&seed) % npages;
+			uint64_t stride = 1 + splitmix(&seed) % 97;
+
+			while (gcd(stride, npages) != 1)
+				stride++;
+			for (uint64_t i = 0; i < dirty; i++)
+				pfns[i] = (start + i * stride) % npages;
+			for (uint64_t i = 0; i < dirty; i++)
+				fill_page((uint8_t *)mem + pfns[i] * SR_PAGE_SIZE, pfns[i],
+					  p->seed + it, p);
+			sr_batch_reset(b, it);
+			if (send_pages(w, b, mem, pfns, dirty, err))
+				goto out;
+		}
+		rec.bytes = sr_writer_offset(w) - before;
+		rec.duration_ns = 1000000;	/* synthetic: 1 ms per round */
+		if (sr_write_iteration(w, &rec, err))
+			goto out;
+	}
+	if (write_context(w, SR_REC_HVM_CONTEXT, 0, SR_SCOPE_HVM, p->seed, err))
+		goto out;
+	for (uint32_t v = 0; v < p->vcpus; v++)
+		if (write_context(w, SR_REC_VCPU_CONTEXT, v, SR_SCOPE_VCPU, p->seed + v + 1, err))
+			goto out;
+	if (sr_write_device(w, "serial8250", 1, 0, serial, sizeof(serial), err))
+		goto out;
+	rc = sr_write_end(w, err);
+out:
+	sr_writer_free(w);
+	sr_batch_free(b);
+	free(pfns);
+	return rc;
+}
+
+int sr_gen_image(int fd, const struct sr_gen_params *p, struct sr_error *err)
+{
+	void *mem;
+	int rc;
+
+	if (!p->mem_bytes || p->mem_bytes % SR_PAGE_SIZE || !p->vcpus || p->vcpus > SR_MAX_VCPUS)
+		return sr_set_error(err, SR_E_INVAL, SR_NO_INDEX, 0,
+				    "bad generator parameters");
+	mem = malloc(p->mem_bytes);
+	if (!mem)
+		return sr_set_error(err, SR_E_NOMEM, SR_NO_INDEX, 0, "%llu bytes of guest memory",
+				    (unsigned long long)p->mem_bytes);
+	sr_gen_fill(mem, p->mem_bytes, p);
+	rc = sr_gen_write(fd, p, mem, err);
+	free(mem);
+	return rc;
+}

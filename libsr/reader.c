@@ -1,0 +1,721 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Record reader.  Every record is read whole, its checksum verified, then
+ * every field checked against the spec and the records before it, and only
+ * then handed out.  Memory use is one record plus a read-ahead buffer.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+#include <lz4.h>
+
+#include "sr.h"
+#include "internal.h"
+
+#define RD_AHEAD	(256u << 10)
+#define RD_BODY_MAX	(SR_REC_LENGTH_MAX + SR_REC_ALIGN + 8)
+
+struct sr_reader {
+	int fd;
+	bool eof, ended, done;
+	uint64_t offset;		/* stream bytes consumed */
+	uint64_t index;			/* index of the next record */
+	struct sr_ihdr ihdr;
+	XXH3_state_t stream;
+
+	/* read-ahead */
+	uint8_t *ahead;
+	size_t apos, alen;
+
+	/* current record: body, padding, trailer */
+	uint8_t *body;
+	size_t body_cap;
+
+	/* what the stream has shown so far */
+	bool have_domain, have_hvm;
+	struct sr_rec_domain dom;
+	struct sr_region regions[SR_MAX_REGIONS];
+	uint8_t vcpu_seen[SR_MAX_VCPUS];
+	uint32_t vcpus_seen;
+	bool any_pages, any_iter;
+	uint32_t page_iter, last_iter;
+};
+
+/* Current record's context for error messages. */
+struct rd_ctx {
+	struct sr_reader *r;
+	struct sr_error *err;
+	uint64_t index, offset;
+	const char *name;
+};
+
+#define RERR(c, code, fmt, ...)						\
+	sr_set_error((c)->err, code, (c)->index, (c)->offset, "%s: " fmt,	\
+		     (c)->name, ##__VA_ARGS__)
+
+/* Reads up to n bytes; returns bytes read (< n only at end of file). */
+static ssize_t rd_read(struct sr_reader *r, void *dst, size_t n, struct sr_error *err,
+		       uint64_t index)
+{
+	uint8_t *d = dst;
+	size_t got = 0;
+
+	while (got < n) {
+		size_t avail = r->alen - r->apos;
+
+		if (avail) {
+			size_t take = avail < n - got ? avail : n - got;
+
+			memcpy(d + got, r->ahead + r->apos, take);
+			r->apos += take;
+			got += take;
+			continue;
+		}
+		if (r->eof)
+			break;
+		/* Large remainders bypass the read-ahead buffer. */
+		uint8_t *into = n - got >= RD_AHEAD ? d + got : r->ahead;
+		size_t want = n - got >= RD_AHEAD ? n - got : RD_AHEAD;
+		ssize_t k = read(r->fd, into, want);
+
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			sr_set_error(err, SR_E_IO, index, r->offset + got, "read: %s",
+				     strerror(errno));
+			if (err)
+				err->sys_errno = errno;
+			return -1;
+		}
+		if (k == 0) {
+			r->eof = true;
+			break;
+		}
+		if (into == r->ahead) {
+			r->apos = 0;
+			r->alen = k;
+		} else {
+			got += k;
+		}
+	}
+	r->offset += got;
+	return got;
+}
+
+static int check_header(struct sr_reader *r, struct sr_error *err)
+{
+	const struct sr_ihdr *h = &r->ihdr;
+	uint64_t hash;
+
+	if (memcmp(h->magic, SR_MAGIC, 8))
+		return sr_set_error(err, SR_E_MAGIC, SR_NO_INDEX, 0,
+				    "magic is not \"" SR_MAGIC "\"");
+	if (h->endian != SR_ENDIAN_MARKER) {
+		if (h->endian == __builtin_bswap32(SR_ENDIAN_MARKER))
+			return sr_set_error(err, SR_E_ENDIAN, SR_NO_INDEX, 12,
+					    "image was written big-endian");
+		return sr_set_error(err, SR_E_HEADER, SR_NO_INDEX, 12,
+				    "endianness marker 0x%08x is not 0x%08x",
+				    h->endian, SR_ENDIAN_MARKER);
+	}
+	hash = XXH3_64bits(h, offsetof(struct sr_ihdr, hash));
+	if (hash != h->hash)
+		return sr_set_error(err, SR_E_CHECKSUM, SR_NO_INDEX, 0,
+				    "header hash stored 0x%016llx, computed 0x%016llx",
+				    (unsigned long long)h->hash, (unsigned long long)hash);
+	if (h->version_major != SR_VERSION_MAJOR || h->version_minor > SR_VERSION_MINOR)
+		return sr_set_error(err, SR_E_VERSION, SR_NO_INDEX, 8,
+				    "image is version %u.%u, this reader handles %u.0-%u.%u",
+				    h->version_major, h->version_minor, SR_VERSION_MAJOR,
+				    SR_VERSION_MAJOR, SR_VERSION_MINOR);
+	if (h->page_size != SR_PAGE_SIZE)
+		return sr_set_error(err, SR_E_HEADER, SR_NO_INDEX, 16,
+				    "page size %u, only %u is supported", h->page_size,
+				    SR_PAGE_SIZE);
+	if ((h->flags & ~SR_IHDR_F_INFO_MASK) & ~SR_IHDR_F_KNOWN)
+		return sr_set_error(err, SR_E_HEADER, SR_NO_INDEX, 20,
+				    "unknown mandatory header flags 0x%08x", h->flags);
+	if (!memchr(h->creator, 0, sizeof(h->creator)))
+		return sr_set_error(err, SR_E_HEADER, SR_NO_INDEX, 32,
+				    "creator string is not NUL-terminated");
+	return 0;
+}
+
+struct sr_reader *sr_reader_open(int fd, struct sr_error *err)
+{
+	struct sr_reader *r = calloc(1, sizeof(*r));
+	ssize_t n;
+
+	if (!r || !(r->ahead = malloc(RD_AHEAD))) {
+		free(r);
+		sr_set_error(err, SR_E_NOMEM, SR_NO_INDEX, 0, "allocating reader");
+		return NULL;
+	}
+	r->fd = fd;
+	XXH3_64bits_reset(&r->stream);
+	n = rd_read(r, &r->ihdr, sizeof(r->ihdr), err, SR_NO_INDEX);
+	if (n < 0)
+		goto fail;
+	if (n < (ssize_t)sizeof(r->ihdr)) {
+		if (n >= 8 && memcmp(r->ihdr.magic, SR_MAGIC, 8))
+			sr_set_error(err, SR_E_MAGIC, SR_NO_INDEX, 0,
+				     "magic is not \"" SR_MAGIC "\"");
+		else
+			sr_set_error(err, SR_E_TRUNCATED, SR_NO_INDEX, n,
+				     "image header needs %zu bytes, stream has %zd",
+				     sizeof(r->ihdr), n);
+		goto fail;
+	}
+	if (check_header(r, err))
+		goto fail;
+	XXH3_64bits_update(&r->stream, &r->ihdr, sizeof(r->ihdr));
+	return r;
+fail:
+	sr_reader_free(r);
+	return NULL;
+}
+
+void sr_reader_free(struct sr_reader *r)
+{
+	if (!r)
+		return;
+	free(r->ahead);
+	free(r->body);
+	free(r);
+}
+
+const struct sr_ihdr *sr_reader_header(const struct sr_reader *r)
+{
+	return &r->ihdr;
+}
+
+uint64_t sr_reader_offset(const struct sr_reader *r)
+{
+	return r->offset;
+}
+
+const struct sr_rec_domain *sr_reader_domain(const struct sr_reader *r,
+					     const struct sr_region **regions)
+{
+	if (!r->have_domain)
+		return NULL;
+	if (regions)
+		*regions = r->regions;
+	return &r->dom;
+}
+
+/* ------------------------------------------------------- per-type checks */
+
+static int check_domain(struct rd_ctx *c, const uint8_t *body, uint32_t len)
+{
+	struct sr_reader *r = c->r;
+	struct sr_rec_domain d;
+	uint64_t total = 0;
+
+	if (r->have_domain)
+		return RERR(c, SR_E_DUPLICATE, "second DOMAIN record");
+	memcpy(&d, body, sizeof(d));
+	if (d.region_count < 1 || d.region_count > SR_MAX_REGIONS)
+		return RERR(c, SR_E_RANGE, "region_count %u not in 1..%u", d.region_count,
+			    SR_MAX_REGIONS);
+	if ((uint64_t)len != sizeof(d) + (uint64_t)d.region_count * sizeof(struct sr_region))
+		return RERR(c, SR_E_LENGTH, "length %u does not match %u regions", len,
+			    d.region_count);
+	if (d.vcpu_count < 1 || d.vcpu_count > SR_MAX_VCPUS)
+		return RERR(c, SR_E_RANGE, "vcpu_count %u not in 1..%u", d.vcpu_count,
+			    SR_MAX_VCPUS);
+	if (d.guest_kind != SR_GUEST_TEST && d.guest_kind != SR_GUEST_LINUX)
+		return RERR(c, SR_E_RANGE, "unknown guest_kind %u", d.guest_kind);
+	if (d.flags)
+		return RERR(c, SR_E_RANGE, "reserved flags 0x%x set", d.flags);
+	if (!memchr(d.name, 0, sizeof(d.name)))
+		return RERR(c, SR_E_RANGE, "name is not NUL-terminated");
+
+	memcpy(r->regions, body + sizeof(d), d.region_count * sizeof(struct sr_region));
+	for (uint32_t i = 0; i < d.region_count; i++) {
+		const struct sr_region *g = &r->regions[i];
+
+		if (!g->size || (g->gpa | g->size) & (SR_PAGE_SIZE - 1))
+			return RERR(c, SR_E_RANGE, "region %u (gpa 0x%llx size 0x%llx) empty or not page aligned",
+				    i, (unsigned long long)g->gpa, (unsigned long long)g->size);
+		if (g->gpa + g->size < g->gpa || g->gpa + g->size > (1ull << 52))
+			return RERR(c, SR_E_RANGE, "region %u ends past the 52-bit address space", i);
+		if (g->flags & ~SR_REGION_F_KNOWN)
+			return RERR(c, SR_E_RANGE, "region %u has unknown flags 0x%x", i, g->flags);
+		total += g->size;
+		if (total > SR_MAX_MEMORY)
+			return RERR(c, SR_E_RANGE, "regions add up to more than %llu bytes",
+				    (unsigned long long)SR_MAX_MEMORY);
+		for (uint32_t j = 0; j < i; j++) {
+			const struct sr_region *h = &r->regions[j];
+
+			if (g->gpa < h->gpa + h->size && h->gpa < g->gpa + g->size)
+				return RERR(c, SR_E_RANGE, "regions %u and %u overlap", j, i);
+			if (g->slot == h->slot)
+				return RERR(c, SR_E_DUPLICATE, "regions %u and %u share slot %u",
+					    j, i, g->slot);
+		}
+	}
+	r->dom = d;
+	r->have_domain = true;
+	return 0;
+}
+
+static bool pfn_in_domain(const struct sr_reader *r, uint64_t pfn)
+{
+	uint64_t gpa = pfn << SR_PAGE_SHIFT;
+
+	if (pfn >> (64 - SR_PAGE_SHIFT))
+		return false;
+	for (uint32_t i = 0; i < r->dom.region_count; i++)
+		if (gpa >= r->regions[i].gpa && gpa - r->regions[i].gpa < r->regions[i].size)
+			return true;
+	return false;
+}
+
+static int check_page_data(struct rd_ctx *c, const uint8_t *body, uint32_t len)
+{
+	struct sr_reader *r = c->r;
+	struct sr_rec_page_data h;
+	const struct sr_page_desc *desc;
+	uint64_t data = 0;
+
+	if (r->have_hvm)
+		return RERR(c, SR_E_SEQUENCE, "page data after HVM_CONTEXT");
+	memcpy(&h, body, sizeof(h));
+	if (h.count < 1 || h.count > SR_BATCH_MAX_PAGES)
+		return RERR(c, SR_E_RANGE, "count %u not in 1..%u", h.count, SR_BATCH_MAX_PAGES);
+	if ((uint64_t)len < sizeof(h) + (uint64_t)h.count * sizeof(*desc))
+		return RERR(c, SR_E_LENGTH, "length %u too short for %u page descriptors",
+			    len, h.count);
+	if (r->any_pages && h.iteration < r->page_iter)
+		return RERR(c, SR_E_SEQUENCE, "iteration %u after iteration %u", h.iteration,
+			    r->page_iter);
+	if (r->any_iter && h.iteration <= r->last_iter)
+		return RERR(c, SR_E_SEQUENCE, "iteration %u pages after ITERATION %u closed it",
+			    h.iteration, r->last_iter);
+	desc = (const struct sr_page_desc *)(body + sizeof(h));
+	for (uint32_t i = 0; i < h.count; i++) {
+		const struct sr_page_desc *d = &desc[i];
+
+		if (d->rsvd[0] | d->rsvd[1] | d->rsvd[2])
+			return RERR(c, SR_E_RANGE, "page %u: reserved bytes not zero", i);
+		switch (d->enc) {
+		case SR_PAGE_RAW:
+			if (d->length != SR_PAGE_SIZE)
+				return RERR(c, SR_E_LENGTH, "page %u: raw length %u", i, d->length);
+			break;
+		case SR_PAGE_ZERO:
+			if (d->length)
+				return RERR(c, SR_E_LENGTH, "page %u: zero page with length %u",
+					    i, d->length);
+			break;
+		case SR_PAGE_LZ4:
+			if (!d->length || d->length >= SR_PAGE_SIZE)
+				return RERR(c, SR_E_LENGTH, "page %u: lz4 length %u", i, d->length);
+			break;
+		default:
+			return RERR(c, SR_E_RANGE, "page %u: unknown encoding %u", i, d->enc);
+		}
+		if (!pfn_in_domain(r, d->pfn))
+			return RERR(c, SR_E_RANGE, "page %u: pfn 0x%llx outside the domain's regions",
+				    i, (unsigned long long)d->pfn);
+		data += d->length;
+	}
+	if (sizeof(h) + (uint64_t)h.count * sizeof(*desc) + data != len)
+		return RERR(c, SR_E_LENGTH, "length %u, descriptors account for %llu", len,
+			    (unsigned long long)(sizeof(h) + h.count * sizeof(*desc) + data));
+	r->any_pages = true;
+	r->page_iter = h.iteration;
+	return 0;
+}
+
+static int check_iteration(struct rd_ctx *c, const uint8_t *body, uint32_t len)
+{
+	struct sr_reader *r = c->r;
+	struct sr_rec_iteration it;
+
+	if (len != sizeof(it))
+		return RERR(c, SR_E_LENGTH, "length %u, expected %zu", len, sizeof(it));
+	memcpy(&it, body, sizeof(it));
+	if (it.flags & ~SR_ITER_F_FINAL)
+		return RERR(c, SR_E_RANGE, "unknown flags 0x%x", it.flags);
+	if (r->any_iter && it.iteration <= r->last_iter)
+		return RERR(c, SR_E_SEQUENCE, "iteration %u after iteration %u", it.iteration,
+			    r->last_iter);
+	if (r->any_pages && it.iteration < r->page_iter)
+		return RERR(c, SR_E_SEQUENCE, "ITERATION %u after pages of iteration %u",
+			    it.iteration, r->page_iter);
+	r->any_iter = true;
+	r->last_iter = it.iteration;
+	return 0;
+}
+
+/* Field checks on known blocks, beyond their length. */
+static int check_block_fields(struct rd_ctx *c, unsigned b, uint32_t kind,
+			      const uint8_t *p, uint32_t len)
+{
+	const struct sr_block_spec *s = sr_block_spec_find(kind);
+	struct sr_blk_count cnt;
+	uint32_t v;
+	uint64_t rflags;
+
+	switch (kind) {
+	case SR_BLK_CPUID:
+	case SR_BLK_MSRS:
+		memcpy(&cnt, p, sizeof(cnt));
+		if ((uint64_t)cnt.count * s->granule != len - 8)
+			return RERR(c, SR_E_LENGTH, "block %u (%s): count %u, length %u", b,
+				    s->name, cnt.count, len);
+		break;
+	case SR_BLK_MP_STATE:
+		memcpy(&v, p, 4);
+		if (v > 10)
+			return RERR(c, SR_E_RANGE, "block %u (MP_STATE): state %u", b, v);
+		break;
+	case SR_BLK_REGS:
+		memcpy(&rflags, p + 136, 8);
+		if (!(rflags & 2))
+			return RERR(c, SR_E_RANGE, "block %u (REGS): rflags 0x%llx lacks bit 1", b,
+				    (unsigned long long)rflags);
+		break;
+	case SR_BLK_TSC_KHZ:
+		memcpy(&v, p, 4);
+		if (v < 1000 || v > 10000000)
+			return RERR(c, SR_E_RANGE, "block %u (TSC_KHZ): %u kHz", b, v);
+		break;
+	}
+	return 0;
+}
+
+static int check_context(struct rd_ctx *c, uint32_t scope, const uint8_t *body,
+			 uint32_t len)
+{
+	struct sr_reader *r = c->r;
+	struct sr_rec_context h;
+	const uint8_t *pos = body + sizeof(h), *end = body + len;
+	uint64_t seen = 0;
+
+	memcpy(&h, body, sizeof(h));
+	if (scope == SR_SCOPE_HVM) {
+		if (r->have_hvm)
+			return RERR(c, SR_E_DUPLICATE, "second HVM_CONTEXT record");
+		if (h.id)
+			return RERR(c, SR_E_RANGE, "id %u, must be 0", h.id);
+	} else {
+		if (!r->have_hvm)
+			return RERR(c, SR_E_SEQUENCE, "vCPU context before HVM_CONTEXT");
+		if (h.id >= r->dom.vcpu_count)
+			return RERR(c, SR_E_RANGE, "vCPU id %u, domain has %u vCPUs", h.id,
+				    r->dom.vcpu_count);
+		if (r->vcpu_seen[h.id])
+			return RERR(c, SR_E_DUPLICATE, "second context for vCPU %u", h.id);
+	}
+	if (h.block_count > 64)
+		return RERR(c, SR_E_RANGE, "block_count %u exceeds 64", h.block_count);
+
+	for (unsigned b = 0; b < h.block_count; b++) {
+		struct sr_block_hdr bh;
+		const struct sr_block_spec *s;
+		uint32_t pad;
+
+		if (end - pos < (ptrdiff_t)sizeof(bh))
+			return RERR(c, SR_E_LENGTH, "block %u header runs past the body", b);
+		memcpy(&bh, pos, sizeof(bh));
+		pos += sizeof(bh);
+		pad = sr_pad8(bh.length);
+		if ((uint64_t)bh.length + pad > (uint64_t)(end - pos))
+			return RERR(c, SR_E_LENGTH, "block %u length %u runs past the body", b,
+				    bh.length);
+		s = sr_block_spec_find(bh.kind);
+		if (!s) {
+			if (!(bh.kind & SR_BLOCK_OPTIONAL))
+				return RERR(c, SR_E_TYPE, "block %u: unknown mandatory kind 0x%x",
+					    b, bh.kind);
+		} else {
+			unsigned bit = s - sr_block_specs;
+
+			if (s->scope != scope)
+				return RERR(c, SR_E_RANGE, "block %u: %s does not belong here", b,
+					    s->name);
+			if (seen & (1ull << bit))
+				return RERR(c, SR_E_DUPLICATE, "block %u: second %s block", b,
+					    s->name);
+			seen |= 1ull << bit;
+			if (bh.length < s->min_len || bh.length > s->max_len ||
+			    (bh.length - s->min_len) % s->granule)
+				return RERR(c, SR_E_LENGTH, "block %u (%s): length %u", b, s->name,
+					    bh.length);
+			if (check_block_fields(c, b, bh.kind, pos, bh.length))
+				return -1;
+		}
+		for (uint32_t k = 0; k < pad; k++)
+			if (pos[bh.length + k])
+				return RERR(c, SR_E_PADDING, "block %u: padding not zero", b);
+		pos += bh.length + pad;
+	}
+	if (pos != end)
+		return RERR(c, SR_E_LENGTH, "%td bytes after the last block", end - pos);
+	for (unsigned i = 0; i < sr_block_spec_count; i++) {
+		const struct sr_block_spec *s = &sr_block_specs[i];
+
+		if (s->scope == scope && !(s->kind & SR_BLOCK_OPTIONAL) && !(seen & (1ull << i)))
+			return RERR(c, SR_E_MISSING, "no %s block", s->name);
+	}
+	if (scope == SR_SCOPE_HVM) {
+		r->have_hvm = true;
+	} else {
+		r->vcpu_seen[h.id] = 1;
+		r->vcpus_seen++;
+	}
+	return 0;
+}
+
+static int check_device(struct rd_ctx *c, const uint8_t *body, uint32_t len)
+{
+	struct sr_rec_device d;
+
+	memcpy(&d, body, sizeof(d));
+	if (!d.name[0] || !memchr(d.name, 0, sizeof(d.name)))
+		return RERR(c, SR_E_RANGE, "device name empty or not NUL-terminated");
+	if (len - sizeof(d) > SR_DEVICE_DATA_MAX)
+		return RERR(c, SR_E_LENGTH, "device state of %zu bytes exceeds %u",
+			    len - sizeof(d), SR_DEVICE_DATA_MAX);
+	return 0;
+}
+
+static int check_end(struct rd_ctx *c, const uint8_t *body, uint32_t len)
+{
+	struct sr_reader *r = c->r;
+	struct sr_rec_end e;
+	uint64_t hash;
+
+	if (len != sizeof(e))
+		return RERR(c, SR_E_LENGTH, "length %u, expected %zu", len, sizeof(e));
+	memcpy(&e, body, sizeof(e));
+	if (e.record_count != c->index)
+		return RERR(c, SR_E_MISSING, "END counts %llu records, stream has %llu",
+			    (unsigned long long)e.record_count, (unsigned long long)c->index);
+	hash = XXH3_64bits_digest(&r->stream);
+	if (hash != e.stream_hash)
+		return RERR(c, SR_E_STREAM_HASH, "stored 0x%016llx, computed 0x%016llx",
+			    (unsigned long long)e.stream_hash, (unsigned long long)hash);
+	if (!r->have_hvm)
+		return RERR(c, SR_E_MISSING, "no HVM_CONTEXT record");
+	if (r->vcpus_seen != r->dom.vcpu_count)
+		return RERR(c, SR_E_MISSING, "%u of %u vCPU contexts present", r->vcpus_seen,
+			    r->dom.vcpu_count);
+	return 0;
+}
+
+static int check_record(struct rd_ctx *c, uint32_t type, const uint8_t *body, uint32_t len)
+{
+	struct sr_reader *r = c->r;
+
+	if (type != SR_REC_DOMAIN && !r->have_domain)
+		return RERR(c, SR_E_SEQUENCE, "first record must be DOMAIN");
+	if (len < sr_rec_min_length(type))
+		return RERR(c, SR_E_LENGTH, "length %u below the minimum %u", len,
+			    sr_rec_min_length(type));
+	switch (type) {
+	case SR_REC_DOMAIN:	return check_domain(c, body, len);
+	case SR_REC_PAGE_DATA:	return check_page_data(c, body, len);
+	case SR_REC_ITERATION:	return check_iteration(c, body, len);
+	case SR_REC_HVM_CONTEXT: return check_context(c, SR_SCOPE_HVM, body, len);
+	case SR_REC_VCPU_CONTEXT: return check_context(c, SR_SCOPE_VCPU, body, len);
+	case SR_REC_DEVICE:	return check_device(c, body, len);
+	case SR_REC_END:	return check_end(c, body, len);
+	}
+	return 0;
+}
+
+int sr_reader_next(struct sr_reader *r, struct sr_record *rec, struct sr_error *err)
+{
+	struct rd_ctx c = { .r = r, .err = err, .index = r->index, .offset = r->offset,
+			    .name = "record" };
+	struct sr_rhdr h;
+	uint64_t stored, hash;
+	uint32_t pad;
+	size_t total;
+	ssize_t n;
+	XXH3_state_t rs;
+
+	if (r->done)
+		return 0;
+	n = rd_read(r, &h, sizeof(h), err, c.index);
+	if (n < 0)
+		return -1;
+	if (n == 0)
+		return RERR(&c, SR_E_MISSING, "stream ends after %llu records without END",
+			    (unsigned long long)c.index);
+	if (n < (ssize_t)sizeof(h))
+		return RERR(&c, SR_E_TRUNCATED, "stream ends inside a record header");
+	c.name = sr_rec_type_name(h.type) ? sr_rec_type_name(h.type) : "record";
+	if (h.length > SR_REC_LENGTH_MAX)
+		return RERR(&c, SR_E_LENGTH, "length %u exceeds the %u byte cap", h.length,
+			    SR_REC_LENGTH_MAX);
+	pad = sr_pad8(h.length);
+	total = (size_t)h.length + pad + 8;
+	if (total > r->body_cap) {
+		size_t cap = total < (64u << 10) ? (64u << 10) : total;
+		uint8_t *nb = realloc(r->body, cap);
+
+		if (!nb)
+			return RERR(&c, SR_E_NOMEM, "record buffer of %zu bytes", cap);
+		r->body = nb;
+		r->body_cap = cap;
+	}
+	n = rd_read(r, r->body, total, err, c.index);
+	if (n < 0)
+		return -1;
+	if ((size_t)n < total)
+		return RERR(&c, SR_E_TRUNCATED, "stream ends %zu bytes into a %zu byte record",
+			    (size_t)n + sizeof(h), total + sizeof(h));
+
+	memcpy(&stored, r->body + h.length + pad, 8);
+	XXH3_64bits_reset(&rs);
+	XXH3_64bits_update(&rs, &h, sizeof(h));
+	XXH3_64bits_update(&rs, r->body, h.length + pad);
+	hash = XXH3_64bits_digest(&rs);
+	if (hash != stored)
+		return RERR(&c, SR_E_CHECKSUM, "stored 0x%016llx, computed 0x%016llx",
+			    (unsigned long long)stored, (unsigned long long)hash);
+	for (uint32_t k = 0; k < pad; k++)
+		if (r->body[h.length + k])
+			return RERR(&c, SR_E_PADDING, "record padding not zero");
+
+	rec->type = h.type;
+	rec->length = h.length;
+	rec->index = c.index;
+	rec->offset = c.offset;
+	rec->hash = stored;
+	rec->body = r->body;
+	rec->known = sr_rec_type_name(h.type) != NULL;
+	if (!rec->known) {
+		if (!(h.type & SR_REC_OPTIONAL))
+			return RERR(&c, SR_E_TYPE, "unknown mandatory record type 0x%08x", h.type);
+		if (!r->have_domain)
+			return RERR(&c, SR_E_SEQUENCE, "first record must be DOMAIN");
+	} else if (check_record(&c, h.type, r->body, h.length)) {
+		return -1;
+	}
+	r->index++;
+	if (h.type != SR_REC_END) {
+		XXH3_64bits_update(&r->stream, &h, sizeof(h));
+		XXH3_64bits_update(&r->stream, r->body, total);
+		return 1;
+	}
+
+	/* END: nothing may follow. */
+	uint8_t extra;
+
+	c.offset = r->offset;
+	n = rd_read(r, &extra, 1, err, c.index);
+	if (n < 0)
+		return -1;
+	if (n > 0)
+		return sr_set_error(err, SR_E_TRAILING, c.index + 1, c.offset,
+				    "bytes follow the END record");
+	r->ended = r->done = true;
+	return 0;
+}
+
+/* ------------------------------------------------------------ views */
+
+void sr_page_iter_init(const struct sr_record *rec, struct sr_page_iter *it)
+{
+	const struct sr_rec_page_data *h = rec->body;
+
+	it->count = h->count;
+	it->iteration = h->iteration;
+	it->desc = (const struct sr_page_desc *)(h + 1);
+	it->data = (const uint8_t *)(it->desc + h->count);
+	it->i = 0;
+	it->rec_index = rec->index;
+	it->rec_offset = rec->offset;
+}
+
+int sr_page_iter_next(struct sr_page_iter *it, const struct sr_page_desc **desc,
+		      void *dst, struct sr_error *err)
+{
+	const struct sr_page_desc *d;
+
+	if (it->i >= it->count)
+		return 0;
+	d = &it->desc[it->i];
+	*desc = d;
+	if (dst) {
+		int n;
+
+		switch (d->enc) {
+		case SR_PAGE_ZERO:
+			memset(dst, 0, SR_PAGE_SIZE);
+			break;
+		case SR_PAGE_RAW:
+			memcpy(dst, it->data, SR_PAGE_SIZE);
+			break;
+		case SR_PAGE_LZ4:
+			n = LZ4_decompress_safe((const char *)it->data, dst, d->length,
+						SR_PAGE_SIZE);
+			if (n != (int)SR_PAGE_SIZE)
+				return sr_set_error(err, SR_E_DECODE, it->rec_index, it->rec_offset,
+						    "PAGE_DATA: page %u (pfn 0x%llx): lz4 data decodes to %d bytes",
+						    it->i, (unsigned long long)d->pfn, n);
+			break;
+		}
+	}
+	it->data += d->length;
+	it->i++;
+	return 1;
+}
+
+const struct sr_rec_context *sr_context_begin(const struct sr_record *rec,
+					      struct sr_block_iter *it)
+{
+	const struct sr_rec_context *h = rec->body;
+
+	it->pos = (const uint8_t *)(h + 1);
+	it->end = (const uint8_t *)rec->body + rec->length;
+	it->left = h->block_count;
+	return h;
+}
+
+bool sr_context_next(struct sr_block_iter *it, struct sr_block *blk)
+{
+	struct sr_block_hdr bh;
+
+	if (!it->left)
+		return false;
+	memcpy(&bh, it->pos, sizeof(bh));
+	blk->kind = bh.kind;
+	blk->length = bh.length;
+	blk->data = it->pos + sizeof(bh);
+	it->pos += sizeof(bh) + bh.length + sr_pad8(bh.length);
+	it->left--;
+	return true;
+}
+
+bool sr_context_find(const struct sr_record *rec, uint32_t kind, struct sr_block *blk)
+{
+	struct sr_block_iter it;
+
+	sr_context_begin(rec, &it);
+	while (sr_context_next(&it, blk))
+		if (blk->kind == kind)
+			return true;
+	return false;
+}
+
+const struct sr_rec_device *sr_device_view(const struct sr_record *rec,
+					   const void **data, size_t *len)
+{
+	const struct sr_rec_device *d = rec->body;
+
+	*data = d + 1;
+	*len = rec->length - sizeof(*d);
+	return d;
+}

@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libsr: the sr image stream.
+ *
+ * A writer turns records into a checksummed, strictly sequential byte stream
+ * on an fd; a reader takes one back, validating each record completely
+ * before handing it out.  Neither ever seeks, so both work on pipes and
+ * sockets.  The library never prints and never exits: every failure is
+ * returned as a struct sr_error.
+ */
+#ifndef SR_H
+#define SR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "sr_format.h"
+
+#define SR_LIBRARY_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------- errors */
+
+#define SR_ERROR_CODES(X)						\
+	X(OK,          "ok")						\
+	X(IO,          "I/O error")					\
+	X(NOMEM,       "out of memory")					\
+	X(INVAL,       "invalid argument")				\
+	X(TRUNCATED,   "truncated")					\
+	X(MAGIC,       "not an sr image")				\
+	X(VERSION,     "unsupported version")				\
+	X(ENDIAN,      "foreign endianness")				\
+	X(HEADER,      "bad image header")				\
+	X(CHECKSUM,    "checksum mismatch")				\
+	X(LENGTH,      "bad length")					\
+	X(PADDING,     "non-zero padding")				\
+	X(TYPE,        "unknown mandatory record")			\
+	X(SEQUENCE,    "record out of sequence")			\
+	X(RANGE,       "value out of range")				\
+	X(DUPLICATE,   "duplicate")					\
+	X(DECODE,      "page does not decode")				\
+	X(STREAM_HASH, "stream hash mismatch")				\
+	X(MISSING,     "missing record")				\
+	X(TRAILING,    "data after END")
+
+enum sr_err_code {
+#define SR_X_ENUM(name, text) SR_E_##name,
+	SR_ERROR_CODES(SR_X_ENUM)
+#undef SR_X_ENUM
+};
+
+#define SR_NO_INDEX UINT64_MAX
+
+/*
+ * An error as a value.  index is the record index (SR_NO_INDEX for the image
+ * header or for errors not tied to a record), offset the stream offset of
+ * that record's header (or where the failing access was).
+ */
+struct sr_error {
+	enum sr_err_code code;
+	int sys_errno;			/* errno for SR_E_IO, else 0 */
+	uint64_t index;
+	uint64_t offset;
+	char msg[200];
+};
+
+/* Short name of an error code, e.g. "checksum mismatch". */
+const char *sr_strerror(enum sr_err_code code);
+
+/*
+ * Formats err as one line: "record 12 (PAGE_DATA) at offset 4096: checksum
+ * mismatch: stored 0x.., computed 0x..".  Returns buf.
+ */
+char *sr_error_format(const struct sr_error *err, char *buf, size_t len);
+
+/* ------------------------------------------------------------ names */
+
+/* "PAGE_DATA", or NULL when type is unknown. */
+const char *sr_rec_type_name(uint32_t type);
+/* Type for a name (case-insensitive); returns -1 when unknown. */
+int sr_rec_type_from_name(const char *name, uint32_t *type);
+/* "REGS", or NULL when kind is unknown. */
+const char *sr_block_kind_name(uint32_t kind);
+const char *sr_page_enc_name(unsigned enc);
+
+/* ------------------------------------------------------------ writer */
+
+struct sr_writer;
+
+/* Description of the image header a writer emits. */
+struct sr_image_info {
+	uint32_t flags;			/* SR_IHDR_F_* */
+	const char *creator;		/* "sr-save 0.1.0"; truncated to 23 chars */
+	uint64_t created_ns;		/* 0: now */
+};
+
+/* Writer flags. */
+#define SR_WRITER_NO_HASH	(1u << 0)	/* benchmarks only: image won't verify */
+
+/*
+ * Creates a writer on fd and writes the image header.  The fd stays owned by
+ * the caller.  Returns NULL with err filled on failure.
+ */
+struct sr_writer *sr_writer_open(int fd, const struct sr_image_info *info,
+				 unsigned flags, struct sr_error *err);
+
+/*
+ * Writes one record whose body is the concatenation of iov[0..n).  Bodies
+ * larger than SR_REC_LENGTH_MAX are refused.  The iov memory is only read
+ * during the call.
+ */
+int sr_write_record_iov(struct sr_writer *w, uint32_t type,
+			const struct iovec *iov, int n, struct sr_error *err);
+int sr_write_record(struct sr_writer *w, uint32_t type, const void *body,
+		    size_t len, struct sr_error *err);
+
+/* Writes the END record and flushes.  No record may follow. */
+int sr_write_end(struct sr_writer *w, struct sr_error *err);
+
+/* Flushes buffered bytes to the fd. */
+int sr_writer_flush(struct sr_writer *w, struct sr_error *err);
+
+/* Stream bytes and records written so far. */
+uint64_t sr_writer_offset(const struct sr_writer *w);
+uint64_t sr_writer_records(const struct sr_writer *w);
+
+/* Frees the writer; does not flush and does not close the fd. */
+void sr_writer_free(struct sr_writer *w);
+
+/* Typed record writers: one per record type. */
+int sr_write_domain(struct sr_writer *w, const struct sr_rec_domain *dom,
+		    const struct sr_region *regions, struct sr_error *err);
+int sr_write_iteration(struct sr_writer *w, const struct sr_rec_iteration *it,
+		       struct sr_error *err);
+int sr_write_device(struct sr_writer *w, const char *name, uint32_t version,
+		    uint32_t instance, const void *data, size_t len,
+		    struct sr_error *err);
+
+/* One context block to write: kind and a borrowed pointer to its bytes. */
+struct sr_block {
+	uint32_t kind;
+	uint32_t length;
+	const void *data;
+};
+
+/* HVM_CONTEXT (id 0) or VCPU_CONTEXT (id = vCPU id). */
+int sr_write_context(struct sr_writer *w, uint32_t type, uint32_t id,
+		     const struct sr_block *blocks, unsigned n,
+		     struct sr_error *err);
+
+/* --------------------------------------------------- page batch encoder */
+
+enum sr_compress {
+	SR_COMPRESS_NONE = 0,
+	SR_COMPRESS_LZ4 = 1,
+};
+
+/*
+ * The source pages do not change while a batch is built and written
+ * (a paused guest): raw pages are then written straight from the source
+ * instead of being copied into the batch first.
+ */
+#define SR_BATCH_STABLE_SOURCE	(1u << 0)
+
+struct sr_batch;
+
+struct sr_batch *sr_batch_new(enum sr_compress mode, unsigned flags);
+void sr_batch_free(struct sr_batch *b);
+
+/* Starts a new, empty batch for the given pre-copy iteration. */
+void sr_batch_reset(struct sr_batch *b, uint32_t iteration);
+
+/*
+ * Encodes one page (zero detection, then lz4 if enabled, falling back to raw
+ * when lz4 does not shrink it).  Returns the number of pages in the batch;
+ * the batch is full at SR_BATCH_MAX_PAGES and must be written before the next
+ * add.  Returns -1 when called on a full batch.
+ */
+int sr_batch_add(struct sr_batch *b, uint64_t pfn, const void *page);
+unsigned sr_batch_count(const struct sr_batch *b);
+
+/* Writes the batch as one PAGE_DATA record and resets it (same iteration). */
+int sr_write_page_batch(struct sr_writer *w, struct sr_batch *b,
+			struct sr_error *err);
+
+/* Running totals over every batch this encoder wrote. */
+struct sr_batch_stats {
+	uint64_t pages, raw, zero, lz4;
+	uint64_t data_bytes;		/* encoded page bytes */
+};
+void sr_batch_stats(const struct sr_batch *b, struct sr_batch_stats *st);
+
+/* ------------------------------------------------------------ reader */
+
+struct sr_reader;
+
+/*
+ * Creates a reader on fd and reads and checks the image header.  The fd
+ * stays owned by the caller.  Memory use is bounded by one record.
+ */
+struct sr_reader *sr_reader_open(int fd, struct sr_error *err);
+void sr_reader_free(struct sr_reader *r);
+
+const struct sr_ihdr *sr_reader_header(const struct sr_reader *r);
+
+/* A validated record.  body stays valid until the next sr_reader_next(). */
+struct sr_record {
+	uint32_t type;
+	uint32_t length;
+	uint64_t index;
+	uint64_t offset;
+	uint64_t hash;
+	bool known;			/* false: unknown optional record, skip it */
+	const void *body;
+};
+
+/*
+ * Reads, checks and returns the next record.  Returns 1 with rec filled,
+ * 0 after END was read, its counts and stream hash verified, every required
+ * record seen and end of file reached; -1 on error.  Checksums are checked
+ * before anything in a record is interpreted.
+ */
+int sr_reader_next(struct sr_reader *r, struct sr_record *rec,
+		   struct sr_error *err);
+
+/* Stream bytes consumed so far. */
+uint64_t sr_reader_offset(const struct sr_reader *r);
+
+/* The DOMAIN record, once read (NULL before). */
+const struct sr_rec_domain *sr_reader_domain(const struct sr_reader *r,
+					     const struct sr_region **regions);
+
+/*
+ * Walks the pages of a validated PAGE_DATA record in order.  The iterator
+ * borrows the record's body.
+ */
+struct sr_page_iter {
+	const struct sr_page_desc *desc;
+	const uint8_t *data;
+	unsigned i, count;
+	uint32_t iteration;
+	uint64_t rec_index, rec_offset;
+};
+void sr_page_iter_init(const struct sr_record *rec, struct sr_page_iter *it);
+
+/*
+ * Returns the next page: 1 with *desc set and, when dst is non-NULL, the
+ * page decoded into dst (4096 bytes); 0 when no page is left; -1 with
+ * SR_E_DECODE when lz4 data does not decode to exactly one page.
+ */
+int sr_page_iter_next(struct sr_page_iter *it, const struct sr_page_desc **desc,
+		      void *dst, struct sr_error *err);
+
+/* Iterates the blocks of a validated HVM_CONTEXT or VCPU_CONTEXT record. */
+struct sr_block_iter {
+	const uint8_t *pos, *end;
+	unsigned left;
+};
+const struct sr_rec_context *sr_context_begin(const struct sr_record *rec,
+					      struct sr_block_iter *it);
+/* Returns false when no block is left. */
+bool sr_context_next(struct sr_block_iter *it, struct sr_block *blk);
+/* Finds a block by kind; returns false when absent. */
+bool sr_context_find(const struct sr_record *rec, uint32_t kind,
+		     struct sr_block *blk);
+
+const struct sr_rec_device *sr_device_view(const struct sr_record *rec,
+					   const void **data, size_t *len);
+
+/* ------------------------------------------------ synthetic image generator */
+
+/*
+ * Writes a complete image from synthetic guest memory through the same
+ * writer calls sr-save makes.  Used by tests and benchmarks.
+ */
+struct sr_gen_params {
+	uint64_t mem_bytes;		/* guest RAM, multiple of 4096 */
+	uint32_t vcpus;
+	uint32_t iterations;		/* pre-copy rounds after round 0 */
+	uint32_t dirty_pages;		/* pages re-sent per later round */
+	enum sr_compress compress;
+	uint64_t seed;
+	/* Page mix in percent; the rest is random data. */
+	unsigned pct_zero, pct_text;
+	unsigned writer_flags;		/* SR_WRITER_* */
+};
+
+/* Fills mem with the page mix of p (deterministic for a seed). */
+void sr_gen_fill(void *mem, uint64_t bytes, const struct sr_gen_params *p);
+
+/*
+ * Writes a whole image of mem (p->mem_bytes, filled by the caller): round 0
+ * sends every page, each later round rewrites p->dirty_pages pages of mem
+ * and sends them again.
+ */
+int sr_gen_write(int fd, const struct sr_gen_params *p, void *mem,
+		 struct sr_error *err);
+
+/* Allocates and fills memory with sr_gen_fill(), then sr_gen_write(). */
+int sr_gen_image(int fd, const struct sr_gen_params *p, struct sr_error *err);
+
+#endif /* SR_H */

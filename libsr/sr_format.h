@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sr image wire format: structs and constants only, no logic.
+ *
+ * docs/format.md is the normative spec; this header must match it byte for
+ * byte.  Every struct's size is pinned in libsr/format.c.  All integers are
+ * little-endian, every field is aligned to its own size.
+ */
+#ifndef SR_FORMAT_H
+#define SR_FORMAT_H
+
+#include <stdint.h>
+
+#define SR_MAGIC		"SRKVMIMG"	/* 8 bytes, no NUL */
+#define SR_VERSION_MAJOR	1
+#define SR_VERSION_MINOR	0
+#define SR_ENDIAN_MARKER	0x01020304u
+#define SR_PAGE_SIZE		4096u
+#define SR_PAGE_SHIFT		12
+
+/* Image header flags: bits 0-15 informational, 16-31 must be understood. */
+#define SR_IHDR_F_LIVE		(1u << 0)	/* written by a live (pre-copy) save */
+#define SR_IHDR_F_INFO_MASK	0x0000ffffu
+#define SR_IHDR_F_KNOWN		(SR_IHDR_F_LIVE)
+
+struct sr_ihdr {
+	char magic[8];
+	uint16_t version_major;
+	uint16_t version_minor;
+	uint32_t endian;		/* SR_ENDIAN_MARKER as written */
+	uint32_t page_size;
+	uint32_t flags;
+	uint64_t created_ns;		/* CLOCK_REALTIME at save start */
+	char creator[24];		/* "tool version", NUL padded */
+	uint64_t hash;			/* XXH3-64 of the 56 bytes above */
+};
+
+/* Record framing: rhdr, body, zero pad to 8, u64 XXH3-64 of all three. */
+struct sr_rhdr {
+	uint32_t type;
+	uint32_t length;		/* body bytes, padding excluded */
+};
+
+#define SR_REC_ALIGN		8u
+#define SR_REC_OPTIONAL		0x80000000u
+/*
+ * Largest legal record is a full PAGE_DATA batch of raw pages,
+ * 8 + 1024 * 16 + 1024 * 4096 bytes (just over 4 MiB).  8 MiB leaves room
+ * for a future larger block while keeping a reader's buffer small.
+ */
+#define SR_REC_LENGTH_MAX	(8u << 20)
+
+/*
+ * Record types, defined once.  X(NAME, value, minimum body length)
+ * The name is what sr-dump prints and every error message names.
+ */
+#define SR_RECORD_TYPES(X)					\
+	X(END,          0x00000000u, 16)			\
+	X(DOMAIN,       0x00000001u, 112)			\
+	X(PAGE_DATA,    0x00000002u, 8 + 16)			\
+	X(HVM_CONTEXT,  0x00000003u, 8)				\
+	X(VCPU_CONTEXT, 0x00000004u, 8)				\
+	X(DEVICE,       0x00000005u, 40)			\
+	X(ITERATION,    0x80000001u, 40)
+
+enum sr_rec_type {
+#define SR_X_ENUM(name, val, min) SR_REC_##name = val,
+	SR_RECORD_TYPES(SR_X_ENUM)
+#undef SR_X_ENUM
+};
+
+/* END: last record; nothing may follow it. */
+struct sr_rec_end {
+	uint64_t record_count;		/* records before END */
+	uint64_t stream_hash;		/* XXH3-64 of every stream byte before END */
+};
+
+/* DOMAIN: first record, exactly once. */
+enum sr_guest_kind {
+	SR_GUEST_TEST = 1,		/* sr's freestanding test guest */
+	SR_GUEST_LINUX = 2,		/* Linux via the 64-bit boot protocol */
+};
+
+#define SR_MAX_VCPUS		256u
+#define SR_MAX_REGIONS		32u
+#define SR_MAX_MEMORY		(1ull << 40)	/* 1 TiB of guest RAM */
+
+struct sr_rec_domain {
+	uint32_t guest_kind;
+	uint32_t vcpu_count;
+	uint32_t region_count;
+	uint32_t flags;			/* reserved, zero */
+	uint64_t boot_entry;		/* informational: where the guest was started */
+	uint64_t boot_arg;		/* informational: e.g. boot_params gpa */
+	uint8_t uuid[16];
+	char name[64];			/* NUL padded, at least one NUL */
+	/* struct sr_region regions[region_count]; */
+};
+
+#define SR_REGION_F_RAM		(1u << 0)
+#define SR_REGION_F_KNOWN	(SR_REGION_F_RAM)
+
+struct sr_region {
+	uint64_t gpa;
+	uint64_t size;
+	uint32_t flags;
+	uint32_t slot;
+};
+
+/* PAGE_DATA: a batch of pages from one pre-copy iteration. */
+#define SR_BATCH_MAX_PAGES	1024u
+
+enum sr_page_enc {
+	SR_PAGE_RAW = 0,		/* length == 4096 */
+	SR_PAGE_ZERO = 1,		/* length == 0, the page is all zero */
+	SR_PAGE_LZ4 = 2,		/* 0 < length < 4096, LZ4 block format */
+};
+
+struct sr_rec_page_data {
+	uint32_t count;			/* 1..SR_BATCH_MAX_PAGES */
+	uint32_t iteration;
+	/* struct sr_page_desc desc[count]; then the data, back to back */
+};
+
+struct sr_page_desc {
+	uint64_t pfn;
+	uint8_t enc;			/* enum sr_page_enc */
+	uint8_t rsvd[3];		/* zero */
+	uint32_t length;		/* encoded bytes of this page */
+};
+
+/* ITERATION (optional): closes one pre-copy round. */
+#define SR_ITER_F_FINAL		(1u << 0)	/* the stop-and-copy round */
+
+struct sr_rec_iteration {
+	uint32_t iteration;
+	uint32_t flags;
+	uint64_t pages_sent;
+	uint64_t pages_dirtied;		/* dirty pages found at the round's end */
+	uint64_t bytes;			/* stream bytes written in this round */
+	uint64_t duration_ns;
+};
+
+/*
+ * HVM_CONTEXT and VCPU_CONTEXT bodies: a header, then typed blocks, each
+ * { u32 kind, u32 length, data, zero pad to 8 }.
+ */
+struct sr_rec_context {
+	uint32_t id;			/* vCPU id; 0 for HVM_CONTEXT */
+	uint32_t block_count;
+};
+
+struct sr_block_hdr {
+	uint32_t kind;
+	uint32_t length;
+};
+
+#define SR_BLOCK_OPTIONAL	0x80000000u
+
+/* Which record a block may appear in. */
+#define SR_SCOPE_HVM		1u
+#define SR_SCOPE_VCPU		2u
+
+/*
+ * Context block kinds, defined once.
+ * X(NAME, value, scope, minimum length, maximum length, granule)
+ * A block's length L must satisfy min <= L <= max and (L - min) % granule == 0.
+ * The KVM structure each one carries is named in docs/format.md.
+ */
+#define SR_BLOCK_KINDS(X)						\
+	X(PIT,        0x0001u, SR_SCOPE_HVM,  112,  112,    1)		\
+	X(PIC_MASTER, 0x0002u, SR_SCOPE_HVM,  16,   16,     1)		\
+	X(PIC_SLAVE,  0x0003u, SR_SCOPE_HVM,  16,   16,     1)		\
+	X(IOAPIC,     0x0004u, SR_SCOPE_HVM,  216,  216,    1)		\
+	X(CLOCK,      0x0005u, SR_SCOPE_HVM,  48,   48,     1)		\
+	X(TSC_KHZ,    0x0006u, SR_SCOPE_HVM,  8,    8,      1)		\
+	X(CPUID,      0x0101u, SR_SCOPE_VCPU, 8,    8 + 256 * 40, 40)	\
+	X(MP_STATE,   0x0102u, SR_SCOPE_VCPU, 4,    4,      1)		\
+	X(REGS,       0x0103u, SR_SCOPE_VCPU, 144,  144,    1)		\
+	X(SREGS,      0x0104u, SR_SCOPE_VCPU, 312,  312,    1)		\
+	X(XSAVE,      0x0105u, SR_SCOPE_VCPU, 4096, 65536,  64)		\
+	X(XCRS,       0x0106u, SR_SCOPE_VCPU, 392,  392,    1)		\
+	X(DEBUGREGS,  0x0107u, SR_SCOPE_VCPU, 128,  128,    1)		\
+	X(LAPIC,      0x0108u, SR_SCOPE_VCPU, 1024, 1024,   1)		\
+	X(MSRS,       0x0109u, SR_SCOPE_VCPU, 8,    8 + 1024 * 16, 16)	\
+	X(EVENTS,     0x010au, SR_SCOPE_VCPU, 64,   64,     1)		\
+	X(TSC_OFFSET, 0x010bu | SR_BLOCK_OPTIONAL, SR_SCOPE_VCPU, 8, 8, 1)
+
+enum sr_block_kind {
+#define SR_X_ENUM(name, val, scope, min, max, gran) SR_BLK_##name = val,
+	SR_BLOCK_KINDS(SR_X_ENUM)
+#undef SR_X_ENUM
+};
+
+/* TSC_KHZ block */
+struct sr_blk_tsc_khz {
+	uint32_t tsc_khz;
+	uint32_t rsvd;
+};
+
+/* CPUID and MSRS blocks start with a count, like KVM's own structs. */
+struct sr_blk_count {
+	uint32_t count;
+	uint32_t rsvd;
+};
+
+/* DEVICE: named, versioned device state. */
+#define SR_DEVICE_DATA_MAX	(64u << 10)
+
+struct sr_rec_device {
+	char name[32];			/* e.g. "serial8250", NUL padded */
+	uint32_t version;
+	uint32_t instance;
+	/* uint8_t data[]; */
+};
+
+#endif /* SR_FORMAT_H */

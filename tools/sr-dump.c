@@ -1,0 +1,433 @@
+/* SPDX-License-Identifier: MIT */
+/* sr-dump: inspect and verify an sr image. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sr.h"
+#include "util.h"
+
+#define MAX_ITERS 4096
+
+struct iter_total {
+	bool seen, has_rec;
+	uint64_t batches, pages, raw, zero, lz4, data_bytes, rec_bytes;
+	struct sr_rec_iteration rec;
+};
+
+struct dump {
+	bool verify, json, pfns;
+	uint32_t filter[16];
+	unsigned nfilter;
+	const char *path;
+	bool first_json_rec;
+	struct iter_total it[MAX_ITERS];
+	uint32_t max_iter;
+	uint64_t pages, raw, zero, lz4, data_bytes;
+	uint64_t records;
+	uint8_t page[SR_PAGE_SIZE];
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: sr-dump [OPTIONS] FILE|-\n"
+"Inspect and verify an sr image (\"-\" reads standard input).\n"
+"\n"
+"  -v, --verify       check the whole image and print nothing on success\n"
+"  -j, --json         print one JSON document instead of text\n"
+"  -t, --type NAMES   show only these record types (comma separated,\n"
+"                     e.g. PAGE_DATA,VCPU_CONTEXT); the image is still checked\n"
+"  -p, --pfns         list every page (pfn, encoding, length) of PAGE_DATA\n"
+"  -h, --help         show this help\n"
+"      --version      show the version\n"
+"\n"
+"Exit status: 0 the image verified, 1 the image is corrupt, truncated or\n"
+"foreign, 2 usage or I/O error.\n");
+}
+
+static bool shown(const struct dump *d, uint32_t type)
+{
+	if (!d->nfilter)
+		return true;
+	for (unsigned i = 0; i < d->nfilter; i++)
+		if (d->filter[i] == type)
+			return true;
+	return false;
+}
+
+static void json_str(const char *s, size_t max)
+{
+	putchar('"');
+	for (size_t i = 0; i < max && s[i]; i++) {
+		unsigned char c = s[i];
+
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static void print_header(struct dump *d, const struct sr_ihdr *h)
+{
+	time_t t = h->created_ns / 1000000000ull;
+	char when[64];
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (d->json) {
+		printf("{\"header\":{\"version\":\"%u.%u\",\"page_size\":%u,\"creator\":",
+		       h->version_major, h->version_minor, h->page_size);
+		json_str(h->creator, sizeof(h->creator));
+		printf(",\"created\":\"%s\",\"flags\":%u,\"live\":%s},\"records\":[", when,
+		       h->flags, h->flags & SR_IHDR_F_LIVE ? "true" : "false");
+		return;
+	}
+	printf("sr image %u.%u, page size %u, created %s by \"%.24s\"%s\n",
+	       h->version_major, h->version_minor, h->page_size, when, h->creator,
+	       h->flags & SR_IHDR_F_LIVE ? ", live save" : "");
+	printf("%6s %12s  %-13s %8s  %s\n", "#", "offset", "type", "length", "summary");
+}
+
+/* Summary of one record, as text. */
+static void summarize(struct dump *d, const struct sr_record *rec, const struct sr_reader *r,
+		      char *s, size_t len)
+{
+	const struct sr_region *reg;
+	const struct sr_rec_domain *dom;
+	const struct sr_rec_iteration *it;
+	const struct sr_rec_context *ctx;
+	const struct sr_rec_device *dev;
+	const struct sr_rec_end *end;
+	struct sr_block_iter bi;
+	struct sr_block blk;
+	const void *data;
+	size_t dlen, o;
+	uint64_t mem = 0;
+	(void)d;
+
+	switch (rec->type) {
+	case SR_REC_DOMAIN:
+		dom = sr_reader_domain(r, &reg);
+		for (uint32_t i = 0; i < dom->region_count; i++)
+			mem += reg[i].size;
+		snprintf(s, len, "%s guest \"%.64s\", %u vCPU%s, %u region%s, %llu MiB",
+			 dom->guest_kind == SR_GUEST_LINUX ? "linux" : "test", dom->name,
+			 dom->vcpu_count, dom->vcpu_count == 1 ? "" : "s", dom->region_count,
+			 dom->region_count == 1 ? "" : "s", (unsigned long long)(mem >> 20));
+		break;
+	case SR_REC_ITERATION:
+		it = rec->body;
+		snprintf(s, len, "iter %u%s: %llu pages sent, %llu dirtied, %llu bytes, %.3f ms",
+			 it->iteration, it->flags & SR_ITER_F_FINAL ? " (final)" : "",
+			 (unsigned long long)it->pages_sent, (unsigned long long)it->pages_dirtied,
+			 (unsigned long long)it->bytes, it->duration_ns / 1e6);
+		break;
+	case SR_REC_HVM_CONTEXT:
+	case SR_REC_VCPU_CONTEXT:
+		ctx = sr_context_begin(rec, &bi);
+		o = snprintf(s, len, rec->type == SR_REC_VCPU_CONTEXT ? "vCPU %u:" : "VM:", ctx->id);
+		while (sr_context_next(&bi, &blk) && o < len)
+			o += snprintf(s + o, len - o, " %s", sr_block_kind_name(blk.kind) ?
+				      sr_block_kind_name(blk.kind) : "?");
+		break;
+	case SR_REC_DEVICE:
+		dev = sr_device_view(rec, &data, &dlen);
+		snprintf(s, len, "%.32s v%u instance %u, %zu bytes", dev->name, dev->version,
+			 dev->instance, dlen);
+		break;
+	case SR_REC_END:
+		end = rec->body;
+		snprintf(s, len, "%llu records, stream hash 0x%016llx",
+			 (unsigned long long)end->record_count,
+			 (unsigned long long)end->stream_hash);
+		break;
+	default:
+		snprintf(s, len, "unknown optional record, skipped");
+	}
+}
+
+static int page_data(struct dump *d, const struct sr_record *rec, bool show,
+		     struct sr_error *err)
+{
+	struct sr_page_iter pi;
+	const struct sr_page_desc *pd;
+	uint64_t n[3] = { 0 }, bytes = 0;
+	int rc;
+
+	sr_page_iter_init(rec, &pi);
+	if (show && d->json)
+		printf("\"iteration\":%u,\"pages\":%u", pi.iteration, pi.count);
+	if (show && d->json && d->pfns)
+		printf(",\"page_list\":[");
+	while ((rc = sr_page_iter_next(&pi, &pd, d->page, err)) == 1) {
+		n[pd->enc]++;
+		bytes += pd->length;
+		if (show && d->pfns) {
+			if (d->json)
+				printf("%s{\"pfn\":%llu,\"enc\":\"%s\",\"length\":%u}",
+				       pi.i > 1 ? "," : "", (unsigned long long)pd->pfn,
+				       sr_page_enc_name(pd->enc), pd->length);
+		}
+	}
+	if (rc < 0)
+		return -1;
+	if (show && d->json) {
+		if (d->pfns)
+			printf("]");
+		printf(",\"raw\":%llu,\"zero\":%llu,\"lz4\":%llu", (unsigned long long)n[0],
+		       (unsigned long long)n[1], (unsigned long long)n[2]);
+	} else if (show) {
+		printf("iter %u: %u pages, %llu raw, %llu zero, %llu lz4\n", pi.iteration, pi.count,
+		       (unsigned long long)n[0], (unsigned long long)n[1], (unsigned long long)n[2]);
+		if (d->pfns) {
+			sr_page_iter_init(rec, &pi);
+			while (sr_page_iter_next(&pi, &pd, NULL, err) == 1)
+				printf("%40s pfn 0x%09llx %-4s %u\n", "", (unsigned long long)pd->pfn,
+				       sr_page_enc_name(pd->enc), pd->length);
+		}
+	}
+	if (pi.iteration < MAX_ITERS) {
+		struct iter_total *t = &d->it[pi.iteration];
+
+		t->seen = true;
+		t->batches++;
+		t->pages += pi.count;
+		t->raw += n[0];
+		t->zero += n[1];
+		t->lz4 += n[2];
+		t->data_bytes += bytes;
+		t->rec_bytes += rec->length + 16;
+		if (pi.iteration > d->max_iter)
+			d->max_iter = pi.iteration;
+	}
+	d->pages += pi.count;
+	d->raw += n[0];
+	d->zero += n[1];
+	d->lz4 += n[2];
+	d->data_bytes += bytes;
+	return 0;
+}
+
+static void print_totals(struct dump *d, const struct sr_reader *r, bool ok)
+{
+	const struct sr_region *reg;
+	const struct sr_rec_domain *dom = sr_reader_domain(r, &reg);
+	uint64_t mem = 0;
+	double ratio;
+
+	for (uint32_t i = 0; dom && i < dom->region_count; i++)
+		mem += reg[i].size;
+	ratio = d->pages ? (double)d->data_bytes / ((double)d->pages * SR_PAGE_SIZE) : 0;
+	if (d->json) {
+		printf("],\"iterations\":[");
+		for (uint32_t i = 0, first = 1; i <= d->max_iter && i < MAX_ITERS; i++) {
+			struct iter_total *t = &d->it[i];
+
+			if (!t->seen && !t->has_rec)
+				continue;
+			printf("%s{\"iteration\":%u,\"batches\":%llu,\"pages\":%llu,\"raw\":%llu,"
+			       "\"zero\":%llu,\"lz4\":%llu,\"data_bytes\":%llu",
+			       first ? "" : ",", i, (unsigned long long)t->batches,
+			       (unsigned long long)t->pages, (unsigned long long)t->raw,
+			       (unsigned long long)t->zero, (unsigned long long)t->lz4,
+			       (unsigned long long)t->data_bytes);
+			if (t->has_rec)
+				printf(",\"pages_dirtied\":%llu,\"duration_ns\":%llu,\"final\":%s",
+				       (unsigned long long)t->rec.pages_dirtied,
+				       (unsigned long long)t->rec.duration_ns,
+				       t->rec.flags & SR_ITER_F_FINAL ? "true" : "false");
+			printf("}");
+			first = 0;
+		}
+		printf("],\"totals\":{\"records\":%llu,\"pages\":%llu,\"raw\":%llu,\"zero\":%llu,"
+		       "\"lz4\":%llu,\"data_bytes\":%llu,\"memory_bytes\":%llu,\"stream_bytes\":%llu,"
+		       "\"compression_ratio\":%.4f},\"verified\":%s",
+		       (unsigned long long)d->records, (unsigned long long)d->pages,
+		       (unsigned long long)d->raw, (unsigned long long)d->zero,
+		       (unsigned long long)d->lz4, (unsigned long long)d->data_bytes,
+		       (unsigned long long)mem, (unsigned long long)sr_reader_offset(r), ratio,
+		       ok ? "true" : "false");
+		return;
+	}
+	printf("\n%5s %8s %10s %8s %8s %8s %12s %10s %10s\n", "iter", "batches", "pages", "raw",
+	       "zero", "lz4", "data bytes", "dirtied", "ms");
+	for (uint32_t i = 0; i <= d->max_iter && i < MAX_ITERS; i++) {
+		struct iter_total *t = &d->it[i];
+
+		if (!t->seen && !t->has_rec)
+			continue;
+		printf("%5u %8llu %10llu %8llu %8llu %8llu %12llu", i,
+		       (unsigned long long)t->batches, (unsigned long long)t->pages,
+		       (unsigned long long)t->raw, (unsigned long long)t->zero,
+		       (unsigned long long)t->lz4, (unsigned long long)t->data_bytes);
+		if (t->has_rec)
+			printf(" %10llu %10.1f%s\n", (unsigned long long)t->rec.pages_dirtied,
+			       t->rec.duration_ns / 1e6,
+			       t->rec.flags & SR_ITER_F_FINAL ? " final" : "");
+		else
+			printf(" %10s %10s\n", "-", "-");
+	}
+	printf("\n%llu records, %llu bytes; %llu pages sent (%llu raw, %llu zero, %llu lz4) "
+	       "of %llu MiB guest memory\n",
+	       (unsigned long long)d->records, (unsigned long long)sr_reader_offset(r),
+	       (unsigned long long)d->pages, (unsigned long long)d->raw,
+	       (unsigned long long)d->zero, (unsigned long long)d->lz4,
+	       (unsigned long long)(mem >> 20));
+	printf("page data: %llu bytes for %llu bytes of pages, ratio %.3f\n",
+	       (unsigned long long)d->data_bytes,
+	       (unsigned long long)d->pages * SR_PAGE_SIZE, ratio);
+	printf("stream hash: %s\n", ok ? "verified" : "NOT verified");
+}
+
+static int dump(struct dump *d, int fd)
+{
+	struct sr_error err = { 0 };
+	struct sr_reader *r;
+	struct sr_record rec;
+	char line[512], ebuf[512];
+	int rc;
+
+	r = sr_reader_open(fd, &err);
+	if (!r)
+		goto bad;
+	if (!d->verify)
+		print_header(d, sr_reader_header(r));
+	while ((rc = sr_reader_next(r, &rec, &err)) >= 0) {
+		const char *name = sr_rec_type_name(rec.type);
+		bool show = !d->verify && shown(d, rec.type);
+
+		d->records++;
+		if (!rec.known)
+			pr_warn("record %llu at offset %llu: unknown optional record type 0x%08x "
+				"(%u bytes) skipped", (unsigned long long)rec.index,
+				(unsigned long long)rec.offset, rec.type, rec.length);
+		if (show && d->json)
+			printf("%s{\"index\":%llu,\"offset\":%llu,\"type\":\"%s\",\"type_id\":%u,"
+			       "\"length\":%u,", d->first_json_rec ? "" : ",",
+			       (unsigned long long)rec.index, (unsigned long long)rec.offset,
+			       name ? name : "UNKNOWN", rec.type, rec.length);
+		else if (show)
+			printf("%6llu %12llu  %-13s %8u  ", (unsigned long long)rec.index,
+			       (unsigned long long)rec.offset, name ? name : "?", rec.length);
+		if (rec.type == SR_REC_PAGE_DATA) {
+			if (page_data(d, &rec, show, &err))
+				goto bad_reader;
+		} else {
+			if (rec.type == SR_REC_ITERATION) {
+				const struct sr_rec_iteration *it = rec.body;
+
+				if (it->iteration < MAX_ITERS) {
+					d->it[it->iteration].has_rec = true;
+					d->it[it->iteration].rec = *it;
+					if (it->iteration > d->max_iter)
+						d->max_iter = it->iteration;
+				}
+			}
+			if (show) {
+				summarize(d, &rec, r, line, sizeof(line));
+				if (d->json) {
+					printf("\"summary\":");
+					json_str(line, sizeof(line));
+				} else {
+					printf("%s\n", line);
+				}
+			}
+		}
+		if (show && d->json) {
+			printf("}");
+			d->first_json_rec = false;
+		}
+		if (rc == 0)
+			break;
+	}
+	if (rc < 0)
+		goto bad_reader;
+	if (!d->verify)
+		print_totals(d, r, true);
+	if (d->json && !d->verify)
+		printf(",\"error\":null}\n");
+	sr_reader_free(r);
+	return 0;
+
+bad_reader:
+	if (d->json && !d->verify) {
+		print_totals(d, r, false);
+		printf(",\"error\":{\"code\":");
+		json_str(sr_strerror(err.code), 64);
+		printf(",\"index\":%lld,\"offset\":%llu,\"message\":",
+		       err.index == SR_NO_INDEX ? -1LL : (long long)err.index,
+		       (unsigned long long)err.offset);
+		json_str(err.msg, sizeof(err.msg));
+		printf("}}\n");
+	}
+	sr_reader_free(r);
+bad:
+	fflush(stdout);
+	sr_error_format(&err, ebuf, sizeof(ebuf));
+	pr_err("%s: %s", d->path, ebuf);
+	return err.code == SR_E_IO || err.code == SR_E_NOMEM ? EXIT_USAGE : EXIT_CORRUPT;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "verify", no_argument, NULL, 'v' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "type", required_argument, NULL, 't' },
+		{ "pfns", no_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 }
+	};
+	static struct dump d = { .first_json_rec = true };
+	int c, fd, rc;
+
+	sr_set_prog(argv[0]);
+	while ((c = getopt_long(argc, argv, "vjt:ph", opts, NULL)) != -1) {
+		switch (c) {
+		case 'v': d.verify = true; break;
+		case 'j': d.json = true; break;
+		case 'p': d.pfns = true; break;
+		case 't':
+			for (char *tok = strtok(optarg, ","); tok; tok = strtok(NULL, ",")) {
+				if (d.nfilter == 16 || sr_rec_type_from_name(tok, &d.filter[d.nfilter]))
+					die(EXIT_USAGE, "unknown record type \"%s\" (try PAGE_DATA, DOMAIN, "
+					    "HVM_CONTEXT, VCPU_CONTEXT, ITERATION, DEVICE, END)", tok);
+				d.nfilter++;
+			}
+			break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("sr-dump %s\n", SR_LIBRARY_VERSION); return 0;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	d.path = argv[optind];
+	if (!strcmp(d.path, "-")) {
+		fd = STDIN_FILENO;
+	} else {
+		fd = open(d.path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			die(EXIT_USAGE, "%s: %s", d.path, strerror(errno));
+	}
+	rc = dump(&d, fd);
+	if (fd != STDIN_FILENO)
+		close(fd);
+	if (fflush(stdout) == EOF && !rc)
+		die(EXIT_USAGE, "writing output: %s", strerror(errno));
+	return rc;
+}

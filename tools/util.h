@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/* Helpers for the tools' main()s: messages and exits live here, not in libraries. */
+#ifndef SR_TOOLS_UTIL_H
+#define SR_TOOLS_UTIL_H
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+
+extern const char *sr_prog;
+
+/* Exit statuses shared by the tools. */
+#define EXIT_CORRUPT	1	/* the image (or guest) is bad */
+#define EXIT_USAGE	2	/* usage, I/O or environment error */
+
+void sr_set_prog(const char *argv0);
+void pr_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void pr_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void pr_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+
+/* Human-readable byte count into buf ("12.3 MiB"). */
+const char *fmt_bytes(uint64_t n, char *buf, size_t len);
+
+#endif
