@@ -82,14 +82,14 @@ $(O)/tests/bench-%: $(O)/tests/bench_%.o $(O)/libsr.a
 .SECONDARY:
 
 # ------------------------------------------------------------------ tests
-.PHONY: all check check-unit check-tools asan bench-libsr install clean demo
+.PHONY: deps all check check-unit check-tools asan bench-libsr install clean demo
 
 check: check-unit check-tools
 
 check-unit: $(UNIT_TESTS) $(TOOLS)
 	$(Q)SR_DUMP=$(abspath $(O)/sr-dump) $(O)/tests/test-libsr --jobs 2
 
-check-tools: $(TOOLS) $(UNIT_TESTS)
+check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage
 	$(Q)O=$(O) tests/tools.sh
 
 asan:
@@ -99,7 +99,7 @@ BENCH_GIB ?= 1
 bench-libsr: $(BENCHES)
 	$(Q)$(O)/tests/bench-libsr --gib $(BENCH_GIB) --dir $(O)
 
-demo: all
+demo: deps all
 	$(Q)tests/demo-libsr.sh $(O)
 
 # ---------------------------------------------------------------- install
@@ -123,3 +123,6 @@ clean:
 $(O)/tests/mkimage: $(O)/tests/mkimage.o $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+deps:
+	$(Q)scripts/deps.sh all

@@ -130,6 +130,10 @@ char *sr_error_format(const struct sr_error *err, char *buf, size_t len)
 	if (err->index == SR_NO_INDEX)
 		snprintf(where, sizeof(where), "image header at offset %llu",
 			 (unsigned long long)err->offset);
+	else if (err->rec_name)
+		snprintf(where, sizeof(where), "record %llu (%s) at offset %llu",
+			 (unsigned long long)err->index, err->rec_name,
+			 (unsigned long long)err->offset);
 	else
 		snprintf(where, sizeof(where), "record %llu at offset %llu",
 			 (unsigned long long)err->index,
@@ -149,6 +153,7 @@ int sr_set_error(struct sr_error *err, enum sr_err_code code, uint64_t index,
 	err->sys_errno = 0;
 	err->index = index;
 	err->offset = offset;
+	err->rec_name = NULL;
 	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);

@@ -4,6 +4,17 @@
 #define SR_INTERNAL_H
 
 #include <stdarg.h>
+
+/*
+ * xxhash from the system library; on x86-64 its _dispatch entry points
+ * pick SSE2, AVX2 or AVX-512 at run time.
+ */
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+#if defined(__x86_64__)
+#include <xxh_x86dispatch.h>
+#endif
+
 #include "sr.h"
 
 struct sr_block_spec {

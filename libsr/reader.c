@@ -9,8 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 #include <lz4.h>
 
 #include "sr.h"
@@ -54,8 +52,16 @@ struct rd_ctx {
 };
 
 #define RERR(c, code, fmt, ...)						\
-	sr_set_error((c)->err, code, (c)->index, (c)->offset, "%s: " fmt,	\
-		     (c)->name, ##__VA_ARGS__)
+	rd_error(c, code, sr_set_error((c)->err, code, (c)->index, (c)->offset,	\
+				       fmt, ##__VA_ARGS__))
+
+static int rd_error(struct rd_ctx *c, enum sr_err_code code, int rc)
+{
+	(void)code;
+	if (c->err)
+		c->err->rec_name = c->name;
+	return rc;
+}
 
 /* Reads up to n bytes; returns bytes read (< n only at end of file). */
 static ssize_t rd_read(struct sr_reader *r, void *dst, size_t n, struct sr_error *err,
@@ -536,7 +542,7 @@ static int check_record(struct rd_ctx *c, uint32_t type, const uint8_t *body, ui
 int sr_reader_next(struct sr_reader *r, struct sr_record *rec, struct sr_error *err)
 {
 	struct rd_ctx c = { .r = r, .err = err, .index = r->index, .offset = r->offset,
-			    .name = "record" };
+			    .name = NULL };
 	struct sr_rhdr h;
 	uint64_t stored, hash;
 	uint32_t pad;
@@ -554,7 +560,7 @@ int sr_reader_next(struct sr_reader *r, struct sr_record *rec, struct sr_error *
 			    (unsigned long long)c.index);
 	if (n < (ssize_t)sizeof(h))
 		return RERR(&c, SR_E_TRUNCATED, "stream ends inside a record header");
-	c.name = sr_rec_type_name(h.type) ? sr_rec_type_name(h.type) : "record";
+	c.name = sr_rec_type_name(h.type);
 	if (h.length > SR_REC_LENGTH_MAX)
 		return RERR(&c, SR_E_LENGTH, "length %u exceeds the %u byte cap", h.length,
 			    SR_REC_LENGTH_MAX);
@@ -606,7 +612,7 @@ int sr_reader_next(struct sr_reader *r, struct sr_record *rec, struct sr_error *
 	r->index++;
 	if (h.type != SR_REC_END) {
 		XXH3_64bits_update(&r->stream, &h, sizeof(h));
-		XXH3_64bits_update(&r->stream, r->body, total);
+		XXH3_64bits_update(&r->stream, &stored, sizeof(stored));
 		return 1;
 	}
 
@@ -662,9 +668,14 @@ int sr_page_iter_next(struct sr_page_iter *it, const struct sr_page_desc **desc,
 			n = LZ4_decompress_safe((const char *)it->data, dst, d->length,
 						SR_PAGE_SIZE);
 			if (n != (int)SR_PAGE_SIZE)
-				return sr_set_error(err, SR_E_DECODE, it->rec_index, it->rec_offset,
-						    "PAGE_DATA: page %u (pfn 0x%llx): lz4 data decodes to %d bytes",
-						    it->i, (unsigned long long)d->pfn, n);
+			{
+				sr_set_error(err, SR_E_DECODE, it->rec_index, it->rec_offset,
+					     "page %u (pfn 0x%llx): lz4 data decodes to %d bytes",
+					     it->i, (unsigned long long)d->pfn, n);
+				if (err)
+					err->rec_name = "PAGE_DATA";
+				return -1;
+			}
 			break;
 		}
 	}

@@ -62,6 +62,7 @@ struct sr_error {
 	int sys_errno;			/* errno for SR_E_IO, else 0 */
 	uint64_t index;
 	uint64_t offset;
+	const char *rec_name;		/* record type name, or NULL */
 	char msg[200];
 };
 

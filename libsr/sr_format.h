@@ -72,7 +72,7 @@ enum sr_rec_type {
 /* END: last record; nothing may follow it. */
 struct sr_rec_end {
 	uint64_t record_count;		/* records before END */
-	uint64_t stream_hash;		/* XXH3-64 of every stream byte before END */
+	uint64_t stream_hash;		/* XXH3-64 chain, see docs/format.md */
 };
 
 /* DOMAIN: first record, exactly once. */

@@ -12,8 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 #include "sr.h"
 #include "internal.h"
@@ -81,16 +79,21 @@ int sr_writer_flush(struct sr_writer *w, struct sr_error *err)
 	return 0;
 }
 
-/* Queues len bytes; hash selects whether they count in the record hash. */
-static int wr_put(struct sr_writer *w, const void *p, size_t len, bool rec_hash,
+/* Which hashes a piece of the stream feeds. */
+#define H_REC		1u
+#define H_STREAM	2u
+
+/* Queues len bytes of the stream. */
+static int wr_put(struct sr_writer *w, const void *p, size_t len, unsigned hash,
 		  struct sr_error *err)
 {
 	if (!len)
 		return 0;
 	if (!(w->flags & SR_WRITER_NO_HASH)) {
-		if (rec_hash)
+		if (hash & H_REC)
 			XXH3_64bits_update(&w->rec_state, p, len);
-		XXH3_64bits_update(&w->stream_state, p, len);
+		if (hash & H_STREAM)
+			XXH3_64bits_update(&w->stream_state, p, len);
 	}
 	w->offset += len;
 
@@ -152,7 +155,7 @@ struct sr_writer *sr_writer_open(int fd, const struct sr_image_info *info,
 	strncpy(h.creator, info && info->creator ? info->creator : "libsr " SR_LIBRARY_VERSION,
 		sizeof(h.creator) - 1);
 	h.hash = XXH3_64bits(&h, offsetof(struct sr_ihdr, hash));
-	if (wr_put(w, &h, sizeof(h), false, err)) {
+	if (wr_put(w, &h, sizeof(h), H_STREAM, err)) {
 		sr_writer_free(w);
 		return NULL;
 	}
@@ -180,17 +183,21 @@ int sr_write_record_iov(struct sr_writer *w, uint32_t type,
 				    (unsigned long long)total, SR_REC_LENGTH_MAX);
 	h.length = (uint32_t)total;
 
+	/*
+	 * The body is hashed once, into the record checksum; the stream hash
+	 * takes each record's header and checksum, which bind its body.
+	 */
 	XXH3_64bits_reset(&w->rec_state);
-	if (wr_put(w, &h, sizeof(h), true, err))
+	if (wr_put(w, &h, sizeof(h), H_REC | H_STREAM, err))
 		return -1;
 	for (int i = 0; i < n; i++)
-		if (wr_put(w, iov[i].iov_base, iov[i].iov_len, true, err))
+		if (wr_put(w, iov[i].iov_base, iov[i].iov_len, H_REC, err))
 			return -1;
-	if (wr_put(w, zeros, sr_pad8(h.length), true, err))
+	if (wr_put(w, zeros, sr_pad8(h.length), H_REC, err))
 		return -1;
 	if (!(w->flags & SR_WRITER_NO_HASH))
 		hash = XXH3_64bits_digest(&w->rec_state);
-	if (wr_put(w, &hash, sizeof(hash), false, err))
+	if (wr_put(w, &hash, sizeof(hash), H_STREAM, err))
 		return -1;
 	w->records++;
 	if (w->has_external)

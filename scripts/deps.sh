@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages sr needs that are missing.  Usage: deps.sh [build|box|all]
+set -eu
+build_pkgs="gcc make pkg-config libxxhash-dev liblz4-dev libcriterion-dev python3"
+box_pkgs="qemu-system-x86 busybox-static cpio kmod"
+case "${1:-all}" in
+	build) want=$build_pkgs ;;
+	box) want=$box_pkgs ;;
+	all) want="$build_pkgs $box_pkgs" ;;
+	*) echo "usage: $0 [build|box|all]" >&2; exit 2 ;;
+esac
+missing=
+for p in $want; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing$missing"
+sudo=
+if [ "$(id -u)" -ne 0 ]; then
+	command -v sudo >/dev/null || { echo "deps: need root (or sudo) to install:$missing" >&2; exit 2; }
+	sudo=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,886 @@
+/* SPDX-License-Identifier: MIT */
+/* libsr unit tests: round trips, corruption, truncation and hostile input. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "sr.h"
+
+extern char **environ;
+
+/* ------------------------------------------------------------- helpers */
+
+struct buf {
+	uint8_t *p;
+	size_t len;
+};
+
+static int mem_fd(void)
+{
+	int fd = memfd_create("sr-test", MFD_CLOEXEC);
+
+	cr_assert(fd >= 0, "memfd_create: %s", strerror(errno));
+	return fd;
+}
+
+static struct buf fd_contents(int fd)
+{
+	struct buf b;
+	off_t n = lseek(fd, 0, SEEK_END);
+
+	b.len = n;
+	b.p = malloc(n ? n : 1);
+	cr_assert(b.p);
+	cr_assert_eq(pread(fd, b.p, n, 0), n);
+	return b;
+}
+
+static struct buf gen(const struct sr_gen_params *p)
+{
+	struct sr_error err;
+	int fd = mem_fd();
+	char msg[512];
+	struct buf b;
+
+	cr_assert_eq(sr_gen_image(fd, p, &err), 0, "%s", sr_error_format(&err, msg, sizeof(msg)));
+	b = fd_contents(fd);
+	close(fd);
+	return b;
+}
+
+static const struct sr_gen_params small = {
+	.mem_bytes = 64 * 4096, .vcpus = 2, .iterations = 2, .dirty_pages = 10,
+	.compress = SR_COMPRESS_LZ4, .seed = 7, .pct_zero = 30, .pct_text = 40,
+};
+
+/*
+ * Reads a whole image from bytes, decoding every page.  Returns 0 when it
+ * verified, else -1 with err filled.
+ */
+static int verify_fd(int fd, struct sr_error *err, uint64_t *records)
+{
+	static uint8_t page[SR_PAGE_SIZE];
+	struct sr_reader *r;
+	struct sr_record rec;
+	int rc;
+
+	if (lseek(fd, 0, SEEK_SET))
+		return -1;
+	r = sr_reader_open(fd, err);
+	if (!r)
+		return -1;
+	if (records)
+		*records = 0;
+	while ((rc = sr_reader_next(r, &rec, err)) > 0) {
+		if (records)
+			(*records)++;
+		if (rec.type == SR_REC_PAGE_DATA) {
+			struct sr_page_iter it;
+			const struct sr_page_desc *d;
+			int k;
+
+			sr_page_iter_init(&rec, &it);
+			while ((k = sr_page_iter_next(&it, &d, page, err)) == 1)
+				;
+			if (k < 0) {
+				rc = -1;
+				break;
+			}
+		}
+	}
+	sr_reader_free(r);
+	return rc;
+}
+
+static int scratch_fd = -1;
+
+static int verify_bytes(const uint8_t *p, size_t len, struct sr_error *err)
+{
+	if (scratch_fd < 0)
+		scratch_fd = mem_fd();
+	cr_assert_eq(ftruncate(scratch_fd, 0), 0);
+	cr_assert_eq(pwrite(scratch_fd, p, len, 0), (ssize_t)len);
+	return verify_fd(scratch_fd, err, NULL);
+}
+
+/* An image as a list of records, so tests can edit and re-serialize it. */
+struct rec_copy {
+	uint32_t type;
+	uint32_t len;
+	uint8_t *body;
+};
+
+struct image {
+	struct sr_ihdr hdr;
+	unsigned n;
+	struct rec_copy rec[64];
+};
+
+static void parse(const struct buf *b, struct image *img)
+{
+	struct sr_error err;
+	struct sr_record rec;
+	struct sr_reader *r;
+	char msg[512];
+	int fd = mem_fd(), rc;
+
+	cr_assert_eq(pwrite(fd, b->p, b->len, 0), (ssize_t)b->len);
+	r = sr_reader_open(fd, &err);
+	cr_assert(r, "%s", sr_error_format(&err, msg, sizeof(msg)));
+	img->hdr = *sr_reader_header(r);
+	img->n = 0;
+	while ((rc = sr_reader_next(r, &rec, &err)) >= 0) {
+		cr_assert_lt(img->n, 64);
+		img->rec[img->n].type = rec.type;
+		img->rec[img->n].len = rec.length;
+		img->rec[img->n].body = malloc(rec.length + 1);
+		memcpy(img->rec[img->n].body, rec.body, rec.length);
+		img->n++;
+		if (rc == 0)
+			break;
+	}
+	cr_assert_geq(rc, 0, "%s", sr_error_format(&err, msg, sizeof(msg)));
+	sr_reader_free(r);
+	close(fd);
+}
+
+/* Writes img with valid checksums; END (if listed) is recomputed. */
+static struct buf serialize(const struct image *img)
+{
+	struct sr_image_info info = { .flags = img->hdr.flags, .creator = img->hdr.creator,
+				      .created_ns = img->hdr.created_ns };
+	struct sr_error err;
+	struct sr_writer *w;
+	int fd = mem_fd();
+	struct buf b;
+
+	w = sr_writer_open(fd, &info, 0, &err);
+	cr_assert(w);
+	for (unsigned i = 0; i < img->n; i++) {
+		if (img->rec[i].type == SR_REC_END)
+			cr_assert_eq(sr_write_end(w, &err), 0);
+		else
+			cr_assert_eq(sr_write_record(w, img->rec[i].type, img->rec[i].body,
+						     img->rec[i].len, &err), 0);
+	}
+	cr_assert_eq(sr_writer_flush(w, &err), 0);
+	sr_writer_free(w);
+	b = fd_contents(fd);
+	close(fd);
+	return b;
+}
+
+static void image_free(struct image *img)
+{
+	for (unsigned i = 0; i < img->n; i++)
+		free(img->rec[i].body);
+	img->n = 0;
+}
+
+/* An image whose record copies are freed when it goes out of scope. */
+#define IMAGE struct image __attribute__((cleanup(image_free)))
+
+static int find_rec(const struct image *img, uint32_t type, unsigned nth)
+{
+	for (unsigned i = 0; i < img->n; i++)
+		if (img->rec[i].type == type && nth-- == 0)
+			return i;
+	cr_assert_fail("record type 0x%x #%u not in image", type, nth);
+	return -1;
+}
+
+static void expect_reject(const struct buf *b, enum sr_err_code code, const char *what)
+{
+	struct sr_error err = { 0 };
+	char msg[512];
+
+	cr_assert_eq(verify_bytes(b->p, b->len, &err), -1, "%s: image accepted", what);
+	cr_assert_eq(err.code, code, "%s: expected \"%s\", got \"%s\"", what, sr_strerror(code),
+		     sr_error_format(&err, msg, sizeof(msg)));
+}
+
+static void expect_reject_img(const struct image *img, enum sr_err_code code, const char *what)
+{
+	struct buf b = serialize(img);
+
+	expect_reject(&b, code, what);
+	free(b.p);
+}
+
+/* Appends a framed record with a correct checksum to b. */
+static void append_record(struct buf *b, uint32_t type, const void *body, uint32_t len)
+{
+	struct sr_rhdr h = { type, len };
+	uint32_t pad = (8 - len % 8) % 8;
+	size_t total = sizeof(h) + len + pad + 8;
+	uint8_t *p;
+	uint64_t hash;
+
+	b->p = realloc(b->p, b->len + total);
+	p = b->p + b->len;
+	memcpy(p, &h, sizeof(h));
+	memcpy(p + 8, body, len);
+	memset(p + 8 + len, 0, pad);
+	hash = XXH3_64bits(p, 8 + len + pad);
+	memcpy(p + 8 + len + pad, &hash, 8);
+	b->len += total;
+}
+
+static uint64_t test_seed(void)
+{
+	const char *s = getenv("SR_TEST_SEED");
+
+	return s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL);
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* ---------------------------------------------------------- round trips */
+
+Test(roundtrip, generated_image_verifies)
+{
+	struct buf b = gen(&small);
+	struct sr_error err;
+	char msg[512];
+
+	cr_assert_eq(verify_bytes(b.p, b.len, &err), 0, "%s",
+		     sr_error_format(&err, msg, sizeof(msg)));
+	free(b.p);
+}
+
+Test(roundtrip, every_record_type_present_and_rewrite_is_identical)
+{
+	struct buf b = gen(&small), b2;
+	IMAGE img;
+	uint32_t types[] = { SR_REC_DOMAIN, SR_REC_PAGE_DATA, SR_REC_ITERATION,
+			     SR_REC_HVM_CONTEXT, SR_REC_VCPU_CONTEXT, SR_REC_DEVICE, SR_REC_END };
+
+	parse(&b, &img);
+	for (unsigned t = 0; t < sizeof(types) / sizeof(types[0]); t++)
+		find_rec(&img, types[t], 0);
+	b2 = serialize(&img);
+	cr_assert_eq(b2.len, b.len, "rewrite is %zu bytes, original %zu", b2.len, b.len);
+	cr_assert(!memcmp(b.p, b2.p, b.len), "rewrite differs from the original");
+	free(b.p);
+	free(b2.p);
+}
+
+static void pages_roundtrip(enum sr_compress mode, unsigned flags)
+{
+	const unsigned npages = 3000;	/* spans several batches */
+	struct sr_gen_params p = { .seed = 99, .pct_zero = 30, .pct_text = 30 };
+	uint8_t *mem = malloc((size_t)npages * SR_PAGE_SIZE), page[SR_PAGE_SIZE];
+	uint8_t *seen = calloc(npages, 1);
+	struct sr_image_info info = { .creator = "test" };
+	struct sr_rec_domain dom = { .guest_kind = SR_GUEST_TEST, .vcpu_count = 1,
+				     .region_count = 2 };
+	/* Two regions with a hole, so pfns are not simply 0..n-1. */
+	struct sr_region reg[2] = { { 0, 1000 * 4096, SR_REGION_F_RAM, 0 },
+				    { 1 << 30, 2000 * 4096, SR_REGION_F_RAM, 1 } };
+	struct sr_error err;
+	struct sr_writer *w;
+	struct sr_batch *bt = sr_batch_new(mode, flags);
+	struct sr_reader *r;
+	struct sr_record rec;
+	char msg[512];
+	int fd = mem_fd(), rc;
+
+	sr_gen_fill(mem, (uint64_t)npages * SR_PAGE_SIZE, &p);
+	w = sr_writer_open(fd, &info, 0, &err);
+	cr_assert(w && bt);
+	cr_assert_eq(sr_write_domain(w, &dom, reg, &err), 0);
+	sr_batch_reset(bt, 0);
+	for (unsigned i = 0; i < npages; i++) {
+		uint64_t pfn = i < 1000 ? i : (1 << 18) + (i - 1000);
+
+		if (sr_batch_add(bt, pfn, mem + (size_t)i * SR_PAGE_SIZE) == SR_BATCH_MAX_PAGES)
+			cr_assert_eq(sr_write_page_batch(w, bt, &err), 0);
+	}
+	cr_assert_eq(sr_write_page_batch(w, bt, &err), 0);
+	sr_batch_free(bt);
+	sr_writer_free(w);
+
+	lseek(fd, 0, SEEK_SET);
+	r = sr_reader_open(fd, &err);
+	cr_assert(r);
+	while ((rc = sr_reader_next(r, &rec, &err)) > 0) {
+		struct sr_page_iter it;
+		const struct sr_page_desc *d;
+
+		if (rec.type != SR_REC_PAGE_DATA)
+			continue;
+		sr_page_iter_init(&rec, &it);
+		while (sr_page_iter_next(&it, &d, page, &err) == 1) {
+			unsigned i = d->pfn < 1000 ? d->pfn : d->pfn - (1 << 18) + 1000;
+
+			cr_assert_lt(i, npages);
+			cr_assert(!memcmp(page, mem + (size_t)i * SR_PAGE_SIZE, SR_PAGE_SIZE),
+				  "page pfn 0x%llx differs after the round trip",
+				  (unsigned long long)d->pfn);
+			if (mode == SR_COMPRESS_NONE)
+				cr_assert_neq(d->enc, SR_PAGE_LZ4);
+			seen[i]++;
+		}
+	}
+	/* No HVM/vCPU context was written: the reader must say so at the end. */
+	cr_assert_eq(rc, -1);
+	cr_assert_eq(err.code, SR_E_MISSING, "%s", sr_error_format(&err, msg, sizeof(msg)));
+	for (unsigned i = 0; i < npages; i++)
+		cr_assert_eq(seen[i], 1, "page %u seen %u times", i, seen[i]);
+	sr_reader_free(r);
+	close(fd);
+	free(mem);
+	free(seen);
+}
+
+Test(roundtrip, pages_lz4) { pages_roundtrip(SR_COMPRESS_LZ4, 0); }
+Test(roundtrip, pages_raw) { pages_roundtrip(SR_COMPRESS_NONE, 0); }
+Test(roundtrip, pages_stable_source) { pages_roundtrip(SR_COMPRESS_LZ4, SR_BATCH_STABLE_SOURCE); }
+
+Test(roundtrip, typed_records_read_back)
+{
+	struct buf b = gen(&small);
+	IMAGE img;
+	const struct sr_rec_domain *dom;
+	const struct sr_rec_iteration *it;
+	const struct sr_rec_device *dev;
+	int i;
+
+	parse(&b, &img);
+	dom = (const void *)img.rec[0].body;
+	cr_assert_eq(img.rec[0].type, SR_REC_DOMAIN);
+	cr_assert_eq(dom->vcpu_count, 2);
+	cr_assert_str_eq(dom->name, "synthetic");
+	i = find_rec(&img, SR_REC_ITERATION, 2);
+	it = (const void *)img.rec[i].body;
+	cr_assert_eq(it->iteration, 2);
+	cr_assert(it->flags & SR_ITER_F_FINAL);
+	cr_assert_eq(it->pages_sent, 10);
+	i = find_rec(&img, SR_REC_DEVICE, 0);
+	dev = (const void *)img.rec[i].body;
+	cr_assert_str_eq(dev->name, "serial8250");
+	cr_assert_eq(img.rec[i].len, sizeof(*dev) + 16);
+	free(b.p);
+}
+
+Test(roundtrip, works_through_a_pipe)
+{
+	int pfd[2];
+	pid_t pid;
+	struct sr_error err;
+	uint64_t n = 0;
+	char msg[512];
+
+	cr_assert_eq(pipe(pfd), 0);
+	pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		_exit(sr_gen_image(pfd[1], &small, &err) ? 1 : 0);
+	}
+	close(pfd[1]);
+	/* verify_fd seeks; a pipe can't, so read directly. */
+	struct sr_reader *r = sr_reader_open(pfd[0], &err);
+	struct sr_record rec;
+	int rc;
+
+	cr_assert(r, "%s", sr_error_format(&err, msg, sizeof(msg)));
+	while ((rc = sr_reader_next(r, &rec, &err)) > 0)
+		n++;
+	cr_assert_eq(rc, 0, "%s", sr_error_format(&err, msg, sizeof(msg)));
+	cr_assert_gt(n, 5);
+	sr_reader_free(r);
+	close(pfd[0]);
+	waitpid(pid, NULL, 0);
+}
+
+/* --------------------------------------------------------- page encoder */
+
+Test(encoder, incompressible_page_falls_back_to_raw_and_zero_has_no_data)
+{
+	uint8_t rnd_page[SR_PAGE_SIZE], zero[SR_PAGE_SIZE] = { 0 }, text[SR_PAGE_SIZE];
+	struct sr_batch *b = sr_batch_new(SR_COMPRESS_LZ4, 0);
+	struct sr_batch_stats st;
+	uint64_t s = 12345;
+
+	for (unsigned i = 0; i < sizeof(rnd_page); i++)
+		rnd_page[i] = (uint8_t)rnd(&s);
+	for (unsigned i = 0; i < sizeof(text); i++)
+		text[i] = "abcabcabd"[i % 9];
+	sr_batch_reset(b, 0);
+	sr_batch_add(b, 1, rnd_page);
+	sr_batch_add(b, 2, zero);
+	sr_batch_add(b, 3, text);
+	sr_batch_stats(b, &st);
+	cr_assert_eq(st.raw, 1);
+	cr_assert_eq(st.zero, 1);
+	cr_assert_eq(st.lz4, 1);
+	cr_assert_lt(st.data_bytes, 2 * SR_PAGE_SIZE, "lz4 page did not shrink");
+	cr_assert_geq(st.data_bytes, SR_PAGE_SIZE);
+	sr_batch_free(b);
+}
+
+Test(encoder, full_batch_refuses_more)
+{
+	static uint8_t page[SR_PAGE_SIZE];
+	struct sr_batch *b = sr_batch_new(SR_COMPRESS_NONE, 0);
+
+	sr_batch_reset(b, 0);
+	for (unsigned i = 0; i < SR_BATCH_MAX_PAGES; i++)
+		cr_assert_eq(sr_batch_add(b, i, page), (int)i + 1);
+	cr_assert_eq(sr_batch_add(b, 9999, page), -1);
+	sr_batch_free(b);
+}
+
+/* -------------------------------------------------------- corruption */
+
+Test(corruption, every_bit_in_first_and_last_4k_and_random_flips, .timeout = 600)
+{
+	struct buf b = gen(&small);
+	struct sr_error err;
+	uint64_t seed = test_seed(), s = seed | 1;
+	size_t edge = 4096;
+
+	cr_assert_gt(b.len, 3 * edge, "image too small for the sweep: %zu", b.len);
+	cr_log_info("corruption sweep: %zu byte image, seed %llu", b.len, (unsigned long long)seed);
+	for (int pass = 0; pass < 2; pass++) {
+		size_t start = pass ? b.len - edge : 0;
+
+		for (size_t o = start; o < start + edge; o++)
+			for (int bit = 0; bit < 8; bit++) {
+				b.p[o] ^= 1u << bit;
+				cr_assert_eq(verify_bytes(b.p, b.len, &err), -1,
+					     "flip of bit %d at offset %zu accepted", bit, o);
+				b.p[o] ^= 1u << bit;
+			}
+	}
+	for (int i = 0; i < 2000; i++) {
+		size_t o = edge + rnd(&s) % (b.len - 2 * edge);
+		int bit = rnd(&s) % 8;
+
+		b.p[o] ^= 1u << bit;
+		cr_assert_eq(verify_bytes(b.p, b.len, &err), -1,
+			     "flip of bit %d at offset %zu accepted (SR_TEST_SEED=%llu)", bit, o,
+			     (unsigned long long)seed);
+		b.p[o] ^= 1u << bit;
+	}
+	cr_assert_eq(verify_bytes(b.p, b.len, &err), 0, "restored image no longer verifies");
+	free(b.p);
+}
+
+Test(corruption, truncation_at_every_boundary_and_random_offsets)
+{
+	struct buf b = gen(&small);
+	struct sr_error err;
+	struct sr_reader *r;
+	struct sr_record rec;
+	uint64_t bounds[128], nb = 0, seed = test_seed(), s = seed | 1;
+	int fd = mem_fd(), rc;
+
+	cr_assert_eq(pwrite(fd, b.p, b.len, 0), (ssize_t)b.len);
+	r = sr_reader_open(fd, &err);
+	bounds[nb++] = 0;
+	bounds[nb++] = sizeof(struct sr_ihdr);
+	while ((rc = sr_reader_next(r, &rec, &err)) >= 0) {
+		bounds[nb++] = rec.offset;
+		bounds[nb++] = rec.offset + 8;	/* right after a record header */
+		if (rc == 0)
+			break;
+	}
+	sr_reader_free(r);
+	close(fd);
+	for (uint64_t i = 0; i < nb; i++) {
+		cr_assert_eq(verify_bytes(b.p, bounds[i], &err), -1,
+			     "truncation at %llu accepted", (unsigned long long)bounds[i]);
+		cr_assert(err.code == SR_E_TRUNCATED || err.code == SR_E_MISSING,
+			  "truncation at %llu: %s", (unsigned long long)bounds[i],
+			  sr_strerror(err.code));
+	}
+	for (int i = 0; i < 500; i++) {
+		size_t len = rnd(&s) % b.len;
+
+		cr_assert_eq(verify_bytes(b.p, len, &err), -1,
+			     "truncation at %zu accepted (SR_TEST_SEED=%llu)", len,
+			     (unsigned long long)seed);
+	}
+	free(b.p);
+}
+
+/* ------------------------------------------------------ hostile input */
+
+static struct image base_image(void)
+{
+	struct buf b = gen(&small);
+	struct image img;
+
+	parse(&b, &img);
+	free(b.p);
+	return img;
+}
+
+Test(hostile, huge_page_count)
+{
+	IMAGE img = base_image();
+	int i = find_rec(&img, SR_REC_PAGE_DATA, 0);
+	struct sr_rec_page_data *h = (void *)img.rec[i].body;
+
+	h->count = 0x7fffffff;
+	expect_reject_img(&img, SR_E_RANGE, "count 0x7fffffff");
+	h->count = 0;
+	expect_reject_img(&img, SR_E_RANGE, "count 0");
+}
+
+Test(hostile, page_lengths_that_do_not_add_up)
+{
+	IMAGE img = base_image();
+	int i = find_rec(&img, SR_REC_PAGE_DATA, 0);
+	struct sr_page_desc *d = (void *)(img.rec[i].body + 8);
+	struct sr_page_desc save = *d;
+
+	d->length += 1;
+	expect_reject_img(&img, SR_E_LENGTH, "page length off by one");
+	*d = save;
+	d->enc = 7;
+	expect_reject_img(&img, SR_E_RANGE, "unknown encoding");
+	*d = save;
+	d->rsvd[1] = 1;
+	expect_reject_img(&img, SR_E_RANGE, "reserved byte");
+}
+
+Test(hostile, lz4_garbage_fails_to_decode)
+{
+	IMAGE img = base_image();
+	int i = find_rec(&img, SR_REC_PAGE_DATA, 0);
+	struct sr_rec_page_data *h = (void *)img.rec[i].body;
+	struct sr_page_desc *d = (void *)(h + 1);
+	uint8_t *data = (uint8_t *)(d + h->count);
+	unsigned k = 0;
+
+	while (d[k].enc != SR_PAGE_LZ4) {
+		data += d[k].length;
+		k++;
+		cr_assert_lt(k, h->count, "no lz4 page in the batch");
+	}
+	memset(data, 0xff, d[k].length);
+	expect_reject_img(&img, SR_E_DECODE, "lz4 garbage");
+}
+
+Test(hostile, pfn_outside_regions)
+{
+	IMAGE img = base_image();
+	int i = find_rec(&img, SR_REC_PAGE_DATA, 0);
+	struct sr_page_desc *d = (void *)(img.rec[i].body + 8);
+
+	d[3].pfn = 64;		/* one past the 64-page region */
+	expect_reject_img(&img, SR_E_RANGE, "pfn 64");
+	d[3].pfn = UINT64_MAX;
+	expect_reject_img(&img, SR_E_RANGE, "pfn 2^64-1");
+}
+
+Test(hostile, duplicate_and_out_of_range_vcpu_ids)
+{
+	IMAGE img = base_image();
+	int i = find_rec(&img, SR_REC_VCPU_CONTEXT, 1);
+	struct sr_rec_context *c = (void *)img.rec[i].body;
+
+	c->id = 0;
+	expect_reject_img(&img, SR_E_DUPLICATE, "duplicate vCPU 0");
+	c->id = 2;
+	expect_reject_img(&img, SR_E_RANGE, "vCPU 2 of 2");
+	c->id = 0xffffffff;
+	expect_reject_img(&img, SR_E_RANGE, "vCPU 0xffffffff");
+}
+
+Test(hostile, missing_vcpu_context)
+{
+	IMAGE img = base_image();
+	int i = find_rec(&img, SR_REC_VCPU_CONTEXT, 1);
+
+	free(img.rec[i].body);
+	memmove(&img.rec[i], &img.rec[i + 1], (img.n - i - 1) * sizeof(img.rec[0]));
+	img.n--;
+	expect_reject_img(&img, SR_E_MISSING, "one vCPU context dropped");
+}
+
+Test(hostile, domain_fields)
+{
+	IMAGE img = base_image();
+	struct sr_rec_domain *d = (void *)img.rec[0].body;
+	struct sr_region *reg = (void *)(d + 1);
+	struct sr_rec_domain save = *d;
+
+	d->vcpu_count = 0;
+	expect_reject_img(&img, SR_E_RANGE, "0 vCPUs");
+	d->vcpu_count = 100000;
+	expect_reject_img(&img, SR_E_RANGE, "100000 vCPUs");
+	*d = save;
+	d->region_count = 0x40000000;
+	expect_reject_img(&img, SR_E_RANGE, "2^30 regions");
+	*d = save;
+	d->region_count = 2;
+	expect_reject_img(&img, SR_E_LENGTH, "region count beyond the body");
+	*d = save;
+	reg[0].size = 4095;
+	expect_reject_img(&img, SR_E_RANGE, "unaligned region");
+	reg[0].size = UINT64_MAX & ~4095ull;
+	expect_reject_img(&img, SR_E_RANGE, "region wrapping the address space");
+}
+
+Test(hostile, record_after_end)
+{
+	struct buf b = gen(&small);
+	uint8_t body[16] = { 0 };
+
+	append_record(&b, SR_REC_DEVICE, body, sizeof(body));
+	expect_reject(&b, SR_E_TRAILING, "record after END");
+	free(b.p);
+}
+
+Test(hostile, missing_end)
+{
+	IMAGE img = base_image();
+
+	cr_assert_eq(img.rec[img.n - 1].type, SR_REC_END);
+	free(img.rec[img.n - 1].body);
+	img.n--;
+	expect_reject_img(&img, SR_E_MISSING, "END dropped");
+}
+
+Test(hostile, dropped_duplicated_reordered_records_are_caught_by_end)
+{
+	struct buf b = gen(&small), bad;
+	struct sr_error err;
+	struct sr_reader *r;
+	struct sr_record rec;
+	size_t off[64], len[64];
+	unsigned n = 0;
+	int fd = mem_fd(), rc;
+
+	/* Splice the original bytes, so each record keeps its own valid checksum. */
+	cr_assert_eq(pwrite(fd, b.p, b.len, 0), (ssize_t)b.len);
+	r = sr_reader_open(fd, &err);
+	while ((rc = sr_reader_next(r, &rec, &err)) > 0) {
+		off[n] = rec.offset;
+		len[n] = 8 + rec.length + (8 - rec.length % 8) % 8 + 8;
+		n++;
+	}
+	sr_reader_free(r);
+	close(fd);
+	size_t end_off = off[n - 1] + len[n - 1];
+
+	/* Duplicate the second PAGE_DATA (record 2). */
+	bad.p = malloc(b.len + len[2]);
+	memcpy(bad.p, b.p, off[3]);
+	memcpy(bad.p + off[3], b.p + off[2], len[2]);
+	memcpy(bad.p + off[3] + len[2], b.p + off[3], b.len - off[3]);
+	bad.len = b.len + len[2];
+	cr_assert_eq(verify_bytes(bad.p, bad.len, &err), -1, "duplicated record accepted");
+	/* Drop the DEVICE record just before END. */
+	memcpy(bad.p, b.p, off[n - 1]);
+	memcpy(bad.p + off[n - 1], b.p + end_off, b.len - end_off);
+	bad.len = b.len - len[n - 1];
+	expect_reject(&bad, SR_E_MISSING, "dropped DEVICE");
+	/* Swap the two vCPU contexts' bytes: counts match, the stream hash does not. */
+	int v0 = -1;
+
+	for (unsigned i = 0; i < n; i++)
+		if (len[i] == len[i + 1] && i + 1 < n && i > 4) {
+			v0 = i;
+			break;
+		}
+	cr_assert_geq(v0, 0);
+	memcpy(bad.p, b.p, b.len);
+	memcpy(bad.p + off[v0], b.p + off[v0 + 1], len[v0 + 1]);
+	memcpy(bad.p + off[v0 + 1], b.p + off[v0], len[v0]);
+	bad.len = b.len;
+	expect_reject(&bad, SR_E_STREAM_HASH, "swapped vCPU contexts");
+	free(bad.p);
+	free(b.p);
+}
+
+static struct buf with_header(void (*edit)(struct sr_ihdr *))
+{
+	struct buf b = gen(&small);
+	struct sr_ihdr *h = (void *)b.p;
+
+	edit(h);
+	h->hash = XXH3_64bits(h, offsetof(struct sr_ihdr, hash));
+	return b;
+}
+
+static void future_major(struct sr_ihdr *h) { h->version_major = 2; }
+static void future_minor(struct sr_ihdr *h) { h->version_minor = SR_VERSION_MINOR + 1; }
+static void big_endian(struct sr_ihdr *h) { h->endian = __builtin_bswap32(SR_ENDIAN_MARKER); }
+static void big_pages(struct sr_ihdr *h) { h->page_size = 65536; }
+static void must_understand_flag(struct sr_ihdr *h) { h->flags |= 1u << 20; }
+static void info_flag(struct sr_ihdr *h) { h->flags |= 1u << 9; }
+
+Test(hostile, header_versions_and_flags)
+{
+	struct buf b;
+	struct sr_error err;
+
+	b = with_header(future_major);
+	expect_reject(&b, SR_E_VERSION, "major 2");
+	free(b.p);
+	b = with_header(future_minor);
+	expect_reject(&b, SR_E_VERSION, "newer minor");
+	free(b.p);
+	b = with_header(big_endian);
+	expect_reject(&b, SR_E_ENDIAN, "big-endian marker");
+	free(b.p);
+	b = with_header(big_pages);
+	expect_reject(&b, SR_E_HEADER, "64 KiB pages");
+	free(b.p);
+	b = with_header(must_understand_flag);
+	expect_reject(&b, SR_E_HEADER, "unknown mandatory flag");
+	free(b.p);
+	/* An informational flag is not a reason to refuse: but the stream hash covers it. */
+	b = with_header(info_flag);
+	cr_assert_eq(verify_bytes(b.p, b.len, &err), -1);
+	cr_assert_eq(err.code, SR_E_STREAM_HASH);
+	free(b.p);
+	b = gen(&small);
+	memcpy(b.p, "XENSAVED", 8);
+	expect_reject(&b, SR_E_MAGIC, "foreign magic");
+	free(b.p);
+}
+
+Test(hostile, record_length_over_cap)
+{
+	struct buf b = gen(&small);
+	struct sr_rhdr *h = (void *)(b.p + sizeof(struct sr_ihdr));
+
+	h->length = 0xfffffff0;
+	expect_reject(&b, SR_E_LENGTH, "length 0xfffffff0");
+	free(b.p);
+}
+
+Test(hostile, unknown_records)
+{
+	IMAGE img = base_image();
+	struct sr_error err;
+	struct buf b;
+	uint8_t body[24] = "future optional data";
+
+	/* Insert an unknown optional record after DOMAIN: skipped, image verifies. */
+	memmove(&img.rec[2], &img.rec[1], (img.n - 1) * sizeof(img.rec[0]));
+	img.n++;
+	img.rec[1] = (struct rec_copy){ 0x80000077u, sizeof(body), malloc(sizeof(body)) };
+	memcpy(img.rec[1].body, body, sizeof(body));
+	b = serialize(&img);
+	cr_assert_eq(verify_bytes(b.p, b.len, &err), 0, "unknown optional record refused");
+	free(b.p);
+	img.rec[1].type = 0x00000077u;
+	expect_reject_img(&img, SR_E_TYPE, "unknown mandatory record");
+}
+
+Test(hostile, sequence_rules)
+{
+	IMAGE img = base_image();
+	struct rec_copy dom = img.rec[0];
+
+	img.rec[0] = img.rec[1];
+	img.rec[1] = dom;
+	expect_reject_img(&img, SR_E_SEQUENCE, "DOMAIN second");
+	img.rec[1] = img.rec[0];
+	img.rec[0] = dom;
+
+	int h = find_rec(&img, SR_REC_HVM_CONTEXT, 0);
+	struct rec_copy hvm = img.rec[h];
+
+	img.rec[h] = img.rec[h + 1];
+	img.rec[h + 1] = hvm;
+	expect_reject_img(&img, SR_E_SEQUENCE, "vCPU context before HVM_CONTEXT");
+}
+
+Test(hostile, context_blocks)
+{
+	IMAGE img = base_image();
+	int i = find_rec(&img, SR_REC_VCPU_CONTEXT, 0);
+	struct sr_rec_context *c = (void *)img.rec[i].body;
+	struct sr_block_hdr *b0 = (void *)(c + 1);
+	struct sr_block_hdr save = *b0;
+
+	c->block_count = 1000;
+	expect_reject_img(&img, SR_E_RANGE, "1000 blocks");
+	c->block_count--;
+	c->block_count = 3;
+	expect_reject_img(&img, SR_E_LENGTH, "blocks left over");
+	c->block_count = 11;
+	b0->kind = SR_BLK_PIT;
+	expect_reject_img(&img, SR_E_RANGE, "PIT block in a vCPU");
+	b0->kind = 0x4444;
+	expect_reject_img(&img, SR_E_TYPE, "unknown mandatory block");
+	*b0 = save;
+	b0->length = 0x7ffffff8;
+	expect_reject_img(&img, SR_E_LENGTH, "block past the body");
+	*b0 = save;
+	cr_assert_eq(b0->kind, SR_BLK_CPUID);
+	((struct sr_blk_count *)(b0 + 1))->count = 5;
+	expect_reject_img(&img, SR_E_LENGTH, "CPUID count does not match");
+}
+
+/* ------------------------------------------------------------ sr-dump */
+
+static int run_dump(const char *arg, const uint8_t *p, size_t len)
+{
+	const char *dump = getenv("SR_DUMP");
+	char path[] = "/tmp/sr-test-XXXXXX";
+	int fd = mkstemp(path), status;
+	pid_t pid;
+	posix_spawn_file_actions_t fa;
+	char *argv[] = { (char *)dump, (char *)arg, path, NULL };
+
+	cr_assert(dump, "SR_DUMP is not set (run through make check)");
+	cr_assert_eq(write(fd, p, len), (ssize_t)len);
+	close(fd);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	cr_assert_eq(posix_spawn(&pid, dump, &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	waitpid(pid, &status, 0);
+	unlink(path);
+	cr_assert(WIFEXITED(status), "sr-dump died of signal %d", WTERMSIG(status));
+	return WEXITSTATUS(status);
+}
+
+Test(sr_dump, verify_rejects_flips_and_truncations)
+{
+	struct buf b = gen(&small);
+	uint64_t seed = test_seed(), s = seed | 1;
+
+	cr_assert_eq(run_dump("--verify", b.p, b.len), 0, "good image refused");
+	for (int i = 0; i < 150; i++) {
+		size_t o = rnd(&s) % b.len;
+		int bit = rnd(&s) % 8;
+
+		b.p[o] ^= 1u << bit;
+		cr_assert_eq(run_dump("--verify", b.p, b.len), 1,
+			     "flip of bit %d at %zu not rejected with exit 1 (SR_TEST_SEED=%llu)",
+			     bit, o, (unsigned long long)seed);
+		b.p[o] ^= 1u << bit;
+	}
+	for (int i = 0; i < 30; i++)
+		cr_assert_eq(run_dump("--verify", b.p, rnd(&s) % b.len), 1);
+	cr_assert_eq(run_dump("--json", b.p, b.len), 0);
+	free(b.p);
+}

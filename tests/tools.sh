@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Command-line behaviour of sr-dump on real images: output, exit codes, errors.
+set -u
+O=${O:-build}
+dump=$O/sr-dump
+mk=$O/tests/mkimage
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+
+ok()   { pass=$((pass + 1)); echo "ok   $1"; }
+bad()  { fail=$((fail + 1)); echo "FAIL $1"; }
+check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
+
+[ -x "$mk" ] || make -s O="$O" "$mk" >/dev/null
+"$mk" -m 4 -v 2 -i 2 -d 50 "$tmp/a.img" || { echo "mkimage failed"; echo "0 passed, 1 failed"; exit 1; }
+
+"$dump" "$tmp/a.img" >"$tmp/out" 2>"$tmp/err"; rc=$?
+check "dump exits 0 on a good image" [ $rc -eq 0 ]
+check "dump lists every record type" bash -c "grep -q DOMAIN '$tmp/out' && grep -q PAGE_DATA '$tmp/out' && grep -q HVM_CONTEXT '$tmp/out' && grep -q VCPU_CONTEXT '$tmp/out' && grep -q ITERATION '$tmp/out' && grep -q DEVICE '$tmp/out' && grep -q ' END ' '$tmp/out'"
+check "dump summarises page batches" grep -Eq 'iter 0: [0-9]+ pages, [0-9]+ raw, [0-9]+ zero, [0-9]+ lz4' "$tmp/out"
+check "dump prints per-iteration totals" grep -Eq '^ +2 +[0-9]+ +50 ' "$tmp/out"
+check "dump reports the stream hash" grep -q 'stream hash: verified' "$tmp/out"
+check "dump prints the compression ratio" grep -q 'ratio' "$tmp/out"
+
+"$dump" --verify "$tmp/a.img" >"$tmp/out" 2>&1; rc=$?
+check "verify is quiet and exits 0" bash -c "[ $rc -eq 0 ] && [ ! -s '$tmp/out' ]"
+
+cat "$tmp/a.img" | "$dump" --verify - ; rc=$?
+check "verify reads a pipe" [ $rc -eq 0 ]
+
+"$dump" --json "$tmp/a.img" >"$tmp/j" 2>/dev/null
+check "json is one valid document" python3 -c "import json,sys; d=json.load(open('$tmp/j')); assert d['verified'] and d['totals']['records']>5 and len(d['iterations'])==3"
+
+"$dump" --type vcpu_context "$tmp/a.img" >"$tmp/out"
+check "type filter" bash -c "[ \$(grep -c VCPU_CONTEXT '$tmp/out') -eq 2 ] && ! grep -q ' PAGE_DATA ' '$tmp/out'"
+
+"$dump" --pfns --type PAGE_DATA "$tmp/a.img" >"$tmp/out"
+check "pfn listing" bash -c "[ \$(grep -c ' pfn 0x' '$tmp/out') -ge 1024 ]"
+
+# Corrupt: flip one byte in the middle.
+cp "$tmp/a.img" "$tmp/c.img"
+size=$(stat -c %s "$tmp/a.img")
+printf '\xAA' | dd of="$tmp/c.img" bs=1 seek=$((size / 2)) conv=notrunc status=none
+"$dump" --verify "$tmp/c.img" 2>"$tmp/err"; rc=$?
+check "corrupt image exits 1" [ $rc -eq 1 ]
+check "corrupt image: one line naming record and offset" bash -c "[ \$(wc -l < '$tmp/err') -eq 1 ] && grep -Eq 'record [0-9]+ (\(PAGE_DATA\) )?at offset [0-9]+: ' '$tmp/err'"
+echo "     $(cat "$tmp/err")"
+
+head -c $((size - 100)) "$tmp/a.img" > "$tmp/t.img"
+"$dump" --verify "$tmp/t.img" 2>"$tmp/err"; rc=$?
+check "truncated image exits 1" bash -c "[ $rc -eq 1 ] && grep -q truncated '$tmp/err'"
+echo "     $(cat "$tmp/err")"
+
+"$dump" "$tmp/c.img" >"$tmp/out" 2>"$tmp/err"; rc=$?
+check "dump of a corrupt image says NOT verified" bash -c "[ $rc -eq 1 ] && grep -q 'record' '$tmp/err'"
+
+head -c 1000 /dev/urandom > "$tmp/r.img"
+"$dump" --verify "$tmp/r.img" 2>"$tmp/err"; rc=$?
+check "foreign file exits 1 naming the magic" bash -c "[ $rc -eq 1 ] && grep -q 'not an sr image' '$tmp/err'"
+
+"$dump" --verify "$tmp/nonexistent" 2>/dev/null; rc=$?
+check "missing file exits 2" [ $rc -eq 2 ]
+"$dump" --bogus 2>/dev/null; rc=$?
+check "bad option exits 2" [ $rc -eq 2 ]
+"$dump" --type NOPE "$tmp/a.img" 2>/dev/null; rc=$?
+check "unknown type name exits 2" [ $rc -eq 2 ]
+"$dump" --help | grep -q -- '--verify'
+check "--help documents options" [ $? -eq 0 ]
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
