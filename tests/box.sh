@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# The nested KVM box: runs a command inside a Linux VM that has /dev/kvm.
+#
+# QEMU's TCG emulates AMD SVM with -cpu max, so a Debian kernel booted there
+# loads kvm-amd.  The host's root is shared read-only over 9p with a tmpfs
+# overlay on top, the checkout read-write at its own path, so the command runs
+# with the host's binaries.  Its output comes back on the console, its exit
+# status through a file in the checkout.
+#
+#   tests/box.sh [--timeout SEC] [--mem MiB] [--smp N] -- COMMAND [ARGS...]
+#   tests/box.sh --shell        interactive shell in the box
+#   tests/box.sh --prepare      only fetch the kernel and build the initramfs
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cache=${SR_BOX_CACHE:-$top/build/box}
+timeout=${SR_BOX_TIMEOUT:-1200}
+mem=${SR_BOX_MEM:-4096}
+smp=${SR_BOX_SMP:-2}
+mode=run
+
+die() { echo "box: $*" >&2; exit 125; }
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--timeout) timeout=$2; shift 2 ;;
+	--mem) mem=$2; shift 2 ;;
+	--smp) smp=$2; shift 2 ;;
+	--shell) mode=shell; shift ;;
+	--prepare) mode=prepare; shift ;;
+	--) shift; break ;;
+	-h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-*) die "unknown option $1" ;;
+	*) break ;;
+	esac
+done
+[ "$mode" != run ] || [ $# -gt 0 ] || die "no command given (try --help)"
+
+need() {
+	command -v "$1" >/dev/null 2>&1 || die "'$1' not found: install Debian package $2 (make deps)"
+}
+need qemu-system-x86_64 qemu-system-x86
+need cpio cpio
+need dpkg-deb dpkg
+[ -x /bin/busybox ] || die "/bin/busybox not found: install Debian package busybox-static (make deps)"
+
+mkdir -p "$cache"
+
+# ---------------------------------------------------------------- kernel
+kdir=$cache/kernel
+if [ ! -f "$kdir/vmlinuz" ]; then
+	pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
+	[ -n "$pkg" ] || die "apt does not know linux-image-amd64: run 'apt-get update' first"
+	echo "box: fetching $pkg (once, into $kdir)" >&2
+	rm -rf "$cache/dl" "$kdir.tmp"
+	mkdir -p "$cache/dl"
+	(cd "$cache/dl" && apt-get download "$pkg" >/dev/null 2>"$cache/dl/log") ||
+		die "apt-get download $pkg failed: $(tail -1 "$cache/dl/log")"
+	dpkg-deb -x "$cache"/dl/"$pkg"_*.deb "$kdir.tmp"
+	kver=$(ls "$kdir.tmp/lib/modules")
+	mkdir -p "$kdir.tmp/box"
+	cp "$kdir.tmp/boot/vmlinuz-$kver" "$kdir.tmp/vmlinuz"
+	echo "$kver" > "$kdir.tmp/version"
+	rm -rf "$kdir" "$cache/dl"
+	mv "$kdir.tmp" "$kdir"
+fi
+kver=$(cat "$kdir/version")
+moddir=$kdir/lib/modules/$kver/kernel
+
+# ------------------------------------------------------------- initramfs
+# Module load order: kvm-amd needs kvm and ccp, kvm needs irqbypass; then
+# virtio-pci and 9p for the shares, overlay for the writable root.
+modules="virt/lib/irqbypass drivers/crypto/ccp/ccp arch/x86/kvm/kvm arch/x86/kvm/kvm-amd
+drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_legacy_dev
+drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci fs/netfs/netfs
+fs/fscache/fscache net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p fs/overlayfs/overlay"
+
+initrd=$cache/initrd.gz
+if [ ! -f "$initrd" ] || [ "$0" -nt "$initrd" ]; then
+	root=$cache/initramfs
+	rm -rf "$root"
+	mkdir -p "$root"/{bin,dev,proc,sys,mnt/lower,mnt/rw,mnt/root,lib/modules}
+	cp /bin/busybox "$root/bin/busybox"
+	for m in $modules; do
+		cp "$moddir/$m.ko" "$root/lib/modules/" || die "module $m.ko missing from $kver"
+	done
+	echo "$modules" | tr ' ' '\n' | sed 's|.*/||' > "$root/lib/modules/order"
+	cat > "$root/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in $(cat /lib/modules/order); do
+	insmod /lib/modules/$m.ko 2>/dev/null || echo "box: insmod $m failed"
+done
+workdir=$(sed -n 's/.*sr.workdir=\([^ ]*\).*/\1/p' /proc/cmdline)
+fail() { echo "box: $*"; echo o > /proc/sysrq-trigger; sleep 5; }
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /mnt/lower || fail "mounting the host root"
+mount -t tmpfs -o size=75% tmpfs /mnt/rw
+mkdir -p /mnt/rw/upper /mnt/rw/work
+mount -t overlay overlay -o lowerdir=/mnt/lower,upperdir=/mnt/rw/upper,workdir=/mnt/rw/work /mnt/root || fail "overlay"
+mkdir -p /mnt/root$workdir
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=none work /mnt/root$workdir || fail "mounting $workdir"
+mount -t tmpfs tmpfs /mnt/root/tmp
+mount -t tmpfs tmpfs /mnt/root/run
+mount --move /dev /mnt/root/dev
+mount --move /proc /mnt/root/proc
+mount --move /sys /mnt/root/sys
+exec switch_root /mnt/root /bin/sh $workdir/build/box/run/run.sh
+INIT
+	chmod +x "$root/init"
+	(cd "$root" && find . | cpio -o -H newc 2>/dev/null | gzip -1) > "$initrd.tmp"
+	mv "$initrd.tmp" "$initrd"
+fi
+[ "$mode" = prepare ] && exit 0
+
+# --------------------------------------------------------------- the run
+# The command script lives in the checkout so the box can read it; the
+# checkout's build/box is the fixed place init looks for it.
+rundir=$top/build/box/run
+[ "$cache" = "$top/build/box" ] || mkdir -p "$top/build/box"
+rm -rf "$rundir"
+mkdir -p "$rundir"
+status=$rundir/status
+{
+	echo "#!/bin/sh"
+	echo "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb SR_IN_BOX=1"
+	# Carry the caller's sr and build settings in.
+	env | grep -E '^(SR_[A-Z_]*|O|V|CI)=' | grep -v '^SR_BOX' | sed "s/'/'\\\\''/g; s/^\([^=]*\)=\(.*\)$/export \1='\2'/" || true
+	echo "cd '$top'"
+	echo "ip link set lo up 2>/dev/null"
+	echo "[ -c /dev/kvm ] || echo 'box: /dev/kvm did not appear (kvm-amd failed to load)'"
+	if [ "$mode" = shell ]; then
+		echo "setsid sh -c 'exec sh </dev/ttyS0 >/dev/ttyS0 2>&1'"
+		echo "echo 0 > '$status'"
+	else
+		printf '%q ' "$@" > "$rundir/cmd"
+		echo "sh -c \"\$(cat '$rundir/cmd')\" </dev/null"
+		echo "echo \$? > '$status'"
+	fi
+	echo "sync"
+	echo "echo 1 > /proc/sys/kernel/printk"
+	echo "echo o > /proc/sysrq-trigger"
+	echo "sleep 10"
+} > "$rundir/run.sh"
+
+qemu=(qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "$smp" -m "$mem" -no-reboot
+      -kernel "$kdir/vmlinuz" -initrd "$initrd"
+      -append "console=ttyS0 quiet loglevel=3 panic=-1 sr.workdir=$top"
+      -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
+      -virtfs "local,path=$top,mount_tag=work,security_model=none,multidevs=remap")
+
+start=$(date +%s%N)
+rc=0
+if [ "$mode" = shell ]; then
+	echo "box: interactive shell; 'exit' powers the box off (Ctrl-A X kills it)" >&2
+	"${qemu[@]}" -nographic || rc=$?
+else
+	timeout -k 10 "$timeout" "${qemu[@]}" -display none -monitor none -serial stdio </dev/null || rc=$?
+fi
+elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+	echo "box: TIMEOUT after ${timeout}s: QEMU killed, the command did not finish" >&2
+	exit 124
+fi
+if [ ! -s "$status" ]; then
+	echo "box: the command left no exit status (QEMU exited $rc): treating as failure" >&2
+	exit 125
+fi
+st=$(cat "$status")
+echo "box: command exited $st after ${elapsed} ms in the box" >&2
+exit "$st"
