@@ -25,7 +25,7 @@ ifeq ($(WERROR),1)
 WARNINGS  += -Werror
 endif
 CFLAGS    ?= -O2 -g
-ALL_CFLAGS := -std=gnu11 $(WARNINGS) $(CFLAGS) -fPIC -D_GNU_SOURCE -Ilibsr -Ixc -Ihvmctx \
+ALL_CFLAGS := -std=gnu11 $(WARNINGS) $(CFLAGS) -fPIC -D_GNU_SOURCE -Ilibsr -Ixc -Ihvmctx -Iguest -Itools \
               $(PKG_CFLAGS) -MMD -MP
 ifeq ($(SAN),1)
 ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -44,12 +44,40 @@ endif
 LIBSR_SRCS := libsr/format.c libsr/writer.c libsr/reader.c libsr/batch.c libsr/gen.c
 LIBSR_OBJS := $(LIBSR_SRCS:%.c=$(O)/%.o)
 LIBSR_SONAME := libsr.so.0
+XC_SRCS   := xc/domain.c xc/vcpu.c xc/dirty.c xc/boot.c
+XC_OBJS   := $(XC_SRCS:%.c=$(O)/%.o)
+RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/util.o $(XC_OBJS)
 
-TOOLS     := $(O)/sr-dump
+# Freestanding test guests: 64-bit code, no libc, no SSE in compiled C (the
+# guest checks its own vector registers), flat binaries loaded at 1 MiB.
+GUEST_CFLAGS := -std=gnu11 -O2 -g -ffreestanding -fno-pic -fno-pie -mno-red-zone \
+              -mgeneral-regs-only -fno-stack-protector -fno-asynchronous-unwind-tables \
+              -nostdlib -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -Iguest -MMD -MP
+GUEST_OBJS := $(O)/guest/boot.o $(O)/guest/lib.o $(O)/guest/main.o
+GUEST     := $(O)/guest/sr-test-guest.bin
+
+TOOLS     := $(O)/sr-dump $(O)/sr-run
 UNIT_TESTS := $(O)/tests/test-libsr
 BENCHES   := $(O)/tests/bench-libsr
 
-all: $(O)/libsr.a $(O)/libsr.so $(O)/sr.pc $(TOOLS)
+all: $(O)/libsr.a $(O)/libsr.so $(O)/sr.pc $(TOOLS) $(GUEST)
+
+$(O)/guest/%.o: guest/%.c
+	@mkdir -p $(dir $@)
+	$(E) "  CC      $< (guest)"
+	$(Q)$(CC) $(GUEST_CFLAGS) -c -o $@ $<
+
+$(O)/guest/%.o: guest/%.S
+	@mkdir -p $(dir $@)
+	$(E) "  AS      $< (guest)"
+	$(Q)$(CC) $(GUEST_CFLAGS) -c -o $@ $<
+
+$(O)/guest/sr-test-guest.elf: $(GUEST_OBJS) guest/guest.ld
+	$(E) "  LD      $@"
+	$(Q)ld -nostdlib -static -z noexecstack --no-warn-rwx-segments -T guest/guest.ld -o $@ $(GUEST_OBJS)
+
+$(O)/guest/%.bin: $(O)/guest/%.elf
+	$(Q)objcopy -O binary $< $@
 
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -67,9 +95,13 @@ $(O)/libsr.so: $(LIBSR_OBJS)
 $(O)/sr.pc: libsr/sr.pc.in
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
-$(O)/sr-%: $(O)/tools/sr-%.o $(O)/tools/util.o $(O)/libsr.a
+$(O)/sr-dump: $(O)/tools/sr-dump.o $(O)/tools/util.o $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(O)/sr-run: $(O)/tools/sr-run.o $(RUNNER_OBJS) $(O)/libsr.a
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
 
 $(O)/tests/test-%: $(O)/tests/test_%.o $(O)/libsr.a
 	$(E) "  LD      $@"

@@ -1,0 +1,456 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Domain runner: console and hypercalls on the vCPU threads, everything
+ * else (control socket, signals, guest events) in one poll loop on the main
+ * thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "abi.h"
+#include "runner.h"
+#include "util.h"
+
+struct runner {
+	struct runner_config cfg;
+	struct xc_domain *d;
+	int listen_fd, sig_fd;
+	char sock_path[108];
+	pthread_mutex_t out_lock;
+	volatile uint32_t stage;
+	volatile bool save_requested;
+	volatile bool guest_failed;
+	char fail_msg[SR_HC_STR_MAX];
+	uint64_t pauses, resumes;
+};
+
+const char *runner_dir(void)
+{
+	const char *d = getenv("SR_RUN_DIR");
+
+	return d && *d ? d : "/run/sr";
+}
+
+/* Copies a NUL-terminated guest string; returns false when it is not one. */
+static bool guest_string(struct runner *r, uint32_t gpa, char *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		const char *c = xc_gpa_to_hva(r->d, (uint64_t)gpa + i, 1);
+
+		if (!c)
+			return false;
+		buf[i] = *c;
+		if (!*c)
+			return true;
+	}
+	return false;
+}
+
+static enum xc_action hypercall(struct runner *r, struct xc_vcpu *v, uint16_t op, uint32_t arg)
+{
+	char buf[SR_HC_STR_MAX];
+
+	switch (op) {
+	case SR_HC_PRINT:
+		if (!guest_string(r, arg, buf, sizeof(buf)))
+			snprintf(buf, sizeof(buf), "[sr-run: bad PRINT string at 0x%x]\n", arg);
+		pthread_mutex_lock(&r->out_lock);
+		fputs(buf, stdout);
+		fflush(stdout);
+		pthread_mutex_unlock(&r->out_lock);
+		return XC_CONTINUE;
+	case SR_HC_SYNC:
+		r->stage = arg;
+		if (r->cfg.verbose)
+			pr_info("%s: guest reached stage %u", sr_prog, arg);
+		return XC_CONTINUE;
+	case SR_HC_SAVE:
+		if (!r->cfg.save_to) {
+			pr_warn("guest asked for a save but no --save-to was given; it continues");
+			return XC_CONTINUE;
+		}
+		r->save_requested = true;
+		return XC_PARK;
+	case SR_HC_ASSERT:
+		if (!guest_string(r, arg, r->fail_msg, sizeof(r->fail_msg)))
+			snprintf(r->fail_msg, sizeof(r->fail_msg), "(unreadable message at 0x%x)", arg);
+		r->guest_failed = true;
+		xc_domain_set_status(r->d, EXIT_GUEST_FAIL);
+		return XC_STOP;
+	case SR_HC_DONE:
+		xc_domain_set_status(r->d, arg);
+		return XC_STOP;
+	}
+	snprintf(r->fail_msg, sizeof(r->fail_msg), "vCPU %u: unknown hypercall port 0x%x",
+		 xc_vcpu_id(v), SR_HC_PORT + op);
+	r->guest_failed = true;
+	xc_domain_set_status(r->d, EXIT_GUEST_FAIL);
+	return XC_STOP;
+}
+
+static enum xc_action on_pio(void *opaque, struct xc_vcpu *v, uint16_t port, bool out,
+			     void *data, unsigned size, unsigned count)
+{
+	struct runner *r = opaque;
+
+	if (port >= SR_HC_PORT && port < SR_HC_PORT + 0x20 && out && size == 4 && count == 1)
+		return hypercall(r, v, port - SR_HC_PORT, *(uint32_t *)data);
+	if (port == 0x80)			/* POST code port: ignore */
+		return XC_CONTINUE;
+	if (r->cfg.test_guest) {
+		snprintf(r->fail_msg, sizeof(r->fail_msg),
+			 "vCPU %u: unexpected port I/O: %s port 0x%x size %u count %u",
+			 xc_vcpu_id(v), out ? "out" : "in", port, size, count);
+		r->guest_failed = true;
+		xc_domain_set_status(r->d, EXIT_VM_ERROR);
+		return XC_STOP;
+	}
+	if (!out)
+		memset(data, 0xff, (size_t)size * count);
+	return XC_CONTINUE;
+}
+
+static enum xc_action on_mmio(void *opaque, struct xc_vcpu *v, uint64_t gpa, bool write,
+			      void *data, unsigned len)
+{
+	struct runner *r = opaque;
+
+	if (r->cfg.test_guest) {
+		snprintf(r->fail_msg, sizeof(r->fail_msg),
+			 "vCPU %u: MMIO %s at 0x%llx (%u bytes) outside RAM", xc_vcpu_id(v),
+			 write ? "write" : "read", (unsigned long long)gpa, len);
+		r->guest_failed = true;
+		xc_domain_set_status(r->d, EXIT_VM_ERROR);
+		return XC_STOP;
+	}
+	if (!write)
+		memset(data, 0xff, len);
+	return XC_CONTINUE;
+}
+
+static const struct xc_exit_ops runner_ops = { .pio = on_pio, .mmio = on_mmio };
+
+struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err)
+{
+	struct xc_domain_config dc = { .vcpus = cfg->vcpus, .ops = &runner_ops };
+	struct runner *r = calloc(1, sizeof(*r));
+
+	if (!r) {
+		xc_set_error(err, ENOMEM, "allocating the runner");
+		return NULL;
+	}
+	r->cfg = *cfg;
+	r->listen_fd = r->sig_fd = -1;
+	pthread_mutex_init(&r->out_lock, NULL);
+	dc.opaque = r;
+	r->d = xc_domain_create(&dc, err);
+	if (!r->d) {
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+struct xc_domain *runner_domain(struct runner *r)
+{
+	return r->d;
+}
+
+void runner_free(struct runner *r)
+{
+	if (!r)
+		return;
+	xc_domain_destroy(r->d);
+	if (r->listen_fd >= 0) {
+		close(r->listen_fd);
+		unlink(r->sock_path);
+	}
+	if (r->sig_fd >= 0)
+		close(r->sig_fd);
+	free(r);
+}
+
+/* ------------------------------------------------------- control socket */
+
+int runner_listen(struct runner *r, struct xc_error *err)
+{
+	const char *dir = runner_dir();
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd;
+
+	if (mkdir(dir, 0700) && errno != EEXIST)
+		return xc_set_error(err, errno, "creating %s", dir);
+	if (stat(dir, &st) || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
+		return xc_set_error(err, 0, "%s must be a directory owned by uid %u with mode 0700",
+				    dir, geteuid());
+	if ((size_t)snprintf(r->sock_path, sizeof(r->sock_path), "%s/%s.sock", dir, r->cfg.name) >=
+	    sizeof(r->sock_path))
+		return xc_set_error(err, 0, "control socket path too long");
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return xc_set_error(err, errno, "socket");
+	strcpy(sa.sun_path, r->sock_path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		close(fd);
+		return xc_set_error(err, 0, "a domain named \"%s\" is already running (%s)",
+				    r->cfg.name, r->sock_path);
+	}
+	unlink(r->sock_path);		/* stale: nobody answered */
+	umask(0077);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || chmod(r->sock_path, 0600) ||
+	    listen(fd, 8)) {
+		xc_set_error(err, errno, "control socket %s", r->sock_path);
+		close(fd);
+		return -1;
+	}
+	r->listen_fd = fd;
+	return 0;
+}
+
+static void reply(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply(int fd, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if (n > (int)sizeof(buf) - 2)
+		n = sizeof(buf) - 2;
+	buf[n++] = '\n';
+	if (send(fd, buf, n, MSG_NOSIGNAL) < 0)
+		return;
+}
+
+/* Reads one request line and an optional passed fd. */
+static int read_request(int fd, char *line, size_t len, int *passed_fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { line, len - 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf) };
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct cmsghdr *c;
+	ssize_t n;
+
+	*passed_fd = -1;
+	if (poll(&p, 1, 5000) != 1)
+		return -1;
+	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+	if (n <= 0)
+		return -1;
+	line[n] = 0;
+	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			memcpy(passed_fd, CMSG_DATA(c), sizeof(int));
+	line[strcspn(line, "\r\n")] = 0;
+	return 0;
+}
+
+int runner_save(struct runner *r, int out_fd, const char *opts, int client_fd, char *msg,
+		size_t len) __attribute__((weak));
+
+static void status_line(struct runner *r, int fd)
+{
+	reply(fd, "ok name=%s state=%s vcpus=%u memory_mib=%llu stage=%u pid=%d pauses=%llu",
+	      r->cfg.name, xc_domain_paused(r->d) ? "paused" : "running", r->cfg.vcpus,
+	      (unsigned long long)(r->cfg.mem_bytes >> 20), r->stage, getpid(),
+	      (unsigned long long)r->pauses);
+}
+
+/* Returns true when the runner must end (destroy, or save then exit). */
+static bool handle_client(struct runner *r, int cfd, int *exit_status)
+{
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	struct xc_error err;
+	char line[256], msg[512];
+	int pfd = -1;
+	bool end = false;
+
+	if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) ||
+	    (cred.uid != geteuid() && cred.uid != 0)) {
+		reply(cfd, "error permission denied");
+		return false;
+	}
+	if (read_request(cfd, line, sizeof(line), &pfd)) {
+		reply(cfd, "error no request");
+		return false;
+	}
+	if (!strcmp(line, "status")) {
+		status_line(r, cfd);
+	} else if (!strcmp(line, "pause")) {
+		if (xc_domain_pause(r->d, &err))
+			reply(cfd, "error %s", err.msg);
+		else {
+			r->pauses++;
+			reply(cfd, "ok paused");
+		}
+	} else if (!strcmp(line, "resume")) {
+		if (xc_domain_resume(r->d, &err))
+			reply(cfd, "error %s", err.msg);
+		else {
+			r->resumes++;
+			reply(cfd, "ok running");
+		}
+	} else if (!strcmp(line, "destroy")) {
+		reply(cfd, "ok destroyed");
+		*exit_status = EXIT_SIGNAL;
+		end = true;
+	} else if (!strncmp(line, "save", 4) && (line[4] == 0 || line[4] == ' ')) {
+		if (pfd < 0) {
+			reply(cfd, "error save needs an output fd");
+		} else if (!runner_save) {
+			reply(cfd, "error this runner cannot save");
+		} else {
+			int rc = runner_save(r, pfd, line + 4, cfd, msg, sizeof(msg));
+
+			if (rc < 0) {
+				reply(cfd, "error %s", msg);
+			} else {
+				reply(cfd, "ok %s", msg);
+				if (rc == 1) {		/* saved, and the domain ends */
+					*exit_status = 0;
+					end = true;
+				}
+			}
+		}
+	} else {
+		reply(cfd, "error unknown request \"%.64s\" (status, pause, resume, destroy, save)", line);
+	}
+	if (pfd >= 0)
+		close(pfd);
+	return end;
+}
+
+/* ------------------------------------------------------------- main loop */
+
+static int block_signals(struct runner *r)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL))
+		return -1;
+	r->sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	signal(SIGPIPE, SIG_IGN);
+	return r->sig_fd < 0 ? -1 : 0;
+}
+
+int runner_guest_save(struct runner *r, const char *path, char *msg, size_t len)
+	__attribute__((weak));
+
+static int stop_status(struct runner *r, const struct xc_event *ev)
+{
+	switch (ev->stopped) {
+	case XC_STOP_GUEST:
+		if (r->guest_failed) {
+			pr_err("guest failed: %s", r->fail_msg);
+			return ev->status ? ev->status : EXIT_GUEST_FAIL;
+		}
+		if (ev->status)
+			pr_err("guest finished with status %d", ev->status);
+		return ev->status == 0 ? 0 : EXIT_GUEST_FAIL;
+	case XC_STOP_SHUTDOWN:
+		pr_err("%s", ev->msg);
+		return r->cfg.test_guest ? EXIT_VM_ERROR : 0;
+	case XC_STOP_ERROR:
+		pr_err("%s", ev->msg);
+		return EXIT_VM_ERROR;
+	default:
+		return EXIT_SIGNAL;
+	}
+}
+
+int runner_run(struct runner *r, bool start_paused)
+{
+	struct xc_error err;
+	struct xc_event ev;
+	int status = -1;
+
+	if (block_signals(r)) {
+		pr_err("setting up signal handling: %s", strerror(errno));
+		return EXIT_USAGE;
+	}
+	if (xc_domain_start(r->d, start_paused, &err)) {
+		pr_err("%s", err.msg);
+		return EXIT_VM_ERROR;
+	}
+	while (status < 0) {
+		struct pollfd p[3] = {
+			{ .fd = xc_domain_event_fd(r->d), .events = POLLIN },
+			{ .fd = r->sig_fd, .events = POLLIN },
+			{ .fd = r->listen_fd, .events = POLLIN },
+		};
+
+		if (poll(p, r->listen_fd >= 0 ? 3 : 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			pr_err("poll: %s", strerror(errno));
+			status = EXIT_USAGE;
+			break;
+		}
+		if (p[0].revents) {
+			xc_domain_event(r->d, &ev);
+			if (ev.stopped != XC_RUNNING) {
+				status = stop_status(r, &ev);
+				break;
+			}
+			if (r->save_requested) {
+				char msg[512];
+
+				r->save_requested = false;
+				if (!runner_guest_save) {
+					pr_err("this runner cannot save");
+					status = EXIT_USAGE;
+				} else if (runner_guest_save(r, r->cfg.save_to, msg, sizeof(msg))) {
+					pr_err("guest-requested save to %s failed: %s; the guest continues",
+					       r->cfg.save_to, msg);
+					xc_domain_resume(r->d, &err);
+				} else {
+					pr_info("%s: %s", sr_prog, msg);
+					status = 0;
+				}
+			}
+		}
+		if (p[1].revents) {
+			struct signalfd_siginfo si;
+
+			if (read(r->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+				pr_err("signal %u: destroying domain %s", si.ssi_signo, r->cfg.name);
+				status = EXIT_SIGNAL;
+			}
+		}
+		if (r->listen_fd >= 0 && p[2].revents) {
+			int cfd = accept4(r->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+			if (cfd >= 0) {
+				if (handle_client(r, cfd, &status) && status < 0)
+					status = 0;
+				close(cfd);
+			}
+		}
+	}
+	xc_domain_stop(r->d);
+	return status;
+}

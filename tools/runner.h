@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The runner of a domain: what sr-run and sr-restore become once a VM
+ * exists.  It owns the console, the guest hypercalls, the control socket
+ * and the main loop.
+ */
+#ifndef SR_RUNNER_H
+#define SR_RUNNER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "xc.h"
+
+/* sr-run / sr-restore exit statuses beyond 0..2. */
+#define EXIT_GUEST_FAIL		1	/* ASSERT, or DONE with a non-zero status */
+#define EXIT_VM_ERROR		3	/* KVM error, unexpected shutdown */
+#define EXIT_SIGNAL		4	/* ended by SIGINT/SIGTERM or sr-ctl destroy */
+
+struct runner;
+
+struct runner_config {
+	const char *name;		/* domain name; control socket NAME.sock */
+	unsigned vcpus;
+	uint64_t mem_bytes;
+	bool test_guest;		/* strict port I/O: unknown ports stop the domain */
+	const char *save_to;		/* target of a guest-requested SAVE, or NULL */
+	bool verbose;
+};
+
+struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err);
+struct xc_domain *runner_domain(struct runner *r);
+
+/* Opens the control socket (after the domain exists). */
+int runner_listen(struct runner *r, struct xc_error *err);
+
+/* Runs the domain until it ends; returns the tool's exit status. */
+int runner_run(struct runner *r, bool start_paused);
+
+void runner_free(struct runner *r);
+
+/* Where control sockets live: $SR_RUN_DIR, else /run/sr. */
+const char *runner_dir(void);
+
+#endif

@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: MIT */
+/* sr-run: start a domain from a test guest image. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "abi.h"
+#include "runner.h"
+#include "util.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: sr-run [OPTIONS] GUEST\n"
+"Start a domain from a flat test guest image (e.g. build/guest/sr-test-guest.bin);\n"
+"its console goes to standard output.\n"
+"\n"
+"  -n, --name NAME          domain name (default sr-PID); control socket\n"
+"                           $SR_RUN_DIR/NAME.sock (default /run/sr)\n"
+"  -c, --vcpus N            vCPUs (default 1, at most 16)\n"
+"  -m, --memory MiB         guest RAM (default 64)\n"
+"  -p, --paused             start paused (resume with sr-ctl NAME resume)\n"
+"      --save-to FILE       where a guest-requested SAVE writes the image; the\n"
+"                           domain exits after the save\n"
+"  -v, --verbose            log guest stages\n"
+"Test guest workload knobs:\n"
+"      --rounds N           workload rounds before the verdict (default 20; 0 = forever)\n"
+"      --save-round N       ask for a save after round N (default 0 = never)\n"
+"      --pages N            pages each vCPU rewrites per round (default: its whole slice)\n"
+"      --working-set N      pages in each vCPU's slice (default: all RAM above 8 MiB)\n"
+"      --delay-us N         pause between rounds, in microseconds (dirty-rate knob)\n"
+"      --quiet-guest        the guest prints only its banner, save points and verdict\n"
+"  -h, --help\n"
+"\n"
+"Exit status: 0 the guest reported PASS (DONE 0); 1 the guest failed (ASSERT or\n"
+"DONE != 0); 2 usage or setup error; 3 KVM error or unexpected shutdown;\n"
+"4 ended by a signal or sr-ctl destroy.\n");
+}
+
+static unsigned long parse_num(const char *opt, const char *s, unsigned long max)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 0);
+	if (errno || *end || end == s || v > max)
+		die(EXIT_USAGE, "%s: \"%s\" is not a number up to %lu", opt, s, max);
+	return v;
+}
+
+int main(int argc, char **argv)
+{
+	enum { O_SAVE_TO = 256, O_ROUNDS, O_SAVE_ROUND, O_PAGES, O_WSET, O_DELAY, O_QUIET };
+	static const struct option opts[] = {
+		{ "name", required_argument, NULL, 'n' },
+		{ "vcpus", required_argument, NULL, 'c' },
+		{ "memory", required_argument, NULL, 'm' },
+		{ "paused", no_argument, NULL, 'p' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "save-to", required_argument, NULL, O_SAVE_TO },
+		{ "rounds", required_argument, NULL, O_ROUNDS },
+		{ "save-round", required_argument, NULL, O_SAVE_ROUND },
+		{ "pages", required_argument, NULL, O_PAGES },
+		{ "working-set", required_argument, NULL, O_WSET },
+		{ "delay-us", required_argument, NULL, O_DELAY },
+		{ "quiet-guest", no_argument, NULL, O_QUIET },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	struct sr_bootinfo bi = { .magic = SR_BOOTINFO_MAGIC, .rounds = 20 };
+	struct runner_config cfg = { .vcpus = 1, .mem_bytes = 64ull << 20, .test_guest = true };
+	struct xc_error err;
+	struct runner *r;
+	struct xc_domain *d;
+	bool paused = false;
+	char name[64];
+	int c, rc;
+
+	sr_set_prog(argv[0]);
+	while ((c = getopt_long(argc, argv, "n:c:m:pvh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'n': cfg.name = optarg; break;
+		case 'c': cfg.vcpus = parse_num("--vcpus", optarg, SR_GUEST_MAX_CPUS); break;
+		case 'm': cfg.mem_bytes = parse_num("--memory", optarg, 1 << 20) << 20; break;
+		case 'p': paused = true; break;
+		case 'v': cfg.verbose = true; break;
+		case O_SAVE_TO: cfg.save_to = optarg; break;
+		case O_ROUNDS: bi.rounds = parse_num("--rounds", optarg, UINT32_MAX); break;
+		case O_SAVE_ROUND: bi.save_round = parse_num("--save-round", optarg, UINT32_MAX); break;
+		case O_PAGES: bi.pages_per_round = parse_num("--pages", optarg, UINT32_MAX); break;
+		case O_WSET: bi.working_set_pages = parse_num("--working-set", optarg, UINT32_MAX); break;
+		case O_DELAY: bi.round_delay_us = parse_num("--delay-us", optarg, UINT32_MAX); break;
+		case O_QUIET: bi.flags |= SR_BOOTINFO_F_QUIET; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (cfg.vcpus < 1)
+		die(EXIT_USAGE, "--vcpus must be at least 1");
+	if (cfg.mem_bytes < (16ull << 20))
+		die(EXIT_USAGE, "--memory must be at least 16 MiB for the test guest");
+	if (!cfg.name) {
+		snprintf(name, sizeof(name), "sr-%d", getpid());
+		cfg.name = name;
+	}
+	if (strchr(cfg.name, '/') || strlen(cfg.name) > 48 || !cfg.name[0])
+		die(EXIT_USAGE, "bad domain name \"%s\" (1..48 characters, no '/')", cfg.name);
+	bi.vcpus = cfg.vcpus;
+	bi.mem_bytes = cfg.mem_bytes;
+
+	r = runner_new(&cfg, &err);
+	if (!r)
+		die(EXIT_USAGE, "%s", err.msg);
+	d = runner_domain(r);
+	if (xc_mem_add(d, 0, cfg.mem_bytes, &err) ||
+	    xc_load_file(d, argv[optind], SR_GUEST_LOAD, (4ull << 20) - SR_GUEST_LOAD, &err) < 0)
+		goto fail;
+	memcpy(xc_gpa_to_hva(d, SR_GUEST_BOOTINFO, sizeof(bi)), &bi, sizeof(bi));
+	for (unsigned i = 0; i < cfg.vcpus; i++)
+		if (!xc_vcpu_create(d, i, &err))
+			goto fail;
+	if (xc_vcpu_boot_pm32(xc_vcpu_get(d, 0), SR_GUEST_LOAD, &err) || runner_listen(r, &err))
+		goto fail;
+	rc = runner_run(r, paused);
+	runner_free(r);
+	return rc;
+fail:
+	pr_err("%s", err.msg);
+	runner_free(r);
+	return EXIT_USAGE;
+}

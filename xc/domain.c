@@ -1,0 +1,345 @@
+/* SPDX-License-Identifier: MIT */
+/* VM lifecycle: /dev/kvm, capabilities, the VM, its memory and its events. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "xc.h"
+#include "xc_priv.h"
+
+int xc_set_error(struct xc_error *err, int sys_errno, const char *fmt, ...)
+{
+	va_list ap;
+	size_t n;
+
+	if (!err)
+		return -1;
+	err->sys_errno = sys_errno;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	if (sys_errno) {
+		n = strlen(err->msg);
+		snprintf(err->msg + n, sizeof(err->msg) - n, ": %s", strerror(sys_errno));
+	}
+	return -1;
+}
+
+/* What sr relies on; each missing one is named in the error. */
+static const struct {
+	long cap;
+	const char *name;
+} required_caps[] = {
+	{ KVM_CAP_USER_MEMORY, "USER_MEMORY" },
+	{ KVM_CAP_SET_TSS_ADDR, "SET_TSS_ADDR" },
+	{ KVM_CAP_SET_IDENTITY_MAP_ADDR, "SET_IDENTITY_MAP_ADDR" },
+	{ KVM_CAP_IRQCHIP, "IRQCHIP" },
+	{ KVM_CAP_PIT2, "PIT2" },
+	{ KVM_CAP_PIT_STATE2, "PIT_STATE2" },
+	{ KVM_CAP_EXT_CPUID, "EXT_CPUID" },
+	{ KVM_CAP_IMMEDIATE_EXIT, "IMMEDIATE_EXIT" },
+	{ KVM_CAP_ADJUST_CLOCK, "ADJUST_CLOCK" },
+	{ KVM_CAP_VCPU_EVENTS, "VCPU_EVENTS" },
+	{ KVM_CAP_DEBUGREGS, "DEBUGREGS" },
+	{ KVM_CAP_XSAVE, "XSAVE" },
+	{ KVM_CAP_XCRS, "XCRS" },
+	{ KVM_CAP_MP_STATE, "MP_STATE" },
+	{ KVM_CAP_GET_TSC_KHZ, "GET_TSC_KHZ" },
+	{ KVM_CAP_KVMCLOCK_CTRL, "KVMCLOCK_CTRL" },
+	{ KVM_CAP_SYNC_MMU, "SYNC_MMU" },
+};
+
+static void kick_handler(int sig)
+{
+	(void)sig;
+}
+
+static int install_kick_handler(struct xc_error *err)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = kick_handler;	/* no SA_RESTART: KVM_RUN must return EINTR */
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(XC_KICK_SIGNAL, &sa, NULL))
+		return xc_set_error(err, errno, "installing the vCPU kick signal handler");
+	return 0;
+}
+
+int xc_check_cap(const struct xc_domain *d, long cap)
+{
+	int r = ioctl(d->vm_fd >= 0 ? d->vm_fd : d->kvm_fd, KVM_CHECK_EXTENSION, cap);
+
+	return r < 0 ? 0 : r;
+}
+
+static int fetch_supported_cpuid(struct xc_domain *d, struct xc_error *err)
+{
+	for (unsigned n = 128; n <= 4096; n *= 2) {
+		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
+
+		if (!c)
+			return xc_set_error(err, ENOMEM, "allocating CPUID");
+		c->nent = n;
+		if (!ioctl(d->kvm_fd, KVM_GET_SUPPORTED_CPUID, c)) {
+			d->cpuid = c;
+			return 0;
+		}
+		free(c);
+		if (errno != E2BIG)
+			return xc_set_error(err, errno, "KVM_GET_SUPPORTED_CPUID");
+	}
+	return xc_set_error(err, E2BIG, "KVM_GET_SUPPORTED_CPUID");
+}
+
+struct xc_domain *xc_domain_create(const struct xc_domain_config *cfg, struct xc_error *err)
+{
+	struct xc_domain *d;
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	char missing[256] = "";
+	int api;
+
+	if (!cfg || cfg->vcpus < 1 || cfg->vcpus > XC_MAX_VCPUS || cfg->dirty_ring) {
+		xc_set_error(err, 0, "bad domain configuration (vcpus must be 1..%d)", XC_MAX_VCPUS);
+		return NULL;
+	}
+	if (install_kick_handler(err))
+		return NULL;
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		xc_set_error(err, ENOMEM, "allocating the domain");
+		return NULL;
+	}
+	d->kvm_fd = d->vm_fd = d->event_fd = -1;
+	d->nvcpus_max = cfg->vcpus;
+	d->ops = cfg->ops;
+	d->opaque = cfg->opaque;
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_cond_init(&d->cond, NULL);
+
+	d->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (d->kvm_fd < 0) {
+		xc_set_error(err, errno, "opening /dev/kvm%s",
+			     errno == ENOENT ? " (no KVM on this host: load kvm-intel or kvm-amd, "
+					       "or run inside the box: tests/box.sh)" : "");
+		goto fail;
+	}
+	api = ioctl(d->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (api != KVM_API_VERSION) {
+		xc_set_error(err, 0, "KVM API version %d, need %d", api, KVM_API_VERSION);
+		goto fail;
+	}
+	for (size_t i = 0; i < sizeof(required_caps) / sizeof(required_caps[0]); i++)
+		if (ioctl(d->kvm_fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0) {
+			size_t n = strlen(missing);
+
+			snprintf(missing + n, sizeof(missing) - n, " KVM_CAP_%s", required_caps[i].name);
+		}
+	if (missing[0]) {
+		xc_set_error(err, 0, "this KVM lacks capabilities sr needs:%s", missing);
+		goto fail;
+	}
+	d->run_size = ioctl(d->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (d->run_size < (int)sizeof(struct kvm_run)) {
+		xc_set_error(err, errno, "KVM_GET_VCPU_MMAP_SIZE");
+		goto fail;
+	}
+	if (fetch_supported_cpuid(d, err))
+		goto fail;
+
+	d->vm_fd = ioctl(d->kvm_fd, KVM_CREATE_VM, 0);
+	if (d->vm_fd < 0) {
+		xc_set_error(err, errno, "KVM_CREATE_VM");
+		goto fail;
+	}
+	if (ioctl(d->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ XC_IDENTITY_MAP_ADDR })) {
+		xc_set_error(err, errno, "KVM_SET_IDENTITY_MAP_ADDR");
+		goto fail;
+	}
+	if (ioctl(d->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)XC_TSS_ADDR)) {
+		xc_set_error(err, errno, "KVM_SET_TSS_ADDR");
+		goto fail;
+	}
+	if (ioctl(d->vm_fd, KVM_CREATE_IRQCHIP, 0)) {
+		xc_set_error(err, errno, "KVM_CREATE_IRQCHIP");
+		goto fail;
+	}
+	if (ioctl(d->vm_fd, KVM_CREATE_PIT2, &pit)) {
+		xc_set_error(err, errno, "KVM_CREATE_PIT2");
+		goto fail;
+	}
+	d->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (d->event_fd < 0) {
+		xc_set_error(err, errno, "eventfd");
+		goto fail;
+	}
+	return d;
+fail:
+	xc_domain_destroy(d);
+	return NULL;
+}
+
+void xc_domain_destroy(struct xc_domain *d)
+{
+	if (!d)
+		return;
+	xc_domain_stop(d);
+	for (unsigned i = 0; i < d->nvcpus; i++)
+		xc_vcpu_free(d->vcpu[i]);
+	for (unsigned i = 0; i < d->nregions; i++) {
+		munmap(d->regions[i].hva, d->regions[i].size);
+		close(d->regions[i].memfd);
+	}
+	if (d->vm_fd >= 0)
+		close(d->vm_fd);
+	if (d->kvm_fd >= 0)
+		close(d->kvm_fd);
+	if (d->event_fd >= 0)
+		close(d->event_fd);
+	free(d->cpuid);
+	pthread_mutex_destroy(&d->lock);
+	pthread_cond_destroy(&d->cond);
+	free(d);
+}
+
+int xc_domain_vm_fd(const struct xc_domain *d)
+{
+	return d->vm_fd;
+}
+
+unsigned xc_domain_vcpus(const struct xc_domain *d)
+{
+	return d->nvcpus_max;
+}
+
+const struct kvm_cpuid2 *xc_domain_cpuid(const struct xc_domain *d)
+{
+	return d->cpuid;
+}
+
+/* ------------------------------------------------------------ memory */
+
+int xc_set_region_flags(struct xc_domain *d, struct xc_region *r, bool dirty_log,
+			struct xc_error *err)
+{
+	struct kvm_userspace_memory_region m = {
+		.slot = r->slot,
+		.flags = dirty_log ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+		.guest_phys_addr = r->gpa,
+		.memory_size = r->size,
+		.userspace_addr = (uintptr_t)r->hva,
+	};
+
+	if (ioctl(d->vm_fd, KVM_SET_USER_MEMORY_REGION, &m))
+		return xc_set_error(err, errno, "KVM_SET_USER_MEMORY_REGION slot %u (gpa 0x%llx, %llu MiB)",
+				    r->slot, (unsigned long long)r->gpa,
+				    (unsigned long long)(r->size >> 20));
+	r->dirty_log = dirty_log;
+	return 0;
+}
+
+int xc_mem_add(struct xc_domain *d, uint64_t gpa, uint64_t size, struct xc_error *err)
+{
+	struct xc_region *r;
+
+	if (d->nregions == XC_MAX_REGIONS)
+		return xc_set_error(err, 0, "at most %d memory regions", XC_MAX_REGIONS);
+	if (!size || (gpa | size) & 4095)
+		return xc_set_error(err, 0, "region gpa 0x%llx size 0x%llx not page aligned",
+				    (unsigned long long)gpa, (unsigned long long)size);
+	for (unsigned i = 0; i < d->nregions; i++)
+		if (gpa < d->regions[i].gpa + d->regions[i].size && d->regions[i].gpa < gpa + size)
+			return xc_set_error(err, 0, "region at 0x%llx overlaps slot %u",
+					    (unsigned long long)gpa, i);
+	r = &d->regions[d->nregions];
+	memset(r, 0, sizeof(*r));
+	r->slot = d->nregions;
+	r->gpa = gpa;
+	r->size = size;
+	r->memfd = memfd_create("sr-guest-ram", MFD_CLOEXEC);
+	if (r->memfd < 0)
+		return xc_set_error(err, errno, "memfd_create");
+	if (ftruncate(r->memfd, size)) {
+		xc_set_error(err, errno, "sizing guest memory to %llu MiB",
+			     (unsigned long long)(size >> 20));
+		close(r->memfd);
+		return -1;
+	}
+	r->hva = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, r->memfd, 0);
+	if (r->hva == MAP_FAILED) {
+		xc_set_error(err, errno, "mapping %llu MiB of guest memory",
+			     (unsigned long long)(size >> 20));
+		close(r->memfd);
+		return -1;
+	}
+	if (xc_set_region_flags(d, r, false, err)) {
+		munmap(r->hva, size);
+		close(r->memfd);
+		return -1;
+	}
+	d->nregions++;
+	return 0;
+}
+
+unsigned xc_mem_regions(const struct xc_domain *d, const struct xc_region **regions)
+{
+	*regions = d->regions;
+	return d->nregions;
+}
+
+void *xc_gpa_to_hva(const struct xc_domain *d, uint64_t gpa, uint64_t len)
+{
+	for (unsigned i = 0; i < d->nregions; i++) {
+		const struct xc_region *r = &d->regions[i];
+
+		if (gpa >= r->gpa && gpa - r->gpa <= r->size && len <= r->size - (gpa - r->gpa))
+			return r->hva + (gpa - r->gpa);
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------ events */
+
+int xc_domain_event_fd(const struct xc_domain *d)
+{
+	return d->event_fd;
+}
+
+void xc_post_event(struct xc_domain *d)
+{
+	uint64_t one = 1;
+	ssize_t n = write(d->event_fd, &one, sizeof(one));
+
+	(void)n;	/* EAGAIN means an event is already pending */
+}
+
+void xc_domain_event(struct xc_domain *d, struct xc_event *ev)
+{
+	uint64_t v;
+	ssize_t n = read(d->event_fd, &v, sizeof(v));
+
+	(void)n;
+	pthread_mutex_lock(&d->lock);
+	ev->stopped = d->stopped;
+	ev->status = d->status;
+	ev->parked = 0;
+	for (unsigned i = 0; i < d->nvcpus; i++)
+		ev->parked += xc_vcpu_self_parked(d->vcpu[i]);
+	snprintf(ev->msg, sizeof(ev->msg), "%s", d->stop_msg);
+	pthread_mutex_unlock(&d->lock);
+}
+
+void xc_domain_set_status(struct xc_domain *d, int status)
+{
+	pthread_mutex_lock(&d->lock);
+	d->status = status;
+	pthread_mutex_unlock(&d->lock);
+}

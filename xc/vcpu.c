@@ -1,0 +1,401 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vCPUs: one thread each, a flat KVM_RUN loop, and the pause protocol.
+ *
+ * Pausing sets immediate_exit on every vCPU and kicks its thread with a
+ * signal, so a thread that is about to enter KVM_RUN returns at once and one
+ * inside it is knocked out.  A vCPU that exited for port or MMIO I/O re-enters
+ * KVM_RUN once with immediate_exit set before it parks: KVM completes the
+ * I/O instruction only on that entry, and state saved before it would be
+ * half an instruction.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "xc.h"
+#include "xc_priv.h"
+
+struct xc_vcpu {
+	struct xc_domain *d;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool thread_started;
+	bool parked;			/* parked right now (under d->lock) */
+	bool self_park;			/* parked by its own exit handler */
+	bool io_pending;		/* last exit needs a re-entry to complete */
+};
+
+static struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid2 *c, uint32_t fn, uint32_t idx)
+{
+	for (uint32_t i = 0; i < c->nent; i++)
+		if (c->entries[i].function == fn &&
+		    (!(c->entries[i].flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) ||
+		     c->entries[i].index == idx))
+			return &c->entries[i];
+	return NULL;
+}
+
+/* The supported CPUID with this vCPU's APIC id in the leaves that carry it. */
+static int set_vcpu_cpuid(struct xc_vcpu *v, struct xc_error *err)
+{
+	const struct kvm_cpuid2 *src = v->d->cpuid;
+	size_t sz = sizeof(*src) + src->nent * sizeof(src->entries[0]);
+	struct kvm_cpuid2 *c = malloc(sz);
+	struct kvm_cpuid_entry2 *e;
+	int rc = 0;
+
+	if (!c)
+		return xc_set_error(err, ENOMEM, "CPUID");
+	memcpy(c, src, sz);
+	if ((e = cpuid_find(c, 1, 0))) {
+		e->ebx = (e->ebx & 0x00ffffff) | (v->id << 24);
+		e->ecx |= 1u << 31;		/* hypervisor present */
+	}
+	for (uint32_t i = 0; i < c->nent; i++)
+		if (c->entries[i].function == 0xb || c->entries[i].function == 0x1f)
+			c->entries[i].edx = v->id;
+	if (ioctl(v->fd, KVM_SET_CPUID2, c))
+		rc = xc_set_error(err, errno, "KVM_SET_CPUID2 on vCPU %u", v->id);
+	free(c);
+	return rc;
+}
+
+struct xc_vcpu *xc_vcpu_create(struct xc_domain *d, unsigned id, struct xc_error *err)
+{
+	struct xc_vcpu *v;
+
+	if (id != d->nvcpus || id >= d->nvcpus_max) {
+		xc_set_error(err, 0, "vCPU %u out of order or beyond %u", id, d->nvcpus_max);
+		return NULL;
+	}
+	v = calloc(1, sizeof(*v));
+	if (!v) {
+		xc_set_error(err, ENOMEM, "allocating vCPU %u", id);
+		return NULL;
+	}
+	v->d = d;
+	v->id = id;
+	v->fd = ioctl(d->vm_fd, KVM_CREATE_VCPU, (unsigned long)id);
+	if (v->fd < 0) {
+		xc_set_error(err, errno, "KVM_CREATE_VCPU %u", id);
+		free(v);
+		return NULL;
+	}
+	v->run = mmap(NULL, d->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+	if (v->run == MAP_FAILED) {
+		xc_set_error(err, errno, "mapping kvm_run of vCPU %u", id);
+		close(v->fd);
+		free(v);
+		return NULL;
+	}
+	if (set_vcpu_cpuid(v, err)) {
+		munmap(v->run, d->run_size);
+		close(v->fd);
+		free(v);
+		return NULL;
+	}
+	d->vcpu[d->nvcpus++] = v;
+	return v;
+}
+
+void xc_vcpu_free(struct xc_vcpu *v)
+{
+	if (!v)
+		return;
+	munmap(v->run, v->d->run_size);
+	close(v->fd);
+	free(v);
+}
+
+struct xc_vcpu *xc_vcpu_get(const struct xc_domain *d, unsigned id)
+{
+	return id < d->nvcpus ? d->vcpu[id] : NULL;
+}
+
+int xc_vcpu_fd(const struct xc_vcpu *v)
+{
+	return v->fd;
+}
+
+unsigned xc_vcpu_id(const struct xc_vcpu *v)
+{
+	return v->id;
+}
+
+struct kvm_run *xc_vcpu_run_area(const struct xc_vcpu *v)
+{
+	return v->run;
+}
+
+struct xc_domain *xc_vcpu_domain(const struct xc_vcpu *v)
+{
+	return v->d;
+}
+
+bool xc_vcpu_self_parked(const struct xc_vcpu *v)
+{
+	return v->self_park;
+}
+
+/* Under d->lock: knock every vCPU out of (or away from) KVM_RUN. */
+static void kick_all(struct xc_domain *d)
+{
+	for (unsigned i = 0; i < d->nvcpus; i++) {
+		struct xc_vcpu *v = d->vcpu[i];
+
+		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+		if (v->thread_started)
+			pthread_kill(v->thread, XC_KICK_SIGNAL);
+	}
+}
+
+/* Under d->lock: the domain ends; the first reason given sticks. */
+static void stop_locked(struct xc_domain *d, enum xc_stop_reason why, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void stop_locked(struct xc_domain *d, enum xc_stop_reason why, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (d->stopped == XC_RUNNING) {
+		d->stopped = why;
+		va_start(ap, fmt);
+		vsnprintf(d->stop_msg, sizeof(d->stop_msg), fmt, ap);
+		va_end(ap);
+	}
+	d->stop_req = true;
+	kick_all(d);
+	pthread_cond_broadcast(&d->cond);
+}
+
+static const char *exit_name(uint32_t reason)
+{
+	switch (reason) {
+	case KVM_EXIT_HLT: return "HLT";
+	case KVM_EXIT_DEBUG: return "DEBUG";
+	case KVM_EXIT_IRQ_WINDOW_OPEN: return "IRQ_WINDOW_OPEN";
+	case KVM_EXIT_SYSTEM_EVENT: return "SYSTEM_EVENT";
+	default: return "unknown";
+	}
+}
+
+/* Handles one exit; returns what the thread does next. */
+static enum xc_action handle_exit(struct xc_vcpu *v)
+{
+	struct xc_domain *d = v->d;
+	struct kvm_run *run = v->run;
+	enum xc_action a;
+
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		v->io_pending = true;
+		if (!d->ops || !d->ops->pio)
+			goto unhandled;
+		return d->ops->pio(d->opaque, v, run->io.port, run->io.direction == KVM_EXIT_IO_OUT,
+				   (uint8_t *)run + run->io.data_offset, run->io.size,
+				   run->io.count);
+	case KVM_EXIT_MMIO:
+		v->io_pending = true;
+		if (!d->ops || !d->ops->mmio)
+			goto unhandled;
+		return d->ops->mmio(d->opaque, v, run->mmio.phys_addr, run->mmio.is_write,
+				    run->mmio.data, run->mmio.len);
+	case KVM_EXIT_INTR:
+		return XC_CONTINUE;
+	case KVM_EXIT_SHUTDOWN:
+		pthread_mutex_lock(&d->lock);
+		stop_locked(d, XC_STOP_SHUTDOWN, "vCPU %u: shutdown (triple fault)", v->id);
+		pthread_mutex_unlock(&d->lock);
+		return XC_STOP;
+	case KVM_EXIT_SYSTEM_EVENT:
+		pthread_mutex_lock(&d->lock);
+		stop_locked(d, XC_STOP_SHUTDOWN, "vCPU %u: system event %u", v->id,
+			    run->system_event.type);
+		pthread_mutex_unlock(&d->lock);
+		return XC_STOP;
+	case KVM_EXIT_INTERNAL_ERROR:
+		pthread_mutex_lock(&d->lock);
+		stop_locked(d, XC_STOP_ERROR, "vCPU %u: KVM internal error, suberror %u%s", v->id,
+			    run->internal.suberror,
+			    run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION ?
+			    " (instruction emulation failed)" : "");
+		pthread_mutex_unlock(&d->lock);
+		return XC_STOP;
+	case KVM_EXIT_FAIL_ENTRY:
+		pthread_mutex_lock(&d->lock);
+		stop_locked(d, XC_STOP_ERROR, "vCPU %u: VM entry failed, hardware reason 0x%llx",
+			    v->id, (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		pthread_mutex_unlock(&d->lock);
+		return XC_STOP;
+	}
+unhandled:
+	pthread_mutex_lock(&d->lock);
+	stop_locked(d, XC_STOP_ERROR, "vCPU %u: unhandled exit %u (%s)%s", v->id, run->exit_reason,
+		    exit_name(run->exit_reason),
+		    run->exit_reason == KVM_EXIT_IO ? " port I/O" :
+		    run->exit_reason == KVM_EXIT_MMIO ? " MMIO" : "");
+	pthread_mutex_unlock(&d->lock);
+	a = XC_STOP;
+	return a;
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct xc_vcpu *v = arg;
+	struct xc_domain *d = v->d;
+	sigset_t set;
+
+	/* Only the kick reaches vCPU threads; the tool's main thread takes the rest. */
+	sigfillset(&set);
+	sigdelset(&set, XC_KICK_SIGNAL);
+	pthread_sigmask(SIG_SETMASK, &set, NULL);
+
+	for (;;) {
+		enum xc_action a;
+		int rc;
+
+		pthread_mutex_lock(&d->lock);
+		if ((d->pause_req || v->self_park) && !d->stop_req && !v->io_pending) {
+			v->parked = true;
+			d->parked++;
+			pthread_cond_broadcast(&d->cond);
+			while ((d->pause_req || v->self_park) && !d->stop_req)
+				pthread_cond_wait(&d->cond, &d->lock);
+			v->parked = false;
+			d->parked--;
+		}
+		if (d->stop_req) {
+			pthread_mutex_unlock(&d->lock);
+			break;
+		}
+		pthread_mutex_unlock(&d->lock);
+
+		rc = ioctl(v->fd, KVM_RUN, 0);
+		if (rc < 0) {
+			if (errno == EINTR || errno == EAGAIN) {
+				/* An I/O exit is complete once KVM_RUN has been entered again. */
+				v->io_pending = false;
+				continue;
+			}
+			pthread_mutex_lock(&d->lock);
+			stop_locked(d, XC_STOP_ERROR, "vCPU %u: KVM_RUN: %s", v->id, strerror(errno));
+			pthread_mutex_unlock(&d->lock);
+			break;
+		}
+		v->io_pending = false;
+		a = handle_exit(v);
+		if (a == XC_CONTINUE)
+			continue;
+		pthread_mutex_lock(&d->lock);
+		if (a == XC_PARK) {
+			v->self_park = true;
+			/* Complete the I/O with an immediate exit, then park. */
+			__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+		} else {
+			stop_locked(d, XC_STOP_GUEST, "vCPU %u: the guest finished", v->id);
+		}
+		pthread_mutex_unlock(&d->lock);
+		xc_post_event(d);
+		if (a == XC_STOP)
+			break;
+	}
+	pthread_mutex_lock(&d->lock);
+	d->running_threads--;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	xc_post_event(d);
+	return NULL;
+}
+
+int xc_domain_start(struct xc_domain *d, bool start_paused, struct xc_error *err)
+{
+	if (d->started)
+		return xc_set_error(err, 0, "domain already started");
+	if (d->nvcpus != d->nvcpus_max)
+		return xc_set_error(err, 0, "%u of %u vCPUs created", d->nvcpus, d->nvcpus_max);
+	pthread_mutex_lock(&d->lock);
+	d->pause_req = start_paused;
+	d->started = true;
+	for (unsigned i = 0; i < d->nvcpus; i++) {
+		struct xc_vcpu *v = d->vcpu[i];
+		int e;
+
+		v->run->immediate_exit = 0;
+		e = pthread_create(&v->thread, NULL, vcpu_thread, v);
+		if (e) {
+			stop_locked(d, XC_STOP_ERROR, "starting vCPU %u thread failed", i);
+			pthread_mutex_unlock(&d->lock);
+			return xc_set_error(err, e, "pthread_create for vCPU %u", i);
+		}
+		v->thread_started = true;
+		d->running_threads++;
+	}
+	if (start_paused)
+		while (d->parked < d->running_threads)
+			pthread_cond_wait(&d->cond, &d->lock);
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
+int xc_domain_pause(struct xc_domain *d, struct xc_error *err)
+{
+	pthread_mutex_lock(&d->lock);
+	if (d->stopped != XC_RUNNING) {
+		pthread_mutex_unlock(&d->lock);
+		return xc_set_error(err, 0, "domain has stopped: %s", d->stop_msg);
+	}
+	d->pause_req = true;
+	kick_all(d);
+	while (d->parked < d->running_threads && !d->stop_req)
+		pthread_cond_wait(&d->cond, &d->lock);
+	pthread_mutex_unlock(&d->lock);
+	if (d->stopped != XC_RUNNING)
+		return xc_set_error(err, 0, "domain stopped while pausing: %s", d->stop_msg);
+	return 0;
+}
+
+int xc_domain_resume(struct xc_domain *d, struct xc_error *err)
+{
+	pthread_mutex_lock(&d->lock);
+	if (d->stopped != XC_RUNNING) {
+		pthread_mutex_unlock(&d->lock);
+		return xc_set_error(err, 0, "domain has stopped: %s", d->stop_msg);
+	}
+	for (unsigned i = 0; i < d->nvcpus; i++) {
+		d->vcpu[i]->self_park = false;
+		__atomic_store_n(&d->vcpu[i]->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+	}
+	d->pause_req = false;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
+bool xc_domain_paused(const struct xc_domain *d)
+{
+	return d->pause_req;
+}
+
+void xc_domain_stop(struct xc_domain *d)
+{
+	pthread_mutex_lock(&d->lock);
+	if (!d->started) {
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
+	stop_locked(d, XC_STOP_DESTROYED, "domain destroyed");
+	pthread_mutex_unlock(&d->lock);
+	for (unsigned i = 0; i < d->nvcpus; i++)
+		if (d->vcpu[i]->thread_started) {
+			pthread_join(d->vcpu[i]->thread, NULL);
+			d->vcpu[i]->thread_started = false;
+		}
+	d->started = false;
+}

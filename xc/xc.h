@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * xc: domain control over /dev/kvm.
+ *
+ * A domain is a KVM VM with an in-kernel irqchip and PIT, guest RAM in
+ * memfd-backed regions, and vCPUs that each run on their own thread.  The
+ * library never prints and never exits: failures come back as struct
+ * xc_error, and what the guest does comes back through an ops table and an
+ * event fd the caller polls.
+ */
+#ifndef XC_H
+#define XC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <linux/kvm.h>
+
+struct xc_error {
+	int sys_errno;			/* errno of the failing call, or 0 */
+	char msg[256];
+};
+
+/* Fills err and returns -1. */
+int xc_set_error(struct xc_error *err, int sys_errno, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#define XC_MAX_VCPUS	64
+#define XC_MAX_REGIONS	8
+
+/* Fixed addresses KVM needs on x86 below 4 GiB, out of guest RAM's way. */
+#define XC_IDENTITY_MAP_ADDR	0xfeffc000ull
+#define XC_TSS_ADDR		0xfeffd000ull
+
+struct xc_domain;
+struct xc_vcpu;
+
+/* What a vCPU thread does after an exit handler returns. */
+enum xc_action {
+	XC_CONTINUE = 0,		/* re-enter the guest */
+	XC_PARK,			/* stop this vCPU until xc_domain_resume() */
+	XC_STOP,			/* the domain is finished (status set) */
+};
+
+/*
+ * Exit handlers, called on the vCPU's thread.  data is the I/O buffer inside
+ * kvm_run; for an "in" the handler fills it.  A NULL handler treats the exit
+ * as an error that stops the domain.
+ */
+struct xc_exit_ops {
+	enum xc_action (*pio)(void *opaque, struct xc_vcpu *v, uint16_t port, bool out,
+			      void *data, unsigned size, unsigned count);
+	enum xc_action (*mmio)(void *opaque, struct xc_vcpu *v, uint64_t gpa, bool write,
+			       void *data, unsigned len);
+};
+
+/* Why a domain stopped. */
+enum xc_stop_reason {
+	XC_RUNNING = 0,
+	XC_STOP_GUEST,			/* a handler returned XC_STOP */
+	XC_STOP_SHUTDOWN,		/* triple fault / KVM_EXIT_SHUTDOWN */
+	XC_STOP_ERROR,			/* internal error, failed entry, unhandled exit */
+	XC_STOP_DESTROYED,		/* xc_domain_stop() */
+};
+
+struct xc_domain_config {
+	unsigned vcpus;
+	const struct xc_exit_ops *ops;
+	void *opaque;			/* handed to every ops call */
+	bool dirty_ring;		/* reserved for live save; must be false */
+};
+
+/*
+ * Opens /dev/kvm, checks every capability sr needs (the error names each
+ * missing one), creates the VM with its TSS, identity map, irqchip and PIT2.
+ */
+struct xc_domain *xc_domain_create(const struct xc_domain_config *cfg,
+				   struct xc_error *err);
+
+/* Stops every vCPU thread and frees everything, guest memory included. */
+void xc_domain_destroy(struct xc_domain *d);
+
+int xc_domain_vm_fd(const struct xc_domain *d);
+unsigned xc_domain_vcpus(const struct xc_domain *d);
+
+/* ------------------------------------------------------------ memory */
+
+/*
+ * Adds RAM at gpa (page aligned) backed by a fresh memfd mapped MAP_SHARED.
+ * Slots are numbered from 0 in the order regions are added.
+ */
+int xc_mem_add(struct xc_domain *d, uint64_t gpa, uint64_t size, struct xc_error *err);
+
+struct xc_region {
+	unsigned slot;
+	uint64_t gpa, size;
+	uint8_t *hva;
+	int memfd;
+	bool dirty_log;
+};
+unsigned xc_mem_regions(const struct xc_domain *d, const struct xc_region **regions);
+
+/* Host address for [gpa, gpa+len) if it lies inside one region, else NULL. */
+void *xc_gpa_to_hva(const struct xc_domain *d, uint64_t gpa, uint64_t len);
+
+/* ------------------------------------------------------------- vCPUs */
+
+/*
+ * Creates vCPU id and sets its CPUID from KVM_GET_SUPPORTED_CPUID with the
+ * per-vCPU APIC ids filled in.  vCPUs must be created in id order.
+ */
+struct xc_vcpu *xc_vcpu_create(struct xc_domain *d, unsigned id, struct xc_error *err);
+struct xc_vcpu *xc_vcpu_get(const struct xc_domain *d, unsigned id);
+int xc_vcpu_fd(const struct xc_vcpu *v);
+unsigned xc_vcpu_id(const struct xc_vcpu *v);
+struct kvm_run *xc_vcpu_run_area(const struct xc_vcpu *v);
+
+/* The CPUID KVM offers, as set on new vCPUs (owned by the domain). */
+const struct kvm_cpuid2 *xc_domain_cpuid(const struct xc_domain *d);
+
+/*
+ * Starts one thread per created vCPU.  With start_paused, the threads wait
+ * for xc_domain_resume() before the first KVM_RUN.
+ */
+int xc_domain_start(struct xc_domain *d, bool start_paused, struct xc_error *err);
+
+/*
+ * Pauses every vCPU: returns once each is out of KVM_RUN and parked.
+ * Pausing a paused domain is a no-op.
+ */
+int xc_domain_pause(struct xc_domain *d, struct xc_error *err);
+int xc_domain_resume(struct xc_domain *d, struct xc_error *err);
+bool xc_domain_paused(const struct xc_domain *d);
+
+/* Ends the domain: every vCPU stops and its thread is joined. */
+void xc_domain_stop(struct xc_domain *d);
+
+/*
+ * An eventfd that becomes readable when a vCPU parked itself (XC_PARK) or
+ * the domain stopped.  Read it with xc_domain_event().
+ */
+int xc_domain_event_fd(const struct xc_domain *d);
+
+struct xc_event {
+	enum xc_stop_reason stopped;	/* XC_RUNNING while it still runs */
+	int status;			/* XC_STOP_GUEST: the status set by the handler */
+	unsigned parked;		/* vCPUs that parked themselves, as a count */
+	char msg[256];			/* XC_STOP_SHUTDOWN / XC_STOP_ERROR: what happened */
+};
+void xc_domain_event(struct xc_domain *d, struct xc_event *ev);
+
+/* Sets the status reported with XC_STOP (call from a handler). */
+void xc_domain_set_status(struct xc_domain *d, int status);
+struct xc_domain *xc_vcpu_domain(const struct xc_vcpu *v);
+
+/* --------------------------------------------------------- dirty log */
+
+enum xc_dirty_mode {
+	XC_DIRTY_BITMAP,		/* KVM_GET_DIRTY_LOG fetches and clears */
+	XC_DIRTY_CLEAR,			/* manual protect: KVM_CLEAR_DIRTY_LOG clears */
+};
+
+/* Which modes this kernel offers. */
+bool xc_dirty_mode_supported(const struct xc_domain *d, enum xc_dirty_mode mode);
+
+/*
+ * Turns dirty logging on or off for every region.  Mode XC_DIRTY_CLEAR must
+ * be chosen before the first enable and stays for the domain's life.
+ */
+int xc_dirty_log_enable(struct xc_domain *d, enum xc_dirty_mode mode, bool on,
+			struct xc_error *err);
+
+/*
+ * Fetches the dirty bitmap of a region (one bit per page, bit i = page
+ * gpa + i * 4096) into bitmap, which holds size/4096 bits rounded up to 64.
+ * In XC_DIRTY_BITMAP mode the fetch also re-arms tracking; in XC_DIRTY_CLEAR
+ * mode pages stay dirty until xc_dirty_log_clear().
+ */
+int xc_dirty_log_get(struct xc_domain *d, unsigned slot, uint64_t *bitmap,
+		     struct xc_error *err);
+
+/* Re-arms tracking for pages [first, first + count) whose bits are set in mask. */
+int xc_dirty_log_clear(struct xc_domain *d, unsigned slot, uint64_t first, uint32_t count,
+		       const uint64_t *mask, struct xc_error *err);
+
+/* -------------------------------------------------------------- boot */
+
+/* Copies a flat image file into guest RAM at gpa; returns its size or -1. */
+long xc_load_file(struct xc_domain *d, const char *path, uint64_t gpa, uint64_t max,
+		  struct xc_error *err);
+
+/* Puts a vCPU in 32-bit flat protected mode (paging off) at entry. */
+int xc_vcpu_boot_pm32(struct xc_vcpu *v, uint64_t entry, struct xc_error *err);
+
+/* --------------------------------------------------------- capability */
+
+/* KVM_CHECK_EXTENSION on the VM (falls back to /dev/kvm). */
+int xc_check_cap(const struct xc_domain *d, long cap);
+
+#endif /* XC_H */

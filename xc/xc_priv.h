@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/* xc internals shared between its files; not installed. */
+#ifndef XC_PRIV_H
+#define XC_PRIV_H
+
+#include <pthread.h>
+#include <signal.h>
+
+#include "xc.h"
+
+/* Signal that knocks a vCPU thread out of KVM_RUN. */
+#define XC_KICK_SIGNAL	SIGUSR1
+
+struct xc_domain {
+	int kvm_fd, vm_fd, event_fd;
+	int run_size;
+	struct kvm_cpuid2 *cpuid;
+	const struct xc_exit_ops *ops;
+	void *opaque;
+
+	struct xc_region regions[XC_MAX_REGIONS];
+	unsigned nregions;
+
+	struct xc_vcpu *vcpu[XC_MAX_VCPUS];
+	unsigned nvcpus, nvcpus_max;
+
+	/* Run state, under lock. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool started;
+	bool pause_req, stop_req;
+	unsigned parked;		/* vCPU threads parked right now */
+	unsigned running_threads;
+	enum xc_stop_reason stopped;
+	int status;
+	char stop_msg[256];
+
+	/* Dirty log */
+	bool manual_protect;
+};
+
+void xc_vcpu_free(struct xc_vcpu *v);
+bool xc_vcpu_self_parked(const struct xc_vcpu *v);
+void xc_post_event(struct xc_domain *d);
+int xc_set_region_flags(struct xc_domain *d, struct xc_region *r, bool dirty_log,
+			struct xc_error *err);
+
+#endif
