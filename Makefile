@@ -46,7 +46,7 @@ LIBSR_OBJS := $(LIBSR_SRCS:%.c=$(O)/%.o)
 LIBSR_SONAME := libsr.so.0
 XC_SRCS   := xc/domain.c xc/vcpu.c xc/dirty.c xc/boot.c
 XC_OBJS   := $(XC_SRCS:%.c=$(O)/%.o)
-RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/util.o $(XC_OBJS)
+RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/ctl.o $(O)/tools/util.o $(XC_OBJS)
 
 # Freestanding test guests: 64-bit code, no libc, no SSE in compiled C (the
 # guest checks its own vector registers), flat binaries loaded at 1 MiB.
@@ -56,7 +56,7 @@ GUEST_CFLAGS := -std=gnu11 -O2 -g -ffreestanding -fno-pic -fno-pie -mno-red-zone
 GUEST_OBJS := $(O)/guest/boot.o $(O)/guest/lib.o $(O)/guest/main.o
 GUEST     := $(O)/guest/sr-test-guest.bin
 
-TOOLS     := $(O)/sr-dump $(O)/sr-run
+TOOLS     := $(O)/sr-dump $(O)/sr-run $(O)/sr-ctl
 UNIT_TESTS := $(O)/tests/test-libsr
 BENCHES   := $(O)/tests/bench-libsr
 
@@ -99,6 +99,10 @@ $(O)/sr-dump: $(O)/tools/sr-dump.o $(O)/tools/util.o $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
+$(O)/sr-ctl: $(O)/tools/sr-ctl.o $(O)/tools/ctl.o $(O)/tools/util.o
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^
+
 $(O)/sr-run: $(O)/tools/sr-run.o $(RUNNER_OBJS) $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
@@ -114,15 +118,27 @@ $(O)/tests/bench-%: $(O)/tests/bench_%.o $(O)/libsr.a
 .SECONDARY:
 
 # ------------------------------------------------------------------ tests
-.PHONY: deps all check check-unit check-tools asan bench-libsr install clean demo
+.PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install clean demo
 
-check: check-unit check-tools
+check: check-unit check-tools check-kvm
 
 check-unit: $(UNIT_TESTS) $(TOOLS)
 	$(Q)SR_DUMP=$(abspath $(O)/sr-dump) $(O)/tests/test-libsr --jobs 2
 
 check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage
 	$(Q)O=$(O) tests/tools.sh
+
+KVM_DEPS := $(TOOLS) $(GUEST) $(O)/tests/kvm-dirty-log
+
+# KVM tests run on real KVM: natively when this host has /dev/kvm, else in
+# the nested box.  Neither path skips.
+check-kvm: $(KVM_DEPS)
+	$(Q)if [ -c /dev/kvm ]; then O=$(O) tests/kvm.sh; \
+	else echo "check-kvm: no /dev/kvm here: running the KVM tests in the nested box"; \
+	     tests/box.sh -- env O=$(O) tests/kvm.sh; fi
+
+box-shell: $(KVM_DEPS)
+	$(Q)tests/box.sh --shell
 
 asan:
 	$(Q)$(MAKE) --no-print-directory O=build-asan SAN=1 check-unit check-tools
@@ -151,6 +167,10 @@ clean:
 	rm -rf build build-asan
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
+
+$(O)/tests/kvm-dirty-log: $(O)/tests/kvm_dirty_log.o $(XC_OBJS)
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ -lpthread
 
 $(O)/tests/mkimage: $(O)/tests/mkimage.o $(O)/libsr.a
 	$(E) "  LD      $@"

@@ -48,6 +48,8 @@ struct sr_bootinfo {
 	uint32_t round_delay_us;	/* pause between rounds (dirty rate knob) */
 	uint32_t restores;		/* incremented by sr-restore on each restore */
 	uint32_t flags;
+	uint32_t finish;		/* set by the runner (sr-ctl NAME finish): wrap up, verdict */
+	uint32_t rsvd;
 };
 
 #define SR_BOOTINFO_F_QUIET	(1u << 0)	/* print only stage and verdict lines */

@@ -49,7 +49,13 @@ mkdir -p "$cache"
 # ---------------------------------------------------------------- kernel
 kdir=$cache/kernel
 if [ ! -f "$kdir/vmlinuz" ]; then
-	pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
+	kpkg() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}'; }
+	pkg=$(kpkg)
+	if [ -z "$pkg" ] && [ "$(id -u)" = 0 ]; then
+		echo "box: apt does not know linux-image-amd64 yet: running apt-get update" >&2
+		apt-get update -qq >/dev/null 2>&1 || true
+		pkg=$(kpkg)
+	fi
 	[ -n "$pkg" ] || die "apt does not know linux-image-amd64: run 'apt-get update' first"
 	echo "box: fetching $pkg (once, into $kdir)" >&2
 	rm -rf "$cache/dl" "$kdir.tmp"

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "abi.h"
+#include "ctl.h"
 #include "runner.h"
 #include "util.h"
 
@@ -35,13 +36,6 @@ struct runner {
 	char fail_msg[SR_HC_STR_MAX];
 	uint64_t pauses, resumes;
 };
-
-const char *runner_dir(void)
-{
-	const char *d = getenv("SR_RUN_DIR");
-
-	return d && *d ? d : "/run/sr";
-}
 
 /* Copies a NUL-terminated guest string; returns false when it is not one. */
 static bool guest_string(struct runner *r, uint32_t gpa, char *buf, size_t len)
@@ -186,7 +180,7 @@ void runner_free(struct runner *r)
 
 int runner_listen(struct runner *r, struct xc_error *err)
 {
-	const char *dir = runner_dir();
+	const char *dir = ctl_dir();
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct stat st;
 	int fd;
@@ -309,6 +303,26 @@ static bool handle_client(struct runner *r, int cfd, int *exit_status)
 		else {
 			r->resumes++;
 			reply(cfd, "ok running");
+		}
+	} else if (!strncmp(line, "poke ", 5)) {
+		/* Testing aid: flip the low bit of one guest byte, as a corrupting host would. */
+		uint64_t gpa = strtoull(line + 5, NULL, 0);
+		uint8_t *p = xc_gpa_to_hva(r->d, gpa, 1);
+
+		if (!p) {
+			reply(cfd, "error 0x%llx is not guest RAM", (unsigned long long)gpa);
+		} else {
+			__atomic_fetch_xor(p, 1, __ATOMIC_SEQ_CST);
+			reply(cfd, "ok poked 0x%llx", (unsigned long long)gpa);
+		}
+	} else if (!strcmp(line, "finish")) {
+		struct sr_bootinfo *bi = xc_gpa_to_hva(r->d, SR_GUEST_BOOTINFO, sizeof(*bi));
+
+		if (!r->cfg.test_guest || !bi || bi->magic != SR_BOOTINFO_MAGIC) {
+			reply(cfd, "error finish needs the sr test guest");
+		} else {
+			__atomic_store_n(&bi->finish, 1, __ATOMIC_SEQ_CST);
+			reply(cfd, "ok the guest will finish its round and report");
 		}
 	} else if (!strcmp(line, "destroy")) {
 		reply(cfd, "ok destroyed");

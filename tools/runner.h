@@ -39,7 +39,4 @@ int runner_run(struct runner *r, bool start_paused);
 
 void runner_free(struct runner *r);
 
-/* Where control sockets live: $SR_RUN_DIR, else /run/sr. */
-const char *runner_dir(void);
-
 #endif

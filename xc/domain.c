@@ -143,6 +143,12 @@ struct xc_domain *xc_domain_create(const struct xc_domain_config *cfg, struct xc
 
 			snprintf(missing + n, sizeof(missing) - n, " KVM_CAP_%s", required_caps[i].name);
 		}
+	for (unsigned i = 0; i < cfg->n_extra_caps; i++)
+		if (ioctl(d->kvm_fd, KVM_CHECK_EXTENSION, cfg->extra_caps[i]) <= 0) {
+			size_t n = strlen(missing);
+
+			snprintf(missing + n, sizeof(missing) - n, " KVM_CAP %ld", cfg->extra_caps[i]);
+		}
 	if (missing[0]) {
 		xc_set_error(err, 0, "this KVM lacks capabilities sr needs:%s", missing);
 		goto fail;

@@ -69,6 +69,8 @@ struct xc_domain_config {
 	const struct xc_exit_ops *ops;
 	void *opaque;			/* handed to every ops call */
 	bool dirty_ring;		/* reserved for live save; must be false */
+	const long *extra_caps;		/* further KVM_CAP_* the caller relies on */
+	unsigned n_extra_caps;
 };
 
 /*

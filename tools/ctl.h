@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+/* Client side of a domain's control socket (sr-ctl, sr-save). */
+#ifndef SR_CTL_H
+#define SR_CTL_H
+
+#include <stddef.h>
+
+/* Where control sockets live: $SR_RUN_DIR, else /run/sr. */
+const char *ctl_dir(void);
+
+/*
+ * Sends one request (with send_fd passed along when >= 0) to domain name and
+ * reads the reply.  Lines starting with "progress " are handed to on_progress
+ * (when set) as they arrive.  The final line goes into reply without its
+ * "ok "/"error " prefix.  Returns 0 for "ok", 1 for "error", -1 when the
+ * domain could not be reached (reply then says why).
+ */
+int ctl_request(const char *name, const char *request, int send_fd,
+		void (*on_progress)(const char *line, void *arg), void *arg,
+		char *reply, size_t len);
+
+#endif
