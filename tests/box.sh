@@ -107,10 +107,10 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /mnt/lower
 mount -t tmpfs -o size=75% tmpfs /mnt/rw
 mkdir -p /mnt/rw/upper /mnt/rw/work
 mount -t overlay overlay -o lowerdir=/mnt/lower,upperdir=/mnt/rw/upper,workdir=/mnt/rw/work /mnt/root || fail "overlay"
-mkdir -p /mnt/root$workdir
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=none work /mnt/root$workdir || fail "mounting $workdir"
 mount -t tmpfs tmpfs /mnt/root/tmp
 mount -t tmpfs tmpfs /mnt/root/run
+mkdir -p /mnt/root$workdir
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=none work /mnt/root$workdir || fail "mounting $workdir"
 mount --move /dev /mnt/root/dev
 mount --move /proc /mnt/root/proc
 mount --move /sys /mnt/root/sys
