@@ -46,7 +46,10 @@ LIBSR_OBJS := $(LIBSR_SRCS:%.c=$(O)/%.o)
 LIBSR_SONAME := libsr.so.0
 XC_SRCS   := xc/domain.c xc/vcpu.c xc/dirty.c xc/boot.c
 XC_OBJS   := $(XC_SRCS:%.c=$(O)/%.o)
-RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/ctl.o $(O)/tools/util.o $(XC_OBJS)
+HVMCTX_SRCS := hvmctx/vcpu.c hvmctx/vm.c hvmctx/save.c hvmctx/restore.c
+HVMCTX_OBJS := $(HVMCTX_SRCS:%.c=$(O)/%.o)
+RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/runner_save.o $(O)/tools/ctl.o $(O)/tools/util.o \
+               $(HVMCTX_OBJS) $(XC_OBJS)
 
 # Freestanding test guests: 64-bit code, no libc, no SSE in compiled C (the
 # guest checks its own vector registers), flat binaries loaded at 1 MiB.
@@ -56,7 +59,7 @@ GUEST_CFLAGS := -std=gnu11 -O2 -g -ffreestanding -fno-pic -fno-pie -mno-red-zone
 GUEST_OBJS := $(O)/guest/boot.o $(O)/guest/lib.o $(O)/guest/main.o
 GUEST     := $(O)/guest/sr-test-guest.bin
 
-TOOLS     := $(O)/sr-dump $(O)/sr-run $(O)/sr-ctl
+TOOLS     := $(O)/sr-dump $(O)/sr-run $(O)/sr-ctl $(O)/sr-save $(O)/sr-restore
 UNIT_TESTS := $(O)/tests/test-libsr
 BENCHES   := $(O)/tests/bench-libsr
 
@@ -103,9 +106,13 @@ $(O)/sr-ctl: $(O)/tools/sr-ctl.o $(O)/tools/ctl.o $(O)/tools/util.o
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^
 
-$(O)/sr-run: $(O)/tools/sr-run.o $(RUNNER_OBJS) $(O)/libsr.a
+$(O)/sr-run $(O)/sr-restore: $(O)/sr-%: $(O)/tools/sr-%.o $(RUNNER_OBJS) $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
+
+$(O)/sr-save: $(O)/tools/sr-save.o $(O)/tools/ctl.o $(O)/tools/util.o
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^
 
 $(O)/tests/test-%: $(O)/tests/test_%.o $(O)/libsr.a
 	$(E) "  LD      $@"

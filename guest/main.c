@@ -124,8 +124,9 @@ static void set_state(unsigned cpu)
 	w->msr[M_CSTAR] = base | 0x22220;
 	w->msr[M_SFMASK] = 0x47700 | cpu;
 	w->msr[M_SYSENTER_CS] = 0x10;
-	w->msr[M_SYSENTER_ESP] = base | 0x33330;
-	w->msr[M_SYSENTER_EIP] = base | 0x44440;
+	/* 32 bits: AMD keeps only the low half of the SYSENTER MSRs (KVM too, for AMD guests). */
+	w->msr[M_SYSENTER_ESP] = 0x33330000u | cpu;
+	w->msr[M_SYSENTER_EIP] = 0x44440000u | cpu;
 	w->msr[M_PAT] = 0x0007010600070106ull;		/* PA0 stays write-back */
 	w->msr[M_TSC_AUX] = 0x5a00 | cpu;
 	w->msr[M_FS_BASE] = base | 0x55550;

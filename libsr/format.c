@@ -34,6 +34,7 @@ static_assert(sizeof(struct kvm_cpuid_entry2) == 40, "CPUID entry");
 static_assert(sizeof(struct kvm_mp_state) == 4, "MP_STATE");
 static_assert(sizeof(struct kvm_regs) == 144, "REGS");
 static_assert(sizeof(struct kvm_sregs) == 312, "SREGS");
+static_assert(sizeof(struct kvm_sregs2) == 320, "SREGS2");
 static_assert(sizeof(struct kvm_xsave) == 4096, "XSAVE");
 static_assert(sizeof(struct kvm_xcrs) == 392, "XCRS");
 static_assert(sizeof(struct kvm_debugregs) == 128, "DEBUGREGS");

@@ -184,7 +184,8 @@ struct sr_block_hdr {
 	X(LAPIC,      0x0108u, SR_SCOPE_VCPU, 1024, 1024,   1)		\
 	X(MSRS,       0x0109u, SR_SCOPE_VCPU, 8,    8 + 1024 * 16, 16)	\
 	X(EVENTS,     0x010au, SR_SCOPE_VCPU, 64,   64,     1)		\
-	X(TSC_OFFSET, 0x010bu | SR_BLOCK_OPTIONAL, SR_SCOPE_VCPU, 8, 8, 1)
+	X(TSC_OFFSET, 0x010bu | SR_BLOCK_OPTIONAL, SR_SCOPE_VCPU, 8, 8, 1)	\
+	X(SREGS2,     0x010cu | SR_BLOCK_OPTIONAL, SR_SCOPE_VCPU, 320, 320, 1)
 
 enum sr_block_kind {
 #define SR_X_ENUM(name, val, scope, min, max, gran) SR_BLK_##name = val,

@@ -25,7 +25,8 @@
 #include "util.h"
 
 struct runner {
-	struct runner_config cfg;
+	struct runner_config cfg;	/* name points into name_buf */
+	char name_buf[64];
 	struct xc_domain *d;
 	int listen_fd, sig_fd;
 	char sock_path[108];
@@ -146,6 +147,8 @@ struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err)
 		return NULL;
 	}
 	r->cfg = *cfg;
+	snprintf(r->name_buf, sizeof(r->name_buf), "%s", cfg->name);
+	r->cfg.name = r->name_buf;
 	r->listen_fd = r->sig_fd = -1;
 	pthread_mutex_init(&r->out_lock, NULL);
 	dc.opaque = r;
@@ -160,6 +163,11 @@ struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err)
 struct xc_domain *runner_domain(struct runner *r)
 {
 	return r->d;
+}
+
+const struct runner_config *runner_config(const struct runner *r)
+{
+	return &r->cfg;
 }
 
 void runner_free(struct runner *r)
@@ -258,8 +266,6 @@ static int read_request(int fd, char *line, size_t len, int *passed_fd)
 	return 0;
 }
 
-int runner_save(struct runner *r, int out_fd, const char *opts, int client_fd, char *msg,
-		size_t len) __attribute__((weak));
 
 static void status_line(struct runner *r, int fd)
 {
@@ -331,8 +337,6 @@ static bool handle_client(struct runner *r, int cfd, int *exit_status)
 	} else if (!strncmp(line, "save", 4) && (line[4] == 0 || line[4] == ' ')) {
 		if (pfd < 0) {
 			reply(cfd, "error save needs an output fd");
-		} else if (!runner_save) {
-			reply(cfd, "error this runner cannot save");
 		} else {
 			int rc = runner_save(r, pfd, line + 4, cfd, msg, sizeof(msg));
 
@@ -371,8 +375,6 @@ static int block_signals(struct runner *r)
 	return r->sig_fd < 0 ? -1 : 0;
 }
 
-int runner_guest_save(struct runner *r, const char *path, char *msg, size_t len)
-	__attribute__((weak));
 
 static int stop_status(struct runner *r, const struct xc_event *ev)
 {
@@ -434,10 +436,7 @@ int runner_run(struct runner *r, bool start_paused)
 				char msg[512];
 
 				r->save_requested = false;
-				if (!runner_guest_save) {
-					pr_err("this runner cannot save");
-					status = EXIT_USAGE;
-				} else if (runner_guest_save(r, r->cfg.save_to, msg, sizeof(msg))) {
+				if (runner_guest_save(r, r->cfg.save_to, msg, sizeof(msg))) {
 					pr_err("guest-requested save to %s failed: %s; the guest continues",
 					       r->cfg.save_to, msg);
 					xc_domain_resume(r->d, &err);

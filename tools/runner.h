@@ -26,10 +26,14 @@ struct runner_config {
 	bool test_guest;		/* strict port I/O: unknown ports stop the domain */
 	const char *save_to;		/* target of a guest-requested SAVE, or NULL */
 	bool verbose;
+	uint32_t guest_kind;		/* SR_GUEST_* written into saved images */
+	uint64_t boot_entry, boot_arg;
+	uint8_t uuid[16];
 };
 
 struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err);
 struct xc_domain *runner_domain(struct runner *r);
+const struct runner_config *runner_config(const struct runner *r);
 
 /* Opens the control socket (after the domain exists). */
 int runner_listen(struct runner *r, struct xc_error *err);
@@ -38,5 +42,17 @@ int runner_listen(struct runner *r, struct xc_error *err);
 int runner_run(struct runner *r, bool start_paused);
 
 void runner_free(struct runner *r);
+
+/*
+ * Saves the domain to out_fd for a control-socket client (runner_save.c).
+ * opts: "checkpoint" (keep running), "paused" (stay paused), "compress=none".
+ * Progress lines go to client_fd.  Returns 1 when the domain must now end,
+ * 0 when it lives on, -1 on failure (the domain is then as it was).
+ */
+int runner_save(struct runner *r, int out_fd, const char *opts, int client_fd, char *msg,
+		size_t len);
+
+/* A guest-requested save to path (via path.tmp, fsync, rename); 0 or -1. */
+int runner_guest_save(struct runner *r, const char *path, char *msg, size_t len);
 
 #endif

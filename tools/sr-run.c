@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "abi.h"
+#include "sr.h"
 #include "runner.h"
 #include "util.h"
 
@@ -72,7 +73,8 @@ int main(int argc, char **argv)
 		{ 0 }
 	};
 	struct sr_bootinfo bi = { .magic = SR_BOOTINFO_MAGIC, .rounds = 20 };
-	struct runner_config cfg = { .vcpus = 1, .mem_bytes = 64ull << 20, .test_guest = true };
+	struct runner_config cfg = { .vcpus = 1, .mem_bytes = 64ull << 20, .test_guest = true,
+				     .guest_kind = SR_GUEST_TEST, .boot_entry = SR_GUEST_LOAD };
 	struct xc_error err;
 	struct runner *r;
 	struct xc_domain *d;

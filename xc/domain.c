@@ -221,6 +221,11 @@ int xc_domain_vm_fd(const struct xc_domain *d)
 	return d->vm_fd;
 }
 
+int xc_domain_kvm_fd(const struct xc_domain *d)
+{
+	return d->kvm_fd;
+}
+
 unsigned xc_domain_vcpus(const struct xc_domain *d)
 {
 	return d->nvcpus_max;

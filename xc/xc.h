@@ -197,6 +197,9 @@ int xc_vcpu_boot_pm32(struct xc_vcpu *v, uint64_t entry, struct xc_error *err);
 
 /* --------------------------------------------------------- capability */
 
+/* The /dev/kvm fd (system ioctls such as KVM_GET_MSR_INDEX_LIST). */
+int xc_domain_kvm_fd(const struct xc_domain *d);
+
 /* KVM_CHECK_EXTENSION on the VM (falls back to /dev/kvm). */
 int xc_check_cap(const struct xc_domain *d, long cap);
 

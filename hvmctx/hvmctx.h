@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hvmctx: capture and replay of a domain's state, and the save and restore
+ * cores built on it.
+ *
+ * Every piece of state (a KVM structure, an MSR set) has one capture and
+ * one apply function and one sr block kind, in one table (vcpu.c, vm.c).
+ * The save core writes an sr image of a paused domain; the restore core
+ * reads one into a fresh domain and leaves its vCPUs ready to run.  Like
+ * every library here it never prints and never exits.
+ */
+#ifndef HVMCTX_H
+#define HVMCTX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sr.h"
+#include "xc.h"
+
+/* A captured context: blocks pointing into memory the set owns. */
+#define HVMCTX_MAX_BLOCKS 24
+
+struct hvmctx_set {
+	struct sr_block blk[HVMCTX_MAX_BLOCKS];
+	void *owned[HVMCTX_MAX_BLOCKS];
+	unsigned n;
+};
+
+void hvmctx_set_free(struct hvmctx_set *s);
+
+/*
+ * VM-wide state: PIT, PIC master and slave, IOAPIC, kvmclock, TSC kHz.
+ * The clock is read by hvmctx_capture_clock(), at pause time.
+ */
+int hvmctx_capture_vm(struct xc_domain *d, const struct kvm_clock_data *clock,
+		      struct hvmctx_set *out, struct xc_error *err);
+int hvmctx_capture_clock(struct xc_domain *d, struct kvm_clock_data *clock,
+			 struct xc_error *err);
+
+/* Per-vCPU state, in capture order: MP state first, events last. */
+int hvmctx_capture_vcpu(struct xc_vcpu *v, struct hvmctx_set *out, struct xc_error *err);
+
+/*
+ * Applies a validated HVM_CONTEXT record's PIT and irqchips (the TSC rate
+ * and the clock have their own calls).
+ */
+int hvmctx_apply_vm(struct xc_domain *d, const struct sr_record *rec, struct xc_error *err);
+
+/*
+ * Sets the image's TSC rate on a new vCPU when this host's differs by more
+ * than 250 ppm; must precede hvmctx_apply_vcpu() (the TSC MSR).
+ */
+int hvmctx_apply_tsc_khz(struct xc_vcpu *v, const struct sr_record *hvm, struct xc_error *err);
+
+/* Applies a validated VCPU_CONTEXT record in restore order, then reads back to confirm. */
+int hvmctx_apply_vcpu(struct xc_vcpu *v, const struct sr_record *rec, struct xc_error *err);
+
+enum hvmctx_clock_mode {
+	HVMCTX_CLOCK_ADVANCE,		/* guest time moves on by the wall time that passed */
+	HVMCTX_CLOCK_FREEZE,		/* guest time resumes where it stopped */
+};
+
+/* Sets kvmclock from the HVM_CONTEXT record; saved_ns is the image's creation time. */
+int hvmctx_apply_clock(struct xc_domain *d, const struct sr_record *hvm,
+		       enum hvmctx_clock_mode mode, uint64_t saved_ns, int64_t *jump_ns,
+		       struct xc_error *err);
+
+/* Makes every vCPU's TSC offset vCPU 0's (when the kernel offers KVM_VCPU_TSC_OFFSET). */
+int hvmctx_sync_tsc_offsets(struct xc_domain *d, bool *done, struct xc_error *err);
+
+/* ------------------------------------------------------------ save */
+
+struct hvmctx_device {
+	const char *name;
+	uint32_t version, instance;
+	const void *data;
+	size_t len;
+};
+
+struct hvmctx_save_opts {
+	enum sr_compress compress;
+	const char *creator;
+	uint32_t guest_kind;		/* SR_GUEST_* */
+	const char *name;
+	const uint8_t *uuid;		/* 16 bytes or NULL */
+	uint64_t boot_entry, boot_arg;
+	const struct hvmctx_device *devices;
+	unsigned ndevices;
+	/* Called about every 1024 pages; returning non-zero aborts the save. */
+	int (*progress)(void *arg, uint64_t pages_done, uint64_t pages_total, uint64_t bytes);
+	void *progress_arg;
+};
+
+struct hvmctx_save_stats {
+	uint64_t pages, zero, raw, lz4;
+	uint64_t bytes;			/* stream bytes */
+	uint64_t mem_bytes;		/* guest RAM */
+	uint64_t duration_ns;
+};
+
+/*
+ * Writes an sr image of d to fd.  The domain must be paused; it stays
+ * paused.  On failure nothing about the domain has changed.
+ */
+int hvmctx_save(struct xc_domain *d, int fd, const struct hvmctx_save_opts *o,
+		struct hvmctx_save_stats *st, struct xc_error *err);
+
+/* ----------------------------------------------------------- restore */
+
+struct hvmctx_restore;
+
+/* What DOMAIN says, for building the domain. */
+struct hvmctx_image {
+	uint32_t guest_kind, vcpus, nregions;
+	struct sr_region regions[SR_MAX_REGIONS];
+	char name[64];
+	uint8_t uuid[16];
+	uint64_t boot_entry, boot_arg;
+	uint64_t created_ns;
+	char creator[24];
+};
+
+/*
+ * Reads and checks the image header and DOMAIN record from fd.  Errors in
+ * the image are reported as "record N (TYPE) at offset X: reason" with
+ * err->sys_errno set to EBADMSG.
+ */
+struct hvmctx_restore *hvmctx_restore_begin(int fd, struct hvmctx_image *img,
+					    struct xc_error *err);
+
+struct hvmctx_restore_opts {
+	enum hvmctx_clock_mode clock;
+	/* A DEVICE record; return non-zero (with err set) to refuse it. */
+	int (*device)(void *arg, const char *name, uint32_t version, uint32_t instance,
+		      const void *data, size_t len, struct xc_error *err);
+	void *device_arg;
+};
+
+struct hvmctx_restore_stats {
+	uint64_t pages, records, bytes;
+	int64_t clock_jump_ns;
+	bool tsc_synced;
+	uint64_t duration_ns;
+};
+
+/*
+ * Fills d (created with img->vcpus vCPUs allowed and no vCPU yet) from the
+ * rest of the stream: adds the regions, writes pages as they arrive, and
+ * after END has verified applies the HVM state, creates and loads each
+ * vCPU in turn (confirming its registers), aligns TSC offsets and sets the
+ * clock.  The vCPUs are then ready for xc_domain_start().  On failure no
+ * vCPU has run and the caller destroys d.
+ */
+int hvmctx_restore_finish(struct hvmctx_restore *rs, struct xc_domain *d,
+			  const struct hvmctx_restore_opts *o, struct hvmctx_restore_stats *st,
+			  struct xc_error *err);
+
+void hvmctx_restore_free(struct hvmctx_restore *rs);
+
+#endif /* HVMCTX_H */

@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The restore core: an sr image into a fresh domain.
+ *
+ * Pages go into guest memory as their records verify (an image can be far
+ * larger than what a reader may hold).  Every context record is kept until
+ * END has verified the whole stream; only then is any CPU or device state
+ * loaded, so a corrupt image never reaches KVM's vCPU state and no vCPU
+ * ever runs from it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hvmctx.h"
+
+struct saved_rec {
+	struct sr_record rec;
+	void *body;
+};
+
+struct hvmctx_restore {
+	struct sr_reader *r;
+	struct hvmctx_image img;
+	struct saved_rec hvm;
+	struct saved_rec *vcpu;		/* by vCPU id */
+	struct saved_rec *dev;
+	unsigned ndev;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+/* Image errors carry EBADMSG so a tool can tell a bad image from a bad host. */
+static int sr_err(struct xc_error *err, const struct sr_error *se)
+{
+	char buf[256];
+
+	xc_set_error(err, 0, "%s", sr_error_format(se, buf, sizeof(buf)));
+	err->sys_errno = se->code == SR_E_IO || se->code == SR_E_NOMEM ? se->sys_errno : EBADMSG;
+	return -1;
+}
+
+static int keep(struct saved_rec *s, const struct sr_record *rec, struct xc_error *err)
+{
+	s->body = malloc(rec->length ? rec->length : 1);
+	if (!s->body)
+		return xc_set_error(err, ENOMEM, "keeping record %llu", (unsigned long long)rec->index);
+	memcpy(s->body, rec->body, rec->length);
+	s->rec = *rec;
+	s->rec.body = s->body;
+	return 0;
+}
+
+struct hvmctx_restore *hvmctx_restore_begin(int fd, struct hvmctx_image *img,
+					    struct xc_error *err)
+{
+	struct hvmctx_restore *rs = calloc(1, sizeof(*rs));
+	const struct sr_rec_domain *dom;
+	const struct sr_region *regs;
+	struct sr_record rec;
+	struct sr_error se;
+
+	if (!rs) {
+		xc_set_error(err, ENOMEM, "restore state");
+		return NULL;
+	}
+	rs->r = sr_reader_open(fd, &se);
+	if (!rs->r)
+		goto bad;
+	/* The reader insists that DOMAIN comes first. */
+	if (sr_reader_next(rs->r, &rec, &se) != 1)
+		goto bad;
+	dom = sr_reader_domain(rs->r, &regs);
+	img->guest_kind = dom->guest_kind;
+	img->vcpus = dom->vcpu_count;
+	img->nregions = dom->region_count;
+	memcpy(img->regions, regs, dom->region_count * sizeof(*regs));
+	memcpy(img->name, dom->name, sizeof(img->name));
+	memcpy(img->uuid, dom->uuid, 16);
+	img->boot_entry = dom->boot_entry;
+	img->boot_arg = dom->boot_arg;
+	img->created_ns = sr_reader_header(rs->r)->created_ns;
+	memcpy(img->creator, sr_reader_header(rs->r)->creator, sizeof(img->creator));
+	rs->img = *img;
+	rs->vcpu = calloc(img->vcpus, sizeof(*rs->vcpu));
+	if (!rs->vcpu) {
+		xc_set_error(err, ENOMEM, "vCPU records");
+		hvmctx_restore_free(rs);
+		return NULL;
+	}
+	return rs;
+bad:
+	sr_err(err, &se);
+	hvmctx_restore_free(rs);
+	return NULL;
+}
+
+void hvmctx_restore_free(struct hvmctx_restore *rs)
+{
+	if (!rs)
+		return;
+	sr_reader_free(rs->r);
+	free(rs->hvm.body);
+	for (unsigned i = 0; rs->vcpu && i < rs->img.vcpus; i++)
+		free(rs->vcpu[i].body);
+	free(rs->vcpu);
+	for (unsigned i = 0; i < rs->ndev; i++)
+		free(rs->dev[i].body);
+	free(rs->dev);
+	free(rs);
+}
+
+static int load_pages(struct xc_domain *d, const struct sr_record *rec, uint64_t *pages,
+		      struct xc_error *err)
+{
+	struct sr_page_iter it;
+	const struct sr_page_desc *pd;
+	struct sr_error se;
+	uint8_t page[SR_PAGE_SIZE];
+	int rc;
+
+	sr_page_iter_init(rec, &it);
+	while ((rc = sr_page_iter_next(&it, &pd, page, &se)) == 1) {
+		/* The reader checked the pfn against DOMAIN's regions; so did we. */
+		void *dst = xc_gpa_to_hva(d, pd->pfn << SR_PAGE_SHIFT, SR_PAGE_SIZE);
+
+		if (!dst)
+			return xc_set_error(err, 0, "record %llu (PAGE_DATA): pfn 0x%llx is not guest RAM",
+					    (unsigned long long)rec->index,
+					    (unsigned long long)pd->pfn);
+		memcpy(dst, page, SR_PAGE_SIZE);
+		(*pages)++;
+	}
+	return rc < 0 ? sr_err(err, &se) : 0;
+}
+
+static int read_stream(struct hvmctx_restore *rs, struct xc_domain *d,
+		       struct hvmctx_restore_stats *st, struct xc_error *err)
+{
+	struct sr_record rec;
+	struct sr_error se;
+	int rc;
+
+	while ((rc = sr_reader_next(rs->r, &rec, &se)) == 1) {
+		const struct sr_rec_context *c;
+		struct saved_rec *grown;
+
+		st->records++;
+		if (!rec.known)
+			continue;		/* unknown optional record */
+		switch (rec.type) {
+		case SR_REC_PAGE_DATA:
+			if (load_pages(d, &rec, &st->pages, err))
+				return -1;
+			break;
+		case SR_REC_HVM_CONTEXT:
+			if (keep(&rs->hvm, &rec, err))
+				return -1;
+			break;
+		case SR_REC_VCPU_CONTEXT:
+			c = rec.body;		/* id checked by the reader: < vcpus, unique */
+			if (keep(&rs->vcpu[c->id], &rec, err))
+				return -1;
+			break;
+		case SR_REC_DEVICE:
+			grown = realloc(rs->dev, (rs->ndev + 1) * sizeof(*grown));
+			if (!grown)
+				return xc_set_error(err, ENOMEM, "device records");
+			rs->dev = grown;
+			memset(&rs->dev[rs->ndev], 0, sizeof(rs->dev[0]));
+			if (keep(&rs->dev[rs->ndev], &rec, err))
+				return -1;
+			rs->ndev++;
+			break;
+		}
+	}
+	if (rc < 0)
+		return sr_err(err, &se);
+	st->records++;			/* END */
+	st->bytes = sr_reader_offset(rs->r);
+	return 0;
+}
+
+int hvmctx_restore_finish(struct hvmctx_restore *rs, struct xc_domain *d,
+			  const struct hvmctx_restore_opts *o, struct hvmctx_restore_stats *st,
+			  struct xc_error *err)
+{
+	uint64_t t0 = now_ns();
+
+	memset(st, 0, sizeof(*st));
+	for (unsigned i = 0; i < rs->img.nregions; i++) {
+		const struct sr_region *g = &rs->img.regions[i];
+
+		if (xc_mem_add(d, g->gpa, g->size, err))
+			return -1;
+	}
+	if (read_stream(rs, d, st, err))
+		return -1;
+
+	/* The whole image has verified: now state goes into KVM, one vCPU at a time. */
+	for (unsigned i = 0; i < rs->img.vcpus; i++) {
+		struct xc_vcpu *v = xc_vcpu_create(d, i, err);
+
+		if (!v)
+			return -1;
+		if (hvmctx_apply_tsc_khz(v, &rs->hvm.rec, err) ||
+		    hvmctx_apply_vcpu(v, &rs->vcpu[i].rec, err))
+			return -1;
+	}
+	if (hvmctx_apply_vm(d, &rs->hvm.rec, err))
+		return -1;
+	for (unsigned i = 0; i < rs->ndev; i++) {
+		const void *data;
+		size_t len;
+		const struct sr_rec_device *dev = sr_device_view(&rs->dev[i].rec, &data, &len);
+
+		if (!o->device)
+			return xc_set_error(err, 0, "record %llu: DEVICE \"%s\" has no model here",
+					    (unsigned long long)rs->dev[i].rec.index, dev->name);
+		if (o->device(o->device_arg, dev->name, dev->version, dev->instance, data, len, err))
+			return -1;
+	}
+	if (hvmctx_sync_tsc_offsets(d, &st->tsc_synced, err))
+		return -1;
+	if (hvmctx_apply_clock(d, &rs->hvm.rec, o->clock, rs->img.created_ns, &st->clock_jump_ns,
+			       err))
+		return -1;
+	st->duration_ns = now_ns() - t0;
+	return 0;
+}
