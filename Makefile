@@ -155,7 +155,7 @@ bench-libsr: $(BENCHES)
 	$(Q)$(O)/tests/bench-libsr --gib $(BENCH_GIB) --dir $(O)
 
 demo: deps all
-	$(Q)tests/demo-libsr.sh $(O)
+	$(Q)tests/demo.sh $(O)
 
 # ---------------------------------------------------------------- install
 install: all

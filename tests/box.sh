@@ -8,6 +8,12 @@
 # status through a file in the checkout.
 #
 #   tests/box.sh [--timeout SEC] [--mem MiB] [--smp N] -- COMMAND [ARGS...]
+#
+# A run ends in failure after --timeout seconds in all, or when the console
+# stays silent for $SR_BOX_IDLE seconds (240): QEMU is killed and the run is
+# retried $SR_BOX_RETRIES times (1), each time saying so loudly.  Rarely, the
+# emulated box's own kernel locks up under nested SVM; that is what the retry
+# is for.
 #   tests/box.sh --shell        interactive shell in the box
 #   tests/box.sh --prepare      only fetch the kernel and build the initramfs
 set -euo pipefail
@@ -15,6 +21,8 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cache=${SR_BOX_CACHE:-$top/build/box}
 timeout=${SR_BOX_TIMEOUT:-1200}
+idle=${SR_BOX_IDLE:-240}		# seconds without console output that mean the box hung
+retries=${SR_BOX_RETRIES:-1}
 mem=${SR_BOX_MEM:-4096}
 smp=${SR_BOX_SMP:-2}
 mode=run
@@ -158,21 +166,66 @@ qemu=(qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "$smp" -m "$mem" 
       -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
       -virtfs "local,path=$top,mount_tag=work,security_model=none,multidevs=remap")
 
+# Runs QEMU once; echoes its console, killing it on overall or idle timeout.
+# Returns 0 when the command left an exit status, 124 when QEMU was killed.
+run_once() {
+	local fifo=$rundir/console pid line deadline killed=0
+	rm -f "$fifo" "$status"
+	mkfifo "$fifo"
+	"${qemu[@]}" -display none -monitor none -serial stdio </dev/null >"$fifo" 2>&1 &
+	pid=$!
+	deadline=$(( $(date +%s) + timeout ))
+	exec 3<"$fifo"
+	while :; do
+		if IFS= read -r -t "$idle" line <&3; then
+			printf '%s\n' "$line"
+			if [ "$(date +%s)" -ge "$deadline" ]; then
+				echo "box: TIMEOUT: the command ran past ${timeout}s; QEMU killed" >&2
+				killed=1
+				break
+			fi
+		elif [ $? -gt 128 ]; then
+			echo "box: HUNG: no console output for ${idle}s; QEMU killed" >&2
+			killed=1
+			break
+		else
+			[ -n "$line" ] && printf '%s\n' "$line"
+			break			# QEMU closed the console: it exited
+		fi
+	done
+	if [ $killed = 1 ]; then
+		kill -TERM "$pid" 2>/dev/null
+		sleep 2
+		kill -KILL "$pid" 2>/dev/null
+	fi
+	wait "$pid" 2>/dev/null
+	exec 3<&-
+	rm -f "$fifo"
+	[ $killed = 0 ] || return 124
+	return 0
+}
+
 start=$(date +%s%N)
-rc=0
 if [ "$mode" = shell ]; then
 	echo "box: interactive shell; 'exit' powers the box off (Ctrl-A X kills it)" >&2
-	"${qemu[@]}" -nographic || rc=$?
-else
-	timeout -k 10 "$timeout" "${qemu[@]}" -display none -monitor none -serial stdio </dev/null || rc=$?
+	"${qemu[@]}" -nographic || true
+	exit 0
 fi
+attempt=0
+while :; do
+	rc=0
+	run_once || rc=$?
+	[ $rc = 124 ] || break
+	if [ $attempt -ge "$retries" ]; then
+		echo "box: giving up after $((attempt + 1)) attempt(s): the command did not finish" >&2
+		exit 124
+	fi
+	attempt=$((attempt + 1))
+	echo "box: RETRYING the whole command (attempt $((attempt + 1)) of $((retries + 1))) after the box hung" >&2
+done
 elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
-if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-	echo "box: TIMEOUT after ${timeout}s: QEMU killed, the command did not finish" >&2
-	exit 124
-fi
 if [ ! -s "$status" ]; then
-	echo "box: the command left no exit status (QEMU exited $rc): treating as failure" >&2
+	echo "box: the command left no exit status (the box stopped on its own): treating as failure" >&2
 	exit 125
 fi
 st=$(cat "$status")

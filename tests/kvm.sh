@@ -107,5 +107,193 @@ if want no-kvm; then
 	else bad "no-kvm: sr-run without /dev/kvm exited $rc" "$tmp/nk.out"; fi
 fi
 
+# ------------------------------------------------------------ save / restore
+# Restores an image in the background as domain $2; output to $tmp/$2.out.
+restore_bg() { $O/sr-restore --name "$2" "${@:3}" "$1" >"$tmp/$2.out" 2>&1 & }
+
+if want save-points; then
+	# Guest-requested saves at different rounds, 1 and 2 vCPUs; then restore.
+	for spec in "1 2" "1 5" "2 3" "2 6"; do
+		set -- $spec
+		name="sp-$1-$2"
+		$O/sr-run --name $name --memory 32 --vcpus $1 --rounds 7 --save-round $2 \
+			--save-to "$tmp/$name.img" --quiet-guest "$guest" >"$tmp/$name.run" 2>&1; rc=$?
+		if [ $rc -ne 0 ] || [ ! -s "$tmp/$name.img" ]; then bad "save-points: $1 vCPU(s) round $2: sr-run exited $rc" "$tmp/$name.run"; continue; fi
+		if ! $O/sr-dump --verify "$tmp/$name.img" 2>"$tmp/$name.dump"; then bad "save-points: image fails sr-dump --verify" "$tmp/$name.dump"; continue; fi
+		$O/sr-restore --name $name "$tmp/$name.img" >"$tmp/$name.out" 2>&1; rc=$?
+		if [ $rc -eq 0 ] && grep -q "^round $2: after the save point: restores 0 -> 1" "$tmp/$name.out" && grep -q '^PASS: ' "$tmp/$name.out"; then
+			ok "save-points: $1 vCPU(s), saved by the guest after round $2, restored: PASS"
+		else
+			bad "save-points: $1 vCPU(s) round $2: sr-restore exited $rc" "$tmp/$name.out"
+		fi
+	done
+fi
+
+if want external-save; then
+	# sr-save from outside at an arbitrary moment of the workload, on 2 vCPUs.
+	$O/sr-run --name ext --memory 32 --vcpus 2 --rounds 0 --pages 128 --delay-us 2000 \
+		--quiet-guest "$guest" >"$tmp/ext.run" 2>&1 &
+	pid=$!
+	wait_domain ext && sleep 1.5
+	$O/sr-save -q ext "$tmp/ext.img" 2>"$tmp/ext.save"; rc=$?
+	wait $pid; rrc=$?
+	if [ $rc -ne 0 ] || [ $rrc -ne 0 ]; then
+		bad "external-save: sr-save exited $rc, the runner $rrc" "$tmp/ext.save"
+	else
+		restore_bg "$tmp/ext.img" ext2
+		rpid=$!
+		wait_domain ext2 && sleep 2 && $O/sr-ctl ext2 finish >/dev/null
+		wait $rpid; rc=$?
+		if [ $rc -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/ext2.out"; then
+			ok "external-save: saved mid-workload by sr-save, restored on 2 vCPUs: PASS"
+		else
+			bad "external-save: restored guest exited $rc" "$tmp/ext2.out"
+		fi
+	fi
+fi
+
+if want restore-twice; then
+	$O/sr-run --name tw --memory 32 --vcpus 2 --rounds 5 --save-round 2 --save-to "$tmp/tw.img" \
+		--quiet-guest "$guest" >/dev/null 2>&1
+	$O/sr-restore --name tw1 "$tmp/tw.img" >"$tmp/tw1.out" 2>&1; rc1=$?
+	$O/sr-restore --name tw2 "$tmp/tw.img" >"$tmp/tw2.out" 2>&1; rc2=$?
+	if [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && grep -q '^PASS' "$tmp/tw1.out" && cmp -s "$tmp/tw1.out" "$tmp/tw2.out"; then
+		ok "restore-twice: two restores of one image both PASS with identical console output"
+	else
+		diff "$tmp/tw1.out" "$tmp/tw2.out" > "$tmp/tw.diff"
+		bad "restore-twice: exits $rc1/$rc2" "$tmp/tw.diff"
+	fi
+fi
+
+if want chain; then
+	# save -> restore -> run -> save, 20 times, then let the guest finish.
+	$O/sr-run --name ch --memory 24 --vcpus 2 --rounds 0 --pages 64 --delay-us 2000 \
+		--quiet-guest "$guest" >"$tmp/ch.out" 2>&1 &
+	wait_domain ch && sleep 0.5
+	cycles=0
+	img=$tmp/ch.img
+	for i in $(seq 1 20); do
+		$O/sr-save -q ch "$img" 2>>"$tmp/ch.out" || break
+		wait
+		$O/sr-dump --verify "$img" 2>>"$tmp/ch.out" || break
+		$O/sr-restore --name ch "$img" >>"$tmp/ch.out" 2>&1 &
+		wait_domain ch || break
+		sleep 0.3
+		cycles=$i
+	done
+	$O/sr-ctl ch finish >/dev/null 2>&1
+	wait; rc=$?
+	if [ $cycles -eq 20 ] && [ $rc -eq 0 ] && grep -q '^PASS' "$tmp/ch.out"; then
+		ok "chain: 20 save -> restore -> run cycles on 2 vCPUs, then PASS"
+	else
+		bad "chain: $cycles of 20 cycles, last exit $rc" "$tmp/ch.out"
+	fi
+fi
+
+if want corrupt-image; then
+	$O/sr-run --name ci --memory 24 --rounds 4 --save-round 2 --save-to "$tmp/ci.img" \
+		--quiet-guest "$guest" >/dev/null 2>&1
+	size=$(stat -c %s "$tmp/ci.img")
+	for what in flip-early flip-late flip-end truncate; do
+		cp "$tmp/ci.img" "$tmp/cx.img"
+		case $what in
+		flip-early) off=200 ;;
+		flip-late) off=$((size * 3 / 4)) ;;
+		flip-end) off=$((size - 20)) ;;
+		esac
+		if [ $what = truncate ]; then
+			head -c $((size - 5000)) "$tmp/ci.img" > "$tmp/cx.img"
+		else
+			b=$(od -An -tu1 -j $off -N1 "$tmp/cx.img" | tr -d ' ')
+			printf "\\$(printf %o $((b ^ 16)))" | dd of="$tmp/cx.img" bs=1 seek=$off conv=notrunc status=none
+		fi
+		$O/sr-restore --name cx "$tmp/cx.img" >"$tmp/cx.out" 2>&1; rc=$?
+		if [ $rc -eq 5 ] && [ $(wc -l < "$tmp/cx.out") -eq 1 ] && grep -Eq 'record [0-9]+ (\([A-Z_]+\) )?at offset [0-9]+' "$tmp/cx.out"; then
+			ok "corrupt-image ($what): refused before any guest code ran: $(cat "$tmp/cx.out")"
+		else
+			bad "corrupt-image ($what): sr-restore exited $rc" "$tmp/cx.out"
+		fi
+	done
+fi
+
+if want clock; then
+	# The guest measures kvmclock across the save gap (3 s of sleep).
+	$O/sr-run --name ck --memory 24 --rounds 3 --save-round 1 --save-to "$tmp/ck.img" \
+		"$guest" >/dev/null 2>&1
+	sleep 3
+	$O/sr-restore --name ck1 --clock advance "$tmp/ck.img" >"$tmp/ck1.out" 2>&1; rc1=$?
+	sleep 3
+	$O/sr-restore --name ck2 --clock freeze "$tmp/ck.img" >"$tmp/ck2.out" 2>&1; rc2=$?
+	j1=$(sed -n 's/.*kvmclock jump \([0-9]*\) ms.*/\1/p' "$tmp/ck1.out")
+	j2=$(sed -n 's/.*kvmclock jump \([0-9]*\) ms.*/\1/p' "$tmp/ck2.out")
+	if [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && [ -n "$j1" ] && [ -n "$j2" ] && [ "$j1" -ge 3000 ] && [ "$j2" -lt 1000 ]; then
+		ok "clock: advance jumped ${j1} ms over a >= 3 s gap, freeze ${j2} ms"
+	else
+		cat "$tmp/ck1.out" "$tmp/ck2.out" > "$tmp/ck.out"
+		bad "clock: advance '${j1}' ms (want >= 3000), freeze '${j2}' ms (want < 1000), exits $rc1/$rc2" "$tmp/ck.out"
+	fi
+fi
+
+if want disk-full; then
+	mkdir -p "$tmp/full"
+	mount -t tmpfs -o size=2m tmpfs "$tmp/full"
+	$O/sr-run --name df --memory 32 --rounds 0 --pages 64 --delay-us 2000 --quiet-guest \
+		"$guest" >"$tmp/df.out" 2>&1 &
+	pid=$!
+	wait_domain df && sleep 0.5
+	$O/sr-save df "$tmp/full/df.img" 2>"$tmp/df.save"; rc=$?
+	sleep 0.5
+	$O/sr-ctl df finish >/dev/null 2>&1
+	wait $pid; rrc=$?
+	left=$(ls "$tmp/full")
+	umount "$tmp/full"
+	if [ $rc -eq 1 ] && grep -q 'No space left' "$tmp/df.save" && [ -z "$left" ] && [ $rrc -eq 0 ] && grep -q '^PASS' "$tmp/df.out"; then
+		ok "disk-full: $(cat "$tmp/df.save"); the guest ran on to PASS, nothing left behind"
+	else
+		cat "$tmp/df.save" >> "$tmp/df.out"; echo "left: $left" >> "$tmp/df.out"
+		bad "disk-full: sr-save exited $rc, runner $rrc" "$tmp/df.out"
+	fi
+fi
+
+if want reader-gone; then
+	# sr-save to a pipe whose reader quits early: the domain must live on.
+	$O/sr-run --name rg --memory 32 --rounds 0 --pages 64 --delay-us 2000 --quiet-guest \
+		"$guest" >"$tmp/rg.out" 2>&1 &
+	pid=$!
+	wait_domain rg && sleep 0.5
+	$O/sr-save rg - 2>"$tmp/rg.save" | head -c 100000 >/dev/null
+	sleep 0.5
+	$O/sr-ctl rg finish >/dev/null 2>&1
+	wait $pid; rrc=$?
+	if grep -q 'the domain runs on' "$tmp/rg.save" && [ $rrc -eq 0 ] && grep -q '^PASS' "$tmp/rg.out"; then
+		ok "reader-gone: $(cat "$tmp/rg.save"); the guest ran on to PASS"
+	else
+		cat "$tmp/rg.save" >> "$tmp/rg.out"
+		bad "reader-gone: runner exited $rrc" "$tmp/rg.out"
+	fi
+fi
+
+if want signal; then
+	# SIGINT to sr-save in the middle of a save: the domain lives on, no file.
+	$O/sr-run --name sg --memory 256 --rounds 0 --pages 64 --delay-us 2000 --quiet-guest \
+		"$guest" >"$tmp/sg.out" 2>&1 &
+	pid=$!
+	wait_domain sg && sleep 0.5
+	$O/sr-save sg "$tmp/sg.img" 2>"$tmp/sg.save" &
+	spid=$!
+	sleep 0.4
+	kill -INT $spid; wait $spid; src=$?
+	sleep 1
+	$O/sr-ctl sg status >"$tmp/sg.status" 2>&1; strc=$?
+	$O/sr-ctl sg finish >/dev/null 2>&1
+	wait $pid; rrc=$?
+	if [ $src -ne 0 ] && [ $strc -eq 0 ] && grep -q 'state=running' "$tmp/sg.status" && [ ! -e "$tmp/sg.img" ] && [ ! -e "$tmp/sg.img.tmp" ] && [ $rrc -eq 0 ] && grep -q '^PASS' "$tmp/sg.out"; then
+		ok "signal: SIGINT mid-save left the domain running (then PASS) and no file"
+	else
+		cat "$tmp/sg.save" "$tmp/sg.status" >> "$tmp/sg.out"; ls -la "$tmp" >> "$tmp/sg.out"
+		bad "signal: sr-save $src, status $strc, runner $rrc" "$tmp/sg.out"
+	fi
+fi
+
 echo "kvm: $pass passed, $fail failed"
 [ $fail -eq 0 ]
