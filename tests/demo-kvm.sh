@@ -8,11 +8,11 @@ guest=$O/guest/sr-test-guest.bin
 export SR_RUN_DIR=$(mktemp -d /tmp/sr-demo.XXXXXX)
 img=$SR_RUN_DIR/demo.img
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$SR_RUN_DIR"' EXIT
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+say() { if [ -t 1 ]; then printf '\n\033[1m== %s\033[0m\n' "$*"; else printf '\n== %s\n' "$*"; fi; }
 up() { for _ in $(seq 1 400); do $O/sr-ctl "$1" status >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
 
 say "starting the test guest: 2 vCPUs, 64 MiB, rewriting its memory round after round"
-$O/sr-run --name demo --vcpus 2 --memory 64 --rounds 0 --pages 512 --delay-us 100000 "$guest" &
+$O/sr-run --name demo --vcpus 2 --memory 64 --rounds 0 --pages 512 --delay-us 400000 "$guest" &
 up demo || { echo "demo: the guest did not come up"; exit 1; }
 sleep 2
 $O/sr-ctl demo status
@@ -27,7 +27,7 @@ $O/sr-dump "$img" | sed -n '1,4p;/^ *[0-9]* *[0-9]* *HVM_CONTEXT/p;/VCPU_CONTEXT
 say "sr-restore $img   (a new VM is built from the image and resumed)"
 $O/sr-restore -v --name demo "$img" > "$SR_RUN_DIR/restored.out" 2>&1 &
 up demo || { cat "$SR_RUN_DIR/restored.out"; exit 1; }
-sleep 3
+sleep 2
 $O/sr-ctl demo finish >/dev/null
 wait
 cat "$SR_RUN_DIR/restored.out"
