@@ -78,6 +78,16 @@ struct hvmctx_device {
 	size_t len;
 };
 
+/* One pre-copy round, as reported to the caller and written as ITERATION. */
+struct hvmctx_round {
+	uint32_t iteration;
+	bool final;
+	uint64_t pages_sent;
+	uint64_t pages_dirtied;		/* dirty when the round ended */
+	uint64_t bytes;			/* stream bytes of the round */
+	uint64_t duration_ns;
+};
+
 struct hvmctx_save_opts {
 	enum sr_compress compress;
 	const char *creator;
@@ -90,18 +100,42 @@ struct hvmctx_save_opts {
 	/* Called about every 1024 pages; returning non-zero aborts the save. */
 	int (*progress)(void *arg, uint64_t pages_done, uint64_t pages_total, uint64_t bytes);
 	void *progress_arg;
+
+	/*
+	 * Live save: the domain runs while its memory is copied; rounds re-send
+	 * what it dirtied; the domain is paused only for the last remainder.
+	 * Stop when the remainder fits downtime_ms at the measured rate, after
+	 * max_iters rounds, when the dirty set stops shrinking, or when
+	 * max_bytes_factor x RAM has been written.
+	 */
+	bool live;
+	enum xc_dirty_mode dirty_mode;
+	uint32_t downtime_ms;		/* 0: 50 */
+	uint32_t max_iters;		/* 0: 30 */
+	uint32_t max_bytes_factor;	/* 0: 3 */
+	void (*round)(void *arg, const struct hvmctx_round *r);
 };
 
+#define HVMCTX_DEFAULT_DOWNTIME_MS	50
+#define HVMCTX_DEFAULT_MAX_ITERS	30
+#define HVMCTX_DEFAULT_BYTES_FACTOR	3
+
 struct hvmctx_save_stats {
-	uint64_t pages, zero, raw, lz4;
+	uint64_t pages, zero, raw, lz4;	/* pages sent, all rounds */
 	uint64_t bytes;			/* stream bytes */
 	uint64_t mem_bytes;		/* guest RAM */
 	uint64_t duration_ns;
+	uint32_t rounds;		/* including the final one */
+	uint64_t downtime_ns;		/* pause to END written */
+	uint64_t downtime_target_ns;
+	const char *stop_reason;	/* live: why pre-copy stopped */
 };
 
 /*
- * Writes an sr image of d to fd.  The domain must be paused; it stays
- * paused.  On failure nothing about the domain has changed.
+ * Writes an sr image of d to fd.  Cold (o->live false): the domain must be
+ * paused and stays paused.  Live: the domain must be running; it is paused
+ * for the final round and left paused.  On failure dirty logging is off
+ * again and the domain is running or paused exactly as it was on entry.
  */
 int hvmctx_save(struct xc_domain *d, int fd, const struct hvmctx_save_opts *o,
 		struct hvmctx_save_stats *st, struct xc_error *err);

@@ -1,15 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The save core: a paused domain to an sr image.
+ * The save core: a domain to an sr image, cold or live.
  *
- * Order follows the Xen HVM layout: DOMAIN, every populated page in
- * PAGE_DATA batches, HVM_CONTEXT, one VCPU_CONTEXT per vCPU, DEVICE
- * records, END.  The clock is read first, at pause time, so guest time is
- * measured from when the guest stopped, not from when its context was
- * written.
+ * Order follows the Xen HVM layout: DOMAIN, pages in PAGE_DATA batches
+ * round by round with an ITERATION record closing each, HVM_CONTEXT, one
+ * VCPU_CONTEXT per vCPU, DEVICE records, END.  The clock is read when the
+ * domain is paused, so guest time is measured from when the guest stopped.
+ *
+ * Live rounds keep a "todo" bitmap per region: fetched dirty bits are ORed
+ * in and a page's bit is cleared only once the batch holding it has been
+ * written, so a bit fetched from KVM is never dropped before its page is
+ * in the stream.
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
@@ -33,146 +38,364 @@ static int sr_err(struct xc_error *err, const struct sr_error *se)
 	return -1;
 }
 
-static int write_domain(struct sr_writer *w, struct xc_domain *d,
-			const struct hvmctx_save_opts *o, uint64_t *mem, struct sr_error *se)
-{
+struct save {
+	struct xc_domain *d;
+	const struct hvmctx_save_opts *o;
+	struct hvmctx_save_stats *st;
+	struct xc_error *err;
+	struct sr_writer *w;
+	struct sr_batch *b;
+	struct sr_error se;
 	const struct xc_region *regs;
-	unsigned n = xc_mem_regions(d, &regs);
-	struct sr_region r[SR_MAX_REGIONS];
-	struct sr_rec_domain dom = { .guest_kind = o->guest_kind, .vcpu_count = xc_domain_vcpus(d),
-				     .region_count = n, .boot_entry = o->boot_entry,
-				     .boot_arg = o->boot_arg };
+	unsigned nregs;
+	uint64_t *todo[XC_MAX_REGIONS];	/* live: pages still to send */
+	uint64_t *fetched;		/* live: scratch for one region's dirty log */
+	/* the pages in the current batch, to clear from todo once written */
+	uint32_t batch_reg[SR_BATCH_MAX_PAGES];
+	uint64_t batch_idx[SR_BATCH_MAX_PAGES];
+	uint64_t pages_done, pages_total;
+};
 
-	snprintf(dom.name, sizeof(dom.name), "%s", o->name ? o->name : "");
-	if (o->uuid)
-		memcpy(dom.uuid, o->uuid, 16);
-	*mem = 0;
-	for (unsigned i = 0; i < n; i++) {
-		r[i] = (struct sr_region){ regs[i].gpa, regs[i].size, SR_REGION_F_RAM, regs[i].slot };
-		*mem += regs[i].size;
-	}
-	return sr_write_domain(w, &dom, r, se);
+static uint64_t words(const struct xc_region *r)
+{
+	return (r->size / SR_PAGE_SIZE + 63) / 64;
 }
 
-static int write_pages(struct sr_writer *w, struct xc_domain *d, const struct hvmctx_save_opts *o,
-		       struct hvmctx_save_stats *st, struct sr_error *se, struct xc_error *err)
+static int write_domain(struct save *s)
 {
-	const struct xc_region *regs;
-	unsigned n = xc_mem_regions(d, &regs);
-	/* The guest is paused: pages are written straight from its memory. */
-	struct sr_batch *b = sr_batch_new(o->compress, SR_BATCH_STABLE_SOURCE);
-	struct sr_batch_stats bs;
-	uint64_t done = 0, total = st->mem_bytes / SR_PAGE_SIZE;
-	int rc = -1;
+	struct sr_region r[SR_MAX_REGIONS];
+	struct sr_rec_domain dom = { .guest_kind = s->o->guest_kind,
+				     .vcpu_count = xc_domain_vcpus(s->d), .region_count = s->nregs,
+				     .boot_entry = s->o->boot_entry, .boot_arg = s->o->boot_arg };
 
-	if (!b)
-		return xc_set_error(err, ENOMEM, "page batch");
-	sr_batch_reset(b, 0);
+	snprintf(dom.name, sizeof(dom.name), "%s", s->o->name ? s->o->name : "");
+	if (s->o->uuid)
+		memcpy(dom.uuid, s->o->uuid, 16);
+	for (unsigned i = 0; i < s->nregs; i++) {
+		r[i] = (struct sr_region){ s->regs[i].gpa, s->regs[i].size, SR_REGION_F_RAM,
+					   s->regs[i].slot };
+		s->st->mem_bytes += s->regs[i].size;
+	}
+	return sr_write_domain(s->w, &dom, r, &s->se) ? sr_err(s->err, &s->se) : 0;
+}
+
+/* Writes the current batch; on success its pages leave the todo bitmaps. */
+static int flush_batch(struct save *s)
+{
+	unsigned n = sr_batch_count(s->b);
+
+	if (!n)
+		return 0;
+	if (sr_write_page_batch(s->w, s->b, &s->se))
+		return sr_err(s->err, &s->se);
 	for (unsigned i = 0; i < n; i++)
-		for (uint64_t off = 0; off < regs[i].size; off += SR_PAGE_SIZE) {
-			if (sr_batch_add(b, (regs[i].gpa + off) >> SR_PAGE_SHIFT, regs[i].hva + off) ==
-			    SR_BATCH_MAX_PAGES) {
-				if (sr_write_page_batch(w, b, se)) {
-					sr_err(err, se);
-					goto out;
-				}
-				done += SR_BATCH_MAX_PAGES;
-				if (o->progress && o->progress(o->progress_arg, done, total,
-							       sr_writer_offset(w))) {
-					xc_set_error(err, ECANCELED, "save cancelled");
-					goto out;
-				}
+		if (s->todo[s->batch_reg[i]])
+			s->todo[s->batch_reg[i]][s->batch_idx[i] / 64] &= ~(1ull << (s->batch_idx[i] % 64));
+	s->pages_done += n;
+	if (s->o->progress && s->o->progress(s->o->progress_arg, s->pages_done, s->pages_total,
+					     sr_writer_offset(s->w)))
+		return xc_set_error(s->err, ECANCELED, "save cancelled");
+	return 0;
+}
+
+static int add_page(struct save *s, unsigned r, uint64_t idx)
+{
+	const struct xc_region *g = &s->regs[r];
+	unsigned k = sr_batch_count(s->b);
+
+	s->batch_reg[k] = r;
+	s->batch_idx[k] = idx;
+	if (sr_batch_add(s->b, (g->gpa >> SR_PAGE_SHIFT) + idx, g->hva + idx * SR_PAGE_SIZE) ==
+	    SR_BATCH_MAX_PAGES)
+		return flush_batch(s);
+	return 0;
+}
+
+static int send_all(struct save *s)
+{
+	for (unsigned r = 0; r < s->nregs; r++)
+		for (uint64_t i = 0; i < s->regs[r].size / SR_PAGE_SIZE; i++)
+			if (add_page(s, r, i))
+				return -1;
+	return flush_batch(s);
+}
+
+/*
+ * Sends every page in todo.  With manual protection (live CLEAR mode) each
+ * 64-page chunk is re-armed right before its pages are copied, so writes
+ * after the copy are caught and writes before it are in the copy.
+ */
+static int send_todo(struct save *s, bool clear_chunks)
+{
+	for (unsigned r = 0; r < s->nregs; r++) {
+		uint64_t npages = s->regs[r].size / SR_PAGE_SIZE;
+
+		for (uint64_t w = 0; w < words(&s->regs[r]); w++) {
+			uint64_t bits = s->todo[r][w];
+
+			if (!bits)
+				continue;
+			if (clear_chunks) {
+				uint32_t count = npages - w * 64 < 64 ? npages - w * 64 : 64;
+
+				if (xc_dirty_log_clear(s->d, s->regs[r].slot, w * 64, count, &bits, s->err))
+					return -1;
+			}
+			while (bits) {
+				unsigned bit = __builtin_ctzll(bits);
+
+				bits &= bits - 1;
+				if (add_page(s, r, w * 64 + bit))
+					return -1;
 			}
 		}
-	if (sr_write_page_batch(w, b, se)) {
-		sr_err(err, se);
-		goto out;
 	}
-	sr_batch_stats(b, &bs);
-	st->pages = bs.pages;
-	st->zero = bs.zero;
-	st->raw = bs.raw;
-	st->lz4 = bs.lz4;
+	return flush_batch(s);
+}
+
+/* ORs each region's dirty log into todo; returns the pages now to send. */
+static int64_t fetch_dirty(struct save *s)
+{
+	uint64_t n = 0;
+
+	for (unsigned r = 0; r < s->nregs; r++) {
+		if (xc_dirty_log_get(s->d, s->regs[r].slot, s->fetched, s->err))
+			return -1;
+		for (uint64_t w = 0; w < words(&s->regs[r]); w++) {
+			s->todo[r][w] |= s->fetched[w];
+			n += __builtin_popcountll(s->todo[r][w]);
+		}
+	}
+	return n;
+}
+
+static int write_round(struct save *s, struct hvmctx_round *rd)
+{
+	struct sr_rec_iteration it = { .iteration = rd->iteration,
+				       .flags = rd->final ? SR_ITER_F_FINAL : 0,
+				       .pages_sent = rd->pages_sent,
+				       .pages_dirtied = rd->pages_dirtied, .bytes = rd->bytes,
+				       .duration_ns = rd->duration_ns };
+
+	if (sr_write_iteration(s->w, &it, &s->se))
+		return sr_err(s->err, &s->se);
+	s->st->rounds++;
+	if (s->o->round)
+		s->o->round(s->o->progress_arg, rd);
+	return 0;
+}
+
+/* Everything after the last page: contexts, devices, END. */
+static int write_state(struct save *s, const struct kvm_clock_data *clock)
+{
+	struct hvmctx_set set = { .n = 0 };
+	int rc = -1;
+
+	if (hvmctx_capture_vm(s->d, clock, &set, s->err))
+		return -1;
+	if (sr_write_context(s->w, SR_REC_HVM_CONTEXT, 0, set.blk, set.n, &s->se))
+		goto sr_fail;
+	hvmctx_set_free(&set);
+	for (unsigned i = 0; i < xc_domain_vcpus(s->d); i++) {
+		if (hvmctx_capture_vcpu(xc_vcpu_get(s->d, i), &set, s->err))
+			goto out;
+		if (sr_write_context(s->w, SR_REC_VCPU_CONTEXT, i, set.blk, set.n, &s->se))
+			goto sr_fail;
+		hvmctx_set_free(&set);
+	}
+	for (unsigned i = 0; i < s->o->ndevices; i++) {
+		const struct hvmctx_device *dev = &s->o->devices[i];
+
+		if (sr_write_device(s->w, dev->name, dev->version, dev->instance, dev->data,
+				    dev->len, &s->se))
+			goto sr_fail;
+	}
+	if (sr_write_end(s->w, &s->se))
+		goto sr_fail;
 	rc = 0;
+	goto out;
+sr_fail:
+	sr_err(s->err, &s->se);
 out:
-	sr_batch_free(b);
+	hvmctx_set_free(&set);
 	return rc;
+}
+
+/* Pauses the domain, reads its clock and tells the guest it was stopped. */
+static int stop_guest(struct save *s, bool pause, struct kvm_clock_data *clock)
+{
+	if (pause && xc_domain_pause(s->d, s->err))
+		return -1;
+	if (hvmctx_capture_clock(s->d, clock, s->err))
+		return -1;
+	for (unsigned i = 0; i < xc_domain_vcpus(s->d); i++)
+		if (ioctl(xc_vcpu_fd(xc_vcpu_get(s->d, i)), KVM_KVMCLOCK_CTRL, 0) && errno != EINVAL)
+			return xc_set_error(s->err, errno, "KVM_KVMCLOCK_CTRL on vCPU %u", i);
+	return 0;
+}
+
+static int save_cold(struct save *s)
+{
+	struct kvm_clock_data clock;
+	struct hvmctx_round rd = { .iteration = 0, .final = true };
+	uint64_t t0 = now_ns();
+
+	if (stop_guest(s, false, &clock) || write_domain(s) || send_all(s))
+		return -1;
+	rd.pages_sent = s->pages_done;
+	rd.bytes = sr_writer_offset(s->w);
+	rd.duration_ns = now_ns() - t0;
+	if (write_round(s, &rd) || write_state(s, &clock))
+		return -1;
+	s->st->downtime_ns = now_ns() - t0;
+	return 0;
+}
+
+static int save_live(struct save *s, bool *paused_here)
+{
+	const struct hvmctx_save_opts *o = s->o;
+	uint64_t target_ns = (uint64_t)(o->downtime_ms ? o->downtime_ms : HVMCTX_DEFAULT_DOWNTIME_MS) * 1000000;
+	uint32_t max_iters = o->max_iters ? o->max_iters : HVMCTX_DEFAULT_MAX_ITERS;
+	uint64_t cap, prev_dirty = UINT64_MAX, t_pause;
+	unsigned not_shrinking = 0;
+	struct kvm_clock_data clock;
+	struct hvmctx_round rd = { 0 };
+	int64_t dirty;
+	bool clear = o->dirty_mode == XC_DIRTY_CLEAR;
+
+	s->st->downtime_target_ns = target_ns;
+	uint64_t most = 0;
+
+	for (unsigned r = 0; r < s->nregs; r++)
+		most = words(&s->regs[r]) > most ? words(&s->regs[r]) : most;
+	s->fetched = calloc(most + 1, 8);
+	for (unsigned r = 0; r < s->nregs; r++) {
+		s->todo[r] = calloc(words(&s->regs[r]) + 1, 8);
+		if (!s->todo[r] || !s->fetched)
+			return xc_set_error(s->err, ENOMEM, "dirty bitmaps");
+	}
+	if (xc_dirty_log_enable(s->d, o->dirty_mode, true, s->err))
+		return -1;
+	/* Start from a clean log: round 0 sends everything anyway. */
+	if (fetch_dirty(s) < 0)
+		return -1;
+	for (unsigned r = 0; r < s->nregs; r++) {
+		if (clear && xc_dirty_log_clear(s->d, s->regs[r].slot, 0, s->regs[r].size / SR_PAGE_SIZE,
+						s->todo[r], s->err))
+			return -1;
+		memset(s->todo[r], 0, words(&s->regs[r]) * 8);
+	}
+	if (write_domain(s))
+		return -1;
+	cap = s->st->mem_bytes * (o->max_bytes_factor ? o->max_bytes_factor : HVMCTX_DEFAULT_BYTES_FACTOR);
+
+	for (uint32_t k = 0;; k++) {
+		uint64_t t0 = now_ns(), b0 = sr_writer_offset(s->w), p0 = s->pages_done;
+
+		sr_batch_reset(s->b, k);
+		if (k == 0 ? send_all(s) : send_todo(s, clear))
+			return -1;
+		rd = (struct hvmctx_round){ .iteration = k, .pages_sent = s->pages_done - p0,
+					    .bytes = sr_writer_offset(s->w) - b0,
+					    .duration_ns = now_ns() - t0 };
+		dirty = fetch_dirty(s);
+		if (dirty < 0)
+			return -1;
+		rd.pages_dirtied = dirty;
+		if (write_round(s, &rd))
+			return -1;
+
+		/* Would the remainder fit the downtime at this round's page rate? */
+		uint64_t per_page = rd.pages_sent ? rd.duration_ns / rd.pages_sent : 0;
+
+		not_shrinking = (uint64_t)dirty >= prev_dirty ? not_shrinking + 1 : 0;
+		prev_dirty = dirty;
+		if ((uint64_t)dirty * per_page <= target_ns)
+			s->st->stop_reason = "the remainder fits the downtime target";
+		else if (k + 1 >= max_iters)
+			s->st->stop_reason = "max-iters reached";
+		else if (not_shrinking >= 3)
+			s->st->stop_reason = "the dirty set stopped shrinking";
+		else if (sr_writer_offset(s->w) >= cap)
+			s->st->stop_reason = "the byte cap was reached";
+		if (s->st->stop_reason)
+			break;
+	}
+
+	/* Stop and copy. */
+	t_pause = now_ns();
+	if (stop_guest(s, true, &clock))
+		return -1;
+	*paused_here = true;
+	dirty = fetch_dirty(s);
+	if (dirty < 0)
+		return -1;
+	rd.iteration++;
+	sr_batch_reset(s->b, rd.iteration);
+	{
+		uint64_t b0 = sr_writer_offset(s->w), p0 = s->pages_done;
+
+		if (send_todo(s, false))
+			return -1;
+		rd = (struct hvmctx_round){ .iteration = rd.iteration, .final = true,
+					    .pages_sent = s->pages_done - p0,
+					    .bytes = sr_writer_offset(s->w) - b0,
+					    .duration_ns = now_ns() - t_pause };
+	}
+	if (write_round(s, &rd) || write_state(s, &clock))
+		return -1;
+	s->st->downtime_ns = now_ns() - t_pause;
+	return 0;
 }
 
 int hvmctx_save(struct xc_domain *d, int fd, const struct hvmctx_save_opts *o,
 		struct hvmctx_save_stats *st, struct xc_error *err)
 {
-	struct sr_image_info info = { .creator = o->creator };
-	struct kvm_clock_data clock;
-	struct hvmctx_set set = { .n = 0 };
-	struct sr_rec_iteration it = { .iteration = 0, .flags = SR_ITER_F_FINAL };
-	struct sr_error se;
-	struct sr_writer *w = NULL;
+	struct sr_image_info info = { .creator = o->creator, .flags = o->live ? SR_IHDR_F_LIVE : 0 };
+	struct save s = { .d = d, .o = o, .st = st, .err = err };
+	struct sr_batch_stats bs;
+	bool paused_here = false;
 	uint64_t t0 = now_ns();
 	int rc = -1;
 
 	memset(st, 0, sizeof(*st));
-	if (!xc_domain_paused(d))
-		return xc_set_error(err, 0, "the domain must be paused to be saved");
-	if (hvmctx_capture_clock(d, &clock, err))
-		return -1;
-	/* The guest learns it was stopped, so its watchdogs do not fire. */
-	for (unsigned i = 0; i < xc_domain_vcpus(d); i++)
-		if (ioctl(xc_vcpu_fd(xc_vcpu_get(d, i)), KVM_KVMCLOCK_CTRL, 0) && errno != EINVAL)
-			return xc_set_error(err, errno, "KVM_KVMCLOCK_CTRL on vCPU %u", i);
-
-	w = sr_writer_open(fd, &info, 0, &se);
-	if (!w) {
-		sr_err(err, &se);
+	if (o->live == xc_domain_paused(d))
+		return xc_set_error(err, 0, o->live ? "a live save needs a running domain"
+						    : "the domain must be paused to be saved");
+	s.nregs = xc_mem_regions(d, &s.regs);
+	for (unsigned r = 0; r < s.nregs; r++)
+		s.pages_total += s.regs[r].size / SR_PAGE_SIZE;
+	/* A paused guest's pages are written straight from its memory. */
+	s.b = sr_batch_new(o->compress, o->live ? 0 : SR_BATCH_STABLE_SOURCE);
+	if (!s.b) {
+		xc_set_error(err, ENOMEM, "page batch");
 		goto out;
 	}
-	if (write_domain(w, d, o, &st->mem_bytes, &se)) {
-		sr_err(err, &se);
+	s.w = sr_writer_open(fd, &info, 0, &s.se);
+	if (!s.w) {
+		sr_err(err, &s.se);
 		goto out;
 	}
-	if (write_pages(w, d, o, st, &se, err))
-		goto out;
-	it.pages_sent = st->pages;
-	it.bytes = sr_writer_offset(w);
-	it.duration_ns = now_ns() - t0;
-	if (sr_write_iteration(w, &it, &se)) {
-		sr_err(err, &se);
-		goto out;
+	rc = o->live ? save_live(&s, &paused_here) : save_cold(&s);
+	if (rc == 0) {
+		sr_batch_stats(s.b, &bs);
+		st->pages = bs.pages;
+		st->zero = bs.zero;
+		st->raw = bs.raw;
+		st->lz4 = bs.lz4;
+		st->bytes = sr_writer_offset(s.w);
+		st->duration_ns = now_ns() - t0;
 	}
-	if (hvmctx_capture_vm(d, &clock, &set, err))
-		goto out;
-	if (sr_write_context(w, SR_REC_HVM_CONTEXT, 0, set.blk, set.n, &se)) {
-		sr_err(err, &se);
-		goto out;
-	}
-	hvmctx_set_free(&set);
-	for (unsigned i = 0; i < xc_domain_vcpus(d); i++) {
-		if (hvmctx_capture_vcpu(xc_vcpu_get(d, i), &set, err))
-			goto out;
-		if (sr_write_context(w, SR_REC_VCPU_CONTEXT, i, set.blk, set.n, &se)) {
-			sr_err(err, &se);
-			goto out;
-		}
-		hvmctx_set_free(&set);
-	}
-	for (unsigned i = 0; i < o->ndevices; i++) {
-		const struct hvmctx_device *dev = &o->devices[i];
-
-		if (sr_write_device(w, dev->name, dev->version, dev->instance, dev->data, dev->len,
-				    &se)) {
-			sr_err(err, &se);
-			goto out;
-		}
-	}
-	if (sr_write_end(w, &se)) {
-		sr_err(err, &se);
-		goto out;
-	}
-	st->bytes = sr_writer_offset(w);
-	st->duration_ns = now_ns() - t0;
-	rc = 0;
 out:
-	hvmctx_set_free(&set);
-	sr_writer_free(w);
+	if (o->live) {
+		xc_dirty_log_enable(d, o->dirty_mode, false, NULL);
+		if (rc && paused_here)
+			xc_domain_resume(d, NULL);
+	}
+	for (unsigned r = 0; r < s.nregs; r++)
+		free(s.todo[r]);
+	free(s.fetched);
+	sr_writer_free(s.w);
+	sr_batch_free(s.b);
 	return rc;
 }

@@ -76,9 +76,9 @@ int ctl_request(const char *name, const char *request, int send_fd,
 
 		while ((nl = memchr(line, '\n', have))) {
 			*nl = 0;
-			if (!strncmp(line, "progress ", 9)) {
+			if (!strncmp(line, "progress ", 9) || !strncmp(line, "round ", 6)) {
 				if (on_progress)
-					on_progress(line + 9, arg);
+					on_progress(line, arg);
 			} else {
 				int rc = strncmp(line, "ok", 2) ? 1 : 0;
 				const char *msg = line + (rc ? (strncmp(line, "error ", 6) ? 0 : 6) :

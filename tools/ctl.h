@@ -10,10 +10,11 @@ const char *ctl_dir(void);
 
 /*
  * Sends one request (with send_fd passed along when >= 0) to domain name and
- * reads the reply.  Lines starting with "progress " are handed to on_progress
- * (when set) as they arrive.  The final line goes into reply without its
+ * reads the reply.  Lines starting with "progress " are handed whole to
+ * on_progress (when set) as they arrive.  The final line goes into reply without its
  * "ok "/"error " prefix.  Returns 0 for "ok", 1 for "error", -1 when the
- * domain could not be reached (reply then says why).
+ * domain could not be reached (reply then says why).  Lines starting with
+ * "round " (live-save round statistics) also go to on_progress.
  */
 int ctl_request(const char *name, const char *request, int send_fd,
 		void (*on_progress)(const char *line, void *arg), void *arg,

@@ -269,10 +269,13 @@ static int read_request(int fd, char *line, size_t len, int *passed_fd)
 
 static void status_line(struct runner *r, int fd)
 {
-	reply(fd, "ok name=%s state=%s vcpus=%u memory_mib=%llu stage=%u pid=%d pauses=%llu",
-	      r->cfg.name, xc_domain_paused(r->d) ? "paused" : "running", r->cfg.vcpus,
-	      (unsigned long long)(r->cfg.mem_bytes >> 20), r->stage, getpid(),
-	      (unsigned long long)r->pauses);
+	const struct xc_region *regs;
+	bool dirty = xc_mem_regions(r->d, &regs) && regs[0].dirty_log;
+
+	reply(fd, "ok name=%s state=%s vcpus=%u memory_mib=%llu stage=%u pid=%d pauses=%llu "
+	      "dirty_log=%s", r->cfg.name, xc_domain_paused(r->d) ? "paused" : "running",
+	      r->cfg.vcpus, (unsigned long long)(r->cfg.mem_bytes >> 20), r->stage, getpid(),
+	      (unsigned long long)r->pauses, dirty ? "on" : "off");
 }
 
 /* Returns true when the runner must end (destroy, or save then exit). */

@@ -44,20 +44,71 @@ static int send_progress(void *arg, uint64_t done, uint64_t total, uint64_t byte
 	return send(p->fd, line, n, MSG_NOSIGNAL) == n ? 0 : -1;
 }
 
-static int do_save(struct runner *r, int fd, enum sr_compress compress, int client_fd,
+/* "round ..." lines for sr-save --stats. */
+static void send_round(void *arg, const struct hvmctx_round *rd)
+{
+	struct progress *p = arg;
+	char line[200];
+	int n;
+
+	if (p->fd < 0)
+		return;
+	n = snprintf(line, sizeof(line), "round iteration=%u final=%d sent=%llu dirtied=%llu "
+		     "bytes=%llu ns=%llu\n", rd->iteration, rd->final,
+		     (unsigned long long)rd->pages_sent, (unsigned long long)rd->pages_dirtied,
+		     (unsigned long long)rd->bytes, (unsigned long long)rd->duration_ns);
+	if (send(p->fd, line, n, MSG_NOSIGNAL) != n)
+		p->fd = -1;
+}
+
+/* Value of "key=" in a space-separated option string, or NULL. */
+static const char *opt_val(const char *opts, const char *key, char *buf, size_t len)
+{
+	const char *p = opts;
+	size_t kl = strlen(key);
+
+	while ((p = strstr(p, key))) {
+		if ((p == opts || p[-1] == ' ') && p[kl] == '=') {
+			size_t n = strcspn(p + kl + 1, " ");
+
+			snprintf(buf, len, "%.*s", (int)(n < len ? n : len - 1), p + kl + 1);
+			return buf;
+		}
+		p += kl;
+	}
+	return NULL;
+}
+
+static bool has_word(const char *opts, const char *word)
+{
+	const char *p = opts;
+	size_t l = strlen(word);
+
+	while ((p = strstr(p, word))) {
+		if ((p == opts || p[-1] == ' ') && (p[l] == 0 || p[l] == ' '))
+			return true;
+		p += l;
+	}
+	return false;
+}
+
+static int do_save(struct runner *r, int fd, struct hvmctx_save_opts *o, int client_fd,
 		   struct hvmctx_save_stats *st, struct xc_error *err)
 {
 	const struct runner_config *cfg = runner_config(r);
 	struct progress p = { .fd = client_fd };
-	struct hvmctx_save_opts o = {
-		.compress = compress, .creator = "sr-save " SR_LIBRARY_VERSION,
-		.guest_kind = cfg->guest_kind, .name = cfg->name, .uuid = cfg->uuid,
-		.boot_entry = cfg->boot_entry, .boot_arg = cfg->boot_arg,
-		.progress = send_progress, .progress_arg = &p,
-	};
 	struct stat sb;
 
-	if (hvmctx_save(runner_domain(r), fd, &o, st, err))
+	o->creator = "sr-save " SR_LIBRARY_VERSION;
+	o->guest_kind = cfg->guest_kind;
+	o->name = cfg->name;
+	o->uuid = cfg->uuid;
+	o->boot_entry = cfg->boot_entry;
+	o->boot_arg = cfg->boot_arg;
+	o->progress = send_progress;
+	o->round = send_round;
+	o->progress_arg = &p;
+	if (hvmctx_save(runner_domain(r), fd, o, st, err))
 		return -1;
 	/* Durable before anyone is told it worked (the domain may exit next). */
 	if (!fstat(fd, &sb) && S_ISREG(sb.st_mode) && fsync(fd))
@@ -65,33 +116,83 @@ static int do_save(struct runner *r, int fd, enum sr_compress compress, int clie
 	return 0;
 }
 
+/* Parses the live-save options of a save request into o. */
+static int live_opts(struct xc_domain *d, const char *opts, struct hvmctx_save_opts *o,
+		     char *msg, size_t len)
+{
+	char v[32];
+
+	o->live = true;
+	o->dirty_mode = xc_dirty_mode_supported(d, XC_DIRTY_CLEAR) ? XC_DIRTY_CLEAR : XC_DIRTY_BITMAP;
+	if (opt_val(opts, "dirty-track", v, sizeof(v)) && strcmp(v, "auto")) {
+		if (!strcmp(v, "bitmap")) {
+			o->dirty_mode = XC_DIRTY_BITMAP;
+		} else if (!strcmp(v, "clear")) {
+			if (!xc_dirty_mode_supported(d, XC_DIRTY_CLEAR)) {
+				snprintf(msg, len, "this kernel lacks KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 "
+					 "(--dirty-track=clear)");
+				return -1;
+			}
+			o->dirty_mode = XC_DIRTY_CLEAR;
+		} else {
+			snprintf(msg, len, "dirty-track \"%s\" is not offered by this runner "
+				 "(auto, bitmap, clear)", v);
+			return -1;
+		}
+	}
+	if (opt_val(opts, "downtime-ms", v, sizeof(v)))
+		o->downtime_ms = strtoul(v, NULL, 10);
+	if (opt_val(opts, "max-iters", v, sizeof(v)))
+		o->max_iters = strtoul(v, NULL, 10);
+	if (opt_val(opts, "max-bytes-factor", v, sizeof(v)))
+		o->max_bytes_factor = strtoul(v, NULL, 10);
+	return 0;
+}
+
 static void summary(const struct hvmctx_save_stats *st, const char *after, char *msg, size_t len)
 {
-	snprintf(msg, len, "saved %llu pages (%llu zero, %llu lz4, %llu raw): %llu bytes for "
-		 "%llu MiB of RAM in %.1f ms; %s",
-		 (unsigned long long)st->pages, (unsigned long long)st->zero,
-		 (unsigned long long)st->lz4, (unsigned long long)st->raw,
-		 (unsigned long long)st->bytes, (unsigned long long)(st->mem_bytes >> 20),
-		 st->duration_ns / 1e6, after);
+	int n = snprintf(msg, len, "saved %llu pages (%llu zero, %llu lz4, %llu raw): %llu bytes "
+			 "for %llu MiB of RAM in %.1f ms; ",
+			 (unsigned long long)st->pages, (unsigned long long)st->zero,
+			 (unsigned long long)st->lz4, (unsigned long long)st->raw,
+			 (unsigned long long)st->bytes, (unsigned long long)(st->mem_bytes >> 20),
+			 st->duration_ns / 1e6);
+
+	if (st->downtime_target_ns && n > 0 && (size_t)n < len)
+		n += snprintf(msg + n, len - n, "live: %u rounds (%s), downtime %.1f ms (target %.0f "
+			      "ms%s); ", st->rounds, st->stop_reason, st->downtime_ns / 1e6,
+			      st->downtime_target_ns / 1e6,
+			      st->downtime_ns <= st->downtime_target_ns ? ", met" : ", MISSED");
+	if (n > 0 && (size_t)n < len)
+		snprintf(msg + n, len - n, "%s", after);
 }
 
 int runner_save(struct runner *r, int out_fd, const char *opts, int client_fd, char *msg,
 		size_t len)
 {
 	struct xc_domain *d = runner_domain(r);
-	bool checkpoint = strstr(opts, "checkpoint") != NULL, stay_paused = strstr(opts, "paused");
-	enum sr_compress compress = strstr(opts, "compress=none") ? SR_COMPRESS_NONE : SR_COMPRESS_LZ4;
+	bool checkpoint = has_word(opts, "checkpoint"), stay_paused = has_word(opts, "paused");
 	bool was_paused = xc_domain_paused(d);
+	struct hvmctx_save_opts o = { .compress = strstr(opts, "compress=none") ? SR_COMPRESS_NONE
+										 : SR_COMPRESS_LZ4 };
 	struct hvmctx_save_stats st;
 	struct xc_error err;
 
-	if (!was_paused && xc_domain_pause(d, &err)) {
+	if (has_word(opts, "live")) {
+		if (was_paused) {
+			snprintf(msg, len, "the domain is paused: a live save needs it running "
+				 "(save without --live, or resume it first)");
+			return -1;
+		}
+		if (live_opts(d, opts, &o, msg, len))
+			return -1;
+	} else if (!was_paused && xc_domain_pause(d, &err)) {
 		snprintf(msg, len, "%s", err.msg);
 		return -1;
 	}
-	if (do_save(r, out_fd, compress, client_fd, &st, &err)) {
-		/* The domain goes on exactly as before. */
-		if (!was_paused)
+	if (do_save(r, out_fd, &o, client_fd, &st, &err)) {
+		/* The domain goes on exactly as before (a live save resumed it already). */
+		if (!was_paused && xc_domain_paused(d))
 			xc_domain_resume(d, NULL);
 		snprintf(msg, len, "%s", err.msg);
 		return -1;
@@ -125,7 +226,9 @@ int runner_guest_save(struct runner *r, const char *path, char *msg, size_t len)
 		snprintf(msg, len, "%s: %s", tmp, strerror(errno));
 		return -1;
 	}
-	if (do_save(r, fd, SR_COMPRESS_LZ4, -1, &st, &err)) {
+	struct hvmctx_save_opts o = { .compress = SR_COMPRESS_LZ4 };
+
+	if (do_save(r, fd, &o, -1, &st, &err)) {
 		close(fd);
 		unlink(tmp);
 		snprintf(msg, len, "%s", err.msg);

@@ -32,7 +32,9 @@ static void usage(FILE *f)
 "      --save-round N       ask for a save after round N (default 0 = never)\n"
 "      --pages N            pages each vCPU rewrites per round (default: its whole slice)\n"
 "      --working-set N      pages in each vCPU's slice (default: all RAM above 8 MiB)\n"
-"      --delay-us N         pause between rounds, in microseconds (dirty-rate knob)\n"
+"      --delay-us N         sleep between rounds, in microseconds (10 ms granularity)\n"
+"      --dirty-rate N       each vCPU rewrites about N pages per second: sets --pages\n"
+"                           to N/20 and --delay-us to 50000\n"
 "      --quiet-guest        the guest prints only its banner, save points and verdict\n"
 "  -h, --help\n"
 "\n"
@@ -55,7 +57,7 @@ static unsigned long parse_num(const char *opt, const char *s, unsigned long max
 
 int main(int argc, char **argv)
 {
-	enum { O_SAVE_TO = 256, O_ROUNDS, O_SAVE_ROUND, O_PAGES, O_WSET, O_DELAY, O_QUIET };
+	enum { O_SAVE_TO = 256, O_ROUNDS, O_SAVE_ROUND, O_PAGES, O_WSET, O_DELAY, O_QUIET, O_RATE };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },
 		{ "vcpus", required_argument, NULL, 'c' },
@@ -69,6 +71,7 @@ int main(int argc, char **argv)
 		{ "working-set", required_argument, NULL, O_WSET },
 		{ "delay-us", required_argument, NULL, O_DELAY },
 		{ "quiet-guest", no_argument, NULL, O_QUIET },
+		{ "dirty-rate", required_argument, NULL, O_RATE },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -97,6 +100,12 @@ int main(int argc, char **argv)
 		case O_WSET: bi.working_set_pages = parse_num("--working-set", optarg, UINT32_MAX); break;
 		case O_DELAY: bi.round_delay_us = parse_num("--delay-us", optarg, UINT32_MAX); break;
 		case O_QUIET: bi.flags |= SR_BOOTINFO_F_QUIET; break;
+		case O_RATE:
+			bi.pages_per_round = parse_num("--dirty-rate", optarg, 100000000) / 20;
+			if (!bi.pages_per_round)
+				bi.pages_per_round = 1;
+			bi.round_delay_us = 50000;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;
 		}

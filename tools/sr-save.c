@@ -31,6 +31,15 @@ static void usage(FILE *f)
 "usage: sr-save [OPTIONS] DOMAIN FILE|-\n"
 "Save a running domain to FILE (or to standard output with \"-\").\n"
 "\n"
+"  -l, --live              live save: copy memory while the guest runs, re-send\n"
+"                          what it dirties, pause only for the last remainder\n"
+"      --dirty-track MODE  auto (default), bitmap (KVM_GET_DIRTY_LOG) or clear\n"
+"                          (KVM_CLEAR_DIRTY_LOG, each chunk re-armed just before\n"
+"                          it is copied); auto takes clear where the kernel has it\n"
+"      --downtime-ms N     stop pre-copy once the rest fits N ms (default 50)\n"
+"      --max-iters N       at most N pre-copy rounds (default 30)\n"
+"      --max-bytes-factor N  stop pre-copy after N x RAM written (default 3)\n"
+"      --stats             print a table of the rounds and the downtime\n"
 "  -c, --checkpoint        keep the domain running after the save\n"
 "  -p, --paused            leave the domain paused after the save\n"
 "      --compress MODE     lz4 (default) or none; zero pages are never written\n"
@@ -46,6 +55,17 @@ static void usage(FILE *f)
 "no such domain.\n");
 }
 
+static unsigned long parse_ulong(const char *opt, const char *s, unsigned long min,
+				 unsigned long max)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+
+	if (*end || end == s || v < min || v > max)
+		die(EXIT_USAGE, "%s: \"%s\" is not a number in %lu..%lu", opt, s, min, max);
+	return v;
+}
+
 static void on_signal(int sig)
 {
 	/* The runner sees us go and abandons the save; just take the temp file away. */
@@ -56,9 +76,29 @@ static void on_signal(int sig)
 }
 
 struct progress {
-	bool tty;
+	bool tty, stats, shown;
 	struct timespec t0;
 };
+
+static void show_round(struct progress *p, const char *line)
+{
+	unsigned it, final;
+	unsigned long long sent, dirtied, bytes, ns;
+
+	if (sscanf(line, "round iteration=%u final=%u sent=%llu dirtied=%llu bytes=%llu ns=%llu",
+		   &it, &final, &sent, &dirtied, &bytes, &ns) != 6)
+		return;
+	if (p->shown)
+		fputc('\n', stderr);
+	p->shown = false;
+	if (!p->stats)
+		return;
+	if (it == 0)
+		fprintf(stderr, "%6s %12s %14s %10s %10s %12s\n", "round", "pages sent",
+			"pages dirtied", "MB/s", "ms", "bytes");
+	fprintf(stderr, "%6u %12llu %14llu %10.1f %10.1f %12llu%s\n", it, sent, dirtied,
+		ns ? bytes / (ns / 1e9) / 1e6 : 0, ns / 1e6, bytes, final ? "  (paused: stop and copy)" : "");
+}
 
 static void show_progress(const char *line, void *arg)
 {
@@ -67,8 +107,14 @@ static void show_progress(const char *line, void *arg)
 	struct timespec now;
 	double s;
 
-	if (!p->tty || sscanf(line, "pages=%llu total=%llu bytes=%llu", &done, &total, &bytes) != 3)
+	if (!strncmp(line, "round ", 6)) {
+		show_round(p, line);
 		return;
+	}
+	if (!p->tty || sscanf(line, "progress pages=%llu total=%llu bytes=%llu", &done, &total,
+			      &bytes) != 3)
+		return;
+	p->shown = true;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	s = now.tv_sec - p->t0.tv_sec + (now.tv_nsec - p->t0.tv_nsec) / 1e9;
 	fprintf(stderr, "\r%s: %llu/%llu pages, %.1f MiB written, %.1f MB/s   ", sr_prog, done,
@@ -79,21 +125,44 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "checkpoint", no_argument, NULL, 'c' },
+		{ "live", no_argument, NULL, 'l' },
+		{ "dirty-track", required_argument, NULL, 'D' },
+		{ "downtime-ms", required_argument, NULL, 'T' },
+		{ "max-iters", required_argument, NULL, 'I' },
+		{ "max-bytes-factor", required_argument, NULL, 'F' },
+		{ "stats", no_argument, NULL, 'S' },
 		{ "paused", no_argument, NULL, 'p' },
 		{ "compress", required_argument, NULL, 'z' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	bool checkpoint = false, paused = false, quiet = false, to_stdout;
+	bool checkpoint = false, paused = false, quiet = false, live = false, to_stdout;
+	char live_req[160] = "";
+	const char *track = "auto";
+	unsigned long downtime = 0, iters = 0, factor = 0;
 	const char *compress = "lz4", *dom, *path;
 	struct progress prog = { 0 };
-	char req[128], reply[1024], dirbuf[4096];
+	char req[320], reply[1024], dirbuf[4096];
 	int c, fd, rc, dfd;
 
 	sr_set_prog(argv[0]);
-	while ((c = getopt_long(argc, argv, "cpqh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "lcpqh", opts, NULL)) != -1) {
 		switch (c) {
+		case 'l': live = true; break;
+		case 'S': prog.stats = true; break;
+		case 'D':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "bitmap") && strcmp(optarg, "clear") &&
+			    strcmp(optarg, "ring"))
+				die(EXIT_USAGE, "--dirty-track takes auto, bitmap, clear or ring");
+			if (!strcmp(optarg, "ring"))
+				die(EXIT_USAGE, "--dirty-track=ring: the dirty ring is not implemented yet; "
+				    "use auto, bitmap or clear");
+			track = optarg;
+			break;
+		case 'T': downtime = parse_ulong("--downtime-ms", optarg, 1, 3600000); break;
+		case 'I': iters = parse_ulong("--max-iters", optarg, 1, 1000); break;
+		case 'F': factor = parse_ulong("--max-bytes-factor", optarg, 1, 100); break;
 		case 'c': checkpoint = true; break;
 		case 'p': paused = true; break;
 		case 'q': quiet = true; break;
@@ -131,12 +200,20 @@ int main(int argc, char **argv)
 			    errno == EEXIST ? " (another save in progress? remove it if not)" : "");
 		}
 	}
-	snprintf(req, sizeof(req), "save%s%s compress=%s", checkpoint ? " checkpoint" : "",
-		 paused ? " paused" : "", compress);
+	if (live)
+		snprintf(live_req, sizeof(live_req), " live dirty-track=%s downtime-ms=%lu max-iters=%lu "
+			 "max-bytes-factor=%lu", track, downtime ? downtime : 50, iters ? iters : 30,
+			 factor ? factor : 3);
+	else if (downtime || iters || factor || strcmp(track, "auto"))
+		die(EXIT_USAGE, "--dirty-track, --downtime-ms, --max-iters and --max-bytes-factor "
+		    "need --live");
+	snprintf(req, sizeof(req), "save%s%s%s compress=%s", checkpoint ? " checkpoint" : "",
+		 paused ? " paused" : "", live_req, compress);
 	prog.tty = !quiet && isatty(STDERR_FILENO);
+	prog.stats = prog.stats && !quiet;
 	clock_gettime(CLOCK_MONOTONIC, &prog.t0);
 	rc = ctl_request(dom, req, fd, show_progress, &prog, reply, sizeof(reply));
-	if (prog.tty)
+	if (prog.shown)
 		fputc('\n', stderr);
 	if (rc != 0) {
 		if (!to_stdout) {
