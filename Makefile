@@ -125,7 +125,7 @@ $(O)/tests/bench-%: $(O)/tests/bench_%.o $(O)/libsr.a
 .SECONDARY:
 
 # ------------------------------------------------------------------ tests
-.PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install clean demo
+.PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install clean demo sr-bench
 
 check: check-unit check-tools check-kvm
 
@@ -153,6 +153,10 @@ asan:
 BENCH_GIB ?= 1
 bench-libsr: $(BENCHES)
 	$(Q)$(O)/tests/bench-libsr --gib $(BENCH_GIB) --dir $(O)
+
+sr-bench: all
+	$(Q)command -v gnuplot >/dev/null || scripts/deps.sh bench
+	$(Q)tests/sr-bench.sh $(O)
 
 demo: deps all
 	$(Q)tests/demo.sh $(O)

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Installs the Debian packages sr needs that are missing.  Usage: deps.sh [build|box|all]
+# Installs the Debian packages sr needs that are missing.  Usage: deps.sh [build|box|bench|all]
 set -eu
 build_pkgs="gcc make pkg-config libxxhash-dev liblz4-dev libcriterion-dev python3"
 box_pkgs="qemu-system-x86 busybox-static cpio kmod"
+bench_pkgs="gnuplot-nox"
 case "${1:-all}" in
 	build) want=$build_pkgs ;;
 	box) want=$box_pkgs ;;
+	bench) want=$bench_pkgs ;;
 	all) want="$build_pkgs $box_pkgs" ;;
-	*) echo "usage: $0 [build|box|all]" >&2; exit 2 ;;
+	*) echo "usage: $0 [build|box|bench|all]" >&2; exit 2 ;;
 esac
 missing=
 for p in $want; do

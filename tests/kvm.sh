@@ -302,7 +302,7 @@ live_run() {
 	local name=$1 mode=$2
 	$O/sr-run --name $name --memory 32 --vcpus 2 --rounds 0 $3 --quiet-guest "$guest" \
 		>"$tmp/$name.out" 2>&1 &
-	wait_domain $name && sleep 1
+	wait_domain $name && sleep 2
 	$O/sr-save --live --stats --dirty-track=$mode $4 $name "$tmp/$name.img" 2>"$tmp/$name.save"
 	lv_save=$?
 	wait
@@ -319,7 +319,7 @@ live_summary() { grep -o 'live: .*' "$tmp/$1.save" | sed 's/; the domain exits//
 
 if want live; then
 	for mode in bitmap clear; do
-		live_run lv-$mode $mode "--dirty-rate 400" ""
+		live_run lv-$mode $mode "--dirty-rate 2000" ""
 		if [ $lv_rc -eq 0 ]; then ok "live ($mode): written on 2 vCPUs throughout, restored: PASS; $(live_summary lv-$mode)"
 		else cat "$tmp/lv-$mode.save" >> "$tmp/lv-$mode.out"; bad "live ($mode): save $lv_save, restore $lv_rc" "$tmp/lv-$mode.out"; fi
 	done
@@ -348,11 +348,11 @@ fi
 if want live-failure; then
 	# An I/O error in the middle of a live save: the domain runs on, dirty logging off.
 	mkdir -p "$tmp/lfull"
-	mount -t tmpfs -o size=6m tmpfs "$tmp/lfull"
-	$O/sr-run --name lf --memory 32 --vcpus 2 --rounds 0 --dirty-rate 400 --quiet-guest \
+	mount -t tmpfs -o size=1m tmpfs "$tmp/lfull"
+	$O/sr-run --name lf --memory 32 --vcpus 2 --rounds 0 --dirty-rate 2000 --quiet-guest \
 		"$guest" >"$tmp/lf.out" 2>&1 &
 	pid=$!
-	wait_domain lf && sleep 0.5
+	wait_domain lf && sleep 2
 	$O/sr-save --live lf "$tmp/lfull/lf.img" 2>"$tmp/lf.save"; rc=$?
 	$O/sr-ctl lf status >"$tmp/lf.status" 2>&1
 	$O/sr-ctl lf finish >/dev/null 2>&1

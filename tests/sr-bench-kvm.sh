@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# sr-bench, on real KVM: live saves over a matrix of guest memory x dirty rate x
+# dirty-track backend x compression, with a cold save of each guest size as the
+# baseline in the same run.  Prints a table; writes PNG plots with gnuplot.
+# Numbers, not a test: nothing here passes or fails except a broken run.
+set -u
+O=${O:-build}
+out=${SR_BENCH_OUT:-$O/bench}
+guest=$O/guest/sr-test-guest.bin
+mems=${SR_BENCH_MEMS:-"32 64"}
+rates=${SR_BENCH_RATES:-"100 410 4000"}	# pages/s per vCPU; 410 x 2 vCPUs = 10% of 32 MiB per s
+tracks=${SR_BENCH_TRACKS:-"bitmap clear"}
+comps=${SR_BENCH_COMPRESS:-"lz4 none"}
+target=${SR_BENCH_DOWNTIME_MS:-50}
+export SR_RUN_DIR=$(mktemp -d /tmp/sr-bench.XXXXXX)
+mkdir -p "$out"
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$SR_RUN_DIR"' EXIT
+up() { for _ in $(seq 1 400); do $O/sr-ctl "$1" status >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
+
+rows=$out/bench.tsv
+rounds_dat=$out/rounds.dat
+: > "$rounds_dat"
+printf 'mem_mib\trate\ttrack\tcompress\trounds\tbytes_over_ram\tdowntime_ms\ttarget_ms\tmet\tMBps\tstop\n' > "$rows"
+
+run() {	# mem rate track compress -> one row
+	local mem=$1 rate=$2 track=$3 comp=$4 name=b$$ save rc
+	$O/sr-run --name $name --memory "$mem" --vcpus 2 --rounds 0 --dirty-rate "$rate" \
+		--quiet-guest "$guest" >/dev/null 2>&1 &
+	up $name || { echo "bench: guest did not start"; return 1; }
+	sleep 1
+	if [ "$track" = cold ]; then
+		save=$($O/sr-save --compress "$comp" $name "$SR_RUN_DIR/b.img" 2>&1); rc=$?
+	else
+		save=$($O/sr-save --live --stats --dirty-track "$track" --downtime-ms "$target" \
+			--compress "$comp" $name "$SR_RUN_DIR/b.img" 2>&1); rc=$?
+	fi
+	wait
+	[ $rc -eq 0 ] || { echo "bench: save failed: $save"; return 1; }
+	local bytes ms rounds down stop
+	bytes=$(echo "$save" | sed -n 's/.*: \([0-9]*\) bytes for .*/\1/p')
+	ms=$(echo "$save" | sed -n 's/.* MiB of RAM in \([0-9.]*\) ms.*/\1/p')
+	if [ "$track" = cold ]; then
+		rounds=1 down=$ms stop="cold save: paused throughout"
+	else
+		rounds=$(echo "$save" | sed -n 's/.*live: \([0-9]*\) rounds.*/\1/p')
+		down=$(echo "$save" | sed -n 's/.*downtime \([0-9.]*\) ms.*/\1/p')
+		stop=$(echo "$save" | sed -n 's/.*rounds (\([^)]*\)).*/\1/p')
+		echo "$save" | awk -v tag="${mem}M/${rate}/${track}/${comp}" '
+			/^ *[0-9]+ +[0-9]+ +[0-9]+ / { print tag, $1, $3 }' >> "$rounds_dat"
+	fi
+	awk -v m="$mem" -v r="$rate" -v t="$track" -v c="$comp" -v ro="$rounds" -v b="$bytes" \
+	    -v ms="$ms" -v d="$down" -v tg="$target" -v s="$stop" 'BEGIN {
+		ram = m * 1048576; met = (t == "cold") ? "-" : (d <= tg ? "yes" : "no");
+		printf "%s\t%s\t%s\t%s\t%s\t%.2f\t%.1f\t%s\t%s\t%.1f\t%s\n", m, r, t, c, ro, b / ram, d,
+		       (t == "cold" ? "-" : tg), met, b / (ms / 1000) / 1e6, s }' >> "$rows"
+}
+
+for mem in $mems; do
+	for comp in $comps; do
+		run "$mem" 100 cold "$comp"
+		for rate in $rates; do
+			for track in $tracks; do
+				run "$mem" "$rate" "$track" "$comp"
+			done
+		done
+	done
+done
+
+echo "sr-bench: live saves of the 2-vCPU test guest, downtime target $target ms (pause to END written)"
+column -t -s "$(printf '\t')" "$rows"
+
+if command -v gnuplot >/dev/null; then
+	awk -F'\t' 'NR > 1 { printf "%d \"%sM %s %s %s\" %s\n", NR - 2, $1, $2, $3, $4, $7 }' "$rows" > "$out/downtime.dat"
+	gnuplot <<GP
+set terminal png size 1400,600
+set output "$out/downtime.png"
+set title "Downtime per configuration (mem, dirty pages/s per vCPU, backend, compression); target $target ms"
+set ylabel "downtime (ms)"
+set logscale y
+set style fill solid
+set boxwidth 0.7
+set xtics rotate by -60 font ",8"
+plot "$out/downtime.dat" using 1:3:xtic(2) with boxes notitle, $target with lines title "target"
+GP
+	gnuplot <<GP
+set terminal png size 1000,600
+set output "$out/rounds.png"
+set title "Dirty pages left at the end of each pre-copy round"
+set xlabel "round"
+set ylabel "pages dirtied"
+set logscale y
+set key outside right font ",8"
+plot for [t in system("awk '{print \$1}' $rounds_dat | sort -u | tr '\n' ' '")] \
+	"< grep '^".t." ' $rounds_dat" using 2:(\$3 > 0 ? \$3 : 1) with linespoints title t
+GP
+	echo "plots: $out/downtime.png $out/rounds.png"
+else
+	echo "sr-bench: gnuplot not installed (apt-get install gnuplot-nox): no plots"
+fi
