@@ -64,7 +64,7 @@ if want pause-resume; then
 fi
 
 if want dirty-log; then
-	for mode in bitmap clear; do
+	for mode in bitmap clear ring; do
 		if $O/tests/kvm-dirty-log "$guest" $mode 30 >"$tmp/dl.out" 2>&1; then
 			ok "dirty-log ($mode): $(grep '^ok: [0-9]' "$tmp/dl.out" | cut -c5-)"
 		else
@@ -309,7 +309,7 @@ live_run() {
 	lv_rc=1
 	[ $lv_save -eq 0 ] || return
 	$O/sr-dump --verify "$tmp/$name.img" 2>>"$tmp/$name.save" || return
-	$O/sr-restore --name $name "$tmp/$name.img" >>"$tmp/$name.out" 2>&1 &
+	$O/sr-restore --name $name ${5:-} "$tmp/$name.img" >>"$tmp/$name.out" 2>&1 &
 	wait_domain $name && sleep 1.5
 	$O/sr-ctl $name finish >/dev/null 2>&1
 	wait; lv_rc=$?
@@ -318,8 +318,9 @@ live_run() {
 live_summary() { grep -o 'live: .*' "$tmp/$1.save" | sed 's/; the domain exits//'; }
 
 if want live; then
-	for mode in bitmap clear; do
-		live_run lv-$mode $mode "--dirty-rate 2000" ""
+	for mode in bitmap clear ring; do
+		ring=; [ $mode = ring ] && ring=--dirty-ring
+		live_run lv-$mode $mode "--dirty-rate 2000 $ring" "" "$ring"
 		if [ $lv_rc -eq 0 ]; then ok "live ($mode): written on 2 vCPUs throughout, restored: PASS; $(live_summary lv-$mode)"
 		else cat "$tmp/lv-$mode.save" >> "$tmp/lv-$mode.out"; bad "live ($mode): save $lv_save, restore $lv_rc" "$tmp/lv-$mode.out"; fi
 	done

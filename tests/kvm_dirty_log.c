@@ -7,7 +7,7 @@
  * fetch began (generation >= the one current at the fetch) -- and then the
  * next fetch must call it dirty.  Also checks xc's capability errors.
  *
- * usage: kvm-dirty-log GUEST [bitmap|clear] [iterations]
+ * usage: kvm-dirty-log GUEST [bitmap|clear|ring] [iterations]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,11 +88,15 @@ int main(int argc, char **argv)
 	uint8_t *must_be_dirty;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: kvm-dirty-log GUEST [bitmap|clear] [iterations]\n");
+		fprintf(stderr, "usage: kvm-dirty-log GUEST [bitmap|clear|ring] [iterations]\n");
 		return 2;
 	}
 	if (argc > 2 && !strcmp(argv[2], "clear"))
 		mode = XC_DIRTY_CLEAR;
+	if (argc > 2 && !strcmp(argv[2], "ring")) {
+		mode = XC_DIRTY_RING;
+		cfg.dirty_ring = true;
+	}
 	if (argc > 3)
 		iters = atoi(argv[3]);
 	check_cap_errors();
@@ -170,7 +174,8 @@ int main(int argc, char **argv)
 	xc_domain_stop(dom);
 	printf("ok: %u fetches (%s), %llu dirty pages seen, %llu written during a fetch and "
 	       "caught by the next, guest at generation %llu\n", iters,
-	       mode == XC_DIRTY_CLEAR ? "KVM_CLEAR_DIRTY_LOG" : "KVM_GET_DIRTY_LOG",
+	       mode == XC_DIRTY_CLEAR ? "KVM_CLEAR_DIRTY_LOG" :
+	       mode == XC_DIRTY_RING ? "dirty rings" : "KVM_GET_DIRTY_LOG",
 	       (unsigned long long)dirty_total, (unsigned long long)deferred_total,
 	       (unsigned long long)st->generation[0]);
 	TEST_ASSERT(dirty_total > 0, "the log never reported a dirty page");

@@ -139,7 +139,8 @@ static const struct xc_exit_ops runner_ops = { .pio = on_pio, .mmio = on_mmio };
 
 struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err)
 {
-	struct xc_domain_config dc = { .vcpus = cfg->vcpus, .ops = &runner_ops };
+	struct xc_domain_config dc = { .vcpus = cfg->vcpus, .ops = &runner_ops,
+				       .dirty_ring = cfg->dirty_ring };
 	struct runner *r = calloc(1, sizeof(*r));
 
 	if (!r) {

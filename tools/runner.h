@@ -26,6 +26,7 @@ struct runner_config {
 	bool test_guest;		/* strict port I/O: unknown ports stop the domain */
 	const char *save_to;		/* target of a guest-requested SAVE, or NULL */
 	bool verbose;
+	bool dirty_ring;		/* create the VM with per-vCPU dirty rings */
 	uint32_t guest_kind;		/* SR_GUEST_* written into saved images */
 	uint64_t boot_entry, boot_arg;
 	uint8_t uuid[16];

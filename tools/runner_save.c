@@ -123,22 +123,31 @@ static int live_opts(struct xc_domain *d, const char *opts, struct hvmctx_save_o
 	char v[32];
 
 	o->live = true;
-	o->dirty_mode = xc_dirty_mode_supported(d, XC_DIRTY_CLEAR) ? XC_DIRTY_CLEAR : XC_DIRTY_BITMAP;
+	/* auto: the ring where the domain has one, else manual protect, else the plain bitmap. */
+	o->dirty_mode = xc_dirty_mode_supported(d, XC_DIRTY_RING) ? XC_DIRTY_RING :
+			xc_dirty_mode_supported(d, XC_DIRTY_CLEAR) ? XC_DIRTY_CLEAR : XC_DIRTY_BITMAP;
 	if (opt_val(opts, "dirty-track", v, sizeof(v)) && strcmp(v, "auto")) {
-		if (!strcmp(v, "bitmap")) {
-			o->dirty_mode = XC_DIRTY_BITMAP;
-		} else if (!strcmp(v, "clear")) {
-			if (!xc_dirty_mode_supported(d, XC_DIRTY_CLEAR)) {
-				snprintf(msg, len, "this kernel lacks KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 "
-					 "(--dirty-track=clear)");
-				return -1;
-			}
-			o->dirty_mode = XC_DIRTY_CLEAR;
-		} else {
-			snprintf(msg, len, "dirty-track \"%s\" is not offered by this runner "
-				 "(auto, bitmap, clear)", v);
+		static const struct { const char *name; enum xc_dirty_mode mode; const char *why; } m[] = {
+			{ "bitmap", XC_DIRTY_BITMAP, "the domain was started with --dirty-ring: "
+						     "use --dirty-track=ring" },
+			{ "clear", XC_DIRTY_CLEAR, "needs KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 and a "
+						   "domain started without --dirty-ring" },
+			{ "ring", XC_DIRTY_RING, "start the domain with --dirty-ring (sr-run or "
+						 "sr-restore) to use the dirty ring" },
+		};
+		unsigned i;
+
+		for (i = 0; i < 3 && strcmp(v, m[i].name); i++)
+			;
+		if (i == 3) {
+			snprintf(msg, len, "unknown dirty-track \"%s\" (auto, bitmap, clear, ring)", v);
 			return -1;
 		}
+		if (!xc_dirty_mode_supported(d, m[i].mode)) {
+			snprintf(msg, len, "--dirty-track=%s: %s", v, m[i].why);
+			return -1;
+		}
+		o->dirty_mode = m[i].mode;
 	}
 	if (opt_val(opts, "downtime-ms", v, sizeof(v)))
 		o->downtime_ms = strtoul(v, NULL, 10);

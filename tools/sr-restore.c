@@ -24,6 +24,8 @@ static void usage(FILE *f)
 "$SR_RUN_DIR/NAME.sock (sr-ctl, sr-save work on it).\n"
 "\n"
 "  -n, --name NAME          domain name (default: the name in the image)\n"
+"      --dirty-ring         track dirty pages with per-vCPU rings\n"
+"                           (KVM_CAP_DIRTY_LOG_RING; for sr-save --live)\n"
 "  -p, --paused             restore paused (resume with sr-ctl NAME resume)\n"
 "      --clock MODE         advance (default): guest time moves on by the wall\n"
 "                           time since the save; freeze: it resumes where it stopped\n"
@@ -42,6 +44,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },
 		{ "paused", no_argument, NULL, 'p' },
+		{ "dirty-ring", no_argument, NULL, 'R' },
 		{ "clock", required_argument, NULL, 'k' },
 		{ "save-to", required_argument, NULL, 's' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -64,6 +67,7 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'n': name = optarg; break;
 		case 'p': paused = true; break;
+		case 'R': cfg.dirty_ring = true; break;
 		case 'v': verbose = true; break;
 		case 's': cfg.save_to = optarg; break;
 		case 'k':

@@ -23,6 +23,8 @@ static void usage(FILE *f)
 "                           $SR_RUN_DIR/NAME.sock (default /run/sr)\n"
 "  -c, --vcpus N            vCPUs (default 1, at most 16)\n"
 "  -m, --memory MiB         guest RAM (default 64)\n"
+"      --dirty-ring         track dirty pages with per-vCPU rings\n"
+"                           (KVM_CAP_DIRTY_LOG_RING; for sr-save --live)\n"
 "  -p, --paused             start paused (resume with sr-ctl NAME resume)\n"
 "      --save-to FILE       where a guest-requested SAVE writes the image; the\n"
 "                           domain exits after the save\n"
@@ -63,6 +65,7 @@ int main(int argc, char **argv)
 		{ "vcpus", required_argument, NULL, 'c' },
 		{ "memory", required_argument, NULL, 'm' },
 		{ "paused", no_argument, NULL, 'p' },
+		{ "dirty-ring", no_argument, NULL, 'R' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "save-to", required_argument, NULL, O_SAVE_TO },
 		{ "rounds", required_argument, NULL, O_ROUNDS },
@@ -92,6 +95,7 @@ int main(int argc, char **argv)
 		case 'c': cfg.vcpus = parse_num("--vcpus", optarg, SR_GUEST_MAX_CPUS); break;
 		case 'm': cfg.mem_bytes = parse_num("--memory", optarg, 1 << 20) << 20; break;
 		case 'p': paused = true; break;
+		case 'R': cfg.dirty_ring = true; break;
 		case 'v': cfg.verbose = true; break;
 		case O_SAVE_TO: cfg.save_to = optarg; break;
 		case O_ROUNDS: bi.rounds = parse_num("--rounds", optarg, UINT32_MAX); break;

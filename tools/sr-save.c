@@ -33,9 +33,11 @@ static void usage(FILE *f)
 "\n"
 "  -l, --live              live save: copy memory while the guest runs, re-send\n"
 "                          what it dirties, pause only for the last remainder\n"
-"      --dirty-track MODE  auto (default), bitmap (KVM_GET_DIRTY_LOG) or clear\n"
+"      --dirty-track MODE  auto (default), bitmap (KVM_GET_DIRTY_LOG), clear\n"
 "                          (KVM_CLEAR_DIRTY_LOG, each chunk re-armed just before\n"
-"                          it is copied); auto takes clear where the kernel has it\n"
+"                          it is copied) or ring (per-vCPU dirty rings; the domain\n"
+"                          must run with --dirty-ring); auto takes ring, then clear,\n"
+"                          then bitmap, as the domain and kernel allow\n"
 "      --downtime-ms N     stop pre-copy once the rest fits N ms (default 50)\n"
 "      --max-iters N       at most N pre-copy rounds (default 30)\n"
 "      --max-bytes-factor N  stop pre-copy after N x RAM written (default 3)\n"
@@ -155,9 +157,6 @@ int main(int argc, char **argv)
 			if (strcmp(optarg, "auto") && strcmp(optarg, "bitmap") && strcmp(optarg, "clear") &&
 			    strcmp(optarg, "ring"))
 				die(EXIT_USAGE, "--dirty-track takes auto, bitmap, clear or ring");
-			if (!strcmp(optarg, "ring"))
-				die(EXIT_USAGE, "--dirty-track=ring: the dirty ring is not implemented yet; "
-				    "use auto, bitmap or clear");
 			track = optarg;
 			break;
 		case 'T': downtime = parse_ulong("--downtime-ms", optarg, 1, 3600000); break;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Dirty page logging: plain KVM_GET_DIRTY_LOG, or manual protect with KVM_CLEAR_DIRTY_LOG. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
@@ -9,12 +10,16 @@
 
 bool xc_dirty_mode_supported(const struct xc_domain *d, enum xc_dirty_mode mode)
 {
+	/* A domain with dirty rings has no bitmaps to fetch, and vice versa. */
 	switch (mode) {
 	case XC_DIRTY_BITMAP:
-		return true;
+		return !d->ring_entries;
 	case XC_DIRTY_CLEAR:
-		return (xc_check_cap(d, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) &
+		return !d->ring_entries &&
+		       (xc_check_cap(d, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) &
 			KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE) != 0;
+	case XC_DIRTY_RING:
+		return d->ring_entries != 0;
 	}
 	return false;
 }
@@ -36,11 +41,60 @@ int xc_dirty_log_enable(struct xc_domain *d, enum xc_dirty_mode mode, bool on,
 	}
 	if (on && mode == XC_DIRTY_BITMAP && d->manual_protect)
 		return xc_set_error(err, 0, "manual dirty-log protection is on for this domain");
+	if (on && !xc_dirty_mode_supported(d, mode))
+		return xc_set_error(err, 0, mode == XC_DIRTY_RING ?
+				    "this domain was created without a dirty ring" :
+				    "this domain tracks dirty pages with rings, not bitmaps");
+	if (on && mode == XC_DIRTY_RING) {
+		pthread_mutex_lock(&d->ring_lock);
+		for (unsigned i = 0; i < d->nregions; i++) {
+			size_t words = (d->regions[i].size / 4096 + 63) / 64;
+
+			free(d->ring_bits[i]);
+			d->ring_bits[i] = calloc(words + 1, 8);
+			if (!d->ring_bits[i]) {
+				pthread_mutex_unlock(&d->ring_lock);
+				return xc_set_error(err, ENOMEM, "dirty ring bitmaps");
+			}
+		}
+		pthread_mutex_unlock(&d->ring_lock);
+	}
 	for (unsigned i = 0; i < d->nregions; i++)
 		if (d->regions[i].dirty_log != on &&
 		    xc_set_region_flags(d, &d->regions[i], on, err))
 			return -1;
 	return 0;
+}
+
+int xc_ring_harvest(struct xc_domain *d)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&d->ring_lock);
+	for (unsigned i = 0; i < d->nvcpus; i++) {
+		struct xc_vcpu *v = d->vcpu[i];
+		uint32_t fetch, n = 0;
+		struct kvm_dirty_gfn *ring = xc_vcpu_ring(v, &fetch);
+
+		for (; n < d->ring_entries; n++) {
+			struct kvm_dirty_gfn *e = &ring[(fetch + n) % d->ring_entries];
+			uint32_t slot;
+
+			if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) & KVM_DIRTY_GFN_F_DIRTY))
+				break;
+			slot = e->slot & 0xffff;	/* the high half is the address space */
+			if (slot < d->nregions && d->ring_bits[slot] &&
+			    e->offset < d->regions[slot].size / 4096)
+				d->ring_bits[slot][e->offset / 64] |= 1ull << (e->offset % 64);
+			__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+		}
+		xc_vcpu_ring_advance(v, n);
+	}
+	/* Re-protects the harvested pages: later writes push new entries. */
+	if (ioctl(d->vm_fd, KVM_RESET_DIRTY_RINGS, 0) < 0)
+		rc = -1;
+	pthread_mutex_unlock(&d->ring_lock);
+	return rc;
 }
 
 int xc_dirty_log_get(struct xc_domain *d, unsigned slot, uint64_t *bitmap,
@@ -50,6 +104,17 @@ int xc_dirty_log_get(struct xc_domain *d, unsigned slot, uint64_t *bitmap,
 
 	if (slot >= d->nregions || !d->regions[slot].dirty_log)
 		return xc_set_error(err, 0, "slot %u has no dirty logging", slot);
+	if (d->ring_entries) {
+		size_t words = (d->regions[slot].size / 4096 + 63) / 64;
+
+		if (xc_ring_harvest(d))
+			return xc_set_error(err, errno, "KVM_RESET_DIRTY_RINGS");
+		pthread_mutex_lock(&d->ring_lock);
+		memcpy(bitmap, d->ring_bits[slot], words * 8);
+		memset(d->ring_bits[slot], 0, words * 8);
+		pthread_mutex_unlock(&d->ring_lock);
+		return 0;
+	}
 	if (ioctl(d->vm_fd, KVM_GET_DIRTY_LOG, &log))
 		return xc_set_error(err, errno, "KVM_GET_DIRTY_LOG slot %u", slot);
 	return 0;

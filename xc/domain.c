@@ -100,6 +100,26 @@ static int fetch_supported_cpuid(struct xc_domain *d, struct xc_error *err)
 	return xc_set_error(err, E2BIG, "KVM_GET_SUPPORTED_CPUID");
 }
 
+/* Ring entries per vCPU: 64 KiB of 16-byte entries, within what KVM allows. */
+#define XC_RING_ENTRIES 4096u
+
+static int enable_dirty_ring(struct xc_domain *d, struct xc_error *err)
+{
+	int max = ioctl(d->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING);
+	uint32_t bytes = XC_RING_ENTRIES * sizeof(struct kvm_dirty_gfn);
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_DIRTY_LOG_RING, .args[0] = bytes };
+
+	if (max <= 0)
+		return xc_set_error(err, 0, "this KVM lacks KVM_CAP_DIRTY_LOG_RING");
+	while (bytes > (uint32_t)max && bytes > 4096)
+		bytes /= 2;
+	cap.args[0] = bytes;
+	if (ioctl(d->vm_fd, KVM_ENABLE_CAP, &cap))
+		return xc_set_error(err, errno, "enabling a %u-byte dirty ring", bytes);
+	d->ring_entries = bytes / sizeof(struct kvm_dirty_gfn);
+	return 0;
+}
+
 struct xc_domain *xc_domain_create(const struct xc_domain_config *cfg, struct xc_error *err)
 {
 	struct xc_domain *d;
@@ -107,7 +127,7 @@ struct xc_domain *xc_domain_create(const struct xc_domain_config *cfg, struct xc
 	char missing[256] = "";
 	int api;
 
-	if (!cfg || cfg->vcpus < 1 || cfg->vcpus > XC_MAX_VCPUS || cfg->dirty_ring) {
+	if (!cfg || cfg->vcpus < 1 || cfg->vcpus > XC_MAX_VCPUS) {
 		xc_set_error(err, 0, "bad domain configuration (vcpus must be 1..%d)", XC_MAX_VCPUS);
 		return NULL;
 	}
@@ -124,6 +144,7 @@ struct xc_domain *xc_domain_create(const struct xc_domain_config *cfg, struct xc
 	d->opaque = cfg->opaque;
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_cond_init(&d->cond, NULL);
+	pthread_mutex_init(&d->ring_lock, NULL);
 
 	d->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (d->kvm_fd < 0) {
@@ -166,6 +187,8 @@ struct xc_domain *xc_domain_create(const struct xc_domain_config *cfg, struct xc
 		xc_set_error(err, errno, "KVM_CREATE_VM");
 		goto fail;
 	}
+	if (cfg->dirty_ring && enable_dirty_ring(d, err))
+		goto fail;
 	if (ioctl(d->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ XC_IDENTITY_MAP_ADDR })) {
 		xc_set_error(err, errno, "KVM_SET_IDENTITY_MAP_ADDR");
 		goto fail;
@@ -211,6 +234,9 @@ void xc_domain_destroy(struct xc_domain *d)
 	if (d->event_fd >= 0)
 		close(d->event_fd);
 	free(d->cpuid);
+	for (unsigned i = 0; i < XC_MAX_REGIONS; i++)
+		free(d->ring_bits[i]);
+	pthread_mutex_destroy(&d->ring_lock);
 	pthread_mutex_destroy(&d->lock);
 	pthread_cond_destroy(&d->cond);
 	free(d);

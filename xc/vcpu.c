@@ -31,6 +31,8 @@ struct xc_vcpu {
 	bool parked;			/* parked right now (under d->lock) */
 	bool self_park;			/* parked by its own exit handler */
 	bool io_pending;		/* last exit needs a re-entry to complete */
+	struct kvm_dirty_gfn *ring;	/* dirty ring, when the domain has one */
+	uint32_t ring_fetch;
 };
 
 static struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid2 *c, uint32_t fn, uint32_t idx)
@@ -96,7 +98,20 @@ struct xc_vcpu *xc_vcpu_create(struct xc_domain *d, unsigned id, struct xc_error
 		free(v);
 		return NULL;
 	}
+	if (d->ring_entries) {
+		v->ring = mmap(NULL, d->ring_entries * sizeof(*v->ring), PROT_READ | PROT_WRITE,
+			       MAP_SHARED, v->fd, KVM_DIRTY_LOG_PAGE_OFFSET * getpagesize());
+		if (v->ring == MAP_FAILED) {
+			xc_set_error(err, errno, "mapping the dirty ring of vCPU %u", id);
+			munmap(v->run, d->run_size);
+			close(v->fd);
+			free(v);
+			return NULL;
+		}
+	}
 	if (set_vcpu_cpuid(v, err)) {
+		if (v->ring)
+			munmap(v->ring, d->ring_entries * sizeof(*v->ring));
 		munmap(v->run, d->run_size);
 		close(v->fd);
 		free(v);
@@ -110,9 +125,22 @@ void xc_vcpu_free(struct xc_vcpu *v)
 {
 	if (!v)
 		return;
+	if (v->ring)
+		munmap(v->ring, v->d->ring_entries * sizeof(*v->ring));
 	munmap(v->run, v->d->run_size);
 	close(v->fd);
 	free(v);
+}
+
+void *xc_vcpu_ring(const struct xc_vcpu *v, uint32_t *fetch_index)
+{
+	*fetch_index = v->ring_fetch;
+	return v->ring;
+}
+
+void xc_vcpu_ring_advance(struct xc_vcpu *v, uint32_t n)
+{
+	v->ring_fetch += n;
 }
 
 struct xc_vcpu *xc_vcpu_get(const struct xc_domain *d, unsigned id)
@@ -209,6 +237,15 @@ static enum xc_action handle_exit(struct xc_vcpu *v)
 				    run->mmio.data, run->mmio.len);
 	case KVM_EXIT_INTR:
 		return XC_CONTINUE;
+	case KVM_EXIT_DIRTY_RING_FULL:
+		/* Harvesting resets the rings; the vCPU can then go on. */
+		if (xc_ring_harvest(d) == 0)
+			return XC_CONTINUE;
+		pthread_mutex_lock(&d->lock);
+		stop_locked(d, XC_STOP_ERROR, "vCPU %u: dirty ring full and could not be reset",
+			    v->id);
+		pthread_mutex_unlock(&d->lock);
+		return XC_STOP;
 	case KVM_EXIT_SHUTDOWN:
 		pthread_mutex_lock(&d->lock);
 		stop_locked(d, XC_STOP_SHUTDOWN, "vCPU %u: shutdown (triple fault)", v->id);

@@ -68,7 +68,8 @@ struct xc_domain_config {
 	unsigned vcpus;
 	const struct xc_exit_ops *ops;
 	void *opaque;			/* handed to every ops call */
-	bool dirty_ring;		/* reserved for live save; must be false */
+	bool dirty_ring;		/* track dirty pages with per-vCPU rings
+					   (KVM_CAP_DIRTY_LOG_RING) instead of bitmaps */
 	const long *extra_caps;		/* further KVM_CAP_* the caller relies on */
 	unsigned n_extra_caps;
 };
@@ -161,6 +162,7 @@ struct xc_domain *xc_vcpu_domain(const struct xc_vcpu *v);
 enum xc_dirty_mode {
 	XC_DIRTY_BITMAP,		/* KVM_GET_DIRTY_LOG fetches and clears */
 	XC_DIRTY_CLEAR,			/* manual protect: KVM_CLEAR_DIRTY_LOG clears */
+	XC_DIRTY_RING,			/* per-vCPU dirty rings (domain created with dirty_ring) */
 };
 
 /* Which modes this kernel offers. */
@@ -177,7 +179,10 @@ int xc_dirty_log_enable(struct xc_domain *d, enum xc_dirty_mode mode, bool on,
  * Fetches the dirty bitmap of a region (one bit per page, bit i = page
  * gpa + i * 4096) into bitmap, which holds size/4096 bits rounded up to 64.
  * In XC_DIRTY_BITMAP mode the fetch also re-arms tracking; in XC_DIRTY_CLEAR
- * mode pages stay dirty until xc_dirty_log_clear().
+ * mode pages stay dirty until xc_dirty_log_clear().  In XC_DIRTY_RING mode
+ * every vCPU's ring is harvested and reset first (a vCPU whose ring fills
+ * harvests on its own), so the bitmap holds every page dirtied since the
+ * previous fetch and tracking is re-armed.
  */
 int xc_dirty_log_get(struct xc_domain *d, unsigned slot, uint64_t *bitmap,
 		     struct xc_error *err);

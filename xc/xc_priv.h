@@ -37,9 +37,16 @@ struct xc_domain {
 
 	/* Dirty log */
 	bool manual_protect;
+	uint32_t ring_entries;		/* 0: no dirty ring */
+	pthread_mutex_t ring_lock;
+	uint64_t *ring_bits[XC_MAX_REGIONS];	/* harvested, not yet fetched */
 };
 
 void xc_vcpu_free(struct xc_vcpu *v);
+/* Harvests every vCPU's dirty ring into ring_bits and resets the rings. */
+int xc_ring_harvest(struct xc_domain *d);
+void *xc_vcpu_ring(const struct xc_vcpu *v, uint32_t *fetch_index);
+void xc_vcpu_ring_advance(struct xc_vcpu *v, uint32_t n);
 bool xc_vcpu_self_parked(const struct xc_vcpu *v);
 void xc_post_event(struct xc_domain *d);
 int xc_set_region_flags(struct xc_domain *d, struct xc_region *r, bool dirty_log,
