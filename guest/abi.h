@@ -53,6 +53,7 @@ struct sr_bootinfo {
 };
 
 #define SR_BOOTINFO_F_QUIET	(1u << 0)	/* print only stage and verdict lines */
+#define SR_BOOTINFO_F_PREFILL	(1u << 1)	/* round 1 writes the whole slice */
 
 /* Written by the guest so a host-side test can follow the workload. */
 struct sr_guest_status {

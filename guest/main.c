@@ -364,8 +364,11 @@ static void run_cpu(unsigned cpu)
 	tw.base_ns = tw.last_ns = kvmclock_ns(cpu);
 	for (uint32_t round = 1; (!bootinfo->rounds || round <= bootinfo->rounds) && !bootinfo->finish;
 	     round++) {
+		uint64_t n = round == 1 && (bootinfo->flags & SR_BOOTINFO_F_PREFILL) ? slice_pages
+										    : per_round;
+
 		status->generation[cpu] = round;
-		for (uint64_t i = 0; i < per_round; i++, cursor++) {
+		for (uint64_t i = 0; i < n; i++, cursor++) {
 			uint64_t idx = cpu * slice_pages + cursor % slice_pages;
 
 			check_page(idx, cpu);

@@ -8,8 +8,8 @@ O=${O:-build}
 out=${SR_BENCH_OUT:-$O/bench}
 guest=$O/guest/sr-test-guest.bin
 mems=${SR_BENCH_MEMS:-"32 64"}
-rates=${SR_BENCH_RATES:-"100 410 4000"}	# pages/s per vCPU; 410 x 2 vCPUs = 10% of 32 MiB per s
-tracks=${SR_BENCH_TRACKS:-"bitmap clear"}
+rates=${SR_BENCH_RATES:-"100 410 4000"}	# pages/s per vCPU; 410 x 2 vCPUs ~ 10% of 32 MiB per s
+tracks=${SR_BENCH_TRACKS:-"bitmap clear ring"}
 comps=${SR_BENCH_COMPRESS:-"lz4 none"}
 target=${SR_BENCH_DOWNTIME_MS:-50}
 export SR_RUN_DIR=$(mktemp -d /tmp/sr-bench.XXXXXX)
@@ -20,14 +20,17 @@ up() { for _ in $(seq 1 400); do $O/sr-ctl "$1" status >/dev/null 2>&1 && return
 rows=$out/bench.tsv
 rounds_dat=$out/rounds.dat
 : > "$rounds_dat"
-printf 'mem_mib\trate\ttrack\tcompress\trounds\tbytes_over_ram\tdowntime_ms\ttarget_ms\tmet\tMBps\tstop\n' > "$rows"
+printf 'mem_MiB\tpages/s/vCPU\ttrack\tcompress\trounds\tpages_sent/RAM\tbytes/RAM\tdowntime_ms\ttarget_ms\tmet\tMB/s\tstop\n' > "$rows"
 
 run() {	# mem rate track compress -> one row
 	local mem=$1 rate=$2 track=$3 comp=$4 name=b$$ save rc
-	$O/sr-run --name $name --memory "$mem" --vcpus 2 --rounds 0 --dirty-rate "$rate" \
-		--quiet-guest "$guest" >/dev/null 2>&1 &
+	local ring=
+	[ "$track" = ring ] && ring=--dirty-ring
+	# --prefill: the guest has written all its memory before the save starts.
+	$O/sr-run --name $name --memory "$mem" --vcpus 2 --rounds 0 --dirty-rate "$rate" --prefill \
+		$ring --quiet-guest "$guest" >/dev/null 2>&1 &
 	up $name || { echo "bench: guest did not start"; return 1; }
-	sleep 1
+	sleep 3
 	if [ "$track" = cold ]; then
 		save=$($O/sr-save --compress "$comp" $name "$SR_RUN_DIR/b.img" 2>&1); rc=$?
 	else
@@ -36,8 +39,9 @@ run() {	# mem rate track compress -> one row
 	fi
 	wait
 	[ $rc -eq 0 ] || { echo "bench: save failed: $save"; return 1; }
-	local bytes ms rounds down stop
+	local bytes ms rounds down stop pages
 	bytes=$(echo "$save" | sed -n 's/.*: \([0-9]*\) bytes for .*/\1/p')
+	pages=$(echo "$save" | sed -n 's/.*saved \([0-9]*\) pages.*/\1/p')
 	ms=$(echo "$save" | sed -n 's/.* MiB of RAM in \([0-9.]*\) ms.*/\1/p')
 	if [ "$track" = cold ]; then
 		rounds=1 down=$ms stop="cold save: paused throughout"
@@ -49,10 +53,11 @@ run() {	# mem rate track compress -> one row
 			/^ *[0-9]+ +[0-9]+ +[0-9]+ / { print tag, $1, $3 }' >> "$rounds_dat"
 	fi
 	awk -v m="$mem" -v r="$rate" -v t="$track" -v c="$comp" -v ro="$rounds" -v b="$bytes" \
-	    -v ms="$ms" -v d="$down" -v tg="$target" -v s="$stop" 'BEGIN {
+	    -v ms="$ms" -v d="$down" -v tg="$target" -v s="$stop" -v p="$pages" 'BEGIN {
 		ram = m * 1048576; met = (t == "cold") ? "-" : (d <= tg ? "yes" : "no");
-		printf "%s\t%s\t%s\t%s\t%s\t%.2f\t%.1f\t%s\t%s\t%.1f\t%s\n", m, r, t, c, ro, b / ram, d,
-		       (t == "cold" ? "-" : tg), met, b / (ms / 1000) / 1e6, s }' >> "$rows"
+		printf "%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.1f\t%s\t%s\t%.1f\t%s\n", m, r, t, c, ro,
+		       p * 4096 / ram, b / ram, d, (t == "cold" ? "-" : tg), met, b / (ms / 1000) / 1e6, s
+	}' >> "$rows"
 }
 
 for mem in $mems; do
@@ -70,7 +75,7 @@ echo "sr-bench: live saves of the 2-vCPU test guest, downtime target $target ms 
 column -t -s "$(printf '\t')" "$rows"
 
 if command -v gnuplot >/dev/null; then
-	awk -F'\t' 'NR > 1 { printf "%d \"%sM %s %s %s\" %s\n", NR - 2, $1, $2, $3, $4, $7 }' "$rows" > "$out/downtime.dat"
+	awk -F'\t' 'NR > 1 { printf "%d \"%sM %s %s %s\" %s\n", NR - 2, $1, $2, $3, $4, $8 }' "$rows" > "$out/downtime.dat"
 	gnuplot <<GP
 set terminal png size 1400,600
 set output "$out/downtime.png"

@@ -38,6 +38,7 @@ static void usage(FILE *f)
 "      --dirty-rate N       each vCPU rewrites about N pages per second: sets --pages\n"
 "                           to N/20 and --delay-us to 50000\n"
 "      --quiet-guest        the guest prints only its banner, save points and verdict\n"
+"      --prefill            the first round writes every page of each slice\n"
 "  -h, --help\n"
 "\n"
 "Exit status: 0 the guest reported PASS (DONE 0); 1 the guest failed (ASSERT or\n"
@@ -59,7 +60,8 @@ static unsigned long parse_num(const char *opt, const char *s, unsigned long max
 
 int main(int argc, char **argv)
 {
-	enum { O_SAVE_TO = 256, O_ROUNDS, O_SAVE_ROUND, O_PAGES, O_WSET, O_DELAY, O_QUIET, O_RATE };
+	enum { O_SAVE_TO = 256, O_ROUNDS, O_SAVE_ROUND, O_PAGES, O_WSET, O_DELAY, O_QUIET, O_RATE,
+	       O_PREFILL };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },
 		{ "vcpus", required_argument, NULL, 'c' },
@@ -75,6 +77,7 @@ int main(int argc, char **argv)
 		{ "delay-us", required_argument, NULL, O_DELAY },
 		{ "quiet-guest", no_argument, NULL, O_QUIET },
 		{ "dirty-rate", required_argument, NULL, O_RATE },
+		{ "prefill", no_argument, NULL, O_PREFILL },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -104,6 +107,7 @@ int main(int argc, char **argv)
 		case O_WSET: bi.working_set_pages = parse_num("--working-set", optarg, UINT32_MAX); break;
 		case O_DELAY: bi.round_delay_us = parse_num("--delay-us", optarg, UINT32_MAX); break;
 		case O_QUIET: bi.flags |= SR_BOOTINFO_F_QUIET; break;
+		case O_PREFILL: bi.flags |= SR_BOOTINFO_F_PREFILL; break;
 		case O_RATE:
 			bi.pages_per_round = parse_num("--dirty-rate", optarg, 100000000) / 20;
 			if (!bi.pages_per_round)
