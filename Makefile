@@ -147,8 +147,10 @@ check-kvm: $(KVM_DEPS)
 box-shell: $(KVM_DEPS)
 	$(Q)tests/box.sh --shell
 
+# The same tests with ASan + UBSan, the KVM ones included (xc, hvmctx and the
+# tools run under the sanitizers on real KVM).
 asan:
-	$(Q)$(MAKE) --no-print-directory O=build-asan SAN=1 check-unit check-tools
+	$(Q)$(MAKE) --no-print-directory O=build-asan SAN=1 check-unit check-tools check-kvm
 
 BENCH_GIB ?= 1
 bench-libsr: $(BENCHES)

@@ -180,5 +180,8 @@ int main(int argc, char **argv)
 	       (unsigned long long)st->generation[0]);
 	TEST_ASSERT(dirty_total > 0, "the log never reported a dirty page");
 	xc_domain_destroy(dom);
+	free(bitmap);
+	free(recorded);
+	free(must_be_dirty);
 	return 0;
 }

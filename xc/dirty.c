@@ -24,9 +24,14 @@ bool xc_dirty_mode_supported(const struct xc_domain *d, enum xc_dirty_mode mode)
 	return false;
 }
 
-int xc_dirty_log_enable(struct xc_domain *d, enum xc_dirty_mode mode, bool on,
-			struct xc_error *err)
+int xc_dirty_log_enable_region(struct xc_domain *d, unsigned slot, enum xc_dirty_mode mode,
+				bool on, struct xc_error *err)
 {
+	struct xc_region *r;
+
+	if (slot >= d->nregions)
+		return xc_set_error(err, 0, "no memory slot %u", slot);
+	r = &d->regions[slot];
 	if (on && mode == XC_DIRTY_CLEAR && !d->manual_protect) {
 		struct kvm_enable_cap cap = {
 			.cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
@@ -46,22 +51,25 @@ int xc_dirty_log_enable(struct xc_domain *d, enum xc_dirty_mode mode, bool on,
 				    "this domain was created without a dirty ring" :
 				    "this domain tracks dirty pages with rings, not bitmaps");
 	if (on && mode == XC_DIRTY_RING) {
-		pthread_mutex_lock(&d->ring_lock);
-		for (unsigned i = 0; i < d->nregions; i++) {
-			size_t words = (d->regions[i].size / 4096 + 63) / 64;
+		size_t words = (r->size / 4096 + 63) / 64;
 
-			free(d->ring_bits[i]);
-			d->ring_bits[i] = calloc(words + 1, 8);
-			if (!d->ring_bits[i]) {
-				pthread_mutex_unlock(&d->ring_lock);
-				return xc_set_error(err, ENOMEM, "dirty ring bitmaps");
-			}
-		}
+		pthread_mutex_lock(&d->ring_lock);
+		free(d->ring_bits[slot]);
+		d->ring_bits[slot] = calloc(words + 1, 8);
 		pthread_mutex_unlock(&d->ring_lock);
+		if (!d->ring_bits[slot])
+			return xc_set_error(err, ENOMEM, "dirty ring bitmap");
 	}
+	if (r->dirty_log == on)
+		return 0;
+	return xc_set_region_flags(d, r, on, err);
+}
+
+int xc_dirty_log_enable(struct xc_domain *d, enum xc_dirty_mode mode, bool on,
+			struct xc_error *err)
+{
 	for (unsigned i = 0; i < d->nregions; i++)
-		if (d->regions[i].dirty_log != on &&
-		    xc_set_region_flags(d, &d->regions[i], on, err))
+		if (xc_dirty_log_enable_region(d, i, mode, on, err))
 			return -1;
 	return 0;
 }

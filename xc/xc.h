@@ -168,6 +168,10 @@ enum xc_dirty_mode {
 /* Which modes this kernel offers. */
 bool xc_dirty_mode_supported(const struct xc_domain *d, enum xc_dirty_mode mode);
 
+/* Turns dirty logging on or off for one region (memory slot). */
+int xc_dirty_log_enable_region(struct xc_domain *d, unsigned slot, enum xc_dirty_mode mode,
+				bool on, struct xc_error *err);
+
 /*
  * Turns dirty logging on or off for every region.  Mode XC_DIRTY_CLEAR must
  * be chosen before the first enable and stays for the domain's life.
