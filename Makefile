@@ -157,7 +157,7 @@ bench-libsr: $(BENCHES)
 	$(Q)$(O)/tests/bench-libsr --gib $(BENCH_GIB) --dir $(O)
 
 sr-bench: all
-	$(Q)command -v gnuplot >/dev/null || scripts/deps.sh bench
+	$(Q)scripts/deps.sh bench
 	$(Q)tests/sr-bench.sh $(O)
 
 demo: deps all

@@ -2,8 +2,8 @@
 # Installs the Debian packages sr needs that are missing.  Usage: deps.sh [build|box|bench|all]
 set -eu
 build_pkgs="gcc make pkg-config libxxhash-dev liblz4-dev libcriterion-dev python3"
-box_pkgs="qemu-system-x86 busybox-static cpio kmod"
-bench_pkgs="gnuplot-nox"
+box_pkgs="qemu-system-x86 busybox-static cpio"
+bench_pkgs="gnuplot-nox bsdextrautils"
 case "${1:-all}" in
 	build) want=$build_pkgs ;;
 	box) want=$box_pkgs ;;
