@@ -44,11 +44,12 @@ endif
 LIBSR_SRCS := libsr/format.c libsr/writer.c libsr/reader.c libsr/batch.c libsr/gen.c
 LIBSR_OBJS := $(LIBSR_SRCS:%.c=$(O)/%.o)
 LIBSR_SONAME := libsr.so.0
-XC_SRCS   := xc/domain.c xc/vcpu.c xc/dirty.c xc/boot.c
+XC_SRCS   := xc/domain.c xc/vcpu.c xc/dirty.c xc/boot.c xc/linux.c
 XC_OBJS   := $(XC_SRCS:%.c=$(O)/%.o)
 HVMCTX_SRCS := hvmctx/vcpu.c hvmctx/vm.c hvmctx/save.c hvmctx/restore.c
 HVMCTX_OBJS := $(HVMCTX_SRCS:%.c=$(O)/%.o)
-RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/runner_save.o $(O)/tools/ctl.o $(O)/tools/util.o \
+RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/runner_save.o $(O)/tools/serial8250.o \
+               $(O)/tools/ctl.o $(O)/tools/util.o \
                $(HVMCTX_OBJS) $(XC_OBJS)
 
 # Freestanding test guests: 64-bit code, no libc, no SSE in compiled C (the

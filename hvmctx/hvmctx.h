@@ -97,6 +97,8 @@ struct hvmctx_save_opts {
 	uint64_t boot_entry, boot_arg;
 	const struct hvmctx_device *devices;
 	unsigned ndevices;
+	/* Called once the domain is paused, just before the DEVICE records are written. */
+	void (*capture_devices)(void *arg);
 	/* Called about every 1024 pages; returning non-zero aborts the save. */
 	int (*progress)(void *arg, uint64_t pages_done, uint64_t pages_total, uint64_t bytes);
 	void *progress_arg;

@@ -203,6 +203,8 @@ static int write_state(struct save *s, const struct kvm_clock_data *clock)
 			goto sr_fail;
 		hvmctx_set_free(&set);
 	}
+	if (s->o->capture_devices)
+		s->o->capture_devices(s->o->progress_arg);
 	for (unsigned i = 0; i < s->o->ndevices; i++) {
 		const struct hvmctx_device *dev = &s->o->devices[i];
 

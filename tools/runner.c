@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -21,6 +22,7 @@
 
 #include "abi.h"
 #include "ctl.h"
+#include "serial8250.h"
 #include "runner.h"
 #include "util.h"
 
@@ -36,6 +38,9 @@ struct runner {
 	volatile bool guest_failed;
 	char fail_msg[SR_HC_STR_MAX];
 	uint64_t pauses, resumes;
+	struct serial *serial;
+	pthread_t input_thread;
+	bool input_started;
 };
 
 /* Copies a NUL-terminated guest string; returns false when it is not one. */
@@ -95,6 +100,57 @@ static enum xc_action hypercall(struct runner *r, struct xc_vcpu *v, uint16_t op
 	return XC_STOP;
 }
 
+static void serial_irq(void *arg, int level)
+{
+	struct runner *r = arg;
+	struct kvm_irq_level l = { .irq = SERIAL_IRQ, .level = level };
+
+	ioctl(xc_domain_vm_fd(r->d), KVM_IRQ_LINE, &l);
+}
+
+/* Console input: stdin into the UART, for as long as stdin has something. */
+static void *input_loop(void *arg)
+{
+	struct runner *r = arg;
+	uint8_t buf[64];
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, NULL);
+	for (;;) {
+		ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+
+		if (n <= 0)
+			return NULL;
+		for (ssize_t done = 0; done < n;) {
+			done += serial_input(r->serial, buf + done, n - done);
+			if (done < n)
+				usleep(10000);
+		}
+	}
+}
+
+/* Legacy PC ports a Linux guest touches besides the UART. */
+static enum xc_action legacy_pio(struct runner *r, struct xc_vcpu *v, uint16_t port, bool out,
+				 uint8_t *data, unsigned size)
+{
+	if (port >= SERIAL_BASE && port < SERIAL_BASE + 8 && size == 1) {
+		serial_io(r->serial, port - SERIAL_BASE, out, data);
+		return XC_CONTINUE;
+	}
+	if (port == 0x64 && out && *data == 0xfe) {
+		/* i8042 pulse of the reset line: the guest asked to reboot. */
+		snprintf(r->fail_msg, sizeof(r->fail_msg), "vCPU %u: the guest reset the machine",
+			 xc_vcpu_id(v));
+		xc_domain_set_status(r->d, 0);
+		return XC_STOP;
+	}
+	if (!out)
+		/* No keyboard; CMOS reads 0 (never "update in progress"); the rest floats high. */
+		memset(data, port == 0x64 || port == 0x60 || port == 0x71 ? 0 : 0xff, size);
+	return XC_CONTINUE;
+}
+
 static enum xc_action on_pio(void *opaque, struct xc_vcpu *v, uint16_t port, bool out,
 			     void *data, unsigned size, unsigned count)
 {
@@ -112,8 +168,12 @@ static enum xc_action on_pio(void *opaque, struct xc_vcpu *v, uint16_t port, boo
 		xc_domain_set_status(r->d, EXIT_VM_ERROR);
 		return XC_STOP;
 	}
-	if (!out)
-		memset(data, 0xff, (size_t)size * count);
+	for (unsigned i = 0; i < count; i++) {
+		enum xc_action a = legacy_pio(r, v, port, out, (uint8_t *)data + i * size, size);
+
+		if (a != XC_CONTINUE)
+			return a;
+	}
 	return XC_CONTINUE;
 }
 
@@ -158,6 +218,11 @@ struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err)
 		free(r);
 		return NULL;
 	}
+	if (cfg->serial && !(r->serial = serial_new(STDOUT_FILENO, serial_irq, r))) {
+		xc_set_error(err, ENOMEM, "the UART");
+		runner_free(r);
+		return NULL;
+	}
 	return r;
 }
 
@@ -171,6 +236,11 @@ const struct runner_config *runner_config(const struct runner *r)
 	return &r->cfg;
 }
 
+struct serial *runner_serial(struct runner *r)
+{
+	return r->serial;
+}
+
 void runner_free(struct runner *r)
 {
 	if (!r)
@@ -182,6 +252,11 @@ void runner_free(struct runner *r)
 	}
 	if (r->sig_fd >= 0)
 		close(r->sig_fd);
+	if (r->input_started) {
+		pthread_cancel(r->input_thread);
+		pthread_join(r->input_thread, NULL);
+	}
+	serial_free(r->serial);
 	free(r);
 }
 
@@ -384,6 +459,8 @@ static int stop_status(struct runner *r, const struct xc_event *ev)
 {
 	switch (ev->stopped) {
 	case XC_STOP_GUEST:
+		if (!r->guest_failed && r->fail_msg[0])
+			pr_info("%s: %s", sr_prog, r->fail_msg);	/* e.g. a guest reset */
 		if (r->guest_failed) {
 			pr_err("guest failed: %s", r->fail_msg);
 			return ev->status ? ev->status : EXIT_GUEST_FAIL;
@@ -416,6 +493,8 @@ int runner_run(struct runner *r, bool start_paused)
 		pr_err("%s", err.msg);
 		return EXIT_VM_ERROR;
 	}
+	if (r->serial && !pthread_create(&r->input_thread, NULL, input_loop, r))
+		r->input_started = true;
 	while (status < 0) {
 		struct pollfd p[3] = {
 			{ .fd = xc_domain_event_fd(r->d), .events = POLLIN },

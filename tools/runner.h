@@ -27,6 +27,7 @@ struct runner_config {
 	const char *save_to;		/* target of a guest-requested SAVE, or NULL */
 	bool verbose;
 	bool dirty_ring;		/* create the VM with per-vCPU dirty rings */
+	bool serial;			/* an 8250 UART at 0x3f8 (Linux guests) */
 	uint32_t guest_kind;		/* SR_GUEST_* written into saved images */
 	uint64_t boot_entry, boot_arg;
 	uint8_t uuid[16];
@@ -35,6 +36,9 @@ struct runner_config {
 struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err);
 struct xc_domain *runner_domain(struct runner *r);
 const struct runner_config *runner_config(const struct runner *r);
+
+/* The UART, when the runner has one (cfg.serial), else NULL. */
+struct serial *runner_serial(struct runner *r);
 
 /* Opens the control socket (after the domain exists). */
 int runner_listen(struct runner *r, struct xc_error *err);

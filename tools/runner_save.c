@@ -13,11 +13,23 @@
 
 #include "hvmctx.h"
 #include "runner.h"
+#include "serial8250.h"
 
 struct progress {
 	int fd;
 	uint64_t last_ns;
+	struct runner *r;
+	struct serial_state serial;
+	struct hvmctx_device dev;
 };
+
+/* Device state, read once the domain is paused. */
+static void capture_devices(void *arg)
+{
+	struct progress *p = arg;
+
+	serial_save(runner_serial(p->r), &p->serial);
+}
 
 static uint64_t mono_ns(void)
 {
@@ -96,9 +108,15 @@ static int do_save(struct runner *r, int fd, struct hvmctx_save_opts *o, int cli
 		   struct hvmctx_save_stats *st, struct xc_error *err)
 {
 	const struct runner_config *cfg = runner_config(r);
-	struct progress p = { .fd = client_fd };
+	struct progress p = { .fd = client_fd, .r = r };
 	struct stat sb;
 
+	if (runner_serial(r)) {
+		p.dev = (struct hvmctx_device){ "serial8250", 1, 0, &p.serial, sizeof(p.serial) };
+		o->devices = &p.dev;
+		o->ndevices = 1;
+		o->capture_devices = capture_devices;
+	}
 	o->creator = "sr-save " SR_LIBRARY_VERSION;
 	o->guest_kind = cfg->guest_kind;
 	o->name = cfg->name;

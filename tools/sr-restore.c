@@ -11,6 +11,7 @@
 #include "abi.h"
 #include "hvmctx.h"
 #include "runner.h"
+#include "serial8250.h"
 #include "util.h"
 
 #define EXIT_BAD_IMAGE 5
@@ -37,6 +38,25 @@ static void usage(FILE *f)
 "Exit status: as sr-run (0 PASS, 1 guest failed, 2 usage/setup error, 3 KVM\n"
 "error, 4 destroyed), and 5 when the image is corrupt, truncated or foreign\n"
 "(no guest code ran).\n");
+}
+
+/* DEVICE records: the UART is the only device model so far. */
+static int restore_device(void *arg, const char *name, uint32_t version, uint32_t instance,
+			  const void *data, size_t len, struct xc_error *err)
+{
+	struct runner *r = arg;
+	struct serial_state st;
+
+	if (strcmp(name, "serial8250") || !runner_serial(r))
+		return xc_set_error(err, 0, "DEVICE \"%s\" has no model here", name);
+	if (version != 1 || instance != 0 || len != sizeof(st))
+		return xc_set_error(err, 0, "DEVICE serial8250: version %u instance %u, %zu bytes; "
+				    "this sr reads version 1, instance 0, %zu bytes", version,
+				    instance, len, sizeof(st));
+	memcpy(&st, data, sizeof(st));
+	if (serial_restore(runner_serial(r), &st))
+		return xc_set_error(err, 0, "DEVICE serial8250: receive buffer out of range");
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -99,6 +119,7 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < img.nregions; i++)
 		cfg.mem_bytes += img.regions[i].size;
 	cfg.test_guest = img.guest_kind == SR_GUEST_TEST;
+	cfg.serial = img.guest_kind == SR_GUEST_LINUX;
 	cfg.guest_kind = img.guest_kind;
 	cfg.boot_entry = img.boot_entry;
 	cfg.boot_arg = img.boot_arg;
@@ -111,6 +132,8 @@ int main(int argc, char **argv)
 	r = runner_new(&cfg, &err);
 	if (!r)
 		goto fail;
+	ro.device = restore_device;
+	ro.device_arg = r;
 	if (hvmctx_restore_finish(rs, runner_domain(r), &ro, &st, &err))
 		goto fail;
 	if (cfg.test_guest) {

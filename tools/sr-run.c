@@ -12,12 +12,18 @@
 #include "runner.h"
 #include "util.h"
 
+/* Quiet, serial console, no PCI or probing of hardware sr does not model. */
+#define LINUX_CMDLINE "console=ttyS0 reboot=k panic=-1 pci=off nomodeset i8042.noaux " \
+	"i8042.nomux i8042.nopnp i8042.dumbkbd tsc=reliable no_timer_check rdinit=/init quiet"
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 "usage: sr-run [OPTIONS] GUEST\n"
-"Start a domain from a flat test guest image (e.g. build/guest/sr-test-guest.bin);\n"
-"its console goes to standard output.\n"
+"       sr-run [OPTIONS] --kernel bzImage [--initrd FILE] [--cmdline \"...\"]\n"
+"Start a domain from a flat test guest image (e.g. build/guest/sr-test-guest.bin)\n"
+"or a Linux kernel; its console goes to standard output (Linux: an 8250 UART at\n"
+"0x3f8, IRQ 4, whose input is standard input).\n"
 "\n"
 "  -n, --name NAME          domain name (default sr-PID); control socket\n"
 "                           $SR_RUN_DIR/NAME.sock (default /run/sr)\n"
@@ -26,6 +32,9 @@ static void usage(FILE *f)
 "      --dirty-ring         track dirty pages with per-vCPU rings\n"
 "                           (KVM_CAP_DIRTY_LOG_RING; for sr-save --live)\n"
 "  -p, --paused             start paused (resume with sr-ctl NAME resume)\n"
+"      --kernel FILE        boot Linux (64-bit boot protocol; memory default 256 MiB)\n"
+"      --initrd FILE        its initramfs\n"
+"      --cmdline TEXT       appended to sr-run's defaults: " LINUX_CMDLINE "\n"
 "      --save-to FILE       where a guest-requested SAVE writes the image; the\n"
 "                           domain exits after the save\n"
 "  -v, --verbose            log guest stages\n"
@@ -61,7 +70,7 @@ static unsigned long parse_num(const char *opt, const char *s, unsigned long max
 int main(int argc, char **argv)
 {
 	enum { O_SAVE_TO = 256, O_ROUNDS, O_SAVE_ROUND, O_PAGES, O_WSET, O_DELAY, O_QUIET, O_RATE,
-	       O_PREFILL };
+	       O_PREFILL, O_KERNEL, O_INITRD, O_CMDLINE };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },
 		{ "vcpus", required_argument, NULL, 'c' },
@@ -78,6 +87,9 @@ int main(int argc, char **argv)
 		{ "quiet-guest", no_argument, NULL, O_QUIET },
 		{ "dirty-rate", required_argument, NULL, O_RATE },
 		{ "prefill", no_argument, NULL, O_PREFILL },
+		{ "kernel", required_argument, NULL, O_KERNEL },
+		{ "initrd", required_argument, NULL, O_INITRD },
+		{ "cmdline", required_argument, NULL, O_CMDLINE },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -87,7 +99,11 @@ int main(int argc, char **argv)
 	struct xc_error err;
 	struct runner *r;
 	struct xc_domain *d;
-	bool paused = false;
+	struct xc_linux_boot lb = { 0 };
+	const char *extra_cmdline = "";
+	char cmdline[4096];
+	bool paused = false, mem_given = false;
+	uint64_t entry;
 	char name[64];
 	int c, rc;
 
@@ -96,7 +112,10 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'n': cfg.name = optarg; break;
 		case 'c': cfg.vcpus = parse_num("--vcpus", optarg, SR_GUEST_MAX_CPUS); break;
-		case 'm': cfg.mem_bytes = parse_num("--memory", optarg, 1 << 20) << 20; break;
+		case 'm':
+			cfg.mem_bytes = parse_num("--memory", optarg, 1 << 20) << 20;
+			mem_given = true;
+			break;
 		case 'p': paused = true; break;
 		case 'R': cfg.dirty_ring = true; break;
 		case 'v': cfg.verbose = true; break;
@@ -108,6 +127,9 @@ int main(int argc, char **argv)
 		case O_DELAY: bi.round_delay_us = parse_num("--delay-us", optarg, UINT32_MAX); break;
 		case O_QUIET: bi.flags |= SR_BOOTINFO_F_QUIET; break;
 		case O_PREFILL: bi.flags |= SR_BOOTINFO_F_PREFILL; break;
+		case O_KERNEL: lb.kernel = optarg; break;
+		case O_INITRD: lb.initrd = optarg; break;
+		case O_CMDLINE: extra_cmdline = optarg; break;
 		case O_RATE:
 			bi.pages_per_round = parse_num("--dirty-rate", optarg, 100000000) / 20;
 			if (!bi.pages_per_round)
@@ -118,13 +140,26 @@ int main(int argc, char **argv)
 		default: usage(stderr); return EXIT_USAGE;
 		}
 	}
-	if (optind != argc - 1) {
+	if (lb.kernel ? optind != argc : optind != argc - 1) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+	if (lb.kernel) {
+		cfg.test_guest = false;
+		cfg.serial = true;
+		cfg.guest_kind = SR_GUEST_LINUX;
+		if (!mem_given)
+			cfg.mem_bytes = 256ull << 20;
+		if ((size_t)snprintf(cmdline, sizeof(cmdline), "%s %s", LINUX_CMDLINE, extra_cmdline) >=
+		    sizeof(cmdline))
+			die(EXIT_USAGE, "--cmdline is too long");
+		lb.cmdline = cmdline;
+	} else if (lb.initrd || *extra_cmdline) {
+		die(EXIT_USAGE, "--initrd and --cmdline need --kernel");
+	}
 	if (cfg.vcpus < 1)
 		die(EXIT_USAGE, "--vcpus must be at least 1");
-	if (cfg.mem_bytes < (16ull << 20))
+	if (cfg.test_guest && cfg.mem_bytes < (16ull << 20))
 		die(EXIT_USAGE, "--memory must be at least 16 MiB for the test guest");
 	if (!cfg.name) {
 		snprintf(name, sizeof(name), "sr-%d", getpid());
@@ -139,14 +174,22 @@ int main(int argc, char **argv)
 	if (!r)
 		die(EXIT_USAGE, "%s", err.msg);
 	d = runner_domain(r);
-	if (xc_mem_add(d, 0, cfg.mem_bytes, &err) ||
-	    xc_load_file(d, argv[optind], SR_GUEST_LOAD, (4ull << 20) - SR_GUEST_LOAD, &err) < 0)
+	if (xc_mem_add(d, 0, cfg.mem_bytes, &err))
 		goto fail;
-	memcpy(xc_gpa_to_hva(d, SR_GUEST_BOOTINFO, sizeof(bi)), &bi, sizeof(bi));
 	for (unsigned i = 0; i < cfg.vcpus; i++)
 		if (!xc_vcpu_create(d, i, &err))
 			goto fail;
-	if (xc_vcpu_boot_pm32(xc_vcpu_get(d, 0), SR_GUEST_LOAD, &err) || runner_listen(r, &err))
+	if (lb.kernel) {
+		if (xc_linux_boot(d, &lb, &entry, &err))
+			goto fail;
+	} else {
+		if (xc_load_file(d, argv[optind], SR_GUEST_LOAD, (4ull << 20) - SR_GUEST_LOAD, &err) < 0)
+			goto fail;
+		memcpy(xc_gpa_to_hva(d, SR_GUEST_BOOTINFO, sizeof(bi)), &bi, sizeof(bi));
+		if (xc_vcpu_boot_pm32(xc_vcpu_get(d, 0), SR_GUEST_LOAD, &err))
+			goto fail;
+	}
+	if (runner_listen(r, &err))
 		goto fail;
 	rc = runner_run(r, paused);
 	runner_free(r);

@@ -204,6 +204,22 @@ long xc_load_file(struct xc_domain *d, const char *path, uint64_t gpa, uint64_t 
 /* Puts a vCPU in 32-bit flat protected mode (paging off) at entry. */
 int xc_vcpu_boot_pm32(struct xc_vcpu *v, uint64_t entry, struct xc_error *err);
 
+/* Linux x86-64 boot protocol (xc/linux.c). */
+struct xc_linux_boot {
+	const char *kernel;		/* bzImage */
+	const char *initrd;		/* or NULL */
+	const char *cmdline;
+};
+
+/*
+ * Loads kernel, initrd and command line into RAM at gpa 0 (at least 128
+ * MiB), writes boot_params with an e820 map, an MP table for all vCPUs,
+ * page tables and a GDT, and puts vCPU 0 (created) in long mode at the
+ * 64-bit entry.  *entry receives the entry address.
+ */
+int xc_linux_boot(struct xc_domain *d, const struct xc_linux_boot *b, uint64_t *entry,
+		  struct xc_error *err);
+
 /* --------------------------------------------------------- capability */
 
 /* The /dev/kvm fd (system ioctls such as KVM_GET_MSR_INDEX_LIST). */

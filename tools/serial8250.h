@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+/* An 8250/16550A UART: COM1 at 0x3f8, IRQ 4; output to a fd, input from one. */
+#ifndef SR_SERIAL8250_H
+#define SR_SERIAL8250_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SERIAL_BASE	0x3f8
+#define SERIAL_IRQ	4
+#define SERIAL_RX_MAX	256
+
+/* The device state, as carried in DEVICE "serial8250" version 1 (docs/format.md). */
+struct serial_state {
+	uint8_t ier, iir_thre_pending, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
+	uint8_t rsvd[2];
+	uint16_t rx_head, rx_count;
+	uint8_t rx[SERIAL_RX_MAX];
+};
+
+struct serial;
+
+/* irq(level) is called with the line's new level. */
+struct serial *serial_new(int out_fd, void (*irq)(void *arg, int level), void *arg);
+void serial_free(struct serial *s);
+
+/* Port access at SERIAL_BASE + off (0..7); for reads, *val is filled. */
+void serial_io(struct serial *s, unsigned off, bool is_write, uint8_t *val);
+
+/* Queues input bytes (from the console); returns how many fit. */
+unsigned serial_input(struct serial *s, const uint8_t *buf, unsigned len);
+
+void serial_save(struct serial *s, struct serial_state *st);
+/* Returns -1 when st is not a valid state. */
+int serial_restore(struct serial *s, const struct serial_state *st);
+
+#endif
