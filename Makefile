@@ -60,6 +60,11 @@ GUEST_CFLAGS := -std=gnu11 -O2 -g -ffreestanding -fno-pic -fno-pie -mno-red-zone
 GUEST_OBJS := $(O)/guest/boot.o $(O)/guest/lib.o $(O)/guest/main.o
 GUEST     := $(O)/guest/sr-test-guest.bin
 
+# The Linux test guest: Debian's kernel (fetched by the box) and an initramfs
+# of busybox-static and our workload.
+LINUX_KERNEL := build/box/kernel/vmlinuz
+LINUX_INITRD := $(O)/guest/linux-initramfs.cpio.gz
+
 TOOLS     := $(O)/sr-dump $(O)/sr-run $(O)/sr-ctl $(O)/sr-save $(O)/sr-restore
 UNIT_TESTS := $(O)/tests/test-libsr
 BENCHES   := $(O)/tests/bench-libsr
@@ -82,6 +87,21 @@ $(O)/guest/sr-test-guest.elf: $(GUEST_OBJS) guest/guest.ld
 
 $(O)/guest/%.bin: $(O)/guest/%.elf
 	$(Q)objcopy -O binary $< $@
+
+$(O)/guest/linux/sr-workload: guest/linux/workload.c
+	@mkdir -p $(dir $@)
+	$(E) "  CC      $< (static)"
+	$(Q)$(CC) -O2 -static -Wall -Wextra -Werror -o $@ $<
+
+$(LINUX_INITRD): $(O)/guest/linux/sr-workload guest/linux/init
+	$(E) "  CPIO    $@"
+	$(Q)rm -rf $(O)/guest/linux/root && mkdir -p $(O)/guest/linux/root/bin
+	$(Q)cp /bin/busybox $(O)/guest/linux/sr-workload $(O)/guest/linux/root/bin/
+	$(Q)cp guest/linux/init $(O)/guest/linux/root/init
+	$(Q)(cd $(O)/guest/linux/root && find . | cpio -o -H newc 2>/dev/null | gzip -1) > $@
+
+$(LINUX_KERNEL):
+	$(Q)tests/box.sh --prepare
 
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -136,7 +156,7 @@ check-unit: $(UNIT_TESTS) $(TOOLS)
 check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage
 	$(Q)O=$(O) tests/tools.sh
 
-KVM_DEPS := $(TOOLS) $(GUEST) $(O)/tests/kvm-dirty-log
+KVM_DEPS := $(TOOLS) $(GUEST) $(O)/tests/kvm-dirty-log $(LINUX_INITRD) $(LINUX_KERNEL)
 
 # KVM tests run on real KVM: natively when this host has /dev/kvm, else in
 # the nested box.  Neither path skips.

@@ -368,5 +368,61 @@ if want live-failure; then
 	fi
 fi
 
+# ------------------------------------------------------------------ Linux guest
+kernel=build/box/kernel/vmlinuz
+initrd=$O/guest/linux-initramfs.cpio.gz
+linux_warnings='soft lockup|rcu.*stall|hung task|blocked for more than|clocksource.*(unstable|watchdog)|Call Trace'
+
+if want linux-boot; then
+	for n in 1 2; do
+		$O/sr-run --name lb$n --vcpus $n --kernel $kernel --initrd $initrd \
+			--cmdline "sr.workload=8,3" </dev/null >"$tmp/lb$n.out" 2>&1; rc=$?
+		if [ $rc -eq 0 ] && grep -q "^sr-linux: $n cpu(s), clocksource kvm-clock" "$tmp/lb$n.out" && grep -q '^sr-workload: PASS' "$tmp/lb$n.out" && ! grep -Eq "$linux_warnings" "$tmp/lb$n.out"; then
+			ok "linux-boot: Debian's kernel booted to the workload on $n vCPU(s) with kvm-clock, PASS, reset ended the domain"
+		else
+			bad "linux-boot: $n vCPU(s), sr-run exited $rc" "$tmp/lb$n.out"
+		fi
+	done
+fi
+
+# Host-timestamps every line: "HOST_REALTIME line".
+stamp() { while IFS= read -r l; do printf '%s %s\n' "$(date +%s.%N)" "${l%$'\r'}"; done; }
+
+# Checks a restored Linux run ($1) against the source's last tick ($2).
+linux_restored_ok() {
+	local first realtime host
+	first=$(sed -n 's/^[0-9.]* sr-workload: tick \([0-9]*\) .*/\1/p' "$1" | head -1)
+	set -- "$1" "$2" $(sed -n 's/^\([0-9.]*\) sr-workload: tick [0-9]* .* realtime \([0-9.]*\)$/\1 \2/p' "$1" | head -1)
+	host=${3:-0} realtime=${4:-999}
+	[ -n "$first" ] && [ "$first" -ge "$2" ] && [ "$first" -le $(($2 + 1)) ] || { echo "first tick after restore '$first', last before $2" >> "$1"; return 1; }
+	! grep -q 'sr-workload: [0-9]* MiB' "$1" || { echo "the workload restarted" >> "$1"; return 1; }
+	grep -q 'sr-workload: PASS' "$1" || return 1
+	! grep -Eq "$linux_warnings" "$1" || return 1
+	awk -v h="$host" -v r="$realtime" 'BEGIN { d = h - r; if (d < 0) d = -d; exit !(d < 2) }' || { echo "guest realtime $realtime vs host $host" >> "$1"; return 1; }
+	linux_skew=$(awk -v h="$host" -v r="$realtime" 'BEGIN { printf "%.2f", h - r }')
+}
+
+if want linux-save; then
+	$O/sr-run --name lx --vcpus 2 --kernel $kernel --initrd $initrd --cmdline "sr.workload=16,25" \
+		</dev/null >"$tmp/lx.out" 2>&1 &
+	wait_domain lx
+	for _ in $(seq 1 600); do grep -q "tick 6 " "$tmp/lx.out" && break; sleep 0.2; done
+	$O/sr-save --live lx "$tmp/lx.img" 2>"$tmp/lx.save"; rc=$?
+	wait
+	last=$(sed -n 's/^sr-workload: tick \([0-9]*\) .*/\1/p' "$tmp/lx.out" | tail -1)
+	if [ $rc -ne 0 ] || ! $O/sr-dump --verify "$tmp/lx.img" 2>>"$tmp/lx.save"; then
+		bad "linux-save: sr-save exited $rc or the image does not verify" "$tmp/lx.save"
+	else
+		for k in 1 2; do
+			$O/sr-restore --name lx$k "$tmp/lx.img" </dev/null 2>&1 | stamp >"$tmp/lx$k.out"
+			if linux_restored_ok "$tmp/lx$k.out" "$last"; then
+				ok "linux-save: restore $k of a live save taken at tick $last: the workload went on from tick $((last + 1)) to PASS, no lockup or stall warnings, guest realtime ${linux_skew}s from the host's; $(grep -o 'live: .*met)' "$tmp/lx.save")"
+			else
+				bad "linux-save: restore $k" "$tmp/lx$k.out"
+			fi
+		done
+	fi
+fi
+
 echo "kvm: $pass passed, $fail failed"
 [ $fail -eq 0 ]
