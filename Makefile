@@ -181,7 +181,7 @@ sr-bench: all
 	$(Q)scripts/deps.sh bench
 	$(Q)tests/sr-bench.sh $(O)
 
-demo: deps all
+demo: deps all $(LINUX_INITRD) $(LINUX_KERNEL)
 	$(Q)tests/demo.sh $(O)
 
 # ---------------------------------------------------------------- install

@@ -12,6 +12,8 @@
 
 #include "serial8250.h"
 
+_Static_assert(sizeof(struct serial_state) == 272, "DEVICE serial8250 v1 layout (docs/format.md)");
+
 #define IER_RDI		0x01
 #define IER_THRI	0x02
 #define IIR_NONE	0x01
