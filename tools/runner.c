@@ -469,8 +469,9 @@ static int stop_status(struct runner *r, const struct xc_event *ev)
 			pr_err("guest finished with status %d", ev->status);
 		return ev->status == 0 ? 0 : EXIT_GUEST_FAIL;
 	case XC_STOP_SHUTDOWN:
+		/* A guest that wants to reboot uses the i8042 (reboot=k); this is a crash. */
 		pr_err("%s", ev->msg);
-		return r->cfg.test_guest ? EXIT_VM_ERROR : 0;
+		return EXIT_VM_ERROR;
 	case XC_STOP_ERROR:
 		pr_err("%s", ev->msg);
 		return EXIT_VM_ERROR;
