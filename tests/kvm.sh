@@ -8,13 +8,29 @@ guest=$O/guest/sr-test-guest.bin
 export SR_RUN_DIR=$(mktemp -d /tmp/sr-kvm.XXXXXX)
 chmod 700 "$SR_RUN_DIR"
 tmp=$(mktemp -d /tmp/sr-kvm-tmp.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$SR_RUN_DIR" "$tmp"' EXIT
+trap 'kill $(jobs -p) $(cat "$tmp/.watchdog" 2>/dev/null) 2>/dev/null; rm -rf "$SR_RUN_DIR" "$tmp"' EXIT
 pass=0 fail=0
 only=${SR_KVM_TESTS:-}
 
 ok()  { pass=$((pass + 1)); echo "ok   $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && sed 's/^/     | /' "$2" | tail -15; }
-want() { [ -z "$only" ] || [[ " $only " == *" $1 "* ]]; }
+want() {
+	[ -z "$only" ] || [[ " $only " == *" $1 "* ]] || return 1
+	echo "$1 $(date +%s)" > "$tmp/.current"
+}
+
+# A test running far longer than any should gets its processes shown once,
+# before the box's idle watchdog (240 s) gives up on the whole run.  Started
+# through a subshell so that the tests' bare "wait"s do not wait for it.
+( ( echo $BASHPID > "$tmp/.watchdog"
+    while sleep 10; do
+	read -r name start < "$tmp/.current" 2>/dev/null || continue
+	if [ $(( $(date +%s) - start )) -ge 150 ] && [ "$name" != "${shown:-}" ]; then
+		shown=$name
+		echo "kvm.sh: test '$name' has run for 150 s; its processes:"
+		ps -eo pid,stat,wchan:24,etime,args 2>/dev/null | grep -E 'sr-|kvm-dirty' | grep -v grep
+	fi
+    done ) & )
 
 # Waits until domain $1 answers on its control socket.
 wait_domain() {
