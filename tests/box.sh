@@ -10,7 +10,7 @@
 #   tests/box.sh [--timeout SEC] [--mem MiB] [--smp N] -- COMMAND [ARGS...]
 #
 # A run ends in failure after --timeout seconds in all, or when the console
-# stays silent for $SR_BOX_IDLE seconds (240): QEMU is killed and the run is
+# stays silent for $SR_BOX_IDLE seconds (200): QEMU is killed and the run is
 # retried $SR_BOX_RETRIES times (1), each time saying so loudly.  Rarely, the
 # emulated box's own kernel locks up under nested SVM; that is what the retry
 # is for.
@@ -21,7 +21,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cache=${SR_BOX_CACHE:-$top/build/box}
 timeout=${SR_BOX_TIMEOUT:-1200}
-idle=${SR_BOX_IDLE:-240}		# seconds without console output that mean the box hung
+idle=${SR_BOX_IDLE:-200}		# seconds without console output that mean the box hung
 retries=${SR_BOX_RETRIES:-1}
 mem=${SR_BOX_MEM:-4096}
 # One emulated CPU: with two, the box's kernel now and then deadlocks under

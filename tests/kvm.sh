@@ -20,14 +20,14 @@ want() {
 }
 
 # A test running far longer than any should gets its processes shown once,
-# before the box's idle watchdog (240 s) gives up on the whole run.  Started
+# before the box's idle watchdog (200 s) gives up on the whole run.  Started
 # through a subshell so that the tests' bare "wait"s do not wait for it.
 ( ( echo $BASHPID > "$tmp/.watchdog"
     while sleep 10; do
 	read -r name start < "$tmp/.current" 2>/dev/null || continue
-	if [ $(( $(date +%s) - start )) -ge 150 ] && [ "$name" != "${shown:-}" ]; then
+	if [ $(( $(date +%s) - start )) -ge 120 ] && [ "$name" != "${shown:-}" ]; then
 		shown=$name
-		echo "kvm.sh: test '$name' has run for 150 s; its processes:"
+		echo "kvm.sh: test '$name' has run for 120 s; its processes:"
 		ps -eo pid,stat,wchan:24,etime,args 2>/dev/null | grep -E 'sr-|kvm-dirty' | grep -v grep
 	fi
     done ) & )
