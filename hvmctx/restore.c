@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "hvmctx.h"
+#include "hvmctx_priv.h"
 
 struct saved_rec {
 	struct sr_record rec;
@@ -29,14 +30,6 @@ struct hvmctx_restore {
 	struct saved_rec *dev;
 	unsigned ndev;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
 
 /* Image errors carry EBADMSG so a tool can tell a bad image from a bad host. */
 static int sr_err(struct xc_error *err, const struct sr_error *se)
@@ -193,7 +186,7 @@ int hvmctx_restore_finish(struct hvmctx_restore *rs, struct xc_domain *d,
 			  const struct hvmctx_restore_opts *o, struct hvmctx_restore_stats *st,
 			  struct xc_error *err)
 {
-	uint64_t t0 = now_ns();
+	uint64_t t0 = hvmctx_now_ns();
 
 	memset(st, 0, sizeof(*st));
 	for (unsigned i = 0; i < rs->img.nregions; i++) {
@@ -233,6 +226,6 @@ int hvmctx_restore_finish(struct hvmctx_restore *rs, struct xc_domain *d,
 	if (hvmctx_apply_clock(d, &rs->hvm.rec, o->clock, rs->img.created_ns, &st->clock_jump_ns,
 			       err))
 		return -1;
-	st->duration_ns = now_ns() - t0;
+	st->duration_ns = hvmctx_now_ns() - t0;
 	return 0;
 }

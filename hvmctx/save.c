@@ -20,14 +20,7 @@
 #include <time.h>
 
 #include "hvmctx.h"
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
+#include "hvmctx_priv.h"
 
 static int sr_err(struct xc_error *err, const struct sr_error *se)
 {
@@ -240,16 +233,16 @@ static int save_cold(struct save *s)
 {
 	struct kvm_clock_data clock;
 	struct hvmctx_round rd = { .iteration = 0, .final = true };
-	uint64_t t0 = now_ns();
+	uint64_t t0 = hvmctx_now_ns();
 
 	if (stop_guest(s, false, &clock) || write_domain(s) || send_all(s))
 		return -1;
 	rd.pages_sent = s->pages_done;
 	rd.bytes = sr_writer_offset(s->w);
-	rd.duration_ns = now_ns() - t0;
+	rd.duration_ns = hvmctx_now_ns() - t0;
 	if (write_round(s, &rd) || write_state(s, &clock))
 		return -1;
-	s->st->downtime_ns = now_ns() - t0;
+	s->st->downtime_ns = hvmctx_now_ns() - t0;
 	return 0;
 }
 
@@ -292,14 +285,14 @@ static int save_live(struct save *s, bool *paused_here)
 	cap = s->st->mem_bytes * (o->max_bytes_factor ? o->max_bytes_factor : HVMCTX_DEFAULT_BYTES_FACTOR);
 
 	for (uint32_t k = 0;; k++) {
-		uint64_t t0 = now_ns(), b0 = sr_writer_offset(s->w), p0 = s->pages_done;
+		uint64_t t0 = hvmctx_now_ns(), b0 = sr_writer_offset(s->w), p0 = s->pages_done;
 
 		sr_batch_reset(s->b, k);
 		if (k == 0 ? send_all(s) : send_todo(s, clear))
 			return -1;
 		rd = (struct hvmctx_round){ .iteration = k, .pages_sent = s->pages_done - p0,
 					    .bytes = sr_writer_offset(s->w) - b0,
-					    .duration_ns = now_ns() - t0 };
+					    .duration_ns = hvmctx_now_ns() - t0 };
 		dirty = fetch_dirty(s);
 		if (dirty < 0)
 			return -1;
@@ -325,7 +318,7 @@ static int save_live(struct save *s, bool *paused_here)
 	}
 
 	/* Stop and copy. */
-	t_pause = now_ns();
+	t_pause = hvmctx_now_ns();
 	if (stop_guest(s, true, &clock))
 		return -1;
 	*paused_here = true;
@@ -342,11 +335,11 @@ static int save_live(struct save *s, bool *paused_here)
 		rd = (struct hvmctx_round){ .iteration = rd.iteration, .final = true,
 					    .pages_sent = s->pages_done - p0,
 					    .bytes = sr_writer_offset(s->w) - b0,
-					    .duration_ns = now_ns() - t_pause };
+					    .duration_ns = hvmctx_now_ns() - t_pause };
 	}
 	if (write_round(s, &rd) || write_state(s, &clock))
 		return -1;
-	s->st->downtime_ns = now_ns() - t_pause;
+	s->st->downtime_ns = hvmctx_now_ns() - t_pause;
 	return 0;
 }
 
@@ -357,7 +350,7 @@ int hvmctx_save(struct xc_domain *d, int fd, const struct hvmctx_save_opts *o,
 	struct save s = { .d = d, .o = o, .st = st, .err = err };
 	struct sr_batch_stats bs;
 	bool paused_here = false;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = hvmctx_now_ns();
 	int rc = -1;
 
 	memset(st, 0, sizeof(*st));
@@ -386,7 +379,7 @@ int hvmctx_save(struct xc_domain *d, int fd, const struct hvmctx_save_opts *o,
 		st->raw = bs.raw;
 		st->lz4 = bs.lz4;
 		st->bytes = sr_writer_offset(s.w);
-		st->duration_ns = now_ns() - t0;
+		st->duration_ns = hvmctx_now_ns() - t0;
 	}
 out:
 	if (o->live) {
