@@ -161,9 +161,7 @@ KVM_DEPS := $(TOOLS) $(GUEST) $(O)/tests/kvm-dirty-log $(LINUX_INITRD) $(LINUX_K
 # KVM tests run on real KVM: natively when this host has /dev/kvm, else in
 # the nested box.  Neither path skips.
 check-kvm: $(KVM_DEPS)
-	$(Q)if [ -c /dev/kvm ]; then O=$(O) tests/kvm.sh; \
-	else echo "check-kvm: no /dev/kvm here: running the KVM tests in the nested box"; \
-	     tests/box.sh -- env O=$(O) tests/kvm.sh; fi
+	$(Q)O=$(O) tests/on-kvm.sh check-kvm tests/kvm.sh
 
 box-shell: $(KVM_DEPS)
 	$(Q)tests/box.sh --shell
@@ -179,10 +177,10 @@ bench-libsr: $(BENCHES)
 
 sr-bench: all
 	$(Q)scripts/deps.sh bench
-	$(Q)tests/sr-bench.sh $(O)
+	$(Q)O=$(O) tests/on-kvm.sh sr-bench tests/sr-bench-kvm.sh
 
 demo: deps all $(LINUX_INITRD) $(LINUX_KERNEL)
-	$(Q)tests/demo.sh $(O)
+	$(Q)O=$(O) tests/on-kvm.sh demo tests/demo-kvm.sh
 
 # ---------------------------------------------------------------- install
 install: all

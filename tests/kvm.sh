@@ -361,7 +361,6 @@ if want live-noconverge; then
 	else
 		cat "$tmp/lvn.save" >> "$tmp/lvn.out"; bad "live-noconverge: save $lv_save, restore $lv_rc" "$tmp/lvn.out"
 	fi
-	cp "$tmp/lvn.save" "$tmp/lvn.table"
 fi
 
 if want live-failure; then
