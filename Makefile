@@ -44,12 +44,12 @@ endif
 LIBSR_SRCS := libsr/format.c libsr/writer.c libsr/reader.c libsr/batch.c libsr/gen.c
 LIBSR_OBJS := $(LIBSR_SRCS:%.c=$(O)/%.o)
 LIBSR_SONAME := libsr.so.0
-XC_SRCS   := xc/domain.c xc/vcpu.c xc/dirty.c xc/boot.c xc/linux.c
+XC_SRCS   := xc/domain.c xc/vcpu.c xc/dirty.c xc/boot.c xc/linux.c xc/probe.c
 XC_OBJS   := $(XC_SRCS:%.c=$(O)/%.o)
 HVMCTX_SRCS := hvmctx/vcpu.c hvmctx/vm.c hvmctx/save.c hvmctx/restore.c
 HVMCTX_OBJS := $(HVMCTX_SRCS:%.c=$(O)/%.o)
 RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/runner_save.o $(O)/tools/serial8250.o \
-               $(O)/tools/ctl.o $(O)/tools/util.o \
+               $(O)/tools/ctl.o $(O)/tools/util.o $(O)/tools/host.o \
                $(HVMCTX_OBJS) $(XC_OBJS)
 
 # Freestanding test guests: 64-bit code, no libc, no SSE in compiled C (the
@@ -123,9 +123,9 @@ $(O)/sr-dump: $(O)/tools/sr-dump.o $(O)/tools/util.o $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(O)/sr-ctl: $(O)/tools/sr-ctl.o $(O)/tools/ctl.o $(O)/tools/util.o
+$(O)/sr-ctl: $(O)/tools/sr-ctl.o $(O)/tools/ctl.o $(O)/tools/util.o $(O)/tools/host.o $(XC_OBJS)
 	$(E) "  LD      $@"
-	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ -lpthread
 
 $(O)/sr-run $(O)/sr-restore: $(O)/sr-%: $(O)/tools/sr-%.o $(RUNNER_OBJS) $(O)/libsr.a
 	$(E) "  LD      $@"
@@ -153,8 +153,9 @@ check: check-unit check-tools check-kvm
 check-unit: $(UNIT_TESTS) $(TOOLS)
 	$(Q)SR_DUMP=$(abspath $(O)/sr-dump) $(O)/tests/test-libsr --jobs 2
 
-check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage
+check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(GUEST)
 	$(Q)O=$(O) tests/tools.sh
+	$(Q)O=$(O) tests/host.sh
 
 KVM_DEPS := $(TOOLS) $(GUEST) $(O)/tests/kvm-dirty-log $(LINUX_INITRD) $(LINUX_KERNEL)
 

@@ -99,6 +99,14 @@ int main(int argc, char **argv)
 	}
 	if (argc > 3)
 		iters = atoi(argv[3]);
+	{
+		struct xc_host h;
+
+		if (xc_host_probe(&h, NULL)) {
+			fprintf(stderr, "kvm-dirty-log: %s\n", h.why);
+			return 3;
+		}
+	}
 	check_cap_errors();
 
 	dom = xc_domain_create(&cfg, &err);

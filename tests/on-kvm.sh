@@ -1,13 +1,56 @@
 #!/usr/bin/env bash
-# Runs a command on real KVM: natively when this host has /dev/kvm, else
-# inside the nested box (tests/box.sh).  O (the build directory) goes along.
-#   tests/on-kvm.sh WHAT COMMAND [ARGS...]     WHAT names it in the message
+# Runs a command on real KVM: natively when this host's /dev/kvm can run
+# sr's guests (the probe of `sr-ctl host`: the module behind /dev/kvm and a
+# probe guest), else inside the nested box (tests/box.sh).  It says which
+# and why.  O (the build directory) goes along.
+#   tests/on-kvm.sh WHAT COMMAND [ARGS...]     WHAT names it in the messages
+# SR_KVM=native|box forces one.  SR_KVM_DRY_RUN=1 prints the choice and exits.
+# Natively the command is bounded too: after SR_KVM_TIMEOUT seconds (2400)
+# its processes are listed with their wait channels and killed.
 set -eu
 what=$1
 shift
 export O=${O:-build}
-if [ -c /dev/kvm ]; then
-	exec "$@"
+
+where= why=
+case "${SR_KVM:-}" in
+native) where=native why="forced by SR_KVM=native" ;;
+box) where=box why="forced by SR_KVM=box" ;;
+"")
+	if out=$("$O/sr-ctl" host 2>&1); then
+		where=native
+		why=$(sed -n 's/^verdict: *//p' <<<"$out")
+	else
+		where=box
+		why=$(sed -n 's/^verdict: *//p' <<<"$out")
+		[ -n "$why" ] || why=$out
+	fi ;;
+*) echo "$what: SR_KVM must be native or box, not '$SR_KVM'" >&2; exit 2 ;;
+esac
+
+if [ "$where" = native ]; then
+	echo "$what: running natively: $why"
+else
+	echo "$what: running inside the nested KVM box (tests/box.sh, ~50x slower than native): $why"
 fi
-echo "$what: no /dev/kvm here: running inside the nested KVM box (tests/box.sh; ~50x slower than native)"
-exec tests/box.sh -- env O="$O" "$@"
+[ -z "${SR_KVM_DRY_RUN:-}" ] || exit 0
+
+if [ "$where" = box ]; then
+	exec tests/box.sh -- env O="$O" "$@"
+fi
+
+limit=${SR_KVM_TIMEOUT:-2400}
+"$@" &
+pid=$!
+( set +e
+  sleep "$limit"
+  echo "$what: still running after ${limit} s (SR_KVM_TIMEOUT); its processes:"
+  ps -eo pid,ppid,stat,wchan:24,etime,args | grep -E "sr-|kvm-|tests/|$(basename "$1")" | grep -v grep
+  pkill -KILL -P "$pid" 2>/dev/null; kill -KILL "$pid" 2>/dev/null ) &
+guard=$!
+rc=0
+wait "$pid" || rc=$?
+pkill -P "$guard" 2>/dev/null || true
+kill "$guard" 2>/dev/null || true
+[ "$rc" -ne 137 ] || echo "$what: killed at its ${limit} s limit (exit 137)"
+exit "$rc"

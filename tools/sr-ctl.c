@@ -6,23 +6,31 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "host.h"
 #include "util.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 "usage: sr-ctl list\n"
+"       sr-ctl host [--json]\n"
 "       sr-ctl NAME status|pause|resume|finish|destroy\n"
 "Control running sr domains through their sockets in $SR_RUN_DIR (default /run/sr).\n"
 "\n"
 "  list      one line per running domain with its status\n"
+"  host      what /dev/kvm is here (kvm_intel, kvm_amd, kvm_pvm, other), its API\n"
+"            version, the capabilities sr uses, and whether a probe guest of a\n"
+"            few instructions runs; --json prints one JSON document\n"
 "  status    name, state, vCPUs, memory, guest stage, runner pid\n"
 "  pause     stop every vCPU (returns once all are out of the guest)\n"
 "  resume    let the vCPUs run again\n"
 "  finish    ask the sr test guest to end its current round and report its verdict\n"
 "  destroy   end the domain (its runner exits with status 4)\n"
 "\n"
-"Exit status: 0 done, 1 the domain refused, 2 usage error or no such domain.\n");
+"Exit status: 0 done, 1 the domain refused, 2 usage error or no such domain;\n"
+"host: 0 sr's guests can run here, 3 they cannot (the last line says why).\n"
+"Environment: SR_RUN_DIR; SR_PROBE_SYSFS and SR_PROBE_DEV stand in for /sys and\n"
+"/dev/kvm in the host probe (for tests).\n");
 }
 
 static int list(void)
@@ -65,6 +73,12 @@ int main(int argc, char **argv)
 	}
 	if (argc == 2 && !strcmp(argv[1], "list"))
 		return list();
+	if (argc >= 2 && !strcmp(argv[1], "host")) {
+		if (argc == 2 || (argc == 3 && !strcmp(argv[2], "--json")))
+			return host_report(argc == 3);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
 	if (argc == 4 && !strcmp(argv[2], "poke")) {
 		/* Testing aid, deliberately undocumented in --help: flip one guest bit. */
 		snprintf(req, sizeof(req), "poke %s", argv[3]);

@@ -61,22 +61,6 @@ static bool shown(const struct dump *d, uint32_t type)
 	return false;
 }
 
-static void json_str(const char *s, size_t max)
-{
-	putchar('"');
-	for (size_t i = 0; i < max && s[i]; i++) {
-		unsigned char c = s[i];
-
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20 || c >= 0x7f)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
-}
-
 static void print_header(struct dump *d, const struct sr_ihdr *h)
 {
 	time_t t = h->created_ns / 1000000000ull;

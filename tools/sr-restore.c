@@ -12,6 +12,7 @@
 #include "hvmctx.h"
 #include "runner.h"
 #include "serial8250.h"
+#include "host.h"
 #include "util.h"
 
 #define EXIT_BAD_IMAGE 5
@@ -36,7 +37,7 @@ static void usage(FILE *f)
 "\n"
 "Nothing from the image reaches a vCPU before the whole image has verified.\n"
 "Exit status: as sr-run (0 PASS, 1 guest failed, 2 usage/setup error, 3 KVM\n"
-"error, 4 destroyed), and 5 when the image is corrupt, truncated or foreign\n"
+"error or a host that cannot run sr's guests, 4 destroyed), and 5 when the image is corrupt, truncated or foreign\n"
 "(no guest code ran).\n");
 }
 
@@ -107,6 +108,7 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	path = argv[optind];
+	host_check_or_die();
 	fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
 	if (fd < 0)
 		die(EXIT_USAGE, "%s: %s", path, strerror(errno));

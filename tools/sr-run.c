@@ -10,6 +10,7 @@
 #include "abi.h"
 #include "sr.h"
 #include "runner.h"
+#include "host.h"
 #include "util.h"
 
 /*
@@ -55,7 +56,8 @@ static void usage(FILE *f)
 "  -h, --help\n"
 "\n"
 "Exit status: 0 the guest reported PASS (DONE 0); 1 the guest failed (ASSERT or\n"
-"DONE != 0); 2 usage or setup error; 3 KVM error or unexpected shutdown;\n"
+"DONE != 0); 2 usage or setup error; 3 KVM error, unexpected shutdown, or a\n"
+"host whose /dev/kvm cannot run sr's guests (sr-ctl host says why);\n"
 "4 ended by a signal or sr-ctl destroy.\n");
 }
 
@@ -174,6 +176,7 @@ int main(int argc, char **argv)
 	bi.vcpus = cfg.vcpus;
 	bi.mem_bytes = cfg.mem_bytes;
 
+	host_check_or_die();
 	r = runner_new(&cfg, &err);
 	if (!r)
 		die(EXIT_USAGE, "%s", err.msg);

@@ -22,4 +22,7 @@ void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), 
 /* Human-readable byte count into buf ("12.3 MiB"). */
 const char *fmt_bytes(uint64_t n, char *buf, size_t len);
 
+/* Prints s (at most max bytes, up to its NUL) as a JSON string on stdout. */
+void json_str(const char *s, size_t max);
+
 #endif

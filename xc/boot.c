@@ -48,7 +48,7 @@ long xc_load_file(struct xc_domain *d, const char *path, uint64_t gpa, uint64_t 
 	return done;
 }
 
-static void flat_seg(struct kvm_segment *s, uint16_t sel, uint8_t type)
+void xc_flat_seg(struct kvm_segment *s, uint16_t sel, uint8_t type)
 {
 	memset(s, 0, sizeof(*s));
 	s->base = 0;
@@ -70,8 +70,8 @@ int xc_vcpu_boot_pm32(struct xc_vcpu *v, uint64_t entry, struct xc_error *err)
 
 	if (ioctl(fd, KVM_GET_SREGS, &sregs))
 		return xc_set_error(err, errno, "KVM_GET_SREGS");
-	flat_seg(&sregs.cs, 0x08, 0xb);
-	flat_seg(&sregs.ds, 0x10, 0x3);
+	xc_flat_seg(&sregs.cs, 0x08, 0xb);
+	xc_flat_seg(&sregs.ds, 0x10, 0x3);
 	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
 	sregs.cr0 = 0x11;		/* PE, ET */
 	sregs.cr4 = 0;

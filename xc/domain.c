@@ -33,36 +33,12 @@ int xc_set_error(struct xc_error *err, int sys_errno, const char *fmt, ...)
 	return -1;
 }
 
-/* What sr relies on; each missing one is named in the error. */
-static const struct {
-	long cap;
-	const char *name;
-} required_caps[] = {
-	{ KVM_CAP_USER_MEMORY, "USER_MEMORY" },
-	{ KVM_CAP_SET_TSS_ADDR, "SET_TSS_ADDR" },
-	{ KVM_CAP_SET_IDENTITY_MAP_ADDR, "SET_IDENTITY_MAP_ADDR" },
-	{ KVM_CAP_IRQCHIP, "IRQCHIP" },
-	{ KVM_CAP_PIT2, "PIT2" },
-	{ KVM_CAP_PIT_STATE2, "PIT_STATE2" },
-	{ KVM_CAP_EXT_CPUID, "EXT_CPUID" },
-	{ KVM_CAP_IMMEDIATE_EXIT, "IMMEDIATE_EXIT" },
-	{ KVM_CAP_ADJUST_CLOCK, "ADJUST_CLOCK" },
-	{ KVM_CAP_VCPU_EVENTS, "VCPU_EVENTS" },
-	{ KVM_CAP_DEBUGREGS, "DEBUGREGS" },
-	{ KVM_CAP_XSAVE, "XSAVE" },
-	{ KVM_CAP_XCRS, "XCRS" },
-	{ KVM_CAP_MP_STATE, "MP_STATE" },
-	{ KVM_CAP_GET_TSC_KHZ, "GET_TSC_KHZ" },
-	{ KVM_CAP_KVMCLOCK_CTRL, "KVMCLOCK_CTRL" },
-	{ KVM_CAP_SYNC_MMU, "SYNC_MMU" },
-};
-
 static void kick_handler(int sig)
 {
 	(void)sig;
 }
 
-static int install_kick_handler(struct xc_error *err)
+int xc_install_kick_handler(struct xc_error *err)
 {
 	struct sigaction sa;
 
@@ -131,7 +107,7 @@ struct xc_domain *xc_domain_create(const struct xc_domain_config *cfg, struct xc
 		xc_set_error(err, 0, "bad domain configuration (vcpus must be 1..%d)", XC_MAX_VCPUS);
 		return NULL;
 	}
-	if (install_kick_handler(err))
+	if (xc_install_kick_handler(err))
 		return NULL;
 	d = calloc(1, sizeof(*d));
 	if (!d) {
@@ -158,18 +134,7 @@ struct xc_domain *xc_domain_create(const struct xc_domain_config *cfg, struct xc
 		xc_set_error(err, 0, "KVM API version %d, need %d", api, KVM_API_VERSION);
 		goto fail;
 	}
-	for (size_t i = 0; i < sizeof(required_caps) / sizeof(required_caps[0]); i++)
-		if (ioctl(d->kvm_fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0) {
-			size_t n = strlen(missing);
-
-			snprintf(missing + n, sizeof(missing) - n, " KVM_CAP_%s", required_caps[i].name);
-		}
-	for (unsigned i = 0; i < cfg->n_extra_caps; i++)
-		if (ioctl(d->kvm_fd, KVM_CHECK_EXTENSION, cfg->extra_caps[i]) <= 0) {
-			size_t n = strlen(missing);
-
-			snprintf(missing + n, sizeof(missing) - n, " KVM_CAP %ld", cfg->extra_caps[i]);
-		}
+	xc_missing_caps(d->kvm_fd, cfg->extra_caps, cfg->n_extra_caps, missing, sizeof(missing));
 	if (missing[0]) {
 		xc_set_error(err, 0, "this KVM lacks capabilities sr needs:%s", missing);
 		goto fail;

@@ -228,4 +228,52 @@ int xc_domain_kvm_fd(const struct xc_domain *d);
 /* KVM_CHECK_EXTENSION on the VM (falls back to /dev/kvm). */
 int xc_check_cap(const struct xc_domain *d, long cap);
 
+/* -------------------------------------------------------- host probe */
+
+/* The module behind /dev/kvm. */
+enum xc_kvm_flavour {
+	XC_KVM_NONE,			/* no KVM module loaded */
+	XC_KVM_INTEL,			/* kvm_intel: VMX */
+	XC_KVM_AMD,			/* kvm_amd: SVM */
+	XC_KVM_PVM,			/* kvm_pvm: paravirtual, runs only PVM-enabled kernels */
+	XC_KVM_OTHER,			/* kvm without a vendor module sr knows */
+};
+const char *xc_kvm_flavour_name(enum xc_kvm_flavour f);
+
+#define XC_PROBE_BUDGET_MS	500
+#define XC_PROBE_MAX_CAPS	32
+
+struct xc_probe_opts {
+	const char *sysfs;		/* where module/ lives; NULL: /sys */
+	const char *dev;		/* NULL: /dev/kvm */
+	unsigned budget_ms;		/* probe guest deadline; 0: XC_PROBE_BUDGET_MS */
+};
+
+struct xc_host {
+	enum xc_kvm_flavour flavour;
+	bool pvm_loaded;		/* kvm_pvm is loaded (even beside a vendor module) */
+	bool dev_present;		/* /dev/kvm opened read-write */
+	char dev_msg[128];		/* why it did not open */
+	int api_version;		/* -1 when unknown */
+	unsigned ncaps;
+	struct {
+		const char *name;	/* KVM_CAP_ without the prefix */
+		bool required;		/* sr refuses to run without it */
+		int value;		/* KVM_CHECK_EXTENSION; -1 not asked */
+	} caps[XC_PROBE_MAX_CAPS];
+	bool guest_ran;			/* the probe guest reached its port write */
+	char guest_msg[160];		/* what the probe guest did */
+	unsigned probe_us;		/* how long it took */
+	bool usable;			/* sr's guests can run here */
+	char why[400];			/* when not: one line, naming what to do */
+};
+
+/*
+ * Identifies the KVM module, reads the API version and the capabilities sr
+ * uses, and runs a probe guest of a few instructions in a throwaway VM,
+ * bounded by o->budget_ms.  Returns 0 when sr's guests can run here, -1
+ * (h->why says why) when not.  Installs the vCPU kick signal handler.
+ */
+int xc_host_probe(struct xc_host *h, const struct xc_probe_opts *o);
+
 #endif /* XC_H */

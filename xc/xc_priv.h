@@ -43,6 +43,12 @@ struct xc_domain {
 };
 
 void xc_vcpu_free(struct xc_vcpu *v);
+/* Installs the handler of XC_KICK_SIGNAL (no SA_RESTART, so KVM_RUN returns EINTR). */
+int xc_install_kick_handler(struct xc_error *err);
+/* Lists in buf the required capabilities (and extra ones) that kvm_fd lacks; returns how many. */
+int xc_missing_caps(int kvm_fd, const long *extra, unsigned n_extra, char *buf, size_t len);
+/* A flat 4 GiB code (type 0xb) or data (0x3) segment. */
+void xc_flat_seg(struct kvm_segment *s, uint16_t sel, uint8_t type);
 /* Harvests every vCPU's dirty ring into ring_bits and resets the rings. */
 int xc_ring_harvest(struct xc_domain *d);
 void *xc_vcpu_ring(const struct xc_vcpu *v, uint32_t *fetch_index);
