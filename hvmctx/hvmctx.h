@@ -86,6 +86,12 @@ struct hvmctx_round {
 	uint64_t pages_dirtied;		/* dirty when the round ended */
 	uint64_t bytes;			/* stream bytes of the round */
 	uint64_t duration_ns;
+	unsigned throttle_pct;		/* the most any vCPU was throttled in the round */
+};
+
+enum hvmctx_throttle {
+	HVMCTX_THROTTLE_AUTO = 0,	/* slow vCPUs down when pre-copy does not converge */
+	HVMCTX_THROTTLE_OFF,
 };
 
 struct hvmctx_save_opts {
@@ -114,7 +120,14 @@ struct hvmctx_save_opts {
 	enum xc_dirty_mode dirty_mode;
 	uint32_t downtime_ms;		/* 0: 50 */
 	uint32_t max_iters;		/* 0: 30 */
-	uint32_t max_bytes_factor;	/* 0: 3 */
+	uint32_t max_bytes_factor;	/* 0: 3; checked after every batch */
+	/*
+	 * Auto-converge: after a round whose dirty set did not halve, the vCPUs
+	 * (with the dirty ring: those that did the dirtying) are throttled,
+	 * from 20% (or what the round's dirty/sent ratio calls for) up by at
+	 * least 10 points a round to 99%; off again when the save ends.
+	 */
+	enum hvmctx_throttle throttle;
 	void (*round)(void *arg, const struct hvmctx_round *r);
 };
 
@@ -131,6 +144,8 @@ struct hvmctx_save_stats {
 	uint64_t downtime_ns;		/* pause to END written */
 	uint64_t downtime_target_ns;
 	const char *stop_reason;	/* live: why pre-copy stopped */
+	unsigned max_throttle_pct;	/* live: the most any vCPU was throttled */
+	uint64_t throttled_ns;		/* live: vCPU time kept out, all vCPUs */
 };
 
 /*

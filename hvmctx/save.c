@@ -47,6 +47,12 @@ struct save {
 	uint32_t batch_reg[SR_BATCH_MAX_PAGES];
 	uint64_t batch_idx[SR_BATCH_MAX_PAGES];
 	uint64_t pages_done, pages_total;
+	uint64_t cap;			/* live: stop pre-copy at this many stream bytes */
+	bool capped;			/* ... and it was reached mid-round */
+	bool final;			/* the stop-and-copy round: no cap */
+	uint64_t throttled_before;	/* the vCPUs' throttled time when the save began */
+	uint8_t throttle[XC_MAX_VCPUS];	/* live: each vCPU's throttle this round */
+	uint32_t harvested[XC_MAX_VCPUS];	/* ring: entries harvested by the round's start */
 };
 
 static uint64_t words(const struct xc_region *r)
@@ -88,6 +94,9 @@ static int flush_batch(struct save *s)
 	if (s->o->progress && s->o->progress(s->o->progress_arg, s->pages_done, s->pages_total,
 					     sr_writer_offset(s->w)))
 		return xc_set_error(s->err, ECANCELED, "save cancelled");
+	/* The cap holds within a round: what is left stays in todo for the final round. */
+	if (s->cap && !s->final && sr_writer_offset(s->w) >= s->cap)
+		s->capped = true;
 	return 0;
 }
 
@@ -106,8 +115,8 @@ static int add_page(struct save *s, unsigned r, uint64_t idx)
 
 static int send_all(struct save *s)
 {
-	for (unsigned r = 0; r < s->nregs; r++)
-		for (uint64_t i = 0; i < s->regs[r].size / SR_PAGE_SIZE; i++)
+	for (unsigned r = 0; r < s->nregs && !s->capped; r++)
+		for (uint64_t i = 0; i < s->regs[r].size / SR_PAGE_SIZE && !s->capped; i++)
 			if (add_page(s, r, i))
 				return -1;
 	return flush_batch(s);
@@ -123,7 +132,7 @@ static int send_todo(struct save *s, bool clear_chunks)
 	for (unsigned r = 0; r < s->nregs; r++) {
 		uint64_t npages = s->regs[r].size / SR_PAGE_SIZE;
 
-		for (uint64_t w = 0; w < words(&s->regs[r]); w++) {
+		for (uint64_t w = 0; w < words(&s->regs[r]) && !s->capped; w++) {
 			uint64_t bits = s->todo[r][w];
 
 			if (!bits)
@@ -164,6 +173,13 @@ static int64_t fetch_dirty(struct save *s)
 
 static int write_round(struct save *s, struct hvmctx_round *rd)
 {
+	unsigned n = xc_domain_vcpus(s->d);
+
+	rd->throttle_pct = 0;
+	for (unsigned i = 0; i < n && !rd->final; i++)
+		rd->throttle_pct = s->throttle[i] > rd->throttle_pct ? s->throttle[i] : rd->throttle_pct;
+	if (rd->throttle_pct && sr_write_throttle(s->w, rd->iteration, s->throttle, n, &s->se))
+		return sr_err(s->err, &s->se);
 	struct sr_rec_iteration it = { .iteration = rd->iteration,
 				       .flags = rd->final ? SR_ITER_F_FINAL : 0,
 				       .pages_sent = rd->pages_sent,
@@ -176,6 +192,59 @@ static int write_round(struct save *s, struct hvmctx_round *rd)
 	if (s->o->round)
 		s->o->round(s->o->progress_arg, rd);
 	return 0;
+}
+
+/* A vCPU's next throttle: 20% at first, then at least 10 points more, up to 99%. */
+static unsigned throttle_step(unsigned cur, unsigned needed)
+{
+	unsigned next = cur ? cur + 10 : 20;
+
+	next = needed > next ? needed : next;
+	return next > XC_THROTTLE_MAX ? XC_THROTTLE_MAX : next;
+}
+
+/*
+ * Auto-converge, after a round that sent `sent` pages while the guest
+ * dirtied `dirty`.  A dirty set that did not halve means the guest dirties
+ * at more than half the send rate: raise the throttle so that (scaling the
+ * round's rate by the share the vCPUs kept running) it would dirty a quarter
+ * of it.  With dirty rings the per-vCPU counts show who dirtied: only vCPUs
+ * with at least half an even share are slowed (QEMU's dirty-limit aims at
+ * the same vCPUs); bitmaps cannot tell, so every vCPU is.  Returns true
+ * when a throttle went up.
+ */
+static bool throttle_update(struct save *s, uint64_t sent, uint64_t dirty)
+{
+	unsigned n = xc_domain_vcpus(s->d);
+	uint32_t cnt[XC_MAX_VCPUS];
+	uint64_t total = 0;
+	bool raised = false, ring = s->o->dirty_mode == XC_DIRTY_RING;
+
+	for (unsigned i = 0; i < n && ring; i++) {
+		uint32_t now = xc_vcpu_dirty_harvested(xc_vcpu_get(s->d, i));
+
+		cnt[i] = now - s->harvested[i];
+		s->harvested[i] = now;
+		total += cnt[i];
+	}
+	if (s->o->throttle == HVMCTX_THROTTLE_OFF || !sent || dirty * 2 <= sent)
+		return false;
+	for (unsigned i = 0; i < n; i++) {
+		double q = (double)dirty / sent, keep = 0.25 * (1 - s->throttle[i] / 100.0) / q;
+		unsigned needed = keep >= 1 ? 0 : (unsigned)(100 * (1 - keep));
+
+		if (ring && total && (uint64_t)cnt[i] * 2 * n < total)
+			continue;
+		if (s->throttle[i] < XC_THROTTLE_MAX) {
+			s->throttle[i] = throttle_step(s->throttle[i], needed);
+			xc_vcpu_set_throttle(xc_vcpu_get(s->d, i), s->throttle[i]);
+			raised = true;
+		}
+	}
+	for (unsigned i = 0; i < n; i++)
+		s->st->max_throttle_pct = s->throttle[i] > s->st->max_throttle_pct ?
+					  s->throttle[i] : s->st->max_throttle_pct;
+	return raised;
 }
 
 /* Everything after the last page: contexts, devices, END. */
@@ -251,7 +320,7 @@ static int save_live(struct save *s, bool *paused_here)
 	const struct hvmctx_save_opts *o = s->o;
 	uint64_t target_ns = (uint64_t)(o->downtime_ms ? o->downtime_ms : HVMCTX_DEFAULT_DOWNTIME_MS) * 1000000;
 	uint32_t max_iters = o->max_iters ? o->max_iters : HVMCTX_DEFAULT_MAX_ITERS;
-	uint64_t cap, prev_dirty = UINT64_MAX, t_pause;
+	uint64_t prev_dirty = UINT64_MAX, t_pause;
 	unsigned not_shrinking = 0;
 	struct kvm_clock_data clock;
 	struct hvmctx_round rd = { 0 };
@@ -282,8 +351,7 @@ static int save_live(struct save *s, bool *paused_here)
 	}
 	if (write_domain(s))
 		return -1;
-	cap = s->st->mem_bytes * (o->max_bytes_factor ? o->max_bytes_factor : HVMCTX_DEFAULT_BYTES_FACTOR);
-
+	s->cap = s->st->mem_bytes * (o->max_bytes_factor ? o->max_bytes_factor : HVMCTX_DEFAULT_BYTES_FACTOR);
 	for (uint32_t k = 0;; k++) {
 		uint64_t t0 = hvmctx_now_ns(), b0 = sr_writer_offset(s->w), p0 = s->pages_done;
 
@@ -299,29 +367,37 @@ static int save_live(struct save *s, bool *paused_here)
 		rd.pages_dirtied = dirty;
 		if (write_round(s, &rd))
 			return -1;
+		for (unsigned i = 0; k == 0 && i < xc_domain_vcpus(s->d); i++)
+			s->harvested[i] = xc_vcpu_dirty_harvested(xc_vcpu_get(s->d, i));
 
 		/* Would the remainder fit the downtime at this round's page rate? */
 		uint64_t per_page = rd.pages_sent ? rd.duration_ns / rd.pages_sent : 0;
 
 		not_shrinking = (uint64_t)dirty >= prev_dirty ? not_shrinking + 1 : 0;
 		prev_dirty = dirty;
-		if ((uint64_t)dirty * per_page <= target_ns)
+		if (s->capped)
+			s->st->stop_reason = "the byte cap was reached";
+		else if ((uint64_t)dirty * per_page <= target_ns)
 			s->st->stop_reason = "the remainder fits the downtime target";
 		else if (k + 1 >= max_iters)
 			s->st->stop_reason = "max-iters reached";
-		else if (not_shrinking >= 3)
-			s->st->stop_reason = "the dirty set stopped shrinking";
-		else if (sr_writer_offset(s->w) >= cap)
-			s->st->stop_reason = "the byte cap was reached";
+		else if (k > 0 && !throttle_update(s, rd.pages_sent, dirty) &&
+			 not_shrinking >= (o->throttle == HVMCTX_THROTTLE_OFF ? 3u : 1u) &&
+			 (uint64_t)dirty * 2 > rd.pages_sent)
+			s->st->stop_reason = o->throttle == HVMCTX_THROTTLE_OFF ?
+					     "the dirty set stopped shrinking" :
+					     "the dirty set stopped shrinking at full throttle";
 		if (s->st->stop_reason)
 			break;
 	}
 
 	/* Stop and copy. */
 	t_pause = hvmctx_now_ns();
+	s->final = true;
 	if (stop_guest(s, true, &clock))
 		return -1;
 	*paused_here = true;
+	xc_domain_set_throttle(s->d, 0);
 	dirty = fetch_dirty(s);
 	if (dirty < 0)
 		return -1;
@@ -358,6 +434,8 @@ int hvmctx_save(struct xc_domain *d, int fd, const struct hvmctx_save_opts *o,
 		return xc_set_error(err, 0, o->live ? "a live save needs a running domain"
 						    : "the domain must be paused to be saved");
 	s.nregs = xc_mem_regions(d, &s.regs);
+	for (unsigned i = 0; i < xc_domain_vcpus(d); i++)
+		s.throttled_before += xc_vcpu_throttled_ns(xc_vcpu_get(d, i));
 	for (unsigned r = 0; r < s.nregs; r++)
 		s.pages_total += s.regs[r].size / SR_PAGE_SIZE;
 	/* A paused guest's pages are written straight from its memory. */
@@ -383,6 +461,10 @@ int hvmctx_save(struct xc_domain *d, int fd, const struct hvmctx_save_opts *o,
 	}
 out:
 	if (o->live) {
+		xc_domain_set_throttle(d, 0);
+		for (unsigned i = 0; i < xc_domain_vcpus(d); i++)
+			st->throttled_ns += xc_vcpu_throttled_ns(xc_vcpu_get(d, i));
+		st->throttled_ns -= s.throttled_before;
 		xc_dirty_log_enable(d, o->dirty_mode, false, NULL);
 		if (rc && paused_here)
 			xc_domain_resume(d, NULL);

@@ -18,6 +18,7 @@ static_assert(sizeof(struct sr_region) == 24, "sr_region");
 static_assert(sizeof(struct sr_rec_page_data) == 8, "sr_rec_page_data");
 static_assert(sizeof(struct sr_page_desc) == 16, "sr_page_desc");
 static_assert(sizeof(struct sr_rec_iteration) == 40, "sr_rec_iteration");
+static_assert(sizeof(struct sr_rec_throttle) == 8, "sr_rec_throttle");
 static_assert(sizeof(struct sr_rec_context) == 8, "sr_rec_context");
 static_assert(sizeof(struct sr_block_hdr) == 8, "sr_block_hdr");
 static_assert(sizeof(struct sr_blk_tsc_khz) == 8, "sr_blk_tsc_khz");

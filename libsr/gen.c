@@ -203,6 +203,15 @@ int sr_gen_write(int fd, const struct sr_gen_params *p, void *mem, struct sr_err
 		}
 		rec.bytes = sr_writer_offset(w) - before;
 		rec.duration_ns = 1000000;	/* synthetic: 1 ms per round */
+		if (it > 0 && it < p->iterations) {
+			/* Throttled pre-copy rounds, as auto-converge writes them. */
+			uint8_t pct[SR_MAX_VCPUS];
+
+			for (uint32_t v = 0; v < p->vcpus; v++)
+				pct[v] = (uint8_t)((10 + 10 * it + v) % (SR_THROTTLE_MAX + 1));
+			if (sr_write_throttle(w, it, pct, p->vcpus, err))
+				goto out;
+		}
 		if (sr_write_iteration(w, &rec, err))
 			goto out;
 	}

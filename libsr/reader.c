@@ -39,8 +39,8 @@ struct sr_reader {
 	struct sr_region regions[SR_MAX_REGIONS];
 	uint8_t vcpu_seen[SR_MAX_VCPUS];
 	uint32_t vcpus_seen;
-	bool any_pages, any_iter;
-	uint32_t page_iter, last_iter;
+	bool any_pages, any_iter, any_throttle;
+	uint32_t page_iter, last_iter, last_throttle;
 };
 
 /* Current record's context for error messages. */
@@ -361,6 +361,39 @@ static int check_iteration(struct rd_ctx *c, const uint8_t *body, uint32_t len)
 	return 0;
 }
 
+static int check_throttle(struct rd_ctx *c, const uint8_t *body, uint32_t len)
+{
+	struct sr_reader *r = c->r;
+	struct sr_rec_throttle t;
+	uint32_t n;
+
+	memcpy(&t, body, sizeof(t));
+	n = t.vcpu_count;
+	if (n != r->dom.vcpu_count)
+		return RERR(c, SR_E_RANGE, "vcpu_count %u, DOMAIN has %u", n, r->dom.vcpu_count);
+	if (len != sizeof(t) + (n + 7) / 8 * 8)
+		return RERR(c, SR_E_LENGTH, "length %u, expected %u for %u vCPUs", len,
+			    (uint32_t)sizeof(t) + (n + 7) / 8 * 8, n);
+	for (uint32_t i = 0; i < n; i++)
+		if (body[sizeof(t) + i] > SR_THROTTLE_MAX)
+			return RERR(c, SR_E_RANGE, "vCPU %u throttled %u%%, at most %u", i,
+				    body[sizeof(t) + i], SR_THROTTLE_MAX);
+	for (uint32_t i = sizeof(t) + n; i < len; i++)
+		if (body[i])
+			return RERR(c, SR_E_RANGE, "non-zero padding at body byte %u", i);
+	if ((r->any_iter && t.iteration <= r->last_iter) ||
+	    (r->any_throttle && t.iteration <= r->last_throttle))
+		return RERR(c, SR_E_SEQUENCE, "THROTTLE %u after round %u was closed or throttled",
+			    t.iteration, r->any_throttle && r->last_throttle > r->last_iter ?
+			    r->last_throttle : r->last_iter);
+	if (r->any_pages && t.iteration < r->page_iter)
+		return RERR(c, SR_E_SEQUENCE, "THROTTLE %u after pages of iteration %u",
+			    t.iteration, r->page_iter);
+	r->any_throttle = true;
+	r->last_throttle = t.iteration;
+	return 0;
+}
+
 /* Field checks on known blocks, beyond their length. */
 static int check_block_fields(struct rd_ctx *c, unsigned b, uint32_t kind,
 			      const uint8_t *p, uint32_t len)
@@ -531,6 +564,7 @@ static int check_record(struct rd_ctx *c, uint32_t type, const uint8_t *body, ui
 	case SR_REC_DOMAIN:	return check_domain(c, body, len);
 	case SR_REC_PAGE_DATA:	return check_page_data(c, body, len);
 	case SR_REC_ITERATION:	return check_iteration(c, body, len);
+	case SR_REC_THROTTLE:	return check_throttle(c, body, len);
 	case SR_REC_HVM_CONTEXT: return check_context(c, SR_SCOPE_HVM, body, len);
 	case SR_REC_VCPU_CONTEXT: return check_context(c, SR_SCOPE_VCPU, body, len);
 	case SR_REC_DEVICE:	return check_device(c, body, len);

@@ -134,6 +134,9 @@ int sr_write_domain(struct sr_writer *w, const struct sr_rec_domain *dom,
 		    const struct sr_region *regions, struct sr_error *err);
 int sr_write_iteration(struct sr_writer *w, const struct sr_rec_iteration *it,
 		       struct sr_error *err);
+/* THROTTLE for round iteration: pct[i] is vCPU i's throttle (0..99), n = vCPU count. */
+int sr_write_throttle(struct sr_writer *w, uint32_t iteration, const uint8_t *pct, uint32_t n,
+		      struct sr_error *err);
 int sr_write_device(struct sr_writer *w, const char *name, uint32_t version,
 		    uint32_t instance, const void *data, size_t len,
 		    struct sr_error *err);

@@ -61,7 +61,8 @@ struct sr_rhdr {
 	X(HVM_CONTEXT,  0x00000003u, 8)				\
 	X(VCPU_CONTEXT, 0x00000004u, 8)				\
 	X(DEVICE,       0x00000005u, 40)			\
-	X(ITERATION,    0x80000001u, 40)
+	X(ITERATION,    0x80000001u, 40)			\
+	X(THROTTLE,     0x80000002u, 8 + 8)
 
 enum sr_rec_type {
 #define SR_X_ENUM(name, val, min) SR_REC_##name = val,
@@ -139,6 +140,18 @@ struct sr_rec_iteration {
 	uint64_t pages_dirtied;		/* dirty pages found at the round's end */
 	uint64_t bytes;			/* stream bytes written in this round */
 	uint64_t duration_ns;
+};
+
+/*
+ * THROTTLE (optional): how hard each vCPU was throttled (auto-converge) in a
+ * pre-copy round; precedes that round's ITERATION.  Followed by vcpu_count
+ * u8 percentages (0..SR_THROTTLE_MAX), zero padded to a multiple of 8.
+ */
+#define SR_THROTTLE_MAX		99
+
+struct sr_rec_throttle {
+	uint32_t iteration;
+	uint32_t vcpu_count;		/* DOMAIN's vcpu_count */
 };
 
 /*

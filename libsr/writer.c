@@ -254,6 +254,20 @@ int sr_write_domain(struct sr_writer *w, const struct sr_rec_domain *dom,
 	return sr_write_record_iov(w, SR_REC_DOMAIN, iov, 2, err);
 }
 
+int sr_write_throttle(struct sr_writer *w, uint32_t iteration, const uint8_t *pct, uint32_t n,
+		      struct sr_error *err)
+{
+	struct sr_rec_throttle t = { .iteration = iteration, .vcpu_count = n };
+	static const uint8_t zero[8];
+	struct iovec iov[3] = {
+		{ &t, sizeof(t) },
+		{ (void *)pct, n },
+		{ (void *)zero, (8 - n % 8) % 8 },
+	};
+
+	return sr_write_record_iov(w, SR_REC_THROTTLE, iov, 3, err);
+}
+
 int sr_write_iteration(struct sr_writer *w, const struct sr_rec_iteration *it,
 		       struct sr_error *err)
 {

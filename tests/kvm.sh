@@ -96,6 +96,20 @@ t_guest() {	# name vcpus
 }
 want guest-1 && t_guest guest-1 1
 want guest-2 && t_guest guest-2 2
+if want guest-elf; then
+	$O/sr-run --vcpus 2 --rounds 3 --quiet-guest "${guest%.bin}.elf" >"$tmp/elf.out" 2>&1; rc=$?
+	if [ $rc -eq 0 ] && grep -q '^PASS: ' "$tmp/elf.out"; then ok "guest-elf: the ELF test guest (PT_LOAD segments, entry) reached PASS on 2 vCPUs"
+	else bad "guest-elf: sr-run of the ELF file exited $rc" "$tmp/elf.out"; fi
+	# Hostile ELF files: one line, exit 2, nothing run.
+	elf=${guest%.bin}.elf
+	head -c 100 "$elf" > "$tmp/short.elf"
+	cp "$elf" "$tmp/far.elf"; printf '\x00\x00\x00\x40' | dd of="$tmp/far.elf" bs=1 seek=24 conv=notrunc status=none
+	for f in short far; do
+		$O/sr-run "$tmp/$f.elf" >"$tmp/elf.out" 2>&1; rc=$?
+		if [ $rc -eq 2 ] && [ "$(wc -l < "$tmp/elf.out")" -eq 1 ] && grep -q "$f.elf: ELF" "$tmp/elf.out"; then ok "guest-elf: $f ELF refused: $(cat "$tmp/elf.out")"
+		else bad "guest-elf: $f ELF exited $rc" "$tmp/elf.out"; fi
+	done
+fi
 
 if want pause-resume; then
 	$O/sr-run --name pr --vcpus 2 --rounds 0 --pages 64 --delay-us 5000 --quiet-guest \

@@ -608,6 +608,38 @@ Test(hostile, duplicate_and_out_of_range_vcpu_ids)
 	expect_reject_img(&img, SR_E_RANGE, "vCPU 0xffffffff");
 }
 
+Test(hostile, throttle_fields_and_order)
+{
+	IMAGE img = base_image();
+	int i = find_rec(&img, SR_REC_THROTTLE, 0);
+	struct sr_rec_throttle *t = (void *)img.rec[i].body;
+	uint8_t *pct = (uint8_t *)img.rec[i].body + sizeof(*t);
+	uint32_t it = t->iteration;
+
+	t->vcpu_count = 3;
+	expect_reject_img(&img, SR_E_RANGE, "THROTTLE for 3 of 2 vCPUs");
+	t->vcpu_count = 2;
+	pct[1] = 100;
+	expect_reject_img(&img, SR_E_RANGE, "throttle 100%");
+	pct[1] = 20;
+	pct[5] = 1;
+	expect_reject_img(&img, SR_E_RANGE, "non-zero padding");
+	pct[5] = 0;
+	img.rec[i].len = 8;
+	expect_reject_img(&img, SR_E_LENGTH, "body without its percentages");
+	img.rec[i].len = 16;
+	t->iteration = it - 1;
+	expect_reject_img(&img, SR_E_SEQUENCE, "THROTTLE for a closed round");
+	t->iteration = it;
+	/* The same round throttled twice. */
+	cr_assert_lt(img.n, 64);
+	memmove(&img.rec[i + 1], &img.rec[i], (img.n - i) * sizeof(img.rec[0]));
+	img.n++;
+	img.rec[i + 1].body = malloc(img.rec[i].len);
+	memcpy(img.rec[i + 1].body, img.rec[i].body, img.rec[i].len);
+	expect_reject_img(&img, SR_E_SEQUENCE, "two THROTTLE records for one round");
+}
+
 Test(hostile, missing_vcpu_context)
 {
 	IMAGE img = base_image();

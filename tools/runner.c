@@ -301,7 +301,7 @@ int runner_listen(struct runner *r, struct xc_error *err)
 static void reply(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void reply(int fd, const char *fmt, ...)
 {
-	char buf[512];
+	char buf[1024];
 	va_list ap;
 	int n;
 
@@ -360,7 +360,7 @@ static bool handle_client(struct runner *r, int cfd, int *exit_status)
 	struct ucred cred;
 	socklen_t cl = sizeof(cred);
 	struct xc_error err;
-	char line[256], msg[512];
+	char line[256], msg[1024];
 	int pfd = -1;
 	bool end = false;
 
@@ -517,7 +517,7 @@ int runner_run(struct runner *r, bool start_paused)
 				break;
 			}
 			if (r->save_requested) {
-				char msg[512];
+				char msg[1024];
 
 				r->save_requested = false;
 				if (runner_guest_save(r, r->cfg.save_to, msg, sizeof(msg))) {

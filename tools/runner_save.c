@@ -66,9 +66,10 @@ static void send_round(void *arg, const struct hvmctx_round *rd)
 	if (p->fd < 0)
 		return;
 	n = snprintf(line, sizeof(line), "round iteration=%u final=%d sent=%llu dirtied=%llu "
-		     "bytes=%llu ns=%llu\n", rd->iteration, rd->final,
+		     "bytes=%llu ns=%llu throttle=%u\n", rd->iteration, rd->final,
 		     (unsigned long long)rd->pages_sent, (unsigned long long)rd->pages_dirtied,
-		     (unsigned long long)rd->bytes, (unsigned long long)rd->duration_ns);
+		     (unsigned long long)rd->bytes, (unsigned long long)rd->duration_ns,
+		     rd->throttle_pct);
 	if (send(p->fd, line, n, MSG_NOSIGNAL) != n)
 		p->fd = -1;
 }
@@ -173,6 +174,13 @@ static int live_opts(struct xc_domain *d, const char *opts, struct hvmctx_save_o
 		o->max_iters = strtoul(v, NULL, 10);
 	if (opt_val(opts, "max-bytes-factor", v, sizeof(v)))
 		o->max_bytes_factor = strtoul(v, NULL, 10);
+	if (opt_val(opts, "throttle", v, sizeof(v))) {
+		if (strcmp(v, "auto") && strcmp(v, "off")) {
+			snprintf(msg, len, "unknown throttle \"%s\" (auto, off)", v);
+			return -1;
+		}
+		o->throttle = strcmp(v, "off") ? HVMCTX_THROTTLE_AUTO : HVMCTX_THROTTLE_OFF;
+	}
 	return 0;
 }
 
@@ -187,9 +195,11 @@ static void summary(const struct hvmctx_save_stats *st, const char *after, char 
 
 	if (st->downtime_target_ns && n > 0 && (size_t)n < len)
 		n += snprintf(msg + n, len - n, "live: %u rounds (%s), downtime %.1f ms (target %.0f "
-			      "ms%s); ", st->rounds, st->stop_reason, st->downtime_ns / 1e6,
+			      "ms%s), throttle up to %u%% (%.1f s of vCPU time held back); ",
+			      st->rounds, st->stop_reason, st->downtime_ns / 1e6,
 			      st->downtime_target_ns / 1e6,
-			      st->downtime_ns <= st->downtime_target_ns ? ", met" : ", MISSED");
+			      st->downtime_ns <= st->downtime_target_ns ? ", met" : ", MISSED",
+			      st->max_throttle_pct, st->throttled_ns / 1e9);
 	if (n > 0 && (size_t)n < len)
 		snprintf(msg + n, len - n, "%s", after);
 }

@@ -18,6 +18,7 @@ struct iter_total {
 	bool seen, has_rec;
 	uint64_t batches, pages, raw, zero, lz4, data_bytes, rec_bytes;
 	struct sr_rec_iteration rec;
+	unsigned throttle;		/* THROTTLE: the most any vCPU was throttled */
 };
 
 struct dump {
@@ -110,6 +111,14 @@ static void summarize(struct dump *d, const struct sr_record *rec, const struct 
 			 dom->vcpu_count, dom->vcpu_count == 1 ? "" : "s", dom->region_count,
 			 dom->region_count == 1 ? "" : "s", (unsigned long long)(mem >> 20));
 		break;
+	case SR_REC_THROTTLE: {
+		const struct sr_rec_throttle *th = rec->body;
+		const uint8_t *pct = (const uint8_t *)rec->body + sizeof(*th);
+		o = snprintf(s, len, "iter %u: vCPU throttle", th->iteration);
+		for (uint32_t i = 0; i < th->vcpu_count && o < len; i++)
+			o += snprintf(s + o, len - o, " %u%%", pct[i]);
+		break;
+	}
 	case SR_REC_ITERATION:
 		it = rec->body;
 		snprintf(s, len, "iter %u%s: %llu pages sent, %llu dirtied, %llu bytes, %.3f ms",
@@ -231,6 +240,7 @@ static void print_totals(struct dump *d, const struct sr_reader *r, bool ok)
 				       (unsigned long long)t->rec.pages_dirtied,
 				       (unsigned long long)t->rec.duration_ns,
 				       t->rec.flags & SR_ITER_F_FINAL ? "true" : "false");
+			printf(",\"throttle_pct\":%u", t->throttle);
 			printf("}");
 			first = 0;
 		}
@@ -244,8 +254,8 @@ static void print_totals(struct dump *d, const struct sr_reader *r, bool ok)
 		       ok ? "true" : "false");
 		return;
 	}
-	printf("\n%5s %8s %10s %8s %8s %8s %12s %10s %10s\n", "iter", "batches", "pages", "raw",
-	       "zero", "lz4", "data bytes", "dirtied", "ms");
+	printf("\n%5s %8s %10s %8s %8s %8s %12s %10s %10s %9s\n", "iter", "batches", "pages", "raw",
+	       "zero", "lz4", "data bytes", "dirtied", "ms", "throttle");
 	for (uint32_t i = 0; i <= d->max_iter && i < MAX_ITERS; i++) {
 		struct iter_total *t = &d->it[i];
 
@@ -256,11 +266,11 @@ static void print_totals(struct dump *d, const struct sr_reader *r, bool ok)
 		       (unsigned long long)t->raw, (unsigned long long)t->zero,
 		       (unsigned long long)t->lz4, (unsigned long long)t->data_bytes);
 		if (t->has_rec)
-			printf(" %10llu %10.1f%s\n", (unsigned long long)t->rec.pages_dirtied,
-			       t->rec.duration_ns / 1e6,
+			printf(" %10llu %10.1f %8u%%%s\n", (unsigned long long)t->rec.pages_dirtied,
+			       t->rec.duration_ns / 1e6, t->throttle,
 			       t->rec.flags & SR_ITER_F_FINAL ? " final" : "");
 		else
-			printf(" %10s %10s\n", "-", "-");
+			printf(" %10s %10s %8u%%\n", "-", "-", t->throttle);
 	}
 	printf("\n%llu records, %llu bytes; %llu pages sent (%llu raw, %llu zero, %llu lz4) "
 	       "of %llu MiB guest memory\n",
@@ -308,6 +318,14 @@ static int dump(struct dump *d, int fd)
 			if (page_data(d, &rec, show, &err))
 				goto bad_reader;
 		} else {
+			if (rec.type == SR_REC_THROTTLE) {
+				const struct sr_rec_throttle *th = rec.body;
+				const uint8_t *pct = (const uint8_t *)rec.body + sizeof(*th);
+
+				for (uint32_t i = 0; th->iteration < MAX_ITERS && i < th->vcpu_count; i++)
+					if (pct[i] > d->it[th->iteration].throttle)
+						d->it[th->iteration].throttle = pct[i];
+			}
 			if (rec.type == SR_REC_ITERATION) {
 				const struct sr_rec_iteration *it = rec.body;
 
@@ -387,7 +405,7 @@ int main(int argc, char **argv)
 			for (char *tok = strtok(optarg, ","); tok; tok = strtok(NULL, ",")) {
 				if (d.nfilter == 16 || sr_rec_type_from_name(tok, &d.filter[d.nfilter]))
 					die(EXIT_USAGE, "unknown record type \"%s\" (try PAGE_DATA, DOMAIN, "
-					    "HVM_CONTEXT, VCPU_CONTEXT, ITERATION, DEVICE, END)", tok);
+					    "HVM_CONTEXT, VCPU_CONTEXT, ITERATION, THROTTLE, DEVICE, END)", tok);
 				d.nfilter++;
 			}
 			break;

@@ -26,8 +26,11 @@ static void usage(FILE *f)
 	fprintf(f,
 "usage: sr-run [OPTIONS] GUEST\n"
 "       sr-run [OPTIONS] --kernel bzImage [--initrd FILE] [--cmdline \"...\"]\n"
-"Start a domain from a flat test guest image (e.g. build/guest/sr-test-guest.bin)\n"
-"or a Linux kernel; its console goes to standard output (Linux: an 8250 UART at\n"
+"Start a domain from a test guest: a flat image loaded and entered at 1 MiB\n"
+"(build/guest/sr-test-guest.bin) or an x86-64 ELF executable whose PT_LOAD\n"
+"segments (physical addresses) and entry lie between 1 and 4 MiB\n"
+"(build/guest/sr-test-guest.elf), entered in 32-bit protected mode; or boot\n"
+"a Linux kernel; its console goes to standard output (Linux: an 8250 UART at\n"
 "0x3f8, IRQ 4, whose input is standard input).\n"
 "\n"
 "  -n, --name NAME          domain name (default sr-PID); control socket\n"
@@ -190,10 +193,13 @@ int main(int argc, char **argv)
 		if (xc_linux_boot(d, &lb, &entry, &err))
 			goto fail;
 	} else {
-		if (xc_load_file(d, argv[optind], SR_GUEST_LOAD, (4ull << 20) - SR_GUEST_LOAD, &err) < 0)
+		entry = SR_GUEST_LOAD;
+		if (xc_is_elf(argv[optind]) ?
+		    xc_load_elf(d, argv[optind], SR_GUEST_LOAD, 4ull << 20, &entry, &err) :
+		    xc_load_file(d, argv[optind], SR_GUEST_LOAD, (4ull << 20) - SR_GUEST_LOAD, &err) < 0)
 			goto fail;
 		memcpy(xc_gpa_to_hva(d, SR_GUEST_BOOTINFO, sizeof(bi)), &bi, sizeof(bi));
-		if (xc_vcpu_boot_pm32(xc_vcpu_get(d, 0), SR_GUEST_LOAD, &err))
+		if (xc_vcpu_boot_pm32(xc_vcpu_get(d, 0), entry, &err))
 			goto fail;
 	}
 	if (runner_listen(r, &err))

@@ -40,7 +40,13 @@ static void usage(FILE *f)
 "                          then bitmap, as the domain and kernel allow\n"
 "      --downtime-ms N     stop pre-copy once the rest fits N ms (default 50)\n"
 "      --max-iters N       at most N pre-copy rounds (default 30)\n"
-"      --max-bytes-factor N  stop pre-copy after N x RAM written (default 3)\n"
+"      --max-bytes-factor N  stop pre-copy once N x RAM is written, mid-round\n"
+"                          if need be (default 3)\n"
+"      --throttle MODE     auto (default): when the guest dirties memory faster\n"
+"                          than it is sent, keep its vCPUs out of the guest for\n"
+"                          a growing share of each period (20%%, then +10 or\n"
+"                          more a round, up to 99%%; with --dirty-track=ring only\n"
+"                          the vCPUs that dirty); off: never slow the guest\n"
 "      --stats             print a table of the rounds and the downtime\n"
 "  -c, --checkpoint        keep the domain running after the save\n"
 "  -p, --paused            leave the domain paused after the save\n"
@@ -84,11 +90,11 @@ struct progress {
 
 static void show_round(struct progress *p, const char *line)
 {
-	unsigned it, final;
+	unsigned it, final, throttle;
 	unsigned long long sent, dirtied, bytes, ns;
 
-	if (sscanf(line, "round iteration=%u final=%u sent=%llu dirtied=%llu bytes=%llu ns=%llu",
-		   &it, &final, &sent, &dirtied, &bytes, &ns) != 6)
+	if (sscanf(line, "round iteration=%u final=%u sent=%llu dirtied=%llu bytes=%llu ns=%llu "
+		   "throttle=%u", &it, &final, &sent, &dirtied, &bytes, &ns, &throttle) != 7)
 		return;
 	if (p->shown)
 		fputc('\n', stderr);
@@ -96,10 +102,11 @@ static void show_round(struct progress *p, const char *line)
 	if (!p->stats)
 		return;
 	if (it == 0)
-		fprintf(stderr, "%6s %12s %14s %10s %10s %12s\n", "round", "pages sent",
-			"pages dirtied", "MB/s", "ms", "bytes");
-	fprintf(stderr, "%6u %12llu %14llu %10.1f %10.1f %12llu%s\n", it, sent, dirtied,
-		ns ? bytes / (ns / 1e9) / 1e6 : 0, ns / 1e6, bytes, final ? "  (paused: stop and copy)" : "");
+		fprintf(stderr, "%6s %12s %14s %10s %10s %12s %9s\n", "round", "pages sent",
+			"pages dirtied", "MB/s", "ms", "bytes", "throttle");
+	fprintf(stderr, "%6u %12llu %14llu %10.1f %10.1f %12llu %8u%%%s\n", it, sent, dirtied,
+		ns ? bytes / (ns / 1e9) / 1e6 : 0, ns / 1e6, bytes, throttle,
+		final ? "  (paused: stop and copy)" : "");
 }
 
 static void show_progress(const char *line, void *arg)
@@ -132,6 +139,7 @@ int main(int argc, char **argv)
 		{ "downtime-ms", required_argument, NULL, 'T' },
 		{ "max-iters", required_argument, NULL, 'I' },
 		{ "max-bytes-factor", required_argument, NULL, 'F' },
+		{ "throttle", required_argument, NULL, 'R' },
 		{ "stats", no_argument, NULL, 'S' },
 		{ "paused", no_argument, NULL, 'p' },
 		{ "compress", required_argument, NULL, 'z' },
@@ -141,7 +149,7 @@ int main(int argc, char **argv)
 	};
 	bool checkpoint = false, paused = false, quiet = false, live = false, to_stdout;
 	char live_req[160] = "";
-	const char *track = "auto";
+	const char *track = "auto", *throttle = NULL;
 	unsigned long downtime = 0, iters = 0, factor = 0;
 	const char *compress = "lz4", *dom, *path;
 	struct progress prog = { 0 };
@@ -162,6 +170,11 @@ int main(int argc, char **argv)
 		case 'T': downtime = parse_ulong("--downtime-ms", optarg, 1, 3600000); break;
 		case 'I': iters = parse_ulong("--max-iters", optarg, 1, 1000); break;
 		case 'F': factor = parse_ulong("--max-bytes-factor", optarg, 1, 100); break;
+		case 'R':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "off"))
+				die(EXIT_USAGE, "--throttle takes auto or off, not \"%s\"", optarg);
+			throttle = optarg;
+			break;
 		case 'c': checkpoint = true; break;
 		case 'p': paused = true; break;
 		case 'q': quiet = true; break;
@@ -201,11 +214,11 @@ int main(int argc, char **argv)
 	}
 	if (live)
 		snprintf(live_req, sizeof(live_req), " live dirty-track=%s downtime-ms=%lu max-iters=%lu "
-			 "max-bytes-factor=%lu", track, downtime ? downtime : 50, iters ? iters : 30,
-			 factor ? factor : 3);
-	else if (downtime || iters || factor || strcmp(track, "auto"))
-		die(EXIT_USAGE, "--dirty-track, --downtime-ms, --max-iters and --max-bytes-factor "
-		    "need --live");
+			 "max-bytes-factor=%lu throttle=%s", track, downtime ? downtime : 50,
+			 iters ? iters : 30, factor ? factor : 3, throttle ? throttle : "auto");
+	else if (downtime || iters || factor || throttle || strcmp(track, "auto"))
+		die(EXIT_USAGE, "--dirty-track, --downtime-ms, --max-iters, --max-bytes-factor and "
+		    "--throttle need --live");
 	snprintf(req, sizeof(req), "save%s%s%s compress=%s", checkpoint ? " checkpoint" : "",
 		 paused ? " paused" : "", live_req, compress);
 	prog.tty = !quiet && isatty(STDERR_FILENO);

@@ -46,7 +46,9 @@ static const uint8_t probe_code[] = {
 	PROBE_VALUE >> 24,
 	0x66, 0xba, PROBE_PORT & 0xff, PROBE_PORT >> 8, 0xef, 0xeb, 0xfe,
 };
-#define PROBE_OUT_END	(PROBE_ENTRY + sizeof(probe_code) - 2)	/* rip after the out */
+/* The out instruction; KVM reports the exit with rip at it or just past it. */
+#define PROBE_OUT_END	(PROBE_ENTRY + sizeof(probe_code) - 2)
+#define PROBE_OUT_AT	(PROBE_OUT_END - 1)
 
 static const struct {
 	long cap;
@@ -225,10 +227,11 @@ static int probe_vcpu_run(struct xc_host *h, int vcpu_fd, struct kvm_run *run,
 				 run->io.size, val);
 			break;
 		}
-		if (ioctl(vcpu_fd, KVM_GET_REGS, &regs) || regs.rip != PROBE_OUT_END) {
+		if (ioctl(vcpu_fd, KVM_GET_REGS, &regs) ||
+		    (regs.rip != PROBE_OUT_AT && regs.rip != PROBE_OUT_END)) {
 			snprintf(h->guest_msg, sizeof(h->guest_msg),
 				 "port write seen but rip is 0x%llx, not 0x%llx",
-				 (unsigned long long)regs.rip, (unsigned long long)PROBE_OUT_END);
+				 (unsigned long long)regs.rip, (unsigned long long)PROBE_OUT_AT);
 			break;
 		}
 		uint16_t fcw;

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "xc.h"
@@ -33,7 +34,17 @@ struct xc_vcpu {
 	bool io_pending;		/* last exit needs a re-entry to complete */
 	struct kvm_dirty_gfn *ring;	/* dirty ring, when the domain has one */
 	uint32_t ring_fetch;
+
+	/* Throttle (under d->lock): out of KVM_RUN for pct% of each period. */
+	timer_t timer;			/* kicks the thread once a period */
+	bool timer_ok;
+	unsigned throttle_pct;
+	uint64_t throttle_period_ns;
+	uint64_t ran_since_ns;		/* when the thread last came back from a throttle sleep */
+	uint64_t throttled_ns;		/* total time kept out */
 };
+
+#define THROTTLE_RUN_NS	10000000ull	/* the running part of a period at 0%, as QEMU's timeslice */
 
 static struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid2 *c, uint32_t fn, uint32_t idx)
 {
@@ -283,6 +294,118 @@ unhandled:
 	return a;
 }
 
+/* ------------------------------------------------------------ throttle */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+/* Under d->lock: arms the vCPU's timer for its throttle, or disarms it. */
+static void throttle_arm(struct xc_vcpu *v)
+{
+	struct itimerspec its = { { 0, 0 }, { 0, 0 } };
+
+	v->throttle_period_ns = v->throttle_pct ?
+				THROTTLE_RUN_NS * 100 / (100 - v->throttle_pct) : 0;
+	if (!v->timer_ok)
+		return;
+	its.it_interval.tv_sec = v->throttle_period_ns / 1000000000ull;
+	its.it_interval.tv_nsec = v->throttle_period_ns % 1000000000ull;
+	its.it_value = its.it_interval;
+	timer_settime(v->timer, 0, &its, NULL);
+}
+
+/* On the vCPU's thread: a timer that sends the kick signal to this thread only. */
+static void throttle_timer_init(struct xc_vcpu *v)
+{
+	struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = XC_KICK_SIGNAL };
+
+	sev._sigev_un._tid = gettid();
+	pthread_mutex_lock(&v->d->lock);
+	v->timer_ok = timer_create(CLOCK_MONOTONIC, &sev, &v->timer) == 0;
+	v->ran_since_ns = mono_ns();
+	throttle_arm(v);
+	pthread_mutex_unlock(&v->d->lock);
+}
+
+/*
+ * After KVM_RUN was interrupted: a throttled vCPU that has had its running
+ * part of the period stays out for the rest, as QEMU's cpu-throttle does.
+ * The sleep waits on the domain's condition, so a pause or stop ends it.
+ */
+static void throttle_sleep(struct xc_vcpu *v)
+{
+	struct xc_domain *d = v->d;
+	uint64_t now = mono_ns(), run_ns, sleep_ns, until;
+	struct timespec ts;
+
+	pthread_mutex_lock(&d->lock);
+	if (!v->throttle_pct || d->pause_req || d->stop_req) {
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
+	run_ns = v->throttle_period_ns - v->throttle_period_ns * v->throttle_pct / 100;
+	sleep_ns = v->throttle_period_ns - run_ns;
+	if (now - v->ran_since_ns < run_ns / 2) {
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	until = (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec + sleep_ns;
+	ts.tv_sec = until / 1000000000ull;
+	ts.tv_nsec = until % 1000000000ull;
+	while (v->throttle_pct && !d->pause_req && !d->stop_req)
+		if (pthread_cond_timedwait(&d->cond, &d->lock, &ts) == ETIMEDOUT)
+			break;
+	v->ran_since_ns = mono_ns();
+	v->throttled_ns += v->ran_since_ns - now;
+	pthread_mutex_unlock(&d->lock);
+}
+
+int xc_vcpu_set_throttle(struct xc_vcpu *v, unsigned pct)
+{
+	if (pct > XC_THROTTLE_MAX)
+		pct = XC_THROTTLE_MAX;
+	pthread_mutex_lock(&v->d->lock);
+	if (v->throttle_pct != pct) {
+		v->throttle_pct = pct;
+		throttle_arm(v);
+		pthread_cond_broadcast(&v->d->cond);	/* a sleeper re-reads its share */
+	}
+	pthread_mutex_unlock(&v->d->lock);
+	return 0;
+}
+
+void xc_domain_set_throttle(struct xc_domain *d, unsigned pct)
+{
+	for (unsigned i = 0; i < d->nvcpus; i++)
+		xc_vcpu_set_throttle(d->vcpu[i], pct);
+}
+
+unsigned xc_vcpu_throttle(const struct xc_vcpu *v)
+{
+	return __atomic_load_n(&v->throttle_pct, __ATOMIC_RELAXED);
+}
+
+uint64_t xc_vcpu_throttled_ns(struct xc_vcpu *v)
+{
+	uint64_t ns;
+
+	pthread_mutex_lock(&v->d->lock);
+	ns = v->throttled_ns;
+	pthread_mutex_unlock(&v->d->lock);
+	return ns;
+}
+
+uint32_t xc_vcpu_dirty_harvested(const struct xc_vcpu *v)
+{
+	return __atomic_load_n(&v->ring_fetch, __ATOMIC_RELAXED);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct xc_vcpu *v = arg;
@@ -293,6 +416,7 @@ static void *vcpu_thread(void *arg)
 	sigfillset(&set);
 	sigdelset(&set, XC_KICK_SIGNAL);
 	pthread_sigmask(SIG_SETMASK, &set, NULL);
+	throttle_timer_init(v);
 
 	for (;;) {
 		enum xc_action a;
@@ -319,6 +443,7 @@ static void *vcpu_thread(void *arg)
 			if (errno == EINTR || errno == EAGAIN) {
 				/* An I/O exit is complete once KVM_RUN has been entered again. */
 				v->io_pending = false;
+				throttle_sleep(v);
 				continue;
 			}
 			pthread_mutex_lock(&d->lock);
@@ -345,6 +470,10 @@ static void *vcpu_thread(void *arg)
 	}
 	pthread_mutex_lock(&d->lock);
 	d->running_threads--;
+	if (v->timer_ok) {
+		timer_delete(v->timer);
+		v->timer_ok = false;
+	}
 	pthread_cond_broadcast(&d->cond);
 	pthread_mutex_unlock(&d->lock);
 	xc_post_event(d);
@@ -390,6 +519,7 @@ int xc_domain_pause(struct xc_domain *d, struct xc_error *err)
 	}
 	d->pause_req = true;
 	kick_all(d);
+	pthread_cond_broadcast(&d->cond);	/* wakes a throttled vCPU */
 	while (d->parked < d->running_threads && !d->stop_req)
 		pthread_cond_wait(&d->cond, &d->lock);
 	pthread_mutex_unlock(&d->lock);

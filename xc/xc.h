@@ -195,11 +195,44 @@ int xc_dirty_log_get(struct xc_domain *d, unsigned slot, uint64_t *bitmap,
 int xc_dirty_log_clear(struct xc_domain *d, unsigned slot, uint64_t first, uint32_t count,
 		       const uint64_t *mask, struct xc_error *err);
 
+/* ---------------------------------------------------------- throttle */
+
+/*
+ * Auto-converge: a throttled vCPU is kept out of KVM_RUN for pct% of each
+ * period (10 ms of running and the rest out, as QEMU's cpu-throttle), so a
+ * guest that dirties memory faster than a save can send it slows down.
+ * 0 turns it off.  Safe from any thread; pause and stop end a throttle sleep.
+ */
+#define XC_THROTTLE_MAX	99
+int xc_vcpu_set_throttle(struct xc_vcpu *v, unsigned pct);
+void xc_domain_set_throttle(struct xc_domain *d, unsigned pct);
+unsigned xc_vcpu_throttle(const struct xc_vcpu *v);
+/* Total time the vCPU has been kept out by its throttle. */
+uint64_t xc_vcpu_throttled_ns(struct xc_vcpu *v);
+
+/*
+ * Dirty-ring entries harvested from this vCPU so far (wraps at 2^32): the
+ * difference between two reads is what it dirtied in between.
+ */
+uint32_t xc_vcpu_dirty_harvested(const struct xc_vcpu *v);
+
 /* -------------------------------------------------------------- boot */
 
 /* Copies a flat image file into guest RAM at gpa; returns its size or -1. */
 long xc_load_file(struct xc_domain *d, const char *path, uint64_t gpa, uint64_t max,
 		  struct xc_error *err);
+
+/* Whether path starts with the ELF magic. */
+bool xc_is_elf(const char *path);
+
+/*
+ * Loads the PT_LOAD segments of an x86-64 ELF executable at their physical
+ * addresses (p_paddr), zero-filling up to p_memsz, and returns e_entry.
+ * Every segment and the entry must lie inside [lo, hi); the whole file is
+ * checked before anything is copied.
+ */
+int xc_load_elf(struct xc_domain *d, const char *path, uint64_t lo, uint64_t hi, uint64_t *entry,
+		struct xc_error *err);
 
 /* Puts a vCPU in 32-bit flat protected mode (paging off) at entry. */
 int xc_vcpu_boot_pm32(struct xc_vcpu *v, uint64_t entry, struct xc_error *err);
