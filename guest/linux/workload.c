@@ -7,8 +7,12 @@
  * to it: the counter goes on, every verification passes.
  *
  * usage: sr-workload [MiB] [seconds]
+ * With 0 seconds it runs until a line "stop" arrives on standard input (the
+ * console), so a demo's workload outlives any save and ends when told.
  */
 #include <stdint.h>
+#include <string.h>
+#include <sys/select.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -27,6 +31,22 @@ static uint64_t word(uint64_t gen, uint64_t i)
 	return (gen * 0x9e3779b97f4a7c15ull) ^ (i * 0xbf58476d1ce4e5b9ull) ^ i;
 }
 
+/* A "stop" line on standard input, without blocking. */
+static int told_to_stop(void)
+{
+	struct timeval tv = { 0, 0 };
+	char line[64];
+	fd_set in;
+
+	FD_ZERO(&in);
+	FD_SET(0, &in);
+	if (select(1, &in, NULL, NULL, &tv) <= 0)
+		return 0;
+	if (!fgets(line, sizeof(line), stdin))
+		return 0;
+	return !strncmp(line, "stop", 4);
+}
+
 int main(int argc, char **argv)
 {
 	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 0) : 32;
@@ -42,9 +62,16 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (size_t i = 0; i < n; i++)
 		buf[i] = word(0, i);
-	printf("sr-workload: %zu MiB, %u seconds\n", mib, seconds);
+	if (seconds)
+		printf("sr-workload: %zu MiB, %u seconds\n", mib, seconds);
+	else
+		printf("sr-workload: %zu MiB, until \"stop\" on the console\n", mib);
 	next = now(CLOCK_MONOTONIC);
-	for (uint64_t gen = 1; gen <= seconds; gen++) {
+	uint64_t gen;
+
+	for (gen = 1; !seconds || gen <= seconds; gen++) {
+		if (!seconds && told_to_stop())
+			break;
 		for (size_t i = 0; i < n; i++) {
 			if (buf[i] != word(gen - 1, i) && bad++ < 5)
 				printf("sr-workload: word %zu holds %016llx, expected %016llx\n", i,
@@ -58,6 +85,6 @@ int main(int argc, char **argv)
 			usleep(20000);
 	}
 	printf("sr-workload: %s: %llu generations verified, %llu bad words\n", bad ? "FAIL" : "PASS",
-	       (unsigned long long)seconds, (unsigned long long)bad);
+	       (unsigned long long)(gen - 1), (unsigned long long)bad);
 	return bad ? 1 : 0;
 }
