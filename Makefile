@@ -146,6 +146,7 @@ $(O)/tests/bench-%: $(O)/tests/bench_%.o $(O)/libsr.a
 .SECONDARY:
 
 # ------------------------------------------------------------------ tests
+.PHONY: converge
 .PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install clean demo sr-bench
 
 check: check-unit check-tools check-kvm
@@ -156,6 +157,7 @@ check-unit: $(UNIT_TESTS) $(TOOLS)
 check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(GUEST)
 	$(Q)O=$(O) tests/tools.sh
 	$(Q)O=$(O) tests/host.sh
+	$(Q)O=$(O) tests/manpages.sh
 
 KVM_DEPS := $(TOOLS) $(GUEST) $(O)/tests/kvm-dirty-log $(LINUX_INITRD) $(LINUX_KERNEL)
 
@@ -180,6 +182,10 @@ sr-bench: all
 	$(Q)scripts/deps.sh bench
 	$(Q)O=$(O) tests/on-kvm.sh sr-bench tests/sr-bench-kvm.sh
 
+# Live-save convergence on the demo's workload: 10 saves against the targets.
+converge: all $(LINUX_INITRD) $(LINUX_KERNEL)
+	$(Q)O=$(O) tests/on-kvm.sh converge tests/converge-kvm.sh
+
 demo: deps all $(LINUX_INITRD) $(LINUX_KERNEL)
 	$(Q)O=$(O) tests/on-kvm.sh demo tests/demo-kvm.sh
 
@@ -194,7 +200,8 @@ install: all
 	ln -sf $(LIBSR_SONAME) $(DESTDIR)$(PREFIX)/lib/libsr.so
 	install -m 0644 libsr/sr.h libsr/sr_format.h $(DESTDIR)$(PREFIX)/include/sr/
 	install -m 0644 $(O)/sr.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
-	install -m 0644 docs/sr-dump.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 docs/sr-dump.1 docs/sr-run.1 docs/sr-save.1 docs/sr-restore.1 docs/sr-ctl.1 \
+		$(DESTDIR)$(PREFIX)/share/man/man1/
 
 clean:
 	rm -rf build build-asan

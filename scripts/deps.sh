@@ -2,13 +2,14 @@
 # Installs the Debian packages sr needs that are missing.  Usage: deps.sh [build|box|bench|all]
 set -eu
 build_pkgs="gcc make pkg-config libxxhash-dev liblz4-dev libcriterion-dev python3"
+test_pkgs="man-db"		# tests/manpages.sh renders every man page
 box_pkgs="qemu-system-x86 busybox-static cpio"
 bench_pkgs="gnuplot-nox bsdextrautils"
 case "${1:-all}" in
 	build) want=$build_pkgs ;;
 	box) want=$box_pkgs ;;
 	bench) want=$bench_pkgs ;;
-	all) want="$build_pkgs $box_pkgs" ;;
+	all) want="$build_pkgs $test_pkgs $box_pkgs" ;;
 	*) echo "usage: $0 [build|box|bench|all]" >&2; exit 2 ;;
 esac
 missing=
