@@ -109,6 +109,8 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
+# What udev would add: bash's process substitution needs /dev/fd.
+ln -s /proc/self/fd /dev/fd; ln -s fd/0 /dev/stdin; ln -s fd/1 /dev/stdout; ln -s fd/2 /dev/stderr
 for m in $(cat /lib/modules/order); do
 	insmod /lib/modules/$m.ko 2>/dev/null || echo "box: insmod $m failed"
 done

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # sr-bench, on real KVM: live saves over a matrix of guest memory x dirty rate x
 # dirty-track backend x compression, with a cold save of each guest size as the
-# baseline in the same run.  Prints a table; writes PNG plots with gnuplot.
+# baseline in the same run, and a guest that dirties faster than the save can
+# send, with auto-converge on and off.  Prints each row as it is measured (and
+# a progress line before each run), then the whole table; writes PNG plots.
 # Numbers, not a test: nothing here passes or fails except a broken run.
 set -u
 O=${O:-build}
@@ -12,6 +14,7 @@ rates=${SR_BENCH_RATES:-"100 410 4000"}	# pages/s per vCPU; 410 x 2 vCPUs ~ 10% 
 tracks=${SR_BENCH_TRACKS:-"bitmap clear ring"}
 comps=${SR_BENCH_COMPRESS:-"lz4 none"}
 target=${SR_BENCH_DOWNTIME_MS:-50}
+fast=${SR_BENCH_FAST_RATE:-20000}	# pages/s per vCPU: ~160 MB/s from 2 vCPUs, above any box save rate
 export SR_RUN_DIR=$(mktemp -d /tmp/sr-bench.XXXXXX)
 mkdir -p "$out"
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$SR_RUN_DIR"' EXIT
@@ -20,10 +23,11 @@ up() { for _ in $(seq 1 400); do $O/sr-ctl "$1" status >/dev/null 2>&1 && return
 rows=$out/bench.tsv
 rounds_dat=$out/rounds.dat
 : > "$rounds_dat"
-printf 'mem_MiB\tpages/s/vCPU\ttrack\tcompress\trounds\tpages_sent/RAM\tbytes/RAM\tdowntime_ms\ttarget_ms\tmet\tMB/s\tstop\n' > "$rows"
+printf 'mem_MiB\tpages/s/vCPU\ttrack\tcompress\tthrottle\trounds\tpages_sent/RAM\tbytes/RAM\tdowntime_ms\ttarget_ms\tmet\tMB/s\tmax_throttle\tstop\n' > "$rows"
+fmt='%7s %12s %6s %8s %8s %6s %14s %9s %11s %9s %4s %7s %12s  %s\n'
 
-run() {	# mem rate track compress -> one row
-	local mem=$1 rate=$2 track=$3 comp=$4 name=b$$ save rc
+run() {	# mem rate track compress [throttle] -> one row
+	local mem=$1 rate=$2 track=$3 comp=$4 thr=${5:-auto} name=b$$ save rc
 	local ring=
 	[ "$track" = ring ] && ring=--dirty-ring
 	# --prefill: the guest has written all its memory before the save starts.
@@ -35,11 +39,11 @@ run() {	# mem rate track compress -> one row
 		save=$($O/sr-save --compress "$comp" $name "$SR_RUN_DIR/b.img" 2>&1); rc=$?
 	else
 		save=$($O/sr-save --live --stats --dirty-track "$track" --downtime-ms "$target" \
-			--compress "$comp" $name "$SR_RUN_DIR/b.img" 2>&1); rc=$?
+			--throttle "$thr" --compress "$comp" $name "$SR_RUN_DIR/b.img" 2>&1); rc=$?
 	fi
 	wait
 	[ $rc -eq 0 ] || { echo "bench: save failed: $save"; return 1; }
-	local bytes ms rounds down stop pages
+	local bytes ms rounds down stop pages tmax=0
 	bytes=$(echo "$save" | sed -n 's/.*: \([0-9]*\) bytes for .*/\1/p')
 	pages=$(echo "$save" | sed -n 's/.*saved \([0-9]*\) pages.*/\1/p')
 	ms=$(echo "$save" | sed -n 's/.* MiB of RAM in \([0-9.]*\) ms.*/\1/p')
@@ -49,33 +53,57 @@ run() {	# mem rate track compress -> one row
 		rounds=$(echo "$save" | sed -n 's/.*live: \([0-9]*\) rounds.*/\1/p')
 		down=$(echo "$save" | sed -n 's/.*downtime \([0-9.]*\) ms.*/\1/p')
 		stop=$(echo "$save" | sed -n 's/.*rounds (\([^)]*\)).*/\1/p')
+		tmax=$(echo "$save" | sed -n 's/.*throttle up to \([0-9]*\)%.*/\1/p')
 		echo "$save" | awk -v tag="${mem}M/${rate}/${track}/${comp}" '
 			/^ *[0-9]+ +[0-9]+ +[0-9]+ / { print tag, $1, $3 }' >> "$rounds_dat"
 	fi
 	awk -v m="$mem" -v r="$rate" -v t="$track" -v c="$comp" -v ro="$rounds" -v b="$bytes" \
-	    -v ms="$ms" -v d="$down" -v tg="$target" -v s="$stop" -v p="$pages" 'BEGIN {
+	    -v ms="$ms" -v d="$down" -v tg="$target" -v s="$stop" -v p="$pages" -v th="$thr" \
+	    -v tm="${tmax:-0}" 'BEGIN {
 		ram = m * 1048576; met = (t == "cold") ? "-" : (d <= tg ? "yes" : "no");
-		printf "%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.1f\t%s\t%s\t%.1f\t%s\n", m, r, t, c, ro,
-		       p * 4096 / ram, b / ram, d, (t == "cold" ? "-" : tg), met, b / (ms / 1000) / 1e6, s
+		printf "%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.1f\t%s\t%s\t%.1f\t%s%%\t%s\n", m, r, t, c,
+		       (t == "cold" ? "-" : th), ro, p * 4096 / ram, b / ram, d, (t == "cold" ? "-" : tg),
+		       met, b / (ms / 1000) / 1e6, tm, s
 	}' >> "$rows"
+	# The row as soon as it is measured: a long run shows progress, and a
+	# watchdog that ends it early still leaves every row so far.
+	tail -1 "$rows" | awk -F'\t' -v fmt="$fmt" '{ printf fmt, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 }'
 }
+
+total=0
+for mem in $mems; do for comp in $comps; do
+	total=$((total + 1 + $(echo $rates | wc -w) * $(echo $tracks | wc -w))); done; done
+total=$((total + 2))
+k=0
+step() { k=$((k + 1)); echo "sr-bench: [$k/$total] $*" >&2; }
+echo "sr-bench: live saves of the 2-vCPU test guest, downtime target $target ms (pause to END written)"
+printf "$fmt" MiB "pages/s/vCPU" track compress throttle rounds "pages_sent/RAM" bytes/RAM downtime_ms target met MB/s max_thr stop
 
 for mem in $mems; do
 	for comp in $comps; do
+		step "$mem MiB, cold save, $comp"
 		run "$mem" 100 cold "$comp"
 		for rate in $rates; do
 			for track in $tracks; do
+				step "$mem MiB, $rate pages/s/vCPU, $track, $comp"
 				run "$mem" "$rate" "$track" "$comp"
 			done
 		done
 	done
 done
+# A guest that dirties faster than the save can send: auto-converge on and off.
+mem=$(echo $mems | awk '{ print $NF }')
+for thr in auto off; do
+	step "$mem MiB, $fast pages/s/vCPU (faster than the link), clear, lz4, throttle $thr"
+	run "$mem" "$fast" clear lz4 "$thr"
+done
 
-echo "sr-bench: live saves of the 2-vCPU test guest, downtime target $target ms (pause to END written)"
+echo
+echo "sr-bench: all rows"
 column -t -s "$(printf '\t')" "$rows"
 
 if command -v gnuplot >/dev/null; then
-	awk -F'\t' 'NR > 1 { printf "%d \"%sM %s %s %s\" %s\n", NR - 2, $1, $2, $3, $4, $8 }' "$rows" > "$out/downtime.dat"
+	awk -F'\t' 'NR > 1 { printf "%d \"%sM %s %s %s %s\" %s\n", NR - 2, $1, $2, $3, $4, $5, $9 }' "$rows" > "$out/downtime.dat"
 	gnuplot <<GP
 set terminal png size 1400,600
 set output "$out/downtime.png"
