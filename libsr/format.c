@@ -118,6 +118,21 @@ const char *sr_page_enc_name(unsigned enc)
 	return "?";
 }
 
+bool sr_name_valid(const char *name)
+{
+	size_t n = 0;
+
+	if (!name || name[0] == '.')
+		return false;
+	for (; name[n]; n++)
+		if (n == SR_NAME_MAX ||
+		    !((name[n] >= 'a' && name[n] <= 'z') || (name[n] >= 'A' && name[n] <= 'Z') ||
+		      (name[n] >= '0' && name[n] <= '9') || name[n] == '.' || name[n] == '_' ||
+		      name[n] == '-'))
+			return false;
+	return n > 0;
+}
+
 const char *sr_strerror(enum sr_err_code code)
 {
 	if ((unsigned)code < sizeof(err_names) / sizeof(err_names[0]) && err_names[code])

@@ -240,6 +240,12 @@ static int check_domain(struct rd_ctx *c, const uint8_t *body, uint32_t len)
 		return RERR(c, SR_E_RANGE, "reserved flags 0x%x set", d.flags);
 	if (!memchr(d.name, 0, sizeof(d.name)))
 		return RERR(c, SR_E_RANGE, "name is not NUL-terminated");
+	if (!sr_name_valid(d.name))
+		return RERR(c, SR_E_RANGE, "name is not 1..%u characters of [A-Za-z0-9._-] without "
+			    "a leading dot", SR_NAME_MAX);
+	for (size_t i = strlen(d.name); i < sizeof(d.name); i++)
+		if (d.name[i])
+			return RERR(c, SR_E_PADDING, "name byte %zu after its NUL is not zero", i);
 
 	memcpy(r->regions, body + sizeof(d), d.region_count * sizeof(struct sr_region));
 	for (uint32_t i = 0; i < d.region_count; i++) {

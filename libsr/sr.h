@@ -70,6 +70,15 @@ struct sr_error {
 const char *sr_strerror(enum sr_err_code code);
 
 /*
+ * Domain names: 1..SR_NAME_MAX characters from [A-Za-z0-9._-], not starting
+ * with a dot.  A name becomes a file name (the control socket NAME.sock) and
+ * is printed on terminals, so nothing else is accepted anywhere: the writer,
+ * the reader and the tools' --name all use this check.
+ */
+#define SR_NAME_MAX 48
+bool sr_name_valid(const char *name);
+
+/*
  * Formats err as one line: "record 12 (PAGE_DATA) at offset 4096: checksum
  * mismatch: stored 0x.., computed 0x..".  Returns buf.
  */

@@ -251,6 +251,10 @@ int sr_write_domain(struct sr_writer *w, const struct sr_rec_domain *dom,
 		{ (void *)regions, sizeof(*regions) * dom->region_count },
 	};
 
+	if (!memchr(dom->name, 0, sizeof(dom->name)) || !sr_name_valid(dom->name))
+		return sr_set_error(err, SR_E_INVAL, w->records, w->offset,
+				    "domain name is not 1..%u characters of [A-Za-z0-9._-] without "
+				    "a leading dot", SR_NAME_MAX);
 	return sr_write_record_iov(w, SR_REC_DOMAIN, iov, 2, err);
 }
 

@@ -19,7 +19,11 @@ ticks() { tr -d '\r' < "$1" | sed -n 's/^sr-workload: tick \([0-9]*\) .*/\1/p'; 
 
 $O/sr-run --name conv --vcpus 2 --kernel $kernel --initrd $initrd --cmdline "sr.workload=32,0" \
 	</dev/null > "$SR_RUN_DIR/run.out" 2>&1 &
-for _ in $(seq 1 1500); do [ "$(ticks "$SR_RUN_DIR/run.out" | wc -l)" -ge 3 ] && break; sleep 0.2; done
+for k in $(seq 1 1500); do
+	[ "$(ticks "$SR_RUN_DIR/run.out" | wc -l)" -ge 3 ] && break
+	[ $((k % 150)) -eq 0 ] && echo "converge: still waiting for the guest's ticks after $((k / 5)) s: $(tr -d '\r' < "$SR_RUN_DIR/run.out" | tail -1 | cut -c1-100)"
+	sleep 0.2
+done
 if [ "$(ticks "$SR_RUN_DIR/run.out" | wc -l)" -lt 3 ]; then
 	echo "converge: the guest showed no workload ticks in 300 s"; tail -5 "$SR_RUN_DIR/run.out"
 	echo "0 passed, 1 failed"; exit 1

@@ -21,11 +21,15 @@ fail() { echo "demo: FAILED: $*"; [ -n "${2:-}" ] && [ -f "$2" ] && tail -20 "$2
 ticks() { tr -d '\r' < "$1" | sed -n 's/^sr-workload: tick \([0-9]*\) .*/\1/p'; }
 # Waits up to $2 seconds for $1 to show at least $3 ticks after tick $4.
 wait_ticks() {
-	local end=$(( $(date +%s) + $2 )) n
-	while [ "$(date +%s)" -lt "$end" ]; do
+	local start=$(date +%s) n next=30
+	while [ "$(date +%s)" -lt $((start + $2)) ]; do
 		n=$(ticks "$1" | awk -v after="$4" '$1 > after' | wc -l)
 		[ "$n" -ge "$3" ] && return 0
 		grep -q 'sr-workload: FAIL\|sr-workload: PASS' "$1" 2>/dev/null && return 1
+		if [ $(( $(date +%s) - start )) -ge $next ]; then
+			echo "demo: still waiting for workload ticks after ${next} s; console's last line: $(tr -d '\r' < "$1" | tail -1 | cut -c1-100)"
+			next=$((next + 30))
+		fi
 		sleep 0.2
 	done
 	return 1

@@ -291,7 +291,7 @@ static void pages_roundtrip(enum sr_compress mode, unsigned flags)
 	uint8_t *seen = calloc(npages, 1);
 	struct sr_image_info info = { .creator = "test" };
 	struct sr_rec_domain dom = { .guest_kind = SR_GUEST_TEST, .vcpu_count = 1,
-				     .region_count = 2 };
+				     .region_count = 2, .name = "pages" };
 	/* Two regions with a hole, so pfns are not simply 0..n-1. */
 	struct sr_region reg[2] = { { 0, 1000 * 4096, SR_REGION_F_RAM, 0 },
 				    { 1 << 30, 2000 * 4096, SR_REGION_F_RAM, 1 } };
@@ -606,6 +606,28 @@ Test(hostile, duplicate_and_out_of_range_vcpu_ids)
 	expect_reject_img(&img, SR_E_RANGE, "vCPU 2 of 2");
 	c->id = 0xffffffff;
 	expect_reject_img(&img, SR_E_RANGE, "vCPU 0xffffffff");
+}
+
+Test(hostile, domain_names)
+{
+	static const char *bad[] = { "", "../../x", "a/b", ".hidden", "a\nb", "\x1b[31mred",
+				     "sp ace", "0123456789012345678901234567890123456789012345678" };
+	IMAGE img = base_image();
+	int i = find_rec(&img, SR_REC_DOMAIN, 0);
+	struct sr_rec_domain *d = (void *)img.rec[i].body;
+
+	for (unsigned k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		memset(d->name, 0, sizeof(d->name));
+		memcpy(d->name, bad[k], strlen(bad[k]));
+		expect_reject_img(&img, SR_E_RANGE, bad[k]);
+		cr_assert(!sr_name_valid(bad[k]), "\"%s\" passes sr_name_valid", bad[k]);
+	}
+	memset(d->name, 0, sizeof(d->name));
+	strcpy(d->name, "ok-name_1.2");
+	d->name[40] = 'x';	/* after the NUL */
+	expect_reject_img(&img, SR_E_PADDING, "byte after the name's NUL");
+	cr_assert(sr_name_valid("a") && sr_name_valid("web-01.prod_2") &&
+		  sr_name_valid("012345678901234567890123456789012345678901234567"));
 }
 
 Test(hostile, throttle_fields_and_order)

@@ -287,9 +287,12 @@ int runner_listen(struct runner *r, struct xc_error *err)
 				    r->cfg.name, r->sock_path);
 	}
 	unlink(r->sock_path);		/* stale: nobody answered */
-	umask(0077);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || chmod(r->sock_path, 0600) ||
-	    listen(fd, 8)) {
+	/* The socket is born 0600 (no chmod by path afterwards, which a swap could redirect). */
+	mode_t old = umask(0177);
+	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+
+	umask(old);
+	if (rc || listen(fd, 8)) {
 		xc_set_error(err, errno, "control socket %s", r->sock_path);
 		close(fd);
 		return -1;
@@ -347,11 +350,16 @@ static void status_line(struct runner *r, int fd)
 {
 	const struct xc_region *regs;
 	bool dirty = xc_mem_regions(r->d, &regs) && regs[0].dirty_log;
+	unsigned throttle = 0;
 
+	for (unsigned i = 0; i < r->cfg.vcpus; i++)
+		if (xc_vcpu_get(r->d, i) && xc_vcpu_throttle(xc_vcpu_get(r->d, i)) > throttle)
+			throttle = xc_vcpu_throttle(xc_vcpu_get(r->d, i));
 	reply(fd, "ok name=%s state=%s vcpus=%u memory_mib=%llu stage=%u pid=%d pauses=%llu "
-	      "dirty_log=%s", r->cfg.name, xc_domain_paused(r->d) ? "paused" : "running",
-	      r->cfg.vcpus, (unsigned long long)(r->cfg.mem_bytes >> 20), r->stage, getpid(),
-	      (unsigned long long)r->pauses, dirty ? "on" : "off");
+	      "dirty_log=%s throttle=%u", r->cfg.name,
+	      xc_domain_paused(r->d) ? "paused" : "running", r->cfg.vcpus,
+	      (unsigned long long)(r->cfg.mem_bytes >> 20), r->stage, getpid(),
+	      (unsigned long long)r->pauses, dirty ? "on" : "off", throttle);
 }
 
 /* Returns true when the runner must end (destroy, or save then exit). */

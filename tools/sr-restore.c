@@ -108,6 +108,9 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	path = argv[optind];
+	if (name && !sr_name_valid(name))
+		die(EXIT_USAGE, "bad domain name: 1..%u characters of A-Z a-z 0-9 . _ -, not "
+		    "starting with a dot", SR_NAME_MAX);
 	host_check_or_die();
 	fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
 	if (fd < 0)

@@ -174,8 +174,9 @@ int main(int argc, char **argv)
 		snprintf(name, sizeof(name), "sr-%d", getpid());
 		cfg.name = name;
 	}
-	if (strchr(cfg.name, '/') || strlen(cfg.name) > 48 || !cfg.name[0])
-		die(EXIT_USAGE, "bad domain name \"%s\" (1..48 characters, no '/')", cfg.name);
+	if (!sr_name_valid(cfg.name))
+		die(EXIT_USAGE, "bad domain name: 1..%u characters of A-Z a-z 0-9 . _ -, not "
+		    "starting with a dot", SR_NAME_MAX);
 	bi.vcpus = cfg.vcpus;
 	bi.mem_bytes = cfg.mem_bytes;
 
