@@ -29,6 +29,7 @@ struct hvmctx_restore {
 	struct saved_rec *vcpu;		/* by vCPU id */
 	struct saved_rec *dev;
 	unsigned ndev;
+	uint64_t *written[XC_MAX_REGIONS];	/* pages this restore put data in */
 };
 
 /* Image errors carry EBADMSG so a tool can tell a bad image from a bad host. */
@@ -108,31 +109,77 @@ void hvmctx_restore_free(struct hvmctx_restore *rs)
 	for (unsigned i = 0; i < rs->ndev; i++)
 		free(rs->dev[i].body);
 	free(rs->dev);
+	for (unsigned i = 0; i < XC_MAX_REGIONS; i++)
+		free(rs->written[i]);
 	free(rs);
 }
 
-static int load_pages(struct xc_domain *d, const struct sr_record *rec, uint64_t *pages,
-		      struct xc_error *err)
+/* Which region holds pfn, and the page's index in it; -1 when none. */
+static int page_slot(const struct xc_region *regs, unsigned n, uint64_t pfn, uint64_t *idx)
 {
+	for (unsigned i = 0; i < n; i++)
+		if (pfn >= regs[i].gpa >> SR_PAGE_SHIFT &&
+		    pfn - (regs[i].gpa >> SR_PAGE_SHIFT) < regs[i].size >> SR_PAGE_SHIFT) {
+			*idx = pfn - (regs[i].gpa >> SR_PAGE_SHIFT);
+			return i;
+		}
+	return -1;
+}
+
+/*
+ * Pages go straight into guest memory (decoded in place; a page that fails
+ * to decode aborts the restore before any vCPU exists).  A ZERO page costs
+ * nothing: fresh memfd memory is zero already, so it is not touched, which
+ * keeps a restore's memory to what the image paid for; only a page an
+ * earlier round filled has its memory handed back (a hole punched).
+ */
+static int load_pages(struct hvmctx_restore *rs, struct xc_domain *d, const struct sr_record *rec,
+		      uint64_t *pages, struct xc_error *err)
+{
+	const struct xc_region *regs;
+	unsigned nregs = xc_mem_regions(d, &regs);
 	struct sr_page_iter it;
 	const struct sr_page_desc *pd;
 	struct sr_error se;
-	uint8_t page[SR_PAGE_SIZE];
 	int rc;
 
 	sr_page_iter_init(rec, &it);
-	while ((rc = sr_page_iter_next(&it, &pd, page, &se)) == 1) {
-		/* The reader checked the pfn against DOMAIN's regions; so did we. */
-		void *dst = xc_gpa_to_hva(d, pd->pfn << SR_PAGE_SHIFT, SR_PAGE_SIZE);
+	for (;;) {
+		/* Peek at the encoding: a ZERO page is never decoded. */
+		const struct sr_page_desc *next = it.i < it.count ? &it.desc[it.i] : NULL;
+		uint64_t idx;
+		int slot = next ? page_slot(regs, nregs, next->pfn, &idx) : -1;
+		void *dst;
 
-		if (!dst)
+		if (!next)
+			break;
+		if (slot < 0)
 			return xc_set_error(err, 0, "record %llu (PAGE_DATA): pfn 0x%llx is not guest RAM",
 					    (unsigned long long)rec->index,
-					    (unsigned long long)pd->pfn);
-		memcpy(dst, page, SR_PAGE_SIZE);
+					    (unsigned long long)next->pfn);
+		if (!rs->written[slot]) {
+			rs->written[slot] = calloc((regs[slot].size / SR_PAGE_SIZE + 63) / 64, 8);
+			if (!rs->written[slot])
+				return xc_set_error(err, ENOMEM, "restore page bitmap");
+		}
+		uint64_t *w = &rs->written[slot][idx / 64], bit = 1ull << (idx % 64);
+
+		dst = regs[slot].hva + idx * SR_PAGE_SIZE;
+		rc = sr_page_iter_next(&it, &pd, next->enc == SR_PAGE_ZERO ? NULL : dst, &se);
+		if (rc < 0)
+			return sr_err(err, &se);
+		if (rc == 0)
+			break;
+		if (pd->enc != SR_PAGE_ZERO) {
+			*w |= bit;
+		} else if (*w & bit) {
+			if (xc_mem_discard(d, slot, idx * SR_PAGE_SIZE, SR_PAGE_SIZE, err))
+				return -1;
+			*w &= ~bit;
+		}
 		(*pages)++;
 	}
-	return rc < 0 ? sr_err(err, &se) : 0;
+	return 0;
 }
 
 static int read_stream(struct hvmctx_restore *rs, struct xc_domain *d,
@@ -151,7 +198,7 @@ static int read_stream(struct hvmctx_restore *rs, struct xc_domain *d,
 			continue;		/* unknown optional record */
 		switch (rec.type) {
 		case SR_REC_PAGE_DATA:
-			if (load_pages(d, &rec, &st->pages, err))
+			if (load_pages(rs, d, &rec, &st->pages, err))
 				return -1;
 			break;
 		case SR_REC_HVM_CONTEXT:

@@ -352,6 +352,8 @@ static int save_live(struct save *s, bool *paused_here)
 	if (write_domain(s))
 		return -1;
 	s->cap = s->st->mem_bytes * (o->max_bytes_factor ? o->max_bytes_factor : HVMCTX_DEFAULT_BYTES_FACTOR);
+	for (unsigned i = 0; i < xc_domain_vcpus(s->d); i++)
+		s->harvested[i] = xc_vcpu_dirty_harvested(xc_vcpu_get(s->d, i));
 	for (uint32_t k = 0;; k++) {
 		uint64_t t0 = hvmctx_now_ns(), b0 = sr_writer_offset(s->w), p0 = s->pages_done;
 
@@ -367,8 +369,6 @@ static int save_live(struct save *s, bool *paused_here)
 		rd.pages_dirtied = dirty;
 		if (write_round(s, &rd))
 			return -1;
-		for (unsigned i = 0; k == 0 && i < xc_domain_vcpus(s->d); i++)
-			s->harvested[i] = xc_vcpu_dirty_harvested(xc_vcpu_get(s->d, i));
 
 		/* Would the remainder fit the downtime at this round's page rate? */
 		uint64_t per_page = rd.pages_sent ? rd.duration_ns / rd.pages_sent : 0;
@@ -381,7 +381,7 @@ static int save_live(struct save *s, bool *paused_here)
 			s->st->stop_reason = "the remainder fits the downtime target";
 		else if (k + 1 >= max_iters)
 			s->st->stop_reason = "max-iters reached";
-		else if (k > 0 && !throttle_update(s, rd.pages_sent, dirty) &&
+		else if (!throttle_update(s, rd.pages_sent, dirty) && k > 0 &&
 			 not_shrinking >= (o->throttle == HVMCTX_THROTTLE_OFF ? 3u : 1u) &&
 			 (uint64_t)dirty * 2 > rd.pages_sent)
 			s->st->stop_reason = o->throttle == HVMCTX_THROTTLE_OFF ?
@@ -393,7 +393,9 @@ static int save_live(struct save *s, bool *paused_here)
 
 	/* Stop and copy. */
 	t_pause = hvmctx_now_ns();
+	/* Everything still in todo goes now, whatever stopped pre-copy. */
 	s->final = true;
+	s->capped = false;
 	if (stop_guest(s, true, &clock))
 		return -1;
 	*paused_here = true;

@@ -118,6 +118,9 @@ static int cap_cpuid(struct xc_vcpu *v, void **data, uint32_t *len, struct xc_er
 		return xc_set_error(err, errno, "KVM_GET_CPUID2 on vCPU %u", xc_vcpu_id(v));
 	*len = sizeof(*c) + c->nent * sizeof(c->entries[0]);
 	c->padding = 0;
+	/* The image promises zero reserved fields (docs/format.md), whatever was set. */
+	for (uint32_t i = 0; i < c->nent; i++)
+		memset(c->entries[i].padding, 0, sizeof(c->entries[i].padding));
 	return 0;
 }
 

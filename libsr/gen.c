@@ -89,6 +89,12 @@ static void *make_block(uint32_t kind, uint32_t *len, uint64_t *seed)
 		struct sr_blk_count c = { .count = (l - 8) / s->granule };
 
 		memcpy(b, &c, sizeof(c));
+		/* Reserved fields of each entry are zero, as KVM leaves them. */
+		for (uint32_t i = 0; i < c.count; i++)
+			if (kind == SR_BLK_CPUID)
+				memset(b + 8 + i * 40 + 28, 0, 12);
+			else
+				memset(b + 8 + i * 16 + 4, 0, 4);
 		break;
 	}
 	case SR_BLK_MP_STATE:

@@ -39,6 +39,8 @@ struct sr_reader {
 	struct sr_region regions[SR_MAX_REGIONS];
 	uint8_t vcpu_seen[SR_MAX_VCPUS];
 	uint32_t vcpus_seen;
+	unsigned ndev;
+	struct { char name[32]; uint32_t instance; } dev[SR_MAX_DEVICES];
 	bool any_pages, any_iter, any_throttle;
 	uint32_t page_iter, last_iter, last_throttle;
 };
@@ -148,6 +150,10 @@ static int check_header(struct sr_reader *r, struct sr_error *err)
 	if (!memchr(h->creator, 0, sizeof(h->creator)))
 		return sr_set_error(err, SR_E_HEADER, SR_NO_INDEX, 32,
 				    "creator string is not NUL-terminated");
+	for (size_t i = strlen(h->creator); i < sizeof(h->creator); i++)
+		if (h->creator[i])
+			return sr_set_error(err, SR_E_HEADER, SR_NO_INDEX, 32 + i,
+					    "creator byte %zu after its NUL is not zero", i);
 	return 0;
 }
 
@@ -353,6 +359,8 @@ static int check_iteration(struct rd_ctx *c, const uint8_t *body, uint32_t len)
 
 	if (len != sizeof(it))
 		return RERR(c, SR_E_LENGTH, "length %u, expected %zu", len, sizeof(it));
+	if (r->have_hvm)
+		return RERR(c, SR_E_SEQUENCE, "ITERATION after HVM_CONTEXT");
 	memcpy(&it, body, sizeof(it));
 	if (it.flags & ~SR_ITER_F_FINAL)
 		return RERR(c, SR_E_RANGE, "unknown flags 0x%x", it.flags);
@@ -375,6 +383,8 @@ static int check_throttle(struct rd_ctx *c, const uint8_t *body, uint32_t len)
 
 	memcpy(&t, body, sizeof(t));
 	n = t.vcpu_count;
+	if (r->have_hvm)
+		return RERR(c, SR_E_SEQUENCE, "THROTTLE after HVM_CONTEXT");
 	if (n != r->dom.vcpu_count)
 		return RERR(c, SR_E_RANGE, "vcpu_count %u, DOMAIN has %u", n, r->dom.vcpu_count);
 	if (len != sizeof(t) + (n + 7) / 8 * 8)
@@ -416,6 +426,19 @@ static int check_block_fields(struct rd_ctx *c, unsigned b, uint32_t kind,
 		if ((uint64_t)cnt.count * s->granule != len - 8)
 			return RERR(c, SR_E_LENGTH, "block %u (%s): count %u, length %u", b,
 				    s->name, cnt.count, len);
+		if (cnt.rsvd)
+			return RERR(c, SR_E_RANGE, "block %u (%s): rsvd 0x%x set", b, s->name,
+				    cnt.rsvd);
+		for (uint32_t i = 0; i < cnt.count; i++) {
+			/* kvm_cpuid_entry2.padding[3] / kvm_msr_entry.reserved */
+			const uint8_t *e = p + 8 + (size_t)i * s->granule;
+			size_t off = kind == SR_BLK_CPUID ? 28 : 4, n = kind == SR_BLK_CPUID ? 12 : 4;
+
+			for (size_t k = off; k < off + n; k++)
+				if (e[k])
+					return RERR(c, SR_E_RANGE, "block %u (%s): entry %u has reserved "
+						    "byte %zu set", b, s->name, i, k);
+		}
 		break;
 	case SR_BLK_MP_STATE:
 		memcpy(&v, p, 4);
@@ -432,6 +455,9 @@ static int check_block_fields(struct rd_ctx *c, unsigned b, uint32_t kind,
 		memcpy(&v, p, 4);
 		if (v < 1000 || v > 10000000)
 			return RERR(c, SR_E_RANGE, "block %u (TSC_KHZ): %u kHz", b, v);
+		memcpy(&v, p + 4, 4);
+		if (v)
+			return RERR(c, SR_E_RANGE, "block %u (TSC_KHZ): rsvd 0x%x set", b, v);
 		break;
 	}
 	return 0;
@@ -527,9 +553,20 @@ static int check_device(struct rd_ctx *c, const uint8_t *body, uint32_t len)
 	memcpy(&d, body, sizeof(d));
 	if (!d.name[0] || !memchr(d.name, 0, sizeof(d.name)))
 		return RERR(c, SR_E_RANGE, "device name empty or not NUL-terminated");
+	for (size_t i = strlen(d.name); i < sizeof(d.name); i++)
+		if (d.name[i])
+			return RERR(c, SR_E_PADDING, "device name byte %zu after its NUL is not zero", i);
 	if (len - sizeof(d) > SR_DEVICE_DATA_MAX)
 		return RERR(c, SR_E_LENGTH, "device state of %zu bytes exceeds %u",
 			    len - sizeof(d), SR_DEVICE_DATA_MAX);
+	for (unsigned i = 0; i < c->r->ndev; i++)
+		if (!strcmp(c->r->dev[i].name, d.name) && c->r->dev[i].instance == d.instance)
+			return RERR(c, SR_E_DUPLICATE, "device \"%s\" instance %u twice", d.name,
+				    d.instance);
+	if (c->r->ndev == SR_MAX_DEVICES)
+		return RERR(c, SR_E_RANGE, "more than %u DEVICE records", SR_MAX_DEVICES);
+	memcpy(c->r->dev[c->r->ndev].name, d.name, sizeof(d.name));
+	c->r->dev[c->r->ndev++].instance = d.instance;
 	return 0;
 }
 

@@ -220,6 +220,8 @@ struct sr_blk_count {
 
 /* DEVICE: named, versioned device state. */
 #define SR_DEVICE_DATA_MAX	(64u << 10)
+/* At most this many DEVICE records, each (name, instance) once: 4 MiB of state at most. */
+#define SR_MAX_DEVICES		64u
 
 struct sr_rec_device {
 	char name[32];			/* e.g. "serial8250", NUL padded */

@@ -630,6 +630,58 @@ Test(hostile, domain_names)
 		  sr_name_valid("012345678901234567890123456789012345678901234567"));
 }
 
+Test(hostile, device_duplicates_padding_and_cap)
+{
+	IMAGE img = base_image();
+	int i = find_rec(&img, SR_REC_DEVICE, 0);
+	struct sr_rec_device *dv = (void *)img.rec[i].body;
+
+	dv->name[30] = 'x';	/* after the NUL */
+	expect_reject_img(&img, SR_E_PADDING, "byte after the device name's NUL");
+	dv->name[30] = 0;
+	/* The same device and instance twice. */
+	cr_assert_lt(img.n, 64);
+	memmove(&img.rec[i + 1], &img.rec[i], (img.n - i) * sizeof(img.rec[0]));
+	img.n++;
+	img.rec[i + 1].body = malloc(img.rec[i].len);
+	memcpy(img.rec[i + 1].body, img.rec[i].body, img.rec[i].len);
+	expect_reject_img(&img, SR_E_DUPLICATE, "a device twice");
+	/* Another instance of the same device is a different device. */
+	((struct sr_rec_device *)img.rec[i + 1].body)->instance++;
+	{
+		struct buf b = serialize(&img);
+		struct sr_error err = { 0 };
+
+		cr_assert_eq(verify_bytes(b.p, b.len, &err), 0, "two instances refused: %s",
+			     err.msg);
+		free(b.p);
+	}
+}
+
+Test(hostile, device_count_cap)
+{
+	struct buf b = { 0 };
+	struct sr_error err = { 0 };
+	IMAGE img = base_image();
+	int first = find_rec(&img, SR_REC_DEVICE, 0);
+	struct image pre = img;		/* borrows img's bodies */
+	char body[40 + 8];
+
+	/* Everything up to the first DEVICE, then 65 distinct ones. */
+	pre.n = first;
+	b = serialize(&pre);
+	for (unsigned k = 0; k <= SR_MAX_DEVICES; k++) {
+		memset(body, 0, sizeof(body));
+		snprintf(body, 32, "dev%u", k);
+		append_record(&b, SR_REC_DEVICE, body, sizeof(body));
+	}
+	cr_assert_eq(verify_bytes(b.p, b.len, &err), -1);
+	cr_assert_eq(err.code, SR_E_RANGE, "65 devices: got %s", sr_strerror(err.code));
+	cr_assert_eq(err.index, (uint64_t)first + SR_MAX_DEVICES, "error at record %llu",
+		     (unsigned long long)err.index);
+	free(b.p);
+}
+
 Test(hostile, throttle_fields_and_order)
 {
 	IMAGE img = base_image();
@@ -890,6 +942,64 @@ Test(hostile, context_blocks)
 	cr_assert_eq(b0->kind, SR_BLK_CPUID);
 	((struct sr_blk_count *)(b0 + 1))->count = 5;
 	expect_reject_img(&img, SR_E_LENGTH, "CPUID count does not match");
+}
+
+/* Reserved fields read back as written: zero, and anything else refused. */
+Test(hostile, reserved_fields_and_late_iteration)
+{
+	IMAGE img = base_image();
+	int i = find_rec(&img, SR_REC_VCPU_CONTEXT, 0);
+	struct sr_rec_context *c = (void *)img.rec[i].body;
+	struct sr_block_hdr *b0 = (void *)(c + 1);
+	struct sr_blk_count *cnt = (void *)(b0 + 1);
+	uint8_t *entry0 = (uint8_t *)(cnt + 1);
+
+	cr_assert_eq(b0->kind, SR_BLK_CPUID);
+	cnt->rsvd = 1;
+	expect_reject_img(&img, SR_E_RANGE, "CPUID rsvd");
+	cnt->rsvd = 0;
+	entry0[36] = 1;		/* kvm_cpuid_entry2.padding */
+	expect_reject_img(&img, SR_E_RANGE, "CPUID entry padding");
+	entry0[36] = 0;
+
+	int h = find_rec(&img, SR_REC_HVM_CONTEXT, 0);
+	struct sr_rec_context *hc = (void *)img.rec[h].body;
+	uint8_t *p = (uint8_t *)(hc + 1);
+
+	for (unsigned k = 0; k < hc->block_count; k++) {
+		struct sr_block_hdr *bh = (void *)p;
+
+		if (bh->kind == SR_BLK_TSC_KHZ) {
+			((struct sr_blk_tsc_khz *)(bh + 1))->rsvd = 7;
+			expect_reject_img(&img, SR_E_RANGE, "TSC_KHZ rsvd");
+			((struct sr_blk_tsc_khz *)(bh + 1))->rsvd = 0;
+		}
+		p += sizeof(*bh) + (bh->length + 7) / 8 * 8;
+	}
+
+	/* An ITERATION after HVM_CONTEXT. */
+	int it = find_rec(&img, SR_REC_ITERATION, 2);
+	struct rec_copy moved = img.rec[it];
+
+	cr_assert_lt(it, h);
+	memmove(&img.rec[it], &img.rec[it + 1], (h - it) * sizeof(img.rec[0]));
+	img.rec[h] = moved;
+	((struct sr_rec_iteration *)moved.body)->iteration = 99;
+	expect_reject_img(&img, SR_E_SEQUENCE, "ITERATION after HVM_CONTEXT");
+}
+
+Test(hostile, creator_padding)
+{
+	struct buf b = gen(&small);
+	struct sr_ihdr *hd = (void *)b.p;
+	struct sr_error err = { 0 };
+
+	hd->creator[sizeof(hd->creator) - 1] = 'x';
+	/* The header hash covers the creator; recompute it as a forger would. */
+	hd->hash = XXH3_64bits(hd, offsetof(struct sr_ihdr, hash));
+	cr_assert_eq(verify_bytes(b.p, b.len, &err), -1, "byte after the creator's NUL accepted");
+	cr_assert_eq(err.code, SR_E_HEADER, "got %s", sr_strerror(err.code));
+	free(b.p);
 }
 
 /* ------------------------------------------------------------ sr-dump */

@@ -58,6 +58,8 @@ check "dump of a corrupt image says NOT verified" bash -c "[ $rc -eq 1 ] && grep
 head -c 1000 /dev/urandom > "$tmp/r.img"
 "$dump" --verify "$tmp/r.img" 2>"$tmp/err"; rc=$?
 check "foreign file exits 1 naming the magic" bash -c "[ $rc -eq 1 ] && grep -q 'not an sr image' '$tmp/err'"
+"$dump" --json "$tmp/r.img" >"$tmp/j" 2>/dev/null; rc=$?
+check "json of a foreign file: exit 1 and one document with the error" bash -c "[ $rc -eq 1 ] && python3 -c \"import json; d = json.load(open('$tmp/j')); assert d['verified'] is False and d['error']['code'] == 'not an sr image' and d['header'] is None\""
 
 "$dump" --verify "$tmp/nonexistent" 2>/dev/null; rc=$?
 check "missing file exits 2" [ $rc -eq 2 ]

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -42,8 +43,7 @@ static int connect_domain(const char *name, char *reply, size_t len)
 }
 
 int ctl_request(const char *name, const char *request, int send_fd,
-		void (*on_progress)(const char *line, void *arg), void *arg,
-		char *reply, size_t len)
+		const struct ctl_hooks *hooks, char *reply, size_t len)
 {
 	char line[1024], cbuf[CMSG_SPACE(sizeof(int))];
 	struct iovec iov = { (void *)request, strlen(request) };
@@ -77,8 +77,20 @@ int ctl_request(const char *name, const char *request, int send_fd,
 		while ((nl = memchr(line, '\n', have))) {
 			*nl = 0;
 			if (!strncmp(line, "progress ", 9) || !strncmp(line, "round ", 6)) {
-				if (on_progress)
-					on_progress(line, arg);
+				if (hooks && hooks->on_progress)
+					hooks->on_progress(line, hooks->arg);
+			} else if (!strncmp(line, "prepared ", 9)) {
+				bool go = hooks && hooks->on_prepared &&
+					  hooks->on_prepared(line + 9, hooks->arg) == 0;
+				const char *word = go ? "commit\n" : "abort\n";
+
+				if (send(fd, word, strlen(word), MSG_NOSIGNAL) != (ssize_t)strlen(word) &&
+				    go) {
+					snprintf(reply, len, "the domain went away before it heard "
+						 "\"commit\": %s", strerror(errno));
+					close(fd);
+					return 1;
+				}
 			} else {
 				int rc = strncmp(line, "ok", 2) ? 1 : 0;
 				const char *msg = line + (rc ? (strncmp(line, "error ", 6) ? 0 : 6) :

@@ -10,14 +10,24 @@ const char *ctl_dir(void);
 
 /*
  * Sends one request (with send_fd passed along when >= 0) to domain name and
- * reads the reply.  Lines starting with "progress " are handed whole to
- * on_progress (when set) as they arrive.  The final line goes into reply without its
- * "ok "/"error " prefix.  Returns 0 for "ok", 1 for "error", -1 when the
- * domain could not be reached (reply then says why).  Lines starting with
- * "round " (live-save round statistics) also go to on_progress.
+ * reads the reply.  Lines starting with "progress " or "round " (live-save
+ * round statistics) are handed whole to on_progress (when set) as they
+ * arrive.  The final line goes into reply without its "ok "/"error "
+ * prefix.  Returns 0 for "ok", 1 for "error", -1 when the domain could not
+ * be reached (reply then says why).
+ *
+ * Two-phase save: a "prepared ..." line means the image is complete and the
+ * domain waits, paused, for the client's decision: on_prepared (which must
+ * be set for a request that asks for it) returns 0 to answer "commit" or -1
+ * to answer "abort"; then the final line is read as above.
  */
+struct ctl_hooks {
+	void (*on_progress)(const char *line, void *arg);
+	int (*on_prepared)(const char *line, void *arg);
+	void *arg;
+};
+
 int ctl_request(const char *name, const char *request, int send_fd,
-		void (*on_progress)(const char *line, void *arg), void *arg,
-		char *reply, size_t len);
+		const struct ctl_hooks *hooks, char *reply, size_t len);
 
 #endif

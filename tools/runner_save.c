@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,6 +205,55 @@ static void summary(const struct hvmctx_save_stats *st, const char *after, char 
 		snprintf(msg + n, len - n, "%s", after);
 }
 
+/* How long a prepared save waits, the domain paused, for the client's "commit". */
+#define COMMIT_TIMEOUT_MS	30000
+
+/*
+ * Phase two: tells the client the image is complete and waits for its
+ * "commit" (sent once FILE is in place and durable).  Returns 0 on commit;
+ * -1 with why filled on "abort", a vanished client, or silence.
+ */
+static int await_commit(int fd, const char *summary, char *why, size_t len)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char line[300], buf[32];
+	size_t have = 0;
+	int n = snprintf(line, sizeof(line), "prepared %s\n", summary);
+
+	if (fd < 0) {
+		snprintf(why, len, "no client to commit it");
+		return -1;
+	}
+	if (n < 0 || send(fd, line, n, MSG_NOSIGNAL) != n) {
+		snprintf(why, len, "the client went away before the image was complete");
+		return -1;
+	}
+	while (have < sizeof(buf) - 1) {
+		int rc = poll(&p, 1, COMMIT_TIMEOUT_MS);
+		ssize_t k;
+
+		if (rc == 0) {
+			snprintf(why, len, "no commit within %d s", COMMIT_TIMEOUT_MS / 1000);
+			return -1;
+		}
+		if (rc < 0)
+			continue;
+		k = read(fd, buf + have, sizeof(buf) - 1 - have);
+		if (k <= 0) {
+			snprintf(why, len, "the client went away before it committed");
+			return -1;
+		}
+		have += k;
+		buf[have] = 0;
+		if (strchr(buf, '\n'))
+			break;
+	}
+	if (!strncmp(buf, "commit\n", 7))
+		return 0;
+	snprintf(why, len, "the client aborted (it could not put the image in place)");
+	return -1;
+}
+
 int runner_save(struct runner *r, int out_fd, const char *opts, int client_fd, char *msg,
 		size_t len)
 {
@@ -233,6 +283,22 @@ int runner_save(struct runner *r, int out_fd, const char *opts, int client_fd, c
 			xc_domain_resume(d, NULL);
 		snprintf(msg, len, "%s", err.msg);
 		return -1;
+	}
+	/* The domain is paused here; it ends, runs or stays paused only once committed. */
+	if (has_word(opts, "two-phase")) {
+		char sum[256], why[128];
+
+		summary(&st, "image complete", sum, sizeof(sum));
+		if (await_commit(client_fd, sum, why, sizeof(why))) {
+			bool resume = !was_paused && !stay_paused;
+
+			if (resume)
+				xc_domain_resume(d, NULL);
+			snprintf(msg, len, "the save was not committed: %s; the domain %s", why,
+				 resume ? "runs on as before" : "stays paused");
+			fprintf(stderr, "%s: %s: %s\n", runner_config(r)->name, "save", msg);
+			return -1;
+		}
 	}
 	if (!checkpoint && !stay_paused) {
 		summary(&st, "the domain exits", msg, len);

@@ -54,7 +54,7 @@ static int list(void)
 		if (l < 6 || strcmp(e->d_name + l - 5, ".sock"))
 			continue;
 		snprintf(name, sizeof(name), "%.*s", (int)(l - 5), e->d_name);
-		if (ctl_request(name, "status", -1, NULL, NULL, reply, sizeof(reply)) == 0) {
+		if (ctl_request(name, "status", -1, NULL, reply, sizeof(reply)) == 0) {
 			printf("%s\n", reply);
 			n++;
 		}
@@ -94,7 +94,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	rc = ctl_request(argv[1], req, -1, NULL, NULL, reply, sizeof(reply));
+	rc = ctl_request(argv[1], req, -1, NULL, reply, sizeof(reply));
 	if (rc < 0)
 		die(EXIT_USAGE, "%s", reply);
 	if (rc > 0)

@@ -374,7 +374,19 @@ bad_reader:
 		printf("}}\n");
 	}
 	sr_reader_free(r);
+	goto report;
 bad:
+	/* No header to show, but --json still owes one document: the error. */
+	if (d->json && !d->verify) {
+		printf("{\"header\":null,\"records\":[],\"verified\":false,\"error\":{\"code\":");
+		json_str(sr_strerror(err.code), 64);
+		printf(",\"index\":%lld,\"offset\":%llu,\"message\":",
+		       err.index == SR_NO_INDEX ? -1LL : (long long)err.index,
+		       (unsigned long long)err.offset);
+		json_str(err.msg, sizeof(err.msg));
+		printf("}}\n");
+	}
+report:
 	fflush(stdout);
 	sr_error_format(&err, ebuf, sizeof(ebuf));
 	pr_err("%s: %s", d->path, ebuf);

@@ -33,6 +33,9 @@ static void usage(FILE *f)
 "                           time since the save; freeze: it resumes where it stopped\n"
 "      --save-to FILE       where a guest-requested SAVE writes the next image\n"
 "  -v, --verbose            say what was restored\n"
+"      --max-memory MiB     refuse an image whose guest has more RAM than this\n"
+"                           (default: this host's MemAvailable), before anything\n"
+"                           is allocated\n"
 "  -h, --help\n"
 "\n"
 "Nothing from the image reaches a vCPU before the whole image has verified.\n"
@@ -60,6 +63,21 @@ static int restore_device(void *arg, const char *name, uint32_t version, uint32_
 	return 0;
 }
 
+/* MemAvailable, in MiB (what the kernel thinks can be had without swapping). */
+static unsigned long long mem_available_mib(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	unsigned long long kib = 0;
+	char line[128];
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kib ? kib >> 10 : ~0ull;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -69,6 +87,7 @@ int main(int argc, char **argv)
 		{ "clock", required_argument, NULL, 'k' },
 		{ "save-to", required_argument, NULL, 's' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "max-memory", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -81,6 +100,8 @@ int main(int argc, char **argv)
 	struct runner *r = NULL;
 	const char *path, *name = NULL;
 	bool paused = false, verbose = false;
+	unsigned long long max_mib = 0;
+	char *end;
 	int c, fd, rc;
 
 	sr_set_prog(argv[0]);
@@ -91,6 +112,11 @@ int main(int argc, char **argv)
 		case 'R': cfg.dirty_ring = true; break;
 		case 'v': verbose = true; break;
 		case 's': cfg.save_to = optarg; break;
+		case 'M':
+			max_mib = strtoull(optarg, &end, 10);
+			if (*end || end == optarg || !max_mib)
+				die(EXIT_USAGE, "--max-memory takes a number of MiB, not \"%s\"", optarg);
+			break;
 		case 'k':
 			if (!strcmp(optarg, "advance"))
 				ro.clock = HVMCTX_CLOCK_ADVANCE;
@@ -130,6 +156,14 @@ int main(int argc, char **argv)
 	cfg.boot_arg = img.boot_arg;
 	memcpy(cfg.uuid, img.uuid, 16);
 	cfg.verbose = verbose;
+	if (!max_mib)
+		max_mib = mem_available_mib();
+	if (cfg.mem_bytes >> 20 > max_mib)
+		die(EXIT_USAGE, "%s: the image's guest has %llu MiB of RAM, more than the %llu MiB "
+		    "allowed (%s); nothing was allocated", path,
+		    (unsigned long long)(cfg.mem_bytes >> 20), max_mib,
+		    max_mib == mem_available_mib() ? "this host's MemAvailable; --max-memory sets "
+		    "another limit" : "--max-memory");
 	if (cfg.vcpus > XC_MAX_VCPUS)
 		die(EXIT_USAGE, "%s: %u vCPUs, this build runs at most %d", path, cfg.vcpus,
 		    XC_MAX_VCPUS);

@@ -3,9 +3,13 @@
  * sr-save: save a running domain to an image.
  *
  * The domain's runner writes the image into a file descriptor we pass it
- * over its control socket: FILE.tmp, renamed to FILE only once the runner
- * reports success (having fsynced).  Whatever fails, FILE is never left
- * half-written and the domain goes on as before.
+ * over its control socket: an unnamed O_TMPFILE in FILE's directory (or
+ * FILE.tmp where the filesystem has no O_TMPFILE).  Two-phase commit: when
+ * the image is complete and fsynced the runner says "prepared" and waits,
+ * the domain paused; we put FILE in place (linkat or rename), fsync the
+ * directory with signals blocked, and only then answer "commit", after
+ * which the runner ends, resumes or keeps the domain paused.  Whatever fails
+ * before that, the domain goes on as before and FILE is not there.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,13 +21,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "ctl.h"
 #include "util.h"
 
-static char tmp_path[4096];
+static char tmp_path[4096];		/* FILE.tmp, when O_TMPFILE is not to be had */
 
 static void usage(FILE *f)
 {
@@ -76,7 +81,7 @@ static unsigned long parse_ulong(const char *opt, const char *s, unsigned long m
 
 static void on_signal(int sig)
 {
-	/* The runner sees us go and abandons the save; just take the temp file away. */
+	/* The runner sees us go and abandons the save; an O_TMPFILE vanishes by itself. */
 	if (tmp_path[0])
 		unlink(tmp_path);
 	signal(sig, SIG_DFL);
@@ -130,6 +135,144 @@ static void show_progress(const char *line, void *arg)
 		total, bytes / 1048576.0, s > 0 ? bytes / s / 1e6 : 0);
 }
 
+/* Where the image goes and how it gets its name at commit. */
+struct target {
+	const char *path;
+	int fd;
+	bool unnamed;			/* O_TMPFILE: linked into place at commit */
+	bool placed;			/* FILE now names the image */
+	char err[600];
+};
+
+static int open_target(struct target *t)
+{
+	char dir[4096];
+
+	snprintf(dir, sizeof(dir), "%s", t->path);
+	t->fd = open(dirname(dir), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (t->fd >= 0) {
+		t->unnamed = true;
+		return 0;
+	}
+	/* No O_TMPFILE here (9p, older filesystems): a named temporary. */
+	snprintf(tmp_path, sizeof(tmp_path), "%s.tmp", t->path);
+	t->fd = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (t->fd < 0) {
+		int e = errno;
+
+		tmp_path[0] = 0;
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+/* Gives the complete image its name: FILE appears whole or not at all. */
+static int place_target(struct target *t)
+{
+	char proc[64], side[4200], dir[4096];
+	int dfd;
+
+	if (t->unnamed) {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", t->fd);
+		if (linkat(AT_FDCWD, proc, AT_FDCWD, t->path, AT_SYMLINK_FOLLOW)) {
+			if (errno != EEXIST)
+				goto fail;
+			/* Replacing an older image: link beside it, then rename over it. */
+			snprintf(side, sizeof(side), "%s.sr-save-%d", t->path, (int)getpid());
+			if (linkat(AT_FDCWD, proc, AT_FDCWD, side, AT_SYMLINK_FOLLOW))
+				goto fail;
+			if (rename(side, t->path)) {
+				int e = errno;
+
+				unlink(side);
+				errno = e;
+				goto fail;
+			}
+		}
+	} else if (rename(tmp_path, t->path)) {
+		goto fail;
+	}
+	tmp_path[0] = 0;
+	t->placed = true;
+	snprintf(dir, sizeof(dir), "%s", t->path);
+	dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd)) {
+		snprintf(t->err, sizeof(t->err), "fsync of %s's directory: %s", t->path,
+			 strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
+		return -1;
+	}
+	close(dfd);
+	return 0;
+fail:
+	snprintf(t->err, sizeof(t->err), "putting the image in place as %s: %s", t->path,
+		 strerror(errno));
+	return -1;
+}
+
+static void set_signals(void (*h)(int))
+{
+	signal(SIGINT, h);
+	signal(SIGTERM, h);
+	signal(SIGHUP, h);
+}
+
+static void block_signals(bool block)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+}
+
+struct save_ctx {
+	struct progress *prog;
+	struct target *t;
+	bool to_stdout;
+};
+
+/*
+ * "prepared": the image is complete, the domain waits paused.  Signals stay
+ * blocked from here to the end of the request: a ^C can no longer split
+ * "FILE is there" from "the domain knows it is".
+ */
+static int on_prepared(const char *line, void *arg)
+{
+	struct save_ctx *c = arg;
+
+	(void)line;
+	block_signals(true);
+	if (c->prog->shown)
+		fputc('\n', stderr);
+	c->prog->shown = false;
+	if (c->to_stdout)
+		return 0;	/* every byte went to stdout: that is all "committed" can mean */
+	if (place_target(c->t))
+		return -1;
+	if (close(c->t->fd)) {
+		snprintf(c->t->err, sizeof(c->t->err), "closing the image: %s", strerror(errno));
+		c->t->fd = -1;
+		return -1;
+	}
+	c->t->fd = -1;
+	/* Testing aid: hold the commit window open so tests can signal into it. */
+	if (getenv("SR_SAVE_COMMIT_DELAY_MS"))
+		usleep(1000 * atoi(getenv("SR_SAVE_COMMIT_DELAY_MS")));
+	return 0;
+}
+
+static void on_progress(const char *line, void *arg)
+{
+	struct save_ctx *c = arg;
+
+	show_progress(line, c->prog);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -153,8 +296,11 @@ int main(int argc, char **argv)
 	unsigned long downtime = 0, iters = 0, factor = 0;
 	const char *compress = "lz4", *dom, *path;
 	struct progress prog = { 0 };
-	char req[320], reply[1024], dirbuf[4096];
-	int c, fd, rc, dfd;
+	struct target t = { .fd = -1 };
+	struct save_ctx sc = { .prog = &prog, .t = &t };
+	struct ctl_hooks hooks = { .on_progress = on_progress, .on_prepared = on_prepared, .arg = &sc };
+	char req[340], reply[1024];
+	int c, fd, rc;
 
 	sr_set_prog(argv[0]);
 	while ((c = getopt_long(argc, argv, "lcpqh", opts, NULL)) != -1) {
@@ -194,6 +340,8 @@ int main(int argc, char **argv)
 	dom = argv[optind];
 	path = argv[optind + 1];
 	to_stdout = !strcmp(path, "-");
+	t.path = path;
+	sc.to_stdout = to_stdout;
 	if (to_stdout && isatty(STDOUT_FILENO))
 		die(EXIT_USAGE, "refusing to write an image to a terminal");
 
@@ -201,16 +349,11 @@ int main(int argc, char **argv)
 	if (to_stdout) {
 		fd = STDOUT_FILENO;
 	} else {
-		snprintf(tmp_path, sizeof(tmp_path), "%s.tmp", path);
-		signal(SIGINT, on_signal);
-		signal(SIGTERM, on_signal);
-		signal(SIGHUP, on_signal);
-		fd = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd < 0) {
-			tmp_path[0] = 0;
-			die(EXIT_USAGE, "%s.tmp: %s%s", path, strerror(errno),
+		set_signals(on_signal);
+		if (open_target(&t))
+			die(EXIT_USAGE, "%s: %s%s", tmp_path[0] ? tmp_path : path, strerror(errno),
 			    errno == EEXIST ? " (another save in progress? remove it if not)" : "");
-		}
+		fd = t.fd;
 	}
 	if (live)
 		snprintf(live_req, sizeof(live_req), " live dirty-track=%s downtime-ms=%lu max-iters=%lu "
@@ -219,38 +362,28 @@ int main(int argc, char **argv)
 	else if (downtime || iters || factor || throttle || strcmp(track, "auto"))
 		die(EXIT_USAGE, "--dirty-track, --downtime-ms, --max-iters, --max-bytes-factor and "
 		    "--throttle need --live");
-	snprintf(req, sizeof(req), "save%s%s%s compress=%s", checkpoint ? " checkpoint" : "",
+	snprintf(req, sizeof(req), "save two-phase%s%s%s compress=%s", checkpoint ? " checkpoint" : "",
 		 paused ? " paused" : "", live_req, compress);
 	prog.tty = !quiet && isatty(STDERR_FILENO);
 	prog.stats = prog.stats && !quiet;
 	clock_gettime(CLOCK_MONOTONIC, &prog.t0);
-	rc = ctl_request(dom, req, fd, show_progress, &prog, reply, sizeof(reply));
+	rc = ctl_request(dom, req, fd, &hooks, reply, sizeof(reply));
 	if (prog.shown)
 		fputc('\n', stderr);
 	if (rc != 0) {
-		if (!to_stdout) {
-			close(fd);
+		if (t.fd >= 0)
+			close(t.fd);
+		if (tmp_path[0])
 			unlink(tmp_path);
-		}
-		die(rc < 0 ? EXIT_USAGE : 1, "%s%s", reply,
-		    rc > 0 ? "; the domain runs on as before" : "");
+		/* Placed but not committed (the runner timed out or went away): no image. */
+		if (t.placed && unlink(path) == 0)
+			pr_err("removed %s again: the domain did not take the commit", path);
+		die(rc < 0 ? EXIT_USAGE : 1, "%s%s%s%s", t.err[0] ? t.err : "", t.err[0] ? "; " : "",
+		    reply, rc > 0 && !strstr(reply, "the domain ") ? "; the domain runs on as before" : "");
 	}
-	if (!to_stdout) {
-		/* The runner fsynced the data; make the name durable too. */
-		if (close(fd) || rename(tmp_path, path)) {
-			int e = errno;
-
-			die(1, "the image is complete in %s but could not be renamed to %s: %s",
-			    tmp_path, path, strerror(e));
-		}
-		tmp_path[0] = 0;
-		snprintf(dirbuf, sizeof(dirbuf), "%s", path);
-		dfd = open(dirname(dirbuf), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd >= 0) {
-			fsync(dfd);
-			close(dfd);
-		}
-	}
+	/* Committed: a signal held back during the commit no longer undoes anything. */
+	set_signals(SIG_IGN);
+	block_signals(false);
 	if (!quiet)
 		pr_info("%s: %s: %s", sr_prog, to_stdout ? "stdout" : path, reply);
 	return 0;

@@ -2,6 +2,7 @@
 /* VM lifecycle: /dev/kvm, capabilities, the VM, its memory and its events. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -288,6 +289,17 @@ int xc_mem_add(struct xc_domain *d, uint64_t gpa, uint64_t size, struct xc_error
 		return -1;
 	}
 	d->nregions++;
+	return 0;
+}
+
+int xc_mem_discard(struct xc_domain *d, unsigned slot, uint64_t off, uint64_t len,
+		   struct xc_error *err)
+{
+	if (slot >= d->nregions || off > d->regions[slot].size || len > d->regions[slot].size - off)
+		return xc_set_error(err, 0, "discard of slot %u +0x%llx outside it", slot,
+				    (unsigned long long)off);
+	if (fallocate(d->regions[slot].memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len))
+		return xc_set_error(err, errno, "punching a hole in guest memory");
 	return 0;
 }
 

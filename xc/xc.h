@@ -104,6 +104,13 @@ struct xc_region {
 };
 unsigned xc_mem_regions(const struct xc_domain *d, const struct xc_region **regions);
 
+/*
+ * Hands [off, off+len) of a region's memory back to the host (a hole punched
+ * in its memfd): it reads as zero again and costs no memory.
+ */
+int xc_mem_discard(struct xc_domain *d, unsigned slot, uint64_t off, uint64_t len,
+		   struct xc_error *err);
+
 /* Host address for [gpa, gpa+len) if it lies inside one region, else NULL. */
 void *xc_gpa_to_hva(const struct xc_domain *d, uint64_t gpa, uint64_t len);
 
