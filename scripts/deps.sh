@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Installs the Debian packages sr needs that are missing.  Usage: deps.sh [build|box|bench|all]
+# Installs the Debian packages sr needs that are missing.  Usage: deps.sh [build|box|bench|fuzz|all]
 set -eu
 build_pkgs="gcc make pkg-config libxxhash-dev liblz4-dev libcriterion-dev python3"
 test_pkgs="man-db"		# tests/manpages.sh renders every man page
 box_pkgs="qemu-system-x86 busybox-static cpio"
 bench_pkgs="gnuplot-nox bsdextrautils"
+fuzz_pkgs="clang libclang-rt-dev"
 case "${1:-all}" in
 	build) want=$build_pkgs ;;
 	box) want=$box_pkgs ;;
 	bench) want=$bench_pkgs ;;
+	fuzz) want=$fuzz_pkgs ;;
 	all) want="$build_pkgs $test_pkgs $box_pkgs" ;;
-	*) echo "usage: $0 [build|box|bench|all]" >&2; exit 2 ;;
+	*) echo "usage: $0 [build|box|bench|fuzz|all]" >&2; exit 2 ;;
 esac
 missing=
 for p in $want; do
