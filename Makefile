@@ -46,7 +46,7 @@ LIBSR_OBJS := $(LIBSR_SRCS:%.c=$(O)/%.o)
 LIBSR_SONAME := libsr.so.0
 XC_SRCS   := xc/domain.c xc/vcpu.c xc/dirty.c xc/boot.c xc/linux.c xc/probe.c
 XC_OBJS   := $(XC_SRCS:%.c=$(O)/%.o)
-HVMCTX_SRCS := hvmctx/vcpu.c hvmctx/vm.c hvmctx/save.c hvmctx/restore.c
+HVMCTX_SRCS := hvmctx/vcpu.c hvmctx/vm.c hvmctx/save.c hvmctx/restore.c hvmctx/cpu.c
 HVMCTX_OBJS := $(HVMCTX_SRCS:%.c=$(O)/%.o)
 RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/runner_save.o $(O)/tools/serial8250.o \
                $(O)/tools/ctl.o $(O)/tools/util.o $(O)/tools/host.o \
@@ -146,7 +146,7 @@ $(O)/tests/bench-%: $(O)/tests/bench_%.o $(O)/libsr.a
 .SECONDARY:
 
 # ------------------------------------------------------------------ tests
-.PHONY: converge fuzz fuzz-ci
+.PHONY: converge fuzz fuzz-ci soak faults
 .PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install clean demo sr-bench
 
 check: check-unit check-tools check-kvm
@@ -185,6 +185,13 @@ sr-bench: all
 # Live-save convergence on the demo's workload: 10 saves against the targets.
 converge: all $(LINUX_INITRD) $(LINUX_KERNEL)
 	$(Q)O=$(O) tests/on-kvm.sh converge tests/converge-kvm.sh
+
+# Long campaigns on real KVM (CI runs a sample of each inside check-kvm).
+soak: all
+	$(Q)O=$(O) tests/on-kvm.sh soak tests/soak-kvm.sh
+
+faults: all
+	$(Q)O=$(O) tests/on-kvm.sh faults tests/faults-kvm.sh
 
 demo: deps all $(LINUX_INITRD) $(LINUX_KERNEL)
 	$(Q)O=$(O) tests/on-kvm.sh demo tests/demo-kvm.sh

@@ -6,6 +6,16 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "sr.h"
+#include "xc.h"
+
+/*
+ * CPU compatibility (cpu.c): the image's CPUID feature bits and MSR list
+ * against what this host's KVM offers; fails naming what is missing.
+ */
+int hvmctx_check_cpu(struct xc_domain *d, const struct sr_record *vcpu, struct xc_error *err);
+int hvmctx_check_msrs(struct xc_domain *d, const struct sr_record *vcpu, struct xc_error *err);
+
 static inline uint64_t hvmctx_now_ns(void)
 {
 	struct timespec ts;

@@ -245,6 +245,13 @@ int hvmctx_restore_finish(struct hvmctx_restore *rs, struct xc_domain *d,
 	if (read_stream(rs, d, st, err))
 		return -1;
 
+	/* Can this host's KVM run what the guest was using?  Asked before any vCPU exists. */
+	for (unsigned i = 0; i < rs->img.vcpus; i++)
+		if (hvmctx_check_cpu(d, &rs->vcpu[i].rec, err))
+			return -1;
+	if (hvmctx_check_msrs(d, &rs->vcpu[0].rec, err))
+		return -1;
+
 	/* The whole image has verified: now state goes into KVM, one vCPU at a time. */
 	for (unsigned i = 0; i < rs->img.vcpus; i++) {
 		struct xc_vcpu *v = xc_vcpu_create(d, i, err);

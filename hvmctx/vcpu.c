@@ -241,9 +241,40 @@ static int msr_list(struct xc_vcpu *v, uint32_t *out, uint32_t *n, struct xc_err
 	return 0;
 }
 
+/*
+ * KVM_GET_MSRS / KVM_SET_MSRS in chunks: KVM refuses 256 or more entries in
+ * one call (MAX_IO_MSRS).  Returns how many were done in all, stopping at
+ * the first chunk that came up short, or -1.
+ */
+#define MSR_CHUNK 128
+
+static int msrs_chunked(struct xc_vcpu *v, unsigned long req, struct kvm_msrs *m)
+{
+	struct { struct kvm_msrs h; struct kvm_msr_entry e[MSR_CHUNK]; } c;
+	uint32_t done = 0;
+
+	while (done < m->nmsrs) {
+		uint32_t k = m->nmsrs - done < MSR_CHUNK ? m->nmsrs - done : MSR_CHUNK;
+		int r;
+
+		memset(&c.h, 0, sizeof(c.h));
+		c.h.nmsrs = k;
+		memcpy(c.e, &m->entries[done], k * sizeof(c.e[0]));
+		r = ioctl(xc_vcpu_fd(v), req, &c);
+		if (r < 0)
+			return done ? (int)done : -1;
+		if (req == KVM_GET_MSRS)
+			memcpy(&m->entries[done], c.e, r * sizeof(c.e[0]));
+		done += r;
+		if ((uint32_t)r < k)
+			break;
+	}
+	return done;
+}
+
 static int cap_msrs(struct xc_vcpu *v, void **data, uint32_t *len, struct xc_error *err)
 {
-	uint32_t idx[MAX_MSRS + 16], n = 0, tsc = 0;
+	uint32_t idx[MAX_MSRS + 16], n = 0;
 	struct kvm_msrs *m;
 	int got;
 
@@ -258,21 +289,12 @@ static int cap_msrs(struct xc_vcpu *v, void **data, uint32_t *len, struct xc_err
 	m->nmsrs = n;
 	for (uint32_t i = 0; i < n; i++)
 		m->entries[i].index = idx[i];
-	got = ioctl(xc_vcpu_fd(v), KVM_GET_MSRS, m);
+	got = msrs_chunked(v, KVM_GET_MSRS, m);
 	if (got != (int)n)
 		return xc_set_error(err, got < 0 ? errno : 0,
 				    "KVM_GET_MSRS on vCPU %u read %d of %u MSRs (stopped at 0x%x)",
 				    xc_vcpu_id(v), got, n, got >= 0 && got < (int)n ? idx[got] : 0);
-	for (uint32_t i = 0; i < n; i++) {
-		if (m->entries[i].index == MSR_IA32_TSC)
-			tsc = i + 1;
-		/*
-		 * A zero deadline would disarm a TSC-deadline timer for good on
-		 * restore; the current TSC fires it at once instead.
-		 */
-		if (m->entries[i].index == MSR_IA32_TSC_DEADLINE && !m->entries[i].data && tsc)
-			m->entries[i].data = m->entries[tsc - 1].data;
-	}
+	/* A TSC deadline of 0 means "not armed" and is restored as such. */
 	m->pad = 0;
 	return 0;
 }
@@ -283,7 +305,7 @@ static int app_msrs(struct xc_vcpu *v, const void *data, uint32_t len, struct xc
 	int set;
 
 	(void)len;
-	set = ioctl(xc_vcpu_fd(v), KVM_SET_MSRS, m);
+	set = msrs_chunked(v, KVM_SET_MSRS, (struct kvm_msrs *)m);
 	if (set != (int)m->nmsrs)
 		return xc_set_error(err, set < 0 ? errno : 0,
 				    "KVM_SET_MSRS on vCPU %u set %d of %u MSRs (refused 0x%x)",

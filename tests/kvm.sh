@@ -594,6 +594,18 @@ if want live-failure; then
 	fi
 fi
 
+# Samples of the long campaigns (make soak: 1,000 cycles; make faults: 100 trials).
+if want soak-sample; then
+	if SR_SOAK_CYCLES=50 O=$O tests/soak-kvm.sh >"$tmp/soak.out" 2>&1; then
+		ok "soak-sample: $(grep '^soak: [0-9]* save' "$tmp/soak.out"); $(grep '^soak: cycles' "$tmp/soak.out" | cut -c7-)"
+	else bad "soak-sample" "$tmp/soak.out"; fi
+fi
+if want faults-sample; then
+	if SR_FAULTS=12 O=$O tests/faults-kvm.sh >"$tmp/faults.out" 2>&1; then
+		ok "faults-sample: 12 saves hit by kills and ENOSPC: domain ran on every time, every FILE absent or complete and restorable; $(head -1 "$tmp/faults.out" | cut -c9-)"
+	else bad "faults-sample" "$tmp/faults.out"; fi
+fi
+
 # ------------------------------------------------------------------ Linux guest
 kernel=build/box/kernel/vmlinuz
 initrd=$O/guest/linux-initramfs.cpio.gz

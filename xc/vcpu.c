@@ -71,7 +71,10 @@ static int set_vcpu_cpuid(struct xc_vcpu *v, struct xc_error *err)
 	if ((e = cpuid_find(c, 1, 0))) {
 		e->ebx = (e->ebx & 0x00ffffff) | (v->id << 24);
 		e->ecx |= 1u << 31;		/* hypervisor present */
+		e->ecx &= ~(1u << 5);		/* no VMX: nested state is not saved */
 	}
+	if ((e = cpuid_find(c, 0x80000001, 0)))
+		e->ecx &= ~(1u << 2);		/* no SVM, for the same reason */
 	for (uint32_t i = 0; i < c->nent; i++)
 		if (c->entries[i].function == 0xb || c->entries[i].function == 0x1f)
 			c->entries[i].edx = v->id;
