@@ -51,10 +51,11 @@ for i in $(seq 1 "$n"); do
 		rm -f "$tmp/reader.pid"
 		( $O/sr-save -c -q $live fv - 2>"$tmp/save.err" |
 		  { echo $BASHPID > "$tmp/reader.pid"; exec cat > "$img"; } ) &
+		ppid=$!
 		sleep "$(awk -v m=$delay_ms 'BEGIN { print m / 1000 }')"
 		# Only our reader: the box relays its console through processes of its own.
 		[ -s "$tmp/reader.pid" ] && kill -$fault "$(cat "$tmp/reader.pid")" 2>/dev/null
-		wait
+		wait $ppid
 	fi
 	# The domain must be running again (a save that did not commit resumes it).
 	state=

@@ -34,7 +34,7 @@ want() {
 	[ -z "$only" ] || [[ " $only " == *" $1 "* ]] || return 1
 	reap_timeout
 	fail_at_start=$fail
-	echo "$1 $(date +%s)" > "$tmp/.current"
+	echo "$1 $(date +%s) ${2:-$limit}" > "$tmp/.current"
 }
 
 # Prints the pids of every descendant of pid $1.
@@ -49,10 +49,10 @@ descendants() {
 main_pid=$$
 ( ( echo $BASHPID > "$tmp/.watchdog"
     while sleep 5; do
-	read -r name start < "$tmp/.current" 2>/dev/null || continue
-	if [ $(( $(date +%s) - start )) -ge "$limit" ] && [ "$name" != "${killed:-}" ]; then
+	read -r name start lim < "$tmp/.current" 2>/dev/null || continue
+	if [ $(( $(date +%s) - start )) -ge "${lim:-$limit}" ] && [ "$name" != "${killed:-}" ]; then
 		killed=$name
-		echo "kvm.sh: test '$name' ran past its ${limit} s limit; its processes:"
+		echo "kvm.sh: test '$name' ran past its ${lim:-$limit} s limit; its processes:"
 		pids=$(descendants "$main_pid")
 		[ -n "$pids" ] && ps -o pid,stat,wchan:24,etime,args -p "$(echo $pids | tr ' ' ,)" 2>/dev/null
 		echo "$name" > "$tmp/.timedout"
@@ -595,13 +595,15 @@ if want live-failure; then
 fi
 
 # Samples of the long campaigns (make soak: 1,000 cycles; make faults: 100 trials).
-if want soak-sample; then
-	if SR_SOAK_CYCLES=50 O=$O tests/soak-kvm.sh >"$tmp/soak.out" 2>&1; then
+# These run longer than most (more so under ASan): their own limits, and a
+# progress line on the console so the box's idle watchdog sees them alive.
+if want soak-sample 600; then
+	if SR_SOAK_CYCLES=50 SR_SOAK_EVERY=10 O=$O tests/soak-kvm.sh 2>&1 | tee "$tmp/soak.out" | grep --line-buffered '^soak: [0-9]*/'; [ "${PIPESTATUS[0]}" -eq 0 ]; then
 		ok "soak-sample: $(grep '^soak: [0-9]* save' "$tmp/soak.out"); $(grep '^soak: cycles' "$tmp/soak.out" | cut -c7-)"
 	else bad "soak-sample" "$tmp/soak.out"; fi
 fi
-if want faults-sample; then
-	if SR_FAULTS=12 O=$O tests/faults-kvm.sh >"$tmp/faults.out" 2>&1; then
+if want faults-sample 600; then
+	if SR_FAULTS=12 O=$O tests/faults-kvm.sh 2>&1 | tee "$tmp/faults.out" | grep --line-buffered '^ok   trial\|^FAIL' | sed 's/^/     faults-sample /'; [ "${PIPESTATUS[0]}" -eq 0 ]; then
 		ok "faults-sample: 12 saves hit by kills and ENOSPC: domain ran on every time, every FILE absent or complete and restorable; $(head -1 "$tmp/faults.out" | cut -c9-)"
 	else bad "faults-sample" "$tmp/faults.out"; fi
 fi

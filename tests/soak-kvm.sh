@@ -31,7 +31,7 @@ for i in $(seq 1 "$n"); do
 	up sk || { why="restore $i did not come up: $(tail -2 "$tmp/sk.out")"; break; }
 	save_ms=$((save_ms + b - a)) restore_ms=$((restore_ms + $(ms) - c))
 	done_n=$i
-	[ $((i % 50)) -eq 0 ] && echo "soak: $i/$n cycles, $(( ($(ms) - t0) / 1000 )) s"
+	[ $((i % ${SR_SOAK_EVERY:-50})) -eq 0 ] && echo "soak: $i/$n cycles, $(( ($(ms) - t0) / 1000 )) s"
 done
 $O/sr-ctl sk finish >/dev/null 2>&1
 wait; rc=$?
