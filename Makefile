@@ -159,7 +159,7 @@ check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log 
 	$(Q)O=$(O) tests/host.sh
 	$(Q)O=$(O) tests/manpages.sh
 
-KVM_DEPS := $(TOOLS) $(GUEST) $(O)/tests/kvm-dirty-log $(LINUX_INITRD) $(LINUX_KERNEL)
+KVM_DEPS := $(TOOLS) $(GUEST) $(O)/tests/kvm-dirty-log $(O)/tests/imgedit $(LINUX_INITRD) $(LINUX_KERNEL)
 
 # KVM tests run on real KVM: natively when this host has /dev/kvm, else in
 # the nested box.  Neither path skips.
@@ -246,6 +246,10 @@ clean:
 $(O)/tests/kvm-dirty-log: $(O)/tests/kvm_dirty_log.o $(XC_OBJS)
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ -lpthread
+
+$(O)/tests/imgedit: $(O)/tests/imgedit.o $(O)/libsr.a
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(O)/tests/mkimage: $(O)/tests/mkimage.o $(O)/libsr.a
 	$(E) "  LD      $@"

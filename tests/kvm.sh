@@ -368,6 +368,28 @@ if want signal; then
 	fi
 fi
 
+if want cpu-compat; then
+	# An image from a host with features this one lacks: refused before any
+	# vCPU exists, naming them (the image itself is sound and verifies).
+	$O/sr-run --name cc --memory 32 --rounds 3 --save-round 1 --save-to "$tmp/cc.img" \
+		--quiet-guest "$guest" >/dev/null 2>&1
+	$O/tests/imgedit cpuid 7 0 3 24 "$tmp/cc.img" "$tmp/cc-amx.img"
+	$O/tests/imgedit msr 0xc0011fff "$tmp/cc.img" "$tmp/cc-msr.img"
+	for k in amx msr; do
+		$O/sr-dump --verify "$tmp/cc-$k.img" || bad "cpu-compat: the $k image does not verify"
+		$O/sr-restore --name cc$k "$tmp/cc-$k.img" >"$tmp/cc-$k.out" 2>&1; rc=$?
+		case $k in amx) want_msg='does not offer: amx-tile' ;; msr) want_msg='does not know: 0xc0011fff' ;; esac
+		if [ $rc -eq 2 ] && grep -q "$want_msg" "$tmp/cc-$k.out" && [ "$(wc -l < "$tmp/cc-$k.out")" -eq 1 ]; then
+			ok "cpu-compat: $(cut -c1-160 "$tmp/cc-$k.out")"
+		else
+			bad "cpu-compat ($k): sr-restore exited $rc" "$tmp/cc-$k.out"
+		fi
+	done
+	$O/sr-restore --name ccok "$tmp/cc.img" >"$tmp/cc-ok.out" 2>&1; rc=$?
+	if [ $rc -eq 0 ] && grep -q '^PASS' "$tmp/cc-ok.out"; then ok "cpu-compat: the unedited image restores: PASS"
+	else bad "cpu-compat: the unedited image exited $rc" "$tmp/cc-ok.out"; fi
+fi
+
 if want zero-pages; then
 	# A 1 GiB guest that touched ~10 MiB: its image is mostly ZERO pages, which
 	# a restore must not turn into committed memory.

@@ -238,6 +238,16 @@ static void append_record(struct buf *b, uint32_t type, const void *body, uint32
 	b->len += total;
 }
 
+/* Inserts a copy of record i right after it. */
+static void duplicate_record(struct image *img, int i)
+{
+	cr_assert_lt(img->n, 64);
+	memmove(&img->rec[i + 1], &img->rec[i], (img->n - i) * sizeof(img->rec[0]));
+	img->n++;
+	img->rec[i + 1].body = malloc(img->rec[i].len);
+	memcpy(img->rec[i + 1].body, img->rec[i].body, img->rec[i].len);
+}
+
 static uint64_t test_seed(void)
 {
 	const char *s = getenv("SR_TEST_SEED");
@@ -640,11 +650,7 @@ Test(hostile, device_duplicates_padding_and_cap)
 	expect_reject_img(&img, SR_E_PADDING, "byte after the device name's NUL");
 	dv->name[30] = 0;
 	/* The same device and instance twice. */
-	cr_assert_lt(img.n, 64);
-	memmove(&img.rec[i + 1], &img.rec[i], (img.n - i) * sizeof(img.rec[0]));
-	img.n++;
-	img.rec[i + 1].body = malloc(img.rec[i].len);
-	memcpy(img.rec[i + 1].body, img.rec[i].body, img.rec[i].len);
+	duplicate_record(&img, i);
 	expect_reject_img(&img, SR_E_DUPLICATE, "a device twice");
 	/* Another instance of the same device is a different device. */
 	((struct sr_rec_device *)img.rec[i + 1].body)->instance++;
@@ -706,11 +712,7 @@ Test(hostile, throttle_fields_and_order)
 	expect_reject_img(&img, SR_E_SEQUENCE, "THROTTLE for a closed round");
 	t->iteration = it;
 	/* The same round throttled twice. */
-	cr_assert_lt(img.n, 64);
-	memmove(&img.rec[i + 1], &img.rec[i], (img.n - i) * sizeof(img.rec[0]));
-	img.n++;
-	img.rec[i + 1].body = malloc(img.rec[i].len);
-	memcpy(img.rec[i + 1].body, img.rec[i].body, img.rec[i].len);
+	duplicate_record(&img, i);
 	expect_reject_img(&img, SR_E_SEQUENCE, "two THROTTLE records for one round");
 }
 

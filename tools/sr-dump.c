@@ -62,6 +62,18 @@ static bool shown(const struct dump *d, uint32_t type)
 	return false;
 }
 
+/* ,"error":{...}} closing the JSON document. */
+static void print_json_error(const struct sr_error *err)
+{
+	printf(",\"error\":{\"code\":");
+	json_str(sr_strerror(err->code), 64);
+	printf(",\"index\":%lld,\"offset\":%llu,\"message\":",
+	       err->index == SR_NO_INDEX ? -1LL : (long long)err->index,
+	       (unsigned long long)err->offset);
+	json_str(err->msg, sizeof(err->msg));
+	printf("}}\n");
+}
+
 static void print_header(struct dump *d, const struct sr_ihdr *h)
 {
 	time_t t = h->created_ns / 1000000000ull;
@@ -365,26 +377,15 @@ static int dump(struct dump *d, int fd)
 bad_reader:
 	if (d->json && !d->verify) {
 		print_totals(d, r, false);
-		printf(",\"error\":{\"code\":");
-		json_str(sr_strerror(err.code), 64);
-		printf(",\"index\":%lld,\"offset\":%llu,\"message\":",
-		       err.index == SR_NO_INDEX ? -1LL : (long long)err.index,
-		       (unsigned long long)err.offset);
-		json_str(err.msg, sizeof(err.msg));
-		printf("}}\n");
+		print_json_error(&err);
 	}
 	sr_reader_free(r);
 	goto report;
 bad:
 	/* No header to show, but --json still owes one document: the error. */
 	if (d->json && !d->verify) {
-		printf("{\"header\":null,\"records\":[],\"verified\":false,\"error\":{\"code\":");
-		json_str(sr_strerror(err.code), 64);
-		printf(",\"index\":%lld,\"offset\":%llu,\"message\":",
-		       err.index == SR_NO_INDEX ? -1LL : (long long)err.index,
-		       (unsigned long long)err.offset);
-		json_str(err.msg, sizeof(err.msg));
-		printf("}}\n");
+		printf("{\"header\":null,\"records\":[],\"verified\":false");
+		print_json_error(&err);
 	}
 report:
 	fflush(stdout);

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * imgedit: rewrites a valid image with one semantic change and fresh
+ * checksums, to test what a restore does with an image from another host.
+ *   imgedit cpuid LEAF SUB REG BIT IN OUT   set a CPUID feature bit (REG 0..3 = eax..edx)
+ *   imgedit msr INDEX IN OUT                 rename the first MSR to INDEX
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <linux/kvm.h>
+
+#include "sr.h"
+
+static uint32_t leaf, sub, reg, bit, msr;
+static int mode;		/* 1 cpuid, 2 msr */
+
+/* Edits the CPUID or MSRS block of a VCPU_CONTEXT body in place. */
+static void edit_context(uint8_t *body, uint32_t len)
+{
+	struct sr_rec_context *c = (void *)body;
+	uint8_t *p = body + sizeof(*c), *end = body + len;
+
+	for (uint32_t b = 0; b < c->block_count && p + 8 <= end; b++) {
+		struct sr_block_hdr *h = (void *)p;
+		struct sr_blk_count *cnt = (void *)(h + 1);
+
+		if (mode == 1 && h->kind == SR_BLK_CPUID) {
+			struct kvm_cpuid_entry2 *e = (void *)(cnt + 1);
+
+			for (uint32_t i = 0; i < cnt->count; i++)
+				if (e[i].function == leaf && (e[i].index == sub ||
+				    !(e[i].flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX)))
+					(&e[i].eax)[reg] |= 1u << bit;
+		}
+		if (mode == 2 && h->kind == SR_BLK_MSRS && cnt->count)
+			((struct kvm_msr_entry *)(cnt + 1))->index = msr;
+		p += sizeof(*h) + (h->length + 7) / 8 * 8;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct sr_image_info info = { .creator = "imgedit" };
+	struct sr_error err;
+	struct sr_record rec;
+	struct sr_reader *r;
+	struct sr_writer *w;
+	char buf[512];
+	int in, out, rc;
+
+	if (argc == 8 && !strcmp(argv[1], "cpuid")) {
+		mode = 1;
+		leaf = strtoul(argv[2], NULL, 0);
+		sub = strtoul(argv[3], NULL, 0);
+		reg = strtoul(argv[4], NULL, 0) & 3;
+		bit = strtoul(argv[5], NULL, 0) & 31;
+	} else if (argc == 5 && !strcmp(argv[1], "msr")) {
+		mode = 2;
+		msr = strtoul(argv[2], NULL, 0);
+	} else {
+		fprintf(stderr, "usage: imgedit cpuid LEAF SUB REG BIT IN OUT | msr INDEX IN OUT\n");
+		return 2;
+	}
+	in = open(argv[argc - 2], O_RDONLY);
+	out = open(argv[argc - 1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (in < 0 || out < 0 || !(r = sr_reader_open(in, &err))) {
+		fprintf(stderr, "imgedit: cannot open the images\n");
+		return 2;
+	}
+	info.flags = sr_reader_header(r)->flags;
+	w = sr_writer_open(out, &info, 0, &err);
+	while (w && (rc = sr_reader_next(r, &rec, &err)) == 1) {
+		uint8_t *body;
+
+		if (rec.type == SR_REC_END)
+			continue;
+		body = malloc(rec.length ? rec.length : 1);
+		memcpy(body, rec.body, rec.length);
+		if (rec.type == SR_REC_VCPU_CONTEXT)
+			edit_context(body, rec.length);
+		rc = sr_write_record(w, rec.type, body, rec.length, &err);
+		free(body);
+		if (rc)
+			break;
+	}
+	if (!w || rc < 0 || sr_write_end(w, &err)) {
+		fprintf(stderr, "imgedit: %s\n", sr_error_format(&err, buf, sizeof(buf)));
+		return 1;
+	}
+	sr_writer_free(w);
+	sr_reader_free(r);
+	return close(out) ? 1 : 0;
+}
