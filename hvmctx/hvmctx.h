@@ -105,6 +105,8 @@ struct hvmctx_save_opts {
 	unsigned ndevices;
 	/* Called once the domain is paused, just before the DEVICE records are written. */
 	void (*capture_devices)(void *arg);
+	/* Non-zero aborts the save; a write stuck on it gives up when signalled. */
+	const volatile int *cancel;
 	/* Called about every 1024 pages; returning non-zero aborts the save. */
 	int (*progress)(void *arg, uint64_t pages_done, uint64_t pages_total, uint64_t bytes);
 	void *progress_arg;

@@ -53,6 +53,7 @@ struct save {
 	uint64_t throttled_before;	/* the vCPUs' throttled time when the save began */
 	uint8_t throttle[XC_MAX_VCPUS];	/* live: each vCPU's throttle this round */
 	uint32_t harvested[XC_MAX_VCPUS];	/* ring: entries harvested by the round's start */
+	struct hvmctx_set hvm, vcpu[XC_MAX_VCPUS];	/* captured at the pause */
 };
 
 static uint64_t words(const struct xc_region *r)
@@ -248,41 +249,42 @@ static bool throttle_update(struct save *s, uint64_t sent, uint64_t dirty)
 }
 
 /* Everything after the last page: contexts, devices, END. */
-static int write_state(struct save *s, const struct kvm_clock_data *clock)
+/*
+ * The CPU and VM state, captured the moment the vCPUs stop (with the clock),
+ * not after the last pages are written: the TSC keeps counting while a big
+ * remainder is sent, and guest time must be read from one instant.
+ */
+static int capture_state(struct save *s, const struct kvm_clock_data *clock)
 {
-	struct hvmctx_set set = { .n = 0 };
-	int rc = -1;
-
-	if (hvmctx_capture_vm(s->d, clock, &set, s->err))
+	if (hvmctx_capture_vm(s->d, clock, &s->hvm, s->err))
 		return -1;
-	if (sr_write_context(s->w, SR_REC_HVM_CONTEXT, 0, set.blk, set.n, &s->se))
-		goto sr_fail;
-	hvmctx_set_free(&set);
-	for (unsigned i = 0; i < xc_domain_vcpus(s->d); i++) {
-		if (hvmctx_capture_vcpu(xc_vcpu_get(s->d, i), &set, s->err))
-			goto out;
-		if (sr_write_context(s->w, SR_REC_VCPU_CONTEXT, i, set.blk, set.n, &s->se))
-			goto sr_fail;
-		hvmctx_set_free(&set);
-	}
+	for (unsigned i = 0; i < xc_domain_vcpus(s->d); i++)
+		if (hvmctx_capture_vcpu(xc_vcpu_get(s->d, i), &s->vcpu[i], s->err))
+			return -1;
 	if (s->o->capture_devices)
 		s->o->capture_devices(s->o->progress_arg);
+	return 0;
+}
+
+/* Everything after the last page: contexts, devices, END. */
+static int write_state(struct save *s)
+{
+	if (sr_write_context(s->w, SR_REC_HVM_CONTEXT, 0, s->hvm.blk, s->hvm.n, &s->se))
+		return sr_err(s->err, &s->se);
+	for (unsigned i = 0; i < xc_domain_vcpus(s->d); i++)
+		if (sr_write_context(s->w, SR_REC_VCPU_CONTEXT, i, s->vcpu[i].blk, s->vcpu[i].n,
+				     &s->se))
+			return sr_err(s->err, &s->se);
 	for (unsigned i = 0; i < s->o->ndevices; i++) {
 		const struct hvmctx_device *dev = &s->o->devices[i];
 
 		if (sr_write_device(s->w, dev->name, dev->version, dev->instance, dev->data,
 				    dev->len, &s->se))
-			goto sr_fail;
+			return sr_err(s->err, &s->se);
 	}
 	if (sr_write_end(s->w, &s->se))
-		goto sr_fail;
-	rc = 0;
-	goto out;
-sr_fail:
-	sr_err(s->err, &s->se);
-out:
-	hvmctx_set_free(&set);
-	return rc;
+		return sr_err(s->err, &s->se);
+	return 0;
 }
 
 /* Pauses the domain, reads its clock and tells the guest it was stopped. */
@@ -304,12 +306,13 @@ static int save_cold(struct save *s)
 	struct hvmctx_round rd = { .iteration = 0, .final = true };
 	uint64_t t0 = hvmctx_now_ns();
 
-	if (stop_guest(s, false, &clock) || write_domain(s) || send_all(s))
+	if (stop_guest(s, false, &clock) || capture_state(s, &clock) || write_domain(s) ||
+	    send_all(s))
 		return -1;
 	rd.pages_sent = s->pages_done;
 	rd.bytes = sr_writer_offset(s->w);
 	rd.duration_ns = hvmctx_now_ns() - t0;
-	if (write_round(s, &rd) || write_state(s, &clock))
+	if (write_round(s, &rd) || write_state(s))
 		return -1;
 	s->st->downtime_ns = hvmctx_now_ns() - t0;
 	return 0;
@@ -399,6 +402,8 @@ static int save_live(struct save *s, bool *paused_here)
 	if (stop_guest(s, true, &clock))
 		return -1;
 	*paused_here = true;
+	if (capture_state(s, &clock))
+		return -1;
 	xc_domain_set_throttle(s->d, 0);
 	dirty = fetch_dirty(s);
 	if (dirty < 0)
@@ -415,7 +420,7 @@ static int save_live(struct save *s, bool *paused_here)
 					    .bytes = sr_writer_offset(s->w) - b0,
 					    .duration_ns = hvmctx_now_ns() - t_pause };
 	}
-	if (write_round(s, &rd) || write_state(s, &clock))
+	if (write_round(s, &rd) || write_state(s))
 		return -1;
 	s->st->downtime_ns = hvmctx_now_ns() - t_pause;
 	return 0;
@@ -451,6 +456,8 @@ int hvmctx_save(struct xc_domain *d, int fd, const struct hvmctx_save_opts *o,
 		sr_err(err, &s.se);
 		goto out;
 	}
+	if (o->cancel)
+		sr_writer_set_cancel(s.w, o->cancel);
 	rc = o->live ? save_live(&s, &paused_here) : save_cold(&s);
 	if (rc == 0) {
 		sr_batch_stats(s.b, &bs);
@@ -473,6 +480,9 @@ out:
 	}
 	for (unsigned r = 0; r < s.nregs; r++)
 		free(s.todo[r]);
+	hvmctx_set_free(&s.hvm);
+	for (unsigned i = 0; i < XC_MAX_VCPUS; i++)
+		hvmctx_set_free(&s.vcpu[i]);
 	free(s.fetched);
 	sr_writer_free(s.w);
 	sr_batch_free(s.b);

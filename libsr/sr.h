@@ -125,6 +125,13 @@ int sr_write_record_iov(struct sr_writer *w, uint32_t type,
 int sr_write_record(struct sr_writer *w, uint32_t type, const void *body,
 		    size_t len, struct sr_error *err);
 
+/*
+ * Lets a stuck write be abandoned: once *flag is non-zero, a write that a
+ * signal interrupts fails with ECANCELED instead of being retried (the
+ * caller sets the flag, then signals the writing thread).
+ */
+void sr_writer_set_cancel(struct sr_writer *w, const volatile int *flag);
+
 /* Writes the END record and flushes.  No record may follow. */
 int sr_write_end(struct sr_writer *w, struct sr_error *err);
 

@@ -33,7 +33,13 @@ struct sr_writer {
 	struct iovec iov[WR_IOV_MAX];
 	XXH3_state_t stream_state;
 	XXH3_state_t rec_state;
+	const volatile int *cancel;
 };
+
+void sr_writer_set_cancel(struct sr_writer *w, const volatile int *flag)
+{
+	w->cancel = flag;
+}
 
 static const uint8_t zeros[8];
 
@@ -57,9 +63,9 @@ int sr_writer_flush(struct sr_writer *w, struct sr_error *err)
 		ssize_t done = writev(w->fd, iov, n > IOV_MAX ? IOV_MAX : n);
 
 		if (done < 0) {
-			if (errno == EINTR)
+			if (errno == EINTR && !(w->cancel && *w->cancel))
 				continue;
-			return wr_fail(w, err, errno, "write");
+			return wr_fail(w, err, errno == EINTR ? ECANCELED : errno, "write");
 		}
 		if (done == 0)
 			return wr_fail(w, err, EIO, "write returned 0");

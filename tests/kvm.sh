@@ -30,8 +30,11 @@ reap_timeout() {
 		echo "     (the failure above: $name was killed at its ${limit} s time limit)"
 	fi
 }
+exclude=${SR_KVM_EXCLUDE:-}
+[ -z "$exclude" ] || echo "kvm: NOT run in this pass, by SR_KVM_EXCLUDE (they run in the other): $exclude"
 want() {
 	[ -z "$only" ] || [[ " $only " == *" $1 "* ]] || return 1
+	[[ " $exclude " != *" $1 "* ]] || return 1
 	reap_timeout
 	fail_at_start=$fail
 	echo "$1 $(date +%s) ${2:-$limit}" > "$tmp/.current"
@@ -365,6 +368,75 @@ if want signal; then
 	else
 		cat "$tmp/sg.save" "$tmp/sg.status" >> "$tmp/sg.out"; ls -la "$tmp" >> "$tmp/sg.out"
 		bad "signal: sr-save $src, status $strc, runner $rrc" "$tmp/sg.out"
+	fi
+fi
+
+if want console-stall; then
+	# A console reader that stops must not stop the guest: output is dropped
+	# (and said so), pause and resume still answer at once.
+	mkfifo "$tmp/con.fifo"
+	( exec cat "$tmp/con.fifo" > "$tmp/con.out" ) & cpid=$!
+	SR_CONSOLE_BYTES=4096 $O/sr-run --name cs --rounds 0 --pages 4 --delay-us 0 "$guest" \
+		>"$tmp/con.fifo" 2>"$tmp/con.err" &
+	pid=$!
+	wait_domain cs && sleep 0.5
+	kill -STOP $cpid
+	sleep 10		# the guest prints far more than the pipe (64 KiB) and 4 KiB hold
+	t0=$(date +%s%N)
+	$O/sr-ctl cs pause >/dev/null 2>&1; prc=$?
+	t1=$(date +%s%N)
+	$O/sr-ctl cs resume >/dev/null 2>&1
+	kill -CONT $cpid
+	sleep 1
+	$O/sr-ctl cs finish >/dev/null 2>&1
+	wait $pid; rrc=$?
+	wait $cpid 2>/dev/null
+	ms=$(( (t1 - t0) / 1000000 ))
+	if [ $prc -eq 0 ] && [ $ms -lt 2000 ] && [ $rrc -eq 0 ] && grep -q 'console bytes dropped' "$tmp/con.out" && grep -q '^PASS' "$tmp/con.out"; then
+		ok "console-stall: with the console reader stopped, pause answered in $ms ms, $(grep -o '[0-9]* console bytes dropped' "$tmp/con.out" | head -1), then PASS"
+	else
+		cat "$tmp/con.err" >> "$tmp/con.out"; bad "console-stall: pause $prc in $ms ms, runner $rrc" "$tmp/con.out"
+	fi
+fi
+
+if want save-control; then
+	# The runner answers during a save: status shows progress, other requests
+	# are refused as busy, cancel aborts it, and a stalled reader times out.
+	$O/sr-run --name sc --memory 256 --rounds 0 --pages 64 --delay-us 2000 --quiet-guest \
+		"$guest" >"$tmp/sc.out" 2>&1 &
+	pid=$!
+	wait_domain sc && sleep 0.3
+	# A reader that takes nothing: the save stalls on a full pipe.
+	( $O/sr-save sc - 2>"$tmp/sc.save" | sleep 30 ) & spid=$!
+	sleep 1.5
+	$O/sr-ctl sc status >"$tmp/sc.status" 2>&1
+	$O/sr-ctl sc pause >"$tmp/sc.busy" 2>&1; brc=$?
+	$O/sr-ctl sc cancel >"$tmp/sc.cancel" 2>&1; crc=$?
+	for _ in $(seq 1 100); do grep -q 'cancel' "$tmp/sc.save" 2>/dev/null && break; sleep 0.1; done
+	$O/sr-ctl sc status >"$tmp/sc.after" 2>&1
+	pkill -P $spid sleep 2>/dev/null; wait $spid 2>/dev/null
+	if grep -q 'save=running pages=[0-9]*/65536' "$tmp/sc.status" && [ $brc -eq 1 ] && grep -q busy "$tmp/sc.busy" &&
+	   [ $crc -eq 0 ] && grep -q 'save cancelled' "$tmp/sc.save" && grep -q 'state=running' "$tmp/sc.after" &&
+	   ! grep -q 'save=' "$tmp/sc.after"; then
+		ok "save-control: status during a save ($(grep -o 'save=[^ ]* pages=[^ ]*' "$tmp/sc.status")), pause refused as busy, cancel aborted it, domain running"
+	else
+		cat "$tmp/sc.status" "$tmp/sc.busy" "$tmp/sc.cancel" "$tmp/sc.save" "$tmp/sc.after" >> "$tmp/sc.out"
+		bad "save-control: cancel (busy $brc, cancel $crc)" "$tmp/sc.out"
+	fi
+	# Stall timeout: nobody cancels; the runner gives up after 3 s without progress.
+	start=$(date +%s)
+	( $O/sr-save --stall-timeout 3 sc - 2>"$tmp/sc.stall" | sleep 30 ) & spid=$!
+	for _ in $(seq 1 200); do grep -q 'cancel' "$tmp/sc.stall" 2>/dev/null && break; sleep 0.1; done
+	took=$(( $(date +%s) - start ))
+	pkill -P $spid sleep 2>/dev/null; wait $spid 2>/dev/null
+	$O/sr-ctl sc status >"$tmp/sc.after2" 2>&1
+	$O/sr-ctl sc finish >/dev/null 2>&1
+	wait $pid; rrc=$?
+	if grep -q 'save cancelled' "$tmp/sc.stall" && [ $took -lt 15 ] && grep -q 'state=running' "$tmp/sc.after2" &&
+	   grep -q 'made no progress for 3 s' "$tmp/sc.out" && [ $rrc -eq 0 ] && grep -q '^PASS' "$tmp/sc.out"; then
+		ok "save-control: a stalled reader timed the save out after ${took} s: $(grep -o 'save of .*' "$tmp/sc.out" | head -1); then PASS"
+	else
+		cat "$tmp/sc.stall" "$tmp/sc.after2" >> "$tmp/sc.out"; bad "save-control: stall timeout (${took} s, runner $rrc)" "$tmp/sc.out"
 	fi
 fi
 

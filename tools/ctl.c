@@ -117,3 +117,81 @@ int ctl_request(const char *name, const char *request, int send_fd,
 		have += n;
 	}
 }
+
+/* ------------------------------------------------------- save requests */
+
+void save_req_init(struct save_req *q)
+{
+	memset(q, 0, sizeof(*q));
+	q->two_phase = true;
+	snprintf(q->dirty_track, sizeof(q->dirty_track), "auto");
+	snprintf(q->throttle, sizeof(q->throttle), "auto");
+	snprintf(q->compress, sizeof(q->compress), "lz4");
+}
+
+int save_req_format(const struct save_req *q, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "save live=%d checkpoint=%d paused=%d two-phase=%d "
+			 "dirty-track=%s throttle=%s compress=%s downtime-ms=%u max-iters=%u "
+			 "max-bytes-factor=%u stall-timeout=%u", q->live, q->checkpoint, q->paused,
+			 q->two_phase, q->dirty_track, q->throttle, q->compress, q->downtime_ms,
+			 q->max_iters, q->max_bytes_factor, q->stall_timeout_s);
+
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+static bool one_of(const char *v, const char *const *allowed)
+{
+	for (; *allowed; allowed++)
+		if (!strcmp(v, *allowed))
+			return true;
+	return false;
+}
+
+int save_req_parse(const char *text, struct save_req *q, char *why, size_t len)
+{
+	static const char *const tracks[] = { "auto", "bitmap", "clear", "ring", NULL };
+	static const char *const throttles[] = { "auto", "off", NULL };
+	static const char *const comps[] = { "lz4", "none", NULL };
+	static const char *const flags[] = { "0", "1", NULL };
+	char tok[64];
+	int used;
+
+	save_req_init(q);
+	while (sscanf(text, " %63s%n", tok, &used) == 1) {
+		char *eq = strchr(tok, '='), *val, *end;
+		unsigned long num;
+
+		text += used;
+		if (!eq) {
+			snprintf(why, len, "save request: \"%s\" is not key=value", tok);
+			return -1;
+		}
+		*eq = 0;
+		val = eq + 1;
+		num = strtoul(val, &end, 10);
+#define FLAG(k, f) else if (!strcmp(tok, k) && one_of(val, flags)) q->f = *val == '1'
+#define WORD(k, f, set) else if (!strcmp(tok, k) && one_of(val, set)) snprintf(q->f, sizeof(q->f), "%s", val)
+#define NUM(k, f) else if (!strcmp(tok, k) && *val && !*end && num <= 3600000) q->f = num
+		if (0) {}
+		FLAG("live", live);
+		FLAG("checkpoint", checkpoint);
+		FLAG("paused", paused);
+		FLAG("two-phase", two_phase);
+		WORD("dirty-track", dirty_track, tracks);
+		WORD("throttle", throttle, throttles);
+		WORD("compress", compress, comps);
+		NUM("downtime-ms", downtime_ms);
+		NUM("max-iters", max_iters);
+		NUM("max-bytes-factor", max_bytes_factor);
+		NUM("stall-timeout", stall_timeout_s);
+		else {
+			snprintf(why, len, "save request: unknown key or bad value \"%s=%s\"", tok, val);
+			return -1;
+		}
+#undef FLAG
+#undef WORD
+#undef NUM
+	}
+	return 0;
+}

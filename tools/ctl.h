@@ -3,6 +3,7 @@
 #ifndef SR_CTL_H
 #define SR_CTL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Where control sockets live: $SR_RUN_DIR, else /run/sr. */
@@ -29,5 +30,28 @@ struct ctl_hooks {
 
 int ctl_request(const char *name, const char *request, int send_fd,
 		const struct ctl_hooks *hooks, char *reply, size_t len);
+
+/*
+ * A save request, as sr-save sends it and the runner reads it: one typed
+ * struct, one encoder and one parser, so both ends agree on every field and
+ * a key either end does not know is refused.
+ */
+struct save_req {
+	bool checkpoint, paused, live, two_phase;
+	char dirty_track[8];		/* auto, bitmap, clear, ring */
+	char throttle[8];		/* auto, off */
+	char compress[8];		/* lz4, none */
+	unsigned downtime_ms, max_iters, max_bytes_factor;	/* 0: the defaults */
+	unsigned stall_timeout_s;	/* no output progress for this long cancels; 0: 30 */
+};
+
+#define SAVE_STALL_DEFAULT_S	30
+
+/* Defaults: cold, lz4, auto tracking and throttle, two-phase. */
+void save_req_init(struct save_req *q);
+/* "save key=value ..." into buf; returns -1 when it does not fit. */
+int save_req_format(const struct save_req *q, char *buf, size_t len);
+/* Parses what follows "save"; -1 with why filled for an unknown key or a bad value. */
+int save_req_parse(const char *text, struct save_req *q, char *why, size_t len);
 
 #endif

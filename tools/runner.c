@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "abi.h"
+#include "console.h"
 #include "ctl.h"
 #include "serial8250.h"
 #include "runner.h"
@@ -32,15 +34,28 @@ struct runner {
 	struct xc_domain *d;
 	int listen_fd, sig_fd;
 	char sock_path[108];
-	pthread_mutex_t out_lock;
 	volatile uint32_t stage;
 	volatile bool save_requested;
 	volatile bool guest_failed;
 	char fail_msg[SR_HC_STR_MAX];
 	uint64_t pauses, resumes;
 	struct serial *serial;
+	struct console *console;	/* guest output: vCPUs never wait on stdout */
 	pthread_t input_thread;
 	bool input_started;
+
+	/* A save runs on its own thread; the control loop answers meanwhile. */
+	struct save_job {
+		bool active;
+		pthread_t thread;
+		int done_fd;		/* eventfd: the thread finished */
+		int cfd, out_fd;	/* the client and the image, owned by the thread */
+		struct save_req q;
+		struct save_job_state st;
+		int rc;
+		uint64_t stall_ns;
+		uint64_t last_kick_ns;
+	} job;
 };
 
 /* Copies a NUL-terminated guest string; returns false when it is not one. */
@@ -66,10 +81,7 @@ static enum xc_action hypercall(struct runner *r, struct xc_vcpu *v, uint16_t op
 	case SR_HC_PRINT:
 		if (!guest_string(r, arg, buf, sizeof(buf)))
 			snprintf(buf, sizeof(buf), "[sr-run: bad PRINT string at 0x%x]\n", arg);
-		pthread_mutex_lock(&r->out_lock);
-		fputs(buf, stdout);
-		fflush(stdout);
-		pthread_mutex_unlock(&r->out_lock);
+		console_write(r->console, buf, strlen(buf));
 		return XC_CONTINUE;
 	case SR_HC_SYNC:
 		r->stage = arg;
@@ -211,14 +223,21 @@ struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err)
 	snprintf(r->name_buf, sizeof(r->name_buf), "%s", cfg->name);
 	r->cfg.name = r->name_buf;
 	r->listen_fd = r->sig_fd = -1;
-	pthread_mutex_init(&r->out_lock, NULL);
+	r->job.done_fd = -1;
 	dc.opaque = r;
 	r->d = xc_domain_create(&dc, err);
 	if (!r->d) {
 		free(r);
 		return NULL;
 	}
-	if (cfg->serial && !(r->serial = serial_new(STDOUT_FILENO, serial_irq, r))) {
+	/* SR_CONSOLE_BYTES: a smaller console buffer, for tests that fill it. */
+	if (!(r->console = console_new(STDOUT_FILENO, getenv("SR_CONSOLE_BYTES") ?
+				       strtoul(getenv("SR_CONSOLE_BYTES"), NULL, 10) | 1 : 1u << 20))) {
+		xc_set_error(err, ENOMEM, "console buffer");
+		runner_free(r);
+		return NULL;
+	}
+	if (cfg->serial && !(r->serial = serial_new(r->console, serial_irq, r))) {
 		xc_set_error(err, ENOMEM, "the UART");
 		runner_free(r);
 		return NULL;
@@ -257,6 +276,7 @@ void runner_free(struct runner *r)
 		pthread_join(r->input_thread, NULL);
 	}
 	serial_free(r->serial);
+	console_free(r->console, 2000);	/* the guest's last words, if the reader takes them */
 	free(r);
 }
 
@@ -355,11 +375,122 @@ static void status_line(struct runner *r, int fd)
 	for (unsigned i = 0; i < r->cfg.vcpus; i++)
 		if (xc_vcpu_get(r->d, i) && xc_vcpu_throttle(xc_vcpu_get(r->d, i)) > throttle)
 			throttle = xc_vcpu_throttle(xc_vcpu_get(r->d, i));
+	char save[160] = "";
+
+	if (r->job.active)
+		snprintf(save, sizeof(save), " save=%s pages=%llu/%llu bytes=%llu",
+			 r->job.st.cancel ? "cancelling" : "running",
+			 (unsigned long long)r->job.st.pages, (unsigned long long)r->job.st.total,
+			 (unsigned long long)r->job.st.bytes);
 	reply(fd, "ok name=%s state=%s vcpus=%u memory_mib=%llu stage=%u pid=%d pauses=%llu "
-	      "dirty_log=%s throttle=%u", r->cfg.name,
+	      "dirty_log=%s throttle=%u%s", r->cfg.name,
 	      xc_domain_paused(r->d) ? "paused" : "running", r->cfg.vcpus,
 	      (unsigned long long)(r->cfg.mem_bytes >> 20), r->stage, getpid(),
-	      (unsigned long long)r->pauses, dirty ? "on" : "off", throttle);
+	      (unsigned long long)r->pauses, dirty ? "on" : "off", throttle, save);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static void *save_thread(void *arg)
+{
+	struct runner *r = arg;
+	struct save_job *j = &r->job;
+	char msg[1024];
+	uint64_t one = 1;
+	ssize_t n;
+
+	j->rc = runner_save(r, j->out_fd, &j->q, j->cfd, &j->st, msg, sizeof(msg));
+	if (j->rc < 0)
+		reply(j->cfd, "error %s", msg);
+	else
+		reply(j->cfd, "ok %s", msg);
+	close(j->out_fd);
+	close(j->cfd);
+	n = write(j->done_fd, &one, sizeof(one));
+	(void)n;
+	return NULL;
+}
+
+/* Starts a save on its own thread; it owns cfd and out_fd from here on. */
+static int start_save(struct runner *r, int cfd, int out_fd, const char *text, char *why,
+		      size_t len)
+{
+	struct save_job *j = &r->job;
+	sigset_t all, old;
+	int e;
+
+	if (save_req_parse(text, &j->q, why, len))
+		return -1;
+	if (j->done_fd < 0 && (j->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+		snprintf(why, len, "eventfd: %s", strerror(errno));
+		return -1;
+	}
+	memset(&j->st, 0, sizeof(j->st));
+	j->st.progress_ns = now_ns();
+	j->stall_ns = (uint64_t)(j->q.stall_timeout_s ? j->q.stall_timeout_s :
+				 SAVE_STALL_DEFAULT_S) * 1000000000ull;
+	j->cfd = cfd;
+	j->out_fd = out_fd;
+	/* The thread takes only the kick signal (cancel), as vCPU threads do. */
+	sigfillset(&all);
+	sigdelset(&all, SIGUSR1);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	e = pthread_create(&j->thread, NULL, save_thread, r);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (e) {
+		snprintf(why, len, "starting the save thread: %s", strerror(e));
+		return -1;
+	}
+	j->active = true;
+	return 0;
+}
+
+/* Asks a running save to give up; a write stuck on a stalled reader is knocked out. */
+static void cancel_save(struct runner *r)
+{
+	struct save_job *j = &r->job;
+
+	if (!j->active)
+		return;
+	j->st.cancel = 1;
+	pthread_kill(j->thread, SIGUSR1);
+	j->last_kick_ns = now_ns();
+}
+
+/* The save thread finished: returns true when the domain must now end. */
+static bool reap_save(struct runner *r)
+{
+	struct save_job *j = &r->job;
+	uint64_t v;
+	ssize_t n = read(j->done_fd, &v, sizeof(v));
+
+	(void)n;
+	pthread_join(j->thread, NULL);
+	j->active = false;
+	return j->rc == 1;
+}
+
+/* Once a second while a save runs: the stall timeout, and re-kicks of a cancel. */
+static void watch_save(struct runner *r)
+{
+	struct save_job *j = &r->job;
+	uint64_t now = now_ns();
+
+	if (!j->active)
+		return;
+	if (!j->st.cancel && now - j->st.progress_ns > j->stall_ns) {
+		pr_err("save of %s made no progress for %llu s: cancelled, the domain resumes",
+		       r->cfg.name, (unsigned long long)(j->stall_ns / 1000000000ull));
+		cancel_save(r);
+	} else if (j->st.cancel && now - j->last_kick_ns > 200000000ull) {
+		cancel_save(r);		/* the signal may have come before the write blocked */
+	}
 }
 
 /* Returns true when the runner must end (destroy, or save then exit). */
@@ -383,6 +514,16 @@ static bool handle_client(struct runner *r, int cfd, int *exit_status)
 	}
 	if (!strcmp(line, "status")) {
 		status_line(r, cfd);
+	} else if (!strcmp(line, "cancel")) {
+		if (!r->job.active) {
+			reply(cfd, "error no save is running");
+		} else {
+			cancel_save(r);
+			reply(cfd, "ok cancelling the save: the domain resumes as it was");
+		}
+	} else if (r->job.active) {
+		reply(cfd, "error busy: a save is running (sr-ctl %s status shows it, "
+		      "sr-ctl %s cancel stops it)", r->cfg.name, r->cfg.name);
 	} else if (!strcmp(line, "pause")) {
 		if (xc_domain_pause(r->d, &err))
 			reply(cfd, "error %s", err.msg);
@@ -424,21 +565,14 @@ static bool handle_client(struct runner *r, int cfd, int *exit_status)
 	} else if (!strncmp(line, "save", 4) && (line[4] == 0 || line[4] == ' ')) {
 		if (pfd < 0) {
 			reply(cfd, "error save needs an output fd");
+		} else if (start_save(r, cfd, pfd, line + 4, msg, sizeof(msg))) {
+			reply(cfd, "error %s", msg);
 		} else {
-			int rc = runner_save(r, pfd, line + 4, cfd, msg, sizeof(msg));
-
-			if (rc < 0) {
-				reply(cfd, "error %s", msg);
-			} else {
-				reply(cfd, "ok %s", msg);
-				if (rc == 1) {		/* saved, and the domain ends */
-					*exit_status = 0;
-					end = true;
-				}
-			}
+			return false;		/* the save thread owns cfd and pfd now */
 		}
 	} else {
-		reply(cfd, "error unknown request \"%.64s\" (status, pause, resume, destroy, save)", line);
+		reply(cfd, "error unknown request \"%.64s\" (status, pause, resume, finish, destroy, "
+		      "save, cancel)", line);
 	}
 	if (pfd >= 0)
 		close(pfd);
@@ -505,13 +639,14 @@ int runner_run(struct runner *r, bool start_paused)
 	if (r->serial && !pthread_create(&r->input_thread, NULL, input_loop, r))
 		r->input_started = true;
 	while (status < 0) {
-		struct pollfd p[3] = {
+		struct pollfd p[4] = {
 			{ .fd = xc_domain_event_fd(r->d), .events = POLLIN },
 			{ .fd = r->sig_fd, .events = POLLIN },
 			{ .fd = r->listen_fd, .events = POLLIN },
+			{ .fd = r->job.active ? r->job.done_fd : -1, .events = POLLIN },
 		};
 
-		if (poll(p, r->listen_fd >= 0 ? 3 : 2, -1) < 0) {
+		if (poll(p, 4, r->job.active ? 1000 : -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			pr_err("poll: %s", strerror(errno));
@@ -524,7 +659,7 @@ int runner_run(struct runner *r, bool start_paused)
 				status = stop_status(r, &ev);
 				break;
 			}
-			if (r->save_requested) {
+			if (r->save_requested && !r->job.active) {
 				char msg[1024];
 
 				r->save_requested = false;
@@ -546,14 +681,32 @@ int runner_run(struct runner *r, bool start_paused)
 				status = EXIT_SIGNAL;
 			}
 		}
-		if (r->listen_fd >= 0 && p[2].revents) {
+		if (p[2].revents) {
 			int cfd = accept4(r->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
 			if (cfd >= 0) {
+				bool was_active = r->job.active;
+
 				if (handle_client(r, cfd, &status) && status < 0)
 					status = 0;
-				close(cfd);
+				if (!(r->job.active && !was_active))
+					close(cfd);	/* unless a save thread took it */
 			}
+		}
+		if (r->job.active && p[3].revents && reap_save(r) && status < 0)
+			status = 0;		/* saved, and the domain ends */
+		watch_save(r);
+	}
+	/* Never tear the domain down under a running save. */
+	if (r->job.active) {
+		cancel_save(r);
+		while (r->job.active) {
+			struct pollfd w = { .fd = r->job.done_fd, .events = POLLIN };
+
+			if (poll(&w, 1, 200) > 0)
+				reap_save(r);
+			else
+				cancel_save(r);
 		}
 	}
 	xc_domain_stop(r->d);

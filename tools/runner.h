@@ -48,14 +48,23 @@ int runner_run(struct runner *r, bool start_paused);
 
 void runner_free(struct runner *r);
 
+/* What a running save shares with the runner's control loop (atomics). */
+struct save_job_state {
+	volatile int cancel;		/* set by cancel or a stall: the save gives up */
+	volatile uint64_t pages, total, bytes;
+	volatile uint64_t progress_ns;	/* CLOCK_MONOTONIC of the last byte progress */
+};
+
+struct save_req;
+
 /*
- * Saves the domain to out_fd for a control-socket client (runner_save.c).
- * opts: "checkpoint" (keep running), "paused" (stay paused), "compress=none".
- * Progress lines go to client_fd.  Returns 1 when the domain must now end,
- * 0 when it lives on, -1 on failure (the domain is then as it was).
+ * Saves the domain to out_fd for a control-socket client (runner_save.c),
+ * as q asks.  Progress lines go to client_fd and into js; js->cancel aborts.
+ * Returns 1 when the domain must now end, 0 when it lives on, -1 on failure
+ * (the domain is then as it was).  Runs on a thread of its own.
  */
-int runner_save(struct runner *r, int out_fd, const char *opts, int client_fd, char *msg,
-		size_t len);
+int runner_save(struct runner *r, int out_fd, const struct save_req *q, int client_fd,
+		struct save_job_state *js, char *msg, size_t len);
 
 /* A guest-requested save to path (via path.tmp, fsync, rename); 0 or -1. */
 int runner_guest_save(struct runner *r, const char *path, char *msg, size_t len);

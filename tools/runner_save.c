@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ctl.h"
 #include "hvmctx.h"
 #include "runner.h"
 #include "serial8250.h"
@@ -19,6 +20,7 @@
 struct progress {
 	int fd;
 	uint64_t last_ns;
+	struct save_job_state *js;
 	struct runner *r;
 	struct serial_state serial;
 	struct hvmctx_device dev;
@@ -48,6 +50,15 @@ static int send_progress(void *arg, uint64_t done, uint64_t total, uint64_t byte
 	uint64_t now = mono_ns();
 	int n;
 
+	if (p->js) {
+		if (bytes != p->js->bytes)
+			p->js->progress_ns = now;
+		p->js->pages = done;
+		p->js->total = total;
+		p->js->bytes = bytes;
+		if (p->js->cancel)
+			return -1;
+	}
 	if (p->fd < 0 || now - p->last_ns < 100000000ull)
 		return 0;
 	p->last_ns = now;
@@ -75,42 +86,11 @@ static void send_round(void *arg, const struct hvmctx_round *rd)
 		p->fd = -1;
 }
 
-/* Value of "key=" in a space-separated option string, or NULL. */
-static const char *opt_val(const char *opts, const char *key, char *buf, size_t len)
-{
-	const char *p = opts;
-	size_t kl = strlen(key);
-
-	while ((p = strstr(p, key))) {
-		if ((p == opts || p[-1] == ' ') && p[kl] == '=') {
-			size_t n = strcspn(p + kl + 1, " ");
-
-			snprintf(buf, len, "%.*s", (int)(n < len ? n : len - 1), p + kl + 1);
-			return buf;
-		}
-		p += kl;
-	}
-	return NULL;
-}
-
-static bool has_word(const char *opts, const char *word)
-{
-	const char *p = opts;
-	size_t l = strlen(word);
-
-	while ((p = strstr(p, word))) {
-		if ((p == opts || p[-1] == ' ') && (p[l] == 0 || p[l] == ' '))
-			return true;
-		p += l;
-	}
-	return false;
-}
-
 static int do_save(struct runner *r, int fd, struct hvmctx_save_opts *o, int client_fd,
-		   struct hvmctx_save_stats *st, struct xc_error *err)
+		   struct save_job_state *js, struct hvmctx_save_stats *st, struct xc_error *err)
 {
 	const struct runner_config *cfg = runner_config(r);
-	struct progress p = { .fd = client_fd, .r = r };
+	struct progress p = { .fd = client_fd, .r = r, .js = js };
 	struct stat sb;
 
 	if (runner_serial(r)) {
@@ -128,6 +108,7 @@ static int do_save(struct runner *r, int fd, struct hvmctx_save_opts *o, int cli
 	o->progress = send_progress;
 	o->round = send_round;
 	o->progress_arg = &p;
+	o->cancel = js ? &js->cancel : NULL;
 	if (hvmctx_save(runner_domain(r), fd, o, st, err))
 		return -1;
 	/* Durable before anyone is told it worked (the domain may exit next). */
@@ -136,52 +117,36 @@ static int do_save(struct runner *r, int fd, struct hvmctx_save_opts *o, int cli
 	return 0;
 }
 
-/* Parses the live-save options of a save request into o. */
-static int live_opts(struct xc_domain *d, const char *opts, struct hvmctx_save_opts *o,
+/* The live-save part of a request into o. */
+static int live_opts(struct xc_domain *d, const struct save_req *q, struct hvmctx_save_opts *o,
 		     char *msg, size_t len)
 {
-	char v[32];
+	static const struct { const char *name; enum xc_dirty_mode mode; const char *why; } m[] = {
+		{ "bitmap", XC_DIRTY_BITMAP, "the domain was started with --dirty-ring: "
+					     "use --dirty-track=ring" },
+		{ "clear", XC_DIRTY_CLEAR, "needs KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 and a "
+					   "domain started without --dirty-ring" },
+		{ "ring", XC_DIRTY_RING, "start the domain with --dirty-ring (sr-run or "
+					 "sr-restore) to use the dirty ring" },
+	};
 
 	o->live = true;
 	/* auto: the ring where the domain has one, else manual protect, else the plain bitmap. */
 	o->dirty_mode = xc_dirty_mode_supported(d, XC_DIRTY_RING) ? XC_DIRTY_RING :
 			xc_dirty_mode_supported(d, XC_DIRTY_CLEAR) ? XC_DIRTY_CLEAR : XC_DIRTY_BITMAP;
-	if (opt_val(opts, "dirty-track", v, sizeof(v)) && strcmp(v, "auto")) {
-		static const struct { const char *name; enum xc_dirty_mode mode; const char *why; } m[] = {
-			{ "bitmap", XC_DIRTY_BITMAP, "the domain was started with --dirty-ring: "
-						     "use --dirty-track=ring" },
-			{ "clear", XC_DIRTY_CLEAR, "needs KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 and a "
-						   "domain started without --dirty-ring" },
-			{ "ring", XC_DIRTY_RING, "start the domain with --dirty-ring (sr-run or "
-						 "sr-restore) to use the dirty ring" },
-		};
-		unsigned i;
-
-		for (i = 0; i < 3 && strcmp(v, m[i].name); i++)
-			;
-		if (i == 3) {
-			snprintf(msg, len, "unknown dirty-track \"%s\" (auto, bitmap, clear, ring)", v);
-			return -1;
-		}
+	for (unsigned i = 0; i < 3; i++) {
+		if (strcmp(q->dirty_track, m[i].name))
+			continue;
 		if (!xc_dirty_mode_supported(d, m[i].mode)) {
-			snprintf(msg, len, "--dirty-track=%s: %s", v, m[i].why);
+			snprintf(msg, len, "--dirty-track=%s: %s", m[i].name, m[i].why);
 			return -1;
 		}
 		o->dirty_mode = m[i].mode;
 	}
-	if (opt_val(opts, "downtime-ms", v, sizeof(v)))
-		o->downtime_ms = strtoul(v, NULL, 10);
-	if (opt_val(opts, "max-iters", v, sizeof(v)))
-		o->max_iters = strtoul(v, NULL, 10);
-	if (opt_val(opts, "max-bytes-factor", v, sizeof(v)))
-		o->max_bytes_factor = strtoul(v, NULL, 10);
-	if (opt_val(opts, "throttle", v, sizeof(v))) {
-		if (strcmp(v, "auto") && strcmp(v, "off")) {
-			snprintf(msg, len, "unknown throttle \"%s\" (auto, off)", v);
-			return -1;
-		}
-		o->throttle = strcmp(v, "off") ? HVMCTX_THROTTLE_AUTO : HVMCTX_THROTTLE_OFF;
-	}
+	o->downtime_ms = q->downtime_ms;
+	o->max_iters = q->max_iters;
+	o->max_bytes_factor = q->max_bytes_factor;
+	o->throttle = strcmp(q->throttle, "off") ? HVMCTX_THROTTLE_AUTO : HVMCTX_THROTTLE_OFF;
 	return 0;
 }
 
@@ -213,12 +178,13 @@ static void summary(const struct hvmctx_save_stats *st, const char *after, char 
  * "commit" (sent once FILE is in place and durable).  Returns 0 on commit;
  * -1 with why filled on "abort", a vanished client, or silence.
  */
-static int await_commit(int fd, const char *summary, char *why, size_t len)
+static int await_commit(int fd, const char *summary, const volatile int *cancel, char *why,
+			size_t len)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 	char line[300], buf[32];
 	size_t have = 0;
-	int n = snprintf(line, sizeof(line), "prepared %s\n", summary);
+	int n = snprintf(line, sizeof(line), "prepared %s\n", summary), waited = 0;
 
 	if (fd < 0) {
 		snprintf(why, len, "no client to commit it");
@@ -229,14 +195,18 @@ static int await_commit(int fd, const char *summary, char *why, size_t len)
 		return -1;
 	}
 	while (have < sizeof(buf) - 1) {
-		int rc = poll(&p, 1, COMMIT_TIMEOUT_MS);
+		int rc = poll(&p, 1, 200);
 		ssize_t k;
 
-		if (rc == 0) {
+		if (*cancel) {
+			snprintf(why, len, "cancelled");
+			return -1;
+		}
+		if (rc == 0 && (waited += 200) >= COMMIT_TIMEOUT_MS) {
 			snprintf(why, len, "no commit within %d s", COMMIT_TIMEOUT_MS / 1000);
 			return -1;
 		}
-		if (rc < 0)
+		if (rc <= 0)
 			continue;
 		k = read(fd, buf + have, sizeof(buf) - 1 - have);
 		if (k <= 0) {
@@ -254,42 +224,42 @@ static int await_commit(int fd, const char *summary, char *why, size_t len)
 	return -1;
 }
 
-int runner_save(struct runner *r, int out_fd, const char *opts, int client_fd, char *msg,
-		size_t len)
+int runner_save(struct runner *r, int out_fd, const struct save_req *q, int client_fd,
+		struct save_job_state *js, char *msg, size_t len)
 {
 	struct xc_domain *d = runner_domain(r);
-	bool checkpoint = has_word(opts, "checkpoint"), stay_paused = has_word(opts, "paused");
+	bool checkpoint = q->checkpoint, stay_paused = q->paused;
 	bool was_paused = xc_domain_paused(d);
-	struct hvmctx_save_opts o = { .compress = strstr(opts, "compress=none") ? SR_COMPRESS_NONE
-										 : SR_COMPRESS_LZ4 };
+	struct hvmctx_save_opts o = { .compress = strcmp(q->compress, "none") ? SR_COMPRESS_LZ4
+									       : SR_COMPRESS_NONE };
 	struct hvmctx_save_stats st;
 	struct xc_error err;
 
-	if (has_word(opts, "live")) {
+	if (q->live) {
 		if (was_paused) {
 			snprintf(msg, len, "the domain is paused: a live save needs it running "
 				 "(save without --live, or resume it first)");
 			return -1;
 		}
-		if (live_opts(d, opts, &o, msg, len))
+		if (live_opts(d, q, &o, msg, len))
 			return -1;
 	} else if (!was_paused && xc_domain_pause(d, &err)) {
 		snprintf(msg, len, "%s", err.msg);
 		return -1;
 	}
-	if (do_save(r, out_fd, &o, client_fd, &st, &err)) {
+	if (do_save(r, out_fd, &o, client_fd, js, &st, &err)) {
 		/* The domain goes on exactly as before (a live save resumed it already). */
 		if (!was_paused && xc_domain_paused(d))
 			xc_domain_resume(d, NULL);
-		snprintf(msg, len, "%s", err.msg);
+		snprintf(msg, len, "%s%s", js->cancel ? "save cancelled: " : "", err.msg);
 		return -1;
 	}
 	/* The domain is paused here; it ends, runs or stays paused only once committed. */
-	if (has_word(opts, "two-phase")) {
+	if (q->two_phase) {
 		char sum[256], why[128];
 
 		summary(&st, "image complete", sum, sizeof(sum));
-		if (await_commit(client_fd, sum, why, sizeof(why))) {
+		if (await_commit(client_fd, sum, &js->cancel, why, sizeof(why))) {
 			bool resume = !was_paused && !stay_paused;
 
 			if (resume)
@@ -331,7 +301,7 @@ int runner_guest_save(struct runner *r, const char *path, char *msg, size_t len)
 	}
 	struct hvmctx_save_opts o = { .compress = SR_COMPRESS_LZ4 };
 
-	if (do_save(r, fd, &o, -1, &st, &err)) {
+	if (do_save(r, fd, &o, -1, NULL, &st, &err)) {
 		close(fd);
 		unlink(tmp);
 		snprintf(msg, len, "%s", err.msg);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "console.h"
 #include "serial8250.h"
 
 _Static_assert(sizeof(struct serial_state) == 272, "DEVICE serial8250 v1 layout (docs/format.md)");
@@ -28,20 +29,20 @@ _Static_assert(sizeof(struct serial_state) == 272, "DEVICE serial8250 v1 layout 
 
 struct serial {
 	struct serial_state st;
-	int out_fd;
+	struct console *out;
 	int level;
 	void (*irq)(void *arg, int level);
 	void *arg;
 	pthread_mutex_t lock;
 };
 
-struct serial *serial_new(int out_fd, void (*irq)(void *arg, int level), void *arg)
+struct serial *serial_new(struct console *out, void (*irq)(void *arg, int level), void *arg)
 {
 	struct serial *s = calloc(1, sizeof(*s));
 
 	if (!s)
 		return NULL;
-	s->out_fd = out_fd;
+	s->out = out;
 	s->irq = irq;
 	s->arg = arg;
 	s->st.lsr = LSR_THRE | LSR_TEMT;
@@ -94,11 +95,8 @@ void serial_io(struct serial *s, unsigned off, bool is_write, uint8_t *val)
 				st->dll = v;
 				break;
 			}
-			if (!(st->mcr & MCR_LOOP)) {
-				ssize_t n = write(s->out_fd, &v, 1);
-
-				(void)n;
-			}
+			if (!(st->mcr & MCR_LOOP))
+				console_write(s->out, &v, 1);	/* never blocks the vCPU */
 			st->iir_thre_pending = 1;	/* sent at once: THR is empty again */
 			break;
 		case 1:

@@ -21,7 +21,9 @@ struct serial_state {
 struct serial;
 
 /* irq(level) is called with the line's new level. */
-struct serial *serial_new(int out_fd, void (*irq)(void *arg, int level), void *arg);
+struct console;
+/* Output goes to the console (never blocking); irq raises or lowers IRQ 4. */
+struct serial *serial_new(struct console *out, void (*irq)(void *arg, int level), void *arg);
 void serial_free(struct serial *s);
 
 /* Port access at SERIAL_BASE + off (0..7); for reads, *val is filled. */

@@ -14,7 +14,7 @@ static void usage(FILE *f)
 	fprintf(f,
 "usage: sr-ctl list\n"
 "       sr-ctl host [--json]\n"
-"       sr-ctl NAME status|pause|resume|finish|destroy\n"
+"       sr-ctl NAME status|pause|resume|finish|destroy|cancel\n"
 "Control running sr domains through their sockets in $SR_RUN_DIR (default /run/sr).\n"
 "\n"
 "  list      one line per running domain with its status\n"
@@ -27,6 +27,7 @@ static void usage(FILE *f)
 "  resume    let the vCPUs run again\n"
 "  finish    ask the sr test guest to end its current round and report its verdict\n"
 "  destroy   end the domain (its runner exits with status 4)\n"
+"  cancel    abort the save in progress; the domain goes on as before it\n"
 "\n"
 "      --json    with host: one JSON document\n"
 "  -h, --help\n"
@@ -88,6 +89,7 @@ int main(int argc, char **argv)
 		snprintf(req, sizeof(req), "poke %s", argv[3]);
 	} else if (argc == 3 && (!strcmp(argv[2], "status") || !strcmp(argv[2], "pause") ||
 				 !strcmp(argv[2], "resume") || !strcmp(argv[2], "destroy") ||
+				 !strcmp(argv[2], "cancel") ||
 				 !strcmp(argv[2], "finish"))) {
 		snprintf(req, sizeof(req), "%s", argv[2]);
 	} else {

@@ -53,6 +53,8 @@ static void usage(FILE *f)
 "                          more a round, up to 99%%; with --dirty-track=ring only\n"
 "                          the vCPUs that dirty); off: never slow the guest\n"
 "      --stats             print a table of the rounds and the downtime\n"
+"      --stall-timeout S   cancel the save (the domain resumes) when no output\n"
+"                          progress is made for S seconds (default 30)\n"
 "  -c, --checkpoint        keep the domain running after the save\n"
 "  -p, --paused            leave the domain paused after the save\n"
 "      --compress MODE     lz4 (default) or none; zero pages are never written\n"
@@ -283,6 +285,7 @@ int main(int argc, char **argv)
 		{ "max-iters", required_argument, NULL, 'I' },
 		{ "max-bytes-factor", required_argument, NULL, 'F' },
 		{ "throttle", required_argument, NULL, 'R' },
+		{ "stall-timeout", required_argument, NULL, 'Z' },
 		{ "stats", no_argument, NULL, 'S' },
 		{ "paused", no_argument, NULL, 'p' },
 		{ "compress", required_argument, NULL, 'z' },
@@ -291,15 +294,15 @@ int main(int argc, char **argv)
 		{ 0 }
 	};
 	bool checkpoint = false, paused = false, quiet = false, live = false, to_stdout;
-	char live_req[160] = "";
 	const char *track = "auto", *throttle = NULL;
-	unsigned long downtime = 0, iters = 0, factor = 0;
+	unsigned long downtime = 0, iters = 0, factor = 0, stall = SAVE_STALL_DEFAULT_S;
+	struct save_req q;
 	const char *compress = "lz4", *dom, *path;
 	struct progress prog = { 0 };
 	struct target t = { .fd = -1 };
 	struct save_ctx sc = { .prog = &prog, .t = &t };
 	struct ctl_hooks hooks = { .on_progress = on_progress, .on_prepared = on_prepared, .arg = &sc };
-	char req[340], reply[1024];
+	char req[400], reply[1024];
 	int c, fd, rc;
 
 	sr_set_prog(argv[0]);
@@ -321,6 +324,7 @@ int main(int argc, char **argv)
 				die(EXIT_USAGE, "--throttle takes auto or off, not \"%s\"", optarg);
 			throttle = optarg;
 			break;
+		case 'Z': stall = parse_ulong("--stall-timeout", optarg, 1, 3600); break;
 		case 'c': checkpoint = true; break;
 		case 'p': paused = true; break;
 		case 'q': quiet = true; break;
@@ -355,15 +359,22 @@ int main(int argc, char **argv)
 			    errno == EEXIST ? " (another save in progress? remove it if not)" : "");
 		fd = t.fd;
 	}
-	if (live)
-		snprintf(live_req, sizeof(live_req), " live dirty-track=%s downtime-ms=%lu max-iters=%lu "
-			 "max-bytes-factor=%lu throttle=%s", track, downtime ? downtime : 50,
-			 iters ? iters : 30, factor ? factor : 3, throttle ? throttle : "auto");
-	else if (downtime || iters || factor || throttle || strcmp(track, "auto"))
+	if (!live && (downtime || iters || factor || throttle || strcmp(track, "auto")))
 		die(EXIT_USAGE, "--dirty-track, --downtime-ms, --max-iters, --max-bytes-factor and "
 		    "--throttle need --live");
-	snprintf(req, sizeof(req), "save two-phase%s%s%s compress=%s", checkpoint ? " checkpoint" : "",
-		 paused ? " paused" : "", live_req, compress);
+	save_req_init(&q);
+	q.live = live;
+	q.checkpoint = checkpoint;
+	q.paused = paused;
+	q.downtime_ms = downtime;
+	q.max_iters = iters;
+	q.max_bytes_factor = factor;
+	q.stall_timeout_s = stall;
+	snprintf(q.dirty_track, sizeof(q.dirty_track), "%s", track);
+	snprintf(q.throttle, sizeof(q.throttle), "%s", throttle ? throttle : "auto");
+	snprintf(q.compress, sizeof(q.compress), "%s", compress);
+	if (save_req_format(&q, req, sizeof(req)))
+		die(EXIT_USAGE, "save request too long");
 	prog.tty = !quiet && isatty(STDERR_FILENO);
 	prog.stats = prog.stats && !quiet;
 	clock_gettime(CLOCK_MONOTONIC, &prog.t0);
