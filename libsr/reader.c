@@ -559,6 +559,23 @@ static int check_device(struct rd_ctx *c, const uint8_t *body, uint32_t len)
 	if (len - sizeof(d) > SR_DEVICE_DATA_MAX)
 		return RERR(c, SR_E_LENGTH, "device state of %zu bytes exceeds %u",
 			    len - sizeof(d), SR_DEVICE_DATA_MAX);
+	/* A device whose layout the spec gives is checked here, for --verify and restore alike. */
+	if (!strcmp(d.name, "serial8250")) {
+		const uint8_t *st = body + sizeof(d);
+		uint16_t head, count;
+
+		if (d.version != 1 || d.instance != 0 || len - sizeof(d) != SR_SERIAL8250_LEN)
+			return RERR(c, SR_E_RANGE, "serial8250: version %u instance %u, %zu bytes; the "
+				    "spec has version 1, instance 0, %u bytes", d.version, d.instance,
+				    len - sizeof(d), SR_SERIAL8250_LEN);
+		memcpy(&head, st + 12, 2);
+		memcpy(&count, st + 14, 2);
+		if (st[10] || st[11])
+			return RERR(c, SR_E_RANGE, "serial8250: rsvd set");
+		if (head >= 256 || count > 256)
+			return RERR(c, SR_E_RANGE, "serial8250: rx_head %u, rx_count %u (256 bytes)",
+				    head, count);
+	}
 	for (unsigned i = 0; i < c->r->ndev; i++)
 		if (!strcmp(c->r->dev[i].name, d.name) && c->r->dev[i].instance == d.instance)
 			return RERR(c, SR_E_DUPLICATE, "device \"%s\" instance %u twice", d.name,

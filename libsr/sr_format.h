@@ -220,6 +220,9 @@ struct sr_blk_count {
 
 /* DEVICE: named, versioned device state. */
 #define SR_DEVICE_DATA_MAX	(64u << 10)
+/* DEVICE "serial8250" version 1: its layout is specified (docs/format.md §6) and checked. */
+#define SR_SERIAL8250_LEN	272u
+
 /* At most this many DEVICE records, each (name, instance) once: 4 MiB of state at most. */
 #define SR_MAX_DEVICES		64u
 

@@ -387,7 +387,7 @@ Test(roundtrip, typed_records_read_back)
 	i = find_rec(&img, SR_REC_DEVICE, 0);
 	dev = (const void *)img.rec[i].body;
 	cr_assert_str_eq(dev->name, "serial8250");
-	cr_assert_eq(img.rec[i].len, sizeof(*dev) + 16);
+	cr_assert_eq(img.rec[i].len, sizeof(*dev) + SR_SERIAL8250_LEN);
 	free(b.p);
 }
 
@@ -652,7 +652,13 @@ Test(hostile, device_duplicates_padding_and_cap)
 	/* The same device and instance twice. */
 	duplicate_record(&img, i);
 	expect_reject_img(&img, SR_E_DUPLICATE, "a device twice");
-	/* Another instance of the same device is a different device. */
+	/* Another instance of a device is a different device (a model without a fixed layout). */
+	for (int k = i; k <= i + 1; k++) {
+		struct sr_rec_device *x = (void *)img.rec[k].body;
+
+		memset(x->name, 0, sizeof(x->name));
+		strcpy(x->name, "virtio-x");
+	}
 	((struct sr_rec_device *)img.rec[i + 1].body)->instance++;
 	{
 		struct buf b = serialize(&img);
@@ -662,6 +668,29 @@ Test(hostile, device_duplicates_padding_and_cap)
 			     err.msg);
 		free(b.p);
 	}
+}
+
+Test(hostile, serial8250_fields)
+{
+	IMAGE img = base_image();
+	int i = find_rec(&img, SR_REC_DEVICE, 0);
+	struct sr_rec_device *dv = (void *)img.rec[i].body;
+	uint8_t *st = (uint8_t *)(dv + 1);
+
+	cr_assert_str_eq(dv->name, "serial8250");
+	st[12] = 0x2c;		/* rx_head 300 */
+	st[13] = 0x01;
+	expect_reject_img(&img, SR_E_RANGE, "rx_head 300");
+	st[12] = st[13] = 0;
+	st[14] = 0x01;		/* rx_count 257 */
+	st[15] = 0x01;
+	expect_reject_img(&img, SR_E_RANGE, "rx_count 257");
+	st[14] = st[15] = 0;
+	st[10] = 1;
+	expect_reject_img(&img, SR_E_RANGE, "serial8250 rsvd");
+	st[10] = 0;
+	img.rec[i].len = sizeof(*dv) + 16;
+	expect_reject_img(&img, SR_E_RANGE, "a 16-byte serial8250");
 }
 
 Test(hostile, device_count_cap)
