@@ -115,6 +115,7 @@ for m in $(cat /lib/modules/order); do
 	insmod /lib/modules/$m.ko 2>/dev/null || echo "box: insmod $m failed"
 done
 workdir=$(sed -n 's/.*sr.workdir=\([^ ]*\).*/\1/p' /proc/cmdline)
+run=$(sed -n 's/.*sr.run=\([^ ]*\).*/\1/p' /proc/cmdline)
 fail() { echo "box: $*"; echo o > /proc/sysrq-trigger; sleep 5; }
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /mnt/lower || fail "mounting the host root"
 mount -t tmpfs -o size=75% tmpfs /mnt/rw
@@ -127,7 +128,7 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=none work /mnt/r
 mount --move /dev /mnt/root/dev
 mount --move /proc /mnt/root/proc
 mount --move /sys /mnt/root/sys
-exec switch_root /mnt/root /bin/sh $workdir/build/box/run/run.sh
+exec switch_root /mnt/root /bin/sh $run/run.sh
 INIT
 	chmod +x "$root/init"
 	(cd "$root" && find . | cpio -o -H newc 2>/dev/null | gzip -1) > "$initrd.tmp"
@@ -136,12 +137,14 @@ fi
 [ "$mode" = prepare ] && exit 0
 
 # --------------------------------------------------------------- the run
-# The command script lives in the checkout so the box can read it; the
-# checkout's build/box is the fixed place init looks for it.
-rundir=$top/build/box/run
+# The command script lives in the checkout so the box can read it, in a
+# directory of this run's own (two boxes from one checkout must not swap
+# scripts); the kernel command line tells init where.
+rundir=$top/build/box/run-$$
 [ "$cache" = "$top/build/box" ] || mkdir -p "$top/build/box"
 rm -rf "$rundir"
 mkdir -p "$rundir"
+trap 'rm -rf "$rundir"' EXIT
 status=$rundir/status
 {
 	echo "#!/bin/sh"
@@ -168,7 +171,7 @@ status=$rundir/status
 
 qemu=(qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "$smp" -m "$mem" -no-reboot
       -kernel "$kdir/vmlinuz" -initrd "$initrd"
-      -append "console=ttyS0 quiet loglevel=3 panic=-1 sr.workdir=$top"
+      -append "console=ttyS0 quiet loglevel=3 panic=-1 sr.workdir=$top sr.run=$rundir"
       -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
       -virtfs "local,path=$top,mount_tag=work,security_model=none,multidevs=remap")
 
