@@ -116,8 +116,6 @@ int hvmctx_check_cpu(struct xc_domain *d, const struct sr_record *vcpu0, struct 
 
 int hvmctx_check_msrs(struct xc_domain *d, const struct sr_record *vcpu0, struct xc_error *err)
 {
-	static const uint32_t pv[] = { 0x11, 0x12, 0x4b564d00, 0x4b564d01, 0x4b564d02, 0x4b564d03,
-				       0x4b564d04, 0x4b564d05, 0x4b564d06, 0x4b564d07, 0x4b564d08 };
 	struct kvm_msr_list *l = calloc(1, sizeof(*l) + 4096 * 4);
 	const struct sr_blk_count *cnt;
 	const struct kvm_msr_entry *e;
@@ -143,8 +141,8 @@ int hvmctx_check_msrs(struct xc_domain *d, const struct sr_record *vcpu0, struct
 
 		for (uint32_t k = 0; k < l->nmsrs && !known; k++)
 			known = l->indices[k] == e[i].index;
-		for (size_t k = 0; k < sizeof(pv) / sizeof(pv[0]) && !known; k++)
-			known = pv[k] == e[i].index;
+		for (unsigned k = 0; k < hvmctx_n_pv_msrs && !known; k++)
+			known = hvmctx_pv_msrs[k] == e[i].index;
 		if (!known) {
 			size_t n = strlen(missing);
 

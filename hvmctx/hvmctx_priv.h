@@ -9,6 +9,10 @@
 #include "sr.h"
 #include "xc.h"
 
+/* KVM's paravirtual MSRs, carried besides KVM_GET_MSR_INDEX_LIST (vcpu.c). */
+extern const uint32_t hvmctx_pv_msrs[];
+extern const unsigned hvmctx_n_pv_msrs;
+
 /*
  * CPU compatibility (cpu.c): the image's CPUID feature bits and MSR list
  * against what this host's KVM offers; fails naming what is missing.

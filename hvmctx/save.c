@@ -248,7 +248,6 @@ static bool throttle_update(struct save *s, uint64_t sent, uint64_t dirty)
 	return raised;
 }
 
-/* Everything after the last page: contexts, devices, END. */
 /*
  * The CPU and VM state, captured the moment the vCPUs stop (with the clock),
  * not after the last pages are written: the TSC keeps counting while a big

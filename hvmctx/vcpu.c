@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 
 #include "hvmctx.h"
+#include "hvmctx_priv.h"
 
 #define MSR_IA32_TSC		0x10
 #define MSR_IA32_TSC_DEADLINE	0x6e0
@@ -194,6 +195,10 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+const uint32_t hvmctx_pv_msrs[] = { 0x11, 0x12, 0x4b564d00, 0x4b564d01, 0x4b564d02, 0x4b564d03,
+				    0x4b564d04, 0x4b564d05, 0x4b564d06, 0x4b564d07, 0x4b564d08 };
+const unsigned hvmctx_n_pv_msrs = sizeof(hvmctx_pv_msrs) / sizeof(hvmctx_pv_msrs[0]);
+
 /*
  * The MSRs to carry: KVM's index list plus the KVM paravirtual range, each
  * kept only if KVM_GET_MSRS reads it on this vCPU, with the TSC deadline
@@ -201,8 +206,6 @@ static int cmp_u32(const void *a, const void *b)
  */
 static int msr_list(struct xc_vcpu *v, uint32_t *out, uint32_t *n, struct xc_error *err)
 {
-	static const uint32_t pv[] = { 0x11, 0x12, 0x4b564d00, 0x4b564d01, 0x4b564d02, 0x4b564d03,
-				       0x4b564d04, 0x4b564d05, 0x4b564d06, 0x4b564d07, 0x4b564d08 };
 	struct kvm_msr_list *l = calloc(1, sizeof(*l) + MAX_MSRS * 4);
 	struct { struct kvm_msrs h; struct kvm_msr_entry e; } one;
 	uint32_t cand[MAX_MSRS + 16], nc = 0, k = 0;
@@ -218,8 +221,8 @@ static int msr_list(struct xc_vcpu *v, uint32_t *out, uint32_t *n, struct xc_err
 	memcpy(cand, l->indices, l->nmsrs * 4);
 	nc = l->nmsrs;
 	free(l);
-	memcpy(cand + nc, pv, sizeof(pv));
-	nc += sizeof(pv) / 4;
+	memcpy(cand + nc, hvmctx_pv_msrs, hvmctx_n_pv_msrs * 4);
+	nc += hvmctx_n_pv_msrs;
 	qsort(cand, nc, 4, cmp_u32);
 	for (uint32_t i = 0; i < nc; i++) {
 		if (i && cand[i] == cand[i - 1])

@@ -389,14 +389,6 @@ static void status_line(struct runner *r, int fd)
 	      (unsigned long long)r->pauses, dirty ? "on" : "off", throttle, save);
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
 static void *save_thread(void *arg)
 {
 	struct runner *r = arg;
@@ -432,7 +424,7 @@ static int start_save(struct runner *r, int cfd, int out_fd, const char *text, c
 		return -1;
 	}
 	memset(&j->st, 0, sizeof(j->st));
-	j->st.progress_ns = now_ns();
+	j->st.progress_ns = mono_ns();
 	j->stall_ns = (uint64_t)(j->q.stall_timeout_s ? j->q.stall_timeout_s :
 				 SAVE_STALL_DEFAULT_S) * 1000000000ull;
 	j->cfd = cfd;
@@ -460,7 +452,7 @@ static void cancel_save(struct runner *r)
 		return;
 	j->st.cancel = 1;
 	pthread_kill(j->thread, SIGUSR1);
-	j->last_kick_ns = now_ns();
+	j->last_kick_ns = mono_ns();
 }
 
 /* The save thread finished: returns true when the domain must now end. */
@@ -480,7 +472,7 @@ static bool reap_save(struct runner *r)
 static void watch_save(struct runner *r)
 {
 	struct save_job *j = &r->job;
-	uint64_t now = now_ns();
+	uint64_t now = mono_ns();
 
 	if (!j->active)
 		return;

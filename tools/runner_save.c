@@ -16,6 +16,7 @@
 #include "hvmctx.h"
 #include "runner.h"
 #include "serial8250.h"
+#include "util.h"
 
 struct progress {
 	int fd;
@@ -32,14 +33,6 @@ static void capture_devices(void *arg)
 	struct progress *p = arg;
 
 	serial_save(runner_serial(p->r), &p->serial);
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
 }
 
 /* Sends a progress line at most every 100 ms; a vanished client cancels the save. */

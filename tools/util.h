@@ -19,6 +19,9 @@ void pr_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void pr_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t mono_ns(void);
+
 /* Human-readable byte count into buf ("12.3 MiB"). */
 const char *fmt_bytes(uint64_t n, char *buf, size_t len);
 

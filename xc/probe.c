@@ -141,14 +141,6 @@ int xc_missing_caps(int kvm_fd, const long *extra, unsigned n_extra, char *buf, 
 	return missing;
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
 /* Sets up one pm32 vCPU at PROBE_ENTRY; 0 or -1 with h->guest_msg set. */
 static int probe_vcpu_setup(struct xc_host *h, int vcpu_fd)
 {
@@ -179,7 +171,7 @@ static int probe_vcpu_run(struct xc_host *h, int vcpu_fd, struct kvm_run *run,
 {
 	struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = XC_KICK_SIGNAL };
 	struct itimerspec its = { .it_interval = { 0, 20 * 1000000 }, .it_value = { 0, 20 * 1000000 } };
-	uint64_t t0 = mono_ns(), deadline = t0 + (uint64_t)budget_ms * 1000000;
+	uint64_t t0 = xc_now_ns(), deadline = t0 + (uint64_t)budget_ms * 1000000;
 	struct kvm_regs regs;
 	timer_t timer;
 	int rc = -1;
@@ -192,7 +184,7 @@ static int probe_vcpu_run(struct xc_host *h, int vcpu_fd, struct kvm_run *run,
 	}
 	timer_settime(timer, 0, &its, NULL);
 	for (;;) {
-		if (mono_ns() >= deadline) {
+		if (xc_now_ns() >= deadline) {
 			snprintf(h->guest_msg, sizeof(h->guest_msg),
 				 "the probe guest did not reach its port write within %u ms", budget_ms);
 			break;
@@ -242,7 +234,7 @@ static int probe_vcpu_run(struct xc_host *h, int vcpu_fd, struct kvm_run *run,
 				 "x87 control word stored as 0x%x, loaded as 0x%x", fcw, PROBE_FCW);
 			break;
 		}
-		h->probe_us = (mono_ns() - t0) / 1000;
+		h->probe_us = (xc_now_ns() - t0) / 1000;
 		snprintf(h->guest_msg, sizeof(h->guest_msg),
 			 "CPUID, CR0 read/write, x87 load/store and a port write ran in %u us",
 			 h->probe_us);

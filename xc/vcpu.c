@@ -299,14 +299,6 @@ unhandled:
 
 /* ------------------------------------------------------------ throttle */
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
 /* Under d->lock: arms the vCPU's timer for its throttle, or disarms it. */
 static void throttle_arm(struct xc_vcpu *v)
 {
@@ -330,7 +322,7 @@ static void throttle_timer_init(struct xc_vcpu *v)
 	sev._sigev_un._tid = gettid();
 	pthread_mutex_lock(&v->d->lock);
 	v->timer_ok = timer_create(CLOCK_MONOTONIC, &sev, &v->timer) == 0;
-	v->ran_since_ns = mono_ns();
+	v->ran_since_ns = xc_now_ns();
 	throttle_arm(v);
 	pthread_mutex_unlock(&v->d->lock);
 }
@@ -343,7 +335,7 @@ static void throttle_timer_init(struct xc_vcpu *v)
 static void throttle_sleep(struct xc_vcpu *v)
 {
 	struct xc_domain *d = v->d;
-	uint64_t now = mono_ns(), run_ns, sleep_ns, until;
+	uint64_t now = xc_now_ns(), run_ns, sleep_ns, until;
 	struct timespec ts;
 
 	pthread_mutex_lock(&d->lock);
@@ -364,7 +356,7 @@ static void throttle_sleep(struct xc_vcpu *v)
 	while (v->throttle_pct && !d->pause_req && !d->stop_req)
 		if (pthread_cond_timedwait(&d->cond, &d->lock, &ts) == ETIMEDOUT)
 			break;
-	v->ran_since_ns = mono_ns();
+	v->ran_since_ns = xc_now_ns();
 	v->throttled_ns += v->ran_since_ns - now;
 	pthread_mutex_unlock(&d->lock);
 }

@@ -5,8 +5,17 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <time.h>
 
 #include "xc.h"
+
+static inline uint64_t xc_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
 
 /* Signal that knocks a vCPU thread out of KVM_RUN. */
 #define XC_KICK_SIGNAL	SIGUSR1
