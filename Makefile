@@ -46,7 +46,7 @@ LIBSR_OBJS := $(LIBSR_SRCS:%.c=$(O)/%.o)
 LIBSR_SONAME := libsr.so.0
 XC_SRCS   := xc/domain.c xc/vcpu.c xc/dirty.c xc/boot.c xc/linux.c xc/probe.c
 XC_OBJS   := $(XC_SRCS:%.c=$(O)/%.o)
-HVMCTX_SRCS := hvmctx/vcpu.c hvmctx/vm.c hvmctx/save.c hvmctx/restore.c hvmctx/cpu.c
+HVMCTX_SRCS := hvmctx/vcpu.c hvmctx/vm.c hvmctx/save.c hvmctx/restore.c hvmctx/cpu.c hvmctx/time.c
 HVMCTX_OBJS := $(HVMCTX_SRCS:%.c=$(O)/%.o)
 RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/runner_save.o $(O)/tools/serial8250.o $(O)/tools/console.o \
                $(O)/tools/ctl.o $(O)/tools/util.o $(O)/tools/host.o \

@@ -126,6 +126,8 @@ uint64_t pit_ticks(void);
 /* kvmclock: nanoseconds; 0 when kvmclock is not offered. */
 bool kvmclock_enable(unsigned cpu);
 uint64_t kvmclock_ns(unsigned cpu);
+/* A count of TSC ticks in ns, at the rate kvmclock gives this vCPU. */
+uint64_t tsc_ticks_ns(unsigned cpu, uint64_t ticks);
 
 /* boot.S */
 int gpr_hold(uint64_t seed, uint64_t spins, uint64_t save);

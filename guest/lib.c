@@ -354,6 +354,20 @@ bool kvmclock_enable(unsigned cpu)
 	return true;
 }
 
+static uint64_t scale_ticks(volatile struct pvclock *p, uint64_t delta)
+{
+	if (p->shift < 0)
+		delta >>= -p->shift;
+	else
+		delta <<= p->shift;
+	return (uint64_t)(((unsigned __int128)delta * p->mul) >> 32);
+}
+
+uint64_t tsc_ticks_ns(unsigned cpu, uint64_t ticks)
+{
+	return scale_ticks(&pvclock[cpu], ticks);
+}
+
 uint64_t kvmclock_ns(unsigned cpu)
 {
 	volatile struct pvclock *p = &pvclock[cpu];
@@ -363,13 +377,7 @@ uint64_t kvmclock_ns(unsigned cpu)
 	do {
 		v = p->version;
 		__asm__ volatile("" ::: "memory");
-		uint64_t delta = rdtsc() - p->tsc_timestamp;
-
-		if (p->shift < 0)
-			delta >>= -p->shift;
-		else
-			delta <<= p->shift;
-		ns = p->system_time + (uint64_t)(((unsigned __int128)delta * p->mul) >> 32);
+		ns = p->system_time + scale_ticks(p, rdtsc() - p->tsc_timestamp);
 		__asm__ volatile("" ::: "memory");
 	} while ((v & 1) || v != p->version);
 	return ns;

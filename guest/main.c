@@ -330,13 +330,15 @@ static void delay_us(unsigned cpu, uint32_t us)
 
 static void save_point(unsigned cpu, uint32_t round)
 {
-	uint64_t t0, t1;
+	uint64_t t0, t1, tsc0, tsc1;
 	uint32_t restores = bootinfo->restores;
 
 	check_slice(cpu);
 	printf("round %u: requesting save\n", round);
 	t0 = kvmclock_ns(cpu);
+	tsc0 = rdtsc();
 	hold_gprs(cpu, round, true);
+	tsc1 = rdtsc();
 	t1 = kvmclock_ns(cpu);
 	check_state(cpu);
 	check_slice(cpu);
@@ -346,8 +348,9 @@ static void save_point(unsigned cpu, uint32_t round)
 		       "intact\n", round, restores, bootinfo->restores, slice_pages);
 	else
 		printf("round %u: after the save point: restores %u -> %u, kvmclock jump %lu ms, "
-		       "registers and %lu pages intact\n", round, restores, bootinfo->restores,
-		       (t1 - t0) / 1000000, slice_pages);
+		       "tsc jump %lu ms, registers and %lu pages intact\n", round, restores,
+		       bootinfo->restores, (t1 - t0) / 1000000,
+		       tsc_ticks_ns(cpu, tsc1 - tsc0) / 1000000, slice_pages);
 }
 
 static void run_cpu(unsigned cpu)

@@ -61,14 +61,6 @@ enum hvmctx_clock_mode {
 	HVMCTX_CLOCK_FREEZE,		/* guest time resumes where it stopped */
 };
 
-/* Sets kvmclock from the HVM_CONTEXT record; saved_ns is the image's creation time. */
-int hvmctx_apply_clock(struct xc_domain *d, const struct sr_record *hvm,
-		       enum hvmctx_clock_mode mode, uint64_t saved_ns, int64_t *jump_ns,
-		       struct xc_error *err);
-
-/* Makes every vCPU's TSC offset vCPU 0's (when the kernel offers KVM_VCPU_TSC_OFFSET). */
-int hvmctx_sync_tsc_offsets(struct xc_domain *d, bool *done, struct xc_error *err);
-
 /* ------------------------------------------------------------ save */
 
 struct hvmctx_device {
@@ -193,7 +185,13 @@ struct hvmctx_restore_opts {
 struct hvmctx_restore_stats {
 	uint64_t pages, records, bytes;
 	int64_t clock_jump_ns;
-	bool tsc_synced;
+	enum hvmctx_tsc {
+		HVMCTX_TSC_AS_WRITTEN,	/* the TSC MSR as the image had it, nothing more */
+		HVMCTX_TSC_ALIGNED,	/* that, with every vCPU's offset made vCPU 0's */
+		HVMCTX_TSC_FROM_MSR,	/* vCPU 0's saved TSC moved on with kvmclock, for all */
+		HVMCTX_TSC_CARRIED,	/* the saved offsets carried over (KVM's algorithm) */
+	} tsc;
+	const char *tsc_why;		/* why not carried, or NULL */
 	uint64_t duration_ns;
 };
 
@@ -201,8 +199,8 @@ struct hvmctx_restore_stats {
  * Fills d (created with img->vcpus vCPUs allowed and no vCPU yet) from the
  * rest of the stream: adds the regions, writes pages as they arrive, and
  * after END has verified applies the HVM state, creates and loads each
- * vCPU in turn (confirming its registers), aligns TSC offsets and sets the
- * clock.  The vCPUs are then ready for xc_domain_start().  On failure no
+ * vCPU in turn (confirming its registers), then sets kvmclock and the TSC
+ * offsets.  The vCPUs are then ready for xc_domain_start().  On failure no
  * vCPU has run and the caller destroys d.
  */
 int hvmctx_restore_finish(struct hvmctx_restore *rs, struct xc_domain *d,

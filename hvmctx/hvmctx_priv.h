@@ -20,6 +20,20 @@ extern const unsigned hvmctx_n_pv_msrs;
 int hvmctx_check_cpu(struct xc_domain *d, const struct sr_record *vcpu, struct xc_error *err);
 int hvmctx_check_msrs(struct xc_domain *d, const struct sr_record *vcpu, struct xc_error *err);
 
+/* Whether this vCPU's TSC runs at another rate than the host's (time.c). */
+bool hvmctx_tsc_scaled(struct xc_vcpu *v);
+
+/*
+ * Sets guest time once every vCPU is loaded (time.c): kvmclock from the
+ * HVM_CONTEXT record (saved_ns is the image's creation time), the TSC
+ * offsets (carried, or aligned on vCPU 0), then KVMCLOCK_CTRL on each vCPU.
+ * vcpu[i] is vCPU i's VCPU_CONTEXT record.
+ */
+struct hvmctx_restore_stats;
+int hvmctx_apply_time(struct xc_domain *d, const struct sr_record *hvm,
+		      const struct sr_record *const *vcpu, enum hvmctx_clock_mode mode,
+		      uint64_t saved_ns, struct hvmctx_restore_stats *st, struct xc_error *err);
+
 static inline uint64_t hvmctx_now_ns(void)
 {
 	struct timespec ts;

@@ -275,11 +275,14 @@ int hvmctx_restore_finish(struct hvmctx_restore *rs, struct xc_domain *d,
 		if (o->device(o->device_arg, dev->name, dev->version, dev->instance, data, len, err))
 			return -1;
 	}
-	if (hvmctx_sync_tsc_offsets(d, &st->tsc_synced, err))
-		return -1;
-	if (hvmctx_apply_clock(d, &rs->hvm.rec, o->clock, rs->img.created_ns, &st->clock_jump_ns,
-			       err))
-		return -1;
+	{
+		const struct sr_record *vrec[XC_MAX_VCPUS];
+
+		for (unsigned i = 0; i < rs->img.vcpus && i < XC_MAX_VCPUS; i++)
+			vrec[i] = &rs->vcpu[i].rec;
+		if (hvmctx_apply_time(d, &rs->hvm.rec, vrec, o->clock, rs->img.created_ns, st, err))
+			return -1;
+	}
 	st->duration_ns = hvmctx_now_ns() - t0;
 	return 0;
 }

@@ -178,6 +178,9 @@ static int cap_tsc_offset(struct xc_vcpu *v, void **data, uint32_t *len, struct 
 
 	if (ioctl(xc_vcpu_fd(v), KVM_HAS_DEVICE_ATTR, &a))
 		return 1;			/* optional: not offered */
+	/* A scaled TSC's offset is not against the host TSC that CLOCK stamps. */
+	if (hvmctx_tsc_scaled(v))
+		return 1;
 	if (!zalloc(8, data, len))
 		return xc_set_error(err, ENOMEM, "tsc offset");
 	a.addr = (uintptr_t)*data;
@@ -331,7 +334,7 @@ static const struct piece pieces[] = {
 	{ SR_BLK_DEBUGREGS,   7,  6, cap_debugregs, app_debugregs },
 	{ SR_BLK_LAPIC,       8,  7, cap_lapic, app_lapic },
 	{ SR_BLK_MSRS,        9,  8, cap_msrs, app_msrs },
-	{ SR_BLK_TSC_OFFSET, 10, -1, cap_tsc_offset, NULL },	/* see hvmctx_sync_tsc_offsets */
+	{ SR_BLK_TSC_OFFSET, 10, -1, cap_tsc_offset, NULL },	/* applied last: time.c */
 	{ SR_BLK_EVENTS,     11, 10, cap_events, app_events },
 };
 #define NPIECES (sizeof(pieces) / sizeof(pieces[0]))
@@ -434,22 +437,4 @@ int hvmctx_apply_vcpu(struct xc_vcpu *v, const struct sr_record *rec, struct xc_
 			}
 		}
 	return confirm(v, rec, err);
-}
-
-int hvmctx_sync_tsc_offsets(struct xc_domain *d, bool *done, struct xc_error *err)
-{
-	struct kvm_device_attr a = { .group = KVM_VCPU_TSC_CTRL, .attr = KVM_VCPU_TSC_OFFSET };
-	uint64_t off0;
-
-	*done = false;
-	if (ioctl(xc_vcpu_fd(xc_vcpu_get(d, 0)), KVM_HAS_DEVICE_ATTR, &a))
-		return 0;
-	a.addr = (uintptr_t)&off0;
-	if (ioctl(xc_vcpu_fd(xc_vcpu_get(d, 0)), KVM_GET_DEVICE_ATTR, &a))
-		return xc_set_error(err, errno, "reading vCPU 0's TSC offset");
-	for (unsigned i = 1; i < xc_domain_vcpus(d); i++)
-		if (ioctl(xc_vcpu_fd(xc_vcpu_get(d, i)), KVM_SET_DEVICE_ATTR, &a))
-			return xc_set_error(err, errno, "setting vCPU %u's TSC offset", i);
-	*done = true;
-	return 0;
 }

@@ -9,9 +9,6 @@
 
 #include "hvmctx.h"
 
-/* TSC rates closer than this are the same clock (QEMU's and Firecracker's tolerance). */
-#define TSC_KHZ_TOLERANCE_PPM	250
-
 static int add(struct hvmctx_set *s, uint32_t kind, const void *src, uint32_t len,
 	       struct xc_error *err)
 {
@@ -66,7 +63,7 @@ static int set_chip(struct xc_domain *d, uint32_t id, const void *data, size_t l
 /*
  * VM-wide pieces, one row each: block kind, capture, apply.  CLOCK and
  * TSC_KHZ have no apply here: the TSC rate goes onto each new vCPU
- * (hvmctx_apply_tsc_khz) and the clock is set last (hvmctx_apply_clock).
+ * (hvmctx_apply_tsc_khz) and the clock is set last (time.c).
  */
 struct vm_piece {
 	uint32_t kind;
@@ -182,70 +179,5 @@ int hvmctx_apply_vm(struct xc_domain *d, const struct sr_record *rec, struct xc_
 		if (vm_pieces[i].apply(d, b.data, b.length, err))
 			return -1;
 	}
-	return 0;
-}
-
-int hvmctx_apply_tsc_khz(struct xc_vcpu *v, const struct sr_record *hvm, struct xc_error *err)
-{
-	struct sr_block b;
-	struct sr_blk_tsc_khz t;
-	int host;
-
-	if (!sr_context_find(hvm, SR_BLK_TSC_KHZ, &b))
-		return xc_set_error(err, 0, "no TSC_KHZ block");
-	memcpy(&t, b.data, sizeof(t));
-	host = ioctl(xc_vcpu_fd(v), KVM_GET_TSC_KHZ, 0);
-	if (host <= 0)
-		return xc_set_error(err, errno, "KVM_GET_TSC_KHZ");
-	if ((uint64_t)llabs((long long)host - t.tsc_khz) * 1000000 <=
-	    (uint64_t)t.tsc_khz * TSC_KHZ_TOLERANCE_PPM)
-		return 0;
-	if (xc_check_cap(xc_vcpu_domain(v), KVM_CAP_TSC_CONTROL) <= 0)
-		return xc_set_error(err, 0, "the image's TSC runs at %u kHz, this host's at %d kHz, "
-				    "and this KVM cannot scale it (no KVM_CAP_TSC_CONTROL)",
-				    t.tsc_khz, host);
-	if (ioctl(xc_vcpu_fd(v), KVM_SET_TSC_KHZ, t.tsc_khz))
-		return xc_set_error(err, errno, "KVM_SET_TSC_KHZ %u on vCPU %u", t.tsc_khz,
-				    xc_vcpu_id(v));
-	return 0;
-}
-
-int hvmctx_apply_clock(struct xc_domain *d, const struct sr_record *hvm,
-		       enum hvmctx_clock_mode mode, uint64_t saved_ns, int64_t *jump_ns,
-		       struct xc_error *err)
-{
-	struct kvm_clock_data saved, set;
-	struct sr_block b;
-	struct timespec ts;
-	uint64_t now;
-	int valid;
-
-	if (!sr_context_find(hvm, SR_BLK_CLOCK, &b))
-		return xc_set_error(err, 0, "no CLOCK block");
-	memcpy(&saved, b.data, sizeof(saved));
-	memset(&set, 0, sizeof(set));
-	set.clock = saved.clock;
-	*jump_ns = 0;
-	/* Never hand GET's flags to SET: only KVM_CLOCK_REALTIME means anything there. */
-	if (mode == HVMCTX_CLOCK_ADVANCE) {
-		uint64_t ref = saved.flags & KVM_CLOCK_REALTIME ? saved.realtime : saved_ns;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		now = (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-		valid = xc_check_cap(d, KVM_CAP_ADJUST_CLOCK);
-		if ((valid & KVM_CLOCK_REALTIME) && (saved.flags & KVM_CLOCK_REALTIME)) {
-			set.flags = KVM_CLOCK_REALTIME;
-			set.realtime = saved.realtime;	/* KVM adds now - realtime itself */
-		} else if (now > ref) {
-			set.clock += now - ref;
-		}
-		*jump_ns = now > ref ? (int64_t)(now - ref) : 0;
-	}
-	if (ioctl(xc_domain_vm_fd(d), KVM_SET_CLOCK, &set))
-		return xc_set_error(err, errno, "KVM_SET_CLOCK");
-	/* Tell a kvmclock guest it was stopped, so its watchdogs do not fire. */
-	for (unsigned i = 0; i < xc_domain_vcpus(d); i++)
-		if (ioctl(xc_vcpu_fd(xc_vcpu_get(d, i)), KVM_KVMCLOCK_CTRL, 0) && errno != EINVAL)
-			return xc_set_error(err, errno, "KVM_KVMCLOCK_CTRL on vCPU %u", i);
 	return 0;
 }

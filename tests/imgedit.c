@@ -4,6 +4,7 @@
  * checksums, to test what a restore does with an image from another host.
  *   imgedit cpuid LEAF SUB REG BIT IN OUT   set a CPUID feature bit (REG 0..3 = eax..edx)
  *   imgedit msr INDEX IN OUT                 rename the first MSR to INDEX
+ *   imgedit clock-flags MASK IN OUT          clear MASK in the CLOCK block's flags
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -16,9 +17,10 @@
 #include "sr.h"
 
 static uint32_t leaf, sub, reg, bit, msr;
-static int mode;		/* 1 cpuid, 2 msr */
+static int mode;		/* 1 cpuid, 2 msr, 3 clock-flags */
+static uint32_t clear_flags;
 
-/* Edits the CPUID or MSRS block of a VCPU_CONTEXT body in place. */
+/* Edits the CPUID or MSRS block of a VCPU_CONTEXT, or HVM_CONTEXT's CLOCK, in place. */
 static void edit_context(uint8_t *body, uint32_t len)
 {
 	struct sr_rec_context *c = (void *)body;
@@ -38,6 +40,8 @@ static void edit_context(uint8_t *body, uint32_t len)
 		}
 		if (mode == 2 && h->kind == SR_BLK_MSRS && cnt->count)
 			((struct kvm_msr_entry *)(cnt + 1))->index = msr;
+		if (mode == 3 && h->kind == SR_BLK_CLOCK)
+			((struct kvm_clock_data *)(h + 1))->flags &= ~clear_flags;
 		p += sizeof(*h) + (h->length + 7) / 8 * 8;
 	}
 }
@@ -61,8 +65,12 @@ int main(int argc, char **argv)
 	} else if (argc == 5 && !strcmp(argv[1], "msr")) {
 		mode = 2;
 		msr = strtoul(argv[2], NULL, 0);
+	} else if (argc == 5 && !strcmp(argv[1], "clock-flags")) {
+		mode = 3;
+		clear_flags = strtoul(argv[2], NULL, 0);
 	} else {
-		fprintf(stderr, "usage: imgedit cpuid LEAF SUB REG BIT IN OUT | msr INDEX IN OUT\n");
+		fprintf(stderr, "usage: imgedit cpuid LEAF SUB REG BIT IN OUT | msr INDEX IN OUT | "
+			"clock-flags MASK IN OUT\n");
 		return 2;
 	}
 	in = open(argv[argc - 2], O_RDONLY);
@@ -80,7 +88,7 @@ int main(int argc, char **argv)
 			continue;
 		body = malloc(rec.length ? rec.length : 1);
 		memcpy(body, rec.body, rec.length);
-		if (rec.type == SR_REC_VCPU_CONTEXT)
+		if (rec.type == SR_REC_VCPU_CONTEXT || rec.type == SR_REC_HVM_CONTEXT)
 			edit_context(body, rec.length);
 		rc = sr_write_record(w, rec.type, body, rec.length, &err);
 		free(body);

@@ -293,20 +293,45 @@ if want corrupt-image; then
 fi
 
 if want clock; then
-	# The guest measures kvmclock across the save gap (3 s of sleep).
+	# The guest measures kvmclock and its TSC across the save gap (3 s of sleep):
+	# with --clock advance both move on by the gap, with --clock freeze neither;
+	# where sr-restore carried the saved TSC offsets, the two must agree.
 	$O/sr-run --name ck --memory 24 --rounds 3 --save-round 1 --save-to "$tmp/ck.img" \
 		"$guest" >/dev/null 2>&1
 	sleep 3
-	$O/sr-restore --name ck1 --clock advance "$tmp/ck.img" >"$tmp/ck1.out" 2>&1; rc1=$?
+	$O/sr-restore -v --name ck1 --clock advance "$tmp/ck.img" >"$tmp/ck1.out" 2>&1; rc1=$?
 	sleep 3
-	$O/sr-restore --name ck2 --clock freeze "$tmp/ck.img" >"$tmp/ck2.out" 2>&1; rc2=$?
+	$O/sr-restore -v --name ck2 --clock freeze "$tmp/ck.img" >"$tmp/ck2.out" 2>&1; rc2=$?
 	j1=$(sed -n 's/.*kvmclock jump \([0-9]*\) ms.*/\1/p' "$tmp/ck1.out")
 	j2=$(sed -n 's/.*kvmclock jump \([0-9]*\) ms.*/\1/p' "$tmp/ck2.out")
-	if [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && [ -n "$j1" ] && [ -n "$j2" ] && [ "$j1" -ge 3000 ] && [ "$j2" -lt 1000 ]; then
-		ok "clock: advance jumped ${j1} ms over a >= 3 s gap, freeze ${j2} ms"
-	else
-		cat "$tmp/ck1.out" "$tmp/ck2.out" > "$tmp/ck.out"
+	t1=$(sed -n 's/.*tsc jump \([0-9]*\) ms.*/\1/p' "$tmp/ck1.out")
+	t2=$(sed -n 's/.*tsc jump \([0-9]*\) ms.*/\1/p' "$tmp/ck2.out")
+	how=$(sed -n 's/.*; TSC \(.*\)$/\1/p' "$tmp/ck1.out" | head -1)
+	cat "$tmp/ck1.out" "$tmp/ck2.out" > "$tmp/ck.out"
+	if ! { [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && [ -n "$j1" ] && [ -n "$j2" ] &&
+	       [ "$j1" -ge 3000 ] && [ "$j2" -lt 1000 ]; }; then
 		bad "clock: advance '${j1}' ms (want >= 3000), freeze '${j2}' ms (want < 1000), exits $rc1/$rc2" "$tmp/ck.out"
+	elif [ "$how" != "offsets carried" ]; then
+		bad "clock: kvmclock advance ${j1} ms, freeze ${j2} ms, but the TSC offsets were not carried: '${how}'" "$tmp/ck.out"
+	elif [ -z "$t1" ] || [ -z "$t2" ] || [ $((t1 > j1 ? t1 - j1 : j1 - t1)) -gt 50 ] ||
+	     [ $((t2 > j2 ? t2 - j2 : j2 - t2)) -gt 50 ]; then
+		bad "clock: the TSC and kvmclock disagree across the gap: advance tsc '${t1}' / kvmclock ${j1} ms, freeze tsc '${t2}' / kvmclock ${j2} ms (want within 50 ms)" "$tmp/ck.out"
+	else
+		ok "clock: advance jumped ${j1} ms over a >= 3 s gap (TSC ${t1} ms), freeze ${j2} ms (TSC ${t2} ms); TSC offsets carried"
+	fi
+	# Without the host TSC stamp (KVM_CLOCK_HOST_TSC cleared) vCPU 0's saved
+	# TSC stands in: the TSC still moves on with kvmclock and never goes back.
+	$O/tests/imgedit clock-flags 8 "$tmp/ck.img" "$tmp/ck-nostamp.img"
+	sleep 1
+	$O/sr-restore -v --name ck3 --clock advance "$tmp/ck-nostamp.img" >"$tmp/ck3.out" 2>&1; rc3=$?
+	j3=$(sed -n 's/.*kvmclock jump \([0-9]*\) ms.*/\1/p' "$tmp/ck3.out")
+	t3=$(sed -n 's/.*tsc jump \([0-9]*\) ms.*/\1/p' "$tmp/ck3.out")
+	how=$(sed -n 's/.*; TSC \(.*\)$/\1/p' "$tmp/ck3.out" | head -1)
+	if [ $rc3 -eq 0 ] && [ -n "$j3" ] && [ -n "$t3" ] && [ "$j3" -ge 4000 ] &&
+	   [ "${how%%:*}" = "from vCPU 0's saved TSC" ] && [ $((t3 > j3 ? t3 - j3 : j3 - t3)) -le 50 ]; then
+		ok "clock: without the host TSC stamp: kvmclock ${j3} ms, TSC ${t3} ms ($how)"
+	else
+		bad "clock: without the host TSC stamp: kvmclock '${j3}' ms, TSC '${t3}' ms (want within 50 ms), '$how', exit $rc3" "$tmp/ck3.out"
 	fi
 fi
 

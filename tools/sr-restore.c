@@ -190,10 +190,14 @@ int main(int argc, char **argv)
 		close(fd);
 	if (verbose)
 		pr_info("%s: restored \"%s\": %u vCPU%s, %llu pages, %llu bytes in %.1f ms; clock %s "
-			"(%+.1f ms)%s", sr_prog, cfg.name, cfg.vcpus, cfg.vcpus == 1 ? "" : "s",
+			"(%+.1f ms); TSC %s%s%s", sr_prog, cfg.name, cfg.vcpus, cfg.vcpus == 1 ? "" : "s",
 			(unsigned long long)st.pages, (unsigned long long)st.bytes,
 			st.duration_ns / 1e6, ro.clock == HVMCTX_CLOCK_ADVANCE ? "advanced" : "frozen",
-			st.clock_jump_ns / 1e6, st.tsc_synced ? ", TSC offsets aligned" : "");
+			st.clock_jump_ns / 1e6,
+			st.tsc == HVMCTX_TSC_CARRIED ? "offsets carried" :
+			st.tsc == HVMCTX_TSC_FROM_MSR ? "from vCPU 0's saved TSC" :
+			st.tsc == HVMCTX_TSC_ALIGNED ? "offsets aligned to vCPU 0" : "as saved",
+			st.tsc_why ? ": " : "", st.tsc_why ? st.tsc_why : "");
 	rc = runner_run(r, paused);
 	runner_free(r);
 	return rc;

@@ -34,6 +34,7 @@ struct xc_vcpu {
 	bool io_pending;		/* last exit needs a re-entry to complete */
 	struct kvm_dirty_gfn *ring;	/* dirty ring, when the domain has one */
 	uint32_t ring_fetch;
+	uint32_t native_tsc_khz;	/* KVM_GET_TSC_KHZ before anyone set it */
 
 	/* Throttle (under d->lock): out of KVM_RUN for pct% of each period. */
 	timer_t timer;			/* kicks the thread once a period */
@@ -87,6 +88,7 @@ static int set_vcpu_cpuid(struct xc_vcpu *v, struct xc_error *err)
 struct xc_vcpu *xc_vcpu_create(struct xc_domain *d, unsigned id, struct xc_error *err)
 {
 	struct xc_vcpu *v;
+	int r;
 
 	if (id != d->nvcpus || id >= d->nvcpus_max) {
 		xc_set_error(err, 0, "vCPU %u out of order or beyond %u", id, d->nvcpus_max);
@@ -112,6 +114,8 @@ struct xc_vcpu *xc_vcpu_create(struct xc_domain *d, unsigned id, struct xc_error
 		free(v);
 		return NULL;
 	}
+	r = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
+	v->native_tsc_khz = r > 0 ? (uint32_t)r : 0;
 	if (d->ring_entries) {
 		v->ring = mmap(NULL, d->ring_entries * sizeof(*v->ring), PROT_READ | PROT_WRITE,
 			       MAP_SHARED, v->fd, KVM_DIRTY_LOG_PAGE_OFFSET * getpagesize());
@@ -170,6 +174,11 @@ int xc_vcpu_fd(const struct xc_vcpu *v)
 unsigned xc_vcpu_id(const struct xc_vcpu *v)
 {
 	return v->id;
+}
+
+uint32_t xc_vcpu_native_tsc_khz(const struct xc_vcpu *v)
+{
+	return v->native_tsc_khz;
 }
 
 struct kvm_run *xc_vcpu_run_area(const struct xc_vcpu *v)

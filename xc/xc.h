@@ -124,6 +124,8 @@ struct xc_vcpu *xc_vcpu_create(struct xc_domain *d, unsigned id, struct xc_error
 struct xc_vcpu *xc_vcpu_get(const struct xc_domain *d, unsigned id);
 int xc_vcpu_fd(const struct xc_vcpu *v);
 unsigned xc_vcpu_id(const struct xc_vcpu *v);
+/* The TSC rate (kHz) KVM gave the vCPU when it was made, the host's; 0 if KVM would not say. */
+uint32_t xc_vcpu_native_tsc_khz(const struct xc_vcpu *v);
 struct kvm_run *xc_vcpu_run_area(const struct xc_vcpu *v);
 
 /* The CPUID KVM offers, as set on new vCPUs (owned by the domain). */
