@@ -38,8 +38,23 @@ int hvmctx_capture_vm(struct xc_domain *d, const struct kvm_clock_data *clock,
 int hvmctx_capture_clock(struct xc_domain *d, struct kvm_clock_data *clock,
 			 struct xc_error *err);
 
-/* Per-vCPU state, in capture order: MP state first, events last. */
-int hvmctx_capture_vcpu(struct xc_vcpu *v, struct hvmctx_set *out, struct xc_error *err);
+/*
+ * The MSRs a save carries: KVM's index list and the paravirtual range,
+ * those vCPU v reads with the CPUID it has now, one ioctl each.  Made
+ * before the domain runs (a vCPU ioctl waits while its vCPU is in
+ * KVM_RUN), so a save's paused window does not pay for the probing; the
+ * vCPUs of a domain share one CPUID, so one list serves them all.
+ */
+struct hvmctx_msr_list;
+struct hvmctx_msr_list *hvmctx_msr_list_make(struct xc_vcpu *v, struct xc_error *err);
+void hvmctx_msr_list_free(struct hvmctx_msr_list *l);
+
+/*
+ * Per-vCPU state, in capture order: MP state first, events last.  msrs:
+ * from hvmctx_msr_list_make(), or NULL to probe the list here.
+ */
+int hvmctx_capture_vcpu(struct xc_vcpu *v, const struct hvmctx_msr_list *msrs,
+			struct hvmctx_set *out, struct xc_error *err);
 
 /*
  * Applies a validated HVM_CONTEXT record's PIT and irqchips (the TSC rate
@@ -95,6 +110,8 @@ struct hvmctx_save_opts {
 	uint64_t boot_entry, boot_arg;
 	const struct hvmctx_device *devices;
 	unsigned ndevices;
+	/* The MSRs to carry, made before the domain ran; NULL: probed while paused. */
+	const struct hvmctx_msr_list *msrs;
 	/* Called once the domain is paused, just before the DEVICE records are written. */
 	void (*capture_devices)(void *arg);
 	/* Non-zero aborts the save; a write stuck on it gives up when signalled. */
@@ -136,6 +153,7 @@ struct hvmctx_save_stats {
 	uint64_t duration_ns;
 	uint32_t rounds;		/* including the final one */
 	uint64_t downtime_ns;		/* pause to END written */
+	uint64_t capture_ns;		/* of which reading CPU and device state */
 	uint64_t downtime_target_ns;
 	const char *stop_reason;	/* live: why pre-copy stopped */
 	unsigned max_throttle_pct;	/* live: the most any vCPU was throttled */

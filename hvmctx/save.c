@@ -255,13 +255,16 @@ static bool throttle_update(struct save *s, uint64_t sent, uint64_t dirty)
  */
 static int capture_state(struct save *s, const struct kvm_clock_data *clock)
 {
+	uint64_t t0 = hvmctx_now_ns();
+
 	if (hvmctx_capture_vm(s->d, clock, &s->hvm, s->err))
 		return -1;
 	for (unsigned i = 0; i < xc_domain_vcpus(s->d); i++)
-		if (hvmctx_capture_vcpu(xc_vcpu_get(s->d, i), &s->vcpu[i], s->err))
+		if (hvmctx_capture_vcpu(xc_vcpu_get(s->d, i), s->o->msrs, &s->vcpu[i], s->err))
 			return -1;
 	if (s->o->capture_devices)
 		s->o->capture_devices(s->o->progress_arg);
+	s->st->capture_ns = hvmctx_now_ns() - t0;
 	return 0;
 }
 

@@ -24,7 +24,8 @@
 struct piece {
 	uint32_t kind;
 	int capture_rank, apply_rank;	/* -1: not captured / not applied here */
-	int (*capture)(struct xc_vcpu *v, void **data, uint32_t *len, struct xc_error *err);
+	int (*capture)(struct xc_vcpu *v, const struct hvmctx_msr_list *msrs, void **data,
+		       uint32_t *len, struct xc_error *err);
 	int (*apply)(struct xc_vcpu *v, const void *data, uint32_t len, struct xc_error *err);
 };
 
@@ -37,8 +38,10 @@ static void *zalloc(size_t len, void **data, uint32_t *outlen)
 }
 
 #define SIMPLE_PIECE(fn, type, get, set, what)					\
-static int cap_##fn(struct xc_vcpu *v, void **data, uint32_t *len, struct xc_error *err) \
+static int cap_##fn(struct xc_vcpu *v, const struct hvmctx_msr_list *msrs, void **data,	\
+		    uint32_t *len, struct xc_error *err)					\
 {										\
+	(void)msrs;								\
 	if (!zalloc(sizeof(type), data, len))					\
 		return xc_set_error(err, ENOMEM, what);				\
 	if (ioctl(xc_vcpu_fd(v), get, *data))					\
@@ -65,8 +68,10 @@ static bool has_cap(struct xc_vcpu *v, long cap)
 	return xc_check_cap(xc_vcpu_domain(v), cap) > 0;
 }
 
-static int cap_sregs2(struct xc_vcpu *v, void **data, uint32_t *len, struct xc_error *err)
+static int cap_sregs2(struct xc_vcpu *v, const struct hvmctx_msr_list *msrs, void **data,
+		      uint32_t *len, struct xc_error *err)
 {
+	(void)msrs;
 	if (!has_cap(v, KVM_CAP_SREGS2))
 		return 1;			/* optional: not offered */
 	if (!zalloc(sizeof(struct kvm_sregs2), data, len))
@@ -84,8 +89,10 @@ static int app_sregs2(struct xc_vcpu *v, const void *data, uint32_t len, struct 
 	return 0;
 }
 
-static int cap_events(struct xc_vcpu *v, void **data, uint32_t *len, struct xc_error *err)
+static int cap_events(struct xc_vcpu *v, const struct hvmctx_msr_list *msrs, void **data,
+		      uint32_t *len, struct xc_error *err)
 {
+	(void)msrs;
 	if (!zalloc(sizeof(struct kvm_vcpu_events), data, len))
 		return xc_set_error(err, ENOMEM, "events");
 	if (ioctl(xc_vcpu_fd(v), KVM_GET_VCPU_EVENTS, *data))
@@ -106,11 +113,13 @@ static int app_events(struct xc_vcpu *v, const void *data, uint32_t len, struct 
 	return 0;
 }
 
-static int cap_cpuid(struct xc_vcpu *v, void **data, uint32_t *len, struct xc_error *err)
+static int cap_cpuid(struct xc_vcpu *v, const struct hvmctx_msr_list *msrs, void **data,
+		      uint32_t *len, struct xc_error *err)
 {
 	struct kvm_cpuid2 *c;
 	uint32_t n = 256;
 
+	(void)msrs;
 	if (!zalloc(sizeof(*c) + n * sizeof(c->entries[0]), data, len))
 		return xc_set_error(err, ENOMEM, "cpuid");
 	c = *data;
@@ -141,11 +150,13 @@ static uint32_t xsave_size(struct xc_vcpu *v)
 	return n > (int)sizeof(struct kvm_xsave) ? (uint32_t)n : sizeof(struct kvm_xsave);
 }
 
-static int cap_xsave(struct xc_vcpu *v, void **data, uint32_t *len, struct xc_error *err)
+static int cap_xsave(struct xc_vcpu *v, const struct hvmctx_msr_list *msrs, void **data,
+		      uint32_t *len, struct xc_error *err)
 {
 	uint32_t size = xsave_size(v);
 	bool big = size > sizeof(struct kvm_xsave);
 
+	(void)msrs;
 	if (!zalloc(size, data, len))
 		return xc_set_error(err, ENOMEM, "xsave");
 	if (ioctl(xc_vcpu_fd(v), big ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, *data))
@@ -172,10 +183,12 @@ static int app_xsave(struct xc_vcpu *v, const void *data, uint32_t len, struct x
 	return rc;
 }
 
-static int cap_tsc_offset(struct xc_vcpu *v, void **data, uint32_t *len, struct xc_error *err)
+static int cap_tsc_offset(struct xc_vcpu *v, const struct hvmctx_msr_list *msrs, void **data,
+			  uint32_t *len, struct xc_error *err)
 {
 	struct kvm_device_attr a = { .group = KVM_VCPU_TSC_CTRL, .attr = KVM_VCPU_TSC_OFFSET };
 
+	(void)msrs;
 	if (ioctl(xc_vcpu_fd(v), KVM_HAS_DEVICE_ATTR, &a))
 		return 1;			/* optional: not offered */
 	/* A scaled TSC's offset is not against the host TSC that CLOCK stamps. */
@@ -202,24 +215,36 @@ const uint32_t hvmctx_pv_msrs[] = { 0x11, 0x12, 0x4b564d00, 0x4b564d01, 0x4b564d
 				    0x4b564d04, 0x4b564d05, 0x4b564d06, 0x4b564d07, 0x4b564d08 };
 const unsigned hvmctx_n_pv_msrs = sizeof(hvmctx_pv_msrs) / sizeof(hvmctx_pv_msrs[0]);
 
+struct hvmctx_msr_list {
+	uint32_t n;
+	uint32_t idx[MAX_MSRS + 16];
+};
+
 /*
- * The MSRs to carry: KVM's index list plus the KVM paravirtual range, each
- * kept only if KVM_GET_MSRS reads it on this vCPU, with the TSC deadline
- * moved last so that it is set after the TSC.
+ * KVM's index list plus the KVM paravirtual range, each kept only if
+ * KVM_GET_MSRS reads it on this vCPU, with the TSC deadline moved last so
+ * that it is set after the TSC.
  */
-static int msr_list(struct xc_vcpu *v, uint32_t *out, uint32_t *n, struct xc_error *err)
+struct hvmctx_msr_list *hvmctx_msr_list_make(struct xc_vcpu *v, struct xc_error *err)
 {
 	struct kvm_msr_list *l = calloc(1, sizeof(*l) + MAX_MSRS * 4);
+	struct hvmctx_msr_list *out = calloc(1, sizeof(*out));
 	struct { struct kvm_msrs h; struct kvm_msr_entry e; } one;
 	uint32_t cand[MAX_MSRS + 16], nc = 0, k = 0;
 	bool deadline = false;
 
-	if (!l)
-		return xc_set_error(err, ENOMEM, "MSR list");
+	if (!l || !out) {
+		free(l);
+		free(out);
+		xc_set_error(err, ENOMEM, "MSR list");
+		return NULL;
+	}
 	l->nmsrs = MAX_MSRS;
 	if (ioctl(xc_domain_kvm_fd(xc_vcpu_domain(v)), KVM_GET_MSR_INDEX_LIST, l)) {
+		xc_set_error(err, errno, "KVM_GET_MSR_INDEX_LIST");
 		free(l);
-		return xc_set_error(err, errno, "KVM_GET_MSR_INDEX_LIST");
+		free(out);
+		return NULL;
 	}
 	memcpy(cand, l->indices, l->nmsrs * 4);
 	nc = l->nmsrs;
@@ -239,12 +264,17 @@ static int msr_list(struct xc_vcpu *v, uint32_t *out, uint32_t *n, struct xc_err
 			deadline = true;
 			continue;
 		}
-		out[k++] = cand[i];
+		out->idx[k++] = cand[i];
 	}
 	if (deadline)
-		out[k++] = MSR_IA32_TSC_DEADLINE;
-	*n = k;
-	return 0;
+		out->idx[k++] = MSR_IA32_TSC_DEADLINE;
+	out->n = k;
+	return out;
+}
+
+void hvmctx_msr_list_free(struct hvmctx_msr_list *l)
+{
+	free(l);
 }
 
 /*
@@ -278,28 +308,37 @@ static int msrs_chunked(struct xc_vcpu *v, unsigned long req, struct kvm_msrs *m
 	return done;
 }
 
-static int cap_msrs(struct xc_vcpu *v, void **data, uint32_t *len, struct xc_error *err)
+static int cap_msrs(struct xc_vcpu *v, const struct hvmctx_msr_list *list, void **data,
+		    uint32_t *len, struct xc_error *err)
 {
-	uint32_t idx[MAX_MSRS + 16], n = 0;
+	struct hvmctx_msr_list *own = NULL;
 	struct kvm_msrs *m;
+	uint32_t n;
 	int got;
 
-	if (msr_list(v, idx, &n, err))
+	if (!list && !(list = own = hvmctx_msr_list_make(v, err)))
 		return -1;
-	if (n > MAX_MSRS)
+	n = list->n;
+	if (n > MAX_MSRS) {
+		free(own);
 		return xc_set_error(err, 0, "vCPU %u has %u MSRs to save, the format carries %u",
 				    xc_vcpu_id(v), n, MAX_MSRS);
-	if (!zalloc(sizeof(*m) + n * sizeof(m->entries[0]), data, len))
+	}
+	if (!zalloc(sizeof(*m) + n * sizeof(m->entries[0]), data, len)) {
+		free(own);
 		return xc_set_error(err, ENOMEM, "msrs");
+	}
 	m = *data;
 	m->nmsrs = n;
 	for (uint32_t i = 0; i < n; i++)
-		m->entries[i].index = idx[i];
+		m->entries[i].index = list->idx[i];
+	free(own);
 	got = msrs_chunked(v, KVM_GET_MSRS, m);
 	if (got != (int)n)
 		return xc_set_error(err, got < 0 ? errno : 0,
 				    "KVM_GET_MSRS on vCPU %u read %d of %u MSRs (stopped at 0x%x)",
-				    xc_vcpu_id(v), got, n, got >= 0 && got < (int)n ? idx[got] : 0);
+				    xc_vcpu_id(v), got, n,
+				    got >= 0 && got < (int)n ? m->entries[got].index : 0);
 	/* A TSC deadline of 0 means "not armed" and is restored as such. */
 	m->pad = 0;
 	return 0;
@@ -346,7 +385,8 @@ void hvmctx_set_free(struct hvmctx_set *s)
 	s->n = 0;
 }
 
-int hvmctx_capture_vcpu(struct xc_vcpu *v, struct hvmctx_set *out, struct xc_error *err)
+int hvmctx_capture_vcpu(struct xc_vcpu *v, const struct hvmctx_msr_list *msrs,
+			struct hvmctx_set *out, struct xc_error *err)
 {
 	out->n = 0;
 	for (int rank = 0; rank < (int)NPIECES; rank++)
@@ -357,7 +397,7 @@ int hvmctx_capture_vcpu(struct xc_vcpu *v, struct hvmctx_set *out, struct xc_err
 
 			if (pieces[i].capture_rank != rank)
 				continue;
-			rc = pieces[i].capture(v, &data, &len, err);
+			rc = pieces[i].capture(v, msrs, &data, &len, err);
 			if (rc < 0) {
 				free(data);
 				hvmctx_set_free(out);

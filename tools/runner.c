@@ -24,6 +24,7 @@
 #include "abi.h"
 #include "console.h"
 #include "ctl.h"
+#include "hvmctx.h"
 #include "serial8250.h"
 #include "runner.h"
 #include "util.h"
@@ -32,6 +33,7 @@ struct runner {
 	struct runner_config cfg;	/* name points into name_buf */
 	char name_buf[64];
 	struct xc_domain *d;
+	struct hvmctx_msr_list *msrs;	/* made before the domain first runs */
 	int listen_fd, sig_fd;
 	char sock_path[108];
 	volatile uint32_t stage;
@@ -250,6 +252,11 @@ struct xc_domain *runner_domain(struct runner *r)
 	return r->d;
 }
 
+const struct hvmctx_msr_list *runner_msrs(const struct runner *r)
+{
+	return r->msrs;
+}
+
 const struct runner_config *runner_config(const struct runner *r)
 {
 	return &r->cfg;
@@ -265,6 +272,7 @@ void runner_free(struct runner *r)
 	if (!r)
 		return;
 	xc_domain_destroy(r->d);
+	hvmctx_msr_list_free(r->msrs);
 	if (r->listen_fd >= 0) {
 		close(r->listen_fd);
 		unlink(r->sock_path);
@@ -623,6 +631,12 @@ int runner_run(struct runner *r, bool start_paused)
 	if (block_signals(r)) {
 		pr_err("setting up signal handling: %s", strerror(errno));
 		return EXIT_USAGE;
+	}
+	/* Now, while no vCPU runs: a save then does not probe MSRs while the guest is paused. */
+	r->msrs = hvmctx_msr_list_make(xc_vcpu_get(r->d, 0), &err);
+	if (!r->msrs) {
+		pr_err("%s", err.msg);
+		return EXIT_VM_ERROR;
 	}
 	if (xc_domain_start(r->d, start_paused, &err)) {
 		pr_err("%s", err.msg);

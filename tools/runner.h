@@ -36,6 +36,8 @@ struct runner_config {
 struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err);
 struct xc_domain *runner_domain(struct runner *r);
 const struct runner_config *runner_config(const struct runner *r);
+/* The MSRs a save carries, listed before the domain first ran. */
+const struct hvmctx_msr_list *runner_msrs(const struct runner *r);
 
 /* The UART, when the runner has one (cfg.serial), else NULL. */
 struct serial *runner_serial(struct runner *r);

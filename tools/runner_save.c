@@ -102,6 +102,7 @@ static int do_save(struct runner *r, int fd, struct hvmctx_save_opts *o, int cli
 	o->round = send_round;
 	o->progress_arg = &p;
 	o->cancel = js ? &js->cancel : NULL;
+	o->msrs = runner_msrs(r);
 	if (hvmctx_save(runner_domain(r), fd, o, st, err))
 		return -1;
 	/* Durable before anyone is told it worked (the domain may exit next). */
@@ -146,11 +147,11 @@ static int live_opts(struct xc_domain *d, const struct save_req *q, struct hvmct
 static void summary(const struct hvmctx_save_stats *st, const char *after, char *msg, size_t len)
 {
 	int n = snprintf(msg, len, "saved %llu pages (%llu zero, %llu lz4, %llu raw): %llu bytes "
-			 "for %llu MiB of RAM in %.1f ms; ",
+			 "for %llu MiB of RAM in %.1f ms (CPU state read in %.2f ms); ",
 			 (unsigned long long)st->pages, (unsigned long long)st->zero,
 			 (unsigned long long)st->lz4, (unsigned long long)st->raw,
 			 (unsigned long long)st->bytes, (unsigned long long)(st->mem_bytes >> 20),
-			 st->duration_ns / 1e6);
+			 st->duration_ns / 1e6, st->capture_ns / 1e6);
 
 	if (st->downtime_target_ns && n > 0 && (size_t)n < len)
 		n += snprintf(msg + n, len - n, "live: %u rounds (%s), downtime %.1f ms (target %.0f "
