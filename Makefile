@@ -199,32 +199,51 @@ demo: deps all $(LINUX_INITRD) $(LINUX_KERNEL)
 	$(Q)O=$(O) tests/on-kvm.sh demo tests/demo-kvm.sh
 
 # ------------------------------------------------------------------ fuzz
-# libFuzzer (clang) on the reader, with a structure-aware mutator that
-# re-frames mutated records with fresh checksums; seeded from generated
-# images.  make fuzz runs FUZZ_SECONDS (an hour); CI runs fuzz-ci (60 s).
+# libFuzzer (clang) targets, with a structure-aware mutator that re-frames
+# mutated records with fresh checksums, seeded from generated images:
+#   fuzz-reader   the reader, every page decoded, every block walked
+#   fuzz-restore  restore's record handling up to the xc boundary (fake xc
+#                 and KVM, the serial8250 model behind DEVICE)
+# make fuzz runs each for FUZZ_SECONDS (an hour); CI runs fuzz-ci (60 s each).
 FUZZ_O      ?= build-fuzz
 FUZZ_SECONDS ?= 3600
-FUZZ_FLAGS  := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-               -D_GNU_SOURCE -Ilibsr $(PKG_CFLAGS)
+FUZZ_TARGETS := reader restore
+FUZZ_FLAGS  := -std=gnu11 -g -O1 -Wno-gnu-variable-sized-type-not-at-end -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+               -D_GNU_SOURCE -Ilibsr -Ixc -Ihvmctx -Itools $(PKG_CFLAGS)
+FUZZ_RESTORE_SRCS := hvmctx/restore.c hvmctx/vcpu.c hvmctx/vm.c hvmctx/cpu.c hvmctx/time.c \
+               tools/serial8250.c
 
-$(FUZZ_O)/fuzz-reader: tests/fuzz_reader.c $(LIBSR_SRCS) libsr/sr.h libsr/sr_format.h libsr/internal.h
+$(FUZZ_O)/fuzz-reader: tests/fuzz_reader.c tests/fuzz_mutator.c $(LIBSR_SRCS) libsr/sr.h \
+		libsr/sr_format.h libsr/internal.h
 	@mkdir -p $(FUZZ_O)
 	$(Q)scripts/deps.sh fuzz
 	$(E) "  CLANG   $@"
-	$(Q)clang $(FUZZ_FLAGS) -o $@ tests/fuzz_reader.c $(LIBSR_SRCS) $(PKG_LIBS)
+	$(Q)clang $(FUZZ_FLAGS) -o $@ tests/fuzz_reader.c tests/fuzz_mutator.c $(LIBSR_SRCS) $(PKG_LIBS)
+
+$(FUZZ_O)/fuzz-restore: tests/fuzz_restore.c tests/fuzz_mutator.c $(FUZZ_RESTORE_SRCS) \
+		$(LIBSR_SRCS) libsr/sr.h libsr/sr_format.h libsr/internal.h hvmctx/hvmctx.h \
+		hvmctx/hvmctx_priv.h xc/xc.h tools/serial8250.h
+	@mkdir -p $(FUZZ_O)
+	$(Q)scripts/deps.sh fuzz
+	$(E) "  CLANG   $@"
+	$(Q)clang $(FUZZ_FLAGS) -Wl,--wrap=ioctl -o $@ tests/fuzz_restore.c tests/fuzz_mutator.c \
+		$(FUZZ_RESTORE_SRCS) $(LIBSR_SRCS) $(PKG_LIBS) -lpthread
 
 $(FUZZ_O)/seeds: $(O)/tests/mkimage
 	$(Q)rm -rf $@ && mkdir -p $@
 	$(Q)for a in "-m 1 -v 1 -i 0" "-m 1 -v 2 -i 2 -d 20" "-m 1 -v 3 -i 3 -d 5 -n" "-m 1 -v 1 -i 1 -d 200 -s 7"; do \
 		$(O)/tests/mkimage $$a $@/seed-$$(echo $$a | tr -d ' -').img || exit 1; done
 
-fuzz fuzz-ci: $(FUZZ_O)/fuzz-reader $(FUZZ_O)/seeds
-	$(Q)mkdir -p $(FUZZ_O)/corpus $(FUZZ_O)/crashes
-	$(Q)$(FUZZ_O)/fuzz-reader -max_total_time=$(if $(filter fuzz-ci,$@),60,$(FUZZ_SECONDS)) \
-		-max_len=1048576 -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
-		-artifact_prefix=$(FUZZ_O)/crashes/ $(FUZZ_O)/corpus $(FUZZ_O)/seeds 2>&1 | \
-		grep -E --line-buffered '^(#[0-9]+ +(INITED|REDUCE|NEW|pulse|DONE)|==|SUMMARY|stat::|Done|.*ERROR|.*crash)' | \
-		grep -v 'REDUCE\|NEW' ; test -z "$$(ls $(FUZZ_O)/crashes)" || { echo "fuzz: crashes in $(FUZZ_O)/crashes"; exit 1; }
+fuzz fuzz-ci: $(addprefix $(FUZZ_O)/fuzz-,$(FUZZ_TARGETS)) $(FUZZ_O)/seeds
+	$(Q)for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_O)/corpus-$$t $(FUZZ_O)/crashes-$$t; \
+		echo "fuzz-$$t: $(if $(filter fuzz-ci,$@),60,$(FUZZ_SECONDS)) s"; \
+		$(FUZZ_O)/fuzz-$$t -max_total_time=$(if $(filter fuzz-ci,$@),60,$(FUZZ_SECONDS)) \
+			-max_len=1048576 -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
+			-artifact_prefix=$(FUZZ_O)/crashes-$$t/ $(FUZZ_O)/corpus-$$t $(FUZZ_O)/seeds 2>&1 | \
+			grep -E --line-buffered '^(#[0-9]+ +(INITED|pulse|DONE)|==|SUMMARY|stat::|Done|.*ERROR|.*crash)'; \
+		test -z "$$(ls $(FUZZ_O)/crashes-$$t)" || { echo "fuzz-$$t: crashes in $(FUZZ_O)/crashes-$$t"; exit 1; }; \
+	done
 
 # ---------------------------------------------------------------- install
 install: all

@@ -186,3 +186,20 @@ int serial_restore(struct serial *s, const struct serial_state *st)
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
+
+int serial_restore_device(struct serial *s, const char *name, uint32_t version, uint32_t instance,
+			  const void *data, size_t len, struct xc_error *err)
+{
+	struct serial_state st;
+
+	if (strcmp(name, "serial8250") || !s)
+		return xc_set_error(err, 0, "DEVICE \"%s\" has no model here", name);
+	if (version != 1 || instance != 0 || len != sizeof(st))
+		return xc_set_error(err, 0, "DEVICE serial8250: version %u instance %u, %zu bytes; "
+				    "this sr reads version 1, instance 0, %zu bytes", version,
+				    instance, len, sizeof(st));
+	memcpy(&st, data, sizeof(st));
+	if (serial_restore(s, &st))
+		return xc_set_error(err, 0, "DEVICE serial8250: receive buffer out of range");
+	return 0;
+}

@@ -4,7 +4,10 @@
 #define SR_SERIAL8250_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "xc.h"
 
 #define SERIAL_BASE	0x3f8
 #define SERIAL_IRQ	4
@@ -35,5 +38,13 @@ unsigned serial_input(struct serial *s, const uint8_t *buf, unsigned len);
 void serial_save(struct serial *s, struct serial_state *st);
 /* Returns -1 when st is not a valid state. */
 int serial_restore(struct serial *s, const struct serial_state *st);
+
+/*
+ * A DEVICE record for the UART (name, version, instance, body as the image
+ * has them) into s; s may be NULL (the domain has no UART).  Fails, with
+ * err set, for another device or a layout this sr does not read.
+ */
+int serial_restore_device(struct serial *s, const char *name, uint32_t version, uint32_t instance,
+			  const void *data, size_t len, struct xc_error *err);
 
 #endif

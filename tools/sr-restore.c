@@ -48,19 +48,7 @@ static void usage(FILE *f)
 static int restore_device(void *arg, const char *name, uint32_t version, uint32_t instance,
 			  const void *data, size_t len, struct xc_error *err)
 {
-	struct runner *r = arg;
-	struct serial_state st;
-
-	if (strcmp(name, "serial8250") || !runner_serial(r))
-		return xc_set_error(err, 0, "DEVICE \"%s\" has no model here", name);
-	if (version != 1 || instance != 0 || len != sizeof(st))
-		return xc_set_error(err, 0, "DEVICE serial8250: version %u instance %u, %zu bytes; "
-				    "this sr reads version 1, instance 0, %zu bytes", version,
-				    instance, len, sizeof(st));
-	memcpy(&st, data, sizeof(st));
-	if (serial_restore(runner_serial(r), &st))
-		return xc_set_error(err, 0, "DEVICE serial8250: receive buffer out of range");
-	return 0;
+	return serial_restore_device(runner_serial(arg), name, version, instance, data, len, err);
 }
 
 /* MemAvailable, in MiB (what the kernel thinks can be had without swapping). */
