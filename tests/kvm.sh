@@ -732,8 +732,15 @@ fi
 kernel=build/box/kernel/vmlinuz
 initrd=$O/guest/linux-initramfs.cpio.gz
 linux_warnings='soft lockup|rcu.*stall|hung task|blocked for more than|clocksource.*(unstable|watchdog)|Call Trace'
+# Fails a Linux test at once, naming what is missing, instead of waiting for a domain.
+linux_ready() {
+	[ -f "$kernel" ] && [ -f "$initrd" ] && return 0
+	echo "missing: $kernel or $initrd (make fetches the kernel and builds the initramfs)" > "$tmp/$1.missing"
+	bad "$1: no Linux kernel or initramfs to boot" "$tmp/$1.missing"
+	return 1
+}
 
-if want linux-boot; then
+if want linux-boot && linux_ready linux-boot; then
 	for n in 1 2; do
 		$O/sr-run --name lb$n --vcpus $n --kernel $kernel --initrd $initrd \
 			--cmdline "sr.workload=8,3" </dev/null >"$tmp/lb$n.out" 2>&1; rc=$?
@@ -762,7 +769,7 @@ linux_restored_ok() {
 	linux_skew=$(awk -v h="$host" -v r="$realtime" 'BEGIN { printf "%.2f", h - r }')
 }
 
-if want linux-save; then
+if want linux-save && linux_ready linux-save; then
 	$O/sr-run --name lx --vcpus 2 --kernel $kernel --initrd $initrd --cmdline "sr.workload=16,25" \
 		</dev/null >"$tmp/lx.out" 2>&1 &
 	wait_domain lx
