@@ -231,7 +231,7 @@ $(FUZZ_O)/fuzz-restore: tests/fuzz_restore.c tests/fuzz_mutator.c $(FUZZ_RESTORE
 
 $(FUZZ_O)/seeds: $(O)/tests/mkimage
 	$(Q)rm -rf $@ && mkdir -p $@
-	$(Q)for a in "-m 1 -v 1 -i 0" "-m 1 -v 2 -i 2 -d 20" "-m 1 -v 3 -i 3 -d 5 -n" "-m 1 -v 1 -i 1 -d 200 -s 7"; do \
+	$(Q)for a in "-m 1 -v 1 -i 0" "-m 1 -v 2 -i 2 -d 20" "-m 1 -v 3 -i 3 -d 5 -n" "-m 1 -v 1 -i 1 -d 200 -s 7" "-m 2 -v 1 -i 1 -d 20 -H 60"; do \
 		$(O)/tests/mkimage $$a $@/seed-$$(echo $$a | tr -d ' -').img || exit 1; done
 
 fuzz fuzz-ci: $(addprefix $(FUZZ_O)/fuzz-,$(FUZZ_TARGETS)) $(FUZZ_O)/seeds

@@ -127,6 +127,35 @@ static int page_slot(const struct xc_region *regs, unsigned n, uint64_t pfn, uin
 }
 
 /*
+ * A zero run: pages an earlier round filled get their memory handed back
+ * (holes punched, neighbours together); the rest is fresh memory, left
+ * untouched.
+ */
+static int load_zero_run(struct hvmctx_restore *rs, struct xc_domain *d, unsigned slot,
+			 uint64_t idx, uint64_t n, struct xc_error *err)
+{
+	uint64_t *w = rs->written[slot];
+
+	for (uint64_t i = idx; i < idx + n;) {
+		uint64_t start;
+
+		if (!(w[i / 64] >> (i % 64))) {		/* nothing written from here in this word */
+			i = (i / 64 + 1) * 64;
+			continue;
+		}
+		if (!(w[i / 64] & (1ull << (i % 64)))) {
+			i++;
+			continue;
+		}
+		for (start = i; i < idx + n && (w[i / 64] & (1ull << (i % 64))); i++)
+			w[i / 64] &= ~(1ull << (i % 64));
+		if (xc_mem_discard(d, slot, start * SR_PAGE_SIZE, (i - start) * SR_PAGE_SIZE, err))
+			return -1;
+	}
+	return 0;
+}
+
+/*
  * Pages go straight into guest memory (decoded in place; a page that fails
  * to decode aborts the restore before any vCPU exists).  A ZERO page costs
  * nothing: fresh memfd memory is zero already, so it is not touched, which
@@ -161,6 +190,14 @@ static int load_pages(struct hvmctx_restore *rs, struct xc_domain *d, const stru
 			rs->written[slot] = calloc((regs[slot].size / SR_PAGE_SIZE + 63) / 64, 8);
 			if (!rs->written[slot])
 				return xc_set_error(err, ENOMEM, "restore page bitmap");
+		}
+		if (next->enc == SR_PAGE_ZERO_RUN) {
+			/* The reader checked that the run stays in this region. */
+			if (sr_page_iter_next(&it, &pd, NULL, &se) != 1 ||
+			    load_zero_run(rs, d, slot, idx, pd->length, err))
+				return -1;
+			*pages += pd->length;
+			continue;
 		}
 		uint64_t *w = &rs->written[slot][idx / 64], bit = 1ull << (idx % 64);
 

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "hvmctx.h"
 #include "hvmctx_priv.h"
@@ -79,19 +80,23 @@ static int write_domain(struct save *s)
 	return sr_write_domain(s->w, &dom, r, &s->se) ? sr_err(s->err, &s->se) : 0;
 }
 
+/* Marks a batch entry that is a zero run, which no todo bit stands for. */
+#define RUN_ENTRY	UINT32_MAX
+
 /* Writes the current batch; on success its pages leave the todo bitmaps. */
 static int flush_batch(struct save *s)
 {
 	unsigned n = sr_batch_count(s->b);
+	uint64_t pages = sr_batch_pages(s->b);
 
 	if (!n)
 		return 0;
 	if (sr_write_page_batch(s->w, s->b, &s->se))
 		return sr_err(s->err, &s->se);
 	for (unsigned i = 0; i < n; i++)
-		if (s->todo[s->batch_reg[i]])
+		if (s->batch_reg[i] != RUN_ENTRY && s->todo[s->batch_reg[i]])
 			s->todo[s->batch_reg[i]][s->batch_idx[i] / 64] &= ~(1ull << (s->batch_idx[i] % 64));
-	s->pages_done += n;
+	s->pages_done += pages;
 	if (s->o->progress && s->o->progress(s->o->progress_arg, s->pages_done, s->pages_total,
 					     sr_writer_offset(s->w)))
 		return xc_set_error(s->err, ECANCELED, "save cancelled");
@@ -114,12 +119,59 @@ static int add_page(struct save *s, unsigned r, uint64_t idx)
 	return 0;
 }
 
+static int add_zero_run(struct save *s, unsigned r, uint64_t idx, uint64_t n)
+{
+	uint64_t pfn = (s->regs[r].gpa >> SR_PAGE_SHIFT) + idx;
+	int k = sr_batch_add_zero_run(s->b, pfn, n);
+
+	if (k < 0) {
+		if (flush_batch(s))
+			return -1;
+		k = sr_batch_add_zero_run(s->b, pfn, n);
+	}
+	for (unsigned i = sr_batch_count(s->b) - (n + UINT32_MAX - 1) / UINT32_MAX; i < (unsigned)k; i++)
+		s->batch_reg[i] = RUN_ENTRY;
+	return k == (int)SR_BATCH_MAX_PAGES ? flush_batch(s) : 0;
+}
+
+/*
+ * Every page of region r: the memfd's holes (memory the guest never
+ * touched) as zero runs, never read, since reading a hole allocates it;
+ * the data between them page by page.  Without SEEK_DATA, all of it as data.
+ */
+static int send_region(struct save *s, unsigned r)
+{
+	const struct xc_region *g = &s->regs[r];
+	off_t off = 0, data, end;
+
+	while ((uint64_t)off < g->size && !s->capped) {
+		data = g->memfd >= 0 ? lseek(g->memfd, off, SEEK_DATA) : off;
+		if (data < 0)
+			data = errno == ENXIO ? (off_t)g->size : off;
+		if ((uint64_t)data > g->size)
+			data = g->size;
+		if (data > off && add_zero_run(s, r, off / SR_PAGE_SIZE, (data - off) / SR_PAGE_SIZE))
+			return -1;
+		if ((uint64_t)data >= g->size)
+			break;
+		end = g->memfd >= 0 ? lseek(g->memfd, data, SEEK_HOLE) : (off_t)g->size;
+		if (end <= data || (uint64_t)end > g->size)
+			end = g->size;
+		/* Extents are page granular for shmem; round outwards to be sure. */
+		for (uint64_t i = data / SR_PAGE_SIZE; i < ((uint64_t)end + SR_PAGE_SIZE - 1) / SR_PAGE_SIZE &&
+		     !s->capped; i++)
+			if (add_page(s, r, i))
+				return -1;
+		off = (end + SR_PAGE_SIZE - 1) / SR_PAGE_SIZE * SR_PAGE_SIZE;
+	}
+	return 0;
+}
+
 static int send_all(struct save *s)
 {
 	for (unsigned r = 0; r < s->nregs && !s->capped; r++)
-		for (uint64_t i = 0; i < s->regs[r].size / SR_PAGE_SIZE && !s->capped; i++)
-			if (add_page(s, r, i))
-				return -1;
+		if (send_region(s, r))
+			return -1;
 	return flush_batch(s);
 }
 

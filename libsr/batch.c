@@ -18,6 +18,7 @@ struct sr_batch {
 	unsigned flags;
 	uint32_t iteration;
 	unsigned count;
+	uint64_t pages;			/* covered by the descriptors */
 	size_t arena_len;
 	struct sr_page_desc desc[SR_BATCH_MAX_PAGES];
 	const void *data[SR_BATCH_MAX_PAGES];	/* where page i's bytes are */
@@ -53,11 +54,43 @@ void sr_batch_reset(struct sr_batch *b, uint32_t iteration)
 {
 	b->iteration = iteration;
 	b->count = 0;
+	b->pages = 0;
 	b->arena_len = 0;
 }
 
 unsigned sr_batch_count(const struct sr_batch *b)
 {
+	return b->count;
+}
+
+uint64_t sr_batch_pages(const struct sr_batch *b)
+{
+	return b->pages;
+}
+
+int sr_batch_add_zero_run(struct sr_batch *b, uint64_t pfn, uint64_t npages)
+{
+	uint64_t need = (npages + UINT32_MAX - 1) / UINT32_MAX;
+
+	if (need > SR_BATCH_MAX_PAGES - b->count)
+		return -1;
+	while (npages) {
+		struct sr_page_desc *d = &b->desc[b->count];
+		uint32_t n = npages > UINT32_MAX ? UINT32_MAX : (uint32_t)npages;
+
+		memset(d, 0, sizeof(*d));
+		d->pfn = pfn;
+		d->enc = SR_PAGE_ZERO_RUN;
+		d->length = n;
+		b->data[b->count++] = NULL;
+		b->pages += n;
+		b->stats.pages += n;
+		b->stats.zero += n;
+		b->stats.zero_runs++;
+		b->stats.zero_run_pages += n;
+		pfn += n;
+		npages -= n;
+	}
 	return b->count;
 }
 
@@ -86,6 +119,7 @@ int sr_batch_add(struct sr_batch *b, uint64_t pfn, const void *page)
 	d->pfn = pfn;
 	dst = b->arena + b->arena_len;
 	b->stats.pages++;
+	b->pages++;
 
 	if (page_is_zero(page)) {
 		d->enc = SR_PAGE_ZERO;
@@ -134,14 +168,14 @@ int sr_write_page_batch(struct sr_writer *w, struct sr_batch *b,
 	iov[n++] = (struct iovec){ &hdr, sizeof(hdr) };
 	iov[n++] = (struct iovec){ b->desc, sizeof(b->desc[0]) * b->count };
 	for (unsigned i = 0; i < b->count; i++) {
-		if (!b->desc[i].length)
+		if (!sr_page_data_len(&b->desc[i]))
 			continue;
 		/* Coalesce pieces that sit back to back in the arena. */
 		if (n > 2 && (const uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len ==
 			     (const uint8_t *)b->data[i])
-			iov[n - 1].iov_len += b->desc[i].length;
+			iov[n - 1].iov_len += sr_page_data_len(&b->desc[i]);
 		else
-			iov[n++] = (struct iovec){ (void *)b->data[i], b->desc[i].length };
+			iov[n++] = (struct iovec){ (void *)b->data[i], sr_page_data_len(&b->desc[i]) };
 	}
 	rc = sr_write_record_iov(w, SR_REC_PAGE_DATA, iov, n, err);
 	sr_batch_reset(b, b->iteration);

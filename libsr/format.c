@@ -114,6 +114,7 @@ const char *sr_page_enc_name(unsigned enc)
 	case SR_PAGE_RAW: return "raw";
 	case SR_PAGE_ZERO: return "zero";
 	case SR_PAGE_LZ4: return "lz4";
+	case SR_PAGE_ZERO_RUN: return "zero-run";
 	}
 	return "?";
 }

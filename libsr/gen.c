@@ -50,10 +50,21 @@ static void fill_page(uint8_t *pg, uint64_t pfn, uint64_t seed, const struct sr_
 	}
 }
 
+/* The first pfn of the untouched tail (pct_hole). */
+static uint64_t hole_start(uint64_t npages, const struct sr_gen_params *p)
+{
+	return p->pct_hole >= 100 ? 0 : npages - npages * p->pct_hole / 100;
+}
+
 void sr_gen_fill(void *mem, uint64_t bytes, const struct sr_gen_params *p)
 {
-	for (uint64_t pfn = 0; pfn < bytes / SR_PAGE_SIZE; pfn++)
-		fill_page((uint8_t *)mem + pfn * SR_PAGE_SIZE, pfn, p->seed, p);
+	uint64_t npages = bytes / SR_PAGE_SIZE, hole = hole_start(npages, p);
+
+	for (uint64_t pfn = 0; pfn < npages; pfn++)
+		if (pfn < hole)
+			fill_page((uint8_t *)mem + pfn * SR_PAGE_SIZE, pfn, p->seed, p);
+		else
+			memset((uint8_t *)mem + pfn * SR_PAGE_SIZE, 0, SR_PAGE_SIZE);
 }
 
 static uint64_t gcd(uint64_t a, uint64_t b)
@@ -182,7 +193,15 @@ int sr_gen_write(int fd, const struct sr_gen_params *p, void *mem, struct sr_err
 	for (uint64_t i = 0; i < npages; i++)
 		pfns[i] = i;
 	sr_batch_reset(b, 0);
-	if (send_pages(w, b, mem, pfns, npages, err))
+	/* The untouched tail goes as two zero runs, as sr-save sends memfd holes. */
+	if (hole_start(npages, p) < npages) {
+		uint64_t h = hole_start(npages, p), half = (npages - h) / 2;
+
+		if ((half && sr_batch_add_zero_run(b, h, half) < 0) ||
+		    sr_batch_add_zero_run(b, h + half, npages - h - half) < 0)
+			goto out;
+	}
+	if (send_pages(w, b, mem, pfns, hole_start(npages, p), err))
 		goto out;
 	for (uint32_t it = 0; it <= p->iterations; it++) {
 		uint64_t dirty = p->dirty_pages < npages ? p->dirty_pages : npages;

@@ -295,6 +295,21 @@ static bool pfn_in_domain(const struct sr_reader *r, uint64_t pfn)
 	return false;
 }
 
+/* Whether pfn .. pfn + n - 1 lie in one region of the domain. */
+static bool run_in_domain(const struct sr_reader *r, uint64_t pfn, uint64_t n)
+{
+	if (pfn >> (64 - SR_PAGE_SHIFT) || n > (UINT64_MAX >> SR_PAGE_SHIFT) - pfn)
+		return false;
+	for (uint32_t i = 0; i < r->dom.region_count; i++) {
+		uint64_t first = r->regions[i].gpa >> SR_PAGE_SHIFT;
+		uint64_t pages = r->regions[i].size >> SR_PAGE_SHIFT;
+
+		if (pfn >= first && pfn - first < pages)
+			return n <= pages - (pfn - first);
+	}
+	return false;
+}
+
 static int check_page_data(struct rd_ctx *c, const uint8_t *body, uint32_t len)
 {
 	struct sr_reader *r = c->r;
@@ -336,13 +351,21 @@ static int check_page_data(struct rd_ctx *c, const uint8_t *body, uint32_t len)
 			if (!d->length || d->length >= SR_PAGE_SIZE)
 				return RERR(c, SR_E_LENGTH, "page %u: lz4 length %u", i, d->length);
 			break;
+		case SR_PAGE_ZERO_RUN:
+			if (!d->length)
+				return RERR(c, SR_E_LENGTH, "page %u: zero run of 0 pages", i);
+			if (!run_in_domain(r, d->pfn, d->length))
+				return RERR(c, SR_E_RANGE, "page %u: zero run of %u pages from pfn "
+					    "0x%llx leaves its region", i, d->length,
+					    (unsigned long long)d->pfn);
+			break;
 		default:
 			return RERR(c, SR_E_RANGE, "page %u: unknown encoding %u", i, d->enc);
 		}
 		if (!pfn_in_domain(r, d->pfn))
 			return RERR(c, SR_E_RANGE, "page %u: pfn 0x%llx outside the domain's regions",
 				    i, (unsigned long long)d->pfn);
-		data += d->length;
+		data += sr_page_data_len(d);
 	}
 	if (sizeof(h) + (uint64_t)h.count * sizeof(*desc) + data != len)
 		return RERR(c, SR_E_LENGTH, "length %u, descriptors account for %llu", len,
@@ -748,7 +771,7 @@ int sr_page_iter_next(struct sr_page_iter *it, const struct sr_page_desc **desc,
 		return 0;
 	d = &it->desc[it->i];
 	*desc = d;
-	if (dst) {
+	if (dst && d->enc != SR_PAGE_ZERO_RUN) {
 		int n;
 
 		switch (d->enc) {
@@ -773,7 +796,7 @@ int sr_page_iter_next(struct sr_page_iter *it, const struct sr_page_desc **desc,
 			break;
 		}
 	}
-	it->data += d->length;
+	it->data += sr_page_data_len(d);
 	it->i++;
 	return 1;
 }

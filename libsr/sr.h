@@ -198,7 +198,25 @@ void sr_batch_reset(struct sr_batch *b, uint32_t iteration);
  * add.  Returns -1 when called on a full batch.
  */
 int sr_batch_add(struct sr_batch *b, uint64_t pfn, const void *page);
+
+/*
+ * Adds npages all-zero pages from pfn on, never read: ZERO_RUN descriptors
+ * (one per 2^32 - 1 pages).  For memory the guest never touched (a hole in
+ * its memfd), which a save must not read, since reading allocates it.
+ * Returns the number of descriptors in the batch, or -1 when it has no
+ * room for them (write it first).
+ */
+int sr_batch_add_zero_run(struct sr_batch *b, uint64_t pfn, uint64_t npages);
+
+/* Descriptors in the batch, and the pages they cover. */
 unsigned sr_batch_count(const struct sr_batch *b);
+uint64_t sr_batch_pages(const struct sr_batch *b);
+
+/* The bytes of page data a descriptor carries (a ZERO_RUN's length counts pages). */
+static inline uint32_t sr_page_data_len(const struct sr_page_desc *d)
+{
+	return d->enc == SR_PAGE_ZERO_RUN ? 0 : d->length;
+}
 
 /* Writes the batch as one PAGE_DATA record and resets it (same iteration). */
 int sr_write_page_batch(struct sr_writer *w, struct sr_batch *b,
@@ -206,7 +224,8 @@ int sr_write_page_batch(struct sr_writer *w, struct sr_batch *b,
 
 /* Running totals over every batch this encoder wrote. */
 struct sr_batch_stats {
-	uint64_t pages, raw, zero, lz4;
+	uint64_t pages, raw, zero, lz4;	/* zero counts the pages of zero runs too */
+	uint64_t zero_runs, zero_run_pages;
 	uint64_t data_bytes;		/* encoded page bytes */
 };
 void sr_batch_stats(const struct sr_batch *b, struct sr_batch_stats *st);
@@ -265,9 +284,10 @@ struct sr_page_iter {
 void sr_page_iter_init(const struct sr_record *rec, struct sr_page_iter *it);
 
 /*
- * Returns the next page: 1 with *desc set and, when dst is non-NULL, the
- * page decoded into dst (4096 bytes); 0 when no page is left; -1 with
- * SR_E_DECODE when lz4 data does not decode to exactly one page.
+ * Returns the next descriptor: 1 with *desc set and, when dst is non-NULL,
+ * the page decoded into dst (4096 bytes) -- except for a ZERO_RUN, which
+ * covers desc->length pages and leaves dst alone; 0 when no page is left;
+ * -1 with SR_E_DECODE when lz4 data does not decode to exactly one page.
  */
 int sr_page_iter_next(struct sr_page_iter *it, const struct sr_page_desc **desc,
 		      void *dst, struct sr_error *err);
@@ -303,6 +323,8 @@ struct sr_gen_params {
 	uint64_t seed;
 	/* Page mix in percent; the rest is random data. */
 	unsigned pct_zero, pct_text;
+	/* The last pct_hole% of RAM was never touched: zero, sent in round 0 as zero runs. */
+	unsigned pct_hole;
 	unsigned writer_flags;		/* SR_WRITER_* */
 };
 

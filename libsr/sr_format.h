@@ -13,7 +13,7 @@
 
 #define SR_MAGIC		"SRKVMIMG"	/* 8 bytes, no NUL */
 #define SR_VERSION_MAJOR	1
-#define SR_VERSION_MINOR	0
+#define SR_VERSION_MINOR	1
 #define SR_ENDIAN_MARKER	0x01020304u
 #define SR_PAGE_SIZE		4096u
 #define SR_PAGE_SHIFT		12
@@ -115,6 +115,7 @@ enum sr_page_enc {
 	SR_PAGE_RAW = 0,		/* length == 4096 */
 	SR_PAGE_ZERO = 1,		/* length == 0, the page is all zero */
 	SR_PAGE_LZ4 = 2,		/* 0 < length < 4096, LZ4 block format */
+	SR_PAGE_ZERO_RUN = 3,		/* length = pages from pfn on, all zero; no data */
 };
 
 struct sr_rec_page_data {
@@ -127,7 +128,7 @@ struct sr_page_desc {
 	uint64_t pfn;
 	uint8_t enc;			/* enum sr_page_enc */
 	uint8_t rsvd[3];		/* zero */
-	uint32_t length;		/* encoded bytes of this page */
+	uint32_t length;		/* encoded bytes of this page (ZERO_RUN: pages) */
 };
 
 /* ITERATION (optional): closes one pre-copy round. */

@@ -512,6 +512,37 @@ if want zero-pages; then
 	fi
 fi
 
+if want untouched-memory; then
+	# A running 1 GiB guest that touched a few MiB: a checkpoint must not read
+	# (and so allocate) the memory it never touched; the image describes it
+	# in a few zero runs.  Guest memory is the runner's shared memory
+	# (RssShmem); it must stay within 5%, and all of the runner within 4 MiB
+	# (its save thread and buffers come and go).
+	$O/sr-run --name um --memory 1024 --vcpus 1 --rounds 0 --pages 64 --working-set 256 \
+		--quiet-guest "$guest" >"$tmp/um.out" 2>&1 &
+	pid=$!
+	wait_domain um && sleep 1
+	shm0=$(awk '/^RssShmem:/ { print $2 }' /proc/$pid/status 2>/dev/null)
+	rss0=$(awk '/^VmRSS:/ { print $2 }' /proc/$pid/status 2>/dev/null)
+	$O/sr-save -c um "$tmp/um.img" 2>"$tmp/um.save"; rc=$?
+	shm1=$(awk '/^RssShmem:/ { print $2 }' /proc/$pid/status 2>/dev/null)
+	rss1=$(awk '/^VmRSS:/ { print $2 }' /proc/$pid/status 2>/dev/null)
+	$O/sr-ctl um finish >/dev/null 2>&1
+	wait $pid; rrc=$?
+	runs=$($O/sr-dump --json "$tmp/um.img" 2>/dev/null | python3 -c 'import json,sys
+d = json.load(sys.stdin); print(sum(r.get("zero_runs", 0) for r in d["records"]))' 2>/dev/null)
+	size=$(stat -c %s "$tmp/um.img" 2>/dev/null || echo 0)
+	if [ $rc -eq 0 ] && [ $rrc -eq 0 ] && [ -n "$shm0" ] && [ -n "$shm1" ] && [ -n "$rss1" ] &&
+	   [ $((shm1 * 100)) -le $((shm0 * 105)) ] && [ $((rss1 - rss0)) -lt 4096 ] &&
+	   [ -n "$runs" ] && [ "$runs" -ge 1 ] && [ "$size" -lt $((64 << 20)) ] &&
+	   grep -q '^PASS' "$tmp/um.out"; then
+		ok "untouched-memory: sr-save -c of a 1 GiB guest: guest memory resident ${shm0} -> ${shm1} KiB (within 5%), runner $((rss0 / 1024)) -> $((rss1 / 1024)) MiB, image $((size >> 10)) KiB with $runs zero runs, then PASS"
+	else
+		cat "$tmp/um.save" >> "$tmp/um.out"
+		bad "untouched-memory: save $rc, guest $rrc, guest memory resident '$shm0' -> '$shm1' KiB (want within 5%), runner '$rss0' -> '$rss1' KiB, $runs zero runs, image $size bytes" "$tmp/um.out"
+	fi
+fi
+
 if want two-phase; then
 	# The commit protocol: the domain ends only once FILE is in place, and a
 	# save that never commits leaves the domain running.

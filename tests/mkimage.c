@@ -18,7 +18,7 @@ int main(int argc, char **argv)
 	char buf[512];
 	int c, fd;
 
-	while ((c = getopt(argc, argv, "m:v:i:d:s:n")) != -1) {
+	while ((c = getopt(argc, argv, "m:v:i:d:s:nH:")) != -1) {
 		switch (c) {
 		case 'm': p.mem_bytes = strtoull(optarg, NULL, 0) << 20; break;
 		case 'v': p.vcpus = atoi(optarg); break;
@@ -26,9 +26,10 @@ int main(int argc, char **argv)
 		case 'd': p.dirty_pages = atoi(optarg); break;
 		case 's': p.seed = strtoull(optarg, NULL, 0); break;
 		case 'n': p.compress = SR_COMPRESS_NONE; break;
+		case 'H': p.pct_hole = atoi(optarg); break;
 		default:
 			fprintf(stderr, "usage: mkimage [-m MiB] [-v vcpus] [-i iters] [-d dirty] "
-				"[-s seed] [-n] FILE|-\n");
+				"[-s seed] [-n] [-H hole%%] FILE|-\n");
 			return 2;
 		}
 	}

@@ -604,6 +604,78 @@ Test(hostile, pfn_outside_regions)
 	expect_reject_img(&img, SR_E_RANGE, "pfn 2^64-1");
 }
 
+/* An image whose last half of RAM is untouched: round 0 starts with two zero runs. */
+static struct image holed_image(void)
+{
+	struct sr_gen_params p = small;
+	struct image img;
+	struct buf b;
+
+	p.pct_hole = 50;
+	b = gen(&p);
+	parse(&b, &img);
+	free(b.p);
+	return img;
+}
+
+Test(roundtrip, zero_runs_cover_the_untouched_tail)
+{
+	IMAGE img = holed_image();
+	struct buf b = serialize(&img);
+	int i = find_rec(&img, SR_REC_PAGE_DATA, 0);
+	struct sr_record rec = { .type = SR_REC_PAGE_DATA, .length = img.rec[i].len,
+				 .body = img.rec[i].body };
+	struct sr_page_iter it;
+	const struct sr_page_desc *d;
+	uint8_t page[SR_PAGE_SIZE];
+	struct sr_error err;
+	uint64_t covered = 0, runs = 0;
+
+	cr_assert_eq(verify_bytes(b.p, b.len, &err), 0, "the holed image verifies");
+	memset(page, 0xa5, sizeof(page));
+	sr_page_iter_init(&rec, &it);
+	while (sr_page_iter_next(&it, &d, page, &err) == 1) {
+		if (d->enc != SR_PAGE_ZERO_RUN) {
+			covered++;
+			continue;
+		}
+		cr_assert_eq(page[0], 0xa5, "a zero run leaves dst alone");
+		cr_assert_eq(d->pfn, 32 + runs * 16, "run %llu starts at pfn 0x%llx",
+			     (unsigned long long)runs, (unsigned long long)d->pfn);
+		cr_assert_eq(d->length, 16, "run of %u pages", d->length);
+		covered += d->length;
+		runs++;
+	}
+	cr_assert_eq(runs, 2);
+	cr_assert_eq(covered, 64, "round 0 covers every page: %llu", (unsigned long long)covered);
+	free(b.p);
+}
+
+Test(hostile, zero_runs)
+{
+	IMAGE img = holed_image();
+	int i = find_rec(&img, SR_REC_PAGE_DATA, 0);
+	struct sr_page_desc *d = (void *)(img.rec[i].body + 8);
+	struct sr_page_desc save = d[0];
+
+	cr_assert_eq(d[0].enc, SR_PAGE_ZERO_RUN);
+	d[0].length = 0;
+	expect_reject_img(&img, SR_E_LENGTH, "zero run of 0 pages");
+	d[0].length = 33;		/* pfn 32 + 33 pages: one past the 64-page region */
+	expect_reject_img(&img, SR_E_RANGE, "zero run leaving the region");
+	d[0].length = UINT32_MAX;
+	expect_reject_img(&img, SR_E_RANGE, "zero run of 2^32-1 pages");
+	d[0] = save;
+	d[0].pfn = UINT64_MAX - 3;
+	expect_reject_img(&img, SR_E_RANGE, "zero run at the top of the pfn space");
+	d[0] = save;
+	d[0].rsvd[0] = 1;
+	expect_reject_img(&img, SR_E_RANGE, "zero run reserved byte");
+	d[0] = save;
+	d[0].enc = SR_PAGE_ZERO;	/* a ZERO page must have length 0 */
+	expect_reject_img(&img, SR_E_LENGTH, "zero page with a run's length");
+}
+
 Test(hostile, duplicate_and_out_of_range_vcpu_ids)
 {
 	IMAGE img = base_image();

@@ -167,17 +167,25 @@ static int page_data(struct dump *d, const struct sr_record *rec, bool show,
 {
 	struct sr_page_iter pi;
 	const struct sr_page_desc *pd;
-	uint64_t n[3] = { 0 }, bytes = 0;
+	uint64_t n[3] = { 0 }, bytes = 0, pages = 0, runs = 0, run_pages = 0;
 	int rc;
 
 	sr_page_iter_init(rec, &pi);
 	if (show && d->json)
-		printf("\"iteration\":%u,\"pages\":%u", pi.iteration, pi.count);
+		printf("\"iteration\":%u", pi.iteration);
 	if (show && d->json && d->pfns)
 		printf(",\"page_list\":[");
 	while ((rc = sr_page_iter_next(&pi, &pd, d->page, err)) == 1) {
-		n[pd->enc]++;
-		bytes += pd->length;
+		if (pd->enc == SR_PAGE_ZERO_RUN) {
+			n[SR_PAGE_ZERO] += pd->length;
+			pages += pd->length;
+			run_pages += pd->length;
+			runs++;
+		} else {
+			n[pd->enc]++;
+			pages++;
+		}
+		bytes += sr_page_data_len(pd);
 		if (show && d->pfns) {
 			if (d->json)
 				printf("%s{\"pfn\":%llu,\"enc\":\"%s\",\"length\":%u}",
@@ -190,11 +198,16 @@ static int page_data(struct dump *d, const struct sr_record *rec, bool show,
 	if (show && d->json) {
 		if (d->pfns)
 			printf("]");
-		printf(",\"raw\":%llu,\"zero\":%llu,\"lz4\":%llu", (unsigned long long)n[0],
-		       (unsigned long long)n[1], (unsigned long long)n[2]);
+		printf(",\"pages\":%llu,\"raw\":%llu,\"zero\":%llu,\"lz4\":%llu,\"zero_runs\":%llu",
+		       (unsigned long long)pages, (unsigned long long)n[0],
+		       (unsigned long long)n[1], (unsigned long long)n[2], (unsigned long long)runs);
 	} else if (show) {
-		printf("iter %u: %u pages, %llu raw, %llu zero, %llu lz4\n", pi.iteration, pi.count,
-		       (unsigned long long)n[0], (unsigned long long)n[1], (unsigned long long)n[2]);
+		printf("iter %u: %llu pages, %llu raw, %llu zero", pi.iteration,
+		       (unsigned long long)pages, (unsigned long long)n[0], (unsigned long long)n[1]);
+		if (runs)
+			printf(" (%llu in %llu run%s)", (unsigned long long)run_pages,
+			       (unsigned long long)runs, runs == 1 ? "" : "s");
+		printf(", %llu lz4\n", (unsigned long long)n[2]);
 		if (d->pfns) {
 			sr_page_iter_init(rec, &pi);
 			while (sr_page_iter_next(&pi, &pd, NULL, err) == 1)
@@ -207,7 +220,7 @@ static int page_data(struct dump *d, const struct sr_record *rec, bool show,
 
 		t->seen = true;
 		t->batches++;
-		t->pages += pi.count;
+		t->pages += pages;
 		t->raw += n[0];
 		t->zero += n[1];
 		t->lz4 += n[2];
@@ -216,7 +229,7 @@ static int page_data(struct dump *d, const struct sr_record *rec, bool show,
 		if (pi.iteration > d->max_iter)
 			d->max_iter = pi.iteration;
 	}
-	d->pages += pi.count;
+	d->pages += pages;
 	d->raw += n[0];
 	d->zero += n[1];
 	d->lz4 += n[2];
