@@ -4,6 +4,14 @@
  * kept only if it shrinks the page, else raw.  Encoded bytes live in the
  * batch's own arena unless the source is stable, in which case raw pages are
  * written straight from it.
+ *
+ * Adaptive compression: lz4 that does not shrink a page costs nearly as
+ * much as lz4 that does, so after LZ4_MISSES pages in a row that it could
+ * not shrink, the encoder stops trying for a stretch of pages (sent raw),
+ * then tries again; each stretch that starts with more misses is twice as
+ * long as the last, up to LZ4_SKIP_MAX; one page that compresses ends the
+ * backing off.  Memory that compresses is compressed as before; a stretch
+ * of incompressible memory costs about what --compress none costs.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +21,14 @@
 #include "sr.h"
 #include "internal.h"
 
+#define LZ4_MISSES	4		/* misses in a row that start a stretch of raw pages */
+#define LZ4_SKIP_MIN	8
+#define LZ4_SKIP_MAX	256
+
 struct sr_batch {
 	enum sr_compress mode;
+	unsigned misses;		/* lz4 failures in a row */
+	unsigned skip, skip_len;	/* pages still to send raw untried; the stretch's length */
 	unsigned flags;
 	uint32_t iteration;
 	unsigned count;
@@ -128,7 +142,10 @@ int sr_batch_add(struct sr_batch *b, uint64_t pfn, const void *page)
 		b->stats.zero++;
 		return ++b->count;
 	}
-	if (b->mode == SR_COMPRESS_LZ4) {
+	if (b->mode == SR_COMPRESS_LZ4 && b->skip) {
+		b->skip--;
+		b->stats.lz4_skipped++;
+	} else if (b->mode == SR_COMPRESS_LZ4) {
 		int n = LZ4_compress_default(page, (char *)dst, SR_PAGE_SIZE,
 					     SR_PAGE_SIZE - 1);
 		if (n > 0) {
@@ -138,7 +155,16 @@ int sr_batch_add(struct sr_batch *b, uint64_t pfn, const void *page)
 			b->arena_len += n;
 			b->stats.lz4++;
 			b->stats.data_bytes += n;
+			b->misses = 0;
+			b->skip_len = 0;
 			return ++b->count;
+		}
+		if (++b->misses >= LZ4_MISSES) {
+			b->skip_len = b->skip_len ? b->skip_len * 2 : LZ4_SKIP_MIN;
+			if (b->skip_len > LZ4_SKIP_MAX)
+				b->skip_len = LZ4_SKIP_MAX;
+			b->skip = b->skip_len;
+			b->misses = LZ4_MISSES - 1;	/* one more miss after the stretch: a longer one */
 		}
 	}
 	d->enc = SR_PAGE_RAW;

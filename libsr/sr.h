@@ -193,7 +193,8 @@ void sr_batch_reset(struct sr_batch *b, uint32_t iteration);
 
 /*
  * Encodes one page (zero detection, then lz4 if enabled, falling back to raw
- * when lz4 does not shrink it).  Returns the number of pages in the batch;
+ * when lz4 does not shrink it; after a run of pages lz4 could not shrink, it
+ * is not tried for a growing stretch of pages).  Returns the number of pages in the batch;
  * the batch is full at SR_BATCH_MAX_PAGES and must be written before the next
  * add.  Returns -1 when called on a full batch.
  */
@@ -226,6 +227,7 @@ int sr_write_page_batch(struct sr_writer *w, struct sr_batch *b,
 struct sr_batch_stats {
 	uint64_t pages, raw, zero, lz4;	/* zero counts the pages of zero runs too */
 	uint64_t zero_runs, zero_run_pages;
+	uint64_t lz4_skipped;		/* pages sent raw without trying lz4 (adaptive) */
 	uint64_t data_bytes;		/* encoded page bytes */
 };
 void sr_batch_stats(const struct sr_batch *b, struct sr_batch_stats *st);

@@ -93,7 +93,7 @@ static double bench_sr(const char *path, const uint8_t *pool, uint64_t total,
 		       enum sr_compress mode, unsigned wflags, uint64_t *out_bytes)
 {
 	struct sr_rec_domain dom = { .guest_kind = SR_GUEST_TEST, .vcpu_count = 1,
-				     .region_count = 1 };
+				     .region_count = 1, .name = "bench" };
 	struct sr_region reg = { 0, POOL_BYTES, SR_REGION_F_RAM, 0 };
 	struct sr_image_info info = { .creator = "bench-libsr" };
 	struct sr_batch *b = sr_batch_new(mode, SR_BATCH_STABLE_SOURCE);

@@ -447,6 +447,57 @@ Test(encoder, incompressible_page_falls_back_to_raw_and_zero_has_no_data)
 	sr_batch_free(b);
 }
 
+/* Adds n pages to b, writing each full batch to /dev/null-like memory. */
+static void add_pages(struct sr_batch *b, const uint8_t *pages, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		if (sr_batch_count(b) == SR_BATCH_MAX_PAGES)
+			sr_batch_reset(b, 0);
+		cr_assert_gt(sr_batch_add(b, i, pages + (size_t)i * SR_PAGE_SIZE), 0);
+	}
+}
+
+Test(encoder, adaptive_lz4_backs_off_on_incompressible_stretches_only)
+{
+	enum { N = 4096 };
+	uint8_t *mem = malloc((size_t)N * SR_PAGE_SIZE);
+	struct sr_batch *b = sr_batch_new(SR_COMPRESS_LZ4, 0);
+	struct sr_batch_stats st;
+	uint64_t s = 99;
+
+	/* A stretch of random memory: lz4 is tried on few of its pages. */
+	for (size_t i = 0; i < (size_t)N * SR_PAGE_SIZE; i++)
+		mem[i] = (uint8_t)rnd(&s);
+	sr_batch_reset(b, 0);
+	add_pages(b, mem, N);
+	sr_batch_stats(b, &st);
+	cr_assert_eq(st.raw, N);
+	cr_assert_gt(st.lz4_skipped, N * 9 / 10, "lz4 was skipped on %llu of %d random pages",
+		     (unsigned long long)st.lz4_skipped, N);
+	/* Then text: the first page that compresses ends the backing off. */
+	for (size_t i = 0; i < (size_t)N * SR_PAGE_SIZE; i++)
+		mem[i] = "save restore page "[i % 18];
+	add_pages(b, mem, N);
+	sr_batch_stats(b, &st);
+	cr_assert_geq(st.lz4, N - 256 - 1, "only %llu of %d text pages compressed",
+		      (unsigned long long)st.lz4, N);
+	/* Random and text pages interleaved, one in three random: no stretch forms. */
+	sr_batch_free(b);
+	b = sr_batch_new(SR_COMPRESS_LZ4, 0);
+	for (unsigned p = 0; p < N; p++)
+		for (size_t i = 0; i < SR_PAGE_SIZE; i++)
+			mem[(size_t)p * SR_PAGE_SIZE + i] = p % 3 ? "save restore page "[i % 18]
+								 : (uint8_t)rnd(&s);
+	sr_batch_reset(b, 0);
+	add_pages(b, mem, N);
+	sr_batch_stats(b, &st);
+	cr_assert_eq(st.lz4_skipped, 0, "%llu interleaved pages skipped",
+		     (unsigned long long)st.lz4_skipped);
+	cr_assert_eq(st.lz4, N - (N + 2) / 3);
+	sr_batch_free(b);
+	free(mem);
+}
+
 Test(encoder, full_batch_refuses_more)
 {
 	static uint8_t page[SR_PAGE_SIZE];
