@@ -162,6 +162,36 @@ static int load_zero_run(struct hvmctx_restore *rs, struct xc_domain *d, unsigne
  * keeps a restore's memory to what the image paid for; only a page an
  * earlier round filled has its memory handed back (a hole punched).
  */
+/*
+ * Maps in, one call per run of consecutive pfns, the pages of this batch
+ * that carry data: a page fault per page is most of what filling fresh
+ * memory costs.  Zero pages are left alone, as ever.
+ */
+static void prefault_batch(struct xc_domain *d, const struct xc_region *regs, unsigned nregs,
+			   const struct sr_page_iter *it)
+{
+	uint64_t first = 0, n = 0, idx = 0;
+	int slot = -1, s;
+
+	for (unsigned i = it->i; i <= it->count; i++) {
+		const struct sr_page_desc *pd = i < it->count ? &it->desc[i] : NULL;
+		bool data = pd && pd->enc != SR_PAGE_ZERO && pd->enc != SR_PAGE_ZERO_RUN;
+
+		s = data ? page_slot(regs, nregs, pd->pfn, &idx) : -1;
+		if (n && (s != slot || idx != first + n)) {
+			xc_mem_prefault(d, slot, first * SR_PAGE_SIZE, n * SR_PAGE_SIZE);
+			n = 0;
+		}
+		if (s < 0)
+			continue;
+		if (!n) {
+			slot = s;
+			first = idx;
+		}
+		n++;
+	}
+}
+
 static int load_pages(struct hvmctx_restore *rs, struct xc_domain *d, const struct sr_record *rec,
 		      uint64_t *pages, struct xc_error *err)
 {
@@ -173,6 +203,7 @@ static int load_pages(struct hvmctx_restore *rs, struct xc_domain *d, const stru
 	int rc;
 
 	sr_page_iter_init(rec, &it);
+	prefault_batch(d, regs, nregs, &it);
 	for (;;) {
 		/* Peek at the encoding: a ZERO page is never decoded. */
 		const struct sr_page_desc *next = it.i < it.count ? &it.desc[it.i] : NULL;

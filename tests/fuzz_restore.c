@@ -137,6 +137,13 @@ int xc_mem_discard(struct xc_domain *d, unsigned slot, uint64_t off, uint64_t le
 	return 0;
 }
 
+int xc_mem_prefault(struct xc_domain *d, unsigned slot, uint64_t off, uint64_t len)
+{
+	if (slot >= d->nregions || off > d->regions[slot].size || len > d->regions[slot].size - off)
+		abort();		/* hvmctx must never ask for memory outside a region */
+	return 0;
+}
+
 struct xc_vcpu *xc_vcpu_create(struct xc_domain *d, unsigned id, struct xc_error *err)
 {
 	if (id != d->nvcpus || id >= d->max_vcpus) {

@@ -303,6 +303,18 @@ int xc_mem_discard(struct xc_domain *d, unsigned slot, uint64_t off, uint64_t le
 	return 0;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE	23	/* Linux 5.14 */
+#endif
+
+int xc_mem_prefault(struct xc_domain *d, unsigned slot, uint64_t off, uint64_t len)
+{
+	if (slot >= d->nregions || off > d->regions[slot].size || len > d->regions[slot].size - off)
+		return -1;
+	/* Older kernels: EINVAL, and the writes fault the pages in one by one as before. */
+	return madvise(d->regions[slot].hva + off, len, MADV_POPULATE_WRITE) ? -1 : 0;
+}
+
 unsigned xc_mem_regions(const struct xc_domain *d, const struct xc_region **regions)
 {
 	*regions = d->regions;

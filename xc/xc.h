@@ -111,6 +111,14 @@ unsigned xc_mem_regions(const struct xc_domain *d, const struct xc_region **regi
 int xc_mem_discard(struct xc_domain *d, unsigned slot, uint64_t off, uint64_t len,
 		   struct xc_error *err);
 
+/*
+ * Allocates and maps [off, off+len) of a region now, in one call, so that
+ * writing it next takes no page fault per page (a restore about to fill a
+ * run of pages).  -1 when the kernel cannot (before Linux 5.14) or the
+ * range is outside the region; the writes then fault pages in as usual.
+ */
+int xc_mem_prefault(struct xc_domain *d, unsigned slot, uint64_t off, uint64_t len);
+
 /* Host address for [gpa, gpa+len) if it lies inside one region, else NULL. */
 void *xc_gpa_to_hva(const struct xc_domain *d, uint64_t gpa, uint64_t len);
 
