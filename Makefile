@@ -147,7 +147,7 @@ $(O)/tests/bench-%: $(O)/tests/bench_%.o $(O)/libsr.a
 
 # ------------------------------------------------------------------ tests
 .PHONY: converge fuzz fuzz-ci soak faults
-.PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install clean demo sr-bench
+.PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install clean demo sr-bench bench-peer
 
 check: check-unit check-tools check-kvm
 
@@ -179,6 +179,11 @@ asan:
 BENCH_GIB ?= 1
 bench-libsr: $(BENCHES)
 	$(Q)$(O)/tests/bench-libsr --gib $(BENCH_GIB) --dir $(O)
+
+# sr against QEMU (-accel kvm) on the same Linux guest, in the same run.
+bench-peer: all $(LINUX_INITRD) $(LINUX_KERNEL)
+	$(Q)SR_BOX_TIMEOUT=$${SR_BOX_TIMEOUT:-5400} SR_BOX_IDLE=$${SR_BOX_IDLE:-1200} \
+		O=$(O) tests/on-kvm.sh bench-peer tests/bench-peer-kvm.sh
 
 sr-bench: all
 	$(Q)scripts/deps.sh bench
