@@ -3,6 +3,9 @@
 #   make check      unit tests, then the KVM tests (natively or in the box)
 #   make asan       the same unit tests built with ASan + UBSan
 #   make bench-libsr  stream encoder throughput against memcpy()/write()
+#   make bench-peer   sr against QEMU on the same Linux guest, in one run
+#   make fuzz         libFuzzer on the reader and on restore (an hour each)
+#   make soak | faults | converge | sr-bench | demo   (real KVM: native or the box)
 #   make install PREFIX=/usr/local DESTDIR=
 # V=1 shows commands, WERROR=0 keeps warnings as warnings.
 
