@@ -512,6 +512,11 @@ int hvmctx_save(struct xc_domain *d, int fd, const struct hvmctx_save_opts *o,
 	}
 	if (o->cancel)
 		sr_writer_set_cancel(s.w, o->cancel);
+	/* The total is known now: a caller shows 0 of it until the first batch is out. */
+	if (o->progress && o->progress(o->progress_arg, 0, s.pages_total, 0)) {
+		xc_set_error(err, ECANCELED, "save cancelled");
+		goto out;
+	}
 	rc = o->live ? save_live(&s, &paused_here) : save_cold(&s);
 	if (rc == 0) {
 		sr_batch_stats(s.b, &bs);

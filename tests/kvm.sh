@@ -555,10 +555,16 @@ if want two-phase; then
 	tp_finish() { $O/sr-ctl "$1" finish >/dev/null 2>&1; wait $tp_pid; tp_rc=$?; grep -q '^PASS' "$tmp/$1.out" || tp_rc=1; }
 
 	# SIGKILL mid-save: the domain runs on, nothing at FILE or FILE.tmp, and the
-	# next save to the same FILE works (no stale FILE.tmp to refuse it).
-	tp_run tpk
+	# next save to the same FILE works (no stale FILE.tmp to refuse it).  The
+	# guest has written all of its 256 MiB (--prefill), so the save has pages
+	# to send, and the kill comes once the runner says the save is running.
+	$O/sr-run --name tpk --memory 256 --rounds 0 --pages 64 --delay-us 5000 --prefill \
+		--quiet-guest "$guest" >"$tmp/tpk.out" 2>&1 &
+	tp_pid=$!
+	wait_domain tpk && sleep 2
 	$O/sr-save tpk "$tmp/tpk.img" 2>"$tmp/tpk.save" & spid=$!
-	sleep 0.2; kill -KILL $spid; wait $spid 2>/dev/null
+	for _ in $(seq 1 400); do grep -q 'save=running' <($O/sr-ctl tpk status 2>/dev/null) && break; sleep 0.01; done
+	kill -KILL $spid; wait $spid 2>/dev/null
 	sleep 0.5
 	$O/sr-ctl tpk status >"$tmp/tpk.status" 2>&1
 	left=$(ls "$tmp" | grep -c '^tpk.img')
