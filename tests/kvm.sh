@@ -376,13 +376,15 @@ fi
 
 if want signal; then
 	# SIGINT to sr-save in the middle of a save: the domain lives on, no file.
-	$O/sr-run --name sg --memory 256 --rounds 0 --pages 64 --delay-us 2000 --quiet-guest \
+	# The guest has written all its memory (--prefill), so the save has pages
+	# to send; the signal comes once the runner says the save is running.
+	$O/sr-run --name sg --memory 256 --rounds 0 --pages 64 --delay-us 2000 --prefill --quiet-guest \
 		"$guest" >"$tmp/sg.out" 2>&1 &
 	pid=$!
-	wait_domain sg && sleep 0.5
+	wait_domain sg && sleep 2
 	$O/sr-save sg "$tmp/sg.img" 2>"$tmp/sg.save" &
 	spid=$!
-	sleep 0.4
+	for _ in $(seq 1 400); do grep -q 'save=running' <($O/sr-ctl sg status 2>/dev/null) && break; sleep 0.01; done
 	kill -INT $spid; wait $spid; src=$?
 	sleep 1
 	$O/sr-ctl sg status >"$tmp/sg.status" 2>&1; strc=$?
