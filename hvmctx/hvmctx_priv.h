@@ -9,6 +9,9 @@
 #include "sr.h"
 #include "xc.h"
 
+#define MSR_IA32_TSC		0x10
+#define MSR_IA32_TSC_DEADLINE	0x6e0
+
 /* KVM's paravirtual MSRs, carried besides KVM_GET_MSR_INDEX_LIST (vcpu.c). */
 extern const uint32_t hvmctx_pv_msrs[];
 extern const unsigned hvmctx_n_pv_msrs;
@@ -19,6 +22,9 @@ extern const unsigned hvmctx_n_pv_msrs;
  */
 int hvmctx_check_cpu(struct xc_domain *d, const struct sr_record *vcpu, struct xc_error *err);
 int hvmctx_check_msrs(struct xc_domain *d, const struct sr_record *vcpu, struct xc_error *err);
+
+/* KVM_{HAS,GET,SET}_DEVICE_ATTR of the vCPU's KVM_VCPU_TSC_OFFSET (time.c). */
+int hvmctx_tsc_offset_attr(struct xc_vcpu *v, unsigned long req, uint64_t *ofs);
 
 /* Whether this vCPU's TSC runs at another rate than the host's (time.c). */
 bool hvmctx_tsc_scaled(struct xc_vcpu *v);

@@ -156,13 +156,6 @@ static int load_zero_run(struct hvmctx_restore *rs, struct xc_domain *d, unsigne
 }
 
 /*
- * Pages go straight into guest memory (decoded in place; a page that fails
- * to decode aborts the restore before any vCPU exists).  A ZERO page costs
- * nothing: fresh memfd memory is zero already, so it is not touched, which
- * keeps a restore's memory to what the image paid for; only a page an
- * earlier round filled has its memory handed back (a hole punched).
- */
-/*
  * Maps in, one call per run of consecutive pfns, the pages of this batch
  * that carry data: a page fault per page is most of what filling fresh
  * memory costs.  Zero pages are left alone, as ever.
@@ -192,6 +185,13 @@ static void prefault_batch(struct xc_domain *d, const struct xc_region *regs, un
 	}
 }
 
+/*
+ * Pages go straight into guest memory (decoded in place; a page that fails
+ * to decode aborts the restore before any vCPU exists).  A ZERO page costs
+ * nothing: fresh memfd memory is zero already, so it is not touched, which
+ * keeps a restore's memory to what the image paid for; only a page an
+ * earlier round filled has its memory handed back (a hole punched).
+ */
 static int load_pages(struct hvmctx_restore *rs, struct xc_domain *d, const struct sr_record *rec,
 		      uint64_t *pages, struct xc_error *err)
 {

@@ -122,14 +122,18 @@ static int add_page(struct save *s, unsigned r, uint64_t idx)
 static int add_zero_run(struct save *s, unsigned r, uint64_t idx, uint64_t n)
 {
 	uint64_t pfn = (s->regs[r].gpa >> SR_PAGE_SHIFT) + idx;
+	unsigned first = sr_batch_count(s->b);
 	int k = sr_batch_add_zero_run(s->b, pfn, n);
 
-	if (k < 0) {
+	if (k < 0) {			/* no room left in this batch: write it first */
 		if (flush_batch(s))
 			return -1;
+		first = 0;
 		k = sr_batch_add_zero_run(s->b, pfn, n);
+		if (k < 0)
+			return xc_set_error(s->err, 0, "zero run of %llu pages", (unsigned long long)n);
 	}
-	for (unsigned i = sr_batch_count(s->b) - (n + UINT32_MAX - 1) / UINT32_MAX; i < (unsigned)k; i++)
+	for (unsigned i = first; i < (unsigned)k; i++)
 		s->batch_reg[i] = RUN_ENTRY;
 	return k == (int)SR_BATCH_MAX_PAGES ? flush_batch(s) : 0;
 }

@@ -38,7 +38,6 @@
 
 /* TSC rates closer than this are the same clock (QEMU's and Firecracker's tolerance). */
 #define TSC_KHZ_TOLERANCE_PPM	250
-#define MSR_IA32_TSC		0x10
 
 int hvmctx_apply_tsc_khz(struct xc_vcpu *v, const struct sr_record *hvm, struct xc_error *err)
 {
@@ -104,7 +103,7 @@ static int set_clock(struct xc_domain *d, const struct kvm_clock_data *saved,
 	return 0;
 }
 
-static int tsc_attr(struct xc_vcpu *v, unsigned long req, uint64_t *ofs)
+int hvmctx_tsc_offset_attr(struct xc_vcpu *v, unsigned long req, uint64_t *ofs)
 {
 	struct kvm_device_attr a = { .group = KVM_VCPU_TSC_CTRL, .attr = KVM_VCPU_TSC_OFFSET,
 				     .addr = (uintptr_t)ofs };
@@ -117,10 +116,10 @@ static int align_offsets(struct xc_domain *d, struct xc_error *err)
 {
 	uint64_t off0;
 
-	if (tsc_attr(xc_vcpu_get(d, 0), KVM_GET_DEVICE_ATTR, &off0))
+	if (hvmctx_tsc_offset_attr(xc_vcpu_get(d, 0), KVM_GET_DEVICE_ATTR, &off0))
 		return xc_set_error(err, errno, "reading vCPU 0's TSC offset");
 	for (unsigned i = 1; i < xc_domain_vcpus(d); i++)
-		if (tsc_attr(xc_vcpu_get(d, i), KVM_SET_DEVICE_ATTR, &off0))
+		if (hvmctx_tsc_offset_attr(xc_vcpu_get(d, i), KVM_SET_DEVICE_ATTR, &off0))
 			return xc_set_error(err, errno, "setting vCPU %u's TSC offset", i);
 	return 0;
 }
@@ -168,7 +167,7 @@ static int set_offsets(struct xc_domain *d, const struct kvm_clock_data *src, ui
 	for (unsigned i = 0; i < xc_domain_vcpus(d); i++) {
 		if (!one_for_all || i == 0)
 			ofs = guest_tsc[i] + (uint64_t)elapsed_ticks - host_tsc;
-		if (tsc_attr(xc_vcpu_get(d, i), KVM_SET_DEVICE_ATTR, &ofs))
+		if (hvmctx_tsc_offset_attr(xc_vcpu_get(d, i), KVM_SET_DEVICE_ATTR, &ofs))
 			return xc_set_error(err, errno, "setting vCPU %u's TSC offset", i);
 	}
 	return 0;
@@ -206,7 +205,7 @@ int hvmctx_apply_time(struct xc_domain *d, const struct sr_record *hvm,
 		      const struct sr_record *const *vcpu, enum hvmctx_clock_mode mode,
 		      uint64_t saved_ns, struct hvmctx_restore_stats *st, struct xc_error *err)
 {
-	uint64_t guest_tsc[XC_MAX_VCPUS], probe;
+	uint64_t guest_tsc[XC_MAX_VCPUS];
 	struct kvm_clock_data saved;
 	struct sr_blk_tsc_khz khz;
 	struct sr_block b;
@@ -225,7 +224,7 @@ int hvmctx_apply_time(struct xc_domain *d, const struct sr_record *hvm,
 		scaled |= hvmctx_tsc_scaled(xc_vcpu_get(d, i));
 	st->tsc = HVMCTX_TSC_AS_WRITTEN;
 	st->tsc_why = NULL;
-	if (tsc_attr(xc_vcpu_get(d, 0), KVM_HAS_DEVICE_ATTR, &probe)) {
+	if (hvmctx_tsc_offset_attr(xc_vcpu_get(d, 0), KVM_HAS_DEVICE_ATTR, NULL)) {
 		st->tsc_why = "this kernel has no KVM_VCPU_TSC_OFFSET";
 		return kvmclock_ctrl(d, err);
 	}

@@ -17,8 +17,6 @@
 #include "hvmctx.h"
 #include "hvmctx_priv.h"
 
-#define MSR_IA32_TSC		0x10
-#define MSR_IA32_TSC_DEADLINE	0x6e0
 #define MAX_MSRS		1024
 
 struct piece {
@@ -186,18 +184,15 @@ static int app_xsave(struct xc_vcpu *v, const void *data, uint32_t len, struct x
 static int cap_tsc_offset(struct xc_vcpu *v, const struct hvmctx_msr_list *msrs, void **data,
 			  uint32_t *len, struct xc_error *err)
 {
-	struct kvm_device_attr a = { .group = KVM_VCPU_TSC_CTRL, .attr = KVM_VCPU_TSC_OFFSET };
-
 	(void)msrs;
-	if (ioctl(xc_vcpu_fd(v), KVM_HAS_DEVICE_ATTR, &a))
+	if (hvmctx_tsc_offset_attr(v, KVM_HAS_DEVICE_ATTR, NULL))
 		return 1;			/* optional: not offered */
 	/* A scaled TSC's offset is not against the host TSC that CLOCK stamps. */
 	if (hvmctx_tsc_scaled(v))
 		return 1;
 	if (!zalloc(8, data, len))
 		return xc_set_error(err, ENOMEM, "tsc offset");
-	a.addr = (uintptr_t)*data;
-	if (ioctl(xc_vcpu_fd(v), KVM_GET_DEVICE_ATTR, &a))
+	if (hvmctx_tsc_offset_attr(v, KVM_GET_DEVICE_ATTR, *data))
 		return xc_set_error(err, errno, "reading the TSC offset of vCPU %u", xc_vcpu_id(v));
 	return 0;
 }

@@ -100,8 +100,6 @@ int sr_batch_add_zero_run(struct sr_batch *b, uint64_t pfn, uint64_t npages)
 		b->pages += n;
 		b->stats.pages += n;
 		b->stats.zero += n;
-		b->stats.zero_runs++;
-		b->stats.zero_run_pages += n;
 		pfn += n;
 		npages -= n;
 	}

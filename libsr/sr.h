@@ -226,7 +226,6 @@ int sr_write_page_batch(struct sr_writer *w, struct sr_batch *b,
 /* Running totals over every batch this encoder wrote. */
 struct sr_batch_stats {
 	uint64_t pages, raw, zero, lz4;	/* zero counts the pages of zero runs too */
-	uint64_t zero_runs, zero_run_pages;
 	uint64_t lz4_skipped;		/* pages sent raw without trying lz4 (adaptive) */
 	uint64_t data_bytes;		/* encoded page bytes */
 };
