@@ -19,7 +19,7 @@ SAN       ?= 0
 
 PKGS      := libxxhash liblz4
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lxxhash -llz4)
+PKG_LIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lxxhash -llz4) -lpthread
 CRIT_LIBS := $(shell pkg-config --libs criterion 2>/dev/null || echo -lcriterion)
 
 WARNINGS  := -Wall -Wextra -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes \
@@ -44,7 +44,7 @@ Q := @
 E := @echo
 endif
 
-LIBSR_SRCS := libsr/format.c libsr/writer.c libsr/reader.c libsr/batch.c libsr/gen.c
+LIBSR_SRCS := libsr/format.c libsr/writer.c libsr/reader.c libsr/batch.c libsr/gen.c libsr/pool.c libsr/pipe.c
 LIBSR_OBJS := $(LIBSR_SRCS:%.c=$(O)/%.o)
 LIBSR_SONAME := libsr.so.0
 XC_SRCS   := xc/domain.c xc/vcpu.c xc/dirty.c xc/boot.c xc/linux.c xc/probe.c
@@ -52,7 +52,7 @@ XC_OBJS   := $(XC_SRCS:%.c=$(O)/%.o)
 HVMCTX_SRCS := hvmctx/vcpu.c hvmctx/vm.c hvmctx/save.c hvmctx/restore.c hvmctx/cpu.c hvmctx/time.c
 HVMCTX_OBJS := $(HVMCTX_SRCS:%.c=$(O)/%.o)
 RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/runner_save.o $(O)/tools/serial8250.o $(O)/tools/console.o \
-               $(O)/tools/ctl.o $(O)/tools/util.o $(O)/tools/host.o \
+               $(O)/tools/ctl.o $(O)/tools/util.o $(O)/tools/host.o $(O)/tools/migrate.o $(O)/tools/net.o \
                $(HVMCTX_OBJS) $(XC_OBJS)
 
 # Freestanding test guests: 64-bit code, no libc, no SSE in compiled C (the
@@ -68,7 +68,7 @@ GUEST     := $(O)/guest/sr-test-guest.bin
 LINUX_KERNEL := build/box/kernel/vmlinuz
 LINUX_INITRD := $(O)/guest/linux-initramfs.cpio.gz
 
-TOOLS     := $(O)/sr-dump $(O)/sr-run $(O)/sr-ctl $(O)/sr-save $(O)/sr-restore
+TOOLS     := $(O)/sr-dump $(O)/sr-run $(O)/sr-ctl $(O)/sr-save $(O)/sr-migrate $(O)/sr-restore
 UNIT_TESTS := $(O)/tests/test-libsr
 BENCHES   := $(O)/tests/bench-libsr
 
@@ -134,7 +134,8 @@ $(O)/sr-run $(O)/sr-restore: $(O)/sr-%: $(O)/tools/sr-%.o $(RUNNER_OBJS) $(O)/li
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
 
-$(O)/sr-save: $(O)/tools/sr-save.o $(O)/tools/ctl.o $(O)/tools/util.o
+$(O)/sr-save $(O)/sr-migrate: $(O)/sr-%: $(O)/tools/sr-%.o $(O)/tools/save_cli.o $(O)/tools/ctl.o \
+		$(O)/tools/migrate.o $(O)/tools/net.o $(O)/tools/util.o
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^
 
@@ -264,7 +265,7 @@ install: all
 	ln -sf $(LIBSR_SONAME) $(DESTDIR)$(PREFIX)/lib/libsr.so
 	install -m 0644 libsr/sr.h libsr/sr_format.h $(DESTDIR)$(PREFIX)/include/sr/
 	install -m 0644 $(O)/sr.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
-	install -m 0644 docs/sr-dump.1 docs/sr-run.1 docs/sr-save.1 docs/sr-restore.1 docs/sr-ctl.1 \
+	install -m 0644 docs/sr-dump.1 docs/sr-run.1 docs/sr-save.1 docs/sr-migrate.1 docs/sr-restore.1 docs/sr-ctl.1 \
 		$(DESTDIR)$(PREFIX)/share/man/man1/
 
 clean:

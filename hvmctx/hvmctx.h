@@ -103,6 +103,8 @@ enum hvmctx_throttle {
 
 struct hvmctx_save_opts {
 	enum sr_compress compress;
+	unsigned threads;		/* workers encoding and hashing page batches; 0: none */
+	uint64_t bandwidth;		/* bytes/s the stream may take (a shared link); 0: all */
 	const char *creator;
 	uint32_t guest_kind;		/* SR_GUEST_* */
 	const char *name;
@@ -198,10 +200,14 @@ struct hvmctx_restore_opts {
 	int (*device)(void *arg, const char *name, uint32_t version, uint32_t instance,
 		      const void *data, size_t len, struct xc_error *err);
 	void *device_arg;
+	/* Threads that verify and decode page data while the next is read; 0: none. */
+	unsigned threads;
 };
 
 struct hvmctx_restore_stats {
 	uint64_t pages, records, bytes;
+	uint64_t placed, buffered;	/* PAGE_DATA records read straight to memory, or not */
+	uint64_t stream_ns;		/* from the first byte of pages to END verified */
 	int64_t clock_jump_ns;
 	enum hvmctx_tsc {
 		HVMCTX_TSC_AS_WRITTEN,	/* the TSC MSR as the image had it, nothing more */
@@ -224,6 +230,9 @@ struct hvmctx_restore_stats {
 int hvmctx_restore_finish(struct hvmctx_restore *rs, struct xc_domain *d,
 			  const struct hvmctx_restore_opts *o, struct hvmctx_restore_stats *st,
 			  struct xc_error *err);
+
+/* The stream goes on after END (a migration's handshake): never read past it. */
+void hvmctx_restore_stop_at_end(struct hvmctx_restore *rs);
 
 void hvmctx_restore_free(struct hvmctx_restore *rs);
 

@@ -97,6 +97,11 @@ bad:
 	return NULL;
 }
 
+void hvmctx_restore_stop_at_end(struct hvmctx_restore *rs)
+{
+	sr_reader_stop_at_end(rs->r);
+}
+
 void hvmctx_restore_free(struct hvmctx_restore *rs)
 {
 	if (!rs)
@@ -185,9 +190,32 @@ static void prefault_batch(struct xc_domain *d, const struct xc_region *regs, un
 	}
 }
 
+/* The page sink: where the reader puts a placed record's pages. */
+static void *sink_page_addr(void *arg, uint64_t pfn)
+{
+	const struct xc_region *regs;
+	unsigned nregs = xc_mem_regions(arg, &regs);
+	uint64_t idx;
+	int slot = page_slot(regs, nregs, pfn, &idx);
+
+	return slot < 0 ? NULL : (uint8_t *)regs[slot].hva + idx * SR_PAGE_SIZE;
+}
+
+static void sink_batch(void *arg, const struct sr_page_desc *desc, unsigned n)
+{
+	const struct xc_region *regs;
+	unsigned nregs = xc_mem_regions(arg, &regs);
+	struct sr_page_iter it = { .desc = desc, .count = n };
+
+	prefault_batch(arg, regs, nregs, &it);
+}
+
 /*
- * Pages go straight into guest memory (decoded in place; a page that fails
- * to decode aborts the restore before any vCPU exists).  A ZERO page costs
+ * Pages go straight into guest memory: the reader reads raw pages of a
+ * placed record into their pages and decodes its lz4 pages there once its
+ * checksum has verified; any other record's pages are decoded here, in
+ * place.  A page that fails to verify or decode aborts the restore before
+ * any vCPU exists.  A ZERO page costs
  * nothing: fresh memfd memory is zero already, so it is not touched, which
  * keeps a restore's memory to what the image paid for; only a page an
  * earlier round filled has its memory handed back (a hole punched).
@@ -203,7 +231,8 @@ static int load_pages(struct hvmctx_restore *rs, struct xc_domain *d, const stru
 	int rc;
 
 	sr_page_iter_init(rec, &it);
-	prefault_batch(d, regs, nregs, &it);
+	if (!rec->placed)
+		prefault_batch(d, regs, nregs, &it);
 	for (;;) {
 		/* Peek at the encoding: a ZERO page is never decoded. */
 		const struct sr_page_desc *next = it.i < it.count ? &it.desc[it.i] : NULL;
@@ -294,6 +323,13 @@ static int read_stream(struct hvmctx_restore *rs, struct xc_domain *d,
 		return sr_err(err, &se);
 	st->records++;			/* END */
 	st->bytes = sr_reader_offset(rs->r);
+	{
+		struct sr_reader_stats rst;
+
+		sr_reader_stats(rs->r, &rst);
+		st->placed = rst.placed;
+		st->buffered = rst.buffered;
+	}
 	return 0;
 }
 
@@ -302,6 +338,9 @@ int hvmctx_restore_finish(struct hvmctx_restore *rs, struct xc_domain *d,
 			  struct xc_error *err)
 {
 	uint64_t t0 = hvmctx_now_ns();
+	struct sr_page_sink sink = { .page_addr = sink_page_addr, .batch = sink_batch, .arg = d,
+				     .threads = o->threads };
+	struct sr_error se;
 
 	memset(st, 0, sizeof(*st));
 	for (unsigned i = 0; i < rs->img.nregions; i++) {
@@ -310,8 +349,11 @@ int hvmctx_restore_finish(struct hvmctx_restore *rs, struct xc_domain *d,
 		if (xc_mem_add(d, g->gpa, g->size, err))
 			return -1;
 	}
+	if (sr_reader_set_page_sink(rs->r, &sink, &se))
+		return sr_err(err, &se);
 	if (read_stream(rs, d, st, err))
 		return -1;
+	st->stream_ns = hvmctx_now_ns() - t0;
 
 	/* Can this host's KVM run what the guest was using?  Asked before any vCPU exists. */
 	for (unsigned i = 0; i < rs->img.vcpus; i++)

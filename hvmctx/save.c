@@ -38,16 +38,15 @@ struct save {
 	struct hvmctx_save_stats *st;
 	struct xc_error *err;
 	struct sr_writer *w;
-	struct sr_batch *b;
+	struct sr_pipe *p;
 	struct sr_error se;
 	const struct xc_region *regs;
 	unsigned nregs;
 	uint64_t *todo[XC_MAX_REGIONS];	/* live: pages still to send */
 	uint64_t *fetched;		/* live: scratch for one region's dirty log */
-	/* the pages in the current batch, to clear from todo once written */
-	uint32_t batch_reg[SR_BATCH_MAX_PAGES];
-	uint64_t batch_idx[SR_BATCH_MAX_PAGES];
 	uint64_t pages_done, pages_total;
+	bool cancelled;			/* by the progress callback */
+	uint64_t t_start;		/* for the bandwidth cap */
 	uint64_t cap;			/* live: stop pre-copy at this many stream bytes */
 	bool capped;			/* ... and it was reached mid-round */
 	bool final;			/* the stop-and-copy round: no cap */
@@ -80,62 +79,69 @@ static int write_domain(struct save *s)
 	return sr_write_domain(s->w, &dom, r, &s->se) ? sr_err(s->err, &s->se) : 0;
 }
 
-/* Marks a batch entry that is a zero run, which no todo bit stands for. */
-#define RUN_ENTRY	UINT32_MAX
-
-/* Writes the current batch; on success its pages leave the todo bitmaps. */
-static int flush_batch(struct save *s)
+/* After each batch is written (the pipe calls it): progress, the byte cap. */
+static int batch_written(void *arg, uint64_t pages, uint64_t offset)
 {
-	unsigned n = sr_batch_count(s->b);
-	uint64_t pages = sr_batch_pages(s->b);
+	struct save *s = arg;
 
-	if (!n)
-		return 0;
-	if (sr_write_page_batch(s->w, s->b, &s->se))
-		return sr_err(s->err, &s->se);
-	for (unsigned i = 0; i < n; i++)
-		if (s->batch_reg[i] != RUN_ENTRY && s->todo[s->batch_reg[i]])
-			s->todo[s->batch_reg[i]][s->batch_idx[i] / 64] &= ~(1ull << (s->batch_idx[i] % 64));
 	s->pages_done += pages;
 	if (s->o->progress && s->o->progress(s->o->progress_arg, s->pages_done, s->pages_total,
-					     sr_writer_offset(s->w)))
-		return xc_set_error(s->err, ECANCELED, "save cancelled");
+					     offset)) {
+		s->cancelled = true;
+		return 1;
+	}
 	/* The cap holds within a round: what is left stays in todo for the final round. */
-	if (s->cap && !s->final && sr_writer_offset(s->w) >= s->cap)
+	if (s->cap && !s->final && offset >= s->cap)
 		s->capped = true;
+	/*
+	 * --bandwidth: ahead of the allowed rate, wait.  A round's measured
+	 * page rate, which the stop rule uses, is then the link's share.
+	 */
+	if (s->o->bandwidth) {
+		uint64_t due = s->t_start + offset * 1000000000ull / s->o->bandwidth, now = hvmctx_now_ns();
+
+		if (due > now) {
+			struct timespec ts = { .tv_sec = (due - now) / 1000000000ull,
+					       .tv_nsec = (due - now) % 1000000000ull };
+
+			while (nanosleep(&ts, &ts) && errno == EINTR && !(s->o->cancel && *s->o->cancel))
+				;
+		}
+	}
 	return 0;
 }
 
+static int pipe_err(struct save *s)
+{
+	return s->cancelled ? xc_set_error(s->err, ECANCELED, "save cancelled") : sr_err(s->err, &s->se);
+}
+
+/* Writes every page added so far. */
+static int flush_batch(struct save *s)
+{
+	return sr_pipe_flush(s->p, &s->se) ? pipe_err(s) : 0;
+}
+
+/*
+ * A page leaves todo when it is added: it is written by the flush that ends
+ * the round, or the save fails.
+ */
 static int add_page(struct save *s, unsigned r, uint64_t idx)
 {
 	const struct xc_region *g = &s->regs[r];
-	unsigned k = sr_batch_count(s->b);
 
-	s->batch_reg[k] = r;
-	s->batch_idx[k] = idx;
-	if (sr_batch_add(s->b, (g->gpa >> SR_PAGE_SHIFT) + idx, g->hva + idx * SR_PAGE_SIZE) ==
-	    SR_BATCH_MAX_PAGES)
-		return flush_batch(s);
+	if (sr_pipe_add(s->p, (g->gpa >> SR_PAGE_SHIFT) + idx, g->hva + idx * SR_PAGE_SIZE, &s->se))
+		return pipe_err(s);
+	if (s->todo[r])
+		s->todo[r][idx / 64] &= ~(1ull << (idx % 64));
 	return 0;
 }
 
 static int add_zero_run(struct save *s, unsigned r, uint64_t idx, uint64_t n)
 {
 	uint64_t pfn = (s->regs[r].gpa >> SR_PAGE_SHIFT) + idx;
-	unsigned first = sr_batch_count(s->b);
-	int k = sr_batch_add_zero_run(s->b, pfn, n);
 
-	if (k < 0) {			/* no room left in this batch: write it first */
-		if (flush_batch(s))
-			return -1;
-		first = 0;
-		k = sr_batch_add_zero_run(s->b, pfn, n);
-		if (k < 0)
-			return xc_set_error(s->err, 0, "zero run of %llu pages", (unsigned long long)n);
-	}
-	for (unsigned i = first; i < (unsigned)k; i++)
-		s->batch_reg[i] = RUN_ENTRY;
-	return k == (int)SR_BATCH_MAX_PAGES ? flush_batch(s) : 0;
+	return sr_pipe_add_zero_run(s->p, pfn, n, &s->se) ? pipe_err(s) : 0;
 }
 
 /*
@@ -418,7 +424,8 @@ static int save_live(struct save *s, bool *paused_here)
 	for (uint32_t k = 0;; k++) {
 		uint64_t t0 = hvmctx_now_ns(), b0 = sr_writer_offset(s->w), p0 = s->pages_done;
 
-		sr_batch_reset(s->b, k);
+		if (sr_pipe_set_iteration(s->p, k, &s->se))
+			return pipe_err(s);
 		if (k == 0 ? send_all(s) : send_todo(s, clear))
 			return -1;
 		rd = (struct hvmctx_round){ .iteration = k, .pages_sent = s->pages_done - p0,
@@ -467,7 +474,8 @@ static int save_live(struct save *s, bool *paused_here)
 	if (dirty < 0)
 		return -1;
 	rd.iteration++;
-	sr_batch_reset(s->b, rd.iteration);
+	if (sr_pipe_set_iteration(s->p, rd.iteration, &s->se))
+		return pipe_err(s);
 	{
 		uint64_t b0 = sr_writer_offset(s->w), p0 = s->pages_done;
 
@@ -489,6 +497,8 @@ int hvmctx_save(struct xc_domain *d, int fd, const struct hvmctx_save_opts *o,
 {
 	struct sr_image_info info = { .creator = o->creator, .flags = o->live ? SR_IHDR_F_LIVE : 0 };
 	struct save s = { .d = d, .o = o, .st = st, .err = err };
+	struct sr_pipe_opts po = { .mode = o->compress, .threads = o->threads,
+				   .written = batch_written, .arg = &s };
 	struct sr_batch_stats bs;
 	bool paused_here = false;
 	uint64_t t0 = hvmctx_now_ns();
@@ -499,18 +509,20 @@ int hvmctx_save(struct xc_domain *d, int fd, const struct hvmctx_save_opts *o,
 		return xc_set_error(err, 0, o->live ? "a live save needs a running domain"
 						    : "the domain must be paused to be saved");
 	s.nregs = xc_mem_regions(d, &s.regs);
+	s.t_start = t0;
 	for (unsigned i = 0; i < xc_domain_vcpus(d); i++)
 		s.throttled_before += xc_vcpu_throttled_ns(xc_vcpu_get(d, i));
 	for (unsigned r = 0; r < s.nregs; r++)
 		s.pages_total += s.regs[r].size / SR_PAGE_SIZE;
-	/* A paused guest's pages are written straight from its memory. */
-	s.b = sr_batch_new(o->compress, o->live ? 0 : SR_BATCH_STABLE_SOURCE);
-	if (!s.b) {
-		xc_set_error(err, ENOMEM, "page batch");
-		goto out;
-	}
 	s.w = sr_writer_open(fd, &info, 0, &s.se);
 	if (!s.w) {
+		sr_err(err, &s.se);
+		goto out;
+	}
+	/* A paused guest's pages are written straight from its memory. */
+	po.flags = o->live ? 0 : SR_BATCH_STABLE_SOURCE;
+	s.p = sr_pipe_new(s.w, &po, &s.se);
+	if (!s.p) {
 		sr_err(err, &s.se);
 		goto out;
 	}
@@ -523,7 +535,7 @@ int hvmctx_save(struct xc_domain *d, int fd, const struct hvmctx_save_opts *o,
 	}
 	rc = o->live ? save_live(&s, &paused_here) : save_cold(&s);
 	if (rc == 0) {
-		sr_batch_stats(s.b, &bs);
+		sr_pipe_stats(s.p, &bs);
 		st->pages = bs.pages;
 		st->zero = bs.zero;
 		st->raw = bs.raw;
@@ -547,7 +559,7 @@ out:
 	for (unsigned i = 0; i < XC_MAX_VCPUS; i++)
 		hvmctx_set_free(&s.vcpu[i]);
 	free(s.fetched);
+	sr_pipe_free(s.p);		/* before the domain's memory could go: workers read it */
 	sr_writer_free(s.w);
-	sr_batch_free(s.b);
 	return rc;
 }

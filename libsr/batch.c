@@ -11,7 +11,10 @@
  * then tries again; each stretch that starts with more misses is twice as
  * long as the last, up to LZ4_SKIP_MAX; one page that compresses ends the
  * backing off.  Memory that compresses is compressed as before; a stretch
- * of incompressible memory costs about what --compress none costs.
+ * of incompressible memory costs about what --compress none costs.  The
+ * backing off starts afresh with each batch (a dozen tries in a batch of
+ * incompressible pages), so a batch encodes the same whichever worker
+ * encodes it, after whichever batch.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +30,8 @@
 
 struct sr_batch {
 	enum sr_compress mode;
+	bool deferred;			/* pages are encoded by sr_batch_encode() */
+	unsigned encoded;		/* deferred: pages encoded so far */
 	unsigned misses;		/* lz4 failures in a row */
 	unsigned skip, skip_len;	/* pages still to send raw untried; the stretch's length */
 	unsigned flags;
@@ -70,6 +75,14 @@ void sr_batch_reset(struct sr_batch *b, uint32_t iteration)
 	b->count = 0;
 	b->pages = 0;
 	b->arena_len = 0;
+	b->encoded = 0;
+	/* Each batch backs off on its own: its encoding depends on its pages alone. */
+	b->misses = b->skip = b->skip_len = 0;
+}
+
+void sr_batch_defer(struct sr_batch *b)
+{
+	b->deferred = true;
 }
 
 unsigned sr_batch_count(const struct sr_batch *b)
@@ -119,26 +132,19 @@ static bool page_is_zero(const void *page)
 	return true;
 }
 
-int sr_batch_add(struct sr_batch *b, uint64_t pfn, const void *page)
+/* Encodes page i of the batch from its source, b->data[i]. */
+static void encode_page(struct sr_batch *b, unsigned i)
 {
-	struct sr_page_desc *d;
-	uint8_t *dst;
-
-	if (b->count >= SR_BATCH_MAX_PAGES)
-		return -1;
-	d = &b->desc[b->count];
-	memset(d, 0, sizeof(*d));
-	d->pfn = pfn;
-	dst = b->arena + b->arena_len;
-	b->stats.pages++;
-	b->pages++;
+	struct sr_page_desc *d = &b->desc[i];
+	const void *page = b->data[i];
+	uint8_t *dst = b->arena + b->arena_len;
 
 	if (page_is_zero(page)) {
 		d->enc = SR_PAGE_ZERO;
 		d->length = 0;
-		b->data[b->count] = NULL;
+		b->data[i] = NULL;
 		b->stats.zero++;
-		return ++b->count;
+		return;
 	}
 	if (b->mode == SR_COMPRESS_LZ4 && b->skip) {
 		b->skip--;
@@ -149,13 +155,13 @@ int sr_batch_add(struct sr_batch *b, uint64_t pfn, const void *page)
 		if (n > 0) {
 			d->enc = SR_PAGE_LZ4;
 			d->length = n;
-			b->data[b->count] = dst;
+			b->data[i] = dst;
 			b->arena_len += n;
 			b->stats.lz4++;
 			b->stats.data_bytes += n;
 			b->misses = 0;
 			b->skip_len = 0;
-			return ++b->count;
+			return;
 		}
 		if (++b->misses >= LZ4_MISSES) {
 			b->skip_len = b->skip_len ? b->skip_len * 2 : LZ4_SKIP_MIN;
@@ -167,29 +173,47 @@ int sr_batch_add(struct sr_batch *b, uint64_t pfn, const void *page)
 	}
 	d->enc = SR_PAGE_RAW;
 	d->length = SR_PAGE_SIZE;
-	if (b->flags & SR_BATCH_STABLE_SOURCE) {
-		b->data[b->count] = page;
-	} else {
+	if (!(b->flags & SR_BATCH_STABLE_SOURCE)) {
 		memcpy(dst, page, SR_PAGE_SIZE);
-		b->data[b->count] = dst;
+		b->data[i] = dst;
 		b->arena_len += SR_PAGE_SIZE;
 	}
 	b->stats.raw++;
 	b->stats.data_bytes += SR_PAGE_SIZE;
+}
+
+int sr_batch_add(struct sr_batch *b, uint64_t pfn, const void *page)
+{
+	struct sr_page_desc *d;
+
+	if (b->count >= SR_BATCH_MAX_PAGES)
+		return -1;
+	d = &b->desc[b->count];
+	memset(d, 0, sizeof(*d));
+	d->pfn = pfn;
+	b->data[b->count] = page;
+	b->stats.pages++;
+	b->pages++;
+	if (!b->deferred)
+		encode_page(b, b->count);
 	return ++b->count;
 }
 
-int sr_write_page_batch(struct sr_writer *w, struct sr_batch *b,
-			struct sr_error *err)
+void sr_batch_encode(struct sr_batch *b)
 {
-	struct sr_rec_page_data hdr = { .count = b->count, .iteration = b->iteration };
-	struct iovec iov[2 + SR_BATCH_MAX_PAGES];
-	int n = 0;
-	int rc;
+	if (!b->deferred)
+		return;		/* encoded as added */
+	for (; b->encoded < b->count; b->encoded++)
+		if (b->desc[b->encoded].enc != SR_PAGE_ZERO_RUN)
+			encode_page(b, b->encoded);
+}
 
-	if (!b->count)
-		return 0;
-	iov[n++] = (struct iovec){ &hdr, sizeof(hdr) };
+int sr_batch_iov(struct sr_batch *b, struct sr_rec_page_data *hdr, struct iovec *iov)
+{
+	int n = 0;
+
+	*hdr = (struct sr_rec_page_data){ .count = b->count, .iteration = b->iteration };
+	iov[n++] = (struct iovec){ hdr, sizeof(*hdr) };
 	iov[n++] = (struct iovec){ b->desc, sizeof(b->desc[0]) * b->count };
 	for (unsigned i = 0; i < b->count; i++) {
 		if (!sr_page_data_len(&b->desc[i]))
@@ -201,6 +225,20 @@ int sr_write_page_batch(struct sr_writer *w, struct sr_batch *b,
 		else
 			iov[n++] = (struct iovec){ (void *)b->data[i], sr_page_data_len(&b->desc[i]) };
 	}
+	return n;
+}
+
+int sr_write_page_batch(struct sr_writer *w, struct sr_batch *b,
+			struct sr_error *err)
+{
+	struct sr_rec_page_data hdr;
+	struct iovec iov[2 + SR_BATCH_MAX_PAGES];
+	int n, rc;
+
+	if (!b->count)
+		return 0;
+	sr_batch_encode(b);
+	n = sr_batch_iov(b, &hdr, iov);
 	rc = sr_write_record_iov(w, SR_REC_PAGE_DATA, iov, n, err);
 	sr_batch_reset(b, b->iteration);
 	return rc;

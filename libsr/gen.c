@@ -161,6 +161,13 @@ static int send_pages(struct sr_writer *w, struct sr_batch *b, const uint8_t *me
 	return sr_write_page_batch(w, b, err);
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 int sr_gen_write(int fd, const struct sr_gen_params *p, void *mem, struct sr_error *err)
 {
 	struct sr_image_info info = { .flags = p->iterations ? SR_IHDR_F_LIVE : 0,
@@ -193,16 +200,20 @@ int sr_gen_write(int fd, const struct sr_gen_params *p, void *mem, struct sr_err
 	for (uint64_t i = 0; i < npages; i++)
 		pfns[i] = i;
 	sr_batch_reset(b, 0);
-	/* The untouched tail goes as two zero runs, as sr-save sends memfd holes. */
+	/*
+	 * Pages in ascending pfn order, as sr-save sends them; the untouched
+	 * tail as two zero runs, as sr-save sends memfd holes.
+	 */
+	if (send_pages(w, b, mem, pfns, hole_start(npages, p), err))
+		goto out;
 	if (hole_start(npages, p) < npages) {
 		uint64_t h = hole_start(npages, p), half = (npages - h) / 2;
 
 		if ((half && sr_batch_add_zero_run(b, h, half) < 0) ||
-		    sr_batch_add_zero_run(b, h + half, npages - h - half) < 0)
+		    sr_batch_add_zero_run(b, h + half, npages - h - half) < 0 ||
+		    sr_write_page_batch(w, b, err))
 			goto out;
 	}
-	if (send_pages(w, b, mem, pfns, hole_start(npages, p), err))
-		goto out;
 	for (uint32_t it = 0; it <= p->iterations; it++) {
 		uint64_t dirty = p->dirty_pages < npages ? p->dirty_pages : npages;
 		struct sr_rec_iteration rec = { .iteration = it, .pages_sent = it ? dirty : npages,
@@ -220,6 +231,7 @@ int sr_gen_write(int fd, const struct sr_gen_params *p, void *mem, struct sr_err
 				stride++;
 			for (uint64_t i = 0; i < dirty; i++)
 				pfns[i] = (start + i * stride) % npages;
+			qsort(pfns, dirty, sizeof(*pfns), cmp_u64);
 			for (uint64_t i = 0; i < dirty; i++)
 				fill_page((uint8_t *)mem + pfns[i] * SR_PAGE_SIZE, pfns[i],
 					  p->seed + it, p);

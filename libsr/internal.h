@@ -4,6 +4,7 @@
 #define SR_INTERNAL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 
 /*
  * xxhash from the system library; on x86-64 its _dispatch entry points
@@ -39,5 +40,45 @@ static inline uint32_t sr_pad8(uint32_t len)
 {
 	return (SR_REC_ALIGN - (len & (SR_REC_ALIGN - 1))) & (SR_REC_ALIGN - 1);
 }
+
+/*
+ * A record whose checksum was computed elsewhere (a worker): the body is
+ * written as is, hash as its checksum.  sr_record_hash() is that checksum;
+ * the body must not change in between.  sr_writer_hashes() is false for an
+ * SR_WRITER_NO_HASH writer, whose checksums are 0.
+ */
+int sr_write_record_hashed(struct sr_writer *w, uint32_t type, const struct iovec *iov, int n,
+			   uint64_t hash, struct sr_error *err);
+uint64_t sr_record_hash(uint32_t type, const struct iovec *iov, int n);
+bool sr_writer_hashes(const struct sr_writer *w);
+
+/*
+ * Batches for the pipe (batch.c): a deferred batch only records each
+ * page's pfn and source on sr_batch_add(); sr_batch_encode() does the
+ * encoding later (on a worker); sr_batch_iov() lays out the record.
+ */
+void sr_batch_defer(struct sr_batch *b);
+void sr_batch_encode(struct sr_batch *b);
+int sr_batch_iov(struct sr_batch *b, struct sr_rec_page_data *hdr, struct iovec *iov);
+
+/*
+ * Worker pool (pool.c).  A job runs fn on some worker; jobs start in the
+ * order submitted.  sr_pool_new(0) returns NULL, and a NULL pool runs each
+ * job inside sr_pool_submit, so callers need no second code path.  The
+ * pool never touches a job after marking it done; sr_pool_free finishes
+ * queued jobs first.
+ */
+enum sr_job_state { SR_JOB_IDLE, SR_JOB_QUEUED, SR_JOB_DONE };
+struct sr_pool_job {
+	struct sr_pool_job *next;
+	void (*fn)(struct sr_pool_job *j);
+	enum sr_job_state state;	/* changed by the pool, read after sr_pool_wait */
+};
+struct sr_pool;
+struct sr_pool *sr_pool_new(unsigned threads);
+void sr_pool_submit(struct sr_pool *p, struct sr_pool_job *j);
+void sr_pool_wait(struct sr_pool *p, struct sr_pool_job *j);
+bool sr_pool_done(struct sr_pool *p, struct sr_pool_job *j);	/* without waiting */
+void sr_pool_free(struct sr_pool *p);
 
 #endif

@@ -5,8 +5,13 @@
  * then handed out.  Memory use is one record plus a read-ahead buffer.
  */
 #include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <lz4.h>
@@ -14,12 +19,41 @@
 #include "sr.h"
 #include "internal.h"
 
-#define RD_AHEAD	(256u << 10)
+/* Small enough that little page data goes through it (see read_placed). */
+#define RD_AHEAD	(64u << 10)
+#define RD_PREFIX_MAX	(sizeof(struct sr_rec_page_data) + SR_BATCH_MAX_PAGES * sizeof(struct sr_page_desc))
+
+/*
+ * A placed PAGE_DATA record (see sr_reader_set_page_sink): its data already
+ * where it belongs, waiting for its checksum to be verified and its lz4
+ * pages decoded, on a worker or inline.
+ */
+struct rd_job {
+	struct sr_pool_job pj;
+	uint64_t seq;			/* submission order */
+	uint64_t index, offset;
+	struct sr_rhdr h;
+	uint32_t pad;
+	uint64_t stored;
+	uint8_t prefix[RD_PREFIX_MAX];	/* page header and descriptors */
+	size_t prefix_len;
+	struct iovec iov[SR_BATCH_MAX_PAGES + 1];	/* data pieces, then the trailer */
+	unsigned niov;
+	struct { uint32_t i, len; uint64_t pfn; void *dst; const uint8_t *src; }
+		lz4[SR_BATCH_MAX_PAGES];
+	unsigned nlz4;
+	uint8_t *staging;		/* lz4 bytes */
+	size_t staging_cap;
+	uint8_t trailer[SR_REC_ALIGN + 8];
+	bool failed;
+	struct sr_error err;
+};
 #define RD_BODY_MAX	(SR_REC_LENGTH_MAX + SR_REC_ALIGN + 8)
 
 struct sr_reader {
 	int fd;
 	bool eof, ended, done;
+	bool stop_at_end;		/* bytes after END are not ours */
 	uint64_t offset;		/* stream bytes consumed */
 	uint64_t index;			/* index of the next record */
 	struct sr_ihdr ihdr;
@@ -43,6 +77,19 @@ struct sr_reader {
 	struct { char name[32]; uint32_t instance; } dev[SR_MAX_DEVICES];
 	bool any_pages, any_iter, any_throttle;
 	uint32_t page_iter, last_iter, last_throttle;
+
+	/* placed page data */
+	bool placing;
+	struct sr_page_sink sink;
+	struct sr_pool *pool;
+	struct rd_job *jobs;
+	unsigned njobs;
+	uint64_t seq, oldest;		/* jobs [oldest, seq) may be in flight */
+	bool failed;			/* a placed record failed: fail_err, for good */
+	struct sr_error fail_err;
+	uint32_t flight_iter;
+	struct iovec scratch[SR_BATCH_MAX_PAGES + 1];
+	struct sr_reader_stats stats;
 };
 
 /* Current record's context for error messages. */
@@ -108,6 +155,62 @@ static ssize_t rd_read(struct sr_reader *r, void *dst, size_t n, struct sr_error
 			r->alen = k;
 		} else {
 			got += k;
+		}
+	}
+	r->offset += got;
+	return got;
+}
+
+/*
+ * Reads exactly the bytes of iov[0..n) unless the stream ends first:
+ * whatever the read-ahead holds is copied, the rest read straight into the
+ * pieces.  Returns bytes read.  iov is left alone.
+ */
+static ssize_t rd_readv(struct sr_reader *r, const struct iovec *iov, unsigned n,
+			struct sr_error *err, uint64_t index)
+{
+	struct iovec *v = r->scratch;
+	size_t got = 0;
+	unsigned i = 0;
+
+	memcpy(v, iov, n * sizeof(*v));
+	while (i < n && r->apos < r->alen) {
+		size_t avail = r->alen - r->apos;
+		size_t take = avail < v[i].iov_len ? avail : v[i].iov_len;
+
+		memcpy(v[i].iov_base, r->ahead + r->apos, take);
+		r->apos += take;
+		got += take;
+		v[i].iov_base = (uint8_t *)v[i].iov_base + take;
+		v[i].iov_len -= take;
+		if (!v[i].iov_len)
+			i++;
+	}
+	while (i < n && !r->eof) {
+		ssize_t k = readv(r->fd, v + i, n - i < IOV_MAX ? (int)(n - i) : IOV_MAX);
+
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			sr_set_error(err, SR_E_IO, index, r->offset + got, "read: %s",
+				     strerror(errno));
+			if (err)
+				err->sys_errno = errno;
+			return -1;
+		}
+		if (k == 0) {
+			r->eof = true;
+			break;
+		}
+		got += k;
+		while (k) {
+			size_t take = (size_t)k < v[i].iov_len ? (size_t)k : v[i].iov_len;
+
+			v[i].iov_base = (uint8_t *)v[i].iov_base + take;
+			v[i].iov_len -= take;
+			k -= take;
+			if (!v[i].iov_len)
+				i++;
 		}
 	}
 	r->offset += got;
@@ -195,6 +298,10 @@ void sr_reader_free(struct sr_reader *r)
 {
 	if (!r)
 		return;
+	sr_pool_free(r->pool);		/* finishes what is in flight */
+	for (unsigned i = 0; i < r->njobs; i++)
+		free(r->jobs[i].staging);
+	free(r->jobs);
 	free(r->ahead);
 	free(r->body);
 	free(r);
@@ -656,45 +763,348 @@ static int check_record(struct rd_ctx *c, uint32_t type, const uint8_t *body, ui
 	return 0;
 }
 
-int sr_reader_next(struct sr_reader *r, struct sr_record *rec, struct sr_error *err)
+/* ------------------------------------------------------- placed page data */
+
+int sr_reader_set_page_sink(struct sr_reader *r, const struct sr_page_sink *sink,
+			    struct sr_error *err)
+{
+	unsigned n = sink->threads ? sink->threads * 2 : 1;
+
+	if (r->placing || !sink->page_addr || sink->threads > 256)
+		return sr_set_error(err, SR_E_INVAL, SR_NO_INDEX, r->offset,
+				    "page sink: %s", r->placing ? "already set" :
+				    !sink->page_addr ? "no page_addr" : "more than 256 threads");
+	r->jobs = calloc(n, sizeof(*r->jobs));
+	if (!r->jobs)
+		return sr_set_error(err, SR_E_NOMEM, SR_NO_INDEX, r->offset,
+				    "page sink: %u jobs", n);
+	r->njobs = n;
+	if (sink->threads && !(r->pool = sr_pool_new(sink->threads))) {
+		free(r->jobs);
+		r->jobs = NULL;
+		r->njobs = 0;
+		return sr_set_error(err, SR_E_NOMEM, SR_NO_INDEX, r->offset,
+				    "page sink: starting %u threads", sink->threads);
+	}
+	r->sink = *sink;
+	r->placing = true;
+	return 0;
+}
+
+void sr_reader_stop_at_end(struct sr_reader *r)
+{
+	r->stop_at_end = true;
+}
+
+void sr_reader_stats(const struct sr_reader *r, struct sr_reader_stats *st)
+{
+	*st = r->stats;
+}
+
+static void job_fail(struct rd_job *j, enum sr_err_code code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void job_fail(struct rd_job *j, enum sr_err_code code, const char *fmt, ...)
+{
+	char msg[sizeof(j->err.msg)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	sr_set_error(&j->err, code, j->index, j->offset, "%s", msg);
+	j->err.rec_name = "PAGE_DATA";
+	j->failed = true;
+}
+
+/* A placed record's checksum over the bytes where they landed, then its lz4 pages. */
+static void rd_job_verify(struct sr_pool_job *pj)
+{
+	struct rd_job *j = (struct rd_job *)((char *)pj - offsetof(struct rd_job, pj));
+	XXH3_state_t st;
+	uint64_t hash;
+
+	XXH3_64bits_reset(&st);
+	XXH3_64bits_update(&st, &j->h, sizeof(j->h));
+	XXH3_64bits_update(&st, j->prefix, j->prefix_len);
+	for (unsigned i = 0; i + 1 < j->niov; i++)
+		XXH3_64bits_update(&st, j->iov[i].iov_base, j->iov[i].iov_len);
+	XXH3_64bits_update(&st, j->trailer, j->pad);
+	hash = XXH3_64bits_digest(&st);
+	if (hash != j->stored)
+		return job_fail(j, SR_E_CHECKSUM, "stored 0x%016llx, computed 0x%016llx",
+				(unsigned long long)j->stored, (unsigned long long)hash);
+	for (uint32_t k = 0; k < j->pad; k++)
+		if (j->trailer[k])
+			return job_fail(j, SR_E_PADDING, "record padding not zero");
+	for (unsigned k = 0; k < j->nlz4; k++) {
+		int n = LZ4_decompress_safe((const char *)j->lz4[k].src, j->lz4[k].dst,
+					    j->lz4[k].len, SR_PAGE_SIZE);
+
+		if (n != (int)SR_PAGE_SIZE)
+			return job_fail(j, SR_E_DECODE, "page %u (pfn 0x%llx): lz4 data decodes "
+					"to %d bytes", j->lz4[k].i,
+					(unsigned long long)j->lz4[k].pfn, n);
+	}
+}
+
+/* Waits for the oldest record in flight; returns its failure. */
+static int rd_retire(struct sr_reader *r, struct sr_error *err)
+{
+	struct rd_job *j = &r->jobs[r->oldest % r->njobs];
+
+	sr_pool_wait(r->pool, &j->pj);
+	j->pj.state = SR_JOB_IDLE;
+	r->oldest++;
+	if (!j->failed)
+		return 0;
+	r->failed = true;
+	r->fail_err = j->err;
+	if (err)
+		*err = j->err;
+	return -1;
+}
+
+static int rd_drain(struct sr_reader *r, struct sr_error *err)
+{
+	while (r->oldest < r->seq)
+		if (rd_retire(r, err))
+			return -1;
+	return 0;
+}
+
+static void add_piece(struct rd_job *j, void *p, size_t len)
+{
+	struct iovec *last = j->niov ? &j->iov[j->niov - 1] : NULL;
+
+	if (last && (uint8_t *)last->iov_base + last->iov_len == p)
+		last->iov_len += len;
+	else
+		j->iov[j->niov++] = (struct iovec){ p, len };
+}
+
+static int body_reserve(struct sr_reader *r, struct rd_ctx *c, size_t total)
+{
+	size_t cap = total < (64u << 10) ? (64u << 10) : total;
+	uint8_t *nb;
+
+	if (total <= r->body_cap)
+		return 0;
+	nb = realloc(r->body, cap);
+	if (!nb)
+		return RERR(c, SR_E_NOMEM, "record buffer of %zu bytes", cap);
+	r->body = nb;
+	r->body_cap = cap;
+	return 0;
+}
+
+static int check_record(struct rd_ctx *c, uint32_t type, const uint8_t *body, uint32_t len);
+
+/*
+ * Reads a PAGE_DATA record's page header and descriptors into the body
+ * buffer (*have: bytes read), then, when the record can be placed, its data
+ * straight to its pages.  Returns 1 placed (*stored: its hash), 0 when it
+ * is to be read the ordinary way (the rest of it), -1 on error.
+ */
+static int read_placed(struct sr_reader *r, struct rd_ctx *c, const struct sr_rhdr *h,
+		       size_t *have, uint64_t *stored, struct sr_error *err)
+{
+	struct rd_ctx quiet = *c;
+	struct sr_rec_page_data ph;
+	const struct sr_page_desc *d;
+	struct rd_job *j;
+	uint32_t pad = sr_pad8(h->length), page_iter = r->page_iter;
+	uint64_t next = 0;
+	size_t pre, lz4_bytes = 0, want;
+	uint8_t *stage;
+	bool any_pages = r->any_pages;
+	ssize_t n;
+	int bad;
+
+	*have = 0;
+	if (h->length < sizeof(ph))
+		return 0;
+	n = rd_read(r, r->body, sizeof(ph), err, c->index);
+	if (n < 0)
+		return -1;
+	*have = n;
+	if ((size_t)n < sizeof(ph))
+		return 0;
+	memcpy(&ph, r->body, sizeof(ph));
+	if (ph.count < 1 || ph.count > SR_BATCH_MAX_PAGES)
+		return 0;
+	pre = sizeof(ph) + (size_t)ph.count * sizeof(*d);
+	if (h->length < pre)
+		return 0;
+	n = rd_read(r, r->body + sizeof(ph), pre - sizeof(ph), err, c->index);
+	if (n < 0)
+		return -1;
+	*have += n;
+	if (*have < pre)
+		return 0;
+
+	/*
+	 * Every check the record will get, quietly: a record that fails one is
+	 * read whole and its checksum verified first, so a corrupt record is
+	 * reported as one, whichever way it is read.
+	 */
+	quiet.err = NULL;
+	bad = check_record(&quiet, h->type, r->body, h->length);
+	r->any_pages = any_pages;
+	r->page_iter = page_iter;
+	if (bad)
+		return 0;
+	d = (const struct sr_page_desc *)(r->body + sizeof(ph));
+	for (unsigned i = 0; i < ph.count; i++) {
+		if (i && d[i].pfn < next)
+			return 0;
+		next = d[i].pfn + (d[i].enc == SR_PAGE_ZERO_RUN ? d[i].length : 1);
+		if (d[i].enc == SR_PAGE_LZ4)
+			lz4_bytes += d[i].length;
+	}
+
+	/* Another round's pages wait for this one's to land. */
+	if (r->oldest < r->seq && ph.iteration != r->flight_iter && rd_drain(r, err))
+		return -1;
+	while (r->seq - r->oldest >= r->njobs)
+		if (rd_retire(r, err))
+			return -1;
+	j = &r->jobs[r->seq % r->njobs];
+	if (lz4_bytes > j->staging_cap) {
+		uint8_t *ns = realloc(j->staging, lz4_bytes);
+
+		if (!ns)
+			return RERR(c, SR_E_NOMEM, "lz4 staging of %zu bytes", lz4_bytes);
+		j->staging = ns;
+		j->staging_cap = lz4_bytes;
+	}
+	j->niov = j->nlz4 = 0;
+	stage = j->staging;
+	for (unsigned i = 0; i < ph.count; i++) {
+		uint32_t len = sr_page_data_len(&d[i]);
+		void *dst;
+
+		if (!len)
+			continue;
+		dst = r->sink.page_addr(r->sink.arg, d[i].pfn);
+		if (!dst)
+			return 0;
+		if (d[i].enc == SR_PAGE_LZ4) {
+			j->lz4[j->nlz4].i = i;
+			j->lz4[j->nlz4].len = len;
+			j->lz4[j->nlz4].pfn = d[i].pfn;
+			j->lz4[j->nlz4].dst = dst;
+			j->lz4[j->nlz4++].src = stage;
+			add_piece(j, stage, len);
+			stage += len;
+		} else {
+			add_piece(j, dst, SR_PAGE_SIZE);
+		}
+	}
+	j->iov[j->niov++] = (struct iovec){ j->trailer, pad + 8 };
+	if (r->sink.batch)
+		r->sink.batch(r->sink.arg, d, ph.count);
+
+	want = h->length - pre + pad + 8;
+	n = rd_readv(r, j->iov, j->niov, err, c->index);
+	if (n < 0)
+		return -1;
+	if ((size_t)n < want)
+		return RERR(c, SR_E_TRUNCATED, "stream ends %zu bytes into a %zu byte record",
+			    *have + n + sizeof(*h), (size_t)h->length + pad + 8 + sizeof(*h));
+	memcpy(stored, j->trailer + pad, 8);
+	j->seq = r->seq++;
+	j->index = c->index;
+	j->offset = c->offset;
+	j->h = *h;
+	j->pad = pad;
+	j->stored = *stored;
+	memcpy(j->prefix, r->body, pre);
+	j->prefix_len = pre;
+	j->failed = false;
+	j->pj.fn = rd_job_verify;
+	if (r->oldest + 1 == r->seq)
+		r->flight_iter = ph.iteration;
+	sr_pool_submit(r->pool, &j->pj);
+	if (!r->pool && rd_drain(r, err))
+		return -1;
+	r->stats.placed++;
+	return 1;
+}
+
+static int reader_next(struct sr_reader *r, struct sr_record *rec, struct sr_error *err)
 {
 	struct rd_ctx c = { .r = r, .err = err, .index = r->index, .offset = r->offset,
 			    .name = NULL };
 	struct sr_rhdr h;
 	uint64_t stored, hash;
 	uint32_t pad;
-	size_t total;
+	size_t total, have = 0;
 	ssize_t n;
 	XXH3_state_t rs;
 
+	if (r->failed) {
+		if (err)
+			*err = r->fail_err;
+		return -1;
+	}
 	if (r->done)
 		return 0;
 	n = rd_read(r, &h, sizeof(h), err, c.index);
 	if (n < 0)
 		return -1;
-	if (n == 0)
+	if (n == 0) {
+		if (rd_drain(r, err))
+			return -1;
 		return RERR(&c, SR_E_MISSING, "stream ends after %llu records without END",
 			    (unsigned long long)c.index);
-	if (n < (ssize_t)sizeof(h))
+	}
+	if (n < (ssize_t)sizeof(h)) {
+		if (rd_drain(r, err))
+			return -1;
 		return RERR(&c, SR_E_TRUNCATED, "stream ends inside a record header");
+	}
 	c.name = sr_rec_type_name(h.type);
 	if (h.length > SR_REC_LENGTH_MAX)
 		return RERR(&c, SR_E_LENGTH, "length %u exceeds the %u byte cap", h.length,
 			    SR_REC_LENGTH_MAX);
 	pad = sr_pad8(h.length);
 	total = (size_t)h.length + pad + 8;
-	if (total > r->body_cap) {
-		size_t cap = total < (64u << 10) ? (64u << 10) : total;
-		uint8_t *nb = realloc(r->body, cap);
+	if (h.type == SR_REC_PAGE_DATA && r->placing) {
+		int rc;
 
-		if (!nb)
-			return RERR(&c, SR_E_NOMEM, "record buffer of %zu bytes", cap);
-		r->body = nb;
-		r->body_cap = cap;
+		if (body_reserve(r, &c, RD_PREFIX_MAX))
+			return -1;
+		rc = read_placed(r, &c, &h, &have, &stored, err);
+		if (rc < 0)
+			return -1;
+		if (rc == 1) {
+			if (check_record(&c, h.type, r->body, h.length))	/* passed quietly */
+				return -1;
+			memset(rec, 0, sizeof(*rec));
+			rec->type = h.type;
+			rec->length = h.length;
+			rec->index = c.index;
+			rec->offset = c.offset;
+			rec->hash = stored;
+			rec->known = rec->placed = true;
+			rec->body = r->body;
+			r->index++;
+			XXH3_64bits_update(&r->stream, &h, sizeof(h));
+			XXH3_64bits_update(&r->stream, &stored, sizeof(stored));
+			return 1;
+		}
 	}
-	n = rd_read(r, r->body, total, err, c.index);
+	/* Nothing read the ordinary way overtakes a placed record. */
+	if (rd_drain(r, err))
+		return -1;
+	if (h.type == SR_REC_PAGE_DATA)
+		r->stats.buffered++;
+	if (body_reserve(r, &c, total))
+		return -1;
+	n = rd_read(r, r->body + have, total - have, err, c.index);
 	if (n < 0)
 		return -1;
+	n += have;
 	if ((size_t)n < total)
 		return RERR(&c, SR_E_TRUNCATED, "stream ends %zu bytes into a %zu byte record",
 			    (size_t)n + sizeof(h), total + sizeof(h));
@@ -717,6 +1127,7 @@ int sr_reader_next(struct sr_reader *r, struct sr_record *rec, struct sr_error *
 	rec->offset = c.offset;
 	rec->hash = stored;
 	rec->body = r->body;
+	rec->placed = false;
 	rec->known = sr_rec_type_name(h.type) != NULL;
 	if (!rec->known) {
 		if (!(h.type & SR_REC_OPTIONAL))
@@ -733,9 +1144,13 @@ int sr_reader_next(struct sr_reader *r, struct sr_record *rec, struct sr_error *
 		return 1;
 	}
 
-	/* END: nothing may follow. */
+	/* END: nothing may follow (unless the stream is not ours beyond it). */
 	uint8_t extra;
 
+	if (r->stop_at_end) {
+		r->ended = r->done = true;
+		return 0;
+	}
 	c.offset = r->offset;
 	n = rd_read(r, &extra, 1, err, c.index);
 	if (n < 0)
@@ -747,6 +1162,20 @@ int sr_reader_next(struct sr_reader *r, struct sr_record *rec, struct sr_error *
 	return 0;
 }
 
+int sr_reader_next(struct sr_reader *r, struct sr_record *rec, struct sr_error *err)
+{
+	int rc = reader_next(r, rec, err);
+
+	/* A record still in flight comes first: a failure of its is the one to report. */
+	if (rc < 0 && !r->failed && r->oldest < r->seq) {
+		struct sr_error first;
+
+		if (rd_drain(r, &first) && err)
+			*err = first;
+	}
+	return rc;
+}
+
 /* ------------------------------------------------------------ views */
 
 void sr_page_iter_init(const struct sr_record *rec, struct sr_page_iter *it)
@@ -756,7 +1185,7 @@ void sr_page_iter_init(const struct sr_record *rec, struct sr_page_iter *it)
 	it->count = h->count;
 	it->iteration = h->iteration;
 	it->desc = (const struct sr_page_desc *)(h + 1);
-	it->data = (const uint8_t *)(it->desc + h->count);
+	it->data = rec->placed ? NULL : (const uint8_t *)(it->desc + h->count);
 	it->i = 0;
 	it->rec_index = rec->index;
 	it->rec_offset = rec->offset;
@@ -771,7 +1200,7 @@ int sr_page_iter_next(struct sr_page_iter *it, const struct sr_page_desc **desc,
 		return 0;
 	d = &it->desc[it->i];
 	*desc = d;
-	if (dst && d->enc != SR_PAGE_ZERO_RUN) {
+	if (dst && it->data && d->enc != SR_PAGE_ZERO_RUN) {
 		int n;
 
 		switch (d->enc) {
@@ -796,7 +1225,8 @@ int sr_page_iter_next(struct sr_page_iter *it, const struct sr_page_desc **desc,
 			break;
 		}
 	}
-	it->data += sr_page_data_len(d);
+	if (it->data)
+		it->data += sr_page_data_len(d);
 	it->i++;
 	return 1;
 }

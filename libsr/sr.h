@@ -231,6 +231,54 @@ struct sr_batch_stats {
 };
 void sr_batch_stats(const struct sr_batch *b, struct sr_batch_stats *st);
 
+/* ------------------------------------------------------------ page pipe */
+
+/*
+ * A page pipe writes page batches as sr_write_page_batch() does, but a pool
+ * of worker threads encodes and hashes them while the caller fills the next
+ * one; the caller's thread writes them, in the order they were filled.
+ * Pages are read by a worker after sr_pipe_add() returns: a page may be read
+ * at any time until the sr_pipe_flush() that follows, so the caller keeps
+ * it mapped until then (a running guest's page is read as it is then, as a
+ * live save's dirty log expects).  With threads 0 no thread is started and
+ * each batch is encoded and written when it fills.
+ */
+struct sr_pipe_opts {
+	enum sr_compress mode;
+	unsigned flags;			/* SR_BATCH_* */
+	unsigned threads;		/* encoding workers, 0..64 */
+	/*
+	 * Optional: called on the caller's thread after each batch is written
+	 * with the pages it covered and the stream offset; non-zero cancels
+	 * (the call that wrote it fails: "cancelled").
+	 */
+	int (*written)(void *arg, uint64_t pages, uint64_t offset);
+	void *arg;
+};
+
+struct sr_pipe;
+struct sr_pipe *sr_pipe_new(struct sr_writer *w, const struct sr_pipe_opts *o,
+			    struct sr_error *err);
+/* Frees the pipe, dropping what was not flushed. */
+void sr_pipe_free(struct sr_pipe *p);
+
+/* Adds one page, or a ZERO_RUN of npages never read, as sr_batch_add*() do. */
+int sr_pipe_add(struct sr_pipe *p, uint64_t pfn, const void *page, struct sr_error *err);
+int sr_pipe_add_zero_run(struct sr_pipe *p, uint64_t pfn, uint64_t npages,
+			 struct sr_error *err);
+
+/* Writes everything added so far; afterwards no page is read any more. */
+int sr_pipe_flush(struct sr_pipe *p, struct sr_error *err);
+
+/* Flushes, then tags the batches that follow with a new pre-copy iteration. */
+int sr_pipe_set_iteration(struct sr_pipe *p, uint32_t iteration, struct sr_error *err);
+
+/* Pages added but not yet written. */
+uint64_t sr_pipe_pending_pages(const struct sr_pipe *p);
+
+/* Totals over every batch, as sr_batch_stats(); exact after a flush. */
+void sr_pipe_stats(const struct sr_pipe *p, struct sr_batch_stats *st);
+
 /* ------------------------------------------------------------ reader */
 
 struct sr_reader;
@@ -252,7 +300,8 @@ struct sr_record {
 	uint64_t offset;
 	uint64_t hash;
 	bool known;			/* false: unknown optional record, skip it */
-	const void *body;
+	bool placed;			/* PAGE_DATA whose pages are in place (page sink) */
+	const void *body;		/* placed: the page header and descriptors only */
 };
 
 /*
@@ -266,6 +315,51 @@ int sr_reader_next(struct sr_reader *r, struct sr_record *rec,
 
 /* Stream bytes consumed so far. */
 uint64_t sr_reader_offset(const struct sr_reader *r);
+
+/*
+ * For a stream that goes on after the image (a migration's handshake on the
+ * same connection): END is the last thing read; what follows is not looked
+ * at, so the reader never waits for it.
+ */
+void sr_reader_stop_at_end(struct sr_reader *r);
+
+/*
+ * Placed page data: a reader with a page sink reads a PAGE_DATA record's
+ * raw pages straight to where page_addr() says, reads its lz4 pages into a
+ * staging buffer and, once the record's checksum has verified over the bytes
+ * where they landed, decodes them straight to their pages.  No record
+ * buffer: the consumer gets the record with placed set and only its page
+ * header and descriptors in body (walk them with sr_page_iter, dst NULL).
+ *
+ * Only a record whose descriptors pass every check and whose pfns ascend
+ * (no page twice, runs not overlapping) is placed; any other is read whole
+ * and checked first, as without a sink, and its pages are the consumer's
+ * to decode.  A placed record's pages land before its checksum is known:
+ * its memory is the consumer's to discard when the reader fails.
+ *
+ * With threads > 0, workers verify and decode placed records while the
+ * next is read; a record's failure is returned by a later sr_reader_next(),
+ * at the latest the one that reads END, and the error names that record.
+ * Records of one iteration may be in flight together; the reader waits for
+ * them before reading another iteration's pages or any other record, so a
+ * later round's page lands after the earlier round's copy.  The memory
+ * page_addr() returns must stay valid until sr_reader_free().
+ */
+struct sr_page_sink {
+	/* Where pfn's 4096 bytes go; NULL: that record is read the ordinary way. */
+	void *(*page_addr)(void *arg, uint64_t pfn);
+	/* Optional: a placed record's descriptors, before any of its data is read. */
+	void (*batch)(void *arg, const struct sr_page_desc *desc, unsigned n);
+	void *arg;
+	unsigned threads;		/* workers; 0: verify and decode inline */
+};
+int sr_reader_set_page_sink(struct sr_reader *r, const struct sr_page_sink *sink,
+			    struct sr_error *err);
+
+struct sr_reader_stats {
+	uint64_t placed, buffered;	/* PAGE_DATA records read each way */
+};
+void sr_reader_stats(const struct sr_reader *r, struct sr_reader_stats *st);
 
 /* The DOMAIN record, once read (NULL before). */
 const struct sr_rec_domain *sr_reader_domain(const struct sr_reader *r,
@@ -287,7 +381,8 @@ void sr_page_iter_init(const struct sr_record *rec, struct sr_page_iter *it);
 /*
  * Returns the next descriptor: 1 with *desc set and, when dst is non-NULL,
  * the page decoded into dst (4096 bytes) -- except for a ZERO_RUN, which
- * covers desc->length pages and leaves dst alone; 0 when no page is left;
+ * covers desc->length pages and leaves dst alone, and a placed record's
+ * pages, which are in place already; 0 when no page is left;
  * -1 with SR_E_DECODE when lz4 data does not decode to exactly one page.
  */
 int sr_page_iter_next(struct sr_page_iter *it, const struct sr_page_desc **desc,

@@ -169,10 +169,12 @@ struct sr_writer *sr_writer_open(int fd, const struct sr_image_info *info,
 	return w;
 }
 
-int sr_write_record_iov(struct sr_writer *w, uint32_t type,
-			const struct iovec *iov, int n, struct sr_error *err)
+/* hash: the record's checksum, computed already (sr_record_hash), or NULL. */
+static int write_record(struct sr_writer *w, uint32_t type, const struct iovec *iov, int n,
+			const uint64_t *hash_in, struct sr_error *err)
 {
 	struct sr_rhdr h = { .type = type, .length = 0 };
+	unsigned body_hash = hash_in ? 0 : H_REC;
 	uint64_t total = 0, hash = 0;
 
 	if (w->failed)
@@ -194,14 +196,16 @@ int sr_write_record_iov(struct sr_writer *w, uint32_t type,
 	 * takes each record's header and checksum, which bind its body.
 	 */
 	XXH3_64bits_reset(&w->rec_state);
-	if (wr_put(w, &h, sizeof(h), H_REC | H_STREAM, err))
+	if (wr_put(w, &h, sizeof(h), body_hash | H_STREAM, err))
 		return -1;
 	for (int i = 0; i < n; i++)
-		if (wr_put(w, iov[i].iov_base, iov[i].iov_len, H_REC, err))
+		if (wr_put(w, iov[i].iov_base, iov[i].iov_len, body_hash, err))
 			return -1;
-	if (wr_put(w, zeros, sr_pad8(h.length), H_REC, err))
+	if (wr_put(w, zeros, sr_pad8(h.length), body_hash, err))
 		return -1;
-	if (!(w->flags & SR_WRITER_NO_HASH))
+	if (hash_in)
+		hash = *hash_in;
+	else if (!(w->flags & SR_WRITER_NO_HASH))
 		hash = XXH3_64bits_digest(&w->rec_state);
 	if (wr_put(w, &hash, sizeof(hash), H_STREAM, err))
 		return -1;
@@ -209,6 +213,38 @@ int sr_write_record_iov(struct sr_writer *w, uint32_t type,
 	if (w->has_external)
 		return sr_writer_flush(w, err);
 	return 0;
+}
+
+int sr_write_record_iov(struct sr_writer *w, uint32_t type,
+			const struct iovec *iov, int n, struct sr_error *err)
+{
+	return write_record(w, type, iov, n, NULL, err);
+}
+
+int sr_write_record_hashed(struct sr_writer *w, uint32_t type, const struct iovec *iov, int n,
+			   uint64_t hash, struct sr_error *err)
+{
+	return write_record(w, type, iov, n, &hash, err);
+}
+
+uint64_t sr_record_hash(uint32_t type, const struct iovec *iov, int n)
+{
+	struct sr_rhdr h = { .type = type };
+	XXH3_state_t st;
+
+	for (int i = 0; i < n; i++)
+		h.length += iov[i].iov_len;
+	XXH3_64bits_reset(&st);
+	XXH3_64bits_update(&st, &h, sizeof(h));
+	for (int i = 0; i < n; i++)
+		XXH3_64bits_update(&st, iov[i].iov_base, iov[i].iov_len);
+	XXH3_64bits_update(&st, zeros, sr_pad8(h.length));
+	return XXH3_64bits_digest(&st);
+}
+
+bool sr_writer_hashes(const struct sr_writer *w)
+{
+	return !(w->flags & SR_WRITER_NO_HASH);
 }
 
 int sr_write_record(struct sr_writer *w, uint32_t type, const void *body,

@@ -104,7 +104,7 @@ b=$(ms)
 $O/sr-ctl peer resume >/dev/null
 wait_tick "$dir/sr2.out" "$last" 300 || die "sr's restored guest did not tick" "$dir/sr2.out"
 $O/sr-ctl peer destroy >/dev/null 2>&1; wait $rpid 2>/dev/null
-row "sr restore (cold)" $((b - a)) "$(stat -c %s "$dir/sr.img")" - "to a loaded, paused guest (its own figure: $(sed -n 's/.* bytes in \([0-9.]*\) ms.*/\1/p' "$dir/sr2.out") ms); it then ran on"
+row "sr restore (cold)" $((b - a)) "$(stat -c %s "$dir/sr.img")" - "to a loaded, paused guest (its own figures: stream read and verified in $(sed -n 's/.*stream read and verified in \([0-9.]*\) ms.*/\1/p' "$dir/sr2.out") ms, vCPUs ready to run $(sed -n 's/.*vCPUs start \([0-9.]*\) ms after.*/\1/p' "$dir/sr2.out") ms after it started; $(grep -o '[0-9]* of [0-9]* records read straight into guest memory' "$dir/sr2.out")); it then ran on"
 rm -f "$dir/sr.img"
 
 # ------------------------------------------------------------------ cold: QEMU

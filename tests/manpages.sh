@@ -15,7 +15,7 @@ help_opts() { "$O/$1" --help | sed -n 's/^ \{1,8\}\(-[a-zA-Z], \)\{0,1\}\(--[a-z
 man_opts() { awk 'prev == ".TP" { print } { prev = $1 }' "docs/$1.1" | sed 's/\\-/-/g' |
 	grep -o -- '--[a-z][a-z0-9-]*' | sort -u; }
 
-for t in sr-run sr-save sr-restore sr-dump sr-ctl; do
+for t in sr-run sr-save sr-migrate sr-restore sr-dump sr-ctl; do
 	if [ ! -f "docs/$t.1" ]; then bad "$t: no man page docs/$t.1"; continue; fi
 	if ! man -l "docs/$t.1" >"$tmp/page" 2>"$tmp/err" || [ -s "$tmp/err" ]; then
 		bad "$t: man page does not render cleanly: $(head -2 "$tmp/err")"; continue
@@ -38,8 +38,8 @@ else bad "sr-ctl commands differ: $(diff "$tmp/h" "$tmp/m" | grep '^[<>]' | tr '
 
 make -s O="$O" install DESTDIR="$tmp/root" PREFIX=/usr >"$tmp/inst" 2>&1
 n=$(ls "$tmp/root/usr/share/man/man1/" 2>/dev/null | grep -c '^sr-.*\.1$')
-if [ "$n" -eq 5 ]; then ok "make install puts the 5 man pages in share/man/man1"
-else bad "make install installed $n man pages, not 5: $(tail -3 "$tmp/inst")"; fi
+if [ "$n" -eq 6 ]; then ok "make install puts the 6 man pages in share/man/man1"
+else bad "make install installed $n man pages, not 6: $(tail -3 "$tmp/inst")"; fi
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -673,29 +673,37 @@ Test(roundtrip, zero_runs_cover_the_untouched_tail)
 {
 	IMAGE img = holed_image();
 	struct buf b = serialize(&img);
-	int i = find_rec(&img, SR_REC_PAGE_DATA, 0);
-	struct sr_record rec = { .type = SR_REC_PAGE_DATA, .length = img.rec[i].len,
-				 .body = img.rec[i].body };
-	struct sr_page_iter it;
 	const struct sr_page_desc *d;
 	uint8_t page[SR_PAGE_SIZE];
 	struct sr_error err;
-	uint64_t covered = 0, runs = 0;
+	uint64_t covered = 0, runs = 0, next = 0;
 
 	cr_assert_eq(verify_bytes(b.p, b.len, &err), 0, "the holed image verifies");
-	memset(page, 0xa5, sizeof(page));
-	sr_page_iter_init(&rec, &it);
-	while (sr_page_iter_next(&it, &d, page, &err) == 1) {
-		if (d->enc != SR_PAGE_ZERO_RUN) {
-			covered++;
-			continue;
+	/* Round 0: the touched pages in one record, then the runs, pfns ascending. */
+	for (unsigned k = 0; k < 2; k++) {
+		int i = find_rec(&img, SR_REC_PAGE_DATA, k);
+		struct sr_record rec = { .type = SR_REC_PAGE_DATA, .length = img.rec[i].len,
+					 .body = img.rec[i].body };
+		struct sr_page_iter it;
+
+		sr_page_iter_init(&rec, &it);
+		cr_assert_eq(it.iteration, 0);
+		while (memset(page, 0xa5, sizeof(page)), sr_page_iter_next(&it, &d, page, &err) == 1) {
+			cr_assert_eq(d->pfn, next, "pfn 0x%llx where 0x%llx was due",
+				     (unsigned long long)d->pfn, (unsigned long long)next);
+			if (d->enc != SR_PAGE_ZERO_RUN) {
+				covered++;
+				next++;
+				continue;
+			}
+			cr_assert_eq(page[0], 0xa5, "a zero run leaves dst alone");
+			cr_assert_eq(d->pfn, 32 + runs * 16, "run %llu starts at pfn 0x%llx",
+				     (unsigned long long)runs, (unsigned long long)d->pfn);
+			cr_assert_eq(d->length, 16, "run of %u pages", d->length);
+			covered += d->length;
+			next += d->length;
+			runs++;
 		}
-		cr_assert_eq(page[0], 0xa5, "a zero run leaves dst alone");
-		cr_assert_eq(d->pfn, 32 + runs * 16, "run %llu starts at pfn 0x%llx",
-			     (unsigned long long)runs, (unsigned long long)d->pfn);
-		cr_assert_eq(d->length, 16, "run of %u pages", d->length);
-		covered += d->length;
-		runs++;
 	}
 	cr_assert_eq(runs, 2);
 	cr_assert_eq(covered, 64, "round 0 covers every page: %llu", (unsigned long long)covered);
@@ -705,7 +713,7 @@ Test(roundtrip, zero_runs_cover_the_untouched_tail)
 Test(hostile, zero_runs)
 {
 	IMAGE img = holed_image();
-	int i = find_rec(&img, SR_REC_PAGE_DATA, 0);
+	int i = find_rec(&img, SR_REC_PAGE_DATA, 1);	/* round 0's runs, after its pages */
 	struct sr_page_desc *d = (void *)(img.rec[i].body + 8);
 	struct sr_page_desc save = d[0];
 
@@ -1201,4 +1209,381 @@ Test(sr_dump, verify_rejects_flips_and_truncations)
 		cr_assert_eq(run_dump("--verify", b.p, rnd(&s) % b.len), 1);
 	cr_assert_eq(run_dump("--json", b.p, b.len), 0);
 	free(b.p);
+}
+
+/* ------------------------------------------- placed page data (page sink) */
+
+struct sink_mem {
+	uint8_t *mem;
+	uint64_t pages;
+	unsigned batches;		/* batch() calls */
+};
+
+static void *sink_addr(void *arg, uint64_t pfn)
+{
+	struct sink_mem *m = arg;
+
+	return pfn < m->pages ? m->mem + pfn * SR_PAGE_SIZE : NULL;
+}
+
+static void sink_batch(void *arg, const struct sr_page_desc *d, unsigned n)
+{
+	struct sink_mem *m = arg;
+
+	cr_assert_gt(n, 0);
+	cr_assert_lt(d[0].pfn, m->pages);
+	m->batches++;
+}
+
+/*
+ * Reads the image on fd into mem (pages of the gen domain's one region at
+ * gpa 0): with a page sink of threads workers (threads < 0: no sink, every
+ * page decoded from the record).  Zero pages and runs are zeroed by hand, as
+ * a restorer would.  Returns sr_reader_next's last result.
+ */
+static int read_into(int fd, struct sink_mem *m, int threads, struct sr_reader_stats *st,
+		     struct sr_error *err)
+{
+	struct sr_page_sink sink = { .page_addr = sink_addr, .batch = sink_batch, .arg = m,
+				     .threads = threads > 0 ? threads : 0 };
+	struct sr_reader *r;
+	struct sr_record rec;
+	int rc;
+
+	cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
+	r = sr_reader_open(fd, err);
+	if (!r)
+		return -1;
+	if (threads >= 0)
+		cr_assert_eq(sr_reader_set_page_sink(r, &sink, err), 0);
+	while ((rc = sr_reader_next(r, &rec, err)) > 0) {
+		struct sr_page_iter it;
+		const struct sr_page_desc *d;
+		int k;
+
+		if (rec.type != SR_REC_PAGE_DATA)
+			continue;
+		sr_page_iter_init(&rec, &it);
+		for (;;) {
+			uint8_t *dst = it.i < it.count ? sink_addr(m, it.desc[it.i].pfn) : NULL;
+
+			k = sr_page_iter_next(&it, &d, dst, err);
+			if (k <= 0)
+				break;
+			if (d->enc == SR_PAGE_ZERO_RUN)
+				memset(dst, 0, (size_t)d->length * SR_PAGE_SIZE);
+			else if (rec.placed && d->enc == SR_PAGE_ZERO)
+				memset(dst, 0, SR_PAGE_SIZE);
+		}
+		if (k < 0) {
+			rc = -1;
+			break;
+		}
+	}
+	if (st)
+		sr_reader_stats(r, st);
+	sr_reader_free(r);
+	return rc;
+}
+
+/* A live-like image: four rounds, lz4, zero pages and an untouched tail. */
+static const struct sr_gen_params placed_params = {
+	.mem_bytes = 4096 * 4096, .vcpus = 2, .iterations = 3, .dirty_pages = 700,
+	.compress = SR_COMPRESS_LZ4, .seed = 11, .pct_zero = 20, .pct_text = 40, .pct_hole = 10,
+};
+
+Test(placed, pages_land_as_the_buffered_path_decodes_them)
+{
+	const struct sr_gen_params *p = &placed_params;
+	uint64_t pages = p->mem_bytes / SR_PAGE_SIZE;
+	struct buf b = gen(p);
+	struct sink_mem want = { malloc(p->mem_bytes), pages, 0 };
+	struct sr_reader_stats st;
+	struct sr_error err;
+	char msg[512];
+	int fd = mem_fd();
+
+	cr_assert_eq(pwrite(fd, b.p, b.len, 0), (ssize_t)b.len);
+	memset(want.mem, 0xa5, p->mem_bytes);
+	cr_assert_eq(read_into(fd, &want, -1, &st, &err), 0, "%s",
+		     sr_error_format(&err, msg, sizeof(msg)));
+	cr_assert_eq(st.placed, 0);
+	cr_assert_gt(st.buffered, 4);
+	for (int threads = 0; threads <= 3; threads++) {
+		struct sink_mem got = { malloc(p->mem_bytes), pages, 0 };
+
+		memset(got.mem, 0x5a, p->mem_bytes);
+		cr_assert_eq(read_into(fd, &got, threads, &st, &err), 0, "threads %d: %s", threads,
+			     sr_error_format(&err, msg, sizeof(msg)));
+		cr_assert_eq(st.buffered, 0, "threads %d: %llu records not placed", threads,
+			     (unsigned long long)st.buffered);
+		cr_assert_eq(got.batches, st.placed);
+		for (uint64_t i = 0; i < pages; i++)
+			cr_assert(!memcmp(got.mem + i * SR_PAGE_SIZE, want.mem + i * SR_PAGE_SIZE,
+					  SR_PAGE_SIZE), "threads %d: pfn 0x%llx differs", threads,
+				  (unsigned long long)i);
+		free(got.mem);
+	}
+	free(want.mem);
+	free(b.p);
+	close(fd);
+}
+
+/* Every corruption the buffered reader refuses, the placed one refuses alike. */
+Test(placed, corrupt_and_truncated_records_are_refused_alike, .timeout = 600)
+{
+	struct sr_gen_params p = placed_params;
+	uint64_t seed = test_seed(), s = seed | 1;
+	struct buf b;
+	struct sink_mem m;
+	struct sr_error e1, e2;
+	char m1[512], m2[512];
+	int fd = mem_fd();
+
+	p.mem_bytes = 512 * 4096;
+	p.dirty_pages = 100;
+	b = gen(&p);
+	m = (struct sink_mem){ malloc(p.mem_bytes), p.mem_bytes / SR_PAGE_SIZE, 0 };
+	for (int i = 0; i < 600; i++) {
+		size_t o = rnd(&s) % b.len, len = b.len;
+		int bit = rnd(&s) % 8, threads = i % 3;
+
+		if (i % 4 == 3)
+			len = o;		/* a truncation instead */
+		else
+			b.p[o] ^= 1u << bit;
+		cr_assert_eq(ftruncate(fd, 0), 0);
+		cr_assert_eq(pwrite(fd, b.p, len, 0), (ssize_t)len);
+		cr_assert_eq(read_into(fd, &m, -1, NULL, &e1), -1, "offset %zu accepted", o);
+		cr_assert_eq(read_into(fd, &m, threads, NULL, &e2), -1,
+			     "offset %zu (%s) accepted by the placed reader, %d threads (SR_TEST_SEED=%llu)",
+			     o, len < b.len ? "truncated" : "bit flip", threads,
+			     (unsigned long long)seed);
+		cr_assert(e1.code == e2.code && e1.index == e2.index,
+			  "offset %zu, %d threads: buffered \"%s\", placed \"%s\" (SR_TEST_SEED=%llu)",
+			  o, threads, sr_error_format(&e1, m1, sizeof(m1)),
+			  sr_error_format(&e2, m2, sizeof(m2)), (unsigned long long)seed);
+		if (len == b.len)
+			b.p[o] ^= 1u << bit;
+	}
+	free(m.mem);
+	free(b.p);
+	close(fd);
+}
+
+/* Pfns that do not ascend, or a page the sink has no place for: read the ordinary way. */
+Test(placed, unordered_or_unplaceable_batches_are_read_whole)
+{
+	struct sr_image_info info = { .creator = "test" };
+	struct sr_rec_domain dom = { .guest_kind = SR_GUEST_TEST, .vcpu_count = 1,
+				     .region_count = 1, .name = "order" };
+	struct sr_region reg = { 0, 64 * 4096, SR_REGION_F_RAM, 0 };
+	struct sr_batch *bt = sr_batch_new(SR_COMPRESS_LZ4, 0);
+	uint8_t page[SR_PAGE_SIZE];
+	struct sink_mem m = { calloc(64, SR_PAGE_SIZE), 48, 0 };	/* no place for pfn >= 48 */
+	struct sr_reader_stats st;
+	struct sr_error err;
+	struct sr_writer *w;
+	char msg[512];
+	int fd = mem_fd(), rc;
+
+	w = sr_writer_open(fd, &info, 0, &err);
+	cr_assert(w && bt);
+	cr_assert_eq(sr_write_domain(w, &dom, &reg, &err), 0);
+	sr_batch_reset(bt, 0);
+	for (unsigned pfn = 0; pfn < 8; pfn++) {	/* ascending: placed */
+		memset(page, 'a' + pfn, sizeof(page));
+		sr_batch_add(bt, pfn, page);
+	}
+	cr_assert_eq(sr_write_page_batch(w, bt, &err), 0);
+	for (unsigned pfn = 20; pfn > 10; pfn--) {	/* descending: read whole */
+		memset(page, 'A' + pfn, sizeof(page));
+		sr_batch_add(bt, pfn, page);
+	}
+	cr_assert_eq(sr_write_page_batch(w, bt, &err), 0);
+	memset(page, 'z', sizeof(page));
+	sr_batch_add(bt, 50, page);			/* no place: read whole */
+	cr_assert_eq(sr_write_page_batch(w, bt, &err), 0);
+	cr_assert_eq(sr_writer_flush(w, &err), 0);
+	sr_batch_free(bt);
+	sr_writer_free(w);
+
+	rc = read_into(fd, &m, 2, &st, &err);
+	/* No context records: MISSING at the end, after all pages were read. */
+	cr_assert_eq(rc, -1);
+	cr_assert_eq(err.code, SR_E_MISSING, "%s", sr_error_format(&err, msg, sizeof(msg)));
+	cr_assert_eq(st.placed, 1);
+	cr_assert_eq(st.buffered, 2);
+	for (unsigned pfn = 0; pfn < 8; pfn++)
+		cr_assert_eq(m.mem[pfn * SR_PAGE_SIZE + 100], 'a' + pfn, "pfn %u", pfn);
+	for (unsigned pfn = 11; pfn <= 20; pfn++)
+		cr_assert_eq(m.mem[pfn * SR_PAGE_SIZE + 100], 'A' + pfn, "pfn %u", pfn);
+	free(m.mem);
+	close(fd);
+}
+
+Test(placed, works_through_a_pipe_with_threads)
+{
+	const struct sr_gen_params *p = &placed_params;
+	struct sink_mem m = { malloc(p->mem_bytes), p->mem_bytes / SR_PAGE_SIZE, 0 };
+	struct sr_page_sink sink = { .page_addr = sink_addr, .arg = &m, .threads = 2 };
+	struct sr_reader_stats st;
+	struct sr_record rec;
+	struct sr_reader *r;
+	struct sr_error err;
+	char msg[512];
+	int pfd[2], rc;
+	pid_t pid;
+
+	cr_assert_eq(pipe(pfd), 0);
+	pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		_exit(sr_gen_image(pfd[1], p, &err) ? 1 : 0);
+	}
+	close(pfd[1]);
+	r = sr_reader_open(pfd[0], &err);
+	cr_assert(r, "%s", sr_error_format(&err, msg, sizeof(msg)));
+	cr_assert_eq(sr_reader_set_page_sink(r, &sink, &err), 0);
+	while ((rc = sr_reader_next(r, &rec, &err)) > 0)
+		;
+	cr_assert_eq(rc, 0, "%s", sr_error_format(&err, msg, sizeof(msg)));
+	sr_reader_stats(r, &st);
+	cr_assert_gt(st.placed, 4);
+	cr_assert_eq(st.buffered, 0);
+	sr_reader_free(r);
+	close(pfd[0]);
+	waitpid(pid, NULL, 0);
+	free(m.mem);
+}
+
+/* ---------------------------------------------------------- page pipe */
+
+/*
+ * Writes the same pages, zero runs and iterations through batches or a pipe
+ * of threads workers (threads < 0: batches); returns the stream.
+ */
+static struct buf pipe_stream(int threads, const uint8_t *mem, unsigned npages,
+			      struct sr_batch_stats *st)
+{
+	struct sr_image_info info = { .creator = "test", .created_ns = 1 };
+	struct sr_rec_domain dom = { .guest_kind = SR_GUEST_TEST, .vcpu_count = 1,
+				     .region_count = 1, .name = "pipe" };
+	struct sr_region reg = { 0, (uint64_t)(npages + 5000) * 4096, SR_REGION_F_RAM, 0 };
+	struct sr_pipe_opts po = { .mode = SR_COMPRESS_LZ4, .threads = threads > 0 ? threads : 0 };
+	struct sr_batch *bt = sr_batch_new(SR_COMPRESS_LZ4, 0);
+	struct sr_pipe *p = NULL;
+	struct sr_error err;
+	struct sr_writer *w;
+	char msg[512];
+	int fd = mem_fd();
+	struct buf out;
+
+	w = sr_writer_open(fd, &info, 0, &err);
+	cr_assert(w && bt);
+	cr_assert_eq(sr_write_domain(w, &dom, &reg, &err), 0);
+	if (threads >= 0)
+		cr_assert(p = sr_pipe_new(w, &po, &err), "%s", sr_error_format(&err, msg, sizeof(msg)));
+	for (uint32_t it = 0; it < 3; it++) {
+		if (p)
+			cr_assert_eq(sr_pipe_set_iteration(p, it, &err), 0);
+		else
+			sr_batch_reset(bt, it);
+		for (unsigned i = it; i < npages; i += 1 + it) {
+			if (p) {
+				cr_assert_eq(sr_pipe_add(p, i, mem + (size_t)i * SR_PAGE_SIZE, &err), 0);
+			} else if (sr_batch_add(bt, i, mem + (size_t)i * SR_PAGE_SIZE) == SR_BATCH_MAX_PAGES) {
+				cr_assert_eq(sr_write_page_batch(w, bt, &err), 0);
+			}
+			if (i % 997 == 0) {	/* now and then a run beyond the pages */
+				if (p) {
+					cr_assert_eq(sr_pipe_add_zero_run(p, npages + i, 3, &err), 0);
+				} else if (sr_batch_add_zero_run(bt, npages + i, 3) < 0) {
+					cr_assert_eq(sr_write_page_batch(w, bt, &err), 0);
+					cr_assert_gt(sr_batch_add_zero_run(bt, npages + i, 3), 0);
+				}
+				if (!p && sr_batch_count(bt) == SR_BATCH_MAX_PAGES)
+					cr_assert_eq(sr_write_page_batch(w, bt, &err), 0);
+			}
+		}
+		if (p)
+			cr_assert_eq(sr_pipe_flush(p, &err), 0);
+		else
+			cr_assert_eq(sr_write_page_batch(w, bt, &err), 0);
+	}
+	cr_assert_eq(sr_writer_flush(w, &err), 0);
+	if (p)
+		sr_pipe_stats(p, st);
+	else
+		sr_batch_stats(bt, st);
+	sr_pipe_free(p);
+	sr_batch_free(bt);
+	sr_writer_free(w);
+	out = fd_contents(fd);
+	close(fd);
+	return out;
+}
+
+Test(pipe, writes_what_batches_write_with_any_thread_count)
+{
+	const unsigned npages = 5000;
+	struct sr_gen_params gp = { .seed = 5, .pct_zero = 30, .pct_text = 35 };
+	uint8_t *mem = malloc((size_t)npages * SR_PAGE_SIZE);
+	struct sr_batch_stats want_st, st;
+	struct buf want;
+
+	sr_gen_fill(mem, (uint64_t)npages * SR_PAGE_SIZE, &gp);
+	want = pipe_stream(-1, mem, npages, &want_st);
+	cr_assert_gt(want_st.lz4, 100);
+	cr_assert_gt(want_st.raw, 100);
+	for (int threads = 0; threads <= 4; threads++) {
+		struct buf got = pipe_stream(threads, mem, npages, &st);
+
+		cr_assert_eq(got.len, want.len, "threads %d: %zu bytes, batches wrote %zu", threads,
+			     got.len, want.len);
+		cr_assert(!memcmp(got.p, want.p, want.len), "threads %d: the streams differ", threads);
+		cr_assert(st.pages == want_st.pages && st.zero == want_st.zero && st.raw == want_st.raw &&
+			  st.lz4 == want_st.lz4 && st.data_bytes == want_st.data_bytes,
+			  "threads %d: stats differ", threads);
+		free(got.p);
+	}
+	free(want.p);
+	free(mem);
+}
+
+static int cancel_after_two(void *arg, uint64_t pages, uint64_t offset)
+{
+	unsigned *n = arg;
+
+	cr_assert_eq(pages, SR_BATCH_MAX_PAGES);
+	cr_assert_gt(offset, 0);
+	return ++*n >= 2;
+}
+
+Test(pipe, written_callback_sees_each_batch_and_can_cancel)
+{
+	struct sr_image_info info = { .creator = "test" };
+	unsigned calls = 0;
+	struct sr_pipe_opts po = { .mode = SR_COMPRESS_NONE, .threads = 2,
+				   .written = cancel_after_two, .arg = &calls };
+	uint8_t page[SR_PAGE_SIZE];
+	struct sr_error err;
+	struct sr_writer *w;
+	struct sr_pipe *p;
+	int fd = mem_fd(), rc = 0;
+
+	memset(page, 7, sizeof(page));
+	w = sr_writer_open(fd, &info, 0, &err);
+	p = sr_pipe_new(w, &po, &err);
+	cr_assert(w && p);
+	for (unsigned i = 0; i < 10 * SR_BATCH_MAX_PAGES && !rc; i++)
+		rc = sr_pipe_add(p, i, page, &err);
+	if (!rc)
+		rc = sr_pipe_flush(p, &err);
+	cr_assert_eq(rc, -1, "a cancel from the callback fails the pipe");
+	cr_assert_eq(calls, 2);
+	cr_assert_eq(sr_pipe_add(p, 0, page, &err), -1, "a failed pipe takes no more");
+	sr_pipe_free(p);
+	sr_writer_free(w);
+	close(fd);
 }

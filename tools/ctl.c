@@ -43,7 +43,7 @@ static int connect_domain(const char *name, char *reply, size_t len)
 }
 
 int ctl_request(const char *name, const char *request, int send_fd,
-		const struct ctl_hooks *hooks, char *reply, size_t len)
+		struct ctl_hooks *hooks, char *reply, size_t len)
 {
 	char line[1024], cbuf[CMSG_SPACE(sizeof(int))];
 	struct iovec iov = { (void *)request, strlen(request) };
@@ -80,9 +80,12 @@ int ctl_request(const char *name, const char *request, int send_fd,
 				if (hooks && hooks->on_progress)
 					hooks->on_progress(line, hooks->arg);
 			} else if (!strncmp(line, "prepared ", 9)) {
-				bool go = hooks && hooks->on_prepared &&
-					  hooks->on_prepared(line + 9, hooks->arg) == 0;
-				const char *word = go ? "commit\n" : "abort\n";
+				if (hooks)
+					hooks->fd = fd;
+				int verdict = hooks && hooks->on_prepared ?
+					      hooks->on_prepared(line + 9, hooks->arg) : -1;
+				bool go = verdict == 0;
+				const char *word = go ? "commit\n" : verdict > 0 ? "hold\n" : "abort\n";
 
 				if (send(fd, word, strlen(word), MSG_NOSIGNAL) != (ssize_t)strlen(word) &&
 				    go) {
@@ -118,6 +121,11 @@ int ctl_request(const char *name, const char *request, int send_fd,
 	}
 }
 
+int ctl_pending(const struct ctl_hooks *hooks)
+{
+	return send(hooks->fd, "pending\n", 8, MSG_NOSIGNAL) == 8 ? 0 : -1;
+}
+
 /* ------------------------------------------------------- save requests */
 
 void save_req_init(struct save_req *q)
@@ -127,15 +135,24 @@ void save_req_init(struct save_req *q)
 	snprintf(q->dirty_track, sizeof(q->dirty_track), "auto");
 	snprintf(q->throttle, sizeof(q->throttle), "auto");
 	snprintf(q->compress, sizeof(q->compress), "lz4");
+	q->threads = -1;
+}
+
+unsigned save_threads_default(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
 }
 
 int save_req_format(const struct save_req *q, char *buf, size_t len)
 {
 	int n = snprintf(buf, len, "save live=%d checkpoint=%d paused=%d two-phase=%d "
 			 "dirty-track=%s throttle=%s compress=%s downtime-ms=%u max-iters=%u "
-			 "max-bytes-factor=%u stall-timeout=%u", q->live, q->checkpoint, q->paused,
-			 q->two_phase, q->dirty_track, q->throttle, q->compress, q->downtime_ms,
-			 q->max_iters, q->max_bytes_factor, q->stall_timeout_s);
+			 "max-bytes-factor=%u stall-timeout=%u threads=%d bandwidth=%u", q->live,
+			 q->checkpoint, q->paused, q->two_phase, q->dirty_track, q->throttle,
+			 q->compress, q->downtime_ms, q->max_iters, q->max_bytes_factor,
+			 q->stall_timeout_s, q->threads, q->bandwidth_mbs);
 
 	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
@@ -185,6 +202,9 @@ int save_req_parse(const char *text, struct save_req *q, char *why, size_t len)
 		NUM("max-iters", max_iters);
 		NUM("max-bytes-factor", max_bytes_factor);
 		NUM("stall-timeout", stall_timeout_s);
+		NUM("bandwidth", bandwidth_mbs);
+		else if (!strcmp(tok, "threads") && (!strcmp(val, "-1") || (*val && !*end && num <= 64)))
+			q->threads = !strcmp(val, "-1") ? -1 : (int)num;
 		else {
 			snprintf(why, len, "save request: unknown key or bad value \"%s=%s\"", tok, val);
 			return -1;

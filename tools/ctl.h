@@ -19,17 +19,28 @@ const char *ctl_dir(void);
  *
  * Two-phase save: a "prepared ..." line means the image is complete and the
  * domain waits, paused, for the client's decision: on_prepared (which must
- * be set for a request that asks for it) returns 0 to answer "commit" or -1
- * to answer "abort"; then the final line is read as above.
+ * be set for a request that asks for it) returns 0 to answer "commit", -1
+ * to answer "abort" (the domain resumes) or 1 to answer "hold" (it stays
+ * paused: a migration whose outcome is unknown); then the final line is
+ * read as above.
  */
 struct ctl_hooks {
 	void (*on_progress)(const char *line, void *arg);
 	int (*on_prepared)(const char *line, void *arg);
 	void *arg;
+	int fd;				/* the request's connection, set by ctl_request */
 };
 
+/*
+ * From on_prepared, before the decision: tells the domain that from now on
+ * losing this client (or silence) must not resume it: it stays paused
+ * ("pending").  A migration sends it before it tells the receiver "go".
+ * Returns 0 or -1.
+ */
+int ctl_pending(const struct ctl_hooks *hooks);
+
 int ctl_request(const char *name, const char *request, int send_fd,
-		const struct ctl_hooks *hooks, char *reply, size_t len);
+		struct ctl_hooks *hooks, char *reply, size_t len);
 
 /*
  * A save request, as sr-save sends it and the runner reads it: one typed
@@ -43,7 +54,12 @@ struct save_req {
 	char compress[8];		/* lz4, none */
 	unsigned downtime_ms, max_iters, max_bytes_factor;	/* 0: the defaults */
 	unsigned stall_timeout_s;	/* no output progress for this long cancels; 0: 30 */
+	int threads;			/* encoding workers, 0..64; -1: the online CPUs */
+	unsigned bandwidth_mbs;		/* MB/s the stream may take; 0: no cap */
 };
+
+/* The default worker count: the online CPUs, 1..64. */
+unsigned save_threads_default(void);
 
 #define SAVE_STALL_DEFAULT_S	30
 

@@ -169,8 +169,10 @@ static void summary(const struct hvmctx_save_stats *st, const char *after, char 
 
 /*
  * Phase two: tells the client the image is complete and waits for its
- * "commit" (sent once FILE is in place and durable).  Returns 0 on commit;
- * -1 with why filled on "abort", a vanished client, or silence.
+ * "commit" (sent once FILE is in place and durable, or once a migration's
+ * receiver runs the domain).  Returns 0 on commit; 1 on "hold" (a migration
+ * whose outcome is unknown: the domain must stay paused); -1 with why
+ * filled on "abort", a vanished client, or silence.
  */
 static int await_commit(int fd, const char *summary, const volatile int *cancel, char *why,
 			size_t len)
@@ -179,6 +181,7 @@ static int await_commit(int fd, const char *summary, const volatile int *cancel,
 	char line[300], buf[32];
 	size_t have = 0;
 	int n = snprintf(line, sizeof(line), "prepared %s\n", summary), waited = 0;
+	bool pending = false;		/* a migration told its receiver "go": never resume */
 
 	if (fd < 0) {
 		snprintf(why, len, "no client to commit it");
@@ -188,34 +191,54 @@ static int await_commit(int fd, const char *summary, const volatile int *cancel,
 		snprintf(why, len, "the client went away before the image was complete");
 		return -1;
 	}
-	while (have < sizeof(buf) - 1) {
-		int rc = poll(&p, 1, 200);
+	for (;;) {
+		char *nl = memchr(buf, '\n', have);
+		int rc;
 		ssize_t k;
 
-		if (*cancel) {
+		if (nl) {
+			*nl = 0;
+			if (!strcmp(buf, "pending")) {
+				pending = true;
+				waited = 0;
+				have -= nl + 1 - buf;
+				memmove(buf, nl + 1, have);
+				continue;
+			}
+			if (!strcmp(buf, "commit"))
+				return 0;
+			if (!strcmp(buf, "hold") || pending) {
+				snprintf(why, len, "the client holds it: whether the receiver runs the "
+					 "domain is unknown");
+				return 1;
+			}
+			snprintf(why, len, "the client aborted (it could not put the image in place)");
+			return -1;
+		}
+		if (have == sizeof(buf) - 1)
+			have = 0;		/* overlong: not a word we know */
+		rc = poll(&p, 1, 200);
+		if (*cancel && !pending) {
 			snprintf(why, len, "cancelled");
 			return -1;
 		}
 		if (rc == 0 && (waited += 200) >= COMMIT_TIMEOUT_MS) {
-			snprintf(why, len, "no commit within %d s", COMMIT_TIMEOUT_MS / 1000);
-			return -1;
+			snprintf(why, len, "no commit within %d s%s", COMMIT_TIMEOUT_MS / 1000,
+				 pending ? " after the receiver was told to go: whether it runs the "
+				 "domain is unknown" : "");
+			return pending ? 1 : -1;
 		}
 		if (rc <= 0)
 			continue;
 		k = read(fd, buf + have, sizeof(buf) - 1 - have);
 		if (k <= 0) {
-			snprintf(why, len, "the client went away before it committed");
-			return -1;
+			snprintf(why, len, "the client went away before it committed%s",
+				 pending ? ", after the receiver was told to go: whether it runs the "
+				 "domain is unknown" : "");
+			return pending ? 1 : -1;
 		}
 		have += k;
-		buf[have] = 0;
-		if (strchr(buf, '\n'))
-			break;
 	}
-	if (!strncmp(buf, "commit\n", 7))
-		return 0;
-	snprintf(why, len, "the client aborted (it could not put the image in place)");
-	return -1;
 }
 
 int runner_save(struct runner *r, int out_fd, const struct save_req *q, int client_fd,
@@ -225,7 +248,10 @@ int runner_save(struct runner *r, int out_fd, const struct save_req *q, int clie
 	bool checkpoint = q->checkpoint, stay_paused = q->paused;
 	bool was_paused = xc_domain_paused(d);
 	struct hvmctx_save_opts o = { .compress = strcmp(q->compress, "none") ? SR_COMPRESS_LZ4
-									       : SR_COMPRESS_NONE };
+									       : SR_COMPRESS_NONE,
+				      .threads = q->threads < 0 ? save_threads_default()
+								: (unsigned)q->threads,
+				      .bandwidth = q->bandwidth_mbs * 1000000ull };
 	struct hvmctx_save_stats st;
 	struct xc_error err;
 
@@ -253,8 +279,10 @@ int runner_save(struct runner *r, int out_fd, const struct save_req *q, int clie
 		char sum[256], why[128];
 
 		summary(&st, "image complete", sum, sizeof(sum));
-		if (await_commit(client_fd, sum, &js->cancel, why, sizeof(why))) {
-			bool resume = !was_paused && !stay_paused;
+		int c = await_commit(client_fd, sum, &js->cancel, why, sizeof(why));
+
+		if (c) {
+			bool resume = !was_paused && !stay_paused && c < 0;
 
 			if (resume)
 				xc_domain_resume(d, NULL);
@@ -293,7 +321,7 @@ int runner_guest_save(struct runner *r, const char *path, char *msg, size_t len)
 		snprintf(msg, len, "%s: %s", tmp, strerror(errno));
 		return -1;
 	}
-	struct hvmctx_save_opts o = { .compress = SR_COMPRESS_LZ4 };
+	struct hvmctx_save_opts o = { .compress = SR_COMPRESS_LZ4, .threads = save_threads_default() };
 
 	if (do_save(r, fd, &o, -1, NULL, &st, &err)) {
 		close(fd);

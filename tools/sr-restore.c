@@ -3,28 +3,47 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "abi.h"
+#include "ctl.h"
 #include "hvmctx.h"
+#include "migrate.h"
+#include "net.h"
 #include "runner.h"
 #include "serial8250.h"
 #include "host.h"
 #include "util.h"
 
 #define EXIT_BAD_IMAGE 5
+#define EXIT_NOT_MIGRATED 6	/* the source never said "go": no VM is left here */
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 "usage: sr-restore [OPTIONS] FILE|-\n"
+"       sr-restore --listen [ADDR:]PORT [OPTIONS]\n"
+"       sr-restore --migrate-receive [OPTIONS] -\n"
 "Build a domain from an sr image (\"-\": standard input) and resume it; this\n"
 "process then runs it, like sr-run: console on stdout, control socket\n"
 "$SR_RUN_DIR/NAME.sock (sr-ctl, sr-save work on it).\n"
 "\n"
+"      --listen [ADDR:]PORT  receive one migration over TCP (sr-migrate DOMAIN\n"
+"                           tcp:HOST:PORT), IPv6 and IPv4 when ADDR is left out;\n"
+"                           then run the domain here as above\n"
+"      --migrate-receive    receive one migration on stdin, answer on stdout\n"
+"                           (what sr-migrate ssh: runs); once the domain runs,\n"
+"                           detach (the console goes to --log)\n"
+"      --accept-timeout S   --listen: give up when no source connects in S s\n"
+"      --idle-timeout S     --listen: a stream silent for S s is dead (default 30)\n"
+"      --log FILE           --migrate-receive: the console once detached\n"
+"                           (default $SR_RUN_DIR/NAME.log)\n"
 "  -n, --name NAME          domain name (default: the name in the image)\n"
 "      --dirty-ring         track dirty pages with per-vCPU rings\n"
 "                           (KVM_CAP_DIRTY_LOG_RING; for sr-save --live)\n"
@@ -32,7 +51,9 @@ static void usage(FILE *f)
 "      --clock MODE         advance (default): guest time moves on by the wall\n"
 "                           time since the save; freeze: it resumes where it stopped\n"
 "      --save-to FILE       where a guest-requested SAVE writes the next image\n"
-"  -v, --verbose            say what was restored\n"
+"  -j, --threads N          threads that verify and decode page data while the\n"
+"                           next is read (default: online CPUs; 0: none)\n"
+"  -v, --verbose            say what was restored, and how long it took\n"
 "      --max-memory MiB     refuse an image whose guest has more RAM than this\n"
 "                           (default: this host's MemAvailable), before anything\n"
 "                           is allocated\n"
@@ -41,7 +62,8 @@ static void usage(FILE *f)
 "Nothing from the image reaches a vCPU before the whole image has verified.\n"
 "Exit status: as sr-run (0 PASS, 1 guest failed, 2 usage/setup error, 3 KVM\n"
 "error or a host that cannot run sr's guests, 4 destroyed), and 5 when the image is corrupt, truncated or foreign\n"
-"(no guest code ran).\n");
+"(no guest code ran), 6 when a migration's source never said \"go\" (the VM was\n"
+"discarded).  A migration receiver tells its source why it failed before it exits.\n");
 }
 
 /* DEVICE records: the UART is the only device model so far. */
@@ -49,6 +71,76 @@ static int restore_device(void *arg, const char *name, uint32_t version, uint32_
 			  const void *data, size_t len, struct xc_error *err)
 {
 	return serial_restore_device(runner_serial(arg), name, version, instance, data, len, err);
+}
+
+/* A migration: where the handshake goes (-1: none), and the detached parent's pipe. */
+static int chan = -1;
+static int detach_fd = -1;
+
+static void tell_source(const char *msg)
+{
+	if (chan >= 0)
+		mig_send(chan, MIG_ERROR, msg);
+}
+
+/*
+ * --migrate-receive runs under ssh, which returns only once every copy of
+ * the session's stdout and stderr is closed: the domain is run by a child
+ * that lets go of them once it runs; this parent exits then (0), or with
+ * the child's status when it fails first.
+ */
+static void detach_begin(void)
+{
+	int p[2], st;
+	pid_t pid;
+	char c;
+
+	if (pipe2(p, O_CLOEXEC))
+		die(EXIT_USAGE, "pipe: %s", strerror(errno));
+	pid = fork();
+	if (pid < 0)
+		die(EXIT_USAGE, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		close(p[0]);
+		detach_fd = p[1];
+		setsid();
+		return;
+	}
+	close(p[1]);
+	{
+		int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		dup2(nul, STDIN_FILENO);
+		dup2(nul, STDOUT_FILENO);
+	}
+	if (read(p[0], &c, 1) == 1)
+		_exit(0);
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	_exit(WIFEXITED(st) ? WEXITSTATUS(st) : EXIT_USAGE);
+}
+
+static void detach_finish(const char *log)
+{
+	int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+	int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		pr_warn("%s: %s; the console goes nowhere", log, strerror(errno));
+	dup2(nul, STDIN_FILENO);
+	dup2(fd >= 0 ? fd : nul, STDOUT_FILENO);
+	dup2(fd >= 0 ? fd : nul, STDERR_FILENO);
+	if (write(detach_fd, "1", 1) != 1)
+		pr_warn("the session that started this receiver is gone");
+	close(detach_fd);
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 /* MemAvailable, in MiB (what the kernel thinks can be had without swapping). */
@@ -76,24 +168,35 @@ int main(int argc, char **argv)
 		{ "save-to", required_argument, NULL, 's' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "max-memory", required_argument, NULL, 'M' },
+		{ "threads", required_argument, NULL, 'j' },
+		{ "listen", required_argument, NULL, 'L' },
+		{ "migrate-receive", no_argument, NULL, 'm' },
+		{ "accept-timeout", required_argument, NULL, 'A' },
+		{ "idle-timeout", required_argument, NULL, 'W' },
+		{ "log", required_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	struct hvmctx_restore_opts ro = { .clock = HVMCTX_CLOCK_ADVANCE };
+	double t_start = now_ms();
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	struct runner_config cfg = { 0 };
 	struct hvmctx_restore_stats st;
 	struct hvmctx_image img;
 	struct hvmctx_restore *rs;
 	struct xc_error err;
 	struct runner *r = NULL;
-	const char *path, *name = NULL;
-	bool paused = false, verbose = false;
+	const char *path, *name = NULL, *listen_on = NULL, *log = NULL;
+	bool paused = false, verbose = false, receive = false;
+	unsigned long accept_s = 0, idle_s = 30;
+	char logbuf[4200];
 	unsigned long long max_mib = 0;
 	char *end;
 	int c, fd, rc;
 
 	sr_set_prog(argv[0]);
-	while ((c = getopt_long(argc, argv, "n:pvh", opts, NULL)) != -1) {
+	ro.threads = cpus > 0 ? (cpus > 64 ? 64 : (unsigned)cpus) : 1;
+	while ((c = getopt_long(argc, argv, "n:pvj:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n': name = optarg; break;
 		case 'p': paused = true; break;
@@ -104,6 +207,25 @@ int main(int argc, char **argv)
 			max_mib = strtoull(optarg, &end, 10);
 			if (*end || end == optarg || !max_mib)
 				die(EXIT_USAGE, "--max-memory takes a number of MiB, not \"%s\"", optarg);
+			break;
+		case 'L': listen_on = optarg; break;
+		case 'm': receive = true; break;
+		case 'g': log = optarg; break;
+		case 'A':
+		case 'W':
+			{
+				unsigned long v = strtoul(optarg, &end, 10);
+
+				if (*end || end == optarg || optarg[0] == '-' || !v || v > 86400)
+					die(EXIT_USAGE, "--%s takes 1..86400 seconds, not \"%s\"",
+					    c == 'A' ? "accept-timeout" : "idle-timeout", optarg);
+				*(c == 'A' ? &accept_s : &idle_s) = v;
+			}
+			break;
+		case 'j':
+			ro.threads = strtoul(optarg, &end, 10);
+			if (*end || end == optarg || optarg[0] == '-' || ro.threads > 64)
+				die(EXIT_USAGE, "--threads takes 0..64, not \"%s\"", optarg);
 			break;
 		case 'k':
 			if (!strcmp(optarg, "advance"))
@@ -117,22 +239,61 @@ int main(int argc, char **argv)
 		default: usage(stderr); return EXIT_USAGE;
 		}
 	}
-	if (optind != argc - 1) {
+	if (optind != argc - (listen_on ? 0 : 1) || (listen_on && receive) ||
+	    (receive && strcmp(argv[optind], "-"))) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	path = argv[optind];
+	if ((listen_on || receive) && paused)
+		die(EXIT_USAGE, "--paused does not go with a migration: the source decides when it runs");
+	path = listen_on ? listen_on : argv[optind];
 	if (name && !sr_name_valid(name))
 		die(EXIT_USAGE, "bad domain name: 1..%u characters of A-Z a-z 0-9 . _ -, not "
 		    "starting with a dot", SR_NAME_MAX);
+	signal(SIGPIPE, SIG_IGN);
+	die_set_hook(tell_source);
+	if (receive) {
+		/* The stream on its own fd, the answers on another; the console never on either. */
+		detach_begin();
+		fd = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
+		chan = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+		if (fd < 0 || chan < 0)
+			die(EXIT_USAGE, "dup: %s", strerror(errno));
+		{
+			int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+			dup2(nul, STDIN_FILENO);
+			dup2(STDERR_FILENO, STDOUT_FILENO);
+		}
+		path = "the migration stream";
+	}
 	host_check_or_die();
-	fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
-	if (fd < 0)
-		die(EXIT_USAGE, "%s: %s", path, strerror(errno));
+	if (listen_on) {
+		char bound[128] = "?", peer[128] = "?", why[300];
+		int lfd = net_listen(listen_on, bound, sizeof(bound), why, sizeof(why));
+
+		if (lfd < 0)
+			die(EXIT_USAGE, "%s", why);
+		pr_info("%s: listening on %s", sr_prog, bound);
+		fd = net_accept(lfd, accept_s * 1000, idle_s, peer, sizeof(peer), why, sizeof(why));
+		close(lfd);
+		if (fd < 0)
+			die(EXIT_USAGE, "%s: %s", bound, why);
+		chan = fd;
+		pr_info("%s: receiving a domain from %s", sr_prog, peer);
+		path = "the migration stream";
+	} else if (!receive) {
+		fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
+		if (fd < 0)
+			die(EXIT_USAGE, "%s: %s", path, strerror(errno));
+	}
 
 	rs = hvmctx_restore_begin(fd, &img, &err);
 	if (!rs)
-		die(err.sys_errno == EBADMSG ? EXIT_BAD_IMAGE : EXIT_USAGE, "%s: %s", path, err.msg);
+		die(err.sys_errno == EBADMSG ? EXIT_BAD_IMAGE : EXIT_USAGE, "%s: %s", path,
+		    err.sys_errno == EAGAIN ? "no data for the idle timeout" : err.msg);
+	if (chan >= 0)
+		hvmctx_restore_stop_at_end(rs);
 	cfg.name = name ? name : img.name[0] ? img.name : "restored";
 	cfg.vcpus = img.vcpus;
 	for (unsigned i = 0; i < img.nregions; i++)
@@ -174,6 +335,45 @@ int main(int argc, char **argv)
 		goto fail;
 	hvmctx_restore_free(rs);
 	rs = NULL;
+	if (chan >= 0) {
+		char line[64], why[128];
+		int k;
+
+		/* Built, paused: the source decides whether it runs here. */
+		if (mig_send(chan, MIG_READY, NULL)) {
+			pr_err("%s: the source went away before it heard \"ready\": the VM is "
+			       "discarded", path);
+			runner_free(r);
+			return EXIT_NOT_MIGRATED;
+		}
+		if (getenv("SR_MIGRATE_TEST_DIE_AFTER_READY"))	/* testing aid: killed right here */
+			raise(SIGKILL);
+		k = mig_recv(chan, line, sizeof(line), MIG_GO_TIMEOUT_MS, why, sizeof(why));
+		if (k != 1 || strcmp(line, MIG_GO)) {
+			pr_err("%s: the source did not say \"go\" (%s): the VM is discarded; the "
+			       "domain stays with the source", path, k == 1 ? line : why);
+			runner_free(r);
+			return EXIT_NOT_MIGRATED;
+		}
+		if (mig_send(chan, MIG_RUNNING, NULL))
+			pr_warn("the source did not hear \"running\"; it keeps its copy paused "
+				"and says the outcome is unknown: this one runs");
+		die_set_hook(NULL);
+		if (chan != fd)
+			close(chan);
+		chan = -1;
+		if (receive) {
+			if (!log) {
+				snprintf(logbuf, sizeof(logbuf), "%s/%s.log", ctl_dir(), cfg.name);
+				log = logbuf;
+			}
+			pr_info("%s: \"%s\" runs here; detached, console in %s", sr_prog, cfg.name,
+				log);
+			detach_finish(log);
+		} else {
+			pr_info("%s: \"%s\" runs here", sr_prog, cfg.name);
+		}
+	}
 	if (fd != STDIN_FILENO)
 		close(fd);
 	if (verbose)
@@ -186,10 +386,17 @@ int main(int argc, char **argv)
 			st.tsc == HVMCTX_TSC_FROM_MSR ? "from vCPU 0's saved TSC" :
 			st.tsc == HVMCTX_TSC_ALIGNED ? "offsets aligned to vCPU 0" : "as saved",
 			st.tsc_why ? ": " : "", st.tsc_why ? st.tsc_why : "");
+	if (verbose)
+		pr_info("%s: page data: %llu of %llu records read straight into guest memory, "
+			"%u thread%s; stream read and verified in %.1f ms; vCPUs start %.1f ms after "
+			"sr-restore did", sr_prog, (unsigned long long)st.placed,
+			(unsigned long long)(st.placed + st.buffered), ro.threads,
+			ro.threads == 1 ? "" : "s", st.stream_ns / 1e6, now_ms() - t_start);
 	rc = runner_run(r, paused);
 	runner_free(r);
 	return rc;
 fail:
+	tell_source(err.msg);
 	pr_err("%s: %s", path, err.msg);
 	runner_free(r);
 	hvmctx_restore_free(rs);

@@ -49,10 +49,25 @@ void pr_info(const char *fmt, ...)
 	va_end(ap);
 }
 
+static void (*die_hook)(const char *msg);
+
+void die_set_hook(void (*hook)(const char *msg))
+{
+	die_hook = hook;
+}
+
 void die(int status, const char *fmt, ...)
 {
 	va_list ap;
 
+	if (die_hook) {
+		char msg[1024];
+
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
+		die_hook(msg);
+	}
 	va_start(ap, fmt);
 	vmsg("", fmt, ap);
 	va_end(ap);

@@ -18,6 +18,8 @@ void pr_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void pr_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void pr_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+/* hook gets die()'s message first (a migration receiver tells its source). */
+void die_set_hook(void (*hook)(const char *msg));
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t mono_ns(void);

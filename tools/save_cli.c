@@ -1,0 +1,663 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sr-save and sr-migrate: save a running domain to an image, or move it to
+ * another host.
+ *
+ * The domain's runner writes the image into a file descriptor we pass it
+ * over its control socket: an unnamed O_TMPFILE in FILE's directory (or
+ * FILE.tmp where the filesystem has no O_TMPFILE).  Two-phase commit: when
+ * the image is complete and fsynced the runner says "prepared" and waits,
+ * the domain paused; we put FILE in place (linkat or rename), fsync the
+ * directory with signals blocked, and only then answer "commit", after
+ * which the runner ends, resumes or keeps the domain paused.  Whatever fails
+ * before that, the domain goes on as before and FILE is not there.
+ *
+ * To a network destination (tcp:HOST:PORT, a listening sr-restore, or
+ * ssh:[USER@]HOST, which runs sr-restore --migrate-receive there) the
+ * stream goes over the connection and "prepared" starts the migration
+ * handshake (migrate.h) instead: "commit" only once the receiver says it
+ * runs the domain.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "migrate.h"
+#include "net.h"
+#include "save_cli.h"
+#include "util.h"
+
+/* sr-migrate's own exit status: the domain is paused here, its fate unknown. */
+#define EXIT_UNKNOWN	3
+
+static char tmp_path[4096];		/* FILE.tmp, when O_TMPFILE is not to be had */
+
+static void usage(FILE *f, bool migrate)
+{
+	if (migrate)
+		fprintf(f,
+"usage: sr-migrate [--live|--cold] [OPTIONS] DOMAIN tcp:HOST:PORT|ssh:[USER@]HOST\n"
+"Move a running domain to another host: live by default (memory copied while\n"
+"the guest runs, paused only for the remainder), or paused throughout (--cold).\n"
+"tcp:HOST:PORT sends it to an sr-restore --listen PORT there ([ADDR]:PORT for\n"
+"IPv6); ssh:[USER@]HOST runs sr-restore --migrate-receive there.  The domain\n"
+"ends here only once the receiver says it runs it; before that, any failure\n"
+"leaves it running here as before.\n"
+"\n"
+"      --cold              pause throughout instead of copying live\n");
+	else
+		fprintf(f,
+"usage: sr-save [OPTIONS] DOMAIN FILE|-|tcp:HOST:PORT|ssh:[USER@]HOST\n"
+"Save a running domain to FILE (or to standard output with \"-\"), or send it\n"
+"to another host as sr-migrate does (a file named tcp:... needs ./).\n"
+"\n"
+"  -l, --live              live save: copy memory while the guest runs, re-send\n"
+"                          what it dirties, pause only for the last remainder\n");
+	fprintf(f,
+"      --dirty-track MODE  auto (default), bitmap (KVM_GET_DIRTY_LOG), clear\n"
+"                          (KVM_CLEAR_DIRTY_LOG, each chunk re-armed just before\n"
+"                          it is copied) or ring (per-vCPU dirty rings; the domain\n"
+"                          must run with --dirty-ring); auto takes ring, then clear,\n"
+"                          then bitmap, as the domain and kernel allow\n"
+"      --downtime-ms N     stop pre-copy once the rest fits N ms (default 50)\n"
+"      --max-iters N       at most N pre-copy rounds (default 30)\n"
+"      --max-bytes-factor N  stop pre-copy once N x RAM is written, mid-round\n"
+"                          if need be (default 3)\n"
+"      --throttle MODE     auto (default): when the guest dirties memory faster\n"
+"                          than it is sent, keep its vCPUs out of the guest for\n"
+"                          a growing share of each period (20%%, then +10 or\n"
+"                          more a round, up to 99%%; with --dirty-track=ring only\n"
+"                          the vCPUs that dirty); off: never slow the guest\n"
+"      --stats             print a table of the rounds and the downtime\n"
+"      --stall-timeout S   cancel the save (the domain resumes) when no output\n"
+"                          progress is made for S seconds (default 30)\n");
+	if (!migrate)
+		fprintf(f,
+"  -c, --checkpoint        keep the domain running after the save\n"
+"  -p, --paused            leave the domain paused after the save\n");
+	fprintf(f,
+"      --compress MODE     lz4 (default) or none; zero pages are never written\n"
+"  -j, --threads N         threads that compress and hash page batches while\n"
+"                          the next is filled and the last written (default:\n"
+"                          the online CPUs; 0: none)\n"
+"      --bandwidth MB/s    cap the stream's rate (a shared link); pre-copy then\n"
+"                          judges convergence at that rate (default: no cap)\n"
+"      --connect-timeout S  tcp: give up connecting after S seconds (default 10)\n"
+"      --idle-timeout S    tcp: a connection silent for S seconds is dead\n"
+"                          (keepalive; default 30)\n"
+"      --ssh CMD           ssh: the command that reaches HOST (default \"ssh\";\n"
+"                          e.g. \"ssh -p 2222 -i KEY\")\n"
+"      --remote CMD        ssh: sr-restore's path on HOST (default sr-restore)\n"
+"  -n, --name NAME         the domain's name on the receiving host (default: its\n"
+"                          name here; ssh: only)\n"
+"  -q, --quiet             no progress line and no summary\n"
+"  -h, --help\n"
+"\n");
+	if (migrate)
+		fprintf(f,
+"The handshake: the receiver verifies the stream to END and builds the VM\n"
+"paused (\"ready\"); the domain here, paused, is not ended (\"go\"); the\n"
+"receiver resumes it (\"running\"); only then does it end here.  If the link\n"
+"fails between \"go\" and \"running\", nobody can know whether the receiver\n"
+"runs it: the domain stays paused here and sr-migrate says how to check.\n"
+"\n"
+"Exit status: 0 migrated (the domain runs there and has ended here), 1 the\n"
+"migration failed (the domain runs on here), 2 usage error or no such domain,\n"
+"3 outcome unknown (the domain is paused here; see the message).\n");
+	else
+		fprintf(f,
+"By default the domain exits once its image is safely on disk.  The image is\n"
+"written to FILE.tmp, fsynced and renamed; on any failure (disk full, I/O\n"
+"error, a signal, the reader of \"-\" going away) the domain resumes as it was\n"
+"and nothing is left at FILE.\n"
+"\n"
+"Exit status: 0 saved, 1 the save failed (the domain runs on), 2 usage error or\n"
+"no such domain, 3 (tcp:, ssh:) outcome unknown, as sr-migrate.\n");
+}
+
+static unsigned long parse_ulong(const char *opt, const char *s, unsigned long min,
+				 unsigned long max)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+
+	if (*end || end == s || v < min || v > max)
+		die(EXIT_USAGE, "%s: \"%s\" is not a number in %lu..%lu", opt, s, min, max);
+	return v;
+}
+
+static void on_signal(int sig)
+{
+	/* The runner sees us go and abandons the save; an O_TMPFILE vanishes by itself. */
+	if (tmp_path[0])
+		unlink(tmp_path);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+struct progress {
+	bool tty, stats, shown;
+	struct timespec t0;
+};
+
+static void show_round(struct progress *p, const char *line)
+{
+	unsigned it, final, throttle;
+	unsigned long long sent, dirtied, bytes, ns;
+
+	if (sscanf(line, "round iteration=%u final=%u sent=%llu dirtied=%llu bytes=%llu ns=%llu "
+		   "throttle=%u", &it, &final, &sent, &dirtied, &bytes, &ns, &throttle) != 7)
+		return;
+	if (p->shown)
+		fputc('\n', stderr);
+	p->shown = false;
+	if (!p->stats)
+		return;
+	if (it == 0)
+		fprintf(stderr, "%6s %12s %14s %10s %10s %12s %9s\n", "round", "pages sent",
+			"pages dirtied", "MB/s", "ms", "bytes", "throttle");
+	fprintf(stderr, "%6u %12llu %14llu %10.1f %10.1f %12llu %8u%%%s\n", it, sent, dirtied,
+		ns ? bytes / (ns / 1e9) / 1e6 : 0, ns / 1e6, bytes, throttle,
+		final ? "  (paused: stop and copy)" : "");
+}
+
+static void show_progress(const char *line, void *arg)
+{
+	struct progress *p = arg;
+	unsigned long long done = 0, total = 0, bytes = 0;
+	struct timespec now;
+	double s;
+
+	if (!strncmp(line, "round ", 6)) {
+		show_round(p, line);
+		return;
+	}
+	if (!p->tty || sscanf(line, "progress pages=%llu total=%llu bytes=%llu", &done, &total,
+			      &bytes) != 3)
+		return;
+	p->shown = true;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	s = now.tv_sec - p->t0.tv_sec + (now.tv_nsec - p->t0.tv_nsec) / 1e9;
+	fprintf(stderr, "\r%s: %llu/%llu pages, %.1f MiB written, %.1f MB/s   ", sr_prog, done,
+		total, bytes / 1048576.0, s > 0 ? bytes / s / 1e6 : 0);
+}
+
+/* Where the image goes and how it gets its name at commit. */
+struct target {
+	const char *path;
+	int fd;
+	bool unnamed;			/* O_TMPFILE: linked into place at commit */
+	bool placed;			/* FILE now names the image */
+	bool net;			/* tcp: or ssh: (the migration handshake) */
+	bool unknown;			/* "go" sent, no "running" heard */
+	pid_t ssh;			/* ssh: the ssh process */
+	char err[900];
+};
+
+/* tcp:HOST:PORT: the stream and the handshake on one connection. */
+static int open_tcp(struct target *t, const char *hostport, unsigned connect_s, unsigned idle_s)
+{
+	t->net = true;
+	t->fd = net_connect(hostport, connect_s * 1000, idle_s, t->err, sizeof(t->err));
+	return t->fd < 0 ? -1 : 0;
+}
+
+/*
+ * ssh:[USER@]HOST: ssh runs "REMOTE --migrate-receive [--name N] -" there,
+ * its stdin and stdout one end of a socket pair: the stream goes in, the
+ * handshake comes back.  ssh's own messages and the receiver's go to our
+ * stderr.
+ */
+static int open_ssh(struct target *t, const char *host, const char *ssh, const char *remote,
+		    const char *name)
+{
+	char script[1200], cmd[1200];
+	int sv[2];
+
+	if (!*host || strchr(host, '\'') || strchr(host, ' ')) {
+		snprintf(t->err, sizeof(t->err), "ssh:%s: not a [USER@]HOST", host);
+		return -1;
+	}
+	t->net = true;
+	snprintf(script, sizeof(script), "exec %s \"$@\"", ssh);
+	snprintf(cmd, sizeof(cmd), "%s --migrate-receive%s%s -", remote, name ? " --name " : "",
+		 name ? name : "");
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+		snprintf(t->err, sizeof(t->err), "socketpair: %s", strerror(errno));
+		return -1;
+	}
+	t->ssh = fork();
+	if (t->ssh < 0) {
+		snprintf(t->err, sizeof(t->err), "fork: %s", strerror(errno));
+		return -1;
+	}
+	if (t->ssh == 0) {
+		dup2(sv[1], STDIN_FILENO);
+		dup2(sv[1], STDOUT_FILENO);
+		signal(SIGPIPE, SIG_DFL);
+		execlp("sh", "sh", "-c", script, "sh", host, cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(sv[1]);
+	t->fd = sv[0];
+	return 0;
+}
+
+/* After the handshake: ssh ends once the receiver has let go of it. */
+static void reap_ssh(struct target *t)
+{
+	int st;
+
+	if (t->ssh <= 0)
+		return;
+	for (int i = 0; i < 150; i++) {
+		if (waitpid(t->ssh, &st, WNOHANG) == t->ssh)
+			return;
+		usleep(100000);
+	}
+	kill(t->ssh, SIGTERM);
+	waitpid(t->ssh, &st, 0);
+}
+
+static int open_target(struct target *t)
+{
+	char dir[4096];
+
+	snprintf(dir, sizeof(dir), "%s", t->path);
+	t->fd = open(dirname(dir), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (t->fd >= 0) {
+		t->unnamed = true;
+		return 0;
+	}
+	/* No O_TMPFILE here (9p, older filesystems): a named temporary. */
+	snprintf(tmp_path, sizeof(tmp_path), "%s.tmp", t->path);
+	t->fd = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (t->fd < 0) {
+		int e = errno;
+
+		tmp_path[0] = 0;
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+/* Gives the complete image its name: FILE appears whole or not at all. */
+static int place_target(struct target *t)
+{
+	char proc[64], side[4200], dir[4096];
+	int dfd;
+
+	if (t->unnamed) {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", t->fd);
+		if (linkat(AT_FDCWD, proc, AT_FDCWD, t->path, AT_SYMLINK_FOLLOW)) {
+			if (errno != EEXIST)
+				goto fail;
+			/* Replacing an older image: link beside it, then rename over it. */
+			snprintf(side, sizeof(side), "%s.sr-save-%d", t->path, (int)getpid());
+			if (linkat(AT_FDCWD, proc, AT_FDCWD, side, AT_SYMLINK_FOLLOW))
+				goto fail;
+			if (rename(side, t->path)) {
+				int e = errno;
+
+				unlink(side);
+				errno = e;
+				goto fail;
+			}
+		}
+	} else if (rename(tmp_path, t->path)) {
+		goto fail;
+	}
+	tmp_path[0] = 0;
+	t->placed = true;
+	snprintf(dir, sizeof(dir), "%s", t->path);
+	dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd)) {
+		snprintf(t->err, sizeof(t->err), "fsync of %s's directory: %s", t->path,
+			 strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
+		return -1;
+	}
+	close(dfd);
+	return 0;
+fail:
+	snprintf(t->err, sizeof(t->err), "putting the image in place as %s: %s", t->path,
+		 strerror(errno));
+	return -1;
+}
+
+static void set_signals(void (*h)(int))
+{
+	signal(SIGINT, h);
+	signal(SIGTERM, h);
+	signal(SIGHUP, h);
+}
+
+static void block_signals(bool block)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+}
+
+struct save_ctx {
+	struct progress *prog;
+	struct target *t;
+	struct ctl_hooks *hooks;
+	const char *dom, *dest;
+	bool to_stdout;
+};
+
+/* Whether the peer closed or reset the connection (nothing else is due from it now). */
+static bool peer_gone(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char c;
+
+	if (poll(&p, 1, 0) <= 0)
+		return false;
+	return (p.revents & (POLLHUP | POLLERR)) || recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
+}
+
+/*
+ * The migration handshake, run while the domain waits paused for our word:
+ * 0 "commit" (the receiver runs it: it ends here), -1 "abort" (it resumes
+ * here), 1 "hold" (it stays paused: we cannot know).
+ */
+static int handshake(struct save_ctx *c)
+{
+	struct target *t = c->t;
+	char line[512], why[200];
+	int rc = mig_recv(t->fd, line, sizeof(line), MIG_READY_TIMEOUT_MS, why, sizeof(why));
+
+	if (rc != 1 || strcmp(line, MIG_READY)) {
+		if (rc == 1 && !strncmp(line, MIG_ERROR " ", 6))
+			snprintf(t->err, sizeof(t->err), "the receiver refused the domain: %s", line + 6);
+		else
+			snprintf(t->err, sizeof(t->err), "the receiver did not say it was ready: %s",
+				 rc == 1 ? line : why);
+		return -1;
+	}
+	/* A receiver known to be gone before "go" cannot run the domain: resume it here. */
+	if (getenv("SR_MIGRATE_TEST_GO_DELAY_MS"))	/* testing aid: widen that window */
+		usleep(1000 * atoi(getenv("SR_MIGRATE_TEST_GO_DELAY_MS")));
+	if (peer_gone(t->fd)) {
+		snprintf(t->err, sizeof(t->err), "the receiver went away after \"ready\", before "
+			 "\"go\": it cannot run the domain");
+		return -1;
+	}
+	/* From here on, losing us must not resume the domain: the receiver may run it. */
+	if (ctl_pending(c->hooks)) {
+		snprintf(t->err, sizeof(t->err), "the domain went away before \"go\"");
+		return -1;
+	}
+	if (mig_send(t->fd, MIG_GO, NULL)) {
+		snprintf(t->err, sizeof(t->err), "telling the receiver to go: %s", strerror(errno));
+		return -1;
+	}
+	if (getenv("SR_MIGRATE_TEST_DROP_AFTER_GO"))	/* testing aid: the link dies here */
+		shutdown(t->fd, SHUT_RDWR);
+	rc = mig_recv(t->fd, line, sizeof(line), MIG_RUNNING_TIMEOUT_MS, why, sizeof(why));
+	if (rc == 1 && !strcmp(line, MIG_RUNNING))
+		return 0;
+	t->unknown = true;
+	snprintf(t->err, sizeof(t->err), "the receiver was told to go but did not say it runs "
+		 "the domain (%s): whether %s runs it is unknown, so \"%s\" stays paused here. "
+		 "Check there (sr-ctl list); if it runs there, end it here with sr-ctl %s destroy, "
+		 "else resume it here with sr-ctl %s resume", rc == 1 ? line : why, c->dest,
+		 c->dom, c->dom, c->dom);
+	return 1;
+}
+
+/*
+ * "prepared": the image is complete, the domain waits paused.  Signals stay
+ * blocked from here to the end of the request: a ^C can no longer split
+ * "FILE is there" from "the domain knows it is".
+ */
+static int on_prepared(const char *line, void *arg)
+{
+	struct save_ctx *c = arg;
+
+	(void)line;
+	block_signals(true);
+	if (c->prog->shown)
+		fputc('\n', stderr);
+	c->prog->shown = false;
+	if (c->t->net)
+		return handshake(c);
+	if (c->to_stdout)
+		return 0;	/* every byte went to stdout: that is all "committed" can mean */
+	if (place_target(c->t))
+		return -1;
+	if (close(c->t->fd)) {
+		snprintf(c->t->err, sizeof(c->t->err), "closing the image: %s", strerror(errno));
+		c->t->fd = -1;
+		return -1;
+	}
+	c->t->fd = -1;
+	/* Testing aid: hold the commit window open so tests can signal into it. */
+	if (getenv("SR_SAVE_COMMIT_DELAY_MS"))
+		usleep(1000 * atoi(getenv("SR_SAVE_COMMIT_DELAY_MS")));
+	return 0;
+}
+
+static void on_progress(const char *line, void *arg)
+{
+	struct save_ctx *c = arg;
+
+	show_progress(line, c->prog);
+}
+
+int save_cli(int argc, char **argv, bool migrate)
+{
+	static const struct option opts[] = {
+		{ "checkpoint", no_argument, NULL, 'c' },
+		{ "live", no_argument, NULL, 'l' },
+		{ "cold", no_argument, NULL, 'C' },
+		{ "dirty-track", required_argument, NULL, 'D' },
+		{ "downtime-ms", required_argument, NULL, 'T' },
+		{ "max-iters", required_argument, NULL, 'I' },
+		{ "max-bytes-factor", required_argument, NULL, 'F' },
+		{ "throttle", required_argument, NULL, 'R' },
+		{ "stall-timeout", required_argument, NULL, 'Z' },
+		{ "stats", no_argument, NULL, 'S' },
+		{ "paused", no_argument, NULL, 'p' },
+		{ "compress", required_argument, NULL, 'z' },
+		{ "threads", required_argument, NULL, 'j' },
+		{ "bandwidth", required_argument, NULL, 'B' },
+		{ "connect-timeout", required_argument, NULL, 'O' },
+		{ "idle-timeout", required_argument, NULL, 'W' },
+		{ "ssh", required_argument, NULL, 'H' },
+		{ "remote", required_argument, NULL, 'r' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	bool checkpoint = false, paused = false, quiet = false, live = migrate, to_stdout;
+	const char *track = "auto", *throttle = NULL, *ssh = "ssh", *remote = "sr-restore";
+	const char *name = NULL;
+	unsigned long downtime = 0, iters = 0, factor = 0, stall = SAVE_STALL_DEFAULT_S;
+	unsigned long bandwidth = 0, connect_s = 10, idle_s = 30;
+	long threads = -1;
+	struct save_req q;
+	const char *compress = "lz4", *dom, *path;
+	struct progress prog = { 0 };
+	struct target t = { .fd = -1 };
+	struct ctl_hooks hooks = { .on_progress = on_progress, .on_prepared = on_prepared };
+	struct save_ctx sc = { .prog = &prog, .t = &t, .hooks = &hooks };
+	char req[400], reply[1024];
+	int c, fd, rc;
+
+	hooks.arg = &sc;
+	sr_set_prog(argv[0]);
+	while ((c = getopt_long(argc, argv, migrate ? "qj:n:h" : "lcpqj:n:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l': live = true; break;
+		case 'C':
+			if (!migrate)
+				die(EXIT_USAGE, "--cold is sr-migrate's; sr-save is cold unless --live");
+			live = false;
+			break;
+		case 'S': prog.stats = true; break;
+		case 'D':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "bitmap") && strcmp(optarg, "clear") &&
+			    strcmp(optarg, "ring"))
+				die(EXIT_USAGE, "--dirty-track takes auto, bitmap, clear or ring");
+			track = optarg;
+			break;
+		case 'T': downtime = parse_ulong("--downtime-ms", optarg, 1, 3600000); break;
+		case 'I': iters = parse_ulong("--max-iters", optarg, 1, 1000); break;
+		case 'F': factor = parse_ulong("--max-bytes-factor", optarg, 1, 100); break;
+		case 'R':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "off"))
+				die(EXIT_USAGE, "--throttle takes auto or off, not \"%s\"", optarg);
+			throttle = optarg;
+			break;
+		case 'Z': stall = parse_ulong("--stall-timeout", optarg, 1, 3600); break;
+		case 'j': threads = parse_ulong("--threads", optarg, 0, 64); break;
+		case 'B': bandwidth = parse_ulong("--bandwidth", optarg, 1, 1000000); break;
+		case 'O': connect_s = parse_ulong("--connect-timeout", optarg, 1, 3600); break;
+		case 'W': idle_s = parse_ulong("--idle-timeout", optarg, 1, 3600); break;
+		case 'H': ssh = optarg; break;
+		case 'r': remote = optarg; break;
+		case 'n':
+			/* It goes into the remote shell's command line: sr's name rules, checked here. */
+			if (!*optarg || *optarg == '.' || strlen(optarg) > 48 ||
+			    strspn(optarg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+					   "0123456789._-") != strlen(optarg))
+				die(EXIT_USAGE, "bad domain name \"%s\": 1..48 characters of "
+				    "A-Z a-z 0-9 . _ -, not starting with a dot", optarg);
+			name = optarg;
+			break;
+		case 'c': checkpoint = true; break;
+		case 'p': paused = true; break;
+		case 'q': quiet = true; break;
+		case 'z':
+			if (strcmp(optarg, "lz4") && strcmp(optarg, "none"))
+				die(EXIT_USAGE, "--compress takes lz4 or none, not \"%s\"", optarg);
+			compress = optarg;
+			break;
+		case 'h': usage(stdout, migrate); return 0;
+		default: usage(stderr, migrate); return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 2) {
+		usage(stderr, migrate);
+		return EXIT_USAGE;
+	}
+	dom = argv[optind];
+	path = argv[optind + 1];
+	sc.dom = dom;
+	sc.dest = path;
+	t.path = path;
+	t.net = !strncmp(path, "tcp:", 4) || !strncmp(path, "ssh:", 4);
+	if (migrate && !t.net)
+		die(EXIT_USAGE, "DEST is tcp:HOST:PORT or ssh:[USER@]HOST, not \"%s\" (sr-save writes "
+		    "files)", path);
+	if (t.net && (checkpoint || paused))
+		die(EXIT_USAGE, "--checkpoint and --paused would leave the domain here as well as "
+		    "there; a migration ends it here");
+	if (name && strncmp(path, "ssh:", 4))
+		die(EXIT_USAGE, "--name is for ssh: (sr-restore --listen --name sets it for tcp:)");
+	to_stdout = !strcmp(path, "-");
+	sc.to_stdout = to_stdout;
+	if (to_stdout && isatty(STDOUT_FILENO))
+		die(EXIT_USAGE, "refusing to write an image to a terminal");
+	if (!live && (downtime || iters || factor || throttle || strcmp(track, "auto")))
+		die(EXIT_USAGE, "--dirty-track, --downtime-ms, --max-iters, --max-bytes-factor and "
+		    "--throttle need %s", migrate ? "a live migration (not --cold)" : "--live");
+
+	signal(SIGPIPE, SIG_IGN);
+	if (to_stdout) {
+		fd = STDOUT_FILENO;
+	} else if (!strncmp(path, "tcp:", 4)) {
+		if (open_tcp(&t, path + 4, connect_s, idle_s))
+			die(1, "%s; the domain was not touched", t.err);
+		fd = t.fd;
+	} else if (!strncmp(path, "ssh:", 4)) {
+		if (open_ssh(&t, path + 4, ssh, remote, name))
+			die(1, "%s; the domain was not touched", t.err);
+		fd = t.fd;
+	} else {
+		set_signals(on_signal);
+		if (open_target(&t))
+			die(EXIT_USAGE, "%s: %s%s", tmp_path[0] ? tmp_path : path, strerror(errno),
+			    errno == EEXIST ? " (another save in progress? remove it if not)" : "");
+		fd = t.fd;
+	}
+	save_req_init(&q);
+	q.live = live;
+	q.checkpoint = checkpoint;
+	q.paused = paused;
+	q.downtime_ms = downtime;
+	q.max_iters = iters;
+	q.max_bytes_factor = factor;
+	q.stall_timeout_s = stall;
+	q.threads = (int)threads;
+	q.bandwidth_mbs = bandwidth;
+	snprintf(q.dirty_track, sizeof(q.dirty_track), "%s", track);
+	snprintf(q.throttle, sizeof(q.throttle), "%s", throttle ? throttle : "auto");
+	snprintf(q.compress, sizeof(q.compress), "%s", compress);
+	if (save_req_format(&q, req, sizeof(req)))
+		die(EXIT_USAGE, "save request too long");
+	prog.tty = !quiet && isatty(STDERR_FILENO);
+	prog.stats = prog.stats && !quiet;
+	clock_gettime(CLOCK_MONOTONIC, &prog.t0);
+	rc = ctl_request(dom, req, fd, &hooks, reply, sizeof(reply));
+	if (prog.shown)
+		fputc('\n', stderr);
+	if (t.net && rc != 0 && !t.err[0]) {
+		/* The stream broke: the receiver may have said why before it went. */
+		char line[512], why[64];
+
+		shutdown(t.fd, SHUT_WR);
+		if (mig_recv(t.fd, line, sizeof(line), 2000, why, sizeof(why)) == 1 &&
+		    !strncmp(line, MIG_ERROR " ", 6))
+			snprintf(t.err, sizeof(t.err), "the receiver: %s", line + 6);
+	}
+	if (t.net) {
+		close(t.fd);
+		t.fd = -1;
+		reap_ssh(&t);
+	}
+	if (rc != 0) {
+		if (t.fd >= 0)
+			close(t.fd);
+		if (tmp_path[0])
+			unlink(tmp_path);
+		/* Placed but not committed (the runner timed out or went away): no image. */
+		if (t.placed && unlink(path) == 0)
+			pr_err("removed %s again: the domain did not take the commit", path);
+		if (t.unknown)
+			die(EXIT_UNKNOWN, "%s", t.err);
+		die(rc < 0 ? EXIT_USAGE : 1, "%s%s%s%s", t.err[0] ? t.err : "", t.err[0] ? "; " : "",
+		    reply, rc > 0 && !strstr(reply, "the domain ") ? "; the domain runs on as before" : "");
+	}
+	/* Committed: a signal held back during the commit no longer undoes anything. */
+	set_signals(SIG_IGN);
+	block_signals(false);
+	if (!quiet)
+		pr_info("%s: %s: %s%s", sr_prog, to_stdout ? "stdout" : path,
+			t.net ? "the receiver runs the domain; " : "", reply);
+	return 0;
+}
