@@ -155,6 +155,7 @@ struct hvmctx_save_stats {
 	uint64_t duration_ns;
 	uint32_t rounds;		/* including the final one */
 	uint64_t downtime_ns;		/* pause to END written */
+	uint64_t paused_at_ns;		/* live: CLOCK_MONOTONIC when the final round paused it */
 	uint64_t capture_ns;		/* of which reading CPU and device state */
 	uint64_t downtime_target_ns;
 	const char *stop_reason;	/* live: why pre-copy stopped */

@@ -423,6 +423,9 @@ static int save_live(struct save *s, bool *paused_here)
 		s->harvested[i] = xc_vcpu_dirty_harvested(xc_vcpu_get(s->d, i));
 	for (uint32_t k = 0;; k++) {
 		uint64_t t0 = hvmctx_now_ns(), b0 = sr_writer_offset(s->w), p0 = s->pages_done;
+		struct sr_batch_stats before, after;
+
+		sr_pipe_stats(s->p, &before);
 
 		if (sr_pipe_set_iteration(s->p, k, &s->se))
 			return pipe_err(s);
@@ -439,7 +442,17 @@ static int save_live(struct save *s, bool *paused_here)
 			return -1;
 
 		/* Would the remainder fit the downtime at this round's page rate? */
-		uint64_t per_page = rd.pages_sent ? rd.duration_ns / rd.pages_sent : 0;
+		/*
+		 * What a dirty page costs: the bytes an average page that carried
+		 * data took this round (a dirtied page carries data; zero pages
+		 * and untouched runs, cheap to send, would make the round look
+		 * faster than the remainder will be), at this round's byte rate.
+		 */
+		sr_pipe_stats(s->p, &after);
+		uint64_t data_pages = (after.raw + after.lz4) - (before.raw + before.lz4);
+		uint64_t page_bytes = data_pages ? (after.data_bytes - before.data_bytes) / data_pages +
+						   sizeof(struct sr_page_desc) : SR_PAGE_SIZE;
+		uint64_t per_page = rd.bytes ? rd.duration_ns * page_bytes / rd.bytes : 0;
 
 		not_shrinking = (uint64_t)dirty >= prev_dirty ? not_shrinking + 1 : 0;
 		prev_dirty = dirty;
@@ -461,6 +474,7 @@ static int save_live(struct save *s, bool *paused_here)
 
 	/* Stop and copy. */
 	t_pause = hvmctx_now_ns();
+	s->st->paused_at_ns = t_pause;
 	/* Everything still in todo goes now, whatever stopped pre-copy. */
 	s->final = true;
 	s->capped = false;

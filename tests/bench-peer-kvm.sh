@@ -12,6 +12,12 @@
 #            sr-save --live (50 ms target) against QEMU's live migration with
 #            its default 300 ms downtime limit and again with 50 ms, each given
 #            SR_PEER_LIVE_S (180) seconds to converge
+#   migrate  the same live workload moved over TCP between two network
+#            namespaces joined by a veth pair (tests/netns.sh; a link capped by
+#            tbf at SR_PEER_LINK_MBIT when set): sr-migrate to an sr-restore
+#            --listen against QEMU's migrate "tcp:" to a QEMU -incoming, 50 ms
+#            downtime target each: total time, downtime, bytes; each moved
+#            guest must print its next tick there
 # Prints each row as it is measured, then the table (wall time, bytes, MB/s,
 # fraction of dd's rate, ratio to QEMU), and writes peer.tsv and peer.png in
 # SR_BENCH_OUT ($O/bench).  Numbers, not a test: only a broken run fails.
@@ -155,6 +161,57 @@ for limit in 300 50; do
 	qemu_quit
 	rm -f "$dir/q.img"
 done
+
+# ------------------------------------------------------------------ migrate
+echo "bench-peer: migration over a veth pair between two network namespaces${SR_PEER_LINK_MBIT:+, ${SR_PEER_LINK_MBIT} Mbit/s}"
+. tests/netns.sh
+netns_up "$dir" || die "two network namespaces joined by a veth pair" "$dir/net.out"
+if [ -n "${SR_PEER_LINK_MBIT:-}" ]; then
+	tc qdisc add dev sr-near root tbf rate "${SR_PEER_LINK_MBIT}mbit" burst 256kb latency 100ms ||
+		die "tc could not cap the link"
+fi
+sr_start "$live_mib"
+sleep 5
+far $O/sr-restore --listen 7801 --name peer --accept-timeout 600 </dev/null >"$dir/sr-far.out" 2>&1 &
+fpid=$!
+for _ in $(seq 1 400); do grep -q 'listening on' "$dir/sr-far.out" && break; nap; done
+last=$(ticks "$dir/sr.out" | tail -1)
+a=$(ms)
+mig=$(timeout "$live_s" $O/sr-migrate --stats peer tcp:10.77.0.2:7801 2>&1) || die "sr-migrate failed: $(echo "$mig" | tail -1)" "$dir/sr-far.out"
+b=$(ms)
+wait_tick "$dir/sr-far.out" "$last" 300 || die "the migrated guest did not tick there" "$dir/sr-far.out"
+SR_RUN_DIR=$dir/far $O/sr-ctl peer destroy >/dev/null 2>&1; wait $fpid 2>/dev/null
+# The guest's whole pause: from the final round to the receiver's "running".
+down=$(echo "$mig" | sed -n 's/.*paused \([0-9.]*\) ms until the commit.*/\1/p')
+bytes=$(echo "$mig" | sed -n 's/.* \([0-9]*\) bytes for .*/\1/p')
+row "sr migrate (50 ms)" $((b - a)) "${bytes:--}" "$down" "sr-migrate tcp:, $(echo "$mig" | sed -n 's/.*live: \([0-9]* rounds ([^)]*)\).*/\1/p'), downtime from the pause to the receiver's running (stream part $(echo "$mig" | sed -n 's/.*downtime \([0-9.]*\) ms.*/\1/p') ms); it ticked on there"
+wait
+: > "$dir/q.out"
+qemu_start "$live_mib"
+wait_tick "$dir/q.out" 0 "$boot_s" || die "QEMU's guest showed no workload tick" "$dir/q.out"
+sleep 5
+spid=$qpid
+: > "$dir/qf.out"
+far qemu-system-x86_64 -accel kvm -cpu host -m "$mem" -smp 1 -nodefaults -display none \
+	-no-reboot -serial "file:$dir/qf.out" -qmp "unix:$dir/qf.qmp,server=on,wait=off" \
+	-kernel "$kernel" -initrd "$initrd" -append "$cmdline sr.workload=$live_mib,0" \
+	-incoming tcp:10.77.0.2:7802 </dev/null >"$dir/qf.err" 2>&1 &
+fpid=$!
+$qmp "$dir/qf.qmp" query-status >/dev/null 2>&1 || sleep 1
+last=$(ticks "$dir/q.out" | tail -1)
+$qmp "$dir/q.qmp" migrate-set-parameters '{"max-bandwidth": 1000000000000, "downtime-limit": 50}' >/dev/null
+mig=$($qmp "$dir/q.qmp" migrate tcp:10.77.0.2:7802 "$live_s"); rc=$?
+if [ $rc -eq 0 ]; then
+	$qmp "$dir/qf.qmp" wait-loaded 60 >/dev/null && $qmp "$dir/qf.qmp" cont >/dev/null 2>&1
+	wait_tick "$dir/qf.out" "$last" 300 || die "QEMU's migrated guest did not tick there" "$dir/qf.out"
+	row "QEMU migrate (50 ms)" "$(field 'd["total-time"]')" "$(field 'd["ram"]["transferred"]')" \
+		"$(field 'd["downtime"]')" "migrate tcp:, $(field 'str(d["ram"]["dirty-sync-count"])') dirty syncs; it ticked on there"
+else
+	row "QEMU migrate (50 ms)" "$(field 'd["wall_ms"]' 2>/dev/null)" - - "did not converge in ${live_s} s (cancelled)"
+fi
+qemu_quit
+$qmp "$dir/qf.qmp" quit >/dev/null 2>&1; wait $fpid 2>/dev/null
+netns_down
 
 # ------------------------------------------------------------------ table
 echo

@@ -871,6 +871,194 @@ if want linux-save && linux_ready linux-save; then
 	fi
 fi
 
+# ------------------------------------------------------------------ migration
+# Two hosts: this network namespace ("near": 10.77.0.1, fd77::1) and "far"
+# (10.77.0.2, fd77::2), joined by a veth pair, each with its own SR_RUN_DIR.
+. tests/netns.sh
+mig_net() {
+	netns_up "$tmp" || { bad "migration: two network namespaces joined by a veth pair" "$tmp/net.out"; return 1; }
+}
+# Starts a receiver on far, port $1, name $2, output to $tmp/$2.far; waits until it listens.
+far_listen() {
+	far $O/sr-restore --listen "$1" --name "$2" --accept-timeout 120 </dev/null >"$tmp/$2.far" 2>&1 &
+	fpid=$!
+	for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/$2.far" && return 0; sleep 0.05; done
+	return 1
+}
+# Test guest that writes and verifies memory until told to finish: name $1, extra args.
+mig_guest() {
+	local n=$1; shift
+	$O/sr-run --name "$n" --vcpus 2 --rounds 0 --delay-us 2000 "$@" --quiet-guest "$guest" \
+		>"$tmp/$n.src" 2>&1 &
+	spid=$!
+	wait_domain "$n"
+}
+# A cold migration of 256 MiB of written memory, uncompressed at 20 MB/s (some
+# 13 s), from guest $1 to a receiver on port $2: returns a second into the
+# stream (mpid: sr-migrate).
+mig_midstream() {
+	mig_guest "$1" --memory 256 --prefill --pages 64 && sleep 2 && far_listen "$2" "$1"	# 2 s: prefilled
+	$O/sr-migrate --cold -q --compress none --bandwidth 20 "$1" "tcp:10.77.0.2:$2" 2>"$tmp/$1.mig" &
+	mpid=$!
+	for _ in $(seq 1 400); do grep -q 'receiving a domain' "$tmp/$1.far" && break; sleep 0.05; done
+	sleep 1
+}
+
+if want migrate-linux 400 && linux_ready migrate-linux && mig_net; then
+	# The Linux guest, live, mid-workload, over IPv4: it goes on there to PASS and is gone here.
+	$O/sr-run --name ml --vcpus 2 --kernel $kernel --initrd $initrd --cmdline "sr.workload=16,25" \
+		</dev/null >"$tmp/ml.out" 2>&1 &
+	spid=$!
+	wait_domain ml
+	far $O/sr-restore --listen 7701 --accept-timeout 120 </dev/null 2>&1 | stamp >"$tmp/ml.far" &
+	for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/ml.far" && break; sleep 0.05; done
+	for _ in $(seq 1 600); do grep -q "tick 6 " "$tmp/ml.out" && break; sleep 0.2; done
+	$O/sr-migrate --stats ml tcp:10.77.0.2:7701 2>"$tmp/ml.mig"; rc=$?
+	wait $spid; src=$?
+	last=$(sed -n 's/^sr-workload: tick \([0-9]*\) .*/\1/p' "$tmp/ml.out" | tail -1)
+	wait
+	if [ $rc -eq 0 ] && [ $src -eq 0 ] && ! $O/sr-ctl ml status >/dev/null 2>&1 &&
+	   linux_restored_ok "$tmp/ml.far" "$last"; then
+		ok "migrate-linux: live-migrated at tick $last over veth: the workload went on there from tick $((last + 1)) to PASS, the source is gone; $(grep -o 'live: [^;]*' "$tmp/ml.mig"); $(grep -o 'paused [0-9.]* ms until the commit' "$tmp/ml.mig") (the receiver running)"
+	else
+		cat "$tmp/ml.mig" "$tmp/ml.far" > "$tmp/ml.all" 2>/dev/null
+		bad "migrate-linux: sr-migrate exited $rc, the source $src" "$tmp/ml.all"
+	fi
+fi
+
+if want migrate-ipv6 && mig_net; then
+	# Cold, over IPv6, under the domain's own name there; the guest verifies its memory there.
+	mig_guest m6 --memory 64 --pages 256 && far_listen 7702 m6
+	$O/sr-migrate --cold -q m6 "tcp:[fd77::2]:7702" 2>"$tmp/m6.mig"; rc=$?
+	wait $spid; src=$?
+	SR_RUN_DIR=$tmp/far wait_domain m6 && sleep 1 && SR_RUN_DIR=$tmp/far $O/sr-ctl m6 finish >/dev/null
+	wait $fpid; dst=$?
+	if [ $rc -eq 0 ] && [ $src -eq 0 ] && [ $dst -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/m6.far"; then
+		ok "migrate-ipv6: cold over [fd77::2]: the guest verified its memory there: PASS; the source is gone"
+	else
+		cat "$tmp/m6.mig" "$tmp/m6.far" > "$tmp/m6.all"
+		bad "migrate-ipv6: sr-migrate $rc, source $src, receiver $dst" "$tmp/m6.all"
+	fi
+fi
+
+if want migrate-receiver-dies && mig_net; then
+	# The receiver killed mid-stream: the source runs on and passes.
+	mig_midstream mr 7703
+	kill -KILL $(descendants $fpid) $fpid; wait $fpid 2>/dev/null	# fpid: the shell around nsenter
+	wait $mpid; rc=$?
+	sleep 1; $O/sr-ctl mr finish >/dev/null 2>&1
+	SR_RUN_DIR=$tmp/far $O/sr-ctl mr destroy >/dev/null 2>&1	# had it got there after all
+	wait $spid; src=$?
+	if [ $rc -eq 1 ] && [ $src -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/mr.src" && grep -q 'runs on' "$tmp/mr.mig"; then
+		ok "migrate-receiver-dies: receiver SIGKILLed mid-stream: the source ran on to PASS: $(cat "$tmp/mr.mig")"
+	else
+		bad "migrate-receiver-dies: sr-migrate $rc, source $src" "$tmp/mr.mig"
+	fi
+fi
+
+if want migrate-source-dies && mig_net; then
+	# The source's runner killed mid-stream: the receiver says so and leaves no VM.
+	mig_midstream ms 7704
+	kill -KILL $spid; wait $spid 2>/dev/null
+	wait $fpid; dst=$?
+	wait $mpid
+	left=$(ls "$tmp/far" 2>/dev/null | grep -c '^ms\.sock$')
+	if [ $dst -eq 5 ] && [ "$left" -eq 0 ] && grep -q 'truncated\|stream ends' "$tmp/ms.far"; then
+		ok "migrate-source-dies: source SIGKILLed mid-stream: the receiver exited 5, no VM left: $(tail -1 "$tmp/ms.far")"
+	else
+		bad "migrate-source-dies: receiver exited $dst, $left sockets left" "$tmp/ms.far"
+	fi
+fi
+
+if want migrate-receiver-dies-after-ready && mig_net; then
+	# The receiver dies right after "ready": the source resumes its domain.
+	mig_guest mq --memory 64 --pages 256
+	far env SR_MIGRATE_TEST_DIE_AFTER_READY=1 $O/sr-restore --listen 7705 --accept-timeout 120 </dev/null >"$tmp/mq.far" 2>&1 &
+	fpid=$!
+	for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/mq.far" && break; sleep 0.05; done
+	SR_MIGRATE_TEST_GO_DELAY_MS=500 $O/sr-migrate --cold -q mq tcp:10.77.0.2:7705 2>"$tmp/mq.mig"; rc=$?
+	st=$($O/sr-ctl mq status 2>&1)
+	sleep 1; $O/sr-ctl mq finish >/dev/null 2>&1
+	wait $spid; src=$?
+	wait $fpid
+	if [ $rc -eq 1 ] && [ $src -eq 0 ] && grep -q 'running' <<<"$st" && grep -q '^PASS: .*finished on request' "$tmp/mq.src"; then
+		ok "migrate-receiver-dies-after-ready: the source resumed its domain, then PASS: $(cat "$tmp/mq.mig")"
+	else
+		echo "status: $st" >> "$tmp/mq.mig"
+		bad "migrate-receiver-dies-after-ready: sr-migrate $rc, source $src" "$tmp/mq.mig"
+	fi
+fi
+
+if want migrate-unknown && mig_net; then
+	# The link dies between "go" and "running": the source holds its domain paused, says
+	# the outcome is unknown and how to settle it; the receiver runs it.  Never both.
+	mig_guest mu --memory 64 --pages 256 && far_listen 7706 mu
+	SR_MIGRATE_TEST_DROP_AFTER_GO=1 $O/sr-migrate --cold -q mu tcp:10.77.0.2:7706 2>"$tmp/mu.mig"; rc=$?
+	st=$($O/sr-ctl mu status 2>&1)
+	SR_RUN_DIR=$tmp/far wait_domain mu && sleep 1 && SR_RUN_DIR=$tmp/far $O/sr-ctl mu finish >/dev/null
+	wait $fpid; dst=$?
+	$O/sr-ctl mu destroy >/dev/null 2>&1
+	wait $spid
+	if [ $rc -eq 3 ] && grep -q 'paused' <<<"$st" && grep -q 'unknown' "$tmp/mu.mig" &&
+	   grep -q 'sr-ctl mu destroy' "$tmp/mu.mig" && [ $dst -eq 0 ] && grep -q '^PASS' "$tmp/mu.far"; then
+		ok "migrate-unknown: link dropped after go: source paused (exit 3), receiver ran to PASS: $(cat "$tmp/mu.mig")"
+	else
+		echo "status: $st" >> "$tmp/mu.mig"
+		bad "migrate-unknown: sr-migrate $rc, receiver $dst" "$tmp/mu.mig"
+	fi
+fi
+
+if want migrate-100mbit 300 && mig_net; then
+	# A link limited to 100 Mbit/s (tbf, 2 ms netem delay): a live migration of a dirtying
+	# guest converges (throttling where it must) and reports its downtime.
+	tc qdisc add dev sr-near root handle 1: netem delay 2ms >"$tmp/tc.out" 2>&1 &&
+	tc qdisc add dev sr-near parent 1:1 handle 10: tbf rate 100mbit burst 64kb latency 100ms >>"$tmp/tc.out" 2>&1 ||
+		bad "migrate-100mbit: tc" "$tmp/tc.out"
+	mig_guest mt --memory 128 --dirty-rate 500 && far_listen 7707 mt
+	a=$(date +%s%N)
+	$O/sr-migrate --stats mt tcp:10.77.0.2:7707 2>"$tmp/mt.mig"; rc=$?
+	b=$(date +%s%N)
+	wait $spid; src=$?
+	SR_RUN_DIR=$tmp/far wait_domain mt && sleep 1 && SR_RUN_DIR=$tmp/far $O/sr-ctl mt finish >/dev/null
+	wait $fpid; dst=$?
+	tc qdisc del dev sr-near root 2>/dev/null
+	if [ $rc -eq 0 ] && [ $src -eq 0 ] && [ $dst -eq 0 ] && grep -q '^PASS' "$tmp/mt.far" && grep -q 'downtime' "$tmp/mt.mig"; then
+		ok "migrate-100mbit: converged over 100 Mbit/s in $(( (b - a) / 1000000 )) ms, then PASS there; $(grep -o 'live: [^;]*' "$tmp/mt.mig"); $(grep -o 'paused [0-9.]* ms until the commit' "$tmp/mt.mig") (the receiver running)"
+	else
+		bad "migrate-100mbit: sr-migrate $rc, source $src, receiver $dst" "$tmp/mt.mig"
+	fi
+fi
+
+if want migrate-ssh && mig_net; then
+	# ssh: to an sshd on far; sr-restore --migrate-receive there detaches once it runs.
+	mkdir -p "$tmp/ssh" && chmod 700 "$tmp/ssh"
+	ssh-keygen -q -t ed25519 -N '' -f "$tmp/ssh/host" && ssh-keygen -q -t ed25519 -N '' -f "$tmp/ssh/id" &&
+	cp "$tmp/ssh/id.pub" "$tmp/ssh/authorized_keys" && mkdir -p /run/sshd && chmod 755 /run/sshd
+	printf '%s\n' "Port 2222" "ListenAddress 10.77.0.2" "HostKey $tmp/ssh/host" \
+		"AuthorizedKeysFile $tmp/ssh/authorized_keys" "PermitRootLogin prohibit-password" \
+		"StrictModes no" "UsePAM no" "PidFile $tmp/ssh/sshd.pid" > "$tmp/ssh/sshd_config"
+	sshd=$(command -v sshd || echo /usr/sbin/sshd)
+	far $sshd -f "$tmp/ssh/sshd_config" -D -e >"$tmp/ssh/sshd.log" 2>&1 &
+	sshpid=$!
+	sshcmd="ssh -p 2222 -i $tmp/ssh/id -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+	for _ in $(seq 1 100); do $sshcmd root@10.77.0.2 true 2>/dev/null && break; sleep 0.1; done
+	mig_guest mh --memory 64 --dirty-rate 50
+	$O/sr-migrate -q --ssh "$sshcmd" --remote "env SR_RUN_DIR=$tmp/far $PWD/$O/sr-restore" --name mh2 \
+		mh ssh:root@10.77.0.2 2>"$tmp/mh.mig"; rc=$?
+	[ $rc -eq 0 ] || $O/sr-ctl mh destroy >/dev/null 2>&1	# it is still here: end it
+	wait $spid; src=$?
+	SR_RUN_DIR=$tmp/far wait_domain mh2 && sleep 1 && SR_RUN_DIR=$tmp/far $O/sr-ctl mh2 finish >/dev/null
+	for _ in $(seq 1 100); do grep -q '^PASS' "$tmp/far/mh2.log" 2>/dev/null && break; sleep 0.1; done
+	kill $sshpid 2>/dev/null; wait $sshpid 2>/dev/null
+	if [ $rc -eq 0 ] && [ $src -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/far/mh2.log"; then
+		ok "migrate-ssh: live over ssh to an sshd on far: the receiver detached, the guest verified its memory there: PASS"
+	else
+		cat "$tmp/mh.mig" "$tmp/far/mh2.log" "$tmp/ssh/sshd.log" > "$tmp/mh.all" 2>/dev/null
+		bad "migrate-ssh: sr-migrate $rc, source $src" "$tmp/mh.all"
+	fi
+fi
+netns_down
+
 reap_timeout
 echo "kvm: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -212,7 +212,7 @@ static int await_commit(int fd, const char *summary, const volatile int *cancel,
 					 "domain is unknown");
 				return 1;
 			}
-			snprintf(why, len, "the client aborted (it could not put the image in place)");
+			snprintf(why, len, "the client aborted");
 			return -1;
 		}
 		if (have == sizeof(buf) - 1)
@@ -267,6 +267,8 @@ int runner_save(struct runner *r, int out_fd, const struct save_req *q, int clie
 		snprintf(msg, len, "%s", err.msg);
 		return -1;
 	}
+	uint64_t t_pause = mono_ns();
+	char commit_note[96] = "", after[160];
 	if (do_save(r, out_fd, &o, client_fd, js, &st, &err)) {
 		/* The domain goes on exactly as before (a live save resumed it already). */
 		if (!was_paused && xc_domain_paused(d))
@@ -281,6 +283,10 @@ int runner_save(struct runner *r, int out_fd, const struct save_req *q, int clie
 		summary(&st, "image complete", sum, sizeof(sum));
 		int c = await_commit(client_fd, sum, &js->cancel, why, sizeof(why));
 
+		if (!c && !was_paused)
+			/* The guest's real pause: until the commit (a migration: the receiver runs it). */
+			snprintf(commit_note, sizeof(commit_note), "paused %.1f ms until the commit; ",
+				 (mono_ns() - (q->live ? st.paused_at_ns : t_pause)) / 1e6);
 		if (c) {
 			bool resume = !was_paused && !stay_paused && c < 0;
 
@@ -293,13 +299,15 @@ int runner_save(struct runner *r, int out_fd, const struct save_req *q, int clie
 		}
 	}
 	if (!checkpoint && !stay_paused) {
-		summary(&st, "the domain exits", msg, len);
+		snprintf(after, sizeof(after), "%sthe domain exits", commit_note);
+		summary(&st, after, msg, len);
 		return 1;
 	}
 	if (!stay_paused && !was_paused)
 		xc_domain_resume(d, NULL);
-	summary(&st, stay_paused || was_paused ? "the domain stays paused" : "the domain runs on",
-		msg, len);
+	snprintf(after, sizeof(after), "%s%s", commit_note,
+		 stay_paused || was_paused ? "the domain stays paused" : "the domain runs on");
+	summary(&st, after, msg, len);
 	return 0;
 }
 

@@ -73,7 +73,10 @@ static int restore_device(void *arg, const char *name, uint32_t version, uint32_
 	return serial_restore_device(runner_serial(arg), name, version, instance, data, len, err);
 }
 
-/* A migration: where the handshake goes (-1: none), and the detached parent's pipe. */
+/*
+ * A migration: where the receiver's answers go (-1: none; the source's come
+ * in on the stream's fd), and the detached parent's pipe.
+ */
 static int chan = -1;
 static int detach_fd = -1;
 
@@ -348,7 +351,8 @@ int main(int argc, char **argv)
 		}
 		if (getenv("SR_MIGRATE_TEST_DIE_AFTER_READY"))	/* testing aid: killed right here */
 			raise(SIGKILL);
-		k = mig_recv(chan, line, sizeof(line), MIG_GO_TIMEOUT_MS, why, sizeof(why));
+		/* "go" comes the way the stream came (under ssh: stdin; stdout only goes out). */
+		k = mig_recv(fd, line, sizeof(line), MIG_GO_TIMEOUT_MS, why, sizeof(why));
 		if (k != 1 || strcmp(line, MIG_GO)) {
 			pr_err("%s: the source did not say \"go\" (%s): the VM is discarded; the "
 			       "domain stays with the source", path, k == 1 ? line : why);
