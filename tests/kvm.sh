@@ -897,7 +897,13 @@ mig_guest() {
 # 13 s), from guest $1 to a receiver on port $2: returns a second into the
 # stream (mpid: sr-migrate).
 mig_midstream() {
-	mig_guest "$1" --memory 256 --prefill --pages 64 && sleep 2 && far_listen "$2" "$1"	# 2 s: prefilled
+	mig_guest "$1" --memory 256 --prefill --pages 64
+	# Until the guest has written its memory (the memfd's resident pages show it).
+	for _ in $(seq 1 600); do
+		[ "$(awk '/^RssShmem:/ { print $2 }' /proc/$spid/status 2>/dev/null)" -ge 200000 ] 2>/dev/null && break
+		sleep 0.1
+	done
+	far_listen "$2" "$1"
 	$O/sr-migrate --cold -q --compress none --bandwidth 20 "$1" "tcp:10.77.0.2:$2" 2>"$tmp/$1.mig" &
 	mpid=$!
 	for _ in $(seq 1 400); do grep -q 'receiving a domain' "$tmp/$1.far" && break; sleep 0.05; done
@@ -952,7 +958,8 @@ if want migrate-receiver-dies && mig_net; then
 	if [ $rc -eq 1 ] && [ $src -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/mr.src" && grep -q 'runs on' "$tmp/mr.mig"; then
 		ok "migrate-receiver-dies: receiver SIGKILLed mid-stream: the source ran on to PASS: $(cat "$tmp/mr.mig")"
 	else
-		bad "migrate-receiver-dies: sr-migrate $rc, source $src" "$tmp/mr.mig"
+		cat "$tmp/mr.mig" "$tmp/mr.far" > "$tmp/mr.all"
+		bad "migrate-receiver-dies: sr-migrate $rc, source $src" "$tmp/mr.all"
 	fi
 fi
 

@@ -634,6 +634,8 @@ int save_cli(int argc, char **argv, bool migrate)
 		if (mig_recv(t.fd, line, sizeof(line), 2000, why, sizeof(why)) == 1 &&
 		    !strncmp(line, MIG_ERROR " ", 6))
 			snprintf(t.err, sizeof(t.err), "the receiver: %s", line + 6);
+		else
+			snprintf(t.err, sizeof(t.err), "sending to %s", path);
 	}
 	if (t.net) {
 		close(t.fd);
