@@ -1036,6 +1036,37 @@ if want migrate-100mbit 300 && mig_net; then
 	fi
 fi
 
+if want migrate-timeouts && mig_net; then
+	# A receiver that hears nothing for --idle-timeout gives up, and tells the source why;
+	# a source whose SYNs are lost gives up after --connect-timeout, the domain untouched.
+	far $O/sr-restore --listen 7708 --idle-timeout 2 </dev/null >"$tmp/it.far" 2>&1 &
+	fpid=$!
+	for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/it.far" && break; sleep 0.05; done
+	exec 3<>/dev/tcp/10.77.0.2/7708
+	a=$(date +%s%N)
+	read -r -t 20 said <&3
+	wait $fpid; dst=$?
+	b=$(date +%s%N)
+	exec 3<&-
+	if [ $dst -eq 2 ] && grep -q 'no data for the idle timeout' "$tmp/it.far" && [[ "$said" == "error "*"idle timeout"* ]]; then
+		ok "migrate-timeouts: a silent source: the receiver gave up after $(( (b - a) / 1000000 )) ms (--idle-timeout 2) and told it: $said"
+	else
+		echo "the source heard: $said" >> "$tmp/it.far"
+		bad "migrate-timeouts: idle receiver exited $dst" "$tmp/it.far"
+	fi
+	tc qdisc add dev sr-near root netem loss 100% 2>"$tmp/ct.out"
+	a=$(date +%s%N)
+	$O/sr-migrate --connect-timeout 2 nodomain tcp:10.77.0.2:7709 >>"$tmp/ct.out" 2>&1; rc=$?
+	b=$(date +%s%N)
+	tc qdisc del dev sr-near root 2>/dev/null
+	if [ $rc -eq 1 ] && grep -q 'no answer (connect timeout); the domain was not touched' "$tmp/ct.out" &&
+	   [ $(( (b - a) / 1000000 )) -lt 5000 ]; then
+		ok "migrate-timeouts: every SYN lost: sr-migrate gave up after $(( (b - a) / 1000000 )) ms (--connect-timeout 2): $(cat "$tmp/ct.out")"
+	else
+		bad "migrate-timeouts: connect timeout: exit $rc after $(( (b - a) / 1000000 )) ms" "$tmp/ct.out"
+	fi
+fi
+
 if want migrate-ssh && mig_net; then
 	# ssh: to an sshd on far; sr-restore --migrate-receive there detaches once it runs.
 	mkdir -p "$tmp/ssh" && chmod 700 "$tmp/ssh"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Command-line behaviour of sr-dump on real images: output, exit codes, errors.
+# Command-line behaviour of sr-dump on real images (output, exit codes, errors),
+# and of sr-migrate's destinations before any domain is asked.
 set -u
 O=${O:-build}
 dump=$O/sr-dump
@@ -69,6 +70,24 @@ check "bad option exits 2" [ $rc -eq 2 ]
 check "unknown type name exits 2" [ $rc -eq 2 ]
 "$dump" --help | grep -q -- '--verify'
 check "--help documents options" [ $? -eq 0 ]
+
+# sr-migrate and sr-save's network destinations, before any domain is asked.
+mig=$O/sr-migrate
+"$mig" --help | grep -q -- '--bandwidth'
+check "sr-migrate --help documents --bandwidth" [ $? -eq 0 ]
+"$mig" dom "$tmp/file" >"$tmp/m.out" 2>&1; rc=$?
+check "sr-migrate refuses a file destination (exit 2)" bash -c "[ $rc -eq 2 ] && grep -q 'DEST is tcp:HOST:PORT or ssh:' '$tmp/m.out'"
+$O/sr-save -c dom tcp:127.0.0.1:9 >"$tmp/m.out" 2>&1; rc=$?
+check "sr-save -c to tcp: is refused: both would run (exit 2)" bash -c "[ $rc -eq 2 ] && grep -q 'here as well as there' '$tmp/m.out'"
+"$mig" --name 'a;b' dom ssh:host >"$tmp/m.out" 2>&1; rc=$?
+check "sr-migrate refuses a --name the remote shell would see (exit 2)" bash -c "[ $rc -eq 2 ] && grep -q 'bad domain name' '$tmp/m.out'"
+"$mig" dom tcp:nohost >"$tmp/m.out" 2>&1; rc=$?
+check "sr-migrate: tcp: without a port (exit 1, domain untouched)" bash -c "[ $rc -eq 1 ] && grep -q 'is not HOST:PORT' '$tmp/m.out' && grep -q 'not touched' '$tmp/m.out'"
+# A port nobody listens on: refused at once, before the domain is asked.
+"$mig" --connect-timeout 2 dom tcp:127.0.0.1:1 >"$tmp/m.out" 2>&1; rc=$?
+check "sr-migrate: connection refused (exit 1, domain untouched)" bash -c "[ $rc -eq 1 ] && grep -q 'connecting to 127.0.0.1:1: Connection refused; the domain was not touched' '$tmp/m.out'"
+"$mig" dom "tcp:[::1]:1" >"$tmp/m.out" 2>&1; rc=$?
+check "sr-migrate: an IPv6 literal in brackets is understood" bash -c "[ $rc -eq 1 ] && grep -q 'connecting to \[::1\]:1' '$tmp/m.out'"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
