@@ -219,6 +219,7 @@ int main(int argc, char **argv)
 		{ "none", SR_COMPRESS_NONE, SR_WRITER_NO_HASH, 0 },
 		{ "xxh3", SR_COMPRESS_NONE, 0, 0 },
 		{ "xxh3+lz4", SR_COMPRESS_LZ4, 0, 0 },
+		{ "xxh3+lz4", SR_COMPRESS_LZ4, 0, 1 },
 		{ "xxh3+lz4", SR_COMPRESS_LZ4, 0, ~0u },
 	};
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
