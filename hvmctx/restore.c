@@ -165,14 +165,15 @@ static int load_zero_run(struct hvmctx_restore *rs, struct xc_domain *d, unsigne
  * that carry data: a page fault per page is most of what filling fresh
  * memory costs.  Zero pages are left alone, as ever.
  */
-static void prefault_batch(struct xc_domain *d, const struct xc_region *regs, unsigned nregs,
-			   const struct sr_page_iter *it)
+static void prefault_batch(struct xc_domain *d, const struct sr_page_desc *desc, unsigned count)
 {
+	const struct xc_region *regs;
+	unsigned nregs = xc_mem_regions(d, &regs);
 	uint64_t first = 0, n = 0, idx = 0;
 	int slot = -1, s;
 
-	for (unsigned i = it->i; i <= it->count; i++) {
-		const struct sr_page_desc *pd = i < it->count ? &it->desc[i] : NULL;
+	for (unsigned i = 0; i <= count; i++) {
+		const struct sr_page_desc *pd = i < count ? &desc[i] : NULL;
 		bool data = pd && pd->enc != SR_PAGE_ZERO && pd->enc != SR_PAGE_ZERO_RUN;
 
 		s = data ? page_slot(regs, nregs, pd->pfn, &idx) : -1;
@@ -203,11 +204,7 @@ static void *sink_page_addr(void *arg, uint64_t pfn)
 
 static void sink_batch(void *arg, const struct sr_page_desc *desc, unsigned n)
 {
-	const struct xc_region *regs;
-	unsigned nregs = xc_mem_regions(arg, &regs);
-	struct sr_page_iter it = { .desc = desc, .count = n };
-
-	prefault_batch(arg, regs, nregs, &it);
+	prefault_batch(arg, desc, n);
 }
 
 /*
@@ -215,10 +212,10 @@ static void sink_batch(void *arg, const struct sr_page_desc *desc, unsigned n)
  * placed record into their pages and decodes its lz4 pages there once its
  * checksum has verified; any other record's pages are decoded here, in
  * place.  A page that fails to verify or decode aborts the restore before
- * any vCPU exists.  A ZERO page costs
- * nothing: fresh memfd memory is zero already, so it is not touched, which
- * keeps a restore's memory to what the image paid for; only a page an
- * earlier round filled has its memory handed back (a hole punched).
+ * any vCPU exists.  A ZERO page costs nothing: fresh memfd memory is zero
+ * already, so it is not touched, which keeps a restore's memory to what the
+ * image paid for; only a page an earlier round filled has its memory handed
+ * back (a hole punched).
  */
 static int load_pages(struct hvmctx_restore *rs, struct xc_domain *d, const struct sr_record *rec,
 		      uint64_t *pages, struct xc_error *err)
@@ -231,8 +228,8 @@ static int load_pages(struct hvmctx_restore *rs, struct xc_domain *d, const stru
 	int rc;
 
 	sr_page_iter_init(rec, &it);
-	if (!rec->placed)
-		prefault_batch(d, regs, nregs, &it);
+	if (!rec->placed)		/* the reader did, for a placed one */
+		prefault_batch(d, it.desc, it.count);
 	for (;;) {
 		/* Peek at the encoding: a ZERO page is never decoded. */
 		const struct sr_page_desc *next = it.i < it.count ? &it.desc[it.i] : NULL;

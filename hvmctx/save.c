@@ -95,7 +95,7 @@ static int batch_written(void *arg, uint64_t pages, uint64_t offset)
 		s->capped = true;
 	/*
 	 * --bandwidth: ahead of the allowed rate, wait.  A round's measured
-	 * page rate, which the stop rule uses, is then the link's share.
+	 * byte rate, which the stop rule uses, is then the link's share.
 	 */
 	if (s->o->bandwidth) {
 		uint64_t due = s->t_start + offset * 1000000000ull / s->o->bandwidth, now = hvmctx_now_ns();

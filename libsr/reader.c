@@ -112,6 +112,16 @@ static int rd_error(struct rd_ctx *c, enum sr_err_code code, int rc)
 	return rc;
 }
 
+static int rd_io_error(struct sr_error *err, uint64_t index, uint64_t offset)
+{
+	int e = errno;
+
+	sr_set_error(err, SR_E_IO, index, offset, "read: %s", strerror(e));
+	if (err)
+		err->sys_errno = e;
+	return -1;
+}
+
 /* Reads up to n bytes; returns bytes read (< n only at end of file). */
 static ssize_t rd_read(struct sr_reader *r, void *dst, size_t n, struct sr_error *err,
 		       uint64_t index)
@@ -140,11 +150,7 @@ static ssize_t rd_read(struct sr_reader *r, void *dst, size_t n, struct sr_error
 		if (k < 0) {
 			if (errno == EINTR)
 				continue;
-			sr_set_error(err, SR_E_IO, index, r->offset + got, "read: %s",
-				     strerror(errno));
-			if (err)
-				err->sys_errno = errno;
-			return -1;
+			return rd_io_error(err, index, r->offset + got);
 		}
 		if (k == 0) {
 			r->eof = true;
@@ -159,6 +165,21 @@ static ssize_t rd_read(struct sr_reader *r, void *dst, size_t n, struct sr_error
 	}
 	r->offset += got;
 	return got;
+}
+
+/* Moves past n bytes of the pieces from v[i] on; returns the first piece not used up. */
+static unsigned iov_advance(struct iovec *v, unsigned i, size_t n)
+{
+	while (n) {
+		size_t take = n < v[i].iov_len ? n : v[i].iov_len;
+
+		v[i].iov_base = (uint8_t *)v[i].iov_base + take;
+		v[i].iov_len -= take;
+		n -= take;
+		if (!v[i].iov_len)
+			i++;
+	}
+	return i;
 }
 
 /*
@@ -181,10 +202,7 @@ static ssize_t rd_readv(struct sr_reader *r, const struct iovec *iov, unsigned n
 		memcpy(v[i].iov_base, r->ahead + r->apos, take);
 		r->apos += take;
 		got += take;
-		v[i].iov_base = (uint8_t *)v[i].iov_base + take;
-		v[i].iov_len -= take;
-		if (!v[i].iov_len)
-			i++;
+		i = iov_advance(v, i, take);
 	}
 	while (i < n && !r->eof) {
 		ssize_t k = readv(r->fd, v + i, n - i < IOV_MAX ? (int)(n - i) : IOV_MAX);
@@ -192,26 +210,14 @@ static ssize_t rd_readv(struct sr_reader *r, const struct iovec *iov, unsigned n
 		if (k < 0) {
 			if (errno == EINTR)
 				continue;
-			sr_set_error(err, SR_E_IO, index, r->offset + got, "read: %s",
-				     strerror(errno));
-			if (err)
-				err->sys_errno = errno;
-			return -1;
+			return rd_io_error(err, index, r->offset + got);
 		}
 		if (k == 0) {
 			r->eof = true;
 			break;
 		}
 		got += k;
-		while (k) {
-			size_t take = (size_t)k < v[i].iov_len ? (size_t)k : v[i].iov_len;
-
-			v[i].iov_base = (uint8_t *)v[i].iov_base + take;
-			v[i].iov_len -= take;
-			k -= take;
-			if (!v[i].iov_len)
-				i++;
-		}
+		i = iov_advance(v, i, k);
 	}
 	r->offset += got;
 	return got;
@@ -801,6 +807,22 @@ void sr_reader_stats(const struct sr_reader *r, struct sr_reader_stats *st)
 	*st = r->stats;
 }
 
+/* Page i (pfn) of record index at offset: len bytes of lz4 that must decode to one page. */
+static int decode_lz4_page(const void *src, uint32_t len, void *dst, unsigned i, uint64_t pfn,
+			   uint64_t index, uint64_t offset, struct sr_error *err)
+{
+	int n = LZ4_decompress_safe(src, dst, len, SR_PAGE_SIZE);
+
+	if (n == (int)SR_PAGE_SIZE)
+		return 0;
+	sr_set_error(err, SR_E_DECODE, index, offset,
+		     "page %u (pfn 0x%llx): lz4 data decodes to %d bytes", i,
+		     (unsigned long long)pfn, n);
+	if (err)
+		err->rec_name = "PAGE_DATA";
+	return -1;
+}
+
 static void job_fail(struct rd_job *j, enum sr_err_code code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void job_fail(struct rd_job *j, enum sr_err_code code, const char *fmt, ...)
@@ -836,15 +858,9 @@ static void rd_job_verify(struct sr_pool_job *pj)
 	for (uint32_t k = 0; k < j->pad; k++)
 		if (j->trailer[k])
 			return job_fail(j, SR_E_PADDING, "record padding not zero");
-	for (unsigned k = 0; k < j->nlz4; k++) {
-		int n = LZ4_decompress_safe((const char *)j->lz4[k].src, j->lz4[k].dst,
-					    j->lz4[k].len, SR_PAGE_SIZE);
-
-		if (n != (int)SR_PAGE_SIZE)
-			return job_fail(j, SR_E_DECODE, "page %u (pfn 0x%llx): lz4 data decodes "
-					"to %d bytes", j->lz4[k].i,
-					(unsigned long long)j->lz4[k].pfn, n);
-	}
+	for (unsigned k = 0; k < j->nlz4 && !j->failed; k++)
+		j->failed = decode_lz4_page(j->lz4[k].src, j->lz4[k].len, j->lz4[k].dst, j->lz4[k].i,
+					    j->lz4[k].pfn, j->index, j->offset, &j->err) < 0;
 }
 
 /* Waits for the oldest record in flight; returns its failure. */
@@ -1201,8 +1217,6 @@ int sr_page_iter_next(struct sr_page_iter *it, const struct sr_page_desc **desc,
 	d = &it->desc[it->i];
 	*desc = d;
 	if (dst && it->data && d->enc != SR_PAGE_ZERO_RUN) {
-		int n;
-
 		switch (d->enc) {
 		case SR_PAGE_ZERO:
 			memset(dst, 0, SR_PAGE_SIZE);
@@ -1211,17 +1225,9 @@ int sr_page_iter_next(struct sr_page_iter *it, const struct sr_page_desc **desc,
 			memcpy(dst, it->data, SR_PAGE_SIZE);
 			break;
 		case SR_PAGE_LZ4:
-			n = LZ4_decompress_safe((const char *)it->data, dst, d->length,
-						SR_PAGE_SIZE);
-			if (n != (int)SR_PAGE_SIZE)
-			{
-				sr_set_error(err, SR_E_DECODE, it->rec_index, it->rec_offset,
-					     "page %u (pfn 0x%llx): lz4 data decodes to %d bytes",
-					     it->i, (unsigned long long)d->pfn, n);
-				if (err)
-					err->rec_name = "PAGE_DATA";
+			if (decode_lz4_page(it->data, d->length, dst, it->i, d->pfn, it->rec_index,
+					    it->rec_offset, err))
 				return -1;
-			}
 			break;
 		}
 	}

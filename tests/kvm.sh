@@ -890,6 +890,10 @@ far_listen() {
 	for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/$2.far" && return 0; sleep 0.05; done
 	return 1
 }
+# Once the domain $1 runs on far, a second later tells it to finish (its verdict follows).
+far_finish() {
+	SR_RUN_DIR=$tmp/far wait_domain "$1" && sleep 1 && SR_RUN_DIR=$tmp/far $O/sr-ctl "$1" finish >/dev/null
+}
 # Test guest that writes and verifies memory until told to finish: name $1, extra args.
 mig_guest() {
 	local n=$1; shift
@@ -942,7 +946,7 @@ if want migrate-ipv6 && mig_net; then
 	mig_guest m6 --memory 64 --pages 256 && far_listen 7702 m6
 	$O/sr-migrate --cold -q m6 "tcp:[fd77::2]:7702" 2>"$tmp/m6.mig"; rc=$?
 	wait $spid; src=$?
-	SR_RUN_DIR=$tmp/far wait_domain m6 && sleep 1 && SR_RUN_DIR=$tmp/far $O/sr-ctl m6 finish >/dev/null
+	far_finish m6
 	wait $fpid; dst=$?
 	if [ $rc -eq 0 ] && [ $src -eq 0 ] && [ $dst -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/m6.far"; then
 		ok "migrate-ipv6: cold over [fd77::2]: the guest verified its memory there: PASS; the source is gone"
@@ -1007,7 +1011,7 @@ if want migrate-unknown && mig_net; then
 	mig_guest mu --memory 64 --pages 256 && far_listen 7706 mu
 	SR_MIGRATE_TEST_DROP_AFTER_GO=1 $O/sr-migrate --cold -q mu tcp:10.77.0.2:7706 2>"$tmp/mu.mig"; rc=$?
 	st=$($O/sr-ctl mu status 2>&1)
-	SR_RUN_DIR=$tmp/far wait_domain mu && sleep 1 && SR_RUN_DIR=$tmp/far $O/sr-ctl mu finish >/dev/null
+	far_finish mu
 	wait $fpid; dst=$?
 	$O/sr-ctl mu destroy >/dev/null 2>&1
 	wait $spid
@@ -1031,7 +1035,7 @@ if want migrate-100mbit 300 && mig_net; then
 	$O/sr-migrate --stats mt tcp:10.77.0.2:7707 2>"$tmp/mt.mig"; rc=$?
 	b=$(date +%s%N)
 	wait $spid; src=$?
-	SR_RUN_DIR=$tmp/far wait_domain mt && sleep 1 && SR_RUN_DIR=$tmp/far $O/sr-ctl mt finish >/dev/null
+	far_finish mt
 	wait $fpid; dst=$?
 	tc qdisc del dev sr-near root 2>/dev/null
 	if [ $rc -eq 0 ] && [ $src -eq 0 ] && [ $dst -eq 0 ] && grep -q '^PASS' "$tmp/mt.far" && grep -q 'downtime' "$tmp/mt.mig"; then
@@ -1090,7 +1094,7 @@ if want migrate-ssh && mig_net; then
 		mh ssh:root@10.77.0.2 2>"$tmp/mh.mig"; rc=$?
 	[ $rc -eq 0 ] || $O/sr-ctl mh destroy >/dev/null 2>&1	# it is still here: end it
 	wait $spid; src=$?
-	SR_RUN_DIR=$tmp/far wait_domain mh2 && sleep 1 && SR_RUN_DIR=$tmp/far $O/sr-ctl mh2 finish >/dev/null
+	far_finish mh2
 	for _ in $(seq 1 100); do grep -q '^PASS' "$tmp/far/mh2.log" 2>/dev/null && break; sleep 0.1; done
 	kill $sshpid 2>/dev/null; wait $sshpid 2>/dev/null
 	if [ $rc -eq 0 ] && [ $src -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/far/mh2.log"; then

@@ -138,13 +138,6 @@ void save_req_init(struct save_req *q)
 	q->threads = -1;
 }
 
-unsigned save_threads_default(void)
-{
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-	return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
-}
-
 int save_req_format(const struct save_req *q, char *buf, size_t len)
 {
 	int n = snprintf(buf, len, "save live=%d checkpoint=%d paused=%d two-phase=%d "

@@ -58,8 +58,6 @@ struct save_req {
 	unsigned bandwidth_mbs;		/* MB/s the stream may take; 0: no cap */
 };
 
-/* The default worker count: the online CPUs, 1..64. */
-unsigned save_threads_default(void);
 
 #define SAVE_STALL_DEFAULT_S	30
 

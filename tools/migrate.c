@@ -5,10 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "migrate.h"
+#include "util.h"
 
 int mig_send(int fd, const char *word, const char *detail)
 {
@@ -30,28 +30,17 @@ int mig_send(int fd, const char *word, const char *detail)
 	return k == n ? 0 : -1;
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 int mig_recv(int fd, char *line, size_t len, int timeout_ms, char *why, size_t wlen)
 {
-	long long deadline = now_ms() + timeout_ms;
+	uint64_t deadline = mono_ns() + timeout_ms * 1000000ull;
 	size_t have = 0;
 
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
-		long long left = deadline - now_ms();
-		int rc = poll(&p, 1, left > 0 ? (int)left : 0);
+		int rc = poll_until(&p, deadline);
 		ssize_t k;
 		char c;
 
-		if (rc < 0 && errno == EINTR)
-			continue;
 		if (rc == 0) {
 			snprintf(why, wlen, "no answer within %d s", timeout_ms / 1000);
 			return -1;

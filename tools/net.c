@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "net.h"
+#include "util.h"
 
 /* Splits "HOST:PORT" / "[V6]:PORT" / "PORT" (host NULL). */
 static int split(const char *spec, char *host, size_t hlen, const char **port)
@@ -63,14 +63,6 @@ static void addr_text(const struct sockaddr *sa, socklen_t sl, char *buf, size_t
 	snprintf(buf, len, strchr(h, ':') ? "[%s]:%s" : "%s:%s", h, s);
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 void net_tune(int fd, unsigned idle_s)
 {
 	int one = 1, idle = idle_s > 4 ? (int)idle_s / 2 : 2, intvl = 2, cnt = 3;
@@ -86,7 +78,7 @@ void net_tune(int fd, unsigned idle_s)
 }
 
 /* One address, non-blocking connect bounded by the deadline. */
-static int try_connect(const struct addrinfo *ai, long long deadline, int *err)
+static int try_connect(const struct addrinfo *ai, uint64_t deadline, int *err)
 {
 	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
 			ai->ai_protocol);
@@ -103,14 +95,7 @@ static int try_connect(const struct addrinfo *ai, long long deadline, int *err)
 		close(fd);
 		return -1;
 	}
-	for (;;) {
-		long long left = deadline - now_ms();
-
-		rc = poll(&p, 1, left > 0 ? (int)left : 0);
-		if (rc < 0 && errno == EINTR)
-			continue;
-		break;
-	}
+	rc = poll_until(&p, deadline);
 	if (rc <= 0) {
 		*err = rc == 0 ? ETIMEDOUT : errno;
 		close(fd);
@@ -127,7 +112,7 @@ static int try_connect(const struct addrinfo *ai, long long deadline, int *err)
 int net_connect(const char *hostport, int timeout_ms, unsigned idle_s, char *why, size_t len)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res, *ai;
-	long long deadline = now_ms() + timeout_ms;
+	uint64_t deadline = mono_ns() + timeout_ms * 1000000ull;
 	char host[256];
 	const char *port;
 	int fd = -1, err = 0, rc;
@@ -142,7 +127,7 @@ int net_connect(const char *hostport, int timeout_ms, unsigned idle_s, char *why
 		snprintf(why, len, "%s: %s", host, gai_strerror(rc));
 		return -1;
 	}
-	for (ai = res; ai && fd < 0 && now_ms() < deadline; ai = ai->ai_next)
+	for (ai = res; ai && fd < 0 && mono_ns() < deadline; ai = ai->ai_next)
 		fd = try_connect(ai, deadline, &err);
 	freeaddrinfo(res);
 	if (fd < 0) {
@@ -208,9 +193,7 @@ int net_accept(int lfd, int timeout_ms, unsigned idle_s, char *peer, size_t plen
 	socklen_t sl = sizeof(ss);
 	int rc, fd;
 
-	do
-		rc = poll(&p, 1, timeout_ms > 0 ? timeout_ms : -1);
-	while (rc < 0 && errno == EINTR);
+	rc = poll_until(&p, timeout_ms > 0 ? mono_ns() + timeout_ms * 1000000ull : 0);
 	if (rc == 0) {
 		snprintf(why, len, "no connection within %d s", timeout_ms / 1000);
 		return -1;

@@ -249,7 +249,7 @@ int runner_save(struct runner *r, int out_fd, const struct save_req *q, int clie
 	bool was_paused = xc_domain_paused(d);
 	struct hvmctx_save_opts o = { .compress = strcmp(q->compress, "none") ? SR_COMPRESS_LZ4
 									       : SR_COMPRESS_NONE,
-				      .threads = q->threads < 0 ? save_threads_default()
+				      .threads = q->threads < 0 ? threads_default()
 								: (unsigned)q->threads,
 				      .bandwidth = q->bandwidth_mbs * 1000000ull };
 	struct hvmctx_save_stats st;
@@ -329,7 +329,7 @@ int runner_guest_save(struct runner *r, const char *path, char *msg, size_t len)
 		snprintf(msg, len, "%s: %s", tmp, strerror(errno));
 		return -1;
 	}
-	struct hvmctx_save_opts o = { .compress = SR_COMPRESS_LZ4, .threads = save_threads_default() };
+	struct hvmctx_save_opts o = { .compress = SR_COMPRESS_LZ4, .threads = threads_default() };
 
 	if (do_save(r, fd, &o, -1, NULL, &st, &err)) {
 		close(fd);

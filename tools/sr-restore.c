@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "abi.h"
@@ -86,6 +85,20 @@ static void tell_source(const char *msg)
 		mig_send(chan, MIG_ERROR, msg);
 }
 
+/* Points fd at path (opened with flags), or returns -1 and leaves fd alone. */
+static int reopen(int fd, const char *path, int flags)
+{
+	int k = open(path, flags | O_CLOEXEC, 0600);
+
+	if (k < 0)
+		return -1;
+	if (k == fd)
+		return fcntl(fd, F_SETFD, 0);
+	dup2(k, fd);		/* dup2 leaves fd without close-on-exec */
+	close(k);
+	return 0;
+}
+
 /*
  * --migrate-receive runs under ssh, which returns only once every copy of
  * the session's stdout and stderr is closed: the domain is run by a child
@@ -110,12 +123,8 @@ static void detach_begin(void)
 		return;
 	}
 	close(p[1]);
-	{
-		int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-
-		dup2(nul, STDIN_FILENO);
-		dup2(nul, STDOUT_FILENO);
-	}
+	reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
+	reopen(STDOUT_FILENO, "/dev/null", O_WRONLY);
 	if (read(p[0], &c, 1) == 1)
 		_exit(0);
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
@@ -125,25 +134,15 @@ static void detach_begin(void)
 
 static void detach_finish(const char *log)
 {
-	int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-	int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-
-	if (fd < 0)
+	reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
+	if (reopen(STDOUT_FILENO, log, O_WRONLY | O_CREAT | O_APPEND)) {
 		pr_warn("%s: %s; the console goes nowhere", log, strerror(errno));
-	dup2(nul, STDIN_FILENO);
-	dup2(fd >= 0 ? fd : nul, STDOUT_FILENO);
-	dup2(fd >= 0 ? fd : nul, STDERR_FILENO);
+		reopen(STDOUT_FILENO, "/dev/null", O_WRONLY);
+	}
+	dup2(STDOUT_FILENO, STDERR_FILENO);
 	if (write(detach_fd, "1", 1) != 1)
 		pr_warn("the session that started this receiver is gone");
 	close(detach_fd);
-}
-
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 /* MemAvailable, in MiB (what the kernel thinks can be had without swapping). */
@@ -181,8 +180,7 @@ int main(int argc, char **argv)
 		{ 0 }
 	};
 	struct hvmctx_restore_opts ro = { .clock = HVMCTX_CLOCK_ADVANCE };
-	double t_start = now_ms();
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	uint64_t t_start = mono_ns();
 	struct runner_config cfg = { 0 };
 	struct hvmctx_restore_stats st;
 	struct hvmctx_image img;
@@ -198,7 +196,7 @@ int main(int argc, char **argv)
 	int c, fd, rc;
 
 	sr_set_prog(argv[0]);
-	ro.threads = cpus > 0 ? (cpus > 64 ? 64 : (unsigned)cpus) : 1;
+	ro.threads = threads_default();
 	while ((c = getopt_long(argc, argv, "n:pvj:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n': name = optarg; break;
@@ -262,12 +260,8 @@ int main(int argc, char **argv)
 		chan = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
 		if (fd < 0 || chan < 0)
 			die(EXIT_USAGE, "dup: %s", strerror(errno));
-		{
-			int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-
-			dup2(nul, STDIN_FILENO);
-			dup2(STDERR_FILENO, STDOUT_FILENO);
-		}
+		reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
+		dup2(STDERR_FILENO, STDOUT_FILENO);
 		path = "the migration stream";
 	}
 	host_check_or_die();
@@ -395,7 +389,7 @@ int main(int argc, char **argv)
 			"%u thread%s; stream read and verified in %.1f ms; vCPUs start %.1f ms after "
 			"sr-restore did", sr_prog, (unsigned long long)st.placed,
 			(unsigned long long)(st.placed + st.buffered), ro.threads,
-			ro.threads == 1 ? "" : "s", st.stream_ns / 1e6, now_ms() - t_start);
+			ro.threads == 1 ? "" : "s", st.stream_ns / 1e6, (mono_ns() - t_start) / 1e6);
 	rc = runner_run(r, paused);
 	runner_free(r);
 	return rc;

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -113,4 +116,23 @@ uint64_t mono_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+int poll_until(struct pollfd *p, uint64_t deadline_ns)
+{
+	for (;;) {
+		uint64_t now = mono_ns();
+		int ms = !deadline_ns ? -1 : deadline_ns > now ? (int)((deadline_ns - now + 999999) / 1000000) : 0;
+		int rc = poll(p, 1, ms);
+
+		if (rc >= 0 || errno != EINTR)
+			return rc;
+	}
+}
+
+unsigned threads_default(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
 }

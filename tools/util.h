@@ -24,6 +24,13 @@ void die_set_hook(void (*hook)(const char *msg));
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t mono_ns(void);
 
+/* poll() of one fd until deadline_ns (mono_ns; 0: forever), EINTR retried: poll's result. */
+struct pollfd;
+int poll_until(struct pollfd *p, uint64_t deadline_ns);
+
+/* Worker threads by default: the online CPUs, 1..64. */
+unsigned threads_default(void);
+
 /* Human-readable byte count into buf ("12.3 MiB"). */
 const char *fmt_bytes(uint64_t n, char *buf, size_t len);
 
