@@ -414,9 +414,14 @@ static int handshake(struct save_ctx *c)
 		snprintf(t->err, sizeof(t->err), "telling the receiver to go: %s", strerror(errno));
 		return -1;
 	}
-	if (getenv("SR_MIGRATE_TEST_DROP_AFTER_GO"))	/* testing aid: the link dies here */
+	if (getenv("SR_MIGRATE_TEST_DROP_AFTER_GO")) {
+		/* Testing aid: the link dies here, so any answer already queued is lost too. */
 		shutdown(t->fd, SHUT_RDWR);
-	rc = mig_recv(t->fd, line, sizeof(line), MIG_RUNNING_TIMEOUT_MS, why, sizeof(why));
+		rc = 0;
+		snprintf(why, sizeof(why), "the connection was closed");
+	} else {
+		rc = mig_recv(t->fd, line, sizeof(line), MIG_RUNNING_TIMEOUT_MS, why, sizeof(why));
+	}
 	if (rc == 1 && !strcmp(line, MIG_RUNNING))
 		return 0;
 	t->unknown = true;
