@@ -863,20 +863,35 @@ static void rd_job_verify(struct sr_pool_job *pj)
 					    j->lz4[k].pfn, j->index, j->offset, &j->err) < 0;
 }
 
-/* Waits for the oldest record in flight; returns its failure. */
-static int rd_retire(struct sr_reader *r, struct sr_error *err)
+/* Waits for the oldest record in flight to be verified and decoded. */
+static struct rd_job *rd_wait_oldest(struct sr_reader *r)
 {
 	struct rd_job *j = &r->jobs[r->oldest % r->njobs];
 
 	sr_pool_wait(r->pool, &j->pj);
 	j->pj.state = SR_JOB_IDLE;
 	r->oldest++;
+	return j;
+}
+
+/*
+ * Waits for the oldest record in flight; returns its failure.  A failure
+ * ends reading, so every later record in flight is waited for too: once the
+ * caller hears of it, no worker touches its pages any more, and it may
+ * discard them (guest memory goes before the reader is freed).
+ */
+static int rd_retire(struct sr_reader *r, struct sr_error *err)
+{
+	struct rd_job *j = rd_wait_oldest(r);
+
 	if (!j->failed)
 		return 0;
 	r->failed = true;
 	r->fail_err = j->err;
+	while (r->oldest < r->seq)
+		rd_wait_oldest(r);
 	if (err)
-		*err = j->err;
+		*err = r->fail_err;
 	return -1;
 }
 

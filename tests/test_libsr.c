@@ -1422,6 +1422,81 @@ Test(placed, unordered_or_unplaceable_batches_are_read_whole)
 	close(fd);
 }
 
+/* Offset of record index's header in an image (walks the framing). */
+static size_t rec_at(const struct buf *b, unsigned index)
+{
+	size_t o = sizeof(struct sr_ihdr);
+
+	for (unsigned i = 0; i < index; i++) {
+		struct sr_rhdr h;
+
+		cr_assert_leq(o + sizeof(h), b->len);
+		memcpy(&h, b->p + o, sizeof(h));
+		o += sizeof(h) + h.length + (8 - h.length % 8) % 8 + 8;
+	}
+	cr_assert_leq(o + sizeof(struct sr_rhdr), b->len);
+	return o;
+}
+
+/*
+ * A failed record leaves nothing in flight: once sr_reader_next() has
+ * returned the failure, guest memory can go (sr-restore unmaps it), and no
+ * worker may still be verifying or decoding a later record into it.  Here
+ * the memory is unmapped right after the failure, before the reader is
+ * freed: a worker still at work faults.
+ */
+Test(placed, a_failed_record_leaves_no_worker_in_guest_memory, .timeout = 300)
+{
+	struct sr_gen_params p = placed_params;
+	struct sr_error err;
+	struct buf b;
+	char msg[512];
+	int fd = mem_fd();
+
+	p.mem_bytes = 8192 * 4096;	/* 8 full records per round-0 pass of a thread */
+	p.pct_zero = 0;
+	p.pct_hole = 0;
+	for (int raw = 0; raw <= 1; raw++) {
+		size_t o;
+		struct sr_rhdr h;
+
+		p.compress = raw ? SR_COMPRESS_NONE : SR_COMPRESS_LZ4;
+		b = gen(&p);
+		o = rec_at(&b, 1);			/* the first PAGE_DATA */
+		memcpy(&h, b.p + o, sizeof(h));
+		cr_assert_eq(h.type, SR_REC_PAGE_DATA);
+		b.p[o + sizeof(h) + h.length - 100] ^= 0x40;	/* in its last page's data */
+		cr_assert_eq(ftruncate(fd, 0), 0);
+		cr_assert_eq(pwrite(fd, b.p, b.len, 0), (ssize_t)b.len);
+		for (int k = 0; k < 30; k++) {
+			struct sink_mem m = { mmap(NULL, p.mem_bytes, PROT_READ | PROT_WRITE,
+						   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+					      p.mem_bytes / SR_PAGE_SIZE, 0 };
+			struct sr_page_sink sink = { .page_addr = sink_addr, .arg = &m,
+						     .threads = 1 + k % 3 };
+			struct sr_record rec;
+			struct sr_reader *r;
+			int rc;
+
+			cr_assert_neq(m.mem, MAP_FAILED);
+			cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
+			r = sr_reader_open(fd, &err);
+			cr_assert(r);
+			cr_assert_eq(sr_reader_set_page_sink(r, &sink, &err), 0);
+			while ((rc = sr_reader_next(r, &rec, &err)) > 0)
+				;
+			cr_assert_eq(munmap(m.mem, p.mem_bytes), 0);
+			cr_assert_eq(rc, -1, "%s: corrupt record 1 accepted", raw ? "raw" : "lz4");
+			cr_assert(err.code == SR_E_CHECKSUM && err.index == 1, "%s, %u threads: %s",
+				  raw ? "raw" : "lz4", sink.threads,
+				  sr_error_format(&err, msg, sizeof(msg)));
+			sr_reader_free(r);
+		}
+		free(b.p);
+	}
+	close(fd);
+}
+
 Test(placed, works_through_a_pipe_with_threads)
 {
 	const struct sr_gen_params *p = &placed_params;

@@ -396,7 +396,8 @@ int main(int argc, char **argv)
 fail:
 	tell_source(err.msg);
 	pr_err("%s: %s", path, err.msg);
-	runner_free(r);
+	/* The reader's workers may still write guest memory: they stop first, it goes last. */
 	hvmctx_restore_free(rs);
+	runner_free(r);
 	return err.sys_errno == EBADMSG ? EXIT_BAD_IMAGE : EXIT_USAGE;
 }
