@@ -31,6 +31,7 @@
 struct rd_job {
 	struct sr_pool_job pj;
 	uint64_t seq;			/* submission order */
+	uint64_t first, end;		/* pfns [first, end) hold all its pages */
 	uint64_t index, offset;
 	struct sr_rhdr h;
 	uint32_t pad;
@@ -903,6 +904,30 @@ static int rd_drain(struct sr_reader *r, struct sr_error *err)
 	return 0;
 }
 
+/*
+ * Waits for every record in flight whose pages may share a pfn with
+ * [first, end): a page twice in one round lands in stream order, so the
+ * later copy wins as it does when records are read one by one (landing
+ * first would let the earlier record hash or decode over it).  Spans, not
+ * pages, are compared: sr-save's records of a round do not overlap, and a
+ * writer whose do only costs the overlap its parallelism.
+ */
+static int rd_wait_overlap(struct sr_reader *r, uint64_t first, uint64_t end,
+			   struct sr_error *err)
+{
+	for (uint64_t k = r->seq; k-- > r->oldest;) {
+		const struct rd_job *j = &r->jobs[k % r->njobs];
+
+		if (j->first < end && first < j->end) {
+			while (r->oldest <= k)
+				if (rd_retire(r, err))
+					return -1;
+			return 0;
+		}
+	}
+	return 0;
+}
+
 static void add_piece(struct rd_job *j, void *p, size_t len)
 {
 	struct iovec *last = j->niov ? &j->iov[j->niov - 1] : NULL;
@@ -993,8 +1018,10 @@ static int read_placed(struct sr_reader *r, struct rd_ctx *c, const struct sr_rh
 			lz4_bytes += d[i].length;
 	}
 
-	/* Another round's pages wait for this one's to land. */
+	/* Another round's pages wait for this one's to land; so do this round's overlapping ones. */
 	if (r->oldest < r->seq && ph.iteration != r->flight_iter && rd_drain(r, err))
+		return -1;
+	if (rd_wait_overlap(r, d[0].pfn, next, err))
 		return -1;
 	while (r->seq - r->oldest >= r->njobs)
 		if (rd_retire(r, err))
@@ -1044,6 +1071,8 @@ static int read_placed(struct sr_reader *r, struct rd_ctx *c, const struct sr_rh
 			    *have + n + sizeof(*h), (size_t)h->length + pad + 8 + sizeof(*h));
 	memcpy(stored, j->trailer + pad, 8);
 	j->seq = r->seq++;
+	j->first = d[0].pfn;
+	j->end = next;
 	j->index = c->index;
 	j->offset = c->offset;
 	j->h = *h;

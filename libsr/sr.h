@@ -341,12 +341,13 @@ void sr_reader_stop_at_end(struct sr_reader *r);
  * next is read; a record's failure is returned by a later sr_reader_next(),
  * at the latest the one that reads END, and the error names that record.
  * Records of one iteration may be in flight together; the reader waits for
- * them before reading another iteration's pages or any other record, so a
- * later round's page lands after the earlier round's copy.  Once
- * sr_reader_next() has returned an error, no record is in flight: the
- * sink's memory may go, then the reader.  Until then the memory page_addr()
- * returns must stay valid (sr_reader_free() waits for what is in flight:
- * free the reader first).
+ * them before reading another iteration's pages or any other record, and
+ * for those whose pfn span meets a record's before placing it, so a page
+ * sent twice lands in stream order and the later copy wins, as on every
+ * other path.  Once sr_reader_next() has returned an error, no record is in
+ * flight: the sink's memory may go, then the reader.  Until then the memory
+ * page_addr() returns must stay valid (sr_reader_free() waits for what is in
+ * flight: free the reader first).
  */
 struct sr_page_sink {
 	/* Where pfn's 4096 bytes go; NULL: that record is read the ordinary way. */

@@ -15,6 +15,7 @@
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
+#include <lz4.h>
 
 #include "sr.h"
 
@@ -1495,6 +1496,123 @@ Test(placed, a_failed_record_leaves_no_worker_in_guest_memory, .timeout = 300)
 		free(b.p);
 	}
 	close(fd);
+}
+
+/*
+ * A PAGE_DATA body of iteration 0 for pfns [first, first + n), every page
+ * encoded as enc (RAW: random bytes, LZ4: text that compresses, ZERO), and
+ * what those pages hold, written into want.
+ */
+static uint8_t *page_record(uint64_t first, unsigned n, unsigned enc, uint8_t *want,
+			    uint32_t *len)
+{
+	size_t cap = sizeof(struct sr_rec_page_data) + n * (sizeof(struct sr_page_desc) + SR_PAGE_SIZE);
+	uint8_t *body = calloc(1, cap), *data;
+	struct sr_rec_page_data h = { .count = n, .iteration = 0 };
+	struct sr_page_desc *d = (void *)(body + sizeof(h));
+	uint64_t s = 0x5eed0000 + first + enc;
+
+	cr_assert(body);
+	memcpy(body, &h, sizeof(h));
+	data = (uint8_t *)(d + n);
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t *pg = want + (first + i) * SR_PAGE_SIZE;
+
+		for (unsigned o = 0; o < SR_PAGE_SIZE; o++)
+			pg[o] = enc == SR_PAGE_ZERO ? 0 : enc == SR_PAGE_LZ4 ? "later copy "[(o + i) % 11] :
+				(uint8_t)rnd(&s);
+		d[i] = (struct sr_page_desc){ .pfn = first + i, .enc = enc };
+		if (enc == SR_PAGE_RAW) {
+			d[i].length = SR_PAGE_SIZE;
+			memcpy(data, pg, SR_PAGE_SIZE);
+		} else if (enc == SR_PAGE_LZ4) {
+			int k = LZ4_compress_default((const char *)pg, (char *)data, SR_PAGE_SIZE,
+						     SR_PAGE_SIZE - 1);
+
+			cr_assert(k > 0);
+			d[i].length = k;
+		}
+		data += d[i].length;
+	}
+	*len = data - body;
+	return body;
+}
+
+/*
+ * Two PAGE_DATA records of one round that share pfns (all checksums
+ * valid): the later copy wins, on every path.  The generator's round 0
+ * sends pfns 0..2047 in two records of one encoding; a third record, right
+ * after the first, sends pfns 0..1023 again in another.  Each reader lands
+ * the pages (with no sink, and with 0..3 workers) and must end with the
+ * third record's copy, every time.
+ */
+static void later_copy_wins(enum sr_compress first_mode, unsigned pct_text, unsigned second_enc)
+{
+	struct sr_gen_params p = { .mem_bytes = 2048 * 4096, .vcpus = 1, .iterations = 0,
+				   .compress = first_mode, .seed = 5, .pct_text = pct_text };
+	uint8_t *want = malloc(p.mem_bytes);
+	struct sink_mem m = { malloc(p.mem_bytes), p.mem_bytes / SR_PAGE_SIZE, 0 };
+	struct sr_reader_stats st;
+	struct sr_error err;
+	struct buf b = gen(&p), b2;
+	char msg[512];
+	int fd = mem_fd(), i;
+	IMAGE img;
+
+	sr_gen_fill(want, p.mem_bytes, &p);
+	parse(&b, &img);
+	i = find_rec(&img, SR_REC_PAGE_DATA, 0);
+	cr_assert_eq(((struct sr_rec_page_data *)img.rec[i].body)->count, 1024);
+	cr_assert_eq(((struct sr_page_desc *)(img.rec[i].body + 8))[0].enc,
+		     first_mode == SR_COMPRESS_NONE ? SR_PAGE_RAW : SR_PAGE_LZ4);
+	duplicate_record(&img, i);
+	free(img.rec[i + 1].body);
+	img.rec[i + 1].body = page_record(0, 1024, second_enc, want, &img.rec[i + 1].len);
+	b2 = serialize(&img);
+	cr_assert_eq(pwrite(fd, b2.p, b2.len, 0), (ssize_t)b2.len);
+	for (int threads = -1; threads <= 3; threads++) {
+		for (int k = 0; k < (threads > 0 ? 20 : 1); k++) {
+			memset(m.mem, 0xa5, p.mem_bytes);
+			cr_assert_eq(read_into(fd, &m, threads, &st, &err), 0, "threads %d: %s", threads,
+				     sr_error_format(&err, msg, sizeof(msg)));
+			cr_assert_eq(st.buffered, threads < 0 ? 3 : 0);
+			for (uint64_t pfn = 0; pfn < m.pages; pfn++)
+				cr_assert(!memcmp(m.mem + pfn * SR_PAGE_SIZE, want + pfn * SR_PAGE_SIZE,
+						  SR_PAGE_SIZE),
+					  "threads %d, read %d: pfn 0x%llx is not the later copy",
+					  threads, k, (unsigned long long)pfn);
+		}
+	}
+	free(b.p);
+	free(b2.p);
+	free(want);
+	free(m.mem);
+	close(fd);
+}
+
+Test(placed, a_pfn_twice_in_a_round_raw_then_raw_later_wins)
+{
+	later_copy_wins(SR_COMPRESS_NONE, 0, SR_PAGE_RAW);
+}
+
+Test(placed, a_pfn_twice_in_a_round_lz4_then_lz4_later_wins)
+{
+	later_copy_wins(SR_COMPRESS_LZ4, 100, SR_PAGE_LZ4);
+}
+
+Test(placed, a_pfn_twice_in_a_round_raw_then_lz4_later_wins)
+{
+	later_copy_wins(SR_COMPRESS_NONE, 0, SR_PAGE_LZ4);
+}
+
+Test(placed, a_pfn_twice_in_a_round_lz4_then_raw_later_wins)
+{
+	later_copy_wins(SR_COMPRESS_LZ4, 100, SR_PAGE_RAW);
+}
+
+Test(placed, a_pfn_twice_in_a_round_data_then_zero_later_wins)
+{
+	later_copy_wins(SR_COMPRESS_LZ4, 50, SR_PAGE_ZERO);
 }
 
 Test(placed, works_through_a_pipe_with_threads)
