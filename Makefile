@@ -163,7 +163,7 @@ check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log 
 	$(Q)O=$(O) tests/host.sh
 	$(Q)O=$(O) tests/manpages.sh
 
-KVM_DEPS := $(TOOLS) $(GUEST) $(O)/tests/kvm-dirty-log $(O)/tests/imgedit $(LINUX_INITRD) $(LINUX_KERNEL)
+KVM_DEPS := $(TOOLS) $(GUEST) $(O)/tests/kvm-dirty-log $(O)/tests/imgedit $(O)/tests/mkimage $(LINUX_INITRD) $(LINUX_KERNEL)
 
 # KVM tests run on real KVM: natively when this host has /dev/kvm, else in
 # the nested box.  Neither path skips.
