@@ -161,6 +161,17 @@ static int send_pages(struct sr_writer *w, struct sr_batch *b, const uint8_t *me
 	return sr_write_page_batch(w, b, err);
 }
 
+/* Drops the pfns the parameters leave out; returns how many are left. */
+static uint64_t drop_skipped(uint64_t *pfns, uint64_t n, const struct sr_gen_params *p)
+{
+	uint64_t k = 0;
+
+	for (uint64_t i = 0; i < n; i++)
+		if (pfns[i] < p->skip_first || pfns[i] - p->skip_first >= p->skip_pages)
+			pfns[k++] = pfns[i];
+	return k;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -204,7 +215,7 @@ int sr_gen_write(int fd, const struct sr_gen_params *p, void *mem, struct sr_err
 	 * Pages in ascending pfn order, as sr-save sends them; the untouched
 	 * tail as two zero runs, as sr-save sends memfd holes.
 	 */
-	if (send_pages(w, b, mem, pfns, hole_start(npages, p), err))
+	if (send_pages(w, b, mem, pfns, drop_skipped(pfns, hole_start(npages, p), p), err))
 		goto out;
 	if (hole_start(npages, p) < npages) {
 		uint64_t h = hole_start(npages, p), half = (npages - h) / 2;
@@ -236,7 +247,7 @@ int sr_gen_write(int fd, const struct sr_gen_params *p, void *mem, struct sr_err
 				fill_page((uint8_t *)mem + pfns[i] * SR_PAGE_SIZE, pfns[i],
 					  p->seed + it, p);
 			sr_batch_reset(b, it);
-			if (send_pages(w, b, mem, pfns, dirty, err))
+			if (send_pages(w, b, mem, pfns, drop_skipped(pfns, dirty, p), err))
 				goto out;
 		}
 		rec.bytes = sr_writer_offset(w) - before;

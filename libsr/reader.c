@@ -78,6 +78,7 @@ struct sr_reader {
 	struct { char name[32]; uint32_t instance; } dev[SR_MAX_DEVICES];
 	bool any_pages, any_iter, any_throttle;
 	uint32_t page_iter, last_iter, last_throttle;
+	uint64_t *covered[SR_MAX_REGIONS];	/* a bit per page some PAGE_DATA described */
 
 	/* placed page data */
 	bool placing;
@@ -308,6 +309,8 @@ void sr_reader_free(struct sr_reader *r)
 	sr_pool_free(r->pool);		/* finishes what is in flight */
 	for (unsigned i = 0; i < r->njobs; i++)
 		free(r->jobs[i].staging);
+	for (unsigned i = 0; i < SR_MAX_REGIONS; i++)
+		free(r->covered[i]);
 	free(r->jobs);
 	free(r->ahead);
 	free(r->body);
@@ -392,9 +395,74 @@ static int check_domain(struct rd_ctx *c, const uint8_t *body, uint32_t len)
 					    j, i, g->slot);
 		}
 	}
+	for (uint32_t i = 0; i < d.region_count; i++) {
+		r->covered[i] = calloc((r->regions[i].size / SR_PAGE_SIZE + 63) / 64, 8);
+		if (!r->covered[i])
+			return RERR(c, SR_E_NOMEM, "page bitmap of region %u", i);
+	}
 	r->dom = d;
 	r->have_domain = true;
 	return 0;
+}
+
+/* Marks pages [first, first + n) of the region that holds them (checked) as covered. */
+static void cover(struct sr_reader *r, uint64_t pfn, uint64_t n)
+{
+	for (uint32_t i = 0; i < r->dom.region_count; i++) {
+		uint64_t base = r->regions[i].gpa >> SR_PAGE_SHIFT;
+		uint64_t *bm = r->covered[i];
+
+		if (pfn < base || pfn - base >= r->regions[i].size >> SR_PAGE_SHIFT)
+			continue;
+		uint64_t k = pfn - base, e = k + n;
+
+		for (; k < e && k % 64; k++)
+			bm[k / 64] |= 1ull << (k % 64);
+		memset(&bm[k / 64], 0xff, (e - k) / 64 * 8);	/* whole words */
+		for (k += (e - k) / 64 * 64; k < e; k++)
+			bm[k / 64] |= 1ull << (k % 64);
+		return;
+	}
+}
+
+/* A PAGE_DATA record that passed its checks: its pages are in the image. */
+static void cover_record(struct sr_reader *r, const uint8_t *body)
+{
+	struct sr_rec_page_data h;
+	const struct sr_page_desc *d = (const struct sr_page_desc *)(body + sizeof(h));
+
+	memcpy(&h, body, sizeof(h));
+	for (uint32_t i = 0; i < h.count; i++)
+		cover(r, d[i].pfn, d[i].enc == SR_PAGE_ZERO_RUN ? d[i].length : 1);
+}
+
+/*
+ * The lowest pfn no PAGE_DATA record described, and how many pages were
+ * missed in all; false when every page of every region was.
+ */
+static bool first_uncovered(const struct sr_reader *r, uint64_t *pfn, uint64_t *missing)
+{
+	bool any = false;
+
+	*missing = 0;
+	for (uint32_t i = 0; i < r->dom.region_count; i++) {
+		uint64_t pages = r->regions[i].size >> SR_PAGE_SHIFT;
+
+		for (uint64_t w = 0; w < (pages + 63) / 64; w++) {
+			uint64_t valid = pages - w * 64 >= 64 ? ~0ull : (1ull << (pages - w * 64)) - 1;
+			uint64_t gap = ~r->covered[i][w] & valid;
+			uint64_t p = (r->regions[i].gpa >> SR_PAGE_SHIFT) + w * 64;
+
+			if (!gap)
+				continue;
+			*missing += __builtin_popcountll(gap);
+			p += __builtin_ctzll(gap);
+			if (!any || p < *pfn)
+				*pfn = p;
+			any = true;
+		}
+	}
+	return any;
 }
 
 static bool pfn_in_domain(const struct sr_reader *r, uint64_t pfn)
@@ -728,7 +796,7 @@ static int check_end(struct rd_ctx *c, const uint8_t *body, uint32_t len)
 {
 	struct sr_reader *r = c->r;
 	struct sr_rec_end e;
-	uint64_t hash;
+	uint64_t hash, pfn = 0, missing;
 
 	if (len != sizeof(e))
 		return RERR(c, SR_E_LENGTH, "length %u, expected %zu", len, sizeof(e));
@@ -745,6 +813,10 @@ static int check_end(struct rd_ctx *c, const uint8_t *body, uint32_t len)
 	if (r->vcpus_seen != r->dom.vcpu_count)
 		return RERR(c, SR_E_MISSING, "%u of %u vCPU contexts present", r->vcpus_seen,
 			    r->dom.vcpu_count);
+	if (first_uncovered(r, &pfn, &missing))
+		return RERR(c, SR_E_MISSING, "pfn 0x%llx is in no PAGE_DATA record (%llu of the "
+			    "domain's pages are missing)", (unsigned long long)pfn,
+			    (unsigned long long)missing);
 	return 0;
 }
 
@@ -1140,6 +1212,7 @@ static int reader_next(struct sr_reader *r, struct sr_record *rec, struct sr_err
 		if (rc == 1) {
 			if (check_record(&c, h.type, r->body, h.length))	/* passed quietly */
 				return -1;
+			cover_record(r, r->body);
 			memset(rec, 0, sizeof(*rec));
 			rec->type = h.type;
 			rec->length = h.length;
@@ -1196,6 +1269,8 @@ static int reader_next(struct sr_reader *r, struct sr_record *rec, struct sr_err
 			return RERR(&c, SR_E_SEQUENCE, "first record must be DOMAIN");
 	} else if (check_record(&c, h.type, r->body, h.length)) {
 		return -1;
+	} else if (h.type == SR_REC_PAGE_DATA) {
+		cover_record(r, r->body);
 	}
 	r->index++;
 	if (h.type != SR_REC_END) {

@@ -307,7 +307,9 @@ struct sr_record {
 /*
  * Reads, checks and returns the next record.  Returns 1 with rec filled,
  * 0 after END was read, its counts and stream hash verified, every required
- * record seen and end of file reached; -1 on error.  Checksums are checked
+ * record seen, every page of every region described by some PAGE_DATA
+ * record (else SR_E_MISSING naming the lowest pfn that was not) and end of
+ * file reached; -1 on error.  Checksums are checked
  * before anything in a record is interpreted.
  */
 int sr_reader_next(struct sr_reader *r, struct sr_record *rec,
@@ -425,6 +427,11 @@ struct sr_gen_params {
 	unsigned pct_zero, pct_text;
 	/* The last pct_hole% of RAM was never touched: zero, sent in round 0 as zero runs. */
 	unsigned pct_hole;
+	/*
+	 * Pages skip_first .. skip_first + skip_pages - 1 (before the hole) are
+	 * sent in no round: an image that lacks them, which a reader refuses.
+	 */
+	uint64_t skip_first, skip_pages;
 	unsigned writer_flags;		/* SR_WRITER_* */
 };
 

@@ -152,6 +152,13 @@ static void parse(const struct buf *b, struct image *img)
 		if (rc == 0)
 			break;
 	}
+	/* An image that lacks pages (tests make some to mend them): its END is rewritten anyway. */
+	if (rc < 0 && err.code == SR_E_MISSING && err.rec_name && !strcmp(err.rec_name, "END") &&
+	    strstr(err.msg, "in no PAGE_DATA record")) {
+		cr_assert_lt(img->n, 64);
+		img->rec[img->n++] = (struct rec_copy){ SR_REC_END, 0, NULL };
+		rc = 0;
+	}
 	cr_assert_geq(rc, 0, "%s", sr_error_format(&err, msg, sizeof(msg)));
 	sr_reader_free(r);
 	close(fd);
@@ -1779,4 +1786,123 @@ Test(pipe, written_callback_sees_each_batch_and_can_cancel)
 	sr_pipe_free(p);
 	sr_writer_free(w);
 	close(fd);
+}
+
+/* ------------------------------------------------- every page accounted for */
+
+/* A 1024-page image, with pages [first, first + n) in no round (and two more rounds). */
+static struct buf lacking(uint64_t first, uint64_t n, unsigned iterations)
+{
+	struct sr_gen_params p = { .mem_bytes = 1024 * 4096, .vcpus = 2, .iterations = iterations,
+				   .dirty_pages = 300, .compress = SR_COMPRESS_LZ4, .seed = 3,
+				   .pct_zero = 20, .pct_text = 40, .pct_hole = 10,
+				   .skip_first = first, .skip_pages = n };
+
+	return gen(&p);
+}
+
+/* Reads b every way (buffered, placed with 0..3 workers, stop-at-END) and expects err. */
+static void expect_uncovered(const struct buf *b, const char *pfn_text, uint64_t missing)
+{
+	struct sink_mem m = { malloc(1024 * 4096), 1024, 0 };
+	char want[128], msg[512];
+	int fd = mem_fd();
+
+	snprintf(want, sizeof(want), "pfn %s is in no PAGE_DATA record (%llu of the domain's",
+		 pfn_text, (unsigned long long)missing);
+	cr_assert_eq(pwrite(fd, b->p, b->len, 0), (ssize_t)b->len);
+	for (int threads = -1; threads <= 4; threads++) {
+		struct sr_error err = { 0 };
+		int rc;
+
+		if (threads == 4) {		/* a migration's stream: END is the last thing read */
+			struct sr_reader *r;
+			struct sr_record rec;
+
+			cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
+			r = sr_reader_open(fd, &err);
+			cr_assert(r);
+			sr_reader_stop_at_end(r);
+			while ((rc = sr_reader_next(r, &rec, &err)) > 0)
+				;
+			sr_reader_free(r);
+		} else {
+			rc = read_into(fd, &m, threads, NULL, &err);
+		}
+		cr_assert_eq(rc, -1, "threads %d: an image lacking pages accepted", threads);
+		cr_assert(err.code == SR_E_MISSING && err.rec_name && !strcmp(err.rec_name, "END") &&
+			  strstr(err.msg, want), "threads %d: want \"%s\", got \"%s\"", threads, want,
+			  sr_error_format(&err, msg, sizeof(msg)));
+	}
+	free(m.mem);
+	close(fd);
+}
+
+Test(coverage, a_page_in_no_round_is_refused_naming_it)
+{
+	struct buf b = lacking(0x123, 1, 2);
+
+	expect_uncovered(&b, "0x123", 1);
+	free(b.p);
+	b = lacking(0x200, 300, 2);		/* across record boundaries, with later rounds */
+	expect_uncovered(&b, "0x200", 300);
+	free(b.p);
+	b = lacking(0, 1, 0);			/* the first page, a cold image */
+	expect_uncovered(&b, "0x0", 1);
+	free(b.p);
+}
+
+/* A page covered only by a later record, a ZERO page or a zero run counts. */
+Test(coverage, any_record_zero_page_or_run_covers_a_page)
+{
+	for (unsigned enc = 0; enc < 3; enc++) {
+		static const unsigned encs[] = { SR_PAGE_RAW, SR_PAGE_ZERO, SR_PAGE_LZ4 };
+		uint8_t *scratch = malloc(1024 * 4096);
+		struct buf b = lacking(0x40, 8, 0), b2;
+		struct sr_error err;
+		char msg[512];
+		IMAGE img;
+		int i;
+
+		expect_reject(&b, SR_E_MISSING, "pfns 0x40-0x47 in no record");
+		parse(&b, &img);
+		i = find_rec(&img, SR_REC_PAGE_DATA, 0);
+		duplicate_record(&img, i);
+		free(img.rec[i + 1].body);
+		img.rec[i + 1].body = page_record(0x40, 8, encs[enc], scratch, &img.rec[i + 1].len);
+		b2 = serialize(&img);
+		cr_assert_eq(verify_bytes(b2.p, b2.len, &err), 0, "%s: %s", sr_page_enc_name(encs[enc]),
+			     sr_error_format(&err, msg, sizeof(msg)));
+		free(b.p);
+		free(b2.p);
+		free(scratch);
+	}
+}
+
+/* A second region no record touches: its first pfn is named. */
+Test(coverage, a_region_no_record_covers)
+{
+	IMAGE img = base_image();
+	int i = find_rec(&img, SR_REC_DOMAIN, 0);
+	struct sr_rec_domain *d;
+	struct sr_region extra = { 0x100000000ull, 16 * 4096, SR_REGION_F_RAM, 7 };
+	struct buf b;
+
+	img.rec[i].body = realloc(img.rec[i].body, img.rec[i].len + sizeof(extra));
+	memcpy(img.rec[i].body + img.rec[i].len, &extra, sizeof(extra));
+	img.rec[i].len += sizeof(extra);
+	d = (void *)img.rec[i].body;
+	d->region_count++;
+	b = serialize(&img);
+	expect_reject(&b, SR_E_MISSING, "a region in no record");
+	expect_uncovered(&b, "0x100000", 16);
+	free(b.p);
+}
+
+Test(sr_dump, verify_refuses_an_image_lacking_pages)
+{
+	struct buf b = lacking(0x300, 2, 1);
+
+	cr_assert_eq(run_dump("--verify", b.p, b.len), 1, "sr-dump --verify accepted it");
+	free(b.p);
 }
