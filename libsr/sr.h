@@ -422,6 +422,11 @@ struct sr_gen_params {
 	/* The last pct_hole% of RAM was never touched: zero, sent in round 0 as zero runs. */
 	unsigned pct_hole;
 	unsigned writer_flags;		/* SR_WRITER_* */
+	/*
+	 * RAM in this many regions (0: one), of equal size but the last, each
+	 * followed by a gap of its own size in guest-physical space.
+	 */
+	unsigned regions;
 };
 
 /* Fills mem with the page mix of p (deterministic for a seed). */

@@ -18,7 +18,7 @@ int main(int argc, char **argv)
 	char buf[512];
 	int c, fd;
 
-	while ((c = getopt(argc, argv, "m:v:i:d:s:nH:")) != -1) {
+	while ((c = getopt(argc, argv, "m:v:i:d:s:nH:r:z:t:")) != -1) {
 		switch (c) {
 		case 'm': p.mem_bytes = strtoull(optarg, NULL, 0) << 20; break;
 		case 'v': p.vcpus = atoi(optarg); break;
@@ -27,9 +27,13 @@ int main(int argc, char **argv)
 		case 's': p.seed = strtoull(optarg, NULL, 0); break;
 		case 'n': p.compress = SR_COMPRESS_NONE; break;
 		case 'H': p.pct_hole = atoi(optarg); break;
+		case 'r': p.regions = atoi(optarg); break;
+		case 'z': p.pct_zero = atoi(optarg); break;
+		case 't': p.pct_text = atoi(optarg); break;
 		default:
 			fprintf(stderr, "usage: mkimage [-m MiB] [-v vcpus] [-i iters] [-d dirty] "
-				"[-s seed] [-n] [-H hole%%] FILE|-\n");
+				"[-s seed] [-n] [-H hole%%] [-r regions] [-z zero%%] "
+				"[-t text%%] FILE|-\n");
 			return 2;
 		}
 	}
