@@ -210,47 +210,61 @@ demo: deps all $(LINUX_INITRD) $(LINUX_KERNEL)
 # ------------------------------------------------------------------ fuzz
 # libFuzzer (clang) targets, with a structure-aware mutator that re-frames
 # mutated records with fresh checksums, seeded from generated images:
-#   fuzz-reader   the reader, every page decoded, every block walked
+#   fuzz-reader   the reader, buffered and placed with 0-3 workers into
+#                 memory indexed by pfn: same verdict, same bytes
 #   fuzz-restore  restore's record handling up to the xc boundary (fake xc
-#                 and KVM, the serial8250 model behind DEVICE)
+#                 and KVM, the serial8250 model behind DEVICE), 0-3 workers,
+#                 sr-restore's teardown
 # make fuzz runs each for FUZZ_SECONDS (an hour); CI runs fuzz-ci (60 s each).
+# Seeds: generated images (one to 4 regions, zero runs, one record of 1024
+# raw pages, rounds of two records) and tests/fuzz-corpus/TARGET/, inputs
+# that found a defect.  -max_len is above one full record of raw pages.
+# Either fails on a fuzzer's exit status or any file in crashes-TARGET/.
 FUZZ_O      ?= build-fuzz
 FUZZ_SECONDS ?= 3600
+FUZZ_MAX_LEN := 8388608
 FUZZ_TARGETS := reader restore
 FUZZ_FLAGS  := -std=gnu11 -g -O1 -Wno-gnu-variable-sized-type-not-at-end -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                -D_GNU_SOURCE -Ilibsr -Ixc -Ihvmctx -Itools $(PKG_CFLAGS)
 FUZZ_RESTORE_SRCS := hvmctx/restore.c hvmctx/vcpu.c hvmctx/vm.c hvmctx/cpu.c hvmctx/time.c \
                tools/serial8250.c
 
-$(FUZZ_O)/fuzz-reader: tests/fuzz_reader.c tests/fuzz_mutator.c $(LIBSR_SRCS) libsr/sr.h \
+FUZZ_COMMON := tests/fuzz_mutator.c tests/fuzz_input.c
+
+$(FUZZ_O)/fuzz-reader: tests/fuzz_reader.c $(FUZZ_COMMON) tests/fuzz_input.h $(LIBSR_SRCS) libsr/sr.h \
 		libsr/sr_format.h libsr/internal.h
 	@mkdir -p $(FUZZ_O)
 	$(Q)scripts/deps.sh fuzz
 	$(E) "  CLANG   $@"
-	$(Q)clang $(FUZZ_FLAGS) -o $@ tests/fuzz_reader.c tests/fuzz_mutator.c $(LIBSR_SRCS) $(PKG_LIBS)
+	$(Q)clang $(FUZZ_FLAGS) -o $@ tests/fuzz_reader.c $(FUZZ_COMMON) $(LIBSR_SRCS) $(PKG_LIBS)
 
-$(FUZZ_O)/fuzz-restore: tests/fuzz_restore.c tests/fuzz_mutator.c $(FUZZ_RESTORE_SRCS) \
+$(FUZZ_O)/fuzz-restore: tests/fuzz_restore.c $(FUZZ_COMMON) tests/fuzz_input.h $(FUZZ_RESTORE_SRCS) \
 		$(LIBSR_SRCS) libsr/sr.h libsr/sr_format.h libsr/internal.h hvmctx/hvmctx.h \
-		hvmctx/hvmctx_priv.h xc/xc.h tools/serial8250.h
+		hvmctx/hvmctx_priv.h xc/xc.h tools/serial8250.h tools/restore_teardown.h
 	@mkdir -p $(FUZZ_O)
 	$(Q)scripts/deps.sh fuzz
 	$(E) "  CLANG   $@"
-	$(Q)clang $(FUZZ_FLAGS) -Wl,--wrap=ioctl -o $@ tests/fuzz_restore.c tests/fuzz_mutator.c \
+	$(Q)clang $(FUZZ_FLAGS) -Wl,--wrap=ioctl -o $@ tests/fuzz_restore.c $(FUZZ_COMMON) \
 		$(FUZZ_RESTORE_SRCS) $(LIBSR_SRCS) $(PKG_LIBS) -lpthread
 
 $(FUZZ_O)/seeds: $(O)/tests/mkimage
 	$(Q)rm -rf $@ && mkdir -p $@
-	$(Q)for a in "-m 1 -v 1 -i 0" "-m 1 -v 2 -i 2 -d 20" "-m 1 -v 3 -i 3 -d 5 -n" "-m 1 -v 1 -i 1 -d 200 -s 7" "-m 2 -v 1 -i 1 -d 20 -H 60"; do \
+	$(Q)for a in "-m 1 -v 1 -i 0" "-m 1 -v 2 -i 2 -d 20" "-m 1 -v 3 -i 3 -d 5 -n" "-m 1 -v 1 -i 1 -d 200 -s 7" "-m 2 -v 1 -i 1 -d 20 -H 60" \
+		"-m 1 -v 1 -i 1 -d 30 -r 3 -z 80" "-m 2 -v 2 -i 2 -d 40 -H 40 -r 4 -z 80 -s 3" "-m 4 -v 1 -i 0 -n -z 0" \
+		"-m 5 -v 1 -i 1 -d 1100 -r 2 -z 85 -t 5 -s 5"; do \
 		$(O)/tests/mkimage $$a $@/seed-$$(echo $$a | tr -d ' -').img || exit 1; done
 
 fuzz fuzz-ci: $(addprefix $(FUZZ_O)/fuzz-,$(FUZZ_TARGETS)) $(FUZZ_O)/seeds
 	$(Q)for t in $(FUZZ_TARGETS); do \
 		mkdir -p $(FUZZ_O)/corpus-$$t $(FUZZ_O)/crashes-$$t; \
 		echo "fuzz-$$t: $(if $(filter fuzz-ci,$@),60,$(FUZZ_SECONDS)) s"; \
-		$(FUZZ_O)/fuzz-$$t -max_total_time=$(if $(filter fuzz-ci,$@),60,$(FUZZ_SECONDS)) \
-			-max_len=1048576 -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
-			-artifact_prefix=$(FUZZ_O)/crashes-$$t/ $(FUZZ_O)/corpus-$$t $(FUZZ_O)/seeds 2>&1 | \
-			grep -E --line-buffered '^(#[0-9]+ +(INITED|pulse|DONE)|==|SUMMARY|stat::|Done|.*ERROR|.*crash)'; \
+		{ $(FUZZ_O)/fuzz-$$t -max_total_time=$(if $(filter fuzz-ci,$@),60,$(FUZZ_SECONDS)) \
+			-max_len=$(FUZZ_MAX_LEN) -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
+			-artifact_prefix=$(FUZZ_O)/crashes-$$t/ $(FUZZ_O)/corpus-$$t $(FUZZ_O)/seeds \
+			$$(ls -d tests/fuzz-corpus/$$t 2>/dev/null) 2>&1; echo $$? > $(FUZZ_O)/status-$$t; } | \
+			grep -E --line-buffered '^(#[0-9]+ +(INITED|pulse|DONE)|==|SUMMARY|stat::|Done|.*ERROR|.*crash|fuzz-)'; \
+		st=$$(cat $(FUZZ_O)/status-$$t); \
+		test "$$st" = 0 || { echo "fuzz-$$t: the fuzzer exited with status $$st"; exit 1; }; \
 		test -z "$$(ls $(FUZZ_O)/crashes-$$t)" || { echo "fuzz-$$t: crashes in $(FUZZ_O)/crashes-$$t"; exit 1; }; \
 	done
 

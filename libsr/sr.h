@@ -433,6 +433,11 @@ struct sr_gen_params {
 	 */
 	uint64_t skip_first, skip_pages;
 	unsigned writer_flags;		/* SR_WRITER_* */
+	/*
+	 * RAM in this many regions (0: one), of equal size but the last, each
+	 * followed by a gap of its own size in guest-physical space.
+	 */
+	unsigned regions;
 };
 
 /* Fills mem with the page mix of p (deterministic for a seed). */

@@ -19,7 +19,7 @@ int main(int argc, char **argv)
 	char buf[512];
 	int c, fd;
 
-	while ((c = getopt(argc, argv, "m:v:i:d:s:nH:L:")) != -1) {
+	while ((c = getopt(argc, argv, "m:v:i:d:s:nH:L:r:z:t:")) != -1) {
 		switch (c) {
 		case 'm': p.mem_bytes = strtoull(optarg, NULL, 0) << 20; break;
 		case 'v': p.vcpus = atoi(optarg); break;
@@ -32,10 +32,14 @@ int main(int argc, char **argv)
 			if (sscanf(optarg, "%" SCNi64 ":%" SCNu64, &p.skip_first, &p.skip_pages) != 2)
 				goto usage;
 			break;
+		case 'r': p.regions = atoi(optarg); break;
+		case 'z': p.pct_zero = atoi(optarg); break;
+		case 't': p.pct_text = atoi(optarg); break;
 		default:
 usage:
 			fprintf(stderr, "usage: mkimage [-m MiB] [-v vcpus] [-i iters] [-d dirty] "
-				"[-s seed] [-n] [-H hole%%] [-L PFN:N (N pages left out)] FILE|-\n");
+				"[-s seed] [-n] [-H hole%%] [-L PFN:N (N pages left out)] [-r regions] "
+				"[-z zero%%] [-t text%%] FILE|-\n");
 			return 2;
 		}
 	}

@@ -18,6 +18,7 @@
 #include "runner.h"
 #include "serial8250.h"
 #include "host.h"
+#include "restore_teardown.h"
 #include "util.h"
 
 #define EXIT_BAD_IMAGE 5
@@ -396,8 +397,6 @@ int main(int argc, char **argv)
 fail:
 	tell_source(err.msg);
 	pr_err("%s: %s", path, err.msg);
-	/* The reader's workers may still write guest memory: they stop first, it goes last. */
-	hvmctx_restore_free(rs);
-	runner_free(r);
+	restore_abandon(r, rs);
 	return err.sys_errno == EBADMSG ? EXIT_BAD_IMAGE : EXIT_USAGE;
 }
