@@ -85,6 +85,8 @@ poll_ms() {
 save_running() { $O/sr-ctl "$1" status 2>/dev/null | grep -q ' save=running '; }
 # File $2 has a line matching $1.
 file_has() { grep -q "$1" "$2" 2>/dev/null; }
+# Runner $1's guest memory (its memfd's resident pages, RssShmem) is at least $2 KiB.
+guest_written() { [ "$(awk '/^RssShmem:/ { print $2 }' /proc/$1/status 2>/dev/null)" -ge "$2" ] 2>/dev/null; }
 
 # The watchdog's own test, run only when named (tests/tools.sh does): a test
 # that hangs must be killed at the limit, counted failed, and the run go on.
@@ -439,7 +441,8 @@ if want signal; then
 	$O/sr-run --name sg --memory 256 --rounds 0 --pages 64 --delay-us 2000 --prefill --quiet-guest \
 		"$guest" >"$tmp/sg.out" 2>&1 &
 	pid=$!
-	wait_domain sg && sleep 2
+	# Until the guest has written its memory (else the save is over at once).
+	wait_domain sg && poll_ms 120000 guest_written $pid 240000
 	$O/sr-save sg "$tmp/sg.img" 2>"$tmp/sg.save" &
 	spid=$!
 	# The fault must land inside the save: no save=running seen, the test fails.
@@ -472,7 +475,7 @@ if want console-stall; then
 	pipe_full() { python3 -c 'import fcntl, os, struct, sys, termios
 fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
 n = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
-sys.exit(0 if n >= 65536 else 1)' "/proc/$pid/fd/1" 2>/dev/null; }
+sys.exit(0 if n >= 61440 else 1)' "/proc/$pid/fd/1" 2>/dev/null; }	# small writes leave slack per page
 	full=0; poll_ms 60000 pipe_full && full=1
 	sleep 0.5		# the runner's 4 KiB fill and it starts dropping
 	t0=$(date +%s%N)
@@ -635,7 +638,7 @@ if want two-phase; then
 	$O/sr-run --name tpk --memory 256 --rounds 0 --pages 64 --delay-us 5000 --prefill \
 		--quiet-guest "$guest" >"$tmp/tpk.out" 2>&1 &
 	tp_pid=$!
-	wait_domain tpk && sleep 2
+	wait_domain tpk && poll_ms 120000 guest_written $tp_pid 240000
 	$O/sr-save tpk "$tmp/tpk.img" 2>"$tmp/tpk.save" & spid=$!
 	seen=0; poll_ms 20000 save_running tpk && seen=1
 	kill -KILL $spid; wait $spid 2>/dev/null
