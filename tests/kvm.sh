@@ -202,6 +202,36 @@ fi
 # Restores an image in the background as domain $2; output to $tmp/$2.out.
 restore_bg() { $O/sr-restore --name "$2" "${@:3}" "$1" >"$tmp/$2.out" 2>&1 & }
 
+# Image $1 names every page of its domain's memory (one region from gpa 0, as
+# sr-run lays out a test guest) exactly once in round 0, as data, zero page or
+# in a zero run (sr-dump --pfns); says what it found either way.
+pfns_cover() {
+	$O/sr-dump --pfns "$1" 2>&1 | python3 -c '
+import re, sys
+mib = regions = it = None
+seen, twice = set(), 0
+for line in sys.stdin:
+    m = re.search(r" DOMAIN .*, (\d+) regions?, (\d+) MiB$", line)
+    if m:
+        regions, mib = int(m.group(1)), int(m.group(2))
+    m = re.search(r" PAGE_DATA .* iter (\d+)", line)
+    if m:
+        it = int(m.group(1))
+        continue
+    m = re.match(r"\s+pfn 0x([0-9a-f]+) (\S+)\s+(\d+)", line)
+    if m and it == 0:
+        first = int(m.group(1), 16)
+        n = int(m.group(3)) if m.group(2) == "zero-run" else 1
+        for p in range(first, first + n):
+            twice += p in seen
+            seen.add(p)
+want = set(range((mib or 0) * 256))
+ok = regions == 1 and seen == want and not twice
+print("%s: %d of %d pfns in round 0, %d named twice, %d missing, %d outside" % (
+    "covered" if ok else "NOT covered", len(seen & want), len(want), twice, len(want - seen), len(seen - want)))
+sys.exit(0 if ok else 1)'
+}
+
 if want save-points; then
 	# Guest-requested saves at different rounds, 1 and 2 vCPUs; then restore.
 	for spec in "1 2" "1 5" "2 3" "2 6"; do
@@ -211,9 +241,10 @@ if want save-points; then
 			--save-to "$tmp/$name.img" --quiet-guest "$guest" >"$tmp/$name.run" 2>&1; rc=$?
 		if [ $rc -ne 0 ] || [ ! -s "$tmp/$name.img" ]; then bad "save-points: $1 vCPU(s) round $2: sr-run exited $rc" "$tmp/$name.run"; continue; fi
 		if ! $O/sr-dump --verify "$tmp/$name.img" 2>"$tmp/$name.dump"; then bad "save-points: image fails sr-dump --verify" "$tmp/$name.dump"; continue; fi
+		if ! pfns_cover "$tmp/$name.img" >"$tmp/$name.pfns"; then bad "save-points: $name's image does not name every page once" "$tmp/$name.pfns"; continue; fi
 		$O/sr-restore --name $name "$tmp/$name.img" >"$tmp/$name.out" 2>&1; rc=$?
 		if [ $rc -eq 0 ] && grep -q "^round $2: after the save point: restores 0 -> 1" "$tmp/$name.out" && grep -q '^PASS: ' "$tmp/$name.out"; then
-			ok "save-points: $1 vCPU(s), saved by the guest after round $2, restored: PASS"
+			ok "save-points: $1 vCPU(s), saved by the guest after round $2 (sr-dump --pfns: $(cat "$tmp/$name.pfns")), restored: PASS"
 		else
 			bad "save-points: $1 vCPU(s) round $2: sr-restore exited $rc" "$tmp/$name.out"
 		fi
@@ -434,7 +465,7 @@ if want reader-gone; then
 	fi
 fi
 
-if want signal; then
+if want signal 300; then
 	# SIGINT to sr-save in the middle of a save: the domain lives on, no file.
 	# The guest has written all its memory (--prefill), so the save has pages
 	# to send; the signal comes once the runner says the save is running.
@@ -537,6 +568,140 @@ if want save-control; then
 	fi
 fi
 
+if want control-socket 300; then
+	# The control socket's promises: its directory 0700 and sockets 0600, peer
+	# credentials checked, a silent client does not hold up another's status,
+	# one save at a time, destroy refused during a save, and SIGTERM to the
+	# runner mid-save ends it (exit 4) with the save abandoned and no FILE.
+	$O/sr-run --name cx --memory 64 --rounds 0 --pages 64 --delay-us 2000 --prefill --quiet-guest \
+		"$guest" >"$tmp/cx.out" 2>&1 &
+	pid=$!
+	wait_domain cx && poll_ms 120000 guest_written $pid 60000
+	modes="$(stat -c %a "$SR_RUN_DIR") $(stat -c %a "$SR_RUN_DIR/cx.sock")"
+	if [ "$modes" = "700 600" ]; then ok "control-socket: \$SR_RUN_DIR 0700, cx.sock 0600"
+	else bad "control-socket: modes '$modes' (want '700 600')" /dev/null; fi
+
+	# Another uid: the modes keep it out; opened up (as only root can), SO_PEERCRED does.
+	setpriv --reuid=nobody --regid=nogroup --clear-groups $O/sr-ctl cx status >"$tmp/cx.nobody" 2>&1; nrc=$?
+	chmod 0711 "$SR_RUN_DIR"; chmod 0666 "$SR_RUN_DIR/cx.sock"
+	setpriv --reuid=nobody --regid=nogroup --clear-groups $O/sr-ctl cx status >"$tmp/cx.cred" 2>&1; crc=$?
+	chmod 0700 "$SR_RUN_DIR"; chmod 0600 "$SR_RUN_DIR/cx.sock"
+	if [ $nrc -ne 0 ] && grep -q 'Permission denied' "$tmp/cx.nobody" && [ $crc -eq 1 ] &&
+	   grep -q 'permission denied' "$tmp/cx.cred" && ! grep -q 'state=' "$tmp/cx.cred"; then
+		ok "control-socket: uid nobody: kept out by the modes ($(cat "$tmp/cx.nobody")); with the socket opened up, refused by its peer credentials ($(cat "$tmp/cx.cred"))"
+	else
+		cat "$tmp/cx.nobody" "$tmp/cx.cred" > "$tmp/cx.uid"
+		bad "control-socket: another uid: sr-ctl exited $nrc (modes), $crc (credentials; want 1, refused)" "$tmp/cx.uid"
+	fi
+
+	# A client that connects and says nothing; another's status must not wait for it.
+	python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); time.sleep(30)' "$SR_RUN_DIR/cx.sock" &
+	quiet=$!
+	sleep 0.2
+	a=$(date +%s%N)
+	$O/sr-ctl cx status >"$tmp/cx.st" 2>&1; src=$?
+	ms=$(( ($(date +%s%N) - a) / 1000000 ))
+	kill $quiet 2>/dev/null; wait $quiet 2>/dev/null
+	if [ $src -eq 0 ] && grep -q 'state=running' "$tmp/cx.st" && [ $ms -lt 1000 ]; then
+		ok "control-socket: with a silent client connected, status answered in $ms ms"
+	else
+		bad "control-socket: with a silent client connected, status took $ms ms (want < 1000), exit $src" "$tmp/cx.st"
+	fi
+
+	# One save at a time: a second save, and destroy, are refused as busy; the first goes on.
+	( $O/sr-save cx - 2>"$tmp/cx.save1" | sleep 60 ) & s1=$!
+	poll_ms 20000 save_running cx; seen=$?
+	$O/sr-save cx "$tmp/cx2.img" >"$tmp/cx.save2" 2>&1; s2=$?
+	$O/sr-ctl cx destroy >"$tmp/cx.destroy" 2>&1; drc=$?
+	save_running cx; still=$?
+	$O/sr-ctl cx cancel >/dev/null 2>&1
+	poll_ms 20000 file_has 'cancel' "$tmp/cx.save1"
+	pkill -P $s1 sleep 2>/dev/null; wait $s1 2>/dev/null
+	if [ $seen -eq 0 ] && [ $s2 -ne 0 ] && grep -q 'busy' "$tmp/cx.save2" && [ ! -e "$tmp/cx2.img" ] &&
+	   [ $drc -eq 1 ] && grep -q 'busy' "$tmp/cx.destroy" && [ $still -eq 0 ]; then
+		ok "control-socket: during a save a second save was refused ($(head -1 "$tmp/cx.save2" | cut -c1-100)) and so was destroy; the first save ran on"
+	else
+		cat "$tmp/cx.save1" "$tmp/cx.save2" "$tmp/cx.destroy" > "$tmp/cx.busy"
+		bad "control-socket: two saves: first seen running $seen (want 0), second $s2 (want refused), destroy $drc (want 1, busy), first still running $still" "$tmp/cx.busy"
+	fi
+
+	# SIGTERM to the runner mid-save (a slow save: --bandwidth 1).
+	$O/sr-save --compress none --bandwidth 1 cx "$tmp/cx3.img" >"$tmp/cx.save3" 2>&1 & s3=$!
+	poll_ms 20000 save_running cx; seen=$?
+	kill -TERM $pid
+	wait $pid; rrc=$?
+	wait $s3; s3rc=$?
+	left=$(ls "$tmp" | grep -c '^cx3.img')
+	if [ $seen -eq 0 ] && [ $rrc -eq 4 ] && [ $s3rc -ne 0 ] && [ "$left" -eq 0 ]; then
+		ok "control-socket: SIGTERM to the runner mid-save: it exited 4, sr-save $s3rc ($(tail -1 "$tmp/cx.save3" | cut -c1-100)), no FILE"
+	else
+		cat "$tmp/cx.save3" >> "$tmp/cx.out"
+		bad "control-socket: SIGTERM mid-save: save seen running $seen (want 0), runner $rrc (want 4), sr-save $s3rc, $left files left" "$tmp/cx.out"
+	fi
+fi
+
+if want save-options 300; then
+	# --bandwidth is a rate: a save of B bytes at R MB/s takes at least B/R.
+	# -p leaves the domain paused.  Where the filesystem has no O_TMPFILE, FILE.tmp
+	# holds the image until it is complete.
+	$O/sr-run --name so --memory 64 --rounds 0 --pages 64 --delay-us 2000 --prefill --quiet-guest \
+		"$guest" >"$tmp/so.out" 2>&1 &
+	pid=$!
+	wait_domain so && poll_ms 120000 guest_written $pid 60000
+	a=$(date +%s%N)
+	$O/sr-save -c --compress none --bandwidth 8 so "$tmp/so-bw.img" 2>"$tmp/so.bw"; rc=$?
+	ms=$(( ($(date +%s%N) - a) / 1000000 ))
+	bytes=$(stat -c %s "$tmp/so-bw.img" 2>/dev/null || echo 0)
+	floor=$(( bytes / 8000 ))		# ms at 8 MB/s
+	if [ $rc -eq 0 ] && [ "$bytes" -gt $((60 << 20)) ] && [ $ms -ge $floor ] && [ $ms -lt $((floor * 3 + 20000)) ]; then
+		ok "save-options: --bandwidth 8: $bytes bytes in $ms ms (at least $floor ms at 8 MB/s)"
+	else
+		bad "save-options: --bandwidth 8: sr-save $rc, $bytes bytes in $ms ms (want >= $floor ms, a save of > 60 MiB)" "$tmp/so.bw"
+	fi
+
+	$O/sr-save -p so "$tmp/so-p.img" 2>"$tmp/so.p"; rc=$?
+	$O/sr-ctl so status >"$tmp/so.pst" 2>&1
+	$O/sr-ctl so resume >/dev/null 2>&1
+	$O/sr-ctl so status >"$tmp/so.rst" 2>&1
+	if [ $rc -eq 0 ] && grep -q 'state=paused' "$tmp/so.pst" && grep -q 'state=running' "$tmp/so.rst" &&
+	   $O/sr-dump --verify "$tmp/so-p.img"; then
+		ok "save-options: -p: saved, the domain left paused, then resumed"
+	else
+		cat "$tmp/so.p" "$tmp/so.pst" "$tmp/so.rst" > "$tmp/so.pall"
+		bad "save-options: -p: sr-save $rc" "$tmp/so.pall"
+	fi
+
+	# A directory without O_TMPFILE: the checkout in the box (9p); natively a vfat image.
+	notmp=
+	tmpfile_ok() { python3 -c 'import os, sys; os.close(os.open(sys.argv[1], os.O_TMPFILE | os.O_WRONLY, 0o600))' "$1" 2>/dev/null; }
+	mkdir -p "$O/no-tmpfile" && ! tmpfile_ok "$O/no-tmpfile" && notmp=$O/no-tmpfile
+	if [ -z "$notmp" ] && command -v mkfs.vfat >/dev/null; then
+		truncate -s 128M "$tmp/vfat.img" && mkfs.vfat -q "$tmp/vfat.img" && mkdir -p "$tmp/vfat" &&
+		mount -o loop "$tmp/vfat.img" "$tmp/vfat" && ! tmpfile_ok "$tmp/vfat" && notmp=$tmp/vfat
+	fi
+	if [ -z "$notmp" ]; then
+		bad "save-options: no filesystem without O_TMPFILE here for the FILE.tmp fallback ($O is one with it, mkfs.vfat $(command -v mkfs.vfat || echo missing))" /dev/null
+	else
+		rm -f "$notmp/so.img" "$notmp/so.img.tmp"
+		$O/sr-save -c --compress none --bandwidth 16 so "$notmp/so.img" 2>"$tmp/so.tmp" & s=$!
+		seen=0; poll_ms 30000 test -e "$notmp/so.img.tmp" && [ ! -e "$notmp/so.img" ] && seen=1
+		wait $s; rc=$?
+		if [ $seen -eq 1 ] && [ $rc -eq 0 ] && [ ! -e "$notmp/so.img.tmp" ] && $O/sr-dump --verify "$notmp/so.img"; then
+			ok "save-options: without O_TMPFILE ($notmp): FILE.tmp while saving, then FILE, which verifies"
+		else
+			ls -la "$notmp" >> "$tmp/so.tmp"
+			bad "save-options: FILE.tmp fallback in $notmp: FILE.tmp seen $seen (want 1), sr-save $rc" "$tmp/so.tmp"
+		fi
+		rm -f "$notmp/so.img" "$notmp/so.img.tmp"
+		mountpoint -q "$tmp/vfat" 2>/dev/null && umount "$tmp/vfat"
+	fi
+	$O/sr-ctl so finish >/dev/null 2>&1
+	wait $pid; rrc=$?
+	if [ $rrc -eq 0 ] && grep -q '^PASS' "$tmp/so.out"; then ok "save-options: the guest ran on to PASS after the three saves"
+	else bad "save-options: the guest exited $rrc" "$tmp/so.out"; fi
+fi
+
 if want cpu-compat; then
 	# An image from a host with features this one lacks: refused before any
 	# vCPU exists, naming them (the image itself is sound and verifies).
@@ -609,18 +774,19 @@ if want untouched-memory; then
 	runs=$($O/sr-dump --json "$tmp/um.img" 2>/dev/null | python3 -c 'import json,sys
 d = json.load(sys.stdin); print(sum(r.get("zero_runs", 0) for r in d["records"]))' 2>/dev/null)
 	size=$(stat -c %s "$tmp/um.img" 2>/dev/null || echo 0)
-	if [ $rc -eq 0 ] && [ $rrc -eq 0 ] && [ -n "$shm0" ] && [ -n "$shm1" ] && [ -n "$rss1" ] &&
+	cover=$(pfns_cover "$tmp/um.img"); crc=$?
+	if [ $rc -eq 0 ] && [ $rrc -eq 0 ] && [ $crc -eq 0 ] && [ -n "$shm0" ] && [ -n "$shm1" ] && [ -n "$rss1" ] &&
 	   [ $((shm1 * 100)) -le $((shm0 * 105)) ] && [ $((rss1 - rss0)) -lt $um_limit ] &&
 	   [ -n "$runs" ] && [ "$runs" -ge 1 ] && [ "$size" -lt $((64 << 20)) ] &&
 	   grep -q '^PASS' "$tmp/um.out"; then
-		ok "untouched-memory: sr-save -c of a 1 GiB guest: guest memory resident ${shm0} -> ${shm1} KiB (within 5%), runner $((rss0 / 1024)) -> $((rss1 / 1024)) MiB (limit +$((um_limit / 1024))), image $((size >> 10)) KiB with $runs zero runs, then PASS"
+		ok "untouched-memory: sr-save -c of a 1 GiB guest: guest memory resident ${shm0} -> ${shm1} KiB (within 5%), runner $((rss0 / 1024)) -> $((rss1 / 1024)) MiB (limit +$((um_limit / 1024))), image $((size >> 10)) KiB with $runs zero runs ($cover), then PASS"
 	else
 		cat "$tmp/um.save" >> "$tmp/um.out"
-		bad "untouched-memory: save $rc, guest $rrc, guest memory resident '$shm0' -> '$shm1' KiB (want within 5%), runner '$rss0' -> '$rss1' KiB, $runs zero runs, image $size bytes" "$tmp/um.out"
+		bad "untouched-memory: save $rc, guest $rrc, guest memory resident '$shm0' -> '$shm1' KiB (want within 5%), runner '$rss0' -> '$rss1' KiB, $runs zero runs, image $size bytes, sr-dump --pfns: $cover" "$tmp/um.out"
 	fi
 fi
 
-if want two-phase; then
+if want two-phase 420; then
 	# The commit protocol: the domain ends only once FILE is in place, and a
 	# save that never commits leaves the domain running.
 	tp_run() {	# name: a guest that runs until finished
@@ -1041,6 +1207,31 @@ if want migrate-receiver-dies-after-ready && mig_net; then
 	else
 		echo "status: $st" >> "$tmp/mq.mig"
 		bad "migrate-receiver-dies-after-ready: sr-migrate $rc, source $src" "$tmp/mq.mig"
+	fi
+fi
+
+if want migrate-no-go && mig_net; then
+	# The source goes away after "ready", before "go": the receiver discards its VM and
+	# exits 6; the source's runner, its client gone before "go", resumes the domain.
+	mig_guest mg --memory 64 --pages 256 && far_listen 7710 mg
+	SR_MIGRATE_TEST_GO_DELAY_MS=20000 $O/sr-migrate --cold -q mg tcp:10.77.0.2:7710 2>"$tmp/mg.mig" &
+	mpid=$!
+	# Built and paused there (its control socket is up): "ready" is out.
+	built=0; poll_ms 60000 test -S "$tmp/far/mg.sock" && built=1
+	sleep 0.5
+	kill -KILL $mpid; wait $mpid 2>/dev/null
+	wait $fpid; dst=$?
+	poll_ms 10000 file_has 'not committed' "$tmp/mg.src"
+	st=$($O/sr-ctl mg status 2>&1)
+	$O/sr-ctl mg finish >/dev/null 2>&1
+	wait $spid; src=$?
+	left=$(ls "$tmp/far" 2>/dev/null | grep -c '^mg\.sock$')
+	if [ $built -eq 1 ] && [ $dst -eq 6 ] && grep -q 'did not say "go"' "$tmp/mg.far" && [ "$left" -eq 0 ] &&
+	   grep -q 'state=running' <<<"$st" && [ $src -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/mg.src"; then
+		ok "migrate-no-go: the source killed after ready: the receiver exited 6 ($(grep -o 'the source did not say.*' "$tmp/mg.far" | cut -c1-90)), the source resumed, then PASS"
+	else
+		echo "status: $st" >> "$tmp/mg.far"; cat "$tmp/mg.mig" >> "$tmp/mg.far"
+		bad "migrate-no-go: receiver built $built (want 1), exited $dst (want 6), $left sockets left, source $src" "$tmp/mg.far"
 	fi
 fi
 
