@@ -229,6 +229,12 @@ note_retries() { [ -z "${SR_BOX_RETRIES_OUT:-}" ] || echo "$attempt" > "$SR_BOX_
 while :; do
 	rc=0
 	run_once || rc=$?
+	# A box that stopped without the command's status (its kernel panicked at
+	# boot: "IO-APIC + timer doesn't work" on a loaded host) failed, not the command.
+	if [ $rc = 0 ] && [ ! -s "$status" ]; then
+		echo "box: the box stopped on its own, without the command's exit status" >&2
+		rc=124
+	fi
 	[ $rc = 124 ] || break
 	if [ $attempt -ge "$retries" ]; then
 		echo "box: giving up after $((attempt + 1)) attempt(s): the command did not finish" >&2
@@ -236,12 +242,12 @@ while :; do
 		exit 124
 	fi
 	attempt=$((attempt + 1))
-	echo "box: RETRYING the whole command (attempt $((attempt + 1)) of $((retries + 1))) after the box hung" >&2
+	echo "box: RETRYING the whole command (attempt $((attempt + 1)) of $((retries + 1))) after the box hung or stopped" >&2
 done
 elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
 note_retries
 retried=
-[ $attempt -eq 0 ] || retried=", on attempt $((attempt + 1)): the box hung and the whole command was RETRIED $attempt time(s)"
+[ $attempt -eq 0 ] || retried=", on attempt $((attempt + 1)): the box hung or stopped and the whole command was RETRIED $attempt time(s)"
 if [ ! -s "$status" ]; then
 	echo "box: the command left no exit status (the box stopped on its own): treating as failure$retried" >&2
 	exit 125
