@@ -586,12 +586,14 @@ if want control-socket 300; then
 	chmod 0711 "$SR_RUN_DIR"; chmod 0666 "$SR_RUN_DIR/cx.sock"
 	setpriv --reuid=nobody --regid=nogroup --clear-groups $O/sr-ctl cx status >"$tmp/cx.cred" 2>&1; crc=$?
 	chmod 0700 "$SR_RUN_DIR"; chmod 0600 "$SR_RUN_DIR/cx.sock"
-	if [ $nrc -ne 0 ] && grep -q 'Permission denied' "$tmp/cx.nobody" && [ $crc -eq 1 ] &&
-	   grep -q 'permission denied' "$tmp/cx.cred" && ! grep -q 'state=' "$tmp/cx.cred"; then
+	# The runner answers "error permission denied" and hangs up at once: a client
+	# still sending its request then sees EPIPE instead of the answer.
+	if [ $nrc -ne 0 ] && grep -q 'Permission denied' "$tmp/cx.nobody" && [ $crc -ne 0 ] &&
+	   grep -Eq 'permission denied|Broken pipe' "$tmp/cx.cred" && ! grep -q 'state=' "$tmp/cx.cred"; then
 		ok "control-socket: uid nobody: kept out by the modes ($(cat "$tmp/cx.nobody")); with the socket opened up, refused by its peer credentials ($(cat "$tmp/cx.cred"))"
 	else
 		cat "$tmp/cx.nobody" "$tmp/cx.cred" > "$tmp/cx.uid"
-		bad "control-socket: another uid: sr-ctl exited $nrc (modes), $crc (credentials; want 1, refused)" "$tmp/cx.uid"
+		bad "control-socket: another uid: sr-ctl exited $nrc (modes), $crc (credentials; want refused, no status)" "$tmp/cx.uid"
 	fi
 
 	# A client that connects and says nothing; another's status must not wait for it.
