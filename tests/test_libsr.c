@@ -911,6 +911,84 @@ Test(hostile, domain_fields)
 	expect_reject_img(&img, SR_E_RANGE, "region wrapping the address space");
 }
 
+/* The DOMAIN record of img with a second region after the first. */
+static void add_region(struct image *img, struct sr_region r1)
+{
+	struct rec_copy *rc = &img->rec[0];
+	struct sr_rec_domain *d;
+
+	cr_assert_eq(rc->type, SR_REC_DOMAIN);
+	rc->body = realloc(rc->body, sizeof(*d) + 2 * sizeof(struct sr_region));
+	d = (void *)rc->body;
+	cr_assert_eq(d->region_count, 1);
+	d->region_count = 2;
+	memcpy(rc->body + sizeof(*d) + sizeof(struct sr_region), &r1, sizeof(r1));
+	rc->len = sizeof(*d) + 2 * sizeof(struct sr_region);
+}
+
+/* Two regions: beside each other is fine; any overlap, or one slot twice, is not. */
+Test(hostile, overlapping_regions_and_shared_slots)
+{
+	static const struct {
+		struct sr_region r1;
+		int code;		/* 0: accepted */
+		const char *what;
+	} cases[] = {
+		{ { 64 * 4096, 4096, SR_REGION_F_RAM, 1 }, 0, "right after the first" },
+		{ { 1 << 20, 8 * 4096, SR_REGION_F_RAM, 1 }, 0, "further up" },
+		{ { 0, 4096, SR_REGION_F_RAM, 1 }, SR_E_RANGE, "at the first one's gpa" },
+		{ { 63 * 4096, 2 * 4096, SR_REGION_F_RAM, 1 }, SR_E_RANGE, "over the first one's last page" },
+		{ { 8 * 4096, 4096, SR_REGION_F_RAM, 1 }, SR_E_RANGE, "inside the first" },
+		{ { 64 * 4096, 4096, SR_REGION_F_RAM, 0 }, SR_E_DUPLICATE, "in the first one's slot" },
+	};
+
+	for (unsigned k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		IMAGE img = base_image();
+		struct sr_error err;
+		char msg[512];
+		struct buf b;
+
+		add_region(&img, cases[k].r1);
+		if (cases[k].code) {
+			expect_reject_img(&img, cases[k].code, cases[k].what);
+			continue;
+		}
+		b = serialize(&img);
+		cr_assert_eq(verify_bytes(b.p, b.len, &err), 0, "a second region %s: %s", cases[k].what,
+			     sr_error_format(&err, msg, sizeof(msg)));
+		free(b.p);
+	}
+}
+
+/* An lz4 page of 4096 bytes, as long as the raw page, is refused as a length. */
+Test(hostile, lz4_page_as_long_as_a_raw_one)
+{
+	IMAGE img = base_image();
+	int i = find_rec(&img, SR_REC_PAGE_DATA, 0);
+	struct sr_rec_page_data *h = (void *)img.rec[i].body;
+	struct sr_page_desc *d = (void *)(h + 1);
+	size_t pre = sizeof(*h) + h->count * sizeof(*d), off = pre;
+	unsigned k = 0;
+	uint8_t *body;
+
+	while (d[k].enc != SR_PAGE_LZ4) {
+		off += d[k].length;
+		k++;
+		cr_assert_lt(k, h->count, "no lz4 page in the batch");
+	}
+	/* Its data grows to a whole page; the record stays consistent around it. */
+	body = malloc(img.rec[i].len + SR_PAGE_SIZE);
+	memcpy(body, img.rec[i].body, off);
+	memset(body + off, 0x5a, SR_PAGE_SIZE);
+	memcpy(body + off + SR_PAGE_SIZE, img.rec[i].body + off + d[k].length,
+	       img.rec[i].len - off - d[k].length);
+	img.rec[i].len += SR_PAGE_SIZE - d[k].length;
+	((struct sr_page_desc *)(body + sizeof(*h)))[k].length = SR_PAGE_SIZE;
+	free(img.rec[i].body);
+	img.rec[i].body = body;
+	expect_reject_img(&img, SR_E_LENGTH, "lz4 page of 4096 bytes");
+}
+
 Test(hostile, record_after_end)
 {
 	struct buf b = gen(&small);
@@ -1576,6 +1654,37 @@ static int cancel_after_two(void *arg, uint64_t pages, uint64_t offset)
 	cr_assert_eq(pages, SR_BATCH_MAX_PAGES);
 	cr_assert_gt(offset, 0);
 	return ++*n >= 2;
+}
+
+/* What is pending: the pages added and not yet written, the filling batch's included. */
+Test(pipe, pending_pages_count_the_filling_batch)
+{
+	struct sr_image_info info = { .creator = "test" };
+	struct sr_rec_domain dom = { .guest_kind = SR_GUEST_TEST, .vcpu_count = 1,
+				     .region_count = 1, .name = "pending" };
+	struct sr_region reg = { 0, 4096 * 4096, SR_REGION_F_RAM, 0 };
+	struct sr_pipe_opts po = { .mode = SR_COMPRESS_LZ4 };
+	uint8_t page[SR_PAGE_SIZE];
+	struct sr_error err;
+	struct sr_writer *w;
+	struct sr_pipe *p;
+	int fd = mem_fd();
+
+	memset(page, 7, sizeof(page));
+	w = sr_writer_open(fd, &info, 0, &err);
+	cr_assert(w);
+	cr_assert_eq(sr_write_domain(w, &dom, &reg, &err), 0);
+	p = sr_pipe_new(w, &po, &err);		/* no workers: a full batch is written at once */
+	cr_assert(p);
+	cr_assert_eq(sr_pipe_pending_pages(p), 0);
+	for (unsigned pfn = 0; pfn < 1500; pfn++)
+		cr_assert_eq(sr_pipe_add(p, pfn, page, &err), 0);
+	cr_assert_eq(sr_pipe_pending_pages(p), 1500 - SR_BATCH_MAX_PAGES);
+	cr_assert_eq(sr_pipe_flush(p, &err), 0);
+	cr_assert_eq(sr_pipe_pending_pages(p), 0);
+	sr_pipe_free(p);
+	sr_writer_free(w);
+	close(fd);
 }
 
 Test(pipe, written_callback_sees_each_batch_and_can_cancel)
