@@ -960,6 +960,36 @@ Test(hostile, overlapping_regions_and_shared_slots)
 	}
 }
 
+/* SR_MAX_REGIONS regions, distinct and consistent, are fine; one more is refused. */
+Test(hostile, region_count_cap)
+{
+	for (unsigned n = SR_MAX_REGIONS; n <= SR_MAX_REGIONS + 1; n++) {
+		IMAGE img = base_image();
+		struct rec_copy *rc = &img.rec[0];
+		struct sr_rec_domain *d;
+		struct sr_region *reg;
+		struct sr_error err;
+		char msg[512];
+		struct buf b;
+
+		rc->body = realloc(rc->body, sizeof(*d) + n * sizeof(*reg));
+		rc->len = sizeof(*d) + n * sizeof(*reg);
+		d = (void *)rc->body;
+		reg = (void *)(d + 1);
+		d->region_count = n;
+		for (unsigned k = 1; k < n; k++)	/* region 0 stays: the pages are there */
+			reg[k] = (struct sr_region){ (1ull << 32) + k * 4096ull, 4096, SR_REGION_F_RAM, k };
+		if (n > SR_MAX_REGIONS) {
+			expect_reject_img(&img, SR_E_RANGE, "one region over the cap");
+			continue;
+		}
+		b = serialize(&img);
+		cr_assert_eq(verify_bytes(b.p, b.len, &err), 0, "%u regions: %s", n,
+			     sr_error_format(&err, msg, sizeof(msg)));
+		free(b.p);
+	}
+}
+
 /* An lz4 page of 4096 bytes, as long as the raw page, is refused as a length. */
 Test(hostile, lz4_page_as_long_as_a_raw_one)
 {
