@@ -384,8 +384,11 @@ static void host_refuse(struct xc_domain *d, struct fuzz_draw *dr)
 
 			*reg[fuzz_draw(dr, 4)] &= ~(1u << fuzz_draw(dr, 32));
 		}
-	if (d->nmsrs && !fuzz_draw(dr, 4))
-		d->msrs[fuzz_draw(dr, d->nmsrs)] = d->msrs[--d->nmsrs];
+	if (d->nmsrs && !fuzz_draw(dr, 4)) {
+		unsigned gone = fuzz_draw(dr, d->nmsrs);
+
+		d->msrs[gone] = d->msrs[--d->nmsrs];
+	}
 	if (!fuzz_draw(dr, 8))
 		d->ioctl_fail = 1 + fuzz_draw(dr, 64);
 }
