@@ -60,9 +60,9 @@ struct sr_bootinfo {
  * own for the host-side test to judge, then its verdict.
  *   TSC_DEADLINE  arm the LAPIC TSC deadline 2 s ahead, ask for a SAVE, and
  *                 report how long after resuming the interrupt came
- *   PIT_PAUSE     count 100 Hz PIT ticks against kvmclock until a gap of a
- *                 second or more (a pause), then report the ticks in the
- *                 gap and in the second after it
+ *   PIT_PAUSE     count 100 Hz PIT ticks against kvmclock until a gap of 3
+ *                 s or more (a pause), then report the ticks in the gap
+ *                 and in the second after it
  *   PORT_LOOP     write port 0x80 in a loop while dirtying pages; report,
  *                 each second, how much of it the vCPU ran (gaps of 20 ms
  *                 or more count as kept out); until finish
