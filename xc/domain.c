@@ -43,7 +43,7 @@ static void kick_handler(int sig, siginfo_t *si, void *uc)
 {
 	(void)sig;
 	(void)uc;
-	xc_vcpu_kicked(si->si_code == SI_TIMER ? 1 + (si->si_overrun > 0 ? si->si_overrun : 0) : 0);
+	xc_vcpu_kicked(si->si_code == SI_TIMER);
 }
 
 int xc_install_kick_handler(struct xc_error *err)

@@ -53,7 +53,7 @@ struct xc_vcpu {
 	unsigned throttle_pct;
 	uint64_t throttle_period_ns;
 	uint64_t throttled_ns;		/* total time kept out */
-	unsigned throttle_owed;		/* sleeps owed: timer periods not yet slept (handler adds) */
+	bool throttle_owed;		/* the timer fired: a sleep is owed (set by the handler) */
 };
 
 #define THROTTLE_RUN_NS	10000000ull	/* the running part of a period at 0%, as QEMU's timeslice */
@@ -321,18 +321,15 @@ unhandled:
 
 /* ------------------------------------------------------------ throttle */
 
-/* At most this many periods' sleeps in one go: a thread starved that long catches up on some. */
-#define THROTTLE_MAX_OWED	3
-
-void xc_vcpu_kicked(unsigned timer_fires)
+void xc_vcpu_kicked(bool from_timer)
 {
 	struct xc_vcpu *v = this_vcpu;
 
 	if (!v)
 		return;
 	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELAXED);
-	if (timer_fires)
-		__atomic_add_fetch(&v->throttle_owed, timer_fires, __ATOMIC_RELAXED);
+	if (from_timer)
+		__atomic_store_n(&v->throttle_owed, true, __ATOMIC_RELAXED);
 }
 
 /* Under d->lock: arms the vCPU's timer for its throttle, or disarms it. */
@@ -364,17 +361,17 @@ static void throttle_timer_init(struct xc_vcpu *v)
 
 /*
  * After KVM_RUN was interrupted: a throttled vCPU whose timer fired stays
- * out for the period's share, as QEMU's cpu-throttle does; one sleep per
- * firing, owed until taken (a kick that found the thread busy, or timer
- * signals merged while the thread waited for a CPU, still count; up to
- * THROTTLE_MAX_OWED at once).  The sleep waits on the domain's condition,
- * so a pause or stop ends it; what was owed then is forgiven.
+ * out for the period's share, as QEMU's cpu-throttle does: one sleep per
+ * timer signal, owed until taken (a kick that found the thread busy handling
+ * an exit still counts).  Signals the kernel merged while the thread waited
+ * for a CPU are not made up for: that wait kept the vCPU out as well.  The
+ * sleep waits on the domain's condition, so a pause or stop ends it.
  */
 static void throttle_sleep(struct xc_vcpu *v)
 {
 	struct xc_domain *d = v->d;
 	uint64_t now = xc_now_ns(), run_ns, sleep_ns, until;
-	unsigned owed = __atomic_exchange_n(&v->throttle_owed, 0, __ATOMIC_RELAXED);
+	bool owed = __atomic_exchange_n(&v->throttle_owed, false, __ATOMIC_RELAXED);
 	struct timespec ts;
 
 	pthread_mutex_lock(&d->lock);
@@ -384,8 +381,7 @@ static void throttle_sleep(struct xc_vcpu *v)
 	}
 	run_ns = v->throttle_period_ns - v->throttle_period_ns * v->throttle_pct / 100;
 	sleep_ns = v->throttle_period_ns - run_ns;
-	until = now + sleep_ns * (owed < THROTTLE_MAX_OWED ? owed : THROTTLE_MAX_OWED);
-	/* d->cond waits on CLOCK_MONOTONIC */
+	until = now + sleep_ns;			/* d->cond waits on CLOCK_MONOTONIC */
 	ts.tv_sec = until / 1000000000ull;
 	ts.tv_nsec = until % 1000000000ull;
 	while (v->throttle_pct && !d->pause_req && !d->stop_req)
@@ -402,7 +398,7 @@ int xc_vcpu_set_throttle(struct xc_vcpu *v, unsigned pct)
 	pthread_mutex_lock(&v->d->lock);
 	if (v->throttle_pct != pct) {
 		v->throttle_pct = pct;
-		__atomic_store_n(&v->throttle_owed, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&v->throttle_owed, false, __ATOMIC_RELAXED);
 		throttle_arm(v);
 		pthread_cond_broadcast(&v->d->cond);	/* a sleeper re-reads its share */
 	}
@@ -634,7 +630,7 @@ int xc_domain_resume(struct xc_domain *d, struct xc_error *err)
 	for (unsigned i = 0; i < d->nvcpus; i++) {
 		d->vcpu[i]->self_park = false;
 		__atomic_store_n(&d->vcpu[i]->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
-		__atomic_store_n(&d->vcpu[i]->throttle_owed, 0, __ATOMIC_RELAXED);	/* a pause is no debt */
+		__atomic_store_n(&d->vcpu[i]->throttle_owed, false, __ATOMIC_RELAXED);	/* a pause is no debt */
 	}
 	d->pause_req = false;
 	pthread_cond_broadcast(&d->cond);

@@ -22,10 +22,9 @@ static inline uint64_t xc_now_ns(void)
 
 /*
  * The kick signal arrived on this thread (async-signal-safe; nothing on a
- * thread that runs no vCPU).  timer_fires: how many throttle periods the
- * timer's signal stands for (1 + its overrun); 0 for any other kick.
+ * thread that runs no vCPU).  from_timer: the throttle timer sent it.
  */
-void xc_vcpu_kicked(unsigned timer_fires);
+void xc_vcpu_kicked(bool from_timer);
 
 struct xc_domain {
 	int kvm_fd, vm_fd, event_fd;
