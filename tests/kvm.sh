@@ -928,6 +928,7 @@ if want linux-pause 300 && linux_ready linux-pause; then
 	if wait_domain lz && wait_line "$tmp/lz.out" '^sr-workload: tick 3 ' 1200; then
 		$O/sr-ctl lz pause >/dev/null 2>>"$tmp/lz.ctl"
 		last=$(sed -n 's/^sr-workload: tick \([0-9]*\) .*/\1/p' "$tmp/lz.out" | tail -1)
+		echo "     linux-pause: booted, paused at tick $last for 30 s"	# the box's idle watchdog sees it alive
 		sleep 30
 		$O/sr-ctl lz resume >/dev/null 2>>"$tmp/lz.ctl"
 		# The ticks catch up on the 30 s at once; 5 more are 5 s of running after it.
