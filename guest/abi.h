@@ -49,11 +49,28 @@ struct sr_bootinfo {
 	uint32_t restores;		/* incremented by sr-restore on each restore */
 	uint32_t flags;
 	uint32_t finish;		/* set by the runner (sr-ctl NAME finish): wrap up, verdict */
-	uint32_t rsvd;
+	uint32_t mode;			/* SR_MODE_*: a timing test instead of the workload */
 };
 
 #define SR_BOOTINFO_F_QUIET	(1u << 0)	/* print only stage and verdict lines */
 #define SR_BOOTINFO_F_PREFILL	(1u << 1)	/* round 1 writes the whole slice */
+
+/*
+ * Timing tests (one vCPU); each prints what it measured on a line of its
+ * own for the host-side test to judge, then its verdict.
+ *   TSC_DEADLINE  arm the LAPIC TSC deadline 2 s ahead, ask for a SAVE, and
+ *                 report how long after resuming the interrupt came
+ *   PIT_PAUSE     count 100 Hz PIT ticks against kvmclock until a gap of 3
+ *                 s or more (a pause), then report the ticks in the gap
+ *                 and in the second after it
+ *   PORT_LOOP     write port 0x80 in a loop while dirtying pages; report,
+ *                 each second, how much of it the vCPU ran (gaps of 20 ms
+ *                 or more count as kept out); until finish
+ */
+#define SR_MODE_WORKLOAD	0
+#define SR_MODE_TSC_DEADLINE	1
+#define SR_MODE_PIT_PAUSE	2
+#define SR_MODE_PORT_LOOP	3
 
 /* Written by the guest so a host-side test can follow the workload. */
 struct sr_guest_status {

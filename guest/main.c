@@ -432,6 +432,137 @@ void ap_main(unsigned cpu)
 		__asm__ volatile("sti; hlt");
 }
 
+/* ------------------------------------------------------------ timing tests */
+
+#define MSR_TSC_DEADLINE	0x6e0
+#define LVT_TSC_DEADLINE	(2u << 17)
+#define MODE_WAIT_NS		20000000000ull
+
+/* TSC ticks in ns nanoseconds, at the rate kvmclock gives vCPU 0. */
+static uint64_t ns_ticks(uint64_t ns)
+{
+	uint64_t per = tsc_ticks_ns(0, 1ull << 20);	/* ns in 2^20 ticks; ns < 2^43 here */
+
+	return (ns << 20) / (per ? per : 1);
+}
+
+static uint64_t ticks_ms(uint64_t ticks)
+{
+	return tsc_ticks_ns(0, ticks) / 1000000;
+}
+
+/*
+ * The TSC deadline across a save: armed 2 s ahead, then SAVE.  After a
+ * restore the TSC has moved on by the gap (--clock advance), so the deadline
+ * has passed and the interrupt is due the moment the vCPU runs again.
+ */
+static void tsc_deadline_test(void)
+{
+	uint32_t a, b, c, d, restores = bootinfo->restores;
+	uint64_t seen = lapic_ticks(0), armed, deadline, back, irq, from;
+
+	cpuid(1, 0, &a, &b, &c, &d);
+	GUEST_ASSERT(c & (1u << 24), "CPUID offers no TSC-deadline timer");
+	mmio_write32(LAPIC_BASE + 0x320, VEC_LAPIC_TIMER | LVT_TSC_DEADLINE);
+	__asm__ volatile("sti");
+	armed = rdtsc();
+	deadline = armed + ns_ticks(2000000000ull);
+	wrmsr(MSR_TSC_DEADLINE, deadline);
+	printf("tsc-deadline: armed 2000 ms ahead, asking for a save\n");
+	outl(SR_HC_PORT + SR_HC_SAVE, 0);
+	back = rdtsc();
+	while (lapic_ticks(0) == seen) {
+		GUEST_ASSERT(ticks_ms(rdtsc() - back) < MODE_WAIT_NS / 1000000,
+			     "no TSC-deadline interrupt %lu ms after the save point",
+			     ticks_ms(rdtsc() - back));
+		__asm__ volatile("sti; pause" ::: "memory");
+	}
+	irq = rdtsc();
+	from = back > deadline ? back : deadline;	/* when it was due, as this vCPU saw it */
+	printf("tsc-deadline: restores %u -> %u, TSC moved %lu ms across the save point, "
+	       "interrupt %lu ms after it was due\n", restores, bootinfo->restores,
+	       ticks_ms(back - armed), irq > from ? ticks_ms(irq - from) : 0);
+	printf("PASS: tsc-deadline measured\n");
+	done(0);
+}
+
+/* PIT ticks across a pause: the ticks missed while paused must not come in a burst. */
+static void pit_pause_test(void)
+{
+	uint64_t prev, now, t1, p0, p1, p2, start;
+
+	pit_periodic(PIT_HZ);
+	__asm__ volatile("sti");
+	printf("pit-pause: counting PIT ticks, waiting for a pause\n");
+	start = prev = kvmclock_ns(0);
+	p0 = pit_ticks();
+	for (;;) {
+		now = kvmclock_ns(0);
+		if (now - prev >= 3000000000ull)	/* a host that starves the box stalls it ~1 s */
+			break;
+		GUEST_ASSERT(now - start < 6 * MODE_WAIT_NS, "no pause within %lu s",
+			     (uint64_t)(6 * MODE_WAIT_NS / 1000000000ull));
+		prev = now;
+		p0 = pit_ticks();
+		__asm__ volatile("pause" ::: "memory");
+	}
+	t1 = now;
+	p1 = pit_ticks();
+	while (kvmclock_ns(0) - t1 < 1000000000ull)
+		__asm__ volatile("sti; pause" ::: "memory");
+	p2 = pit_ticks();
+	printf("pit-pause: a gap of %lu ms: %lu PIT ticks in it, %lu in the 1000 ms after it "
+	       "(100 Hz)\n", (t1 - prev) / 1000000, p1 - p0, p2 - p1);
+	printf("PASS: pit-pause measured\n");
+	done(0);
+}
+
+/*
+ * An exit-heavy vCPU: port 0x80 in a loop, a page dirtied each time.  Time
+ * between two iterations of 20 ms or more is time kept out of the guest (an
+ * exit takes some 3 ms in the nested box; a throttle keeps a vCPU out for 40
+ * of every 50 ms at 80%).
+ */
+static void port_loop_test(void)
+{
+	uint64_t npages = (bootinfo->mem_bytes - SR_GUEST_WORK) / PAGE_SIZE, i = 0, writes = 0;
+	uint64_t prev = kvmclock_ns(0), start = prev, ran = 0, now;
+
+	printf("port-loop: writing port 0x80 and dirtying %lu pages\n", npages);
+	while (!bootinfo->finish) {
+		outb(0x80, (uint8_t)i);
+		page_at(i % npages)[i / npages % 512] = i;
+		i++;
+		writes++;
+		now = kvmclock_ns(0);
+		if (now - prev < 20000000ull)
+			ran += now - prev;
+		prev = now;
+		if (now - start >= 1000000000ull) {
+			printf("port-loop: ran %lu of %lu ms, %lu port writes\n", ran / 1000000,
+			       (now - start) / 1000000, writes);
+			start = prev = kvmclock_ns(0);
+			ran = writes = 0;
+		}
+	}
+	printf("PASS: port-loop finished\n");
+	done(0);
+}
+
+static void run_mode(uint32_t mode)
+{
+	GUEST_ASSERT(bootinfo->vcpus == 1, "guest mode %u runs on one vCPU, not %u", mode,
+		     bootinfo->vcpus);
+	lapic_enable();
+	GUEST_ASSERT(kvmclock_enable(0), "kvmclock (KVM_FEATURE_CLOCKSOURCE2) not offered");
+	switch (mode) {
+	case SR_MODE_TSC_DEADLINE: tsc_deadline_test(); break;
+	case SR_MODE_PIT_PAUSE: pit_pause_test(); break;
+	case SR_MODE_PORT_LOOP: port_loop_test(); break;
+	}
+	GUEST_ASSERT(0, "unknown guest mode %u", mode);
+}
+
 void guest_main(void);
 void guest_main(void)
 {
@@ -451,6 +582,8 @@ void guest_main(void)
 		slice_pages = bootinfo->working_set_pages;
 	status->slice_pages = slice_pages;
 	detect_features();
+	if (bootinfo->mode)
+		run_mode(bootinfo->mode);
 	timers_on(0);
 	pit_periodic(PIT_HZ);
 	printf("sr test guest: %u vCPU%s, %lu MiB, %lu pages per vCPU, %u rounds, save after round %u, "

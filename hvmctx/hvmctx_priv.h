@@ -32,7 +32,8 @@ bool hvmctx_tsc_scaled(struct xc_vcpu *v);
 /*
  * Sets guest time once every vCPU is loaded (time.c): kvmclock from the
  * HVM_CONTEXT record (saved_ns is the image's creation time), the TSC
- * offsets (carried, or aligned on vCPU 0), then KVMCLOCK_CTRL on each vCPU.
+ * offsets (carried, or aligned on vCPU 0), each armed TSC deadline again
+ * against its final offset, then KVMCLOCK_CTRL on each vCPU.
  * vcpu[i] is vCPU i's VCPU_CONTEXT record.
  */
 struct hvmctx_restore_stats;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Guest time on restore: the TSC rate on each new vCPU, then, once every
- * vCPU is loaded, kvmclock and the vCPUs' TSC offsets.
+ * vCPU is loaded, kvmclock, the vCPUs' TSC offsets and their TSC deadlines
+ * (armed again against the final offsets).
  *
  * The TSC offsets follow the migration algorithm of the KVM documentation
  * (Documentation/virt/kvm/devices/vcpu.rst, KVM_VCPU_TSC_OFFSET): the image
@@ -173,23 +174,51 @@ static int set_offsets(struct xc_domain *d, const struct kvm_clock_data *src, ui
 	return 0;
 }
 
-/* vCPU 0's TSC MSR as the image has it. */
-static bool saved_tsc_msr(const struct sr_record *vcpu0, uint64_t *tsc)
+/* MSR index as a vCPU's record has it; false when the image has no such entry. */
+static bool saved_msr(const struct sr_record *vcpu, uint32_t index, uint64_t *val)
 {
 	const struct kvm_msr_entry *e;
 	struct sr_blk_count cnt;
 	struct sr_block b;
 
-	if (!sr_context_find(vcpu0, SR_BLK_MSRS, &b) || b.length < sizeof(cnt))
+	if (!sr_context_find(vcpu, SR_BLK_MSRS, &b) || b.length < sizeof(cnt))
 		return false;
 	memcpy(&cnt, b.data, sizeof(cnt));
 	e = (const void *)((const uint8_t *)b.data + sizeof(cnt));
 	for (uint32_t i = 0; i < cnt.count && sizeof(cnt) + (i + 1) * sizeof(*e) <= b.length; i++)
-		if (e[i].index == MSR_IA32_TSC) {
-			memcpy(tsc, &e[i].data, 8);
+		if (e[i].index == index) {
+			memcpy(val, &e[i].data, 8);
 			return true;
 		}
 	return false;
+}
+
+/*
+ * Writes each armed vCPU's TSC deadline again, now that its TSC offset is
+ * final.  KVM turns the absolute deadline into a host timer when the MSR is
+ * written (against the offset of that moment) and does not redo it when the
+ * offset changes: written with MSRS alone, a deadline would fire as much
+ * later as the clock step moved the TSC on (up to the whole save gap with
+ * --clock advance), or early after a step back.  The write cancels the
+ * earlier timer; 0 (not armed) stays as MSRS left it.
+ */
+static int rearm_tsc_deadlines(struct xc_domain *d, const struct sr_record *const *vcpu,
+			       struct xc_error *err)
+{
+	for (unsigned i = 0; i < xc_domain_vcpus(d); i++) {
+		struct { struct kvm_msrs h; struct kvm_msr_entry e; } one;
+		uint64_t deadline;
+
+		if (!saved_msr(vcpu[i], MSR_IA32_TSC_DEADLINE, &deadline) || !deadline)
+			continue;
+		memset(&one, 0, sizeof(one));
+		one.h.nmsrs = 1;
+		one.e.index = MSR_IA32_TSC_DEADLINE;
+		one.e.data = deadline;
+		if (ioctl(xc_vcpu_fd(xc_vcpu_get(d, i)), KVM_SET_MSRS, &one) != 1)
+			return xc_set_error(err, errno, "re-arming the TSC deadline of vCPU %u", i);
+	}
+	return 0;
 }
 
 /* Tells a kvmclock guest it was stopped, so its watchdogs do not fire. */
@@ -226,13 +255,15 @@ int hvmctx_apply_time(struct xc_domain *d, const struct sr_record *hvm,
 	st->tsc_why = NULL;
 	if (hvmctx_tsc_offset_attr(xc_vcpu_get(d, 0), KVM_HAS_DEVICE_ATTR, NULL)) {
 		st->tsc_why = "this kernel has no KVM_VCPU_TSC_OFFSET";
+		if (rearm_tsc_deadlines(d, vcpu, err))
+			return -1;
 		return kvmclock_ctrl(d, err);
 	}
 	if (!scaled && !(st->tsc_why = cannot_carry(d, &saved, vcpu, guest_tsc))) {
 		if (set_offsets(d, &saved, khz.tsc_khz, guest_tsc, false, err))
 			return -1;
 		st->tsc = HVMCTX_TSC_CARRIED;
-	} else if (!scaled && saved_tsc_msr(vcpu[0], &guest_tsc[0])) {
+	} else if (!scaled && saved_msr(vcpu[0], MSR_IA32_TSC, &guest_tsc[0])) {
 		if (set_offsets(d, &saved, khz.tsc_khz, guest_tsc, true, err))
 			return -1;
 		st->tsc = HVMCTX_TSC_FROM_MSR;
@@ -243,5 +274,7 @@ int hvmctx_apply_time(struct xc_domain *d, const struct sr_record *hvm,
 			return -1;
 		st->tsc = HVMCTX_TSC_ALIGNED;
 	}
+	if (rearm_tsc_deadlines(d, vcpu, err))
+		return -1;
 	return kvmclock_ctrl(d, err);
 }

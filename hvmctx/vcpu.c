@@ -98,14 +98,17 @@ static int cap_events(struct xc_vcpu *v, const struct hvmctx_msr_list *msrs, voi
 	return 0;
 }
 
+/*
+ * The flags go back as GET gave them: GET sets VALID_NMI_PENDING itself, and
+ * never VALID_SIPI_VECTOR (it reports no SIPI vector: the field is 0), so
+ * claiming it would write vector 0 into the LAPIC's SIPI vector.
+ */
 static int app_events(struct xc_vcpu *v, const void *data, uint32_t len, struct xc_error *err)
 {
 	struct kvm_vcpu_events ev;
 
 	(void)len;
 	memcpy(&ev, data, sizeof(ev));
-	/* GET leaves these out of flags, but the fields are always valid. */
-	ev.flags |= KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR;
 	if (ioctl(xc_vcpu_fd(v), KVM_SET_VCPU_EVENTS, &ev))
 		return xc_set_error(err, errno, "KVM_SET_VCPU_EVENTS on vCPU %u", xc_vcpu_id(v));
 	return 0;

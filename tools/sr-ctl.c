@@ -87,6 +87,9 @@ int main(int argc, char **argv)
 	if (argc == 4 && !strcmp(argv[2], "poke")) {
 		/* Testing aid, deliberately undocumented in --help: flip one guest bit. */
 		snprintf(req, sizeof(req), "poke %s", argv[3]);
+	} else if (argc == 4 && !strcmp(argv[2], "throttle")) {
+		/* Testing aid, undocumented like poke: hold the vCPUs at a throttle (%). */
+		snprintf(req, sizeof(req), "throttle %s", argv[3]);
 	} else if (argc == 3 && (!strcmp(argv[2], "status") || !strcmp(argv[2], "pause") ||
 				 !strcmp(argv[2], "resume") || !strcmp(argv[2], "destroy") ||
 				 !strcmp(argv[2], "cancel") ||

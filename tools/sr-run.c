@@ -56,6 +56,8 @@ static void usage(FILE *f)
 "                           to N/20 and --delay-us to 50000\n"
 "      --quiet-guest        the guest prints only its banner, save points and verdict\n"
 "      --prefill            the first round writes every page of each slice\n"
+"      --guest-mode MODE    a timing test instead of the workload (one vCPU):\n"
+"                           tsc-deadline, pit-pause or port-loop (guest/abi.h)\n"
 "  -h, --help\n"
 "\n"
 "Exit status: 0 the guest reported PASS (DONE 0); 1 the guest failed (ASSERT or\n"
@@ -76,10 +78,22 @@ static unsigned long parse_num(const char *opt, const char *s, unsigned long max
 	return v;
 }
 
+static uint32_t parse_mode(const char *s)
+{
+	static const char *const names[] = { [SR_MODE_WORKLOAD] = "workload",
+		[SR_MODE_TSC_DEADLINE] = "tsc-deadline", [SR_MODE_PIT_PAUSE] = "pit-pause",
+		[SR_MODE_PORT_LOOP] = "port-loop" };
+
+	for (uint32_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(s, names[i]))
+			return i;
+	die(EXIT_USAGE, "--guest-mode: \"%s\" is not workload, tsc-deadline, pit-pause or port-loop", s);
+}
+
 int main(int argc, char **argv)
 {
 	enum { O_SAVE_TO = 256, O_ROUNDS, O_SAVE_ROUND, O_PAGES, O_WSET, O_DELAY, O_QUIET, O_RATE,
-	       O_PREFILL, O_KERNEL, O_INITRD, O_CMDLINE };
+	       O_PREFILL, O_KERNEL, O_INITRD, O_CMDLINE, O_MODE };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },
 		{ "vcpus", required_argument, NULL, 'c' },
@@ -96,6 +110,7 @@ int main(int argc, char **argv)
 		{ "quiet-guest", no_argument, NULL, O_QUIET },
 		{ "dirty-rate", required_argument, NULL, O_RATE },
 		{ "prefill", no_argument, NULL, O_PREFILL },
+		{ "guest-mode", required_argument, NULL, O_MODE },
 		{ "kernel", required_argument, NULL, O_KERNEL },
 		{ "initrd", required_argument, NULL, O_INITRD },
 		{ "cmdline", required_argument, NULL, O_CMDLINE },
@@ -136,6 +151,7 @@ int main(int argc, char **argv)
 		case O_DELAY: bi.round_delay_us = parse_num("--delay-us", optarg, UINT32_MAX); break;
 		case O_QUIET: bi.flags |= SR_BOOTINFO_F_QUIET; break;
 		case O_PREFILL: bi.flags |= SR_BOOTINFO_F_PREFILL; break;
+		case O_MODE: bi.mode = parse_mode(optarg); break;
 		case O_KERNEL: lb.kernel = optarg; break;
 		case O_INITRD: lb.initrd = optarg; break;
 		case O_CMDLINE: extra_cmdline = optarg; break;

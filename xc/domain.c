@@ -34,9 +34,16 @@ int xc_set_error(struct xc_error *err, int sys_errno, const char *fmt, ...)
 	return -1;
 }
 
-static void kick_handler(int sig)
+/*
+ * A kick that lands while the vCPU thread is outside KVM_RUN (handling an
+ * exit) must still knock out its next entry: immediate_exit makes that
+ * KVM_RUN return EINTR at once (api.rst's recipe for signal-based kicks).
+ */
+static void kick_handler(int sig, siginfo_t *si, void *uc)
 {
 	(void)sig;
+	(void)uc;
+	xc_vcpu_kicked(si->si_code == SI_TIMER);
 }
 
 int xc_install_kick_handler(struct xc_error *err)
@@ -44,7 +51,8 @@ int xc_install_kick_handler(struct xc_error *err)
 	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = kick_handler;	/* no SA_RESTART: KVM_RUN must return EINTR */
+	sa.sa_sigaction = kick_handler;	/* no SA_RESTART: KVM_RUN must return EINTR */
+	sa.sa_flags = SA_SIGINFO;
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(XC_KICK_SIGNAL, &sa, NULL))
 		return xc_set_error(err, errno, "installing the vCPU kick signal handler");
@@ -58,6 +66,20 @@ int xc_check_cap(const struct xc_domain *d, long cap)
 	return r < 0 ? 0 : r;
 }
 
+/*
+ * KVM emulates the LAPIC's TSC-deadline mode with its in-kernel irqchip but
+ * leaves the bit out of KVM_GET_SUPPORTED_CPUID (it is in the emulated
+ * list); like QEMU, offer it when KVM_CAP_TSC_DEADLINE_TIMER says so.
+ */
+static void offer_tsc_deadline(struct xc_domain *d)
+{
+	if (xc_check_cap(d, KVM_CAP_TSC_DEADLINE_TIMER) <= 0)
+		return;
+	for (uint32_t i = 0; i < d->cpuid->nent; i++)
+		if (d->cpuid->entries[i].function == 1)
+			d->cpuid->entries[i].ecx |= 1u << 24;
+}
+
 static int fetch_supported_cpuid(struct xc_domain *d, struct xc_error *err)
 {
 	for (unsigned n = 128; n <= 4096; n *= 2) {
@@ -68,6 +90,7 @@ static int fetch_supported_cpuid(struct xc_domain *d, struct xc_error *err)
 		c->nent = n;
 		if (!ioctl(d->kvm_fd, KVM_GET_SUPPORTED_CPUID, c)) {
 			d->cpuid = c;
+			offer_tsc_deadline(d);
 			return 0;
 		}
 		free(c);
@@ -97,6 +120,17 @@ static int enable_dirty_ring(struct xc_domain *d, struct xc_error *err)
 	return 0;
 }
 
+/* Throttle sleeps wait on d->cond with a deadline: a step of the wall clock must not move it. */
+static void cond_init_monotonic(pthread_cond_t *c)
+{
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(c, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
 struct xc_domain *xc_domain_create(const struct xc_domain_config *cfg, struct xc_error *err)
 {
 	struct xc_domain *d;
@@ -120,7 +154,7 @@ struct xc_domain *xc_domain_create(const struct xc_domain_config *cfg, struct xc
 	d->ops = cfg->ops;
 	d->opaque = cfg->opaque;
 	pthread_mutex_init(&d->lock, NULL);
-	pthread_cond_init(&d->cond, NULL);
+	cond_init_monotonic(&d->cond);
 	pthread_mutex_init(&d->ring_lock, NULL);
 
 	d->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);

@@ -8,6 +8,16 @@
  * KVM_RUN once with immediate_exit set before it parks: KVM completes the
  * I/O instruction only on that entry, and state saved before it would be
  * half an instruction.
+ *
+ * Every kick sets the thread's own immediate_exit too, so one that lands
+ * while the thread handles an exit is not lost: its next KVM_RUN returns at
+ * once.  A kick from the throttle timer also marks a sleep as owed, so each
+ * period gets its sleep however late the thread comes to it.
+ *
+ * A pause tells the guest: KVM_KVMCLOCK_CTRL on every vCPU (its watchdogs
+ * then forgive the gap), and the PIT is read at the pause and put back at the
+ * resume, which restarts its counting then and drops the ticks KVM would
+ * otherwise inject in a burst (QEMU does both on every stop and run).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -28,7 +38,8 @@ struct xc_vcpu {
 	int fd;
 	struct kvm_run *run;
 	pthread_t thread;
-	bool thread_started;
+	bool thread_started;		/* created; joined by xc_domain_stop */
+	bool thread_live;		/* still in its loop: kicks go only to it (under d->lock) */
 	bool parked;			/* parked right now (under d->lock) */
 	bool self_park;			/* parked by its own exit handler */
 	bool io_pending;		/* last exit needs a re-entry to complete */
@@ -41,11 +52,13 @@ struct xc_vcpu {
 	bool timer_ok;
 	unsigned throttle_pct;
 	uint64_t throttle_period_ns;
-	uint64_t ran_since_ns;		/* when the thread last came back from a throttle sleep */
 	uint64_t throttled_ns;		/* total time kept out */
+	bool throttle_owed;		/* the timer fired: a sleep is owed (set by the handler) */
 };
 
 #define THROTTLE_RUN_NS	10000000ull	/* the running part of a period at 0%, as QEMU's timeslice */
+
+static __thread struct xc_vcpu *this_vcpu;	/* the vCPU this thread runs */
 
 static struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid2 *c, uint32_t fn, uint32_t idx)
 {
@@ -203,7 +216,7 @@ static void kick_all(struct xc_domain *d)
 		struct xc_vcpu *v = d->vcpu[i];
 
 		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-		if (v->thread_started)
+		if (v->thread_live)
 			pthread_kill(v->thread, XC_KICK_SIGNAL);
 	}
 }
@@ -308,6 +321,17 @@ unhandled:
 
 /* ------------------------------------------------------------ throttle */
 
+void xc_vcpu_kicked(bool from_timer)
+{
+	struct xc_vcpu *v = this_vcpu;
+
+	if (!v)
+		return;
+	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELAXED);
+	if (from_timer)
+		__atomic_store_n(&v->throttle_owed, true, __ATOMIC_RELAXED);
+}
+
 /* Under d->lock: arms the vCPU's timer for its throttle, or disarms it. */
 static void throttle_arm(struct xc_vcpu *v)
 {
@@ -331,42 +355,39 @@ static void throttle_timer_init(struct xc_vcpu *v)
 	sev._sigev_un._tid = gettid();
 	pthread_mutex_lock(&v->d->lock);
 	v->timer_ok = timer_create(CLOCK_MONOTONIC, &sev, &v->timer) == 0;
-	v->ran_since_ns = xc_now_ns();
 	throttle_arm(v);
 	pthread_mutex_unlock(&v->d->lock);
 }
 
 /*
- * After KVM_RUN was interrupted: a throttled vCPU that has had its running
- * part of the period stays out for the rest, as QEMU's cpu-throttle does.
- * The sleep waits on the domain's condition, so a pause or stop ends it.
+ * After KVM_RUN was interrupted: a throttled vCPU whose timer fired stays
+ * out for the period's share, as QEMU's cpu-throttle does: one sleep per
+ * timer signal, owed until taken (a kick that found the thread busy handling
+ * an exit still counts).  Signals the kernel merged while the thread waited
+ * for a CPU are not made up for: that wait kept the vCPU out as well.  The
+ * sleep waits on the domain's condition, so a pause or stop ends it.
  */
 static void throttle_sleep(struct xc_vcpu *v)
 {
 	struct xc_domain *d = v->d;
 	uint64_t now = xc_now_ns(), run_ns, sleep_ns, until;
+	bool owed = __atomic_exchange_n(&v->throttle_owed, false, __ATOMIC_RELAXED);
 	struct timespec ts;
 
 	pthread_mutex_lock(&d->lock);
-	if (!v->throttle_pct || d->pause_req || d->stop_req) {
+	if (!owed || !v->throttle_pct || d->pause_req || d->stop_req) {
 		pthread_mutex_unlock(&d->lock);
 		return;
 	}
 	run_ns = v->throttle_period_ns - v->throttle_period_ns * v->throttle_pct / 100;
 	sleep_ns = v->throttle_period_ns - run_ns;
-	if (now - v->ran_since_ns < run_ns / 2) {
-		pthread_mutex_unlock(&d->lock);
-		return;
-	}
-	clock_gettime(CLOCK_REALTIME, &ts);
-	until = (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec + sleep_ns;
+	until = now + sleep_ns;			/* d->cond waits on CLOCK_MONOTONIC */
 	ts.tv_sec = until / 1000000000ull;
 	ts.tv_nsec = until % 1000000000ull;
 	while (v->throttle_pct && !d->pause_req && !d->stop_req)
 		if (pthread_cond_timedwait(&d->cond, &d->lock, &ts) == ETIMEDOUT)
 			break;
-	v->ran_since_ns = xc_now_ns();
-	v->throttled_ns += v->ran_since_ns - now;
+	v->throttled_ns += xc_now_ns() - now;
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -377,6 +398,7 @@ int xc_vcpu_set_throttle(struct xc_vcpu *v, unsigned pct)
 	pthread_mutex_lock(&v->d->lock);
 	if (v->throttle_pct != pct) {
 		v->throttle_pct = pct;
+		__atomic_store_n(&v->throttle_owed, false, __ATOMIC_RELAXED);
 		throttle_arm(v);
 		pthread_cond_broadcast(&v->d->cond);	/* a sleeper re-reads its share */
 	}
@@ -410,6 +432,21 @@ uint32_t xc_vcpu_dirty_harvested(const struct xc_vcpu *v)
 	return __atomic_load_n(&v->ring_fetch, __ATOMIC_RELAXED);
 }
 
+/*
+ * After KVM_RUN returned EINTR: a kick from the throttle timer set
+ * immediate_exit; it is cleared again unless a pause, a stop or a park of
+ * this vCPU still wants the thread out.
+ */
+static void clear_kick(struct xc_vcpu *v)
+{
+	struct xc_domain *d = v->d;
+
+	pthread_mutex_lock(&d->lock);
+	if (!d->pause_req && !d->stop_req && !v->self_park)
+		__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&d->lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct xc_vcpu *v = arg;
@@ -419,6 +456,7 @@ static void *vcpu_thread(void *arg)
 	/* Only the kick reaches vCPU threads; the tool's main thread takes the rest. */
 	sigfillset(&set);
 	sigdelset(&set, XC_KICK_SIGNAL);
+	this_vcpu = v;
 	pthread_sigmask(SIG_SETMASK, &set, NULL);
 	throttle_timer_init(v);
 
@@ -447,6 +485,7 @@ static void *vcpu_thread(void *arg)
 			if (errno == EINTR || errno == EAGAIN) {
 				/* An I/O exit is complete once KVM_RUN has been entered again. */
 				v->io_pending = false;
+				clear_kick(v);
 				throttle_sleep(v);
 				continue;
 			}
@@ -474,6 +513,7 @@ static void *vcpu_thread(void *arg)
 	}
 	pthread_mutex_lock(&d->lock);
 	d->running_threads--;
+	v->thread_live = false;
 	if (v->timer_ok) {
 		timer_delete(v->timer);
 		v->timer_ok = false;
@@ -482,6 +522,39 @@ static void *vcpu_thread(void *arg)
 	pthread_mutex_unlock(&d->lock);
 	xc_post_event(d);
 	return NULL;
+}
+
+/*
+ * Under d->lock, every vCPU parked: the pause is told to the guest's clock
+ * (EINVAL: this vCPU has no kvmclock, as QEMU ignores) and the PIT's state
+ * is kept for the resume.  Once per pause.
+ */
+static int tell_paused(struct xc_domain *d, struct xc_error *err)
+{
+	if (d->pit_held)
+		return 0;
+	for (unsigned i = 0; i < d->nvcpus; i++)
+		if (ioctl(d->vcpu[i]->fd, KVM_KVMCLOCK_CTRL, 0) && errno != EINVAL)
+			return xc_set_error(err, errno, "KVM_KVMCLOCK_CTRL on vCPU %u", i);
+	if (ioctl(d->vm_fd, KVM_GET_PIT2, &d->pit))
+		return xc_set_error(err, errno, "KVM_GET_PIT2 at the pause");
+	d->pit_held = true;
+	return 0;
+}
+
+/*
+ * Under d->lock, before the vCPUs run again: the PIT state of the pause goes
+ * back.  KVM restarts channel 0's timer from now and forgets the ticks it
+ * counted as missed meanwhile, which it would otherwise inject back to back.
+ */
+static int put_pit(struct xc_domain *d, struct xc_error *err)
+{
+	if (!d->pit_held)
+		return 0;
+	if (ioctl(d->vm_fd, KVM_SET_PIT2, &d->pit))
+		return xc_set_error(err, errno, "KVM_SET_PIT2 at the resume");
+	d->pit_held = false;
+	return 0;
 }
 
 int xc_domain_start(struct xc_domain *d, bool start_paused, struct xc_error *err)
@@ -505,17 +578,25 @@ int xc_domain_start(struct xc_domain *d, bool start_paused, struct xc_error *err
 			return xc_set_error(err, e, "pthread_create for vCPU %u", i);
 		}
 		v->thread_started = true;
+		v->thread_live = true;
 		d->running_threads++;
 	}
-	if (start_paused)
+	if (start_paused) {
 		while (d->parked < d->running_threads)
 			pthread_cond_wait(&d->cond, &d->lock);
+		if (tell_paused(d, err)) {
+			pthread_mutex_unlock(&d->lock);
+			return -1;
+		}
+	}
 	pthread_mutex_unlock(&d->lock);
 	return 0;
 }
 
 int xc_domain_pause(struct xc_domain *d, struct xc_error *err)
 {
+	int rc;
+
 	pthread_mutex_lock(&d->lock);
 	if (d->stopped != XC_RUNNING) {
 		pthread_mutex_unlock(&d->lock);
@@ -526,10 +607,13 @@ int xc_domain_pause(struct xc_domain *d, struct xc_error *err)
 	pthread_cond_broadcast(&d->cond);	/* wakes a throttled vCPU */
 	while (d->parked < d->running_threads && !d->stop_req)
 		pthread_cond_wait(&d->cond, &d->lock);
-	pthread_mutex_unlock(&d->lock);
-	if (d->stopped != XC_RUNNING)
+	if (d->stopped != XC_RUNNING) {
+		pthread_mutex_unlock(&d->lock);
 		return xc_set_error(err, 0, "domain stopped while pausing: %s", d->stop_msg);
-	return 0;
+	}
+	rc = tell_paused(d, err);
+	pthread_mutex_unlock(&d->lock);
+	return rc;
 }
 
 int xc_domain_resume(struct xc_domain *d, struct xc_error *err)
@@ -539,9 +623,14 @@ int xc_domain_resume(struct xc_domain *d, struct xc_error *err)
 		pthread_mutex_unlock(&d->lock);
 		return xc_set_error(err, 0, "domain has stopped: %s", d->stop_msg);
 	}
+	if (put_pit(d, err)) {
+		pthread_mutex_unlock(&d->lock);
+		return -1;
+	}
 	for (unsigned i = 0; i < d->nvcpus; i++) {
 		d->vcpu[i]->self_park = false;
 		__atomic_store_n(&d->vcpu[i]->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&d->vcpu[i]->throttle_owed, false, __ATOMIC_RELAXED);	/* a pause is no debt */
 	}
 	d->pause_req = false;
 	pthread_cond_broadcast(&d->cond);

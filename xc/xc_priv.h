@@ -20,6 +20,12 @@ static inline uint64_t xc_now_ns(void)
 /* Signal that knocks a vCPU thread out of KVM_RUN. */
 #define XC_KICK_SIGNAL	SIGUSR1
 
+/*
+ * The kick signal arrived on this thread (async-signal-safe; nothing on a
+ * thread that runs no vCPU).  from_timer: the throttle timer sent it.
+ */
+void xc_vcpu_kicked(bool from_timer);
+
 struct xc_domain {
 	int kvm_fd, vm_fd, event_fd;
 	int run_size;
@@ -43,6 +49,8 @@ struct xc_domain {
 	enum xc_stop_reason stopped;
 	int status;
 	char stop_msg[256];
+	struct kvm_pit_state2 pit;	/* read at the pause, put back at the resume */
+	bool pit_held;
 
 	/* Dirty log */
 	bool manual_protect;
