@@ -933,15 +933,16 @@ fi
 
 if want linux-6g 900 && linux_ready linux-6g; then
 	# Linux on 6 GiB: the e820 map has RAM below the hole and from 4 GiB, and
-	# the workload's 64 MiB lands above 4 GiB (user memory comes from
+	# the workload's 32 MiB lands above 4 GiB (user memory comes from
 	# ZONE_NORMAL first): at least 1024 of its pages must lie there at the start
 	# and the end.  On the old layout the guest hangs after "Run /init".
-	# One vCPU (linux-save covers two).  Its boot takes minutes in a loaded
-	# box (memmap for 6 GiB): a line a minute keeps the box's 200 s silence
-	# watchdog quiet.
+	# One vCPU (linux-save covers two); 90 ticks, so that a live save in a
+	# loaded box (minutes for the memory Linux touched) ends before the
+	# workload does.  Its boot takes minutes in a loaded box (memmap for
+	# 6 GiB): a line a minute keeps the box's 200 s silence watchdog quiet.
 	l6_t0=$(date +%s)
 	$O/sr-run --name l6 --vcpus 1 --memory 6144 --max-memory 8192 --kernel $kernel --initrd $initrd \
-		--cmdline "sr.workload=32,20,1024" </dev/null >"$tmp/l6.out" 2>&1 &
+		--cmdline "sr.workload=32,90,1024" </dev/null >"$tmp/l6.out" 2>&1 &
 	wait_domain l6
 	l6_said=$l6_t0
 	while [ $(( $(date +%s) - l6_t0 )) -lt 720 ] && ! grep -q "tick 6 " "$tmp/l6.out"; do
