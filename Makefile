@@ -65,7 +65,7 @@ RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/runner_save.o $(O)/tools/serial825
 # guest checks its own vector registers), flat binaries loaded at 1 MiB.
 GUEST_CFLAGS := -std=gnu11 -O2 -g -ffreestanding -fno-pic -fno-pie -mno-red-zone \
               -mgeneral-regs-only -fno-stack-protector -fno-asynchronous-unwind-tables \
-              -nostdlib -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -Iguest -MMD -MP
+              -nostdlib -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -Iguest -Ixc -MMD -MP
 GUEST_OBJS := $(O)/guest/boot.o $(O)/guest/lib.o $(O)/guest/main.o
 GUEST     := $(O)/guest/sr-test-guest.bin
 

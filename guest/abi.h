@@ -19,6 +19,8 @@
 
 #include <stdint.h>
 
+#include "x86_layout.h"
+
 #define SR_HC_PORT	0x0500
 #define SR_HC_PRINT	0x00
 #define SR_HC_SYNC	0x04
@@ -34,12 +36,13 @@
 #define SR_GUEST_LOAD		0x100000ull	/* the image is loaded and entered here */
 #define SR_GUEST_WORK		0x800000ull	/* workload pages start here */
 #define SR_GUEST_MAX_CPUS	16
+#define SR_GUEST_MAX_HIGH_PAGES	4096		/* 16 MiB above 4 GiB at most */
 
 #define SR_BOOTINFO_MAGIC	0x4f464e49544f4f42ull	/* "BOOTINFO" */
 
 struct sr_bootinfo {
 	uint64_t magic;
-	uint64_t mem_bytes;		/* RAM from gpa 0 */
+	uint64_t mem_bytes;		/* RAM from gpa 0 (below the hole: x86_layout.h) */
 	uint32_t vcpus;
 	uint32_t rounds;		/* workload rounds before DONE; 0 = run until stopped */
 	uint32_t save_round;		/* BSP issues SAVE after this round; 0 = never */
@@ -50,6 +53,9 @@ struct sr_bootinfo {
 	uint32_t flags;
 	uint32_t finish;		/* set by the runner (sr-ctl NAME finish): wrap up, verdict */
 	uint32_t mode;			/* SR_MODE_*: a timing test instead of the workload */
+	uint32_t high_pages;		/* vCPU 0 rewrites and checks this many pages of
+					   high RAM every round (0 in older images) */
+	uint64_t high_bytes;		/* RAM from X86_HIGH_RAM_START (4 GiB) */
 };
 
 #define SR_BOOTINFO_F_QUIET	(1u << 0)	/* print only stage and verdict lines */

@@ -13,8 +13,8 @@
 #define MAX_CPUS	SR_GUEST_MAX_CPUS
 #define PAGE_SIZE	4096ull
 
-#define LAPIC_BASE	0xfee00000ull
-#define IOAPIC_BASE	0xfec00000ull
+#define LAPIC_BASE	X86_LAPIC_ADDR
+#define IOAPIC_BASE	X86_IOAPIC_ADDR
 #define VEC_LAPIC_TIMER	0x40
 #define VEC_PIT		0x50
 #define VEC_SPURIOUS	0xff

@@ -19,7 +19,7 @@
 #define TIMER_WAIT_NS	5000000000ull
 
 extern char trampoline_start[], trampoline_end[];
-extern uint64_t gdt_tss[];
+extern uint64_t gdt_tss[], pml4[];
 extern char stacks[];
 
 struct tss {
@@ -245,10 +245,8 @@ static uint64_t *page_at(uint64_t idx)
 	return (uint64_t *)(uintptr_t)(SR_GUEST_WORK + idx * PAGE_SIZE);
 }
 
-static void fill_page(uint64_t idx, uint32_t gen, unsigned cpu)
+static void fill_at(uint64_t *p, uint64_t pfn, uint32_t gen, unsigned cpu)
 {
-	uint64_t *p = page_at(idx), pfn = (SR_GUEST_WORK >> 12) + idx;
-
 	p[0] = gen;
 	p[1] = pfn;
 	p[2] = cpu;
@@ -257,11 +255,14 @@ static void fill_page(uint64_t idx, uint32_t gen, unsigned cpu)
 	p[511] = ~(uint64_t)gen;
 }
 
-static void check_page(uint64_t idx, unsigned cpu)
+static void fill_page(uint64_t idx, uint32_t gen, unsigned cpu)
 {
-	uint64_t *p = page_at(idx), pfn = (SR_GUEST_WORK >> 12) + idx;
-	uint32_t gen = model[idx];
+	fill_at(page_at(idx), (SR_GUEST_WORK >> 12) + idx, gen, cpu);
+}
 
+/* The page at p (pfn) must hold generation gen written by cpu, or be untouched for gen 0. */
+static void check_at(const uint64_t *p, uint64_t pfn, uint32_t gen, unsigned cpu)
+{
 	if (!gen) {
 		GUEST_ASSERT(p[0] == 0 && p[511] == 0, "pfn 0x%lx never written but holds 0x%lx",
 			     pfn, p[0]);
@@ -273,6 +274,71 @@ static void check_page(uint64_t idx, unsigned cpu)
 		GUEST_ASSERT(p[i] == (gen ^ pfn ^ i), "pfn 0x%lx word %d is 0x%lx, expected 0x%lx",
 			     pfn, i, p[i], gen ^ pfn ^ i);
 	GUEST_ASSERT(p[511] == ~(uint64_t)gen, "pfn 0x%lx last word 0x%lx", pfn, p[511]);
+}
+
+static void check_page(uint64_t idx, unsigned cpu)
+{
+	check_at(page_at(idx), (SR_GUEST_WORK >> 12) + idx, model[idx], cpu);
+}
+
+/*
+ * RAM above 4 GiB (sr-run --high-pages N): vCPU 0 rewrites and checks N pages
+ * there every round, the first half at the start of that RAM and the rest at
+ * its end, so both ends of the second region are written and verified.
+ */
+static uint32_t high_model[SR_GUEST_MAX_HIGH_PAGES];
+static uint64_t high_pd[2][512] __attribute__((aligned(4096)));
+static unsigned high_pds;
+
+static uint64_t *high_page(uint32_t i)
+{
+	uint32_t n = bootinfo->high_pages;
+	uint64_t gpa = i < n / 2 ? X86_HIGH_RAM_START + i * PAGE_SIZE
+				 : X86_HIGH_RAM_START + bootinfo->high_bytes - (n - i) * PAGE_SIZE;
+
+	return (uint64_t *)(uintptr_t)gpa;
+}
+
+/* Maps the 1 GiB holding gpa in 2 MiB pages: boot.S maps only the low 4 GiB. */
+static void map_gib(uint64_t gpa)
+{
+	uint64_t *pdpt = (uint64_t *)(uintptr_t)(pml4[0] & ~0xfffull), gib = gpa >> 30;
+
+	GUEST_ASSERT(gib < 512, "0x%lx lies past the 512 GiB one PDPT maps", gpa);
+	if (pdpt[gib] & 1)
+		return;
+	GUEST_ASSERT(high_pds < 2, "more than two GiB of high RAM to map");
+	for (uint64_t j = 0; j < 512; j++)
+		high_pd[high_pds][j] = ((gib << 30) + (j << 21)) | 0x83;
+	pdpt[gib] = (uintptr_t)high_pd[high_pds++] | 3;
+}
+
+static void high_setup(void)
+{
+	uint32_t n = bootinfo->high_pages;
+
+	if (!n)
+		return;
+	GUEST_ASSERT(n <= SR_GUEST_MAX_HIGH_PAGES && n * PAGE_SIZE <= bootinfo->high_bytes,
+		     "%u high pages asked for, %lu bytes of RAM above 4 GiB", n,
+		     bootinfo->high_bytes);
+	map_gib((uintptr_t)high_page(0));
+	map_gib((uintptr_t)high_page(n - 1));
+}
+
+static void check_high(void)
+{
+	for (uint32_t i = 0; i < bootinfo->high_pages; i++)
+		check_at(high_page(i), (uintptr_t)high_page(i) >> 12, high_model[i], 0);
+}
+
+static void write_high(uint32_t gen)
+{
+	for (uint32_t i = 0; i < bootinfo->high_pages; i++) {
+		check_at(high_page(i), (uintptr_t)high_page(i) >> 12, high_model[i], 0);
+		fill_at(high_page(i), (uintptr_t)high_page(i) >> 12, gen, 0);
+		high_model[i] = gen;
+	}
 }
 
 static void check_slice(unsigned cpu)
@@ -348,6 +414,17 @@ static void paired_read(unsigned cpu, uint64_t *ns, uint64_t *tsc)
 	}
 }
 
+/* ", and N pages above 4 GiB" when there are any, for the verdict lines. */
+static const char *high_note(void)
+{
+	static char buf[64];
+
+	if (!bootinfo->high_pages)
+		return "";
+	snprintf(buf, sizeof(buf), ", and %u pages above 4 GiB", bootinfo->high_pages);
+	return buf;
+}
+
 static void save_point(unsigned cpu, uint32_t round)
 {
 	uint64_t t0 = 0, t1 = 0, tsc0 = 0, tsc1 = 0;
@@ -360,15 +437,16 @@ static void save_point(unsigned cpu, uint32_t round)
 	paired_read(cpu, &t1, &tsc1);
 	check_state(cpu);
 	check_slice(cpu);
+	check_high();
 	/* Quiet output is the same on every restore of one image: no timings in it. */
 	if (bootinfo->flags & SR_BOOTINFO_F_QUIET)
 		printf("round %u: after the save point: restores %u -> %u, registers and %lu pages "
-		       "intact\n", round, restores, bootinfo->restores, slice_pages);
+		       "intact%s\n", round, restores, bootinfo->restores, slice_pages, high_note());
 	else
 		printf("round %u: after the save point: restores %u -> %u, kvmclock jump %lu ms, "
-		       "tsc jump %lu ms, registers and %lu pages intact\n", round, restores,
+		       "tsc jump %lu ms, registers and %lu pages intact%s\n", round, restores,
 		       bootinfo->restores, (t1 - t0) / 1000000,
-		       tsc_ticks_ns(cpu, tsc1 - tsc0) / 1000000, slice_pages);
+		       tsc_ticks_ns(cpu, tsc1 - tsc0) / 1000000, slice_pages, high_note());
 }
 
 static void run_cpu(unsigned cpu)
@@ -396,6 +474,8 @@ static void run_cpu(unsigned cpu)
 			fill_page(idx, round, cpu);
 			model[idx] = round;
 		}
+		if (cpu == 0)
+			write_high(round);
 		check_state(cpu);
 		hold_gprs(cpu, round, false);
 		check_time(cpu, &tw);
@@ -408,6 +488,8 @@ static void run_cpu(unsigned cpu)
 			delay_us(cpu, bootinfo->round_delay_us);
 	}
 	check_slice(cpu);
+	if (cpu == 0)
+		check_high();
 	check_state(cpu);
 }
 
@@ -581,13 +663,16 @@ void guest_main(void)
 	if (bootinfo->working_set_pages && bootinfo->working_set_pages < slice_pages)
 		slice_pages = bootinfo->working_set_pages;
 	status->slice_pages = slice_pages;
+	high_setup();
 	detect_features();
 	if (bootinfo->mode)
 		run_mode(bootinfo->mode);
 	timers_on(0);
 	pit_periodic(PIT_HZ);
-	printf("sr test guest: %u vCPU%s, %lu MiB, %lu pages per vCPU, %u rounds, save after round %u, "
-	       "AVX %s\n", n, n > 1 ? "s" : "", bootinfo->mem_bytes >> 20, slice_pages,
+	printf("sr test guest: %u vCPU%s, %lu MiB (%lu above 4 GiB), %lu pages per vCPU, %u rounds, "
+	       "save after round %u, AVX %s\n", n, n > 1 ? "s" : "",
+	       (bootinfo->mem_bytes + bootinfo->high_bytes) >> 20, bootinfo->high_bytes >> 20,
+	       slice_pages,
 	       bootinfo->rounds, bootinfo->save_round, has_avx ? "offered" : "not offered: YMM not checked");
 	memcpy((void *)(uintptr_t)SR_GUEST_TRAMPOLINE, trampoline_start,
 	       trampoline_end - trampoline_start);
@@ -610,12 +695,12 @@ void guest_main(void)
 	sync_stage(2);
 	if (bootinfo->flags & SR_BOOTINFO_F_QUIET)
 		printf("PASS: %u vCPU%s, %u rounds%s, registers, %lu pages per vCPU, LAPIC and PIT "
-		       "timers, kvmclock all verified\n", n, n > 1 ? "s" : "", bootinfo->rounds,
-		       bootinfo->finish ? " (finished on request)" : "", slice_pages);
+		       "timers, kvmclock all verified%s\n", n, n > 1 ? "s" : "", bootinfo->rounds,
+		       bootinfo->finish ? " (finished on request)" : "", slice_pages, high_note());
 	else
 		printf("PASS: %u vCPU%s, %u rounds%s, registers, %lu pages per vCPU, LAPIC (%lu ticks) "
-		       "and PIT (%lu ticks) timers, kvmclock all verified\n", n, n > 1 ? "s" : "",
+		       "and PIT (%lu ticks) timers, kvmclock all verified%s\n", n, n > 1 ? "s" : "",
 		       bootinfo->rounds, bootinfo->finish ? " (finished on request)" : "",
-		       slice_pages, lapic_ticks(0), pit_ticks());
+		       slice_pages, lapic_ticks(0), pit_ticks(), high_note());
 	done(0);
 }

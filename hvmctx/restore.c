@@ -53,6 +53,31 @@ static int keep(struct saved_rec *s, const struct sr_record *rec, struct xc_erro
 	return 0;
 }
 
+/*
+ * RAM may go anywhere but over the fixed pages below 4 GiB (x86_layout.h).
+ * Only an image from before the hole has it there: one region from 0 of a
+ * guest of more than 4076 MiB, whose APICs were under its RAM, so that it
+ * never ran properly; it is refused here, before anything is allocated.
+ */
+static int check_layout(const struct hvmctx_image *img, struct xc_error *err)
+{
+	for (unsigned i = 0; i < img->nregions; i++) {
+		const struct sr_region *g = &img->regions[i];
+
+		if (x86_covers_fixed(g->gpa, g->size))
+			return xc_set_error(err, 0, "region %u (RAM at 0x%llx, %llu MiB) covers the "
+					    "IOAPIC, LAPIC and KVM's TSS at 0x%llx..0x%llx: an image "
+					    "of a guest bigger than %llu MiB from before sr's layout "
+					    "had a hole below 4 GiB, which could not run; not restored",
+					    i, (unsigned long long)g->gpa,
+					    (unsigned long long)(g->size >> 20),
+					    (unsigned long long)X86_FIXED_START,
+					    (unsigned long long)(X86_HOLE_END - 1),
+					    (unsigned long long)(X86_FIXED_START >> 20));
+	}
+	return 0;
+}
+
 struct hvmctx_restore *hvmctx_restore_begin(int fd, struct hvmctx_image *img,
 					    struct xc_error *err)
 {
@@ -83,6 +108,10 @@ struct hvmctx_restore *hvmctx_restore_begin(int fd, struct hvmctx_image *img,
 	img->boot_arg = dom->boot_arg;
 	img->created_ns = sr_reader_header(rs->r)->created_ns;
 	memcpy(img->creator, sr_reader_header(rs->r)->creator, sizeof(img->creator));
+	if (check_layout(img, err)) {
+		hvmctx_restore_free(rs);
+		return NULL;
+	}
 	rs->img = *img;
 	rs->vcpu = calloc(img->vcpus, sizeof(*rs->vcpu));
 	if (!rs->vcpu) {

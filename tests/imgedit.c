@@ -5,6 +5,8 @@
  *   imgedit cpuid LEAF SUB REG BIT IN OUT   set a CPUID feature bit (REG 0..3 = eax..edx)
  *   imgedit msr INDEX IN OUT                 rename the first MSR to INDEX
  *   imgedit clock-flags MASK IN OUT          clear MASK in the CLOCK block's flags
+ *   imgedit region-size MIB IN OUT           make DOMAIN's region 0 MIB MiB (an image of
+ *                                            the layout before the hole: one region from 0)
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -17,8 +19,9 @@
 #include "sr.h"
 
 static uint32_t leaf, sub, reg, bit, msr;
-static int mode;		/* 1 cpuid, 2 msr, 3 clock-flags */
+static int mode;		/* 1 cpuid, 2 msr, 3 clock-flags, 4 region-size */
 static uint32_t clear_flags;
+static uint64_t region_size;
 
 /* Edits the CPUID or MSRS block of a VCPU_CONTEXT, or HVM_CONTEXT's CLOCK, in place. */
 static void edit_context(uint8_t *body, uint32_t len)
@@ -68,9 +71,12 @@ int main(int argc, char **argv)
 	} else if (argc == 5 && !strcmp(argv[1], "clock-flags")) {
 		mode = 3;
 		clear_flags = strtoul(argv[2], NULL, 0);
+	} else if (argc == 5 && !strcmp(argv[1], "region-size")) {
+		mode = 4;
+		region_size = strtoull(argv[2], NULL, 0) << 20;
 	} else {
 		fprintf(stderr, "usage: imgedit cpuid LEAF SUB REG BIT IN OUT | msr INDEX IN OUT | "
-			"clock-flags MASK IN OUT\n");
+			"clock-flags MASK IN OUT | region-size MIB IN OUT\n");
 		return 2;
 	}
 	in = open(argv[argc - 2], O_RDONLY);
@@ -90,6 +96,8 @@ int main(int argc, char **argv)
 		memcpy(body, rec.body, rec.length);
 		if (rec.type == SR_REC_VCPU_CONTEXT || rec.type == SR_REC_HVM_CONTEXT)
 			edit_context(body, rec.length);
+		if (rec.type == SR_REC_DOMAIN && mode == 4)
+			((struct sr_region *)(body + sizeof(struct sr_rec_domain)))->size = region_size;
 		rc = sr_write_record(w, rec.type, body, rec.length, &err);
 		free(body);
 		if (rc)

@@ -18,6 +18,7 @@
 #include <lz4.h>
 
 #include "sr.h"
+#include "x86_layout.h"
 
 extern char **environ;
 
@@ -2075,4 +2076,88 @@ Test(sr_dump, verify_refuses_an_image_lacking_pages)
 
 	cr_assert_eq(run_dump("--verify", b.p, b.len), 1, "sr-dump --verify accepted it");
 	free(b.p);
+}
+
+/* The x86 layout (xc/x86_layout.h): where RAM goes, and which old images restore. */
+Test(layout, ram_splits_at_3_gib_and_goes_on_at_4_gib)
+{
+	cr_assert_eq(x86_low_ram(64ull << 20), 64ull << 20);
+	cr_assert_eq(x86_high_ram(64ull << 20), 0);
+	cr_assert_eq(x86_low_ram(3072ull << 20), 3072ull << 20);
+	cr_assert_eq(x86_high_ram(3072ull << 20), 0, "3 GiB: still one region");
+	cr_assert_eq(x86_low_ram(6144ull << 20), X86_LOW_RAM_MAX);
+	cr_assert_eq(x86_high_ram(6144ull << 20), 3072ull << 20);
+	/* Both regions of any size stay clear of the fixed pages. */
+	for (uint64_t mib = 1; mib <= (1ull << 20); mib = mib * 3 + 1) {
+		uint64_t b = mib << 20;
+
+		cr_assert(!x86_covers_fixed(0, x86_low_ram(b)), "%llu MiB low", (unsigned long long)mib);
+		cr_assert(!x86_high_ram(b) || !x86_covers_fixed(X86_HIGH_RAM_START, x86_high_ram(b)));
+	}
+	cr_assert(X86_MMIO_START >= X86_LOW_RAM_MAX && X86_MMIO_END <= X86_FIXED_START);
+	cr_assert(X86_IOAPIC_ADDR >= X86_FIXED_START && X86_LAPIC_ADDR >= X86_FIXED_START &&
+		  X86_IDENTITY_MAP_ADDR >= X86_FIXED_START && X86_TSS_ADDR + 3 * 4096 <= X86_HOLE_END);
+}
+
+Test(layout, old_one_region_images_restore_up_to_4076_mib_only)
+{
+	/* The layout before the hole: one region from 0 of the whole RAM. */
+	cr_assert(!x86_covers_fixed(0, 3584ull << 20), "3.5 GiB ran and restores");
+	cr_assert(!x86_covers_fixed(0, 4076ull << 20), "4076 MiB ends at the IOAPIC");
+	cr_assert(x86_covers_fixed(0, (4076ull << 20) + 4096), "one page over the IOAPIC");
+	cr_assert(x86_covers_fixed(0, 4200ull << 20), "the issue's 4200 MiB guest");
+	cr_assert(x86_covers_fixed(X86_TSS_ADDR, 4096));
+	cr_assert(x86_covers_fixed(X86_HOLE_END - 4096, 8192));
+	cr_assert(!x86_covers_fixed(X86_HOLE_END, 4096));
+	cr_assert(!x86_covers_fixed(X86_MMIO_START, X86_FIXED_START - X86_MMIO_START));
+}
+
+/* The holed image with a second region of 1 GiB at 4 GiB, as a 3 GiB + 1 GiB guest has. */
+static struct image two_region_image(void)
+{
+	struct image img = holed_image();
+	int i = find_rec(&img, SR_REC_DOMAIN, 0);
+	struct sr_rec_domain *dom;
+	struct sr_region *regs;
+
+	img.rec[i].body = realloc(img.rec[i].body, img.rec[i].len + sizeof(*regs));
+	cr_assert(img.rec[i].body);
+	img.rec[i].len += sizeof(*regs);
+	dom = (void *)img.rec[i].body;
+	regs = (void *)(dom + 1);
+	dom->region_count = 2;
+	regs[1] = (struct sr_region){ .gpa = X86_HIGH_RAM_START, .size = 1ull << 30,
+				      .flags = SR_REGION_F_RAM, .slot = 1 };
+	return img;
+}
+
+Test(layout, a_second_region_at_4_gib_holds_pages_and_runs_of_its_own)
+{
+	IMAGE img = two_region_image();
+	int i = find_rec(&img, SR_REC_PAGE_DATA, 1);	/* round 0's runs: pfn 32 and 48, 16 each */
+	struct sr_page_desc *d = (void *)(img.rec[i].body + 8);
+	struct sr_error err;
+	struct buf b;
+
+	cr_assert_eq(d[1].enc, SR_PAGE_ZERO_RUN);
+	d[1].pfn = X86_HIGH_RAM_START / SR_PAGE_SIZE;
+	d[1].length = (1u << 30) / SR_PAGE_SIZE;	/* the whole high region in one run */
+	/*
+	 * The run is accepted; the pages of 48-63 that no later round sends are
+	 * then refused at END by the coverage rule (a low pfn, not a high one).
+	 */
+	b = serialize(&img);
+	cr_assert_neq(verify_bytes(b.p, b.len, &err), 0, "pfns 48-63 sent by no record");
+	cr_assert(err.code == SR_E_MISSING && strstr(err.msg, "pfn 0x3") &&
+		  strstr(err.msg, " is in no PAGE_DATA record"),
+		  "a run over all of the region at 4 GiB: %s", err.msg);
+	free(b.p);
+	d[1].length++;
+	expect_reject_img(&img, SR_E_RANGE, "a run one page past the region at 4 GiB");
+	d[1].pfn = 48;
+	d[1].length = X86_HIGH_RAM_START / SR_PAGE_SIZE - 48 + 1;
+	expect_reject_img(&img, SR_E_RANGE, "a run from low RAM across the hole into high RAM");
+	d[1].pfn = X86_FIXED_START / SR_PAGE_SIZE;
+	d[1].length = 1;
+	expect_reject_img(&img, SR_E_RANGE, "a page in the hole");
 }

@@ -146,21 +146,6 @@ static void detach_finish(const char *log)
 	close(detach_fd);
 }
 
-/* MemAvailable, in MiB (what the kernel thinks can be had without swapping). */
-static unsigned long long mem_available_mib(void)
-{
-	FILE *f = fopen("/proc/meminfo", "r");
-	unsigned long long kib = 0;
-	char line[128];
-
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kib ? kib >> 10 : ~0ull;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {

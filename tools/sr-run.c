@@ -36,7 +36,11 @@ static void usage(FILE *f)
 "  -n, --name NAME          domain name (default sr-PID); control socket\n"
 "                           $SR_RUN_DIR/NAME.sock (default /run/sr)\n"
 "  -c, --vcpus N            vCPUs (default 1, at most 16)\n"
-"  -m, --memory MiB         guest RAM (default 64)\n"
+"  -m, --memory MiB         guest RAM (default 64): up to 3 GiB from address 0,\n"
+"                           the rest from 4 GiB (the hole between holds the\n"
+"                           APICs and device MMIO); at most MemAvailable\n"
+"      --max-memory MiB     allow --memory up to this instead of MemAvailable\n"
+"                           (memory is allocated only where the guest writes)\n"
 "      --dirty-ring         track dirty pages with per-vCPU rings\n"
 "                           (KVM_CAP_DIRTY_LOG_RING; for sr-save --live)\n"
 "  -p, --paused             start paused (resume with sr-ctl NAME resume)\n"
@@ -58,12 +62,15 @@ static void usage(FILE *f)
 "      --prefill            the first round writes every page of each slice\n"
 "      --guest-mode MODE    a timing test instead of the workload (one vCPU):\n"
 "                           tsc-deadline, pit-pause or port-loop (guest/abi.h)\n"
+"      --high-pages N       vCPU 0 also rewrites and checks N pages above 4 GiB\n"
+"                           every round (half at the start of that RAM, half at\n"
+"                           its end; at most %u; needs --memory over 3072)\n"
 "  -h, --help\n"
 "\n"
 "Exit status: 0 the guest reported PASS (DONE 0); 1 the guest failed (ASSERT or\n"
 "DONE != 0); 2 usage or setup error; 3 KVM error, unexpected shutdown, or a\n"
 "host whose /dev/kvm cannot run sr's guests (sr-ctl host says why);\n"
-"4 ended by a signal or sr-ctl destroy.\n");
+"4 ended by a signal or sr-ctl destroy.\n", SR_GUEST_MAX_HIGH_PAGES);
 }
 
 static unsigned long parse_num(const char *opt, const char *s, unsigned long max)
@@ -90,10 +97,26 @@ static uint32_t parse_mode(const char *s)
 	die(EXIT_USAGE, "--guest-mode: \"%s\" is not workload, tsc-deadline, pit-pause or port-loop", s);
 }
 
+/*
+ * Guest memory is allocated only where the guest writes, so what the host can
+ * give is what it has free: MemAvailable, unless --max-memory says otherwise.
+ */
+static void check_memory(uint64_t bytes, unsigned long long max_mib)
+{
+	unsigned long long avail = mem_available_mib();
+
+	if (bytes >> 20 > (max_mib ? max_mib : avail))
+		die(EXIT_USAGE, "--memory %llu MiB is more than %s (%llu MiB); guest memory is "
+		    "allocated only where the guest writes, so --max-memory MiB allows more",
+		    (unsigned long long)(bytes >> 20),
+		    max_mib ? "--max-memory" : "this host's MemAvailable",
+		    max_mib ? max_mib : avail);
+}
+
 int main(int argc, char **argv)
 {
 	enum { O_SAVE_TO = 256, O_ROUNDS, O_SAVE_ROUND, O_PAGES, O_WSET, O_DELAY, O_QUIET, O_RATE,
-	       O_PREFILL, O_KERNEL, O_INITRD, O_CMDLINE, O_MODE };
+	       O_PREFILL, O_KERNEL, O_INITRD, O_CMDLINE, O_MODE, O_MAX_MEMORY, O_HIGH_PAGES };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },
 		{ "vcpus", required_argument, NULL, 'c' },
@@ -111,6 +134,8 @@ int main(int argc, char **argv)
 		{ "dirty-rate", required_argument, NULL, O_RATE },
 		{ "prefill", no_argument, NULL, O_PREFILL },
 		{ "guest-mode", required_argument, NULL, O_MODE },
+		{ "max-memory", required_argument, NULL, O_MAX_MEMORY },
+		{ "high-pages", required_argument, NULL, O_HIGH_PAGES },
 		{ "kernel", required_argument, NULL, O_KERNEL },
 		{ "initrd", required_argument, NULL, O_INITRD },
 		{ "cmdline", required_argument, NULL, O_CMDLINE },
@@ -127,6 +152,7 @@ int main(int argc, char **argv)
 	const char *extra_cmdline = "";
 	char cmdline[4096];
 	bool paused = false, mem_given = false;
+	unsigned long long max_mib = 0;
 	uint64_t entry;
 	char name[64];
 	int c, rc;
@@ -152,6 +178,10 @@ int main(int argc, char **argv)
 		case O_QUIET: bi.flags |= SR_BOOTINFO_F_QUIET; break;
 		case O_PREFILL: bi.flags |= SR_BOOTINFO_F_PREFILL; break;
 		case O_MODE: bi.mode = parse_mode(optarg); break;
+		case O_MAX_MEMORY: max_mib = parse_num("--max-memory", optarg, 1 << 20); break;
+		case O_HIGH_PAGES:
+			bi.high_pages = parse_num("--high-pages", optarg, SR_GUEST_MAX_HIGH_PAGES);
+			break;
 		case O_KERNEL: lb.kernel = optarg; break;
 		case O_INITRD: lb.initrd = optarg; break;
 		case O_CMDLINE: extra_cmdline = optarg; break;
@@ -193,15 +223,22 @@ int main(int argc, char **argv)
 	if (!sr_name_valid(cfg.name))
 		die(EXIT_USAGE, "bad domain name: 1..%u characters of A-Z a-z 0-9 . _ -, not "
 		    "starting with a dot", SR_NAME_MAX);
+	check_memory(cfg.mem_bytes, max_mib);
+	if (bi.high_pages * 4096ull > x86_high_ram(cfg.mem_bytes))
+		die(EXIT_USAGE, "--high-pages %u needs at least %llu MiB of --memory (RAM above "
+		    "4 GiB is what lies past the first %llu MiB)", bi.high_pages,
+		    (X86_LOW_RAM_MAX + bi.high_pages * 4096ull + (1 << 20) - 1) >> 20,
+		    X86_LOW_RAM_MAX >> 20);
 	bi.vcpus = cfg.vcpus;
-	bi.mem_bytes = cfg.mem_bytes;
+	bi.mem_bytes = x86_low_ram(cfg.mem_bytes);
+	bi.high_bytes = x86_high_ram(cfg.mem_bytes);
 
 	host_check_or_die();
 	r = runner_new(&cfg, &err);
 	if (!r)
 		die(EXIT_USAGE, "%s", err.msg);
 	d = runner_domain(r);
-	if (xc_mem_add(d, 0, cfg.mem_bytes, &err))
+	if (xc_mem_add_ram(d, cfg.mem_bytes, &err))
 		goto fail;
 	for (unsigned i = 0; i < cfg.vcpus; i++)
 		if (!xc_vcpu_create(d, i, &err))

@@ -136,3 +136,17 @@ unsigned threads_default(void)
 
 	return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
 }
+
+unsigned long long mem_available_mib(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	unsigned long long kib = 0;
+	char line[128];
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kib ? kib >> 10 : ~0ull;
+}

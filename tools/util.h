@@ -31,6 +31,9 @@ int poll_until(struct pollfd *p, uint64_t deadline_ns);
 /* Worker threads by default: the online CPUs, 1..64. */
 unsigned threads_default(void);
 
+/* MemAvailable, in MiB (what the kernel thinks can be had without swapping); ~0 unknown. */
+unsigned long long mem_available_mib(void);
+
 /* Human-readable byte count into buf ("12.3 MiB"). */
 const char *fmt_bytes(uint64_t n, char *buf, size_t len);
 

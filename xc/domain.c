@@ -296,6 +296,17 @@ int xc_mem_add(struct xc_domain *d, uint64_t gpa, uint64_t size, struct xc_error
 		if (gpa < d->regions[i].gpa + d->regions[i].size && d->regions[i].gpa < gpa + size)
 			return xc_set_error(err, 0, "region at 0x%llx overlaps slot %u",
 					    (unsigned long long)gpa, i);
+	if (x86_covers_fixed(gpa, size))
+		return xc_set_error(err, 0, "RAM at 0x%llx..0x%llx covers 0x%llx..0x%llx, the IOAPIC, "
+				    "LAPIC and KVM's identity map and TSS", (unsigned long long)gpa,
+				    (unsigned long long)(gpa + size - 1),
+				    (unsigned long long)X86_FIXED_START,
+				    (unsigned long long)(X86_HOLE_END - 1));
+	if (gpa + size < gpa || (gpa + size - 1) >> xc_guest_phys_bits(d))
+		return xc_set_error(err, 0, "RAM at 0x%llx..0x%llx lies past what the guest can "
+				    "address: its CPUs have %u physical address bits",
+				    (unsigned long long)gpa, (unsigned long long)(gpa + size - 1),
+				    xc_guest_phys_bits(d));
 	r = &d->regions[d->nregions];
 	memset(r, 0, sizeof(*r));
 	r->slot = d->nregions;
@@ -324,6 +335,24 @@ int xc_mem_add(struct xc_domain *d, uint64_t gpa, uint64_t size, struct xc_error
 	}
 	d->nregions++;
 	return 0;
+}
+
+int xc_mem_add_ram(struct xc_domain *d, uint64_t bytes, struct xc_error *err)
+{
+	if (xc_mem_add(d, 0, x86_low_ram(bytes), err))
+		return -1;
+	if (x86_high_ram(bytes) && xc_mem_add(d, X86_HIGH_RAM_START, x86_high_ram(bytes), err))
+		return -1;
+	return 0;
+}
+
+unsigned xc_guest_phys_bits(const struct xc_domain *d)
+{
+	for (unsigned i = 0; d->cpuid && i < d->cpuid->nent; i++)
+		if (d->cpuid->entries[i].function == 0x80000008 &&
+		    (d->cpuid->entries[i].eax & 0xff) >= 32)
+			return d->cpuid->entries[i].eax & 0xff;
+	return 36;	/* what the SDM says a CPU without the leaf has */
 }
 
 int xc_mem_discard(struct xc_domain *d, unsigned slot, uint64_t off, uint64_t len,

@@ -4,7 +4,7 @@
  * with an e820 map, an MP table for the IOAPIC and the CPUs, identity page
  * tables and a GDT, and the BSP in long mode at the 64-bit entry point.
  *
- * Guest-physical layout below 1 MiB:
+ * RAM and the hole as x86_layout.h lays them out; below 1 MiB:
  *   0x0500 GDT   0x7000 boot_params   0x9000 page tables (PML4, PDPT, 4 PDs)
  *   0x20000 command line   0x9fc00 MP floating pointer + table (EBDA)
  */
@@ -107,7 +107,7 @@ static int write_mptable(struct xc_domain *d, unsigned vcpus, struct xc_error *e
 	p[1] = ioapic_id;
 	p[2] = 0x11;
 	p[3] = 1;
-	*(uint32_t *)(p + 4) = 0xfec00000;
+	*(uint32_t *)(p + 4) = X86_IOAPIC_ADDR;
 	p += 8, entries++;
 	for (unsigned irq = 0; irq < 16; irq++, p += 8, entries++) {
 		p[0] = 3;		/* I/O interrupt assignment */
@@ -135,7 +135,7 @@ static int write_mptable(struct xc_domain *d, unsigned vcpus, struct xc_error *e
 	memcpy(t + 8, "SR      ", 8);
 	memcpy(t + 16, "sr-run      ", 12);
 	*(uint16_t *)(t + 34) = entries;
-	*(uint32_t *)(t + 36) = 0xfee00000;
+	*(uint32_t *)(t + 36) = X86_LAPIC_ADDR;
 	t[7] = mp_checksum(t, p - t);
 	return 0;
 }
@@ -210,7 +210,7 @@ int xc_linux_boot(struct xc_domain *d, const struct xc_linux_boot *b, uint64_t *
 		  struct xc_error *err)
 {
 	uint8_t *k = NULL, *rd = NULL, *bp;
-	uint64_t mem = 0, setup, entry, initrd_addr = 0;
+	uint64_t mem = 0, high = 0, setup, entry, initrd_addr = 0;
 	long klen, rdlen = 0;
 	size_t cl;
 	const struct xc_region *regs;
@@ -218,9 +218,15 @@ int xc_linux_boot(struct xc_domain *d, const struct xc_linux_boot *b, uint64_t *
 	uint64_t *gdt;
 	int rc = -1;
 
-	for (unsigned i = 0; i < nregs; i++)
+	for (unsigned i = 0; i < nregs; i++) {
 		if (regs[i].gpa == 0)
 			mem = regs[i].size;
+		else if (regs[i].gpa == X86_HIGH_RAM_START)
+			high = regs[i].size;
+		else
+			return xc_set_error(err, 0, "RAM at 0x%llx: a Linux guest has RAM at 0 and at "
+					    "4 GiB only", (unsigned long long)regs[i].gpa);
+	}
 	if (mem < (128ull << 20))
 		return xc_set_error(err, 0, "a Linux guest needs at least 128 MiB of RAM at address 0");
 	klen = read_file(b->kernel, &k, err);
@@ -275,6 +281,11 @@ int xc_linux_boot(struct xc_domain *d, const struct xc_linux_boot *b, uint64_t *
 	e820_add(bp, EBDA_ADDR, 0xa0000 - EBDA_ADDR, E820_RESERVED);
 	e820_add(bp, 0xf0000, 0x10000, E820_RESERVED);
 	e820_add(bp, 0x100000, mem - 0x100000, E820_RAM);
+	/* The MMIO window stays a gap (Linux puts PCI there); the APICs are in the MP table. */
+	e820_add(bp, X86_IDENTITY_MAP_ADDR, X86_KVM_PAGES_END - X86_IDENTITY_MAP_ADDR,
+		 E820_RESERVED);
+	if (high)
+		e820_add(bp, X86_HIGH_RAM_START, high, E820_RAM);
 
 	gdt = gpa(d, GDT_ADDR, 32);
 	gdt[0] = 0;

@@ -17,6 +17,8 @@
 
 #include <linux/kvm.h>
 
+#include "x86_layout.h"
+
 struct xc_error {
 	int sys_errno;			/* errno of the failing call, or 0 */
 	char msg[256];
@@ -29,9 +31,9 @@ int xc_set_error(struct xc_error *err, int sys_errno, const char *fmt, ...)
 #define XC_MAX_VCPUS	64
 #define XC_MAX_REGIONS	8
 
-/* Fixed addresses KVM needs on x86 below 4 GiB, out of guest RAM's way. */
-#define XC_IDENTITY_MAP_ADDR	0xfeffc000ull
-#define XC_TSS_ADDR		0xfeffd000ull
+/* Fixed addresses KVM needs on x86 below 4 GiB, in the hole (x86_layout.h). */
+#define XC_IDENTITY_MAP_ADDR	X86_IDENTITY_MAP_ADDR
+#define XC_TSS_ADDR		X86_TSS_ADDR
 
 struct xc_domain;
 struct xc_vcpu;
@@ -91,9 +93,23 @@ unsigned xc_domain_vcpus(const struct xc_domain *d);
 
 /*
  * Adds RAM at gpa (page aligned) backed by a fresh memfd mapped MAP_SHARED.
- * Slots are numbered from 0 in the order regions are added.
+ * Slots are numbered from 0 in the order regions are added.  RAM over the
+ * fixed pages below 4 GiB (IOAPIC, LAPIC, KVM's identity map and TSS) or
+ * past what the guest can address (xc_guest_phys_bits) is refused.
  */
 int xc_mem_add(struct xc_domain *d, uint64_t gpa, uint64_t size, struct xc_error *err);
+
+/*
+ * Adds bytes of guest RAM laid out as x86_layout.h says: one region from 0
+ * up to 3 GiB, the rest as a second region from 4 GiB.
+ */
+int xc_mem_add_ram(struct xc_domain *d, uint64_t bytes, struct xc_error *err);
+
+/*
+ * The guest-physical address bits the vCPUs get (CPUID 0x80000008 EAX[7:0]
+ * of what KVM offers; 36 when it does not say): RAM must end below 2^bits.
+ */
+unsigned xc_guest_phys_bits(const struct xc_domain *d);
 
 struct xc_region {
 	unsigned slot;
@@ -263,7 +279,8 @@ struct xc_linux_boot {
 
 /*
  * Loads kernel, initrd and command line into RAM at gpa 0 (at least 128
- * MiB), writes boot_params with an e820 map, an MP table for all vCPUs,
+ * MiB; RAM above the hole, at 4 GiB, goes into the e820 map as well),
+ * writes boot_params with an e820 map, an MP table for all vCPUs,
  * page tables and a GDT, and puts vCPU 0 (created) in long mode at the
  * 64-bit entry.  *entry receives the entry address.
  */
