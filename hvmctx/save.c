@@ -49,6 +49,8 @@ struct save {
 	uint64_t t_start;		/* for the bandwidth cap */
 	uint64_t cap;			/* live: stop pre-copy at this many stream bytes */
 	bool capped;			/* ... and it was reached mid-round */
+	unsigned left_r;		/* round 0 stopped short: region and byte */
+	uint64_t left_off;		/* offset of the first page it did not reach */
 	bool final;			/* the stop-and-copy round: no cap */
 	uint64_t throttled_before;	/* the vCPUs' throttled time when the save began */
 	uint8_t throttle[XC_MAX_VCPUS];	/* live: each vCPU's throttle this round */
@@ -145,16 +147,18 @@ static int add_zero_run(struct save *s, unsigned r, uint64_t idx, uint64_t n)
 }
 
 /*
- * Every page of region r: the memfd's holes (memory the guest never
- * touched) as zero runs, never read, since reading a hole allocates it;
- * the data between them page by page.  Without SEEK_DATA, all of it as data.
+ * Every page of region r from byte off on: the memfd's holes (memory the
+ * guest never touched) as zero runs, never read, since reading a hole
+ * allocates it; the data between them page by page.  Without SEEK_DATA,
+ * all of it as data.  When the byte cap stops it, where it stopped is kept
+ * (left_r, left_off): the final round sends the rest.
  */
-static int send_region(struct save *s, unsigned r)
+static int send_region(struct save *s, unsigned r, off_t off)
 {
 	const struct xc_region *g = &s->regs[r];
-	off_t off = 0, data, end;
+	off_t data, end;
 
-	while ((uint64_t)off < g->size && !s->capped) {
+	while ((uint64_t)off < g->size) {
 		data = g->memfd >= 0 ? lseek(g->memfd, off, SEEK_DATA) : off;
 		if (data < 0)
 			data = errno == ENXIO ? (off_t)g->size : off;
@@ -162,27 +166,53 @@ static int send_region(struct save *s, unsigned r)
 			data = g->size;
 		if (data > off && add_zero_run(s, r, off / SR_PAGE_SIZE, (data - off) / SR_PAGE_SIZE))
 			return -1;
-		if ((uint64_t)data >= g->size)
+		off = data;
+		if ((uint64_t)data >= g->size || s->capped)
 			break;
 		end = g->memfd >= 0 ? lseek(g->memfd, data, SEEK_HOLE) : (off_t)g->size;
 		if (end <= data || (uint64_t)end > g->size)
 			end = g->size;
 		/* Extents are page granular for shmem; round outwards to be sure. */
 		for (uint64_t i = data / SR_PAGE_SIZE; i < ((uint64_t)end + SR_PAGE_SIZE - 1) / SR_PAGE_SIZE &&
-		     !s->capped; i++)
+		     !s->capped; i++) {
 			if (add_page(s, r, i))
 				return -1;
-		off = (end + SR_PAGE_SIZE - 1) / SR_PAGE_SIZE * SR_PAGE_SIZE;
+			off = (i + 1) * SR_PAGE_SIZE;
+		}
+		if (s->capped)
+			break;
 	}
+	s->left_r = r;
+	s->left_off = off;
 	return 0;
 }
 
+/* Every page from where the last send_all stopped (round 0: from the start). */
 static int send_all(struct save *s)
 {
-	for (unsigned r = 0; r < s->nregs && !s->capped; r++)
-		if (send_region(s, r))
+	for (unsigned r = s->left_r; r < s->nregs && !s->capped; r++)
+		if (send_region(s, r, r == s->left_r ? s->left_off : 0))
 			return -1;
+	if (!s->capped)
+		s->left_r = s->nregs;	/* all sent */
 	return flush_batch(s);
+}
+
+/*
+ * Round 0 stopped short (the byte cap): the pages it never reached are in
+ * no round yet, and the final round sends them from where it stopped, after
+ * the dirty pages before that point (pfns ascend).  A page beyond it that
+ * was dirtied meanwhile goes once, with the rest.
+ */
+static void round0_rest_not_in_todo(struct save *s)
+{
+	for (unsigned r = s->left_r; r < s->nregs; r++) {
+		uint64_t first = r == s->left_r ? s->left_off / SR_PAGE_SIZE : 0;
+		uint64_t npages = s->regs[r].size / SR_PAGE_SIZE;
+
+		for (uint64_t i = first; i < npages; i++)
+			s->todo[r][i / 64] &= ~(1ull << (i % 64));
+	}
 }
 
 /*
@@ -490,10 +520,11 @@ static int save_live(struct save *s, bool *paused_here)
 	rd.iteration++;
 	if (sr_pipe_set_iteration(s->p, rd.iteration, &s->se))
 		return pipe_err(s);
+	round0_rest_not_in_todo(s);
 	{
 		uint64_t b0 = sr_writer_offset(s->w), p0 = s->pages_done;
 
-		if (send_todo(s, false))
+		if (send_todo(s, false) || send_all(s))
 			return -1;
 		rd = (struct hvmctx_round){ .iteration = rd.iteration, .final = true,
 					    .pages_sent = s->pages_done - p0,
