@@ -990,6 +990,19 @@ Test(hostile, region_count_cap)
 	}
 }
 
+/* Pages of a round its ITERATION record already closed. */
+Test(hostile, pages_of_a_closed_round)
+{
+	IMAGE img = base_image();
+	int k = find_rec(&img, SR_REC_ITERATION, 0);
+	struct sr_rec_page_data *h = (void *)img.rec[k + 1].body;
+
+	cr_assert_eq(img.rec[k + 1].type, SR_REC_PAGE_DATA, "no page data after ITERATION 0");
+	cr_assert_eq(h->iteration, 1);
+	h->iteration = 0;
+	expect_reject_img(&img, SR_E_SEQUENCE, "round 0's pages after ITERATION 0");
+}
+
 /* An lz4 page of 4096 bytes, as long as the raw page, is refused as a length. */
 Test(hostile, lz4_page_as_long_as_a_raw_one)
 {
