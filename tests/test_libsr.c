@@ -192,6 +192,15 @@ static void image_free(struct image *img)
 /* An image whose record copies are freed when it goes out of scope. */
 #define IMAGE struct image __attribute__((cleanup(image_free)))
 
+/* The first record of type, or -1. */
+static int find_rec_or_none(const struct image *img, uint32_t type)
+{
+	for (unsigned i = 0; i < img->n; i++)
+		if (img->rec[i].type == type)
+			return i;
+	return -1;
+}
+
 static int find_rec(const struct image *img, uint32_t type, unsigned nth)
 {
 	for (unsigned i = 0; i < img->n; i++)
@@ -1001,6 +1010,40 @@ Test(hostile, pages_of_a_closed_round)
 	cr_assert_eq(h->iteration, 1);
 	h->iteration = 0;
 	expect_reject_img(&img, SR_E_SEQUENCE, "round 0's pages after ITERATION 0");
+}
+
+/* An ITERATION record longer than its struct (the reader checks it exactly). */
+Test(hostile, iteration_record_too_long)
+{
+	IMAGE img = base_image();
+	int k = find_rec(&img, SR_REC_ITERATION, 0);
+
+	img.rec[k].body = realloc(img.rec[k].body, img.rec[k].len + 8);
+	memset(img.rec[k].body + img.rec[k].len, 0, 8);
+	img.rec[k].len += 8;
+	expect_reject_img(&img, SR_E_LENGTH, "ITERATION 8 bytes too long");
+}
+
+/* A domain of 0 vCPUs without any vCPU context is refused at DOMAIN, not let through. */
+Test(hostile, domain_of_no_vcpus)
+{
+	IMAGE img = base_image();
+	struct sr_rec_domain *d = (void *)img.rec[0].body;
+	struct sr_error err;
+	struct buf b;
+	int i;
+
+	d->vcpu_count = 0;
+	while ((i = find_rec_or_none(&img, SR_REC_VCPU_CONTEXT)) >= 0) {
+		free(img.rec[i].body);
+		memmove(&img.rec[i], &img.rec[i + 1], (img.n - i - 1) * sizeof(img.rec[0]));
+		img.n--;
+	}
+	expect_reject_img(&img, SR_E_RANGE, "0 vCPUs and no contexts");
+	b = serialize(&img);
+	cr_assert_eq(verify_bytes(b.p, b.len, &err), -1);
+	cr_assert_eq(err.index, 0, "refused at record %llu, not at DOMAIN", (unsigned long long)err.index);
+	free(b.p);
 }
 
 /* An lz4 page of 4096 bytes, as long as the raw page, is refused as a length. */
