@@ -1773,6 +1773,68 @@ Test(pipe, pending_pages_count_the_filling_batch)
 	close(fd);
 }
 
+/* A zero run that fills a batch to the last descriptor: the next page starts a new batch. */
+Test(pipe, a_zero_run_that_fills_a_batch_hands_it_on)
+{
+	struct sr_image_info info = { .creator = "test" };
+	struct sr_rec_domain dom = { .guest_kind = SR_GUEST_TEST, .vcpu_count = 1,
+				     .region_count = 1, .name = "fill" };
+	struct sr_region reg = { 0, 4096 * 4096, SR_REGION_F_RAM, 0 };
+	uint8_t page[SR_PAGE_SIZE], seen[2048] = { 0 };
+	struct sr_reader *r;
+	struct sr_record rec;
+	struct sr_error err;
+	struct sr_writer *w;
+	struct sr_pipe *p;
+	char msg[512];
+	int fd = mem_fd(), rc;
+
+	for (int threads = 0; threads <= 2; threads += 2) {
+		struct sr_pipe_opts po = { .mode = SR_COMPRESS_LZ4, .threads = threads };
+
+		memset(page, 9, sizeof(page));
+		cr_assert_eq(ftruncate(fd, 0), 0);
+		cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
+		w = sr_writer_open(fd, &info, 0, &err);
+		cr_assert(w);
+		cr_assert_eq(sr_write_domain(w, &dom, &reg, &err), 0);
+		p = sr_pipe_new(w, &po, &err);
+		cr_assert(p);
+		for (unsigned pfn = 0; pfn < SR_BATCH_MAX_PAGES - 1; pfn++)
+			cr_assert_eq(sr_pipe_add(p, pfn, page, &err), 0);
+		cr_assert_eq(sr_pipe_add_zero_run(p, SR_BATCH_MAX_PAGES - 1, 5, &err), 0);
+		cr_assert_eq(sr_pipe_add(p, SR_BATCH_MAX_PAGES + 4, page, &err), 0);
+		cr_assert_eq(sr_pipe_flush(p, &err), 0);
+		sr_pipe_free(p);
+		cr_assert_eq(sr_writer_flush(w, &err), 0);
+		sr_writer_free(w);
+
+		/* Every pfn, 0 .. 1028, is in the stream once. */
+		memset(seen, 0, sizeof(seen));
+		cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
+		r = sr_reader_open(fd, &err);
+		cr_assert(r);
+		while ((rc = sr_reader_next(r, &rec, &err)) > 0) {
+			struct sr_page_iter it;
+			const struct sr_page_desc *d;
+
+			if (rec.type != SR_REC_PAGE_DATA)
+				continue;
+			sr_page_iter_init(&rec, &it);
+			while (sr_page_iter_next(&it, &d, page, &err) == 1)
+				for (uint64_t k = 0; k < (d->enc == SR_PAGE_ZERO_RUN ? d->length : 1); k++)
+					seen[d->pfn + k]++;
+		}
+		cr_assert_eq(rc, -1, "a stream without END must end in an error");
+		cr_assert_eq(err.code, SR_E_MISSING, "%s", sr_error_format(&err, msg, sizeof(msg)));
+		sr_reader_free(r);
+		for (unsigned pfn = 0; pfn <= SR_BATCH_MAX_PAGES + 4; pfn++)
+			cr_assert_eq(seen[pfn], 1, "%d workers: pfn %u in the stream %u times", threads, pfn,
+				     seen[pfn]);
+	}
+	close(fd);
+}
+
 Test(pipe, written_callback_sees_each_batch_and_can_cancel)
 {
 	struct sr_image_info info = { .creator = "test" };
