@@ -22,13 +22,16 @@
 #   tests/mutants.sh [ID ...]      only these mutants
 #   MUTANTS_KVM=1                  also the mutants only KVM tests cover
 #   MUTANTS_TIMEOUT (600)          seconds per test set: past it the mutant counts killed (hung)
+#   MUTANTS_WORK (build-mutants)   the scratch directory: two runs with their own
+#                                  directories and IDs split the table between them
 #
 # Ends "N killed, N survived (score P%)" on a line of its own; exit 1 when the
 # score is under 90% or a mutant is stale or does not build.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 table=${MUTANTS_TABLE:-$top/tests/mutants.tsv}
-work=$top/build-mutants
+work=${MUTANTS_WORK:-$top/build-mutants}
+case $work in /*) ;; *) work=$top/$work ;; esac
 src=$work/src
 limit=${MUTANTS_TIMEOUT:-600}
 kvm=${MUTANTS_KVM:-0}
