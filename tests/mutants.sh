@@ -22,13 +22,16 @@
 #   tests/mutants.sh [ID ...]      only these mutants
 #   MUTANTS_KVM=1                  also the mutants only KVM tests cover
 #   MUTANTS_TIMEOUT (600)          seconds per test set: past it the mutant counts killed (hung)
+#   MUTANTS_WORK (build-mutants)   the scratch directory: two runs with their own
+#                                  directories and IDs split the table between them
 #
 # Ends "N killed, N survived (score P%)" on a line of its own; exit 1 when the
 # score is under 90% or a mutant is stale or does not build.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 table=${MUTANTS_TABLE:-$top/tests/mutants.tsv}
-work=$top/build-mutants
+work=${MUTANTS_WORK:-$top/build-mutants}
+case $work in /*) ;; *) work=$top/$work ;; esac
 src=$work/src
 limit=${MUTANTS_TIMEOUT:-600}
 kvm=${MUTANTS_KVM:-0}
@@ -179,15 +182,16 @@ if [ ${#kvm_ids[@]} -gt 0 ]; then
 	mkdir -p "$work/kvm/base"
 	(cd "$src/build" && find . -path ./box -prune -o -type f ! -name '*.o' ! -name '*.d' -print0 |
 		cpio -0 -pdm --quiet "$work/kvm/base")
+	rel=${work#"$top"/}		# the box runs in the checkout, by relative paths
 	all_sets=$(printf '%s\n' "${kvm_sets[@]}" | tr ',' '\n' | sort -u | tr '\n' ' ')
 	{
 		echo "cd '$top'"
-		echo "O=build-mutants/kvm/base SR_KVM_TESTS='$all_sets' tests/kvm.sh > build-mutants/kvm/base.log 2>&1; echo \$? > build-mutants/kvm/base.rc"
-		echo "echo mutants: the unmutated build: \$(tail -1 build-mutants/kvm/base.log)"
+		echo "O=$rel/kvm/base SR_KVM_TESTS='$all_sets' tests/kvm.sh > $rel/kvm/base.log 2>&1; echo \$? > $rel/kvm/base.rc"
+		echo "echo mutants: the unmutated build: \$(tail -1 $rel/kvm/base.log)"
 		for i in "${!kvm_ids[@]}"; do
 			id=${kvm_ids[$i]}
-			echo "O=build-mutants/kvm/$id SR_KVM_TESTS='${kvm_sets[$i]//,/ }' timeout $limit tests/kvm.sh > build-mutants/kvm/$id.log 2>&1; echo \$? > build-mutants/kvm/$id.rc"
-			echo "echo mutants: $id: \$(tail -1 build-mutants/kvm/$id.log)"
+			echo "O=$rel/kvm/$id SR_KVM_TESTS='${kvm_sets[$i]//,/ }' timeout $limit tests/kvm.sh > $rel/kvm/$id.log 2>&1; echo \$? > $rel/kvm/$id.rc"
+			echo "echo mutants: $id: \$(tail -1 $rel/kvm/$id.log)"
 		done
 	} > "$work/kvm/run.sh"
 	log "mutants: ${#kvm_ids[@]} mutant(s) only KVM tests cover: one box session (sections: $all_sets)"

@@ -324,23 +324,36 @@ Test(ctl, a_runner_that_hangs_up_is_an_error)
 	cr_assert(strstr(reply, "closed the connection without a reply"), "%s", reply);
 }
 
-/* The runner's longest line: 1022 characters and the newline (tools/runner.c reply()). */
-Test(ctl, the_longest_reply_line_is_read_whole)
+/*
+ * The runner's longest line: 1022 characters and the newline (tools/runner.c
+ * reply()), read whole however it arrives: after a progress line, or with
+ * its newline in a read of its own.
+ */
+static void longest_line(const char *const *say)
 {
-	static char longline[1024];
-	static const char *const say[] = { "progress 1/2 pages\n", longline, NULL };
 	struct runner_script s = { .say = say };
 	char reply[2048];
 	pthread_t t;
 
-	memcpy(longline, "ok ", 3);
-	memset(longline + 3, 'x', 1019);
-	longline[1022] = '\n';
 	t = serve(&s);
 	cr_assert_eq(ctl_request("dom", "status", -1, NULL, reply, sizeof(reply)), 0);
 	done(t, &s);
 	cr_assert_eq(strlen(reply), 1019, "reply of %zu characters", strlen(reply));
 	cr_assert_eq(strspn(reply, "x"), 1019);
+}
+
+Test(ctl, the_longest_reply_line_is_read_whole)
+{
+	static char line[1024], text[1023];
+	static const char *const after_progress[] = { "progress 1/2 pages\n", line, NULL };
+	static const char *const newline_apart[] = { text, "\n", NULL };
+
+	memcpy(text, "ok ", 3);
+	memset(text + 3, 'x', 1019);
+	memcpy(line, text, 1022);
+	line[1022] = '\n';
+	longest_line(after_progress);
+	longest_line(newline_apart);
 }
 
 Test(ctl, a_passed_fd_arrives)

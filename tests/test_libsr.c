@@ -201,6 +201,15 @@ static void image_free(struct image *img)
 /* An image whose record copies are freed when it goes out of scope. */
 #define IMAGE struct image __attribute__((cleanup(image_free)))
 
+/* The first record of type, or -1. */
+static int find_rec_or_none(const struct image *img, uint32_t type)
+{
+	for (unsigned i = 0; i < img->n; i++)
+		if (img->rec[i].type == type)
+			return i;
+	return -1;
+}
+
 static int find_rec(const struct image *img, uint32_t type, unsigned nth)
 {
 	for (unsigned i = 0; i < img->n; i++)
@@ -1010,6 +1019,53 @@ Test(hostile, region_count_cap)
 		cr_assert(strstr(msg, "pfn 0x100001 "), "%u regions: %s", n, msg);
 		free(b.p);
 	}
+}
+
+/* Pages of a round its ITERATION record already closed. */
+Test(hostile, pages_of_a_closed_round)
+{
+	IMAGE img = base_image();
+	int k = find_rec(&img, SR_REC_ITERATION, 0);
+	struct sr_rec_page_data *h = (void *)img.rec[k + 1].body;
+
+	cr_assert_eq(img.rec[k + 1].type, SR_REC_PAGE_DATA, "no page data after ITERATION 0");
+	cr_assert_eq(h->iteration, 1);
+	h->iteration = 0;
+	expect_reject_img(&img, SR_E_SEQUENCE, "round 0's pages after ITERATION 0");
+}
+
+/* An ITERATION record longer than its struct (the reader checks it exactly). */
+Test(hostile, iteration_record_too_long)
+{
+	IMAGE img = base_image();
+	int k = find_rec(&img, SR_REC_ITERATION, 0);
+
+	img.rec[k].body = realloc(img.rec[k].body, img.rec[k].len + 8);
+	memset(img.rec[k].body + img.rec[k].len, 0, 8);
+	img.rec[k].len += 8;
+	expect_reject_img(&img, SR_E_LENGTH, "ITERATION 8 bytes too long");
+}
+
+/* A domain of 0 vCPUs without any vCPU context is refused at DOMAIN, not let through. */
+Test(hostile, domain_of_no_vcpus)
+{
+	IMAGE img = base_image();
+	struct sr_rec_domain *d = (void *)img.rec[0].body;
+	struct sr_error err;
+	struct buf b;
+	int i;
+
+	d->vcpu_count = 0;
+	while ((i = find_rec_or_none(&img, SR_REC_VCPU_CONTEXT)) >= 0) {
+		free(img.rec[i].body);
+		memmove(&img.rec[i], &img.rec[i + 1], (img.n - i - 1) * sizeof(img.rec[0]));
+		img.n--;
+	}
+	expect_reject_img(&img, SR_E_RANGE, "0 vCPUs and no contexts");
+	b = serialize(&img);
+	cr_assert_eq(verify_bytes(b.p, b.len, &err), -1);
+	cr_assert_eq(err.index, 0, "refused at record %llu, not at DOMAIN", (unsigned long long)err.index);
+	free(b.p);
 }
 
 /* An lz4 page of 4096 bytes, as long as the raw page, is refused as a length. */
@@ -1928,6 +1984,68 @@ Test(pipe, pending_pages_count_the_filling_batch)
 	cr_assert_eq(sr_pipe_pending_pages(p), 0);
 	sr_pipe_free(p);
 	sr_writer_free(w);
+	close(fd);
+}
+
+/* A zero run that fills a batch to the last descriptor: the next page starts a new batch. */
+Test(pipe, a_zero_run_that_fills_a_batch_hands_it_on)
+{
+	struct sr_image_info info = { .creator = "test" };
+	struct sr_rec_domain dom = { .guest_kind = SR_GUEST_TEST, .vcpu_count = 1,
+				     .region_count = 1, .name = "fill" };
+	struct sr_region reg = { 0, 4096 * 4096, SR_REGION_F_RAM, 0 };
+	uint8_t page[SR_PAGE_SIZE], seen[2048] = { 0 };
+	struct sr_reader *r;
+	struct sr_record rec;
+	struct sr_error err;
+	struct sr_writer *w;
+	struct sr_pipe *p;
+	char msg[512];
+	int fd = mem_fd(), rc;
+
+	for (int threads = 0; threads <= 2; threads += 2) {
+		struct sr_pipe_opts po = { .mode = SR_COMPRESS_LZ4, .threads = threads };
+
+		memset(page, 9, sizeof(page));
+		cr_assert_eq(ftruncate(fd, 0), 0);
+		cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
+		w = sr_writer_open(fd, &info, 0, &err);
+		cr_assert(w);
+		cr_assert_eq(sr_write_domain(w, &dom, &reg, &err), 0);
+		p = sr_pipe_new(w, &po, &err);
+		cr_assert(p);
+		for (unsigned pfn = 0; pfn < SR_BATCH_MAX_PAGES - 1; pfn++)
+			cr_assert_eq(sr_pipe_add(p, pfn, page, &err), 0);
+		cr_assert_eq(sr_pipe_add_zero_run(p, SR_BATCH_MAX_PAGES - 1, 5, &err), 0);
+		cr_assert_eq(sr_pipe_add(p, SR_BATCH_MAX_PAGES + 4, page, &err), 0);
+		cr_assert_eq(sr_pipe_flush(p, &err), 0);
+		sr_pipe_free(p);
+		cr_assert_eq(sr_writer_flush(w, &err), 0);
+		sr_writer_free(w);
+
+		/* Every pfn, 0 .. 1028, is in the stream once. */
+		memset(seen, 0, sizeof(seen));
+		cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
+		r = sr_reader_open(fd, &err);
+		cr_assert(r);
+		while ((rc = sr_reader_next(r, &rec, &err)) > 0) {
+			struct sr_page_iter it;
+			const struct sr_page_desc *d;
+
+			if (rec.type != SR_REC_PAGE_DATA)
+				continue;
+			sr_page_iter_init(&rec, &it);
+			while (sr_page_iter_next(&it, &d, page, &err) == 1)
+				for (uint64_t k = 0; k < (d->enc == SR_PAGE_ZERO_RUN ? d->length : 1); k++)
+					seen[d->pfn + k]++;
+		}
+		cr_assert_eq(rc, -1, "a stream without END must end in an error");
+		cr_assert_eq(err.code, SR_E_MISSING, "%s", sr_error_format(&err, msg, sizeof(msg)));
+		sr_reader_free(r);
+		for (unsigned pfn = 0; pfn <= SR_BATCH_MAX_PAGES + 4; pfn++)
+			cr_assert_eq(seen[pfn], 1, "%d workers: pfn %u in the stream %u times", threads, pfn,
+				     seen[pfn]);
+	}
 	close(fd);
 }
 
