@@ -30,6 +30,13 @@ endif
 CFLAGS    ?= -O2 -g
 ALL_CFLAGS := -std=gnu11 $(WARNINGS) $(CFLAGS) -fPIC -D_GNU_SOURCE -Ilibsr -Ixc -Ihvmctx -Iguest -Itools \
               $(PKG_CFLAGS) -MMD -MP
+# The tools in $(O) are the ones the tests run: they honour the test hooks
+# (sr-ctl poke, SR_MIGRATE_TEST_*, SR_TEST_PAUSE_AT, SR_SAVE_COMMIT_DELAY_MS).
+# make install installs a build without them, $(O)/release.
+TEST_HOOKS ?= 1
+ifeq ($(TEST_HOOKS),1)
+ALL_CFLAGS += -DSR_TEST_HOOKS
+endif
 ifeq ($(SAN),1)
 ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDSAN     := -fsanitize=address,undefined
@@ -126,7 +133,7 @@ $(O)/sr-dump: $(O)/tools/sr-dump.o $(O)/tools/util.o $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(O)/sr-ctl: $(O)/tools/sr-ctl.o $(O)/tools/ctl.o $(O)/tools/util.o $(O)/tools/host.o $(XC_OBJS)
+$(O)/sr-ctl: $(O)/tools/sr-ctl.o $(O)/tools/ctl.o $(O)/tools/migrate.o $(O)/tools/util.o $(O)/tools/host.o $(XC_OBJS)
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ -lpthread
 

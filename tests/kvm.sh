@@ -1024,6 +1024,103 @@ if want migrate-unknown && mig_net; then
 	fi
 fi
 
+# Waits (up to 60 s) until file $2 has a line matching $1.
+wait_line() { for _ in $(seq 1 1200); do grep -q "$1" "$2" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+# Whether domain $1 is running here / on far.
+near_runs() { $O/sr-ctl "$1" status 2>/dev/null | grep -q 'state=running'; }
+far_runs() { SR_RUN_DIR=$tmp/far $O/sr-ctl "$1" status 2>/dev/null | grep -q 'state=running'; }
+
+if want migrate-handshake && mig_net; then
+	# Never both: a cancel or a stall that comes while sr-migrate has "ready" but has not
+	# yet asked the runner to hold wins (the domain resumes here, "go" never goes out);
+	# once the runner holds, neither a cancel nor the stall timer resumes it.
+	mig_guest hc --memory 64 --pages 256 && far_listen 7711 hc
+	SR_TEST_PAUSE_AT=ready SR_TEST_PAUSE_MS=3000 $O/sr-migrate --cold -q hc tcp:10.77.0.2:7711 2>"$tmp/hc.mig" &
+	mpid=$!
+	wait_line 'sr test hook: at ready' "$tmp/hc.mig"
+	said=$($O/sr-ctl hc cancel 2>&1)
+	wait $mpid; rc=$?
+	wait $fpid; dst=$?
+	here=$(near_runs hc && echo running); there=$(far_runs hc && echo running)
+	$O/sr-ctl hc finish >/dev/null 2>&1; wait $spid; src=$?
+	if [ $rc -eq 1 ] && [ $dst -eq 6 ] && [ "$here" = running ] && [ -z "$there" ] && [ $src -eq 0 ] &&
+	   [[ "$said" == *"cancelling"* ]] && grep -q 'would not hold for "go"' "$tmp/hc.mig"; then
+		ok "migrate-handshake: cancel after \"ready\": the domain resumed here (then PASS), the receiver discarded its copy (exit 6): $(grep -v 'test hook' "$tmp/hc.mig")"
+	else
+		echo "cancel said: $said; here '$here', there '$there', source $src" >> "$tmp/hc.mig"
+		cat "$tmp/hc.far" >> "$tmp/hc.mig"
+		bad "migrate-handshake: cancel after ready: sr-migrate $rc, receiver $dst" "$tmp/hc.mig"
+	fi
+
+	mig_guest hh --memory 64 --pages 256 && far_listen 7712 hh
+	SR_TEST_PAUSE_AT=held SR_TEST_PAUSE_MS=3000 $O/sr-migrate --cold -q hh tcp:10.77.0.2:7712 2>"$tmp/hh.mig" &
+	mpid=$!
+	wait_line 'sr test hook: at held' "$tmp/hh.mig"
+	said=$($O/sr-ctl hh cancel 2>&1); st=$($O/sr-ctl hh status 2>&1)
+	wait $mpid; rc=$?
+	wait $spid; src=$?
+	far_finish hh
+	wait $fpid; dst=$?
+	if [ $rc -eq 0 ] && [ $src -eq 0 ] && [ $dst -eq 0 ] && grep -q '^PASS' "$tmp/hh.far" &&
+	   [[ "$said" == *"committing"* ]] && [[ "$st" == *"state=paused"*"save=committing"* ]]; then
+		ok "migrate-handshake: cancel once held is refused ($said); the migration completed and the guest passed there"
+	else
+		echo "cancel said: $said; status: $st" >> "$tmp/hh.mig"
+		bad "migrate-handshake: cancel once held: sr-migrate $rc, source $src, receiver $dst" "$tmp/hh.mig"
+	fi
+
+	mig_guest hs --memory 64 --pages 256 && far_listen 7713 hs
+	SR_TEST_PAUSE_AT=ready SR_TEST_PAUSE_MS=4000 $O/sr-migrate --cold -q --stall-timeout 1 hs tcp:10.77.0.2:7713 2>"$tmp/hs.mig"; rc=$?
+	wait $spid; src=$?
+	far_finish hs
+	wait $fpid; dst=$?
+	if [ $rc -eq 0 ] && [ $src -eq 0 ] && [ $dst -eq 0 ] && grep -q '^PASS' "$tmp/hs.far" && ! grep -q 'no progress' "$tmp/hs.src"; then
+		ok "migrate-handshake: a prepared save waiting 4 s for \"go\" (--stall-timeout 1) is not cancelled by the stall timer; it migrated and passed there"
+	else
+		cat "$tmp/hs.src" >> "$tmp/hs.mig"
+		bad "migrate-handshake: stall in the commit window: sr-migrate $rc, source $src, receiver $dst" "$tmp/hs.mig"
+	fi
+fi
+
+if want migrate-start-fails && mig_net; then
+	# The receiver says "running" only once its vCPUs run: a start that fails after "go" is
+	# answered "error", and the source resumes its domain (never neither).
+	mig_guest sf --memory 64 --pages 256
+	far env SR_TEST_START_FAIL=1 $O/sr-restore --listen 7714 --accept-timeout 120 </dev/null >"$tmp/sf.far" 2>&1 &
+	fpid=$!
+	wait_line 'listening on' "$tmp/sf.far"
+	$O/sr-migrate --cold -q sf tcp:10.77.0.2:7714 2>"$tmp/sf.mig"; rc=$?
+	wait $fpid; dst=$?
+	here=$(near_runs sf && echo running)
+	$O/sr-ctl sf finish >/dev/null 2>&1; wait $spid; src=$?
+	if [ $rc -eq 1 ] && [ $dst -eq 3 ] && [ "$here" = running ] && [ $src -eq 0 ] &&
+	   grep -q 'could not start the domain' "$tmp/sf.mig" && grep -q '^PASS' "$tmp/sf.src"; then
+		ok "migrate-start-fails: the receiver's start failed after \"go\": it said so, the source resumed (then PASS): $(cat "$tmp/sf.mig")"
+	else
+		cat "$tmp/sf.far" >> "$tmp/sf.mig"
+		bad "migrate-start-fails: sr-migrate $rc, receiver $dst, source $src, here '$here'" "$tmp/sf.mig"
+	fi
+fi
+
+if want migrate-commit-lost && mig_net; then
+	# "running" heard, then the local runner is lost before the commit: the domain runs
+	# there, and sr-migrate says so with exit 3 (not 1, "runs on here").
+	mig_guest cl --memory 64 --pages 256 && far_listen 7715 cl
+	SR_TEST_PAUSE_AT=running SR_TEST_PAUSE_MS=3000 $O/sr-migrate --cold -q cl tcp:10.77.0.2:7715 2>"$tmp/cl.mig" &
+	mpid=$!
+	wait_line 'sr test hook: at running' "$tmp/cl.mig"
+	kill -KILL $spid; wait $spid 2>/dev/null
+	wait $mpid; rc=$?
+	far_finish cl
+	wait $fpid; dst=$?
+	if [ $rc -eq 3 ] && grep -q 'the receiver runs "cl"' "$tmp/cl.mig" && grep -q 'sr-ctl cl destroy' "$tmp/cl.mig" &&
+	   [ $dst -eq 0 ] && grep -q '^PASS' "$tmp/cl.far"; then
+		ok "migrate-commit-lost: the runner lost after \"running\": exit 3, the guest passed there: $(grep -v 'test hook' "$tmp/cl.mig")"
+	else
+		bad "migrate-commit-lost: sr-migrate $rc, receiver $dst" "$tmp/cl.mig"
+	fi
+fi
+
 if want migrate-100mbit 300 && mig_net; then
 	# A link limited to 100 Mbit/s (tbf, 2 ms netem delay): a live migration of a dirtying
 	# guest converges (throttling where it must) and reports its downtime.

@@ -387,7 +387,8 @@ static void status_line(struct runner *r, int fd)
 
 	if (r->job.active)
 		snprintf(save, sizeof(save), " save=%s pages=%llu/%llu bytes=%llu",
-			 r->job.st.cancel ? "cancelling" : "running",
+			 r->job.st.cancel == SAVE_HELD ? "committing" :
+			 r->job.st.cancel ? "cancelling" : r->job.st.prepared ? "prepared" : "running",
 			 (unsigned long long)r->job.st.pages, (unsigned long long)r->job.st.total,
 			 (unsigned long long)r->job.st.bytes);
 	reply(fd, "ok name=%s state=%s vcpus=%u memory_mib=%llu stage=%u pid=%d pauses=%llu "
@@ -451,16 +452,24 @@ static int start_save(struct runner *r, int cfd, int out_fd, const char *text, c
 	return 0;
 }
 
-/* Asks a running save to give up; a write stuck on a stalled reader is knocked out. */
-static void cancel_save(struct runner *r)
+/*
+ * Asks a running save to give up; a write stuck on a stalled reader is
+ * knocked out.  Returns false when the save is held (a migration's receiver
+ * may run the domain): then it is not the runner's to end.
+ */
+static bool cancel_save(struct runner *r)
 {
 	struct save_job *j = &r->job;
+	int none = 0;
 
 	if (!j->active)
-		return;
-	j->st.cancel = 1;
+		return true;
+	if (!__atomic_compare_exchange_n(&j->st.cancel, &none, SAVE_CANCEL, false,
+					 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST) && none != SAVE_CANCEL)
+		return false;
 	pthread_kill(j->thread, SIGUSR1);
 	j->last_kick_ns = mono_ns();
+	return true;
 }
 
 /* The save thread finished: returns true when the domain must now end. */
@@ -484,11 +493,12 @@ static void watch_save(struct runner *r)
 
 	if (!j->active)
 		return;
-	if (!j->st.cancel && now - j->st.progress_ns > j->stall_ns) {
+	/* A prepared save waits for its client under await_commit's own deadline. */
+	if (!j->st.cancel && !j->st.prepared && now - j->st.progress_ns > j->stall_ns) {
 		pr_err("save of %s made no progress for %llu s: cancelled, the domain resumes",
 		       r->cfg.name, (unsigned long long)(j->stall_ns / 1000000000ull));
 		cancel_save(r);
-	} else if (j->st.cancel && now - j->last_kick_ns > 200000000ull) {
+	} else if (j->st.cancel == SAVE_CANCEL && now - j->last_kick_ns > 200000000ull) {
 		cancel_save(r);		/* the signal may have come before the write blocked */
 	}
 }
@@ -515,12 +525,13 @@ static bool handle_client(struct runner *r, int cfd, int *exit_status)
 	if (!strcmp(line, "status")) {
 		status_line(r, cfd);
 	} else if (!strcmp(line, "cancel")) {
-		if (!r->job.active) {
+		if (!r->job.active)
 			reply(cfd, "error no save is running");
-		} else {
-			cancel_save(r);
+		else if (!cancel_save(r))
+			reply(cfd, "error the save is committing: a migration's receiver may run the "
+			      "domain, so it stays paused here until sr-migrate decides");
+		else
 			reply(cfd, "ok cancelling the save: the domain resumes as it was");
-		}
 	} else if (r->job.active) {
 		reply(cfd, "error busy: a save is running (sr-ctl %s status shows it, "
 		      "sr-ctl %s cancel stops it)", r->cfg.name, r->cfg.name);
@@ -622,28 +633,43 @@ static int stop_status(struct runner *r, const struct xc_event *ev)
 	}
 }
 
+int runner_start(struct runner *r, bool start_paused, struct xc_error *err)
+{
+	if (block_signals(r)) {
+		xc_set_error(err, errno, "setting up signal handling");
+		return EXIT_USAGE;
+	}
+	/* Now, while no vCPU runs: a save then does not probe MSRs while the guest is paused. */
+	r->msrs = hvmctx_msr_list_make(xc_vcpu_get(r->d, 0), err);
+	if (!r->msrs)
+		return EXIT_VM_ERROR;
+	if (test_env("SR_TEST_START_FAIL"))	/* testing aid: a start that fails */
+		return xc_set_error(err, EIO, "testing: the domain did not start"), EXIT_VM_ERROR;
+	if (xc_domain_start(r->d, start_paused, err))
+		return EXIT_VM_ERROR;
+	if (r->serial && !pthread_create(&r->input_thread, NULL, input_loop, r))
+		r->input_started = true;
+	return 0;
+}
+
 int runner_run(struct runner *r, bool start_paused)
+{
+	struct xc_error err;
+	int rc = runner_start(r, start_paused, &err);
+
+	if (rc) {
+		pr_err("%s", err.msg);
+		return rc;
+	}
+	return runner_loop(r);
+}
+
+int runner_loop(struct runner *r)
 {
 	struct xc_error err;
 	struct xc_event ev;
 	int status = -1;
 
-	if (block_signals(r)) {
-		pr_err("setting up signal handling: %s", strerror(errno));
-		return EXIT_USAGE;
-	}
-	/* Now, while no vCPU runs: a save then does not probe MSRs while the guest is paused. */
-	r->msrs = hvmctx_msr_list_make(xc_vcpu_get(r->d, 0), &err);
-	if (!r->msrs) {
-		pr_err("%s", err.msg);
-		return EXIT_VM_ERROR;
-	}
-	if (xc_domain_start(r->d, start_paused, &err)) {
-		pr_err("%s", err.msg);
-		return EXIT_VM_ERROR;
-	}
-	if (r->serial && !pthread_create(&r->input_thread, NULL, input_loop, r))
-		r->input_started = true;
 	while (status < 0) {
 		struct pollfd p[4] = {
 			{ .fd = xc_domain_event_fd(r->d), .events = POLLIN },

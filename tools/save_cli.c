@@ -204,6 +204,7 @@ struct target {
 	bool placed;			/* FILE now names the image */
 	bool net;			/* tcp: or ssh: (the migration handshake) */
 	bool unknown;			/* "go" sent, no "running" heard */
+	bool ran_there;			/* the receiver said "running" */
 	pid_t ssh;			/* ssh: the ssh process */
 	char err[900];
 };
@@ -398,23 +399,30 @@ static int handshake(struct save_ctx *c)
 		return -1;
 	}
 	/* A receiver known to be gone before "go" cannot run the domain: resume it here. */
-	if (getenv("SR_MIGRATE_TEST_GO_DELAY_MS"))	/* testing aid: widen that window */
-		usleep(1000 * atoi(getenv("SR_MIGRATE_TEST_GO_DELAY_MS")));
+	if (test_env("SR_MIGRATE_TEST_GO_DELAY_MS"))	/* testing aid: widen that window */
+		usleep(1000 * atoi(test_env("SR_MIGRATE_TEST_GO_DELAY_MS")));
+	test_pause("ready");
 	if (peer_gone(t->fd)) {
 		snprintf(t->err, sizeof(t->err), "the receiver went away after \"ready\", before "
 			 "\"go\": it cannot run the domain");
 		return -1;
 	}
-	/* From here on, losing us must not resume the domain: the receiver may run it. */
+	/*
+	 * The domain must hold before anyone can run it there: "go" goes out only
+	 * once the runner says no cancel or stall can resume it any more.
+	 */
 	if (ctl_pending(c->hooks)) {
-		snprintf(t->err, sizeof(t->err), "the domain went away before \"go\"");
+		snprintf(t->err, sizeof(t->err), "the domain here would not hold for \"go\" "
+			 "(cancelled, timed out or gone): the receiver discards its copy");
 		return -1;
 	}
+	test_pause("held");
 	if (mig_send(t->fd, MIG_GO, NULL)) {
+		/* Nothing or a part of "go\n" went out: the receiver runs only on the whole line. */
 		snprintf(t->err, sizeof(t->err), "telling the receiver to go: %s", strerror(errno));
 		return -1;
 	}
-	if (getenv("SR_MIGRATE_TEST_DROP_AFTER_GO")) {
+	if (test_env("SR_MIGRATE_TEST_DROP_AFTER_GO")) {
 		/* Testing aid: the link dies here, so any answer already queued is lost too. */
 		shutdown(t->fd, SHUT_RDWR);
 		rc = 0;
@@ -422,8 +430,17 @@ static int handshake(struct save_ctx *c)
 	} else {
 		rc = mig_recv(t->fd, line, sizeof(line), MIG_RUNNING_TIMEOUT_MS, why, sizeof(why));
 	}
-	if (rc == 1 && !strcmp(line, MIG_RUNNING))
+	if (rc == 1 && !strcmp(line, MIG_RUNNING)) {
+		t->ran_there = true;
+		test_pause("running");
 		return 0;
+	}
+	if (rc == 1 && !strncmp(line, MIG_ERROR " ", 6)) {
+		/* It answers "running" only once its vCPUs run; this one exits without. */
+		snprintf(t->err, sizeof(t->err), "the receiver could not start the domain: %s",
+			 line + 6);
+		return -1;
+	}
 	t->unknown = true;
 	snprintf(t->err, sizeof(t->err), "the receiver was told to go but did not say it runs "
 		 "the domain (%s): whether %s runs it is unknown, so \"%s\" stays paused here. "
@@ -460,8 +477,8 @@ static int on_prepared(const char *line, void *arg)
 	}
 	c->t->fd = -1;
 	/* Testing aid: hold the commit window open so tests can signal into it. */
-	if (getenv("SR_SAVE_COMMIT_DELAY_MS"))
-		usleep(1000 * atoi(getenv("SR_SAVE_COMMIT_DELAY_MS")));
+	if (test_env("SR_SAVE_COMMIT_DELAY_MS"))
+		usleep(1000 * atoi(test_env("SR_SAVE_COMMIT_DELAY_MS")));
 	return 0;
 }
 
@@ -631,7 +648,7 @@ int save_cli(int argc, char **argv, bool migrate)
 	rc = ctl_request(dom, req, fd, &hooks, reply, sizeof(reply));
 	if (prog.shown)
 		fputc('\n', stderr);
-	if (t.net && rc != 0 && !t.err[0]) {
+	if (t.net && rc != 0 && !t.err[0] && !t.ran_there) {
 		/* The stream broke: the receiver may have said why before it went. */
 		char line[512], why[64];
 
@@ -657,6 +674,11 @@ int save_cli(int argc, char **argv, bool migrate)
 			pr_err("removed %s again: the domain did not take the commit", path);
 		if (t.unknown)
 			die(EXIT_UNKNOWN, "%s", t.err);
+		if (t.ran_there)
+			/* It runs there: only the copy here is in doubt, and it cannot run unasked. */
+			die(EXIT_UNKNOWN, "the receiver runs \"%s\" on %s, but the domain here did not "
+			    "confirm the commit (%s): if sr-ctl %s status still finds it here, it is "
+			    "paused: end it with sr-ctl %s destroy", dom, path, reply, dom, dom);
 		die(rc < 0 ? EXIT_USAGE : 1, "%s%s%s%s", t.err[0] ? t.err : "", t.err[0] ? "; " : "",
 		    reply, rc > 0 && !strstr(reply, "the domain ") ? "; the domain runs on as before" : "");
 	}

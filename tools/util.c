@@ -136,3 +136,25 @@ unsigned threads_default(void)
 
 	return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
 }
+
+const char *test_env(const char *name)
+{
+#ifdef SR_TEST_HOOKS
+	const char *v = getenv(name);
+
+	return v && *v ? v : NULL;
+#else
+	(void)name;
+	return NULL;
+#endif
+}
+
+void test_pause(const char *point)
+{
+	const char *at = test_env("SR_TEST_PAUSE_AT"), *ms = test_env("SR_TEST_PAUSE_MS");
+
+	if (!at || strcmp(at, point))
+		return;
+	fprintf(stderr, "sr test hook: at %s\n", point);
+	usleep(1000 * (ms ? atoi(ms) : 2000));
+}

@@ -34,6 +34,16 @@ unsigned threads_default(void);
 /* Human-readable byte count into buf ("12.3 MiB"). */
 const char *fmt_bytes(uint64_t n, char *buf, size_t len);
 
+/*
+ * Test hooks, compiled in only with -DSR_TEST_HOOKS (the tools the tests
+ * run); installed tools honour none of them.  test_env(NAME) is getenv(NAME)
+ * there and NULL otherwise.  test_pause(POINT): when SR_TEST_PAUSE_AT names
+ * POINT, says "sr test hook: at POINT" on stderr and waits SR_TEST_PAUSE_MS
+ * (default 2000), so a test can aim a fault at that step.
+ */
+const char *test_env(const char *name);
+void test_pause(const char *point);
+
 /* Prints s (at most max bytes, up to its NUL) as a JSON string on stdout. */
 void json_str(const char *s, size_t max);
 
