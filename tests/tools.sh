@@ -89,5 +89,25 @@ check "sr-migrate: connection refused (exit 1, domain untouched)" bash -c "[ $rc
 "$mig" dom "tcp:[::1]:1" >"$tmp/m.out" 2>&1; rc=$?
 check "sr-migrate: an IPv6 literal in brackets is understood" bash -c "[ $rc -eq 1 ] && grep -q 'connecting to \[::1\]:1' '$tmp/m.out'"
 
+# Strings from an image or a peer reach the terminal escaped (control bytes, non-UTF-8).
+python3 - "$tmp/a.img" "$tmp/esc.img" <<'PY'
+import ctypes, struct, sys
+x = ctypes.CDLL("libxxhash.so.0"); x.XXH3_64bits.restype = ctypes.c_uint64
+b = bytearray(open(sys.argv[1], "rb").read())
+b[32:56] = b"sr\x1b[2J\xff\xc3\xa9".ljust(24, b"\0")		# creator: a terminal escape, a bad byte, an e-acute
+b[56:64] = struct.pack("<Q", x.XXH3_64bits(bytes(b[:56]), 56))
+open(sys.argv[2], "wb").write(b)
+PY
+"$dump" "$tmp/esc.img" >"$tmp/out" 2>&1
+check "sr-dump escapes the image's creator" bash -c "grep -qF 'by \"sr\\x1b[2J\\xffé\"' '$tmp/out' && ! grep -q \$'\\x1b' '$tmp/out'"
+python3 -c '
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1); print(s.getsockname()[1], flush=True)
+c, _ = s.accept(); c.sendall(b"error \x1b]0;owned\x07 red \x9b31m\n"); c.recv(1 << 20); c.close()
+' >"$tmp/port" &
+for _ in $(seq 1 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done
+"$mig" nodomain "tcp:127.0.0.1:$(cat "$tmp/port")" >"$tmp/m.out" 2>&1; wait
+check "sr-migrate escapes the receiver's error text" bash -c "grep -qF 'the receiver: \\x1b]0;owned\\x07 red \\x9b31m' '$tmp/m.out' && ! grep -q \$'\\x1b\\|\\x07' '$tmp/m.out'"
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

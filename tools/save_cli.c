@@ -387,15 +387,16 @@ static bool peer_gone(int fd)
 static int handshake(struct save_ctx *c)
 {
 	struct target *t = c->t;
-	char line[512], why[200];
+	char line[512], why[200], esc[600];	/* the receiver's words, escaped */
 	int rc = mig_recv(t->fd, line, sizeof(line), MIG_READY_TIMEOUT_MS, why, sizeof(why));
 
 	if (rc != 1 || strcmp(line, MIG_READY)) {
 		if (rc == 1 && !strncmp(line, MIG_ERROR " ", 6))
-			snprintf(t->err, sizeof(t->err), "the receiver refused the domain: %s", line + 6);
+			snprintf(t->err, sizeof(t->err), "the receiver refused the domain: %s",
+				 str_escape(esc, sizeof(esc), line + 6, sizeof(line)));
 		else
 			snprintf(t->err, sizeof(t->err), "the receiver did not say it was ready: %s",
-				 rc == 1 ? line : why);
+				 rc == 1 ? str_escape(esc, sizeof(esc), line, sizeof(line)) : why);
 		return -1;
 	}
 	/* A receiver known to be gone before "go" cannot run the domain: resume it here. */
@@ -438,14 +439,15 @@ static int handshake(struct save_ctx *c)
 	if (rc == 1 && !strncmp(line, MIG_ERROR " ", 6)) {
 		/* It answers "running" only once its vCPUs run; this one exits without. */
 		snprintf(t->err, sizeof(t->err), "the receiver could not start the domain: %s",
-			 line + 6);
+			 str_escape(esc, sizeof(esc), line + 6, sizeof(line)));
 		return -1;
 	}
 	t->unknown = true;
 	snprintf(t->err, sizeof(t->err), "the receiver was told to go but did not say it runs "
 		 "the domain (%s): whether %s runs it is unknown, so \"%s\" stays paused here. "
 		 "Check there (sr-ctl list); if it runs there, end it here with sr-ctl %s destroy, "
-		 "else resume it here with sr-ctl %s resume", rc == 1 ? line : why, c->dest,
+		 "else resume it here with sr-ctl %s resume",
+		 rc == 1 ? str_escape(esc, sizeof(esc), line, sizeof(line)) : why, c->dest,
 		 c->dom, c->dom, c->dom);
 	return 1;
 }
@@ -650,12 +652,13 @@ int save_cli(int argc, char **argv, bool migrate)
 		fputc('\n', stderr);
 	if (t.net && rc != 0 && !t.err[0] && !t.ran_there) {
 		/* The stream broke: the receiver may have said why before it went. */
-		char line[512], why[64];
+		char line[512], why[64], esc[600];
 
 		shutdown(t.fd, SHUT_WR);
 		if (mig_recv(t.fd, line, sizeof(line), 2000, why, sizeof(why)) == 1 &&
 		    !strncmp(line, MIG_ERROR " ", 6))
-			snprintf(t.err, sizeof(t.err), "the receiver: %s", line + 6);
+			snprintf(t.err, sizeof(t.err), "the receiver: %s",
+				 str_escape(esc, sizeof(esc), line + 6, sizeof(line)));
 		else
 			snprintf(t.err, sizeof(t.err), "sending to %s", path);
 	}

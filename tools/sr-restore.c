@@ -348,8 +348,11 @@ int main(int argc, char **argv)
 		/* "go" comes the way the stream came (under ssh: stdin; stdout only goes out). */
 		k = mig_recv(fd, line, sizeof(line), MIG_GO_TIMEOUT_MS, why, sizeof(why));
 		if (k != 1 || strcmp(line, MIG_GO)) {
+			char esc[4 * sizeof(line) + 1];
+
 			pr_err("%s: the source did not say \"go\" (%s): the VM is discarded; the "
-			       "domain stays with the source", path, k == 1 ? line : why);
+			       "domain stays with the source", path,
+			       k == 1 ? str_escape(esc, sizeof(esc), line, sizeof(line)) : why);
 			runner_free(r);
 			return EXIT_NOT_MIGRATED;
 		}

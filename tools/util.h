@@ -44,6 +44,14 @@ const char *fmt_bytes(uint64_t n, char *buf, size_t len);
 const char *test_env(const char *name);
 void test_pause(const char *point);
 
+/*
+ * s (at most max bytes, up to its NUL) made safe to print: control
+ * characters, backslashes, bytes that are not UTF-8 and characters that
+ * are not printable become \xNN (\\); into buf, which it returns.  For
+ * every string an image or a peer supplies, before a terminal sees it.
+ */
+char *str_escape(char *buf, size_t len, const char *s, size_t max);
+
 /* Prints s (at most max bytes, up to its NUL) as a JSON string on stdout. */
 void json_str(const char *s, size_t max);
 
