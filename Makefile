@@ -60,7 +60,7 @@ HVMCTX_SRCS := hvmctx/vcpu.c hvmctx/vm.c hvmctx/save.c hvmctx/restore.c hvmctx/c
 HVMCTX_OBJS := $(HVMCTX_SRCS:%.c=$(O)/%.o)
 RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/runner_save.o $(O)/tools/serial8250.o $(O)/tools/console.o \
                $(O)/tools/ctl.o $(O)/tools/util.o $(O)/tools/host.o $(O)/tools/migrate.o $(O)/tools/net.o \
-               $(HVMCTX_OBJS) $(XC_OBJS)
+               $(O)/tools/imgfile.o $(HVMCTX_OBJS) $(XC_OBJS)
 
 # Freestanding test guests: 64-bit code, no libc, no SSE in compiled C (the
 # guest checks its own vector registers), flat binaries loaded at 1 MiB.
@@ -142,7 +142,7 @@ $(O)/sr-run $(O)/sr-restore: $(O)/sr-%: $(O)/tools/sr-%.o $(RUNNER_OBJS) $(O)/li
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
 
 $(O)/sr-save $(O)/sr-migrate: $(O)/sr-%: $(O)/tools/sr-%.o $(O)/tools/save_cli.o $(O)/tools/ctl.o \
-		$(O)/tools/migrate.o $(O)/tools/net.o $(O)/tools/util.o
+		$(O)/tools/migrate.o $(O)/tools/net.o $(O)/tools/util.o $(O)/tools/imgfile.o
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^
 

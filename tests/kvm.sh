@@ -205,6 +205,22 @@ if want save-points; then
 	done
 fi
 
+if want save-to-symlink; then
+	# A guest-requested save goes through an unnamed file, never through FILE.tmp: a
+	# symlink planted there (root writes the image) leaves its target untouched.
+	echo "precious" > "$tmp/victim"
+	ln -sf "$tmp/victim" "$tmp/st.img.tmp"
+	$O/sr-run --name st --memory 32 --rounds 4 --save-round 2 --save-to "$tmp/st.img" \
+		--quiet-guest "$guest" >"$tmp/st.run" 2>&1; rc=$?
+	if [ $rc -eq 0 ] && [ "$(cat "$tmp/victim")" = precious ] && [ -f "$tmp/st.img" ] && [ ! -L "$tmp/st.img" ] &&
+	   $O/sr-dump --verify "$tmp/st.img" 2>>"$tmp/st.run"; then
+		ok "save-to-symlink: --save-to wrote its image unnamed and linked it in; the symlink at st.img.tmp was not followed"
+	else
+		ls -l "$tmp/victim" "$tmp"/st.img* >> "$tmp/st.run" 2>&1
+		bad "save-to-symlink: sr-run exited $rc, victim '$(head -c 20 "$tmp/victim" | tr -dc '[:print:]')'" "$tmp/st.run"
+	fi
+fi
+
 if want external-save; then
 	# sr-save from outside at an arbitrary moment of the workload, on 2 vCPUs.
 	$O/sr-run --name ext --memory 32 --vcpus 2 --rounds 0 --pages 128 --delay-us 2000 \

@@ -2,7 +2,6 @@
 /* Saving a running domain on behalf of sr-save or of the guest itself. */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 
 #include "ctl.h"
 #include "hvmctx.h"
+#include "imgfile.h"
 #include "runner.h"
 #include "serial8250.h"
 #include "util.h"
@@ -342,39 +342,34 @@ int runner_guest_save(struct runner *r, const char *path, char *msg, size_t len)
 	struct xc_domain *d = runner_domain(r);
 	struct hvmctx_save_stats st;
 	struct xc_error err;
-	char tmp[4096], dir[4096];
-	int fd, dfd;
+	struct img_file f;
 
 	if (xc_domain_pause(d, &err)) {
 		snprintf(msg, len, "%s", err.msg);
 		return -1;
 	}
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		snprintf(msg, len, "%s: %s", tmp, strerror(errno));
+	/* As sr-save: unnamed until complete, never through an existing PATH.tmp or a symlink. */
+	if (img_file_open(&f, path)) {
+		snprintf(msg, len, "%s%s: %s", path, f.tmp[0] || errno == EEXIST || errno == ELOOP ?
+			 ".tmp" : "", strerror(errno));
 		return -1;
 	}
 	struct hvmctx_save_opts o = { .compress = SR_COMPRESS_LZ4, .threads = threads_default() };
 
-	if (do_save(r, fd, &o, -1, NULL, &st, &err)) {
-		close(fd);
-		unlink(tmp);
+	if (do_save(r, f.fd, &o, -1, NULL, &st, &err)) {
+		img_file_discard(&f);
 		snprintf(msg, len, "%s", err.msg);
 		return -1;
 	}
-	close(fd);
-	if (rename(tmp, path)) {
-		snprintf(msg, len, "renaming %s to %s: %s", tmp, path, strerror(errno));
-		unlink(tmp);
-		return -1;
+	if (img_file_place(&f, msg, len)) {
+		if (!f.placed) {
+			img_file_discard(&f);
+			return -1;
+		}
+		/* In place, only the directory's fsync failed: the image is there; say so. */
+		pr_warn("%s", msg);
 	}
-	snprintf(dir, sizeof(dir), "%s", path);
-	dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
+	img_file_discard(&f);
 	summary(&st, "the domain exits", msg, len);
 	return 0;
 }

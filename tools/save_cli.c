@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "imgfile.h"
 #include "migrate.h"
 #include "net.h"
 #include "save_cli.h"
@@ -44,7 +45,7 @@
 /* sr-migrate's own exit status: the domain is paused here, its fate unknown. */
 #define EXIT_UNKNOWN	3
 
-static char tmp_path[4096];		/* FILE.tmp, when O_TMPFILE is not to be had */
+static struct img_file *sig_img;	/* FILE.tmp to remove on a signal, if any */
 
 static void usage(FILE *f, bool migrate)
 {
@@ -143,8 +144,8 @@ static unsigned long parse_ulong(const char *opt, const char *s, unsigned long m
 static void on_signal(int sig)
 {
 	/* The runner sees us go and abandons the save; an O_TMPFILE vanishes by itself. */
-	if (tmp_path[0])
-		unlink(tmp_path);
+	if (sig_img && sig_img->tmp[0])
+		unlink(sig_img->tmp);
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
@@ -200,7 +201,7 @@ static void show_progress(const char *line, void *arg)
 struct target {
 	const char *path;
 	int fd;
-	bool unnamed;			/* O_TMPFILE: linked into place at commit */
+	struct img_file img;		/* a file: how FILE gets its name at commit */
 	bool placed;			/* FILE now names the image */
 	bool net;			/* tcp: or ssh: (the migration handshake) */
 	bool unknown;			/* "go" sent, no "running" heard */
@@ -276,70 +277,19 @@ static void reap_ssh(struct target *t)
 
 static int open_target(struct target *t)
 {
-	char dir[4096];
-
-	snprintf(dir, sizeof(dir), "%s", t->path);
-	t->fd = open(dirname(dir), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
-	if (t->fd >= 0) {
-		t->unnamed = true;
-		return 0;
-	}
-	/* No O_TMPFILE here (9p, older filesystems): a named temporary. */
-	snprintf(tmp_path, sizeof(tmp_path), "%s.tmp", t->path);
-	t->fd = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (t->fd < 0) {
-		int e = errno;
-
-		tmp_path[0] = 0;
-		errno = e;
+	if (img_file_open(&t->img, t->path))
 		return -1;
-	}
+	t->fd = t->img.fd;
 	return 0;
 }
 
 /* Gives the complete image its name: FILE appears whole or not at all. */
 static int place_target(struct target *t)
 {
-	char proc[64], side[4200], dir[4096];
-	int dfd;
+	int rc = img_file_place(&t->img, t->err, sizeof(t->err));
 
-	if (t->unnamed) {
-		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", t->fd);
-		if (linkat(AT_FDCWD, proc, AT_FDCWD, t->path, AT_SYMLINK_FOLLOW)) {
-			if (errno != EEXIST)
-				goto fail;
-			/* Replacing an older image: link beside it, then rename over it. */
-			snprintf(side, sizeof(side), "%s.sr-save-%d", t->path, (int)getpid());
-			if (linkat(AT_FDCWD, proc, AT_FDCWD, side, AT_SYMLINK_FOLLOW))
-				goto fail;
-			if (rename(side, t->path)) {
-				int e = errno;
-
-				unlink(side);
-				errno = e;
-				goto fail;
-			}
-		}
-	} else if (rename(tmp_path, t->path)) {
-		goto fail;
-	}
-	tmp_path[0] = 0;
-	t->placed = true;
-	snprintf(dir, sizeof(dir), "%s", t->path);
-	dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd)) {
-		snprintf(t->err, sizeof(t->err), "fsync of %s's directory: %s", t->path,
-			 strerror(errno));
-		if (dfd >= 0)
-			close(dfd);
-		return -1;
-	}
-	close(dfd);
-	return 0;
-fail:
-	snprintf(t->err, sizeof(t->err), "putting the image in place as %s: %s", t->path,
-		 strerror(errno));
-	return -1;
+	t->placed = t->img.placed;
+	return rc;
 }
 
 static void set_signals(void (*h)(int))
@@ -623,10 +573,12 @@ int save_cli(int argc, char **argv, bool migrate)
 			die(1, "%s; the domain was not touched", t.err);
 		fd = t.fd;
 	} else {
+		sig_img = &t.img;
 		set_signals(on_signal);
 		if (open_target(&t))
-			die(EXIT_USAGE, "%s: %s%s", tmp_path[0] ? tmp_path : path, strerror(errno),
-			    errno == EEXIST ? " (another save in progress? remove it if not)" : "");
+			die(EXIT_USAGE, "%s%s: %s%s", path, errno == EEXIST || errno == ELOOP ? ".tmp" : "",
+			    strerror(errno), errno == EEXIST || errno == ELOOP ?
+			    " (another save in progress? remove it if not)" : "");
 		fd = t.fd;
 	}
 	save_req_init(&q);
@@ -670,8 +622,8 @@ int save_cli(int argc, char **argv, bool migrate)
 	if (rc != 0) {
 		if (t.fd >= 0)
 			close(t.fd);
-		if (tmp_path[0])
-			unlink(tmp_path);
+		if (t.img.tmp[0])
+			unlink(t.img.tmp);
 		/* Placed but not committed (the runner timed out or went away): no image. */
 		if (t.placed && unlink(path) == 0)
 			pr_err("removed %s again: the domain did not take the commit", path);
