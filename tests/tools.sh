@@ -89,6 +89,11 @@ check "sr-migrate: connection refused (exit 1, domain untouched)" bash -c "[ $rc
 "$mig" dom "tcp:[::1]:1" >"$tmp/m.out" 2>&1; rc=$?
 check "sr-migrate: an IPv6 literal in brackets is understood" bash -c "[ $rc -eq 1 ] && grep -q 'connecting to \[::1\]:1' '$tmp/m.out'"
 
+"$mig" dom ssh:-oProxyCommand=x >"$tmp/m.out" 2>&1; rc=$?
+check "sr-migrate refuses an ssh: host ssh would take for an option (exit 2)" bash -c "[ $rc -eq 2 ] && grep -q 'not a \[USER@\]HOST' '$tmp/m.out'"
+SR_RUN_DIR=$tmp "$mig" --ssh "touch $tmp/ssh-ran; ssh" nodomain ssh:localhost >"$tmp/m.out" 2>&1; rc=$?
+check "sr-migrate ssh: starts nothing for a domain that is not here (exit 2)" bash -c "[ $rc -eq 2 ] && [ ! -e '$tmp/ssh-ran' ] && grep -q 'no domain \"nodomain\"' '$tmp/m.out' && grep -q 'nothing was started' '$tmp/m.out'"
+
 # Strings from an image or a peer reach the terminal escaped (control bytes, non-UTF-8).
 python3 - "$tmp/a.img" "$tmp/esc.img" <<'PY'
 import ctypes, struct, sys

@@ -224,16 +224,18 @@ static int open_tcp(struct target *t, const char *hostport, unsigned connect_s, 
  * handshake comes back.  ssh's own messages and the receiver's go to our
  * stderr.
  */
+/* A host that ssh would take for an option is refused ("--" ends ssh's options too). */
+static bool ssh_host_ok(const char *host)
+{
+	return *host && *host != '-' && !strchr(host, '\'') && !strchr(host, ' ');
+}
+
 static int open_ssh(struct target *t, const char *host, const char *ssh, const char *remote,
 		    const char *name)
 {
 	char script[1200], cmd[1200];
 	int sv[2];
 
-	if (!*host || strchr(host, '\'') || strchr(host, ' ')) {
-		snprintf(t->err, sizeof(t->err), "ssh:%s: not a [USER@]HOST", host);
-		return -1;
-	}
 	t->net = true;
 	snprintf(script, sizeof(script), "exec %s \"$@\"", ssh);
 	snprintf(cmd, sizeof(cmd), "%s --migrate-receive%s%s -", remote, name ? " --name " : "",
@@ -251,7 +253,7 @@ static int open_ssh(struct target *t, const char *host, const char *ssh, const c
 		dup2(sv[1], STDIN_FILENO);
 		dup2(sv[1], STDOUT_FILENO);
 		signal(SIGPIPE, SIG_DFL);
-		execlp("sh", "sh", "-c", script, "sh", host, cmd, (char *)NULL);
+		execlp("sh", "sh", "-c", script, "sh", "--", host, cmd, (char *)NULL);
 		_exit(127);
 	}
 	close(sv[1]);
@@ -569,6 +571,11 @@ int save_cli(int argc, char **argv, bool migrate)
 			die(1, "%s; the domain was not touched", t.err);
 		fd = t.fd;
 	} else if (!strncmp(path, "ssh:", 4)) {
+		if (!ssh_host_ok(path + 4))
+			die(EXIT_USAGE, "%s: not a [USER@]HOST; the domain was not touched", path);
+		/* Nothing runs on HOST for a domain that is not here. */
+		if (ctl_request(dom, "status", -1, NULL, reply, sizeof(reply)) < 0)
+			die(EXIT_USAGE, "%s; nothing was started on %s", reply, path + 4);
 		if (open_ssh(&t, path + 4, ssh, remote, name))
 			die(1, "%s; the domain was not touched", t.err);
 		fd = t.fd;
