@@ -157,15 +157,15 @@ $(O)/tests/bench-%: $(O)/tests/bench_%.o $(O)/libsr.a
 .SECONDARY:
 
 # ------------------------------------------------------------------ tests
-.PHONY: converge fuzz fuzz-ci soak faults
-.PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install clean demo sr-bench bench-peer
+.PHONY: converge fuzz fuzz-ci soak faults faults-migrate
+.PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install release clean demo sr-bench bench-peer
 
 check: check-unit check-tools check-kvm
 
 check-unit: $(UNIT_TESTS) $(TOOLS)
 	$(Q)SR_DUMP=$(abspath $(O)/sr-dump) $(O)/tests/test-libsr --jobs 2
 
-check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(GUEST)
+check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(GUEST) release
 	$(Q)O=$(O) tests/tools.sh
 	$(Q)O=$(O) tests/host.sh
 	$(Q)O=$(O) tests/manpages.sh
@@ -262,10 +262,16 @@ fuzz fuzz-ci: $(addprefix $(FUZZ_O)/fuzz-,$(FUZZ_TARGETS)) $(FUZZ_O)/seeds
 	done
 
 # ---------------------------------------------------------------- install
-install: all
+# The installed tools: built apart, without the test hooks.
+RELEASE_O := $(O)/release
+release:
+	$(Q)$(MAKE) --no-print-directory O=$(RELEASE_O) TEST_HOOKS=0 \
+		$(patsubst $(O)/%,$(RELEASE_O)/%,$(TOOLS))
+
+install: all release
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 		$(DESTDIR)$(PREFIX)/include/sr $(DESTDIR)$(PREFIX)/share/man/man1
-	install -m 0755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(patsubst $(O)/%,$(RELEASE_O)/%,$(TOOLS)) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(O)/libsr.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 0755 $(O)/libsr.so $(DESTDIR)$(PREFIX)/lib/libsr.so.$(VERSION)
 	ln -sf libsr.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(LIBSR_SONAME)

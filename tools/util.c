@@ -180,6 +180,15 @@ unsigned threads_default(void)
 	return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
 }
 
+bool test_hooks_built(void)
+{
+#ifdef SR_TEST_HOOKS
+	return true;
+#else
+	return false;
+#endif
+}
+
 const char *test_env(const char *name)
 {
 #ifdef SR_TEST_HOOKS

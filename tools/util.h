@@ -4,6 +4,7 @@
 #define SR_TOOLS_UTIL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -43,6 +44,8 @@ const char *fmt_bytes(uint64_t n, char *buf, size_t len);
  */
 const char *test_env(const char *name);
 void test_pause(const char *point);
+/* Whether this build has the test hooks (sr-ctl poke is one). */
+bool test_hooks_built(void);
 
 /*
  * s (at most max bytes, up to its NUL) made safe to print: control
