@@ -221,6 +221,34 @@ if want save-to-symlink; then
 	fi
 fi
 
+if want control-socket; then
+	# The runner serves a client only once its request is there: idle connections cost the
+	# others nothing; NAME.lock owns the name: a second runner of that name is refused even
+	# while the first has every slot and its backlog full (it never takes the socket).
+	$O/sr-run --name cs --memory 32 --rounds 0 --pages 64 --delay-us 5000 --quiet-guest "$guest" >"$tmp/cs.out" 2>&1 &
+	pid=$!
+	wait_domain cs
+	python3 -c 'import socket, sys, time
+s = [socket.socket(socket.AF_UNIX) for _ in range(16)]
+for x in s: x.setblocking(False); x.connect_ex(sys.argv[1])
+time.sleep(8)' "$SR_RUN_DIR/cs.sock" &
+	idle=$!
+	sleep 0.5
+	a=$(date +%s%N); st=$($O/sr-ctl cs status 2>&1); b=$(date +%s%N)
+	$O/sr-run --name cs --memory 32 --rounds 1 --quiet-guest "$guest" >"$tmp/cs2.out" 2>&1; rc2=$?
+	kill $idle 2>/dev/null; wait $idle
+	st2=$($O/sr-ctl cs status 2>&1)
+	$O/sr-ctl cs finish >/dev/null 2>&1; wait $pid; rc=$?
+	ms=$(( (b - a) / 1000000 ))
+	if [[ "$st" == ok*"pid=$pid "* ]] && [ $ms -lt 2000 ] && [ $rc2 -eq 2 ] && grep -q 'already running' "$tmp/cs2.out" &&
+	   [[ "$st2" == ok*"pid=$pid "* ]] && [ $rc -eq 0 ] && grep -q '^PASS' "$tmp/cs.out"; then
+		ok "control-socket: status answered in $ms ms past 16 idle connections; a second \"cs\" was refused ($(tail -1 "$tmp/cs2.out")); the first kept its name and passed"
+	else
+		echo "status after ${ms} ms: $st; second runner $rc2; status after: $st2" >> "$tmp/cs.out"; cat "$tmp/cs2.out" >> "$tmp/cs.out"
+		bad "control-socket: the runner exited $rc" "$tmp/cs.out"
+	fi
+fi
+
 if want external-save; then
 	# sr-save from outside at an arbitrary moment of the workload, on 2 vCPUs.
 	$O/sr-run --name ext --memory 32 --vcpus 2 --rounds 0 --pages 128 --delay-us 2000 \

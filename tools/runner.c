@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -29,13 +30,23 @@
 #include "runner.h"
 #include "util.h"
 
+#define CLIENTS_MAX		8
+#define CLIENT_REQUEST_MS	1000	/* a client's request must come within this */
+
 struct runner {
 	struct runner_config cfg;	/* name points into name_buf */
 	char name_buf[64];
 	struct xc_domain *d;
 	struct hvmctx_msr_list *msrs;	/* made before the domain first runs */
 	int listen_fd, sig_fd;
+	int lock_fd;			/* NAME.lock, flocked: this runner owns NAME.sock */
 	char sock_path[108];
+
+	/* Clients that connected but have not yet sent their request (never waited on). */
+	struct waiting_client {
+		int fd;
+		uint64_t deadline_ns;
+	} waiting[CLIENTS_MAX];
 	volatile uint32_t stage;
 	volatile bool save_requested;
 	volatile bool guest_failed;
@@ -224,7 +235,9 @@ struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err)
 	r->cfg = *cfg;
 	snprintf(r->name_buf, sizeof(r->name_buf), "%s", cfg->name);
 	r->cfg.name = r->name_buf;
-	r->listen_fd = r->sig_fd = -1;
+	r->listen_fd = r->sig_fd = r->lock_fd = -1;
+	for (unsigned i = 0; i < CLIENTS_MAX; i++)
+		r->waiting[i].fd = -1;
 	r->job.done_fd = -1;
 	dc.opaque = r;
 	r->d = xc_domain_create(&dc, err);
@@ -275,8 +288,13 @@ void runner_free(struct runner *r)
 	hvmctx_msr_list_free(r->msrs);
 	if (r->listen_fd >= 0) {
 		close(r->listen_fd);
-		unlink(r->sock_path);
+		unlink(r->sock_path);	/* ours: nobody else binds it while we hold the lock */
 	}
+	if (r->lock_fd >= 0)
+		close(r->lock_fd);
+	for (unsigned i = 0; i < CLIENTS_MAX; i++)
+		if (r->waiting[i].fd >= 0)
+			close(r->waiting[i].fd);
 	if (r->sig_fd >= 0)
 		close(r->sig_fd);
 	if (r->input_started) {
@@ -305,16 +323,32 @@ int runner_listen(struct runner *r, struct xc_error *err)
 	if ((size_t)snprintf(r->sock_path, sizeof(r->sock_path), "%s/%s.sock", dir, r->cfg.name) >=
 	    sizeof(r->sock_path))
 		return xc_set_error(err, 0, "control socket path too long");
+	/*
+	 * NAME.lock, flocked for the runner's life, owns the name: a runner that
+	 * holds it may remove a NAME.sock left by one that died, and no other can
+	 * take it however busy this one is (the lock file itself stays).
+	 */
+	char lock_path[sizeof(r->sock_path) + 8];
+
+	snprintf(lock_path, sizeof(lock_path), "%s/%s.lock", dir, r->cfg.name);
+	r->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (r->lock_fd < 0)
+		return xc_set_error(err, errno, "%s", lock_path);
+	if (flock(r->lock_fd, LOCK_EX | LOCK_NB)) {
+		int e = errno;
+
+		close(r->lock_fd);
+		r->lock_fd = -1;
+		if (e == EWOULDBLOCK)
+			return xc_set_error(err, 0, "a domain named \"%s\" is already running (%s "
+					    "is locked)", r->cfg.name, lock_path);
+		return xc_set_error(err, e, "locking %s", lock_path);
+	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return xc_set_error(err, errno, "socket");
 	strcpy(sa.sun_path, r->sock_path);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-		close(fd);
-		return xc_set_error(err, 0, "a domain named \"%s\" is already running (%s)",
-				    r->cfg.name, r->sock_path);
-	}
-	unlink(r->sock_path);		/* stale: nobody answered */
+	unlink(r->sock_path);		/* whoever bound it is gone: they held the lock */
 	/* The socket is born 0600 (no chmod by path afterwards, which a swap could redirect). */
 	mode_t old = umask(0177);
 	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
@@ -348,21 +382,18 @@ static void reply(int fd, const char *fmt, ...)
 		return;
 }
 
-/* Reads one request line and an optional passed fd. */
+/* Reads one request line and an optional passed fd, without waiting. */
 static int read_request(int fd, char *line, size_t len, int *passed_fd)
 {
 	char cbuf[CMSG_SPACE(sizeof(int))];
 	struct iovec iov = { line, len - 1 };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
 			     .msg_controllen = sizeof(cbuf) };
-	struct pollfd p = { .fd = fd, .events = POLLIN };
 	struct cmsghdr *c;
 	ssize_t n;
 
 	*passed_fd = -1;
-	if (poll(&p, 1, 5000) != 1)
-		return -1;
-	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);	/* the loop saw it readable */
 	if (n <= 0)
 		return -1;
 	line[n] = 0;
@@ -506,18 +537,11 @@ static void watch_save(struct runner *r)
 /* Returns true when the runner must end (destroy, or save then exit). */
 static bool handle_client(struct runner *r, int cfd, int *exit_status)
 {
-	struct ucred cred;
-	socklen_t cl = sizeof(cred);
 	struct xc_error err;
 	char line[256], msg[1024];
 	int pfd = -1;
 	bool end = false;
 
-	if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) ||
-	    (cred.uid != geteuid() && cred.uid != 0)) {
-		reply(cfd, "error permission denied");
-		return false;
-	}
 	if (read_request(cfd, line, sizeof(line), &pfd)) {
 		reply(cfd, "error no request");
 		return false;
@@ -591,6 +615,81 @@ static bool handle_client(struct runner *r, int cfd, int *exit_status)
 }
 
 /* ------------------------------------------------------------- main loop */
+
+/*
+ * A new client waits in r->waiting until its request is there: the loop
+ * never blocks on one (a client that connects and says nothing is told so
+ * after CLIENT_REQUEST_MS, and the others are served meanwhile).
+ */
+static void accept_client(struct runner *r)
+{
+	int cfd = accept4(r->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+
+	if (cfd < 0)
+		return;
+	if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) ||
+	    (cred.uid != geteuid() && cred.uid != 0)) {
+		reply(cfd, "error permission denied");
+		close(cfd);
+		return;
+	}
+	for (unsigned i = 0; i < CLIENTS_MAX; i++) {
+		if (r->waiting[i].fd < 0) {
+			r->waiting[i].fd = cfd;
+			r->waiting[i].deadline_ns = mono_ns() + CLIENT_REQUEST_MS * 1000000ull;
+			return;
+		}
+	}
+	reply(cfd, "error busy: %d clients have connected and not yet sent their request",
+	      CLIENTS_MAX);
+	close(cfd);
+}
+
+/* Serves the waiting clients whose request is there; drops those past their deadline. */
+static void serve_clients(struct runner *r, const struct pollfd *p, int *status)
+{
+	uint64_t now = mono_ns();
+
+	for (unsigned i = 0; i < CLIENTS_MAX; i++) {
+		int cfd = r->waiting[i].fd;
+
+		if (cfd < 0)
+			continue;
+		if (p[i].revents) {
+			bool was_active = r->job.active;
+
+			r->waiting[i].fd = -1;
+			if (handle_client(r, cfd, status) && *status < 0)
+				*status = 0;
+			if (!(r->job.active && !was_active))
+				close(cfd);	/* unless a save thread took it */
+		} else if (now >= r->waiting[i].deadline_ns) {
+			r->waiting[i].fd = -1;
+			reply(cfd, "error no request within %d ms", CLIENT_REQUEST_MS);
+			close(cfd);
+		}
+	}
+}
+
+/* The poll timeout: a running save's watchdog tick, or the next client deadline. */
+static int loop_timeout(const struct runner *r)
+{
+	uint64_t now = mono_ns();
+	int ms = r->job.active ? 1000 : -1;
+
+	for (unsigned i = 0; i < CLIENTS_MAX; i++) {
+		if (r->waiting[i].fd < 0)
+			continue;
+		uint64_t left = r->waiting[i].deadline_ns > now ?
+				(r->waiting[i].deadline_ns - now + 999999) / 1000000 : 0;
+
+		if (ms < 0 || left < (uint64_t)ms)
+			ms = (int)left;
+	}
+	return ms;
+}
 
 static int block_signals(struct runner *r)
 {
@@ -671,14 +770,16 @@ int runner_loop(struct runner *r)
 	int status = -1;
 
 	while (status < 0) {
-		struct pollfd p[4] = {
+		struct pollfd p[4 + CLIENTS_MAX] = {
 			{ .fd = xc_domain_event_fd(r->d), .events = POLLIN },
 			{ .fd = r->sig_fd, .events = POLLIN },
 			{ .fd = r->listen_fd, .events = POLLIN },
 			{ .fd = r->job.active ? r->job.done_fd : -1, .events = POLLIN },
 		};
 
-		if (poll(p, 4, r->job.active ? 1000 : -1) < 0) {
+		for (unsigned i = 0; i < CLIENTS_MAX; i++)
+			p[4 + i] = (struct pollfd){ .fd = r->waiting[i].fd, .events = POLLIN };
+		if (poll(p, 4 + CLIENTS_MAX, loop_timeout(r)) < 0) {
 			if (errno == EINTR)
 				continue;
 			pr_err("poll: %s", strerror(errno));
@@ -713,18 +814,9 @@ int runner_loop(struct runner *r)
 				status = EXIT_SIGNAL;
 			}
 		}
-		if (p[2].revents) {
-			int cfd = accept4(r->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-
-			if (cfd >= 0) {
-				bool was_active = r->job.active;
-
-				if (handle_client(r, cfd, &status) && status < 0)
-					status = 0;
-				if (!(r->job.active && !was_active))
-					close(cfd);	/* unless a save thread took it */
-			}
-		}
+		serve_clients(r, p + 4, &status);
+		if (p[2].revents)
+			accept_client(r);
 		if (r->job.active && p[3].revents && reap_save(r) && status < 0)
 			status = 0;		/* saved, and the domain ends */
 		watch_save(r);
