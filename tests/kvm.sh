@@ -1087,13 +1087,17 @@ near_runs() { $O/sr-ctl "$1" status 2>/dev/null | grep -q 'state=running'; }
 far_runs() { SR_RUN_DIR=$tmp/far $O/sr-ctl "$1" status 2>/dev/null | grep -q 'state=running'; }
 
 if want migrate-handshake && mig_net; then
-	# Never both: a cancel or a stall that comes while sr-migrate has "ready" but has not
-	# yet asked the runner to hold wins (the domain resumes here, "go" never goes out);
-	# once the runner holds, neither a cancel nor the stall timer resumes it.
-	mig_guest hc --memory 64 --pages 256 && far_listen 7711 hc
-	SR_TEST_PAUSE_AT=ready SR_TEST_PAUSE_MS=3000 $O/sr-migrate --cold -q hc tcp:10.77.0.2:7711 2>"$tmp/hc.mig" &
+	# Never both: a cancel that reaches the runner while sr-migrate's "pending" waits unread
+	# (the runner held just after "prepared") wins: the domain resumes here and "go" never
+	# goes out (on main "pending" was fire-and-forget, "go" followed it, and both ran).
+	# Once held, neither a cancel nor the stall timer resumes it.
+	SR_TEST_PAUSE_AT=prepared SR_TEST_PAUSE_MS=4000 $O/sr-run --name hc --vcpus 2 --rounds 0 --delay-us 2000 \
+		--memory 64 --pages 256 --quiet-guest "$guest" >"$tmp/hc.src" 2>&1 &
+	spid=$!
+	wait_domain hc && far_listen 7711 hc
+	SR_TEST_PAUSE_AT=pending SR_TEST_PAUSE_MS=0 $O/sr-migrate --cold -q hc tcp:10.77.0.2:7711 2>"$tmp/hc.mig" &
 	mpid=$!
-	wait_line 'sr test hook: at ready' "$tmp/hc.mig"
+	wait_line 'sr test hook: at pending' "$tmp/hc.mig"
 	said=$($O/sr-ctl hc cancel 2>&1)
 	wait $mpid; rc=$?
 	wait $fpid; dst=$?
@@ -1101,11 +1105,11 @@ if want migrate-handshake && mig_net; then
 	$O/sr-ctl hc finish >/dev/null 2>&1; wait $spid; src=$?
 	if [ $rc -eq 1 ] && [ $dst -eq 6 ] && [ "$here" = running ] && [ -z "$there" ] && [ $src -eq 0 ] &&
 	   [[ "$said" == *"cancelling"* ]] && grep -q 'would not hold for "go"' "$tmp/hc.mig"; then
-		ok "migrate-handshake: cancel after \"ready\": the domain resumed here (then PASS), the receiver discarded its copy (exit 6): $(grep -v 'test hook' "$tmp/hc.mig")"
+		ok "migrate-handshake: cancel with \"pending\" unread: the domain resumed here (then PASS), the receiver discarded its copy (exit 6): $(grep -v 'test hook' "$tmp/hc.mig")"
 	else
 		echo "cancel said: $said; here '$here', there '$there', source $src" >> "$tmp/hc.mig"
 		cat "$tmp/hc.far" >> "$tmp/hc.mig"
-		bad "migrate-handshake: cancel after ready: sr-migrate $rc, receiver $dst" "$tmp/hc.mig"
+		bad "migrate-handshake: cancel with pending unread: sr-migrate $rc, receiver $dst" "$tmp/hc.mig"
 	fi
 
 	mig_guest hh --memory 64 --pages 256 && far_listen 7712 hh

@@ -9,6 +9,7 @@
 
 #include "ctl.h"
 #include "migrate.h"
+#include "util.h"
 #include <stdlib.h>
 
 const char *ctl_dir(void)
@@ -144,6 +145,7 @@ int ctl_pending(struct ctl_hooks *hooks)
 	hooks->unread[0] = 0;
 	if (send(hooks->fd, "pending\n", 8, MSG_NOSIGNAL) != 8)
 		return -1;
+	test_pause("pending");
 	/* Byte by byte: nothing past the answer is taken from ctl_request's stream. */
 	k = mig_recv(hooks->fd, line, sizeof(line), CTL_PENDING_TIMEOUT_MS, why, sizeof(why));
 	if (k == 1 && !strcmp(line, "held"))

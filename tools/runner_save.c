@@ -199,6 +199,7 @@ static int await_commit(int fd, const char *summary, struct save_job_state *js, 
 		snprintf(why, len, "the client went away before the image was complete");
 		return -1;
 	}
+	test_pause("prepared");		/* a cancel and a "pending" can then both be waiting */
 	for (;;) {
 		char *nl = memchr(buf, '\n', have);
 		int rc, none = 0;
