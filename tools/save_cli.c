@@ -433,6 +433,7 @@ static int on_prepared(const char *line, void *arg)
 	/* Testing aid: hold the commit window open so tests can signal into it. */
 	if (test_env("SR_SAVE_COMMIT_DELAY_MS"))
 		usleep(1000 * atoi(test_env("SR_SAVE_COMMIT_DELAY_MS")));
+	test_pause("commit");
 	return 0;
 }
 
