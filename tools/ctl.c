@@ -78,7 +78,9 @@ int ctl_request(const char *name, const char *request, int send_fd,
 
 		while ((nl = memchr(line, '\n', have))) {
 			*nl = 0;
-			if (!strncmp(line, "progress ", 9) || !strncmp(line, "round ", 6)) {
+			if (!strcmp(line, "held")) {
+				/* A late answer to a ctl_pending that gave up waiting: the word sent since decides. */
+			} else if (!strncmp(line, "progress ", 9) || !strncmp(line, "round ", 6)) {
 				if (hooks && hooks->on_progress)
 					hooks->on_progress(line, hooks->arg);
 			} else if (!strncmp(line, "prepared ", 9)) {
