@@ -5,7 +5,7 @@
 #   make bench-libsr  stream encoder throughput against memcpy()/write()
 #   make bench-peer   sr against QEMU on the same Linux guest, in one run
 #   make fuzz         libFuzzer on the reader and on restore (an hour each)
-#   make soak | faults | converge | sr-bench | demo   (real KVM: native or the box)
+#   make soak | faults | faults-migrate | converge | sr-bench | demo   (real KVM: native or the box)
 #   make install PREFIX=/usr/local DESTDIR=
 # V=1 shows commands, WERROR=0 keeps warnings as warnings.
 
@@ -210,6 +210,11 @@ soak: all
 
 faults: all
 	$(Q)O=$(O) tests/on-kvm.sh faults tests/faults-kvm.sh
+
+# 100 migrations between two network namespaces, each hit by a kill, a cancel
+# or a cut link at a random moment, every handshake step included.
+faults-migrate: all
+	$(Q)SR_BOX_TIMEOUT=$${SR_BOX_TIMEOUT:-5400} O=$(O) tests/on-kvm.sh faults-migrate tests/faults-migrate-kvm.sh
 
 demo: deps all $(LINUX_INITRD) $(LINUX_KERNEL)
 	$(Q)O=$(O) tests/on-kvm.sh demo tests/demo-kvm.sh

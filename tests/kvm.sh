@@ -1264,6 +1264,14 @@ if want migrate-ssh && mig_net; then
 fi
 netns_down
 
+# A sample of make faults-migrate (100 trials): 8, each fault kind twice, at
+# different moments.  Its own namespaces: after the migration tests' are down.
+if want faults-migrate-sample 1200; then
+	if SR_FAULTS_MIG=8 SR_FAULTS_MIG_COVER=1 O=$O tests/faults-migrate-kvm.sh 2>&1 | tee "$tmp/fm.out" | grep --line-buffered '^ok   trial\|^FAIL' | sed 's/^/     faults-migrate-sample /'; [ "${PIPESTATUS[0]}" -eq 0 ]; then
+		ok "faults-migrate-sample: 8 migrations hit by kills, cancels and cut links: the domain ran on exactly one side, or was held paused at the source with the way to settle it; $(sed -n 2p "$tmp/fm.out" | cut -c17-)"
+	else bad "faults-migrate-sample" "$tmp/fm.out"; fi
+fi
+
 reap_timeout
 echo "kvm: $pass passed, $fail failed"
 [ $fail -eq 0 ]
