@@ -7,7 +7,7 @@
 #   make bench-libsr  stream encoder throughput against memcpy()/write()
 #   make bench-peer   sr against QEMU on the same Linux guest, in one run
 #   make fuzz         libFuzzer on the reader and on restore (an hour each)
-#   make soak | faults | converge | sr-bench | demo   (real KVM: native or the box)
+#   make soak | faults | faults-migrate | converge | sr-bench | demo   (real KVM: native or the box)
 #   make install PREFIX=/usr/local DESTDIR=
 # V=1 shows commands, WERROR=0 keeps warnings as warnings.
 
@@ -32,6 +32,13 @@ endif
 CFLAGS    ?= -O2 -g
 ALL_CFLAGS := -std=gnu11 $(WARNINGS) $(CFLAGS) -fPIC -D_GNU_SOURCE -Ilibsr -Ixc -Ihvmctx -Iguest -Itools \
               $(PKG_CFLAGS) -MMD -MP
+# The tools in $(O) are the ones the tests run: they honour the test hooks
+# (sr-ctl poke, SR_MIGRATE_TEST_*, SR_TEST_PAUSE_AT, SR_SAVE_COMMIT_DELAY_MS).
+# make install installs a build without them, $(O)/release.
+TEST_HOOKS ?= 1
+ifeq ($(TEST_HOOKS),1)
+ALL_CFLAGS += -DSR_TEST_HOOKS
+endif
 ifeq ($(SAN),1)
 ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDSAN     := -fsanitize=address,undefined
@@ -59,7 +66,7 @@ HVMCTX_SRCS := hvmctx/vcpu.c hvmctx/vm.c hvmctx/save.c hvmctx/restore.c hvmctx/c
 HVMCTX_OBJS := $(HVMCTX_SRCS:%.c=$(O)/%.o)
 RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/runner_save.o $(O)/tools/serial8250.o $(O)/tools/console.o \
                $(O)/tools/ctl.o $(O)/tools/util.o $(O)/tools/host.o $(O)/tools/migrate.o $(O)/tools/net.o \
-               $(HVMCTX_OBJS) $(XC_OBJS)
+               $(O)/tools/imgfile.o $(HVMCTX_OBJS) $(XC_OBJS)
 
 # Freestanding test guests: 64-bit code, no libc, no SSE in compiled C (the
 # guest checks its own vector registers), flat binaries loaded at 1 MiB.
@@ -132,7 +139,7 @@ $(O)/sr-dump: $(O)/tools/sr-dump.o $(O)/tools/util.o $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(O)/sr-ctl: $(O)/tools/sr-ctl.o $(O)/tools/ctl.o $(O)/tools/util.o $(O)/tools/host.o $(XC_OBJS)
+$(O)/sr-ctl: $(O)/tools/sr-ctl.o $(O)/tools/ctl.o $(O)/tools/migrate.o $(O)/tools/util.o $(O)/tools/host.o $(XC_OBJS)
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ -lpthread
 
@@ -141,7 +148,7 @@ $(O)/sr-run $(O)/sr-restore: $(O)/sr-%: $(O)/tools/sr-%.o $(RUNNER_OBJS) $(O)/li
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
 
 $(O)/sr-save $(O)/sr-migrate: $(O)/sr-%: $(O)/tools/sr-%.o $(O)/tools/save_cli.o $(O)/tools/ctl.o \
-		$(O)/tools/migrate.o $(O)/tools/net.o $(O)/tools/util.o
+		$(O)/tools/migrate.o $(O)/tools/net.o $(O)/tools/util.o $(O)/tools/imgfile.o
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^
 
@@ -160,8 +167,8 @@ $(O)/tests/bench-%: $(O)/tests/bench_%.o $(O)/libsr.a
 .SECONDARY:
 
 # ------------------------------------------------------------------ tests
-.PHONY: converge fuzz fuzz-ci soak faults
-.PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install clean demo sr-bench bench-peer
+.PHONY: converge fuzz fuzz-ci soak faults faults-migrate
+.PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install release clean demo sr-bench bench-peer
 .PHONY: tsan check-tsan mutants
 
 check: check-unit check-tools check-kvm
@@ -171,7 +178,7 @@ check-unit: $(UNIT_TESTS) $(TOOLS) $(O)/tests/threads
 	$(Q)$(O)/tests/test-ctl --jobs 2
 	$(Q)$(O)/tests/threads | tail -1
 
-check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(GUEST)
+check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(GUEST) release
 	$(Q)O=$(O) tests/tools.sh
 	$(Q)O=$(O) tests/host.sh
 	$(Q)O=$(O) tests/manpages.sh
@@ -238,6 +245,11 @@ soak: all
 faults: all
 	$(Q)O=$(O) tests/on-kvm.sh faults tests/faults-kvm.sh
 
+# 100 migrations between two network namespaces, each hit by a kill, a cancel
+# or a cut link at a random moment, every handshake step included.
+faults-migrate: all
+	$(Q)SR_BOX_TIMEOUT=$${SR_BOX_TIMEOUT:-5400} O=$(O) tests/on-kvm.sh faults-migrate tests/faults-migrate-kvm.sh
+
 demo: deps all $(LINUX_INITRD) $(LINUX_KERNEL)
 	$(Q)O=$(O) tests/on-kvm.sh demo tests/demo-kvm.sh
 
@@ -303,10 +315,16 @@ fuzz fuzz-ci: $(addprefix $(FUZZ_O)/fuzz-,$(FUZZ_TARGETS)) $(FUZZ_O)/seeds
 	done
 
 # ---------------------------------------------------------------- install
-install: all
+# The installed tools: built apart, without the test hooks.
+RELEASE_O := $(O)/release
+release:
+	$(Q)$(MAKE) --no-print-directory O=$(RELEASE_O) TEST_HOOKS=0 \
+		$(patsubst $(O)/%,$(RELEASE_O)/%,$(TOOLS))
+
+install: all release
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 		$(DESTDIR)$(PREFIX)/include/sr $(DESTDIR)$(PREFIX)/share/man/man1
-	install -m 0755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(patsubst $(O)/%,$(RELEASE_O)/%,$(TOOLS)) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(O)/libsr.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 0755 $(O)/libsr.so $(DESTDIR)$(PREFIX)/lib/libsr.so.$(VERSION)
 	ln -sf libsr.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(LIBSR_SONAME)

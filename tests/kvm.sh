@@ -251,6 +251,51 @@ if want save-points; then
 	done
 fi
 
+if want save-to-symlink; then
+	# A guest-requested save goes through an unnamed file, never through FILE.tmp: a
+	# symlink planted there (root writes the image) leaves its target untouched.
+	echo "precious" > "$tmp/victim"
+	ln -sf "$tmp/victim" "$tmp/st.img.tmp"
+	$O/sr-run --name st --memory 32 --rounds 4 --save-round 2 --save-to "$tmp/st.img" \
+		--quiet-guest "$guest" >"$tmp/st.run" 2>&1; rc=$?
+	if [ $rc -eq 0 ] && [ "$(cat "$tmp/victim")" = precious ] && [ -f "$tmp/st.img" ] && [ ! -L "$tmp/st.img" ] &&
+	   $O/sr-dump --verify "$tmp/st.img" 2>>"$tmp/st.run"; then
+		ok "save-to-symlink: --save-to wrote its image unnamed and linked it in; the symlink at st.img.tmp was not followed"
+	else
+		ls -l "$tmp/victim" "$tmp"/st.img* >> "$tmp/st.run" 2>&1
+		bad "save-to-symlink: sr-run exited $rc, victim '$(head -c 20 "$tmp/victim" | tr -dc '[:print:]')'" "$tmp/st.run"
+	fi
+fi
+
+if want control-socket; then
+	# The runner serves a client only once its request is there: idle connections cost the
+	# others nothing; NAME.lock owns the name: a second runner of that name is refused even
+	# while the first has every slot and its backlog full (it never takes the socket).
+	$O/sr-run --name cs --memory 32 --rounds 0 --pages 64 --delay-us 5000 --quiet-guest "$guest" >"$tmp/cs.out" 2>&1 &
+	pid=$!
+	wait_domain cs
+	python3 -c 'import socket, sys, time
+s = [socket.socket(socket.AF_UNIX) for _ in range(16)]
+for x in s: x.setblocking(False); x.connect_ex(sys.argv[1])
+time.sleep(8)' "$SR_RUN_DIR/cs.sock" &
+	idle=$!
+	sleep 0.5
+	a=$(date +%s%N); st=$($O/sr-ctl cs status 2>&1); b=$(date +%s%N)
+	$O/sr-run --name cs --memory 32 --rounds 1 --quiet-guest "$guest" >"$tmp/cs2.out" 2>&1; rc2=$?
+	kill $idle 2>/dev/null; wait $idle
+	st2=$($O/sr-ctl cs status 2>&1)
+	$O/sr-ctl cs finish >/dev/null 2>&1; wait $pid; rc=$?
+	ms=$(( (b - a) / 1000000 ))
+	# Before, each idle client ahead held the loop 5 s: 8 of them, 40 s.
+	if [[ "$st" == *"pid=$pid "* ]] && [ $ms -lt 5000 ] && [ $rc2 -eq 2 ] && grep -q 'already running' "$tmp/cs2.out" &&
+	   [[ "$st2" == *"pid=$pid "* ]] && [ $rc -eq 0 ] && grep -q '^PASS' "$tmp/cs.out"; then
+		ok "control-socket: status answered in $ms ms past 16 idle connections; a second \"cs\" was refused ($(tail -1 "$tmp/cs2.out")); the first kept its name and passed"
+	else
+		echo "status after ${ms} ms: $st; second runner $rc2; status after: $st2" >> "$tmp/cs.out"; cat "$tmp/cs2.out" >> "$tmp/cs.out"
+		bad "control-socket: the runner exited $rc" "$tmp/cs.out"
+	fi
+fi
+
 if want external-save; then
 	# sr-save from outside at an arbitrary moment of the workload, on 2 vCPUs.
 	$O/sr-run --name ext --memory 32 --vcpus 2 --rounds 0 --pages 128 --delay-us 2000 \
@@ -1271,9 +1316,21 @@ fi
 stamp() { while IFS= read -r l; do printf '%s %s\n' "$(date +%s.%N)" "${l%$'\r'}"; done; }
 
 # Checks a restored Linux run ($1) against the source's last tick ($2).
+# A line the guest was writing when its domain moved is split between the two consoles:
+# whether the source console $1 ends in the start of tick $3's line and one of the first
+# lines of the receiver's stamped console $2 completes it.
+split_tick() {
+	[ -n "$(tail -c1 "$1")" ] || return 1
+	awk -v p="$(tail -n1 "$1")" -v t="sr-workload: tick $3 " \
+		'NR <= 40 { sub(/^[0-9.]* /, ""); if (index(p $0, t) == 1) f = 1 } END { exit !f }' "$2"
+}
 linux_restored_ok() {
-	local first realtime host
+	local first realtime host src=${3:-}
 	first=$(sed -n 's/^[0-9.]* sr-workload: tick \([0-9]*\) .*/\1/p' "$1" | head -1)
+	if [ -n "$src" ] && [ -n "$first" ] && [ "$first" -eq $(($2 + 2)) ] && split_tick "$src" "$1" $(($2 + 1)); then
+		echo "tick $(($2 + 1)): its line began on the source's console and ended on the receiver's" >> "$1"
+		first=$(($2 + 1))
+	fi
 	set -- "$1" "$2" $(sed -n 's/^\([0-9.]*\) sr-workload: tick [0-9]* .* realtime \([0-9.]*\)$/\1 \2/p' "$1" | head -1)
 	host=${3:-0} realtime=${4:-999}
 	[ -n "$first" ] && [ "$first" -ge "$2" ] && [ "$first" -le $(($2 + 1)) ] || { echo "first tick after restore '$first', last before $2" >> "$1"; return 1; }
@@ -1404,7 +1461,7 @@ if want migrate-linux 400 && linux_ready migrate-linux && mig_net; then
 	last=$(sed -n 's/^sr-workload: tick \([0-9]*\) .*/\1/p' "$tmp/ml.out" | tail -1)
 	wait
 	if [ $rc -eq 0 ] && [ $src -eq 0 ] && ! $O/sr-ctl ml status >/dev/null 2>&1 &&
-	   linux_restored_ok "$tmp/ml.far" "$last"; then
+	   linux_restored_ok "$tmp/ml.far" "$last" "$tmp/ml.out"; then
 		ok "migrate-linux: live-migrated at tick $last over veth: the workload went on there from tick $((last + 1)) to PASS, the source is gone; $(grep -o 'live: [^;]*' "$tmp/ml.mig"); $(grep -o 'paused [0-9.]* ms until the commit' "$tmp/ml.mig") (the receiver running)"
 	else
 		cat "$tmp/ml.mig" "$tmp/ml.far" > "$tmp/ml.all" 2>/dev/null
@@ -1520,6 +1577,107 @@ if want migrate-unknown && mig_net; then
 	fi
 fi
 
+# Waits (up to 60 s) until file $2 has a line matching $1.
+wait_line() { for _ in $(seq 1 1200); do grep -q "$1" "$2" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+# Whether domain $1 is running here / on far.
+near_runs() { $O/sr-ctl "$1" status 2>/dev/null | grep -q 'state=running'; }
+far_runs() { SR_RUN_DIR=$tmp/far $O/sr-ctl "$1" status 2>/dev/null | grep -q 'state=running'; }
+
+if want migrate-handshake 600 && mig_net; then
+	# Never both: a cancel that reaches the runner while sr-migrate's "pending" waits unread
+	# (the runner held just after "prepared") wins: the domain resumes here and "go" never
+	# goes out (on main "pending" was fire-and-forget, "go" followed it, and both ran).
+	# Once held, neither a cancel nor the stall timer resumes it.
+	SR_TEST_PAUSE_AT=prepared SR_TEST_PAUSE_MS=4000 $O/sr-run --name hc --vcpus 2 --rounds 0 --delay-us 2000 \
+		--memory 64 --pages 256 --quiet-guest "$guest" >"$tmp/hc.src" 2>&1 &
+	spid=$!
+	wait_domain hc && far_listen 7711 hc
+	SR_TEST_PAUSE_AT=pending SR_TEST_PAUSE_MS=0 $O/sr-migrate --cold -q hc tcp:10.77.0.2:7711 2>"$tmp/hc.mig" &
+	mpid=$!
+	wait_line 'sr test hook: at pending' "$tmp/hc.mig"
+	said=$($O/sr-ctl hc cancel 2>&1)
+	wait $mpid; rc=$?
+	wait $fpid; dst=$?
+	here=$(near_runs hc && echo running); there=$(far_runs hc && echo running)
+	$O/sr-ctl hc finish >/dev/null 2>&1; wait $spid; src=$?
+	if [ $rc -eq 1 ] && [ $dst -eq 6 ] && [ "$here" = running ] && [ -z "$there" ] && [ $src -eq 0 ] &&
+	   [[ "$said" == *"cancelling"* ]] && grep -q 'would not hold for "go"' "$tmp/hc.mig"; then
+		ok "migrate-handshake: cancel with \"pending\" unread: the domain resumed here (then PASS), the receiver discarded its copy (exit 6): $(grep -v 'test hook' "$tmp/hc.mig")"
+	else
+		echo "cancel said: $said; here '$here', there '$there', source $src" >> "$tmp/hc.mig"
+		cat "$tmp/hc.far" >> "$tmp/hc.mig"
+		bad "migrate-handshake: cancel with pending unread: sr-migrate $rc, receiver $dst" "$tmp/hc.mig"
+	fi
+
+	mig_guest hh --memory 64 --pages 256 && far_listen 7712 hh
+	SR_TEST_PAUSE_AT=held SR_TEST_PAUSE_MS=3000 $O/sr-migrate --cold -q hh tcp:10.77.0.2:7712 2>"$tmp/hh.mig" &
+	mpid=$!
+	wait_line 'sr test hook: at held' "$tmp/hh.mig"
+	said=$($O/sr-ctl hh cancel 2>&1); st=$($O/sr-ctl hh status 2>&1)
+	wait $mpid; rc=$?
+	wait $spid; src=$?
+	far_finish hh
+	wait $fpid; dst=$?
+	if [ $rc -eq 0 ] && [ $src -eq 0 ] && [ $dst -eq 0 ] && grep -q '^PASS' "$tmp/hh.far" &&
+	   [[ "$said" == *"committing"* ]] && [[ "$st" == *"state=paused"*"save=committing"* ]]; then
+		ok "migrate-handshake: cancel once held is refused ($said); the migration completed and the guest passed there"
+	else
+		echo "cancel said: $said; status: $st" >> "$tmp/hh.mig"
+		bad "migrate-handshake: cancel once held: sr-migrate $rc, source $src, receiver $dst" "$tmp/hh.mig"
+	fi
+
+	mig_guest hs --memory 64 --pages 256 && far_listen 7713 hs
+	SR_TEST_PAUSE_AT=ready SR_TEST_PAUSE_MS=4000 $O/sr-migrate --cold -q --stall-timeout 1 hs tcp:10.77.0.2:7713 2>"$tmp/hs.mig"; rc=$?
+	wait $spid; src=$?
+	far_finish hs
+	wait $fpid; dst=$?
+	if [ $rc -eq 0 ] && [ $src -eq 0 ] && [ $dst -eq 0 ] && grep -q '^PASS' "$tmp/hs.far" && ! grep -q 'no progress' "$tmp/hs.src"; then
+		ok "migrate-handshake: a prepared save waiting 4 s for \"go\" (--stall-timeout 1) is not cancelled by the stall timer; it migrated and passed there"
+	else
+		cat "$tmp/hs.src" >> "$tmp/hs.mig"
+		bad "migrate-handshake: stall in the commit window: sr-migrate $rc, source $src, receiver $dst" "$tmp/hs.mig"
+	fi
+fi
+
+if want migrate-start-fails && mig_net; then
+	# The receiver says "running" only once its vCPUs run: a start that fails after "go" is
+	# answered "error", and the source resumes its domain (never neither).
+	mig_guest sf --memory 64 --pages 256
+	far env SR_TEST_START_FAIL=1 $O/sr-restore --listen 7714 --accept-timeout 120 </dev/null >"$tmp/sf.far" 2>&1 &
+	fpid=$!
+	wait_line 'listening on' "$tmp/sf.far"
+	$O/sr-migrate --cold -q sf tcp:10.77.0.2:7714 2>"$tmp/sf.mig"; rc=$?
+	wait $fpid; dst=$?
+	here=$(near_runs sf && echo running)
+	$O/sr-ctl sf finish >/dev/null 2>&1; wait $spid; src=$?
+	if [ $rc -eq 1 ] && [ $dst -eq 3 ] && [ "$here" = running ] && [ $src -eq 0 ] &&
+	   grep -q 'could not start the domain' "$tmp/sf.mig" && grep -q '^PASS' "$tmp/sf.src"; then
+		ok "migrate-start-fails: the receiver's start failed after \"go\": it said so, the source resumed (then PASS): $(cat "$tmp/sf.mig")"
+	else
+		cat "$tmp/sf.far" >> "$tmp/sf.mig"
+		bad "migrate-start-fails: sr-migrate $rc, receiver $dst, source $src, here '$here'" "$tmp/sf.mig"
+	fi
+fi
+
+if want migrate-commit-lost && mig_net; then
+	# "running" heard, then the local runner is lost before the commit: the domain runs
+	# there, and sr-migrate says so with exit 3 (not 1, "runs on here").
+	mig_guest cl --memory 64 --pages 256 && far_listen 7715 cl
+	SR_TEST_PAUSE_AT=running SR_TEST_PAUSE_MS=3000 $O/sr-migrate --cold -q cl tcp:10.77.0.2:7715 2>"$tmp/cl.mig" &
+	mpid=$!
+	wait_line 'sr test hook: at running' "$tmp/cl.mig"
+	kill -KILL $spid; wait $spid 2>/dev/null
+	wait $mpid; rc=$?
+	far_finish cl
+	wait $fpid; dst=$?
+	if [ $rc -eq 3 ] && grep -q 'the receiver runs "cl"' "$tmp/cl.mig" && grep -q 'sr-ctl cl destroy' "$tmp/cl.mig" &&
+	   [ $dst -eq 0 ] && grep -q '^PASS' "$tmp/cl.far"; then
+		ok "migrate-commit-lost: the runner lost after \"running\": exit 3, the guest passed there: $(grep -v 'test hook' "$tmp/cl.mig")"
+	else
+		bad "migrate-commit-lost: sr-migrate $rc, receiver $dst" "$tmp/cl.mig"
+	fi
+fi
+
 if want migrate-100mbit 300 && mig_net; then
 	# A link limited to 100 Mbit/s (tbf, 2 ms netem delay): a live migration of a dirtying
 	# guest converges (throttling where it must): pre-copy stops because the remainder fits
@@ -1610,6 +1768,14 @@ if want migrate-ssh && mig_net; then
 	fi
 fi
 netns_down
+
+# A sample of make faults-migrate (100 trials): 8, each fault kind twice, at
+# different moments.  Its own namespaces: after the migration tests' are down.
+if want faults-migrate-sample 1200; then
+	if SR_FAULTS_MIG=8 SR_FAULTS_MIG_COVER=1 O=$O tests/faults-migrate-kvm.sh 2>&1 | tee "$tmp/fm.out" | grep --line-buffered '^ok   trial\|^FAIL' | sed 's/^/     faults-migrate-sample /'; [ "${PIPESTATUS[0]}" -eq 0 ]; then
+		ok "faults-migrate-sample: 8 migrations hit by kills, cancels and cut links: the domain ran on exactly one side, or was held paused at the source with the way to settle it; $(sed -n 2p "$tmp/fm.out" | cut -c17-)"
+	else bad "faults-migrate-sample" "$tmp/fm.out"; fi
+fi
 
 reap_timeout
 echo "kvm: $pass passed, $fail failed"

@@ -96,5 +96,49 @@ check "sr-migrate: connection refused (exit 1, domain untouched)" bash -c "[ $rc
 "$mig" dom "tcp:[::1]:1" >"$tmp/m.out" 2>&1; rc=$?
 check "sr-migrate: an IPv6 literal in brackets is understood" bash -c "[ $rc -eq 1 ] && grep -q 'connecting to \[::1\]:1' '$tmp/m.out'"
 
+"$mig" dom ssh:-oProxyCommand=x >"$tmp/m.out" 2>&1; rc=$?
+check "sr-migrate refuses an ssh: host ssh would take for an option (exit 2)" bash -c "[ $rc -eq 2 ] && grep -q 'not a \[USER@\]HOST' '$tmp/m.out'"
+SR_RUN_DIR=$tmp "$mig" --ssh "touch $tmp/ssh-ran; ssh" nodomain ssh:localhost >"$tmp/m.out" 2>&1; rc=$?
+check "sr-migrate ssh: starts nothing for a domain that is not here (exit 2)" bash -c "[ $rc -eq 2 ] && [ ! -e '$tmp/ssh-ran' ] && grep -q 'no domain \"nodomain\"' '$tmp/m.out' && grep -q 'nothing was started' '$tmp/m.out'"
+
+# Test hooks are in the tools the tests run, never in the installed ones (make release):
+# against a fake runner, a save's commit step announces SR_TEST_PAUSE_AT=commit only in
+# the test build.
+hook_said() {	# tool: prints what the tool said on stderr
+	mkdir -p "$tmp/run"
+	python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1)
+c, _ = s.accept(); c.recvmsg(1024, 64); c.sendall(b"prepared test\n")
+w = c.recv(64); c.sendall(b"ok saved\n" if w == b"commit\n" else b"error " + w + b"\n"); c.close()
+' "$tmp/run/fake.sock" &
+	for _ in $(seq 1 100); do [ -S "$tmp/run/fake.sock" ] && break; sleep 0.1; done
+	SR_RUN_DIR=$tmp/run SR_TEST_PAUSE_AT=commit SR_TEST_PAUSE_MS=0 "$1" -q fake "$tmp/hook.img" 2>&1 || echo "exit $?"
+	wait; rm -f "$tmp/run/fake.sock" "$tmp/hook.img"
+}
+said_test=$(hook_said $O/sr-save); said_rel=$(hook_said $O/release/sr-save)
+check "test hooks: the tests' sr-save honours SR_TEST_PAUSE_AT ('$said_test'), the installed build does not ('$said_rel')" \
+	bash -c "[ '$said_test' = 'sr test hook: at commit' ] && [ -z '$said_rel' ]"
+
+# Strings from an image or a peer reach the terminal escaped (control bytes, non-UTF-8).
+python3 - "$tmp/a.img" "$tmp/esc.img" <<'PY'
+import ctypes, struct, sys
+x = ctypes.CDLL("libxxhash.so.0"); x.XXH3_64bits.restype = ctypes.c_uint64
+b = bytearray(open(sys.argv[1], "rb").read())
+b[32:56] = b"sr\x1b[2J\xff\xc3\xa9".ljust(24, b"\0")		# creator: a terminal escape, a bad byte, an e-acute
+b[56:64] = struct.pack("<Q", x.XXH3_64bits(bytes(b[:56]), 56))
+open(sys.argv[2], "wb").write(b)
+PY
+"$dump" "$tmp/esc.img" >"$tmp/out" 2>&1
+check "sr-dump escapes the image's creator" bash -c "grep -qF 'by \"sr\\x1b[2J\\xffé\"' '$tmp/out' && ! grep -q \$'\\x1b' '$tmp/out'"
+python3 -c '
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1); print(s.getsockname()[1], flush=True)
+c, _ = s.accept(); c.sendall(b"error \x1b]0;owned\x07 red \x9b31m\n"); c.recv(1 << 20); c.close()
+' >"$tmp/port" &
+for _ in $(seq 1 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done
+"$mig" nodomain "tcp:127.0.0.1:$(cat "$tmp/port")" >"$tmp/m.out" 2>&1; wait
+check "sr-migrate escapes the receiver's error text" bash -c "grep -qF 'the receiver: \\x1b]0;owned\\x07 red \\x9b31m' '$tmp/m.out' && ! grep -q \$'\\x1b\\|\\x07' '$tmp/m.out'"
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

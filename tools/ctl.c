@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "migrate.h"
+#include "util.h"
 #include <stdlib.h>
 
 const char *ctl_dir(void)
@@ -76,7 +78,9 @@ int ctl_request(const char *name, const char *request, int send_fd,
 
 		while ((nl = memchr(line, '\n', have))) {
 			*nl = 0;
-			if (!strncmp(line, "progress ", 9) || !strncmp(line, "round ", 6)) {
+			if (!strcmp(line, "held")) {
+				/* A late answer to a ctl_pending that gave up waiting: the word sent since decides. */
+			} else if (!strncmp(line, "progress ", 9) || !strncmp(line, "round ", 6)) {
 				if (hooks && hooks->on_progress)
 					hooks->on_progress(line, hooks->arg);
 			} else if (!strncmp(line, "prepared ", 9)) {
@@ -93,6 +97,20 @@ int ctl_request(const char *name, const char *request, int send_fd,
 						 "\"commit\": %s", strerror(errno));
 					close(fd);
 					return 1;
+				}
+				if (hooks && hooks->unread[0]) {
+					/* The final line ctl_pending read in place of "held". */
+					size_t u = strlen(hooks->unread);
+
+					have -= nl + 1 - line;
+					if (have + u + 1 >= sizeof(line))
+						have = 0;
+					memmove(line + u + 1, nl + 1, have);
+					memcpy(line, hooks->unread, u);
+					line[u] = '\n';
+					have += u + 1;
+					hooks->unread[0] = 0;
+					continue;
 				}
 			} else {
 				int rc = strncmp(line, "ok", 2) ? 1 : 0;
@@ -121,9 +139,22 @@ int ctl_request(const char *name, const char *request, int send_fd,
 	}
 }
 
-int ctl_pending(const struct ctl_hooks *hooks)
+int ctl_pending(struct ctl_hooks *hooks)
 {
-	return send(hooks->fd, "pending\n", 8, MSG_NOSIGNAL) == 8 ? 0 : -1;
+	char line[sizeof(hooks->unread)], why[64];
+	int k;
+
+	hooks->unread[0] = 0;
+	if (send(hooks->fd, "pending\n", 8, MSG_NOSIGNAL) != 8)
+		return -1;
+	test_pause("pending");
+	/* Byte by byte: nothing past the answer is taken from ctl_request's stream. */
+	k = mig_recv(hooks->fd, line, sizeof(line), CTL_PENDING_TIMEOUT_MS, why, sizeof(why));
+	if (k == 1 && !strcmp(line, "held"))
+		return 0;
+	if (k == 1)
+		snprintf(hooks->unread, sizeof(hooks->unread), "%s", line);
+	return -1;
 }
 
 /* ------------------------------------------------------- save requests */

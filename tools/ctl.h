@@ -29,15 +29,20 @@ struct ctl_hooks {
 	int (*on_prepared)(const char *line, void *arg);
 	void *arg;
 	int fd;				/* the request's connection, set by ctl_request */
+	char unread[1024];		/* a final line ctl_pending read instead of "held" */
 };
 
 /*
- * From on_prepared, before the decision: tells the domain that from now on
- * losing this client (or silence) must not resume it: it stays paused
- * ("pending").  A migration sends it before it tells the receiver "go".
- * Returns 0 or -1.
+ * From on_prepared, before the decision: asks the domain to hold it ("pending")
+ * and waits for its acknowledgement ("held").  Once held, nothing but this
+ * client's own word can end the wait: no cancel, no stall timer, no lost
+ * client resumes the domain (it stays paused).  A migration asks before it
+ * tells the receiver "go" and sends "go" only once held.  Returns 0 when
+ * held, -1 when not (the save was cancelled or the domain went away: the
+ * runner's final answer, if it gave one, is what ctl_request returns).
  */
-int ctl_pending(const struct ctl_hooks *hooks);
+#define CTL_PENDING_TIMEOUT_MS	10000
+int ctl_pending(struct ctl_hooks *hooks);
 
 int ctl_request(const char *name, const char *request, int send_fd,
 		struct ctl_hooks *hooks, char *reply, size_t len);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -29,13 +30,23 @@
 #include "runner.h"
 #include "util.h"
 
+#define CLIENTS_MAX		8
+#define CLIENT_REQUEST_MS	1000	/* a client's request must come within this */
+
 struct runner {
 	struct runner_config cfg;	/* name points into name_buf */
 	char name_buf[64];
 	struct xc_domain *d;
 	struct hvmctx_msr_list *msrs;	/* made before the domain first runs */
 	int listen_fd, sig_fd;
+	int lock_fd;			/* NAME.lock, flocked: this runner owns NAME.sock */
 	char sock_path[108];
+
+	/* Clients that connected but have not yet sent their request (never waited on). */
+	struct waiting_client {
+		int fd;
+		uint64_t deadline_ns;
+	} waiting[CLIENTS_MAX];
 	volatile uint32_t stage;
 	volatile bool save_requested;
 	volatile bool guest_failed;
@@ -224,7 +235,9 @@ struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err)
 	r->cfg = *cfg;
 	snprintf(r->name_buf, sizeof(r->name_buf), "%s", cfg->name);
 	r->cfg.name = r->name_buf;
-	r->listen_fd = r->sig_fd = -1;
+	r->listen_fd = r->sig_fd = r->lock_fd = -1;
+	for (unsigned i = 0; i < CLIENTS_MAX; i++)
+		r->waiting[i].fd = -1;
 	r->job.done_fd = -1;
 	dc.opaque = r;
 	r->d = xc_domain_create(&dc, err);
@@ -275,8 +288,13 @@ void runner_free(struct runner *r)
 	hvmctx_msr_list_free(r->msrs);
 	if (r->listen_fd >= 0) {
 		close(r->listen_fd);
-		unlink(r->sock_path);
+		unlink(r->sock_path);	/* ours: nobody else binds it while we hold the lock */
 	}
+	if (r->lock_fd >= 0)
+		close(r->lock_fd);
+	for (unsigned i = 0; i < CLIENTS_MAX; i++)
+		if (r->waiting[i].fd >= 0)
+			close(r->waiting[i].fd);
 	if (r->sig_fd >= 0)
 		close(r->sig_fd);
 	if (r->input_started) {
@@ -305,16 +323,32 @@ int runner_listen(struct runner *r, struct xc_error *err)
 	if ((size_t)snprintf(r->sock_path, sizeof(r->sock_path), "%s/%s.sock", dir, r->cfg.name) >=
 	    sizeof(r->sock_path))
 		return xc_set_error(err, 0, "control socket path too long");
+	/*
+	 * NAME.lock, flocked for the runner's life, owns the name: a runner that
+	 * holds it may remove a NAME.sock left by one that died, and no other can
+	 * take it however busy this one is (the lock file itself stays).
+	 */
+	char lock_path[sizeof(r->sock_path) + 8];
+
+	snprintf(lock_path, sizeof(lock_path), "%s/%s.lock", dir, r->cfg.name);
+	r->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (r->lock_fd < 0)
+		return xc_set_error(err, errno, "%s", lock_path);
+	if (flock(r->lock_fd, LOCK_EX | LOCK_NB)) {
+		int e = errno;
+
+		close(r->lock_fd);
+		r->lock_fd = -1;
+		if (e == EWOULDBLOCK)
+			return xc_set_error(err, 0, "a domain named \"%s\" is already running (%s "
+					    "is locked)", r->cfg.name, lock_path);
+		return xc_set_error(err, e, "locking %s", lock_path);
+	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return xc_set_error(err, errno, "socket");
 	strcpy(sa.sun_path, r->sock_path);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-		close(fd);
-		return xc_set_error(err, 0, "a domain named \"%s\" is already running (%s)",
-				    r->cfg.name, r->sock_path);
-	}
-	unlink(r->sock_path);		/* stale: nobody answered */
+	unlink(r->sock_path);		/* whoever bound it is gone: they held the lock */
 	/* The socket is born 0600 (no chmod by path afterwards, which a swap could redirect). */
 	mode_t old = umask(0177);
 	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
@@ -348,21 +382,18 @@ static void reply(int fd, const char *fmt, ...)
 		return;
 }
 
-/* Reads one request line and an optional passed fd. */
+/* Reads one request line and an optional passed fd, without waiting. */
 static int read_request(int fd, char *line, size_t len, int *passed_fd)
 {
 	char cbuf[CMSG_SPACE(sizeof(int))];
 	struct iovec iov = { line, len - 1 };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
 			     .msg_controllen = sizeof(cbuf) };
-	struct pollfd p = { .fd = fd, .events = POLLIN };
 	struct cmsghdr *c;
 	ssize_t n;
 
 	*passed_fd = -1;
-	if (poll(&p, 1, 5000) != 1)
-		return -1;
-	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);	/* the loop saw it readable */
 	if (n <= 0)
 		return -1;
 	line[n] = 0;
@@ -387,7 +418,8 @@ static void status_line(struct runner *r, int fd)
 
 	if (r->job.active)
 		snprintf(save, sizeof(save), " save=%s pages=%llu/%llu bytes=%llu",
-			 r->job.st.cancel ? "cancelling" : "running",
+			 r->job.st.cancel == SAVE_HELD ? "committing" :
+			 r->job.st.cancel ? "cancelling" : r->job.st.prepared ? "prepared" : "running",
 			 (unsigned long long)r->job.st.pages, (unsigned long long)r->job.st.total,
 			 (unsigned long long)r->job.st.bytes);
 	reply(fd, "ok name=%s state=%s vcpus=%u memory_mib=%llu stage=%u pid=%d pauses=%llu "
@@ -451,16 +483,24 @@ static int start_save(struct runner *r, int cfd, int out_fd, const char *text, c
 	return 0;
 }
 
-/* Asks a running save to give up; a write stuck on a stalled reader is knocked out. */
-static void cancel_save(struct runner *r)
+/*
+ * Asks a running save to give up; a write stuck on a stalled reader is
+ * knocked out.  Returns false when the save is held (a migration's receiver
+ * may run the domain): then it is not the runner's to end.
+ */
+static bool cancel_save(struct runner *r)
 {
 	struct save_job *j = &r->job;
+	int none = 0;
 
 	if (!j->active)
-		return;
-	j->st.cancel = 1;
+		return true;
+	if (!__atomic_compare_exchange_n(&j->st.cancel, &none, SAVE_CANCEL, false,
+					 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST) && none != SAVE_CANCEL)
+		return false;
 	pthread_kill(j->thread, SIGUSR1);
 	j->last_kick_ns = mono_ns();
+	return true;
 }
 
 /* The save thread finished: returns true when the domain must now end. */
@@ -484,11 +524,12 @@ static void watch_save(struct runner *r)
 
 	if (!j->active)
 		return;
-	if (!j->st.cancel && now - j->st.progress_ns > j->stall_ns) {
+	/* A prepared save waits for its client under await_commit's own deadline. */
+	if (!j->st.cancel && !j->st.prepared && now - j->st.progress_ns > j->stall_ns) {
 		pr_err("save of %s made no progress for %llu s: cancelled, the domain resumes",
 		       r->cfg.name, (unsigned long long)(j->stall_ns / 1000000000ull));
 		cancel_save(r);
-	} else if (j->st.cancel && now - j->last_kick_ns > 200000000ull) {
+	} else if (j->st.cancel == SAVE_CANCEL && now - j->last_kick_ns > 200000000ull) {
 		cancel_save(r);		/* the signal may have come before the write blocked */
 	}
 }
@@ -496,18 +537,11 @@ static void watch_save(struct runner *r)
 /* Returns true when the runner must end (destroy, or save then exit). */
 static bool handle_client(struct runner *r, int cfd, int *exit_status)
 {
-	struct ucred cred;
-	socklen_t cl = sizeof(cred);
 	struct xc_error err;
 	char line[256], msg[1024];
 	int pfd = -1;
 	bool end = false;
 
-	if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) ||
-	    (cred.uid != geteuid() && cred.uid != 0)) {
-		reply(cfd, "error permission denied");
-		return false;
-	}
 	if (read_request(cfd, line, sizeof(line), &pfd)) {
 		reply(cfd, "error no request");
 		return false;
@@ -515,12 +549,13 @@ static bool handle_client(struct runner *r, int cfd, int *exit_status)
 	if (!strcmp(line, "status")) {
 		status_line(r, cfd);
 	} else if (!strcmp(line, "cancel")) {
-		if (!r->job.active) {
+		if (!r->job.active)
 			reply(cfd, "error no save is running");
-		} else {
-			cancel_save(r);
+		else if (!cancel_save(r))
+			reply(cfd, "error the save is committing: a migration's receiver may run the "
+			      "domain, so it stays paused here until sr-migrate decides");
+		else
 			reply(cfd, "ok cancelling the save: the domain resumes as it was");
-		}
 	} else if (r->job.active) {
 		reply(cfd, "error busy: a save is running (sr-ctl %s status shows it, "
 		      "sr-ctl %s cancel stops it)", r->cfg.name, r->cfg.name);
@@ -538,7 +573,7 @@ static bool handle_client(struct runner *r, int cfd, int *exit_status)
 			r->resumes++;
 			reply(cfd, "ok running");
 		}
-	} else if (!strncmp(line, "poke ", 5)) {
+	} else if (!strncmp(line, "poke ", 5) && test_hooks_built()) {
 		/* Testing aid: flip the low bit of one guest byte, as a corrupting host would. */
 		uint64_t gpa = strtoull(line + 5, NULL, 0);
 		uint8_t *p = xc_gpa_to_hva(r->d, gpa, 1);
@@ -596,6 +631,81 @@ static bool handle_client(struct runner *r, int cfd, int *exit_status)
 
 /* ------------------------------------------------------------- main loop */
 
+/*
+ * A new client waits in r->waiting until its request is there: the loop
+ * never blocks on one (a client that connects and says nothing is told so
+ * after CLIENT_REQUEST_MS, and the others are served meanwhile).
+ */
+static void accept_client(struct runner *r)
+{
+	int cfd = accept4(r->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+
+	if (cfd < 0)
+		return;
+	if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) ||
+	    (cred.uid != geteuid() && cred.uid != 0)) {
+		reply(cfd, "error permission denied");
+		close(cfd);
+		return;
+	}
+	for (unsigned i = 0; i < CLIENTS_MAX; i++) {
+		if (r->waiting[i].fd < 0) {
+			r->waiting[i].fd = cfd;
+			r->waiting[i].deadline_ns = mono_ns() + CLIENT_REQUEST_MS * 1000000ull;
+			return;
+		}
+	}
+	reply(cfd, "error busy: %d clients have connected and not yet sent their request",
+	      CLIENTS_MAX);
+	close(cfd);
+}
+
+/* Serves the waiting clients whose request is there; drops those past their deadline. */
+static void serve_clients(struct runner *r, const struct pollfd *p, int *status)
+{
+	uint64_t now = mono_ns();
+
+	for (unsigned i = 0; i < CLIENTS_MAX; i++) {
+		int cfd = r->waiting[i].fd;
+
+		if (cfd < 0)
+			continue;
+		if (p[i].revents) {
+			bool was_active = r->job.active;
+
+			r->waiting[i].fd = -1;
+			if (handle_client(r, cfd, status) && *status < 0)
+				*status = 0;
+			if (!(r->job.active && !was_active))
+				close(cfd);	/* unless a save thread took it */
+		} else if (now >= r->waiting[i].deadline_ns) {
+			r->waiting[i].fd = -1;
+			reply(cfd, "error no request within %d ms", CLIENT_REQUEST_MS);
+			close(cfd);
+		}
+	}
+}
+
+/* The poll timeout: a running save's watchdog tick, or the next client deadline. */
+static int loop_timeout(const struct runner *r)
+{
+	uint64_t now = mono_ns();
+	int ms = r->job.active ? 1000 : -1;
+
+	for (unsigned i = 0; i < CLIENTS_MAX; i++) {
+		if (r->waiting[i].fd < 0)
+			continue;
+		uint64_t left = r->waiting[i].deadline_ns > now ?
+				(r->waiting[i].deadline_ns - now + 999999) / 1000000 : 0;
+
+		if (ms < 0 || left < (uint64_t)ms)
+			ms = (int)left;
+	}
+	return ms;
+}
+
 static int block_signals(struct runner *r)
 {
 	sigset_t set;
@@ -637,37 +747,54 @@ static int stop_status(struct runner *r, const struct xc_event *ev)
 	}
 }
 
+int runner_start(struct runner *r, bool start_paused, struct xc_error *err)
+{
+	if (block_signals(r)) {
+		xc_set_error(err, errno, "setting up signal handling");
+		return EXIT_USAGE;
+	}
+	/* Now, while no vCPU runs: a save then does not probe MSRs while the guest is paused. */
+	r->msrs = hvmctx_msr_list_make(xc_vcpu_get(r->d, 0), err);
+	if (!r->msrs)
+		return EXIT_VM_ERROR;
+	if (test_env("SR_TEST_START_FAIL"))	/* testing aid: a start that fails */
+		return xc_set_error(err, EIO, "testing: the domain did not start"), EXIT_VM_ERROR;
+	if (xc_domain_start(r->d, start_paused, err))
+		return EXIT_VM_ERROR;
+	if (r->serial && !pthread_create(&r->input_thread, NULL, input_loop, r))
+		r->input_started = true;
+	return 0;
+}
+
 int runner_run(struct runner *r, bool start_paused)
+{
+	struct xc_error err;
+	int rc = runner_start(r, start_paused, &err);
+
+	if (rc) {
+		pr_err("%s", err.msg);
+		return rc;
+	}
+	return runner_loop(r);
+}
+
+int runner_loop(struct runner *r)
 {
 	struct xc_error err;
 	struct xc_event ev;
 	int status = -1;
 
-	if (block_signals(r)) {
-		pr_err("setting up signal handling: %s", strerror(errno));
-		return EXIT_USAGE;
-	}
-	/* Now, while no vCPU runs: a save then does not probe MSRs while the guest is paused. */
-	r->msrs = hvmctx_msr_list_make(xc_vcpu_get(r->d, 0), &err);
-	if (!r->msrs) {
-		pr_err("%s", err.msg);
-		return EXIT_VM_ERROR;
-	}
-	if (xc_domain_start(r->d, start_paused, &err)) {
-		pr_err("%s", err.msg);
-		return EXIT_VM_ERROR;
-	}
-	if (r->serial && !pthread_create(&r->input_thread, NULL, input_loop, r))
-		r->input_started = true;
 	while (status < 0) {
-		struct pollfd p[4] = {
+		struct pollfd p[4 + CLIENTS_MAX] = {
 			{ .fd = xc_domain_event_fd(r->d), .events = POLLIN },
 			{ .fd = r->sig_fd, .events = POLLIN },
 			{ .fd = r->listen_fd, .events = POLLIN },
 			{ .fd = r->job.active ? r->job.done_fd : -1, .events = POLLIN },
 		};
 
-		if (poll(p, 4, r->job.active ? 1000 : -1) < 0) {
+		for (unsigned i = 0; i < CLIENTS_MAX; i++)
+			p[4 + i] = (struct pollfd){ .fd = r->waiting[i].fd, .events = POLLIN };
+		if (poll(p, 4 + CLIENTS_MAX, loop_timeout(r)) < 0) {
 			if (errno == EINTR)
 				continue;
 			pr_err("poll: %s", strerror(errno));
@@ -702,18 +829,9 @@ int runner_run(struct runner *r, bool start_paused)
 				status = EXIT_SIGNAL;
 			}
 		}
-		if (p[2].revents) {
-			int cfd = accept4(r->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-
-			if (cfd >= 0) {
-				bool was_active = r->job.active;
-
-				if (handle_client(r, cfd, &status) && status < 0)
-					status = 0;
-				if (!(r->job.active && !was_active))
-					close(cfd);	/* unless a save thread took it */
-			}
-		}
+		serve_clients(r, p + 4, &status);
+		if (p[2].revents)
+			accept_client(r);
 		if (r->job.active && p[3].revents && reap_save(r) && status < 0)
 			status = 0;		/* saved, and the domain ends */
 		watch_save(r);

@@ -45,14 +45,33 @@ struct serial *runner_serial(struct runner *r);
 /* Opens the control socket (after the domain exists). */
 int runner_listen(struct runner *r, struct xc_error *err);
 
-/* Runs the domain until it ends; returns the tool's exit status. */
+/*
+ * Starts the domain: signals blocked (SIGINT/TERM/HUP come through the
+ * loop), MSRs listed, vCPUs running (or parked, start_paused).  Returns 0,
+ * or an exit status with err filled; nothing is printed.
+ */
+int runner_start(struct runner *r, bool start_paused, struct xc_error *err);
+
+/* After runner_start: runs the domain until it ends; returns the tool's exit status. */
+int runner_loop(struct runner *r);
+
+/* runner_start, then runner_loop; a failed start is printed. */
 int runner_run(struct runner *r, bool start_paused);
 
 void runner_free(struct runner *r);
 
-/* What a running save shares with the runner's control loop (atomics). */
+/*
+ * What a running save shares with the runner's control loop (atomics).
+ * cancel goes from 0 to SAVE_CANCEL (sr-ctl cancel, a stall: the save gives
+ * up, the domain resumes) or to SAVE_HELD (a migration's "pending": the
+ * receiver may be told to go, so nothing but the client's word ends the
+ * wait), each by compare-and-swap: the first one wins, never both.
+ */
+#define SAVE_CANCEL	1
+#define SAVE_HELD	2
 struct save_job_state {
-	volatile int cancel;		/* set by cancel or a stall: the save gives up */
+	volatile int cancel;
+	volatile int prepared;		/* the image is complete: awaiting the commit */
 	volatile uint64_t pages, total, bytes;
 	volatile uint64_t progress_ns;	/* CLOCK_MONOTONIC of the last byte progress */
 };

@@ -2,7 +2,6 @@
 /* Saving a running domain on behalf of sr-save or of the guest itself. */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 
 #include "ctl.h"
 #include "hvmctx.h"
+#include "imgfile.h"
 #include "runner.h"
 #include "serial8250.h"
 #include "util.h"
@@ -170,36 +170,55 @@ static void summary(const struct hvmctx_save_stats *st, const char *after, char 
 /*
  * Phase two: tells the client the image is complete and waits for its
  * "commit" (sent once FILE is in place and durable, or once a migration's
- * receiver runs the domain).  Returns 0 on commit; 1 on "hold" (a migration
- * whose outcome is unknown: the domain must stay paused); -1 with why
- * filled on "abort", a vanished client, or silence.
+ * receiver runs the domain).  Returns 0 on commit; 1 when the domain must
+ * stay paused (a migration whose outcome is unknown); -1 with why filled
+ * when it may resume ("abort", a cancel, a vanished client, or silence).
+ *
+ * A migration asks for "pending" before it tells its receiver "go" and
+ * sends "go" only once it has our "held".  Held and cancelled are one
+ * compare-and-swap on js->cancel: a cancel or stall that came first is
+ * honoured and "held" is never sent; once held, no cancel, stall or lost
+ * client resumes the domain, only the client's "abort" (its word that no
+ * "go" went out).
  */
-static int await_commit(int fd, const char *summary, const volatile int *cancel, char *why,
+static int await_commit(int fd, const char *summary, struct save_job_state *js, char *why,
 			size_t len)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 	char line[300], buf[32];
 	size_t have = 0;
 	int n = snprintf(line, sizeof(line), "prepared %s\n", summary), waited = 0;
-	bool pending = false;		/* a migration told its receiver "go": never resume */
+	bool held = false;
 
 	if (fd < 0) {
 		snprintf(why, len, "no client to commit it");
 		return -1;
 	}
+	js->prepared = 1;
 	if (n < 0 || send(fd, line, n, MSG_NOSIGNAL) != n) {
 		snprintf(why, len, "the client went away before the image was complete");
 		return -1;
 	}
+	test_pause("prepared");		/* a cancel and a "pending" can then both be waiting */
 	for (;;) {
 		char *nl = memchr(buf, '\n', have);
-		int rc;
+		int rc, none = 0;
 		ssize_t k;
 
 		if (nl) {
 			*nl = 0;
-			if (!strcmp(buf, "pending")) {
-				pending = true;
+			if (!strcmp(buf, "pending") && !held) {
+				if (!__atomic_compare_exchange_n(&js->cancel, &none, SAVE_HELD, false,
+								 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+					snprintf(why, len, "cancelled");
+					return -1;
+				}
+				if (send(fd, "held\n", 5, MSG_NOSIGNAL) != 5) {
+					/* It never heard "held", so it never said "go". */
+					snprintf(why, len, "the client went away before it heard \"held\"");
+					return -1;
+				}
+				held = true;
 				waited = 0;
 				have -= nl + 1 - buf;
 				memmove(buf, nl + 1, have);
@@ -207,7 +226,7 @@ static int await_commit(int fd, const char *summary, const volatile int *cancel,
 			}
 			if (!strcmp(buf, "commit"))
 				return 0;
-			if (!strcmp(buf, "hold") || pending) {
+			if (!strcmp(buf, "hold") || (held && strcmp(buf, "abort"))) {
 				snprintf(why, len, "the client holds it: whether the receiver runs the "
 					 "domain is unknown");
 				return 1;
@@ -218,24 +237,24 @@ static int await_commit(int fd, const char *summary, const volatile int *cancel,
 		if (have == sizeof(buf) - 1)
 			have = 0;		/* overlong: not a word we know */
 		rc = poll(&p, 1, 200);
-		if (*cancel && !pending) {
+		if (js->cancel == SAVE_CANCEL) {
 			snprintf(why, len, "cancelled");
 			return -1;
 		}
 		if (rc == 0 && (waited += 200) >= COMMIT_TIMEOUT_MS) {
 			snprintf(why, len, "no commit within %d s%s", COMMIT_TIMEOUT_MS / 1000,
-				 pending ? " after the receiver was told to go: whether it runs the "
-				 "domain is unknown" : "");
-			return pending ? 1 : -1;
+				 held ? " after the receiver may have been told to go: whether it "
+				 "runs the domain is unknown" : "");
+			return held ? 1 : -1;
 		}
 		if (rc <= 0)
 			continue;
 		k = read(fd, buf + have, sizeof(buf) - 1 - have);
 		if (k <= 0) {
 			snprintf(why, len, "the client went away before it committed%s",
-				 pending ? ", after the receiver was told to go: whether it runs the "
-				 "domain is unknown" : "");
-			return pending ? 1 : -1;
+				 held ? ", after the receiver may have been told to go: whether it "
+				 "runs the domain is unknown" : "");
+			return held ? 1 : -1;
 		}
 		have += k;
 	}
@@ -278,10 +297,10 @@ int runner_save(struct runner *r, int out_fd, const struct save_req *q, int clie
 	}
 	/* The domain is paused here; it ends, runs or stays paused only once committed. */
 	if (q->two_phase) {
-		char sum[256], why[128];
+		char sum[256], why[256];
 
 		summary(&st, "image complete", sum, sizeof(sum));
-		int c = await_commit(client_fd, sum, &js->cancel, why, sizeof(why));
+		int c = await_commit(client_fd, sum, js, why, sizeof(why));
 
 		if (!c && !was_paused)
 			/* The guest's real pause: until the commit (a migration: the receiver runs it). */
@@ -292,8 +311,16 @@ int runner_save(struct runner *r, int out_fd, const struct save_req *q, int clie
 
 			if (resume)
 				xc_domain_resume(d, NULL);
-			snprintf(msg, len, "the save was not committed: %s; the domain %s", why,
-				 resume ? "runs on as before" : "stays paused");
+			const char *name = runner_config(r)->name;
+
+			if (c > 0)	/* held: only someone who can look at the receiver settles it */
+				snprintf(msg, len, "the save was not committed: %s; the domain stays "
+					 "paused: if the receiver runs it, end it here with sr-ctl %s "
+					 "destroy, else resume it here with sr-ctl %s resume", why, name,
+					 name);
+			else
+				snprintf(msg, len, "the save was not committed: %s; the domain %s", why,
+					 resume ? "runs on as before" : "stays paused");
 			fprintf(stderr, "%s: %s: %s\n", runner_config(r)->name, "save", msg);
 			return -1;
 		}
@@ -316,39 +343,34 @@ int runner_guest_save(struct runner *r, const char *path, char *msg, size_t len)
 	struct xc_domain *d = runner_domain(r);
 	struct hvmctx_save_stats st;
 	struct xc_error err;
-	char tmp[4096], dir[4096];
-	int fd, dfd;
+	struct img_file f;
 
 	if (xc_domain_pause(d, &err)) {
 		snprintf(msg, len, "%s", err.msg);
 		return -1;
 	}
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		snprintf(msg, len, "%s: %s", tmp, strerror(errno));
+	/* As sr-save: unnamed until complete, never through an existing PATH.tmp or a symlink. */
+	if (img_file_open(&f, path)) {
+		snprintf(msg, len, "%s%s: %s", path, f.tmp[0] || errno == EEXIST || errno == ELOOP ?
+			 ".tmp" : "", strerror(errno));
 		return -1;
 	}
 	struct hvmctx_save_opts o = { .compress = SR_COMPRESS_LZ4, .threads = threads_default() };
 
-	if (do_save(r, fd, &o, -1, NULL, &st, &err)) {
-		close(fd);
-		unlink(tmp);
+	if (do_save(r, f.fd, &o, -1, NULL, &st, &err)) {
+		img_file_discard(&f);
 		snprintf(msg, len, "%s", err.msg);
 		return -1;
 	}
-	close(fd);
-	if (rename(tmp, path)) {
-		snprintf(msg, len, "renaming %s to %s: %s", tmp, path, strerror(errno));
-		unlink(tmp);
-		return -1;
+	if (img_file_place(&f, msg, len)) {
+		if (!f.placed) {
+			img_file_discard(&f);
+			return -1;
+		}
+		/* In place, only the directory's fsync failed: the image is there; say so. */
+		pr_warn("%s", msg);
 	}
-	snprintf(dir, sizeof(dir), "%s", path);
-	dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
+	img_file_discard(&f);
 	summary(&st, "the domain exits", msg, len);
 	return 0;
 }

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "imgfile.h"
 #include "migrate.h"
 #include "net.h"
 #include "save_cli.h"
@@ -44,7 +45,7 @@
 /* sr-migrate's own exit status: the domain is paused here, its fate unknown. */
 #define EXIT_UNKNOWN	3
 
-static char tmp_path[4096];		/* FILE.tmp, when O_TMPFILE is not to be had */
+static struct img_file *sig_img;	/* FILE.tmp to remove on a signal, if any */
 
 static void usage(FILE *f, bool migrate)
 {
@@ -143,8 +144,8 @@ static unsigned long parse_ulong(const char *opt, const char *s, unsigned long m
 static void on_signal(int sig)
 {
 	/* The runner sees us go and abandons the save; an O_TMPFILE vanishes by itself. */
-	if (tmp_path[0])
-		unlink(tmp_path);
+	if (sig_img && sig_img->tmp[0])
+		unlink(sig_img->tmp);
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
@@ -200,10 +201,11 @@ static void show_progress(const char *line, void *arg)
 struct target {
 	const char *path;
 	int fd;
-	bool unnamed;			/* O_TMPFILE: linked into place at commit */
+	struct img_file img;		/* a file: how FILE gets its name at commit */
 	bool placed;			/* FILE now names the image */
 	bool net;			/* tcp: or ssh: (the migration handshake) */
 	bool unknown;			/* "go" sent, no "running" heard */
+	bool ran_there;			/* the receiver said "running" */
 	pid_t ssh;			/* ssh: the ssh process */
 	char err[900];
 };
@@ -222,16 +224,18 @@ static int open_tcp(struct target *t, const char *hostport, unsigned connect_s, 
  * handshake comes back.  ssh's own messages and the receiver's go to our
  * stderr.
  */
+/* A host that ssh would take for an option is refused ("--" ends ssh's options too). */
+static bool ssh_host_ok(const char *host)
+{
+	return *host && *host != '-' && !strchr(host, '\'') && !strchr(host, ' ');
+}
+
 static int open_ssh(struct target *t, const char *host, const char *ssh, const char *remote,
 		    const char *name)
 {
 	char script[1200], cmd[1200];
 	int sv[2];
 
-	if (!*host || strchr(host, '\'') || strchr(host, ' ')) {
-		snprintf(t->err, sizeof(t->err), "ssh:%s: not a [USER@]HOST", host);
-		return -1;
-	}
 	t->net = true;
 	snprintf(script, sizeof(script), "exec %s \"$@\"", ssh);
 	snprintf(cmd, sizeof(cmd), "%s --migrate-receive%s%s -", remote, name ? " --name " : "",
@@ -249,7 +253,7 @@ static int open_ssh(struct target *t, const char *host, const char *ssh, const c
 		dup2(sv[1], STDIN_FILENO);
 		dup2(sv[1], STDOUT_FILENO);
 		signal(SIGPIPE, SIG_DFL);
-		execlp("sh", "sh", "-c", script, "sh", host, cmd, (char *)NULL);
+		execlp("sh", "sh", "-c", script, "sh", "--", host, cmd, (char *)NULL);
 		_exit(127);
 	}
 	close(sv[1]);
@@ -275,70 +279,19 @@ static void reap_ssh(struct target *t)
 
 static int open_target(struct target *t)
 {
-	char dir[4096];
-
-	snprintf(dir, sizeof(dir), "%s", t->path);
-	t->fd = open(dirname(dir), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
-	if (t->fd >= 0) {
-		t->unnamed = true;
-		return 0;
-	}
-	/* No O_TMPFILE here (9p, older filesystems): a named temporary. */
-	snprintf(tmp_path, sizeof(tmp_path), "%s.tmp", t->path);
-	t->fd = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (t->fd < 0) {
-		int e = errno;
-
-		tmp_path[0] = 0;
-		errno = e;
+	if (img_file_open(&t->img, t->path))
 		return -1;
-	}
+	t->fd = t->img.fd;
 	return 0;
 }
 
 /* Gives the complete image its name: FILE appears whole or not at all. */
 static int place_target(struct target *t)
 {
-	char proc[64], side[4200], dir[4096];
-	int dfd;
+	int rc = img_file_place(&t->img, t->err, sizeof(t->err));
 
-	if (t->unnamed) {
-		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", t->fd);
-		if (linkat(AT_FDCWD, proc, AT_FDCWD, t->path, AT_SYMLINK_FOLLOW)) {
-			if (errno != EEXIST)
-				goto fail;
-			/* Replacing an older image: link beside it, then rename over it. */
-			snprintf(side, sizeof(side), "%s.sr-save-%d", t->path, (int)getpid());
-			if (linkat(AT_FDCWD, proc, AT_FDCWD, side, AT_SYMLINK_FOLLOW))
-				goto fail;
-			if (rename(side, t->path)) {
-				int e = errno;
-
-				unlink(side);
-				errno = e;
-				goto fail;
-			}
-		}
-	} else if (rename(tmp_path, t->path)) {
-		goto fail;
-	}
-	tmp_path[0] = 0;
-	t->placed = true;
-	snprintf(dir, sizeof(dir), "%s", t->path);
-	dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd)) {
-		snprintf(t->err, sizeof(t->err), "fsync of %s's directory: %s", t->path,
-			 strerror(errno));
-		if (dfd >= 0)
-			close(dfd);
-		return -1;
-	}
-	close(dfd);
-	return 0;
-fail:
-	snprintf(t->err, sizeof(t->err), "putting the image in place as %s: %s", t->path,
-		 strerror(errno));
-	return -1;
+	t->placed = t->img.placed;
+	return rc;
 }
 
 static void set_signals(void (*h)(int))
@@ -386,35 +339,43 @@ static bool peer_gone(int fd)
 static int handshake(struct save_ctx *c)
 {
 	struct target *t = c->t;
-	char line[512], why[200];
+	char line[512], why[200], esc[600];	/* the receiver's words, escaped */
 	int rc = mig_recv(t->fd, line, sizeof(line), MIG_READY_TIMEOUT_MS, why, sizeof(why));
 
 	if (rc != 1 || strcmp(line, MIG_READY)) {
 		if (rc == 1 && !strncmp(line, MIG_ERROR " ", 6))
-			snprintf(t->err, sizeof(t->err), "the receiver refused the domain: %s", line + 6);
+			snprintf(t->err, sizeof(t->err), "the receiver refused the domain: %s",
+				 str_escape(esc, sizeof(esc), line + 6, sizeof(line)));
 		else
 			snprintf(t->err, sizeof(t->err), "the receiver did not say it was ready: %s",
-				 rc == 1 ? line : why);
+				 rc == 1 ? str_escape(esc, sizeof(esc), line, sizeof(line)) : why);
 		return -1;
 	}
 	/* A receiver known to be gone before "go" cannot run the domain: resume it here. */
-	if (getenv("SR_MIGRATE_TEST_GO_DELAY_MS"))	/* testing aid: widen that window */
-		usleep(1000 * atoi(getenv("SR_MIGRATE_TEST_GO_DELAY_MS")));
+	if (test_env("SR_MIGRATE_TEST_GO_DELAY_MS"))	/* testing aid: widen that window */
+		usleep(1000 * atoi(test_env("SR_MIGRATE_TEST_GO_DELAY_MS")));
+	test_pause("ready");
 	if (peer_gone(t->fd)) {
 		snprintf(t->err, sizeof(t->err), "the receiver went away after \"ready\", before "
 			 "\"go\": it cannot run the domain");
 		return -1;
 	}
-	/* From here on, losing us must not resume the domain: the receiver may run it. */
+	/*
+	 * The domain must hold before anyone can run it there: "go" goes out only
+	 * once the runner says no cancel or stall can resume it any more.
+	 */
 	if (ctl_pending(c->hooks)) {
-		snprintf(t->err, sizeof(t->err), "the domain went away before \"go\"");
+		snprintf(t->err, sizeof(t->err), "the domain here would not hold for \"go\" "
+			 "(cancelled, timed out or gone): the receiver discards its copy");
 		return -1;
 	}
+	test_pause("held");
 	if (mig_send(t->fd, MIG_GO, NULL)) {
+		/* Nothing or a part of "go\n" went out: the receiver runs only on the whole line. */
 		snprintf(t->err, sizeof(t->err), "telling the receiver to go: %s", strerror(errno));
 		return -1;
 	}
-	if (getenv("SR_MIGRATE_TEST_DROP_AFTER_GO")) {
+	if (test_env("SR_MIGRATE_TEST_DROP_AFTER_GO")) {
 		/* Testing aid: the link dies here, so any answer already queued is lost too. */
 		shutdown(t->fd, SHUT_RDWR);
 		rc = 0;
@@ -422,13 +383,23 @@ static int handshake(struct save_ctx *c)
 	} else {
 		rc = mig_recv(t->fd, line, sizeof(line), MIG_RUNNING_TIMEOUT_MS, why, sizeof(why));
 	}
-	if (rc == 1 && !strcmp(line, MIG_RUNNING))
+	if (rc == 1 && !strcmp(line, MIG_RUNNING)) {
+		t->ran_there = true;
+		test_pause("running");
 		return 0;
+	}
+	if (rc == 1 && !strncmp(line, MIG_ERROR " ", 6)) {
+		/* It answers "running" only once its vCPUs run; this one exits without. */
+		snprintf(t->err, sizeof(t->err), "the receiver could not start the domain: %s",
+			 str_escape(esc, sizeof(esc), line + 6, sizeof(line)));
+		return -1;
+	}
 	t->unknown = true;
 	snprintf(t->err, sizeof(t->err), "the receiver was told to go but did not say it runs "
 		 "the domain (%s): whether %s runs it is unknown, so \"%s\" stays paused here. "
 		 "Check there (sr-ctl list); if it runs there, end it here with sr-ctl %s destroy, "
-		 "else resume it here with sr-ctl %s resume", rc == 1 ? line : why, c->dest,
+		 "else resume it here with sr-ctl %s resume",
+		 rc == 1 ? str_escape(esc, sizeof(esc), line, sizeof(line)) : why, c->dest,
 		 c->dom, c->dom, c->dom);
 	return 1;
 }
@@ -460,8 +431,9 @@ static int on_prepared(const char *line, void *arg)
 	}
 	c->t->fd = -1;
 	/* Testing aid: hold the commit window open so tests can signal into it. */
-	if (getenv("SR_SAVE_COMMIT_DELAY_MS"))
-		usleep(1000 * atoi(getenv("SR_SAVE_COMMIT_DELAY_MS")));
+	if (test_env("SR_SAVE_COMMIT_DELAY_MS"))
+		usleep(1000 * atoi(test_env("SR_SAVE_COMMIT_DELAY_MS")));
+	test_pause("commit");
 	return 0;
 }
 
@@ -600,14 +572,21 @@ int save_cli(int argc, char **argv, bool migrate)
 			die(1, "%s; the domain was not touched", t.err);
 		fd = t.fd;
 	} else if (!strncmp(path, "ssh:", 4)) {
+		if (!ssh_host_ok(path + 4))
+			die(EXIT_USAGE, "%s: not a [USER@]HOST; the domain was not touched", path);
+		/* Nothing runs on HOST for a domain that is not here. */
+		if (ctl_request(dom, "status", -1, NULL, reply, sizeof(reply)) < 0)
+			die(EXIT_USAGE, "%s; nothing was started on %s", reply, path + 4);
 		if (open_ssh(&t, path + 4, ssh, remote, name))
 			die(1, "%s; the domain was not touched", t.err);
 		fd = t.fd;
 	} else {
+		sig_img = &t.img;
 		set_signals(on_signal);
 		if (open_target(&t))
-			die(EXIT_USAGE, "%s: %s%s", tmp_path[0] ? tmp_path : path, strerror(errno),
-			    errno == EEXIST ? " (another save in progress? remove it if not)" : "");
+			die(EXIT_USAGE, "%s%s: %s%s", path, errno == EEXIST || errno == ELOOP ? ".tmp" : "",
+			    strerror(errno), errno == EEXIST || errno == ELOOP ?
+			    " (another save in progress? remove it if not)" : "");
 		fd = t.fd;
 	}
 	save_req_init(&q);
@@ -631,14 +610,15 @@ int save_cli(int argc, char **argv, bool migrate)
 	rc = ctl_request(dom, req, fd, &hooks, reply, sizeof(reply));
 	if (prog.shown)
 		fputc('\n', stderr);
-	if (t.net && rc != 0 && !t.err[0]) {
+	if (t.net && rc != 0 && !t.err[0] && !t.ran_there) {
 		/* The stream broke: the receiver may have said why before it went. */
-		char line[512], why[64];
+		char line[512], why[64], esc[600];
 
 		shutdown(t.fd, SHUT_WR);
 		if (mig_recv(t.fd, line, sizeof(line), 2000, why, sizeof(why)) == 1 &&
 		    !strncmp(line, MIG_ERROR " ", 6))
-			snprintf(t.err, sizeof(t.err), "the receiver: %s", line + 6);
+			snprintf(t.err, sizeof(t.err), "the receiver: %s",
+				 str_escape(esc, sizeof(esc), line + 6, sizeof(line)));
 		else
 			snprintf(t.err, sizeof(t.err), "sending to %s", path);
 	}
@@ -650,13 +630,18 @@ int save_cli(int argc, char **argv, bool migrate)
 	if (rc != 0) {
 		if (t.fd >= 0)
 			close(t.fd);
-		if (tmp_path[0])
-			unlink(tmp_path);
+		if (t.img.tmp[0])
+			unlink(t.img.tmp);
 		/* Placed but not committed (the runner timed out or went away): no image. */
 		if (t.placed && unlink(path) == 0)
 			pr_err("removed %s again: the domain did not take the commit", path);
 		if (t.unknown)
 			die(EXIT_UNKNOWN, "%s", t.err);
+		if (t.ran_there)
+			/* It runs there: only the copy here is in doubt, and it cannot run unasked. */
+			die(EXIT_UNKNOWN, "the receiver runs \"%s\" on %s, but the domain here did not "
+			    "confirm the commit (%s): if sr-ctl %s status still finds it here, it is "
+			    "paused: end it with sr-ctl %s destroy", dom, path, reply, dom, dom);
 		die(rc < 0 ? EXIT_USAGE : 1, "%s%s%s%s", t.err[0] ? t.err : "", t.err[0] ? "; " : "",
 		    reply, rc > 0 && !strstr(reply, "the domain ") ? "; the domain runs on as before" : "");
 	}

@@ -90,8 +90,11 @@ static void print_header(struct dump *d, const struct sr_ihdr *h)
 		       h->flags, h->flags & SR_IHDR_F_LIVE ? "true" : "false");
 		return;
 	}
-	printf("sr image %u.%u, page size %u, created %s by \"%.24s\"%s\n",
-	       h->version_major, h->version_minor, h->page_size, when, h->creator,
+	char creator[4 * sizeof(h->creator) + 1];
+
+	printf("sr image %u.%u, page size %u, created %s by \"%s\"%s\n",
+	       h->version_major, h->version_minor, h->page_size, when,
+	       str_escape(creator, sizeof(creator), h->creator, sizeof(h->creator)),
 	       h->flags & SR_IHDR_F_LIVE ? ", live save" : "");
 	printf("%6s %12s  %-13s %8s  %s\n", "#", "offset", "type", "length", "summary");
 }
@@ -111,6 +114,7 @@ static void summarize(struct dump *d, const struct sr_record *rec, const struct 
 	const void *data;
 	size_t dlen, o;
 	uint64_t mem = 0;
+	char esc[4 * 64 + 1];		/* a name, escaped */
 	(void)d;
 
 	switch (rec->type) {
@@ -118,8 +122,9 @@ static void summarize(struct dump *d, const struct sr_record *rec, const struct 
 		dom = sr_reader_domain(r, &reg);
 		for (uint32_t i = 0; i < dom->region_count; i++)
 			mem += reg[i].size;
-		snprintf(s, len, "%s guest \"%.64s\", %u vCPU%s, %u region%s, %llu MiB",
-			 dom->guest_kind == SR_GUEST_LINUX ? "linux" : "test", dom->name,
+		snprintf(s, len, "%s guest \"%s\", %u vCPU%s, %u region%s, %llu MiB",
+			 dom->guest_kind == SR_GUEST_LINUX ? "linux" : "test",
+			 str_escape(esc, sizeof(esc), dom->name, sizeof(dom->name)),
 			 dom->vcpu_count, dom->vcpu_count == 1 ? "" : "s", dom->region_count,
 			 dom->region_count == 1 ? "" : "s", (unsigned long long)(mem >> 20));
 		break;
@@ -148,7 +153,8 @@ static void summarize(struct dump *d, const struct sr_record *rec, const struct 
 		break;
 	case SR_REC_DEVICE:
 		dev = sr_device_view(rec, &data, &dlen);
-		snprintf(s, len, "%.32s v%u instance %u, %zu bytes", dev->name, dev->version,
+		snprintf(s, len, "%s v%u instance %u, %zu bytes",
+			 str_escape(esc, sizeof(esc), dev->name, sizeof(dev->name)), dev->version,
 			 dev->instance, dlen);
 		break;
 	case SR_REC_END:

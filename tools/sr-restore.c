@@ -174,7 +174,7 @@ int main(int argc, char **argv)
 	struct xc_error err;
 	struct runner *r = NULL;
 	const char *path, *name = NULL, *listen_on = NULL, *log = NULL;
-	bool paused = false, verbose = false, receive = false;
+	bool paused = false, verbose = false, receive = false, started = false;
 	unsigned long accept_s = 0, idle_s = 30;
 	char logbuf[4200];
 	unsigned long long max_mib = 0;
@@ -329,16 +329,30 @@ int main(int argc, char **argv)
 			runner_free(r);
 			return EXIT_NOT_MIGRATED;
 		}
-		if (getenv("SR_MIGRATE_TEST_DIE_AFTER_READY"))	/* testing aid: killed right here */
+		if (test_env("SR_MIGRATE_TEST_DIE_AFTER_READY"))	/* testing aid: killed right here */
 			raise(SIGKILL);
 		/* "go" comes the way the stream came (under ssh: stdin; stdout only goes out). */
 		k = mig_recv(fd, line, sizeof(line), MIG_GO_TIMEOUT_MS, why, sizeof(why));
 		if (k != 1 || strcmp(line, MIG_GO)) {
+			char esc[4 * sizeof(line) + 1];
+
 			pr_err("%s: the source did not say \"go\" (%s): the VM is discarded; the "
-			       "domain stays with the source", path, k == 1 ? line : why);
+			       "domain stays with the source", path,
+			       k == 1 ? str_escape(esc, sizeof(esc), line, sizeof(line)) : why);
 			runner_free(r);
 			return EXIT_NOT_MIGRATED;
 		}
+		test_pause("go");
+		/* "running" only once it does, signals held for the loop: nothing can undo it now. */
+		rc = runner_start(r, false, &err);
+		if (rc) {
+			tell_source(err.msg);
+			pr_err("%s: the domain did not start: %s; the source resumes its copy", path,
+			       err.msg);
+			runner_free(r);
+			return rc;
+		}
+		started = true;
 		if (mig_send(chan, MIG_RUNNING, NULL))
 			pr_warn("the source did not hear \"running\"; it keeps its copy paused "
 				"and says the outcome is unknown: this one runs");
@@ -376,7 +390,7 @@ int main(int argc, char **argv)
 			"sr-restore did", sr_prog, (unsigned long long)st.placed,
 			(unsigned long long)(st.placed + st.buffered), ro.threads,
 			ro.threads == 1 ? "" : "s", st.stream_ns / 1e6, (mono_ns() - t_start) / 1e6);
-	rc = runner_run(r, paused);
+	rc = started ? runner_loop(r) : runner_run(r, paused);
 	runner_free(r);
 	return rc;
 fail:

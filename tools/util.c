@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <locale.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <wchar.h>
+#include <wctype.h>
 
 #include "util.h"
 
@@ -110,6 +113,46 @@ void json_str(const char *s, size_t max)
 	putchar('"');
 }
 
+char *str_escape(char *buf, size_t len, const char *s, size_t max)
+{
+	static locale_t utf8;
+	locale_t old = 0;
+	mbstate_t st;
+	size_t o = 0;
+
+	if (!utf8)
+		utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+	if (utf8)
+		old = uselocale(utf8);
+	memset(&st, 0, sizeof(st));
+	for (size_t i = 0; i < max && s[i] && o + 5 < len;) {
+		unsigned char c = s[i];
+		size_t k = 1;
+		wchar_t w;
+
+		if (c >= 0x20 && c < 0x7f && c != '\\') {
+			buf[o++] = c;
+		} else if (c == '\\') {
+			buf[o++] = '\\';
+			buf[o++] = '\\';
+		} else if (c >= 0x80 && utf8 && (k = mbrtowc(&w, s + i, max - i, &st)) >= 2 &&
+			   k <= 4 && iswprint(w) && o + k < len) {
+			memcpy(buf + o, s + i, k);
+			o += k;
+		} else {
+			memset(&st, 0, sizeof(st));
+			k = 1;
+			o += snprintf(buf + o, len - o, "\\x%02x", c);
+		}
+		i += k;
+	}
+	if (len)
+		buf[o < len ? o : len - 1] = 0;
+	if (utf8)
+		uselocale(old);
+	return buf;
+}
+
 uint64_t mono_ns(void)
 {
 	struct timespec ts;
@@ -149,4 +192,35 @@ unsigned long long mem_available_mib(void)
 	if (f)
 		fclose(f);
 	return kib ? kib >> 10 : ~0ull;
+}
+
+bool test_hooks_built(void)
+{
+#ifdef SR_TEST_HOOKS
+	return true;
+#else
+	return false;
+#endif
+}
+
+const char *test_env(const char *name)
+{
+#ifdef SR_TEST_HOOKS
+	const char *v = getenv(name);
+
+	return v && *v ? v : NULL;
+#else
+	(void)name;
+	return NULL;
+#endif
+}
+
+void test_pause(const char *point)
+{
+	const char *at = test_env("SR_TEST_PAUSE_AT"), *ms = test_env("SR_TEST_PAUSE_MS");
+
+	if (!at || strcmp(at, point))
+		return;
+	fprintf(stderr, "sr test hook: at %s\n", point);
+	usleep(1000 * (ms ? atoi(ms) : 2000));
 }

@@ -4,6 +4,7 @@
 #define SR_TOOLS_UTIL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -36,6 +37,26 @@ unsigned long long mem_available_mib(void);
 
 /* Human-readable byte count into buf ("12.3 MiB"). */
 const char *fmt_bytes(uint64_t n, char *buf, size_t len);
+
+/*
+ * Test hooks, compiled in only with -DSR_TEST_HOOKS (the tools the tests
+ * run); installed tools honour none of them.  test_env(NAME) is getenv(NAME)
+ * there and NULL otherwise.  test_pause(POINT): when SR_TEST_PAUSE_AT names
+ * POINT, says "sr test hook: at POINT" on stderr and waits SR_TEST_PAUSE_MS
+ * (default 2000), so a test can aim a fault at that step.
+ */
+const char *test_env(const char *name);
+void test_pause(const char *point);
+/* Whether this build has the test hooks (sr-ctl poke is one). */
+bool test_hooks_built(void);
+
+/*
+ * s (at most max bytes, up to its NUL) made safe to print: control
+ * characters, backslashes, bytes that are not UTF-8 and characters that
+ * are not printable become \xNN (\\); into buf, which it returns.  For
+ * every string an image or a peer supplies, before a terminal sees it.
+ */
+char *str_escape(char *buf, size_t len, const char *s, size_t max);
 
 /* Prints s (at most max bytes, up to its NUL) as a JSON string on stdout. */
 void json_str(const char *s, size_t max);
