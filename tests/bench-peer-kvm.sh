@@ -172,7 +172,7 @@ if [ -n "${SR_PEER_LINK_MBIT:-}" ]; then
 fi
 sr_start "$live_mib"
 sleep 5
-far $O/sr-restore --listen 7801 --name peer --accept-timeout 600 </dev/null >"$dir/sr-far.out" 2>&1 &
+far $O/sr-restore --listen 7801 --insecure-plaintext --name peer --accept-timeout 600 </dev/null >"$dir/sr-far.out" 2>&1 &
 fpid=$!
 for _ in $(seq 1 400); do grep -q 'listening on' "$dir/sr-far.out" && break; nap; done
 last=$(ticks "$dir/sr.out" | tail -1)
