@@ -1107,32 +1107,40 @@ if want migrate-ssh && mig_net; then
 	fi
 fi
 
-if want migrate-tls 300 && mig_net; then
+if want migrate-tls 400 && mig_net; then
 	# Live over TLS 1.3 with a pre-shared key between the two hosts: a wrong key first
 	# (refused, the domain untouched, the receiver listens on), then the right one; the
-	# guest verifies its memory there.
+	# guest verifies its memory there.  Twice: with kernel TLS where the kernel has it
+	# (this box's has the tls module), and with the records in user space (SR_KTLS=off).
 	echo "src:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$tmp/keys.psk"
 	echo "src:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$tmp/wrong.psk"
-	mig_guest mz --memory 64 --dirty-rate 50
-	far $O/sr-restore -v --listen 7710 --tls-psk "$tmp/keys.psk" --accept-timeout 120 </dev/null >"$tmp/mz.far" 2>&1 &
-	fpid=$!
-	for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/mz.far" && break; sleep 0.05; done
-	$O/sr-migrate --tls-psk "$tmp/wrong.psk" mz tcp:10.77.0.2:7710 2>"$tmp/mz.mig"; rc1=$?
-	st=$($O/sr-ctl mz status 2>&1)
-	$O/sr-migrate --stats --tls-psk "$tmp/keys.psk" mz tcp:10.77.0.2:7710 2>>"$tmp/mz.mig"; rc=$?
-	wait $spid; src=$?
-	far_finish mz
-	wait $fpid; dst=$?
-	if [ $rc1 -eq 1 ] && grep -q 'TLS handshake.*the domain was not touched' "$tmp/mz.mig" &&
-	   grep -q running <<<"$st" && grep -q 'refused 10.77.0.1:[0-9]*: TLS handshake' "$tmp/mz.far" &&
-	   [ $rc -eq 0 ] && [ $src -eq 0 ] && [ $dst -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/mz.far" &&
-	   grep -q '^transport: TLS1.3' "$tmp/mz.mig" && grep -q 'transport: TLS1.3' "$tmp/mz.far"; then
-		ok "migrate-tls: a wrong key refused (domain untouched, still listening), then live over TLS with the right one: PASS there; $(grep '^transport' "$tmp/mz.mig"); $(grep -o 'live: [^;]*' "$tmp/mz.mig")"
-	else
-		echo "status after the wrong key: $st" >> "$tmp/mz.mig"
-		cat "$tmp/mz.mig" "$tmp/mz.far" > "$tmp/mz.all"
-		bad "migrate-tls: wrong key $rc1, sr-migrate $rc, source $src, receiver $dst" "$tmp/mz.all"
-	fi
+	want_ktls="user-space TLS"
+	[ -e /proc/net/tls_stat ] && want_ktls="kernel TLS (kTLS)"
+	for mode in kernel user; do
+		n=mz$mode; p=7710; ktls=on; expect=$want_ktls
+		[ $mode = user ] && { p=7711; ktls=off; expect="user-space TLS (GnuTLS; SR_KTLS=off)"; }
+		mig_guest $n --memory 64 --dirty-rate 50
+		far env SR_KTLS=$ktls $O/sr-restore -v --listen $p --tls-psk "$tmp/keys.psk" --accept-timeout 120 </dev/null >"$tmp/$n.far" 2>&1 &
+		fpid=$!
+		for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/$n.far" && break; sleep 0.05; done
+		SR_KTLS=$ktls $O/sr-migrate --tls-psk "$tmp/wrong.psk" $n tcp:10.77.0.2:$p 2>"$tmp/$n.mig"; rc1=$?
+		st=$($O/sr-ctl $n status 2>&1)
+		SR_KTLS=$ktls $O/sr-migrate --stats --tls-psk "$tmp/keys.psk" $n tcp:10.77.0.2:$p 2>>"$tmp/$n.mig"; rc=$?
+		wait $spid; src=$?
+		far_finish $n
+		wait $fpid; dst=$?
+		if [ $rc1 -eq 1 ] && grep -q 'TLS handshake.*the domain was not touched' "$tmp/$n.mig" &&
+		   grep -q running <<<"$st" && grep -q 'refused 10.77.0.1:[0-9]*: TLS handshake' "$tmp/$n.far" &&
+		   [ $rc -eq 0 ] && [ $src -eq 0 ] && [ $dst -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/$n.far" &&
+		   grep -qF "transport: TLS1.3 AES-128-GCM, $expect" "$tmp/$n.mig" &&
+		   grep -qF "transport: TLS1.3 AES-128-GCM, $expect" "$tmp/$n.far"; then
+			ok "migrate-tls ($mode): a wrong key refused (domain untouched, still listening), then live over TLS with the right one: PASS there; $(grep '^transport' "$tmp/$n.mig"); $(grep -o 'live: [^;]*' "$tmp/$n.mig")"
+		else
+			echo "status after the wrong key: $st" >> "$tmp/$n.mig"
+			cat "$tmp/$n.mig" "$tmp/$n.far" > "$tmp/$n.all"
+			bad "migrate-tls ($mode): wrong key $rc1, sr-migrate $rc, source $src, receiver $dst" "$tmp/$n.all"
+		fi
+	done
 fi
 
 if want migrate-bounds 200; then
@@ -1155,9 +1163,10 @@ except OSError:
 		$O/sr-restore --listen 127.0.0.1:$p $opts --idle-timeout 5 </dev/null >"$tmp/tr$p.out" 2>&1 &
 		rpid=$!
 		for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/tr$p.out" && break; sleep 0.05; done
-		a=$(date +%s%N)
 		trickle $p &
 		tpid=$!
+		for _ in $(seq 1 600); do grep -q 'receiving a domain' "$tmp/tr$p.out" && break; sleep 0.1; done
+		a=$(date +%s%N)
 		for _ in $(seq 1 600); do kill -0 $rpid 2>/dev/null || break; sleep 0.1; done
 		b2=$(date +%s%N)
 		kill $rpid 2>/dev/null; wait $rpid; rc=$?

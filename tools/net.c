@@ -58,7 +58,16 @@ static int valid_port(const char *p)
 
 static void addr_text(const struct sockaddr *sa, socklen_t sl, char *buf, size_t len)
 {
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
 	char h[NI_MAXHOST], s[NI_MAXSERV];
+
+	if (sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+		/* An IPv4 peer of a dual-stack socket: shown as IPv4. */
+		const uint8_t *a = &s6->sin6_addr.s6_addr[12];
+
+		snprintf(buf, len, "%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3], ntohs(s6->sin6_port));
+		return;
+	}
 
 	if (getnameinfo(sa, sl, h, sizeof(h), s, sizeof(s), NI_NUMERICHOST | NI_NUMERICSERV)) {
 		snprintf(buf, len, "?");

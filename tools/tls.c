@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* TLS 1.3 for migration streams through GnuTLS (see tls.h). */
 #include <errno.h>
+#include <linux/tls.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +13,6 @@
 #include <unistd.h>
 
 #include <gnutls/gnutls.h>
-#include <gnutls/socket.h>
 #include <gnutls/x509.h>
 
 #include "tls.h"
@@ -45,7 +47,7 @@ struct tls_conn {
 	int pump;			/* the pumps' end of the pair (-1: kTLS both ways) */
 	pthread_t out, in;
 	bool ktls;
-	char desc[128], peer[512];
+	char desc[200], peer[512], why_user[100];
 };
 
 static void fail(char *why, size_t len, const char *what, int rc)
@@ -440,12 +442,109 @@ static int start_pumps(struct tls_conn *t, char *why, size_t len)
 	return 0;
 }
 
+/*
+ * Kernel TLS.  Debian builds GnuTLS without its kTLS code (Debian bug
+ * 1034350), so the record keys GnuTLS exports (gnutls_record_get_state) are
+ * handed to the kernel here, as GnuTLS's own lib/system/ktls.c does: the
+ * "tls" ULP on the socket, then one direction's cipher state each.
+ * Returns 0 (the kernel carries both directions), or -1 with nothing
+ * changed on the socket's data path.
+ */
+union ktls_info {
+	struct tls_crypto_info base;
+	struct tls12_crypto_info_aes_gcm_128 gcm128;
+	struct tls12_crypto_info_aes_gcm_256 gcm256;
+	struct tls12_crypto_info_chacha20_poly1305 chacha;
+};
+
+#define KTLS_FILL(ci, type, iv_off, d_iv, d_key, seq)					\
+	do {										\
+		(ci).info.version = TLS_1_3_VERSION;					\
+		(ci).info.cipher_type = (type);						\
+		memcpy((ci).iv, (d_iv).data + (iv_off), sizeof((ci).iv));		\
+		memcpy((ci).key, (d_key).data, sizeof((ci).key));			\
+		memcpy((ci).rec_seq, (seq), sizeof((ci).rec_seq));			\
+	} while (0)
+
+/* One direction's state (read: the peer's records) as the kernel takes it; its size, or 0. */
+static socklen_t ktls_state(gnutls_session_t s, bool read, union ktls_info *ki)
+{
+	gnutls_datum_t mac, iv, key;
+	unsigned char seq[8];
+
+	memset(ki, 0, sizeof(*ki));
+	if (gnutls_record_get_state(s, read, &mac, &iv, &key, seq) || iv.size != 12)
+		return 0;
+	switch (gnutls_cipher_get(s)) {
+	case GNUTLS_CIPHER_AES_128_GCM:
+		if (key.size != sizeof(ki->gcm128.key))
+			return 0;
+		/* TLS 1.3's 12-byte IV: the first 4 bytes are the kernel's salt. */
+		memcpy(ki->gcm128.salt, iv.data, sizeof(ki->gcm128.salt));
+		KTLS_FILL(ki->gcm128, TLS_CIPHER_AES_GCM_128, 4, iv, key, seq);
+		return sizeof(ki->gcm128);
+	case GNUTLS_CIPHER_AES_256_GCM:
+		if (key.size != sizeof(ki->gcm256.key))
+			return 0;
+		memcpy(ki->gcm256.salt, iv.data, sizeof(ki->gcm256.salt));
+		KTLS_FILL(ki->gcm256, TLS_CIPHER_AES_GCM_256, 4, iv, key, seq);
+		return sizeof(ki->gcm256);
+	case GNUTLS_CIPHER_CHACHA20_POLY1305:
+		if (key.size != sizeof(ki->chacha.key))
+			return 0;
+		KTLS_FILL(ki->chacha, TLS_CIPHER_CHACHA20_POLY1305, 0, iv, key, seq);
+		return sizeof(ki->chacha);
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Probed per connection: a kernel without CONFIG_TLS refuses the ULP
+ * (ENOENT).  The receive side goes first: if the kernel refuses it, the
+ * socket still carries GnuTLS's records untouched.  SR_KTLS=off keeps
+ * TLS in user space.
+ */
+static int ktls_enable(struct tls_conn *t, char *why, size_t len)
+{
+	union ktls_info rx, tx;
+	socklen_t rl = ktls_state(t->s, true, &rx), tl = ktls_state(t->s, false, &tx);
+	const char *env = getenv("SR_KTLS");
+	int rc = -1;
+
+	if (env && !strcmp(env, "off"))
+		snprintf(t->why_user, sizeof(t->why_user), "SR_KTLS=off");
+	else if (!rl || !tl || gnutls_protocol_get_version(t->s) != GNUTLS_TLS1_3)
+		snprintf(t->why_user, sizeof(t->why_user), "kTLS lacks the cipher");
+	else if (gnutls_record_check_pending(t->s))
+		snprintf(t->why_user, sizeof(t->why_user), "data already buffered");
+	else if (setsockopt(t->sock, SOL_TCP, TCP_ULP, "tls", sizeof("tls")))
+		snprintf(t->why_user, sizeof(t->why_user), "no kTLS in this kernel: %s",
+			 strerror(errno));
+	else if (setsockopt(t->sock, SOL_TLS, TLS_RX, &rx, rl))
+		snprintf(t->why_user, sizeof(t->why_user), "kTLS refused the receive side: %s",
+			 strerror(errno));
+	else if (setsockopt(t->sock, SOL_TLS, TLS_TX, &tx, tl))
+		/* Half in the kernel: neither GnuTLS nor the kernel can carry the stream now. */
+		snprintf(why, len, "kTLS took the receive side but refused the send side: %s",
+			 strerror(errno));
+	else
+		rc = 0;
+	gnutls_memset(&rx, 0, sizeof(rx));
+	gnutls_memset(&tx, 0, sizeof(tx));
+	return rc;
+}
+
 static void describe(struct tls_conn *t)
 {
-	snprintf(t->desc, sizeof(t->desc), "%s %s, %s",
-		 gnutls_protocol_get_name(gnutls_protocol_get_version(t->s)),
-		 gnutls_cipher_get_name(gnutls_cipher_get(t->s)),
-		 t->ktls ? "kernel TLS (kTLS)" : "user-space TLS (GnuTLS; no kTLS here)");
+	const char *proto = gnutls_protocol_get_name(gnutls_protocol_get_version(t->s));
+	const char *cipher = gnutls_cipher_get_name(gnutls_cipher_get(t->s));
+
+	if (t->ktls)
+		snprintf(t->desc, sizeof(t->desc), "%s %s, kernel TLS (kTLS)", proto, cipher);
+	else
+		snprintf(t->desc, sizeof(t->desc), "%s %s, user-space TLS (GnuTLS; %s)", proto,
+			 cipher, t->why_user);
 }
 
 struct tls_conn *tls_start(struct tls_creds *c, int fd, int timeout_ms, char *why, size_t len)
@@ -464,12 +563,11 @@ struct tls_conn *tls_start(struct tls_creds *c, int fd, int timeout_ms, char *wh
 		gnutls_alert_send(t->s, GNUTLS_AL_FATAL, GNUTLS_A_ACCESS_DENIED);
 		goto fail;
 	}
-	/*
-	 * kTLS both ways, and nothing decrypted left in GnuTLS's buffer: the
-	 * kernel carries the records, the socket itself is the stream.
-	 */
-	t->ktls = gnutls_transport_is_ktls_enabled(t->s) == GNUTLS_KTLS_DUPLEX &&
-		  !gnutls_record_check_pending(t->s);
+	/* kTLS both ways: the kernel carries the records, the socket itself is the stream. */
+	why[0] = 0;
+	t->ktls = ktls_enable(t, why, len) == 0;
+	if (why[0])
+		goto fail;
 	describe(t);
 	if (t->ktls) {
 		t->plain = fd;
