@@ -20,6 +20,7 @@
 #            guest must print its next tick there; then both again over TLS 1.3
 #            with one pre-shared key (sr-migrate --tls-psk, QEMU's
 #            tls-creds-psk), and the ratio of sr's encrypted to plaintext rate
+# SR_PEER_ONLY="cold live migrate" (all by default) picks the sections to run.
 # Prints each row as it is measured, then the table (wall time, bytes, MB/s,
 # fraction of dd's rate, ratio to QEMU), and writes peer.tsv and peer.png in
 # SR_BENCH_OUT ($O/bench).  Numbers, not a test: only a broken run fails.
@@ -31,6 +32,8 @@ data=${SR_PEER_DATA:-600}
 live_mib=${SR_PEER_LIVE_MIB:-$((mem / 10))}
 live_s=${SR_PEER_LIVE_S:-180}
 boot_s=${SR_PEER_BOOT_S:-900}
+only=${SR_PEER_ONLY:-cold live migrate}
+section() { [[ " $only " == *" $1 "* ]]; }
 kernel=build/box/kernel/vmlinuz
 initrd=$O/guest/linux-initramfs.cpio.gz
 cmdline="console=ttyS0 reboot=k panic=-1 pci=off nomodeset i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd no_timer_check rdinit=/init quiet"
@@ -97,6 +100,7 @@ qemu_migrate() {
 field() { echo "$mig" | python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 # ------------------------------------------------------------------ cold: sr
+if section cold; then
 echo "bench-peer: cold save and restore, sr"
 sr_start "$data"
 last=$(ticks "$dir/sr.out" | tail -1)
@@ -135,8 +139,10 @@ wait_tick "$dir/q.out" "$last" 300 || die "QEMU's restored guest did not tick (s
 qemu_quit
 row "QEMU restore (cold)" $((b - a)) "$(stat -c %s "$dir/q.img")" - "-incoming exec:cat, until loaded ($st); it then ran on"
 rm -f "$dir/q.img"
+fi
 
 # ------------------------------------------------------------------ live
+if section live; then
 echo "bench-peer: live, the workload rewriting ${live_mib} MiB a second"
 sr_start "$live_mib"
 sleep 5
@@ -163,8 +169,10 @@ for limit in 300 50; do
 	qemu_quit
 	rm -f "$dir/q.img"
 done
+fi
 
 # ------------------------------------------------------------------ migrate
+if section migrate; then
 echo "bench-peer: migration over a veth pair between two network namespaces${SR_PEER_LINK_MBIT:+, ${SR_PEER_LINK_MBIT} Mbit/s}"
 . tests/netns.sh
 netns_up "$dir" || die "two network namespaces joined by a veth pair" "$dir/net.out"
@@ -240,6 +248,7 @@ sr_migrate_row "sr migrate TLS (50 ms)" 7803 --tls-psk "$dir/psk/keys.psk"
 qemu_migrate_row "QEMU migrate (50 ms)" 7802
 qemu_migrate_row "QEMU migrate TLS (50 ms)" 7804 tls
 netns_down
+fi
 
 # ------------------------------------------------------------------ table
 echo

@@ -1107,40 +1107,47 @@ if want migrate-ssh && mig_net; then
 	fi
 fi
 
-if want migrate-tls 400 && mig_net; then
-	# Live over TLS 1.3 with a pre-shared key between the two hosts: a wrong key first
-	# (refused, the domain untouched, the receiver listens on), then the right one; the
-	# guest verifies its memory there.  Twice: with kernel TLS where the kernel has it
-	# (this box's has the tls module), and with the records in user space (SR_KTLS=off).
+# Live over TLS 1.3 with a pre-shared key between the two hosts: a wrong key first
+# (refused, the domain untouched, the receiver listens on), then the right one; the
+# guest verifies its memory there.  migrate-tls: kernel TLS where the kernel has it
+# (this box's has the tls module); migrate-tls-user: the records in user space
+# (SR_KTLS=off on both sides).  mig_tls NAME PORT SR_KTLS EXPECTED-TRANSPORT
+mig_tls() {
+	local n=$1 p=$2 ktls=$3 expect=$4 rc1 rc st
 	echo "src:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$tmp/keys.psk"
 	echo "src:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$tmp/wrong.psk"
-	want_ktls="user-space TLS"
-	[ -e /proc/net/tls_stat ] && want_ktls="kernel TLS (kTLS)"
-	for mode in kernel user; do
-		n=mz$mode; p=7710; ktls=on; expect=$want_ktls
-		[ $mode = user ] && { p=7711; ktls=off; expect="user-space TLS (GnuTLS; SR_KTLS=off)"; }
-		mig_guest $n --memory 64 --dirty-rate 50
-		far env SR_KTLS=$ktls $O/sr-restore -v --listen $p --tls-psk "$tmp/keys.psk" --accept-timeout 120 </dev/null >"$tmp/$n.far" 2>&1 &
-		fpid=$!
-		for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/$n.far" && break; sleep 0.05; done
-		SR_KTLS=$ktls $O/sr-migrate --tls-psk "$tmp/wrong.psk" $n tcp:10.77.0.2:$p 2>"$tmp/$n.mig"; rc1=$?
-		st=$($O/sr-ctl $n status 2>&1)
-		SR_KTLS=$ktls $O/sr-migrate --stats --tls-psk "$tmp/keys.psk" $n tcp:10.77.0.2:$p 2>>"$tmp/$n.mig"; rc=$?
-		wait $spid; src=$?
-		far_finish $n
-		wait $fpid; dst=$?
-		if [ $rc1 -eq 1 ] && grep -q 'TLS handshake.*the domain was not touched' "$tmp/$n.mig" &&
-		   grep -q running <<<"$st" && grep -q 'refused 10.77.0.1:[0-9]*: TLS handshake' "$tmp/$n.far" &&
-		   [ $rc -eq 0 ] && [ $src -eq 0 ] && [ $dst -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/$n.far" &&
-		   grep -qF "transport: TLS1.3 AES-128-GCM, $expect" "$tmp/$n.mig" &&
-		   grep -qF "transport: TLS1.3 AES-128-GCM, $expect" "$tmp/$n.far"; then
-			ok "migrate-tls ($mode): a wrong key refused (domain untouched, still listening), then live over TLS with the right one: PASS there; $(grep '^transport' "$tmp/$n.mig"); $(grep -o 'live: [^;]*' "$tmp/$n.mig")"
-		else
-			echo "status after the wrong key: $st" >> "$tmp/$n.mig"
-			cat "$tmp/$n.mig" "$tmp/$n.far" > "$tmp/$n.all"
-			bad "migrate-tls ($mode): wrong key $rc1, sr-migrate $rc, source $src, receiver $dst" "$tmp/$n.all"
-		fi
-	done
+	mig_guest $n --memory 64 --dirty-rate 50
+	far env SR_KTLS=$ktls $O/sr-restore -v --listen $p --tls-psk "$tmp/keys.psk" --accept-timeout 120 </dev/null >"$tmp/$n.far" 2>&1 &
+	fpid=$!
+	for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/$n.far" && break; sleep 0.05; done
+	SR_KTLS=$ktls $O/sr-migrate --tls-psk "$tmp/wrong.psk" $n tcp:10.77.0.2:$p 2>"$tmp/$n.mig"; rc1=$?
+	st=$($O/sr-ctl $n status 2>&1)
+	echo "     $n: the wrong key: sr-migrate exited $rc1: $(tail -1 "$tmp/$n.mig")"
+	SR_KTLS=$ktls $O/sr-migrate --stats --tls-psk "$tmp/keys.psk" $n tcp:10.77.0.2:$p 2>>"$tmp/$n.mig"; rc=$?
+	wait $spid; src=$?
+	far_finish $n
+	wait $fpid; dst=$?
+	if [ $rc1 -eq 1 ] && grep -q 'TLS handshake.*the domain was not touched' "$tmp/$n.mig" &&
+	   grep -q running <<<"$st" && grep -q 'refused 10.77.0.1:[0-9]*: TLS handshake' "$tmp/$n.far" &&
+	   [ $rc -eq 0 ] && [ $src -eq 0 ] && [ $dst -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/$n.far" &&
+	   grep -qF "transport: TLS1.3 AES-128-GCM, $expect" "$tmp/$n.mig" &&
+	   grep -qF "transport: TLS1.3 AES-128-GCM, $expect" "$tmp/$n.far"; then
+		ok "$n: a wrong key refused (domain untouched, still listening), then live over TLS with the right one: PASS there; $(grep '^transport' "$tmp/$n.mig"); $(grep -o 'live: [^;]*' "$tmp/$n.mig")"
+	else
+		echo "status after the wrong key: $st" >> "$tmp/$n.mig"
+		cat "$tmp/$n.mig" "$tmp/$n.far" > "$tmp/$n.all"
+		bad "$n: wrong key $rc1, sr-migrate $rc, source $src, receiver $dst" "$tmp/$n.all"
+	fi
+}
+if want migrate-tls && mig_net; then
+	if [ -e /proc/net/tls_stat ]; then
+		mig_tls migrate-tls 7710 on "kernel TLS (kTLS)"
+	else
+		mig_tls migrate-tls 7710 on "user-space TLS (GnuTLS; no kTLS in this kernel"
+	fi
+fi
+if want migrate-tls-user && mig_net; then
+	mig_tls migrate-tls-user 7711 off "user-space TLS (GnuTLS; SR_KTLS=off)"
 fi
 
 if want migrate-bounds 200; then
