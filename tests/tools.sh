@@ -131,10 +131,10 @@ listener --listen $((port + 1))
 check "listen: PORT alone without TLS is loopback only" grep -q "listening on 127.0.0.1:$port " "$tmp/l.out"
 kill $lpid; wait $lpid 2>/dev/null
 for spec in "::1:80" "[::1]80" "host:" "99999" "0" "a:b:c" "[::1:80"; do
-	"$rst" --listen "$spec" >"$tmp/l.out" 2>&1; rc=$?
+	timeout 10 "$rst" --listen "$spec" >"$tmp/l.out" 2>&1; rc=$?
 	check "listen: \"$spec\" is a usage error (exit 2)" bash -c "[ $rc -eq 2 ] && grep -q 'is not \[ADDR:\]PORT' '$tmp/l.out'"
 done
-"$rst" --listen 0.0.0.0:$((port + 1)) >"$tmp/l.out" 2>&1; rc=$?
+timeout 10 "$rst" --listen 0.0.0.0:$((port + 1)) >"$tmp/l.out" 2>&1; rc=$?
 check "listen: plaintext on a non-loopback address is refused (exit 2)" bash -c "[ $rc -eq 2 ] && grep -q '0.0.0.0 is not a loopback address: without TLS' '$tmp/l.out'"
 listener --listen 0.0.0.0:$((port + 1)) --insecure-plaintext
 check "listen: --insecure-plaintext allows it" grep -q "listening on 0.0.0.0:$port (plaintext" "$tmp/l.out"
@@ -151,7 +151,7 @@ listener_end
 check "listen: then an image's source is taken" grep -q 'receiving a domain from 127.0.0.1:' "$tmp/l.out"
 
 # A host without IPv6: the listener falls back to IPv4.
-"$rst" --listen $((port + 1)) --tls-psk /dev/null >"$tmp/l.out" 2>&1; rc=$?
+timeout 10 "$rst" --listen $((port + 1)) --tls-psk /dev/null >"$tmp/l.out" 2>&1; rc=$?
 check "listen: an empty --tls-psk file is a usage error" bash -c "[ $rc -eq 2 ] && grep -q 'no key in it' '$tmp/l.out'"
 psk=$tmp/keys.psk
 echo "src:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$psk"
