@@ -2,6 +2,8 @@
 #   make            build libraries and tools into $(O)/
 #   make check      unit tests, then the KVM tests (natively or in the box)
 #   make asan       the same unit tests built with ASan + UBSan
+#   make tsan       unit tests and the native threaded paths under ThreadSanitizer
+#   make mutants    hand-chosen mutants of the core files, each against its tests
 #   make bench-libsr  stream encoder throughput against memcpy()/write()
 #   make bench-peer   sr against QEMU on the same Linux guest, in one run
 #   make fuzz         libFuzzer on the reader and on restore (an hour each)
@@ -36,6 +38,10 @@ ALL_CFLAGS := -std=gnu11 $(WARNINGS) $(CFLAGS) -fPIC -D_GNU_SOURCE -Ilibsr -Ixc 
 ifeq ($(SAN),1)
 ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDSAN     := -fsanitize=address,undefined
+endif
+ifeq ($(SAN),thread)
+ALL_CFLAGS += -fsanitize=thread -fno-omit-frame-pointer
+LDSAN     := -fsanitize=thread
 endif
 LDFLAGS   ?=
 
@@ -72,7 +78,7 @@ LINUX_KERNEL := build/box/kernel/vmlinuz
 LINUX_INITRD := $(O)/guest/linux-initramfs.cpio.gz
 
 TOOLS     := $(O)/sr-dump $(O)/sr-run $(O)/sr-ctl $(O)/sr-save $(O)/sr-migrate $(O)/sr-restore
-UNIT_TESTS := $(O)/tests/test-libsr
+UNIT_TESTS := $(O)/tests/test-libsr $(O)/tests/test-ctl
 BENCHES   := $(O)/tests/bench-libsr
 
 all: $(O)/libsr.a $(O)/libsr.so $(O)/sr.pc $(TOOLS) $(GUEST)
@@ -142,6 +148,10 @@ $(O)/sr-save $(O)/sr-migrate: $(O)/sr-%: $(O)/tools/sr-%.o $(O)/tools/save_cli.o
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(TLS_LIBS) -lpthread
 
+$(O)/tests/test-ctl: $(O)/tests/test_ctl.o $(O)/tools/ctl.o
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(CRIT_LIBS) -lpthread
+
 $(O)/tests/test-%: $(O)/tests/test_%.o $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CRIT_LIBS)
@@ -155,11 +165,14 @@ $(O)/tests/bench-%: $(O)/tests/bench_%.o $(O)/libsr.a
 # ------------------------------------------------------------------ tests
 .PHONY: converge fuzz fuzz-ci soak faults
 .PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install clean demo sr-bench bench-peer
+.PHONY: tsan check-tsan mutants
 
 check: check-unit check-tools check-kvm
 
-check-unit: $(UNIT_TESTS) $(TOOLS)
+check-unit: $(UNIT_TESTS) $(TOOLS) $(O)/tests/threads
 	$(Q)SR_DUMP=$(abspath $(O)/sr-dump) $(O)/tests/test-libsr --jobs 2
+	$(Q)$(O)/tests/test-ctl --jobs 2
+	$(Q)$(O)/tests/threads | tail -1
 
 check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(O)/tests/noipv6.so $(GUEST)
 	$(Q)O=$(O) tests/tools.sh
@@ -182,6 +195,27 @@ box-shell: $(KVM_DEPS)
 # would double CI's time and tests nothing the chain test does not (it says so).
 asan:
 	$(Q)SR_KVM_EXCLUDE=soak-sample $(MAKE) --no-print-directory O=build-asan SAN=1 check-unit check-tools check-kvm
+
+# ThreadSanitizer over the threads that run natively: tests/threads (the save
+# pipe with 0-4 workers against batches, the placed reader with 0-3 against the
+# buffered one, through a pipe too; Criterion itself cannot start under TSan,
+# Criterion issue #274) and bench-libsr's pipe rows (one worker and one per
+# CPU) on a small size.  Any report fails the run (halt_on_error, exit 66).
+TSAN_OPTIONS ?= halt_on_error=1 exitcode=66 second_deadlock_stack=1
+tsan:
+	$(Q)$(MAKE) --no-print-directory O=build-tsan SAN=thread check-tsan
+
+check-tsan: $(O)/tests/threads $(BENCHES)
+	$(Q)TSAN_OPTIONS="$(TSAN_OPTIONS)" $(O)/tests/threads
+	$(Q)TSAN_OPTIONS="$(TSAN_OPTIONS)" $(O)/tests/bench-libsr --gib 0.05 --dir $(O) >$(O)/tsan-bench.out 2>&1 || \
+		{ tail -40 $(O)/tsan-bench.out; echo "tsan: bench-libsr failed"; exit 1; }
+	$(Q)! grep -q 'ThreadSanitizer' $(O)/tsan-bench.out || { cat $(O)/tsan-bench.out; exit 1; }
+	$(E) "tsan: the save pipe and the placed reader's threads, and bench-libsr's pipe rows: no reports"
+
+# Mutation testing: tests/mutants.sh applies each mutant of tests/mutants.tsv in
+# a scratch copy of the tree, builds it and runs the tests that cover its file.
+mutants:
+	$(Q)tests/mutants.sh
 
 BENCH_GIB ?= 1
 bench-libsr: $(BENCHES)
@@ -213,47 +247,61 @@ demo: deps all $(LINUX_INITRD) $(LINUX_KERNEL)
 # ------------------------------------------------------------------ fuzz
 # libFuzzer (clang) targets, with a structure-aware mutator that re-frames
 # mutated records with fresh checksums, seeded from generated images:
-#   fuzz-reader   the reader, every page decoded, every block walked
+#   fuzz-reader   the reader, buffered and placed with 0-3 workers into
+#                 memory indexed by pfn: same verdict, same bytes
 #   fuzz-restore  restore's record handling up to the xc boundary (fake xc
-#                 and KVM, the serial8250 model behind DEVICE)
+#                 and KVM, the serial8250 model behind DEVICE), 0-3 workers,
+#                 sr-restore's teardown
 # make fuzz runs each for FUZZ_SECONDS (an hour); CI runs fuzz-ci (60 s each).
+# Seeds: generated images (one to 4 regions, zero runs, one record of 1024
+# raw pages, rounds of two records) and tests/fuzz-corpus/TARGET/, inputs
+# that found a defect.  -max_len is above one full record of raw pages.
+# Either fails on a fuzzer's exit status or any file in crashes-TARGET/.
 FUZZ_O      ?= build-fuzz
 FUZZ_SECONDS ?= 3600
+FUZZ_MAX_LEN := 8388608
 FUZZ_TARGETS := reader restore
 FUZZ_FLAGS  := -std=gnu11 -g -O1 -Wno-gnu-variable-sized-type-not-at-end -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                -D_GNU_SOURCE -Ilibsr -Ixc -Ihvmctx -Itools $(PKG_CFLAGS)
 FUZZ_RESTORE_SRCS := hvmctx/restore.c hvmctx/vcpu.c hvmctx/vm.c hvmctx/cpu.c hvmctx/time.c \
                tools/serial8250.c
 
-$(FUZZ_O)/fuzz-reader: tests/fuzz_reader.c tests/fuzz_mutator.c $(LIBSR_SRCS) libsr/sr.h \
+FUZZ_COMMON := tests/fuzz_mutator.c tests/fuzz_input.c
+
+$(FUZZ_O)/fuzz-reader: tests/fuzz_reader.c $(FUZZ_COMMON) tests/fuzz_input.h $(LIBSR_SRCS) libsr/sr.h \
 		libsr/sr_format.h libsr/internal.h
 	@mkdir -p $(FUZZ_O)
 	$(Q)scripts/deps.sh fuzz
 	$(E) "  CLANG   $@"
-	$(Q)clang $(FUZZ_FLAGS) -o $@ tests/fuzz_reader.c tests/fuzz_mutator.c $(LIBSR_SRCS) $(PKG_LIBS)
+	$(Q)clang $(FUZZ_FLAGS) -o $@ tests/fuzz_reader.c $(FUZZ_COMMON) $(LIBSR_SRCS) $(PKG_LIBS)
 
-$(FUZZ_O)/fuzz-restore: tests/fuzz_restore.c tests/fuzz_mutator.c $(FUZZ_RESTORE_SRCS) \
+$(FUZZ_O)/fuzz-restore: tests/fuzz_restore.c $(FUZZ_COMMON) tests/fuzz_input.h $(FUZZ_RESTORE_SRCS) \
 		$(LIBSR_SRCS) libsr/sr.h libsr/sr_format.h libsr/internal.h hvmctx/hvmctx.h \
-		hvmctx/hvmctx_priv.h xc/xc.h tools/serial8250.h
+		hvmctx/hvmctx_priv.h xc/xc.h tools/serial8250.h tools/restore_teardown.h
 	@mkdir -p $(FUZZ_O)
 	$(Q)scripts/deps.sh fuzz
 	$(E) "  CLANG   $@"
-	$(Q)clang $(FUZZ_FLAGS) -Wl,--wrap=ioctl -o $@ tests/fuzz_restore.c tests/fuzz_mutator.c \
+	$(Q)clang $(FUZZ_FLAGS) -Wl,--wrap=ioctl -o $@ tests/fuzz_restore.c $(FUZZ_COMMON) \
 		$(FUZZ_RESTORE_SRCS) $(LIBSR_SRCS) $(PKG_LIBS) -lpthread
 
 $(FUZZ_O)/seeds: $(O)/tests/mkimage
 	$(Q)rm -rf $@ && mkdir -p $@
-	$(Q)for a in "-m 1 -v 1 -i 0" "-m 1 -v 2 -i 2 -d 20" "-m 1 -v 3 -i 3 -d 5 -n" "-m 1 -v 1 -i 1 -d 200 -s 7" "-m 2 -v 1 -i 1 -d 20 -H 60"; do \
+	$(Q)for a in "-m 1 -v 1 -i 0" "-m 1 -v 2 -i 2 -d 20" "-m 1 -v 3 -i 3 -d 5 -n" "-m 1 -v 1 -i 1 -d 200 -s 7" "-m 2 -v 1 -i 1 -d 20 -H 60" \
+		"-m 1 -v 1 -i 1 -d 30 -r 3 -z 80" "-m 2 -v 2 -i 2 -d 40 -H 40 -r 4 -z 80 -s 3" "-m 4 -v 1 -i 0 -n -z 0" \
+		"-m 5 -v 1 -i 1 -d 1100 -r 2 -z 85 -t 5 -s 5"; do \
 		$(O)/tests/mkimage $$a $@/seed-$$(echo $$a | tr -d ' -').img || exit 1; done
 
 fuzz fuzz-ci: $(addprefix $(FUZZ_O)/fuzz-,$(FUZZ_TARGETS)) $(FUZZ_O)/seeds
 	$(Q)for t in $(FUZZ_TARGETS); do \
 		mkdir -p $(FUZZ_O)/corpus-$$t $(FUZZ_O)/crashes-$$t; \
 		echo "fuzz-$$t: $(if $(filter fuzz-ci,$@),60,$(FUZZ_SECONDS)) s"; \
-		$(FUZZ_O)/fuzz-$$t -max_total_time=$(if $(filter fuzz-ci,$@),60,$(FUZZ_SECONDS)) \
-			-max_len=1048576 -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
-			-artifact_prefix=$(FUZZ_O)/crashes-$$t/ $(FUZZ_O)/corpus-$$t $(FUZZ_O)/seeds 2>&1 | \
-			grep -E --line-buffered '^(#[0-9]+ +(INITED|pulse|DONE)|==|SUMMARY|stat::|Done|.*ERROR|.*crash)'; \
+		{ $(FUZZ_O)/fuzz-$$t -max_total_time=$(if $(filter fuzz-ci,$@),60,$(FUZZ_SECONDS)) \
+			-max_len=$(FUZZ_MAX_LEN) -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
+			-artifact_prefix=$(FUZZ_O)/crashes-$$t/ $(FUZZ_O)/corpus-$$t $(FUZZ_O)/seeds \
+			$$(ls -d tests/fuzz-corpus/$$t 2>/dev/null) 2>&1; echo $$? > $(FUZZ_O)/status-$$t; } | \
+			grep -E --line-buffered '^(#[0-9]+ +(INITED|pulse|DONE)|==|SUMMARY|stat::|Done|.*ERROR|.*crash|fuzz-)'; \
+		st=$$(cat $(FUZZ_O)/status-$$t); \
+		test "$$st" = 0 || { echo "fuzz-$$t: the fuzzer exited with status $$st"; exit 1; }; \
 		test -z "$$(ls $(FUZZ_O)/crashes-$$t)" || { echo "fuzz-$$t: crashes in $(FUZZ_O)/crashes-$$t"; exit 1; }; \
 	done
 
@@ -272,7 +320,7 @@ install: all
 		$(DESTDIR)$(PREFIX)/share/man/man1/
 
 clean:
-	rm -rf build build-asan build-dev build-fuzz
+	rm -rf build build-asan build-dev build-fuzz build-tsan build-mutants
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
 
@@ -281,6 +329,10 @@ $(O)/tests/kvm-dirty-log: $(O)/tests/kvm_dirty_log.o $(XC_OBJS)
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ -lpthread
 
 $(O)/tests/imgedit: $(O)/tests/imgedit.o $(O)/libsr.a
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(O)/tests/threads: $(O)/tests/threads.o $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 

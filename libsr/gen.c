@@ -150,15 +150,70 @@ out:
 	return rc;
 }
 
-static int send_pages(struct sr_writer *w, struct sr_batch *b, const uint8_t *mem,
-		      const uint64_t *pfns, uint64_t n, struct sr_error *err)
+/*
+ * RAM in p->regions regions: page i of mem is in region i / per (the last
+ * takes the rest), and region r starts at pfn 2 * r * per, so each region
+ * is followed by a gap of its size.
+ */
+static unsigned gen_regions(const struct sr_gen_params *p)
 {
+	return p->regions ? p->regions : 1;
+}
+
+static uint64_t gen_region_of(const struct sr_gen_params *p, uint64_t npages, uint64_t i)
+{
+	uint64_t per = npages / gen_regions(p), r = i / per;
+
+	return r < gen_regions(p) ? r : gen_regions(p) - 1;
+}
+
+static uint64_t gen_pfn(const struct sr_gen_params *p, uint64_t npages, uint64_t i)
+{
+	return gen_region_of(p, npages, i) * (npages / gen_regions(p)) + i;
+}
+
+/* Zero runs over pages [from, to) of mem: a run never leaves its region. */
+static int add_zero_runs(struct sr_batch *b, const struct sr_gen_params *p, uint64_t npages,
+			 uint64_t from, uint64_t to)
+{
+	uint64_t per = npages / gen_regions(p);
+
+	while (from < to) {
+		uint64_t r = gen_region_of(p, npages, from);
+		uint64_t end = r + 1 == gen_regions(p) ? npages : (r + 1) * per;
+
+		if (end > to)
+			end = to;
+		if (sr_batch_add_zero_run(b, gen_pfn(p, npages, from), end - from) < 0)
+			return -1;
+		from = end;
+	}
+	return 0;
+}
+
+static int send_pages(struct sr_writer *w, struct sr_batch *b, const struct sr_gen_params *p,
+		      const uint8_t *mem, const uint64_t *pfns, uint64_t n, struct sr_error *err)
+{
+	uint64_t npages = p->mem_bytes / SR_PAGE_SIZE;
+
 	for (uint64_t i = 0; i < n; i++) {
-		if (sr_batch_add(b, pfns[i], mem + pfns[i] * SR_PAGE_SIZE) == SR_BATCH_MAX_PAGES &&
+		if (sr_batch_add(b, gen_pfn(p, npages, pfns[i]),
+				 mem + pfns[i] * SR_PAGE_SIZE) == SR_BATCH_MAX_PAGES &&
 		    sr_write_page_batch(w, b, err))
 			return -1;
 	}
 	return sr_write_page_batch(w, b, err);
+}
+
+/* Drops the pfns the parameters leave out; returns how many are left. */
+static uint64_t drop_skipped(uint64_t *pfns, uint64_t n, const struct sr_gen_params *p)
+{
+	uint64_t k = 0;
+
+	for (uint64_t i = 0; i < n; i++)
+		if (pfns[i] < p->skip_first || pfns[i] - p->skip_first >= p->skip_pages)
+			pfns[k++] = pfns[i];
+	return k;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -174,9 +229,9 @@ int sr_gen_write(int fd, const struct sr_gen_params *p, void *mem, struct sr_err
 				      .creator = "sr-gen " SR_LIBRARY_VERSION };
 	uint64_t npages = p->mem_bytes / SR_PAGE_SIZE;
 	struct sr_rec_domain dom = { .guest_kind = SR_GUEST_TEST, .vcpu_count = p->vcpus,
-				     .region_count = 1, .boot_entry = 0x100000 };
-	struct sr_region reg = { .gpa = 0, .size = npages * SR_PAGE_SIZE,
-				 .flags = SR_REGION_F_RAM };
+				     .region_count = gen_regions(p), .boot_entry = 0x100000 };
+	struct sr_region reg[SR_MAX_REGIONS];
+	uint64_t per = npages / gen_regions(p);
 	struct sr_writer *w = NULL;
 	struct sr_batch *b = NULL;
 	uint64_t *pfns = NULL, seed = p->seed;
@@ -184,6 +239,11 @@ int sr_gen_write(int fd, const struct sr_gen_params *p, void *mem, struct sr_err
 	uint8_t serial[SR_SERIAL8250_LEN] = { [4] = 0x60, [5] = 0xb0 };
 	int rc = -1;
 
+	for (unsigned r = 0; r < gen_regions(p); r++)
+		reg[r] = (struct sr_region){ .gpa = 2 * r * per * SR_PAGE_SIZE,
+					     .size = (r + 1 == gen_regions(p) ? npages - r * per : per) *
+						     SR_PAGE_SIZE,
+					     .flags = SR_REGION_F_RAM, .slot = r };
 	strcpy(dom.name, "synthetic");
 	for (int i = 0; i < 16; i++)
 		dom.uuid[i] = (uint8_t)splitmix(&seed);
@@ -194,7 +254,7 @@ int sr_gen_write(int fd, const struct sr_gen_params *p, void *mem, struct sr_err
 		goto out;
 	}
 	w = sr_writer_open(fd, &info, p->writer_flags, err);
-	if (!w || sr_write_domain(w, &dom, &reg, err))
+	if (!w || sr_write_domain(w, &dom, reg, err))
 		goto out;
 
 	for (uint64_t i = 0; i < npages; i++)
@@ -204,13 +264,13 @@ int sr_gen_write(int fd, const struct sr_gen_params *p, void *mem, struct sr_err
 	 * Pages in ascending pfn order, as sr-save sends them; the untouched
 	 * tail as two zero runs, as sr-save sends memfd holes.
 	 */
-	if (send_pages(w, b, mem, pfns, hole_start(npages, p), err))
+	if (send_pages(w, b, p, mem, pfns, drop_skipped(pfns, hole_start(npages, p), p), err))
 		goto out;
 	if (hole_start(npages, p) < npages) {
 		uint64_t h = hole_start(npages, p), half = (npages - h) / 2;
 
-		if ((half && sr_batch_add_zero_run(b, h, half) < 0) ||
-		    sr_batch_add_zero_run(b, h + half, npages - h - half) < 0 ||
+		if (add_zero_runs(b, p, npages, h, h + half) ||
+		    add_zero_runs(b, p, npages, h + half, npages) ||
 		    sr_write_page_batch(w, b, err))
 			goto out;
 	}
@@ -236,7 +296,7 @@ int sr_gen_write(int fd, const struct sr_gen_params *p, void *mem, struct sr_err
 				fill_page((uint8_t *)mem + pfns[i] * SR_PAGE_SIZE, pfns[i],
 					  p->seed + it, p);
 			sr_batch_reset(b, it);
-			if (send_pages(w, b, mem, pfns, dirty, err))
+			if (send_pages(w, b, p, mem, pfns, drop_skipped(pfns, dirty, p), err))
 				goto out;
 		}
 		rec.bytes = sr_writer_offset(w) - before;
@@ -273,7 +333,8 @@ int sr_gen_image(int fd, const struct sr_gen_params *p, struct sr_error *err)
 	void *mem;
 	int rc;
 
-	if (!p->mem_bytes || p->mem_bytes % SR_PAGE_SIZE || !p->vcpus || p->vcpus > SR_MAX_VCPUS)
+	if (!p->mem_bytes || p->mem_bytes % SR_PAGE_SIZE || !p->vcpus || p->vcpus > SR_MAX_VCPUS ||
+	    p->regions > SR_MAX_REGIONS || p->regions > p->mem_bytes / SR_PAGE_SIZE)
 		return sr_set_error(err, SR_E_INVAL, SR_NO_INDEX, 0,
 				    "bad generator parameters");
 	mem = malloc(p->mem_bytes);

@@ -31,6 +31,7 @@
 struct rd_job {
 	struct sr_pool_job pj;
 	uint64_t seq;			/* submission order */
+	uint64_t first, end;		/* pfns [first, end) hold all its pages */
 	uint64_t index, offset;
 	struct sr_rhdr h;
 	uint32_t pad;
@@ -77,6 +78,7 @@ struct sr_reader {
 	struct { char name[32]; uint32_t instance; } dev[SR_MAX_DEVICES];
 	bool any_pages, any_iter, any_throttle;
 	uint32_t page_iter, last_iter, last_throttle;
+	uint64_t *covered[SR_MAX_REGIONS];	/* a bit per page some PAGE_DATA described */
 
 	/* placed page data */
 	bool placing;
@@ -307,6 +309,8 @@ void sr_reader_free(struct sr_reader *r)
 	sr_pool_free(r->pool);		/* finishes what is in flight */
 	for (unsigned i = 0; i < r->njobs; i++)
 		free(r->jobs[i].staging);
+	for (unsigned i = 0; i < SR_MAX_REGIONS; i++)
+		free(r->covered[i]);
 	free(r->jobs);
 	free(r->ahead);
 	free(r->body);
@@ -391,9 +395,74 @@ static int check_domain(struct rd_ctx *c, const uint8_t *body, uint32_t len)
 					    j, i, g->slot);
 		}
 	}
+	for (uint32_t i = 0; i < d.region_count; i++) {
+		r->covered[i] = calloc((r->regions[i].size / SR_PAGE_SIZE + 63) / 64, 8);
+		if (!r->covered[i])
+			return RERR(c, SR_E_NOMEM, "page bitmap of region %u", i);
+	}
 	r->dom = d;
 	r->have_domain = true;
 	return 0;
+}
+
+/* Marks pages [first, first + n) of the region that holds them (checked) as covered. */
+static void cover(struct sr_reader *r, uint64_t pfn, uint64_t n)
+{
+	for (uint32_t i = 0; i < r->dom.region_count; i++) {
+		uint64_t base = r->regions[i].gpa >> SR_PAGE_SHIFT;
+		uint64_t *bm = r->covered[i];
+
+		if (pfn < base || pfn - base >= r->regions[i].size >> SR_PAGE_SHIFT)
+			continue;
+		uint64_t k = pfn - base, e = k + n;
+
+		for (; k < e && k % 64; k++)
+			bm[k / 64] |= 1ull << (k % 64);
+		memset(&bm[k / 64], 0xff, (e - k) / 64 * 8);	/* whole words */
+		for (k += (e - k) / 64 * 64; k < e; k++)
+			bm[k / 64] |= 1ull << (k % 64);
+		return;
+	}
+}
+
+/* A PAGE_DATA record that passed its checks: its pages are in the image. */
+static void cover_record(struct sr_reader *r, const uint8_t *body)
+{
+	struct sr_rec_page_data h;
+	const struct sr_page_desc *d = (const struct sr_page_desc *)(body + sizeof(h));
+
+	memcpy(&h, body, sizeof(h));
+	for (uint32_t i = 0; i < h.count; i++)
+		cover(r, d[i].pfn, d[i].enc == SR_PAGE_ZERO_RUN ? d[i].length : 1);
+}
+
+/*
+ * The lowest pfn no PAGE_DATA record described, and how many pages were
+ * missed in all; false when every page of every region was.
+ */
+static bool first_uncovered(const struct sr_reader *r, uint64_t *pfn, uint64_t *missing)
+{
+	bool any = false;
+
+	*missing = 0;
+	for (uint32_t i = 0; i < r->dom.region_count; i++) {
+		uint64_t pages = r->regions[i].size >> SR_PAGE_SHIFT;
+
+		for (uint64_t w = 0; w < (pages + 63) / 64; w++) {
+			uint64_t valid = pages - w * 64 >= 64 ? ~0ull : (1ull << (pages - w * 64)) - 1;
+			uint64_t gap = ~r->covered[i][w] & valid;
+			uint64_t p = (r->regions[i].gpa >> SR_PAGE_SHIFT) + w * 64;
+
+			if (!gap)
+				continue;
+			*missing += __builtin_popcountll(gap);
+			p += __builtin_ctzll(gap);
+			if (!any || p < *pfn)
+				*pfn = p;
+			any = true;
+		}
+	}
+	return any;
 }
 
 static bool pfn_in_domain(const struct sr_reader *r, uint64_t pfn)
@@ -727,7 +796,7 @@ static int check_end(struct rd_ctx *c, const uint8_t *body, uint32_t len)
 {
 	struct sr_reader *r = c->r;
 	struct sr_rec_end e;
-	uint64_t hash;
+	uint64_t hash, pfn = 0, missing;
 
 	if (len != sizeof(e))
 		return RERR(c, SR_E_LENGTH, "length %u, expected %zu", len, sizeof(e));
@@ -744,6 +813,10 @@ static int check_end(struct rd_ctx *c, const uint8_t *body, uint32_t len)
 	if (r->vcpus_seen != r->dom.vcpu_count)
 		return RERR(c, SR_E_MISSING, "%u of %u vCPU contexts present", r->vcpus_seen,
 			    r->dom.vcpu_count);
+	if (first_uncovered(r, &pfn, &missing))
+		return RERR(c, SR_E_MISSING, "pfn 0x%llx is in no PAGE_DATA record (%llu of the "
+			    "domain's pages are missing)", (unsigned long long)pfn,
+			    (unsigned long long)missing);
 	return 0;
 }
 
@@ -863,20 +936,35 @@ static void rd_job_verify(struct sr_pool_job *pj)
 					    j->lz4[k].pfn, j->index, j->offset, &j->err) < 0;
 }
 
-/* Waits for the oldest record in flight; returns its failure. */
-static int rd_retire(struct sr_reader *r, struct sr_error *err)
+/* Waits for the oldest record in flight to be verified and decoded. */
+static struct rd_job *rd_wait_oldest(struct sr_reader *r)
 {
 	struct rd_job *j = &r->jobs[r->oldest % r->njobs];
 
 	sr_pool_wait(r->pool, &j->pj);
 	j->pj.state = SR_JOB_IDLE;
 	r->oldest++;
+	return j;
+}
+
+/*
+ * Waits for the oldest record in flight; returns its failure.  A failure
+ * ends reading, so every later record in flight is waited for too: once the
+ * caller hears of it, no worker touches its pages any more, and it may
+ * discard them (guest memory goes before the reader is freed).
+ */
+static int rd_retire(struct sr_reader *r, struct sr_error *err)
+{
+	struct rd_job *j = rd_wait_oldest(r);
+
 	if (!j->failed)
 		return 0;
 	r->failed = true;
 	r->fail_err = j->err;
+	while (r->oldest < r->seq)
+		rd_wait_oldest(r);
 	if (err)
-		*err = j->err;
+		*err = r->fail_err;
 	return -1;
 }
 
@@ -885,6 +973,30 @@ static int rd_drain(struct sr_reader *r, struct sr_error *err)
 	while (r->oldest < r->seq)
 		if (rd_retire(r, err))
 			return -1;
+	return 0;
+}
+
+/*
+ * Waits for every record in flight whose pages may share a pfn with
+ * [first, end): a page twice in one round lands in stream order, so the
+ * later copy wins as it does when records are read one by one (landing
+ * first would let the earlier record hash or decode over it).  Spans, not
+ * pages, are compared: sr-save's records of a round do not overlap, and a
+ * writer whose do only costs the overlap its parallelism.
+ */
+static int rd_wait_overlap(struct sr_reader *r, uint64_t first, uint64_t end,
+			   struct sr_error *err)
+{
+	for (uint64_t k = r->seq; k-- > r->oldest;) {
+		const struct rd_job *j = &r->jobs[k % r->njobs];
+
+		if (j->first < end && first < j->end) {
+			while (r->oldest <= k)
+				if (rd_retire(r, err))
+					return -1;
+			return 0;
+		}
+	}
 	return 0;
 }
 
@@ -978,8 +1090,10 @@ static int read_placed(struct sr_reader *r, struct rd_ctx *c, const struct sr_rh
 			lz4_bytes += d[i].length;
 	}
 
-	/* Another round's pages wait for this one's to land. */
+	/* Another round's pages wait for this one's to land; so do this round's overlapping ones. */
 	if (r->oldest < r->seq && ph.iteration != r->flight_iter && rd_drain(r, err))
+		return -1;
+	if (rd_wait_overlap(r, d[0].pfn, next, err))
 		return -1;
 	while (r->seq - r->oldest >= r->njobs)
 		if (rd_retire(r, err))
@@ -1029,6 +1143,8 @@ static int read_placed(struct sr_reader *r, struct rd_ctx *c, const struct sr_rh
 			    *have + n + sizeof(*h), (size_t)h->length + pad + 8 + sizeof(*h));
 	memcpy(stored, j->trailer + pad, 8);
 	j->seq = r->seq++;
+	j->first = d[0].pfn;
+	j->end = next;
 	j->index = c->index;
 	j->offset = c->offset;
 	j->h = *h;
@@ -1096,6 +1212,7 @@ static int reader_next(struct sr_reader *r, struct sr_record *rec, struct sr_err
 		if (rc == 1) {
 			if (check_record(&c, h.type, r->body, h.length))	/* passed quietly */
 				return -1;
+			cover_record(r, r->body);
 			memset(rec, 0, sizeof(*rec));
 			rec->type = h.type;
 			rec->length = h.length;
@@ -1152,6 +1269,8 @@ static int reader_next(struct sr_reader *r, struct sr_record *rec, struct sr_err
 			return RERR(&c, SR_E_SEQUENCE, "first record must be DOMAIN");
 	} else if (check_record(&c, h.type, r->body, h.length)) {
 		return -1;
+	} else if (h.type == SR_REC_PAGE_DATA) {
+		cover_record(r, r->body);
 	}
 	r->index++;
 	if (h.type != SR_REC_END) {

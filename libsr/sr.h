@@ -307,7 +307,9 @@ struct sr_record {
 /*
  * Reads, checks and returns the next record.  Returns 1 with rec filled,
  * 0 after END was read, its counts and stream hash verified, every required
- * record seen and end of file reached; -1 on error.  Checksums are checked
+ * record seen, every page of every region described by some PAGE_DATA
+ * record (else SR_E_MISSING naming the lowest pfn that was not) and end of
+ * file reached; -1 on error.  Checksums are checked
  * before anything in a record is interpreted.
  */
 int sr_reader_next(struct sr_reader *r, struct sr_record *rec,
@@ -341,9 +343,13 @@ void sr_reader_stop_at_end(struct sr_reader *r);
  * next is read; a record's failure is returned by a later sr_reader_next(),
  * at the latest the one that reads END, and the error names that record.
  * Records of one iteration may be in flight together; the reader waits for
- * them before reading another iteration's pages or any other record, so a
- * later round's page lands after the earlier round's copy.  The memory
- * page_addr() returns must stay valid until sr_reader_free().
+ * them before reading another iteration's pages or any other record, and
+ * for those whose pfn span meets a record's before placing it, so a page
+ * sent twice lands in stream order and the later copy wins, as on every
+ * other path.  Once sr_reader_next() has returned an error, no record is in
+ * flight: the sink's memory may go, then the reader.  Until then the memory
+ * page_addr() returns must stay valid (sr_reader_free() waits for what is in
+ * flight: free the reader first).
  */
 struct sr_page_sink {
 	/* Where pfn's 4096 bytes go; NULL: that record is read the ordinary way. */
@@ -421,7 +427,17 @@ struct sr_gen_params {
 	unsigned pct_zero, pct_text;
 	/* The last pct_hole% of RAM was never touched: zero, sent in round 0 as zero runs. */
 	unsigned pct_hole;
+	/*
+	 * Pages skip_first .. skip_first + skip_pages - 1 (before the hole) are
+	 * sent in no round: an image that lacks them, which a reader refuses.
+	 */
+	uint64_t skip_first, skip_pages;
 	unsigned writer_flags;		/* SR_WRITER_* */
+	/*
+	 * RAM in this many regions (0: one), of equal size but the last, each
+	 * followed by a gap of its own size in guest-physical space.
+	 */
+	unsigned regions;
 };
 
 /* Fills mem with the page mix of p (deterministic for a seed). */

@@ -13,7 +13,8 @@
 # stays silent for $SR_BOX_IDLE seconds (200): QEMU is killed and the run is
 # retried $SR_BOX_RETRIES times (1), each time saying so loudly.  Rarely, the
 # emulated box's own kernel locks up under nested SVM; that is what the retry
-# is for.
+# is for.  A run that needed a retry says so in its last line, and writes the
+# number of retries to $SR_BOX_RETRIES_OUT when that is set.
 #   tests/box.sh --shell        interactive shell in the box
 #   tests/box.sh --prepare      only fetch the kernel and build the initramfs
 set -euo pipefail
@@ -226,22 +227,34 @@ if [ "$mode" = shell ]; then
 	exit 0
 fi
 attempt=0
+# The retry count, for the caller's summary (tests/on-kvm.sh).
+note_retries() { [ -z "${SR_BOX_RETRIES_OUT:-}" ] || echo "$attempt" > "$SR_BOX_RETRIES_OUT"; }
 while :; do
 	rc=0
 	run_once || rc=$?
+	# A box that stopped without the command's status (its kernel panicked at
+	# boot: "IO-APIC + timer doesn't work" on a loaded host) failed, not the command.
+	if [ $rc = 0 ] && [ ! -s "$status" ]; then
+		echo "box: the box stopped on its own, without the command's exit status" >&2
+		rc=124
+	fi
 	[ $rc = 124 ] || break
 	if [ $attempt -ge "$retries" ]; then
 		echo "box: giving up after $((attempt + 1)) attempt(s): the command did not finish" >&2
+		note_retries
 		exit 124
 	fi
 	attempt=$((attempt + 1))
-	echo "box: RETRYING the whole command (attempt $((attempt + 1)) of $((retries + 1))) after the box hung" >&2
+	echo "box: RETRYING the whole command (attempt $((attempt + 1)) of $((retries + 1))) after the box hung or stopped" >&2
 done
 elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
+note_retries
+retried=
+[ $attempt -eq 0 ] || retried=", on attempt $((attempt + 1)): the box hung or stopped and the whole command was RETRIED $attempt time(s)"
 if [ ! -s "$status" ]; then
-	echo "box: the command left no exit status (the box stopped on its own): treating as failure" >&2
+	echo "box: the command left no exit status (the box stopped on its own): treating as failure$retried" >&2
 	exit 125
 fi
 st=$(cat "$status")
-echo "box: command exited $st after ${elapsed} ms in the box" >&2
+echo "box: command exited $st after ${elapsed} ms in the box$retried" >&2
 exit "$st"

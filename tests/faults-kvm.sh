@@ -6,6 +6,8 @@
 # be running and FILE either absent or a complete image that verifies; every
 # complete image is restored as a second domain and must reach PASS.  At the
 # end the guest, which has verified its memory all along, must PASS too.
+# The fault kinds take turns, and each must have interrupted at least one save
+# (FILE absent, or a cut stream): trials that all completed prove nothing.
 #   SR_FAULTS (100), SR_FAULTS_SEED (the time)
 set -u
 O=${O:-build}
@@ -17,7 +19,7 @@ tmp=$(mktemp -d /tmp/sr-faults-tmp.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null; umount "$tmp/fs" 2>/dev/null; rm -rf "$SR_RUN_DIR" "$tmp"' EXIT
 RANDOM=$seed
 pass=0 fail=0
-declare -A trials ran_on absent complete restored
+declare -A trials ran_on absent complete restored interrupted kind_trials
 up() { for _ in $(seq 1 400); do $O/sr-ctl "$1" status >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
 
 echo "faults: $n trials, seed $seed (SR_FAULTS_SEED=$seed repeats them)"
@@ -30,7 +32,8 @@ mkdir -p "$tmp/fs"
 for i in $(seq 1 "$n"); do
 	mode=$([ $((RANDOM % 2)) -eq 0 ] && echo cold || echo live)
 	faults=(KILL INT TERM ENOSPC)
-	fault=${faults[$((RANDOM % 4))]}
+	fault=${faults[$(( (i - 1) % 4 ))]}
+	kind_trials[$fault]=$(( ${kind_trials[$fault]:-0} + 1 ))
 	target=file
 	[ "$fault" != ENOSPC ] && [ $((RANDOM % 3)) -eq 0 ] && target=pipe
 	delay_ms=$((RANDOM % 1500))
@@ -69,8 +72,10 @@ for i in $(seq 1 "$n"); do
 	else verdict=FAIL why="domain $state"; fi
 	if [ ! -e "$img" ]; then
 		absent[$key]=$(( ${absent[$key]:-0} + 1 ))
+		interrupted[$fault]=$(( ${interrupted[$fault]:-0} + 1 ))
 	elif [ $target = pipe ] && ! $O/sr-dump --verify "$img" 2>/dev/null; then
 		absent[$key]=$(( ${absent[$key]:-0} + 1 ))	# a cut stream is the reader's, not FILE
+		interrupted[$fault]=$(( ${interrupted[$fault]:-0} + 1 ))
 	elif $O/sr-dump --verify "$img" 2>"$tmp/verify.err"; then
 		complete[$key]=$(( ${complete[$key]:-0} + 1 ))
 		touch "$tmp/ok.mark"
@@ -99,6 +104,15 @@ if [ $grc -eq 0 ] && grep -q '^PASS' "$tmp/fv.out"; then
 else
 	fail=$((fail + 1)); echo "FAIL the guest after the trials: exit $grc"; tail -5 "$tmp/fv.out"
 fi
+for f in KILL INT TERM ENOSPC; do
+	[ "${kind_trials[$f]:-0}" -gt 0 ] || continue
+	if [ "${interrupted[$f]:-0}" -gt 0 ]; then
+		echo "faults: $f interrupted ${interrupted[$f]} of ${kind_trials[$f]} saves"
+	else
+		fail=$((fail + 1)); echo "FAIL faults: $f interrupted none of its ${kind_trials[$f]} saves: the fault never landed"
+	fi
+done
+[ "$n" -lt 4 ] || [ "${#kind_trials[@]}" -eq 4 ] || { fail=$((fail + 1)); echo "FAIL faults: only ${!kind_trials[*]} were tried"; }
 printf '\n%-22s %7s %14s %12s %15s %14s\n' "mode/target/fault" trials "domain ran on" "FILE absent" "FILE complete" "restored PASS"
 for k in $(printf '%s\n' "${!trials[@]}" | sort); do
 	printf '%-22s %7s %14s %12s %15s %14s\n' "$k" "${trials[$k]}" "${ran_on[$k]:-0}" "${absent[$k]:-0}" \

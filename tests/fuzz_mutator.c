@@ -3,11 +3,15 @@
  * Structure-aware mutation for the libFuzzer targets (fuzz_reader.c,
  * fuzz_restore.c): bit flips mostly die at the checksum, so half the time
  * the mutator parses the input into records, lets libFuzzer mutate one
- * record's body (or drop, duplicate or swap records, or change a type), and
- * writes the records again with the real writer, which gives every record a
- * fresh checksum and END a fresh count and stream hash.  Mutated fields then
- * reach the semantic checks behind the checksums.
+ * record's body (or drop, duplicate or swap records, or change a type, or
+ * send a PAGE_DATA record's pages again in another record's round, right
+ * after it: a round with a pfn twice, with other contents, as a hostile
+ * writer would send it), and writes the records again with the real writer,
+ * which gives every record a fresh checksum and END a fresh count and
+ * stream hash.  Mutated fields then reach the semantic checks behind the
+ * checksums.
  */
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,11 +53,11 @@ static unsigned split(const uint8_t *d, size_t n, struct rec *out)
 size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned seed)
 {
 	struct rec recs[MAX_RECS];
-	static uint8_t body[1 << 20];
+	static uint8_t body[SR_REC_LENGTH_MAX + 64];
 	struct sr_image_info info = { .creator = "fuzz" };
 	struct sr_error err;
 	struct sr_writer *w;
-	unsigned n, pick, what;
+	unsigned n, pick, what, after = MAX_RECS;
 	size_t out;
 	int fd;
 
@@ -62,6 +66,15 @@ size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsi
 		return LLVMFuzzerMutate(data, size, max_size);
 	pick = rand() % n;
 	what = rand() % 8;
+	if (what == 4 && recs[pick].type == SR_REC_PAGE_DATA &&
+	    recs[pick].len >= sizeof(struct sr_rec_page_data) && recs[pick].len <= sizeof(body)) {
+		/* Pages again: a copy of pick after another PAGE_DATA record, in its round. */
+		for (unsigned k = 0, i = rand() % n; k < n; k++, i = (i + 1) % n)
+			if (recs[i].type == SR_REC_PAGE_DATA && recs[i].len >= sizeof(struct sr_rec_page_data)) {
+				after = i;
+				break;
+			}
+	}
 	fd = memfd_create("mut", MFD_CLOEXEC);
 	if (fd < 0)
 		return LLVMFuzzerMutate(data, size, max_size);
@@ -73,7 +86,20 @@ size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsi
 
 		if (type == SR_REC_END)
 			continue;	/* written fresh at the end */
-		if (i == pick) {
+		if (i == after) {
+			struct sr_rec_page_data ph;
+
+			if (sr_write_record(w, type, b, len, &err))
+				break;
+			memcpy(&ph, recs[i].body, sizeof(ph));
+			memcpy(body, recs[pick].body, recs[pick].len);
+			memcpy(body + offsetof(struct sr_rec_page_data, iteration), &ph.iteration,
+			       sizeof(ph.iteration));
+			b = body;
+			len = recs[pick].len;
+		} else if (i == pick && after < MAX_RECS) {
+			/* written as it was */
+		} else if (i == pick) {
 			if (what == 0)
 				continue;			/* drop it */
 			if (what == 1 && i + 1 < n && recs[i + 1].type != SR_REC_END) {

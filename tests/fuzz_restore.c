@@ -12,10 +12,16 @@
  * to KVM.  Guest memory is anonymous, so page writes past a region fault.
  *
  * The fake host offers every CPUID feature and knows every MSR the image
- * carries, so inputs get past the CPU checks to the vCPU loading, the
- * clock and the TSC; what a real host refuses is the KVM tests' business.
- * The structure-aware mutator (fuzz_mutator.c) makes mutations reach the
- * checks behind the checksums.
+ * carries, so most inputs get past the CPU checks to the vCPU loading, the
+ * clock and the TSC; for some, drawn from the input's hash (fuzz_input.h),
+ * it lacks a few CPUID bits or one MSR, or one of its ioctls fails.  The
+ * same hash draws how the stream is read: 0-3 workers placing pages while
+ * the next record is read, a pipe for input, stop-at-END (a migration
+ * stream, as sr-restore reads one).  The domain belongs to a fake runner,
+ * and a failed restore is torn down by sr-restore's own restore_abandon()
+ * (restore_teardown.h), so a worker still placing pages when the domain's
+ * memory goes is caught here.  The structure-aware mutator
+ * (fuzz_mutator.c) makes mutations reach the checks behind the checksums.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -26,7 +32,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "fuzz_input.h"
 #include "hvmctx.h"
+#include "restore_teardown.h"
+#include "runner.h"
 #include "serial8250.h"
 #include "sr.h"
 
@@ -58,6 +67,14 @@ struct xc_domain {
 	 * the restore before the later blocks are loaded.
 	 */
 	bool sregs2;
+	/* A host that refuses: the ioctl_fail-th ioctl fails (0: none). */
+	unsigned ioctls, ioctl_fail;
+};
+
+/* What sr-restore's runner is to the restore: the domain and its UART. */
+struct runner {
+	struct xc_domain d;
+	struct serial *uart;
 };
 
 /* ------------------------------------------------------------- fake xc */
@@ -183,6 +200,10 @@ static int fake_ioctl(int fd, unsigned long req, void *p)
 
 	if (fd != FAKE_KVM_FD && fd != FAKE_VM_FD && !v)
 		abort();		/* an ioctl on a vCPU that was never created */
+	if (cur && ++cur->ioctls == cur->ioctl_fail) {
+		errno = EINVAL;
+		return -1;
+	}
 	switch (req) {
 	case KVM_GET_MSR_INDEX_LIST: {
 		struct kvm_msr_list *l = p;
@@ -326,60 +347,127 @@ static void learn_msrs(struct xc_domain *d, const uint8_t *data, size_t size)
 static int restore_device(void *arg, const char *name, uint32_t version, uint32_t instance,
 			  const void *data, size_t len, struct xc_error *err)
 {
-	return serial_restore_device(arg, name, version, instance, data, len, err);
+	struct runner *r = arg;
+
+	return serial_restore_device(r->uart, name, version, instance, data, len, err);
 }
 
 static void no_irq(void *arg, int level) { (void)arg; (void)level; }
 
+/* The host's CPUID: every feature word the CPU check reads, all bits offered. */
+static struct kvm_cpuid2 *host_cpuid(void)
+{
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + 64 * sizeof(c->entries[0]));
+
+	if (!c)
+		abort();
+	for (uint32_t leaf = 0; leaf < 0x20; leaf++) {
+		c->entries[c->nent++] = (struct kvm_cpuid_entry2){
+			.function = leaf, .eax = ~0u, .ebx = ~0u, .ecx = ~0u, .edx = ~0u };
+		if (leaf == 0x7 || leaf == 0xd)
+			c->entries[c->nent++] = (struct kvm_cpuid_entry2){
+				.function = leaf, .index = 1, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+				.eax = ~0u, .ebx = ~0u, .ecx = ~0u, .edx = ~0u };
+	}
+	c->entries[c->nent++] = (struct kvm_cpuid_entry2){
+		.function = 0x80000001, .eax = ~0u, .ebx = ~0u, .ecx = ~0u, .edx = ~0u };
+	return c;
+}
+
+/* A host that lacks a few CPUID bits, or one MSR, or fails an ioctl, for some inputs. */
+static void host_refuse(struct xc_domain *d, struct fuzz_draw *dr)
+{
+	if (!fuzz_draw(dr, 4))
+		for (unsigned k = 1 + fuzz_draw(dr, 4); k; k--) {
+			struct kvm_cpuid_entry2 *e = &d->cpuid->entries[fuzz_draw(dr, d->cpuid->nent)];
+			uint32_t *reg[] = { &e->eax, &e->ebx, &e->ecx, &e->edx };
+
+			*reg[fuzz_draw(dr, 4)] &= ~(1u << fuzz_draw(dr, 32));
+		}
+	if (d->nmsrs && !fuzz_draw(dr, 4)) {
+		unsigned gone = fuzz_draw(dr, d->nmsrs);
+
+		d->msrs[gone] = d->msrs[--d->nmsrs];
+	}
+	if (!fuzz_draw(dr, 8))
+		d->ioctl_fail = 1 + fuzz_draw(dr, 64);
+}
+
+/* runner_new() as far as a restore needs it: an empty domain for img. */
+static struct runner *runner_fake(const uint8_t *data, size_t size, const struct hvmctx_image *img,
+				  struct fuzz_draw *dr)
+{
+	struct runner *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		abort();
+	r->d.cpuid = host_cpuid();
+	learn_msrs(&r->d, data, size);
+	r->d.sregs2 = fuzz_draw(dr, 2);
+	r->d.max_vcpus = img->vcpus;
+	host_refuse(&r->d, dr);
+	r->uart = serial_new(NULL, no_irq, NULL);
+	cur = &r->d;
+	return r;
+}
+
+/* sr-restore's runner_free(), for the fake: the domain's memory goes with it. */
+void runner_free(struct runner *r)
+{
+	if (!r)
+		return;
+	for (unsigned i = 0; i < r->d.nregions; i++)
+		munmap(r->d.regions[i].hva, r->d.regions[i].size);
+	free(r->d.cpuid);
+	serial_free(r->uart);
+	free(r);
+	cur = NULL;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct xc_domain d;
 	struct hvmctx_restore_opts o = { .clock = HVMCTX_CLOCK_ADVANCE, .device = restore_device };
 	struct hvmctx_restore_stats st;
 	struct hvmctx_restore *rs;
 	struct hvmctx_image img;
 	struct xc_error err = { 0 };
-	struct serial *uart;
-	int fd = memfd_create("fuzz", MFD_CLOEXEC);
+	struct fuzz_input in;
+	struct fuzz_draw dr;
+	struct runner *r;
+	unsigned pipe_bytes;
+	bool stop_at_end;
 
-	if (fd < 0 || (size && write(fd, data, size) != (ssize_t)size))
-		abort();
-	lseek(fd, 0, SEEK_SET);
-	memset(&d, 0, sizeof(d));
-	d.cpuid = calloc(1, sizeof(*d.cpuid) + 64 * sizeof(d.cpuid->entries[0]));
-	/* Every feature word the CPU check reads, all bits offered. */
-	for (uint32_t leaf = 0; leaf < 0x20 && d.cpuid; leaf++) {
-		d.cpuid->entries[d.cpuid->nent++] = (struct kvm_cpuid_entry2){
-			.function = leaf, .eax = ~0u, .ebx = ~0u, .ecx = ~0u, .edx = ~0u };
-		if (leaf == 0x7 || leaf == 0xd)
-			d.cpuid->entries[d.cpuid->nent++] = (struct kvm_cpuid_entry2){
-				.function = leaf, .index = 1, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
-				.eax = ~0u, .ebx = ~0u, .ecx = ~0u, .edx = ~0u };
-	}
-	d.cpuid->entries[d.cpuid->nent++] = (struct kvm_cpuid_entry2){
-		.function = 0x80000001, .eax = ~0u, .ebx = ~0u, .ecx = ~0u, .edx = ~0u };
-	learn_msrs(&d, data, size);
-	d.sregs2 = size & 1;
-	cur = &d;
-	uart = serial_new(NULL, no_irq, NULL);
-	o.device_arg = uart;
+	fuzz_draw_init(&dr, data, size);
+	o.threads = fuzz_draw(&dr, 4);
+	pipe_bytes = fuzz_draw(&dr, 4) ? 0 : fuzz_draw(&dr, 2) ? 4096 : 65536;
+	stop_at_end = !fuzz_draw(&dr, 4);
+	fuzz_input_open(&in, data, size, pipe_bytes);
 
-	rs = hvmctx_restore_begin(fd, &img, &err);
-	if (rs) {
-		d.max_vcpus = img.vcpus < XC_MAX_VCPUS ? img.vcpus : XC_MAX_VCPUS;
-		if (hvmctx_restore_finish(rs, &d, &o, &st, &err) == 0)
-			snprintf(err.msg, sizeof(err.msg), "restored: %u vCPUs, %llu pages, TSC %d",
-				 d.nvcpus, (unsigned long long)st.pages, st.tsc);
+	/* As sr-restore's main() goes. */
+	rs = hvmctx_restore_begin(in.fd, &img, &err);
+	if (rs && stop_at_end)
+		hvmctx_restore_stop_at_end(rs);
+	if (rs && img.vcpus > XC_MAX_VCPUS) {
+		snprintf(err.msg, sizeof(err.msg), "%u vCPUs, more than sr-restore runs", img.vcpus);
 		hvmctx_restore_free(rs);
+		rs = NULL;
 	}
-	/* FUZZ_RESTORE_SAY=1: how each input ended (to see how deep a corpus gets). */
+	if (rs) {
+		r = runner_fake(data, size, &img, &dr);
+		o.device_arg = r;
+		if (hvmctx_restore_finish(rs, &r->d, &o, &st, &err) == 0) {
+			snprintf(err.msg, sizeof(err.msg), "restored: %u vCPUs, %llu pages, TSC %d",
+				 r->d.nvcpus, (unsigned long long)st.pages, st.tsc);
+			hvmctx_restore_free(rs);
+			runner_free(r);
+		} else {
+			restore_abandon(r, rs);
+		}
+	}
+	/* FUZZ_RESTORE_SAY=1: how each input was read and how it ended (to see how deep a corpus gets). */
 	if (getenv("FUZZ_RESTORE_SAY"))
-		fprintf(stderr, "fuzz-restore: %s\n", err.msg);
-	serial_free(uart);
-	for (unsigned i = 0; i < d.nregions; i++)
-		munmap(d.regions[i].hva, d.regions[i].size);
-	free(d.cpuid);
-	cur = NULL;
-	close(fd);
+		fprintf(stderr, "fuzz-restore: threads %u pipe %u stop-at-end %d: %s\n", o.threads,
+			pipe_bytes, stop_at_end, err.msg);
+	fuzz_input_close(&in);
 	return 0;
 }

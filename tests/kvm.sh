@@ -73,6 +73,21 @@ wait_domain() {
 	return 1
 }
 
+# Runs "$@" every 20 ms until it succeeds (0) or $1 ms have passed (1).
+poll_ms() {
+	local end=$(( $(date +%s%N) + $1 * 1000000 )); shift
+	until "$@"; do
+		[ "$(date +%s%N)" -lt $end ] || return 1
+		sleep 0.02
+	done
+}
+# True while domain $1's runner reports a save in progress.
+save_running() { $O/sr-ctl "$1" status 2>/dev/null | grep -q ' save=running '; }
+# File $2 has a line matching $1.
+file_has() { grep -q "$1" "$2" 2>/dev/null; }
+# Runner $1's guest memory (its memfd's resident pages, RssShmem) is at least $2 KiB.
+guest_written() { [ "$(awk '/^RssShmem:/ { print $2 }' /proc/$1/status 2>/dev/null)" -ge "$2" ] 2>/dev/null; }
+
 # The watchdog's own test, run only when named (tests/tools.sh does): a test
 # that hangs must be killed at the limit, counted failed, and the run go on.
 if [[ " $only " == *" hang-selftest "* ]]; then
@@ -187,6 +202,36 @@ fi
 # Restores an image in the background as domain $2; output to $tmp/$2.out.
 restore_bg() { $O/sr-restore --name "$2" "${@:3}" "$1" >"$tmp/$2.out" 2>&1 & }
 
+# Image $1 names every page of its domain's memory (one region from gpa 0, as
+# sr-run lays out a test guest) exactly once in round 0, as data, zero page or
+# in a zero run (sr-dump --pfns); says what it found either way.
+pfns_cover() {
+	$O/sr-dump --pfns "$1" 2>&1 | python3 -c '
+import re, sys
+mib = regions = it = None
+seen, twice = set(), 0
+for line in sys.stdin:
+    m = re.search(r" DOMAIN .*, (\d+) regions?, (\d+) MiB$", line)
+    if m:
+        regions, mib = int(m.group(1)), int(m.group(2))
+    m = re.search(r" PAGE_DATA .* iter (\d+)", line)
+    if m:
+        it = int(m.group(1))
+        continue
+    m = re.match(r"\s+pfn 0x([0-9a-f]+) (\S+)\s+(\d+)", line)
+    if m and it == 0:
+        first = int(m.group(1), 16)
+        n = int(m.group(3)) if m.group(2) == "zero-run" else 1
+        for p in range(first, first + n):
+            twice += p in seen
+            seen.add(p)
+want = set(range((mib or 0) * 256))
+ok = regions == 1 and seen == want and not twice
+print("%s: %d of %d pfns in round 0, %d named twice, %d missing, %d outside" % (
+    "covered" if ok else "NOT covered", len(seen & want), len(want), twice, len(want - seen), len(seen - want)))
+sys.exit(0 if ok else 1)'
+}
+
 if want save-points; then
 	# Guest-requested saves at different rounds, 1 and 2 vCPUs; then restore.
 	for spec in "1 2" "1 5" "2 3" "2 6"; do
@@ -196,9 +241,10 @@ if want save-points; then
 			--save-to "$tmp/$name.img" --quiet-guest "$guest" >"$tmp/$name.run" 2>&1; rc=$?
 		if [ $rc -ne 0 ] || [ ! -s "$tmp/$name.img" ]; then bad "save-points: $1 vCPU(s) round $2: sr-run exited $rc" "$tmp/$name.run"; continue; fi
 		if ! $O/sr-dump --verify "$tmp/$name.img" 2>"$tmp/$name.dump"; then bad "save-points: image fails sr-dump --verify" "$tmp/$name.dump"; continue; fi
+		if ! pfns_cover "$tmp/$name.img" >"$tmp/$name.pfns"; then bad "save-points: $name's image does not name every page once" "$tmp/$name.pfns"; continue; fi
 		$O/sr-restore --name $name "$tmp/$name.img" >"$tmp/$name.out" 2>&1; rc=$?
 		if [ $rc -eq 0 ] && grep -q "^round $2: after the save point: restores 0 -> 1" "$tmp/$name.out" && grep -q '^PASS: ' "$tmp/$name.out"; then
-			ok "save-points: $1 vCPU(s), saved by the guest after round $2, restored: PASS"
+			ok "save-points: $1 vCPU(s), saved by the guest after round $2 (sr-dump --pfns: $(cat "$tmp/$name.pfns")), restored: PASS"
 		else
 			bad "save-points: $1 vCPU(s) round $2: sr-restore exited $rc" "$tmp/$name.out"
 		fi
@@ -245,20 +291,24 @@ if want chain; then
 	# save -> restore -> run -> save, 20 times, then let the guest finish.
 	$O/sr-run --name ch --memory 24 --vcpus 2 --rounds 0 --pages 64 --delay-us 2000 \
 		--quiet-guest "$guest" >"$tmp/ch.out" 2>&1 &
+	chpid=$!
 	wait_domain ch && sleep 0.5
 	cycles=0
 	img=$tmp/ch.img
 	for i in $(seq 1 20); do
 		$O/sr-save -q ch "$img" 2>>"$tmp/ch.out" || break
-		wait
+		# The saved domain's runner (sr-run, then each sr-restore) ends with 0.
+		wait $chpid; rc=$?
+		[ $rc -eq 0 ] || { echo "cycle $i: the saved runner exited $rc" >> "$tmp/ch.out"; break; }
 		$O/sr-dump --verify "$img" 2>>"$tmp/ch.out" || break
 		$O/sr-restore --name ch "$img" >>"$tmp/ch.out" 2>&1 &
+		chpid=$!
 		wait_domain ch || break
 		sleep 0.3
 		cycles=$i
 	done
 	$O/sr-ctl ch finish >/dev/null 2>&1
-	wait; rc=$?
+	wait $chpid; rc=$?
 	if [ $cycles -eq 20 ] && [ $rc -eq 0 ] && grep -q '^PASS' "$tmp/ch.out"; then
 		ok "chain: 20 save -> restore -> run cycles on 2 vCPUs, then PASS"
 	else
@@ -330,6 +380,55 @@ print(r["index"], r["offset"] + 8 + 8 + 16 * r["pages"] + r["length"] // 2)' 2>/
 		done
 	else
 		bad "placed-restore: no PAGE_DATA record with data found in the image" /dev/null
+	fi
+fi
+
+if want corrupt-threads 900; then
+	# A byte flipped in the page data of a random record of a many-record
+	# image, restored with 0, 1 and 2 threads, 30 times each (SR_CORRUPT_RUNS):
+	# always refused (exit 5, naming that record), never a signal.  The
+	# reader's workers were once still decoding into guest memory that the
+	# failure path had unmapped (SIGSEGV in 19 of 30 runs with -j 2).  A
+	# restore takes ~5 s in the box (its host probe and VM included): a line
+	# every 10 runs keeps the box's idle watchdog quiet.
+	runs=${SR_CORRUPT_RUNS:-30}
+	$O/tests/mkimage -m 64 -v 1 -i 1 -d 10 "$tmp/ct.img"; rc=$?
+	# Each PAGE_DATA record with page data: index, where its data starts, its length.
+	$O/sr-dump --json "$tmp/ct.img" 2>"$tmp/ct.out" | python3 -c '
+import json, struct, sys
+img = open(sys.argv[1], "rb")
+for r in json.load(sys.stdin)["records"]:
+    if r["type"] == "PAGE_DATA" and r["raw"] + r["lz4"]:
+        img.seek(r["offset"] + 8)
+        data = r["offset"] + 8 + 8 + 16 * struct.unpack("<I", img.read(4))[0]
+        print(r["index"], data, r["offset"] + 8 + r["length"] - data)' "$tmp/ct.img" > "$tmp/ct.recs"
+	nrec=$(wc -l < "$tmp/ct.recs")
+	if [ $rc -ne 0 ] || [ "$nrec" -lt 8 ]; then
+		bad "corrupt-threads: mkimage exited $rc, $nrec PAGE_DATA records with data (want >= 8)" "$tmp/ct.out"
+	else
+		for threads in 0 1 2; do
+			n5=0 other=
+			for i in $(seq 1 $runs); do
+				[ $((i % 10)) -ne 1 ] || [ $i -eq 1 ] || echo "     corrupt-threads: --threads $threads: run $i of $runs"
+				read -r ri off len < <(sed -n "$((RANDOM % nrec + 1))p" "$tmp/ct.recs")
+				off=$((off + (RANDOM * 32768 + RANDOM) % len))
+				b=$(od -An -tu1 -j $off -N1 "$tmp/ct.img" | tr -d ' ')
+				printf "\\$(printf %o $((b ^ 0x40)))" | dd of="$tmp/ct.img" bs=1 seek=$off conv=notrunc status=none
+				$O/sr-restore --name ct --threads $threads "$tmp/ct.img" >"$tmp/ct.out" 2>&1; rc=$?
+				printf "\\$(printf %o $b)" | dd of="$tmp/ct.img" bs=1 seek=$off conv=notrunc status=none
+				if [ $rc -eq 5 ] && grep -q "record $ri (PAGE_DATA) at offset [0-9]*: checksum mismatch" "$tmp/ct.out"; then
+					n5=$((n5 + 1))
+				else
+					other="$other run $i: record $ri byte $off exit $rc$([ $rc -gt 128 ] && echo " (signal $((rc - 128)))");"
+					cp "$tmp/ct.out" "$tmp/ct.bad"
+				fi
+			done
+			if [ $n5 -eq $runs ]; then
+				ok "corrupt-threads: --threads $threads: $runs of $runs restores of an image with a flipped byte in a random record's page data refused (exit 5, the record named)"
+			else
+				bad "corrupt-threads: --threads $threads: $n5 of $runs refused with exit 5;$other" "$tmp/ct.bad"
+			fi
+		done
 	fi
 fi
 
@@ -415,27 +514,29 @@ if want reader-gone; then
 	fi
 fi
 
-if want signal; then
+if want signal 300; then
 	# SIGINT to sr-save in the middle of a save: the domain lives on, no file.
 	# The guest has written all its memory (--prefill), so the save has pages
 	# to send; the signal comes once the runner says the save is running.
 	$O/sr-run --name sg --memory 256 --rounds 0 --pages 64 --delay-us 2000 --prefill --quiet-guest \
 		"$guest" >"$tmp/sg.out" 2>&1 &
 	pid=$!
-	wait_domain sg && sleep 2
+	# Until the guest has written its memory (else the save is over at once).
+	wait_domain sg && poll_ms 120000 guest_written $pid 240000
 	$O/sr-save sg "$tmp/sg.img" 2>"$tmp/sg.save" &
 	spid=$!
-	for _ in $(seq 1 400); do grep -q 'save=running' <($O/sr-ctl sg status 2>/dev/null) && break; sleep 0.01; done
+	# The fault must land inside the save: no save=running seen, the test fails.
+	seen=0; poll_ms 20000 save_running sg && seen=1
 	kill -INT $spid; wait $spid; src=$?
 	sleep 1
 	$O/sr-ctl sg status >"$tmp/sg.status" 2>&1; strc=$?
 	$O/sr-ctl sg finish >/dev/null 2>&1
 	wait $pid; rrc=$?
-	if [ $src -ne 0 ] && [ $strc -eq 0 ] && grep -q 'state=running' "$tmp/sg.status" && [ ! -e "$tmp/sg.img" ] && [ ! -e "$tmp/sg.img.tmp" ] && [ $rrc -eq 0 ] && grep -q '^PASS' "$tmp/sg.out"; then
+	if [ $seen -eq 1 ] && [ $src -ne 0 ] && [ $strc -eq 0 ] && grep -q 'state=running' "$tmp/sg.status" && [ ! -e "$tmp/sg.img" ] && [ ! -e "$tmp/sg.img.tmp" ] && [ $rrc -eq 0 ] && grep -q '^PASS' "$tmp/sg.out"; then
 		ok "signal: SIGINT mid-save left the domain running (then PASS) and no file"
 	else
 		cat "$tmp/sg.save" "$tmp/sg.status" >> "$tmp/sg.out"; ls -la "$tmp" >> "$tmp/sg.out"
-		bad "signal: sr-save $src, status $strc, runner $rrc" "$tmp/sg.out"
+		bad "signal: save seen running before the signal: $seen (want 1), sr-save $src, status $strc, runner $rrc" "$tmp/sg.out"
 	fi
 fi
 
@@ -449,7 +550,14 @@ if want console-stall; then
 	pid=$!
 	wait_domain cs && sleep 0.5
 	kill -STOP $cpid
-	sleep 10		# the guest prints far more than the pipe (64 KiB) and 4 KiB hold
+	# Until the pipe to the stopped reader is full (64 KiB: the runner now holds
+	# its 4 KiB and drops the rest); the guest prints far more than that.
+	pipe_full() { python3 -c 'import fcntl, os, struct, sys, termios
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
+n = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
+sys.exit(0 if n >= 61440 else 1)' "/proc/$pid/fd/1" 2>/dev/null; }	# small writes leave slack per page
+	full=0; poll_ms 60000 pipe_full && full=1
+	sleep 0.5		# the runner's 4 KiB fill and it starts dropping
 	t0=$(date +%s%N)
 	$O/sr-ctl cs pause >/dev/null 2>&1; prc=$?
 	t1=$(date +%s%N)
@@ -460,10 +568,10 @@ if want console-stall; then
 	wait $pid; rrc=$?
 	wait $cpid 2>/dev/null
 	ms=$(( (t1 - t0) / 1000000 ))
-	if [ $prc -eq 0 ] && [ $ms -lt 2000 ] && [ $rrc -eq 0 ] && grep -q 'console bytes dropped' "$tmp/con.out" && grep -q '^PASS' "$tmp/con.out"; then
+	if [ $full -eq 1 ] && [ $prc -eq 0 ] && [ $ms -lt 2000 ] && [ $rrc -eq 0 ] && grep -q 'console bytes dropped' "$tmp/con.out" && grep -q '^PASS' "$tmp/con.out"; then
 		ok "console-stall: with the console reader stopped, pause answered in $ms ms, $(grep -o '[0-9]* console bytes dropped' "$tmp/con.out" | head -1), then PASS"
 	else
-		cat "$tmp/con.err" >> "$tmp/con.out"; bad "console-stall: pause $prc in $ms ms, runner $rrc" "$tmp/con.out"
+		cat "$tmp/con.err" >> "$tmp/con.out"; bad "console-stall: pipe seen full $full (want 1), pause $prc in $ms ms, runner $rrc" "$tmp/con.out"
 	fi
 fi
 
@@ -476,7 +584,7 @@ if want save-control; then
 	wait_domain sc && sleep 0.3
 	# A reader that takes nothing: the save stalls on a full pipe.
 	( $O/sr-save sc - 2>"$tmp/sc.save" | sleep 30 ) & spid=$!
-	sleep 1.5
+	poll_ms 20000 save_running sc
 	$O/sr-ctl sc status >"$tmp/sc.status" 2>&1
 	$O/sr-ctl sc pause >"$tmp/sc.busy" 2>&1; brc=$?
 	$O/sr-ctl sc cancel >"$tmp/sc.cancel" 2>&1; crc=$?
@@ -492,20 +600,159 @@ if want save-control; then
 		bad "save-control: cancel (busy $brc, cancel $crc)" "$tmp/sc.out"
 	fi
 	# Stall timeout: nobody cancels; the runner gives up after 3 s without progress.
-	start=$(date +%s)
+	start=$(date +%s%N)
 	( $O/sr-save --stall-timeout 3 sc - 2>"$tmp/sc.stall" | sleep 30 ) & spid=$!
-	for _ in $(seq 1 200); do grep -q 'cancel' "$tmp/sc.stall" 2>/dev/null && break; sleep 0.1; done
-	took=$(( $(date +%s) - start ))
+	poll_ms 20000 file_has 'cancel' "$tmp/sc.stall"
+	took_ms=$(( ($(date +%s%N) - start) / 1000000 )); took=$((took_ms / 1000))
 	pkill -P $spid sleep 2>/dev/null; wait $spid 2>/dev/null
 	$O/sr-ctl sc status >"$tmp/sc.after2" 2>&1
 	$O/sr-ctl sc finish >/dev/null 2>&1
 	wait $pid; rrc=$?
-	if grep -q 'save cancelled' "$tmp/sc.stall" && [ $took -lt 15 ] && grep -q 'state=running' "$tmp/sc.after2" &&
+	# Not before the timeout (3 s without progress), nor long after it.
+	if grep -q 'save cancelled' "$tmp/sc.stall" && [ $took_ms -ge 3000 ] && [ $took -lt 15 ] && grep -q 'state=running' "$tmp/sc.after2" &&
 	   grep -q 'made no progress for 3 s' "$tmp/sc.out" && [ $rrc -eq 0 ] && grep -q '^PASS' "$tmp/sc.out"; then
-		ok "save-control: a stalled reader timed the save out after ${took} s: $(grep -o 'save of .*' "$tmp/sc.out" | head -1); then PASS"
+		ok "save-control: a stalled reader timed the save out after ${took_ms} ms (>= 3 s): $(grep -o 'save of .*' "$tmp/sc.out" | head -1); then PASS"
 	else
-		cat "$tmp/sc.stall" "$tmp/sc.after2" >> "$tmp/sc.out"; bad "save-control: stall timeout (${took} s, runner $rrc)" "$tmp/sc.out"
+		cat "$tmp/sc.stall" "$tmp/sc.after2" >> "$tmp/sc.out"; bad "save-control: stall timeout after ${took_ms} ms (want 3000..15000), runner $rrc" "$tmp/sc.out"
 	fi
+fi
+
+if want control-socket 300; then
+	# The control socket's promises: its directory 0700 and sockets 0600, peer
+	# credentials checked, a silent client does not hold up another's status,
+	# one save at a time, destroy refused during a save, and SIGTERM to the
+	# runner mid-save ends it (exit 4) with the save abandoned and no FILE.
+	$O/sr-run --name cx --memory 64 --rounds 0 --pages 64 --delay-us 2000 --prefill --quiet-guest \
+		"$guest" >"$tmp/cx.out" 2>&1 &
+	pid=$!
+	wait_domain cx && poll_ms 120000 guest_written $pid 60000
+	modes="$(stat -c %a "$SR_RUN_DIR") $(stat -c %a "$SR_RUN_DIR/cx.sock")"
+	if [ "$modes" = "700 600" ]; then ok "control-socket: \$SR_RUN_DIR 0700, cx.sock 0600"
+	else bad "control-socket: modes '$modes' (want '700 600')" /dev/null; fi
+
+	# Another uid: the modes keep it out; opened up (as only root can), SO_PEERCRED does.
+	setpriv --reuid=nobody --regid=nogroup --clear-groups $O/sr-ctl cx status >"$tmp/cx.nobody" 2>&1; nrc=$?
+	chmod 0711 "$SR_RUN_DIR"; chmod 0666 "$SR_RUN_DIR/cx.sock"
+	setpriv --reuid=nobody --regid=nogroup --clear-groups $O/sr-ctl cx status >"$tmp/cx.cred" 2>&1; crc=$?
+	chmod 0700 "$SR_RUN_DIR"; chmod 0600 "$SR_RUN_DIR/cx.sock"
+	# The runner answers "error permission denied" and hangs up at once: a client
+	# still sending its request then sees EPIPE instead of the answer.
+	if [ $nrc -ne 0 ] && grep -q 'Permission denied' "$tmp/cx.nobody" && [ $crc -ne 0 ] &&
+	   grep -Eq 'permission denied|Broken pipe' "$tmp/cx.cred" && ! grep -q 'state=' "$tmp/cx.cred"; then
+		ok "control-socket: uid nobody: kept out by the modes ($(cat "$tmp/cx.nobody")); with the socket opened up, refused by its peer credentials ($(cat "$tmp/cx.cred"))"
+	else
+		cat "$tmp/cx.nobody" "$tmp/cx.cred" > "$tmp/cx.uid"
+		bad "control-socket: another uid: sr-ctl exited $nrc (modes), $crc (credentials; want refused, no status)" "$tmp/cx.uid"
+	fi
+
+	# A client that connects and says nothing; another's status must not wait for it.
+	python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); open(sys.argv[2], "w").write("connected\n")
+time.sleep(30)' "$SR_RUN_DIR/cx.sock" "$tmp/cx.quiet" &
+	quiet=$!
+	# Connected, it is ahead of the status client in the listen backlog.
+	poll_ms 20000 file_has connected "$tmp/cx.quiet"
+	a=$(date +%s%N)
+	$O/sr-ctl cx status >"$tmp/cx.st" 2>&1; src=$?
+	ms=$(( ($(date +%s%N) - a) / 1000000 ))
+	kill $quiet 2>/dev/null; wait $quiet 2>/dev/null
+	if [ $src -eq 0 ] && grep -q 'state=running' "$tmp/cx.st" && [ $ms -lt 1000 ]; then
+		ok "control-socket: with a silent client connected, status answered in $ms ms"
+	else
+		bad "control-socket: with a silent client connected, status took $ms ms (want < 1000), exit $src" "$tmp/cx.st"
+	fi
+
+	# One save at a time: a second save, and destroy, are refused as busy; the first goes on.
+	( $O/sr-save cx - 2>"$tmp/cx.save1" | sleep 60 ) & s1=$!
+	poll_ms 20000 save_running cx; seen=$?
+	$O/sr-save cx "$tmp/cx2.img" >"$tmp/cx.save2" 2>&1; s2=$?
+	$O/sr-ctl cx destroy >"$tmp/cx.destroy" 2>&1; drc=$?
+	save_running cx; still=$?
+	$O/sr-ctl cx cancel >/dev/null 2>&1
+	poll_ms 20000 file_has 'cancel' "$tmp/cx.save1"
+	pkill -P $s1 sleep 2>/dev/null; wait $s1 2>/dev/null
+	if [ $seen -eq 0 ] && [ $s2 -ne 0 ] && grep -q 'busy' "$tmp/cx.save2" && [ ! -e "$tmp/cx2.img" ] &&
+	   [ $drc -eq 1 ] && grep -q 'busy' "$tmp/cx.destroy" && [ $still -eq 0 ]; then
+		ok "control-socket: during a save a second save was refused ($(head -1 "$tmp/cx.save2" | cut -c1-100)) and so was destroy; the first save ran on"
+	else
+		cat "$tmp/cx.save1" "$tmp/cx.save2" "$tmp/cx.destroy" > "$tmp/cx.busy"
+		bad "control-socket: two saves: first seen running $seen (want 0), second $s2 (want refused), destroy $drc (want 1, busy), first still running $still" "$tmp/cx.busy"
+	fi
+
+	# SIGTERM to the runner mid-save (a slow save: --bandwidth 1).
+	$O/sr-save --compress none --bandwidth 1 cx "$tmp/cx3.img" >"$tmp/cx.save3" 2>&1 & s3=$!
+	poll_ms 20000 save_running cx; seen=$?
+	kill -TERM $pid
+	wait $pid; rrc=$?
+	wait $s3; s3rc=$?
+	left=$(ls "$tmp" | grep -c '^cx3.img')
+	if [ $seen -eq 0 ] && [ $rrc -eq 4 ] && [ $s3rc -ne 0 ] && [ "$left" -eq 0 ]; then
+		ok "control-socket: SIGTERM to the runner mid-save: it exited 4, sr-save $s3rc ($(tail -1 "$tmp/cx.save3" | cut -c1-100)), no FILE"
+	else
+		cat "$tmp/cx.save3" >> "$tmp/cx.out"
+		bad "control-socket: SIGTERM mid-save: save seen running $seen (want 0), runner $rrc (want 4), sr-save $s3rc, $left files left" "$tmp/cx.out"
+	fi
+fi
+
+if want save-options 300; then
+	# --bandwidth is a rate: a save of B bytes at R MB/s takes at least B/R.
+	# -p leaves the domain paused.  Where the filesystem has no O_TMPFILE, FILE.tmp
+	# holds the image until it is complete.
+	$O/sr-run --name so --memory 64 --rounds 0 --pages 64 --delay-us 2000 --prefill --quiet-guest \
+		"$guest" >"$tmp/so.out" 2>&1 &
+	pid=$!
+	wait_domain so && poll_ms 120000 guest_written $pid 60000
+	a=$(date +%s%N)
+	$O/sr-save -c --compress none --bandwidth 8 so "$tmp/so-bw.img" 2>"$tmp/so.bw"; rc=$?
+	ms=$(( ($(date +%s%N) - a) / 1000000 ))
+	bytes=$(stat -c %s "$tmp/so-bw.img" 2>/dev/null || echo 0)
+	floor=$(( bytes / 8000 ))		# ms at 8 MB/s
+	if [ $rc -eq 0 ] && [ "$bytes" -gt $((48 << 20)) ] && [ $ms -ge $floor ] && [ $ms -lt $((floor * 3 + 20000)) ]; then
+		ok "save-options: --bandwidth 8: $bytes bytes in $ms ms (at least $floor ms at 8 MB/s)"
+	else
+		bad "save-options: --bandwidth 8: sr-save $rc, $bytes bytes in $ms ms (want >= $floor ms, a save of > 48 MiB)" "$tmp/so.bw"
+	fi
+
+	$O/sr-save -p so "$tmp/so-p.img" 2>"$tmp/so.p"; rc=$?
+	$O/sr-ctl so status >"$tmp/so.pst" 2>&1
+	$O/sr-ctl so resume >/dev/null 2>&1
+	$O/sr-ctl so status >"$tmp/so.rst" 2>&1
+	if [ $rc -eq 0 ] && grep -q 'state=paused' "$tmp/so.pst" && grep -q 'state=running' "$tmp/so.rst" &&
+	   $O/sr-dump --verify "$tmp/so-p.img"; then
+		ok "save-options: -p: saved, the domain left paused, then resumed"
+	else
+		cat "$tmp/so.p" "$tmp/so.pst" "$tmp/so.rst" > "$tmp/so.pall"
+		bad "save-options: -p: sr-save $rc" "$tmp/so.pall"
+	fi
+
+	# A directory without O_TMPFILE: the checkout in the box (9p); natively a vfat image.
+	notmp=
+	tmpfile_ok() { python3 -c 'import os, sys; os.close(os.open(sys.argv[1], os.O_TMPFILE | os.O_WRONLY, 0o600))' "$1" 2>/dev/null; }
+	mkdir -p "$O/no-tmpfile" && ! tmpfile_ok "$O/no-tmpfile" && notmp=$O/no-tmpfile
+	if [ -z "$notmp" ] && command -v mkfs.vfat >/dev/null; then
+		truncate -s 128M "$tmp/vfat.img" && mkfs.vfat -q "$tmp/vfat.img" && mkdir -p "$tmp/vfat" &&
+		mount -o loop "$tmp/vfat.img" "$tmp/vfat" && ! tmpfile_ok "$tmp/vfat" && notmp=$tmp/vfat
+	fi
+	if [ -z "$notmp" ]; then
+		bad "save-options: no filesystem without O_TMPFILE here for the FILE.tmp fallback ($O is one with it, mkfs.vfat $(command -v mkfs.vfat || echo missing))" /dev/null
+	else
+		rm -f "$notmp/so.img" "$notmp/so.img.tmp"
+		$O/sr-save -c --compress none --bandwidth 16 so "$notmp/so.img" 2>"$tmp/so.tmp" & s=$!
+		seen=0; poll_ms 30000 test -e "$notmp/so.img.tmp" && [ ! -e "$notmp/so.img" ] && seen=1
+		wait $s; rc=$?
+		if [ $seen -eq 1 ] && [ $rc -eq 0 ] && [ ! -e "$notmp/so.img.tmp" ] && $O/sr-dump --verify "$notmp/so.img"; then
+			ok "save-options: without O_TMPFILE ($notmp): FILE.tmp while saving, then FILE, which verifies"
+		else
+			ls -la "$notmp" >> "$tmp/so.tmp"
+			bad "save-options: FILE.tmp fallback in $notmp: FILE.tmp seen $seen (want 1), sr-save $rc" "$tmp/so.tmp"
+		fi
+		rm -f "$notmp/so.img" "$notmp/so.img.tmp"
+		mountpoint -q "$tmp/vfat" 2>/dev/null && umount "$tmp/vfat"
+	fi
+	$O/sr-ctl so finish >/dev/null 2>&1
+	wait $pid; rrc=$?
+	if [ $rrc -eq 0 ] && grep -q '^PASS' "$tmp/so.out"; then ok "save-options: the guest ran on to PASS after the three saves"
+	else bad "save-options: the guest exited $rrc" "$tmp/so.out"; fi
 fi
 
 if want cpu-compat; then
@@ -580,18 +827,19 @@ if want untouched-memory; then
 	runs=$($O/sr-dump --json "$tmp/um.img" 2>/dev/null | python3 -c 'import json,sys
 d = json.load(sys.stdin); print(sum(r.get("zero_runs", 0) for r in d["records"]))' 2>/dev/null)
 	size=$(stat -c %s "$tmp/um.img" 2>/dev/null || echo 0)
-	if [ $rc -eq 0 ] && [ $rrc -eq 0 ] && [ -n "$shm0" ] && [ -n "$shm1" ] && [ -n "$rss1" ] &&
+	cover=$(pfns_cover "$tmp/um.img"); crc=$?
+	if [ $rc -eq 0 ] && [ $rrc -eq 0 ] && [ $crc -eq 0 ] && [ -n "$shm0" ] && [ -n "$shm1" ] && [ -n "$rss1" ] &&
 	   [ $((shm1 * 100)) -le $((shm0 * 105)) ] && [ $((rss1 - rss0)) -lt $um_limit ] &&
 	   [ -n "$runs" ] && [ "$runs" -ge 1 ] && [ "$size" -lt $((64 << 20)) ] &&
 	   grep -q '^PASS' "$tmp/um.out"; then
-		ok "untouched-memory: sr-save -c of a 1 GiB guest: guest memory resident ${shm0} -> ${shm1} KiB (within 5%), runner $((rss0 / 1024)) -> $((rss1 / 1024)) MiB (limit +$((um_limit / 1024))), image $((size >> 10)) KiB with $runs zero runs, then PASS"
+		ok "untouched-memory: sr-save -c of a 1 GiB guest: guest memory resident ${shm0} -> ${shm1} KiB (within 5%), runner $((rss0 / 1024)) -> $((rss1 / 1024)) MiB (limit +$((um_limit / 1024))), image $((size >> 10)) KiB with $runs zero runs ($cover), then PASS"
 	else
 		cat "$tmp/um.save" >> "$tmp/um.out"
-		bad "untouched-memory: save $rc, guest $rrc, guest memory resident '$shm0' -> '$shm1' KiB (want within 5%), runner '$rss0' -> '$rss1' KiB, $runs zero runs, image $size bytes" "$tmp/um.out"
+		bad "untouched-memory: save $rc, guest $rrc, guest memory resident '$shm0' -> '$shm1' KiB (want within 5%), runner '$rss0' -> '$rss1' KiB, $runs zero runs, image $size bytes, sr-dump --pfns: $cover" "$tmp/um.out"
 	fi
 fi
 
-if want two-phase; then
+if want two-phase 420; then
 	# The commit protocol: the domain ends only once FILE is in place, and a
 	# save that never commits leaves the domain running.
 	tp_run() {	# name: a guest that runs until finished
@@ -609,20 +857,23 @@ if want two-phase; then
 	$O/sr-run --name tpk --memory 256 --rounds 0 --pages 64 --delay-us 5000 --prefill \
 		--quiet-guest "$guest" >"$tmp/tpk.out" 2>&1 &
 	tp_pid=$!
-	wait_domain tpk && sleep 2
+	wait_domain tpk && poll_ms 120000 guest_written $tp_pid 240000
 	$O/sr-save tpk "$tmp/tpk.img" 2>"$tmp/tpk.save" & spid=$!
-	for _ in $(seq 1 400); do grep -q 'save=running' <($O/sr-ctl tpk status 2>/dev/null) && break; sleep 0.01; done
+	seen=0; poll_ms 20000 save_running tpk && seen=1
 	kill -KILL $spid; wait $spid 2>/dev/null
-	sleep 0.5
+	# The runner notices the vanished client and resumes the domain.
+	tp_resumed() { $O/sr-ctl tpk status 2>/dev/null | grep -q 'state=running' &&
+		! $O/sr-ctl tpk status 2>/dev/null | grep -q ' save='; }
+	poll_ms 10000 tp_resumed
 	$O/sr-ctl tpk status >"$tmp/tpk.status" 2>&1
 	left=$(ls "$tmp" | grep -c '^tpk.img')
 	$O/sr-save -c tpk "$tmp/tpk.img" 2>>"$tmp/tpk.save"; rc=$?
 	tp_finish tpk
-	if grep -q 'state=running' "$tmp/tpk.status" && [ "$left" -eq 0 ] && [ $rc -eq 0 ] &&
+	if [ $seen -eq 1 ] && grep -q 'state=running' "$tmp/tpk.status" && [ "$left" -eq 0 ] && [ $rc -eq 0 ] &&
 	   $O/sr-dump --verify "$tmp/tpk.img" && [ $tp_rc -eq 0 ]; then
 		ok "two-phase: SIGKILL mid-save: domain ran on, nothing left behind, the next save to the same FILE worked, then PASS"
 	else
-		cat "$tmp/tpk.save" "$tmp/tpk.status" >> "$tmp/tpk.out"; bad "two-phase: SIGKILL mid-save: left $left, resave $rc, runner $tp_rc" "$tmp/tpk.out"
+		cat "$tmp/tpk.save" "$tmp/tpk.status" >> "$tmp/tpk.out"; bad "two-phase: SIGKILL mid-save: save seen running first $seen (want 1), left $left, resave $rc, runner $tp_rc" "$tmp/tpk.out"
 	fi
 
 	# SIGINT and SIGTERM inside the commit window are held back: the save
@@ -630,13 +881,14 @@ if want two-phase; then
 	for sig in INT TERM; do
 		tp_run tps$sig
 		SR_SAVE_COMMIT_DELAY_MS=1500 $O/sr-save tps$sig "$tmp/tps$sig.img" 2>"$tmp/tps$sig.save" & spid=$!
-		for _ in $(seq 1 100); do [ -e "$tmp/tps$sig.img" ] && break; sleep 0.05; done
+		# In the window: FILE is in place, sr-save has not exited yet.
+		seen=0; poll_ms 30000 test -e "$tmp/tps$sig.img" && kill -0 $spid 2>/dev/null && seen=1
 		kill -$sig $spid; wait $spid; rc=$?
 		wait $tp_pid; rrc=$?
-		if [ $rc -eq 0 ] && [ $rrc -eq 0 ] && $O/sr-dump --verify "$tmp/tps$sig.img"; then
+		if [ $seen -eq 1 ] && [ $rc -eq 0 ] && [ $rrc -eq 0 ] && $O/sr-dump --verify "$tmp/tps$sig.img"; then
 			ok "two-phase: SIG$sig inside the commit window was held back: saved, image verifies, domain ended as asked"
 		else
-			cat "$tmp/tps$sig.save" >> "$tmp/tps$sig.out"; bad "two-phase: SIG$sig in the commit window: sr-save $rc, runner $rrc" "$tmp/tps$sig.out"
+			cat "$tmp/tps$sig.save" >> "$tmp/tps$sig.out"; bad "two-phase: SIG$sig in the commit window: window reached $seen (want 1), sr-save $rc, runner $rrc" "$tmp/tps$sig.out"
 		fi
 	done
 
@@ -644,16 +896,16 @@ if want two-phase; then
 	# runner resumes the domain; FILE is a complete image.
 	tp_run tpw
 	SR_SAVE_COMMIT_DELAY_MS=3000 $O/sr-save tpw "$tmp/tpw.img" 2>"$tmp/tpw.save" & spid=$!
-	for _ in $(seq 1 100); do [ -e "$tmp/tpw.img" ] && break; sleep 0.05; done
+	seen=0; poll_ms 30000 test -e "$tmp/tpw.img" && kill -0 $spid 2>/dev/null && seen=1
 	kill -KILL $spid; wait $spid 2>/dev/null
-	sleep 0.5
+	poll_ms 10000 file_has 'not committed' "$tmp/tpw.out"
 	$O/sr-ctl tpw status >"$tmp/tpw.status" 2>&1
 	tp_finish tpw
-	if grep -q 'state=running' "$tmp/tpw.status" && [ $tp_rc -eq 0 ] && grep -q 'not committed' "$tmp/tpw.out" &&
+	if [ $seen -eq 1 ] && grep -q 'state=running' "$tmp/tpw.status" && [ $tp_rc -eq 0 ] && grep -q 'not committed' "$tmp/tpw.out" &&
 	   $O/sr-dump --verify "$tmp/tpw.img"; then
 		ok "two-phase: sr-save killed before commit: the domain resumed and said so ($(grep -o 'not committed: [^;]*' "$tmp/tpw.out")), FILE complete"
 	else
-		cat "$tmp/tpw.save" "$tmp/tpw.status" >> "$tmp/tpw.out"; bad "two-phase: killed in the commit window: runner $tp_rc" "$tmp/tpw.out"
+		cat "$tmp/tpw.save" "$tmp/tpw.status" >> "$tmp/tpw.out"; bad "two-phase: killed in the commit window: window reached $seen (want 1), runner $tp_rc" "$tmp/tpw.out"
 	fi
 
 	# FILE cannot be put in place (it is a directory): sr-save aborts, the
@@ -677,19 +929,24 @@ fi
 # writes on both vCPUs throughout, restore it, let it finish; sets lv_rc.
 live_run() {
 	local name=$1 mode=$2
+	local pid
 	$O/sr-run --name $name --memory 32 --vcpus 2 --rounds 0 $3 --quiet-guest "$guest" \
 		>"$tmp/$name.out" 2>&1 &
+	pid=$!
 	wait_domain $name && sleep 2
 	$O/sr-save --live --stats --dirty-track=$mode $4 $name "$tmp/$name.img" 2>"$tmp/$name.save"
 	lv_save=$?
-	wait
+	wait $pid; lv_src=$?
 	lv_rc=1
 	[ $lv_save -eq 0 ] || return
+	# Saved, the source's runner ends with 0.
+	[ $lv_src -eq 0 ] || { echo "the saved source runner exited $lv_src" >> "$tmp/$name.save"; return; }
 	$O/sr-dump --verify "$tmp/$name.img" 2>>"$tmp/$name.save" || return
 	$O/sr-restore --name $name ${5:-} "$tmp/$name.img" >>"$tmp/$name.out" 2>&1 &
+	pid=$!
 	wait_domain $name && sleep 1.5
 	$O/sr-ctl $name finish >/dev/null 2>&1
-	wait; lv_rc=$?
+	wait $pid; lv_rc=$?
 	grep -q '^PASS' "$tmp/$name.out" || lv_rc=1
 }
 live_summary() { grep -o 'live: .*' "$tmp/$1.save" | sed 's/; the domain exits//'; }
@@ -857,13 +1114,14 @@ linux_restored_ok() {
 if want linux-save && linux_ready linux-save; then
 	$O/sr-run --name lx --vcpus 2 --kernel $kernel --initrd $initrd --cmdline "sr.workload=16,25" \
 		</dev/null >"$tmp/lx.out" 2>&1 &
+	pid=$!
 	wait_domain lx
 	for _ in $(seq 1 600); do grep -q "tick 6 " "$tmp/lx.out" && break; sleep 0.2; done
 	$O/sr-save --live lx "$tmp/lx.img" 2>"$tmp/lx.save"; rc=$?
-	wait
+	wait $pid; src=$?
 	last=$(sed -n 's/^sr-workload: tick \([0-9]*\) .*/\1/p' "$tmp/lx.out" | tail -1)
-	if [ $rc -ne 0 ] || ! $O/sr-dump --verify "$tmp/lx.img" 2>>"$tmp/lx.save"; then
-		bad "linux-save: sr-save exited $rc or the image does not verify" "$tmp/lx.save"
+	if [ $rc -ne 0 ] || [ $src -ne 0 ] || ! $O/sr-dump --verify "$tmp/lx.img" 2>>"$tmp/lx.save"; then
+		bad "linux-save: sr-save exited $rc, the saved source runner $src, or the image does not verify" "$tmp/lx.save"
 	else
 		for k in 1 2; do
 			$O/sr-restore --name lx$k "$tmp/lx.img" </dev/null 2>&1 | stamp >"$tmp/lx$k.out"
@@ -904,7 +1162,7 @@ mig_guest() {
 }
 # A cold migration of 256 MiB of written memory, uncompressed at 20 MB/s (some
 # 13 s), from guest $1 to a receiver on port $2: returns a second into the
-# stream (mpid: sr-migrate).
+# stream (mpid: sr-migrate); mig_mid=1 once the receiver said it is receiving.
 mig_midstream() {
 	mig_guest "$1" --memory 256 --prefill --pages 64
 	# Until the guest has written its memory (the memfd's resident pages show it).
@@ -915,7 +1173,7 @@ mig_midstream() {
 	far_listen "$2" "$1"
 	$O/sr-migrate --cold -q --compress none --bandwidth 20 "$1" "tcp:10.77.0.2:$2" 2>"$tmp/$1.mig" &
 	mpid=$!
-	for _ in $(seq 1 400); do grep -q 'receiving a domain' "$tmp/$1.far" && break; sleep 0.05; done
+	mig_mid=0; poll_ms 20000 file_has 'receiving a domain' "$tmp/$1.far" && mig_mid=1
 	sleep 1
 }
 
@@ -964,11 +1222,11 @@ if want migrate-receiver-dies && mig_net; then
 	sleep 1; $O/sr-ctl mr finish >/dev/null 2>&1
 	SR_RUN_DIR=$tmp/far $O/sr-ctl mr destroy >/dev/null 2>&1	# had it got there after all
 	wait $spid; src=$?
-	if [ $rc -eq 1 ] && [ $src -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/mr.src" && grep -q 'runs on' "$tmp/mr.mig"; then
+	if [ $mig_mid -eq 1 ] && [ $rc -eq 1 ] && [ $src -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/mr.src" && grep -q 'runs on' "$tmp/mr.mig"; then
 		ok "migrate-receiver-dies: receiver SIGKILLed mid-stream: the source ran on to PASS: $(cat "$tmp/mr.mig")"
 	else
 		cat "$tmp/mr.mig" "$tmp/mr.far" > "$tmp/mr.all"
-		bad "migrate-receiver-dies: sr-migrate $rc, source $src" "$tmp/mr.all"
+		bad "migrate-receiver-dies: receiver seen receiving $mig_mid (want 1), sr-migrate $rc, source $src" "$tmp/mr.all"
 	fi
 fi
 
@@ -979,10 +1237,10 @@ if want migrate-source-dies && mig_net; then
 	wait $fpid; dst=$?
 	wait $mpid
 	left=$(ls "$tmp/far" 2>/dev/null | grep -c '^ms\.sock$')
-	if [ $dst -eq 5 ] && [ "$left" -eq 0 ] && grep -q 'truncated\|stream ends' "$tmp/ms.far"; then
+	if [ $mig_mid -eq 1 ] && [ $dst -eq 5 ] && [ "$left" -eq 0 ] && grep -q 'truncated\|stream ends' "$tmp/ms.far"; then
 		ok "migrate-source-dies: source SIGKILLed mid-stream: the receiver exited 5, no VM left: $(tail -1 "$tmp/ms.far")"
 	else
-		bad "migrate-source-dies: receiver exited $dst, $left sockets left" "$tmp/ms.far"
+		bad "migrate-source-dies: receiver seen receiving $mig_mid (want 1), receiver exited $dst, $left sockets left" "$tmp/ms.far"
 	fi
 fi
 
@@ -997,11 +1255,36 @@ if want migrate-receiver-dies-after-ready && mig_net; then
 	sleep 1; $O/sr-ctl mq finish >/dev/null 2>&1
 	wait $spid; src=$?
 	wait $fpid
-	if [ $rc -eq 1 ] && [ $src -eq 0 ] && grep -q 'running' <<<"$st" && grep -q '^PASS: .*finished on request' "$tmp/mq.src"; then
+	if [ $rc -eq 1 ] && [ $src -eq 0 ] && grep -q 'state=running' <<<"$st" && grep -q '^PASS: .*finished on request' "$tmp/mq.src"; then
 		ok "migrate-receiver-dies-after-ready: the source resumed its domain, then PASS: $(cat "$tmp/mq.mig")"
 	else
 		echo "status: $st" >> "$tmp/mq.mig"
 		bad "migrate-receiver-dies-after-ready: sr-migrate $rc, source $src" "$tmp/mq.mig"
+	fi
+fi
+
+if want migrate-no-go && mig_net; then
+	# The source goes away after "ready", before "go": the receiver discards its VM and
+	# exits 6; the source's runner, its client gone before "go", resumes the domain.
+	mig_guest mg --memory 64 --pages 256 && far_listen 7710 mg
+	SR_MIGRATE_TEST_GO_DELAY_MS=20000 $O/sr-migrate --cold -q mg tcp:10.77.0.2:7710 2>"$tmp/mg.mig" &
+	mpid=$!
+	# Built and paused there (its control socket is up): "ready" is out.
+	built=0; poll_ms 60000 test -S "$tmp/far/mg.sock" && built=1
+	sleep 0.5
+	kill -KILL $mpid; wait $mpid 2>/dev/null
+	wait $fpid; dst=$?
+	poll_ms 10000 file_has 'not committed' "$tmp/mg.src"
+	st=$($O/sr-ctl mg status 2>&1)
+	$O/sr-ctl mg finish >/dev/null 2>&1
+	wait $spid; src=$?
+	left=$(ls "$tmp/far" 2>/dev/null | grep -c '^mg\.sock$')
+	if [ $built -eq 1 ] && [ $dst -eq 6 ] && grep -q 'did not say "go"' "$tmp/mg.far" && [ "$left" -eq 0 ] &&
+	   grep -q 'state=running' <<<"$st" && [ $src -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/mg.src"; then
+		ok "migrate-no-go: the source killed after ready: the receiver exited 6 ($(grep -o 'the source did not say.*' "$tmp/mg.far" | cut -c1-90)), the source resumed, then PASS"
+	else
+		echo "status: $st" >> "$tmp/mg.far"; cat "$tmp/mg.mig" >> "$tmp/mg.far"
+		bad "migrate-no-go: receiver built $built (want 1), exited $dst (want 6), $left sockets left, source $src" "$tmp/mg.far"
 	fi
 fi
 
@@ -1026,22 +1309,31 @@ fi
 
 if want migrate-100mbit 300 && mig_net; then
 	# A link limited to 100 Mbit/s (tbf, 2 ms netem delay): a live migration of a dirtying
-	# guest converges (throttling where it must) and reports its downtime.
-	tc qdisc add dev sr-near root handle 1: netem delay 2ms >"$tmp/tc.out" 2>&1 &&
-	tc qdisc add dev sr-near parent 1:1 handle 10: tbf rate 100mbit burst 64kb latency 100ms >>"$tmp/tc.out" 2>&1 ||
-		bad "migrate-100mbit: tc" "$tmp/tc.out"
-	mig_guest mt --memory 128 --dirty-rate 500 && far_listen 7707 mt
-	a=$(date +%s%N)
-	$O/sr-migrate --stats mt tcp:10.77.0.2:7707 2>"$tmp/mt.mig"; rc=$?
-	b=$(date +%s%N)
-	wait $spid; src=$?
-	far_finish mt
-	wait $fpid; dst=$?
-	tc qdisc del dev sr-near root 2>/dev/null
-	if [ $rc -eq 0 ] && [ $src -eq 0 ] && [ $dst -eq 0 ] && grep -q '^PASS' "$tmp/mt.far" && grep -q 'downtime' "$tmp/mt.mig"; then
-		ok "migrate-100mbit: converged over 100 Mbit/s in $(( (b - a) / 1000000 )) ms, then PASS there; $(grep -o 'live: [^;]*' "$tmp/mt.mig"); $(grep -o 'paused [0-9.]* ms until the commit' "$tmp/mt.mig") (the receiver running)"
+	# guest converges (throttling where it must): pre-copy stops because the remainder fits
+	# the downtime target, and the target (50 ms) is met.  Without the link there is no test.
+	if ! { tc qdisc add dev sr-near root handle 1: netem delay 2ms >"$tmp/tc.out" 2>&1 &&
+	       tc qdisc add dev sr-near parent 1:1 handle 10: tbf rate 100mbit burst 64kb latency 100ms >>"$tmp/tc.out" 2>&1; }; then
+		bad "migrate-100mbit: tc could not shape the link" "$tmp/tc.out"
+		tc qdisc del dev sr-near root 2>/dev/null
 	else
-		bad "migrate-100mbit: sr-migrate $rc, source $src, receiver $dst" "$tmp/mt.mig"
+		mig_guest mt --memory 128 --dirty-rate 500 && far_listen 7707 mt
+		a=$(date +%s%N)
+		$O/sr-migrate --stats mt tcp:10.77.0.2:7707 2>"$tmp/mt.mig"; rc=$?
+		b=$(date +%s%N)
+		wait $spid; src=$?
+		far_finish mt
+		wait $fpid; dst=$?
+		tc qdisc del dev sr-near root 2>/dev/null
+		# The target is met natively; under the box's emulation a pause costs
+		# more (the live tests miss 50 ms there too): within 20 x the target.
+		dt=$(sed -n 's/.*live: [0-9]* rounds (the remainder fits the downtime target), downtime \([0-9]*\)\.[0-9] ms (target 50 ms, \(met\|MISSED\)).*/\1/p' "$tmp/mt.mig")
+		dt_max=50; [ -n "${SR_IN_BOX:-}" ] && dt_max=1000
+		if [ $rc -eq 0 ] && [ $src -eq 0 ] && [ $dst -eq 0 ] && grep -q '^PASS' "$tmp/mt.far" &&
+		   [ -n "$dt" ] && [ "$dt" -le $dt_max ] && { [ -n "${SR_IN_BOX:-}" ] || grep -q 'target 50 ms, met)' "$tmp/mt.mig"; }; then
+			ok "migrate-100mbit: converged over 100 Mbit/s in $(( (b - a) / 1000000 )) ms, then PASS there; $(grep -o 'live: [^;]*' "$tmp/mt.mig"); $(grep -o 'paused [0-9.]* ms until the commit' "$tmp/mt.mig") (the receiver running)"
+		else
+			bad "migrate-100mbit: sr-migrate $rc, source $src, receiver $dst; want the stop reason 'the remainder fits the downtime target', target 50 ms and a downtime of at most $dt_max ms: $(grep -o 'live: [^;]*' "$tmp/mt.mig")" "$tmp/mt.mig"
+		fi
 	fi
 fi
 

@@ -2,6 +2,7 @@
 /* mkimage: write a synthetic sr image (for tests and the libsr demo). */
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,7 @@ int main(int argc, char **argv)
 	char buf[512];
 	int c, fd;
 
-	while ((c = getopt(argc, argv, "m:v:i:d:s:nH:")) != -1) {
+	while ((c = getopt(argc, argv, "m:v:i:d:s:nH:L:r:z:t:")) != -1) {
 		switch (c) {
 		case 'm': p.mem_bytes = strtoull(optarg, NULL, 0) << 20; break;
 		case 'v': p.vcpus = atoi(optarg); break;
@@ -27,9 +28,18 @@ int main(int argc, char **argv)
 		case 's': p.seed = strtoull(optarg, NULL, 0); break;
 		case 'n': p.compress = SR_COMPRESS_NONE; break;
 		case 'H': p.pct_hole = atoi(optarg); break;
+		case 'L':
+			if (sscanf(optarg, "%" SCNi64 ":%" SCNu64, &p.skip_first, &p.skip_pages) != 2)
+				goto usage;
+			break;
+		case 'r': p.regions = atoi(optarg); break;
+		case 'z': p.pct_zero = atoi(optarg); break;
+		case 't': p.pct_text = atoi(optarg); break;
 		default:
+usage:
 			fprintf(stderr, "usage: mkimage [-m MiB] [-v vcpus] [-i iters] [-d dirty] "
-				"[-s seed] [-n] [-H hole%%] FILE|-\n");
+				"[-s seed] [-n] [-H hole%%] [-L PFN:N (N pages left out)] [-r regions] "
+				"[-z zero%%] [-t text%%] FILE|-\n");
 			return 2;
 		}
 	}

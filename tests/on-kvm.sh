@@ -36,7 +36,17 @@ fi
 [ -z "${SR_KVM_DRY_RUN:-}" ] || exit 0
 
 if [ "$where" = box ]; then
-	exec tests/box.sh -- env O="$O" "$@"
+	# The summary says whether the pass needed a box retry (a hung box re-runs it all).
+	retries_file=$(mktemp)
+	rc=0
+	SR_BOX_RETRIES_OUT=$retries_file tests/box.sh -- env O="$O" "$@" || rc=$?
+	retries=$(cat "$retries_file" 2>/dev/null); rm -f "$retries_file"
+	if [ "${retries:-0}" -gt 0 ] 2>/dev/null; then
+		echo "$what: exit $rc in the box, after $retries box retry(ies): the box hung and the run was repeated"
+	else
+		echo "$what: exit $rc in the box, no box retries"
+	fi
+	exit "$rc"
 fi
 
 limit=${SR_KVM_TIMEOUT:-2400}

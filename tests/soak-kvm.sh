@@ -16,25 +16,29 @@ ms() { date +%s%3N; }
 
 $O/sr-run --name sk --memory 24 --vcpus 2 --rounds 0 --pages 64 --delay-us 2000 --quiet-guest \
 	"$guest" >"$tmp/sk.out" 2>&1 &
+pid=$!
 up sk || { echo "soak: the guest did not start"; echo "0 passed, 1 failed"; exit 1; }
 done_n=0 save_ms=0 restore_ms=0 bytes=0 t0=$(ms) why=
 for i in $(seq 1 "$n"); do
 	live=; [ $((i % 2)) -eq 0 ] && live=--live
 	a=$(ms)
 	$O/sr-save -q $live sk "$tmp/sk.img" 2>>"$tmp/sk.err" || { why="save $i failed: $(tail -1 "$tmp/sk.err")"; break; }
-	wait
+	# The saved domain's runner ends with 0.
+	wait $pid; rc=$?
+	[ $rc -eq 0 ] || { why="the runner saved in cycle $i exited $rc"; break; }
 	b=$(ms)
 	$O/sr-dump --verify "$tmp/sk.img" 2>>"$tmp/sk.err" || { why="image $i does not verify"; break; }
 	bytes=$((bytes + $(stat -c %s "$tmp/sk.img")))
 	c=$(ms)
 	$O/sr-restore --name sk "$tmp/sk.img" >>"$tmp/sk.out" 2>&1 &
+	pid=$!
 	up sk || { why="restore $i did not come up: $(tail -2 "$tmp/sk.out")"; break; }
 	save_ms=$((save_ms + b - a)) restore_ms=$((restore_ms + $(ms) - c))
 	done_n=$i
 	[ $((i % ${SR_SOAK_EVERY:-50})) -eq 0 ] && echo "soak: $i/$n cycles, $(( ($(ms) - t0) / 1000 )) s"
 done
 $O/sr-ctl sk finish >/dev/null 2>&1
-wait; rc=$?
+wait $pid; rc=$?
 pass=0 fail=0
 if [ "$done_n" -eq "$n" ] && [ $rc -eq 0 ] && grep -q '^PASS' "$tmp/sk.out"; then
 	pass=1

@@ -71,6 +71,13 @@ check "unknown type name exits 2" [ $rc -eq 2 ]
 "$dump" --help | grep -q -- '--verify'
 check "--help documents options" [ $? -eq 0 ]
 
+# Option bounds, checked before any domain is asked: a stall timeout of 0 would
+# cancel every save at once, a bandwidth of 0 would never send.
+for bad_opt in "--stall-timeout 0" "--stall-timeout 3601" "--bandwidth 0"; do
+	$O/sr-save $bad_opt dom "$tmp/file" >"$tmp/o.out" 2>&1; rc=$?
+	check "sr-save $bad_opt is refused (exit 2, naming the range)" bash -c "[ $rc -eq 2 ] && grep -q -- '${bad_opt% *}: \"${bad_opt#* }\" is not a number in 1\.\.' '$tmp/o.out' && [ ! -e '$tmp/file' ]"
+done
+
 # sr-migrate and sr-save's network destinations, before any domain is asked.
 mig=$O/sr-migrate
 "$mig" --help | grep -q -- '--bandwidth'

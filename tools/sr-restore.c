@@ -21,6 +21,7 @@
 #include "serial8250.h"
 #include "sr_format.h"
 #include "host.h"
+#include "restore_teardown.h"
 #include "tls.h"
 #include "util.h"
 
@@ -573,7 +574,6 @@ fail:
 	snprintf(err.msg, sizeof(err.msg), "%s", stream_why(&guard, err.msg));
 	tell_source(err.msg);
 	pr_err("%s: %s", path, err.msg);
-	runner_free(r);
-	hvmctx_restore_free(rs);
+	restore_abandon(r, rs);
 	return err.sys_errno == EBADMSG ? EXIT_BAD_IMAGE : EXIT_USAGE;
 }

@@ -1,0 +1,374 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control socket's client side (tools/ctl.c), natively: save requests
+ * survive a round trip and bad ones are refused; ctl_request against a
+ * scripted runner (a thread on a socket in a temporary SR_RUN_DIR) reads
+ * ok/error replies, progress lines, the two-phase "prepared" exchange, split
+ * and overlong lines, a passed fd, and a runner that hangs up.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ctl.h"
+
+/* ------------------------------------------------------ save requests */
+
+static void parse_ok(const char *text, struct save_req *q)
+{
+	char why[256] = "";
+
+	cr_assert_eq(save_req_parse(text, q, why, sizeof(why)), 0, "\"%s\": %s", text, why);
+}
+
+static void parse_refused(const char *text, const char *want)
+{
+	struct save_req q;
+	char why[256] = "";
+
+	cr_assert_eq(save_req_parse(text, &q, why, sizeof(why)), -1, "\"%s\" accepted", text);
+	cr_assert(strstr(why, want), "\"%s\": \"%s\" does not say \"%s\"", text, why, want);
+}
+
+Test(save_req, every_field_survives_a_round_trip)
+{
+	struct save_req q, back;
+	char buf[512];
+
+	save_req_init(&q);
+	q.live = q.checkpoint = q.paused = true;
+	q.two_phase = false;
+	snprintf(q.dirty_track, sizeof(q.dirty_track), "ring");
+	snprintf(q.throttle, sizeof(q.throttle), "off");
+	snprintf(q.compress, sizeof(q.compress), "none");
+	q.downtime_ms = 75;
+	q.max_iters = 9;
+	q.max_bytes_factor = 4;
+	q.stall_timeout_s = 3;
+	q.threads = 5;
+	q.bandwidth_mbs = 12;
+	cr_assert_eq(save_req_format(&q, buf, sizeof(buf)), 0);
+	cr_assert(!strncmp(buf, "save ", 5), "%s", buf);
+	parse_ok(buf + 4, &back);
+	cr_assert(back.live && back.checkpoint && back.paused && !back.two_phase, "%s", buf);
+	cr_assert_str_eq(back.dirty_track, "ring");
+	cr_assert_str_eq(back.throttle, "off");
+	cr_assert_str_eq(back.compress, "none");
+	cr_assert_eq(back.downtime_ms, 75);
+	cr_assert_eq(back.max_iters, 9);
+	cr_assert_eq(back.max_bytes_factor, 4);
+	cr_assert_eq(back.stall_timeout_s, 3);
+	cr_assert_eq(back.threads, 5);
+	cr_assert_eq(back.bandwidth_mbs, 12);
+}
+
+Test(save_req, an_empty_request_is_the_defaults)
+{
+	struct save_req q;
+
+	parse_ok("", &q);
+	cr_assert(!q.live && !q.checkpoint && !q.paused && q.two_phase);
+	cr_assert_str_eq(q.dirty_track, "auto");
+	cr_assert_str_eq(q.throttle, "auto");
+	cr_assert_str_eq(q.compress, "lz4");
+	cr_assert_eq(q.threads, -1);
+	cr_assert_eq(q.downtime_ms + q.max_iters + q.max_bytes_factor + q.stall_timeout_s +
+		     q.bandwidth_mbs, 0);
+	parse_ok(" threads=-1 threads=64 live=0", &q);
+	cr_assert_eq(q.threads, 64);
+}
+
+Test(save_req, bad_keys_and_values_are_refused)
+{
+	parse_refused("live", "is not key=value");
+	parse_refused("colour=blue", "unknown key or bad value \"colour=blue\"");
+	parse_refused("live=2", "\"live=2\"");
+	parse_refused("live=", "\"live=\"");
+	parse_refused("compress=zstd", "\"compress=zstd\"");
+	parse_refused("dirty-track=log", "\"dirty-track=log\"");
+	parse_refused("throttle=on", "\"throttle=on\"");
+	parse_refused("downtime-ms=", "\"downtime-ms=\"");
+	parse_refused("max-iters=1x", "\"max-iters=1x\"");
+	parse_refused("stall-timeout=3600001", "\"stall-timeout=3600001\"");
+	parse_refused("threads=65", "\"threads=65\"");
+	parse_refused("threads=-2", "\"threads=-2\"");
+	parse_refused("threads=", "\"threads=\"");
+	/* The largest allowed number is taken. */
+	struct save_req q;
+
+	parse_ok("bandwidth=3600000", &q);
+	cr_assert_eq(q.bandwidth_mbs, 3600000);
+}
+
+Test(save_req, a_buffer_too_small_is_an_error)
+{
+	struct save_req q;
+	char buf[32];
+
+	save_req_init(&q);
+	cr_assert_eq(save_req_format(&q, buf, sizeof(buf)), -1);
+}
+
+/* ----------------------------------------------------- a fake runner */
+
+struct runner_script {
+	const char *const *say;		/* written one by one; NULL ends */
+	int listen_fd;
+	char got[256];			/* the request */
+	char answer[64];		/* what the client said to "prepared" */
+	int passed_fd;			/* an fd that came with the request, or -1 */
+	bool hang_up;			/* close after the script without more */
+};
+
+static ssize_t read_line(int fd, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	while (n + 1 < len) {
+		ssize_t k = read(fd, buf + n, 1);
+
+		if (k <= 0)
+			break;
+		if (buf[n] == '\n')
+			break;
+		n++;
+	}
+	buf[n] = 0;
+	return n;
+}
+
+static void *runner(void *arg)
+{
+	struct runner_script *s = arg;
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { s->got, sizeof(s->got) - 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c;
+	int fd = accept(s->listen_fd, NULL, NULL);
+	ssize_t n;
+
+	cr_assert_geq(fd, 0);
+	n = recvmsg(fd, &mh, 0);
+	cr_assert_gt(n, 0);
+	s->got[n] = 0;
+	s->passed_fd = -1;
+	c = CMSG_FIRSTHDR(&mh);
+	if (c && c->cmsg_type == SCM_RIGHTS)
+		memcpy(&s->passed_fd, CMSG_DATA(c), sizeof(int));
+	for (unsigned i = 0; s->say[i]; i++) {
+		const char *line = s->say[i];
+
+		if (!strcmp(line, "<answer>")) {	/* wait for the client's decision */
+			read_line(fd, s->answer, sizeof(s->answer));
+			continue;
+		}
+		cr_assert_eq(write(fd, line, strlen(line)), (ssize_t)strlen(line));
+		usleep(20000);			/* separate reads on the other side */
+	}
+	close(fd);
+	return NULL;
+}
+
+static char run_dir[64];
+
+/* A fresh SR_RUN_DIR. */
+static void make_run_dir(void)
+{
+	snprintf(run_dir, sizeof(run_dir), "/tmp/sr-test-ctl.XXXXXX");
+	cr_assert(mkdtemp(run_dir));
+	setenv("SR_RUN_DIR", run_dir, 1);
+}
+
+/* Serves one request on domain "dom" with the script; returns the thread. */
+static pthread_t serve(struct runner_script *s)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	pthread_t t;
+
+	make_run_dir();
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/dom.sock", run_dir);
+	s->listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	cr_assert_eq(bind(s->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(s->listen_fd, 1), 0);
+	cr_assert_eq(pthread_create(&t, NULL, runner, s), 0);
+	return t;
+}
+
+static void done(pthread_t t, struct runner_script *s)
+{
+	char path[128];
+
+	pthread_join(t, NULL);
+	close(s->listen_fd);
+	snprintf(path, sizeof(path), "%s/dom.sock", run_dir);
+	unlink(path);
+	rmdir(run_dir);
+}
+
+struct seen {
+	char lines[8][128];
+	unsigned n;
+	int verdict;			/* what on_prepared answers */
+	char prepared[128];
+};
+
+static void on_progress(const char *line, void *arg)
+{
+	struct seen *s = arg;
+
+	if (s->n < 8)
+		snprintf(s->lines[s->n++], sizeof(s->lines[0]), "%s", line);
+}
+
+static int on_prepared(const char *line, void *arg)
+{
+	struct seen *s = arg;
+
+	snprintf(s->prepared, sizeof(s->prepared), "%s", line);
+	return s->verdict;
+}
+
+Test(ctl, ctl_dir_is_sr_run_dir_else_run_sr)
+{
+	unsetenv("SR_RUN_DIR");
+	cr_assert_str_eq(ctl_dir(), "/run/sr");
+	setenv("SR_RUN_DIR", "", 1);
+	cr_assert_str_eq(ctl_dir(), "/run/sr");
+	setenv("SR_RUN_DIR", "/tmp/x", 1);
+	cr_assert_str_eq(ctl_dir(), "/tmp/x");
+}
+
+Test(ctl, ok_and_error_replies)
+{
+	static const char *const ok[] = { "ok name=dom state=running\n", NULL };
+	static const char *const err[] = { "error busy: a save is running\n", NULL };
+	static const char *const bare[] = { "ok\n", NULL };
+	struct runner_script s = { .say = ok };
+	char reply[256];
+	pthread_t t = serve(&s);
+
+	cr_assert_eq(ctl_request("dom", "status", -1, NULL, reply, sizeof(reply)), 0);
+	done(t, &s);
+	cr_assert_str_eq(s.got, "status");
+	cr_assert_str_eq(reply, "name=dom state=running");
+	s = (struct runner_script){ .say = err };
+	t = serve(&s);
+	cr_assert_eq(ctl_request("dom", "pause", -1, NULL, reply, sizeof(reply)), 1);
+	done(t, &s);
+	cr_assert_str_eq(reply, "busy: a save is running");
+	s = (struct runner_script){ .say = bare };
+	t = serve(&s);
+	cr_assert_eq(ctl_request("dom", "resume", -1, NULL, reply, sizeof(reply)), 0);
+	done(t, &s);
+	cr_assert_str_eq(reply, "");
+}
+
+Test(ctl, progress_lines_go_to_the_hook_and_a_split_reply_is_joined)
+{
+	static const char *const say[] = { "progress 10/20 pages\nround 0 sent 20\n", "progress 2",
+					   "0/20 pages\n", "o", "k saved\n", NULL };
+	struct runner_script s = { .say = say };
+	struct seen seen = { 0 };
+	struct ctl_hooks h = { .on_progress = on_progress, .arg = &seen };
+	char reply[256];
+	pthread_t t = serve(&s);
+
+	cr_assert_eq(ctl_request("dom", "save", -1, &h, reply, sizeof(reply)), 0);
+	done(t, &s);
+	cr_assert_eq(seen.n, 3);
+	cr_assert_str_eq(seen.lines[0], "progress 10/20 pages");
+	cr_assert_str_eq(seen.lines[1], "round 0 sent 20");
+	cr_assert_str_eq(seen.lines[2], "progress 20/20 pages");
+	cr_assert_str_eq(reply, "saved");
+}
+
+static void prepared_answer(int verdict, const char *want, int want_rc)
+{
+	static const char *const say[] = { "prepared 1234 bytes\n", "<answer>", "ok done\n", NULL };
+	struct runner_script s = { .say = say };
+	struct seen seen = { .verdict = verdict };
+	struct ctl_hooks h = { .on_prepared = on_prepared, .arg = &seen, .fd = -1 };
+	char reply[256];
+	pthread_t t = serve(&s);
+
+	cr_assert_eq(ctl_request("dom", "save", -1, &h, reply, sizeof(reply)), want_rc);
+	done(t, &s);
+	cr_assert_str_eq(seen.prepared, "1234 bytes");
+	cr_assert_str_eq(s.answer, want, "on_prepared %d: the runner heard \"%s\"", verdict, s.answer);
+	cr_assert_geq(h.fd, 0, "hooks->fd was not set for ctl_pending");
+}
+
+Test(ctl, prepared_is_answered_commit_abort_or_hold)
+{
+	prepared_answer(0, "commit", 0);
+	prepared_answer(-1, "abort", 0);
+	prepared_answer(1, "hold", 0);
+}
+
+Test(ctl, a_runner_that_hangs_up_is_an_error)
+{
+	static const char *const say[] = { "progress 1/2 pages\n", NULL };
+	struct runner_script s = { .say = say };
+	char reply[256];
+	pthread_t t = serve(&s);
+
+	cr_assert_eq(ctl_request("dom", "save", -1, NULL, reply, sizeof(reply)), -1);
+	done(t, &s);
+	cr_assert(strstr(reply, "closed the connection without a reply"), "%s", reply);
+}
+
+/* The runner's longest line: 1022 characters and the newline (tools/runner.c reply()). */
+Test(ctl, the_longest_reply_line_is_read_whole)
+{
+	static char longline[1024];
+	static const char *const say[] = { "progress 1/2 pages\n", longline, NULL };
+	struct runner_script s = { .say = say };
+	char reply[2048];
+	pthread_t t;
+
+	memcpy(longline, "ok ", 3);
+	memset(longline + 3, 'x', 1019);
+	longline[1022] = '\n';
+	t = serve(&s);
+	cr_assert_eq(ctl_request("dom", "status", -1, NULL, reply, sizeof(reply)), 0);
+	done(t, &s);
+	cr_assert_eq(strlen(reply), 1019, "reply of %zu characters", strlen(reply));
+	cr_assert_eq(strspn(reply, "x"), 1019);
+}
+
+Test(ctl, a_passed_fd_arrives)
+{
+	static const char *const say[] = { "ok\n", NULL };
+	struct runner_script s = { .say = say };
+	char reply[256];
+	struct stat a, b;
+	pthread_t t = serve(&s);
+
+	cr_assert_eq(ctl_request("dom", "save live=1", STDERR_FILENO, NULL, reply, sizeof(reply)), 0);
+	done(t, &s);
+	cr_assert_str_eq(s.got, "save live=1");
+	cr_assert_geq(s.passed_fd, 0, "no fd came with the request");
+	cr_assert_eq(fstat(s.passed_fd, &a), 0);
+	cr_assert_eq(fstat(STDERR_FILENO, &b), 0);
+	cr_assert(a.st_dev == b.st_dev && a.st_ino == b.st_ino, "a different file came");
+	close(s.passed_fd);
+}
+
+Test(ctl, no_domain_or_a_bad_name)
+{
+	char reply[256];
+
+	make_run_dir();
+	cr_assert_eq(ctl_request("nobody", "status", -1, NULL, reply, sizeof(reply)), -1);
+	cr_assert(strstr(reply, "no domain \"nobody\"") && strstr(reply, "not running"), "%s", reply);
+	cr_assert_eq(ctl_request("a/b", "status", -1, NULL, reply, sizeof(reply)), -1);
+	cr_assert(strstr(reply, "bad domain name \"a/b\""), "%s", reply);
+	rmdir(run_dir);
+}
