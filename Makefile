@@ -23,6 +23,9 @@ PKGS      := libxxhash liblz4
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lxxhash -llz4) -lpthread
 CRIT_LIBS := $(shell pkg-config --libs criterion 2>/dev/null || echo -lcriterion)
+# GnuTLS for migration's TLS (tools/tls.c): the tools that open tcp: streams.
+TLS_CFLAGS := $(shell pkg-config --cflags gnutls 2>/dev/null)
+TLS_LIBS  := $(shell pkg-config --libs gnutls 2>/dev/null || echo -lgnutls)
 
 WARNINGS  := -Wall -Wextra -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes \
              -Wold-style-definition -Wundef -Wwrite-strings -Wvla -Wshadow
@@ -31,7 +34,7 @@ WARNINGS  += -Werror
 endif
 CFLAGS    ?= -O2 -g
 ALL_CFLAGS := -std=gnu11 $(WARNINGS) $(CFLAGS) -fPIC -D_GNU_SOURCE -Ilibsr -Ixc -Ihvmctx -Iguest -Itools \
-              $(PKG_CFLAGS) -MMD -MP
+              $(PKG_CFLAGS) $(TLS_CFLAGS) -MMD -MP
 # The tools in $(O) are the ones the tests run: they honour the test hooks
 # (sr-ctl poke, SR_MIGRATE_TEST_*, SR_TEST_PAUSE_AT, SR_SAVE_COMMIT_DELAY_MS).
 # make install installs a build without them, $(O)/release.
@@ -66,7 +69,7 @@ HVMCTX_SRCS := hvmctx/vcpu.c hvmctx/vm.c hvmctx/save.c hvmctx/restore.c hvmctx/c
 HVMCTX_OBJS := $(HVMCTX_SRCS:%.c=$(O)/%.o)
 RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/runner_save.o $(O)/tools/serial8250.o $(O)/tools/console.o \
                $(O)/tools/ctl.o $(O)/tools/util.o $(O)/tools/host.o $(O)/tools/migrate.o $(O)/tools/net.o \
-               $(O)/tools/imgfile.o $(HVMCTX_OBJS) $(XC_OBJS)
+               $(O)/tools/imgfile.o $(O)/tools/tls.o $(HVMCTX_OBJS) $(XC_OBJS)
 
 # Freestanding test guests: 64-bit code, no libc, no SSE in compiled C (the
 # guest checks its own vector registers), flat binaries loaded at 1 MiB.
@@ -145,12 +148,12 @@ $(O)/sr-ctl: $(O)/tools/sr-ctl.o $(O)/tools/ctl.o $(O)/tools/migrate.o $(O)/tool
 
 $(O)/sr-run $(O)/sr-restore: $(O)/sr-%: $(O)/tools/sr-%.o $(RUNNER_OBJS) $(O)/libsr.a
 	$(E) "  LD      $@"
-	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(TLS_LIBS) -lpthread
 
 $(O)/sr-save $(O)/sr-migrate: $(O)/sr-%: $(O)/tools/sr-%.o $(O)/tools/save_cli.o $(O)/tools/ctl.o \
-		$(O)/tools/migrate.o $(O)/tools/net.o $(O)/tools/util.o $(O)/tools/imgfile.o
+		$(O)/tools/migrate.o $(O)/tools/net.o $(O)/tools/tls.o $(O)/tools/util.o $(O)/tools/imgfile.o
 	$(E) "  LD      $@"
-	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(TLS_LIBS) -lpthread
 
 $(O)/tests/test-ctl: $(O)/tests/test_ctl.o $(O)/tools/ctl.o
 	$(E) "  LD      $@"
@@ -178,7 +181,7 @@ check-unit: $(UNIT_TESTS) $(TOOLS) $(O)/tests/threads
 	$(Q)$(O)/tests/test-ctl --jobs 2
 	$(Q)$(O)/tests/threads | tail -1
 
-check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(GUEST) release
+check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(O)/tests/noipv6.so $(GUEST) release
 	$(Q)O=$(O) tests/tools.sh
 	$(Q)O=$(O) tests/host.sh
 	$(Q)O=$(O) tests/manpages.sh
@@ -354,6 +357,12 @@ $(O)/tests/threads: $(O)/tests/threads.o $(O)/libsr.a
 $(O)/tests/mkimage: $(O)/tests/mkimage.o $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# tools.sh: a host without IPv6, for the listener's IPv4 fallback (LD_PRELOAD).
+$(O)/tests/noipv6.so: tests/noipv6.c
+	@mkdir -p $(dir $@)
+	$(E) "  CC      $@"
+	$(Q)$(CC) -std=gnu11 $(WARNINGS) -O2 -shared -fPIC -o $@ $< -ldl
 
 deps:
 	$(Q)scripts/deps.sh all

@@ -17,7 +17,10 @@
 #            tbf at SR_PEER_LINK_MBIT when set): sr-migrate to an sr-restore
 #            --listen against QEMU's migrate "tcp:" to a QEMU -incoming, 50 ms
 #            downtime target each: total time, downtime, bytes; each moved
-#            guest must print its next tick there
+#            guest must print its next tick there; then both again over TLS 1.3
+#            with one pre-shared key (sr-migrate --tls-psk, QEMU's
+#            tls-creds-psk), and the ratio of sr's encrypted to plaintext rate
+# SR_PEER_ONLY="cold live migrate" (all by default) picks the sections to run.
 # Prints each row as it is measured, then the table (wall time, bytes, MB/s,
 # fraction of dd's rate, ratio to QEMU), and writes peer.tsv and peer.png in
 # SR_BENCH_OUT ($O/bench).  Numbers, not a test: only a broken run fails.
@@ -29,6 +32,8 @@ data=${SR_PEER_DATA:-600}
 live_mib=${SR_PEER_LIVE_MIB:-$((mem / 10))}
 live_s=${SR_PEER_LIVE_S:-180}
 boot_s=${SR_PEER_BOOT_S:-900}
+only=${SR_PEER_ONLY:-cold live migrate}
+section() { [[ " $only " == *" $1 "* ]]; }
 kernel=build/box/kernel/vmlinuz
 initrd=$O/guest/linux-initramfs.cpio.gz
 cmdline="console=ttyS0 reboot=k panic=-1 pci=off nomodeset i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd no_timer_check rdinit=/init quiet"
@@ -95,6 +100,7 @@ qemu_migrate() {
 field() { echo "$mig" | python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 # ------------------------------------------------------------------ cold: sr
+if section cold; then
 echo "bench-peer: cold save and restore, sr"
 sr_start "$data"
 last=$(ticks "$dir/sr.out" | tail -1)
@@ -133,8 +139,10 @@ wait_tick "$dir/q.out" "$last" 300 || die "QEMU's restored guest did not tick (s
 qemu_quit
 row "QEMU restore (cold)" $((b - a)) "$(stat -c %s "$dir/q.img")" - "-incoming exec:cat, until loaded ($st); it then ran on"
 rm -f "$dir/q.img"
+fi
 
 # ------------------------------------------------------------------ live
+if section live; then
 echo "bench-peer: live, the workload rewriting ${live_mib} MiB a second"
 sr_start "$live_mib"
 sleep 5
@@ -161,8 +169,10 @@ for limit in 300 50; do
 	qemu_quit
 	rm -f "$dir/q.img"
 done
+fi
 
 # ------------------------------------------------------------------ migrate
+if section migrate; then
 echo "bench-peer: migration over a veth pair between two network namespaces${SR_PEER_LINK_MBIT:+, ${SR_PEER_LINK_MBIT} Mbit/s}"
 . tests/netns.sh
 netns_up "$dir" || die "two network namespaces joined by a veth pair" "$dir/net.out"
@@ -170,48 +180,75 @@ if [ -n "${SR_PEER_LINK_MBIT:-}" ]; then
 	tc qdisc add dev sr-near root tbf rate "${SR_PEER_LINK_MBIT}mbit" burst 256kb latency 100ms ||
 		die "tc could not cap the link"
 fi
-sr_start "$live_mib"
-sleep 5
-far $O/sr-restore --listen 7801 --name peer --accept-timeout 600 </dev/null >"$dir/sr-far.out" 2>&1 &
-fpid=$!
-for _ in $(seq 1 400); do grep -q 'listening on' "$dir/sr-far.out" && break; nap; done
-last=$(ticks "$dir/sr.out" | tail -1)
-a=$(ms)
-mig=$(timeout "$live_s" $O/sr-migrate --stats peer tcp:10.77.0.2:7801 2>&1) || die "sr-migrate failed: $(echo "$mig" | tail -1)" "$dir/sr-far.out"
-b=$(ms)
-wait_tick "$dir/sr-far.out" "$last" 300 || die "the migrated guest did not tick there" "$dir/sr-far.out"
-SR_RUN_DIR=$dir/far $O/sr-ctl peer destroy >/dev/null 2>&1; wait $fpid 2>/dev/null
-# The guest's whole pause: from the final round to the receiver's "running".
-down=$(echo "$mig" | sed -n 's/.*paused \([0-9.]*\) ms until the commit.*/\1/p')
-bytes=$(echo "$mig" | sed -n 's/.* \([0-9]*\) bytes for .*/\1/p')
-row "sr migrate (50 ms)" $((b - a)) "${bytes:--}" "$down" "sr-migrate tcp:, $(echo "$mig" | sed -n 's/.*live: \([0-9]* rounds ([^)]*)\).*/\1/p'), downtime from the pause to the receiver's running (stream part $(echo "$mig" | sed -n 's/.*downtime \([0-9.]*\) ms.*/\1/p') ms); it ticked on there"
-wait
-: > "$dir/q.out"
-qemu_start "$live_mib"
-wait_tick "$dir/q.out" 0 "$boot_s" || die "QEMU's guest showed no workload tick" "$dir/q.out"
-sleep 5
-spid=$qpid
-: > "$dir/qf.out"
-far qemu-system-x86_64 -accel kvm -cpu host -m "$mem" -smp 1 -nodefaults -display none \
-	-no-reboot -serial "file:$dir/qf.out" -qmp "unix:$dir/qf.qmp,server=on,wait=off" \
-	-kernel "$kernel" -initrd "$initrd" -append "$cmdline sr.workload=$live_mib,0" \
-	-incoming tcp:10.77.0.2:7802 </dev/null >"$dir/qf.err" 2>&1 &
-fpid=$!
-$qmp "$dir/qf.qmp" query-status >/dev/null 2>&1 || sleep 1
-last=$(ticks "$dir/q.out" | tail -1)
-$qmp "$dir/q.qmp" migrate-set-parameters '{"max-bandwidth": 1000000000000, "downtime-limit": 50}' >/dev/null
-mig=$($qmp "$dir/q.qmp" migrate tcp:10.77.0.2:7802 "$live_s"); rc=$?
-if [ $rc -eq 0 ]; then
-	$qmp "$dir/qf.qmp" wait-loaded 60 >/dev/null && $qmp "$dir/qf.qmp" cont >/dev/null 2>&1
-	wait_tick "$dir/qf.out" "$last" 300 || die "QEMU's migrated guest did not tick there" "$dir/qf.out"
-	row "QEMU migrate (50 ms)" "$(field 'd["total-time"]')" "$(field 'd["ram"]["transferred"]')" \
-		"$(field 'd["downtime"]')" "migrate tcp:, $(field 'str(d["ram"]["dirty-sync-count"])') dirty syncs; it ticked on there"
-else
-	row "QEMU migrate (50 ms)" "$(field 'd["wall_ms"]' 2>/dev/null)" - - "did not converge in ${live_s} s (cancelled)"
-fi
-qemu_quit
-$qmp "$dir/qf.qmp" quit >/dev/null 2>&1; wait $fpid 2>/dev/null
+# Both speak TLS 1.3 with the same pre-shared key file (psktool's format, keys.psk).
+mkdir -p "$dir/psk"
+echo "peer:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$dir/psk/keys.psk"
+# sr_migrate_row NAME PORT [sr-migrate/sr-restore TLS options]: the live workload moved by sr.
+sr_migrate_row() {
+	local name=$1 port=$2 tlsopt
+	shift 2
+	tlsopt=${*:---insecure-plaintext}
+	sr_start "$live_mib"
+	sleep 5
+	far $O/sr-restore -v --listen $port $tlsopt --name peer --accept-timeout 600 </dev/null >"$dir/sr-far.out" 2>&1 &
+	fpid=$!
+	for _ in $(seq 1 400); do grep -q 'listening on' "$dir/sr-far.out" && break; nap; done
+	last=$(ticks "$dir/sr.out" | tail -1)
+	a=$(ms)
+	mig=$(timeout "$live_s" $O/sr-migrate --stats "$@" peer tcp:10.77.0.2:$port 2>&1) || die "sr-migrate failed: $(echo "$mig" | tail -1)" "$dir/sr-far.out"
+	b=$(ms)
+	wait_tick "$dir/sr-far.out" "$last" 300 || die "the migrated guest did not tick there" "$dir/sr-far.out"
+	SR_RUN_DIR=$dir/far $O/sr-ctl peer destroy >/dev/null 2>&1; wait $fpid 2>/dev/null
+	# The guest's whole pause: from the final round to the receiver's "running".
+	down=$(echo "$mig" | sed -n 's/.*paused \([0-9.]*\) ms until the commit.*/\1/p')
+	bytes=$(echo "$mig" | sed -n 's/.* \([0-9]*\) bytes for .*/\1/p')
+	row "$name" $((b - a)) "${bytes:--}" "$down" "sr-migrate tcp:, $(echo "$mig" | sed -n 's/^transport: \([^;]*\).*/\1/p'), $(echo "$mig" | sed -n 's/.*live: \([0-9]* rounds ([^)]*)\).*/\1/p'), downtime from the pause to the receiver's running (stream part $(echo "$mig" | sed -n 's/.*downtime \([0-9.]*\) ms.*/\1/p') ms); it ticked on there"
+	wait
+}
+# qemu_migrate_row NAME PORT [tls]: the same with QEMU (TLS: tls-creds-psk, the same key file).
+qemu_migrate_row() {
+	local name=$1 port=$2 tls=${3:-} note="migrate tcp:"
+	: > "$dir/q.out"
+	if [ -n "$tls" ]; then
+		qemu_start "$live_mib" -object tls-creds-psk,id=tls0,endpoint=client,dir="$dir/psk",username=peer
+		note="migrate tcp: with tls-creds-psk"
+	else
+		qemu_start "$live_mib"
+	fi
+	wait_tick "$dir/q.out" 0 "$boot_s" || die "QEMU's guest showed no workload tick" "$dir/q.out"
+	sleep 5
+	spid=$qpid
+	: > "$dir/qf.out"
+	rm -f "$dir/qf.qmp"
+	far qemu-system-x86_64 -accel kvm -cpu host -m "$mem" -smp 1 -nodefaults -display none \
+		-no-reboot -serial "file:$dir/qf.out" -qmp "unix:$dir/qf.qmp,server=on,wait=off" \
+		-kernel "$kernel" -initrd "$initrd" -append "$cmdline sr.workload=$live_mib,0" \
+		${tls:+-object tls-creds-psk,id=tls0,endpoint=server,dir=$dir/psk} \
+		-incoming defer </dev/null >"$dir/qf.err" 2>&1 &
+	fpid=$!
+	for _ in $(seq 1 100); do $qmp "$dir/qf.qmp" query-status >/dev/null 2>&1 && break; sleep 0.2; done
+	[ -n "$tls" ] && $qmp "$dir/qf.qmp" migrate-set-parameters '{"tls-creds": "tls0"}' >/dev/null
+	$qmp "$dir/qf.qmp" migrate-incoming "{\"uri\": \"tcp:10.77.0.2:$port\"}" >/dev/null
+	last=$(ticks "$dir/q.out" | tail -1)
+	$qmp "$dir/q.qmp" migrate-set-parameters "{\"max-bandwidth\": 1000000000000, \"downtime-limit\": 50${tls:+, \"tls-creds\": \"tls0\"}}" >/dev/null
+	mig=$($qmp "$dir/q.qmp" migrate tcp:10.77.0.2:$port "$live_s"); rc=$?
+	if [ $rc -eq 0 ]; then
+		$qmp "$dir/qf.qmp" wait-loaded 60 >/dev/null && $qmp "$dir/qf.qmp" cont >/dev/null 2>&1
+		wait_tick "$dir/qf.out" "$last" 300 || die "QEMU's migrated guest did not tick there" "$dir/qf.out"
+		row "$name" "$(field 'd["total-time"]')" "$(field 'd["ram"]["transferred"]')" \
+			"$(field 'd["downtime"]')" "$note, $(field 'str(d["ram"]["dirty-sync-count"])') dirty syncs; it ticked on there"
+	else
+		row "$name" "$(field 'd["wall_ms"]' 2>/dev/null)" - - "did not converge in ${live_s} s (cancelled): $mig"
+	fi
+	qemu_quit
+	$qmp "$dir/qf.qmp" quit >/dev/null 2>&1; wait $fpid 2>/dev/null
+}
+sr_migrate_row "sr migrate (50 ms)" 7801
+sr_migrate_row "sr migrate TLS (50 ms)" 7803 --tls-psk "$dir/psk/keys.psk"
+qemu_migrate_row "QEMU migrate (50 ms)" 7802
+qemu_migrate_row "QEMU migrate TLS (50 ms)" 7804 tls
 netns_down
+fi
 
 # ------------------------------------------------------------------ table
 echo
@@ -237,6 +274,11 @@ awk -F'\t' '
 		print ""
 		for (i = 2; i <= n; i++)
 			print "- " name[i] ": " note[i]
+		if (("sr migrate TLS (50 ms)" in key) && ("sr migrate (50 ms)" in key)) {
+			p = key["sr migrate (50 ms)"]; t = key["sr migrate TLS (50 ms)"]
+			if (wall[p] > 0 && wall[t] > 0 && bytes[p] != "-" && bytes[t] != "-")
+				printf "\nsr migrate: encrypted %.2f of plaintext throughput (MB/s, same run)\n", (bytes[t] / wall[t]) / (bytes[p] / wall[p])
+		}
 	}' "$rows" | tee "$out/peer.md"
 if command -v gnuplot >/dev/null; then
 	awk -F'\t' 'NR > 1 { printf "%d \"%s\" %s\n", NR - 2, $1, $2 }' "$rows" > "$out/peer.dat"

@@ -88,12 +88,15 @@ moddir=$kdir/lib/modules/$kver/kernel
 # ------------------------------------------------------------- initramfs
 # Module load order: kvm-amd needs kvm and ccp, kvm needs irqbypass; then
 # virtio-pci and 9p for the shares, overlay for the writable root; veth, tbf
-# and netem for the migration tests' two network namespaces and their link.
+# and netem for the migration tests' two network namespaces and their link; tls for
+# kernel TLS (kTLS) under migration over TLS, with the AES-GCM it needs (the box has no
+# modprobe to load them on demand: without them TLS_RX fails with ENOENT).
 modules="virt/lib/irqbypass drivers/crypto/ccp/ccp arch/x86/kvm/kvm arch/x86/kvm/kvm-amd
 drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_legacy_dev
 drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci fs/netfs/netfs
 fs/fscache/fscache net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p fs/overlayfs/overlay
-drivers/net/veth net/sched/sch_tbf net/sched/sch_netem"
+drivers/net/veth net/sched/sch_tbf net/sched/sch_netem crypto/cryptd crypto/crypto_simd
+arch/x86/crypto/aesni-intel crypto/gf128mul crypto/ghash-generic crypto/ctr crypto/gcm net/tls/tls"
 
 initrd=$cache/initrd.gz
 if [ ! -f "$initrd" ] || [ "$0" -nt "$initrd" ]; then

@@ -1413,7 +1413,7 @@ mig_net() {
 }
 # Starts a receiver on far, port $1, name $2, output to $tmp/$2.far; waits until it listens.
 far_listen() {
-	far $O/sr-restore --listen "$1" --name "$2" --accept-timeout 120 </dev/null >"$tmp/$2.far" 2>&1 &
+	far $O/sr-restore --listen "$1" --insecure-plaintext --name "$2" --accept-timeout 120 </dev/null >"$tmp/$2.far" 2>&1 &
 	fpid=$!
 	for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/$2.far" && return 0; sleep 0.05; done
 	return 1
@@ -1453,7 +1453,7 @@ if want migrate-linux 400 && linux_ready migrate-linux && mig_net; then
 		</dev/null >"$tmp/ml.out" 2>&1 &
 	spid=$!
 	wait_domain ml
-	far $O/sr-restore --listen 7701 --accept-timeout 120 </dev/null 2>&1 | stamp >"$tmp/ml.far" &
+	far $O/sr-restore --listen 7701 --insecure-plaintext --accept-timeout 120 </dev/null 2>&1 | stamp >"$tmp/ml.far" &
 	for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/ml.far" && break; sleep 0.05; done
 	for _ in $(seq 1 600); do grep -q "tick 6 " "$tmp/ml.out" && break; sleep 0.2; done
 	$O/sr-migrate --stats ml tcp:10.77.0.2:7701 2>"$tmp/ml.mig"; rc=$?
@@ -1517,7 +1517,7 @@ fi
 if want migrate-receiver-dies-after-ready && mig_net; then
 	# The receiver dies right after "ready": the source resumes its domain.
 	mig_guest mq --memory 64 --pages 256
-	far env SR_MIGRATE_TEST_DIE_AFTER_READY=1 $O/sr-restore --listen 7705 --accept-timeout 120 </dev/null >"$tmp/mq.far" 2>&1 &
+	far env SR_MIGRATE_TEST_DIE_AFTER_READY=1 $O/sr-restore --listen 7705 --insecure-plaintext --accept-timeout 120 </dev/null >"$tmp/mq.far" 2>&1 &
 	fpid=$!
 	for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/mq.far" && break; sleep 0.05; done
 	SR_MIGRATE_TEST_GO_DELAY_MS=500 $O/sr-migrate --cold -q mq tcp:10.77.0.2:7705 2>"$tmp/mq.mig"; rc=$?
@@ -1709,12 +1709,14 @@ if want migrate-100mbit 300 && mig_net; then
 fi
 
 if want migrate-timeouts && mig_net; then
-	# A receiver that hears nothing for --idle-timeout gives up, and tells the source why;
-	# a source whose SYNs are lost gives up after --connect-timeout, the domain untouched.
-	far $O/sr-restore --listen 7708 --idle-timeout 2 </dev/null >"$tmp/it.far" 2>&1 &
+	# A receiver that hears nothing for --idle-timeout once a stream began gives up, and
+	# tells the source why; a source whose SYNs are lost gives up after --connect-timeout,
+	# the domain untouched.
+	far $O/sr-restore --listen 7708 --insecure-plaintext --idle-timeout 2 </dev/null >"$tmp/it.far" 2>&1 &
 	fpid=$!
 	for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/it.far" && break; sleep 0.05; done
 	exec 3<>/dev/tcp/10.77.0.2/7708
+	printf SRKVMIMG >&3		# a stream's first bytes (a silent connection is dropped unanswered)
 	a=$(date +%s%N)
 	read -r -t 20 said <&3
 	wait $fpid; dst=$?
@@ -1766,6 +1768,85 @@ if want migrate-ssh && mig_net; then
 		cat "$tmp/mh.mig" "$tmp/far/mh2.log" "$tmp/ssh/sshd.log" > "$tmp/mh.all" 2>/dev/null
 		bad "migrate-ssh: sr-migrate $rc, source $src" "$tmp/mh.all"
 	fi
+fi
+
+# Live over TLS 1.3 with a pre-shared key between the two hosts: a wrong key first
+# (refused, the domain untouched, the receiver listens on), then the right one; the
+# guest verifies its memory there.  migrate-tls: kernel TLS where the kernel has it
+# (this box's has the tls module); migrate-tls-user: the records in user space
+# (SR_KTLS=off on both sides).  mig_tls NAME PORT SR_KTLS EXPECTED-TRANSPORT
+mig_tls() {
+	local n=$1 p=$2 ktls=$3 expect=$4 rc1 rc st
+	echo "src:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$tmp/keys.psk"
+	echo "src:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$tmp/wrong.psk"
+	mig_guest $n --memory 64 --dirty-rate 50
+	far env SR_KTLS=$ktls $O/sr-restore -v --listen $p --tls-psk "$tmp/keys.psk" --accept-timeout 120 </dev/null >"$tmp/$n.far" 2>&1 &
+	fpid=$!
+	for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/$n.far" && break; sleep 0.05; done
+	SR_KTLS=$ktls $O/sr-migrate --tls-psk "$tmp/wrong.psk" $n tcp:10.77.0.2:$p 2>"$tmp/$n.mig"; rc1=$?
+	st=$($O/sr-ctl $n status 2>&1)
+	echo "     $n: the wrong key: sr-migrate exited $rc1: $(tail -1 "$tmp/$n.mig")"
+	SR_KTLS=$ktls $O/sr-migrate --stats --tls-psk "$tmp/keys.psk" $n tcp:10.77.0.2:$p 2>>"$tmp/$n.mig"; rc=$?
+	wait $spid; src=$?
+	far_finish $n
+	wait $fpid; dst=$?
+	if [ $rc1 -eq 1 ] && grep -q 'TLS handshake.*the domain was not touched' "$tmp/$n.mig" &&
+	   grep -q running <<<"$st" && grep -q 'refused 10.77.0.1:[0-9]*: TLS handshake' "$tmp/$n.far" &&
+	   [ $rc -eq 0 ] && [ $src -eq 0 ] && [ $dst -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/$n.far" &&
+	   grep -qF "transport: TLS1.3 AES-128-GCM, $expect" "$tmp/$n.mig" &&
+	   grep -qF "transport: TLS1.3 AES-128-GCM, $expect" "$tmp/$n.far"; then
+		ok "$n: a wrong key refused (domain untouched, still listening), then live over TLS with the right one: PASS there; $(grep '^transport' "$tmp/$n.mig"); $(grep -o 'live: [^;]*' "$tmp/$n.mig")"
+	else
+		echo "status after the wrong key: $st" >> "$tmp/$n.mig"
+		cat "$tmp/$n.mig" "$tmp/$n.far" > "$tmp/$n.all"
+		bad "$n: wrong key $rc1, sr-migrate $rc, source $src, receiver $dst" "$tmp/$n.all"
+	fi
+}
+if want migrate-tls && mig_net; then
+	if [ -e /proc/net/tls_stat ]; then
+		mig_tls migrate-tls 7710 on "kernel TLS (kTLS)"
+	else
+		mig_tls migrate-tls 7710 on "user-space TLS (GnuTLS; no kTLS in this kernel"
+	fi
+fi
+if want migrate-tls-user && mig_net; then
+	mig_tls migrate-tls-user 7711 off "user-space TLS (GnuTLS; SR_KTLS=off)"
+fi
+
+if want migrate-bounds 200; then
+	# A source that trickles a valid image 6 bytes at a time never meets the per-read idle
+	# timeout; the overall deadline and the least rate cut it.
+	$O/tests/mkimage -m 4 -v 1 -i 1 -d 50 "$tmp/trickle.img"
+	trickle() {	# PORT: 6 bytes every 0.2 s to 127.0.0.1:PORT
+		python3 -c 'import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+d = open(sys.argv[2], "rb").read()
+try:
+    for i in range(0, len(d), 6):
+        s.send(d[i:i + 6]); time.sleep(0.2)
+except OSError:
+    pass' "$1" "$tmp/trickle.img" 2>/dev/null
+	}
+	for b in "--deadline 4 --min-rate 0:7712:did not end within --deadline 4 s" \
+		 "--min-rate 64:7713:under --min-rate 64 KB/s"; do
+		opts=${b%%:*}; rest=${b#*:}; p=${rest%%:*}; want_msg=${rest#*:}
+		$O/sr-restore --listen 127.0.0.1:$p $opts --idle-timeout 5 </dev/null >"$tmp/tr$p.out" 2>&1 &
+		rpid=$!
+		for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/tr$p.out" && break; sleep 0.05; done
+		trickle $p &
+		tpid=$!
+		for _ in $(seq 1 600); do grep -q 'receiving a domain' "$tmp/tr$p.out" && break; sleep 0.1; done
+		a=$(date +%s%N)
+		for _ in $(seq 1 600); do kill -0 $rpid 2>/dev/null || break; sleep 0.1; done
+		b2=$(date +%s%N)
+		kill $rpid 2>/dev/null; wait $rpid; rc=$?
+		kill $tpid 2>/dev/null; wait $tpid 2>/dev/null
+		if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q "$want_msg" "$tmp/tr$p.out"; then
+			ok "migrate-bounds: a 6-bytes-a-time source cut after $(( (b2 - a) / 1000000 )) ms ($opts): $(tail -1 "$tmp/tr$p.out")"
+		else
+			bad "migrate-bounds: $opts: exit $rc after $(( (b2 - a) / 1000000 )) ms" "$tmp/tr$p.out"
+		fi
+	done
 fi
 netns_down
 

@@ -2,14 +2,18 @@
 /* TCP for migration streams (see net.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/tcp.h>		/* not netinet/tcp.h: its tcp_info lacks tcpi_bytes_received */
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "net.h"
@@ -54,7 +58,16 @@ static int valid_port(const char *p)
 
 static void addr_text(const struct sockaddr *sa, socklen_t sl, char *buf, size_t len)
 {
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
 	char h[NI_MAXHOST], s[NI_MAXSERV];
+
+	if (sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+		/* An IPv4 peer of a dual-stack socket: shown as IPv4. */
+		const uint8_t *a = &s6->sin6_addr.s6_addr[12];
+
+		snprintf(buf, len, "%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3], ntohs(s6->sin6_port));
+		return;
+	}
 
 	if (getnameinfo(sa, sl, h, sizeof(h), s, sizeof(s), NI_NUMERICHOST | NI_NUMERICSERV)) {
 		snprintf(buf, len, "?");
@@ -139,45 +152,94 @@ int net_connect(const char *hostport, int timeout_ms, unsigned idle_s, char *why
 	return fd;
 }
 
-int net_listen(const char *spec, char *bound, size_t blen, char *why, size_t len)
+static bool is_loopback(const struct sockaddr *sa)
 {
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a) ||
+		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return false;
+}
+
+/* Binds and listens on one address; the socket or -1 (errno in err). */
+static int listen_one(const struct addrinfo *ai, bool dual, int *err)
+{
+	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+	int one = 1, zero = 0;
+
+	if (fd < 0) {
+		*err = errno;
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (dual)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 8)) {
+		*err = errno;
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Every address of a family (AI_PASSIVE), or host's addresses; the first that binds. */
+static int listen_on(const char *host, const char *port, int family, bool loopback_only,
+		     int *err, char *why, size_t len)
+{
+	struct addrinfo hints = { .ai_family = family, .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_PASSIVE }, *res, *ai;
+	int fd = -1, rc = getaddrinfo(host, port, &hints, &res);
+
+	if (rc) {
+		snprintf(why, len, "%s: %s", host ? host : "every address", gai_strerror(rc));
+		*err = -1;
+		return -1;
+	}
+	for (ai = res; ai && fd < 0; ai = ai->ai_next) {
+		if (loopback_only && !is_loopback(ai->ai_addr)) {
+			snprintf(why, len, "%s is not a loopback address: without TLS (--tls-psk, "
+				 "--tls-creds) --listen takes only loopback addresses, unless "
+				 "--insecure-plaintext is given", host);
+			*err = -1;
+			break;
+		}
+		fd = listen_one(ai, !host && ai->ai_family == AF_INET6, err);
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+int net_listen(const char *spec, bool loopback_only, char *bound, size_t blen, char *why,
+	       size_t len)
+{
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	char host[256];
 	const char *port;
-	int fd = -1, err = 0, one = 1, zero = 0, rc;
+	int fd, err = 0;
 
 	if (split(spec, host, sizeof(host), &port) || !valid_port(port)) {
-		snprintf(why, len, "\"%s\" is not [ADDR:]PORT", spec);
+		snprintf(why, len, "\"%s\" is not [ADDR:]PORT (a literal IPv6 address goes in "
+			 "brackets: [::1]:PORT)", spec);
 		return -1;
 	}
-	if (!host[0])
-		hints.ai_family = AF_INET6;	/* dual-stack: IPv4 too, mapped */
-	rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
-	if (rc) {
-		snprintf(why, len, "%s: %s", host[0] ? host : spec, gai_strerror(rc));
-		return -1;
+	if (host[0])
+		fd = listen_on(host, port, AF_UNSPEC, loopback_only, &err, why, len);
+	else if (loopback_only)
+		fd = listen_on("127.0.0.1", port, AF_INET, true, &err, why, len);
+	else {
+		/* Dual-stack IPv6; IPv4 alone where the host has no IPv6 (EAFNOSUPPORT and kin). */
+		fd = listen_on(NULL, port, AF_INET6, false, &err, why, len);
+		if (fd < 0 && err != EADDRINUSE && err != EACCES)
+			fd = listen_on(NULL, port, AF_INET, false, &err, why, len);
 	}
-	for (ai = res; ai && fd < 0; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd < 0) {
-			err = errno;
-			continue;
-		}
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (ai->ai_family == AF_INET6 && !host[0])
-			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 1)) {
-			err = errno;
-			close(fd);
-			fd = -1;
-		}
-	}
-	freeaddrinfo(res);
 	if (fd < 0) {
-		snprintf(why, len, "listening on %s: %s", spec, strerror(err));
+		if (err != -1)
+			snprintf(why, len, "listening on %s: %s", spec, strerror(err));
 		return -1;
 	}
 	if (!getsockname(fd, (struct sockaddr *)&ss, &sl))
@@ -210,4 +272,126 @@ int net_accept(int lfd, int timeout_ms, unsigned idle_s, char *peer, size_t plen
 	addr_text((struct sockaddr *)&ss, sl, peer, plen);
 	net_tune(fd, idle_s);
 	return fd;
+}
+
+struct net_guard {
+	int fd;
+	struct net_guard_opts o;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop, cut;
+	char why[200];
+};
+
+/* Bytes the peer has sent us so far (received in order, read or not). */
+static uint64_t bytes_in(int fd)
+{
+	struct tcp_info ti;
+	socklen_t tl = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) ||
+	    tl < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(ti.tcpi_bytes_received))
+		return 0;
+	return ti.tcpi_bytes_received;
+}
+
+/* Whether the stream broke a bound at now; why says which. */
+static bool guard_check(struct net_guard *g, uint64_t start, uint64_t now, uint64_t *win_t,
+			uint64_t *win_b)
+{
+	uint64_t b = bytes_in(g->fd), span = now - *win_t;
+	int unread = 0;
+
+	if (g->o.deadline_s && now - start >= g->o.deadline_s * 1000000000ull) {
+		snprintf(g->why, sizeof(g->why), "the stream did not end within --deadline %u s",
+			 g->o.deadline_s);
+		return true;
+	}
+	if (!ioctl(g->fd, FIONREAD, &unread) && unread > 0) {
+		*win_t = now;		/* we are the slow side: the peer is not to blame */
+		*win_b = b;
+		return false;
+	}
+	if (!g->o.min_rate_kbs || span < g->o.window_s * 1000000000ull)
+		return false;
+	if ((b - *win_b) * 1e9 / span < g->o.min_rate_kbs * 1000.0) {
+		snprintf(g->why, sizeof(g->why), "the peer sent %.1f KB/s over the last %.0f s, "
+			 "under --min-rate %u KB/s", (b - *win_b) * 1e6 / span, span / 1e9,
+			 g->o.min_rate_kbs);
+		return true;
+	}
+	*win_t = now;
+	*win_b = b;
+	return false;
+}
+
+static void *guard_run(void *arg)
+{
+	struct net_guard *g = arg;
+	uint64_t start = mono_ns(), win_t = start, win_b = bytes_in(g->fd);
+	struct timespec ts;
+
+	pthread_mutex_lock(&g->lock);
+	while (!g->stop) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&g->cond, &g->lock, &ts);
+		if (g->stop)
+			break;
+		if (guard_check(g, start, mono_ns(), &win_t, &win_b)) {
+			g->cut = true;
+			shutdown(g->fd, SHUT_RDWR);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&g->lock);
+	return NULL;
+}
+
+struct net_guard *net_guard_start(int fd, const struct net_guard_opts *o, char *why, size_t len)
+{
+	struct net_guard *g = calloc(1, sizeof(*g));
+	pthread_condattr_t ca;
+
+	if (!g) {
+		snprintf(why, len, "out of memory");
+		return NULL;
+	}
+	g->fd = fd;
+	g->o = *o;
+	if (!g->o.window_s)
+		g->o.window_s = 10;
+	pthread_mutex_init(&g->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&g->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&g->thread, NULL, guard_run, g)) {
+		snprintf(why, len, "starting the stream's guard thread failed");
+		free(g);
+		return NULL;
+	}
+	return g;
+}
+
+bool net_guard_stop(struct net_guard *g, char *why, size_t len)
+{
+	bool cut;
+
+	if (!g)
+		return false;
+	pthread_mutex_lock(&g->lock);
+	g->stop = true;
+	pthread_cond_signal(&g->cond);
+	pthread_mutex_unlock(&g->lock);
+	pthread_join(g->thread, NULL);
+	cut = g->cut;
+	if (cut)
+		snprintf(why, len, "%s", g->why);
+	pthread_mutex_destroy(&g->lock);
+	pthread_cond_destroy(&g->cond);
+	free(g);
+	return cut;
 }

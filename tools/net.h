@@ -7,6 +7,7 @@
 #ifndef SR_NET_H
 #define SR_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /*
@@ -17,11 +18,15 @@
 int net_connect(const char *hostport, int timeout_ms, unsigned idle_s, char *why, size_t len);
 
 /*
- * Listens on "[ADDR:]PORT" (no ADDR: every address, IPv6 and IPv4).  Puts
+ * Listens on "[ADDR:]PORT" ("[V6ADDR]:PORT" for a literal IPv6 address).
+ * No ADDR: every address, IPv6 and IPv4 on one dual-stack socket, or IPv4
+ * alone on a host without IPv6; with loopback_only, 127.0.0.1.  With
+ * loopback_only an ADDR that is not a loopback address is refused.  Puts
  * the address it is bound to, as "ADDR:PORT", in bound.  Returns the
  * listening socket or -1.
  */
-int net_listen(const char *spec, char *bound, size_t blen, char *why, size_t len);
+int net_listen(const char *spec, bool loopback_only, char *bound, size_t blen, char *why,
+	       size_t len);
 
 /* Accepts one connection within timeout_ms (0: forever); its peer in peer. */
 int net_accept(int lfd, int timeout_ms, unsigned idle_s, char *peer, size_t plen, char *why,
@@ -33,5 +38,27 @@ int net_accept(int lfd, int timeout_ms, unsigned idle_s, char *peer, size_t plen
  * waits longer fails with EAGAIN, a write with ETIMEDOUT.
  */
 void net_tune(int fd, unsigned idle_s);
+
+/*
+ * A receiver's bounds on a stream, beyond the idle timeout: an overall
+ * deadline, and a least rate the peer must keep up over each window (a
+ * peer trickling a few bytes per idle timeout is cut).  A guard thread
+ * watches the socket's received byte count (TCP_INFO); time during which
+ * unread bytes wait in the socket (the receiver is the slow one) does not
+ * count against the peer.  A peer that breaks a bound has its connection
+ * shut down both ways, so a blocked reader sees the stream end.
+ */
+struct net_guard_opts {
+	unsigned deadline_s;		/* 0: none */
+	unsigned min_rate_kbs;		/* KB/s (1000 bytes); 0: none */
+	unsigned window_s;		/* the span the rate is averaged over */
+};
+
+struct net_guard;
+
+struct net_guard *net_guard_start(int fd, const struct net_guard_opts *o, char *why, size_t len);
+
+/* Stops watching; true when the guard cut the connection, why saying which bound. */
+bool net_guard_stop(struct net_guard *g, char *why, size_t len);
 
 #endif

@@ -40,6 +40,7 @@
 #include "migrate.h"
 #include "net.h"
 #include "save_cli.h"
+#include "tls.h"
 #include "util.h"
 
 /* sr-migrate's own exit status: the domain is paused here, its fate unknown. */
@@ -100,6 +101,18 @@ static void usage(FILE *f, bool migrate)
 "      --connect-timeout S  tcp: give up connecting after S seconds (default 10)\n"
 "      --idle-timeout S    tcp: a connection silent for S seconds is dead\n"
 "                          (keepalive; default 30)\n"
+"      --tls-psk FILE      tcp: TLS 1.3 with a pre-shared key, the first\n"
+"                          \"identity:hexkey\" line of FILE (psktool's format);\n"
+"                          the receiver needs the same line\n"
+"      --tls-creds DIR     tcp: TLS 1.3 with X.509: DIR/ca-cert.pem,\n"
+"                          client-cert.pem, client-key.pem (QEMU's layout); the\n"
+"                          receiver's certificate must be signed by the CA and\n"
+"                          name HOST, or a name in --tls-authz\n"
+"      --tls-authz NAME[,NAME]  the receivers allowed: a certificate's DN or a\n"
+"                          host name in its subjectAltName\n"
+"                          Without TLS the stream is plaintext, unauthenticated\n"
+"                          (a receiver listens so only on loopback unless told\n"
+"                          --insecure-plaintext); ssh: has ssh's own\n"
 "      --ssh CMD           ssh: the command that reaches HOST (default \"ssh\";\n"
 "                          e.g. \"ssh -p 2222 -i KEY\")\n"
 "      --remote CMD        ssh: sr-restore's path on HOST (default sr-restore)\n"
@@ -207,15 +220,65 @@ struct target {
 	bool unknown;			/* "go" sent, no "running" heard */
 	bool ran_there;			/* the receiver said "running" */
 	pid_t ssh;			/* ssh: the ssh process */
+	struct tls_conn *tls;		/* tcp: with TLS (fd is its plain end) */
 	char err[900];
 };
 
-/* tcp:HOST:PORT: the stream and the handshake on one connection. */
-static int open_tcp(struct target *t, const char *hostport, unsigned connect_s, unsigned idle_s)
+/* HOST of HOST:PORT or [V6]:PORT (a certificate must name it). */
+static void host_of(const char *hostport, char *host, size_t len)
 {
+	const char *end = hostport[0] == '[' ? strchr(hostport, ']') : strrchr(hostport, ':');
+	size_t n = end ? (size_t)(end - hostport) : strlen(hostport);
+
+	if (hostport[0] == '[')
+		hostport++, n--;
+	snprintf(host, len, "%.*s", (int)n, hostport);
+}
+
+/*
+ * tcp:HOST:PORT: the stream and the handshake on one connection; with TLS
+ * both go through it once the receiver has authenticated.
+ */
+static int open_tcp(struct target *t, const char *hostport, unsigned connect_s, unsigned idle_s,
+		    struct tls_opts *to)
+{
+	struct tls_creds *creds = NULL;
+	char host[256];
+	int fd;
+
 	t->net = true;
-	t->fd = net_connect(hostport, connect_s * 1000, idle_s, t->err, sizeof(t->err));
-	return t->fd < 0 ? -1 : 0;
+	if (to->psk_file || to->creds_dir) {
+		host_of(hostport, host, sizeof(host));
+		to->peer_host = host;
+		creds = tls_creds_new(to, t->err, sizeof(t->err));
+		if (!creds)
+			return -1;
+	}
+	fd = net_connect(hostport, connect_s * 1000, idle_s, t->err, sizeof(t->err));
+	if (fd < 0 || !creds) {
+		t->fd = fd;
+		tls_creds_free(creds);
+		return fd < 0 ? -1 : 0;
+	}
+	t->tls = tls_start(creds, fd, connect_s * 1000, t->err, sizeof(t->err));
+	tls_creds_free(creds);
+	if (!t->tls) {
+		close(fd);
+		return -1;
+	}
+	t->fd = tls_plain_fd(t->tls);
+	return 0;
+}
+
+/* The network destination's connection goes (with TLS: what was written leaves first). */
+static void close_net(struct target *t)
+{
+	if (t->tls)
+		tls_end(t->tls);
+	else
+		close(t->fd);
+	t->tls = NULL;
+	t->fd = -1;
 }
 
 /*
@@ -463,6 +526,9 @@ int save_cli(int argc, char **argv, bool migrate)
 		{ "bandwidth", required_argument, NULL, 'B' },
 		{ "connect-timeout", required_argument, NULL, 'O' },
 		{ "idle-timeout", required_argument, NULL, 'W' },
+		{ "tls-psk", required_argument, NULL, 'P' },
+		{ "tls-creds", required_argument, NULL, 'X' },
+		{ "tls-authz", required_argument, NULL, 'A' },
 		{ "ssh", required_argument, NULL, 'H' },
 		{ "remote", required_argument, NULL, 'r' },
 		{ "name", required_argument, NULL, 'n' },
@@ -480,6 +546,7 @@ int save_cli(int argc, char **argv, bool migrate)
 	const char *compress = "lz4", *dom, *path;
 	struct progress prog = { 0 };
 	struct target t = { .fd = -1 };
+	struct tls_opts tlso = { .server = false };
 	struct ctl_hooks hooks = { .on_progress = on_progress, .on_prepared = on_prepared };
 	struct save_ctx sc = { .prog = &prog, .t = &t, .hooks = &hooks };
 	char req[400], reply[1024];
@@ -515,6 +582,9 @@ int save_cli(int argc, char **argv, bool migrate)
 		case 'B': bandwidth = parse_ulong("--bandwidth", optarg, 1, 1000000); break;
 		case 'O': connect_s = parse_ulong("--connect-timeout", optarg, 1, 3600); break;
 		case 'W': idle_s = parse_ulong("--idle-timeout", optarg, 1, 3600); break;
+		case 'P': tlso.psk_file = optarg; break;
+		case 'X': tlso.creds_dir = optarg; break;
+		case 'A': tlso.authz = optarg; break;
 		case 'H': ssh = optarg; break;
 		case 'r': remote = optarg; break;
 		case 'n':
@@ -554,6 +624,13 @@ int save_cli(int argc, char **argv, bool migrate)
 	if (t.net && (checkpoint || paused))
 		die(EXIT_USAGE, "--checkpoint and --paused would leave the domain here as well as "
 		    "there; a migration ends it here");
+	if ((tlso.psk_file || tlso.creds_dir || tlso.authz) && strncmp(path, "tcp:", 4))
+		die(EXIT_USAGE, "--tls-psk, --tls-creds and --tls-authz are for tcp: (ssh: has "
+		    "ssh's own)");
+	if (tlso.psk_file && tlso.creds_dir)
+		die(EXIT_USAGE, "--tls-psk or --tls-creds, not both");
+	if (tlso.authz && !tlso.creds_dir)
+		die(EXIT_USAGE, "--tls-authz names certificates: it needs --tls-creds");
 	if (name && strncmp(path, "ssh:", 4))
 		die(EXIT_USAGE, "--name is for ssh: (sr-restore --listen --name sets it for tcp:)");
 	to_stdout = !strcmp(path, "-");
@@ -568,9 +645,13 @@ int save_cli(int argc, char **argv, bool migrate)
 	if (to_stdout) {
 		fd = STDOUT_FILENO;
 	} else if (!strncmp(path, "tcp:", 4)) {
-		if (open_tcp(&t, path + 4, connect_s, idle_s))
+		if (open_tcp(&t, path + 4, connect_s, idle_s, &tlso))
 			die(1, "%s; the domain was not touched", t.err);
 		fd = t.fd;
+		if (prog.stats && !quiet)
+			fprintf(stderr, "transport: %s%s%s\n", t.tls ? tls_describe(t.tls) :
+				"plaintext TCP (no TLS)", t.tls ? "; the receiver is " : "",
+				t.tls ? tls_peer_name(t.tls) : "");
 	} else if (!strncmp(path, "ssh:", 4)) {
 		if (!ssh_host_ok(path + 4))
 			die(EXIT_USAGE, "%s: not a [USER@]HOST; the domain was not touched", path);
@@ -623,8 +704,7 @@ int save_cli(int argc, char **argv, bool migrate)
 			snprintf(t.err, sizeof(t.err), "sending to %s", path);
 	}
 	if (t.net) {
-		close(t.fd);
-		t.fd = -1;
+		close_net(&t);
 		reap_ssh(&t);
 	}
 	if (rc != 0) {

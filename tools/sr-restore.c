@@ -3,11 +3,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "abi.h"
@@ -17,12 +19,20 @@
 #include "net.h"
 #include "runner.h"
 #include "serial8250.h"
+#include "sr_format.h"
 #include "host.h"
 #include "restore_teardown.h"
+#include "tls.h"
 #include "util.h"
 
 #define EXIT_BAD_IMAGE 5
 #define EXIT_NOT_MIGRATED 6	/* the source never said "go": no VM is left here */
+
+/* A connection that has not authenticated (or sent an image's first bytes) by then is dropped. */
+#define HANDSHAKE_TIMEOUT_MS	10000
+#define DEADLINE_DEFAULT_S	3600
+#define MIN_RATE_DEFAULT_KBS	64
+#define RATE_WINDOW_S		10
 
 static void usage(FILE *f)
 {
@@ -35,8 +45,25 @@ static void usage(FILE *f)
 "$SR_RUN_DIR/NAME.sock (sr-ctl, sr-save work on it).\n"
 "\n"
 "      --listen [ADDR:]PORT  receive one migration over TCP (sr-migrate DOMAIN\n"
-"                           tcp:HOST:PORT), IPv6 and IPv4 when ADDR is left out;\n"
-"                           then run the domain here as above\n"
+"                           tcp:HOST:PORT), then run the domain here as above.\n"
+"                           With TLS, ADDR left out is every address (IPv6 and\n"
+"                           IPv4); without TLS only loopback is allowed (ADDR\n"
+"                           left out: 127.0.0.1).  Connections that fail or do\n"
+"                           not authenticate are dropped and listening goes on\n"
+"      --tls-psk FILE       TLS 1.3 with a pre-shared key: FILE has psktool's\n"
+"                           \"identity:hexkey\" lines; the source's identity\n"
+"                           must be one of them\n"
+"      --tls-creds DIR      TLS 1.3 with X.509: DIR/ca-cert.pem, server-cert.pem,\n"
+"                           server-key.pem (QEMU's layout); the source must show\n"
+"                           a certificate the CA signed\n"
+"      --tls-authz NAME[,NAME]  only these peers: a certificate's DN, or a host\n"
+"                           name in its subjectAltName; a PSK identity\n"
+"      --insecure-plaintext  allow --listen without TLS on a non-loopback address:\n"
+"                           anyone who reaches the port can send a VM\n"
+"      --deadline S         --listen: the stream must end within S s (default\n"
+"                           3600)\n"
+"      --min-rate KB/s      --listen: cut a source that sends less than this,\n"
+"                           averaged over 10 s (default 64; 0: no least rate)\n"
 "      --migrate-receive    receive one migration on stdin, answer on stdout\n"
 "                           (what sr-migrate ssh: runs); once the domain runs,\n"
 "                           detach (the console goes to --log)\n"
@@ -79,11 +106,17 @@ static int restore_device(void *arg, const char *name, uint32_t version, uint32_
  */
 static int chan = -1;
 static int detach_fd = -1;
+static struct tls_conn *tls;		/* --listen with TLS: the source's connection */
 
 static void tell_source(const char *msg)
 {
 	if (chan >= 0)
 		mig_send(chan, MIG_ERROR, msg);
+	if (tls && chan >= 0) {
+		tls_end(tls);		/* the answer leaves before we exit */
+		tls = NULL;
+		chan = -1;
+	}
 }
 
 /* Points fd at path (opened with flags), or returns -1 and leaves fd alone. */
@@ -146,6 +179,113 @@ static void detach_finish(const char *log)
 	close(detach_fd);
 }
 
+/* Ends the stream's watch: the guard's bound when it cut the connection, else msg. */
+static const char *stream_why(struct net_guard **guard, const char *msg)
+{
+	static char why[200];
+	bool cut = *guard && net_guard_stop(*guard, why, sizeof(why));
+
+	*guard = NULL;
+	return cut ? why : msg;
+}
+
+struct listen_opts {
+	const char *spec;
+	bool insecure;
+	struct tls_creds *creds;	/* NULL: plaintext */
+	unsigned long accept_s, idle_s;
+	struct net_guard_opts bounds;
+};
+
+/*
+ * Plaintext: a connection counts once it has sent an image's first bytes
+ * within the handshake time (a port scan, a silent or foreign client is
+ * dropped).  Returns 0, or -1 with why.
+ */
+static int await_magic(int fd, char *why, size_t len)
+{
+	uint64_t deadline = mono_ns() + HANDSHAKE_TIMEOUT_MS * 1000000ull;
+	char magic[sizeof(SR_MAGIC) - 1];
+
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t k;
+
+		if (poll_until(&p, deadline) <= 0) {
+			snprintf(why, len, "sent nothing within %d s", HANDSHAKE_TIMEOUT_MS / 1000);
+			return -1;
+		}
+		k = recv(fd, magic, sizeof(magic), MSG_PEEK | MSG_DONTWAIT);
+		if (k <= 0 && !(k < 0 && (errno == EAGAIN || errno == EINTR))) {
+			snprintf(why, len, "closed the connection");
+			return -1;
+		}
+		if (k > 0 && memcmp(magic, SR_MAGIC, k)) {
+			snprintf(why, len, "did not send an sr image");
+			return -1;
+		}
+		if (k == (ssize_t)sizeof(magic))
+			return 0;
+		usleep(10000);		/* part of the magic: wait for the rest */
+	}
+}
+
+/*
+ * Accepts sources until one authenticates (TLS) or starts an image
+ * (plaintext); the others are logged and dropped, and listening goes on.
+ * The stream's bounds are watched from the accept on.  Returns the
+ * stream's descriptor.
+ */
+static int accept_source(const struct listen_opts *o, struct net_guard **guard)
+{
+	char bound[128] = "?", peer[128] = "?", why[400];
+	uint64_t until = o->accept_s ? mono_ns() + o->accept_s * 1000000000ull : 0;
+	int lfd = net_listen(o->spec, !o->creds && !o->insecure, bound, sizeof(bound), why,
+			     sizeof(why));
+
+	if (lfd < 0)
+		die(EXIT_USAGE, "%s", why);
+	pr_info("%s: listening on %s (%s)", sr_prog, bound,
+		o->creds ? "TLS" : "plaintext, no authentication");
+	for (;;) {
+		uint64_t now = mono_ns();
+		int left = until ? (until > now ? (int)((until - now) / 1000000) : 1) : 0;
+		int fd = net_accept(lfd, left, o->idle_s, peer, sizeof(peer), why, sizeof(why));
+
+		if (fd < 0)
+			die(EXIT_USAGE, "%s: %s", bound, why);
+		*guard = net_guard_start(fd, &o->bounds, why, sizeof(why));
+		if (!*guard)
+			die(EXIT_USAGE, "%s", why);
+		if (o->creds)
+			tls = tls_start(o->creds, fd, HANDSHAKE_TIMEOUT_MS, why, sizeof(why));
+		if (o->creds ? tls != NULL : await_magic(fd, why, sizeof(why)) == 0) {
+			close(lfd);
+			if (tls)
+				pr_info("%s: receiving a domain from %s, authenticated as %s (%s)",
+					sr_prog, peer, tls_peer_name(tls), tls_describe(tls));
+			else
+				pr_info("%s: receiving a domain from %s", sr_prog, peer);
+			return tls ? tls_plain_fd(tls) : fd;
+		}
+		/* Nothing is answered: an unauthenticated peer learns nothing about this host. */
+		stream_why(guard, NULL);
+		close(fd);
+		pr_warn("%s: refused %s: %s; still listening", bound, peer, why);
+	}
+}
+
+static unsigned long parse_num(const char *opt, const char *s, unsigned long min,
+			       unsigned long max)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+
+	if (*end || end == s || s[0] == '-' || v < min || v > max)
+		die(EXIT_USAGE, "%s takes %lu..%lu, not \"%s\"", opt, min, max, s);
+	return v;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -162,6 +302,12 @@ int main(int argc, char **argv)
 		{ "accept-timeout", required_argument, NULL, 'A' },
 		{ "idle-timeout", required_argument, NULL, 'W' },
 		{ "log", required_argument, NULL, 'g' },
+		{ "tls-psk", required_argument, NULL, 'P' },
+		{ "tls-creds", required_argument, NULL, 'X' },
+		{ "tls-authz", required_argument, NULL, 'Z' },
+		{ "insecure-plaintext", no_argument, NULL, 'I' },
+		{ "deadline", required_argument, NULL, 'D' },
+		{ "min-rate", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -176,6 +322,10 @@ int main(int argc, char **argv)
 	const char *path, *name = NULL, *listen_on = NULL, *log = NULL;
 	bool paused = false, verbose = false, receive = false, started = false;
 	unsigned long accept_s = 0, idle_s = 30;
+	struct tls_opts tlso = { .server = true };
+	struct listen_opts lo = { .bounds = { DEADLINE_DEFAULT_S, MIN_RATE_DEFAULT_KBS,
+					      RATE_WINDOW_S } };
+	struct net_guard *guard = NULL;
 	char logbuf[4200];
 	unsigned long long max_mib = 0;
 	char *end;
@@ -198,6 +348,12 @@ int main(int argc, char **argv)
 		case 'L': listen_on = optarg; break;
 		case 'm': receive = true; break;
 		case 'g': log = optarg; break;
+		case 'P': tlso.psk_file = optarg; break;
+		case 'X': tlso.creds_dir = optarg; break;
+		case 'Z': tlso.authz = optarg; break;
+		case 'I': lo.insecure = true; break;
+		case 'D': lo.bounds.deadline_s = parse_num("--deadline", optarg, 1, 7 * 86400); break;
+		case 'r': lo.bounds.min_rate_kbs = parse_num("--min-rate", optarg, 0, 10000000); break;
 		case 'A':
 		case 'W':
 			{
@@ -233,6 +389,15 @@ int main(int argc, char **argv)
 	}
 	if ((listen_on || receive) && paused)
 		die(EXIT_USAGE, "--paused does not go with a migration: the source decides when it runs");
+	if ((tlso.psk_file || tlso.creds_dir || tlso.authz || lo.insecure) && !listen_on)
+		die(EXIT_USAGE, "--tls-psk, --tls-creds, --tls-authz and --insecure-plaintext are "
+		    "for --listen");
+	if (tlso.psk_file && tlso.creds_dir)
+		die(EXIT_USAGE, "--tls-psk or --tls-creds, not both");
+	if (tlso.authz && !tlso.psk_file && !tlso.creds_dir)
+		die(EXIT_USAGE, "--tls-authz needs --tls-psk or --tls-creds");
+	if (lo.insecure && (tlso.psk_file || tlso.creds_dir))
+		die(EXIT_USAGE, "--insecure-plaintext does not go with TLS");
 	path = listen_on ? listen_on : argv[optind];
 	if (name && !sr_name_valid(name))
 		die(EXIT_USAGE, "bad domain name: 1..%u characters of A-Z a-z 0-9 . _ -, not "
@@ -250,22 +415,27 @@ int main(int argc, char **argv)
 		dup2(STDERR_FILENO, STDOUT_FILENO);
 		path = "the migration stream";
 	}
-	host_check_or_die();
 	if (listen_on) {
-		char bound[128] = "?", peer[128] = "?", why[300];
-		int lfd = net_listen(listen_on, bound, sizeof(bound), why, sizeof(why));
+		char why[400];
 
-		if (lfd < 0)
-			die(EXIT_USAGE, "%s", why);
-		pr_info("%s: listening on %s", sr_prog, bound);
-		fd = net_accept(lfd, accept_s * 1000, idle_s, peer, sizeof(peer), why, sizeof(why));
-		close(lfd);
-		if (fd < 0)
-			die(EXIT_USAGE, "%s: %s", bound, why);
+		if (tlso.psk_file || tlso.creds_dir) {
+			lo.creds = tls_creds_new(&tlso, why, sizeof(why));
+			if (!lo.creds)
+				die(EXIT_USAGE, "%s", why);
+		}
+		lo.spec = listen_on;
+		lo.accept_s = accept_s;
+		lo.idle_s = idle_s;
+		fd = accept_source(&lo, &guard);
 		chan = fd;
-		pr_info("%s: receiving a domain from %s", sr_prog, peer);
 		path = "the migration stream";
-	} else if (!receive) {
+		if (verbose)
+			pr_info("%s: transport: %s", sr_prog, tls ? tls_describe(tls) :
+				"plaintext TCP (no TLS)");
+	}
+	/* A listener checks the host once a source has authenticated: it learns why, no one else. */
+	host_check_or_die();
+	if (!listen_on && !receive) {
 		fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
 		if (fd < 0)
 			die(EXIT_USAGE, "%s: %s", path, strerror(errno));
@@ -274,7 +444,8 @@ int main(int argc, char **argv)
 	rs = hvmctx_restore_begin(fd, &img, &err);
 	if (!rs)
 		die(err.sys_errno == EBADMSG ? EXIT_BAD_IMAGE : EXIT_USAGE, "%s: %s", path,
-		    err.sys_errno == EAGAIN ? "no data for the idle timeout" : err.msg);
+		    stream_why(&guard, err.sys_errno == EAGAIN ? "no data for the idle timeout" :
+			       err.msg));
 	if (chan >= 0)
 		hvmctx_restore_stop_at_end(rs);
 	cfg.name = name ? name : img.name[0] ? img.name : "restored";
@@ -307,6 +478,7 @@ int main(int argc, char **argv)
 	ro.device_arg = r;
 	if (hvmctx_restore_finish(rs, runner_domain(r), &ro, &st, &err))
 		goto fail;
+	stream_why(&guard, NULL);	/* the stream is in: its bounds are kept */
 	if (cfg.test_guest) {
 		/* The test guest counts its restores (guest/abi.h). */
 		struct sr_bootinfo *bi = xc_gpa_to_hva(runner_domain(r), SR_GUEST_BOOTINFO, sizeof(*bi));
@@ -372,8 +544,12 @@ int main(int argc, char **argv)
 			pr_info("%s: \"%s\" runs here", sr_prog, cfg.name);
 		}
 	}
-	if (fd != STDIN_FILENO)
+	if (tls)
+		tls_end(tls);		/* "running" has left before the connection goes */
+	else if (fd != STDIN_FILENO)
 		close(fd);
+	tls = NULL;
+	tls_creds_free(lo.creds);
 	if (verbose)
 		pr_info("%s: restored \"%s\": %u vCPU%s, %llu pages, %llu bytes in %.1f ms; clock %s "
 			"(%+.1f ms); TSC %s%s%s", sr_prog, cfg.name, cfg.vcpus, cfg.vcpus == 1 ? "" : "s",
@@ -394,6 +570,7 @@ int main(int argc, char **argv)
 	runner_free(r);
 	return rc;
 fail:
+	snprintf(err.msg, sizeof(err.msg), "%s", stream_why(&guard, err.msg));
 	tell_source(err.msg);
 	pr_err("%s: %s", path, err.msg);
 	restore_abandon(r, rs);

@@ -1,0 +1,635 @@
+/* SPDX-License-Identifier: MIT */
+/* TLS 1.3 for migration streams through GnuTLS (see tls.h). */
+#include <errno.h>
+#include <linux/tls.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+
+#include "tls.h"
+
+/*
+ * AES-GCM first (AES-NI; the kernel's kTLS has it since 4.13), the server's
+ * order deciding.
+ */
+#define PRIO_CIPHERS	"-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305"
+/* TLS 1.3 only; a PSK always with (EC)DHE, so a key learned later does not open old streams. */
+#define PRIO_X509	"NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:" PRIO_CIPHERS
+#define PRIO_PSK	"NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+DHE-PSK:" \
+		PRIO_CIPHERS
+
+#define PUMP_BUF	(256 << 10)
+
+struct tls_creds {
+	bool server, psk;
+	gnutls_psk_client_credentials_t psk_cli;
+	gnutls_psk_server_credentials_t psk_srv;
+	gnutls_certificate_credentials_t x509;
+	char identity[256];		/* client: the PSK identity it presents */
+	char *authz;			/* the allow-list, commas replaced by NULs */
+	size_t authz_len;
+	char peer_host[256];
+};
+
+struct tls_conn {
+	gnutls_session_t s;
+	int sock;			/* the TCP connection */
+	int plain;			/* what the stream's users read and write */
+	int pump;			/* the pumps' end of the pair (-1: kTLS both ways) */
+	pthread_t out, in;
+	bool ktls;
+	char desc[200], peer[512], why_user[100];
+};
+
+static void fail(char *why, size_t len, const char *what, int rc)
+{
+	snprintf(why, len, "%s: %s", what, gnutls_strerror(rc));
+}
+
+/*
+ * psktool's format, one key a line: "identity:hexkey".  The client takes
+ * the first; the server checks them all now (GnuTLS looks the peer's
+ * identity up in the file at each handshake).
+ */
+static int read_psk_file(struct tls_creds *c, const char *path, gnutls_datum_t *key,
+			 char *why, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	char line[1024];
+	unsigned n = 0, lineno = 0;
+
+	if (!f) {
+		snprintf(why, len, "--tls-psk %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *colon = strchr(line, ':'), *hex;
+		size_t hl;
+
+		lineno++;
+		line[strcspn(line, "\r\n")] = 0;
+		if (!line[0] || line[0] == '#')
+			continue;
+		hex = colon ? colon + 1 : NULL;
+		hl = hex ? strlen(hex) : 0;
+		if (!colon || colon == line || colon - line >= (long)sizeof(c->identity) ||
+		    hl < 32 || hl % 2 ||
+		    strspn(hex, "0123456789abcdefABCDEF") != hl) {
+			snprintf(why, len, "--tls-psk %s: line %u is not identity:hexkey (psktool's "
+				 "format; a key of at least 16 bytes, in hex)", path, lineno);
+			fclose(f);
+			return -1;
+		}
+		if (n++ == 0 && key) {
+			*colon = 0;
+			memcpy(c->identity, line, colon - line + 1);
+			key->data = (unsigned char *)strdup(hex);
+			key->size = hl;
+		}
+	}
+	fclose(f);
+	if (!n) {
+		snprintf(why, len, "--tls-psk %s: no key in it", path);
+		return -1;
+	}
+	return 0;
+}
+
+static int psk_creds(struct tls_creds *c, const char *path, char *why, size_t len)
+{
+	gnutls_datum_t key = { 0 };
+	int rc;
+
+	c->psk = true;
+	if (c->server) {
+		if (read_psk_file(c, path, NULL, why, len))
+			return -1;
+		rc = gnutls_psk_allocate_server_credentials(&c->psk_srv);
+		if (!rc)
+			rc = gnutls_psk_set_server_credentials_file(c->psk_srv, path);
+	} else {
+		if (read_psk_file(c, path, &key, why, len))
+			return -1;
+		rc = gnutls_psk_allocate_client_credentials(&c->psk_cli);
+		if (!rc)
+			rc = gnutls_psk_set_client_credentials(c->psk_cli, c->identity, &key,
+							       GNUTLS_PSK_KEY_HEX);
+		gnutls_memset(key.data, 0, key.size);
+		free(key.data);
+	}
+	if (rc) {
+		fail(why, len, path, rc);
+		return -1;
+	}
+	return 0;
+}
+
+/* QEMU's layout: DIR/ca-cert.pem, and DIR/{server,client}-{cert,key}.pem for our side. */
+static int x509_creds(struct tls_creds *c, const char *dir, char *why, size_t len)
+{
+	const char *side = c->server ? "server" : "client";
+	char ca[4200], cert[4200], key[4200];
+	int rc;
+
+	snprintf(ca, sizeof(ca), "%s/ca-cert.pem", dir);
+	snprintf(cert, sizeof(cert), "%s/%s-cert.pem", dir, side);
+	snprintf(key, sizeof(key), "%s/%s-key.pem", dir, side);
+	rc = gnutls_certificate_allocate_credentials(&c->x509);
+	if (rc) {
+		fail(why, len, "certificate credentials", rc);
+		return -1;
+	}
+	rc = gnutls_certificate_set_x509_trust_file(c->x509, ca, GNUTLS_X509_FMT_PEM);
+	if (rc <= 0) {
+		if (rc == 0)
+			snprintf(why, len, "%s: no CA certificate in it", ca);
+		else
+			fail(why, len, ca, rc);
+		return -1;
+	}
+	rc = gnutls_certificate_set_x509_key_file(c->x509, cert, key, GNUTLS_X509_FMT_PEM);
+	if (rc < 0) {
+		snprintf(why, len, "%s with %s: %s", cert, key, gnutls_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+struct tls_creds *tls_creds_new(const struct tls_opts *o, char *why, size_t len)
+{
+	struct tls_creds *c = calloc(1, sizeof(*c));
+	int rc;
+
+	if (!c) {
+		snprintf(why, len, "out of memory");
+		return NULL;
+	}
+	c->server = o->server;
+	if (o->authz) {
+		c->authz_len = strlen(o->authz) + 1;
+		c->authz = strdup(o->authz);
+		for (char *p = c->authz; p && *p; p++)
+			if (*p == ',')
+				*p = 0;
+	}
+	if (o->peer_host)
+		snprintf(c->peer_host, sizeof(c->peer_host), "%s", o->peer_host);
+	rc = o->psk_file ? psk_creds(c, o->psk_file, why, len) :
+	     o->creds_dir ? x509_creds(c, o->creds_dir, why, len) : -1;
+	if (rc) {
+		if (!o->psk_file && !o->creds_dir)
+			snprintf(why, len, "no TLS credentials given");
+		tls_creds_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void tls_creds_free(struct tls_creds *c)
+{
+	if (!c)
+		return;
+	if (c->psk_cli)
+		gnutls_psk_free_client_credentials(c->psk_cli);
+	if (c->psk_srv)
+		gnutls_psk_free_server_credentials(c->psk_srv);
+	if (c->x509)
+		gnutls_certificate_free_credentials(c->x509);
+	free(c->authz);
+	free(c);
+}
+
+/* Whether name is on the allow-list (none: whoever authenticated is allowed). */
+static bool authz_has(const struct tls_creds *c, const char *name, gnutls_x509_crt_t crt)
+{
+	if (!c->authz)
+		return true;
+	for (const char *a = c->authz; a < c->authz + c->authz_len; a += strlen(a) + 1) {
+		if (!*a)
+			continue;
+		if (!strcmp(a, name))
+			return true;
+		/* A host name against the certificate's subjectAltName (or CN), as GnuTLS checks it. */
+		if (crt && gnutls_x509_crt_check_hostname2(crt, a, 0))
+			return true;
+	}
+	return false;
+}
+
+/* After the handshake: who the peer is, and whether it may go on. */
+static int check_peer(struct tls_conn *t, const struct tls_creds *c, char *why, size_t len)
+{
+	const gnutls_datum_t *certs;
+	gnutls_x509_crt_t crt;
+	gnutls_datum_t dn = { 0 };
+	unsigned n = 0;
+	bool ok;
+
+	if (c->psk) {
+		snprintf(t->peer, sizeof(t->peer), "PSK identity %s",
+			 c->server ? gnutls_psk_server_get_username(t->s) : c->identity);
+		if (c->server && !authz_has(c, gnutls_psk_server_get_username(t->s), NULL)) {
+			snprintf(why, len, "%s is not in --tls-authz", t->peer);
+			return -1;
+		}
+		return 0;
+	}
+	certs = gnutls_certificate_get_peers(t->s, &n);
+	if (!certs || !n || gnutls_x509_crt_init(&crt)) {
+		snprintf(why, len, "the peer sent no certificate");
+		return -1;
+	}
+	if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) ||
+	    gnutls_x509_crt_get_dn3(crt, &dn, 0)) {
+		gnutls_x509_crt_deinit(crt);
+		snprintf(why, len, "the peer's certificate cannot be read");
+		return -1;
+	}
+	snprintf(t->peer, sizeof(t->peer), "%.*s", (int)dn.size, dn.data);
+	ok = authz_has(c, t->peer, crt);
+	gnutls_free(dn.data);
+	gnutls_x509_crt_deinit(crt);
+	if (!ok) {
+		snprintf(why, len, "certificate \"%s\" is not in --tls-authz", t->peer);
+		return -1;
+	}
+	return 0;
+}
+
+static int new_session(struct tls_conn *t, const struct tls_creds *c, int fd, char *why,
+		       size_t len)
+{
+	int rc = gnutls_init(&t->s, (c->server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NO_TICKETS);
+
+	if (rc) {
+		fail(why, len, "gnutls_init", rc);
+		return -1;
+	}
+	rc = gnutls_priority_set_direct(t->s, c->psk ? PRIO_PSK : PRIO_X509, NULL);
+	if (!rc && c->psk)
+		rc = gnutls_credentials_set(t->s, GNUTLS_CRD_PSK,
+					    c->server ? (void *)c->psk_srv : (void *)c->psk_cli);
+	if (!rc && !c->psk)
+		rc = gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, c->x509);
+	if (rc) {
+		fail(why, len, "TLS session", rc);
+		return -1;
+	}
+	if (!c->psk) {
+		/* The peer's chain against the CA, in the handshake; a client also checks the host. */
+		if (c->server)
+			gnutls_certificate_server_set_request(t->s, GNUTLS_CERT_REQUIRE);
+		gnutls_session_set_verify_cert(t->s, !c->server && !c->authz && c->peer_host[0] ?
+					       c->peer_host : NULL, 0);
+	}
+	gnutls_transport_set_int(t->s, fd);
+	return 0;
+}
+
+static int handshake(struct tls_conn *t, int timeout_ms, char *why, size_t len)
+{
+	int rc;
+
+	gnutls_handshake_set_timeout(t->s, timeout_ms > 0 ? (unsigned)timeout_ms : 0);
+	do
+		rc = gnutls_handshake(t->s);
+	while (rc < 0 && !gnutls_error_is_fatal(rc));
+	if (rc == 0)
+		return 0;
+	if (rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
+		gnutls_datum_t out = { 0 };
+		unsigned st = gnutls_session_get_verify_cert_status(t->s);
+
+		gnutls_certificate_verification_status_print(st, GNUTLS_CRT_X509, &out, 0);
+		snprintf(why, len, "TLS handshake: the peer's certificate: %s",
+			 out.data ? (char *)out.data : "not verified");
+		gnutls_free(out.data);
+	} else {
+		fail(why, len, "TLS handshake", rc);
+	}
+	return -1;
+}
+
+/* Sends all of buf as TLS records, corked into as few TCP sends as GnuTLS allows. */
+static int send_all(gnutls_session_t s, const char *buf, size_t n)
+{
+	gnutls_record_cork(s);
+	while (n) {
+		ssize_t k = gnutls_record_send(s, buf, n);
+
+		if (k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED)
+			continue;
+		if (k < 0)
+			return -1;
+		buf += k;
+		n -= k;
+	}
+	for (;;) {
+		int rc = gnutls_record_uncork(s, GNUTLS_RECORD_WAIT);
+
+		if (rc >= 0)
+			return 0;
+		if (rc != GNUTLS_E_AGAIN && rc != GNUTLS_E_INTERRUPTED)
+			return -1;
+	}
+}
+
+static int write_all(int fd, const char *buf, size_t n)
+{
+	while (n) {
+		ssize_t k = write(fd, buf, n);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return -1;
+		buf += k;
+		n -= k;
+	}
+	return 0;
+}
+
+/* The stream's users to the peer.  Their EOF ends our half of the TCP connection. */
+static void *pump_out(void *arg)
+{
+	struct tls_conn *t = arg;
+	char *buf = malloc(PUMP_BUF);
+
+	for (;;) {
+		ssize_t n = buf ? read(t->pump, buf, PUMP_BUF) : -1;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || send_all(t->s, buf, n)) {
+			/* No close_notify: a kTLS reader would see an alert record as EIO. */
+			shutdown(t->sock, n == 0 ? SHUT_WR : SHUT_RDWR);
+			break;
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+/*
+ * The peer to the stream's users: whole records, batched while GnuTLS has
+ * more decrypted.  A silent peer is the users' to judge (their idle
+ * timeout); the end of the connection, clean or not, is their EOF.
+ */
+static void *pump_in(void *arg)
+{
+	struct tls_conn *t = arg;
+	char *buf = malloc(PUMP_BUF);
+
+	while (buf) {
+		size_t have = 0;
+		ssize_t k;
+
+		for (;;) {
+			k = gnutls_record_recv(t->s, buf + have, PUMP_BUF - have);
+			if (k > 0) {
+				have += k;
+				if (gnutls_record_check_pending(t->s) && PUMP_BUF - have >= 16384)
+					continue;
+			} else if ((k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED) && !have) {
+				continue;
+			}
+			break;
+		}
+		if (have && write_all(t->pump, buf, have))
+			break;
+		if (k == 0 || (k < 0 && k != GNUTLS_E_AGAIN && k != GNUTLS_E_INTERRUPTED))
+			break;
+	}
+	shutdown(t->pump, SHUT_WR);
+	free(buf);
+	return NULL;
+}
+
+/* The users' end carries the socket's idle timeout (SO_RCVTIMEO), as the socket would. */
+static int start_pumps(struct tls_conn *t, char *why, size_t len)
+{
+	struct timeval tv;
+	socklen_t tl = sizeof(tv);
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+		snprintf(why, len, "socketpair: %s", strerror(errno));
+		return -1;
+	}
+	if (!getsockopt(t->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, &tl))
+		setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	t->plain = sv[0];
+	t->pump = sv[1];
+	if (pthread_create(&t->out, NULL, pump_out, t)) {
+		snprintf(why, len, "starting the TLS threads failed");
+		return -1;
+	}
+	if (pthread_create(&t->in, NULL, pump_in, t)) {
+		shutdown(t->pump, SHUT_RDWR);
+		pthread_join(t->out, NULL);
+		snprintf(why, len, "starting the TLS threads failed");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Kernel TLS.  Debian builds GnuTLS without its kTLS code (Debian bug
+ * 1034350), so the record keys GnuTLS exports (gnutls_record_get_state) are
+ * handed to the kernel here, as GnuTLS's own lib/system/ktls.c does: the
+ * "tls" ULP on the socket, then one direction's cipher state each.
+ * Returns 0 (the kernel carries both directions), or -1 with nothing
+ * changed on the socket's data path.
+ */
+union ktls_info {
+	struct tls_crypto_info base;
+	struct tls12_crypto_info_aes_gcm_128 gcm128;
+	struct tls12_crypto_info_aes_gcm_256 gcm256;
+	struct tls12_crypto_info_chacha20_poly1305 chacha;
+};
+
+#define KTLS_FILL(ci, type, iv_off, d_iv, d_key, seq)					\
+	do {										\
+		(ci).info.version = TLS_1_3_VERSION;					\
+		(ci).info.cipher_type = (type);						\
+		memcpy((ci).iv, (d_iv).data + (iv_off), sizeof((ci).iv));		\
+		memcpy((ci).key, (d_key).data, sizeof((ci).key));			\
+		memcpy((ci).rec_seq, (seq), sizeof((ci).rec_seq));			\
+	} while (0)
+
+/* One direction's state (read: the peer's records) as the kernel takes it; its size, or 0. */
+static socklen_t ktls_state(gnutls_session_t s, bool read, union ktls_info *ki)
+{
+	gnutls_datum_t mac, iv, key;
+	unsigned char seq[8];
+
+	memset(ki, 0, sizeof(*ki));
+	if (gnutls_record_get_state(s, read, &mac, &iv, &key, seq) || iv.size != 12)
+		return 0;
+	switch (gnutls_cipher_get(s)) {
+	case GNUTLS_CIPHER_AES_128_GCM:
+		if (key.size != sizeof(ki->gcm128.key))
+			return 0;
+		/* TLS 1.3's 12-byte IV: the first 4 bytes are the kernel's salt. */
+		memcpy(ki->gcm128.salt, iv.data, sizeof(ki->gcm128.salt));
+		KTLS_FILL(ki->gcm128, TLS_CIPHER_AES_GCM_128, 4, iv, key, seq);
+		return sizeof(ki->gcm128);
+	case GNUTLS_CIPHER_AES_256_GCM:
+		if (key.size != sizeof(ki->gcm256.key))
+			return 0;
+		memcpy(ki->gcm256.salt, iv.data, sizeof(ki->gcm256.salt));
+		KTLS_FILL(ki->gcm256, TLS_CIPHER_AES_GCM_256, 4, iv, key, seq);
+		return sizeof(ki->gcm256);
+	case GNUTLS_CIPHER_CHACHA20_POLY1305:
+		if (key.size != sizeof(ki->chacha.key))
+			return 0;
+		KTLS_FILL(ki->chacha, TLS_CIPHER_CHACHA20_POLY1305, 0, iv, key, seq);
+		return sizeof(ki->chacha);
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Probed per connection: a kernel without CONFIG_TLS refuses the ULP
+ * (ENOENT).  The receive side goes first: if the kernel refuses it, the
+ * socket still carries GnuTLS's records untouched.  SR_KTLS=off keeps
+ * TLS in user space.
+ */
+static int ktls_enable(struct tls_conn *t, char *why, size_t len)
+{
+	union ktls_info rx, tx;
+	socklen_t rl = ktls_state(t->s, true, &rx), tl = ktls_state(t->s, false, &tx);
+	const char *env = getenv("SR_KTLS");
+	int rc = -1;
+
+	if (env && !strcmp(env, "off"))
+		snprintf(t->why_user, sizeof(t->why_user), "SR_KTLS=off");
+	else if (!rl || !tl || gnutls_protocol_get_version(t->s) != GNUTLS_TLS1_3)
+		snprintf(t->why_user, sizeof(t->why_user), "kTLS lacks the cipher");
+	else if (gnutls_record_check_pending(t->s))
+		snprintf(t->why_user, sizeof(t->why_user), "data already buffered");
+	else if (setsockopt(t->sock, SOL_TCP, TCP_ULP, "tls", sizeof("tls")))
+		snprintf(t->why_user, sizeof(t->why_user), "no kTLS in this kernel: %s",
+			 strerror(errno));
+	else if (setsockopt(t->sock, SOL_TLS, TLS_RX, &rx, rl))
+		snprintf(t->why_user, sizeof(t->why_user), "kTLS refused the receive side: %s",
+			 strerror(errno));
+	else if (setsockopt(t->sock, SOL_TLS, TLS_TX, &tx, tl))
+		/* Half in the kernel: neither GnuTLS nor the kernel can carry the stream now. */
+		snprintf(why, len, "kTLS took the receive side but refused the send side: %s",
+			 strerror(errno));
+	else
+		rc = 0;
+	gnutls_memset(&rx, 0, sizeof(rx));
+	gnutls_memset(&tx, 0, sizeof(tx));
+	return rc;
+}
+
+static void describe(struct tls_conn *t)
+{
+	const char *proto = gnutls_protocol_get_name(gnutls_protocol_get_version(t->s));
+	const char *cipher = gnutls_cipher_get_name(gnutls_cipher_get(t->s));
+
+	if (t->ktls)
+		snprintf(t->desc, sizeof(t->desc), "%s %s, kernel TLS (kTLS)", proto, cipher);
+	else
+		snprintf(t->desc, sizeof(t->desc), "%s %s, user-space TLS (GnuTLS; %s)", proto,
+			 cipher, t->why_user);
+}
+
+struct tls_conn *tls_start(struct tls_creds *c, int fd, int timeout_ms, char *why, size_t len)
+{
+	struct tls_conn *t = calloc(1, sizeof(*t));
+
+	if (!t) {
+		snprintf(why, len, "out of memory");
+		return NULL;
+	}
+	t->sock = fd;
+	t->plain = t->pump = -1;
+	if (new_session(t, c, fd, why, len) || handshake(t, timeout_ms, why, len))
+		goto fail;
+	if (check_peer(t, c, why, len)) {
+		gnutls_alert_send(t->s, GNUTLS_AL_FATAL, GNUTLS_A_ACCESS_DENIED);
+		goto fail;
+	}
+	/* kTLS both ways: the kernel carries the records, the socket itself is the stream. */
+	why[0] = 0;
+	t->ktls = ktls_enable(t, why, len) == 0;
+	if (why[0])
+		goto fail;
+	describe(t);
+	if (t->ktls) {
+		t->plain = fd;
+		return t;
+	}
+	if (start_pumps(t, why, len))
+		goto fail;
+	return t;
+fail:
+	if (t->s)
+		gnutls_deinit(t->s);
+	if (t->plain >= 0) {
+		close(t->plain);
+		close(t->pump);
+	}
+	free(t);
+	return NULL;
+}
+
+int tls_plain_fd(const struct tls_conn *t)
+{
+	return t->plain;
+}
+
+int tls_socket_fd(const struct tls_conn *t)
+{
+	return t->sock;
+}
+
+const char *tls_describe(const struct tls_conn *t)
+{
+	return t->desc;
+}
+
+bool tls_is_ktls(const struct tls_conn *t)
+{
+	return t->ktls;
+}
+
+const char *tls_peer_name(const struct tls_conn *t)
+{
+	return t->peer;
+}
+
+/*
+ * What the users wrote goes out first (the outgoing pump sees their EOF,
+ * however many processes hold the descriptor); then the connection goes.
+ */
+void tls_end(struct tls_conn *t)
+{
+	if (!t)
+		return;
+	if (t->pump >= 0) {
+		shutdown(t->plain, SHUT_WR);
+		pthread_join(t->out, NULL);
+		shutdown(t->sock, SHUT_RDWR);
+		shutdown(t->pump, SHUT_RDWR);
+		pthread_join(t->in, NULL);
+		close(t->pump);
+		close(t->plain);
+	}
+	gnutls_deinit(t->s);
+	close(t->sock);
+	free(t);
+}
