@@ -51,6 +51,8 @@ struct rd_job {
 };
 #define RD_BODY_MAX	(SR_REC_LENGTH_MAX + SR_REC_ALIGN + 8)
 
+#define COVER_BLOCK 4096	/* pages per bit of a region's full map */
+
 struct sr_reader {
 	int fd;
 	bool eof, ended, done;
@@ -79,6 +81,7 @@ struct sr_reader {
 	bool any_pages, any_iter, any_throttle;
 	uint32_t page_iter, last_iter, last_throttle;
 	uint64_t *covered[SR_MAX_REGIONS];	/* a bit per page some PAGE_DATA described */
+	uint64_t *full[SR_MAX_REGIONS];		/* a bit per COVER_BLOCK pages known covered */
 
 	/* placed page data */
 	bool placing;
@@ -309,8 +312,10 @@ void sr_reader_free(struct sr_reader *r)
 	sr_pool_free(r->pool);		/* finishes what is in flight */
 	for (unsigned i = 0; i < r->njobs; i++)
 		free(r->jobs[i].staging);
-	for (unsigned i = 0; i < SR_MAX_REGIONS; i++)
+	for (unsigned i = 0; i < SR_MAX_REGIONS; i++) {
 		free(r->covered[i]);
+		free(r->full[i]);
+	}
 	free(r->jobs);
 	free(r->ahead);
 	free(r->body);
@@ -396,8 +401,11 @@ static int check_domain(struct rd_ctx *c, const uint8_t *body, uint32_t len)
 		}
 	}
 	for (uint32_t i = 0; i < d.region_count; i++) {
-		r->covered[i] = calloc((r->regions[i].size / SR_PAGE_SIZE + 63) / 64, 8);
-		if (!r->covered[i])
+		uint64_t pages = r->regions[i].size / SR_PAGE_SIZE;
+
+		r->covered[i] = calloc((pages + 63) / 64, 8);
+		r->full[i] = calloc(pages / COVER_BLOCK / 64 + 1, 8);
+		if (!r->covered[i] || !r->full[i])
 			return RERR(c, SR_E_NOMEM, "page bitmap of region %u", i);
 	}
 	r->dom = d;
@@ -405,22 +413,54 @@ static int check_domain(struct rd_ctx *c, const uint8_t *body, uint32_t len)
 	return 0;
 }
 
+/* Sets bits [k, e) of bm. */
+static void set_bits(uint64_t *bm, uint64_t k, uint64_t e)
+{
+	for (; k < e && k % 64; k++)
+		bm[k / 64] |= 1ull << (k % 64);
+	memset(&bm[k / 64], 0xff, (e - k) / 64 * 8);	/* whole words */
+	for (k += (e - k) / 64 * 64; k < e; k++)
+		bm[k / 64] |= 1ull << (k % 64);
+}
+
+/*
+ * Marks pages [k, e) of a region's bitmap bm as covered.  Whole blocks of
+ * COVER_BLOCK pages already known covered (full) are skipped, 64 at a time:
+ * a record of 1024 zero runs over a 1 TiB region, each valid, would
+ * otherwise cost 1024 fills of its 32 MiB bitmap.
+ */
+static void cover_pages(uint64_t *bm, uint64_t *full, uint64_t k, uint64_t e)
+{
+	uint64_t b = (k + COVER_BLOCK - 1) / COVER_BLOCK, b1 = e / COVER_BLOCK;
+
+	if (b >= b1) {
+		set_bits(bm, k, e);
+		return;
+	}
+	set_bits(bm, k, b * COVER_BLOCK);
+	set_bits(bm, b1 * COVER_BLOCK, e);
+	while (b < b1) {
+		if (b % 64 == 0 && b + 64 <= b1 && full[b / 64] == ~0ull) {
+			b += 64;
+			continue;
+		}
+		if (!(full[b / 64] >> (b % 64) & 1)) {
+			memset(&bm[b * COVER_BLOCK / 64], 0xff, COVER_BLOCK / 8);
+			full[b / 64] |= 1ull << (b % 64);
+		}
+		b++;
+	}
+}
+
 /* Marks pages [first, first + n) of the region that holds them (checked) as covered. */
 static void cover(struct sr_reader *r, uint64_t pfn, uint64_t n)
 {
 	for (uint32_t i = 0; i < r->dom.region_count; i++) {
 		uint64_t base = r->regions[i].gpa >> SR_PAGE_SHIFT;
-		uint64_t *bm = r->covered[i];
 
 		if (pfn < base || pfn - base >= r->regions[i].size >> SR_PAGE_SHIFT)
 			continue;
-		uint64_t k = pfn - base, e = k + n;
-
-		for (; k < e && k % 64; k++)
-			bm[k / 64] |= 1ull << (k % 64);
-		memset(&bm[k / 64], 0xff, (e - k) / 64 * 8);	/* whole words */
-		for (k += (e - k) / 64 * 64; k < e; k++)
-			bm[k / 64] |= 1ull << (k % 64);
+		cover_pages(r->covered[i], r->full[i], pfn - base, pfn - base + n);
 		return;
 	}
 }

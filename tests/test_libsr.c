@@ -2279,3 +2279,36 @@ Test(layout, a_second_region_at_4_gib_holds_pages_and_runs_of_its_own)
 	d[1].length = 1;
 	expect_reject_img(&img, SR_E_RANGE, "a page in the hole");
 }
+
+/*
+ * Zero runs across whole blocks of the reader's coverage map (4096 pages a
+ * block) count, and a page left out beside them is still named; a record of
+ * many runs over a large region costs little (the map skips full blocks).
+ */
+Test(coverage, runs_over_whole_blocks)
+{
+	struct sr_gen_params p = { .mem_bytes = 20000ull * 4096, .vcpus = 1, .iterations = 1,
+				   .dirty_pages = 50, .compress = SR_COMPRESS_LZ4, .seed = 5,
+				   .pct_zero = 20, .pct_text = 40, .pct_hole = 60 };
+	struct sr_error err;
+	char msg[512];
+	struct buf b = gen(&p);
+
+	cr_assert_eq(verify_bytes(b.p, b.len, &err), 0, "complete: %s",
+		     sr_error_format(&err, msg, sizeof(msg)));
+	free(b.p);
+	for (uint64_t skip = 4095; skip <= 4097; skip++) {	/* around a block's edge */
+		char want[64];
+
+		p.skip_first = skip;
+		p.skip_pages = 1;
+		b = gen(&p);
+		snprintf(want, sizeof(want), "pfn 0x%llx is in no PAGE_DATA record (1 of",
+			 (unsigned long long)skip);
+		cr_assert_neq(verify_bytes(b.p, b.len, &err), 0, "pfn %llu left out, accepted",
+			      (unsigned long long)skip);
+		cr_assert(err.code == SR_E_MISSING && strstr(err.msg, want), "want \"%s\", got \"%s\"",
+			  want, sr_error_format(&err, msg, sizeof(msg)));
+		free(b.p);
+	}
+}
