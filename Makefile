@@ -18,9 +18,11 @@ WERROR    ?= 1
 SAN       ?= 0
 
 PKGS      := libxxhash liblz4
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(shell pkg-config --cflags libseccomp 2>/dev/null)
 PKG_LIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lxxhash -llz4) -lpthread
 CRIT_LIBS := $(shell pkg-config --libs criterion 2>/dev/null || echo -lcriterion)
+# sr-restore's sandbox only (tools/sandbox.c); no library links it.
+SECCOMP_LIBS := $(shell pkg-config --libs libseccomp 2>/dev/null || echo -lseccomp)
 
 WARNINGS  := -Wall -Wextra -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes \
              -Wold-style-definition -Wundef -Wwrite-strings -Wvla -Wshadow
@@ -130,9 +132,13 @@ $(O)/sr-ctl: $(O)/tools/sr-ctl.o $(O)/tools/ctl.o $(O)/tools/util.o $(O)/tools/h
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ -lpthread
 
-$(O)/sr-run $(O)/sr-restore: $(O)/sr-%: $(O)/tools/sr-%.o $(RUNNER_OBJS) $(O)/libsr.a
+$(O)/sr-run: $(O)/tools/sr-run.o $(RUNNER_OBJS) $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
+
+$(O)/sr-restore: $(O)/tools/sr-restore.o $(O)/tools/sandbox.o $(RUNNER_OBJS) $(O)/libsr.a
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(SECCOMP_LIBS) -lpthread
 
 $(O)/sr-save $(O)/sr-migrate: $(O)/sr-%: $(O)/tools/sr-%.o $(O)/tools/save_cli.o $(O)/tools/ctl.o \
 		$(O)/tools/migrate.o $(O)/tools/net.o $(O)/tools/util.o
@@ -158,7 +164,7 @@ check: check-unit check-tools check-kvm
 check-unit: $(UNIT_TESTS) $(TOOLS)
 	$(Q)SR_DUMP=$(abspath $(O)/sr-dump) $(O)/tests/test-libsr --jobs 2
 
-check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(GUEST)
+check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(O)/tests/sandbox-test $(GUEST)
 	$(Q)O=$(O) tests/tools.sh
 	$(Q)O=$(O) tests/host.sh
 	$(Q)O=$(O) tests/manpages.sh
@@ -280,6 +286,11 @@ $(O)/tests/kvm-dirty-log: $(O)/tests/kvm_dirty_log.o $(XC_OBJS)
 $(O)/tests/imgedit: $(O)/tests/imgedit.o $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# sr-restore's seccomp filters, one thread kind and one call at a time (test-only).
+$(O)/tests/sandbox-test: $(O)/tests/sandbox_test.o $(O)/tools/sandbox.o $(O)/tools/util.o
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(SECCOMP_LIBS) -lpthread
 
 $(O)/tests/mkimage: $(O)/tests/mkimage.o $(O)/libsr.a
 	$(E) "  LD      $@"

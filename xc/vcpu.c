@@ -421,6 +421,8 @@ static void *vcpu_thread(void *arg)
 	sigdelset(&set, XC_KICK_SIGNAL);
 	pthread_sigmask(SIG_SETMASK, &set, NULL);
 	throttle_timer_init(v);
+	if (d->thread_start)
+		d->thread_start(d->opaque, v);
 
 	for (;;) {
 		enum xc_action a;
