@@ -896,7 +896,7 @@ sb_all_filtered() {
 	for want in "$@"; do grep -q "^$want " "$tmp/sb.threads" || return 1; done
 }
 
-if want sandbox; then
+if want sandbox 400; then
 	$O/sr-run --name sbsrc --memory 32 --vcpus 2 --rounds 0 --pages 64 --delay-us 2000 \
 		--quiet-guest "$guest" >"$tmp/sbsrc.out" 2>&1 &
 	wait_domain sbsrc && sleep 1
@@ -952,7 +952,7 @@ if want sandbox; then
 	fi
 fi
 
-if want sandbox-linux && linux_ready sandbox-linux; then
+if want sandbox-linux 400 && linux_ready sandbox-linux; then
 	# A Linux guest (UART: console and input threads) saved live, restored under the sandbox.
 	$O/sr-run --name sbl --vcpus 2 --kernel $kernel --initrd $initrd --cmdline "sr.workload=16,14" \
 		</dev/null >"$tmp/sbl.out" 2>&1 &

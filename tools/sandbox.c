@@ -174,6 +174,7 @@ static const struct kvm_req save_kvm[] = {
 	{ KVM_HAS_DEVICE_ATTR, "the TSC offset attribute" },
 	{ KVM_GET_DEVICE_ATTR, "the TSC offset" },
 	{ KVM_GET_CLOCK, "kvmclock" }, { KVM_GET_IRQCHIP, "PIC and IOAPIC" },
+	{ KVM_KVMCLOCK_CTRL, "tells the guest it was paused (restore does too)" },
 	{ KVM_GET_PIT2, "the PIT" },
 	{ KVM_CHECK_EXTENSION, "capabilities a save asks about" },
 	{ KVM_SET_USER_MEMORY_REGION, "turns dirty logging on and off (live)" },
