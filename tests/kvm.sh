@@ -954,10 +954,10 @@ fi
 
 if want sandbox-linux 400 && linux_ready sandbox-linux; then
 	# A Linux guest (UART: console and input threads) saved live, restored under the sandbox.
-	$O/sr-run --name sbl --vcpus 2 --kernel $kernel --initrd $initrd --cmdline "sr.workload=16,14" \
+	$O/sr-run --name sbl --vcpus 2 --kernel $kernel --initrd $initrd --cmdline "sr.workload=16,25" \
 		</dev/null >"$tmp/sbl.out" 2>&1 &
 	wait_domain sbl
-	for _ in $(seq 1 600); do grep -q "tick 4 " "$tmp/sbl.out" && break; sleep 0.2; done
+	for _ in $(seq 1 1500); do grep -q "tick 4 " "$tmp/sbl.out" && break; sleep 0.2; done
 	$O/sr-save --live sbl "$tmp/sbl.img" 2>"$tmp/sbl.save"; rc=$?
 	wait
 	last=$(sed -n 's/^sr-workload: tick \([0-9]*\) .*/\1/p' "$tmp/sbl.out" | tail -1)
