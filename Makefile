@@ -20,12 +20,14 @@ WERROR    ?= 1
 SAN       ?= 0
 
 PKGS      := libxxhash liblz4
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(shell pkg-config --cflags libseccomp 2>/dev/null)
 PKG_LIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lxxhash -llz4) -lpthread
 CRIT_LIBS := $(shell pkg-config --libs criterion 2>/dev/null || echo -lcriterion)
 # GnuTLS for migration's TLS (tools/tls.c): the tools that open tcp: streams.
 TLS_CFLAGS := $(shell pkg-config --cflags gnutls 2>/dev/null)
 TLS_LIBS  := $(shell pkg-config --libs gnutls 2>/dev/null || echo -lgnutls)
+# sr-restore's sandbox only (tools/sandbox.c); no library links it.
+SECCOMP_LIBS := $(shell pkg-config --libs libseccomp 2>/dev/null || echo -lseccomp)
 
 WARNINGS  := -Wall -Wextra -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes \
              -Wold-style-definition -Wundef -Wwrite-strings -Wvla -Wshadow
@@ -146,9 +148,13 @@ $(O)/sr-ctl: $(O)/tools/sr-ctl.o $(O)/tools/ctl.o $(O)/tools/migrate.o $(O)/tool
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ -lpthread
 
-$(O)/sr-run $(O)/sr-restore: $(O)/sr-%: $(O)/tools/sr-%.o $(RUNNER_OBJS) $(O)/libsr.a
+$(O)/sr-run: $(O)/tools/sr-run.o $(RUNNER_OBJS) $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(TLS_LIBS) -lpthread
+
+$(O)/sr-restore: $(O)/tools/sr-restore.o $(O)/tools/sandbox.o $(RUNNER_OBJS) $(O)/libsr.a
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(SECCOMP_LIBS) -lpthread
 
 $(O)/sr-save $(O)/sr-migrate: $(O)/sr-%: $(O)/tools/sr-%.o $(O)/tools/save_cli.o $(O)/tools/ctl.o \
 		$(O)/tools/migrate.o $(O)/tools/net.o $(O)/tools/tls.o $(O)/tools/util.o $(O)/tools/imgfile.o
@@ -181,7 +187,7 @@ check-unit: $(UNIT_TESTS) $(TOOLS) $(O)/tests/threads
 	$(Q)$(O)/tests/test-ctl --jobs 2
 	$(Q)$(O)/tests/threads | tail -1
 
-check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(O)/tests/noipv6.so $(GUEST) release
+check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(O)/tests/noipv6.so $(O)/tests/sandbox-test $(GUEST) release
 	$(Q)O=$(O) tests/tools.sh
 	$(Q)O=$(O) tests/host.sh
 	$(Q)O=$(O) tests/manpages.sh
@@ -353,6 +359,11 @@ $(O)/tests/imgedit: $(O)/tests/imgedit.o $(O)/libsr.a
 $(O)/tests/threads: $(O)/tests/threads.o $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# sr-restore's seccomp filters, one thread kind and one call at a time (test-only).
+$(O)/tests/sandbox-test: $(O)/tests/sandbox_test.o $(O)/tools/sandbox.o $(O)/tools/util.o
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(SECCOMP_LIBS) -lpthread
 
 $(O)/tests/mkimage: $(O)/tests/mkimage.o $(O)/libsr.a
 	$(E) "  LD      $@"

@@ -104,6 +104,8 @@ enum hvmctx_throttle {
 struct hvmctx_save_opts {
 	enum sr_compress compress;
 	unsigned threads;		/* workers encoding and hashing page batches; 0: none */
+	void (*thread_start)(void *thread_arg);	/* optional: first on each worker */
+	void *thread_arg;
 	uint64_t bandwidth;		/* bytes/s the stream may take (a shared link); 0: all */
 	const char *creator;
 	uint32_t guest_kind;		/* SR_GUEST_* */
@@ -203,6 +205,8 @@ struct hvmctx_restore_opts {
 	void *device_arg;
 	/* Threads that verify and decode page data while the next is read; 0: none. */
 	unsigned threads;
+	void (*thread_start)(void *thread_arg);	/* optional: first on each of them */
+	void *thread_arg;
 };
 
 struct hvmctx_restore_stats {

@@ -365,7 +365,8 @@ int hvmctx_restore_finish(struct hvmctx_restore *rs, struct xc_domain *d,
 {
 	uint64_t t0 = hvmctx_now_ns();
 	struct sr_page_sink sink = { .page_addr = sink_page_addr, .batch = sink_batch, .arg = d,
-				     .threads = o->threads };
+				     .threads = o->threads, .thread_start = o->thread_start,
+				     .thread_arg = o->thread_arg };
 	struct sr_error se;
 
 	memset(st, 0, sizeof(*st));

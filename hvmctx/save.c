@@ -543,7 +543,8 @@ int hvmctx_save(struct xc_domain *d, int fd, const struct hvmctx_save_opts *o,
 	struct sr_image_info info = { .creator = o->creator, .flags = o->live ? SR_IHDR_F_LIVE : 0 };
 	struct save s = { .d = d, .o = o, .st = st, .err = err };
 	struct sr_pipe_opts po = { .mode = o->compress, .threads = o->threads,
-				   .written = batch_written, .arg = &s };
+				   .written = batch_written, .arg = &s,
+				   .thread_start = o->thread_start, .thread_arg = o->thread_arg };
 	struct sr_batch_stats bs;
 	bool paused_here = false;
 	uint64_t t0 = hvmctx_now_ns();

@@ -75,7 +75,8 @@ struct sr_pool_job {
 	enum sr_job_state state;	/* changed by the pool, read after sr_pool_wait */
 };
 struct sr_pool;
-struct sr_pool *sr_pool_new(unsigned threads);
+/* thread_start (optional) runs first on each worker, with arg. */
+struct sr_pool *sr_pool_new(unsigned threads, void (*thread_start)(void *arg), void *arg);
 void sr_pool_submit(struct sr_pool *p, struct sr_pool_job *j);
 void sr_pool_wait(struct sr_pool *p, struct sr_pool_job *j);
 bool sr_pool_done(struct sr_pool *p, struct sr_pool_job *j);	/* without waiting */

@@ -61,7 +61,7 @@ struct sr_pipe *sr_pipe_new(struct sr_writer *w, const struct sr_pipe_opts *o,
 		p->slots[i].hash = sr_writer_hashes(w);
 		p->slots[i].pj.fn = slot_encode;
 	}
-	if (threads && !(p->pool = sr_pool_new(threads)))
+	if (threads && !(p->pool = sr_pool_new(threads, o->thread_start, o->thread_arg)))
 		goto nomem;
 	return p;
 nomem:

@@ -15,6 +15,8 @@ struct sr_pool {
 	pthread_cond_t work, done;
 	struct sr_pool_job *head, *tail;
 	bool stop;
+	void (*thread_start)(void *arg);
+	void *thread_arg;
 	unsigned nthreads;
 	pthread_t threads[];
 };
@@ -23,6 +25,8 @@ static void *pool_worker(void *arg)
 {
 	struct sr_pool *p = arg;
 
+	if (p->thread_start)
+		p->thread_start(p->thread_arg);
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		struct sr_pool_job *j;
@@ -45,7 +49,7 @@ static void *pool_worker(void *arg)
 	return NULL;
 }
 
-struct sr_pool *sr_pool_new(unsigned threads)
+struct sr_pool *sr_pool_new(unsigned threads, void (*thread_start)(void *arg), void *arg)
 {
 	struct sr_pool *p;
 
@@ -57,6 +61,8 @@ struct sr_pool *sr_pool_new(unsigned threads)
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->work, NULL);
 	pthread_cond_init(&p->done, NULL);
+	p->thread_start = thread_start;
+	p->thread_arg = arg;
 	for (; p->nthreads < threads; p->nthreads++)
 		if (pthread_create(&p->threads[p->nthreads], NULL, pool_worker, p))
 			break;

@@ -898,7 +898,7 @@ int sr_reader_set_page_sink(struct sr_reader *r, const struct sr_page_sink *sink
 		return sr_set_error(err, SR_E_NOMEM, SR_NO_INDEX, r->offset,
 				    "page sink: %u jobs", n);
 	r->njobs = n;
-	if (sink->threads && !(r->pool = sr_pool_new(sink->threads))) {
+	if (sink->threads && !(r->pool = sr_pool_new(sink->threads, sink->thread_start, sink->thread_arg))) {
 		free(r->jobs);
 		r->jobs = NULL;
 		r->njobs = 0;

@@ -254,6 +254,9 @@ struct sr_pipe_opts {
 	 */
 	int (*written)(void *arg, uint64_t pages, uint64_t offset);
 	void *arg;
+	/* Optional: runs first on each worker thread (a tool's sandbox goes on there). */
+	void (*thread_start)(void *thread_arg);
+	void *thread_arg;
 };
 
 struct sr_pipe;
@@ -358,6 +361,9 @@ struct sr_page_sink {
 	void (*batch)(void *arg, const struct sr_page_desc *desc, unsigned n);
 	void *arg;
 	unsigned threads;		/* workers; 0: verify and decode inline */
+	/* Optional: runs first on each worker thread (a tool's sandbox goes on there). */
+	void (*thread_start)(void *thread_arg);
+	void *thread_arg;
 };
 int sr_reader_set_page_sink(struct sr_reader *r, const struct sr_page_sink *sink,
 			    struct sr_error *err);

@@ -1402,6 +1402,112 @@ if want linux-6g 900 && linux_ready linux-6g; then
 		fi
 	fi
 	kill $l6_ticker 2>/dev/null; wait $l6_ticker 2>/dev/null
+
+# ------------------------------------------------------------------ sandbox
+# sr-restore's seccomp filters (tools/sandbox.c): every thread of a restored
+# domain runs under its kind's filter, and the ordinary paths still work
+# under them; tests/sandbox-test (check-tools) sees each kind refuse a call.
+# Prints "comm seccomp-mode filters" for every thread of pid $1.
+sb_threads() {
+	local t
+	for t in /proc/$1/task/*; do
+		echo "$(cat $t/comm 2>/dev/null) $(awk '/^Seccomp:/ { m = $2 } /^Seccomp_filters:/ { f = $2 } END { print m, f }' $t/status 2>/dev/null)"
+	done | sort
+}
+# True when every thread of $1 is filtered (mode 2) under two filters or more
+# (the reader's, then its own kind's), and threads named $2... exist.
+sb_all_filtered() {
+	local pid=$1 want; shift
+	sb_threads $pid > "$tmp/sb.threads"
+	[ -s "$tmp/sb.threads" ] && ! awk '$2 != 2 || $3 < 2 { bad = 1 } END { exit !bad }' "$tmp/sb.threads" || return 1
+	for want in "$@"; do grep -q "^$want " "$tmp/sb.threads" || return 1; done
+}
+
+if want sandbox 400; then
+	$O/sr-run --name sbsrc --memory 32 --vcpus 2 --rounds 0 --pages 64 --delay-us 2000 \
+		--quiet-guest "$guest" >"$tmp/sbsrc.out" 2>&1 &
+	wait_domain sbsrc && sleep 1
+	$O/sr-save -q sbsrc "$tmp/sb.img" 2>"$tmp/sbsrc.save"; rc=$?
+	wait
+	[ $rc -eq 0 ] || bad "sandbox: saving the source guest exited $rc" "$tmp/sbsrc.save"
+	# A file, 2 threads: every thread filtered; pause, resume; then a save of
+	# the restored domain (a save thread and its workers) ends it.
+	$O/sr-restore --name sb1 -v --threads 2 "$tmp/sb.img" >"$tmp/sb1.out" 2>&1 &
+	pid=$!
+	wait_domain sb1 && sb_all_filtered $pid sr-restore sr-vcpu sr-console; filtered=$?
+	cp "$tmp/sb.threads" "$tmp/sb1.threads"
+	$O/sr-ctl sb1 pause >>"$tmp/sb1.ctl" 2>&1 && $O/sr-ctl sb1 status 2>>"$tmp/sb1.ctl" | grep -q state=paused &&
+		$O/sr-ctl sb1 resume >>"$tmp/sb1.ctl" 2>&1; prc=$?
+	sleep 0.5
+	$O/sr-save -q sb1 "$tmp/sb1.img" 2>"$tmp/sb1.save"; src=$?
+	wait $pid; rc=$?
+	cat "$tmp/sb1.threads" "$tmp/sb1.ctl" "$tmp/sb1.save" >> "$tmp/sb1.out" 2>/dev/null
+	if [ $filtered -eq 0 ] && [ $prc -eq 0 ] && [ $src -eq 0 ] && [ $rc -eq 0 ] &&
+	   grep -q 'sandbox: on' "$tmp/sb1.out" && ! grep -q 'sandbox: the' "$tmp/sb1.out"; then
+		ok "sandbox: file, --threads 2: every thread filtered ($(awk '{ print $1 }' "$tmp/sb1.threads" | uniq -c | awk '{ printf "%s%s x%s", s, $2, $1; s = ", " }')); pause, resume, then saved by sr-save"
+	else
+		bad "sandbox: file restore (filtered $filtered, pause/resume $prc, save $src, exit $rc)" "$tmp/sb1.out"
+	fi
+	# That image from a pipe, no threads: a live save of it, which is restored and finishes.
+	cat "$tmp/sb1.img" | $O/sr-restore --name sb2 --threads 0 - >"$tmp/sb2.out" 2>&1 &
+	pid=$!
+	wait_domain sb2 && sb_all_filtered $(pgrep -n -f 'sr-restore --name sb2') sr-vcpu; filtered=$?
+	sleep 1
+	$O/sr-save --live -q sb2 "$tmp/sb2.img" 2>"$tmp/sb2.save"; src=$?
+	wait $pid; rc=$?
+	$O/sr-restore --name sb3 --threads 2 "$tmp/sb2.img" >"$tmp/sb3.out" 2>&1 &
+	pid=$!
+	wait_domain sb3 && sleep 1 && $O/sr-ctl sb3 finish >/dev/null 2>&1
+	wait $pid; rrc=$?
+	cat "$tmp/sb.threads" "$tmp/sb2.save" "$tmp/sb3.out" >> "$tmp/sb2.out" 2>/dev/null
+	if [ $filtered -eq 0 ] && [ $src -eq 0 ] && [ $rc -eq 0 ] && [ $rrc -eq 0 ] && grep -q '^PASS' "$tmp/sb3.out"; then
+		ok "sandbox: a pipe, --threads 0, saved live, restored again (--threads 2): PASS"
+	else
+		bad "sandbox: pipe restore (filtered $filtered), live save $src, exits $rc/$rrc" "$tmp/sb2.out"
+	fi
+	# destroy ends it with 4; --no-sandbox leaves every thread unfiltered.
+	$O/sr-restore --name sb4 -v --no-sandbox "$tmp/sb.img" >"$tmp/sb4.out" 2>&1 &
+	pid=$!
+	wait_domain sb4 && sb_threads $pid > "$tmp/sb4.threads"
+	$O/sr-ctl sb4 destroy >/dev/null 2>&1
+	wait $pid; rc=$?
+	cat "$tmp/sb4.threads" >> "$tmp/sb4.out"
+	if [ $rc -eq 4 ] && grep -q 'sandbox: off' "$tmp/sb4.out" && ! awk '$2 != 0 { bad = 1 } END { exit !bad }' "$tmp/sb4.threads"; then
+		ok "sandbox: --no-sandbox: no thread filtered; sr-ctl destroy: exit 4"
+	else
+		bad "sandbox: --no-sandbox run, exit $rc" "$tmp/sb4.out"
+	fi
+fi
+
+if want sandbox-linux 400 && linux_ready sandbox-linux; then
+	# A Linux guest (UART: console and input threads) saved live, restored under the sandbox.
+	$O/sr-run --name sbl --vcpus 2 --kernel $kernel --initrd $initrd --cmdline "sr.workload=16,25" \
+		</dev/null >"$tmp/sbl.out" 2>&1 &
+	wait_domain sbl
+	for _ in $(seq 1 1500); do grep -q "tick 4 " "$tmp/sbl.out" && break; sleep 0.2; done
+	$O/sr-save --live sbl "$tmp/sbl.img" 2>"$tmp/sbl.save"; rc=$?
+	wait
+	last=$(sed -n 's/^sr-workload: tick \([0-9]*\) .*/\1/p' "$tmp/sbl.out" | tail -1)
+	# stdin stays open (a fifo with a sleeping writer): the input thread waits in read, filtered.
+	mkfifo "$tmp/sbl.in"
+	sleep 600 > "$tmp/sbl.in" & hold=$!
+	$O/sr-restore --name sbl2 "$tmp/sbl.img" < "$tmp/sbl.in" >"$tmp/sbl2.out" 2>&1 &
+	lp=$!
+	wait_domain sbl2 && sb_all_filtered $lp sr-vcpu sr-console sr-input; filtered=$?
+	cp "$tmp/sb.threads" "$tmp/sbl.threads"
+	wait $lp; lrc=$?
+	kill $hold 2>/dev/null; wait $hold 2>/dev/null
+	cat "$tmp/sbl.threads" >> "$tmp/sbl2.out"
+	# The workload goes on from where it was saved (the clock's agreement is linux-save's to check).
+	first=$(sed -n 's/^sr-workload: tick \([0-9]*\) .*/\1/p' "$tmp/sbl2.out" | head -1)
+	if [ $rc -eq 0 ] && [ $filtered -eq 0 ] && [ $lrc -eq 0 ] && [ -n "$first" ] && [ -n "$last" ] &&
+	   [ "$first" -ge "$last" ] && [ "$first" -le $((last + 1)) ] && grep -q 'sr-workload: PASS' "$tmp/sbl2.out" &&
+	   ! grep -q 'sr-workload: [0-9]* MiB' "$tmp/sbl2.out" && ! grep -Eq "$linux_warnings" "$tmp/sbl2.out" &&
+	   ! grep -q 'sandbox: the' "$tmp/sbl2.out"; then
+		ok "sandbox-linux: a Linux guest saved live at tick $last, restored under the sandbox (vCPU, console, input threads filtered): the workload went on from tick $first to PASS, reset ended it"
+	else
+		bad "sandbox-linux: save $rc, filtered $filtered, restore exited $lrc, first tick '$first' after $last" "$tmp/sbl2.out"
+	fi
 fi
 
 # ------------------------------------------------------------------ migration

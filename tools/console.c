@@ -21,6 +21,8 @@ struct console {
 	pthread_mutex_t lock;
 	pthread_cond_t more, drained;
 	pthread_t thread;
+	void (*thread_start)(void *arg);
+	void *thread_arg;
 };
 
 static void write_all(int fd, const uint8_t *p, size_t n)
@@ -45,6 +47,8 @@ static void *console_thread(void *arg)
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, NULL);
+	if (c->thread_start)
+		c->thread_start(c->thread_arg);
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		size_t n;
@@ -79,7 +83,7 @@ static void *console_thread(void *arg)
 	return NULL;
 }
 
-struct console *console_new(int fd, size_t size)
+struct console *console_new(int fd, size_t size, void (*thread_start)(void *arg), void *arg)
 {
 	struct console *c = calloc(1, sizeof(*c));
 
@@ -89,6 +93,8 @@ struct console *console_new(int fd, size_t size)
 	}
 	c->fd = fd;
 	c->size = size;
+	c->thread_start = thread_start;
+	c->thread_arg = arg;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->more, NULL);
 	pthread_cond_init(&c->drained, NULL);

@@ -13,8 +13,11 @@
 
 struct console;
 
-/* Starts the writer thread on fd with a buffer of size bytes; NULL on failure. */
-struct console *console_new(int fd, size_t size);
+/*
+ * Starts the writer thread on fd with a buffer of size bytes; NULL on
+ * failure.  thread_start (optional) runs first on that thread.
+ */
+struct console *console_new(int fd, size_t size, void (*thread_start)(void *arg), void *arg);
 
 /* Queues len bytes without blocking; what does not fit is dropped and counted. */
 void console_write(struct console *c, const void *buf, size_t len);

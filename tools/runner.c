@@ -142,6 +142,8 @@ static void *input_loop(void *arg)
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, NULL);
+	if (r->cfg.thread_start)
+		r->cfg.thread_start(RUNNER_THREAD_INPUT);
 	for (;;) {
 		ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
 
@@ -222,6 +224,28 @@ static enum xc_action on_mmio(void *opaque, struct xc_vcpu *v, uint64_t gpa, boo
 
 static const struct xc_exit_ops runner_ops = { .pio = on_pio, .mmio = on_mmio };
 
+static void vcpu_started(void *opaque, struct xc_vcpu *v)
+{
+	struct runner *r = opaque;
+
+	(void)v;
+	r->cfg.thread_start(RUNNER_THREAD_VCPU);
+}
+
+static void console_started(void *arg)
+{
+	struct runner *r = arg;
+
+	r->cfg.thread_start(RUNNER_THREAD_CONSOLE);
+}
+
+void runner_save_worker_started(void *arg)
+{
+	struct runner *r = arg;
+
+	r->cfg.thread_start(RUNNER_THREAD_SAVE_WORKER);
+}
+
 struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err)
 {
 	struct xc_domain_config dc = { .vcpus = cfg->vcpus, .ops = &runner_ops,
@@ -240,6 +264,8 @@ struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err)
 		r->waiting[i].fd = -1;
 	r->job.done_fd = -1;
 	dc.opaque = r;
+	if (cfg->thread_start)
+		dc.thread_start = vcpu_started;
 	r->d = xc_domain_create(&dc, err);
 	if (!r->d) {
 		free(r);
@@ -247,7 +273,8 @@ struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err)
 	}
 	/* SR_CONSOLE_BYTES: a smaller console buffer, for tests that fill it. */
 	if (!(r->console = console_new(STDOUT_FILENO, getenv("SR_CONSOLE_BYTES") ?
-				       strtoul(getenv("SR_CONSOLE_BYTES"), NULL, 10) | 1 : 1u << 20))) {
+				       strtoul(getenv("SR_CONSOLE_BYTES"), NULL, 10) | 1 : 1u << 20,
+				       cfg->thread_start ? console_started : NULL, r))) {
 		xc_set_error(err, ENOMEM, "console buffer");
 		runner_free(r);
 		return NULL;
@@ -437,6 +464,8 @@ static void *save_thread(void *arg)
 	uint64_t one = 1;
 	ssize_t n;
 
+	if (r->cfg.thread_start)
+		r->cfg.thread_start(RUNNER_THREAD_SAVE);
 	j->rc = runner_save(r, j->out_fd, &j->q, j->cfd, &j->st, msg, sizeof(msg));
 	if (j->rc < 0)
 		reply(j->cfd, "error %s", msg);
@@ -784,6 +813,8 @@ int runner_loop(struct runner *r)
 	struct xc_event ev;
 	int status = -1;
 
+	if (r->cfg.thread_start)		/* the sandbox: from here on, the control thread's list */
+		r->cfg.thread_start(RUNNER_THREAD_CONTROL);
 	while (status < 0) {
 		struct pollfd p[4 + CLIENTS_MAX] = {
 			{ .fd = xc_domain_event_fd(r->d), .events = POLLIN },

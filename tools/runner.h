@@ -19,6 +19,16 @@
 
 struct runner;
 
+/* The threads a runner has, for runner_config.thread_start. */
+enum runner_thread {
+	RUNNER_THREAD_VCPU,
+	RUNNER_THREAD_CONSOLE,		/* writes the guest's console out */
+	RUNNER_THREAD_INPUT,		/* stdin into the UART */
+	RUNNER_THREAD_SAVE,		/* a control-socket save */
+	RUNNER_THREAD_SAVE_WORKER,	/* a save's page encoders */
+	RUNNER_THREAD_CONTROL,		/* the calling thread, once the domain runs */
+};
+
 struct runner_config {
 	const char *name;		/* domain name; control socket NAME.sock */
 	unsigned vcpus;
@@ -31,6 +41,12 @@ struct runner_config {
 	uint32_t guest_kind;		/* SR_GUEST_* written into saved images */
 	uint64_t boot_entry, boot_arg;
 	uint8_t uuid[16];
+	/*
+	 * Optional: runs first on each thread the runner (or its domain)
+	 * starts, and on the caller's once the domain runs and its threads
+	 * exist; sr-restore installs its sandbox there.
+	 */
+	void (*thread_start)(enum runner_thread kind);
 };
 
 struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err);
@@ -86,6 +102,9 @@ struct save_req;
  */
 int runner_save(struct runner *r, int out_fd, const struct save_req *q, int client_fd,
 		struct save_job_state *js, char *msg, size_t len);
+
+/* A save's worker threads start here (hvmctx_save_opts.thread_start, arg: the runner). */
+void runner_save_worker_started(void *arg);
 
 /* A guest-requested save to path (via path.tmp, fsync, rename); 0 or -1. */
 int runner_guest_save(struct runner *r, const char *path, char *msg, size_t len);

@@ -98,6 +98,10 @@ static int do_save(struct runner *r, int fd, struct hvmctx_save_opts *o, int cli
 	o->uuid = cfg->uuid;
 	o->boot_entry = cfg->boot_entry;
 	o->boot_arg = cfg->boot_arg;
+	if (cfg->thread_start) {
+		o->thread_start = runner_save_worker_started;
+		o->thread_arg = r;
+	}
 	o->progress = send_progress;
 	o->round = send_round;
 	o->progress_arg = &p;

@@ -18,6 +18,7 @@
 #include "migrate.h"
 #include "net.h"
 #include "runner.h"
+#include "sandbox.h"
 #include "serial8250.h"
 #include "sr_format.h"
 #include "host.h"
@@ -84,13 +85,15 @@ static void usage(FILE *f)
 "      --max-memory MiB     refuse an image whose guest has more RAM than this\n"
 "                           (default: this host's MemAvailable), before anything\n"
 "                           is allocated\n"
+"      --no-sandbox         run without the per-thread seccomp filters (a kernel\n"
+"                           without seccomp, or a call the filters do not know)\n"
 "  -h, --help\n"
 "\n"
 "Nothing from the image reaches a vCPU before the whole image has verified.\n"
 "Exit status: as sr-run (0 PASS, 1 guest failed, 2 usage/setup error, 3 KVM\n"
 "error or a host that cannot run sr's guests, 4 destroyed), and 5 when the image is corrupt, truncated or foreign\n"
 "(no guest code ran), 6 when a migration's source never said \"go\" (the VM was\n"
-"discarded).  A migration receiver tells its source why it failed before it exits.\n");
+"discarded), 159 when a thread made a call outside its seccomp allow-list.  A migration receiver tells its source why it failed before it exits.\n");
 }
 
 /* DEVICE records: the UART is the only device model so far. */
@@ -177,6 +180,25 @@ static void detach_finish(const char *log)
 	if (write(detach_fd, "1", 1) != 1)
 		pr_warn("the session that started this receiver is gone");
 	close(detach_fd);
+}
+
+/* The sandbox: each thread the runner starts narrows its filter to its kind. */
+static void runner_thread_start(enum runner_thread kind)
+{
+	static const enum sandbox_kind as[] = {
+		[RUNNER_THREAD_VCPU] = SANDBOX_VCPU, [RUNNER_THREAD_CONSOLE] = SANDBOX_CONSOLE,
+		[RUNNER_THREAD_INPUT] = SANDBOX_INPUT, [RUNNER_THREAD_SAVE] = SANDBOX_SAVE,
+		[RUNNER_THREAD_SAVE_WORKER] = SANDBOX_WORKER,
+		[RUNNER_THREAD_CONTROL] = SANDBOX_CONTROL,
+	};
+
+	sandbox_enter(as[kind]);
+}
+
+static void worker_thread_start(void *arg)
+{
+	(void)arg;
+	sandbox_enter(SANDBOX_WORKER);
 }
 
 /* Ends the stream's watch: the guard's bound when it cut the connection, else msg. */
@@ -308,6 +330,7 @@ int main(int argc, char **argv)
 		{ "insecure-plaintext", no_argument, NULL, 'I' },
 		{ "deadline", required_argument, NULL, 'D' },
 		{ "min-rate", required_argument, NULL, 'r' },
+		{ "no-sandbox", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -320,7 +343,7 @@ int main(int argc, char **argv)
 	struct xc_error err;
 	struct runner *r = NULL;
 	const char *path, *name = NULL, *listen_on = NULL, *log = NULL;
-	bool paused = false, verbose = false, receive = false, started = false;
+	bool paused = false, verbose = false, receive = false, started = false, sandbox = true;
 	unsigned long accept_s = 0, idle_s = 30;
 	struct tls_opts tlso = { .server = true };
 	struct listen_opts lo = { .bounds = { DEADLINE_DEFAULT_S, MIN_RATE_DEFAULT_KBS,
@@ -354,6 +377,7 @@ int main(int argc, char **argv)
 		case 'I': lo.insecure = true; break;
 		case 'D': lo.bounds.deadline_s = parse_num("--deadline", optarg, 1, 7 * 86400); break;
 		case 'r': lo.bounds.min_rate_kbs = parse_num("--min-rate", optarg, 0, 10000000); break;
+		case 'S': sandbox = false; break;
 		case 'A':
 		case 'W':
 			{
@@ -441,6 +465,16 @@ int main(int argc, char **argv)
 			die(EXIT_USAGE, "%s: %s", path, strerror(errno));
 	}
 
+	if (sandbox) {
+		/* Before the first byte of the image is parsed: that is where hostile input is. */
+		char why[160];
+
+		if (sandbox_prepare(why, sizeof(why)))
+			die(EXIT_USAGE, "sandbox: %s (--no-sandbox runs without it)", why);
+		sandbox_enter(SANDBOX_READER);
+		cfg.thread_start = runner_thread_start;
+		ro.thread_start = worker_thread_start;
+	}
 	rs = hvmctx_restore_begin(fd, &img, &err);
 	if (!rs)
 		die(err.sys_errno == EBADMSG ? EXIT_BAD_IMAGE : EXIT_USAGE, "%s: %s", path,
@@ -566,6 +600,10 @@ int main(int argc, char **argv)
 			"sr-restore did", sr_prog, (unsigned long long)st.placed,
 			(unsigned long long)(st.placed + st.buffered), ro.threads,
 			ro.threads == 1 ? "" : "s", st.stream_ns / 1e6, (mono_ns() - t_start) / 1e6);
+	if (verbose)
+		pr_info("%s: sandbox: %s", sr_prog, sandbox ? "on (seccomp allow-lists: reader, "
+			"then worker, vCPU, console, input, save, control threads)" :
+			"off (--no-sandbox)");
 	rc = started ? runner_loop(r) : runner_run(r, paused);
 	runner_free(r);
 	return rc;

@@ -153,6 +153,7 @@ struct xc_domain *xc_domain_create(const struct xc_domain_config *cfg, struct xc
 	d->nvcpus_max = cfg->vcpus;
 	d->ops = cfg->ops;
 	d->opaque = cfg->opaque;
+	d->thread_start = cfg->thread_start;
 	pthread_mutex_init(&d->lock, NULL);
 	cond_init_monotonic(&d->cond);
 	pthread_mutex_init(&d->ring_lock, NULL);

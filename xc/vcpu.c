@@ -459,6 +459,8 @@ static void *vcpu_thread(void *arg)
 	this_vcpu = v;
 	pthread_sigmask(SIG_SETMASK, &set, NULL);
 	throttle_timer_init(v);
+	if (d->thread_start)
+		d->thread_start(d->opaque, v);
 
 	for (;;) {
 		enum xc_action a;

@@ -74,6 +74,8 @@ struct xc_domain_config {
 					   (KVM_CAP_DIRTY_LOG_RING) instead of bitmaps */
 	const long *extra_caps;		/* further KVM_CAP_* the caller relies on */
 	unsigned n_extra_caps;
+	/* Optional: runs on each vCPU thread before its first KVM_RUN (a tool's sandbox). */
+	void (*thread_start)(void *opaque, struct xc_vcpu *v);
 };
 
 /*

@@ -32,6 +32,7 @@ struct xc_domain {
 	struct kvm_cpuid2 *cpuid;
 	const struct xc_exit_ops *ops;
 	void *opaque;
+	void (*thread_start)(void *opaque, struct xc_vcpu *v);
 
 	struct xc_region regions[XC_MAX_REGIONS];
 	unsigned nregions;

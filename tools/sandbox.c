@@ -1,0 +1,593 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sr-restore's sandbox: one seccomp allow-list per thread kind (sandbox.h).
+ *
+ * Each kind is a table of system calls, each with the reason sr needs it;
+ * ioctl is allowed only for the KVM requests a kind makes, mmap and
+ * mprotect never with PROT_EXEC, clone only for threads.  The filters are
+ * compiled once by libseccomp, on the main thread before any other exists,
+ * and each thread loads its own BPF program with a plain seccomp() call
+ * (no allocation, no library state shared between threads).
+ *
+ * The default action is SECCOMP_RET_TRAP, not KILL_PROCESS: a killed
+ * process prints nothing, and an operator (or sr-migrate, reading a
+ * receiver's stderr) is left with a bare SIGSYS.  The SIGSYS handler writes
+ * one line naming the call, the ioctl request and the thread kind with
+ * write(2) only, then _exits.  No filter lets a thread change the SIGSYS
+ * handler; a thread that blocks SIGSYS is killed by the kernel all the same
+ * (a forced signal that is blocked falls back to the default action).
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/kvm.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/ioctl.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "sandbox.h"
+#include "util.h"
+
+/* How a rule looks at a call's arguments. */
+enum arg_rule {
+	ANY,			/* every call */
+	NO_EXEC,		/* mmap, mprotect: prot (arg 2) without PROT_EXEC */
+	THREAD_ONLY,		/* clone: flags (arg 0) with CLONE_THREAD: no new process */
+	UNIX_ONLY,		/* socket: AF_UNIX only (the control socket) */
+	NOT_SIGSYS,		/* rt_sigaction: any signal but SIGSYS (the trap's handler) */
+	STDERR_ONLY,		/* write: fd 2 */
+	READ_ONLY,		/* openat: neither O_WRONLY, O_RDWR, O_CREAT nor O_TRUNC */
+	FILTER_ONLY,		/* seccomp: SET_MODE_FILTER, no flags (a thread narrows itself) */
+	SET_NAME,		/* prctl: PR_SET_NAME only */
+	FAIL_ENOSYS,		/* clone3: its flags are out of reach of a filter; glibc falls
+				   back to clone on ENOSYS */
+	FAIL_EACCES,		/* openat: refused (glibc falls back, e.g. sysconf) */
+};
+
+struct rule {
+	int nr;
+	enum arg_rule arg;
+	const char *why;
+};
+
+struct kvm_req {
+	unsigned long req;
+	const char *why;
+};
+
+#define R(name, arg, why)	{ SCMP_SYS(name), arg, why }
+#define END			{ -1, ANY, NULL }
+
+/* Every thread. */
+static const struct rule common[] = {
+	R(futex, ANY, "pthread mutexes and condition variables"),
+	R(exit, ANY, "a thread's end"),
+	R(exit_group, ANY, "the process's end; the SIGSYS handler's _exit"),
+	R(rt_sigreturn, ANY, "return from a signal handler (the vCPU kick, a save's cancel)"),
+	R(rt_sigprocmask, ANY, "pthread_sigmask; glibc masks signals around a thread's end"),
+	R(restart_syscall, ANY, "a wait restarted after a signal"),
+	R(mmap, NO_EXEC, "malloc: a thread's arena, large blocks"),
+	R(mprotect, NO_EXEC, "malloc grows an arena"),
+	R(munmap, ANY, "free; a finished thread's stack"),
+	R(mremap, ANY, "realloc of a large block"),
+	R(madvise, ANY, "glibc hands back a finished thread's stack and freed memory"),
+	R(brk, ANY, "malloc on the main arena"),
+	R(write, STDERR_ONLY, "messages on stderr; the SIGSYS handler's line"),
+	R(clock_gettime, ANY, "clocks, where the vDSO does not answer"),
+	R(gettimeofday, ANY, "the same"),
+	R(getpid, ANY, "pthread_kill (tgkill needs the pid)"),
+	R(gettid, ANY, "the same"),
+	R(sched_yield, ANY, "glibc's lock back-off"),
+	R(seccomp, FILTER_ONLY, "a thread narrows its own filter (never widens it)"),
+	END
+};
+
+/* Threads that start threads: the new one runs glibc's start code under its creator's filter. */
+static const struct rule spawn[] = {
+	R(clone, THREAD_ONLY, "pthread_create"),
+	R(clone3, FAIL_ENOSYS, "pthread_create tries it first; made to fall back to clone"),
+	R(set_robust_list, ANY, "a new thread registers its robust futex list"),
+	R(rseq, ANY, "a new thread registers its restartable sequence area"),
+	R(prctl, SET_NAME, "names a new thread after its kind"),
+	END
+};
+
+/* Page-batch workers: pure computation on memory; nothing beyond the common list. */
+static const struct rule worker[] = { END };
+
+static const struct rule vcpu[] = {
+	R(ioctl, ANY, "KVM requests below"),
+	R(write, ANY, "the domain's event fd (a vCPU parked or stopped)"),
+	R(tgkill, ANY, "kicks the other vCPUs out of KVM_RUN when the domain stops"),
+	R(timer_delete, ANY, "the throttle timer, when the vCPU ends"),
+	R(timer_settime, ANY, "the throttle timer"),
+	END
+};
+static const struct kvm_req vcpu_kvm[] = {
+	{ KVM_RUN, "runs the guest" },
+	{ KVM_IRQ_LINE, "the UART's interrupt, raised from its port I/O" },
+	{ KVM_RESET_DIRTY_RINGS, "a full dirty ring is harvested on the vCPU's thread" },
+	{ 0, NULL }
+};
+
+static const struct rule console[] = {
+	R(write, ANY, "the console fd (stdout, or the --migrate-receive log)"),
+	END
+};
+
+static const struct rule input[] = {
+	R(read, ANY, "stdin"),
+	R(ioctl, ANY, "KVM requests below"),
+	R(clock_nanosleep, ANY, "waits while the UART's receive FIFO is full"),
+	R(nanosleep, ANY, "the same"),
+	END
+};
+static const struct kvm_req input_kvm[] = {
+	{ KVM_IRQ_LINE, "the UART's interrupt, raised when input arrives" },
+	{ 0, NULL }
+};
+
+/* A save (on the save thread, or on the main thread when the guest asks for one). */
+static const struct rule save[] = {
+	R(ioctl, ANY, "KVM requests below"),
+	R(write, ANY, "the image; progress to the client; the done eventfd"),
+	R(writev, ANY, "the image (libsr's writer)"),
+	R(read, ANY, "the client's commit or cancel"),
+	R(sendto, ANY, "answers to the client (send)"),
+	R(poll, ANY, "waits for the client's commit"),
+	R(ppoll, ANY, "the same"),
+	R(lseek, ANY, "finds a memfd's holes (SEEK_DATA, SEEK_HOLE)"),
+	R(close, ANY, "the image and the client, once sent"),
+	R(fsync, ANY, "the image is durable before anyone is told it worked"),
+	R(tgkill, ANY, "pauses the vCPUs (kick)"),
+	R(timer_settime, ANY, "throttles the vCPUs of a live save"),
+	R(clock_nanosleep, ANY, "--bandwidth"),
+	R(nanosleep, ANY, "the same"),
+	R(openat, READ_ONLY, "sysconf(_SC_NPROCESSORS_ONLN) reads /sys (--threads default)"),
+	R(sched_getaffinity, ANY, "the same, its fallback"),
+	R(fstat, ANY, "the same"),
+	R(newfstatat, ANY, "the same"),
+	END
+};
+static const struct kvm_req save_kvm[] = {
+	{ KVM_GET_REGS, "vCPU state" }, { KVM_GET_SREGS, "vCPU state" },
+	{ KVM_GET_SREGS2, "vCPU state" }, { KVM_GET_XSAVE, "vCPU state" },
+	{ KVM_GET_XSAVE2, "vCPU state" }, { KVM_GET_XCRS, "vCPU state" },
+	{ KVM_GET_MSRS, "vCPU state" }, { KVM_GET_LAPIC, "vCPU state" },
+	{ KVM_GET_VCPU_EVENTS, "vCPU state" }, { KVM_GET_DEBUGREGS, "vCPU state" },
+	{ KVM_GET_MP_STATE, "vCPU state" }, { KVM_GET_CPUID2, "the CPUID the image carries" },
+	{ KVM_GET_TSC_KHZ, "the TSC rate" },
+	{ KVM_HAS_DEVICE_ATTR, "the TSC offset attribute" },
+	{ KVM_GET_DEVICE_ATTR, "the TSC offset" },
+	{ KVM_GET_CLOCK, "kvmclock" }, { KVM_GET_IRQCHIP, "PIC and IOAPIC" },
+	{ KVM_KVMCLOCK_CTRL, "tells the guest it was paused (restore does too)" },
+	{ KVM_GET_PIT2, "the PIT" },
+	{ KVM_CHECK_EXTENSION, "capabilities a save asks about" },
+	{ KVM_SET_USER_MEMORY_REGION, "turns dirty logging on and off (live)" },
+	{ KVM_GET_DIRTY_LOG, "dirty pages (live)" }, { KVM_CLEAR_DIRTY_LOG, "the same" },
+	{ KVM_RESET_DIRTY_RINGS, "the same, with dirty rings" },
+	{ KVM_ENABLE_CAP, "manual dirty-log protection (live)" },
+	{ 0, NULL }
+};
+
+/* The main thread once the domain runs; it also runs guest-requested saves. */
+static const struct rule control[] = {
+	R(poll, ANY, "the main loop"),
+	R(ppoll, ANY, "the same"),
+	R(accept4, ANY, "control socket clients"),
+	R(recvmsg, ANY, "a request and a passed fd"),
+	R(sendmsg, ANY, "answers"),
+	R(getsockopt, ANY, "SO_PEERCRED: who asks"),
+	R(geteuid, ANY, "the same"),
+	R(read, ANY, "signalfd, the domain's event fd, the save's eventfd"),
+	R(eventfd2, ANY, "the save thread's done fd"),
+	R(openat, ANY, "--save-to: the guest-requested image and its directory"),
+	R(fsync, ANY, "the same"),
+	R(fdatasync, ANY, "the same"),
+	R(rename, ANY, "the same"),
+	R(renameat, ANY, "the same"),
+	R(renameat2, ANY, "the same"),
+	R(linkat, ANY, "the same (O_TMPFILE)"),
+	R(unlink, ANY, "the same; the control socket at the end"),
+	R(unlinkat, ANY, "the same"),
+	R(rt_sigaction, NOT_SIGSYS, "glibc's cancel handler (the input thread is cancelled)"),
+	R(ioctl, ANY, "KVM requests below"),
+	END
+};
+static const struct kvm_req control_kvm[] = {
+	{ TCGETS, "isatty() of stdio" },
+	{ 0, NULL }
+};
+
+/* The reader: everything the main thread does up to the running domain. */
+static const struct rule reader[] = {
+	R(read, ANY, "the stream"),
+	R(readv, ANY, "the stream, placed straight into guest memory"),
+	R(pread64, ANY, "the same"),
+	R(openat, ANY, "/dev/kvm, /proc/meminfo, the --migrate-receive log"),
+	R(close, ANY, "fds"),
+	R(fstat, ANY, "stdio"),
+	R(newfstatat, ANY, "stat of the run directory"),
+	R(statx, ANY, "the same"),
+	R(lseek, ANY, "the same"),
+	R(fcntl, ANY, "dups, close-on-exec"),
+	R(dup2, ANY, "--migrate-receive: stdio once detached"),
+	R(dup3, ANY, "the same"),
+	R(memfd_create, ANY, "guest memory"),
+	R(ftruncate, ANY, "the same"),
+	R(fallocate, ANY, "punches pages an image sends as zero"),
+	R(mkdir, ANY, "the run directory"),
+	R(umask, ANY, "the control socket is born 0600"),
+	R(socket, UNIX_ONLY, "the control socket"),
+	R(connect, ANY, "is a domain of this name running?"),
+	R(bind, ANY, "the control socket"),
+	R(listen, ANY, "the same"),
+	R(signalfd4, ANY, "SIGINT, SIGTERM, SIGHUP in the main loop"),
+	R(timer_create, ANY, "a vCPU's throttle timer"),
+	R(getuid, ANY, "the run directory's owner"),
+	R(recvfrom, ANY, "the migration's answers"),
+	R(ioctl, ANY, "KVM requests below"),
+	END
+};
+static const struct kvm_req reader_kvm[] = {
+	{ KVM_GET_API_VERSION, "VM creation" }, { KVM_CHECK_EXTENSION, "the same" },
+	{ KVM_GET_VCPU_MMAP_SIZE, "the same" }, { KVM_CREATE_VM, "the same" },
+	{ KVM_GET_SUPPORTED_CPUID, "the same" }, { KVM_GET_MSR_INDEX_LIST, "the MSR list" },
+	{ KVM_SET_IDENTITY_MAP_ADDR, "the same" }, { KVM_SET_TSS_ADDR, "the same" },
+	{ KVM_CREATE_IRQCHIP, "the same" }, { KVM_CREATE_PIT2, "the same" },
+	{ KVM_ENABLE_CAP, "the same (dirty rings)" }, { KVM_CREATE_VCPU, "the same" },
+	{ KVM_SET_USER_MEMORY_REGION, "guest memory" }, { KVM_SET_CPUID2, "a vCPU's CPUID" },
+	{ KVM_SET_REGS, "restores a vCPU" }, { KVM_SET_SREGS, "the same" },
+	{ KVM_SET_SREGS2, "the same" }, { KVM_SET_XSAVE, "the same" },
+	{ KVM_SET_XCRS, "the same" }, { KVM_SET_MSRS, "the same" },
+	{ KVM_SET_LAPIC, "the same" }, { KVM_SET_VCPU_EVENTS, "the same" },
+	{ KVM_SET_DEBUGREGS, "the same" }, { KVM_SET_MP_STATE, "the same" },
+	{ KVM_SET_TSC_KHZ, "the same" }, { KVM_SET_DEVICE_ATTR, "the TSC offset" },
+	{ KVM_SET_CLOCK, "kvmclock" }, { KVM_SET_IRQCHIP, "PIC and IOAPIC" },
+	{ KVM_SET_PIT2, "the PIT" },
+	{ 0, NULL }
+};
+
+#ifdef __SANITIZE_ADDRESS__
+/*
+ * Built with SAN=1: what the sanitizers' runtime does on any thread
+ * (alternate signal stacks, reports that read /proc/self/maps and end in
+ * abort, LeakSanitizer's exit-time scan, which stops the threads with
+ * ptrace from a cloned tracer).  Never in an ordinary build.
+ */
+static const struct rule sanitizer[] = {
+	R(sigaltstack, ANY, "ASan's signal stack, per thread"),
+	/* The runtime makes x86-64's older calls (open, stat), not the *at ones. */
+	R(open, ANY, "reports read /proc/self/maps; LSan lists /proc/PID/task"),
+	R(openat, ANY, "the same"),
+	R(read, ANY, "the same"), R(close, ANY, "the same"),
+	R(stat, ANY, "the same"), R(lstat, ANY, "the same"),
+	R(readlink, ANY, "reports name the binary"),
+	R(getdents, ANY, "LSan lists threads"), R(getdents64, ANY, "the same"),
+	R(clone, ANY, "LSan's tracer"),
+	R(ptrace, ANY, "LSan stops the threads"),
+	R(wait4, ANY, "LSan waits for its tracer"),
+	R(prctl, ANY, "LSan lets its tracer attach"),
+	R(mmap, ANY, "the runtime's own mappings"),
+	R(mprotect, ANY, "the same"),
+	R(write, ANY, "reports"),
+	R(rt_sigaction, ANY, "abort() after a report"),
+	R(tgkill, ANY, "the same"),
+	R(kill, ANY, "the same"),
+	R(getppid, ANY, "LSan's tracer"),
+	R(sched_getaffinity, ANY, "the runtime"),
+	R(fstat, ANY, "the same"), R(newfstatat, ANY, "the same"),
+	R(nanosleep, ANY, "LSan waits for threads to stop"),
+	R(clock_nanosleep, ANY, "the same"),
+	END
+};
+#endif
+
+struct kind {
+	const char *name;
+	const struct rule *rules[4];
+	const struct kvm_req *kvm[2];
+};
+
+static const struct kind kinds[SANDBOX_KINDS] = {
+	[SANDBOX_READER] = { "reader", { reader, spawn }, { reader_kvm } },
+	[SANDBOX_WORKER] = { "worker", { worker } },
+	[SANDBOX_VCPU] = { "vCPU", { vcpu }, { vcpu_kvm } },
+	[SANDBOX_CONSOLE] = { "console", { console } },
+	[SANDBOX_INPUT] = { "input", { input }, { input_kvm } },
+	[SANDBOX_CONTROL] = { "control", { control, save, spawn }, { control_kvm, save_kvm } },
+	[SANDBOX_SAVE] = { "save", { save, spawn }, { save_kvm } },
+};
+
+#define EXTRA_MAX 32
+static int extra[SANDBOX_KINDS][EXTRA_MAX];
+static unsigned nextra[SANDBOX_KINDS];
+
+static struct sock_fprog progs[SANDBOX_KINDS];
+static bool prepared;
+static const char *names[512];		/* syscall names, for the handler */
+static __thread int thread_kind = -1;
+
+const char *sandbox_kind_name(enum sandbox_kind kind)
+{
+	return kind < SANDBOX_KINDS ? kinds[kind].name : "?";
+}
+
+int sandbox_allow(enum sandbox_kind kind, const int *syscalls, unsigned n)
+{
+	if (kind >= SANDBOX_KINDS || nextra[kind] + n > EXTRA_MAX || prepared)
+		return -1;
+	memcpy(&extra[kind][nextra[kind]], syscalls, n * sizeof(*syscalls));
+	nextra[kind] += n;
+	return 0;
+}
+
+/* ------------------------------------------------------------- the trap */
+
+static size_t put_str(char *buf, size_t at, const char *s)
+{
+	while (*s && at < 255)
+		buf[at++] = *s++;
+	return at;
+}
+
+static size_t put_num(char *buf, size_t at, unsigned long v, unsigned base)
+{
+	char d[24];
+	int n = 0;
+
+	do {
+		d[n++] = "0123456789abcdef"[v % base];
+		v /= base;
+	} while (v);
+	if (base == 16)
+		at = put_str(buf, at, "0x");
+	while (n && at < 255)
+		buf[at++] = d[--n];
+	return at;
+}
+
+/* Async-signal-safe: write(2) and _exit(2) only. */
+static void on_sigsys(int sig, siginfo_t *si, void *uc_)
+{
+	ucontext_t *uc = uc_;
+	int nr = si->si_syscall;
+	int k = thread_kind;
+	char buf[256];
+	size_t n = 0;
+
+	(void)sig;
+	n = put_str(buf, n, sr_prog ? sr_prog : "sr");
+	n = put_str(buf, n, ": sandbox: the ");
+	n = put_str(buf, n, k >= 0 && k < SANDBOX_KINDS ? kinds[k].name : "unsandboxed");
+	n = put_str(buf, n, " thread made system call ");
+	n = put_num(buf, n, (unsigned)nr, 10);
+	if (nr >= 0 && (unsigned)nr < sizeof(names) / sizeof(names[0]) && names[nr]) {
+		n = put_str(buf, n, " (");
+		n = put_str(buf, n, names[nr]);
+		n = put_str(buf, n, ")");
+	}
+	if (nr == SCMP_SYS(ioctl)) {
+		n = put_str(buf, n, " request ");
+		n = put_num(buf, n, (unsigned long)uc->uc_mcontext.gregs[REG_RSI] & 0xffffffffu, 16);
+	}
+	n = put_str(buf, n, ", outside its seccomp allow-list: killed (--no-sandbox runs without "
+		    "it)\n");
+	if (write(STDERR_FILENO, buf, n) < 0)
+		n = 0;
+	_exit(SANDBOX_EXIT);
+}
+
+/* ------------------------------------------------------------ building */
+
+static int add_rule(scmp_filter_ctx ctx, const struct rule *r)
+{
+	uint32_t act = SCMP_ACT_ALLOW;
+	struct scmp_arg_cmp a[2];
+	unsigned n = 0;
+
+	switch (r->arg) {
+	case ANY: break;
+	case NO_EXEC: a[n++] = SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0); break;
+	case THREAD_ONLY: a[n++] = SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD); break;
+	case UNIX_ONLY: a[n++] = SCMP_A0(SCMP_CMP_EQ, AF_UNIX); break;
+	case NOT_SIGSYS: a[n++] = SCMP_A0(SCMP_CMP_NE, SIGSYS); break;
+	case STDERR_ONLY: a[n++] = SCMP_A0(SCMP_CMP_EQ, STDERR_FILENO); break;
+	case READ_ONLY:
+		a[n++] = SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE | O_CREAT | O_TRUNC, O_RDONLY);
+		break;
+	case FILTER_ONLY:
+		a[n++] = SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER);
+		a[n++] = SCMP_A1(SCMP_CMP_EQ, 0);
+		break;
+	case SET_NAME: a[n++] = SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME); break;
+	case FAIL_ENOSYS: act = SCMP_ACT_ERRNO(ENOSYS); break;
+	case FAIL_EACCES: act = SCMP_ACT_ERRNO(EACCES); break;
+	}
+	if (r->nr == SCMP_SYS(ioctl))
+		return 0;		/* by request only: add_kvm() */
+	int rc = seccomp_rule_add_array(ctx, act, r->nr, n, a);
+
+	return rc == -EEXIST ? 0 : rc;
+}
+
+static int add_rules(scmp_filter_ctx ctx, const struct rule *rules)
+{
+	for (; rules && rules->why; rules++)
+		if (add_rule(ctx, rules))
+			return -1;
+	return 0;
+}
+
+static int add_kvm(scmp_filter_ctx ctx, const struct kvm_req *reqs)
+{
+	for (; reqs && reqs->why; reqs++) {
+		int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+					  SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, reqs->req));
+
+		if (rc && rc != -EEXIST)
+			return -1;
+	}
+	return 0;
+}
+
+static int add_kind(scmp_filter_ctx ctx, enum sandbox_kind k)
+{
+	for (unsigned i = 0; i < 4; i++)
+		if (add_rules(ctx, kinds[k].rules[i]))
+			return -1;
+	for (unsigned i = 0; i < 2; i++)
+		if (add_kvm(ctx, kinds[k].kvm[i]))
+			return -1;
+	for (unsigned i = 0; i < nextra[k]; i++) {
+		int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, extra[k][i], 0);
+
+		if (rc && rc != -EEXIST)
+			return -1;
+	}
+	return 0;
+}
+
+/* libseccomp 2.5 exports BPF only to an fd: a memfd, read back. */
+static int export_bpf(scmp_filter_ctx ctx, struct sock_fprog *prog)
+{
+	int fd = memfd_create("sr-seccomp", MFD_CLOEXEC);
+	off_t len;
+
+	if (fd < 0)
+		return -1;
+	if (seccomp_export_bpf(ctx, fd) || (len = lseek(fd, 0, SEEK_END)) <= 0 ||
+	    len % sizeof(struct sock_filter) || !(prog->filter = malloc(len)) ||
+	    pread(fd, prog->filter, len, 0) != len) {
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	prog->len = len / sizeof(struct sock_filter);
+	return 0;
+}
+
+/*
+ * Built with -DSANDBOX_LOG_ONLY (never by default): calls outside a list
+ * are allowed and logged by the kernel (dmesg: "type=1326 ... comm=sr-vcpu
+ * syscall=N"), to learn what a new kernel or C library needs.
+ */
+#ifdef SANDBOX_LOG_ONLY
+#define DEFAULT_ACTION	SCMP_ACT_LOG
+#else
+#define DEFAULT_ACTION	SCMP_ACT_TRAP
+#endif
+
+static int build(enum sandbox_kind k, char *why, size_t len)
+{
+	scmp_filter_ctx ctx = seccomp_init(DEFAULT_ACTION);
+	int rc = -1;
+
+	if (!ctx) {
+		snprintf(why, len, "seccomp_init failed");
+		return -1;
+	}
+	if (add_rules(ctx, common))
+		goto out;
+	if (k == SANDBOX_READER) {
+		/* Every thread inherits it: the union of all kinds. */
+		for (unsigned i = 0; i < SANDBOX_KINDS; i++)
+			if (add_kind(ctx, i))
+				goto out;
+	} else if (add_kind(ctx, k)) {
+		goto out;
+	}
+#ifdef __SANITIZE_ADDRESS__
+	if (add_rules(ctx, sanitizer))
+		goto out;
+#endif
+	rc = export_bpf(ctx, &progs[k]);
+out:
+	if (rc)
+		snprintf(why, len, "building the %s thread's seccomp filter failed",
+			 kinds[k].name);
+	seccomp_release(ctx);
+	return rc;
+}
+
+int sandbox_prepare(char *why, size_t len)
+{
+	struct sigaction sa = { .sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO };
+
+	for (unsigned i = 0; i < SANDBOX_KINDS; i++)
+		if (build(i, why, len))
+			return -1;
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		names[i] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, i);
+	/*
+	 * pthread_cancel() loads libgcc_s for the unwinder the first time it
+	 * runs (at teardown, under the control filter, which maps nothing
+	 * executable): loaded now, that finds it in place.
+	 */
+	dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NODELETE);
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSYS, &sa, NULL)) {
+		snprintf(why, len, "SIGSYS handler: %s", strerror(errno));
+		return -1;
+	}
+	/* Inherited by every thread started from here on; a filter needs it without CAP_SYS_ADMIN. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) {
+		snprintf(why, len, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+		return -1;
+	}
+	prepared = true;
+	return 0;
+}
+
+static void enter_failed(enum sandbox_kind kind, int e)
+{
+	char buf[256];
+	size_t n = 0;
+
+	n = put_str(buf, n, sr_prog ? sr_prog : "sr");
+	n = put_str(buf, n, ": sandbox: installing the ");
+	n = put_str(buf, n, kinds[kind].name);
+	n = put_str(buf, n, " thread's seccomp filter failed: errno ");
+	n = put_num(buf, n, (unsigned)e, 10);
+	n = put_str(buf, n, "\n");
+	if (write(STDERR_FILENO, buf, n) < 0)
+		n = 0;
+	_exit(SANDBOX_EXIT);
+}
+
+void sandbox_enter(enum sandbox_kind kind)
+{
+	static const char *const thread_names[SANDBOX_KINDS] = {
+		[SANDBOX_WORKER] = "sr-worker", [SANDBOX_VCPU] = "sr-vcpu",
+		[SANDBOX_CONSOLE] = "sr-console", [SANDBOX_INPUT] = "sr-input",
+		[SANDBOX_SAVE] = "sr-save",
+	};
+	sigset_t sys;
+
+	if (!prepared || kind >= SANDBOX_KINDS)
+		return;
+	/* The main thread keeps the process's name (pgrep, ps). */
+	if (thread_names[kind])
+		prctl(PR_SET_NAME, thread_names[kind], 0, 0, 0);
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &progs[kind]))
+		enter_failed(kind, errno);
+	thread_kind = kind;
+	/* A blocked SIGSYS would kill silently: threads that block all signals let this one in. */
+	sigemptyset(&sys);
+	sigaddset(&sys, SIGSYS);
+	pthread_sigmask(SIG_UNBLOCK, &sys, NULL);
+}
