@@ -1402,6 +1402,7 @@ if want linux-6g 900 && linux_ready linux-6g; then
 		fi
 	fi
 	kill $l6_ticker 2>/dev/null; wait $l6_ticker 2>/dev/null
+fi
 
 # ------------------------------------------------------------------ sandbox
 # sr-restore's seccomp filters (tools/sandbox.c): every thread of a restored
