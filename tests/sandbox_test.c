@@ -8,6 +8,8 @@
  *   ioctl    a KVM request the kind never makes (KVM_CREATE_VM; the
  *            reader, which makes it: TIOCSTI)
  *   socket   an AF_INET socket: never allowed
+ *   sigsys   rt_sigaction of SIGSYS with upper bits set (the kernel reads an
+ *            int): the trap's handler is never replaced
  *   allowed  a call the kind makes (write to stderr, a futex wake)
  * A refused call ends the process with the sandbox's line and status 159;
  * an allowed one with "allowed" and 0.  Test-only: not installed.
@@ -15,6 +17,7 @@
 #include <linux/futex.h>
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +45,8 @@ static void *run(void *arg)
 		ioctl(-1, kind == SANDBOX_READER ? (unsigned long)TIOCSTI : KVM_CREATE_VM, 0);
 	else if (!strcmp(call, "socket"))
 		socket(AF_INET, SOCK_STREAM, 0);
+	else if (!strcmp(call, "sigsys"))
+		syscall(SYS_rt_sigaction, 0x100000000ull | SIGSYS, NULL, NULL, 8);
 	else if (syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0) < 0 ||
 		 write(STDERR_FILENO, "allowed\n", 8) != 8)
 		return (void *)"failed";
@@ -56,7 +61,7 @@ int main(int argc, char **argv)
 
 	sr_set_prog(argv[0]);
 	if (argc != 3)
-		die(EXIT_USAGE, "usage: sandbox-test KIND execve|ioctl|socket|allowed");
+		die(EXIT_USAGE, "usage: sandbox-test KIND execve|ioctl|socket|sigsys|allowed");
 	for (k = 0; k < SANDBOX_KINDS && strcmp(argv[1], sandbox_kind_name(k)); k++)
 		;
 	if (k == SANDBOX_KINDS)

@@ -289,9 +289,10 @@ fi
 # make (the reader: TIOCSTI).
 sbt=$O/tests/sandbox-test
 for kind in reader worker vCPU console input control save; do
-	for call in execve socket ioctl; do
+	for call in execve socket ioctl sigsys; do
 		"$sbt" $kind $call >"$tmp/sb.out" 2>&1; rc=$?
 		case $call in
+		sigsys) what='system call 13 (rt_sigaction)' ;;
 		execve) what='system call 59 (execve)' ;;
 		socket) what='system call 41 (socket)' ;;
 		ioctl) what='system call 16 (ioctl) request 0x' ;;
