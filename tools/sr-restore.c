@@ -608,7 +608,13 @@ int main(int argc, char **argv)
 	runner_free(r);
 	return rc;
 fail:
-	snprintf(err.msg, sizeof(err.msg), "%s", stream_why(&guard, err.msg));
+	{
+		/* The guard's bound when it cut the stream; never err.msg onto itself. */
+		const char *cut = stream_why(&guard, NULL);
+
+		if (cut)
+			snprintf(err.msg, sizeof(err.msg), "%s", cut);
+	}
 	tell_source(err.msg);
 	pr_err("%s: %s", path, err.msg);
 	restore_abandon(r, rs);
