@@ -49,6 +49,32 @@ static void edit_context(uint8_t *body, uint32_t len)
 	}
 }
 
+static uint64_t old_size;
+
+/* Pages [old, new) of region 0 as zero runs, in one PAGE_DATA record of round 0 (once). */
+static int grow_region(struct sr_writer *w, uint64_t old, uint64_t new, struct sr_error *err)
+{
+	struct sr_batch *b = sr_batch_new(SR_COMPRESS_NONE, 0);
+	uint64_t pfn = old / SR_PAGE_SIZE, end = new / SR_PAGE_SIZE;
+	int rc = -1;
+
+	if (!b)
+		return -1;
+	sr_batch_reset(b, 0);
+	while (pfn < end) {
+		uint64_t n = end - pfn > (1u << 20) ? 1u << 20 : end - pfn;
+
+		if (sr_batch_add_zero_run(b, pfn, n) < 0)
+			goto out;
+		pfn += n;
+	}
+	rc = sr_write_page_batch(w, b, err);
+	region_size = old;		/* done: no other record adds them again */
+out:
+	sr_batch_free(b);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct sr_image_info info = { .creator = "imgedit" };
@@ -96,11 +122,19 @@ int main(int argc, char **argv)
 		memcpy(body, rec.body, rec.length);
 		if (rec.type == SR_REC_VCPU_CONTEXT || rec.type == SR_REC_HVM_CONTEXT)
 			edit_context(body, rec.length);
-		if (rec.type == SR_REC_DOMAIN && mode == 4)
-			((struct sr_region *)(body + sizeof(struct sr_rec_domain)))->size = region_size;
+		if (rec.type == SR_REC_DOMAIN && mode == 4) {
+			struct sr_region *r0 = (void *)(body + sizeof(struct sr_rec_domain));
+
+			old_size = r0->size;
+			r0->size = region_size;
+		}
 		rc = sr_write_record(w, rec.type, body, rec.length, &err);
 		free(body);
 		if (rc)
+			break;
+		/* A grown region's new pages go into round 0 as zero runs: the image stays complete. */
+		if (rec.type == SR_REC_PAGE_DATA && mode == 4 && region_size > old_size &&
+		    (rc = grow_region(w, old_size, region_size, &err)))
 			break;
 	}
 	if (!w || rc < 0 || sr_write_end(w, &err)) {

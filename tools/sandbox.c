@@ -176,6 +176,7 @@ static const struct kvm_req save_kvm[] = {
 	{ KVM_GET_CLOCK, "kvmclock" }, { KVM_GET_IRQCHIP, "PIC and IOAPIC" },
 	{ KVM_KVMCLOCK_CTRL, "tells the guest it was paused (restore does too)" },
 	{ KVM_GET_PIT2, "the PIT" },
+	{ KVM_SET_PIT2, "the PIT put back on resume (no burst of ticks missed in a pause)" },
 	{ KVM_CHECK_EXTENSION, "capabilities a save asks about" },
 	{ KVM_SET_USER_MEMORY_REGION, "turns dirty logging on and off (live)" },
 	{ KVM_GET_DIRTY_LOG, "dirty pages (live)" }, { KVM_CLEAR_DIRTY_LOG, "the same" },
