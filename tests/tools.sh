@@ -153,16 +153,16 @@ listener() {
 	port=$((port + 1))
 	"$rst" "$@" >"$tmp/l.out" 2>&1 &
 	lpid=$!
-	for _ in $(seq 100); do
+	for _ in $(seq 400); do
 		grep -q 'listening on' "$tmp/l.out" && return 0
 		kill -0 $lpid 2>/dev/null || return 1
 		sleep 0.05
 	done
 	return 1
 }
-# Waits (5 s at most) for the listener to end; its status, or 124 still running (then killed).
+# Waits (20 s at most) for the listener to end; its status, or 124 still running (then killed).
 listener_end() {
-	for _ in $(seq 100); do
+	for _ in $(seq 400); do
 		kill -0 $lpid 2>/dev/null || { wait $lpid; return $?; }
 		sleep 0.05
 	done
@@ -195,7 +195,7 @@ kill $lpid; wait $lpid 2>/dev/null
 listener --listen 127.0.0.1:$((port + 1))
 (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null
 printf 'GET / HTTP/1.0\r\n\r\n' 2>/dev/null >/dev/tcp/127.0.0.1/$port
-for _ in $(seq 100); do [ "$(grep -c 'still listening' "$tmp/l.out")" -ge 2 ] && break; sleep 0.05; done
+for _ in $(seq 400); do [ "$(grep -c 'still listening' "$tmp/l.out")" -ge 2 ] && break; sleep 0.05; done
 check "listen: a port scan and a foreign client leave it listening" bash -c "alive() { kill -0 $lpid 2>/dev/null; }; alive && grep -q 'closed the connection; still listening' '$tmp/l.out' && grep -q 'did not send an sr image; still listening' '$tmp/l.out'"
 cat "$tmp/a.img" 2>/dev/null >/dev/tcp/127.0.0.1/$port
 listener_end
@@ -218,7 +218,7 @@ kill $lpid; wait $lpid 2>/dev/null
 listener --listen 127.0.0.1:$((port + 1)) --tls-psk "$psk"
 rss0=$(rss_kib)
 "$mig" --tls-psk "$tmp/wrong.psk" dom tcp:127.0.0.1:$port >"$tmp/m.out" 2>&1; rc=$?
-for _ in $(seq 100); do grep -q 'still listening' "$tmp/l.out" && break; sleep 0.05; done
+for _ in $(seq 400); do grep -q 'still listening' "$tmp/l.out" && break; sleep 0.05; done
 check "tls-psk: a wrong key is refused by both sides (sr-migrate exit 1, domain untouched)" bash -c "[ $rc -eq 1 ] && grep -q 'TLS handshake' '$tmp/m.out' && grep -q 'not touched' '$tmp/m.out' && grep -q 'refused 127.0.0.1:[0-9]*: TLS handshake' '$tmp/l.out'"
 check "tls-psk: after a wrong key: still listening, under 1 MiB more resident, no VM" bash -c "kill -0 $lpid && [ \$(awk '/^VmRSS/ { print \$2 }' /proc/$lpid/status) -lt $((rss0 + 1024)) ] && ! grep -q 'receiving a domain' '$tmp/l.out'"
 "$mig" --stats --tls-psk "$psk" dom tcp:127.0.0.1:$port >"$tmp/m.out" 2>&1; rc=$?
@@ -263,7 +263,7 @@ if command -v openssl >/dev/null && ca "$tmp/ca" && ca "$tmp/ca2" &&
 	listener --listen 127.0.0.1:$((port + 1)) --tls-creds "$tmp/srv" --tls-authz source.test,other.test
 	"$mig" --tls-creds "$tmp/evil" dom tcp:127.0.0.1:$port >"$tmp/m1.out" 2>&1; rc1=$?
 	"$mig" --tls-creds "$tmp/foreign" dom tcp:127.0.0.1:$port >"$tmp/m2.out" 2>&1; rc2=$?
-	for _ in $(seq 100); do [ "$(grep -c 'still listening' "$tmp/l.out")" -ge 2 ] && break; sleep 0.05; done
+	for _ in $(seq 400); do [ "$(grep -c 'still listening' "$tmp/l.out")" -ge 2 ] && break; sleep 0.05; done
 	cp "$tmp/l.out" "$tmp/l1.out"
 	check "tls-creds: a certificate not in --tls-authz is refused, still listening" bash -c "kill -0 $lpid && grep -q 'certificate \"CN=intruder,O=sr test\" is not in --tls-authz; still listening' '$tmp/l.out' && [ $rc1 -ne 0 ]"
 	check "tls-creds: a certificate from another CA is refused" bash -c "grep -q 'refused 127.0.0.1:[0-9]*: TLS handshake: .*\(not trusted\|Certificate is required\)' '$tmp/l1.out' && [ $rc2 -ne 0 ]"
