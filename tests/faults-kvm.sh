@@ -42,7 +42,7 @@ for i in $(seq 1 "$n"); do
 	key="$mode/$target/$fault"
 	trials[$key]=$(( ${trials[$key]:-0} + 1 ))
 	if [ "$fault" = ENOSPC ]; then
-		size=$(( (RANDOM % 40 + 1) * 1024 ))k	# 1..40 MiB: some saves fit, most do not
+		size=$(( (RANDOM % 12 + 1) * 1024 ))k	# 1..12 MiB: most saves do not fit (1..40 MiB let all 3 of a sample's fit)
 		mount -t tmpfs -o size=$size tmpfs "$tmp/fs"
 		$O/sr-save -c -q $live fv "$img" 2>"$tmp/save.err"
 	elif [ $target = file ]; then
