@@ -903,15 +903,17 @@ if want big-guest; then
 		bad "big-guest: guest-requested save: sr-run $rc, regions '$nreg', sr-restore $rrc" "$tmp/bgc.out"
 	fi
 	$O/sr-run --name bgl $bg_knobs --rounds 0 --delay-us 2000 "$guest" >"$tmp/bgl.out" 2>&1 &
+	bg_src=$!
 	wait_domain bgl && sleep 2
-	shm=$(awk '/^RssShmem:/ { print $2 }' /proc/$!/status 2>/dev/null)
+	shm=$(awk '/^RssShmem:/ { print $2 }' /proc/$bg_src/status 2>/dev/null)
 	$O/sr-save --live --stats bgl "$tmp/bgl.img" 2>"$tmp/bgl.save"; rc=$?
-	wait
+	wait $bg_src
 	$O/sr-dump --verify "$tmp/bgl.img" 2>>"$tmp/bgl.save"; vrc=$?
 	$O/sr-restore --name bgl --max-memory 8192 "$tmp/bgl.img" >>"$tmp/bgl.out" 2>&1 &
+	bg_rst=$!
 	wait_domain bgl && sleep 1.5
 	$O/sr-ctl bgl finish >/dev/null 2>&1
-	wait; rrc=$?
+	wait $bg_rst; rrc=$?
 	if [ $rc -eq 0 ] && [ $vrc -eq 0 ] && [ $rrc -eq 0 ] && grep -q '^PASS: .*, and 512 pages above 4 GiB$' "$tmp/bgl.out"; then
 		ok "big-guest: live save of the 6 GiB guest writing above 4 GiB (guest memory resident ${shm:-?} KiB), restored: PASS; $(grep -o "live: .*" "$tmp/bgl.save" | sed "s/; the domain exits//")"
 	else
