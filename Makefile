@@ -152,7 +152,8 @@ $(O)/sr-run: $(O)/tools/sr-run.o $(RUNNER_OBJS) $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(TLS_LIBS) -lpthread
 
-$(O)/sr-restore: $(O)/tools/sr-restore.o $(O)/tools/sandbox.o $(RUNNER_OBJS) $(O)/libsr.a
+$(O)/sr-restore: $(O)/tools/sr-restore.o $(O)/tools/sandbox.o $(O)/tools/listener.o $(RUNNER_OBJS) \
+		$(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(TLS_LIBS) $(SECCOMP_LIBS) -lpthread
 
