@@ -556,7 +556,49 @@ struct sr_gen_params {
 	 * followed by a gap of its own size in guest-physical space.
 	 */
 	unsigned regions;
+	/*
+	 * Devices after the serial8250: blk virtio-blk devices (each on a DISK
+	 * record of its own) and rng virtio-rng devices, in a state a driver
+	 * leaves them in (features negotiated, queues ready in region 0).
+	 * broken (SR_GEN_BREAK_*) spoils the first virtio device on purpose.
+	 */
+	unsigned blk, rng;
+	unsigned broken;
 };
+
+/* What sr_gen_params.broken spoils in the first virtio device; each a reader must refuse. */
+#define SR_GEN_BREAKS(X)						\
+	X(NONE,         "none")						\
+	X(RING_OUTSIDE, "ring-outside")	/* used ring past the end of guest RAM */ \
+	X(QSIZE3,       "qsize3")	/* queue size 3 */		\
+	X(INDEX,        "index")	/* last_avail_idx size + 1 past last_used_idx */ \
+	X(UNALIGNED,    "unaligned")	/* descriptor table at 8 mod 16 */ \
+	X(INFLIGHT,     "inflight")	/* one request in flight: not drained */ \
+	X(FEATURE,      "feature")	/* driver accepted a feature never offered */ \
+	X(UNKNOWN_BIT,  "unknown-bit")	/* a device feature bit the spec does not know */ \
+	X(SLOT,         "slot")		/* two devices in one PCI slot */ \
+	X(NO_DISK,      "no-disk")	/* virtio-blk names a disk with no DISK record */ \
+	X(VERSION,      "version")	/* state version 2.0 */		\
+	X(SECTION,      "section")	/* an unknown mandatory section */ \
+	X(OPTIONAL,     "optional")	/* an unknown optional section: valid, skipped */ \
+	X(DISK_PATH,    "disk-path")	/* DISK path not absolute */
+
+enum sr_gen_break {
+#define SR_X_ENUM(name, text) SR_GEN_BREAK_##name,
+	SR_GEN_BREAKS(SR_X_ENUM)
+#undef SR_X_ENUM
+};
+
+/* SR_GEN_BREAK_* for a name ("qsize3"), or -1. */
+int sr_gen_break_from_name(const char *name);
+
+/*
+ * A virtio device of type device_id in the state a driver leaves it in,
+ * its rings in guest RAM at ring_base (three pages per queue); virtio-blk
+ * on disk `disk` of disk_size bytes.  What sr_gen_write() writes.
+ */
+void sr_gen_virtio(struct sr_virtio_state *s, uint32_t device_id, uint32_t instance,
+		   uint8_t slot, uint64_t ring_base, uint32_t disk, uint64_t disk_size);
 
 /* Fills mem with the page mix of p (deterministic for a seed). */
 void sr_gen_fill(void *mem, uint64_t bytes, const struct sr_gen_params *p);
