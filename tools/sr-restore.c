@@ -15,6 +15,7 @@
 #include "abi.h"
 #include "ctl.h"
 #include "hvmctx.h"
+#include "listener.h"
 #include "migrate.h"
 #include "net.h"
 #include "runner.h"
@@ -57,8 +58,9 @@ static void usage(FILE *f)
 "      --tls-creds DIR      TLS 1.3 with X.509: DIR/ca-cert.pem, server-cert.pem,\n"
 "                           server-key.pem (QEMU's layout); the source must show\n"
 "                           a certificate the CA signed\n"
-"      --tls-authz NAME[,NAME]  only these peers: a certificate's DN, or a host\n"
-"                           name in its subjectAltName; a PSK identity\n"
+"      --tls-authz NAME     only these peers (repeat it for each): a\n"
+"                           certificate's DN, whole, or a host name in its\n"
+"                           subjectAltName (no wildcards); a PSK identity\n"
 "      --insecure-plaintext  allow --listen without TLS on a non-loopback address:\n"
 "                           anyone who reaches the port can send a VM\n"
 "      --deadline S         --listen: the stream must end within S s (default\n"
@@ -219,82 +221,60 @@ struct listen_opts {
 	struct net_guard_opts bounds;
 };
 
-/*
- * Plaintext: a connection counts once it has sent an image's first bytes
- * within the handshake time (a port scan, a silent or foreign client is
- * dropped).  Returns 0, or -1 with why.
- */
-static int await_magic(int fd, char *why, size_t len)
+static void refused(void *arg, const char *peer, const char *why)
 {
-	uint64_t deadline = mono_ns() + HANDSHAKE_TIMEOUT_MS * 1000000ull;
-	char magic[sizeof(SR_MAGIC) - 1];
+	if (peer)
+		pr_warn("%s: refused %s: %s; still listening", (const char *)arg, peer, why);
+	else
+		pr_warn("%s: %s; still listening", (const char *)arg, why);
+}
 
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		ssize_t k;
-
-		if (poll_until(&p, deadline) <= 0) {
-			snprintf(why, len, "sent nothing within %d s", HANDSHAKE_TIMEOUT_MS / 1000);
-			return -1;
-		}
-		k = recv(fd, magic, sizeof(magic), MSG_PEEK | MSG_DONTWAIT);
-		if (k <= 0 && !(k < 0 && (errno == EAGAIN || errno == EINTR))) {
-			snprintf(why, len, "closed the connection");
-			return -1;
-		}
-		if (k > 0 && memcmp(magic, SR_MAGIC, k)) {
-			snprintf(why, len, "did not send an sr image");
-			return -1;
-		}
-		if (k == (ssize_t)sizeof(magic))
-			return 0;
-		usleep(10000);		/* part of the magic: wait for the rest */
-	}
+/* The stream's payload so far, for the guard (user-space TLS: what the pump decrypted). */
+static uint64_t tls_count(const void *conn)
+{
+	return tls_bytes_in(conn);
 }
 
 /*
  * Accepts sources until one authenticates (TLS) or starts an image
- * (plaintext); the others are logged and dropped, and listening goes on.
- * The stream's bounds are watched from the accept on.  Returns the
- * stream's descriptor.
+ * (plaintext), several at once (listener.h); the others are logged and
+ * dropped, and listening goes on.  Nothing is answered to them: an
+ * unauthenticated peer learns nothing about this host.  The stream's
+ * bounds are watched from then on.  Returns the stream's descriptor.
  */
 static int accept_source(const struct listen_opts *o, struct net_guard **guard)
 {
-	char bound[128] = "?", peer[128] = "?", why[400];
-	uint64_t until = o->accept_s ? mono_ns() + o->accept_s * 1000000000ull : 0;
-	int lfd = net_listen(o->spec, !o->creds && !o->insecure, bound, sizeof(bound), why,
-			     sizeof(why));
+	char bound[128] = "?", why[400];
+	struct listener_source src;
+	struct listener_opts lso = {
+		.creds = o->creds, .magic = SR_MAGIC, .magic_len = sizeof(SR_MAGIC) - 1,
+		.until_ns = o->accept_s ? mono_ns() + o->accept_s * 1000000000ull : 0,
+		.idle_s = o->idle_s, .handshake_ms = HANDSHAKE_TIMEOUT_MS,
+		.refused = refused, .arg = bound,
+	};
+	int fd;
 
-	if (lfd < 0)
+	lso.lfd = net_listen(o->spec, !o->creds && !o->insecure, bound, sizeof(bound), why,
+			     sizeof(why));
+	if (lso.lfd < 0)
 		die(EXIT_USAGE, "%s", why);
 	pr_info("%s: listening on %s (%s)", sr_prog, bound,
 		o->creds ? "TLS" : "plaintext, no authentication");
-	for (;;) {
-		uint64_t now = mono_ns();
-		int left = until ? (until > now ? (int)((until - now) / 1000000) : 1) : 0;
-		int fd = net_accept(lfd, left, o->idle_s, peer, sizeof(peer), why, sizeof(why));
-
-		if (fd < 0)
-			die(EXIT_USAGE, "%s: %s", bound, why);
-		*guard = net_guard_start(fd, &o->bounds, why, sizeof(why));
-		if (!*guard)
-			die(EXIT_USAGE, "%s", why);
-		if (o->creds)
-			tls = tls_start(o->creds, fd, HANDSHAKE_TIMEOUT_MS, why, sizeof(why));
-		if (o->creds ? tls != NULL : await_magic(fd, why, sizeof(why)) == 0) {
-			close(lfd);
-			if (tls)
-				pr_info("%s: receiving a domain from %s, authenticated as %s (%s)",
-					sr_prog, peer, tls_peer_name(tls), tls_describe(tls));
-			else
-				pr_info("%s: receiving a domain from %s", sr_prog, peer);
-			return tls ? tls_plain_fd(tls) : fd;
-		}
-		/* Nothing is answered: an unauthenticated peer learns nothing about this host. */
-		stream_why(guard, NULL);
-		close(fd);
-		pr_warn("%s: refused %s: %s; still listening", bound, peer, why);
-	}
+	if (listener_accept(&lso, &src, why, sizeof(why)))
+		die(EXIT_USAGE, "%s: %s", bound, why);
+	close(lso.lfd);
+	tls = src.tls;
+	fd = tls ? tls_plain_fd(tls) : src.fd;
+	*guard = net_guard_start(src.fd, fd, tls && !tls_is_ktls(tls) ? tls_count : NULL, tls,
+				 &o->bounds, why, sizeof(why));
+	if (!*guard)
+		die(EXIT_USAGE, "%s", why);
+	if (tls)
+		pr_info("%s: receiving a domain from %s, authenticated as %s (%s)", sr_prog,
+			src.peer, tls_peer_name(tls), tls_describe(tls));
+	else
+		pr_info("%s: receiving a domain from %s", sr_prog, src.peer);
+	return fd;
 }
 
 static unsigned long parse_num(const char *opt, const char *s, unsigned long min,
@@ -373,7 +353,10 @@ int main(int argc, char **argv)
 		case 'g': log = optarg; break;
 		case 'P': tlso.psk_file = optarg; break;
 		case 'X': tlso.creds_dir = optarg; break;
-		case 'Z': tlso.authz = optarg; break;
+		case 'Z':
+			if (tls_opts_authz(&tlso, optarg))
+				die(EXIT_USAGE, "--tls-authz: at most %d names", TLS_AUTHZ_MAX);
+			break;
 		case 'I': lo.insecure = true; break;
 		case 'D': lo.bounds.deadline_s = parse_num("--deadline", optarg, 1, 7 * 86400); break;
 		case 'r': lo.bounds.min_rate_kbs = parse_num("--min-rate", optarg, 0, 10000000); break;
@@ -413,12 +396,12 @@ int main(int argc, char **argv)
 	}
 	if ((listen_on || receive) && paused)
 		die(EXIT_USAGE, "--paused does not go with a migration: the source decides when it runs");
-	if ((tlso.psk_file || tlso.creds_dir || tlso.authz || lo.insecure) && !listen_on)
+	if ((tlso.psk_file || tlso.creds_dir || tlso.nauthz || lo.insecure) && !listen_on)
 		die(EXIT_USAGE, "--tls-psk, --tls-creds, --tls-authz and --insecure-plaintext are "
 		    "for --listen");
 	if (tlso.psk_file && tlso.creds_dir)
 		die(EXIT_USAGE, "--tls-psk or --tls-creds, not both");
-	if (tlso.authz && !tlso.psk_file && !tlso.creds_dir)
+	if (tlso.nauthz && !tlso.psk_file && !tlso.creds_dir)
 		die(EXIT_USAGE, "--tls-authz needs --tls-psk or --tls-creds");
 	if (lo.insecure && (tlso.psk_file || tlso.creds_dir))
 		die(EXIT_USAGE, "--insecure-plaintext does not go with TLS");
