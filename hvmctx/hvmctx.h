@@ -136,6 +136,7 @@ struct hvmctx_save_opts {
 	uint32_t downtime_ms;		/* 0: 50 */
 	uint32_t max_iters;		/* 0: 30 */
 	uint32_t max_bytes_factor;	/* 0: 3; checked after every batch */
+	uint64_t max_bytes;		/* nonzero: the cap in bytes, instead of the factor */
 	/*
 	 * Auto-converge: after a round whose dirty set did not halve, the vCPUs
 	 * (with the dirty ring: those that did the dirtying) are throttled,

@@ -448,7 +448,8 @@ static int save_live(struct save *s, bool *paused_here)
 	}
 	if (write_domain(s))
 		return -1;
-	s->cap = s->st->mem_bytes * (o->max_bytes_factor ? o->max_bytes_factor : HVMCTX_DEFAULT_BYTES_FACTOR);
+	s->cap = o->max_bytes ? o->max_bytes :
+		 s->st->mem_bytes * (o->max_bytes_factor ? o->max_bytes_factor : HVMCTX_DEFAULT_BYTES_FACTOR);
 	for (unsigned i = 0; i < xc_domain_vcpus(s->d); i++)
 		s->harvested[i] = xc_vcpu_dirty_harvested(xc_vcpu_get(s->d, i));
 	for (uint32_t k = 0;; k++) {
