@@ -48,7 +48,7 @@ echo "faults-migrate: $n trials, seed $seed (SR_FAULTS_MIG_SEED=$seed repeats th
 for i in $(seq 1 "$n"); do
 	if [ "$cover" = 1 ]; then
 		kind=${kinds[$(( (i - 1) % 4 ))]}
-		moment=${moments[$(( ((i - 1) + 3 * ((i - 1) / 4)) % 5 ))]}
+		moment=${moments[$(( (i - 1) % 5 ))]}
 	else
 		kind=${kinds[$((RANDOM % 4))]}
 		moment=${moments[$((RANDOM % 5))]}
