@@ -2011,7 +2011,7 @@ netns_down
 # A sample of make faults-migrate (100 trials): 5, each fault kind and each
 # moment at least once.  Its own namespaces: after the migration tests' are down.
 if want faults-migrate-sample 1200; then
-	if SR_FAULTS_MIG=5 SR_FAULTS_MIG_COVER=1 O=$O tests/faults-migrate-kvm.sh 2>&1 | tee "$tmp/fm.out" | grep --line-buffered '^ok   trial\|^FAIL' | sed 's/^/     faults-migrate-sample /'; [ "${PIPESTATUS[0]}" -eq 0 ]; then
+	if SR_FAULTS_MIG=5 SR_FAULTS_MIG_COVER=1 O=$O tests/faults-migrate-kvm.sh 2>&1 | tee "$tmp/fm.out" | grep --line-buffered '^ok   trial\|^FAIL\|^     | ' | sed 's/^/     faults-migrate-sample /'; [ "${PIPESTATUS[0]}" -eq 0 ]; then
 		ok "faults-migrate-sample: 5 migrations hit by kills, cancels and cut links: the domain ran on exactly one side, or was held paused at the source with the way to settle it; $(grep -m1 "^faults-migrate: .*seed" "$tmp/fm.out" | cut -c17-)"
 	else bad "faults-migrate-sample" "$tmp/fm.out"; fi
 fi

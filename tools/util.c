@@ -233,6 +233,17 @@ void test_pause(const char *point)
 
 	if (!at || strcmp(at, point))
 		return;
+	struct timespec end;
+
 	fprintf(stderr, "sr test hook: at %s\n", point);
-	usleep(1000 * (ms ? atoi(ms) : 2000));
+	/* The whole hold, whatever signal arrives: a fault test times its fault into it. */
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += (ms ? atoi(ms) : 2000) / 1000;
+	end.tv_nsec += (long)((ms ? atoi(ms) : 2000) % 1000) * 1000000;
+	if (end.tv_nsec >= 1000000000) {
+		end.tv_sec++;
+		end.tv_nsec -= 1000000000;
+	}
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &end, NULL) == EINTR)
+		;
 }
