@@ -35,7 +35,7 @@ ifeq ($(WERROR),1)
 WARNINGS  += -Werror
 endif
 CFLAGS    ?= -O2 -g
-ALL_CFLAGS := -std=gnu11 $(WARNINGS) $(CFLAGS) -fPIC -D_GNU_SOURCE -Ilibsr -Ixc -Ihvmctx -Iguest -Itools \
+ALL_CFLAGS := -std=gnu11 $(WARNINGS) $(CFLAGS) -fPIC -D_GNU_SOURCE -Ilibsr -Ixc -Ihvmctx -Ihw -Iguest -Itools \
               $(PKG_CFLAGS) $(TLS_CFLAGS) -MMD -MP
 # The tools in $(O) are the ones the tests run: they honour the test hooks
 # (sr-ctl poke, SR_MIGRATE_TEST_*, SR_TEST_PAUSE_AT, SR_SAVE_COMMIT_DELAY_MS).
@@ -69,9 +69,12 @@ XC_SRCS   := xc/domain.c xc/vcpu.c xc/dirty.c xc/boot.c xc/linux.c xc/probe.c
 XC_OBJS   := $(XC_SRCS:%.c=$(O)/%.o)
 HVMCTX_SRCS := hvmctx/vcpu.c hvmctx/vm.c hvmctx/save.c hvmctx/restore.c hvmctx/cpu.c hvmctx/time.c
 HVMCTX_OBJS := $(HVMCTX_SRCS:%.c=$(O)/%.o)
+# Device models: the bus, PCI, the virtio transport and its devices.
+HW_SRCS   := hw/bus.c hw/pci.c hw/virtq.c hw/virtio_pci.c hw/virtio_blk.c hw/virtio_rng.c
+HW_OBJS   := $(HW_SRCS:%.c=$(O)/%.o)
 RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/runner_save.o $(O)/tools/serial8250.o $(O)/tools/console.o \
                $(O)/tools/ctl.o $(O)/tools/util.o $(O)/tools/host.o $(O)/tools/migrate.o $(O)/tools/net.o \
-               $(O)/tools/imgfile.o $(O)/tools/tls.o $(HVMCTX_OBJS) $(XC_OBJS)
+               $(O)/tools/imgfile.o $(O)/tools/tls.o $(HW_OBJS) $(HVMCTX_OBJS) $(XC_OBJS)
 
 # Freestanding test guests: 64-bit code, no libc, no SSE in compiled C (the
 # guest checks its own vector registers), flat binaries loaded at 1 MiB.
@@ -114,11 +117,20 @@ $(O)/guest/linux/sr-workload: guest/linux/workload.c
 	$(E) "  CC      $< (static)"
 	$(Q)$(CC) -O2 -static -Wall -Wextra -Werror -o $@ $<
 
-$(LINUX_INITRD): $(O)/guest/linux/sr-workload guest/linux/init
+# The virtio modules come from the box's kernel (Debian builds them as modules).
+LINUX_MODDIR := build/box/kernel/lib/modules
+LINUX_MODULES := virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk virtio-rng
+
+$(LINUX_INITRD): $(O)/guest/linux/sr-workload guest/linux/init guest/linux/disktest $(LINUX_KERNEL)
 	$(E) "  CPIO    $@"
-	$(Q)rm -rf $(O)/guest/linux/root && mkdir -p $(O)/guest/linux/root/bin
+	$(Q)rm -rf $(O)/guest/linux/root && mkdir -p $(O)/guest/linux/root/bin $(O)/guest/linux/root/lib/modules
 	$(Q)cp /bin/busybox $(O)/guest/linux/sr-workload $(O)/guest/linux/root/bin/
 	$(Q)cp guest/linux/init $(O)/guest/linux/root/init
+	$(Q)cp guest/linux/disktest $(O)/guest/linux/root/bin/sr-disktest
+	$(Q)for m in $(LINUX_MODULES); do \
+		f=$$(find $(LINUX_MODDIR) -name "$$m.ko" | head -1); \
+		[ -n "$$f" ] || { echo "no $$m.ko under $(LINUX_MODDIR)"; exit 1; }; \
+		cp "$$f" $(O)/guest/linux/root/lib/modules/; done
 	$(Q)(cd $(O)/guest/linux/root && find . | cpio -o -H newc 2>/dev/null | gzip -1) > $@
 
 $(LINUX_KERNEL):

@@ -23,12 +23,14 @@
 #include <unistd.h>
 
 #include "abi.h"
+#include "bus.h"
 #include "console.h"
 #include "ctl.h"
 #include "hvmctx.h"
 #include "serial8250.h"
 #include "runner.h"
 #include "util.h"
+#include "virtio.h"
 
 #define CLIENTS_MAX		8
 #define CLIENT_REQUEST_MS	1000	/* a client's request must come within this */
@@ -53,6 +55,8 @@ struct runner {
 	char fail_msg[SR_HC_STR_MAX];
 	uint64_t pauses, resumes;
 	struct serial *serial;
+	struct hw_bus *bus;		/* device models (cfg.pci) */
+	struct pci_host *pci;
 	struct console *console;	/* guest output: vCPUs never wait on stdout */
 	pthread_t input_thread;
 	bool input_started;
@@ -187,6 +191,8 @@ static enum xc_action on_pio(void *opaque, struct xc_vcpu *v, uint16_t port, boo
 		return hypercall(r, v, port - SR_HC_PORT, *(uint32_t *)data);
 	if (port == 0x80)			/* POST code port: ignore */
 		return XC_CONTINUE;
+	if (r->bus && count == 1 && hw_bus_pio(r->bus, port, out, data, size))
+		return XC_CONTINUE;
 	if (r->cfg.test_guest) {
 		snprintf(r->fail_msg, sizeof(r->fail_msg),
 			 "vCPU %u: unexpected port I/O: %s port 0x%x size %u count %u",
@@ -209,6 +215,8 @@ static enum xc_action on_mmio(void *opaque, struct xc_vcpu *v, uint64_t gpa, boo
 {
 	struct runner *r = opaque;
 
+	if (r->bus && hw_bus_mmio(r->bus, gpa, write, data, len))
+		return XC_CONTINUE;
 	if (r->cfg.test_guest) {
 		snprintf(r->fail_msg, sizeof(r->fail_msg),
 			 "vCPU %u: MMIO %s at 0x%llx (%u bytes) outside RAM", xc_vcpu_id(v),
@@ -239,6 +247,99 @@ static void console_started(void *arg)
 	r->cfg.thread_start(RUNNER_THREAD_CONSOLE);
 }
 
+static void device_thread_started(void *arg)
+{
+	struct runner *r = arg;
+
+	r->cfg.thread_start(RUNNER_THREAD_DEVICE);
+}
+
+/* Every vCPU parked: the devices finish what they took (a save then sees all they wrote). */
+static void devices_paused(void *opaque)
+{
+	struct runner *r = opaque;
+
+	if (r->bus)
+		hw_bus_pause(r->bus);
+}
+
+/* Before the vCPUs run again: every queue looked at again, a pending interrupt raised again. */
+static void devices_resuming(void *opaque)
+{
+	struct runner *r = opaque;
+
+	if (r->bus)
+		hw_bus_resume(r->bus);
+}
+
+/* The bus, the PCI host bridge, then the disks and the rng in PCI slot order. */
+static int add_devices(struct runner *r, struct xc_error *err)
+{
+	if (!r->cfg.pci)
+		return 0;
+	if (!(r->bus = hw_bus_new(r->d)))
+		return xc_set_error(err, ENOMEM, "the device bus");
+	if (r->cfg.thread_start)
+		hw_bus_set_thread_start(r->bus, device_thread_started, r);
+	if (!(r->pci = pci_host_new(r->bus, err)))
+		return -1;
+	for (unsigned i = 0; i < r->cfg.ndisks; i++)
+		if (!virtio_blk_new(r->bus, r->pci, &r->cfg.disks[i], err))
+			return -1;
+	if (r->cfg.rng && !virtio_rng_new(r->bus, r->pci, err))
+		return -1;
+	r->cfg.disks = NULL;		/* the caller's; the devices keep their own copy */
+	return 0;
+}
+
+struct hw_bus *runner_bus(struct runner *r)
+{
+	return r->bus;
+}
+
+unsigned runner_pci_intx(struct runner *r, struct xc_pci_intx *out, unsigned max)
+{
+	return r->pci ? pci_host_intx(r->pci, out, max) : 0;
+}
+
+int runner_device_load(struct runner *r, const char *name, uint32_t version, uint32_t instance,
+		       const void *data, size_t len, struct xc_error *err)
+{
+	struct hw_device *dev;
+
+	if (!strcmp(name, "serial8250"))
+		return serial_restore_device(r->serial, name, version, instance, data, len, err);
+	if (!r->bus)
+		return xc_set_error(err, 0, "DEVICE \"%s\" has no model here (the domain has no "
+				    "device bus)", name);
+	dev = hw_bus_find(r->bus, name, instance);
+	if (!dev && (!instance || hw_bus_find(r->bus, name, instance - 1))) {
+		/* The next of its kind: made as the source made it, so it lands in its slot. */
+		struct virtio_blk_opts o;
+		struct virtio_dev *vd = NULL;
+
+		if (!strcmp(name, "virtio-blk")) {
+			if (virtio_blk_state_opts(data, len, &o, err))
+				return -1;
+			vd = virtio_blk_new(r->bus, r->pci, &o, err);
+		} else if (!strcmp(name, "virtio-rng")) {
+			vd = virtio_rng_new(r->bus, r->pci, err);
+		} else {
+			return xc_set_error(err, 0, "DEVICE \"%s\" has no model here", name);
+		}
+		if (!vd)
+			return -1;
+		dev = hw_bus_find(r->bus, name, instance);
+	}
+	if (!dev)
+		return xc_set_error(err, 0, "DEVICE \"%s\" instance %u comes out of order", name,
+				    instance);
+	if (dev->ops->version != version || !dev->ops->load)
+		return xc_set_error(err, 0, "DEVICE %s: version %u; this sr reads version %u", name,
+				    version, dev->ops->version);
+	return dev->ops->load(dev, version, data, len, err);
+}
+
 void runner_save_worker_started(void *arg)
 {
 	struct runner *r = arg;
@@ -249,7 +350,8 @@ void runner_save_worker_started(void *arg)
 struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err)
 {
 	struct xc_domain_config dc = { .vcpus = cfg->vcpus, .ops = &runner_ops,
-				       .dirty_ring = cfg->dirty_ring };
+				       .dirty_ring = cfg->dirty_ring, .paused = devices_paused,
+				       .resuming = devices_resuming };
 	struct runner *r = calloc(1, sizeof(*r));
 
 	if (!r) {
@@ -284,6 +386,10 @@ struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err)
 		runner_free(r);
 		return NULL;
 	}
+	if (add_devices(r, err)) {
+		runner_free(r);
+		return NULL;
+	}
 	return r;
 }
 
@@ -311,6 +417,8 @@ void runner_free(struct runner *r)
 {
 	if (!r)
 		return;
+	xc_domain_stop(r->d);		/* no vCPU reaches a device from here on */
+	hw_bus_free(r->bus);
 	xc_domain_destroy(r->d);
 	hvmctx_msr_list_free(r->msrs);
 	if (r->listen_fd >= 0) {
@@ -788,6 +896,8 @@ int runner_start(struct runner *r, bool start_paused, struct xc_error *err)
 		return EXIT_VM_ERROR;
 	if (test_env("SR_TEST_START_FAIL"))	/* testing aid: a start that fails */
 		return xc_set_error(err, EIO, "testing: the domain did not start"), EXIT_VM_ERROR;
+	if (r->bus && hw_bus_start(r->bus, err))
+		return EXIT_VM_ERROR;
 	if (xc_domain_start(r->d, start_paused, err))
 		return EXIT_VM_ERROR;
 	if (r->serial && !pthread_create(&r->input_thread, NULL, input_loop, r))

@@ -96,11 +96,11 @@ static void usage(FILE *f)
 "discarded), 159 when a thread made a call outside its seccomp allow-list.  A migration receiver tells its source why it failed before it exits.\n");
 }
 
-/* DEVICE records: the UART is the only device model so far. */
+/* DEVICE records: the UART and the device models (a disk is reopened from the path its record names). */
 static int restore_device(void *arg, const char *name, uint32_t version, uint32_t instance,
 			  const void *data, size_t len, struct xc_error *err)
 {
-	return serial_restore_device(runner_serial(arg), name, version, instance, data, len, err);
+	return runner_device_load(arg, name, version, instance, data, len, err);
 }
 
 /*
@@ -189,7 +189,7 @@ static void runner_thread_start(enum runner_thread kind)
 		[RUNNER_THREAD_VCPU] = SANDBOX_VCPU, [RUNNER_THREAD_CONSOLE] = SANDBOX_CONSOLE,
 		[RUNNER_THREAD_INPUT] = SANDBOX_INPUT, [RUNNER_THREAD_SAVE] = SANDBOX_SAVE,
 		[RUNNER_THREAD_SAVE_WORKER] = SANDBOX_WORKER,
-		[RUNNER_THREAD_CONTROL] = SANDBOX_CONTROL,
+		[RUNNER_THREAD_CONTROL] = SANDBOX_CONTROL, [RUNNER_THREAD_DEVICE] = SANDBOX_DEVICE,
 	};
 
 	sandbox_enter(as[kind]);
@@ -488,6 +488,7 @@ int main(int argc, char **argv)
 		cfg.mem_bytes += img.regions[i].size;
 	cfg.test_guest = img.guest_kind == SR_GUEST_TEST;
 	cfg.serial = img.guest_kind == SR_GUEST_LINUX;
+	cfg.pci = img.guest_kind == SR_GUEST_LINUX;	/* its devices come with their DEVICE records */
 	cfg.guest_kind = img.guest_kind;
 	cfg.boot_entry = img.boot_entry;
 	cfg.boot_arg = img.boot_arg;
