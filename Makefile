@@ -62,7 +62,7 @@ Q := @
 E := @echo
 endif
 
-LIBSR_SRCS := libsr/format.c libsr/writer.c libsr/reader.c libsr/batch.c libsr/gen.c libsr/pool.c libsr/pipe.c
+LIBSR_SRCS := libsr/format.c libsr/writer.c libsr/reader.c libsr/batch.c libsr/gen.c libsr/pool.c libsr/pipe.c libsr/device.c libsr/disk.c
 LIBSR_OBJS := $(LIBSR_SRCS:%.c=$(O)/%.o)
 LIBSR_SONAME := libsr.so.0
 XC_SRCS   := xc/domain.c xc/vcpu.c xc/dirty.c xc/boot.c xc/linux.c xc/probe.c
@@ -152,7 +152,7 @@ $(O)/libsr.so: $(LIBSR_OBJS)
 $(O)/sr.pc: libsr/sr.pc.in
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
-$(O)/sr-dump: $(O)/tools/sr-dump.o $(O)/tools/util.o $(O)/libsr.a
+$(O)/sr-dump: $(O)/tools/sr-dump.o $(O)/tools/dump_dev.o $(O)/tools/util.o $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 

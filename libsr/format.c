@@ -24,6 +24,16 @@ static_assert(sizeof(struct sr_block_hdr) == 8, "sr_block_hdr");
 static_assert(sizeof(struct sr_blk_tsc_khz) == 8, "sr_blk_tsc_khz");
 static_assert(sizeof(struct sr_blk_count) == 8, "sr_blk_count");
 static_assert(sizeof(struct sr_rec_device) == 40, "sr_rec_device");
+static_assert(sizeof(struct sr_disk_id) == 48, "sr_disk_id");
+static_assert(sizeof(struct sr_rec_disk) == 120, "sr_rec_disk");
+static_assert(sizeof(struct sr_virtio_hdr) == 16, "sr_virtio_hdr");
+static_assert(sizeof(struct sr_virtio_transport) == 40, "sr_virtio_transport");
+static_assert(sizeof(struct sr_virtio_queue) == 48, "sr_virtio_queue");
+static_assert(sizeof(struct sr_virtio_pci) == 40, "sr_virtio_pci");
+static_assert(sizeof(struct sr_virtio_msix) == 8, "sr_virtio_msix");
+static_assert(sizeof(struct sr_msix_entry) == 16, "sr_msix_entry");
+static_assert(sizeof(struct sr_virtio_blk) == 104, "sr_virtio_blk");
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "wire structs are little-endian");
 
 /* The blocks carry these KVM structures unchanged; their sizes are ABI. */
 static_assert(sizeof(struct kvm_pit_state2) == 112, "PIT");

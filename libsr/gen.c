@@ -3,6 +3,7 @@
  * Synthetic images: guest memory with a chosen mix of zero, text-like and
  * random pages, written through the same record writers sr-save uses.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -223,6 +224,137 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static const char *const gen_break_names[] = {
+#define SR_X_ROW(name, text) [SR_GEN_BREAK_##name] = text,
+	SR_GEN_BREAKS(SR_X_ROW)
+#undef SR_X_ROW
+};
+
+int sr_gen_break_from_name(const char *name)
+{
+	for (size_t i = 0; i < sizeof(gen_break_names) / sizeof(gen_break_names[0]); i++)
+		if (!strcmp(gen_break_names[i], name))
+			return (int)i;
+	return -1;
+}
+
+#define GEN_QSIZE	256u
+#define GEN_DISK_SIZE	(64ull << 20)
+
+void sr_gen_virtio(struct sr_virtio_state *s, uint32_t device_id, uint32_t instance,
+		   uint8_t slot, uint64_t ring_base, uint32_t disk, uint64_t disk_size)
+{
+	bool blk = device_id == SR_VIRTIO_ID_BLOCK;
+	uint64_t feat = 1ull << SR_VIRTIO_F_VERSION_1 | 1ull << SR_VIRTIO_F_EVENT_IDX |
+			(blk ? 1ull << 9 /* FLUSH */ | 1ull << 2 /* SEG_MAX */ : 0);
+
+	memset(s, 0, sizeof(*s));
+	s->device_id = device_id;
+	s->instance = instance;
+	s->tr.device_features = feat;
+	s->tr.driver_features = feat;
+	s->tr.num_queues = 1;
+	s->tr.config_msix_vector = SR_VIRTIO_NO_VECTOR;
+	s->tr.status = SR_VIRTIO_S_ACKNOWLEDGE | SR_VIRTIO_S_DRIVER | SR_VIRTIO_S_FEATURES_OK |
+		       SR_VIRTIO_S_DRIVER_OK;
+	s->tr.isr = 1;
+	s->q[0] = (struct sr_virtio_queue){
+		.desc = ring_base, .avail = ring_base + SR_PAGE_SIZE,
+		.used = ring_base + 2 * SR_PAGE_SIZE, .size = GEN_QSIZE, .max_size = GEN_QSIZE,
+		.last_avail_idx = 1000 + instance, .last_used_idx = 1000 + instance,
+		.signalled_used = 999 + instance, .msix_vector = SR_VIRTIO_NO_VECTOR,
+		.avail_event = 1000 + instance, .ready = 1, .flags = SR_VQ_F_SIGNALLED,
+	};
+	s->pci = (struct sr_virtio_pci){
+		.bar = { 0xc0000000u + slot * 0x10000u, 0, 0, 0, 0xc0008000u + slot * 0x10000u },
+		.command = 0x0007, .slot = slot, .interrupt_pin = 1, .interrupt_line = 10 + slot % 6,
+	};
+	if (blk) {
+		uint64_t cap = disk_size / 512;
+		uint32_t seg_max = GEN_QSIZE - 2;
+
+		s->blk.capacity = cap;
+		s->blk.disk = disk;
+		snprintf((char *)s->blk.serial, sizeof(s->blk.serial), "sr-disk%u", disk);
+		memcpy(s->blk.config, &cap, 8);
+		memcpy(s->blk.config + 12, &seg_max, 4);
+	}
+}
+
+/* A DISK record for virtio-blk k, with a synthetic identity. */
+static void gen_disk(struct sr_disk_info *d, uint32_t k, uint64_t seed, bool bad_path)
+{
+	memset(d, 0, sizeof(*d));
+	d->disk = k;
+	d->id = (struct sr_disk_id){ .size = GEN_DISK_SIZE, .dev = 0x803, .ino = 1000 + k,
+				     .mtime_ns = 1764400000123456789ull + k, .hash = splitmix(&seed),
+				     .hash_blocks = SR_DISK_SAMPLE_BLOCKS,
+				     .hash_block_size = SR_DISK_SAMPLE_BS };
+	snprintf(d->path, sizeof(d->path), "%s/var/lib/sr/disk%u.img", bad_path ? "." : "", k);
+}
+
+/* The virtio devices of p (after the DOMAIN's first region's first pages), broken as asked. */
+static int gen_devices(struct sr_writer *w, const struct sr_gen_params *p,
+		       const struct sr_region *reg, struct sr_error *err)
+{
+	static struct sr_disk_info disk;
+	struct sr_virtio_state s;
+	unsigned n = p->blk + p->rng;
+
+	for (unsigned k = 0; k < p->blk; k++) {
+		gen_disk(&disk, k, p->seed + k, k == 0 && p->broken == SR_GEN_BREAK_DISK_PATH);
+		if (sr_write_disk(w, &disk, err))
+			return -1;
+	}
+	for (unsigned k = 0; k < n; k++) {
+		bool blk = k < p->blk;
+		uint64_t base = reg[0].gpa + 0x10000 + 3ull * SR_PAGE_SIZE * k;
+		uint8_t buf[SR_VIRTIO_DATA_MAX + 64];
+		ssize_t len;
+
+		sr_gen_virtio(&s, blk ? SR_VIRTIO_ID_BLOCK : SR_VIRTIO_ID_ENTROPY,
+			      blk ? k : k - p->blk, (uint8_t)(2 + k), base, k, GEN_DISK_SIZE);
+		if (k == 0) {
+			struct sr_virtio_queue *q = &s.q[0];
+
+			switch (p->broken) {
+			case SR_GEN_BREAK_RING_OUTSIDE:
+				q->used = reg[0].gpa + reg[0].size - 1024; break;
+			case SR_GEN_BREAK_QSIZE3:	q->size = 3; break;
+			case SR_GEN_BREAK_INDEX:	q->last_avail_idx += q->size + 1; break;
+			case SR_GEN_BREAK_UNALIGNED:	q->desc += 8; break;
+			case SR_GEN_BREAK_INFLIGHT:	q->last_avail_idx++; break;
+			case SR_GEN_BREAK_FEATURE:
+				s.tr.driver_features |= 1ull << SR_VIRTIO_F_INDIRECT_DESC; break;
+			case SR_GEN_BREAK_UNKNOWN_BIT:	s.tr.device_features |= 1ull << 50; break;
+			case SR_GEN_BREAK_SLOT:		s.pci.slot = 3; break;
+			case SR_GEN_BREAK_NO_DISK:	s.blk.disk = 9; break;
+			}
+		}
+		len = sr_virtio_encode(&s, buf, sizeof(buf) - 64, err);
+		if (len < 0)
+			return -1;
+		if (k == 0 && (p->broken == SR_GEN_BREAK_SECTION || p->broken == SR_GEN_BREAK_OPTIONAL)) {
+			/* One more section of 8 bytes, of a kind no reader knows. */
+			struct sr_block_hdr h = { .kind = 0x0777u | (p->broken == SR_GEN_BREAK_OPTIONAL ?
+								     SR_VSEC_OPTIONAL : 0), .length = 8 };
+			uint32_t count;
+
+			memcpy(buf + len, &h, sizeof(h));
+			memset(buf + len + sizeof(h), 0x5a, 8);
+			len += 16;
+			memcpy(&count, buf + 4, 4);
+			count++;
+			memcpy(buf + 4, &count, 4);
+		}
+		if (sr_write_device(w, sr_virtio_name(s.device_id),
+				    k == 0 && p->broken == SR_GEN_BREAK_VERSION ? 2u << 16 :
+				    SR_VIRTIO_VERSION, s.instance, buf, (size_t)len, err))
+			return -1;
+	}
+	return 0;
+}
+
 int sr_gen_write(int fd, const struct sr_gen_params *p, void *mem, struct sr_error *err)
 {
 	struct sr_image_info info = { .flags = p->iterations ? SR_IHDR_F_LIVE : 0,
@@ -318,7 +450,8 @@ int sr_gen_write(int fd, const struct sr_gen_params *p, void *mem, struct sr_err
 	for (uint32_t v = 0; v < p->vcpus; v++)
 		if (write_context(w, SR_REC_VCPU_CONTEXT, v, SR_SCOPE_VCPU, p->seed + v + 1, err))
 			goto out;
-	if (sr_write_device(w, "serial8250", 1, 0, serial, sizeof(serial), err))
+	if (sr_write_device(w, "serial8250", 1, 0, serial, sizeof(serial), err) ||
+	    gen_devices(w, p, reg, err))
 		goto out;
 	rc = sr_write_end(w, err);
 out:

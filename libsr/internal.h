@@ -36,6 +36,10 @@ int sr_set_error(struct sr_error *err, enum sr_err_code code, uint64_t index,
 		 uint64_t offset, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
 
+/* Checks a DISK record's body (device.c) and adds the disk to env. */
+int sr_disk_rec_check(struct sr_device_env *env, const void *body, uint32_t len,
+		      struct sr_error *err);
+
 static inline uint32_t sr_pad8(uint32_t len)
 {
 	return (SR_REC_ALIGN - (len & (SR_REC_ALIGN - 1))) & (SR_REC_ALIGN - 1);

@@ -78,6 +78,7 @@ struct sr_reader {
 	uint32_t vcpus_seen;
 	unsigned ndev;
 	struct { char name[32]; uint32_t instance; } dev[SR_MAX_DEVICES];
+	struct sr_device_env denv;		/* what DEVICE and DISK records are checked against */
 	bool any_pages, any_iter, any_throttle;
 	uint32_t page_iter, last_iter, last_throttle;
 	uint64_t *covered[SR_MAX_REGIONS];	/* a bit per page some PAGE_DATA described */
@@ -410,6 +411,7 @@ static int check_domain(struct rd_ctx *c, const uint8_t *body, uint32_t len)
 	}
 	r->dom = d;
 	r->have_domain = true;
+	sr_device_env_init(&r->denv, r->regions, d.region_count);
 	return 0;
 }
 
@@ -805,22 +807,11 @@ static int check_device(struct rd_ctx *c, const uint8_t *body, uint32_t len)
 		return RERR(c, SR_E_LENGTH, "device state of %zu bytes exceeds %u",
 			    len - sizeof(d), SR_DEVICE_DATA_MAX);
 	/* A device whose layout the spec gives is checked here, for --verify and restore alike. */
-	if (!strcmp(d.name, "serial8250")) {
-		const uint8_t *st = body + sizeof(d);
-		uint16_t head, count;
-
-		if (d.version != 1 || d.instance != 0 || len - sizeof(d) != SR_SERIAL8250_LEN)
-			return RERR(c, SR_E_RANGE, "serial8250: version %u instance %u, %zu bytes; the "
-				    "spec has version 1, instance 0, %u bytes", d.version, d.instance,
-				    len - sizeof(d), SR_SERIAL8250_LEN);
-		memcpy(&head, st + 12, 2);
-		memcpy(&count, st + 14, 2);
-		if (st[10] || st[11])
-			return RERR(c, SR_E_RANGE, "serial8250: rsvd set");
-		if (head >= 256 || count > 256)
-			return RERR(c, SR_E_RANGE, "serial8250: rx_head %u, rx_count %u (256 bytes)",
-				    head, count);
-	}
+	c->r->denv.index = c->index;
+	c->r->denv.offset = c->offset;
+	if (sr_device_validate(&c->r->denv, d.name, d.version, d.instance, body + sizeof(d),
+			       len - sizeof(d), NULL, NULL, c->err))
+		return rd_error(c, SR_E_RANGE, -1);
 	for (unsigned i = 0; i < c->r->ndev; i++)
 		if (!strcmp(c->r->dev[i].name, d.name) && c->r->dev[i].instance == d.instance)
 			return RERR(c, SR_E_DUPLICATE, "device \"%s\" instance %u twice", d.name,
@@ -829,6 +820,15 @@ static int check_device(struct rd_ctx *c, const uint8_t *body, uint32_t len)
 		return RERR(c, SR_E_RANGE, "more than %u DEVICE records", SR_MAX_DEVICES);
 	memcpy(c->r->dev[c->r->ndev].name, d.name, sizeof(d.name));
 	c->r->dev[c->r->ndev++].instance = d.instance;
+	return 0;
+}
+
+static int check_disk(struct rd_ctx *c, const uint8_t *body, uint32_t len)
+{
+	c->r->denv.index = c->index;
+	c->r->denv.offset = c->offset;
+	if (sr_disk_rec_check(&c->r->denv, body, len, c->err))
+		return rd_error(c, SR_E_RANGE, -1);
 	return 0;
 }
 
@@ -877,6 +877,7 @@ static int check_record(struct rd_ctx *c, uint32_t type, const uint8_t *body, ui
 	case SR_REC_HVM_CONTEXT: return check_context(c, SR_SCOPE_HVM, body, len);
 	case SR_REC_VCPU_CONTEXT: return check_context(c, SR_SCOPE_VCPU, body, len);
 	case SR_REC_DEVICE:	return check_device(c, body, len);
+	case SR_REC_DISK:	return check_disk(c, body, len);
 	case SR_REC_END:	return check_end(c, body, len);
 	}
 	return 0;

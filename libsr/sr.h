@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "sr_format.h"
@@ -416,6 +417,117 @@ bool sr_context_find(const struct sr_record *rec, uint32_t kind,
 const struct sr_rec_device *sr_device_view(const struct sr_record *rec,
 					   const void **data, size_t *len);
 
+/* ------------------------------------------------ virtio device state */
+
+/*
+ * A virtio device's state, decoded (libsr/device.c; docs/format.md §6.1).
+ * The section structs are the wire structs themselves: sr is little-endian
+ * only (the reader refuses a big-endian image), so encoding a section is
+ * copying it.  A device model fills one of these at the pause and encodes it
+ * into a DEVICE record's data; a restorer gets one back from a validated
+ * record.
+ */
+struct sr_virtio_state {
+	uint32_t device_id;			/* SR_VIRTIO_ID_* */
+	uint32_t instance;			/* DEVICE instance */
+	uint16_t major, minor;			/* decoded: the image's; encoded: ours */
+	struct sr_virtio_transport tr;		/* tr.num_queues entries of q[] used */
+	struct sr_virtio_queue q[SR_VIRTIO_MAX_QUEUES];
+	struct sr_virtio_pci pci;
+	bool has_msix;				/* MSIX section present */
+	struct sr_virtio_msix msix;
+	struct sr_msix_entry msix_table[SR_VIRTIO_MSIX_MAX];
+	uint64_t msix_pba;			/* bit i: vector i pending */
+	struct sr_virtio_blk blk;		/* virtio-blk only */
+	unsigned skipped;			/* decoded: unknown optional sections skipped */
+};
+
+/* "virtio-blk" for SR_VIRTIO_ID_BLOCK, ...; NULL for a type sr does not know. */
+const char *sr_virtio_name(uint32_t device_id);
+
+/*
+ * Encodes s (device_id, tr, q, pci, msix, blk; major/minor/instance are not
+ * read: the layout written is SR_VIRTIO_VERSION) as a DEVICE record's data
+ * into buf.  Returns the length, or -1 with err set (SR_E_INVAL: cap too
+ * small, device type unknown, too many queues).  The result is what
+ * sr_device_validate() checks; the encoder does not validate: a device model
+ * saves what its device holds, and the reader tells if that is not a state
+ * the spec allows (tests write broken devices through it on purpose).
+ */
+#define SR_VIRTIO_DATA_MAX	(16 + 8 + sizeof(struct sr_virtio_transport) +	\
+				 SR_VIRTIO_MAX_QUEUES * sizeof(struct sr_virtio_queue) + \
+				 8 + sizeof(struct sr_virtio_pci) +		\
+				 8 + sizeof(struct sr_virtio_msix) +		\
+				 SR_VIRTIO_MSIX_MAX * sizeof(struct sr_msix_entry) + 8 + \
+				 8 + sizeof(struct sr_virtio_blk))
+ssize_t sr_virtio_encode(const struct sr_virtio_state *s, void *buf, size_t cap,
+			 struct sr_error *err);
+
+/* Writes s as a DEVICE record named sr_virtio_name(s->device_id), instance s->instance. */
+int sr_write_virtio(struct sr_writer *w, const struct sr_virtio_state *s, struct sr_error *err);
+
+/*
+ * What a DEVICE record is checked against: the guest's RAM (DOMAIN's
+ * regions), the DISK records before it and the PCI slots of the devices
+ * before it.  The reader keeps one; sr_device_env_init() gives an empty one
+ * for a caller that checks device data on its own (fuzzers, tests).
+ */
+struct sr_device_env {
+	const struct sr_region *regions;
+	unsigned nregions;
+	unsigned ndisks;
+	struct {
+		uint32_t disk, flags;
+		uint64_t size;
+		bool used;			/* a virtio-blk names it */
+	} disks[SR_MAX_DISKS];
+	uint32_t slots;				/* bit n: PCI slot n taken */
+	uint64_t index, offset;			/* the record, for error messages */
+};
+void sr_device_env_init(struct sr_device_env *env, const struct sr_region *regions,
+			unsigned nregions);
+
+/*
+ * The one validator for DEVICE data (docs/format.md §3.7, §6): for a device
+ * whose name the spec gives (serial8250, virtio-*) every field is checked;
+ * any other name passes.  On success a virtio device's state is decoded
+ * into *out (when out is non-NULL and the device is virtio; *is_virtio says
+ * which), the env takes its slot and disk, and 0 is returned.  On failure
+ * -1, err naming env->index/offset and, in msg, the device, the field and
+ * its byte offset in the record body, e.g. "virtio-blk 0: body byte 116:
+ * queue 0 size 3 is not a power of two".  sr-dump --verify, sr-restore and
+ * the fuzzers reach it through the reader.
+ */
+int sr_device_validate(struct sr_device_env *env, const char *name, uint32_t version,
+		       uint32_t instance, const void *data, size_t len,
+		       struct sr_virtio_state *out, bool *is_virtio, struct sr_error *err);
+
+/*
+ * Decodes a virtio DEVICE record the reader has validated (sr_device_view()
+ * gives name, data, len).  Returns 0, or -1 when it is not a virtio device's
+ * record.  The restorer's path: record -> state -> device model.
+ */
+int sr_virtio_view(const struct sr_record *rec, struct sr_virtio_state *s, struct sr_error *err);
+
+/* ------------------------------------------------------------ disks */
+
+/* A DISK record, decoded; paths NUL-terminated. */
+struct sr_disk_info {
+	uint32_t disk, flags;			/* SR_DISK_F_* */
+	uint8_t cache;				/* enum sr_disk_cache */
+	uint8_t snap_method;			/* enum sr_snap_method */
+	uint64_t snap_ns;
+	struct sr_disk_id id, snap_id;
+	char path[SR_DISK_PATH_MAX + 1];
+	char snap_path[SR_DISK_PATH_MAX + 1];	/* "" without SNAPSHOT */
+};
+
+/* Writes a DISK record (after DOMAIN, before the DEVICE that names it). */
+int sr_write_disk(struct sr_writer *w, const struct sr_disk_info *d, struct sr_error *err);
+
+/* Decodes a DISK record the reader has validated. */
+void sr_disk_view(const struct sr_record *rec, struct sr_disk_info *d);
+
 /* ------------------------------------------------ synthetic image generator */
 
 /*
@@ -444,7 +556,49 @@ struct sr_gen_params {
 	 * followed by a gap of its own size in guest-physical space.
 	 */
 	unsigned regions;
+	/*
+	 * Devices after the serial8250: blk virtio-blk devices (each on a DISK
+	 * record of its own) and rng virtio-rng devices, in a state a driver
+	 * leaves them in (features negotiated, queues ready in region 0).
+	 * broken (SR_GEN_BREAK_*) spoils the first virtio device on purpose.
+	 */
+	unsigned blk, rng;
+	unsigned broken;
 };
+
+/* What sr_gen_params.broken spoils in the first virtio device; each a reader must refuse. */
+#define SR_GEN_BREAKS(X)						\
+	X(NONE,         "none")						\
+	X(RING_OUTSIDE, "ring-outside")	/* used ring past the end of guest RAM */ \
+	X(QSIZE3,       "qsize3")	/* queue size 3 */		\
+	X(INDEX,        "index")	/* last_avail_idx size + 1 past last_used_idx */ \
+	X(UNALIGNED,    "unaligned")	/* descriptor table at 8 mod 16 */ \
+	X(INFLIGHT,     "inflight")	/* one request in flight: not drained */ \
+	X(FEATURE,      "feature")	/* driver accepted a feature never offered */ \
+	X(UNKNOWN_BIT,  "unknown-bit")	/* a device feature bit the spec does not know */ \
+	X(SLOT,         "slot")		/* two devices in one PCI slot */ \
+	X(NO_DISK,      "no-disk")	/* virtio-blk names a disk with no DISK record */ \
+	X(VERSION,      "version")	/* state version 2.0 */		\
+	X(SECTION,      "section")	/* an unknown mandatory section */ \
+	X(OPTIONAL,     "optional")	/* an unknown optional section: valid, skipped */ \
+	X(DISK_PATH,    "disk-path")	/* DISK path not absolute */
+
+enum sr_gen_break {
+#define SR_X_ENUM(name, text) SR_GEN_BREAK_##name,
+	SR_GEN_BREAKS(SR_X_ENUM)
+#undef SR_X_ENUM
+};
+
+/* SR_GEN_BREAK_* for a name ("qsize3"), or -1. */
+int sr_gen_break_from_name(const char *name);
+
+/*
+ * A virtio device of type device_id in the state a driver leaves it in,
+ * its rings in guest RAM at ring_base (three pages per queue); virtio-blk
+ * on disk `disk` of disk_size bytes.  What sr_gen_write() writes.
+ */
+void sr_gen_virtio(struct sr_virtio_state *s, uint32_t device_id, uint32_t instance,
+		   uint8_t slot, uint64_t ring_base, uint32_t disk, uint64_t disk_size);
 
 /* Fills mem with the page mix of p (deterministic for a seed). */
 void sr_gen_fill(void *mem, uint64_t bytes, const struct sr_gen_params *p);

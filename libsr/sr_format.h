@@ -13,7 +13,7 @@
 
 #define SR_MAGIC		"SRKVMIMG"	/* 8 bytes, no NUL */
 #define SR_VERSION_MAJOR	1
-#define SR_VERSION_MINOR	1
+#define SR_VERSION_MINOR	2
 #define SR_ENDIAN_MARKER	0x01020304u
 #define SR_PAGE_SIZE		4096u
 #define SR_PAGE_SHIFT		12
@@ -61,6 +61,7 @@ struct sr_rhdr {
 	X(HVM_CONTEXT,  0x00000003u, 8)				\
 	X(VCPU_CONTEXT, 0x00000004u, 8)				\
 	X(DEVICE,       0x00000005u, 40)			\
+	X(DISK,         0x00000006u, 120 + 1)			\
 	X(ITERATION,    0x80000001u, 40)			\
 	X(THROTTLE,     0x80000002u, 8 + 8)
 
@@ -232,6 +233,187 @@ struct sr_rec_device {
 	uint32_t version;
 	uint32_t instance;
 	/* uint8_t data[]; */
+};
+
+/* ------------------------------------------------------------------ DISK */
+
+/* DISK: one per disk a device uses (docs/format.md §3.8). */
+#define SR_MAX_DISKS		16u
+#define SR_DISK_PATH_MAX	4095u
+
+#define SR_DISK_F_READ_ONLY	(1u << 0)
+#define SR_DISK_F_SNAPSHOT	(1u << 1)	/* snap_* fields are valid */
+#define SR_DISK_F_KNOWN		(SR_DISK_F_READ_ONLY | SR_DISK_F_SNAPSHOT)
+
+enum sr_disk_cache {
+	SR_DISK_CACHE_WRITEBACK = 0,
+	SR_DISK_CACHE_NONE = 1,		/* O_DIRECT */
+};
+
+enum sr_snap_method {
+	SR_SNAP_NONE = 0,
+	SR_SNAP_REFLINK = 1,		/* ioctl(FICLONE) */
+	SR_SNAP_COPY = 2,		/* SEEK_DATA/SEEK_HOLE + copy_file_range */
+};
+
+/* Identity of a disk file (§3.8.1).  hash_blocks 0: hash of the whole file. */
+#define SR_DISK_HASH_BLOCKS_MAX	1024u
+#define SR_DISK_HASH_BS_MIN	4096u
+#define SR_DISK_HASH_BS_MAX	(1u << 20)
+#define SR_DISK_SAMPLE_BLOCKS	64u		/* the default sample: 64 x 64 KiB */
+#define SR_DISK_SAMPLE_BS	(64u << 10)
+
+struct sr_disk_id {
+	uint64_t size;			/* bytes, multiple of 512 */
+	uint64_t dev;			/* st_dev */
+	uint64_t ino;			/* st_ino */
+	uint64_t mtime_ns;		/* st_mtim */
+	uint64_t hash;			/* XXH3-64, sampled or full */
+	uint32_t hash_blocks;		/* N sampled blocks; 0: full */
+	uint32_t hash_block_size;	/* B; 0 with a full hash */
+};
+
+struct sr_rec_disk {
+	uint32_t disk;			/* index 0..15, unique */
+	uint32_t flags;			/* SR_DISK_F_* */
+	uint8_t cache;			/* enum sr_disk_cache */
+	uint8_t snap_method;		/* enum sr_snap_method */
+	uint16_t path_len;		/* 1..SR_DISK_PATH_MAX */
+	uint16_t snap_path_len;		/* 0, or 1..SR_DISK_PATH_MAX with SNAPSHOT */
+	uint16_t rsvd;
+	uint64_t snap_ns;		/* time the snapshot took (guest paused) */
+	struct sr_disk_id id;		/* the disk at the pause */
+	struct sr_disk_id snap_id;	/* the snapshot; zero without SNAPSHOT */
+	/* char path[path_len]; char snap_path[snap_path_len]; no NULs */
+};
+
+/* ------------------------------------------------------- virtio devices */
+
+/*
+ * DEVICE "virtio-blk", "virtio-rng" (docs/format.md §6.1): a header, then
+ * sections framed as context blocks (struct sr_block_hdr, data, pad to 8).
+ * version = major << 16 | minor.
+ */
+#define SR_VIRTIO_VERSION_MAJOR	1u
+#define SR_VIRTIO_VERSION_MINOR	0u
+#define SR_VIRTIO_VERSION	(SR_VIRTIO_VERSION_MAJOR << 16 | SR_VIRTIO_VERSION_MINOR)
+
+#define SR_VIRTIO_ID_BLOCK	2u
+#define SR_VIRTIO_ID_ENTROPY	4u
+
+#define SR_VIRTIO_MAX_SECTIONS	16u
+#define SR_VIRTIO_MAX_QUEUES	16u
+#define SR_VIRTIO_QUEUE_SIZE_MAX 32768u
+#define SR_VIRTIO_MSIX_MAX	64u
+#define SR_VIRTIO_NO_VECTOR	0xffffu
+
+#define SR_VSEC_OPTIONAL	0x80000000u
+enum sr_vsec_kind {
+	SR_VSEC_TRANSPORT = 0x0001u,
+	SR_VSEC_PCI = 0x0002u,
+	SR_VSEC_MSIX = 0x0003u,
+	SR_VSEC_BLK = 0x0201u,		/* virtio-blk only */
+};
+
+struct sr_virtio_hdr {
+	uint32_t device_id;		/* SR_VIRTIO_ID_*; matches the name */
+	uint32_t section_count;		/* 1..SR_VIRTIO_MAX_SECTIONS */
+	uint64_t rsvd;
+};
+
+/* Device status bits (virtio 1.x §2.1). */
+#define SR_VIRTIO_S_ACKNOWLEDGE	1u
+#define SR_VIRTIO_S_DRIVER	2u
+#define SR_VIRTIO_S_DRIVER_OK	4u
+#define SR_VIRTIO_S_FEATURES_OK	8u
+#define SR_VIRTIO_S_NEEDS_RESET	64u
+#define SR_VIRTIO_S_FAILED	128u
+
+/* Transport feature bits; the device-specific ones are in device.c's table. */
+#define SR_VIRTIO_F_INDIRECT_DESC 28
+#define SR_VIRTIO_F_EVENT_IDX	29
+#define SR_VIRTIO_F_VERSION_1	32
+#define SR_VIRTIO_F_RING_PACKED	34
+#define SR_VIRTIO_BLK_F_RO	5
+#define SR_VIRTIO_BLK_F_MQ	12
+
+struct sr_virtio_transport {
+	uint64_t device_features;	/* offered */
+	uint64_t driver_features;	/* accepted, as written */
+	uint32_t device_feature_select;
+	uint32_t driver_feature_select;
+	uint16_t queue_select;
+	uint16_t num_queues;		/* queues that follow */
+	uint16_t config_msix_vector;	/* SR_VIRTIO_NO_VECTOR or < MSI-X table size */
+	uint8_t status;			/* SR_VIRTIO_S_* */
+	uint8_t isr;			/* bit 0 queue, bit 1 config */
+	uint8_t config_generation;
+	uint8_t rsvd[7];
+	/* struct sr_virtio_queue queues[num_queues]; */
+};
+
+#define SR_VQ_F_SIGNALLED	(1u << 0)	/* signalled_used is valid (EVENT_IDX) */
+#define SR_VRING_USED_F_NO_NOTIFY 1u
+
+struct sr_virtio_queue {
+	uint64_t desc;			/* descriptor table gpa, 16-aligned */
+	uint64_t avail;			/* driver ring gpa, 2-aligned */
+	uint64_t used;			/* device ring gpa, 4-aligned */
+	uint16_t size;			/* power of two, 1..max_size */
+	uint16_t max_size;		/* power of two, 1..32768 */
+	uint16_t last_avail_idx;	/* next available entry the device takes */
+	uint16_t last_used_idx;		/* used->idx as written */
+	uint16_t signalled_used;	/* used idx at the last interrupt */
+	uint16_t msix_vector;
+	uint16_t used_flags;		/* used->flags as written */
+	uint16_t avail_event;		/* as written (EVENT_IDX) */
+	uint8_t ready;
+	uint8_t flags;			/* SR_VQ_F_* */
+	uint16_t notify_off;
+	uint32_t rsvd;
+};
+
+/* PCI command register bits the guest may have set. */
+#define SR_PCI_CMD_KNOWN	0x0547u	/* IO, MEM, MASTER, PARITY, SERR, INTX_DISABLE */
+
+struct sr_virtio_pci {
+	uint32_t bar[6];		/* as the guest last wrote them */
+	uint16_t command;
+	uint8_t bus;			/* 0 */
+	uint8_t slot;			/* 1..31, unique */
+	uint8_t function;		/* 0 */
+	uint8_t interrupt_pin;		/* 0 none, 1..4 INTA..INTD */
+	uint8_t interrupt_line;
+	uint8_t cache_line_size;
+	uint8_t latency_timer;
+	uint8_t rsvd[7];
+};
+
+#define SR_MSIX_CTRL_ENABLE	(1u << 0)
+#define SR_MSIX_CTRL_MASKALL	(1u << 1)
+
+struct sr_virtio_msix {
+	uint16_t table_size;		/* 1..SR_VIRTIO_MSIX_MAX */
+	uint16_t control;		/* SR_MSIX_CTRL_* */
+	uint32_t rsvd;
+	/* struct sr_msix_entry table[table_size]; uint64_t pba[(table_size + 63) / 64]; */
+};
+
+struct sr_msix_entry {
+	uint64_t addr;
+	uint32_t data;
+	uint32_t vector_control;	/* bit 0 masked */
+};
+
+#define SR_VIRTIO_BLK_CONFIG_LEN 64u	/* struct virtio_blk_config (60) + 4 zero bytes */
+
+struct sr_virtio_blk {
+	uint64_t capacity;		/* 512-byte sectors */
+	uint32_t disk;			/* DISK record index */
+	uint32_t rsvd;
+	uint8_t serial[20];		/* GET_ID, NUL padded */
+	uint32_t rsvd2;
+	uint8_t config[SR_VIRTIO_BLK_CONFIG_LEN];
 };
 
 #endif /* SR_FORMAT_H */

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dump_dev.h"
 #include "sr.h"
 #include "util.h"
 
@@ -151,7 +152,10 @@ static void summarize(struct dump *d, const struct sr_record *rec, const struct 
 			o += snprintf(s + o, len - o, " %s", sr_block_kind_name(blk.kind) ?
 				      sr_block_kind_name(blk.kind) : "?");
 		break;
+	case SR_REC_DISK:
 	case SR_REC_DEVICE:
+		if (dev_summary(rec, s, len))
+			break;
 		dev = sr_device_view(rec, &data, &dlen);
 		snprintf(s, len, "%s v%u instance %u, %zu bytes",
 			 str_escape(esc, sizeof(esc), dev->name, sizeof(dev->name)), dev->version,
@@ -375,6 +379,7 @@ static int dump(struct dump *d, int fd)
 				} else {
 					printf("%s\n", line);
 				}
+				dev_details(&rec, d->json);
 			}
 		}
 		if (show && d->json) {
@@ -437,7 +442,7 @@ int main(int argc, char **argv)
 			for (char *tok = strtok(optarg, ","); tok; tok = strtok(NULL, ",")) {
 				if (d.nfilter == 16 || sr_rec_type_from_name(tok, &d.filter[d.nfilter]))
 					die(EXIT_USAGE, "unknown record type \"%s\" (try PAGE_DATA, DOMAIN, "
-					    "HVM_CONTEXT, VCPU_CONTEXT, ITERATION, THROTTLE, DEVICE, END)", tok);
+					    "HVM_CONTEXT, VCPU_CONTEXT, ITERATION, THROTTLE, DEVICE, DISK, END)", tok);
 				d.nfilter++;
 			}
 			break;

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Disk files: identity and snapshots (libsr/disk.c; docs/format.md §3.8).
+ *
+ * What a saver records about a raw disk file and what a restorer checks it
+ * against, and the copy a checkpoint takes of it.  Library code: it returns
+ * errors as struct sr_error (index SR_NO_INDEX, offset: the file offset where
+ * a read failed, else 0) and never prints.
+ */
+#ifndef SR_DISK_H
+#define SR_DISK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sr.h"
+
+enum sr_disk_hash {
+	SR_DISK_HASH_SAMPLE = 0,	/* SR_DISK_SAMPLE_BLOCKS x SR_DISK_SAMPLE_BS */
+	SR_DISK_HASH_FULL = 1,		/* every byte */
+};
+
+/*
+ * Identity of the open file fd (stat and hash, §3.8.1).  mode picks the
+ * hash; a file of at most blocks x block size bytes is hashed whole either
+ * way (and says hash_blocks 0).  Reads with pread: the file offset is not
+ * moved.  Returns 0, or -1 with err set (SR_E_IO with sys_errno).
+ */
+int sr_disk_identity(int fd, enum sr_disk_hash mode, struct sr_disk_id *id, struct sr_error *err);
+
+/*
+ * As sr_disk_identity(), with the sample of `like` (its hash_blocks and
+ * hash_block_size): what a restorer computes to compare with a saved id.
+ */
+int sr_disk_identity_like(int fd, const struct sr_disk_id *like, struct sr_disk_id *id,
+			  struct sr_error *err);
+
+/* Which field of two identities differs first; SR_DISK_SAME when none. */
+enum sr_disk_diff {
+	SR_DISK_SAME = 0,
+	SR_DISK_DIFF_SIZE,
+	SR_DISK_DIFF_FILE,		/* dev or ino: another file */
+	SR_DISK_DIFF_MTIME,
+	SR_DISK_DIFF_HASH,		/* content (or a different sample) */
+};
+
+/* Compare size and hash only (a disk copied to another host: dev/ino/mtime differ). */
+#define SR_DISK_CMP_CONTENT	(1u << 0)
+
+/*
+ * Compares saved against now in the order size, dev+ino, mtime, hash and
+ * returns the first difference; why (when non-NULL) gets one line naming
+ * it with both values, e.g. "mtime 2026-11-29 11:40:03.120 -> 2026-11-29
+ * 11:52:40.771".  Does not read anything.
+ */
+enum sr_disk_diff sr_disk_id_compare(const struct sr_disk_id *saved, const struct sr_disk_id *now,
+				     unsigned flags, char *why, size_t len);
+
+/*
+ * sr_disk_identity_like(fd, saved) then sr_disk_id_compare().  Returns the
+ * difference (>= 0) or -1 with err set when the file could not be read.
+ */
+int sr_disk_check(int fd, const struct sr_disk_id *saved, unsigned flags, char *why,
+		  size_t len, struct sr_error *err);
+
+/* ------------------------------------------------------------ snapshots */
+
+struct sr_snap_result {
+	enum sr_snap_method method;	/* SR_SNAP_REFLINK or SR_SNAP_COPY */
+	uint64_t ns;			/* wall time of the whole call */
+	uint64_t bytes;			/* data bytes copied (0 for a reflink) */
+	uint64_t size;			/* the file's size */
+	int reflink_errno;		/* why FICLONE was not used (0: it was, or not tried) */
+};
+
+#define SR_SNAP_NO_REFLINK	(1u << 0)	/* copy even where FICLONE works (tests) */
+#define SR_SNAP_REPLACE		(1u << 1)	/* dst may exist: replaced atomically */
+
+/*
+ * Makes dst a copy of the open file src as it is now: by ioctl(FICLONE)
+ * where the file system shares blocks, else a sparse-aware copy (SEEK_DATA/
+ * SEEK_HOLE over src, data ranges by copy_file_range, holes left holes, the
+ * size set with ftruncate).  The copy is written to a temporary file in
+ * dst's directory, fsynced, then linked as dst (with SR_SNAP_REPLACE renamed
+ * over it; without, an existing dst is an error, EEXIST) and the directory
+ * fsynced: dst is complete or absent.  The caller keeps src from changing
+ * during the call (the guest paused, its disk drained).  Returns 0 with *res
+ * filled, or -1 with err set.
+ */
+int sr_disk_snapshot(int src, const char *dst, unsigned flags, struct sr_snap_result *res,
+		     struct sr_error *err);
+
+/* "reflink", "copy", "none". */
+const char *sr_snap_method_name(unsigned method);
+
+#endif /* SR_DISK_H */
