@@ -114,6 +114,9 @@ struct hvmctx_save_opts {
 	uint64_t boot_entry, boot_arg;
 	const struct hvmctx_device *devices;
 	unsigned ndevices;
+	/* DISK records, written before the DEVICE records (filled by capture_devices). */
+	const struct sr_disk_info *disks;
+	unsigned ndisks;
 	/* The MSRs to carry, made before the domain ran; NULL: probed while paused. */
 	const struct hvmctx_msr_list *msrs;
 	/* Called once the domain is paused, just before the DEVICE records are written. */

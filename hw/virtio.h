@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "bus.h"
+#include "sr.h"
 #include "pci.h"
 #include "virtq.h"
 
@@ -37,9 +38,13 @@ struct virtio_type {
 	 * return how many bytes were written into its writable part.
 	 */
 	uint32_t (*request)(struct virtio_dev *vd, unsigned q, struct virtq_chain *c);
-	/* Optional: the type's own state after the transport's, in a save; bytes or -1. */
-	long (*save)(struct virtio_dev *vd, void *buf, size_t len);
-	int (*load)(struct virtio_dev *vd, const void *buf, size_t len, struct xc_error *err);
+	/*
+	 * Optional: the type's own section of the saved state (docs/format.md
+	 * §6.1; virtio-blk: BLK), and the check of an image's against this
+	 * device before it is taken.
+	 */
+	void (*save)(struct virtio_dev *vd, struct sr_virtio_state *s);
+	int (*load)(struct virtio_dev *vd, const struct sr_virtio_state *s, struct xc_error *err);
 	void (*free)(struct virtio_dev *vd);
 };
 
@@ -60,8 +65,12 @@ struct xc_domain *virtio_domain(const struct virtio_dev *vd);
 /* Whether the driver accepted feature bit. */
 bool virtio_has_feature(const struct virtio_dev *vd, unsigned bit);
 
-/* Where the type's state starts in a saved transport state. */
-size_t virtio_state_type_offset(unsigned nqueues);
+/*
+ * Decodes a DEVICE record's data the reader has validated (§6.1) into s;
+ * -1 with err when it is not a virtio state this sr reads.
+ */
+int virtio_state_decode(const char *name, uint32_t version, uint32_t instance, const void *data,
+			size_t len, struct sr_virtio_state *s, struct xc_error *err);
 
 /* Exits from the guest's point of view, for measurements: notifies and ISR reads seen as MMIO exits. */
 struct virtio_counters {
@@ -81,6 +90,7 @@ struct virtio_blk_opts {
 	char path[4096];
 	bool ro;
 	enum virtio_blk_cache cache;
+	uint32_t disk;			/* its DISK record's index in an image */
 };
 
 /* Parses FILE[,ro][,cache=none|writeback]; -1 with why. */
@@ -94,10 +104,8 @@ int virtio_blk_parse(const char *arg, struct virtio_blk_opts *o, char *why, size
 struct virtio_dev *virtio_blk_new(struct hw_bus *b, struct pci_host *h,
 				  const struct virtio_blk_opts *o, struct xc_error *err);
 const struct virtio_blk_opts *virtio_blk_opts(const struct virtio_dev *vd);
-
-/* The disk a saved virtio-blk state names (path, ro, cache), for a restore to open. */
-int virtio_blk_state_opts(const void *data, size_t len, struct virtio_blk_opts *o,
-			  struct xc_error *err);
+/* The open disk file (identity, snapshot: read it with pread only). */
+int virtio_blk_fd(const struct virtio_dev *vd);
 
 /* A virtio-rng device: every buffer filled from getrandom(). */
 struct virtio_dev *virtio_rng_new(struct hw_bus *b, struct pci_host *h, struct xc_error *err);

@@ -47,6 +47,7 @@ struct blk {
 	int fd;
 	uint64_t sectors;
 	char id[ID_BYTES];
+	uint8_t config[SR_VIRTIO_BLK_CONFIG_LEN];	/* what the driver reads */
 };
 
 int virtio_blk_parse(const char *arg, struct virtio_blk_opts *o, char *why, size_t len)
@@ -236,76 +237,33 @@ static void blk_free(struct virtio_dev *vd)
 	free(b);
 }
 
-/*
- * The disk's own state: capacity (a restore checks the file still has it),
- * flags (bit 0 ro, bit 1 cache=none), the path's length, the path (no NUL).
- */
-#define BLK_STATE	12
-
-static long blk_save(struct virtio_dev *vd, void *buf, size_t len)
+/* The BLK section (docs/format.md §6.1.6): capacity, which DISK, the serial, the config space. */
+static void blk_save(struct virtio_dev *vd, struct sr_virtio_state *s)
 {
 	struct blk *b = virtio_priv(vd);
-	uint8_t *p = buf;
-	uint16_t plen = strlen(b->o.path);
-	uint16_t flags = b->o.ro | (b->o.cache == VIRTIO_BLK_NONE) << 1;
 
-	if (len < BLK_STATE + (size_t)plen)
-		return -1;
-	memcpy(p, &b->sectors, 8);
-	memcpy(p + 8, &flags, 2);
-	memcpy(p + 10, &plen, 2);
-	memcpy(p + BLK_STATE, b->o.path, plen);
-	return BLK_STATE + plen;
+	s->blk.capacity = b->sectors;
+	s->blk.disk = b->o.disk;
+	memcpy(s->blk.serial, b->id, sizeof(s->blk.serial));
+	memcpy(s->blk.config, b->config, sizeof(b->config));
 }
 
-static int state_opts(const uint8_t *p, size_t len, struct virtio_blk_opts *o, uint64_t *sectors,
-		      struct xc_error *err)
-{
-	uint16_t flags, plen;
-
-	if (len < BLK_STATE)
-		return xc_set_error(err, 0, "DEVICE virtio-blk: %zu bytes of disk state, at least %d",
-				    len, BLK_STATE);
-	memcpy(sectors, p, 8);
-	memcpy(&flags, p + 8, 2);
-	memcpy(&plen, p + 10, 2);
-	if ((flags & ~3u) || !plen || plen >= sizeof(o->path) || len != BLK_STATE + (size_t)plen ||
-	    memchr(p + BLK_STATE, 0, plen))
-		return xc_set_error(err, 0, "DEVICE virtio-blk: flags 0x%x, path of %u bytes in %zu "
-				    "bytes of disk state", flags, plen, len);
-	memset(o, 0, sizeof(*o));
-	memcpy(o->path, p + BLK_STATE, plen);
-	o->ro = flags & 1;
-	o->cache = flags & 2 ? VIRTIO_BLK_NONE : VIRTIO_BLK_WRITEBACK;
-	return 0;
-}
-
-int virtio_blk_state_opts(const void *data, size_t len, struct virtio_blk_opts *o,
-			  struct xc_error *err)
-{
-	size_t off = virtio_state_type_offset(1);
-	uint64_t sectors;
-
-	if (len < off)
-		return xc_set_error(err, 0, "DEVICE virtio-blk: %zu bytes, at least %zu", len, off);
-	return state_opts((const uint8_t *)data + off, len - off, o, &sectors, err);
-}
-
-static int blk_load(struct virtio_dev *vd, const void *buf, size_t len, struct xc_error *err)
+static int blk_load(struct virtio_dev *vd, const struct sr_virtio_state *s, struct xc_error *err)
 {
 	struct blk *b = virtio_priv(vd);
-	struct virtio_blk_opts o;
-	uint64_t sectors;
 
-	if (state_opts(buf, len, &o, &sectors, err))
-		return -1;
-	if (strcmp(o.path, b->o.path) || o.ro != b->o.ro)
-		return xc_set_error(err, 0, "DEVICE virtio-blk: the image's disk is %s%s, this one "
-				    "%s%s", o.path, o.ro ? " (ro)" : "", b->o.path, b->o.ro ? " (ro)" : "");
-	if (sectors != b->sectors)
+	if (s->blk.capacity != b->sectors)
 		return xc_set_error(err, 0, "disk %s has %llu sectors, the image's guest saw %llu",
 				    b->o.path, (unsigned long long)b->sectors,
-				    (unsigned long long)sectors);
+				    (unsigned long long)s->blk.capacity);
+	if (s->blk.disk != b->o.disk)
+		return xc_set_error(err, 0, "DEVICE virtio-blk: disk %u, this device is on disk %u",
+				    s->blk.disk, b->o.disk);
+	/* The guest keeps the serial it read: it is the image's, not this file's inode. */
+	memcpy(b->id, s->blk.serial, sizeof(b->id));
+	if (memcmp(s->blk.config, b->config, sizeof(b->config)))
+		return xc_set_error(err, 0, "DEVICE virtio-blk: the guest read another config space "
+				    "(limits or capacity) than this sr's disk gives");
 	return 0;
 }
 
@@ -320,13 +278,18 @@ const struct virtio_blk_opts *virtio_blk_opts(const struct virtio_dev *vd)
 	return &((const struct blk *)virtio_priv(vd))->o;
 }
 
+int virtio_blk_fd(const struct virtio_dev *vd)
+{
+	return ((const struct blk *)virtio_priv(vd))->fd;
+}
+
 static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 
 struct virtio_dev *virtio_blk_new(struct hw_bus *bus, struct pci_host *h,
 				  const struct virtio_blk_opts *o, struct xc_error *err)
 {
 	struct blk *b = calloc(1, sizeof(*b));
-	uint8_t cfg[60] = { 0 };
+	uint8_t *cfg;
 	struct stat st;
 	struct virtio_dev *vd;
 
@@ -337,6 +300,11 @@ struct virtio_dev *virtio_blk_new(struct hw_bus *bus, struct pci_host *h,
 	b->o = *o;
 	b->fd = open(o->path, (o->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC |
 		     (o->cache == VIRTIO_BLK_NONE ? O_DIRECT : 0));
+	if (b->fd < 0 && errno == EINVAL && o->cache == VIRTIO_BLK_NONE) {
+		xc_set_error(err, 0, "disk %s: cache=none needs O_DIRECT, which its file system "
+			     "refuses (tmpfs does); use cache=writeback there", o->path);
+		goto fail;
+	}
 	if (b->fd < 0 || fstat(b->fd, &st)) {
 		xc_set_error(err, errno, "disk %s", o->path);
 		goto fail;
@@ -346,6 +314,7 @@ struct virtio_dev *virtio_blk_new(struct hw_bus *bus, struct pci_host *h,
 		goto fail;
 	}
 	b->sectors = st.st_size / SECTOR;
+	cfg = b->config;
 	/* The serial the guest sees (/sys/block/vdX/serial): the file's inode, as a hint. */
 	snprintf(b->id, sizeof(b->id), "sr%llx", (unsigned long long)st.st_ino);
 	memcpy(cfg, &b->sectors, 8);			/* capacity */
@@ -358,7 +327,7 @@ struct virtio_dev *virtio_blk_new(struct hw_bus *bus, struct pci_host *h,
 	put32(cfg + 52, 1);				/* max_write_zeroes_seg */
 	cfg[56] = 1;					/* write_zeroes_may_unmap */
 	struct virtio_dev_config c = {
-		.type = &blk_type, .config = cfg, .config_len = sizeof(cfg), .priv = b,
+		.type = &blk_type, .config = cfg, .config_len = 60, .priv = b,
 		.features = 1ull << VIRTIO_BLK_F_SEG_MAX | 1ull << VIRTIO_BLK_F_BLK_SIZE |
 			    1ull << VIRTIO_BLK_F_FLUSH |
 			    (o->ro ? 1ull << VIRTIO_BLK_F_RO :

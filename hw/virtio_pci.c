@@ -476,113 +476,156 @@ static void bars_changed(struct pci_func *f)
 /* ------------------------------------------------------- state, and life */
 
 /*
- * The transport's state, version 1: the function's config space, then the
- * fields below and one entry per queue, little-endian; the type's state
- * follows.  Taken paused and drained, so no chain is in flight.
+ * The state, as docs/format.md §6.1 lays it out (devstate's encoder and
+ * decoder): taken paused and drained, so no chain is in flight and every
+ * ready queue has last_avail == used.
  */
-#define STATE_HEAD	(PCI_CFG_SIZE + 28)
-#define STATE_QUEUE	32
-
-size_t virtio_state_type_offset(unsigned nqueues)
-{
-	return STATE_HEAD + STATE_QUEUE * nqueues;
-}
-
 static long vd_save(struct hw_device *dev, void *buf, size_t len)
 {
 	struct virtio_dev *vd = (struct virtio_dev *)dev;
-	size_t need = STATE_HEAD + STATE_QUEUE * vd->type->nqueues;
-	uint8_t *p = buf;
-	long extra = 0;
+	struct sr_virtio_state *s = calloc(1, sizeof(*s));
+	struct sr_error err;
+	ssize_t n;
 
-	if (len < need)
+	if (!s)
 		return -1;
 	pthread_mutex_lock(&vd->lock);
-	memcpy(p, vd->pci.cfg, PCI_CFG_SIZE);
-	p += PCI_CFG_SIZE;
-	wr32(p, vd->dfselect);
-	wr32(p + 4, vd->gfselect);
-	wr64(p + 8, vd->driver_features);
-	p[16] = vd->status;
-	p[17] = vd->config_gen;
-	wr16(p + 18, vd->queue_select);
-	wr32(p + 20, __atomic_load_n(&vd->isr, __ATOMIC_SEQ_CST));
-	p[24] = vd->pci.slot;
-	p[25] = vd->pci.ioapic_pin;
-	wr16(p + 26, vd->type->nqueues);
-	p += 28;
-	for (unsigned i = 0; i < vd->type->nqueues; i++, p += STATE_QUEUE) {
+	s->device_id = vd->type->device_id;
+	s->instance = vd->dev.instance;
+	s->tr = (struct sr_virtio_transport){
+		.device_features = vd->features, .driver_features = vd->driver_features,
+		.device_feature_select = vd->dfselect, .driver_feature_select = vd->gfselect,
+		.queue_select = vd->queue_select, .num_queues = vd->type->nqueues,
+		.config_msix_vector = SR_VIRTIO_NO_VECTOR, .status = vd->status,
+		.isr = __atomic_load_n(&vd->isr, __ATOMIC_SEQ_CST), .config_generation = vd->config_gen,
+	};
+	for (unsigned i = 0; i < vd->type->nqueues; i++) {
 		const struct virtq *q = &vd->q[i];
 
-		wr16(p, q->size);
-		wr16(p + 2, q->ready);
-		wr16(p + 4, q->last_avail);
-		wr16(p + 6, q->used_idx);
-		wr64(p + 8, q->desc);
-		wr64(p + 16, q->avail);
-		wr64(p + 24, q->used);
+		s->q[i] = (struct sr_virtio_queue){
+			.desc = q->desc, .avail = q->avail, .used = q->used, .size = q->size,
+			.max_size = VIRTQ_SIZE_MAX, .last_avail_idx = q->last_avail,
+			.last_used_idx = q->used_idx, .msix_vector = SR_VIRTIO_NO_VECTOR,
+			.ready = q->ready, .notify_off = i,
+		};
 	}
+	for (unsigned b = 0; b < PCI_BARS; b++)
+		memcpy(&s->pci.bar[b], vd->pci.cfg + PCI_BAR0 + 4 * b, 4);
+	memcpy(&s->pci.command, vd->pci.cfg + PCI_COMMAND, 2);
+	s->pci.slot = vd->pci.slot;
+	s->pci.interrupt_pin = vd->pci.cfg[PCI_INTERRUPT_PIN];
+	s->pci.interrupt_line = vd->pci.cfg[PCI_INTERRUPT_LINE];
+	s->pci.cache_line_size = vd->pci.cfg[0x0c];
+	s->pci.latency_timer = vd->pci.cfg[0x0d];
 	if (vd->type->save)
-		extra = vd->type->save(vd, p, len - need);
+		vd->type->save(vd, s);
 	pthread_mutex_unlock(&vd->lock);
-	return extra < 0 ? -1 : (long)need + extra;
+	n = sr_virtio_encode(s, buf, len, &err);
+	free(s);
+	return n;
+}
+
+int virtio_state_decode(const char *name, uint32_t version, uint32_t instance, const void *data,
+			size_t len, struct sr_virtio_state *s, struct xc_error *err)
+{
+	struct sr_rec_device *d = calloc(1, sizeof(*d) + len);
+	struct sr_record rec = { .type = SR_REC_DEVICE, .length = sizeof(*d) + len, .body = d };
+	struct sr_error e;
+	int rc;
+
+	if (!d)
+		return xc_set_error(err, ENOMEM, "DEVICE %s", name);
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	d->version = version;
+	d->instance = instance;
+	memcpy(d + 1, data, len);
+	rc = sr_virtio_view(&rec, s, &e);
+	free(d);
+	return rc ? xc_set_error(err, 0, "DEVICE %s %u: %s", name, instance, e.msg) : 0;
+}
+
+/* What the guest found must be what this device is: same offer, same slot and line, same queues. */
+static int check_state(const struct virtio_dev *vd, const struct sr_virtio_state *s,
+		       struct xc_error *err)
+{
+	const char *n = vd->type->name;
+
+	if (s->device_id != vd->type->device_id || s->tr.num_queues != vd->type->nqueues)
+		return xc_set_error(err, 0, "DEVICE %s: device %u with %u queues is not this %u with %u",
+				    n, s->device_id, s->tr.num_queues, vd->type->device_id,
+				    vd->type->nqueues);
+	if (s->tr.device_features != vd->features)
+		return xc_set_error(err, 0, "DEVICE %s: the guest was offered features 0x%llx, this "
+				    "device offers 0x%llx (bits 0x%llx differ)", n,
+				    (unsigned long long)s->tr.device_features,
+				    (unsigned long long)vd->features,
+				    (unsigned long long)(s->tr.device_features ^ vd->features));
+	if (s->pci.slot != vd->pci.slot || s->pci.interrupt_pin != vd->pci.cfg[PCI_INTERRUPT_PIN])
+		return xc_set_error(err, 0, "DEVICE %s: PCI slot %u pin %u; here it is slot %u pin %u",
+				    n, s->pci.slot, s->pci.interrupt_pin, vd->pci.slot,
+				    vd->pci.cfg[PCI_INTERRUPT_PIN]);
+	if (s->has_msix)
+		return xc_set_error(err, 0, "DEVICE %s: an MSI-X state; this device has INTx only", n);
+	for (unsigned i = 0; i < s->tr.num_queues; i++)
+		if (s->q[i].max_size != VIRTQ_SIZE_MAX || s->q[i].size > VIRTQ_SIZE_MAX)
+			return xc_set_error(err, 0, "DEVICE %s queue %u: size %u of %u; this device's "
+					    "queues take %d", n, i, s->q[i].size, s->q[i].max_size,
+					    VIRTQ_SIZE_MAX);
+	return 0;
 }
 
 static int vd_load(struct hw_device *dev, uint32_t version, const void *buf, size_t len,
 		   struct xc_error *err)
 {
 	struct virtio_dev *vd = (struct virtio_dev *)dev;
-	size_t need = STATE_HEAD + STATE_QUEUE * vd->type->nqueues;
-	const uint8_t *p = buf;
-	struct virtq q[VIRTIO_QUEUES_MAX] = { 0 };
+	struct sr_virtio_state *s = calloc(1, sizeof(*s));
+	struct virtq q[VIRTIO_QUEUES_MAX] = { { 0 } };
+	uint8_t cfg[PCI_CFG_SIZE];
 	char why[160];
+	int rc = -1;
 
-	if (version != 1 || len < need)
-		return xc_set_error(err, 0, "DEVICE %s: version %u, %zu bytes; this sr reads version 1, "
-				    "at least %zu bytes", vd->type->name, version, len, need);
-	if (memcmp(p, vd->pci.cfg, 4) || p[PCI_CLASS_PROG + 2] != vd->pci.cfg[PCI_CLASS_PROG + 2])
-		return xc_set_error(err, 0, "DEVICE %s: PCI identity %02x%02x:%02x%02x is not this device's",
-				    vd->type->name, p[1], p[0], p[3], p[2]);
-	const uint8_t *t = p + PCI_CFG_SIZE;
-	uint64_t drv = rdn(t + 8, 8);
+	if (!s)
+		return xc_set_error(err, ENOMEM, "DEVICE %s", vd->type->name);
+	if (virtio_state_decode(vd->type->name, version, vd->dev.instance, buf, len, s, err) ||
+	    check_state(vd, s, err))
+		goto out;
+	for (unsigned i = 0; i < s->tr.num_queues; i++) {
+		const struct sr_virtio_queue *e = &s->q[i];
 
-	/* The guest found the device in this slot on this line (its MP table says so). */
-	if (t[24] != vd->pci.slot || t[25] != vd->pci.ioapic_pin || rdn(t + 26, 2) != vd->type->nqueues)
-		return xc_set_error(err, 0, "DEVICE %s: PCI slot %u, IOAPIC pin %u, %u queues; here it "
-				    "is slot %u, pin %u, %u queues", vd->type->name, t[24], t[25],
-				    (unsigned)rdn(t + 26, 2), vd->pci.slot, vd->pci.ioapic_pin,
-				    vd->type->nqueues);
-	if (drv & ~vd->features)
-		return xc_set_error(err, 0, "DEVICE %s: driver features 0x%llx beyond the offered 0x%llx",
-				    vd->type->name, (unsigned long long)drv,
-				    (unsigned long long)vd->features);
-	for (unsigned i = 0; i < vd->type->nqueues; i++) {
-		const uint8_t *e = t + 28 + STATE_QUEUE * i;
-
-		q[i] = (struct virtq){ .size = rdn(e, 2), .ready = rdn(e + 2, 2),
-				       .last_avail = rdn(e + 4, 2), .used_idx = rdn(e + 6, 2),
-				       .desc = rdn(e + 8, 8), .avail = rdn(e + 16, 8),
-				       .used = rdn(e + 24, 8) };
-		if (!virtq_state_valid(&q[i], vd->d, why, sizeof(why)))
-			return xc_set_error(err, 0, "DEVICE %s queue %u: %s", vd->type->name, i, why);
-		if (q[i].ready)
-			virtq_map(&q[i], vd->d, why, sizeof(why));
+		q[i] = (struct virtq){ .size = e->size, .ready = e->ready, .last_avail = e->last_avail_idx,
+				       .used_idx = e->last_used_idx, .desc = e->desc,
+				       .avail = e->avail, .used = e->used };
+		if (!virtq_state_valid(&q[i], vd->d, why, sizeof(why)) ||
+		    (q[i].ready && virtq_map(&q[i], vd->d, why, sizeof(why)))) {
+			xc_set_error(err, 0, "DEVICE %s queue %u: %s", vd->type->name, i, why);
+			goto out;
+		}
 	}
-	if (pci_func_load_cfg(&vd->pci, p, err))
-		return -1;
-	if (vd->type->load && vd->type->load(vd, p + need, len - need, err))
-		return -1;
+	if (vd->type->load && vd->type->load(vd, s, err))
+		goto out;
+	memcpy(cfg, vd->pci.cfg, sizeof(cfg));
+	for (unsigned b = 0; b < PCI_BARS; b++)
+		memcpy(cfg + PCI_BAR0 + 4 * b, &s->pci.bar[b], 4);
+	memcpy(cfg + PCI_COMMAND, &s->pci.command, 2);
+	cfg[PCI_INTERRUPT_LINE] = s->pci.interrupt_line;
+	cfg[0x0c] = s->pci.cache_line_size;
+	cfg[0x0d] = s->pci.latency_timer;
+	if (pci_func_load_cfg(&vd->pci, cfg, err))
+		goto out;
 	pthread_mutex_lock(&vd->lock);
-	vd->dfselect = rdn(t, 4);
-	vd->gfselect = rdn(t + 4, 4);
-	vd->driver_features = drv;
-	vd->status = t[16];
-	vd->config_gen = t[17];
-	vd->queue_select = rdn(t + 18, 2);
-	__atomic_store_n(&vd->isr, rdn(t + 20, 4) & 3, __ATOMIC_SEQ_CST);
+	vd->dfselect = s->tr.device_feature_select;
+	vd->gfselect = s->tr.driver_feature_select;
+	vd->driver_features = s->tr.driver_features;
+	vd->status = s->tr.status;
+	vd->config_gen = s->tr.config_generation;
+	vd->queue_select = s->tr.queue_select;
+	__atomic_store_n(&vd->isr, s->tr.isr, __ATOMIC_SEQ_CST);
 	memcpy(vd->q, q, sizeof(q));
 	pthread_mutex_unlock(&vd->lock);
-	return 0;
+	rc = 0;
+out:
+	free(s);
+	return rc;
 }
 
 static void vd_free(struct hw_device *dev)
@@ -619,17 +662,19 @@ static void vd_free(struct hw_device *dev)
 	free(vd);
 }
 
-/* The four vendor capabilities, from 0x40: common, ISR, device, notify. */
+/*
+ * The vendor capabilities, from 0x40: common, ISR, device (only with a
+ * config space: Linux refuses a device capability of length 0), notify.
+ */
 static void write_caps(struct virtio_dev *vd)
 {
 	static const struct { uint8_t type; uint32_t off; } caps[] = {
 		{ CAP_COMMON, COMMON_OFF }, { CAP_ISR, ISR_OFF }, { CAP_DEVICE, DEVCFG_OFF },
 		{ CAP_NOTIFY, NOTIFY_OFF },
 	};
-	uint8_t *cfg = vd->pci.cfg;
+	uint8_t *cfg = vd->pci.cfg, *prev = cfg + PCI_CAP_PTR;
 	unsigned at = 0x40;
 
-	cfg[PCI_CAP_PTR] = at;
 	wr16(cfg + PCI_STATUS, PCI_STATUS_CAP_LIST);
 	for (unsigned i = 0; i < 4; i++) {
 		uint8_t *c = cfg + at;
@@ -639,8 +684,10 @@ static void write_caps(struct virtio_dev *vd)
 			       NOTIFY_MULT * vd->type->nqueues;
 		unsigned size = caps[i].type == CAP_NOTIFY ? 20 : 16;
 
+		if (!len)
+			continue;
+		*prev = at;			/* the previous one's next, or the list's head */
 		c[0] = 0x09;			/* vendor-specific */
-		c[1] = i < 3 ? at + size : 0;	/* next */
 		c[2] = size;
 		c[3] = caps[i].type;
 		c[4] = 0;			/* BAR0 */
@@ -648,6 +695,7 @@ static void write_caps(struct virtio_dev *vd)
 		wr32(c + 12, len);
 		if (caps[i].type == CAP_NOTIFY)
 			wr32(c + 16, NOTIFY_MULT);
+		prev = c + 1;
 		at += size;
 	}
 }
@@ -668,7 +716,7 @@ struct virtio_dev *virtio_pci_new(struct hw_bus *b, struct pci_host *h,
 		return NULL;
 	}
 	vd->ops = (struct hw_device_ops){
-		.name = t->name, .version = 1, .reset = vd_reset, .start = vd_start,
+		.name = t->name, .version = SR_VIRTIO_VERSION, .reset = vd_reset, .start = vd_start,
 		.pause = vd_pause, .resume = vd_resume, .save = vd_save, .load = vd_load,
 		.free = vd_free,
 	};

@@ -57,6 +57,7 @@ struct runner {
 	struct serial *serial;
 	struct hw_bus *bus;		/* device models (cfg.pci) */
 	struct pci_host *pci;
+	struct virtio_blk_opts *image_disk[SR_MAX_DISKS];	/* a restore's DISK records */
 	struct console *console;	/* guest output: vCPUs never wait on stdout */
 	pthread_t input_thread;
 	bool input_started;
@@ -283,9 +284,13 @@ static int add_devices(struct runner *r, struct xc_error *err)
 		hw_bus_set_thread_start(r->bus, device_thread_started, r);
 	if (!(r->pci = pci_host_new(r->bus, err)))
 		return -1;
-	for (unsigned i = 0; i < r->cfg.ndisks; i++)
-		if (!virtio_blk_new(r->bus, r->pci, &r->cfg.disks[i], err))
+	for (unsigned i = 0; i < r->cfg.ndisks; i++) {
+		struct virtio_blk_opts o = r->cfg.disks[i];
+
+		o.disk = i;		/* its DISK record in images */
+		if (!virtio_blk_new(r->bus, r->pci, &o, err))
 			return -1;
+	}
 	if (r->cfg.rng && !virtio_rng_new(r->bus, r->pci, err))
 		return -1;
 	r->cfg.disks = NULL;		/* the caller's; the devices keep their own copy */
@@ -302,6 +307,39 @@ unsigned runner_pci_intx(struct runner *r, struct xc_pci_intx *out, unsigned max
 	return r->pci ? pci_host_intx(r->pci, out, max) : 0;
 }
 
+int runner_add_image_disk(struct runner *r, const struct virtio_blk_opts *o, struct xc_error *err)
+{
+	if (o->disk >= SR_MAX_DISKS || r->image_disk[o->disk])
+		return xc_set_error(err, 0, "disk %u given twice", o->disk);
+	if (!(r->image_disk[o->disk] = malloc(sizeof(*o))))
+		return xc_set_error(err, ENOMEM, "disk %u", o->disk);
+	*r->image_disk[o->disk] = *o;
+	return 0;
+}
+
+/* A virtio device of the image that this runner lacks: made from its state (a disk from its DISK). */
+static int runner_make_device(struct runner *r, const char *name, uint32_t version,
+			      uint32_t instance, const void *data, size_t len, struct xc_error *err)
+{
+	struct sr_virtio_state *s;
+	struct virtio_dev *vd;
+	int rc = -1;
+
+	if (!strcmp(name, "virtio-rng"))
+		return virtio_rng_new(r->bus, r->pci, err) ? 0 : -1;
+	if (!(s = malloc(sizeof(*s))))
+		return xc_set_error(err, ENOMEM, "DEVICE %s", name);
+	if (!virtio_state_decode(name, version, instance, data, len, s, err)) {
+		if (s->blk.disk >= SR_MAX_DISKS || !r->image_disk[s->blk.disk])
+			xc_set_error(err, 0, "DEVICE virtio-blk %u: disk %u has no DISK record", instance,
+				     s->blk.disk);
+		else if ((vd = virtio_blk_new(r->bus, r->pci, r->image_disk[s->blk.disk], err)))
+			rc = 0;
+	}
+	free(s);
+	return rc;
+}
+
 int runner_device_load(struct runner *r, const char *name, uint32_t version, uint32_t instance,
 		       const void *data, size_t len, struct xc_error *err)
 {
@@ -313,30 +351,16 @@ int runner_device_load(struct runner *r, const char *name, uint32_t version, uin
 		return xc_set_error(err, 0, "DEVICE \"%s\" has no model here (the domain has no "
 				    "device bus)", name);
 	dev = hw_bus_find(r->bus, name, instance);
-	if (!dev && (!instance || hw_bus_find(r->bus, name, instance - 1))) {
-		/* The next of its kind: made as the source made it, so it lands in its slot. */
-		struct virtio_blk_opts o;
-		struct virtio_dev *vd = NULL;
-
-		if (!strcmp(name, "virtio-blk")) {
-			if (virtio_blk_state_opts(data, len, &o, err))
-				return -1;
-			vd = virtio_blk_new(r->bus, r->pci, &o, err);
-		} else if (!strcmp(name, "virtio-rng")) {
-			vd = virtio_rng_new(r->bus, r->pci, err);
-		} else {
-			return xc_set_error(err, 0, "DEVICE \"%s\" has no model here", name);
-		}
-		if (!vd)
+	if (!dev && (!instance || hw_bus_find(r->bus, name, instance - 1)) &&
+	    (!strcmp(name, "virtio-blk") || !strcmp(name, "virtio-rng"))) {
+		/* The next of its kind, made as the source made it: it lands in its slot. */
+		if (runner_make_device(r, name, version, instance, data, len, err))
 			return -1;
 		dev = hw_bus_find(r->bus, name, instance);
 	}
-	if (!dev)
-		return xc_set_error(err, 0, "DEVICE \"%s\" instance %u comes out of order", name,
+	if (!dev || !dev->ops->load)
+		return xc_set_error(err, 0, "DEVICE \"%s\" instance %u has no model here", name,
 				    instance);
-	if (dev->ops->version != version || !dev->ops->load)
-		return xc_set_error(err, 0, "DEVICE %s: version %u; this sr reads version %u", name,
-				    version, dev->ops->version);
 	return dev->ops->load(dev, version, data, len, err);
 }
 
@@ -419,6 +443,8 @@ void runner_free(struct runner *r)
 		return;
 	xc_domain_stop(r->d);		/* no vCPU reaches a device from here on */
 	hw_bus_free(r->bus);
+	for (unsigned i = 0; i < SR_MAX_DISKS; i++)
+		free(r->image_disk[i]);
 	xc_domain_destroy(r->d);
 	hvmctx_msr_list_free(r->msrs);
 	if (r->listen_fd >= 0) {

@@ -72,6 +72,9 @@ struct hw_bus *runner_bus(struct runner *r);
 /* The PCI functions' interrupt lines, for the Linux guest's MP table; how many of max. */
 unsigned runner_pci_intx(struct runner *r, struct xc_pci_intx *out, unsigned max);
 
+/* A restore's DISK record, checked, as the disk a virtio-blk DEVICE that names it opens. */
+int runner_add_image_disk(struct runner *r, const struct virtio_blk_opts *o, struct xc_error *err);
+
 /*
  * A DEVICE record from an image: the UART, or a device model on the bus;
  * a virtio-blk or virtio-rng the runner lacks is made first (in the
