@@ -90,7 +90,7 @@ LINUX_KERNEL := build/box/kernel/vmlinuz
 LINUX_INITRD := $(O)/guest/linux-initramfs.cpio.gz
 
 TOOLS     := $(O)/sr-dump $(O)/sr-run $(O)/sr-ctl $(O)/sr-save $(O)/sr-migrate $(O)/sr-restore
-UNIT_TESTS := $(O)/tests/test-libsr $(O)/tests/test-ctl
+UNIT_TESTS := $(O)/tests/test-libsr $(O)/tests/test-ctl $(O)/tests/test-disk
 BENCHES   := $(O)/tests/bench-libsr
 
 all: $(O)/libsr.a $(O)/libsr.so $(O)/sr.pc $(TOOLS) $(GUEST)
@@ -197,6 +197,7 @@ check: check-unit check-tools check-kvm
 check-unit: $(UNIT_TESTS) $(TOOLS) $(O)/tests/threads
 	$(Q)SR_DUMP=$(abspath $(O)/sr-dump) $(O)/tests/test-libsr --jobs 2
 	$(Q)$(O)/tests/test-ctl --jobs 2
+	$(Q)$(O)/tests/test-disk --jobs 2
 	$(Q)$(O)/tests/threads | tail -1
 
 check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(O)/tests/noipv6.so $(O)/tests/sandbox-test $(GUEST) release
@@ -326,7 +327,8 @@ $(FUZZ_O)/seeds: $(O)/tests/mkimage
 	$(Q)rm -rf $@ && mkdir -p $@
 	$(Q)for a in "-m 1 -v 1 -i 0" "-m 1 -v 2 -i 2 -d 20" "-m 1 -v 3 -i 3 -d 5 -n" "-m 1 -v 1 -i 1 -d 200 -s 7" "-m 2 -v 1 -i 1 -d 20 -H 60" \
 		"-m 1 -v 1 -i 1 -d 30 -r 3 -z 80" "-m 2 -v 2 -i 2 -d 40 -H 40 -r 4 -z 80 -s 3" "-m 4 -v 1 -i 0 -n -z 0" \
-		"-m 5 -v 1 -i 1 -d 1100 -r 2 -z 85 -t 5 -s 5"; do \
+		"-m 5 -v 1 -i 1 -d 1100 -r 2 -z 85 -t 5 -s 5" "-m 1 -v 1 -i 0 -H 100 -b 2 -g 1" \
+		"-m 2 -v 2 -i 1 -d 3 -H 98 -z 90 -r 2 -b 1 -g 1 -B optional"; do \
 		$(O)/tests/mkimage $$a $@/seed-$$(echo $$a | tr -d ' -').img || exit 1; done
 
 fuzz fuzz-ci: $(addprefix $(FUZZ_O)/fuzz-,$(FUZZ_TARGETS)) $(FUZZ_O)/seeds

@@ -210,6 +210,14 @@ struct hvmctx_restore_opts {
 	unsigned threads;
 	void (*thread_start)(void *thread_arg);	/* optional: first on each of them */
 	void *thread_arg;
+	/*
+	 * A DISK record, once the image has verified and before any vCPU
+	 * exists or any DEVICE is given (check the disk's identity here);
+	 * return non-zero (with err set) to refuse it.  NULL: an image with a
+	 * DISK is refused.
+	 */
+	int (*disk)(void *arg, const struct sr_disk_info *disk, struct xc_error *err);
+	void *disk_arg;
 };
 
 struct hvmctx_restore_stats {
