@@ -2583,10 +2583,10 @@ Test(virtio, names_ids_and_framing)
 	v = 0;
 	memcpy(data + 4, &v, 4);
 	expect_refused_at(&img, SR_E_RANGE, i, "section_count 0, not 1..16");
-	v = 3;
+	v = 4;		/* TRANSPORT, PCI, MSIX and one more */
 	memcpy(data + 4, &v, 4);
-	expect_refused_at(&img, SR_E_LENGTH, i, "section 2 header runs past the data");
-	v = 2;
+	expect_refused_at(&img, SR_E_LENGTH, i, "section 3 header runs past the data");
+	v = 3;
 	memcpy(data + 4, &v, 4);
 	data[8] = 1;
 	expect_refused_at(&img, SR_E_PADDING, i, "body byte 48: rsvd not zero");
@@ -2601,7 +2601,7 @@ Test(virtio, names_ids_and_framing)
 	memcpy(data + 16, &v, 4);
 	expect_accepted(&img, "the virtio-rng restored");
 	img.rec[i].len -= 8;		/* a byte of the last section's padding gone, and more */
-	expect_refused_at(&img, SR_E_LENGTH, i, "section 1 length 40 runs past the data");
+	expect_refused_at(&img, SR_E_LENGTH, i, "section 2 length 48 runs past the data");
 }
 
 Test(virtio, rings_at_the_edge_of_ram)
