@@ -54,6 +54,7 @@ struct runner {
 	volatile bool guest_failed;
 	char fail_msg[SR_HC_STR_MAX];
 	uint64_t pauses, resumes;
+	uint64_t pio_exits, mmio_exits;	/* handled here, for SR_DEVICE_STATS */
 	struct serial *serial;
 	struct hw_bus *bus;		/* device models (cfg.pci) */
 	struct pci_host *pci;
@@ -192,6 +193,7 @@ static enum xc_action on_pio(void *opaque, struct xc_vcpu *v, uint16_t port, boo
 		return hypercall(r, v, port - SR_HC_PORT, *(uint32_t *)data);
 	if (port == 0x80)			/* POST code port: ignore */
 		return XC_CONTINUE;
+	__atomic_fetch_add(&r->pio_exits, 1, __ATOMIC_RELAXED);
 	if (r->bus && count == 1 && hw_bus_pio(r->bus, port, out, data, size))
 		return XC_CONTINUE;
 	if (r->cfg.test_guest) {
@@ -216,6 +218,7 @@ static enum xc_action on_mmio(void *opaque, struct xc_vcpu *v, uint64_t gpa, boo
 {
 	struct runner *r = opaque;
 
+	__atomic_fetch_add(&r->mmio_exits, 1, __ATOMIC_RELAXED);
 	if (r->bus && hw_bus_mmio(r->bus, gpa, write, data, len))
 		return XC_CONTINUE;
 	if (r->cfg.test_guest) {
@@ -792,6 +795,29 @@ static bool handle_client(struct runner *r, int cfd, int *exit_status)
 	return end;
 }
 
+/*
+ * SR_DEVICE_STATS: what the devices did and what it cost in exits to user
+ * space (notifies go to ioeventfds in the kernel; the guest's ISR read after
+ * each interrupt is the one exit a request costs, shared by the requests
+ * that interrupt completes).
+ */
+static void device_stats(struct runner *r)
+{
+	for (struct hw_device *h = hw_bus_devices(r->bus); h; h = h->next) {
+		struct virtio_counters c;
+
+		if (strncmp(h->ops->name, "virtio-", 7))
+			continue;
+		virtio_counters((struct virtio_dev *)h, &c);
+		pr_info("%s %u: %llu requests, %llu interrupts, %llu ISR reads, %llu notifies by "
+			"exit (the rest by ioeventfd)", h->ops->name, h->instance,
+			(unsigned long long)c.requests, (unsigned long long)c.interrupts,
+			(unsigned long long)c.isr_reads, (unsigned long long)c.mmio_notifies);
+	}
+	pr_info("exits to user space: %llu port I/O, %llu MMIO",
+		(unsigned long long)r->pio_exits, (unsigned long long)r->mmio_exits);
+}
+
 /* ------------------------------------------------------------- main loop */
 
 /*
@@ -1016,5 +1042,7 @@ int runner_loop(struct runner *r)
 		}
 	}
 	xc_domain_stop(r->d);
+	if (r->bus && test_env("SR_DEVICE_STATS"))
+		device_stats(r);
 	return status;
 }

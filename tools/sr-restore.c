@@ -20,11 +20,13 @@
 #include "runner.h"
 #include "sandbox.h"
 #include "serial8250.h"
+#include "sr_disk.h"
 #include "sr_format.h"
 #include "host.h"
 #include "restore_teardown.h"
 #include "tls.h"
 #include "util.h"
+#include "virtio.h"
 
 #define EXIT_BAD_IMAGE 5
 #define EXIT_NOT_MIGRATED 6	/* the source never said "go": no VM is left here */
@@ -85,6 +87,9 @@ static void usage(FILE *f)
 "      --max-memory MiB     refuse an image whose guest has more RAM than this\n"
 "                           (default: this host's MemAvailable), before anything\n"
 "                           is allocated\n"
+"      --disk-changed ok    use a disk whose file changed since the save (size,\n"
+"                           file, mtime or sampled content), with a warning;\n"
+"                           without it such a restore is refused, naming it\n"
 "      --no-sandbox         run without the per-thread seccomp filters (a kernel\n"
 "                           without seccomp, or a call the filters do not know)\n"
 "  -h, --help\n"
@@ -94,6 +99,43 @@ static void usage(FILE *f)
 "error or a host that cannot run sr's guests, 4 destroyed), and 5 when the image is corrupt, truncated or foreign\n"
 "(no guest code ran), 6 when a migration's source never said \"go\" (the VM was\n"
 "discarded), 159 when a thread made a call outside its seccomp allow-list.  A migration receiver tells its source why it failed before it exits.\n");
+}
+
+/* --disk-changed ok: a disk whose identity differs from the image's is used anyway. */
+static bool disk_changed_ok;
+
+/*
+ * A DISK record, before any vCPU exists: the file must still be the one the
+ * saved guest had (size, the same file, mtime, the sampled or full hash),
+ * else the restore is refused naming what changed.  A checkpoint's disk
+ * snapshot is not restored by this sr yet: refused.
+ */
+static int restore_disk(void *arg, const struct sr_disk_info *di, struct xc_error *err)
+{
+	struct virtio_blk_opts o = { .disk = di->disk, .ro = di->flags & SR_DISK_F_READ_ONLY,
+				     .cache = di->cache == SR_DISK_CACHE_NONE ? VIRTIO_BLK_NONE
+									      : VIRTIO_BLK_WRITEBACK };
+	struct sr_error e;
+	char why[256];
+	int fd, diff;
+
+	if (di->flags & SR_DISK_F_SNAPSHOT)
+		return xc_set_error(err, 0, "disk %u %s: the image has a disk snapshot (%s), which this "
+				    "sr-restore does not restore yet", di->disk, di->path, di->snap_path);
+	if ((fd = open(di->path, O_RDONLY | O_CLOEXEC)) < 0)
+		return xc_set_error(err, errno, "disk %u %s", di->disk, di->path);
+	diff = sr_disk_check(fd, &di->id, 0, why, sizeof(why), &e);
+	close(fd);
+	if (diff < 0)
+		return xc_set_error(err, 0, "disk %u %s: %s", di->disk, di->path, e.msg);
+	if (diff != SR_DISK_SAME && !disk_changed_ok)
+		return xc_set_error(err, 0, "disk %u %s changed since the save: %s (--disk-changed ok "
+				    "uses it anyway)", di->disk, di->path, why);
+	if (diff != SR_DISK_SAME)
+		pr_warn("disk %u %s changed since the save: %s; used anyway (--disk-changed ok)",
+			di->disk, di->path, why);
+	snprintf(o.path, sizeof(o.path), "%s", di->path);
+	return runner_add_image_disk(arg, &o, err);
 }
 
 /* DEVICE records: the UART and the device models (a disk is reopened from the path its record names). */
@@ -331,6 +373,7 @@ int main(int argc, char **argv)
 		{ "deadline", required_argument, NULL, 'D' },
 		{ "min-rate", required_argument, NULL, 'r' },
 		{ "no-sandbox", no_argument, NULL, 'S' },
+		{ "disk-changed", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -378,6 +421,11 @@ int main(int argc, char **argv)
 		case 'D': lo.bounds.deadline_s = parse_num("--deadline", optarg, 1, 7 * 86400); break;
 		case 'r': lo.bounds.min_rate_kbs = parse_num("--min-rate", optarg, 0, 10000000); break;
 		case 'S': sandbox = false; break;
+		case 'K':
+			if (strcmp(optarg, "ok"))
+				die(EXIT_USAGE, "--disk-changed takes ok, not \"%s\"", optarg);
+			disk_changed_ok = true;
+			break;
 		case 'A':
 		case 'W':
 			{
@@ -511,6 +559,8 @@ int main(int argc, char **argv)
 		goto fail;
 	ro.device = restore_device;
 	ro.device_arg = r;
+	ro.disk = restore_disk;
+	ro.disk_arg = r;
 	if (hvmctx_restore_finish(rs, runner_domain(r), &ro, &st, &err))
 		goto fail;
 	stream_why(&guard, NULL);	/* the stream is in: its bounds are kept */
