@@ -90,7 +90,7 @@ LINUX_KERNEL := build/box/kernel/vmlinuz
 LINUX_INITRD := $(O)/guest/linux-initramfs.cpio.gz
 
 TOOLS     := $(O)/sr-dump $(O)/sr-run $(O)/sr-ctl $(O)/sr-save $(O)/sr-migrate $(O)/sr-restore
-UNIT_TESTS := $(O)/tests/test-libsr $(O)/tests/test-ctl $(O)/tests/test-disk
+UNIT_TESTS := $(O)/tests/test-libsr $(O)/tests/test-ctl $(O)/tests/test-disk $(O)/tests/test-hw
 BENCHES   := $(O)/tests/bench-libsr
 
 all: $(O)/libsr.a $(O)/libsr.so $(O)/sr.pc $(TOOLS) $(GUEST)
@@ -173,6 +173,11 @@ $(O)/sr-save $(O)/sr-migrate: $(O)/sr-%: $(O)/tools/sr-%.o $(O)/tools/save_cli.o
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(TLS_LIBS) -lpthread
 
+# The device models' host side, with guest RAM a buffer (the test's own xc stubs).
+$(O)/tests/test-hw: $(O)/tests/test_hw.o $(O)/hw/bus.o $(O)/hw/pci.o $(O)/hw/virtq.o
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(CRIT_LIBS) -lpthread
+
 $(O)/tests/test-ctl: $(O)/tests/test_ctl.o $(O)/tools/ctl.o $(O)/tools/migrate.o $(O)/tools/util.o
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(CRIT_LIBS) -lpthread
@@ -198,6 +203,7 @@ check-unit: $(UNIT_TESTS) $(TOOLS) $(O)/tests/threads
 	$(Q)SR_DUMP=$(abspath $(O)/sr-dump) $(O)/tests/test-libsr --jobs 2
 	$(Q)$(O)/tests/test-ctl --jobs 2
 	$(Q)$(O)/tests/test-disk --jobs 2
+	$(Q)$(O)/tests/test-hw --jobs 2
 	$(Q)$(O)/tests/threads | tail -1
 
 check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(O)/tests/noipv6.so $(O)/tests/sandbox-test $(GUEST) release

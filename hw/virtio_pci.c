@@ -231,6 +231,17 @@ static int vd_start(struct hw_device *dev, struct xc_error *err)
 	if (e)
 		return xc_set_error(err, e, "starting the %s thread", vd->type->name);
 	vd->thread_running = true;
+	/*
+	 * The thread looks at every queue as it starts (a restored guest's
+	 * notifies are not in the image); an interrupt the image has pending is
+	 * raised again, as at a resume.
+	 */
+	if (__atomic_load_n(&vd->isr, __ATOMIC_SEQ_CST)) {
+		uint64_t one = 1;
+
+		if (write(vd->irq_fd, &one, sizeof(one)) < 0)
+			return xc_set_error(err, errno, "raising the %s interrupt", vd->type->name);
+	}
 	return 0;
 }
 
@@ -640,12 +651,7 @@ static void vd_free(struct hw_device *dev)
 		kick_thread(vd);
 		pthread_join(vd->thread, NULL);
 	}
-	if (vd->irq_fd >= 0) {
-		struct kvm_irqfd irq = { .fd = vd->irq_fd, .gsi = vd->pci.ioapic_pin,
-					 .flags = KVM_IRQFD_FLAG_DEASSIGN };
-
-		ioctl(xc_domain_vm_fd(vd->d), KVM_IRQFD, &irq);
-	}
+	/* The irqfd and ioeventfds go with the VM's fd, which is closed next. */
 	for (unsigned i = 0; i < VIRTIO_QUEUES_MAX; i++)
 		if (vd->kick_fd[i] >= 0)
 			close(vd->kick_fd[i]);

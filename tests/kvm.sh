@@ -1342,10 +1342,18 @@ if want virtio-disk-save 400 && linux_ready virtio-disk-save; then
 			bad "virtio-disk-save: restore exited $rc, first block after it '$first' (saved after $last)" "$tmp/ds1.out"
 		fi
 		$O/sr-restore --name ds2 "$tmp/ds.img" </dev/null >"$tmp/ds2.out" 2>&1; rc=$?
-		if [ $rc -ne 0 ] && grep -q "disk 0 $tmp/ds.raw changed since the save" "$tmp/ds2.out"; then
+		if [ $rc -eq 2 ] && grep -q "disk 0 $tmp/ds.raw changed since the save" "$tmp/ds2.out"; then
 			ok "virtio-disk-save: a second restore, the disk written since, is refused naming it ($(grep -o 'changed since the save: [^(]*' "$tmp/ds2.out"))"
 		else
 			bad "virtio-disk-save: a restore onto a changed disk exited $rc" "$tmp/ds2.out"
+		fi
+		# The same, told the change is known, and without the sandbox: the guest runs to PASS.
+		$O/sr-restore --name ds3 --disk-changed ok --no-sandbox "$tmp/ds.img" </dev/null >"$tmp/ds3.out" 2>&1; rc=$?
+		if [ $rc -eq 0 ] && grep -q 'used anyway (--disk-changed ok)' "$tmp/ds3.out" &&
+		   grep -q '^sr-disk: PASS 30 blocks verified on vda' "$tmp/ds3.out"; then
+			ok "virtio-disk-save: --disk-changed ok --no-sandbox: warned, restored, the guest verified its 30 blocks"
+		else
+			bad "virtio-disk-save: --disk-changed ok --no-sandbox exited $rc" "$tmp/ds3.out"
 		fi
 	fi
 fi

@@ -173,6 +173,7 @@ static const struct rule save[] = {
 	R(poll, ANY, "waits for the client's commit"),
 	R(ppoll, ANY, "the same"),
 	R(lseek, ANY, "finds a memfd's holes (SEEK_DATA, SEEK_HOLE)"),
+	R(pread64, ANY, "a disk's sampled hash, for its DISK record"),
 	R(close, ANY, "the image and the client, once sent"),
 	R(fsync, ANY, "the image is durable before anyone is told it worked"),
 	R(tgkill, ANY, "pauses the vCPUs (kick)"),
