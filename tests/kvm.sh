@@ -1287,7 +1287,7 @@ disk_block_ok() {
 	  "$(yes "sr-block $2 gen 1" | head -c 65536 | md5sum)" ]
 }
 
-if want virtio-disk 300 && linux_ready virtio-disk; then
+if want virtio-disk && linux_ready virtio-disk; then
 	# Debian's stock kernel finds two virtio-blk disks and a virtio-rng on sr's
 	# PCI bus (conf1, MP-table INTx), discards, writes (O_DIRECT, fsync) and
 	# reads them: vda through the host's page cache, vdb O_DIRECT (cache=none,
@@ -1311,7 +1311,7 @@ if want virtio-disk 300 && linux_ready virtio-disk; then
 	rm -f "$O/dk-none.raw"
 fi
 
-if want virtio-disk-save 400 && linux_ready virtio-disk-save; then
+if want virtio-disk-save && linux_ready virtio-disk-save; then
 	# Live save while the guest writes a block every 200 ms (O_DIRECT, fsync):
 	# the image has the disk's DISK record and both virtio devices; the
 	# restore reopens the disk, the guest writes on from where it was and
