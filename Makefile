@@ -35,7 +35,7 @@ ifeq ($(WERROR),1)
 WARNINGS  += -Werror
 endif
 CFLAGS    ?= -O2 -g
-ALL_CFLAGS := -std=gnu11 $(WARNINGS) $(CFLAGS) -fPIC -D_GNU_SOURCE -Ilibsr -Ixc -Ihvmctx -Iguest -Itools \
+ALL_CFLAGS := -std=gnu11 $(WARNINGS) $(CFLAGS) -fPIC -D_GNU_SOURCE -Ilibsr -Ixc -Ihvmctx -Ihw -Iguest -Itools \
               $(PKG_CFLAGS) $(TLS_CFLAGS) -MMD -MP
 # The tools in $(O) are the ones the tests run: they honour the test hooks
 # (sr-ctl poke, SR_MIGRATE_TEST_*, SR_TEST_PAUSE_AT, SR_SAVE_COMMIT_DELAY_MS).
@@ -69,9 +69,12 @@ XC_SRCS   := xc/domain.c xc/vcpu.c xc/dirty.c xc/boot.c xc/linux.c xc/probe.c
 XC_OBJS   := $(XC_SRCS:%.c=$(O)/%.o)
 HVMCTX_SRCS := hvmctx/vcpu.c hvmctx/vm.c hvmctx/save.c hvmctx/restore.c hvmctx/cpu.c hvmctx/time.c
 HVMCTX_OBJS := $(HVMCTX_SRCS:%.c=$(O)/%.o)
+# Device models: the bus, PCI, the virtio transport and its devices.
+HW_SRCS   := hw/bus.c hw/pci.c hw/virtq.c hw/virtio_pci.c hw/virtio_blk.c hw/virtio_rng.c
+HW_OBJS   := $(HW_SRCS:%.c=$(O)/%.o)
 RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/runner_save.o $(O)/tools/serial8250.o $(O)/tools/console.o \
                $(O)/tools/ctl.o $(O)/tools/util.o $(O)/tools/host.o $(O)/tools/migrate.o $(O)/tools/net.o \
-               $(O)/tools/imgfile.o $(O)/tools/tls.o $(HVMCTX_OBJS) $(XC_OBJS)
+               $(O)/tools/imgfile.o $(O)/tools/tls.o $(HW_OBJS) $(HVMCTX_OBJS) $(XC_OBJS)
 
 # Freestanding test guests: 64-bit code, no libc, no SSE in compiled C (the
 # guest checks its own vector registers), flat binaries loaded at 1 MiB.
@@ -87,7 +90,7 @@ LINUX_KERNEL := build/box/kernel/vmlinuz
 LINUX_INITRD := $(O)/guest/linux-initramfs.cpio.gz
 
 TOOLS     := $(O)/sr-dump $(O)/sr-run $(O)/sr-ctl $(O)/sr-save $(O)/sr-migrate $(O)/sr-restore
-UNIT_TESTS := $(O)/tests/test-libsr $(O)/tests/test-ctl
+UNIT_TESTS := $(O)/tests/test-libsr $(O)/tests/test-ctl $(O)/tests/test-disk $(O)/tests/test-hw
 BENCHES   := $(O)/tests/bench-libsr
 
 all: $(O)/libsr.a $(O)/libsr.so $(O)/sr.pc $(TOOLS) $(GUEST)
@@ -114,11 +117,20 @@ $(O)/guest/linux/sr-workload: guest/linux/workload.c
 	$(E) "  CC      $< (static)"
 	$(Q)$(CC) -O2 -static -Wall -Wextra -Werror -o $@ $<
 
-$(LINUX_INITRD): $(O)/guest/linux/sr-workload guest/linux/init
+# The virtio modules come from the box's kernel (Debian builds them as modules).
+LINUX_MODDIR := build/box/kernel/lib/modules
+LINUX_MODULES := virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk virtio-rng
+
+$(LINUX_INITRD): $(O)/guest/linux/sr-workload guest/linux/init guest/linux/disktest $(LINUX_KERNEL)
 	$(E) "  CPIO    $@"
-	$(Q)rm -rf $(O)/guest/linux/root && mkdir -p $(O)/guest/linux/root/bin
+	$(Q)rm -rf $(O)/guest/linux/root && mkdir -p $(O)/guest/linux/root/bin $(O)/guest/linux/root/lib/modules
 	$(Q)cp /bin/busybox $(O)/guest/linux/sr-workload $(O)/guest/linux/root/bin/
 	$(Q)cp guest/linux/init $(O)/guest/linux/root/init
+	$(Q)cp guest/linux/disktest $(O)/guest/linux/root/bin/sr-disktest
+	$(Q)for m in $(LINUX_MODULES); do \
+		f=$$(find $(LINUX_MODDIR) -name "$$m.ko" | head -1); \
+		[ -n "$$f" ] || { echo "no $$m.ko under $(LINUX_MODDIR)"; exit 1; }; \
+		cp "$$f" $(O)/guest/linux/root/lib/modules/; done
 	$(Q)(cd $(O)/guest/linux/root && find . | cpio -o -H newc 2>/dev/null | gzip -1) > $@
 
 $(LINUX_KERNEL):
@@ -162,6 +174,11 @@ $(O)/sr-save $(O)/sr-migrate: $(O)/sr-%: $(O)/tools/sr-%.o $(O)/tools/save_cli.o
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(TLS_LIBS) -lpthread
 
+# The device models' host side, with guest RAM a buffer (the test's own xc stubs).
+$(O)/tests/test-hw: $(O)/tests/test_hw.o $(O)/hw/bus.o $(O)/hw/pci.o $(O)/hw/virtq.o
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(CRIT_LIBS) -lpthread
+
 $(O)/tests/test-ctl: $(O)/tests/test_ctl.o $(O)/tools/ctl.o $(O)/tools/migrate.o $(O)/tools/util.o
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(CRIT_LIBS) -lpthread
@@ -186,6 +203,8 @@ check: check-unit check-tools check-kvm
 check-unit: $(UNIT_TESTS) $(TOOLS) $(O)/tests/threads
 	$(Q)SR_DUMP=$(abspath $(O)/sr-dump) $(O)/tests/test-libsr --jobs 2
 	$(Q)$(O)/tests/test-ctl --jobs 2
+	$(Q)$(O)/tests/test-disk --jobs 2
+	$(Q)$(O)/tests/test-hw --jobs 2
 	$(Q)$(O)/tests/threads | tail -1
 
 check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(O)/tests/noipv6.so $(O)/tests/sandbox-test $(GUEST) release
@@ -314,7 +333,8 @@ $(FUZZ_O)/seeds: $(O)/tests/mkimage
 	$(Q)rm -rf $@ && mkdir -p $@
 	$(Q)for a in "-m 1 -v 1 -i 0" "-m 1 -v 2 -i 2 -d 20" "-m 1 -v 3 -i 3 -d 5 -n" "-m 1 -v 1 -i 1 -d 200 -s 7" "-m 2 -v 1 -i 1 -d 20 -H 60" \
 		"-m 1 -v 1 -i 1 -d 30 -r 3 -z 80" "-m 2 -v 2 -i 2 -d 40 -H 40 -r 4 -z 80 -s 3" "-m 4 -v 1 -i 0 -n -z 0" \
-		"-m 5 -v 1 -i 1 -d 1100 -r 2 -z 85 -t 5 -s 5"; do \
+		"-m 5 -v 1 -i 1 -d 1100 -r 2 -z 85 -t 5 -s 5" "-m 1 -v 1 -i 0 -H 100 -b 2 -g 1" \
+		"-m 2 -v 2 -i 1 -d 3 -H 98 -z 90 -r 2 -b 1 -g 1 -B optional"; do \
 		$(O)/tests/mkimage $$a $@/seed-$$(echo $$a | tr -d ' -').img || exit 1; done
 
 fuzz fuzz-ci: $(addprefix $(FUZZ_O)/fuzz-,$(FUZZ_TARGETS)) $(FUZZ_O)/seeds

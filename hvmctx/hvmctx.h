@@ -114,6 +114,9 @@ struct hvmctx_save_opts {
 	uint64_t boot_entry, boot_arg;
 	const struct hvmctx_device *devices;
 	unsigned ndevices;
+	/* DISK records, written before the DEVICE records (filled by capture_devices). */
+	const struct sr_disk_info *disks;
+	unsigned ndisks;
 	/* The MSRs to carry, made before the domain ran; NULL: probed while paused. */
 	const struct hvmctx_msr_list *msrs;
 	/* Called once the domain is paused, just before the DEVICE records are written. */
@@ -208,6 +211,14 @@ struct hvmctx_restore_opts {
 	unsigned threads;
 	void (*thread_start)(void *thread_arg);	/* optional: first on each of them */
 	void *thread_arg;
+	/*
+	 * A DISK record, once the image has verified and before any vCPU
+	 * exists or any DEVICE is given (check the disk's identity here);
+	 * return non-zero (with err set) to refuse it.  NULL: an image with a
+	 * DISK is refused.
+	 */
+	int (*disk)(void *arg, const struct sr_disk_info *disk, struct xc_error *err);
+	void *disk_arg;
 };
 
 struct hvmctx_restore_stats {

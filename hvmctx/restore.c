@@ -334,6 +334,7 @@ static int read_stream(struct hvmctx_restore *rs, struct xc_domain *d,
 				return -1;
 			break;
 		case SR_REC_DEVICE:
+		case SR_REC_DISK:	/* kept in stream order with the devices */
 			grown = realloc(rs->dev, (rs->ndev + 1) * sizeof(*grown));
 			if (!grown)
 				return xc_set_error(err, ENOMEM, "device records");
@@ -359,6 +360,30 @@ static int read_stream(struct hvmctx_restore *rs, struct xc_domain *d,
 	return 0;
 }
 
+/* The DISK records, to the caller, before anything reaches KVM. */
+static int give_disks(struct hvmctx_restore *rs, const struct hvmctx_restore_opts *o,
+		      struct xc_error *err)
+{
+	struct sr_disk_info *info = NULL;
+	int rc = 0;
+
+	for (unsigned i = 0; i < rs->ndev && !rc; i++) {
+		if (rs->dev[i].rec.type != SR_REC_DISK)
+			continue;
+		if (!info && !(info = malloc(sizeof(*info))))
+			return xc_set_error(err, ENOMEM, "disk record");
+		sr_disk_view(&rs->dev[i].rec, info);
+		if (!o->disk)
+			rc = xc_set_error(err, 0, "record %llu: DISK %u (%s): this restorer has no "
+					  "disks", (unsigned long long)rs->dev[i].rec.index,
+					  info->disk, info->path);
+		else
+			rc = o->disk(o->disk_arg, info, err);
+	}
+	free(info);
+	return rc;
+}
+
 int hvmctx_restore_finish(struct hvmctx_restore *rs, struct xc_domain *d,
 			  const struct hvmctx_restore_opts *o, struct hvmctx_restore_stats *st,
 			  struct xc_error *err)
@@ -381,6 +406,8 @@ int hvmctx_restore_finish(struct hvmctx_restore *rs, struct xc_domain *d,
 	if (read_stream(rs, d, st, err))
 		return -1;
 	st->stream_ns = hvmctx_now_ns() - t0;
+	if (give_disks(rs, o, err))
+		return -1;
 
 	/* Can this host's KVM run what the guest was using?  Asked before any vCPU exists. */
 	for (unsigned i = 0; i < rs->img.vcpus; i++)
@@ -404,8 +431,11 @@ int hvmctx_restore_finish(struct hvmctx_restore *rs, struct xc_domain *d,
 	for (unsigned i = 0; i < rs->ndev; i++) {
 		const void *data;
 		size_t len;
-		const struct sr_rec_device *dev = sr_device_view(&rs->dev[i].rec, &data, &len);
+		const struct sr_rec_device *dev;
 
+		if (rs->dev[i].rec.type != SR_REC_DEVICE)
+			continue;
+		dev = sr_device_view(&rs->dev[i].rec, &data, &len);
 		if (!o->device)
 			return xc_set_error(err, 0, "record %llu: DEVICE \"%s\" has no model here",
 					    (unsigned long long)rs->dev[i].rec.index, dev->name);

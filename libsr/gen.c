@@ -314,6 +314,18 @@ static int gen_devices(struct sr_writer *w, const struct sr_gen_params *p,
 
 		sr_gen_virtio(&s, blk ? SR_VIRTIO_ID_BLOCK : SR_VIRTIO_ID_ENTROPY,
 			      blk ? k : k - p->blk, (uint8_t)(2 + k), base, k, GEN_DISK_SIZE);
+		if (!blk) {
+			/* virtio-rng with MSI-X: vector 0 for config changes, 1 for its queue. */
+			s.has_msix = true;
+			s.msix.table_size = 2;
+			s.msix.control = SR_MSIX_CTRL_ENABLE;
+			for (unsigned v = 0; v < 2; v++)
+				s.msix_table[v] = (struct sr_msix_entry){ .addr = 0xfee00000u,
+									  .data = 0x4041 + v };
+			s.tr.config_msix_vector = 0;
+			s.q[0].msix_vector = 1;
+			s.msix_pba = 2;		/* the queue's interrupt pending */
+		}
 		if (k == 0) {
 			struct sr_virtio_queue *q = &s.q[0];
 

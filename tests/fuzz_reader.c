@@ -32,6 +32,48 @@
 /* Guest memory mapped per read; a region beyond it is not mapped (its pages are not compared). */
 #define GUEST_MAX	(1ull << 30)
 
+/*
+ * A DEVICE or DISK record the reader let through (its validator passed):
+ * a virtio device's state decodes, encodes, and decodes again to the same
+ * state (sections may come in any order, so the bytes may differ); a
+ * DISK's paths are as long as it says.
+ */
+static void device_roundtrip(const struct sr_record *rec)
+{
+	static struct sr_virtio_state s, again;
+	static struct sr_disk_info disk;
+	static uint8_t buf[sizeof(struct sr_rec_device) + SR_VIRTIO_DATA_MAX];
+	struct sr_record copy = *rec;
+	struct sr_rec_disk raw;
+	struct sr_error err;
+	const void *data;
+	size_t len;
+	ssize_t n;
+
+	if (rec->type == SR_REC_DISK) {
+		sr_disk_view(rec, &disk);
+		memcpy(&raw, rec->body, sizeof(raw));
+		if (strlen(disk.path) != raw.path_len || strlen(disk.snap_path) != raw.snap_path_len)
+			abort();
+		return;
+	}
+	if (strncmp(sr_device_view(rec, &data, &len)->name, "virtio-", 7))
+		return;
+	if (sr_virtio_view(rec, &s, &err))
+		abort();		/* validated, yet it does not decode */
+	memcpy(buf, rec->body, sizeof(struct sr_rec_device));
+	n = sr_virtio_encode(&s, buf + sizeof(struct sr_rec_device), SR_VIRTIO_DATA_MAX, &err);
+	if (n < 0 || (!s.skipped && (size_t)n != len))
+		abort();		/* an optional section skipped is all that may shrink it */
+	copy.body = buf;
+	copy.length = sizeof(struct sr_rec_device) + (uint32_t)n;
+	if (sr_virtio_view(&copy, &again, &err))
+		abort();
+	again.skipped = s.skipped;
+	if (memcmp(&s, &again, sizeof(s)))
+		abort();
+}
+
 /* One read's guest memory: region i's pfn p at hva + (p - first) * stride pages. */
 struct guest {
 	unsigned n;
@@ -195,6 +237,8 @@ static int read_all(const uint8_t *data, size_t size, const struct read_opts *o,
 		} else if (rec.type == SR_REC_PAGE_DATA) {
 			if ((rc = load_pages(g, &rec, wrote, err)) < 0)
 				break;
+		} else if (rec.type == SR_REC_DEVICE || rec.type == SR_REC_DISK) {
+			device_roundtrip(&rec);
 		} else if (rec.type == SR_REC_HVM_CONTEXT || rec.type == SR_REC_VCPU_CONTEXT) {
 			struct sr_block_iter bi;
 			struct sr_block blk;

@@ -2312,3 +2312,428 @@ Test(coverage, runs_over_whole_blocks)
 		free(b.p);
 	}
 }
+
+/* ---------------------------------------------------- virtio devices and disks */
+
+static const struct sr_gen_params with_devices = {
+	.mem_bytes = 64 * 4096, .vcpus = 1, .iterations = 0, .compress = SR_COMPRESS_LZ4,
+	.seed = 11, .pct_zero = 30, .pct_text = 40, .blk = 2, .rng = 1,
+};
+
+static struct image device_image(unsigned broken)
+{
+	struct sr_gen_params p = with_devices;
+	struct buf b;
+	struct image img;
+
+	p.broken = broken;
+	b = gen(&p);
+	parse(&b, &img);
+	free(b.p);
+	return img;
+}
+
+/* The state of virtio DEVICE record i of img. */
+static void view_virtio(const struct image *img, int i, struct sr_virtio_state *s)
+{
+	struct sr_record rec = { .type = img->rec[i].type, .length = img->rec[i].len,
+				 .body = img->rec[i].body, .index = i };
+	struct sr_error err;
+
+	cr_assert_eq(sr_virtio_view(&rec, s, &err), 0, "record %d: %s", i, err.msg);
+}
+
+/* Replaces DEVICE record i's state with s, encoded (the name and version stay). */
+static void put_virtio(struct image *img, int i, const struct sr_virtio_state *s)
+{
+	uint8_t buf[SR_VIRTIO_DATA_MAX];
+	struct sr_error err;
+	ssize_t n = sr_virtio_encode(s, buf, sizeof(buf), &err);
+
+	cr_assert_geq(n, 0, "%s", err.msg);
+	img->rec[i].body = realloc(img->rec[i].body, sizeof(struct sr_rec_device) + n);
+	memcpy(img->rec[i].body + sizeof(struct sr_rec_device), buf, n);
+	img->rec[i].len = sizeof(struct sr_rec_device) + n;
+}
+
+/* The image is refused at record index with code and a message containing what. */
+static void expect_refused_at(const struct image *img, enum sr_err_code code, int index,
+			      const char *what)
+{
+	struct buf b = serialize(img);
+	struct sr_error err = { 0 };
+	char msg[512];
+
+	cr_assert_eq(verify_bytes(b.p, b.len, &err), -1, "%s: image accepted", what);
+	sr_error_format(&err, msg, sizeof(msg));
+	cr_assert_eq(err.code, code, "%s: expected \"%s\", got %s", what, sr_strerror(code), msg);
+	cr_assert_eq(err.index, (uint64_t)index, "%s: refused at record %lld, not %d: %s", what,
+		     (long long)err.index, index, msg);
+	cr_assert(strstr(err.msg, what), "message \"%s\" lacks \"%s\"", msg, what);
+	free(b.p);
+}
+
+static void expect_accepted(const struct image *img, const char *what)
+{
+	struct buf b = serialize(img);
+	struct sr_error err = { 0 };
+	char msg[512];
+
+	cr_assert_eq(verify_bytes(b.p, b.len, &err), 0, "%s: refused: %s", what,
+		     sr_error_format(&err, msg, sizeof(msg)));
+	free(b.p);
+}
+
+Test(virtio, generated_devices_verify_and_decode_back_to_their_bytes)
+{
+	IMAGE img = device_image(SR_GEN_BREAK_NONE);
+	struct sr_virtio_state s;
+	struct sr_disk_info *d = malloc(sizeof(*d));
+	uint8_t buf[SR_VIRTIO_DATA_MAX];
+	struct sr_error err;
+
+	expect_accepted(&img, "the generated image");
+	cr_assert_eq(find_rec_or_none(&img, SR_REC_DISK) + 2, find_rec(&img, SR_REC_DEVICE, 1),
+		     "two DISKs, then the virtio devices");
+	for (unsigned k = 1; k <= 3; k++) {
+		int i = find_rec(&img, SR_REC_DEVICE, k);
+		ssize_t n;
+
+		view_virtio(&img, i, &s);
+		cr_assert_eq(s.device_id, k < 3 ? SR_VIRTIO_ID_BLOCK : SR_VIRTIO_ID_ENTROPY);
+		cr_assert_eq(s.major, 1);
+		cr_assert_eq(s.tr.num_queues, 1);
+		cr_assert_eq(s.q[0].size, 256);
+		cr_assert_eq(s.pci.slot, 1 + k);
+		n = sr_virtio_encode(&s, buf, sizeof(buf), &err);
+		cr_assert_eq((size_t)n, img.rec[i].len - sizeof(struct sr_rec_device));
+		cr_assert_eq(memcmp(buf, img.rec[i].body + sizeof(struct sr_rec_device), n), 0,
+			     "device %u does not encode back to its bytes", k);
+	}
+	{
+		int i = find_rec(&img, SR_REC_DISK, 1);
+		struct sr_record rec = { .type = SR_REC_DISK, .length = img.rec[i].len,
+					 .body = img.rec[i].body };
+
+		sr_disk_view(&rec, d);
+		cr_assert_eq(d->disk, 1);
+		cr_assert_str_eq(d->path, "/var/lib/sr/disk1.img");
+		cr_assert_eq(d->id.size, 64ull << 20);
+		cr_assert_eq(d->id.hash_blocks, SR_DISK_SAMPLE_BLOCKS);
+		cr_assert_str_eq(d->snap_path, "");
+	}
+	free(d);
+}
+
+Test(virtio, every_broken_device_is_refused_naming_record_and_field)
+{
+	static const struct {
+		unsigned broken;
+		enum sr_err_code code;
+		int device;		/* nth DEVICE record refused; -1: the first DISK */
+		const char *what;
+	} cases[] = {
+		{ SR_GEN_BREAK_RING_OUTSIDE, SR_E_RANGE, 1,
+		  "virtio-blk 0: body byte 120: queue 0 used ring 0x3fc00+2054 is outside guest RAM" },
+		{ SR_GEN_BREAK_QSIZE3, SR_E_RANGE, 1,
+		  "body byte 128: queue 0 size 3 is not a power of two" },
+		{ SR_GEN_BREAK_INDEX, SR_E_RANGE, 1,
+		  "body byte 132: queue 0 last_avail_idx 1257 is 257 entries past last_used_idx "
+		  "1000, beyond the ring of 256" },
+		{ SR_GEN_BREAK_UNALIGNED, SR_E_RANGE, 1,
+		  "body byte 104: queue 0 descriptor table at 0x10008 is not aligned to 16" },
+		{ SR_GEN_BREAK_INFLIGHT, SR_E_RANGE, 1, "queue 0 has 1 requests in flight" },
+		{ SR_GEN_BREAK_FEATURE, SR_E_RANGE, 1, "body byte 72: driver_features bit 28 was not offered" },
+		{ SR_GEN_BREAK_UNKNOWN_BIT, SR_E_RANGE, 1, "body byte 64: device_features bit 50" },
+		{ SR_GEN_BREAK_SLOT, SR_E_DUPLICATE, 2, "virtio-blk 1: body byte 187: PCI slot 3 taken" },
+		{ SR_GEN_BREAK_NO_DISK, SR_E_SEQUENCE, 1, "disk 9: no DISK record before this device" },
+		{ SR_GEN_BREAK_VERSION, SR_E_VERSION, 1, "body byte 32: state version 2.0" },
+		{ SR_GEN_BREAK_SECTION, SR_E_TYPE, 1, "unknown mandatory kind 0x777" },
+		{ SR_GEN_BREAK_DISK_PATH, SR_E_RANGE, -1, "disk 0: body byte 120: path is not absolute" },
+	};
+	IMAGE good = device_image(SR_GEN_BREAK_NONE);
+
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct sr_gen_params p = with_devices;
+		int at = cases[c].device < 0 ? find_rec(&good, SR_REC_DISK, 0) :
+			 find_rec(&good, SR_REC_DEVICE, cases[c].device);
+		struct sr_error err = { 0 };
+		struct buf b;
+		char msg[512];
+
+		p.broken = cases[c].broken;
+		b = gen(&p);
+		cr_assert_eq(verify_bytes(b.p, b.len, &err), -1, "%s: accepted", cases[c].what);
+		sr_error_format(&err, msg, sizeof(msg));
+		cr_assert_eq(err.code, cases[c].code, "%s: got %s", cases[c].what, msg);
+		cr_assert_eq(err.index, (uint64_t)at, "%s: at record %lld", cases[c].what,
+			     (long long)err.index);
+		cr_assert_str_eq(err.rec_name, cases[c].device < 0 ? "DISK" : "DEVICE");
+		cr_assert(strstr(err.msg, cases[c].what), "\"%s\" lacks \"%s\"", msg, cases[c].what);
+		free(b.p);
+	}
+}
+
+Test(virtio, unknown_optional_section_and_newer_minor_are_accepted)
+{
+	IMAGE img = device_image(SR_GEN_BREAK_OPTIONAL);
+	int i = find_rec(&img, SR_REC_DEVICE, 1);
+	struct sr_virtio_state s;
+
+	expect_accepted(&img, "an unknown optional section");
+	view_virtio(&img, i, &s);
+	cr_assert_eq(s.skipped, 1);
+	/* A newer minor adds sections only: 1.7 reads as 1.0 does. */
+	((struct sr_rec_device *)img.rec[i].body)->version = 1u << 16 | 7;
+	expect_accepted(&img, "state version 1.7");
+	view_virtio(&img, i, &s);
+	cr_assert_eq(s.minor, 7);
+	((struct sr_rec_device *)img.rec[i].body)->version = 0;
+	expect_refused_at(&img, SR_E_VERSION, i, "state version 0.0, this reader reads 1.x");
+}
+
+/* Edits one field of virtio DEVICE nth through its decoded state, then expects what. */
+#define EDIT_REFUSED(nth, code, what, ...)						\
+	do {										\
+		IMAGE img_ = device_image(SR_GEN_BREAK_NONE);				\
+		int i_ = find_rec(&img_, SR_REC_DEVICE, nth);				\
+		struct sr_virtio_state s_, *s = &s_;					\
+											\
+		view_virtio(&img_, i_, s);						\
+		{ __VA_ARGS__; }							\
+		put_virtio(&img_, i_, s);						\
+		expect_refused_at(&img_, code, i_, what);				\
+	} while (0)
+
+Test(virtio, queue_transport_and_pci_fields)
+{
+	EDIT_REFUSED(1, SR_E_RANGE, "queue 0 is not ready but has been used", s->q[0].ready = 0);
+	EDIT_REFUSED(1, SR_E_RANGE, "queue 0 ready before FEATURES_OK",
+		     s->tr.status = SR_VIRTIO_S_ACKNOWLEDGE | SR_VIRTIO_S_DRIVER);
+	EDIT_REFUSED(1, SR_E_RANGE, "DRIVER_OK without FEATURES_OK",
+		     s->tr.status = SR_VIRTIO_S_ACKNOWLEDGE | SR_VIRTIO_S_DRIVER | SR_VIRTIO_S_DRIVER_OK);
+	EDIT_REFUSED(1, SR_E_RANGE, "status 0x1f has unknown bits", s->tr.status |= 0x10);
+	EDIT_REFUSED(1, SR_E_RANGE, "isr 0x4 has unknown bits", s->tr.isr = 4);
+	EDIT_REFUSED(1, SR_E_RANGE, "device_features lack VERSION_1",
+		     s->tr.device_features &= ~(1ull << SR_VIRTIO_F_VERSION_1);
+		     s->tr.driver_features &= ~(1ull << SR_VIRTIO_F_VERSION_1));
+	EDIT_REFUSED(1, SR_E_RANGE, "device_features bit 34", s->tr.device_features |= 1ull << 34);
+	EDIT_REFUSED(3, SR_E_RANGE, "device_features bit 9 is not a virtio-rng feature",
+		     s->tr.device_features |= 1ull << 9);
+	EDIT_REFUSED(1, SR_E_RANGE, "2 queues without MQ offered",
+		     s->tr.num_queues = 2; s->q[1] = s->q[0]; s->q[1].ready = 0;
+		     s->q[1].last_avail_idx = s->q[1].last_used_idx = s->q[1].signalled_used = 0;
+		     s->q[1].avail_event = 0; s->q[1].flags = 0);
+	EDIT_REFUSED(3, SR_E_RANGE, "num_queues 2, a virtio-rng has at most 1",
+		     s->tr.num_queues = 2; s->q[1] = s->q[0]);
+	EDIT_REFUSED(1, SR_E_RANGE, "queue 0 max_size 0 is not a power of two", s->q[0].max_size = 0);
+	EDIT_REFUSED(1, SR_E_RANGE, "queue 0 size 512 is not a power of two in 1..256",
+		     s->q[0].size = 512);
+	EDIT_REFUSED(1, SR_E_RANGE, "queue 0 available ring at 0x11001 is not aligned to 2",
+		     s->q[0].avail += 1);
+	EDIT_REFUSED(1, SR_E_RANGE, "queue 0 used ring at 0x12002 is not aligned to 4",
+		     s->q[0].used += 2);
+	EDIT_REFUSED(1, SR_E_RANGE, "queue 0 available ring overlaps its descriptor table",
+		     s->q[0].avail = s->q[0].desc + 4094);
+	EDIT_REFUSED(1, SR_E_RANGE, "queue 0 descriptor table 0xffffffffffff0000+4096 is outside",
+		     s->q[0].desc = 0xffffffffffff0000ull);
+	EDIT_REFUSED(1, SR_E_RANGE, "queue 0: SIGNALLED without EVENT_IDX negotiated",
+		     s->tr.driver_features &= ~(1ull << SR_VIRTIO_F_EVENT_IDX));
+	EDIT_REFUSED(1, SR_E_RANGE, "queue 0 used_flags 0x2", s->q[0].used_flags = 2);
+	EDIT_REFUSED(1, SR_E_RANGE, "queue msix_vector 0x0: no MSI-X capability",
+		     s->q[0].msix_vector = 0);
+	EDIT_REFUSED(1, SR_E_RANGE, "config_msix_vector 0x2: beyond the MSI-X table",
+		     s->has_msix = true; s->msix.table_size = 2; s->tr.config_msix_vector = 2);
+	EDIT_REFUSED(1, SR_E_RANGE, "MSIX pending bit beyond the 2 vectors",
+		     s->has_msix = true; s->msix.table_size = 2; s->msix_pba = 4);
+	EDIT_REFUSED(1, SR_E_RANGE, "MSIX table_size 0", s->has_msix = true);
+	EDIT_REFUSED(1, SR_E_RANGE, "PCI slot 0, not 1..31", s->pci.slot = 0);
+	EDIT_REFUSED(1, SR_E_RANGE, "PCI command 0x8007 has unknown bits", s->pci.command |= 0x8000);
+	EDIT_REFUSED(1, SR_E_RANGE, "only bus 0, function 0", s->pci.function = 1);
+	EDIT_REFUSED(1, SR_E_PADDING, "TRANSPORT rsvd not zero", s->tr.rsvd[3] = 1);
+	EDIT_REFUSED(1, SR_E_PADDING, "queue 0 rsvd not zero", s->q[0].rsvd = 1);
+}
+
+Test(virtio, blk_against_its_disk)
+{
+	EDIT_REFUSED(1, SR_E_RANGE, "RO offered but disk 0 is writable",
+		     s->tr.device_features |= 1ull << SR_VIRTIO_BLK_F_RO);
+	EDIT_REFUSED(1, SR_E_RANGE, "capacity 131073 sectors, disk 0 has 67108864 bytes",
+		     s->blk.capacity++; memcpy(s->blk.config, &s->blk.capacity, 8));
+	EDIT_REFUSED(1, SR_E_RANGE, "config capacity 131072, BLK capacity 8",
+		     s->blk.capacity = 8);
+	EDIT_REFUSED(2, SR_E_DUPLICATE, "disk 0 is an earlier device's", s->blk.disk = 0);
+	EDIT_REFUSED(1, SR_E_PADDING, "config bytes 60..63 not zero", s->blk.config[62] = 1);
+	EDIT_REFUSED(1, SR_E_RANGE, "config writeback 2", s->blk.config[32] = 2);
+}
+
+Test(virtio, names_ids_and_framing)
+{
+	IMAGE img = device_image(SR_GEN_BREAK_NONE);
+	int i = find_rec(&img, SR_REC_DEVICE, 3);	/* the virtio-rng */
+	struct sr_rec_device *dv = (void *)img.rec[i].body;
+	uint8_t *data = img.rec[i].body + sizeof(*dv);
+	uint32_t v;
+
+	strcpy(dv->name, "virtio-net");
+	expect_refused_at(&img, SR_E_TYPE, i, "unknown virtio device \"virtio-net\"");
+	strcpy(dv->name, "virtio-blk");
+	expect_refused_at(&img, SR_E_RANGE, i, "body byte 40: device_id 4, a virtio-blk is 2");
+	strcpy(dv->name, "virtio-rng");
+	v = 0;
+	memcpy(data + 4, &v, 4);
+	expect_refused_at(&img, SR_E_RANGE, i, "section_count 0, not 1..16");
+	v = 4;		/* TRANSPORT, PCI, MSIX and one more */
+	memcpy(data + 4, &v, 4);
+	expect_refused_at(&img, SR_E_LENGTH, i, "section 3 header runs past the data");
+	v = 3;
+	memcpy(data + 4, &v, 4);
+	data[8] = 1;
+	expect_refused_at(&img, SR_E_PADDING, i, "body byte 48: rsvd not zero");
+	data[8] = 0;
+	v = SR_VSEC_PCI;		/* TRANSPORT relabelled: a second PCI */
+	memcpy(data + 16, &v, 4);
+	expect_refused_at(&img, SR_E_LENGTH, i, "PCI length 88, not 40");
+	v = SR_VSEC_BLK;
+	memcpy(data + 16, &v, 4);
+	expect_refused_at(&img, SR_E_RANGE, i, "section 0: BLK does not belong in a virtio-rng");
+	v = SR_VSEC_TRANSPORT;
+	memcpy(data + 16, &v, 4);
+	expect_accepted(&img, "the virtio-rng restored");
+	img.rec[i].len -= 8;		/* a byte of the last section's padding gone, and more */
+	expect_refused_at(&img, SR_E_LENGTH, i, "section 2 length 48 runs past the data");
+}
+
+Test(virtio, rings_at_the_edge_of_ram)
+{
+	static const struct sr_region reg[2] = {
+		{ .gpa = 0, .size = 1 << 20, .flags = SR_REGION_F_RAM, .slot = 0 },
+		{ .gpa = 4 << 20, .size = 1 << 20, .flags = SR_REGION_F_RAM, .slot = 1 },
+	};
+	struct sr_device_env env;
+	struct sr_virtio_state s;
+	struct sr_error err;
+	uint8_t buf[SR_VIRTIO_DATA_MAX];
+	ssize_t n;
+
+	sr_gen_virtio(&s, SR_VIRTIO_ID_ENTROPY, 0, 5, 0x1000, 0, 0);
+	/* The used ring (6 + 8 x 256 bytes) ending exactly where region 0 ends: fine. */
+	s.q[0].used = (1 << 20) - 2054 - 2;	/* aligned to 4 */
+	n = sr_virtio_encode(&s, buf, sizeof(buf), &err);
+	sr_device_env_init(&env, reg, 2);
+	cr_assert_eq(sr_device_validate(&env, "virtio-rng", SR_VIRTIO_VERSION, 0, buf, n, NULL,
+					NULL, &err), 0, "%s", err.msg);
+	cr_assert(env.slots & 1u << 5, "the slot is taken");
+	/* Four bytes further it runs into the hole between the regions. */
+	s.q[0].used += 4;
+	s.pci.slot = 6;
+	n = sr_virtio_encode(&s, buf, sizeof(buf), &err);
+	cr_assert_eq(sr_device_validate(&env, "virtio-rng", SR_VIRTIO_VERSION, 0, buf, n, NULL,
+					NULL, &err), -1);
+	cr_assert(strstr(err.msg, "used ring 0xff7fc+2054 is outside guest RAM"), "%s", err.msg);
+	cr_assert(!(env.slots & 1u << 6), "a refused device took its slot");
+	/* In the second region: fine again. */
+	s.q[0].used = (4 << 20) + 0x1000;
+	n = sr_virtio_encode(&s, buf, sizeof(buf), &err);
+	cr_assert_eq(sr_device_validate(&env, "virtio-rng", SR_VIRTIO_VERSION, 0, buf, n, NULL,
+					NULL, &err), 0, "%s", err.msg);
+}
+
+/* Edits DISK record nth's fixed part. */
+static struct sr_rec_disk *disk_rec(struct image *img, unsigned nth, int *index)
+{
+	*index = find_rec(img, SR_REC_DISK, nth);
+	return (struct sr_rec_disk *)img->rec[*index].body;
+}
+
+Test(disk_record, fields)
+{
+	int i;
+
+#define DISK_REFUSED(code, what, ...)							\
+	do {										\
+		IMAGE img_ = device_image(SR_GEN_BREAK_NONE);				\
+		struct sr_rec_disk *r = disk_rec(&img_, 0, &i);				\
+		(void)r;								\
+		{ __VA_ARGS__; }							\
+		expect_refused_at(&img_, code, i, what);				\
+	} while (0)
+
+	DISK_REFUSED(SR_E_RANGE, "disk 0: body byte 4: flags 0x4", r->flags = 4);
+	DISK_REFUSED(SR_E_RANGE, "body byte 8: cache 2", r->cache = 2);
+	DISK_REFUSED(SR_E_RANGE, "snap_method 1 without SNAPSHOT", r->snap_method = 1);
+	DISK_REFUSED(SR_E_RANGE, "snap_method 0 with SNAPSHOT", r->flags |= SR_DISK_F_SNAPSHOT);
+	DISK_REFUSED(SR_E_RANGE, "snap_path_len 0 with SNAPSHOT",
+		     r->flags |= SR_DISK_F_SNAPSHOT; r->snap_method = SR_SNAP_COPY);
+	DISK_REFUSED(SR_E_RANGE, "path_len 0", r->path_len = 0);
+	DISK_REFUSED(SR_E_LENGTH, "body of 141 bytes, 140 for paths of 20 and 0", r->path_len--);
+	DISK_REFUSED(SR_E_PADDING, "rsvd not zero", r->rsvd = 1);
+	DISK_REFUSED(SR_E_RANGE, "snapshot fields set without SNAPSHOT", r->snap_ns = 1);
+	DISK_REFUSED(SR_E_RANGE, "snapshot fields set without SNAPSHOT", r->snap_id.ino = 1);
+	DISK_REFUSED(SR_E_RANGE, "id size 67109375 is not a multiple of 512", r->id.size += 511);
+	DISK_REFUSED(SR_E_RANGE, "id hash_block_size 0 with 64 blocks", r->id.hash_block_size = 0);
+	DISK_REFUSED(SR_E_RANGE, "id hash_block_size 65536 with 0 blocks", r->id.hash_blocks = 0);
+	DISK_REFUSED(SR_E_RANGE, "id hash_block_size 1000 with 64 blocks", r->id.hash_block_size = 1000);
+	DISK_REFUSED(SR_E_RANGE, "id hash_blocks 1025, at most 1024", r->id.hash_blocks = 1025);
+	DISK_REFUSED(SR_E_RANGE, "body byte 0: index, not 0..15", r->disk = 16);
+	DISK_REFUSED(SR_E_RANGE, "path has a NUL byte", img_.rec[i].body[sizeof(*r) + 5] = 0);
+	{
+		IMAGE img = device_image(SR_GEN_BREAK_NONE);
+
+		i = find_rec(&img, SR_REC_DISK, 0);
+		duplicate_record(&img, i);
+		expect_refused_at(&img, SR_E_DUPLICATE, i + 1, "a second DISK record with this index");
+	}
+	{
+		/* A DISK after the device that names it. */
+		IMAGE img = device_image(SR_GEN_BREAK_NONE);
+		int dev = find_rec(&img, SR_REC_DEVICE, 1);
+		struct rec_copy disk;
+
+		i = find_rec(&img, SR_REC_DISK, 0);
+		disk = img.rec[i];
+		memmove(&img.rec[i], &img.rec[i + 1], (dev - i) * sizeof(img.rec[0]));
+		img.rec[dev] = disk;
+		expect_refused_at(&img, SR_E_SEQUENCE, dev - 1, "disk 0: no DISK record before");
+	}
+}
+
+Test(disk_record, a_snapshot_reads_back)
+{
+	IMAGE img = device_image(SR_GEN_BREAK_NONE);
+	int i;
+	struct sr_rec_disk *r = disk_rec(&img, 1, &i);
+	static const char snap[] = "/srv/ckpt/img.disk1";
+	struct sr_disk_info *d = malloc(sizeof(*d));
+	struct sr_record rec;
+
+	r->flags |= SR_DISK_F_SNAPSHOT | SR_DISK_F_READ_ONLY;
+	r->snap_method = SR_SNAP_REFLINK;
+	r->snap_ns = 1234;
+	r->snap_id = r->id;
+	r->snap_id.ino = 77;
+	r->snap_path_len = sizeof(snap) - 1;
+	img.rec[i].body = realloc(img.rec[i].body, img.rec[i].len + sizeof(snap) - 1);
+	memcpy(img.rec[i].body + img.rec[i].len, snap, sizeof(snap) - 1);
+	img.rec[i].len += sizeof(snap) - 1;
+	/* The disk is read-only now: its device must offer RO. */
+	expect_refused_at(&img, SR_E_RANGE, find_rec(&img, SR_REC_DEVICE, 2),
+			  "RO not offered but disk 1 is read-only");
+	{
+		int k = find_rec(&img, SR_REC_DEVICE, 2);
+		struct sr_virtio_state s;
+
+		view_virtio(&img, k, &s);
+		s.tr.device_features |= 1ull << SR_VIRTIO_BLK_F_RO;
+		put_virtio(&img, k, &s);
+	}
+	expect_accepted(&img, "a read-only disk with a snapshot");
+	rec = (struct sr_record){ .type = SR_REC_DISK, .length = img.rec[i].len,
+				  .body = img.rec[i].body };
+	sr_disk_view(&rec, d);
+	cr_assert_str_eq(d->path, "/var/lib/sr/disk1.img");
+	cr_assert_str_eq(d->snap_path, snap);
+	cr_assert_eq(d->snap_id.ino, 77);
+	cr_assert_eq(d->snap_method, SR_SNAP_REFLINK);
+	free(d);
+}

@@ -71,6 +71,63 @@ check "unknown type name exits 2" [ $rc -eq 2 ]
 "$dump" --help | grep -q -- '--verify'
 check "--help documents options" [ $? -eq 0 ]
 
+# Virtio devices and disks (docs/format.md §3.8, §6.1): sr-dump shows their state,
+# and --verify refuses each broken one naming the record, the body byte and the field.
+"$mk" -m 1 -v 1 -i 0 -b 1 -g 1 "$tmp/dev.img" || bad "mkimage -b 1 -g 1"
+"$dump" "$tmp/dev.img" >"$tmp/out" 2>&1; rc=$?
+check "dump of a disk and virtio devices: exit 0, each record with its state" bash -c "[ $rc -eq 0 ] &&
+	grep -Eq '^ +6 +[0-9]+  DISK +141  disk 0 \"/var/lib/sr/disk0.img\", 67108864 bytes, writable, cache writeback, sampled hash 0x[0-9a-f]{16}\$' '$tmp/out' &&
+	grep -Eq '^ +sample: 64 blocks of 65536 bytes\$' '$tmp/out' &&
+	grep -Eq '^ +7 +[0-9]+  DEVICE +312  virtio-blk v1.0 instance 0, 272 bytes: PCI slot 2, status 0x0f, 1 queue, blk\$' '$tmp/out' &&
+	grep -Eq '^ +queue 0: size 256/256 ready, desc 0x10000 avail 0x11000 used 0x12000, avail idx 1000, used idx 1000, signalled 999\$' '$tmp/out' &&
+	grep -Eq '^ +blk: 131072 sectors on disk 0, serial \"sr-disk0\"\$' '$tmp/out' &&
+	grep -Eq '^ +8 +[0-9]+  DEVICE +[0-9]+  virtio-rng v1.0 instance 0, [0-9]+ bytes: PCI slot 3, status 0x0f, 1 queue\$' '$tmp/out' &&
+	grep -Eq '^ +features 0x0000000120000000 offered, 0x0000000120000000 accepted; isr 0x1, config generation 0, queue_select 0, MSI-X enabled\$' '$tmp/out'"
+"$dump" --json "$tmp/dev.img" >"$tmp/j" 2>/dev/null
+check "json: the disk's identity and the devices' queues, PCI and blk state" python3 -c "
+import json
+d = json.load(open('$tmp/j'))
+r = d['records']
+disk = [x['disk'] for x in r if x['type'] == 'DISK']
+dev = [x['virtio'] for x in r if x['type'] == 'DEVICE' and 'virtio' in x]
+assert d['verified'] and len(disk) == 1 and len(dev) == 2, (len(disk), len(dev))
+assert disk[0]['path'] == '/var/lib/sr/disk0.img' and disk[0]['id']['size'] == 64 << 20 and disk[0]['snapshot'] is None
+assert disk[0]['id']['hash_blocks'] == 64 and disk[0]['read_only'] is False and disk[0]['cache'] == 'writeback'
+blk, rng = dev
+assert blk['device_id'] == 2 and blk['version'] == '1.0' and blk['status'] == 15 and blk['pci']['slot'] == 2
+assert blk['queues'][0]['size'] == 256 and blk['queues'][0]['ready'] and blk['queues'][0]['last_used_idx'] == 1000
+assert blk['blk'] == {'capacity': 131072, 'disk': 0, 'serial': 'sr-disk0', 'writeback': 0} and blk['msix'] is None
+assert rng['device_id'] == 4 and 'blk' not in rng and rng['queues'][0]['desc'] == 0x13000
+assert rng['msix'] == {'table_size': 2, 'enabled': True, 'masked': False, 'pending': 2} and rng['queues'][0]['msix_vector'] == 1
+"
+"$dump" --type DISK "$tmp/dev.img" >"$tmp/out"
+check "type filter DISK" bash -c "[ \$(grep -c ' DISK ' '$tmp/out') -eq 1 ] && ! grep -q ' DEVICE ' '$tmp/out'"
+while IFS='|' read -r brk rec what; do
+	"$mk" -m 1 -v 1 -i 0 -b 1 -g 1 -B "$brk" "$tmp/b.img" || bad "mkimage -B $brk"
+	"$dump" --verify "$tmp/b.img" >"$tmp/out" 2>"$tmp/err"; rc=$?
+	check "verify refuses a device with $brk: exit 1, one line naming record, byte and field" bash -c "[ $rc -eq 1 ] && [ ! -s '$tmp/out' ] && [ \$(wc -l < '$tmp/err') -eq 1 ] && grep -Eq ': record $rec at offset [0-9]+: ' '$tmp/err' && grep -qF -- '$what' '$tmp/err'"
+	[ "$brk" = ring-outside ] && echo "     $(cat "$tmp/err")"
+	# a full dump (not --verify) reads through the same validator
+	"$dump" "$tmp/b.img" >/dev/null 2>"$tmp/err2"; rc=$?
+	check "dump (not --verify) refuses $brk alike" bash -c "[ $rc -eq 1 ] && cmp -s '$tmp/err' '$tmp/err2'"
+done <<'CASES'
+ring-outside|7 \(DEVICE\)|virtio-blk 0: body byte 120: queue 0 used ring 0xffc00+2054 is outside guest RAM
+qsize3|7 \(DEVICE\)|virtio-blk 0: body byte 128: queue 0 size 3 is not a power of two in 1..256
+index|7 \(DEVICE\)|virtio-blk 0: body byte 132: queue 0 last_avail_idx 1257 is 257 entries past last_used_idx 1000, beyond the ring of 256
+unaligned|7 \(DEVICE\)|body byte 104: queue 0 descriptor table at 0x10008 is not aligned to 16
+inflight|7 \(DEVICE\)|queue 0 has 1 requests in flight (last_avail_idx 1001, last_used_idx 1000): not drained
+feature|7 \(DEVICE\)|body byte 72: driver_features bit 28 was not offered
+unknown-bit|7 \(DEVICE\)|body byte 64: device_features bit 50 is not a virtio-blk feature
+slot|8 \(DEVICE\)|duplicate: virtio-rng 0: body byte 187: PCI slot 3 taken by an earlier device
+no-disk|7 \(DEVICE\)|body byte 216: disk 9: no DISK record before this device
+version|7 \(DEVICE\)|unsupported version: virtio-blk 0: body byte 32: state version 2.0, this reader reads 1.x
+section|7 \(DEVICE\)|body byte 312: section 3: unknown mandatory kind 0x777
+disk-path|6 \(DISK\)|disk 0: body byte 120: path is not absolute
+CASES
+"$mk" -m 1 -v 1 -i 0 -b 1 -g 1 -B optional "$tmp/b.img" || bad "mkimage -B optional"
+"$dump" "$tmp/b.img" >"$tmp/out" 2>&1; rc=$?
+check "an unknown optional device section is skipped, and said so" bash -c "[ $rc -eq 0 ] && grep -Eq '^ +1 optional section skipped \(newer writer\)\$' '$tmp/out'"
+
 # Option bounds, checked before any domain is asked: a stall timeout of 0 would
 # cancel every save at once, a bandwidth of 0 would never send.
 for bad_opt in "--stall-timeout 0" "--stall-timeout 3601" "--bandwidth 0"; do

@@ -23,12 +23,14 @@
 #include <unistd.h>
 
 #include "abi.h"
+#include "bus.h"
 #include "console.h"
 #include "ctl.h"
 #include "hvmctx.h"
 #include "serial8250.h"
 #include "runner.h"
 #include "util.h"
+#include "virtio.h"
 
 #define CLIENTS_MAX		8
 #define CLIENT_REQUEST_MS	1000	/* a client's request must come within this */
@@ -52,7 +54,11 @@ struct runner {
 	volatile bool guest_failed;
 	char fail_msg[SR_HC_STR_MAX];
 	uint64_t pauses, resumes;
+	uint64_t pio_exits, mmio_exits;	/* handled here, for SR_DEVICE_STATS */
 	struct serial *serial;
+	struct hw_bus *bus;		/* device models (cfg.pci) */
+	struct pci_host *pci;
+	struct virtio_blk_opts *image_disk[SR_MAX_DISKS];	/* a restore's DISK records */
 	struct console *console;	/* guest output: vCPUs never wait on stdout */
 	pthread_t input_thread;
 	bool input_started;
@@ -187,6 +193,9 @@ static enum xc_action on_pio(void *opaque, struct xc_vcpu *v, uint16_t port, boo
 		return hypercall(r, v, port - SR_HC_PORT, *(uint32_t *)data);
 	if (port == 0x80)			/* POST code port: ignore */
 		return XC_CONTINUE;
+	__atomic_fetch_add(&r->pio_exits, 1, __ATOMIC_RELAXED);
+	if (r->bus && count == 1 && hw_bus_pio(r->bus, port, out, data, size))
+		return XC_CONTINUE;
 	if (r->cfg.test_guest) {
 		snprintf(r->fail_msg, sizeof(r->fail_msg),
 			 "vCPU %u: unexpected port I/O: %s port 0x%x size %u count %u",
@@ -209,6 +218,9 @@ static enum xc_action on_mmio(void *opaque, struct xc_vcpu *v, uint64_t gpa, boo
 {
 	struct runner *r = opaque;
 
+	__atomic_fetch_add(&r->mmio_exits, 1, __ATOMIC_RELAXED);
+	if (r->bus && hw_bus_mmio(r->bus, gpa, write, data, len))
+		return XC_CONTINUE;
 	if (r->cfg.test_guest) {
 		snprintf(r->fail_msg, sizeof(r->fail_msg),
 			 "vCPU %u: MMIO %s at 0x%llx (%u bytes) outside RAM", xc_vcpu_id(v),
@@ -239,6 +251,122 @@ static void console_started(void *arg)
 	r->cfg.thread_start(RUNNER_THREAD_CONSOLE);
 }
 
+static void device_thread_started(void *arg)
+{
+	struct runner *r = arg;
+
+	r->cfg.thread_start(RUNNER_THREAD_DEVICE);
+}
+
+/* Every vCPU parked: the devices finish what they took (a save then sees all they wrote). */
+static void devices_paused(void *opaque)
+{
+	struct runner *r = opaque;
+
+	if (r->bus)
+		hw_bus_pause(r->bus);
+}
+
+/* Before the vCPUs run again: every queue looked at again, a pending interrupt raised again. */
+static void devices_resuming(void *opaque)
+{
+	struct runner *r = opaque;
+
+	if (r->bus)
+		hw_bus_resume(r->bus);
+}
+
+/* The bus, the PCI host bridge, then the disks and the rng in PCI slot order. */
+static int add_devices(struct runner *r, struct xc_error *err)
+{
+	if (!r->cfg.pci)
+		return 0;
+	if (!(r->bus = hw_bus_new(r->d)))
+		return xc_set_error(err, ENOMEM, "the device bus");
+	if (r->cfg.thread_start)
+		hw_bus_set_thread_start(r->bus, device_thread_started, r);
+	if (!(r->pci = pci_host_new(r->bus, err)))
+		return -1;
+	for (unsigned i = 0; i < r->cfg.ndisks; i++) {
+		struct virtio_blk_opts o = r->cfg.disks[i];
+
+		o.disk = i;		/* its DISK record in images */
+		if (!virtio_blk_new(r->bus, r->pci, &o, err))
+			return -1;
+	}
+	if (r->cfg.rng && !virtio_rng_new(r->bus, r->pci, err))
+		return -1;
+	r->cfg.disks = NULL;		/* the caller's; the devices keep their own copy */
+	return 0;
+}
+
+struct hw_bus *runner_bus(struct runner *r)
+{
+	return r->bus;
+}
+
+unsigned runner_pci_intx(struct runner *r, struct xc_pci_intx *out, unsigned max)
+{
+	return r->pci ? pci_host_intx(r->pci, out, max) : 0;
+}
+
+int runner_add_image_disk(struct runner *r, const struct virtio_blk_opts *o, struct xc_error *err)
+{
+	if (o->disk >= SR_MAX_DISKS || r->image_disk[o->disk])
+		return xc_set_error(err, 0, "disk %u given twice", o->disk);
+	if (!(r->image_disk[o->disk] = malloc(sizeof(*o))))
+		return xc_set_error(err, ENOMEM, "disk %u", o->disk);
+	*r->image_disk[o->disk] = *o;
+	return 0;
+}
+
+/* A virtio device of the image that this runner lacks: made from its state (a disk from its DISK). */
+static int runner_make_device(struct runner *r, const char *name, uint32_t version,
+			      uint32_t instance, const void *data, size_t len, struct xc_error *err)
+{
+	struct sr_virtio_state *s;
+	struct virtio_dev *vd;
+	int rc = -1;
+
+	if (!strcmp(name, "virtio-rng"))
+		return virtio_rng_new(r->bus, r->pci, err) ? 0 : -1;
+	if (!(s = malloc(sizeof(*s))))
+		return xc_set_error(err, ENOMEM, "DEVICE %s", name);
+	if (!virtio_state_decode(name, version, instance, data, len, s, err)) {
+		if (s->blk.disk >= SR_MAX_DISKS || !r->image_disk[s->blk.disk])
+			xc_set_error(err, 0, "DEVICE virtio-blk %u: disk %u has no DISK record", instance,
+				     s->blk.disk);
+		else if ((vd = virtio_blk_new(r->bus, r->pci, r->image_disk[s->blk.disk], err)))
+			rc = 0;
+	}
+	free(s);
+	return rc;
+}
+
+int runner_device_load(struct runner *r, const char *name, uint32_t version, uint32_t instance,
+		       const void *data, size_t len, struct xc_error *err)
+{
+	struct hw_device *dev;
+
+	if (!strcmp(name, "serial8250"))
+		return serial_restore_device(r->serial, name, version, instance, data, len, err);
+	if (!r->bus)
+		return xc_set_error(err, 0, "DEVICE \"%s\" has no model here (the domain has no "
+				    "device bus)", name);
+	dev = hw_bus_find(r->bus, name, instance);
+	if (!dev && (!instance || hw_bus_find(r->bus, name, instance - 1)) &&
+	    (!strcmp(name, "virtio-blk") || !strcmp(name, "virtio-rng"))) {
+		/* The next of its kind, made as the source made it: it lands in its slot. */
+		if (runner_make_device(r, name, version, instance, data, len, err))
+			return -1;
+		dev = hw_bus_find(r->bus, name, instance);
+	}
+	if (!dev || !dev->ops->load)
+		return xc_set_error(err, 0, "DEVICE \"%s\" instance %u has no model here", name,
+				    instance);
+	return dev->ops->load(dev, version, data, len, err);
+}
+
 void runner_save_worker_started(void *arg)
 {
 	struct runner *r = arg;
@@ -249,7 +377,8 @@ void runner_save_worker_started(void *arg)
 struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err)
 {
 	struct xc_domain_config dc = { .vcpus = cfg->vcpus, .ops = &runner_ops,
-				       .dirty_ring = cfg->dirty_ring };
+				       .dirty_ring = cfg->dirty_ring, .paused = devices_paused,
+				       .resuming = devices_resuming };
 	struct runner *r = calloc(1, sizeof(*r));
 
 	if (!r) {
@@ -284,6 +413,10 @@ struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err)
 		runner_free(r);
 		return NULL;
 	}
+	if (add_devices(r, err)) {
+		runner_free(r);
+		return NULL;
+	}
 	return r;
 }
 
@@ -311,6 +444,10 @@ void runner_free(struct runner *r)
 {
 	if (!r)
 		return;
+	xc_domain_stop(r->d);		/* no vCPU reaches a device from here on */
+	hw_bus_free(r->bus);
+	for (unsigned i = 0; i < SR_MAX_DISKS; i++)
+		free(r->image_disk[i]);
 	xc_domain_destroy(r->d);
 	hvmctx_msr_list_free(r->msrs);
 	if (r->listen_fd >= 0) {
@@ -658,6 +795,29 @@ static bool handle_client(struct runner *r, int cfd, int *exit_status)
 	return end;
 }
 
+/*
+ * SR_DEVICE_STATS: what the devices did and what it cost in exits to user
+ * space (notifies go to ioeventfds in the kernel; the guest's ISR read after
+ * each interrupt is the one exit a request costs, shared by the requests
+ * that interrupt completes).
+ */
+static void device_stats(struct runner *r)
+{
+	for (struct hw_device *h = hw_bus_devices(r->bus); h; h = h->next) {
+		struct virtio_counters c;
+
+		if (strncmp(h->ops->name, "virtio-", 7))
+			continue;
+		virtio_counters((struct virtio_dev *)h, &c);
+		pr_info("%s %u: %llu requests, %llu interrupts, %llu ISR reads, %llu notifies by "
+			"exit (the rest by ioeventfd)", h->ops->name, h->instance,
+			(unsigned long long)c.requests, (unsigned long long)c.interrupts,
+			(unsigned long long)c.isr_reads, (unsigned long long)c.mmio_notifies);
+	}
+	pr_info("exits to user space: %llu port I/O, %llu MMIO",
+		(unsigned long long)r->pio_exits, (unsigned long long)r->mmio_exits);
+}
+
 /* ------------------------------------------------------------- main loop */
 
 /*
@@ -788,6 +948,8 @@ int runner_start(struct runner *r, bool start_paused, struct xc_error *err)
 		return EXIT_VM_ERROR;
 	if (test_env("SR_TEST_START_FAIL"))	/* testing aid: a start that fails */
 		return xc_set_error(err, EIO, "testing: the domain did not start"), EXIT_VM_ERROR;
+	if (r->bus && hw_bus_start(r->bus, err))
+		return EXIT_VM_ERROR;
 	if (xc_domain_start(r->d, start_paused, err))
 		return EXIT_VM_ERROR;
 	if (r->serial && !pthread_create(&r->input_thread, NULL, input_loop, r))
@@ -880,5 +1042,7 @@ int runner_loop(struct runner *r)
 		}
 	}
 	xc_domain_stop(r->d);
+	if (r->bus && test_env("SR_DEVICE_STATS"))
+		device_stats(r);
 	return status;
 }

@@ -27,7 +27,11 @@ enum runner_thread {
 	RUNNER_THREAD_SAVE,		/* a control-socket save */
 	RUNNER_THREAD_SAVE_WORKER,	/* a save's page encoders */
 	RUNNER_THREAD_CONTROL,		/* the calling thread, once the domain runs */
+	RUNNER_THREAD_DEVICE,		/* a device model's I/O thread (hw/virtio_pci.c) */
 };
+
+struct virtio_blk_opts;
+struct hw_bus;
 
 struct runner_config {
 	const char *name;		/* domain name; control socket NAME.sock */
@@ -38,6 +42,10 @@ struct runner_config {
 	bool verbose;
 	bool dirty_ring;		/* create the VM with per-vCPU dirty rings */
 	bool serial;			/* an 8250 UART at 0x3f8 (Linux guests) */
+	bool pci;			/* a PCI bus on the conf1 ports (Linux guests) */
+	const struct virtio_blk_opts *disks;	/* virtio-blk devices, in PCI slot order */
+	unsigned ndisks;
+	bool rng;			/* a virtio-rng device after the disks */
 	uint32_t guest_kind;		/* SR_GUEST_* written into saved images */
 	uint64_t boot_entry, boot_arg;
 	uint8_t uuid[16];
@@ -57,6 +65,23 @@ const struct hvmctx_msr_list *runner_msrs(const struct runner *r);
 
 /* The UART, when the runner has one (cfg.serial), else NULL. */
 struct serial *runner_serial(struct runner *r);
+
+/* The device models' bus (NULL without cfg.pci). */
+struct hw_bus *runner_bus(struct runner *r);
+
+/* The PCI functions' interrupt lines, for the Linux guest's MP table; how many of max. */
+unsigned runner_pci_intx(struct runner *r, struct xc_pci_intx *out, unsigned max);
+
+/* A restore's DISK record, checked, as the disk a virtio-blk DEVICE that names it opens. */
+int runner_add_image_disk(struct runner *r, const struct virtio_blk_opts *o, struct xc_error *err);
+
+/*
+ * A DEVICE record from an image: the UART, or a device model on the bus;
+ * a virtio-blk or virtio-rng the runner lacks is made first (in the
+ * image's order, so each gets the PCI slot it had).  -1 with err.
+ */
+int runner_device_load(struct runner *r, const char *name, uint32_t version, uint32_t instance,
+		       const void *data, size_t len, struct xc_error *err);
 
 /* Opens the control socket (after the domain exists). */
 int runner_listen(struct runner *r, struct xc_error *err);

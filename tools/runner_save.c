@@ -11,12 +11,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bus.h"
 #include "ctl.h"
 #include "hvmctx.h"
+#include "sr_disk.h"
+#include "virtio.h"
 #include "imgfile.h"
 #include "runner.h"
 #include "serial8250.h"
 #include "util.h"
+
+#define DEVICES_MAX	16
+#define DEVICE_STATE_MAX	(64 << 10)	/* a DEVICE record's body is at most 64 KiB */
 
 struct progress {
 	int fd;
@@ -24,15 +30,109 @@ struct progress {
 	struct save_job_state *js;
 	struct runner *r;
 	struct serial_state serial;
-	struct hvmctx_device dev;
+	/* The UART, then every device model on the bus, in bus order. */
+	struct hvmctx_device dev[1 + DEVICES_MAX];
+	struct hw_device *hw[1 + DEVICES_MAX];	/* NULL for the UART */
+	void *buf[1 + DEVICES_MAX];
+	unsigned ndev;
+	struct sr_disk_info *disks;		/* one per virtio-blk */
+	unsigned ndisks;
+	char fail[256];			/* a device whose state could not be taken */
 };
 
-/* Device state, read once the domain is paused. */
+/* Lists the devices and their buffers before the save starts (nothing allocated paused). */
+static int devices_prepare(struct progress *p, struct hvmctx_save_opts *o, struct xc_error *err)
+{
+	struct hw_bus *b = runner_bus(p->r);
+
+	if (runner_serial(p->r))
+		p->dev[p->ndev++] = (struct hvmctx_device){ "serial8250", 1, 0, &p->serial,
+							     sizeof(p->serial) };
+	for (struct hw_device *h = b ? hw_bus_devices(b) : NULL; h; h = h->next) {
+		if (!h->ops->save)
+			continue;
+		if (p->ndev == 1 + DEVICES_MAX)
+			return xc_set_error(err, 0, "more than %d devices to save", DEVICES_MAX);
+		if (!(p->buf[p->ndev] = malloc(DEVICE_STATE_MAX)))
+			return xc_set_error(err, ENOMEM, "device state");
+		p->hw[p->ndev] = h;
+		p->dev[p->ndev++] = (struct hvmctx_device){ h->ops->name, h->ops->version, h->instance,
+							     p->buf[p->ndev], 0 };
+		if (!strcmp(h->ops->name, "virtio-blk"))
+			p->ndisks++;
+	}
+	if (p->ndisks && !(p->disks = calloc(p->ndisks, sizeof(*p->disks))))
+		return xc_set_error(err, ENOMEM, "disk records");
+	o->devices = p->dev;
+	o->ndevices = p->ndev;
+	o->disks = p->disks;
+	o->ndisks = p->ndisks;
+	return 0;
+}
+
+static void devices_free(struct progress *p)
+{
+	for (unsigned i = 0; i < p->ndev; i++)
+		free(p->buf[i]);
+	free(p->disks);
+}
+
+/*
+ * A disk's DISK record: path, options and identity (stat and a sampled
+ * hash, docs/format.md §3.8), read through a descriptor of its own on the
+ * same file (the device's may be O_DIRECT, which the hash's reads do not suit).
+ */
+static int disk_record(struct virtio_dev *vd, struct sr_disk_info *di, char *why, size_t len)
+{
+	const struct virtio_blk_opts *o = virtio_blk_opts(vd);
+	char self[64];
+	struct sr_error e;
+	int fd, rc;
+
+	memset(di, 0, sizeof(*di));
+	di->disk = o->disk;
+	di->flags = o->ro ? SR_DISK_F_READ_ONLY : 0;
+	di->cache = o->cache == VIRTIO_BLK_NONE ? SR_DISK_CACHE_NONE : SR_DISK_CACHE_WRITEBACK;
+	snprintf(di->path, sizeof(di->path), "%s", o->path);
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", virtio_blk_fd(vd));
+	if ((fd = open(self, O_RDONLY | O_CLOEXEC)) < 0) {
+		snprintf(why, len, "disk %.200s: %s", o->path, strerror(errno));
+		return -1;
+	}
+	rc = sr_disk_identity(fd, SR_DISK_HASH_SAMPLE, &di->id, &e);
+	close(fd);
+	if (rc)
+		snprintf(why, len, "disk %.100s: %.140s", o->path, e.msg);
+	return rc;
+}
+
+/* Device state, read once the domain is paused and its devices drained. */
 static void capture_devices(void *arg)
 {
 	struct progress *p = arg;
+	unsigned d = 0;
 
-	serial_save(runner_serial(p->r), &p->serial);
+	if (runner_serial(p->r))
+		serial_save(runner_serial(p->r), &p->serial);
+	for (unsigned i = 0; i < p->ndev; i++) {
+		struct hw_device *h = p->hw[i];
+		long n;
+
+		if (!h)
+			continue;
+		n = h->ops->save(h, p->buf[i], DEVICE_STATE_MAX);
+		if (n < 0 && !p->fail[0])
+			snprintf(p->fail, sizeof(p->fail), "DEVICE %s %u: its state could not be taken",
+				 h->ops->name, h->instance);
+		p->dev[i].len = n < 0 ? 0 : (size_t)n;
+		if (!strcmp(h->ops->name, "virtio-blk") && d < p->ndisks) {
+			char why[256];
+
+			if (disk_record((struct virtio_dev *)h, &p->disks[d++], why, sizeof(why)) &&
+			    !p->fail[0])
+				snprintf(p->fail, sizeof(p->fail), "%s", why);
+		}
+	}
 }
 
 /* Sends a progress line at most every 100 ms; a vanished client cancels the save. */
@@ -85,13 +185,13 @@ static int do_save(struct runner *r, int fd, struct hvmctx_save_opts *o, int cli
 	const struct runner_config *cfg = runner_config(r);
 	struct progress p = { .fd = client_fd, .r = r, .js = js };
 	struct stat sb;
+	int rc;
 
-	if (runner_serial(r)) {
-		p.dev = (struct hvmctx_device){ "serial8250", 1, 0, &p.serial, sizeof(p.serial) };
-		o->devices = &p.dev;
-		o->ndevices = 1;
-		o->capture_devices = capture_devices;
+	if (devices_prepare(&p, o, err)) {
+		devices_free(&p);
+		return -1;
 	}
+	o->capture_devices = capture_devices;
 	o->creator = "sr-save " SR_LIBRARY_VERSION;
 	o->guest_kind = cfg->guest_kind;
 	o->name = cfg->name;
@@ -107,8 +207,12 @@ static int do_save(struct runner *r, int fd, struct hvmctx_save_opts *o, int cli
 	o->progress_arg = &p;
 	o->cancel = js ? &js->cancel : NULL;
 	o->msrs = runner_msrs(r);
-	if (hvmctx_save(runner_domain(r), fd, o, st, err))
+	rc = hvmctx_save(runner_domain(r), fd, o, st, err);
+	devices_free(&p);
+	if (rc)
 		return -1;
+	if (p.fail[0])
+		return xc_set_error(err, 0, "%s", p.fail);
 	/* Durable before anyone is told it worked (the domain may exit next). */
 	if (!fstat(fd, &sb) && S_ISREG(sb.st_mode) && fsync(fd))
 		return xc_set_error(err, errno, "fsync of the image");

@@ -119,9 +119,31 @@ static const struct rule vcpu[] = {
 };
 static const struct kvm_req vcpu_kvm[] = {
 	{ KVM_RUN, "runs the guest" },
+	{ KVM_IOEVENTFD, "a virtio device's notify addresses follow its BAR (the guest moves it)" },
 	{ KVM_IRQ_LINE, "the UART's interrupt, raised from its port I/O" },
 	{ KVM_RESET_DIRTY_RINGS, "a full dirty ring is harvested on the vCPU's thread" },
 	{ 0, NULL }
+};
+
+/*
+ * A virtio device's thread (hw/virtio_pci.c): waits on its queues'
+ * ioeventfds, moves data between guest memory and its disk file, raises
+ * its interrupt through an irqfd.  Nothing else: its files are opened by
+ * the reader before it starts.
+ */
+static const struct rule device[] = {
+	R(poll, ANY, "its ioeventfds, resample fd and control eventfd"),
+	R(ppoll, ANY, "the same"),
+	R(read, ANY, "drains those eventfds"),
+	R(write, ANY, "the irqfd, its control eventfd"),
+	R(preadv, ANY, "virtio-blk reads into guest memory"),
+	R(pwritev, ANY, "virtio-blk writes from guest memory"),
+	R(pread64, ANY, "the same, through a bounce buffer (O_DIRECT)"),
+	R(pwrite64, ANY, "the same; write-zeroes without fallocate"),
+	R(fdatasync, ANY, "virtio-blk FLUSH"),
+	R(fallocate, ANY, "virtio-blk DISCARD and WRITE_ZEROES"),
+	R(getrandom, ANY, "virtio-rng"),
+	END
 };
 
 static const struct rule console[] = {
@@ -151,6 +173,7 @@ static const struct rule save[] = {
 	R(poll, ANY, "waits for the client's commit"),
 	R(ppoll, ANY, "the same"),
 	R(lseek, ANY, "finds a memfd's holes (SEEK_DATA, SEEK_HOLE)"),
+	R(pread64, ANY, "a disk's sampled hash, for its DISK record"),
 	R(close, ANY, "the image and the client, once sent"),
 	R(fsync, ANY, "the image is durable before anyone is told it worked"),
 	R(tgkill, ANY, "pauses the vCPUs (kick)"),
@@ -243,6 +266,7 @@ static const struct rule reader[] = {
 	R(getuid, ANY, "the run directory's owner"),
 	R(recvfrom, ANY, "the migration's answers"),
 	R(shutdown, ANY, "user-space TLS ends its pumps' socket pair and the connection"),
+	R(eventfd2, ANY, "a virtio device's eventfds (remade from its DEVICE record)"),
 	R(ioctl, ANY, "KVM requests below"),
 	END
 };
@@ -262,6 +286,8 @@ static const struct kvm_req reader_kvm[] = {
 	{ KVM_SET_TSC_KHZ, "the same" }, { KVM_SET_DEVICE_ATTR, "the TSC offset" },
 	{ KVM_SET_CLOCK, "kvmclock" }, { KVM_SET_IRQCHIP, "PIC and IOAPIC" },
 	{ KVM_SET_PIT2, "the PIT" },
+	{ KVM_IRQFD, "a virtio device's interrupt line" },
+	{ KVM_IOEVENTFD, "a virtio device's notify addresses" },
 	{ 0, NULL }
 };
 
@@ -314,6 +340,7 @@ static const struct kind kinds[SANDBOX_KINDS] = {
 	[SANDBOX_INPUT] = { "input", { input }, { input_kvm } },
 	[SANDBOX_CONTROL] = { "control", { control, save, spawn }, { control_kvm, save_kvm } },
 	[SANDBOX_SAVE] = { "save", { save, spawn }, { save_kvm } },
+	[SANDBOX_DEVICE] = { "device", { device } },
 };
 
 #define EXTRA_MAX 32

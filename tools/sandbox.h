@@ -27,6 +27,7 @@ enum sandbox_kind {
 	SANDBOX_CONTROL,	/* main thread once the domain runs: control socket, signals,
 				   guest-requested saves, teardown */
 	SANDBOX_SAVE,		/* a control-socket save (sr-save, sr-migrate) */
+	SANDBOX_DEVICE,		/* a device model's I/O thread: its queues, its disk file */
 	SANDBOX_KINDS
 };
 

@@ -21,11 +21,13 @@
 #include "runner.h"
 #include "sandbox.h"
 #include "serial8250.h"
+#include "sr_disk.h"
 #include "sr_format.h"
 #include "host.h"
 #include "restore_teardown.h"
 #include "tls.h"
 #include "util.h"
+#include "virtio.h"
 
 #define EXIT_BAD_IMAGE 5
 #define EXIT_NOT_MIGRATED 6	/* the source never said "go": no VM is left here */
@@ -87,6 +89,9 @@ static void usage(FILE *f)
 "      --max-memory MiB     refuse an image whose guest has more RAM than this\n"
 "                           (default: this host's MemAvailable), before anything\n"
 "                           is allocated\n"
+"      --disk-changed ok    use a disk whose file changed since the save (size,\n"
+"                           file, mtime or sampled content), with a warning;\n"
+"                           without it such a restore is refused, naming it\n"
 "      --no-sandbox         run without the per-thread seccomp filters (a kernel\n"
 "                           without seccomp, or a call the filters do not know)\n"
 "  -h, --help\n"
@@ -98,11 +103,48 @@ static void usage(FILE *f)
 "discarded), 159 when a thread made a call outside its seccomp allow-list.  A migration receiver tells its source why it failed before it exits.\n");
 }
 
-/* DEVICE records: the UART is the only device model so far. */
+/* --disk-changed ok: a disk whose identity differs from the image's is used anyway. */
+static bool disk_changed_ok;
+
+/*
+ * A DISK record, before any vCPU exists: the file must still be the one the
+ * saved guest had (size, the same file, mtime, the sampled or full hash),
+ * else the restore is refused naming what changed.  A checkpoint's disk
+ * snapshot is not restored by this sr yet: refused.
+ */
+static int restore_disk(void *arg, const struct sr_disk_info *di, struct xc_error *err)
+{
+	struct virtio_blk_opts o = { .disk = di->disk, .ro = di->flags & SR_DISK_F_READ_ONLY,
+				     .cache = di->cache == SR_DISK_CACHE_NONE ? VIRTIO_BLK_NONE
+									      : VIRTIO_BLK_WRITEBACK };
+	struct sr_error e;
+	char why[256];
+	int fd, diff;
+
+	if (di->flags & SR_DISK_F_SNAPSHOT)
+		return xc_set_error(err, 0, "disk %u %s: the image has a disk snapshot (%s), which this "
+				    "sr-restore does not restore yet", di->disk, di->path, di->snap_path);
+	if ((fd = open(di->path, O_RDONLY | O_CLOEXEC)) < 0)
+		return xc_set_error(err, errno, "disk %u %s", di->disk, di->path);
+	diff = sr_disk_check(fd, &di->id, 0, why, sizeof(why), &e);
+	close(fd);
+	if (diff < 0)
+		return xc_set_error(err, 0, "disk %u %s: %s", di->disk, di->path, e.msg);
+	if (diff != SR_DISK_SAME && !disk_changed_ok)
+		return xc_set_error(err, 0, "disk %u %s changed since the save: %s (--disk-changed ok "
+				    "uses it anyway)", di->disk, di->path, why);
+	if (diff != SR_DISK_SAME)
+		pr_warn("disk %u %s changed since the save: %s; used anyway (--disk-changed ok)",
+			di->disk, di->path, why);
+	snprintf(o.path, sizeof(o.path), "%s", di->path);
+	return runner_add_image_disk(arg, &o, err);
+}
+
+/* DEVICE records: the UART and the device models (a disk is reopened from the path its record names). */
 static int restore_device(void *arg, const char *name, uint32_t version, uint32_t instance,
 			  const void *data, size_t len, struct xc_error *err)
 {
-	return serial_restore_device(runner_serial(arg), name, version, instance, data, len, err);
+	return runner_device_load(arg, name, version, instance, data, len, err);
 }
 
 /*
@@ -191,7 +233,7 @@ static void runner_thread_start(enum runner_thread kind)
 		[RUNNER_THREAD_VCPU] = SANDBOX_VCPU, [RUNNER_THREAD_CONSOLE] = SANDBOX_CONSOLE,
 		[RUNNER_THREAD_INPUT] = SANDBOX_INPUT, [RUNNER_THREAD_SAVE] = SANDBOX_SAVE,
 		[RUNNER_THREAD_SAVE_WORKER] = SANDBOX_WORKER,
-		[RUNNER_THREAD_CONTROL] = SANDBOX_CONTROL,
+		[RUNNER_THREAD_CONTROL] = SANDBOX_CONTROL, [RUNNER_THREAD_DEVICE] = SANDBOX_DEVICE,
 	};
 
 	sandbox_enter(as[kind]);
@@ -311,6 +353,7 @@ int main(int argc, char **argv)
 		{ "deadline", required_argument, NULL, 'D' },
 		{ "min-rate", required_argument, NULL, 'r' },
 		{ "no-sandbox", no_argument, NULL, 'S' },
+		{ "disk-changed", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -361,6 +404,11 @@ int main(int argc, char **argv)
 		case 'D': lo.bounds.deadline_s = parse_num("--deadline", optarg, 1, 7 * 86400); break;
 		case 'r': lo.bounds.min_rate_kbs = parse_num("--min-rate", optarg, 0, 10000000); break;
 		case 'S': sandbox = false; break;
+		case 'K':
+			if (strcmp(optarg, "ok"))
+				die(EXIT_USAGE, "--disk-changed takes ok, not \"%s\"", optarg);
+			disk_changed_ok = true;
+			break;
 		case 'A':
 		case 'W':
 			{
@@ -471,6 +519,7 @@ int main(int argc, char **argv)
 		cfg.mem_bytes += img.regions[i].size;
 	cfg.test_guest = img.guest_kind == SR_GUEST_TEST;
 	cfg.serial = img.guest_kind == SR_GUEST_LINUX;
+	cfg.pci = img.guest_kind == SR_GUEST_LINUX;	/* its devices come with their DEVICE records */
 	cfg.guest_kind = img.guest_kind;
 	cfg.boot_entry = img.boot_entry;
 	cfg.boot_arg = img.boot_arg;
@@ -493,6 +542,8 @@ int main(int argc, char **argv)
 		goto fail;
 	ro.device = restore_device;
 	ro.device_arg = r;
+	ro.disk = restore_disk;
+	ro.disk_arg = r;
 	if (hvmctx_restore_finish(rs, runner_domain(r), &ro, &st, &err))
 		goto fail;
 	stream_why(&guard, NULL);	/* the stream is in: its bounds are kept */

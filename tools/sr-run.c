@@ -12,14 +12,18 @@
 #include "runner.h"
 #include "host.h"
 #include "util.h"
+#include "virtio.h"
 
 /*
- * Quiet, serial console, no PCI or probing of hardware sr does not model.
- * No tsc=reliable: the guest must keep kvm-clock, which a restore moves on
- * by the time the guest was away; its TSC resumes where it stopped.
+ * Quiet, serial console, no probing of hardware sr does not model; without
+ * devices, no PCI either (LINUX_NO_PCI is added).  No tsc=reliable: the
+ * guest must keep kvm-clock, which a restore moves on by the time the guest
+ * was away; its TSC resumes where it stopped.
  */
-#define LINUX_CMDLINE "console=ttyS0 reboot=k panic=-1 pci=off nomodeset i8042.noaux " \
+#define LINUX_CMDLINE "console=ttyS0 reboot=k panic=-1 nomodeset i8042.noaux " \
 	"i8042.nomux i8042.nopnp i8042.dumbkbd no_timer_check rdinit=/init quiet"
+#define LINUX_NO_PCI "pci=off"
+#define DISKS_MAX 7			/* with the rng, the 8 PCI interrupt lines */
 
 static void usage(FILE *f)
 {
@@ -47,6 +51,13 @@ static void usage(FILE *f)
 "      --kernel FILE        boot Linux (64-bit boot protocol; memory default 256 MiB)\n"
 "      --initrd FILE        its initramfs\n"
 "      --cmdline TEXT       appended to sr-run's defaults: " LINUX_CMDLINE "\n"
+"                           (and " LINUX_NO_PCI " when there is no --disk or --rng)\n"
+"      --disk FILE[,ro][,cache=none|writeback]\n"
+"                           a virtio-blk disk on a raw file (repeatable, up to 7;\n"
+"                           /dev/vda, vdb, ... in order); cache=none opens it\n"
+"                           O_DIRECT; the guest's flush is fdatasync\n"
+"      --rng                a virtio-rng device (getrandom); with --disk, these\n"
+"                           are virtio 1.x PCI devices the stock kernel finds\n"
 "      --save-to FILE       where a guest-requested SAVE writes the image; the\n"
 "                           domain exits after the save\n"
 "  -v, --verbose            log guest stages\n"
@@ -116,7 +127,8 @@ static void check_memory(uint64_t bytes, unsigned long long max_mib)
 int main(int argc, char **argv)
 {
 	enum { O_SAVE_TO = 256, O_ROUNDS, O_SAVE_ROUND, O_PAGES, O_WSET, O_DELAY, O_QUIET, O_RATE,
-	       O_PREFILL, O_KERNEL, O_INITRD, O_CMDLINE, O_MODE, O_MAX_MEMORY, O_HIGH_PAGES };
+	       O_PREFILL, O_KERNEL, O_INITRD, O_CMDLINE, O_MODE, O_MAX_MEMORY, O_HIGH_PAGES, O_DISK,
+	       O_RNG };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },
 		{ "vcpus", required_argument, NULL, 'c' },
@@ -139,6 +151,8 @@ int main(int argc, char **argv)
 		{ "kernel", required_argument, NULL, O_KERNEL },
 		{ "initrd", required_argument, NULL, O_INITRD },
 		{ "cmdline", required_argument, NULL, O_CMDLINE },
+		{ "disk", required_argument, NULL, O_DISK },
+		{ "rng", no_argument, NULL, O_RNG },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -154,7 +168,9 @@ int main(int argc, char **argv)
 	bool paused = false, mem_given = false;
 	unsigned long long max_mib = 0;
 	uint64_t entry;
-	char name[64];
+	char name[64], why[256];
+	static struct virtio_blk_opts disks[DISKS_MAX];
+	struct xc_pci_intx intx[PCI_IOAPIC_PINS];
 	int c, rc;
 
 	sr_set_prog(argv[0]);
@@ -185,6 +201,14 @@ int main(int argc, char **argv)
 		case O_KERNEL: lb.kernel = optarg; break;
 		case O_INITRD: lb.initrd = optarg; break;
 		case O_CMDLINE: extra_cmdline = optarg; break;
+		case O_DISK:
+			if (cfg.ndisks == DISKS_MAX)
+				die(EXIT_USAGE, "--disk: at most %d disks", DISKS_MAX);
+			if (virtio_blk_parse(optarg, &disks[cfg.ndisks], why, sizeof(why)))
+				die(EXIT_USAGE, "%s", why);
+			cfg.ndisks++;
+			break;
+		case O_RNG: cfg.rng = true; break;
 		case O_RATE:
 			bi.pages_per_round = parse_num("--dirty-rate", optarg, 100000000) / 20;
 			if (!bi.pages_per_round)
@@ -205,12 +229,15 @@ int main(int argc, char **argv)
 		cfg.guest_kind = SR_GUEST_LINUX;
 		if (!mem_given)
 			cfg.mem_bytes = 256ull << 20;
-		if ((size_t)snprintf(cmdline, sizeof(cmdline), "%s %s", LINUX_CMDLINE, extra_cmdline) >=
-		    sizeof(cmdline))
+		cfg.pci = true;
+		cfg.disks = disks;
+		if ((size_t)snprintf(cmdline, sizeof(cmdline), "%s%s%s %s", LINUX_CMDLINE,
+				     cfg.ndisks || cfg.rng ? "" : " ", cfg.ndisks || cfg.rng ? "" :
+				     LINUX_NO_PCI, extra_cmdline) >= sizeof(cmdline))
 			die(EXIT_USAGE, "--cmdline is too long");
 		lb.cmdline = cmdline;
-	} else if (lb.initrd || *extra_cmdline) {
-		die(EXIT_USAGE, "--initrd and --cmdline need --kernel");
+	} else if (lb.initrd || *extra_cmdline || cfg.ndisks || cfg.rng) {
+		die(EXIT_USAGE, "--initrd, --cmdline, --disk and --rng need --kernel");
 	}
 	if (cfg.vcpus < 1)
 		die(EXIT_USAGE, "--vcpus must be at least 1");
@@ -244,6 +271,8 @@ int main(int argc, char **argv)
 		if (!xc_vcpu_create(d, i, &err))
 			goto fail;
 	if (lb.kernel) {
+		lb.pci_intx = intx;
+		lb.n_pci_intx = runner_pci_intx(r, intx, PCI_IOAPIC_PINS);
 		if (xc_linux_boot(d, &lb, &entry, &err))
 			goto fail;
 	} else {

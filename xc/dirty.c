@@ -60,6 +60,14 @@ int xc_dirty_log_enable_region(struct xc_domain *d, unsigned slot, enum xc_dirty
 		if (!d->ring_bits[slot])
 			return xc_set_error(err, ENOMEM, "dirty ring bitmap");
 	}
+	/* The host's own writes (xc_mark_dirty): allocated once, kept for the domain's life. */
+	if (on && !__atomic_load_n(&d->host_bits[slot], __ATOMIC_ACQUIRE)) {
+		uint64_t *bits = calloc((r->size / 4096 + 63) / 64 + 1, 8);
+
+		if (!bits)
+			return xc_set_error(err, ENOMEM, "host dirty bitmap");
+		__atomic_store_n(&d->host_bits[slot], bits, __ATOMIC_RELEASE);
+	}
 	if (r->dirty_log == on)
 		return 0;
 	return xc_set_region_flags(d, r, on, err);
@@ -105,6 +113,37 @@ int xc_ring_harvest(struct xc_domain *d)
 	return rc;
 }
 
+void xc_mark_dirty(struct xc_domain *d, uint64_t gpa, uint64_t len)
+{
+	for (unsigned i = 0; i < d->nregions && len; i++) {
+		const struct xc_region *r = &d->regions[i];
+		uint64_t *bits = __atomic_load_n(&d->host_bits[i], __ATOMIC_ACQUIRE);
+
+		if (gpa < r->gpa || gpa - r->gpa >= r->size)
+			continue;
+		if (!bits || !__atomic_load_n(&r->dirty_log, __ATOMIC_RELAXED))
+			return;		/* not logging: round 0 of a save sends it anyway */
+		uint64_t first = (gpa - r->gpa) / 4096;
+		uint64_t end = gpa - r->gpa + len;
+		uint64_t last = ((end < r->size ? end : r->size) - 1) / 4096;
+
+		for (uint64_t pg = first; pg <= last; pg++)
+			__atomic_fetch_or(&bits[pg / 64], 1ull << (pg % 64), __ATOMIC_RELEASE);
+		return;
+	}
+}
+
+/* ORs the host's writes since the last fetch into bitmap, and forgets them. */
+static void merge_host_bits(struct xc_domain *d, unsigned slot, uint64_t *bitmap)
+{
+	uint64_t *bits = __atomic_load_n(&d->host_bits[slot], __ATOMIC_ACQUIRE);
+	size_t words = (d->regions[slot].size / 4096 + 63) / 64;
+
+	for (size_t w = 0; bits && w < words; w++)
+		if (__atomic_load_n(&bits[w], __ATOMIC_RELAXED))
+			bitmap[w] |= __atomic_exchange_n(&bits[w], 0, __ATOMIC_ACQ_REL);
+}
+
 int xc_dirty_log_get(struct xc_domain *d, unsigned slot, uint64_t *bitmap,
 		     struct xc_error *err)
 {
@@ -121,10 +160,12 @@ int xc_dirty_log_get(struct xc_domain *d, unsigned slot, uint64_t *bitmap,
 		memcpy(bitmap, d->ring_bits[slot], words * 8);
 		memset(d->ring_bits[slot], 0, words * 8);
 		pthread_mutex_unlock(&d->ring_lock);
+		merge_host_bits(d, slot, bitmap);
 		return 0;
 	}
 	if (ioctl(d->vm_fd, KVM_GET_DIRTY_LOG, &log))
 		return xc_set_error(err, errno, "KVM_GET_DIRTY_LOG slot %u", slot);
+	merge_host_bits(d, slot, bitmap);
 	return 0;
 }
 

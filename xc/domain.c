@@ -154,6 +154,8 @@ struct xc_domain *xc_domain_create(const struct xc_domain_config *cfg, struct xc
 	d->ops = cfg->ops;
 	d->opaque = cfg->opaque;
 	d->thread_start = cfg->thread_start;
+	d->paused_hook = cfg->paused;
+	d->resuming_hook = cfg->resuming;
 	pthread_mutex_init(&d->lock, NULL);
 	cond_init_monotonic(&d->cond);
 	pthread_mutex_init(&d->ring_lock, NULL);
@@ -235,8 +237,10 @@ void xc_domain_destroy(struct xc_domain *d)
 	if (d->event_fd >= 0)
 		close(d->event_fd);
 	free(d->cpuid);
-	for (unsigned i = 0; i < XC_MAX_REGIONS; i++)
+	for (unsigned i = 0; i < XC_MAX_REGIONS; i++) {
 		free(d->ring_bits[i]);
+		free(d->host_bits[i]);
+	}
 	pthread_mutex_destroy(&d->ring_lock);
 	pthread_mutex_destroy(&d->lock);
 	pthread_cond_destroy(&d->cond);

@@ -75,8 +75,15 @@ static uint8_t mp_checksum(const uint8_t *p, size_t len)
 	return (uint8_t)-sum;
 }
 
-/* MP spec 1.4 table: CPUs, one ISA bus, the IOAPIC, ISA IRQs, LINT0/1. */
-static int write_mptable(struct xc_domain *d, unsigned vcpus, struct xc_error *err)
+/*
+ * MP spec 1.4 table: CPUs, PCI bus 0 and ISA bus 1, the IOAPIC, ISA IRQs,
+ * the PCI functions' INTx lines, LINT0/1.  Linux looks a PCI device's line
+ * up by MP bus id = PCI bus number, so PCI is bus 0; an INTx source is
+ * (slot << 2) | (pin - 1), level-triggered and active low (the PCI bus's
+ * default; KVM's IOAPIC takes the level as given).
+ */
+static int write_mptable(struct xc_domain *d, unsigned vcpus, const struct xc_linux_boot *b,
+			 struct xc_error *err)
 {
 	uint8_t *base = gpa(d, EBDA_ADDR, 1024), *p;
 	uint16_t entries = 0;
@@ -100,7 +107,14 @@ static int write_mptable(struct xc_domain *d, unsigned vcpus, struct xc_error *e
 		*(uint32_t *)(p + 4) = 0x600;	/* signature */
 		*(uint32_t *)(p + 8) = 0x201;	/* features: FPU, APIC */
 	}
-	p[0] = 1;			/* bus 0: ISA */
+	if (b->n_pci_intx > 24)
+		return xc_set_error(err, 0, "%u PCI interrupt lines: the MP table holds 24",
+				    b->n_pci_intx);
+	p[0] = 1;			/* bus 0: PCI */
+	memcpy(p + 2, "PCI   ", 6);
+	p += 8, entries++;
+	p[0] = 1;			/* bus 1: ISA */
+	p[1] = 1;
 	memcpy(p + 2, "ISA   ", 6);
 	p += 8, entries++;
 	p[0] = 2;			/* IOAPIC */
@@ -112,10 +126,20 @@ static int write_mptable(struct xc_domain *d, unsigned vcpus, struct xc_error *e
 	for (unsigned irq = 0; irq < 16; irq++, p += 8, entries++) {
 		p[0] = 3;		/* I/O interrupt assignment */
 		p[1] = 0;		/* INT */
-		p[4] = 0;		/* source bus */
+		p[4] = 1;		/* source bus: ISA */
 		p[5] = irq;
 		p[6] = ioapic_id;
 		p[7] = irq;		/* KVM's routing: GSI n is IOAPIC pin n */
+	}
+	for (unsigned i = 0; i < b->n_pci_intx; i++, p += 8, entries++) {
+		const struct xc_pci_intx *x = &b->pci_intx[i];
+
+		p[0] = 3;
+		p[1] = 0;		/* INT; flags 0: the bus's default, level and active low */
+		p[4] = 0;		/* source bus: PCI */
+		p[5] = (x->slot << 2) | ((x->pin - 1) & 3);
+		p[6] = ioapic_id;
+		p[7] = x->ioapic_pin;
 	}
 	p[0] = 4;			/* local: ExtINT on LINT0 of every CPU */
 	p[1] = 3;
@@ -293,7 +317,7 @@ int xc_linux_boot(struct xc_domain *d, const struct xc_linux_boot *b, uint64_t *
 	gdt[2] = 0x00af9a000000ffffull;		/* 0x10: __BOOT_CS */
 	gdt[3] = 0x00cf92000000ffffull;		/* 0x18: __BOOT_DS */
 	write_page_tables(d);
-	if (write_mptable(d, xc_domain_vcpus(d), err))
+	if (write_mptable(d, xc_domain_vcpus(d), b, err))
 		goto out;
 	if (boot_cpu_long_mode(xc_vcpu_get(d, 0), entry, err))
 		goto out;

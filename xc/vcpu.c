@@ -541,6 +541,8 @@ static int tell_paused(struct xc_domain *d, struct xc_error *err)
 	if (ioctl(d->vm_fd, KVM_GET_PIT2, &d->pit))
 		return xc_set_error(err, errno, "KVM_GET_PIT2 at the pause");
 	d->pit_held = true;
+	if (d->paused_hook)
+		d->paused_hook(d->opaque);
 	return 0;
 }
 
@@ -556,6 +558,8 @@ static int put_pit(struct xc_domain *d, struct xc_error *err)
 	if (ioctl(d->vm_fd, KVM_SET_PIT2, &d->pit))
 		return xc_set_error(err, errno, "KVM_SET_PIT2 at the resume");
 	d->pit_held = false;
+	if (d->resuming_hook)
+		d->resuming_hook(d->opaque);
 	return 0;
 }
 

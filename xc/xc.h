@@ -76,6 +76,15 @@ struct xc_domain_config {
 	unsigned n_extra_caps;
 	/* Optional: runs on each vCPU thread before its first KVM_RUN (a tool's sandbox). */
 	void (*thread_start)(void *opaque, struct xc_vcpu *v);
+	/*
+	 * Optional, for device models: paused runs once per pause, every vCPU
+	 * parked, before the pause returns (devices drain their requests, so a
+	 * save that follows sees what they wrote); resuming runs before the
+	 * vCPUs run again (devices re-kick their queues).  Both under the
+	 * domain's run lock: they must not call back into pause or resume.
+	 */
+	void (*paused)(void *opaque);
+	void (*resuming)(void *opaque);
 };
 
 /*
@@ -226,6 +235,14 @@ int xc_dirty_log_enable(struct xc_domain *d, enum xc_dirty_mode mode, bool on,
 int xc_dirty_log_get(struct xc_domain *d, unsigned slot, uint64_t *bitmap,
 		     struct xc_error *err);
 
+/*
+ * Pages the host wrote into guest memory (a device model's used rings and
+ * read data), which KVM's dirty log never sees: marked here while the
+ * region logs dirty pages, and ORed into what xc_dirty_log_get() returns.
+ * Lock-free; any thread.  Addresses outside RAM are ignored.
+ */
+void xc_mark_dirty(struct xc_domain *d, uint64_t gpa, uint64_t len);
+
 /* Re-arms tracking for pages [first, first + count) whose bits are set in mask. */
 int xc_dirty_log_clear(struct xc_domain *d, unsigned slot, uint64_t first, uint32_t count,
 		       const uint64_t *mask, struct xc_error *err);
@@ -272,11 +289,18 @@ int xc_load_elf(struct xc_domain *d, const char *path, uint64_t lo, uint64_t hi,
 /* Puts a vCPU in 32-bit flat protected mode (paging off) at entry. */
 int xc_vcpu_boot_pm32(struct xc_vcpu *v, uint64_t entry, struct xc_error *err);
 
+/* A PCI function's INTx line, for the MP table: bus 0, slot, pin 1..4 (INTA..D), IOAPIC pin. */
+struct xc_pci_intx {
+	uint8_t slot, pin, ioapic_pin;
+};
+
 /* Linux x86-64 boot protocol (xc/linux.c). */
 struct xc_linux_boot {
 	const char *kernel;		/* bzImage */
 	const char *initrd;		/* or NULL */
 	const char *cmdline;
+	const struct xc_pci_intx *pci_intx;	/* PCI interrupt routing; may be empty */
+	unsigned n_pci_intx;
 };
 
 /*

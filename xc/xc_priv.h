@@ -33,6 +33,8 @@ struct xc_domain {
 	const struct xc_exit_ops *ops;
 	void *opaque;
 	void (*thread_start)(void *opaque, struct xc_vcpu *v);
+	void (*paused_hook)(void *opaque);
+	void (*resuming_hook)(void *opaque);
 
 	struct xc_region regions[XC_MAX_REGIONS];
 	unsigned nregions;
@@ -58,6 +60,7 @@ struct xc_domain {
 	uint32_t ring_entries;		/* 0: no dirty ring */
 	pthread_mutex_t ring_lock;
 	uint64_t *ring_bits[XC_MAX_REGIONS];	/* harvested, not yet fetched */
+	uint64_t *host_bits[XC_MAX_REGIONS];	/* written by the host (xc_mark_dirty), atomics */
 };
 
 void xc_vcpu_free(struct xc_vcpu *v);

@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: MIT */
+/* Split virtqueues, device side (hw/virtq.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "virtq.h"
+
+/*
+ * The rings' sizes (split-ring.tex): descriptors 16 bytes each, aligned 16;
+ * avail flags, idx, ring[size] (+ used_event), aligned 2; used flags, idx,
+ * ring[size] of {id, len} (+ avail_event), aligned 4.
+ */
+static uint64_t desc_bytes(uint16_t n) { return 16ull * n; }
+static uint64_t avail_bytes(uint16_t n) { return 6 + 2ull * n; }
+static uint64_t used_bytes(uint16_t n) { return 6 + 8ull * n; }
+
+static bool ring_ok(struct xc_domain *d, const char *what, uint64_t gpa, uint64_t len,
+		    uint64_t align, char *why, size_t wlen)
+{
+	if (gpa & (align - 1)) {
+		snprintf(why, wlen, "%s ring at 0x%llx is not %llu-byte aligned", what,
+			 (unsigned long long)gpa, (unsigned long long)align);
+		return false;
+	}
+	if (!d || !xc_gpa_to_hva(d, gpa, len)) {
+		snprintf(why, wlen, "%s ring at 0x%llx+%llu is not inside guest RAM", what,
+			 (unsigned long long)gpa, (unsigned long long)len);
+		return false;
+	}
+	return true;
+}
+
+bool virtq_state_valid(const struct virtq *q, struct xc_domain *d, char *why, size_t len)
+{
+	if (!q->size || q->size > VIRTQ_SIZE_MAX || (q->size & (q->size - 1))) {
+		snprintf(why, len, "queue size %u is not a power of two up to %d", q->size,
+			 VIRTQ_SIZE_MAX);
+		return false;
+	}
+	if (q->ready > 1) {
+		snprintf(why, len, "ready is %u", q->ready);
+		return false;
+	}
+	/* Drained at the save: every chain taken was returned. */
+	if ((uint16_t)(q->last_avail - q->used_idx) > q->size) {
+		snprintf(why, len, "last_avail %u and used %u are more than the ring's %u apart",
+			 q->last_avail, q->used_idx, q->size);
+		return false;
+	}
+	if (!q->ready)
+		return true;
+	return ring_ok(d, "descriptor", q->desc, desc_bytes(q->size), 16, why, len) &&
+	       ring_ok(d, "available", q->avail, avail_bytes(q->size), 2, why, len) &&
+	       ring_ok(d, "used", q->used, used_bytes(q->size), 4, why, len);
+}
+
+int virtq_map(struct virtq *q, struct xc_domain *d, char *why, size_t len)
+{
+	if (!virtq_state_valid(q, d, why, len))
+		return -1;
+	uint8_t *a = xc_gpa_to_hva(d, q->avail, avail_bytes(q->size));
+	uint8_t *u = xc_gpa_to_hva(d, q->used, used_bytes(q->size));
+
+	q->desc_p = xc_gpa_to_hva(d, q->desc, desc_bytes(q->size));
+	q->avail_flags = (volatile uint16_t *)a;
+	q->avail_idx = (volatile uint16_t *)(a + 2);
+	q->avail_ring = (volatile uint16_t *)(a + 4);
+	q->used_idx_p = (volatile uint16_t *)(u + 2);
+	q->used_ring = (volatile uint32_t *)(u + 4);
+	q->broken = false;
+	return 0;
+}
+
+int virtq_pop(struct virtq *q, struct xc_domain *d, struct virtq_chain *c)
+{
+	uint16_t avail, head, i;
+	unsigned n = 0, hops = 0;
+
+	if (q->broken || !q->ready || !q->desc_p)
+		return 0;
+	avail = __atomic_load_n(q->avail_idx, __ATOMIC_ACQUIRE);
+	if (avail == q->last_avail)
+		return 0;
+	if ((uint16_t)(avail - q->last_avail) > q->size)
+		goto broken;		/* the driver's index ran past the ring */
+	head = q->avail_ring[q->last_avail % q->size];
+	c->head = head;
+	c->nr = c->nw = 0;
+	c->rlen = c->wlen = 0;
+	for (i = head;; hops++) {
+		const uint8_t *e = q->desc_p + 16ull * i;
+		uint64_t addr;
+		uint32_t len;
+		uint16_t flags, next;
+
+		if (i >= q->size || hops >= q->size)
+			goto broken;	/* out of the table, or a loop */
+		memcpy(&addr, e, 8);
+		memcpy(&len, e + 8, 4);
+		memcpy(&flags, e + 12, 2);
+		memcpy(&next, e + 14, 2);
+		if (flags & VIRTQ_DESC_F_INDIRECT)
+			goto broken;	/* not offered */
+		if (!(flags & VIRTQ_DESC_F_WRITE) && c->nw)
+			goto broken;	/* readable after writable */
+		if (len) {
+			void *p = xc_gpa_to_hva(d, addr, len);
+
+			if (!p)
+				goto broken;
+			c->iov[n] = (struct iovec){ p, len };
+			c->gpa[n++] = addr;
+			if (flags & VIRTQ_DESC_F_WRITE) {
+				c->nw++;
+				c->wlen += len;
+			} else {
+				c->nr++;
+				c->rlen += len;
+			}
+		}			/* an empty buffer carries nothing */
+		if (!(flags & VIRTQ_DESC_F_NEXT))
+			break;
+		i = next;
+	}
+	q->last_avail++;
+	return 1;
+broken:
+	q->broken = true;
+	return -1;
+}
+
+void virtq_push(struct virtq *q, struct xc_domain *d, const struct virtq_chain *c, uint32_t len)
+{
+	uint16_t slot = q->used_idx % q->size;
+	uint64_t left = len;
+
+	for (unsigned i = c->nr; i < c->nr + c->nw && left; i++) {
+		uint64_t k = left < c->iov[i].iov_len ? left : c->iov[i].iov_len;
+
+		xc_mark_dirty(d, c->gpa[i], k);
+		left -= k;
+	}
+	q->used_ring[2 * slot] = c->head;
+	q->used_ring[2 * slot + 1] = len;
+	q->used_idx++;
+	/* The entry before the index (the driver reads them in that order). */
+	__atomic_store_n(q->used_idx_p, q->used_idx, __ATOMIC_RELEASE);
+	xc_mark_dirty(d, q->used + 4 + 8ull * slot, 8);
+	xc_mark_dirty(d, q->used + 2, 2);
+}
+
+bool virtq_wants_interrupt(const struct virtq *q)
+{
+	/* The used index stored before the flag is read: a store then a load needs a full fence. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return !(*q->avail_flags & VIRTQ_AVAIL_F_NO_INTERRUPT);
+}
+
+unsigned virtq_slice(const struct virtq_chain *c, bool writable, uint64_t off, uint64_t len,
+		     struct iovec *out, unsigned max)
+{
+	unsigned first = writable ? c->nr : 0, end = writable ? c->nr + c->nw : c->nr, n = 0;
+
+	for (unsigned i = first; i < end && len && n < max; i++) {
+		uint64_t l = c->iov[i].iov_len;
+
+		if (off >= l) {
+			off -= l;
+			continue;
+		}
+		uint64_t k = l - off < len ? l - off : len;
+
+		out[n++] = (struct iovec){ (uint8_t *)c->iov[i].iov_base + off, k };
+		len -= k;
+		off = 0;
+	}
+	return n;
+}
+
+uint64_t virtq_read(const struct virtq_chain *c, uint64_t off, void *buf, uint64_t len)
+{
+	struct iovec v[VIRTQ_SIZE_MAX];
+	unsigned n = virtq_slice(c, false, off, len, v, VIRTQ_SIZE_MAX);
+	uint64_t done = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		memcpy((uint8_t *)buf + done, v[i].iov_base, v[i].iov_len);
+		done += v[i].iov_len;
+	}
+	return done;
+}
+
+uint64_t virtq_write(struct virtq_chain *c, uint64_t off, const void *buf, uint64_t len)
+{
+	struct iovec v[VIRTQ_SIZE_MAX];
+	unsigned n = virtq_slice(c, true, off, len, v, VIRTQ_SIZE_MAX);
+	uint64_t done = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		memcpy(v[i].iov_base, (const uint8_t *)buf + done, v[i].iov_len);
+		done += v[i].iov_len;
+	}
+	return done;
+}

@@ -1,0 +1,273 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Disk identity and snapshots (libsr/disk.c), on real files in a tmpfs
+ * directory: tmpfs has holes (SEEK_DATA/SEEK_HOLE) and no reflink, so a
+ * snapshot there takes the sparse copy path.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <linux/magic.h>
+
+#include "sr_disk.h"
+
+#define MiB (1ull << 20)
+
+static char dir[64];
+
+static void make_dir(void)
+{
+	struct statfs fs;
+
+	snprintf(dir, sizeof(dir), "/dev/shm/sr-test-disk.XXXXXX");
+	cr_assert(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+	cr_assert_eq(statfs(dir, &fs), 0);
+	cr_assert_eq(fs.f_type, TMPFS_MAGIC, "%s is not on tmpfs", dir);
+}
+
+static void remove_dir(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(disk, .init = make_dir, .fini = remove_dir);
+
+static char *path_of(const char *name)
+{
+	static char p[4][128];
+	static unsigned k;
+	char *s = p[k++ % 4];
+
+	snprintf(s, sizeof(p[0]), "%s/%s", dir, name);
+	return s;
+}
+
+static void pattern(uint8_t *b, size_t n, uint64_t seed)
+{
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		b[i] = (uint8_t)(seed >> 56);
+	}
+}
+
+/* A disk of size bytes: data in [0, 1 MiB) and [size - 1 MiB, size), a hole between. */
+static int make_disk(const char *name, uint64_t size)
+{
+	static uint8_t buf[MiB];
+	int fd = open(path_of(name), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+
+	cr_assert_geq(fd, 0, "%s: %s", name, strerror(errno));
+	cr_assert_eq(ftruncate(fd, (off_t)size), 0);
+	pattern(buf, sizeof(buf), 1);
+	cr_assert_eq(pwrite(fd, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	pattern(buf, sizeof(buf), 2);
+	cr_assert_eq(pwrite(fd, buf, sizeof(buf), (off_t)(size - MiB)), (ssize_t)sizeof(buf));
+	return fd;
+}
+
+static void set_mtime(int fd, uint64_t ns)
+{
+	struct timespec ts[2] = { { (time_t)(ns / 1000000000), (long)(ns % 1000000000) },
+				  { (time_t)(ns / 1000000000), (long)(ns % 1000000000) } };
+
+	cr_assert_eq(futimens(fd, ts), 0);
+}
+
+static void poke(int fd, uint64_t off, uint8_t v)
+{
+	cr_assert_eq(pwrite(fd, &v, 1, (off_t)off), 1);
+}
+
+static uint8_t peek(int fd, uint64_t off)
+{
+	uint8_t v;
+
+	cr_assert_eq(pread(fd, &v, 1, (off_t)off), 1);
+	return v;
+}
+
+Test(disk, identity_of_a_sparse_file_sampled_and_full)
+{
+	int fd = make_disk("a.img", 256 * MiB);
+	struct sr_disk_id s, f, again;
+	struct sr_error err;
+	struct stat st;
+
+	cr_assert_eq(sr_disk_identity(fd, SR_DISK_HASH_SAMPLE, &s, &err), 0, "%s", err.msg);
+	cr_assert_eq(fstat(fd, &st), 0);
+	cr_assert_eq(s.size, 256 * MiB);
+	cr_assert_eq(s.ino, (uint64_t)st.st_ino);
+	cr_assert_eq(s.dev, (uint64_t)st.st_dev);
+	cr_assert_eq(s.hash_blocks, SR_DISK_SAMPLE_BLOCKS);
+	cr_assert_eq(s.hash_block_size, SR_DISK_SAMPLE_BS);
+	cr_assert_eq(sr_disk_identity(fd, SR_DISK_HASH_FULL, &f, &err), 0, "%s", err.msg);
+	cr_assert_eq(f.hash_blocks, 0);
+	cr_assert_eq(f.hash_block_size, 0);
+	cr_assert_neq(f.hash, s.hash);
+	cr_assert_eq(sr_disk_identity(fd, SR_DISK_HASH_SAMPLE, &again, &err), 0);
+	cr_assert_eq(sr_disk_id_compare(&s, &again, 0, NULL, 0), SR_DISK_SAME, "not repeatable");
+	close(fd);
+}
+
+Test(disk, a_small_file_is_hashed_whole)
+{
+	int fd = make_disk("small.img", 2 * MiB);	/* below 64 x 64 KiB */
+	struct sr_disk_id s, f;
+	struct sr_error err;
+
+	cr_assert_eq(sr_disk_identity(fd, SR_DISK_HASH_SAMPLE, &s, &err), 0);
+	cr_assert_eq(sr_disk_identity(fd, SR_DISK_HASH_FULL, &f, &err), 0);
+	cr_assert_eq(s.hash_blocks, 0);
+	cr_assert_eq(s.hash, f.hash);
+	close(fd);
+}
+
+Test(disk, one_byte_changed_in_a_sampled_block_is_found_even_with_mtime_put_back)
+{
+	int fd = make_disk("b.img", 256 * MiB);
+	struct sr_disk_id saved;
+	struct sr_error err;
+	char why[256];
+	/* Block 1 of 64 starts at (256 MiB - 64 KiB) / 63; the byte 100 into it. */
+	uint64_t off = (256 * MiB - SR_DISK_SAMPLE_BS) / 63 + 100;
+	uint8_t old = peek(fd, off);
+
+	set_mtime(fd, 1700000000123456789ull);
+	cr_assert_eq(sr_disk_identity(fd, SR_DISK_HASH_SAMPLE, &saved, &err), 0);
+	poke(fd, off, old ^ 0x01);
+	set_mtime(fd, 1700000000123456789ull);
+	cr_assert_eq(sr_disk_check(fd, &saved, 0, why, sizeof(why), &err), SR_DISK_DIFF_HASH,
+		     "%s", why);
+	cr_assert(strstr(why, "content: sampled hash"), "%s", why);
+	/* Back as it was: the same again. */
+	poke(fd, off, old);
+	set_mtime(fd, 1700000000123456789ull);
+	cr_assert_eq(sr_disk_check(fd, &saved, 0, why, sizeof(why), &err), SR_DISK_SAME, "%s", why);
+	/*
+	 * A byte between samples is what the sample cannot see (the spec says so);
+	 * the full hash sees it.
+	 */
+	{
+		uint64_t gap = (256 * MiB - SR_DISK_SAMPLE_BS) / 63 * 2 - 4096;
+		struct sr_disk_id full;
+
+		cr_assert_eq(sr_disk_identity(fd, SR_DISK_HASH_FULL, &full, &err), 0);
+		poke(fd, gap, 0xff);
+		set_mtime(fd, 1700000000123456789ull);
+		cr_assert_eq(sr_disk_check(fd, &saved, 0, why, sizeof(why), &err), SR_DISK_SAME);
+		cr_assert_eq(sr_disk_check(fd, &full, 0, why, sizeof(why), &err), SR_DISK_DIFF_HASH,
+			     "%s", why);
+		cr_assert(strstr(why, "content: full hash"), "%s", why);
+	}
+	close(fd);
+}
+
+Test(disk, mtime_size_and_another_file_are_named)
+{
+	int fd = make_disk("c.img", 128 * MiB), cp;
+	struct sr_disk_id saved;
+	struct sr_snap_result res;
+	struct sr_error err;
+	char why[256];
+
+	set_mtime(fd, 1700000000000000000ull);
+	cr_assert_eq(sr_disk_identity(fd, SR_DISK_HASH_SAMPLE, &saved, &err), 0);
+	set_mtime(fd, 1700000001500000000ull);		/* touched, content the same */
+	cr_assert_eq(sr_disk_check(fd, &saved, 0, why, sizeof(why), &err), SR_DISK_DIFF_MTIME);
+	cr_assert_str_eq(why, "mtime 2023-11-14 22:13:20.000000000 UTC -> "
+			 "2023-11-14 22:13:21.500000000 UTC");
+	/* Content only (another host): a touch is no change. */
+	cr_assert_eq(sr_disk_check(fd, &saved, SR_DISK_CMP_CONTENT, why, sizeof(why), &err),
+		     SR_DISK_SAME, "%s", why);
+	/* A copy: another file with the same content. */
+	cr_assert_eq(sr_disk_snapshot(fd, path_of("c.copy"), 0, &res, &err), 0, "%s", err.msg);
+	cp = open(path_of("c.copy"), O_RDONLY | O_CLOEXEC);
+	cr_assert_eq(sr_disk_check(cp, &saved, 0, why, sizeof(why), &err), SR_DISK_DIFF_FILE);
+	cr_assert(strstr(why, "another file"), "%s", why);
+	cr_assert_eq(sr_disk_check(cp, &saved, SR_DISK_CMP_CONTENT, why, sizeof(why), &err),
+		     SR_DISK_SAME, "%s", why);
+	close(cp);
+	/* Grown by a sector. */
+	cr_assert_eq(ftruncate(fd, 128 * MiB + 512), 0);
+	cr_assert_eq(sr_disk_check(fd, &saved, 0, why, sizeof(why), &err), SR_DISK_DIFF_SIZE);
+	cr_assert_str_eq(why, "size 134217728 -> 134218240 bytes");
+	close(fd);
+}
+
+Test(disk, snapshot_on_tmpfs_is_a_sparse_copy)
+{
+	uint64_t size = 512 * MiB;
+	int fd = make_disk("d.img", size), snap;
+	struct sr_disk_id a, b;
+	struct sr_snap_result res;
+	struct sr_error err;
+	struct stat st_src, st_dst;
+	char why[256];
+
+	cr_assert_eq(sr_disk_snapshot(fd, path_of("d.snap"), 0, &res, &err), 0, "%s", err.msg);
+	cr_assert_eq(res.method, SR_SNAP_COPY);
+	cr_assert_eq(res.reflink_errno, EOPNOTSUPP, "FICLONE on tmpfs: %s",
+		     strerror(res.reflink_errno));
+	cr_assert_eq(res.bytes, 2 * MiB, "copied %llu bytes, the data is 2 MiB",
+		     (unsigned long long)res.bytes);
+	cr_assert_eq(res.size, size);
+	cr_assert_gt(res.ns, 0);
+	cr_assert_str_eq(sr_snap_method_name(res.method), "copy");
+	snap = open(path_of("d.snap"), O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(snap, 0);
+	cr_assert_eq(fstat(fd, &st_src), 0);
+	cr_assert_eq(fstat(snap, &st_dst), 0);
+	cr_assert_eq(st_dst.st_size, (off_t)size);
+	cr_assert_leq(st_dst.st_blocks * 512, 4 * MiB, "the hole was filled: %lld bytes allocated",
+		      (long long)st_dst.st_blocks * 512);
+	cr_assert_eq(st_dst.st_mode & 0777, 0640);
+	cr_assert_eq(lseek(snap, 0, SEEK_HOLE), (off_t)MiB, "the hole starts after 1 MiB");
+	cr_assert_eq(sr_disk_identity(fd, SR_DISK_HASH_FULL, &a, &err), 0);
+	cr_assert_eq(sr_disk_identity(snap, SR_DISK_HASH_FULL, &b, &err), 0);
+	cr_assert_eq(sr_disk_id_compare(&a, &b, SR_DISK_CMP_CONTENT, why, sizeof(why)),
+		     SR_DISK_SAME, "%s", why);
+	close(snap);
+	/* The snapshot is not overwritten unless asked; then replaced whole. */
+	cr_assert_eq(sr_disk_snapshot(fd, path_of("d.snap"), 0, &res, &err), -1);
+	cr_assert_eq(err.sys_errno, EEXIST, "%s", err.msg);
+	poke(fd, 5, peek(fd, 5) ^ 0xff);
+	cr_assert_eq(sr_disk_snapshot(fd, path_of("d.snap"), SR_SNAP_REPLACE | SR_SNAP_NO_REFLINK,
+				      &res, &err), 0, "%s", err.msg);
+	cr_assert_eq(res.reflink_errno, 0, "not tried");
+	snap = open(path_of("d.snap"), O_RDONLY | O_CLOEXEC);
+	cr_assert_eq(peek(snap, 5), peek(fd, 5));
+	close(snap);
+	/* Nothing left behind by the temporary files. */
+	{
+		char cmd[160];
+
+		snprintf(cmd, sizeof(cmd), "test $(ls -a '%s' | wc -l) -eq 4", dir);	/* . .. d.img d.snap */
+		cr_assert_eq(system(cmd), 0, "stray files in %s", dir);
+	}
+	close(fd);
+}
+
+Test(disk, errors_are_returned_not_printed)
+{
+	struct sr_disk_id id;
+	struct sr_snap_result res;
+	struct sr_error err;
+	int fd = make_disk("e.img", 2 * MiB);
+
+	cr_assert_eq(sr_disk_identity(-1, SR_DISK_HASH_SAMPLE, &id, &err), -1);
+	cr_assert_eq(err.code, SR_E_IO);
+	cr_assert_eq(err.sys_errno, EBADF);
+	cr_assert_eq(sr_disk_snapshot(fd, "/nonexistent-dir/x.snap", 0, &res, &err), -1);
+	cr_assert_eq(err.sys_errno, ENOENT, "%s", err.msg);
+	close(fd);
+}

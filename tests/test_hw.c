@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The device models' host side without KVM (hw/bus.c, hw/pci.c, hw/virtq.c):
+ * guest RAM is a buffer here (xc_gpa_to_hva and xc_mark_dirty are this
+ * file's).  The bus dispatches and refuses overlaps; conf1 reads all ones for
+ * empty slots and sizes BARs as Linux does; split virtqueues pop chains,
+ * refuse rings and chains that break the rules, and mark what they write.
+ */
+#include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bus.h"
+#include "pci.h"
+#include "virtq.h"
+
+#define RAM_BYTES	(1u << 20)
+static uint8_t ram[RAM_BYTES] __attribute__((aligned(4096)));
+static uint64_t dirty_lo = UINT64_MAX, dirty_hi;	/* the range xc_mark_dirty saw */
+static struct xc_domain *const dom = (struct xc_domain *)ram;
+
+void *xc_gpa_to_hva(const struct xc_domain *d, uint64_t gpa, uint64_t len)
+{
+	(void)d;
+	return gpa < RAM_BYTES && len <= RAM_BYTES - gpa ? ram + gpa : NULL;
+}
+
+void xc_mark_dirty(struct xc_domain *d, uint64_t gpa, uint64_t len)
+{
+	(void)d;
+	dirty_lo = gpa < dirty_lo ? gpa : dirty_lo;
+	dirty_hi = gpa + len > dirty_hi ? gpa + len : dirty_hi;
+}
+
+int xc_domain_vm_fd(const struct xc_domain *d)
+{
+	(void)d;
+	return -1;
+}
+
+int xc_set_error(struct xc_error *err, int sys_errno, const char *fmt, ...)
+{
+	va_list ap;
+
+	err->sys_errno = sys_errno;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* ------------------------------------------------------------- bus */
+
+static unsigned hits;
+static void count_io(void *opaque, uint64_t off, bool write, void *data, unsigned len)
+{
+	(void)opaque; (void)write; (void)len;
+	hits++;
+	if (!write)
+		memcpy(data, &off, 1);
+}
+
+Test(bus, dispatches_and_refuses_overlaps)
+{
+	struct hw_bus *b = hw_bus_new(dom);
+	struct xc_error err;
+	uint8_t v = 0xaa;
+
+	cr_assert_eq(hw_bus_claim_pio(b, 0x100, 8, count_io, NULL, &err), 0);
+	cr_assert_eq(hw_bus_claim_pio(b, 0x104, 8, count_io, NULL, &err), -1, "overlap accepted");
+	cr_assert(strstr(err.msg, "overlaps"), "%s", err.msg);
+	cr_assert(hw_bus_pio(b, 0x103, false, &v, 1));
+	cr_assert_eq(v, 3, "offset within the range: %u", v);
+	cr_assert_not(hw_bus_pio(b, 0x107, false, &v, 2), "an access past the range's end reached it");
+	cr_assert_not(hw_bus_pio(b, 0x108, false, &v, 1));
+	cr_assert_not(hw_bus_mmio(b, 0x103, false, &v, 1), "port range answered MMIO");
+	hw_bus_free(b);
+}
+
+/* ------------------------------------------------------------- PCI */
+
+static uint32_t conf1(struct hw_bus *b, unsigned slot, unsigned reg, bool write, uint32_t v)
+{
+	uint32_t addr = 0x80000000u | slot << 11 | reg;
+
+	hw_bus_pio(b, 0xcf8, true, &addr, 4);
+	hw_bus_pio(b, 0xcfc, write, &v, 4);
+	return v;
+}
+
+static unsigned moved;
+static void bars_changed(struct pci_func *f) { (void)f; moved++; }
+static void bar_io(struct pci_func *f, unsigned bar, uint64_t off, bool write, void *data,
+		   unsigned len)
+{
+	(void)f; (void)bar; (void)len;
+	if (!write)
+		memcpy(data, &off, 4);
+}
+
+Test(pci, conf1_empty_slots_bars_and_intx)
+{
+	struct hw_bus *b = hw_bus_new(dom);
+	struct pci_func f = { .bar_size = { 0x4000 }, .intx = true, .bar_io = bar_io,
+			      .bars_changed = bars_changed };
+	struct xc_error err;
+	struct xc_pci_intx intx[8];
+	struct pci_host *h = pci_host_new(b, &err);
+	uint32_t v;
+
+	cr_assert(h, "%s", err.msg);
+	f.cfg[0] = 0xf4, f.cfg[1] = 0x1a;
+	cr_assert_eq(pci_host_add(h, &f, &err), 0, "%s", err.msg);
+	cr_assert_eq(f.slot, 1);
+	cr_assert_eq(conf1(b, 0, 0x08, false, 0) >> 16, 0x0600, "host bridge class");
+	cr_assert_eq(conf1(b, 1, 0, false, 0), 0x1af4, "slot 1's vendor");
+	cr_assert_eq(conf1(b, 5, 0, false, 0), 0xffffffffu, "an empty slot reads all ones");
+	v = conf1(b, 1, 0x10, false, 0);
+	cr_assert_eq(v, X86_MMIO_START, "BAR0 placed at the window's start: 0x%x", v);
+	cr_assert_eq(pci_bar_addr(&f, 0), X86_MMIO_START);
+	/* Linux's sizing: decode off, all ones, read the mask, put it back. */
+	conf1(b, 1, 0x04, true, 0);
+	cr_assert_eq(pci_bar_addr(&f, 0), 0, "a BAR decodes with memory decode off");
+	conf1(b, 1, 0x10, true, 0xffffffffu);
+	cr_assert_eq(conf1(b, 1, 0x10, false, 0), 0xffffc000u, "size mask");
+	conf1(b, 1, 0x10, true, 0xc0010000u);
+	conf1(b, 1, 0x04, true, PCI_COMMAND_MEMORY);
+	cr_assert_eq(pci_bar_addr(&f, 0), 0xc0010000u);
+	cr_assert(moved >= 3, "bars_changed ran %u times", moved);
+	cr_assert(hw_bus_mmio(b, 0xc0010008, false, &v, 4));
+	cr_assert_eq(v, 8, "a BAR access at its offset");
+	cr_assert(hw_bus_mmio(b, 0xc0000000, false, &v, 4), "the window answers where no BAR is");
+	cr_assert_eq(v, 0xffffffffu);
+	cr_assert_eq(pci_host_intx(h, intx, 8), 1);
+	cr_assert_eq(intx[0].slot, 1);
+	cr_assert_eq(intx[0].ioapic_pin, PCI_IOAPIC_PIN_FIRST);
+	cr_assert_eq(conf1(b, 1, 0x3c, false, 0) >> 8 & 0xff, 1, "interrupt pin INTA");
+	hw_bus_free(b);
+}
+
+/* ------------------------------------------------------- virtqueues */
+
+#define DESC	0x1000
+#define AVAIL	0x2000
+#define USED	0x3000
+
+static void desc(unsigned i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
+{
+	uint8_t *e = ram + DESC + 16 * i;
+
+	memcpy(e, &addr, 8);
+	memcpy(e + 8, &len, 4);
+	memcpy(e + 12, &flags, 2);
+	memcpy(e + 14, &next, 2);
+}
+
+static void offer(uint16_t slot, uint16_t head, uint16_t idx)
+{
+	memcpy(ram + AVAIL + 4 + 2 * slot, &head, 2);
+	memcpy(ram + AVAIL + 2, &idx, 2);
+}
+
+static struct virtq mapped(uint16_t size)
+{
+	struct virtq q = { .size = size, .ready = 1, .desc = DESC, .avail = AVAIL, .used = USED };
+	char why[160];
+
+	memset(ram, 0, 0x4000);
+	cr_assert_eq(virtq_map(&q, dom, why, sizeof(why)), 0, "%s", why);
+	return q;
+}
+
+Test(virtq, pop_push_and_dirty)
+{
+	struct virtq q = mapped(8);
+	static struct virtq_chain c;
+	uint8_t hdr[4] = { 1, 2, 3, 4 };
+
+	memcpy(ram + 0x8000, hdr, 4);
+	desc(0, 0x8000, 4, VIRTQ_DESC_F_NEXT, 3);
+	desc(3, 0x9000, 512, VIRTQ_DESC_F_WRITE, 0);
+	offer(0, 0, 1);
+	cr_assert_eq(virtq_pop(&q, dom, &c), 1);
+	cr_assert_eq(c.nr, 1);
+	cr_assert_eq(c.nw, 1);
+	cr_assert_eq(c.wlen, 512);
+	cr_assert_eq(virtq_pop(&q, dom, &c), 0, "one chain offered, two taken");
+	cr_assert_eq(virtq_write(&c, 0, "xy", 2), 2);
+	dirty_lo = UINT64_MAX, dirty_hi = 0;
+	virtq_push(&q, dom, &c, 2);
+	cr_assert_eq(*(uint16_t *)(ram + USED + 2), 1, "used idx");
+	cr_assert_eq(*(uint32_t *)(ram + USED + 4), 0, "used id: the head");
+	cr_assert_eq(*(uint32_t *)(ram + USED + 8), 2, "used len");
+	cr_assert(dirty_lo <= 0x9000 && dirty_hi > 0x9000, "the data page was not marked dirty");
+	cr_assert(dirty_lo <= USED + 2 && dirty_hi >= USED + 12, "the used ring was not marked dirty");
+}
+
+Test(virtq, broken_rings_and_chains)
+{
+	struct virtq q = { .size = 3, .ready = 1, .desc = DESC, .avail = AVAIL, .used = USED };
+	static struct virtq_chain c;
+	char why[160];
+
+	cr_assert_eq(virtq_map(&q, dom, why, sizeof(why)), -1, "size 3 accepted");
+	q.size = 8;
+	q.desc = DESC + 8;
+	cr_assert_eq(virtq_map(&q, dom, why, sizeof(why)), -1, "unaligned descriptors accepted");
+	q.desc = RAM_BYTES - 64;
+	cr_assert_eq(virtq_map(&q, dom, why, sizeof(why)), -1, "a ring past RAM accepted");
+	cr_assert(strstr(why, "not inside guest RAM"), "%s", why);
+	q.desc = DESC;
+	q.last_avail = 20, q.used_idx = 3;
+	cr_assert_not(virtq_state_valid(&q, dom, why, sizeof(why)), "indices 17 apart in 8 accepted");
+
+	q = mapped(8);
+	desc(0, 0x8000, 16, VIRTQ_DESC_F_NEXT, 0);	/* a loop */
+	offer(0, 0, 1);
+	cr_assert_eq(virtq_pop(&q, dom, &c), -1, "a descriptor loop was followed");
+	cr_assert(q.broken);
+
+	q = mapped(8);
+	desc(0, 0x8000, 16, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1);
+	desc(1, 0x9000, 16, 0, 0);			/* readable after writable */
+	offer(0, 0, 1);
+	cr_assert_eq(virtq_pop(&q, dom, &c), -1, "readable after writable accepted");
+
+	q = mapped(8);
+	desc(0, RAM_BYTES - 8, 16, 0, 0);		/* buffer past RAM */
+	offer(0, 0, 1);
+	cr_assert_eq(virtq_pop(&q, dom, &c), -1, "a buffer past RAM accepted");
+
+	q = mapped(8);
+	offer(0, 0, 9);					/* 9 available in a ring of 8 */
+	cr_assert_eq(virtq_pop(&q, dom, &c), -1, "an index past the ring accepted");
+}
