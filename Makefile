@@ -122,6 +122,7 @@ $(O)/guest/linux/sr-workload: $(WORKLOAD_SRCS) guest/linux/workload.h
 LINUX_MODULES := virtio_pci virtio_blk ext4 virtio_rng
 $(O)/guest/linux/modules/order: $(LINUX_KERNEL) guest/linux/modules.sh
 	$(E) "  MODULES $(LINUX_MODULES)"
+	$(Q)scripts/deps.sh box
 	$(Q)guest/linux/modules.sh build/box/kernel $(dir $@) $(LINUX_MODULES)
 
 # Same inputs, same bytes: fixed timestamps and owners, sorted names.
@@ -219,7 +220,7 @@ check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log 
 	$(Q)O=$(O) tests/host.sh
 	$(Q)O=$(O) tests/manpages.sh
 
-KVM_DEPS := $(TOOLS) $(GUEST) $(O)/tests/kvm-dirty-log $(O)/tests/imgedit $(O)/tests/mkimage $(LINUX_INITRD) $(LINUX_KERNEL)
+KVM_DEPS := $(TOOLS) $(GUEST) $(O)/tests/kvm-dirty-log $(O)/tests/imgedit $(O)/tests/mkimage $(LINUX_INITRD) $(LINUX_KERNEL) $(LINUX_ROOT)
 
 # KVM tests run on real KVM: natively when this host has /dev/kvm, else in
 # the nested box.  Neither path skips.
