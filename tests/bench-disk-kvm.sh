@@ -58,6 +58,9 @@ collect() {
 	grep '^sr-bench: ' "$2" | sed "s/^/  $1: /"
 }
 
+# A line a minute: the box takes 200 s of console silence for a hang.
+t0=$(date +%s)
+( while sleep 60; do echo "  bench-disk: $(( $(date +%s) - t0 )) s"; done ) &
 echo "bench-disk: ${mib} MiB file, ${secs} s a phase, ${jobs} job(s), cache=$cache, images in $dir"
 
 cp --sparse=always "$image" "$dir/qemu.img"
