@@ -6,6 +6,8 @@
 #   make mutants    hand-chosen mutants of the core files, each against its tests
 #   make bench-libsr  stream encoder throughput against memcpy()/write()
 #   make bench-peer   sr against QEMU on the same Linux guest, in one run
+#   make bench-disk   the guest's virtio disk throughput, sr against QEMU
+#   make check-rootfs the Linux guest's root disk on QEMU's virtio-blk (box)
 #   make fuzz         libFuzzer on the reader and on restore (an hour each)
 #   make soak | faults | faults-migrate | converge | sr-bench | demo   (real KVM: native or the box)
 #   make install PREFIX=/usr/local DESTDIR=
@@ -112,26 +114,44 @@ $(O)/guest/sr-test-guest.elf: $(GUEST_OBJS) guest/guest.ld
 $(O)/guest/%.bin: $(O)/guest/%.elf
 	$(Q)objcopy -O binary $< $@
 
-$(O)/guest/linux/sr-workload: guest/linux/workload.c
+WORKLOAD_SRCS := guest/linux/workload.c guest/linux/disk.c guest/linux/diskbench.c
+$(O)/guest/linux/sr-workload: $(WORKLOAD_SRCS) guest/linux/workload.h
 	@mkdir -p $(dir $@)
-	$(E) "  CC      $< (static)"
-	$(Q)$(CC) -O2 -static -Wall -Wextra -Werror -o $@ $<
+	$(E) "  CC      $@ (static)"
+	$(Q)$(CC) -O2 -static -pthread -D_GNU_SOURCE -Wall -Wextra -Werror -o $@ $(WORKLOAD_SRCS)
 
-# The virtio modules come from the box's kernel (Debian builds them as modules).
-LINUX_MODDIR := build/box/kernel/lib/modules
-LINUX_MODULES := virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk virtio-rng
+# The modules a root on virtio-blk needs, ordered by kmod from the kernel's own
+# modules.dep (guest/linux/modules.sh); virtio-rng is the second device type.
+LINUX_MODULES := virtio_pci virtio_blk ext4 virtio_rng
+$(O)/guest/linux/modules/order: $(LINUX_KERNEL) guest/linux/modules.sh
+	$(E) "  MODULES $(LINUX_MODULES)"
+	$(Q)scripts/deps.sh box
+	$(Q)guest/linux/modules.sh build/box/kernel $(dir $@) $(LINUX_MODULES)
 
-$(LINUX_INITRD): $(O)/guest/linux/sr-workload guest/linux/init guest/linux/disktest $(LINUX_KERNEL)
+# Same inputs, same bytes: fixed timestamps and owners, sorted names.
+SOURCE_DATE_EPOCH ?= 1700000000
+$(LINUX_INITRD): $(O)/guest/linux/sr-workload guest/linux/init guest/linux/disktest $(O)/guest/linux/modules/order
 	$(E) "  CPIO    $@"
-	$(Q)rm -rf $(O)/guest/linux/root && mkdir -p $(O)/guest/linux/root/bin $(O)/guest/linux/root/lib/modules
+	$(Q)rm -rf $(O)/guest/linux/root && mkdir -p $(O)/guest/linux/root/bin $(O)/guest/linux/root/lib
 	$(Q)cp /bin/busybox $(O)/guest/linux/sr-workload $(O)/guest/linux/root/bin/
 	$(Q)cp guest/linux/init $(O)/guest/linux/root/init
 	$(Q)cp guest/linux/disktest $(O)/guest/linux/root/bin/sr-disktest
-	$(Q)for m in $(LINUX_MODULES); do \
-		f=$$(find $(LINUX_MODDIR) -name "$$m.ko" | head -1); \
-		[ -n "$$f" ] || { echo "no $$m.ko under $(LINUX_MODDIR)"; exit 1; }; \
-		cp "$$f" $(O)/guest/linux/root/lib/modules/; done
-	$(Q)(cd $(O)/guest/linux/root && find . | cpio -o -H newc 2>/dev/null | gzip -1) > $@
+	$(Q)cp -r $(O)/guest/linux/modules $(O)/guest/linux/root/lib/modules
+	$(Q)find $(O)/guest/linux/root -exec touch -h -d @$(SOURCE_DATE_EPOCH) {} +
+	$(Q)(cd $(O)/guest/linux/root && find . | LC_ALL=C sort | \
+		cpio -o -H newc -R 0:0 --reproducible 2>/dev/null | gzip -1 -n) > $@
+
+# The Linux guest's root disk: an ext4 image of busybox-static and the
+# workload, LINUX_ROOT_MIB in size (sparse), made without root privileges and
+# the same bytes from the same inputs (guest/rootfs/mkroot.sh).
+LINUX_ROOT := $(O)/guest/linux-root.ext4
+LINUX_ROOT_MIB ?= 256
+$(LINUX_ROOT): $(O)/guest/linux/sr-workload guest/rootfs/init guest/rootfs/mkroot.sh
+	$(E) "  MKE2FS  $@"
+	$(Q)scripts/deps.sh box
+	$(Q)SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) guest/rootfs/mkroot.sh $@ $(LINUX_ROOT_MIB) $(O)/guest/rootfs $<
+
+linux-root: $(LINUX_ROOT) $(LINUX_INITRD)
 
 $(LINUX_KERNEL):
 	$(Q)tests/box.sh --prepare
@@ -196,7 +216,7 @@ $(O)/tests/bench-%: $(O)/tests/bench_%.o $(O)/libsr.a
 # ------------------------------------------------------------------ tests
 .PHONY: converge fuzz fuzz-ci soak faults faults-migrate
 .PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install release clean demo sr-bench bench-peer
-.PHONY: tsan check-tsan mutants
+.PHONY: tsan check-tsan mutants linux-root bench-disk check-rootfs
 
 check: check-unit check-tools check-kvm
 
@@ -212,7 +232,7 @@ check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log 
 	$(Q)O=$(O) tests/host.sh
 	$(Q)O=$(O) tests/manpages.sh
 
-KVM_DEPS := $(TOOLS) $(GUEST) $(O)/tests/kvm-dirty-log $(O)/tests/imgedit $(O)/tests/mkimage $(LINUX_INITRD) $(LINUX_KERNEL)
+KVM_DEPS := $(TOOLS) $(GUEST) $(O)/tests/kvm-dirty-log $(O)/tests/imgedit $(O)/tests/mkimage $(LINUX_INITRD) $(LINUX_KERNEL) $(LINUX_ROOT)
 
 # KVM tests run on real KVM: natively when this host has /dev/kvm, else in
 # the nested box.  Neither path skips.
@@ -265,6 +285,17 @@ bench-libsr: $(BENCHES)
 bench-peer: all $(LINUX_INITRD) $(LINUX_KERNEL)
 	$(Q)SR_BOX_TIMEOUT=$${SR_BOX_TIMEOUT:-5400} SR_BOX_IDLE=$${SR_BOX_IDLE:-1200} \
 		O=$(O) tests/on-kvm.sh bench-peer tests/bench-peer-kvm.sh
+
+# The Linux guest's root disk on QEMU's virtio-blk-pci (tests/disk-qemu-kvm.sh):
+# the initramfs reaches it, the disk workload passes, a power cycle and a live
+# migration keep every acknowledged write, a removed file is caught.
+check-rootfs: all $(LINUX_INITRD) $(LINUX_KERNEL) $(LINUX_ROOT)
+	$(Q)O=$(O) tests/on-kvm.sh check-rootfs tests/disk-qemu-kvm.sh
+
+# In-guest throughput of the root disk: QEMU's virtio-blk now, sr's too once
+# sr-run has --disk, and the ratio (tests/bench-disk-kvm.sh).
+bench-disk: all $(LINUX_INITRD) $(LINUX_KERNEL) $(LINUX_ROOT)
+	$(Q)O=$(O) tests/on-kvm.sh bench-disk tests/bench-disk-kvm.sh
 
 sr-bench: all
 	$(Q)scripts/deps.sh bench

@@ -12,6 +12,7 @@
  * With high-pages, at least that many of the buffer's pages must lie above
  * 4 GiB (guest-physical, from /proc/self/pagemap) at the start and at the
  * end, so that memory there is written and verified across a save.
+ * A first argument "disk", "verify" or "bench" picks a disk mode (workload.h).
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -22,7 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now(clockid_t c)
+#include "workload.h"
+
+double now(clockid_t c)
 {
 	struct timespec ts;
 
@@ -70,7 +73,7 @@ static int check_high(const char *when, const void *buf, size_t bytes, long want
 }
 
 /* A "stop" line on standard input, without blocking. */
-static int told_to_stop(void)
+int told_to_stop(void)
 {
 	struct timeval tv = { 0, 0 };
 	char line[64];
@@ -85,7 +88,14 @@ static int told_to_stop(void)
 	return !strncmp(line, "stop", 4);
 }
 
-int main(int argc, char **argv)
+/* The tick line the tests read: the realtime field stays last. */
+void print_tick(unsigned long long tick, const char *what)
+{
+	printf("sr-workload: tick %llu %s%smonotonic %.3f realtime %.3f\n", tick, what, *what ? " " : "",
+	       now(CLOCK_MONOTONIC), now(CLOCK_REALTIME));
+}
+
+static int memory_main(int argc, char **argv)
 {
 	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 0) : 32;
 	unsigned seconds = argc > 2 ? strtoul(argv[2], NULL, 0) : 30;
@@ -119,8 +129,7 @@ int main(int argc, char **argv)
 				       (unsigned long long)buf[i], (unsigned long long)word(gen - 1, i));
 			buf[i] = word(gen, i);
 		}
-		printf("sr-workload: tick %llu monotonic %.3f realtime %.3f\n",
-		       (unsigned long long)gen, now(CLOCK_MONOTONIC), now(CLOCK_REALTIME));
+		print_tick(gen, "");
 		next += 1;
 		while (now(CLOCK_MONOTONIC) < next)
 			usleep(20000);
@@ -130,4 +139,16 @@ int main(int argc, char **argv)
 	printf("sr-workload: %s: %llu generations verified, %llu bad words\n", bad ? "FAIL" : "PASS",
 	       (unsigned long long)(gen - 1), (unsigned long long)bad);
 	return bad ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc > 1 && !strcmp(argv[1], "disk"))
+		return disk_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "verify"))
+		return verify_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "bench"))
+		return bench_main(argc - 1, argv + 1);
+	return memory_main(argc, argv);
 }

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# bench-disk, on real KVM: the Linux guest's root disk throughput, measured
+# inside the guest (sr-workload bench: O_DIRECT sequential 1 MiB and random
+# 4 KiB reads and writes on a file of the ext4 root, guest/linux/diskbench.c)
+# on QEMU's virtio-blk-pci and, once sr-run has --disk, on sr's virtio-blk,
+# each on a fresh copy of the same image in the same directory with the same
+# cache mode, one after the other in the same run.  Prints each VMM's rows,
+# then the table with sr's fraction of QEMU's figure (issue 18 wants at least
+# 0.8), and writes disk.tsv and disk.md in SR_BENCH_OUT ($O/bench).
+#   SR_BENCH_DISK_MIB   the benchmark file (64)
+#   SR_BENCH_DISK_S     seconds a phase (5)
+#   SR_BENCH_DISK_JOBS  threads doing synchronous I/O (1)
+#   SR_BENCH_DISK_CACHE writeback (default: the box's /tmp is tmpfs, which has
+#                       no O_DIRECT) or none (host page cache bypassed)
+#   SR_BENCH_DISK_DIR   where the image copies live (a fresh temporary directory)
+#   SR_BENCH_DISK_ACCEL tcg tries the script where there is no KVM (QEMU only)
+# Numbers, not a test: only a broken run fails.
+set -u
+O=${O:-build}
+out=${SR_BENCH_OUT:-$O/bench}
+mib=${SR_BENCH_DISK_MIB:-64}
+secs=${SR_BENCH_DISK_S:-5}
+jobs=${SR_BENCH_DISK_JOBS:-1}
+cache=${SR_BENCH_DISK_CACHE:-writeback}
+boot_s=${SR_BENCH_DISK_BOOT_S:-900}
+accel=${SR_BENCH_DISK_ACCEL:-kvm}
+kernel=build/box/kernel/vmlinuz
+initrd=$O/guest/linux-initramfs.cpio.gz
+image=$O/guest/linux-root.ext4
+wl="bench,$mib,$secs,$jobs"
+cmdline="console=ttyS0 reboot=k panic=-1 nomodeset i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd no_timer_check rdinit=/init quiet"
+dir=$(mktemp -d "${SR_BENCH_DISK_DIR:-/tmp}/sr-bench-disk.XXXXXX")
+export SR_RUN_DIR=$dir/run
+mkdir -p "$out" "$SR_RUN_DIR"
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$dir"' EXIT
+die() { echo "bench-disk: $*"; [ -n "${2:-}" ] && [ -f "$2" ] && tail -15 "$2" | sed 's/^/  | /'; exit 1; }
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found (make deps)"
+[ -f "$kernel" ] && [ -f "$initrd" ] && [ -f "$image" ] || die "no $kernel, $initrd or $image (make linux-root)"
+
+# wait_end PID SECONDS: until the VMM ends (the guest's reboot); 1 if it did not in time.
+wait_end() {
+	local end=$(( $(date +%s) + $2 ))
+	while kill -0 "$1" 2>/dev/null; do
+		[ "$(date +%s)" -lt $end ] || { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; return 1; }
+		sleep 0.5
+	done
+	wait "$1"
+}
+rows=$out/disk.tsv
+printf 'vmm\tphase\tMBps\tIOPS\n' > "$rows"
+# collect VMM CONSOLE: the guest's sr-bench rows into disk.tsv.
+collect() {
+	grep -q '^sr-workload: PASS: bench' "$2" || die "$1: the benchmark did not pass" "$2"
+	tr -d '\r' < "$2" | sed -n 's/^sr-bench: \([a-z]*\) MB\/s \([0-9.]*\) IOPS \([0-9]*\) .*/\1 \2 \3/p' |
+		while read -r phase mbs iops; do
+			printf '%s\t%s\t%s\t%s\n' "$1" "$phase" "$mbs" "$iops" >> "$rows"
+		done
+	grep '^sr-bench: ' "$2" | sed "s/^/  $1: /"
+}
+
+# A line a minute: the box takes 200 s of console silence for a hang.
+t0=$(date +%s)
+( while sleep 60; do echo "  bench-disk: $(( $(date +%s) - t0 )) s"; done ) &
+echo "bench-disk: ${mib} MiB file, ${secs} s a phase, ${jobs} job(s), cache=$cache, images in $dir"
+
+cp --sparse=always "$image" "$dir/qemu.img"
+qemu-system-x86_64 -accel $accel -cpu $([ $accel = kvm ] && echo host || echo max) -m 256 -smp 1 -nodefaults -display none -no-reboot \
+	-serial "file:$dir/qemu.out" -kernel "$kernel" -initrd "$initrd" \
+	-append "$cmdline root=/dev/vda sr.workload=$wl" \
+	-drive "file=$dir/qemu.img,if=none,id=vda,format=raw,cache=$cache,aio=threads" \
+	-device virtio-blk-pci,drive=vda -device virtio-rng-pci </dev/null >"$dir/qemu.err" 2>&1 &
+wait_end $! "$boot_s" || die "QEMU's guest did not finish in $boot_s s" "$dir/qemu.out"
+collect QEMU "$dir/qemu.out"
+rm -f "$dir/qemu.img"
+
+if [ $accel = kvm ] && $O/sr-run --help 2>&1 | grep -q -- '--disk'; then
+	cp --sparse=always "$image" "$dir/sr.img"
+	sr_cache=$cache
+	[ "$cache" = none ] || sr_cache=writeback
+	$O/sr-run --name bench-disk --memory 256 --vcpus 1 --kernel "$kernel" --initrd "$initrd" \
+		--disk "$dir/sr.img,cache=$sr_cache" --cmdline "root=/dev/vda sr.workload=$wl" \
+		</dev/null >"$dir/sr.out" 2>&1 &
+	wait_end $! "$boot_s" || die "sr's guest did not finish in $boot_s s" "$dir/sr.out"
+	collect sr "$dir/sr.out"
+	rm -f "$dir/sr.img"
+else
+	echo "  sr: not measured: $O/sr-run has no --disk yet"
+fi
+
+echo
+echo "bench-disk: ${mib} MiB, ${secs} s a phase, ${jobs} job(s), cache=$cache; $(nproc) CPU(s), $(uname -r), $(qemu-system-x86_64 --version | head -1)"
+awk -F'\t' '
+	NR == 1 { next }
+	{ mbs[$1, $2] = $3; iops[$1, $2] = $4; if (!($2 in seen)) { seen[$2] = 1; order[++n] = $2 } }
+	END {
+		printf "| %-9s | %10s | %9s | %10s | %9s | %9s |\n", "phase", "QEMU MB/s", "QEMU IOPS", "sr MB/s", "sr IOPS", "sr / QEMU"
+		print "|-----------|-----------:|----------:|-----------:|----------:|----------:|"
+		for (i = 1; i <= n; i++) {
+			p = order[i]
+			q = mbs["QEMU", p]; s = mbs["sr", p]
+			r = (s != "" && q > 0) ? sprintf("%.2f%s", s / q, s / q >= 0.8 ? "" : " (<0.8)") : "-"
+			printf "| %-9s | %10s | %9s | %10s | %9s | %9s |\n", p, q, iops["QEMU", p],
+			       s == "" ? "-" : s, s == "" ? "-" : iops["sr", p], r
+		}
+	}' "$rows" | tee "$out/disk.md"
+echo "table: $out/disk.md, rows: $rows"
