@@ -39,8 +39,18 @@ ms=$(( ($(date +%s%N) - start) / 1000000 ))
 check "kvm_pvm host: sr-run exits 3 with one line naming kvm_pvm and the box, in $ms ms" \
 	bash -c "[ $rc -eq 3 ] && one_line() { [ \$(wc -l < \$1) -eq 1 ]; } && one_line '$tmp/out' && grep -q 'kvm_pvm, a paravirtual KVM.*tests/box.sh' '$tmp/out' && [ $ms -lt 2000 ]"
 echo "     $(cat "$tmp/out")"
+echo "not an image: read, it would be refused with status 5" >"$tmp/junk.img"
+$O/sr-restore "$tmp/junk.img" >"$tmp/out" 2>&1; rc=$?
+check "kvm_pvm host: sr-restore exits 3 before reading the image" bash -c "[ $rc -eq 3 ] && [ \$(wc -l < '$tmp/out') -eq 1 ] && grep -q kvm_pvm '$tmp/out'"
+# Checks first: FILE opens, and NAME is free, before the host is probed.
 $O/sr-restore "$tmp/no-such.img" >"$tmp/out" 2>&1; rc=$?
-check "kvm_pvm host: sr-restore exits 3 before touching the image" bash -c "[ $rc -eq 3 ] && [ \$(wc -l < '$tmp/out') -eq 1 ] && grep -q kvm_pvm '$tmp/out'"
+check "kvm_pvm host: sr-restore names a FILE that does not open (exit 2) before probing the host" bash -c "[ $rc -eq 2 ] && [ \$(wc -l < '$tmp/out') -eq 1 ] && grep -q 'no-such.img: No such file' '$tmp/out'"
+mkdir -m 0700 "$tmp/run"
+exec 9>"$tmp/run/taken.lock"
+flock 9		# what a running domain named "taken" holds
+SR_RUN_DIR=$tmp/run $O/sr-restore --name taken "$tmp/junk.img" >"$tmp/out" 2>&1; rc=$?
+exec 9>&-
+check "kvm_pvm host: sr-restore --name of a running domain is refused (exit 2) at once" bash -c "[ $rc -eq 2 ] && [ \$(wc -l < '$tmp/out') -eq 1 ] && grep -q 'a domain named \"taken\" is already running' '$tmp/out'"
 $O/tests/kvm-dirty-log $O/guest/sr-test-guest.bin >"$tmp/out" 2>&1; rc=$?
 check "kvm_pvm host: the dirty-log test exits 3" bash -c "[ $rc -eq 3 ] && grep -q kvm_pvm '$tmp/out'"
 SR_KVM_DRY_RUN=1 tests/on-kvm.sh check-kvm true >"$tmp/out" 2>&1; rc=$?

@@ -310,6 +310,16 @@ static unsigned long parse_num(const char *opt, const char *s, unsigned long min
 	return v;
 }
 
+/* NAME is this process's before the image is read: a second domain of that name is refused at once. */
+static void claim_name(const char *name, struct runner_config *cfg)
+{
+	struct xc_error err;
+
+	if (runner_claim_name(name, &cfg->lock_fd, &err))
+		die(EXIT_USAGE, "%s", err.msg);
+	cfg->claimed = true;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -436,6 +446,12 @@ int main(int argc, char **argv)
 		    "starting with a dot", SR_NAME_MAX);
 	signal(SIGPIPE, SIG_IGN);
 	die_set_hook(tell_source);
+	/* FILE opens first: a mistyped path is named before the host is probed. */
+	if (!listen_on && !receive) {
+		fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
+		if (fd < 0)
+			die(EXIT_USAGE, "%s: %s", path, strerror(errno));
+	}
 	if (receive) {
 		/* The stream on its own fd, the answers on another; the console never on either. */
 		detach_begin();
@@ -447,6 +463,11 @@ int main(int argc, char **argv)
 		dup2(STDERR_FILENO, STDOUT_FILENO);
 		path = "the migration stream";
 	}
+	if (name)
+		claim_name(name, &cfg);
+	/* A listener checks the host once a source has authenticated: it learns why, no one else. */
+	if (!listen_on)
+		host_check_or_die();
 	if (listen_on) {
 		char why[400];
 
@@ -464,13 +485,7 @@ int main(int argc, char **argv)
 		if (verbose)
 			pr_info("%s: transport: %s", sr_prog, tls ? tls_describe(tls) :
 				"plaintext TCP (no TLS)");
-	}
-	/* A listener checks the host once a source has authenticated: it learns why, no one else. */
-	host_check_or_die();
-	if (!listen_on && !receive) {
-		fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
-		if (fd < 0)
-			die(EXIT_USAGE, "%s: %s", path, strerror(errno));
+		host_check_or_die();
 	}
 
 	if (sandbox) {
@@ -491,6 +506,8 @@ int main(int argc, char **argv)
 	if (chan >= 0)
 		hvmctx_restore_stop_at_end(rs);
 	cfg.name = name ? name : img.name[0] ? img.name : "restored";
+	if (!cfg.claimed)
+		claim_name(cfg.name, &cfg);	/* the name in the image: known now, pages still unread */
 	cfg.vcpus = img.vcpus;
 	for (unsigned i = 0; i < img.nregions; i++)
 		cfg.mem_bytes += img.regions[i].size;

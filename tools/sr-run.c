@@ -238,6 +238,10 @@ int main(int argc, char **argv)
 	bi.high_bytes = x86_high_ram(cfg.mem_bytes);
 
 	host_check_or_die();
+	/* The name before the VM: a second domain of that name is refused before any work. */
+	if (runner_claim_name(cfg.name, &cfg.lock_fd, &err))
+		die(EXIT_USAGE, "%s", err.msg);
+	cfg.claimed = true;
 	r = runner_new(&cfg, &err);
 	if (!r)
 		die(EXIT_USAGE, "%s", err.msg);
