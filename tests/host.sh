@@ -67,6 +67,12 @@ check "no /dev/kvm: sr-run exits 3 with one line naming the device and the box" 
 	bash -c "[ $rc -eq 3 ] && [ \$(wc -l < '$tmp/out') -eq 1 ] && grep -q 'no-kvm.*tests/box.sh' '$tmp/out'"
 SR_KVM_DRY_RUN=1 tests/on-kvm.sh demo true >"$tmp/out" 2>&1
 check "no /dev/kvm: the dispatcher picks the box" grep -q 'inside the nested KVM box' "$tmp/out"
+# A /dev/kvm this user may not open: the kvm group, not another host.
+: >"$tmp/kvm-denied"; chmod 000 "$tmp/kvm-denied"
+as_user=; [ "$(id -u)" -eq 0 ] && as_user="setpriv --reuid=nobody --regid=nogroup --clear-groups"
+SR_PROBE_DEV=$tmp/kvm-denied $as_user $O/sr-run $O/guest/sr-test-guest.bin >"$tmp/out" 2>&1; rc=$?
+check "/dev/kvm permission denied: sr-run exits 3 saying join the kvm group" \
+	bash -c "[ $rc -eq 3 ] && [ \$(wc -l < '$tmp/out') -eq 1 ] && grep -q 'Permission denied: the kvm group may open it: join it' '$tmp/out' && ! grep -q 'kvm_intel\|box' '$tmp/out'"
 SR_KVM=box SR_KVM_DRY_RUN=1 tests/on-kvm.sh demo true >"$tmp/out" 2>&1
 check "SR_KVM=box forces the box" grep -q 'forced by SR_KVM=box' "$tmp/out"
 unset SR_PROBE_DEV SR_PROBE_SYSFS

@@ -137,9 +137,10 @@ static void usage(FILE *f, bool migrate)
 	else
 		fprintf(f,
 "By default the domain exits once its image is safely on disk.  The image is\n"
-"written to FILE.tmp, fsynced and renamed; on any failure (disk full, I/O\n"
-"error, a signal, the reader of \"-\" going away) the domain resumes as it was\n"
-"and nothing is left at FILE.\n"
+"written unnamed (O_TMPFILE in FILE's directory), fsynced and linked in as\n"
+"FILE (FILE.tmp and a rename only where the filesystem has no O_TMPFILE); on\n"
+"any failure (disk full, I/O error, a signal, the reader of \"-\" going away)\n"
+"the domain resumes as it was and nothing is left at FILE.\n"
 "\n"
 "Exit status: 0 saved, 1 the save failed (the domain runs on), 2 usage error or\n"
 "no such domain, 3 (tcp:, ssh:) outcome unknown, as sr-migrate.\n");
