@@ -76,7 +76,7 @@ HW_SRCS   := hw/bus.c hw/pci.c hw/virtq.c hw/virtio_pci.c hw/virtio_blk.c hw/vir
 HW_OBJS   := $(HW_SRCS:%.c=$(O)/%.o)
 RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/runner_save.o $(O)/tools/serial8250.o $(O)/tools/console.o \
                $(O)/tools/ctl.o $(O)/tools/util.o $(O)/tools/host.o $(O)/tools/migrate.o $(O)/tools/net.o \
-               $(O)/tools/imgfile.o $(O)/tools/tls.o $(HW_OBJS) $(HVMCTX_OBJS) $(XC_OBJS)
+               $(O)/tools/imgfile.o $(O)/tools/tls.o $(O)/tools/usage.o $(HW_OBJS) $(HVMCTX_OBJS) $(XC_OBJS)
 
 # Freestanding test guests: 64-bit code, no libc, no SSE in compiled C (the
 # guest checks its own vector registers), flat binaries loaded at 1 MiB.
@@ -161,6 +161,13 @@ $(O)/%.o: %.c
 	$(E) "  CC      $<"
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# --version: the tools take VERSION from here (usage.c), libsr/sr.h must agree.
+$(O)/tools/usage.o: ALL_CFLAGS += -DSR_VERSION='"$(VERSION)"'
+$(O)/tools/usage.o: Makefile
+ifneq ($(shell sed -n 's/^\#define SR_LIBRARY_VERSION "\(.*\)"/\1/p' libsr/sr.h),$(VERSION))
+$(error VERSION $(VERSION) and libsr/sr.h's SR_LIBRARY_VERSION differ)
+endif
+
 $(O)/libsr.a: $(LIBSR_OBJS)
 	$(E) "  AR      $@"
 	$(Q)rm -f $@ && ar rcs $@ $^
@@ -172,11 +179,12 @@ $(O)/libsr.so: $(LIBSR_OBJS)
 $(O)/sr.pc: libsr/sr.pc.in
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
-$(O)/sr-dump: $(O)/tools/sr-dump.o $(O)/tools/dump_dev.o $(O)/tools/util.o $(O)/libsr.a
+$(O)/sr-dump: $(O)/tools/sr-dump.o $(O)/tools/dump_dev.o $(O)/tools/util.o $(O)/tools/usage.o $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(O)/sr-ctl: $(O)/tools/sr-ctl.o $(O)/tools/ctl.o $(O)/tools/migrate.o $(O)/tools/util.o $(O)/tools/host.o $(XC_OBJS)
+$(O)/sr-ctl: $(O)/tools/sr-ctl.o $(O)/tools/ctl.o $(O)/tools/migrate.o $(O)/tools/util.o $(O)/tools/usage.o \
+		$(O)/tools/host.o $(XC_OBJS)
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ -lpthread
 
@@ -190,7 +198,8 @@ $(O)/sr-restore: $(O)/tools/sr-restore.o $(O)/tools/sandbox.o $(O)/tools/listene
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(TLS_LIBS) $(SECCOMP_LIBS) -lpthread
 
 $(O)/sr-save $(O)/sr-migrate: $(O)/sr-%: $(O)/tools/sr-%.o $(O)/tools/save_cli.o $(O)/tools/ctl.o \
-		$(O)/tools/migrate.o $(O)/tools/net.o $(O)/tools/tls.o $(O)/tools/util.o $(O)/tools/imgfile.o
+		$(O)/tools/migrate.o $(O)/tools/net.o $(O)/tools/tls.o $(O)/tools/util.o $(O)/tools/imgfile.o \
+		$(O)/tools/usage.o
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(TLS_LIBS) -lpthread
 
@@ -231,6 +240,7 @@ check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log 
 	$(Q)O=$(O) tests/tools.sh
 	$(Q)O=$(O) tests/host.sh
 	$(Q)O=$(O) tests/manpages.sh
+	$(Q)O=$(O) tests/conventions.sh
 
 KVM_DEPS := $(TOOLS) $(GUEST) $(O)/tests/kvm-dirty-log $(O)/tests/imgedit $(O)/tests/mkimage $(LINUX_INITRD) $(LINUX_KERNEL) $(LINUX_ROOT)
 

@@ -41,6 +41,7 @@
 #include "net.h"
 #include "save_cli.h"
 #include "tls.h"
+#include "usage.h"
 #include "util.h"
 
 /* sr-migrate's own exit status: the domain is paused here, its fate unknown. */
@@ -120,7 +121,8 @@ static void usage(FILE *f, bool migrate)
 "  -n, --name NAME         the domain's name on the receiving host (default: its\n"
 "                          name here; ssh: only)\n"
 "  -q, --quiet             no progress line and no summary\n"
-"  -h, --help\n"
+"  -h, --help              this help\n"
+"      --version           sr's version\n"
 "\n");
 	if (migrate)
 		fprintf(f,
@@ -136,9 +138,10 @@ static void usage(FILE *f, bool migrate)
 	else
 		fprintf(f,
 "By default the domain exits once its image is safely on disk.  The image is\n"
-"written to FILE.tmp, fsynced and renamed; on any failure (disk full, I/O\n"
-"error, a signal, the reader of \"-\" going away) the domain resumes as it was\n"
-"and nothing is left at FILE.\n"
+"written unnamed (O_TMPFILE in FILE's directory), fsynced and linked in as\n"
+"FILE (FILE.tmp and a rename only where the filesystem has no O_TMPFILE); on\n"
+"any failure (disk full, I/O error, a signal, the reader of \"-\" going away)\n"
+"the domain resumes as it was and nothing is left at FILE.\n"
 "\n"
 "Exit status: 0 saved, 1 the save failed (the domain runs on), 2 usage error or\n"
 "no such domain, 3 (tcp:, ssh:) outcome unknown, as sr-migrate.\n");
@@ -151,7 +154,7 @@ static unsigned long parse_ulong(const char *opt, const char *s, unsigned long m
 	unsigned long v = strtoul(s, &end, 10);
 
 	if (*end || end == s || v < min || v > max)
-		die(EXIT_USAGE, "%s: \"%s\" is not a number in %lu..%lu", opt, s, min, max);
+		usage_error("%s: \"%s\" is not a number in %lu..%lu", opt, s, min, max);
 	return v;
 }
 
@@ -535,6 +538,7 @@ int save_cli(int argc, char **argv, bool migrate)
 		{ "name", required_argument, NULL, 'n' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
+		USAGE_VERSION_OPTION,
 		{ 0 }
 	};
 	bool checkpoint = false, paused = false, quiet = false, live = migrate, to_stdout;
@@ -555,19 +559,19 @@ int save_cli(int argc, char **argv, bool migrate)
 
 	hooks.arg = &sc;
 	sr_set_prog(argv[0]);
-	while ((c = getopt_long(argc, argv, migrate ? "qj:n:h" : "lcpqj:n:h", opts, NULL)) != -1) {
+	while ((c = usage_getopt(argc, argv, migrate ? "qj:n:h" : "lcpqj:n:h", opts)) != -1) {
 		switch (c) {
 		case 'l': live = true; break;
 		case 'C':
 			if (!migrate)
-				die(EXIT_USAGE, "--cold is sr-migrate's; sr-save is cold unless --live");
+				usage_error("--cold is sr-migrate's; sr-save is cold unless --live");
 			live = false;
 			break;
 		case 'S': prog.stats = true; break;
 		case 'D':
 			if (strcmp(optarg, "auto") && strcmp(optarg, "bitmap") && strcmp(optarg, "clear") &&
 			    strcmp(optarg, "ring"))
-				die(EXIT_USAGE, "--dirty-track takes auto, bitmap, clear or ring");
+				usage_error("--dirty-track takes auto, bitmap, clear or ring");
 			track = optarg;
 			break;
 		case 'T': downtime = parse_ulong("--downtime-ms", optarg, 1, 3600000); break;
@@ -575,7 +579,7 @@ int save_cli(int argc, char **argv, bool migrate)
 		case 'F': factor = parse_ulong("--max-bytes-factor", optarg, 1, 100); break;
 		case 'R':
 			if (strcmp(optarg, "auto") && strcmp(optarg, "off"))
-				die(EXIT_USAGE, "--throttle takes auto or off, not \"%s\"", optarg);
+				usage_error("--throttle takes auto or off, not \"%s\"", optarg);
 			throttle = optarg;
 			break;
 		case 'Z': stall = parse_ulong("--stall-timeout", optarg, 1, 3600); break;
@@ -596,7 +600,7 @@ int save_cli(int argc, char **argv, bool migrate)
 			if (!*optarg || *optarg == '.' || strlen(optarg) > 48 ||
 			    strspn(optarg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 					   "0123456789._-") != strlen(optarg))
-				die(EXIT_USAGE, "bad domain name \"%s\": 1..48 characters of "
+				usage_error("bad domain name \"%s\": 1..48 characters of "
 				    "A-Z a-z 0-9 . _ -, not starting with a dot", optarg);
 			name = optarg;
 			break;
@@ -605,17 +609,20 @@ int save_cli(int argc, char **argv, bool migrate)
 		case 'q': quiet = true; break;
 		case 'z':
 			if (strcmp(optarg, "lz4") && strcmp(optarg, "none"))
-				die(EXIT_USAGE, "--compress takes lz4 or none, not \"%s\"", optarg);
+				usage_error("--compress takes lz4 or none, not \"%s\"", optarg);
 			compress = optarg;
 			break;
 		case 'h': usage(stdout, migrate); return 0;
-		default: usage(stderr, migrate); return EXIT_USAGE;
+		default: return EXIT_USAGE;
 		}
 	}
-	if (optind != argc - 2) {
-		usage(stderr, migrate);
-		return EXIT_USAGE;
-	}
+	if (optind > argc - 2)
+		usage_error("%s", optind == argc ? "no DOMAIN given" : migrate ?
+			    "no destination given (tcp:HOST:PORT or ssh:[USER@]HOST)" :
+			    "no FILE given (or -, tcp:HOST:PORT, ssh:[USER@]HOST)");
+	if (optind < argc - 2)
+		usage_error("unexpected argument '%s' (DOMAIN and %s only)", argv[optind + 2],
+			    migrate ? "a destination" : "FILE");
 	dom = argv[optind];
 	path = argv[optind + 1];
 	sc.dom = dom;
@@ -623,27 +630,35 @@ int save_cli(int argc, char **argv, bool migrate)
 	t.path = path;
 	t.net = !strncmp(path, "tcp:", 4) || !strncmp(path, "ssh:", 4);
 	if (migrate && !t.net)
-		die(EXIT_USAGE, "DEST is tcp:HOST:PORT or ssh:[USER@]HOST, not \"%s\" (sr-save writes "
+		usage_error("DEST is tcp:HOST:PORT or ssh:[USER@]HOST, not \"%s\" (sr-save writes "
 		    "files)", path);
 	if (t.net && (checkpoint || paused))
-		die(EXIT_USAGE, "--checkpoint and --paused would leave the domain here as well as "
+		usage_error("--checkpoint and --paused would leave the domain here as well as "
 		    "there; a migration ends it here");
 	if ((tlso.psk_file || tlso.creds_dir || tlso.nauthz) && strncmp(path, "tcp:", 4))
-		die(EXIT_USAGE, "--tls-psk, --tls-creds and --tls-authz are for tcp: (ssh: has "
+		usage_error("--tls-psk, --tls-creds and --tls-authz are for tcp: (ssh: has "
 		    "ssh's own)");
 	if (tlso.psk_file && tlso.creds_dir)
-		die(EXIT_USAGE, "--tls-psk or --tls-creds, not both");
+		usage_error("--tls-psk or --tls-creds, not both");
 	if (tlso.nauthz && !tlso.creds_dir)
-		die(EXIT_USAGE, "--tls-authz names certificates: it needs --tls-creds");
+		usage_error("--tls-authz names certificates: it needs --tls-creds");
 	if (name && strncmp(path, "ssh:", 4))
-		die(EXIT_USAGE, "--name is for ssh: (sr-restore --listen --name sets it for tcp:)");
+		usage_error("--name is for ssh: (sr-restore --listen --name sets it for tcp:)");
 	to_stdout = !strcmp(path, "-");
 	sc.to_stdout = to_stdout;
 	if (to_stdout && isatty(STDOUT_FILENO))
-		die(EXIT_USAGE, "refusing to write an image to a terminal");
+		usage_error("refusing to write an image to a terminal");
 	if (!live && (downtime || iters || factor || throttle || strcmp(track, "auto")))
-		die(EXIT_USAGE, "--dirty-track, --downtime-ms, --max-iters, --max-bytes-factor and "
+		usage_error("--dirty-track, --downtime-ms, --max-iters, --max-bytes-factor and "
 		    "--throttle need %s", migrate ? "a live migration (not --cold)" : "--live");
+	if (!strncmp(path, "tcp:", 4) && net_check_hostport(path + 4, t.err, sizeof(t.err)))
+		usage_error("%s", t.err);
+	if (!strncmp(path, "ssh:", 4) && !ssh_host_ok(path + 4))
+		usage_error("%s: not a [USER@]HOST", path);
+	/* Nothing is written, sent or started on another host for a domain that is not here. */
+	if (ctl_request(dom, "status", -1, NULL, reply, sizeof(reply)) < 0)
+		die(EXIT_USAGE, "%s; nothing was %s%s", reply, !t.net ? "written" :
+		    path[0] == 't' ? "sent to " : "started on ", t.net ? path + 4 : "");
 
 	signal(SIGPIPE, SIG_IGN);
 	if (to_stdout) {
@@ -657,11 +672,6 @@ int save_cli(int argc, char **argv, bool migrate)
 				"plaintext TCP (no TLS)", t.tls ? "; the receiver is " : "",
 				t.tls ? tls_peer_name(t.tls) : "");
 	} else if (!strncmp(path, "ssh:", 4)) {
-		if (!ssh_host_ok(path + 4))
-			die(EXIT_USAGE, "%s: not a [USER@]HOST; the domain was not touched", path);
-		/* Nothing runs on HOST for a domain that is not here. */
-		if (ctl_request(dom, "status", -1, NULL, reply, sizeof(reply)) < 0)
-			die(EXIT_USAGE, "%s; nothing was started on %s", reply, path + 4);
 		if (open_ssh(&t, path + 4, ssh, remote, name))
 			die(1, "%s; the domain was not touched", t.err);
 		fd = t.fd;

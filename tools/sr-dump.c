@@ -11,6 +11,7 @@
 
 #include "dump_dev.h"
 #include "sr.h"
+#include "usage.h"
 #include "util.h"
 
 #define MAX_ITERS 4096
@@ -41,13 +42,13 @@ static void usage(FILE *f)
 "usage: sr-dump [OPTIONS] FILE|-\n"
 "Inspect and verify an sr image (\"-\" reads standard input).\n"
 "\n"
-"  -v, --verify       check the whole image and print nothing on success\n"
-"  -j, --json         print one JSON document instead of text\n"
+"      --verify       check the whole image and print nothing on success\n"
+"      --json         print one JSON document instead of text\n"
 "  -t, --type NAMES   show only these record types (comma separated,\n"
 "                     e.g. PAGE_DATA,VCPU_CONTEXT); the image is still checked\n"
-"  -p, --pfns         list every page (pfn, encoding, length) of PAGE_DATA\n"
-"  -h, --help         show this help\n"
-"      --version      show the version\n"
+"      --pfns         list every page (pfn, encoding, length) of PAGE_DATA\n"
+"  -h, --help         this help\n"
+"      --version      sr's version\n"
 "\n"
 "Exit status: 0 the image verified, 1 the image is corrupt, truncated or\n"
 "foreign, 2 usage or I/O error.\n");
@@ -426,14 +427,14 @@ int main(int argc, char **argv)
 		{ "type", required_argument, NULL, 't' },
 		{ "pfns", no_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
+		USAGE_VERSION_OPTION,
 		{ 0 }
 	};
 	static struct dump d = { .first_json_rec = true };
 	int c, fd, rc;
 
 	sr_set_prog(argv[0]);
-	while ((c = getopt_long(argc, argv, "vjt:ph", opts, NULL)) != -1) {
+	while ((c = usage_getopt(argc, argv, "t:h", opts)) != -1) {
 		switch (c) {
 		case 'v': d.verify = true; break;
 		case 'j': d.json = true; break;
@@ -441,20 +442,19 @@ int main(int argc, char **argv)
 		case 't':
 			for (char *tok = strtok(optarg, ","); tok; tok = strtok(NULL, ",")) {
 				if (d.nfilter == 16 || sr_rec_type_from_name(tok, &d.filter[d.nfilter]))
-					die(EXIT_USAGE, "unknown record type \"%s\" (try PAGE_DATA, DOMAIN, "
+					usage_error("unknown record type \"%s\" (try PAGE_DATA, DOMAIN, "
 					    "HVM_CONTEXT, VCPU_CONTEXT, ITERATION, THROTTLE, DEVICE, DISK, END)", tok);
 				d.nfilter++;
 			}
 			break;
 		case 'h': usage(stdout); return 0;
-		case 'V': printf("sr-dump %s\n", SR_LIBRARY_VERSION); return 0;
-		default: usage(stderr); return EXIT_USAGE;
+		default: return EXIT_USAGE;
 		}
 	}
-	if (optind != argc - 1) {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
+	if (optind == argc)
+		usage_error("no FILE given (or - for standard input)");
+	if (optind < argc - 1)
+		usage_error("unexpected argument '%s' (one FILE only)", argv[optind + 1]);
 	d.path = argv[optind];
 	if (!strcmp(d.path, "-")) {
 		fd = STDIN_FILENO;

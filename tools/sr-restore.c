@@ -26,6 +26,7 @@
 #include "host.h"
 #include "restore_teardown.h"
 #include "tls.h"
+#include "usage.h"
 #include "util.h"
 #include "virtio.h"
 
@@ -94,7 +95,8 @@ static void usage(FILE *f)
 "                           without it such a restore is refused, naming it\n"
 "      --no-sandbox         run without the per-thread seccomp filters (a kernel\n"
 "                           without seccomp, or a call the filters do not know)\n"
-"  -h, --help\n"
+"  -h, --help               this help\n"
+"      --version            sr's version\n"
 "\n"
 "Nothing from the image reaches a vCPU before the whole image has verified.\n"
 "Exit status: as sr-run (0 PASS, 1 guest failed, 2 usage/setup error, 3 KVM\n"
@@ -326,8 +328,18 @@ static unsigned long parse_num(const char *opt, const char *s, unsigned long min
 	unsigned long v = strtoul(s, &end, 10);
 
 	if (*end || end == s || s[0] == '-' || v < min || v > max)
-		die(EXIT_USAGE, "%s takes %lu..%lu, not \"%s\"", opt, min, max, s);
+		usage_error("%s takes %lu..%lu, not \"%s\"", opt, min, max, s);
 	return v;
+}
+
+/* NAME is this process's before the image is read: a second domain of that name is refused at once. */
+static void claim_name(const char *name, struct runner_config *cfg)
+{
+	struct xc_error err;
+
+	if (runner_claim_name(name, &cfg->lock_fd, &err))
+		die(EXIT_USAGE, "%s", err.msg);
+	cfg->claimed = true;
 }
 
 int main(int argc, char **argv)
@@ -355,6 +367,7 @@ int main(int argc, char **argv)
 		{ "no-sandbox", no_argument, NULL, 'S' },
 		{ "disk-changed", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
+		USAGE_VERSION_OPTION,
 		{ 0 }
 	};
 	struct hvmctx_restore_opts ro = { .clock = HVMCTX_CLOCK_ADVANCE };
@@ -375,11 +388,11 @@ int main(int argc, char **argv)
 	char logbuf[4200];
 	unsigned long long max_mib = 0;
 	char *end;
-	int c, fd, rc;
+	int c, fd = -1, rc;
 
 	sr_set_prog(argv[0]);
 	ro.threads = threads_default();
-	while ((c = getopt_long(argc, argv, "n:pvj:h", opts, NULL)) != -1) {
+	while ((c = usage_getopt(argc, argv, "n:pvj:h", opts)) != -1) {
 		switch (c) {
 		case 'n': name = optarg; break;
 		case 'p': paused = true; break;
@@ -389,7 +402,7 @@ int main(int argc, char **argv)
 		case 'M':
 			max_mib = strtoull(optarg, &end, 10);
 			if (*end || end == optarg || !max_mib)
-				die(EXIT_USAGE, "--max-memory takes a number of MiB, not \"%s\"", optarg);
+				usage_error("--max-memory takes a number of MiB, not \"%s\"", optarg);
 			break;
 		case 'L': listen_on = optarg; break;
 		case 'm': receive = true; break;
@@ -415,7 +428,7 @@ int main(int argc, char **argv)
 				unsigned long v = strtoul(optarg, &end, 10);
 
 				if (*end || end == optarg || optarg[0] == '-' || !v || v > 86400)
-					die(EXIT_USAGE, "--%s takes 1..86400 seconds, not \"%s\"",
+					usage_error("--%s takes 1..86400 seconds, not \"%s\"",
 					    c == 'A' ? "accept-timeout" : "idle-timeout", optarg);
 				*(c == 'A' ? &accept_s : &idle_s) = v;
 			}
@@ -423,7 +436,7 @@ int main(int argc, char **argv)
 		case 'j':
 			ro.threads = strtoul(optarg, &end, 10);
 			if (*end || end == optarg || optarg[0] == '-' || ro.threads > 64)
-				die(EXIT_USAGE, "--threads takes 0..64, not \"%s\"", optarg);
+				usage_error("--threads takes 0..64, not \"%s\"", optarg);
 			break;
 		case 'k':
 			if (!strcmp(optarg, "advance"))
@@ -431,34 +444,45 @@ int main(int argc, char **argv)
 			else if (!strcmp(optarg, "freeze"))
 				ro.clock = HVMCTX_CLOCK_FREEZE;
 			else
-				die(EXIT_USAGE, "--clock takes advance or freeze, not \"%s\"", optarg);
+				usage_error("--clock takes advance or freeze, not \"%s\"", optarg);
 			break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return EXIT_USAGE;
+		default: return EXIT_USAGE;
 		}
 	}
-	if (optind != argc - (listen_on ? 0 : 1) || (listen_on && receive) ||
-	    (receive && strcmp(argv[optind], "-"))) {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
+	if (listen_on && receive)
+		usage_error("--listen or --migrate-receive, not both");
+	if (!listen_on && optind == argc)
+		usage_error("no FILE given (or - for standard input)");
+	if (optind < argc - !listen_on)
+		usage_error("unexpected argument '%s' (%s)", argv[optind + !listen_on],
+			    listen_on ? "--listen takes no FILE" : "one FILE only");
+	if (receive && strcmp(argv[optind], "-"))
+		usage_error("--migrate-receive reads standard input: its FILE is -, not '%s'",
+			    argv[optind]);
 	if ((listen_on || receive) && paused)
-		die(EXIT_USAGE, "--paused does not go with a migration: the source decides when it runs");
+		usage_error("--paused does not go with a migration: the source decides when it runs");
 	if ((tlso.psk_file || tlso.creds_dir || tlso.nauthz || lo.insecure) && !listen_on)
-		die(EXIT_USAGE, "--tls-psk, --tls-creds, --tls-authz and --insecure-plaintext are "
+		usage_error("--tls-psk, --tls-creds, --tls-authz and --insecure-plaintext are "
 		    "for --listen");
 	if (tlso.psk_file && tlso.creds_dir)
-		die(EXIT_USAGE, "--tls-psk or --tls-creds, not both");
+		usage_error("--tls-psk or --tls-creds, not both");
 	if (tlso.nauthz && !tlso.psk_file && !tlso.creds_dir)
-		die(EXIT_USAGE, "--tls-authz needs --tls-psk or --tls-creds");
+		usage_error("--tls-authz needs --tls-psk or --tls-creds");
 	if (lo.insecure && (tlso.psk_file || tlso.creds_dir))
-		die(EXIT_USAGE, "--insecure-plaintext does not go with TLS");
+		usage_error("--insecure-plaintext does not go with TLS");
 	path = listen_on ? listen_on : argv[optind];
 	if (name && !sr_name_valid(name))
-		die(EXIT_USAGE, "bad domain name: 1..%u characters of A-Z a-z 0-9 . _ -, not "
+		usage_error("bad domain name: 1..%u characters of A-Z a-z 0-9 . _ -, not "
 		    "starting with a dot", SR_NAME_MAX);
 	signal(SIGPIPE, SIG_IGN);
 	die_set_hook(tell_source);
+	/* FILE opens first: a mistyped path is named before the host is probed. */
+	if (!listen_on && !receive) {
+		fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
+		if (fd < 0)
+			die(EXIT_USAGE, "%s: %s", path, strerror(errno));
+	}
 	if (receive) {
 		/* The stream on its own fd, the answers on another; the console never on either. */
 		detach_begin();
@@ -470,6 +494,11 @@ int main(int argc, char **argv)
 		dup2(STDERR_FILENO, STDOUT_FILENO);
 		path = "the migration stream";
 	}
+	if (name)
+		claim_name(name, &cfg);
+	/* A listener checks the host once a source has authenticated: it learns why, no one else. */
+	if (!listen_on)
+		host_check_or_die();
 	if (listen_on) {
 		char why[400];
 
@@ -487,13 +516,7 @@ int main(int argc, char **argv)
 		if (verbose)
 			pr_info("%s: transport: %s", sr_prog, tls ? tls_describe(tls) :
 				"plaintext TCP (no TLS)");
-	}
-	/* A listener checks the host once a source has authenticated: it learns why, no one else. */
-	host_check_or_die();
-	if (!listen_on && !receive) {
-		fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
-		if (fd < 0)
-			die(EXIT_USAGE, "%s: %s", path, strerror(errno));
+		host_check_or_die();
 	}
 
 	if (sandbox) {
@@ -514,6 +537,8 @@ int main(int argc, char **argv)
 	if (chan >= 0)
 		hvmctx_restore_stop_at_end(rs);
 	cfg.name = name ? name : img.name[0] ? img.name : "restored";
+	if (!cfg.claimed)
+		claim_name(cfg.name, &cfg);	/* the name in the image: known now, pages still unread */
 	cfg.vcpus = img.vcpus;
 	for (unsigned i = 0; i < img.nregions; i++)
 		cfg.mem_bytes += img.regions[i].size;

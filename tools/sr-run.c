@@ -11,6 +11,7 @@
 #include "sr.h"
 #include "runner.h"
 #include "host.h"
+#include "usage.h"
 #include "util.h"
 #include "virtio.h"
 
@@ -39,7 +40,7 @@ static void usage(FILE *f)
 "\n"
 "  -n, --name NAME          domain name (default sr-PID); control socket\n"
 "                           $SR_RUN_DIR/NAME.sock (default /run/sr)\n"
-"  -c, --vcpus N            vCPUs (default 1, at most 16)\n"
+"      --vcpus N            vCPUs (default 1, at most 16)\n"
 "  -m, --memory MiB         guest RAM (default 64): up to 3 GiB from address 0,\n"
 "                           the rest from 4 GiB (the hole between holds the\n"
 "                           APICs and device MMIO); at most MemAvailable\n"
@@ -76,7 +77,8 @@ static void usage(FILE *f)
 "      --high-pages N       vCPU 0 also rewrites and checks N pages above 4 GiB\n"
 "                           every round (half at the start of that RAM, half at\n"
 "                           its end; at most %u; needs --memory over 3072)\n"
-"  -h, --help\n"
+"  -h, --help               this help\n"
+"      --version            sr's version\n"
 "\n"
 "Exit status: 0 the guest reported PASS (DONE 0); 1 the guest failed (ASSERT or\n"
 "DONE != 0); 2 usage or setup error; 3 KVM error, unexpected shutdown, or a\n"
@@ -92,7 +94,7 @@ static unsigned long parse_num(const char *opt, const char *s, unsigned long max
 	errno = 0;
 	v = strtoul(s, &end, 0);
 	if (errno || *end || end == s || v > max)
-		die(EXIT_USAGE, "%s: \"%s\" is not a number up to %lu", opt, s, max);
+		usage_error("%s: \"%s\" is not a number up to %lu", opt, s, max);
 	return v;
 }
 
@@ -105,7 +107,7 @@ static uint32_t parse_mode(const char *s)
 	for (uint32_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (!strcmp(s, names[i]))
 			return i;
-	die(EXIT_USAGE, "--guest-mode: \"%s\" is not workload, tsc-deadline, pit-pause or port-loop", s);
+	usage_error("--guest-mode: \"%s\" is not workload, tsc-deadline, pit-pause or port-loop", s);
 }
 
 /*
@@ -154,6 +156,7 @@ int main(int argc, char **argv)
 		{ "disk", required_argument, NULL, O_DISK },
 		{ "rng", no_argument, NULL, O_RNG },
 		{ "help", no_argument, NULL, 'h' },
+		USAGE_VERSION_OPTION,
 		{ 0 }
 	};
 	struct sr_bootinfo bi = { .magic = SR_BOOTINFO_MAGIC, .rounds = 20 };
@@ -174,7 +177,7 @@ int main(int argc, char **argv)
 	int c, rc;
 
 	sr_set_prog(argv[0]);
-	while ((c = getopt_long(argc, argv, "n:c:m:pvh", opts, NULL)) != -1) {
+	while ((c = usage_getopt(argc, argv, "n:m:pvh", opts)) != -1) {
 		switch (c) {
 		case 'n': cfg.name = optarg; break;
 		case 'c': cfg.vcpus = parse_num("--vcpus", optarg, SR_GUEST_MAX_CPUS); break;
@@ -203,9 +206,9 @@ int main(int argc, char **argv)
 		case O_CMDLINE: extra_cmdline = optarg; break;
 		case O_DISK:
 			if (cfg.ndisks == DISKS_MAX)
-				die(EXIT_USAGE, "--disk: at most %d disks", DISKS_MAX);
+				usage_error("--disk: at most %d disks", DISKS_MAX);
 			if (virtio_blk_parse(optarg, &disks[cfg.ndisks], why, sizeof(why)))
-				die(EXIT_USAGE, "%s", why);
+				usage_error("%s", why);
 			cfg.ndisks++;
 			break;
 		case O_RNG: cfg.rng = true; break;
@@ -216,13 +219,14 @@ int main(int argc, char **argv)
 			bi.round_delay_us = 50000;
 			break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return EXIT_USAGE;
+		default: return EXIT_USAGE;
 		}
 	}
-	if (lb.kernel ? optind != argc : optind != argc - 1) {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
+	if (!lb.kernel && optind == argc)
+		usage_error("no GUEST given (a test guest image), nor --kernel FILE");
+	if (optind < argc - !lb.kernel)
+		usage_error("unexpected argument '%s' (%s)", argv[optind + !lb.kernel],
+			    lb.kernel ? "--kernel boots Linux, with no GUEST" : "one GUEST only");
 	if (lb.kernel) {
 		cfg.test_guest = false;
 		cfg.serial = true;
@@ -234,25 +238,25 @@ int main(int argc, char **argv)
 		if ((size_t)snprintf(cmdline, sizeof(cmdline), "%s%s%s %s", LINUX_CMDLINE,
 				     cfg.ndisks || cfg.rng ? "" : " ", cfg.ndisks || cfg.rng ? "" :
 				     LINUX_NO_PCI, extra_cmdline) >= sizeof(cmdline))
-			die(EXIT_USAGE, "--cmdline is too long");
+			usage_error("--cmdline is too long");
 		lb.cmdline = cmdline;
 	} else if (lb.initrd || *extra_cmdline || cfg.ndisks || cfg.rng) {
-		die(EXIT_USAGE, "--initrd, --cmdline, --disk and --rng need --kernel");
+		usage_error("--initrd, --cmdline, --disk and --rng need --kernel");
 	}
 	if (cfg.vcpus < 1)
-		die(EXIT_USAGE, "--vcpus must be at least 1");
+		usage_error("--vcpus must be at least 1");
 	if (cfg.test_guest && cfg.mem_bytes < (16ull << 20))
-		die(EXIT_USAGE, "--memory must be at least 16 MiB for the test guest");
+		usage_error("--memory must be at least 16 MiB for the test guest");
 	if (!cfg.name) {
 		snprintf(name, sizeof(name), "sr-%d", getpid());
 		cfg.name = name;
 	}
 	if (!sr_name_valid(cfg.name))
-		die(EXIT_USAGE, "bad domain name: 1..%u characters of A-Z a-z 0-9 . _ -, not "
+		usage_error("bad domain name: 1..%u characters of A-Z a-z 0-9 . _ -, not "
 		    "starting with a dot", SR_NAME_MAX);
 	check_memory(cfg.mem_bytes, max_mib);
 	if (bi.high_pages * 4096ull > x86_high_ram(cfg.mem_bytes))
-		die(EXIT_USAGE, "--high-pages %u needs at least %llu MiB of --memory (RAM above "
+		usage_error("--high-pages %u needs at least %llu MiB of --memory (RAM above "
 		    "4 GiB is what lies past the first %llu MiB)", bi.high_pages,
 		    (X86_LOW_RAM_MAX + bi.high_pages * 4096ull + (1 << 20) - 1) >> 20,
 		    X86_LOW_RAM_MAX >> 20);
@@ -261,6 +265,10 @@ int main(int argc, char **argv)
 	bi.high_bytes = x86_high_ram(cfg.mem_bytes);
 
 	host_check_or_die();
+	/* The name before the VM: a second domain of that name is refused before any work. */
+	if (runner_claim_name(cfg.name, &cfg.lock_fd, &err))
+		die(EXIT_USAGE, "%s", err.msg);
+	cfg.claimed = true;
 	r = runner_new(&cfg, &err);
 	if (!r)
 		die(EXIT_USAGE, "%s", err.msg);
