@@ -26,6 +26,9 @@ CRIT_LIBS := $(shell pkg-config --libs criterion 2>/dev/null || echo -lcriterion
 # GnuTLS for migration's TLS (tools/tls.c): the tools that open tcp: streams.
 TLS_CFLAGS := $(shell pkg-config --cflags gnutls 2>/dev/null)
 TLS_LIBS  := $(shell pkg-config --libs gnutls 2>/dev/null || echo -lgnutls)
+# JSON (sr-ctl's --json); Debian's libjansson-dev.
+JSON_CFLAGS := $(shell pkg-config --cflags jansson 2>/dev/null)
+JSON_LIBS := $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
 # sr-restore's sandbox only (tools/sandbox.c); no library links it.
 SECCOMP_LIBS := $(shell pkg-config --libs libseccomp 2>/dev/null || echo -lseccomp)
 
@@ -36,7 +39,7 @@ WARNINGS  += -Werror
 endif
 CFLAGS    ?= -O2 -g
 ALL_CFLAGS := -std=gnu11 $(WARNINGS) $(CFLAGS) -fPIC -D_GNU_SOURCE -Ilibsr -Ixc -Ihvmctx -Iguest -Itools \
-              $(PKG_CFLAGS) $(TLS_CFLAGS) -MMD -MP
+              $(PKG_CFLAGS) $(TLS_CFLAGS) $(JSON_CFLAGS) -MMD -MP
 # The tools in $(O) are the ones the tests run: they honour the test hooks
 # (sr-ctl poke, SR_MIGRATE_TEST_*, SR_TEST_PAUSE_AT, SR_SAVE_COMMIT_DELAY_MS).
 # make install installs a build without them, $(O)/release.
@@ -69,7 +72,7 @@ XC_SRCS   := xc/domain.c xc/vcpu.c xc/dirty.c xc/boot.c xc/linux.c xc/probe.c
 XC_OBJS   := $(XC_SRCS:%.c=$(O)/%.o)
 HVMCTX_SRCS := hvmctx/vcpu.c hvmctx/vm.c hvmctx/save.c hvmctx/restore.c hvmctx/cpu.c hvmctx/time.c
 HVMCTX_OBJS := $(HVMCTX_SRCS:%.c=$(O)/%.o)
-RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/runner_save.o $(O)/tools/serial8250.o $(O)/tools/console.o \
+RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/runner_save.o $(O)/tools/detach.o $(O)/tools/serial8250.o $(O)/tools/console.o \
                $(O)/tools/ctl.o $(O)/tools/util.o $(O)/tools/host.o $(O)/tools/migrate.o $(O)/tools/net.o \
                $(O)/tools/imgfile.o $(O)/tools/tls.o $(O)/tools/usage.o $(HVMCTX_OBJS) $(XC_OBJS)
 
@@ -152,9 +155,9 @@ $(O)/sr-dump: $(O)/tools/sr-dump.o $(O)/tools/util.o $(O)/tools/usage.o $(O)/lib
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(O)/sr-ctl: $(O)/tools/sr-ctl.o $(O)/tools/ctl.o $(O)/tools/migrate.o $(O)/tools/util.o $(O)/tools/usage.o \
-		$(O)/tools/host.o $(XC_OBJS)
+		$(O)/tools/host.o $(XC_OBJS) $(O)/libsr.a
 	$(E) "  LD      $@"
-	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ -lpthread
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(JSON_LIBS) -lpthread
 
 $(O)/sr-run: $(O)/tools/sr-run.o $(RUNNER_OBJS) $(O)/libsr.a
 	$(E) "  LD      $@"
@@ -166,9 +169,9 @@ $(O)/sr-restore: $(O)/tools/sr-restore.o $(O)/tools/sandbox.o $(RUNNER_OBJS) $(O
 
 $(O)/sr-save $(O)/sr-migrate: $(O)/sr-%: $(O)/tools/sr-%.o $(O)/tools/save_cli.o $(O)/tools/ctl.o \
 		$(O)/tools/migrate.o $(O)/tools/net.o $(O)/tools/tls.o $(O)/tools/util.o $(O)/tools/imgfile.o \
-		$(O)/tools/usage.o
+		$(O)/tools/usage.o $(O)/tools/save_json.o
 	$(E) "  LD      $@"
-	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(TLS_LIBS) -lpthread
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(TLS_LIBS) $(JSON_LIBS) -lpthread
 
 $(O)/tests/test-ctl: $(O)/tests/test_ctl.o $(O)/tools/ctl.o $(O)/tools/migrate.o $(O)/tools/util.o
 	$(E) "  LD      $@"
@@ -187,7 +190,7 @@ $(O)/tests/bench-%: $(O)/tests/bench_%.o $(O)/libsr.a
 # ------------------------------------------------------------------ tests
 .PHONY: converge fuzz fuzz-ci soak faults faults-migrate
 .PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install release clean demo sr-bench bench-peer
-.PHONY: tsan check-tsan mutants
+.PHONY: tsan check-tsan mutants install-service
 
 check: check-unit check-tools check-kvm
 
@@ -347,7 +350,18 @@ release:
 	$(Q)$(MAKE) --no-print-directory O=$(RELEASE_O) TEST_HOOKS=0 \
 		$(patsubst $(O)/%,$(RELEASE_O)/%,$(TOOLS))
 
-install: all release
+# systemd: sr@NAME.service runs domain NAME; tmpfiles.d makes /run/sr at boot.
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+install-service:
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(TMPFILESDIR)
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		scripts/systemd/sr@.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/sr@.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/sr@.service
+	install -m 0644 scripts/systemd/sr.tmpfiles.conf $(DESTDIR)$(TMPFILESDIR)/sr.conf
+
+install: all release install-service
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 		$(DESTDIR)$(PREFIX)/include/sr $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 $(patsubst $(O)/%,$(RELEASE_O)/%,$(TOOLS)) $(DESTDIR)$(PREFIX)/bin/

@@ -1253,6 +1253,90 @@ if want throttle-exits; then
 	fi
 fi
 
+# Whether process $1 has ended (a detached runner is no child of this shell: no wait).
+gone() { ! kill -0 "$1" 2>/dev/null; }
+# The pid in $SR_RUN_DIR/$1.pid, or nothing.
+pidof_dom() { cat "$SR_RUN_DIR/$1.pid" 2>/dev/null; }
+# Field $2 of the JSON document in file $1.
+json_field() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2" 2>/dev/null; }
+
+if want detach; then
+	# A domain in the background: sr-run --detach returns once it runs (NAME.pid,
+	# console in NAME.log); the control protocol driven by tests/ctl_client.py;
+	# saved; restored with --detach; sr-ctl console shows the restored guest's
+	# output live and leaves on Ctrl-] with the domain running; destroyed, its
+	# files gone.  A runner killed by SIGKILL leaves a socket sr-ctl list calls
+	# stale, and the next runner of that name replaces it.
+	dt=$tmp/dt; : > "$dt.why"
+	why() { echo "$*" >> "$dt.why"; }
+	$O/sr-run --detach --name dt --rounds 0 --delay-us 50000 "$guest" >"$dt.run" 2>&1 ||
+		why "sr-run --detach exited $?: $(tail -1 "$dt.run")"
+	p1=$(pidof_dom dt)
+	[ -n "$p1" ] && ! gone "$p1" || why "dt.pid: no live runner ('$p1')"
+	grep -q "\"dt\" runs detached, pid $p1; console in $SR_RUN_DIR/dt.log" "$dt.run" || why "sr-run did not say where the console went"
+	$O/sr-ctl status dt --json >"$dt.st.json" 2>>"$dt.why" && python3 tests/ctl_client.py check status "$dt.st.json" 2>>"$dt.why" ||
+		why "status --json does not match docs/control.md"
+	[ "$(json_field "$dt.st.json" pid)" = "$p1" ] || why "status says pid $(json_field "$dt.st.json" pid), dt.pid $p1"
+	poll_ms 30000 file_has '^round 3: ' "$SR_RUN_DIR/dt.log" || why "no round 3 in dt.log"
+	python3 tests/ctl_client.py drive dt >>"$dt.why" 2>&1 || why "ctl_client.py drive dt failed"
+	# sr-save --json and --progress json: every line against docs/control.md's tables.
+	$O/sr-save --live --checkpoint --json --progress json dt "$dt.ck.img" >"$dt.ck.json" 2>>"$dt.why" ||
+		why "sr-save --live --checkpoint --json exited $?"
+	python3 tests/ctl_client.py check-lines "$dt.ck.json" 2>>"$dt.why" || why "sr-save --progress json lines do not match docs/control.md"
+	python3 -c 'import json, sys
+d = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+ev = [json.loads(l)["event"] for l in open(sys.argv[1]).read().splitlines()[:-1]]
+sys.exit(not (d["ok"] and d["live"] and d["summary"]["outcome"] == "runs" and len(d["rounds"]) == d["summary"]["rounds"] >= 2
+              and d["rounds"][-1]["final"] and ev.count("round") == len(d["rounds"]) and "prepared" in ev and "commit" in ev))' "$dt.ck.json" ||
+		why "sr-save --json of a live checkpoint: $(tail -1 "$dt.ck.json")"
+	$O/sr-save --json dt "$dt.img" >"$dt.save.json" 2>>"$dt.why" || why "sr-save exited $?"
+	python3 tests/ctl_client.py check save "$dt.save.json" 2>>"$dt.why" &&
+		[ "$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["summary"]["outcome"], d["rounds"], d["summary"]["stop_reason"])' "$dt.save.json")" = "exits [] None" ] ||
+		why "sr-save --json: $(cat "$dt.save.json")"
+	poll_ms 20000 gone "$p1" || why "the saved domain's runner $p1 did not end"
+	[ ! -e "$SR_RUN_DIR/dt.pid" ] && [ ! -e "$SR_RUN_DIR/dt.sock" ] || why "dt.pid or dt.sock left after the runner ended"
+	last=$(sed -n 's/^round \([0-9]*\): .*/\1/p' "$SR_RUN_DIR/dt.log" | tail -1)
+	$O/sr-restore --detach --name dt2 "$dt.img" >"$dt.restore" 2>&1 || why "sr-restore --detach exited $?: $(tail -1 "$dt.restore")"
+	p2=$(pidof_dom dt2)
+	[ -n "$p2" ] && ! gone "$p2" || why "dt2.pid: no live runner ('$p2')"
+	rm -f "$dt.in"; mkfifo "$dt.in"
+	$O/sr-ctl console dt2 <"$dt.in" >"$dt.con" 2>"$dt.conerr" &
+	cpid=$!
+	exec 3>"$dt.in"
+	# Live output of the restored guest: rounds past the last one before the save.
+	poll_ms 30000 file_has "^round $((${last:-0} + 3)): " "$dt.con" || why "the console did not show round $((${last:-0} + 3)) (last before the save: '$last')"
+	printf 'x\035' >&3
+	poll_ms 10000 gone $cpid || why "sr-ctl console did not leave on Ctrl-]"
+	wait $cpid; crc=$?
+	exec 3>&-
+	[ $crc -eq 0 ] && grep -q 'detached from dt2' "$dt.conerr" || why "sr-ctl console exited $crc: $(tail -1 "$dt.conerr")"
+	$O/sr-ctl status dt2 2>>"$dt.why" | grep -q ' state=running ' || why "dt2 not running after the console left"
+	$O/sr-ctl destroy dt2 >>"$dt.why" 2>&1 || why "destroy dt2 exited $?"
+	poll_ms 20000 gone "${p2:-0}" || why "dt2's runner did not end on destroy"
+	[ ! -e "$SR_RUN_DIR/dt2.pid" ] && [ ! -e "$SR_RUN_DIR/dt2.sock" ] || why "dt2.pid or dt2.sock left after destroy"
+	file_has "^round $((${last:-0} + 3)): " "$SR_RUN_DIR/dt2.log" || why "dt2.log lacks the restored guest's rounds"
+	# SIGKILL: nothing is cleaned up; sr-ctl list says stale, a new dt3 replaces it.
+	$O/sr-run --detach --name dt3 --rounds 0 --delay-us 50000 "$guest" >"$dt.run3" 2>&1 || why "sr-run dt3 exited $?"
+	p3=$(pidof_dom dt3)
+	kill -KILL "${p3:-0}" 2>/dev/null
+	poll_ms 10000 gone "${p3:-0}" || why "dt3 did not die"
+	$O/sr-ctl list >"$dt.list" 2>&1; $O/sr-ctl list --json >"$dt.list.json" 2>>"$dt.why"
+	grep -q '^name=dt3 state=stale ' "$dt.list" || why "sr-ctl list: $(grep dt3 "$dt.list")"
+	python3 tests/ctl_client.py check list "$dt.list.json" 2>>"$dt.why" || why "list --json does not match docs/control.md"
+	$O/sr-run --detach --name dt3 --rounds 0 --delay-us 50000 "$guest" >"$dt.run3" 2>&1 || why "a new dt3 over the stale socket: exit $?: $(tail -1 "$dt.run3")"
+	p3=$(pidof_dom dt3)
+	python3 tests/ctl_client.py drive dt3 --finish >>"$dt.why" 2>&1 || why "ctl_client.py drive dt3 --finish failed"
+	poll_ms 20000 gone "${p3:-0}" || why "dt3 did not end after finish"
+	grep -q '^PASS: ' "$SR_RUN_DIR/dt3.log" || why "dt3.log has no PASS after finish"
+	for p in $p1 $p2 $p3; do kill -KILL "$p" 2>/dev/null; done	# whatever a failure left running
+	if ! grep -q . "$dt.why"; then
+		ok "detach: sr-run --detach (pid file, console log), ctl_client.py (version, status, pause, resume, finish), saved (--json, --progress json checked against docs/control.md), restored --detach, sr-ctl console showed live rounds past $last and left on Ctrl-], destroyed; a SIGKILLed runner listed as stale and replaced"
+	else
+		cat "$dt.run" "$dt.restore" "$dt.conerr" "$SR_RUN_DIR/dt2.log" 2>/dev/null | tail -20 >> "$dt.why"
+		bad "detach: $(head -1 "$dt.why")" "$dt.why"
+	fi
+fi
+
 # ------------------------------------------------------------------ Linux guest
 kernel=build/box/kernel/vmlinuz
 initrd=$O/guest/linux-initramfs.cpio.gz
@@ -1311,6 +1395,36 @@ if want linux-pause 300 && linux_ready linux-pause; then
 		ok "linux-pause: paused 30 s at tick $last, resumed: the workload went on to PASS, no soft-lockup or RCU-stall line"
 	else
 		bad "linux-pause: sr-run exited $rc, paused at tick '${last}'$(grep -Em1 "$linux_warnings" "$tmp/lz.out" | sed 's/^/; first warning: /')" "$tmp/lz.out"
+	fi
+fi
+
+if want detach-linux && linux_ready detach-linux; then
+	# A detached Linux guest's console: sr-ctl console shows its output, and a
+	# line typed into it reaches the guest's UART: the workload reads "stop"
+	# from its console and ends with PASS; the domain then ends and the
+	# console says so.
+	dl=$tmp/dl; : > "$dl.why"
+	$O/sr-run --detach --name dl --kernel $kernel --initrd $initrd --cmdline "sr.workload=8,0" \
+		>"$dl.run" 2>&1 || echo "sr-run --detach exited $?: $(tail -1 "$dl.run")" >> "$dl.why"
+	pl=$(pidof_dom dl)
+	wait_line "$SR_RUN_DIR/dl.log" '^sr-workload: tick 2 ' 1500 || echo "no tick 2 in dl.log" >> "$dl.why"
+	rm -f "$dl.in"; mkfifo "$dl.in"
+	$O/sr-ctl console dl <"$dl.in" >"$dl.con" 2>"$dl.conerr" &
+	cpid=$!
+	exec 3>"$dl.in"
+	wait_line "$dl.con" '^sr-workload: tick ' 300 || echo "the console showed no tick" >> "$dl.why"
+	printf 'stop\n' >&3
+	wait_line "$dl.con" 'sr-workload: PASS' 600 || echo "no PASS on the console after \"stop\"" >> "$dl.why"
+	poll_ms 30000 gone $cpid || echo "sr-ctl console did not end with the domain" >> "$dl.why"
+	exec 3>&-
+	wait $cpid; crc=$?
+	poll_ms 20000 gone "${pl:-0}" || echo "the runner did not end" >> "$dl.why"
+	kill -KILL "${pl:-0}" 2>/dev/null
+	if [ $crc -eq 0 ] && grep -q "console closed" "$dl.conerr" && ! grep -q . "$dl.why"; then
+		ok "detach-linux: sr-ctl console showed the detached guest's ticks; \"stop\" typed into it reached the workload (PASS), the console closed with the domain"
+	else
+		cat "$dl.conerr" "$dl.con" >> "$dl.why"
+		bad "detach-linux: sr-ctl console exited $crc; $(head -1 "$dl.why")" "$dl.why"
 	fi
 fi
 

@@ -289,6 +289,24 @@ Test(ctl, progress_lines_go_to_the_hook_and_a_split_reply_is_joined)
 	cr_assert_str_eq(reply, "saved");
 }
 
+Test(ctl, stats_go_to_the_hook_and_unknown_lines_are_skipped)
+{
+	static const char *const say[] = { "stats pages=3 outcome=exits stop_reason=\n",
+					   "okay, a line of a later version\nerrors: another\n",
+					   "ok saved\n", NULL };
+	struct runner_script s = { .say = say };
+	struct seen seen = { 0 };
+	struct ctl_hooks h = { .on_progress = on_progress, .arg = &seen };
+	char reply[256];
+	pthread_t t = serve(&s);
+
+	cr_assert_eq(ctl_request("dom", "save", -1, &h, reply, sizeof(reply)), 0);
+	done(t, &s);
+	cr_assert_eq(seen.n, 1);
+	cr_assert_str_eq(seen.lines[0], "stats pages=3 outcome=exits stop_reason=");
+	cr_assert_str_eq(reply, "saved");
+}
+
 static void prepared_answer(int verdict, const char *want, int want_rc)
 {
 	static const char *const say[] = { "prepared 1234 bytes\n", "<answer>", "ok done\n", NULL };

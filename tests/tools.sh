@@ -306,5 +306,62 @@ echo "     $("$sbt" vCPU ioctl 2>&1)"
 $O/sr-restore --help | grep -q -- '--no-sandbox'
 check "sr-restore --help documents --no-sandbox" [ $? -eq 0 ]
 
+# sr-ctl without a domain: the verb order, names, stale sockets, --json against docs/control.md.
+ctl=$O/sr-ctl
+rd=$tmp/run; mkdir -m 700 "$rd"
+SR_RUN_DIR=$rd $ctl list >"$tmp/ctl.out" 2>&1; rc=$?
+check "sr-ctl list: an empty run directory says no domains (exit 0)" bash -c "[ $rc -eq 0 ] && grep -qx 'no domains' '$tmp/ctl.out'"
+# A socket nobody listens on and a NAME.lock nobody holds: what a runner killed by SIGKILL leaves.
+python3 -c 'import socket, sys; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.close()' "$rd/old.sock"
+: > "$rd/old.lock"; echo 4242 > "$rd/old.pid"
+SR_RUN_DIR=$rd $ctl list >"$tmp/ctl.out" 2>&1; rc=$?
+check "sr-ctl list shows a dead runner's socket as stale" bash -c "[ $rc -eq 0 ] && grep -q '^name=old state=stale (no process holds old.lock' '$tmp/ctl.out'"
+SR_RUN_DIR=$rd $ctl list --json >"$tmp/ctl.json" 2>"$tmp/ctl.err"; rc=$?
+check "sr-ctl list --json: the fields docs/control.md lists, the stale one with its pid file's pid" bash -c "[ $rc -eq 0 ] && python3 tests/ctl_client.py check list '$tmp/ctl.json' && python3 -c 'import json, sys; d = json.load(open(sys.argv[1]))[\"domains\"]; sys.exit(not (d[0][\"state\"] == \"stale\" and d[0][\"pid\"] == 4242))' '$tmp/ctl.json'"
+printf '{"protocol": 1, "run_dir": "x", "domains": [{"name": "a", "state": "stale", "pid": null}]}' > "$tmp/ctl.bad.json"
+check "ctl_client.py check refuses a document without a documented field" bash -c "! python3 tests/ctl_client.py check list '$tmp/ctl.bad.json' 2>/dev/null"
+ctl_usage() {	# name expected-line-pattern args...
+	local name=$1 want=$2; shift 2
+	SR_RUN_DIR=$rd $ctl "$@" >"$tmp/ctl.out" 2>"$tmp/ctl.err"; local rc=$?
+	if [ $rc -eq 2 ] && [ ! -s "$tmp/ctl.out" ] && [ "$(wc -l < "$tmp/ctl.err")" -le 2 ] &&
+	   grep -qF -e "$want" "$tmp/ctl.err"; then ok "sr-ctl $*: $name (exit 2)"
+	else bad "sr-ctl $*: $name: exit $rc, $(head -1 "$tmp/ctl.err")"; fi
+}
+ctl_usage "a domain named host is addressable" 'no domain "host"' status host
+ctl_usage "a domain named list is addressable" 'no domain "list"' pause list
+ctl_usage "the older order still works" 'no domain "old"' old status
+ctl_usage "an unknown verb in either order" "neither 'x' nor 'frobnicate'" x frobnicate
+ctl_usage "an unknown command" "unknown command 'frobnicate'" frobnicate
+ctl_usage "a bad name" "bad domain name 'a/b'" status a/b
+ctl_usage "--json only where documented" "--json goes with" pause x --json
+ctl_usage "a missing name" "status needs a domain name" status
+ctl_usage "list takes no name" "list takes no argument" list x
+$ctl --version >"$tmp/ctl.out" 2>&1
+check "sr-ctl --version" grep -qx 'sr-ctl (sr) [0-9.]*' "$tmp/ctl.out"
+# --detach: a start that fails returns at once with the child's error and status.
+SR_RUN_DIR=$rd timeout 20 $O/sr-run --detach --name dd "$tmp/none.bin" >"$tmp/dd.out" 2>"$tmp/dd.err"; rc=$?
+check "sr-run --detach: a failed start returns its status ($rc) and error" bash -c "[ $rc -eq 2 ] || [ $rc -eq 3 ]; [ \$? -eq 0 ] && [ -s '$tmp/dd.err' ] && [ ! -e '$rd/dd.pid' ]"
+SR_RUN_DIR=$rd timeout 20 $O/sr-restore --detach "$tmp/none.img" >"$tmp/dd.out" 2>"$tmp/dd.err"; rc=$?
+check "sr-restore --detach: a failed restore returns its status ($rc) and error" bash -c "[ $rc -eq 2 ] || [ $rc -eq 3 ]; [ \$? -eq 0 ] && [ -s '$tmp/dd.err' ]"
+
+# sr-save --json and --progress json: a failure is a document too.
+SR_RUN_DIR=$rd $O/sr-save --json --progress json nosuch "$tmp/ns.img" >"$tmp/ns.json" 2>"$tmp/ns.err"; rc=$?
+check "sr-save --json --progress json of no domain: exit 2, start and end events and an error document as docs/control.md lists" bash -c "[ $rc -eq 2 ] && python3 tests/ctl_client.py check-lines '$tmp/ns.json' && tail -1 '$tmp/ns.json' | grep -q '\"ok\":false,\"message\":\"no domain'"
+SR_RUN_DIR=$rd $O/sr-save --json x - >"$tmp/ns.json" 2>"$tmp/ns.err"; rc=$?
+check "sr-save --json refuses - (the image's stdout)" bash -c "[ $rc -eq 2 ] && [ ! -s '$tmp/ns.json' ]"
+
+# make install: the systemd template unit and the tmpfiles.d entry, with PREFIX's paths.
+make -s O="$O" install DESTDIR="$tmp/root" PREFIX=/usr >"$tmp/inst" 2>&1
+unit=$tmp/root/usr/lib/systemd/system/sr@.service
+check "make install: sr@.service runs /usr/bin's tools from /etc/sr/NAME.conf, tmpfiles.d makes /run/sr 0700" bash -c "grep -q '/usr/bin/\\\$\\\$SR_TOOL' '$unit' && grep -q '^EnvironmentFile=/etc/sr/%i.conf' '$unit' && grep -qx 'd /run/sr 0700 root root -' '$tmp/root/usr/lib/tmpfiles.d/sr.conf'"
+if command -v systemd-analyze >/dev/null; then
+	systemd-analyze verify "$unit" 2>&1 | grep -v "Command 'man " >"$tmp/verify"
+	check "systemd-analyze verify sr@.service: nothing but the man pages outside this root" bash -c "[ ! -s '$tmp/verify' ]"
+fi
+# The unit's command line as systemd hands it to sh: a domain named by the instance, SR_ARGS split.
+cmd=$(sed -n "s/^ExecStart=\/bin\/sh -c '\(.*\)' sr %i$/\1/p" "$unit" | sed 's/\$\$/$/g')
+out=$(SR_TOOL=sr-bogus sh -c "$cmd" sr web 2>&1); rc=$?
+check "sr@.service refuses an SR_TOOL other than sr-run and sr-restore (exit $rc)" bash -c "[ $rc -eq 2 ] && [[ '$out' == *'SR_TOOL must be'* ]]"
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

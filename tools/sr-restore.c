@@ -14,6 +14,7 @@
 
 #include "abi.h"
 #include "ctl.h"
+#include "detach.h"
 #include "hvmctx.h"
 #include "migrate.h"
 #include "net.h"
@@ -71,12 +72,16 @@ static void usage(FILE *f)
 "                           detach (the console goes to --log)\n"
 "      --accept-timeout S   --listen: give up when no source connects in S s\n"
 "      --idle-timeout S     --listen: a stream silent for S s is dead (default 30)\n"
-"      --log FILE           --migrate-receive: the console once detached\n"
-"                           (default $SR_RUN_DIR/NAME.log)\n"
+"      --detach             run in the background once the domain runs: the\n"
+"                           console goes to --log, NAME.pid beside NAME.sock;\n"
+"                           returns 0 then, or the restore's failure and status\n"
+"                           (sr-ctl console NAME attaches to the console)\n"
+"      --log FILE           --detach, --migrate-receive: the console once\n"
+"                           detached (default $SR_RUN_DIR/NAME.log)\n"
 "  -n, --name NAME          domain name (default: the name in the image)\n"
 "      --dirty-ring         track dirty pages with per-vCPU rings\n"
 "                           (KVM_CAP_DIRTY_LOG_RING; for sr-save --live)\n"
-"  -p, --paused             restore paused (resume with sr-ctl NAME resume)\n"
+"  -p, --paused             restore paused (resume with sr-ctl resume NAME)\n"
 "      --clock MODE         advance (default): guest time moves on by the wall\n"
 "                           time since the save; freeze: it resumes where it stopped\n"
 "      --save-to FILE       where a guest-requested SAVE writes the next image\n"
@@ -110,7 +115,6 @@ static int restore_device(void *arg, const char *name, uint32_t version, uint32_
  * in on the stream's fd), and the detached parent's pipe.
  */
 static int chan = -1;
-static int detach_fd = -1;
 static struct tls_conn *tls;		/* --listen with TLS: the source's connection */
 
 static void tell_source(const char *msg)
@@ -122,66 +126,6 @@ static void tell_source(const char *msg)
 		tls = NULL;
 		chan = -1;
 	}
-}
-
-/* Points fd at path (opened with flags), or returns -1 and leaves fd alone. */
-static int reopen(int fd, const char *path, int flags)
-{
-	int k = open(path, flags | O_CLOEXEC, 0600);
-
-	if (k < 0)
-		return -1;
-	if (k == fd)
-		return fcntl(fd, F_SETFD, 0);
-	dup2(k, fd);		/* dup2 leaves fd without close-on-exec */
-	close(k);
-	return 0;
-}
-
-/*
- * --migrate-receive runs under ssh, which returns only once every copy of
- * the session's stdout and stderr is closed: the domain is run by a child
- * that lets go of them once it runs; this parent exits then (0), or with
- * the child's status when it fails first.
- */
-static void detach_begin(void)
-{
-	int p[2], st;
-	pid_t pid;
-	char c;
-
-	if (pipe2(p, O_CLOEXEC))
-		die(EXIT_USAGE, "pipe: %s", strerror(errno));
-	pid = fork();
-	if (pid < 0)
-		die(EXIT_USAGE, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		close(p[0]);
-		detach_fd = p[1];
-		setsid();
-		return;
-	}
-	close(p[1]);
-	reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
-	reopen(STDOUT_FILENO, "/dev/null", O_WRONLY);
-	if (read(p[0], &c, 1) == 1)
-		_exit(0);
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	_exit(WIFEXITED(st) ? WEXITSTATUS(st) : EXIT_USAGE);
-}
-
-static void detach_finish(const char *log)
-{
-	reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
-	if (reopen(STDOUT_FILENO, log, O_WRONLY | O_CREAT | O_APPEND)) {
-		pr_warn("%s: %s; the console goes nowhere", log, strerror(errno));
-		reopen(STDOUT_FILENO, "/dev/null", O_WRONLY);
-	}
-	dup2(STDOUT_FILENO, STDERR_FILENO);
-	if (write(detach_fd, "1", 1) != 1)
-		pr_warn("the session that started this receiver is gone");
-	close(detach_fd);
 }
 
 /* The sandbox: each thread the runner starts narrows its filter to its kind. */
@@ -326,6 +270,7 @@ int main(int argc, char **argv)
 		{ "accept-timeout", required_argument, NULL, 'A' },
 		{ "idle-timeout", required_argument, NULL, 'W' },
 		{ "log", required_argument, NULL, 'g' },
+		{ "detach", no_argument, NULL, 'd' },
 		{ "tls-psk", required_argument, NULL, 'P' },
 		{ "tls-creds", required_argument, NULL, 'X' },
 		{ "tls-authz", required_argument, NULL, 'Z' },
@@ -347,6 +292,7 @@ int main(int argc, char **argv)
 	struct runner *r = NULL;
 	const char *path, *name = NULL, *listen_on = NULL, *log = NULL;
 	bool paused = false, verbose = false, receive = false, started = false, sandbox = true;
+	bool detach = false;
 	unsigned long accept_s = 0, idle_s = 30;
 	struct tls_opts tlso = { .server = true };
 	struct listen_opts lo = { .bounds = { DEADLINE_DEFAULT_S, MIN_RATE_DEFAULT_KBS,
@@ -374,6 +320,7 @@ int main(int argc, char **argv)
 		case 'L': listen_on = optarg; break;
 		case 'm': receive = true; break;
 		case 'g': log = optarg; break;
+		case 'd': detach = true; break;
 		case 'P': tlso.psk_file = optarg; break;
 		case 'X': tlso.creds_dir = optarg; break;
 		case 'Z': tlso.authz = optarg; break;
@@ -419,6 +366,13 @@ int main(int argc, char **argv)
 	if (receive && strcmp(argv[optind], "-"))
 		usage_error("--migrate-receive reads standard input: its FILE is -, not '%s'",
 			    argv[optind]);
+	if (optind != argc - (listen_on ? 0 : 1) || (listen_on && receive) ||
+	    (receive && strcmp(argv[optind], "-"))) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (log && !detach && !receive)
+		usage_error("--log is for --detach or --migrate-receive");
 	if ((listen_on || receive) && paused)
 		usage_error("--paused does not go with a migration: the source decides when it runs");
 	if ((tlso.psk_file || tlso.creds_dir || tlso.authz || lo.insecure) && !listen_on)
@@ -443,9 +397,15 @@ int main(int argc, char **argv)
 		chan = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
 		if (fd < 0 || chan < 0)
 			die(EXIT_USAGE, "dup: %s", strerror(errno));
-		reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
+		fd_reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
 		dup2(STDERR_FILENO, STDOUT_FILENO);
 		path = "the migration stream";
+	}
+	if (detach && !receive) {
+		/* Before any thread, and before the sandbox: fork is not on its lists. */
+		detach_begin();
+		if (listen_on || strcmp(path, "-"))
+			fd_reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
 	}
 	if (listen_on) {
 		char why[400];
@@ -575,10 +535,8 @@ int main(int argc, char **argv)
 			close(chan);
 		chan = -1;
 		if (receive) {
-			if (!log) {
-				snprintf(logbuf, sizeof(logbuf), "%s/%s.log", ctl_dir(), cfg.name);
-				log = logbuf;
-			}
+			if (!log)
+				log = detach_log_path(logbuf, sizeof(logbuf), cfg.name);
 			pr_info("%s: \"%s\" runs here; detached, console in %s", sr_prog, cfg.name,
 				log);
 			detach_finish(log);
@@ -612,7 +570,24 @@ int main(int argc, char **argv)
 		pr_info("%s: sandbox: %s", sr_prog, sandbox ? "on (seccomp allow-lists: reader, "
 			"then worker, vCPU, console, input, save, control threads)" :
 			"off (--no-sandbox)");
-	rc = started ? runner_loop(r) : runner_run(r, paused);
+	if (detach && !receive) {
+		if (!log)
+			log = detach_log_path(logbuf, sizeof(logbuf), cfg.name);
+		/* The console goes to the log from the guest's first byte. */
+		if (!started && fd_reopen(STDOUT_FILENO, log, O_WRONLY | O_CREAT | O_APPEND))
+			pr_warn("%s: %s; the console goes nowhere", log, strerror(errno));
+	}
+	if (!started && (rc = runner_start(r, paused, &err))) {
+		pr_err("%s", err.msg);
+		runner_free(r);
+		return rc;
+	}
+	if (detach && !receive) {
+		pr_info("%s: \"%s\" runs detached, pid %d; console in %s (sr-ctl console %s)",
+			sr_prog, cfg.name, (int)getpid(), log, cfg.name);
+		detach_finish(log);
+	}
+	rc = runner_loop(r);
 	runner_free(r);
 	return rc;
 fail:
