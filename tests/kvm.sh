@@ -1267,31 +1267,31 @@ if want detach; then
 	# output live and leaves on Ctrl-] with the domain running; destroyed, its
 	# files gone.  A runner killed by SIGKILL leaves a socket sr-ctl list calls
 	# stale, and the next runner of that name replaces it.
-	dt=$tmp/dt; : > "$dt.why"
+	dt=$tmp/dt; : > "$dt.why"; : > "$dt.out"
 	why() { echo "$*" >> "$dt.why"; }
 	$O/sr-run --detach --name dt --rounds 0 --delay-us 50000 "$guest" >"$dt.run" 2>&1 ||
 		why "sr-run --detach exited $?: $(tail -1 "$dt.run")"
 	p1=$(pidof_dom dt)
 	[ -n "$p1" ] && ! gone "$p1" || why "dt.pid: no live runner ('$p1')"
 	grep -q "\"dt\" runs detached, pid $p1; console in $SR_RUN_DIR/dt.log" "$dt.run" || why "sr-run did not say where the console went"
-	$O/sr-ctl status dt --json >"$dt.st.json" 2>>"$dt.why" && python3 tests/ctl_client.py check status "$dt.st.json" 2>>"$dt.why" ||
+	$O/sr-ctl status dt --json >"$dt.st.json" 2>>"$dt.out" && python3 tests/ctl_client.py check status "$dt.st.json" 2>>"$dt.out" ||
 		why "status --json does not match docs/control.md"
 	[ "$(json_field "$dt.st.json" pid)" = "$p1" ] || why "status says pid $(json_field "$dt.st.json" pid), dt.pid $p1"
 	poll_ms 30000 file_has '^round 3: ' "$SR_RUN_DIR/dt.log" || why "no round 3 in dt.log"
-	python3 tests/ctl_client.py drive dt >>"$dt.why" 2>&1 || why "ctl_client.py drive dt failed"
+	python3 tests/ctl_client.py drive dt >>"$dt.out" 2>&1 || why "ctl_client.py drive dt failed"
 	# sr-save --json and --progress json: every line against docs/control.md's tables.
-	$O/sr-save --live --checkpoint --json --progress json dt "$dt.ck.img" >"$dt.ck.json" 2>>"$dt.why" ||
+	$O/sr-save --live --checkpoint --json --progress json dt "$dt.ck.img" >"$dt.ck.json" 2>>"$dt.out" ||
 		why "sr-save --live --checkpoint --json exited $?"
-	python3 tests/ctl_client.py check-lines "$dt.ck.json" 2>>"$dt.why" || why "sr-save --progress json lines do not match docs/control.md"
+	python3 tests/ctl_client.py check-lines "$dt.ck.json" 2>>"$dt.out" || why "sr-save --progress json lines do not match docs/control.md"
 	python3 -c 'import json, sys
 d = json.loads(open(sys.argv[1]).read().splitlines()[-1])
 ev = [json.loads(l)["event"] for l in open(sys.argv[1]).read().splitlines()[:-1]]
 sys.exit(not (d["ok"] and d["live"] and d["summary"]["outcome"] == "runs" and len(d["rounds"]) == d["summary"]["rounds"] >= 2
               and d["rounds"][-1]["final"] and ev.count("round") == len(d["rounds"]) and "prepared" in ev and "commit" in ev))' "$dt.ck.json" ||
 		why "sr-save --json of a live checkpoint: $(tail -1 "$dt.ck.json")"
-	$O/sr-save --json dt "$dt.img" >"$dt.save.json" 2>>"$dt.why" || why "sr-save exited $?"
-	python3 tests/ctl_client.py check save "$dt.save.json" 2>>"$dt.why" &&
-		[ "$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["summary"]["outcome"], d["rounds"], d["summary"]["stop_reason"])' "$dt.save.json")" = "exits [] None" ] ||
+	$O/sr-save --json dt "$dt.img" >"$dt.save.json" 2>>"$dt.out" || why "sr-save exited $?"
+	python3 tests/ctl_client.py check save "$dt.save.json" 2>>"$dt.out" &&
+		[ "$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["summary"]["outcome"], len(d["rounds"]), d["rounds"][0]["final"], d["summary"]["stop_reason"])' "$dt.save.json")" = "exits 1 True None" ] ||
 		why "sr-save --json: $(cat "$dt.save.json")"
 	poll_ms 20000 gone "$p1" || why "the saved domain's runner $p1 did not end"
 	[ ! -e "$SR_RUN_DIR/dt.pid" ] && [ ! -e "$SR_RUN_DIR/dt.sock" ] || why "dt.pid or dt.sock left after the runner ended"
@@ -1310,8 +1310,8 @@ sys.exit(not (d["ok"] and d["live"] and d["summary"]["outcome"] == "runs" and le
 	wait $cpid; crc=$?
 	exec 3>&-
 	[ $crc -eq 0 ] && grep -q 'detached from dt2' "$dt.conerr" || why "sr-ctl console exited $crc: $(tail -1 "$dt.conerr")"
-	$O/sr-ctl status dt2 2>>"$dt.why" | grep -q ' state=running ' || why "dt2 not running after the console left"
-	$O/sr-ctl destroy dt2 >>"$dt.why" 2>&1 || why "destroy dt2 exited $?"
+	$O/sr-ctl status dt2 2>>"$dt.out" | grep -q ' state=running ' || why "dt2 not running after the console left"
+	$O/sr-ctl destroy dt2 >>"$dt.out" 2>&1 || why "destroy dt2 exited $?"
 	poll_ms 20000 gone "${p2:-0}" || why "dt2's runner did not end on destroy"
 	[ ! -e "$SR_RUN_DIR/dt2.pid" ] && [ ! -e "$SR_RUN_DIR/dt2.sock" ] || why "dt2.pid or dt2.sock left after destroy"
 	file_has "^round $((${last:-0} + 3)): " "$SR_RUN_DIR/dt2.log" || why "dt2.log lacks the restored guest's rounds"
@@ -1320,19 +1320,19 @@ sys.exit(not (d["ok"] and d["live"] and d["summary"]["outcome"] == "runs" and le
 	p3=$(pidof_dom dt3)
 	kill -KILL "${p3:-0}" 2>/dev/null
 	poll_ms 10000 gone "${p3:-0}" || why "dt3 did not die"
-	$O/sr-ctl list >"$dt.list" 2>&1; $O/sr-ctl list --json >"$dt.list.json" 2>>"$dt.why"
+	$O/sr-ctl list >"$dt.list" 2>&1; $O/sr-ctl list --json >"$dt.list.json" 2>>"$dt.out"
 	grep -q '^name=dt3 state=stale ' "$dt.list" || why "sr-ctl list: $(grep dt3 "$dt.list")"
-	python3 tests/ctl_client.py check list "$dt.list.json" 2>>"$dt.why" || why "list --json does not match docs/control.md"
+	python3 tests/ctl_client.py check list "$dt.list.json" 2>>"$dt.out" || why "list --json does not match docs/control.md"
 	$O/sr-run --detach --name dt3 --rounds 0 --delay-us 50000 "$guest" >"$dt.run3" 2>&1 || why "a new dt3 over the stale socket: exit $?: $(tail -1 "$dt.run3")"
 	p3=$(pidof_dom dt3)
-	python3 tests/ctl_client.py drive dt3 --finish >>"$dt.why" 2>&1 || why "ctl_client.py drive dt3 --finish failed"
+	python3 tests/ctl_client.py drive dt3 --finish >>"$dt.out" 2>&1 || why "ctl_client.py drive dt3 --finish failed"
 	poll_ms 20000 gone "${p3:-0}" || why "dt3 did not end after finish"
 	grep -q '^PASS: ' "$SR_RUN_DIR/dt3.log" || why "dt3.log has no PASS after finish"
 	for p in $p1 $p2 $p3; do kill -KILL "$p" 2>/dev/null; done	# whatever a failure left running
 	if ! grep -q . "$dt.why"; then
 		ok "detach: sr-run --detach (pid file, console log), ctl_client.py (version, status, pause, resume, finish), saved (--json, --progress json checked against docs/control.md), restored --detach, sr-ctl console showed live rounds past $last and left on Ctrl-], destroyed; a SIGKILLed runner listed as stale and replaced"
 	else
-		cat "$dt.run" "$dt.restore" "$dt.conerr" "$SR_RUN_DIR/dt2.log" 2>/dev/null | tail -20 >> "$dt.why"
+		cat "$dt.out" "$dt.run" "$dt.restore" "$dt.conerr" 2>/dev/null | tail -20 >> "$dt.why"
 		bad "detach: $(head -1 "$dt.why")" "$dt.why"
 	fi
 fi

@@ -60,10 +60,21 @@ head -c 1000 /dev/urandom > "$tmp/r.img"
 "$dump" --verify "$tmp/r.img" 2>"$tmp/err"; rc=$?
 check "foreign file exits 1 naming the magic" bash -c "[ $rc -eq 1 ] && grep -q 'not an sr image' '$tmp/err'"
 "$dump" --json "$tmp/r.img" >"$tmp/j" 2>/dev/null; rc=$?
-check "json of a foreign file: exit 1 and one document with the error" bash -c "[ $rc -eq 1 ] && python3 -c \"import json; d = json.load(open('$tmp/j')); assert d['verified'] is False and d['error']['code'] == 'not an sr image' and d['header'] is None\""
+check "json of a foreign file: exit 1 and one document with the error" bash -c "[ $rc -eq 1 ] && python3 -c \"import json; d = json.load(open('$tmp/j')); assert d['verified'] is False and d['error']['code'] == 'MAGIC' and d['error']['reason'] == 'not an sr image' and d['header'] is None\""
 
 "$dump" --verify "$tmp/nonexistent" 2>/dev/null; rc=$?
 check "missing file exits 2" [ $rc -eq 2 ]
+# --json: one document for every outcome, each checked against docs/control.md's tables.
+"$dump" --json "$tmp/nonexistent" >"$tmp/j" 2>/dev/null; rc=$?
+check "json of a missing file: exit 2 and an error document (code IO)" bash -c "[ $rc -eq 2 ] && python3 tests/ctl_client.py check dump '$tmp/j' && python3 -c \"import json; d = json.load(open('$tmp/j')); assert d['error']['code'] == 'IO' and d['schema'] == 1\""
+for img in a c t r; do
+	"$dump" --json --pfns "$tmp/$img.img" >"$tmp/j" 2>/dev/null
+	check "json of $img.img: the fields docs/control.md lists" python3 tests/ctl_client.py check dump "$tmp/j"
+done
+"$dump" --json "$tmp/a.img" >"$tmp/j" 2>/dev/null
+check "json: the domain, its vCPUs and devices as fields" python3 -c "import json; d = json.load(open('$tmp/j')); assert d['domain']['vcpus'] == 2 == len(d['vcpus']) and 'REGS' in d['vcpus'][0]['blocks'] and d['devices'][0]['name'] == 'serial8250' and d['domain']['memory_bytes'] == 4 << 20"
+"$dump" --json "$tmp/t.img" >"$tmp/j" 2>/dev/null
+check "json of a truncated image: code TRUNCATED" python3 -c "import json; d = json.load(open('$tmp/j')); assert d['error']['code'] == 'TRUNCATED' and not d['verified']"
 "$dump" --bogus 2>/dev/null; rc=$?
 check "bad option exits 2" [ $rc -eq 2 ]
 "$dump" --type NOPE "$tmp/a.img" 2>/dev/null; rc=$?
@@ -308,7 +319,7 @@ check "sr-restore --help documents --no-sandbox" [ $? -eq 0 ]
 
 # sr-ctl without a domain: the verb order, names, stale sockets, --json against docs/control.md.
 ctl=$O/sr-ctl
-rd=$tmp/run; mkdir -m 700 "$rd"
+rd=$tmp/ctlrun; mkdir -m 700 "$rd"
 SR_RUN_DIR=$rd $ctl list >"$tmp/ctl.out" 2>&1; rc=$?
 check "sr-ctl list: an empty run directory says no domains (exit 0)" bash -c "[ $rc -eq 0 ] && grep -qx 'no domains' '$tmp/ctl.out'"
 # A socket nobody listens on and a NAME.lock nobody holds: what a runner killed by SIGKILL leaves.
