@@ -1695,12 +1695,15 @@ fi
 if want migrate-ipv6 && mig_net; then
 	# Cold, over IPv6, under the domain's own name there; the guest verifies its memory there.
 	mig_guest m6 --memory 64 --pages 256 && far_listen 7702 m6
-	$O/sr-migrate --cold -q m6 "tcp:[fd77::2]:7702" 2>"$tmp/m6.mig"; rc=$?
+	$O/sr-migrate --cold -q --json m6 "tcp:[fd77::2]:7702" >"$tmp/m6.json" 2>"$tmp/m6.mig"; rc=$?
 	wait $spid; src=$?
 	far_finish m6
 	wait $fpid; dst=$?
+	# --json: the document docs/control.md lists ("schema: save").
+	python3 tests/ctl_client.py check save "$tmp/m6.json" 2>>"$tmp/m6.mig" &&
+		grep -q '"tool":"sr-migrate",.*"ok":true' "$tmp/m6.json" || { echo "sr-migrate --json: $(cat "$tmp/m6.json")" >> "$tmp/m6.mig"; rc=99; }
 	if [ $rc -eq 0 ] && [ $src -eq 0 ] && [ $dst -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/m6.far"; then
-		ok "migrate-ipv6: cold over [fd77::2]: the guest verified its memory there: PASS; the source is gone"
+		ok "migrate-ipv6: cold over [fd77::2]: the guest verified its memory there: PASS; the source is gone; sr-migrate --json as docs/control.md lists"
 	else
 		cat "$tmp/m6.mig" "$tmp/m6.far" > "$tmp/m6.all"
 		bad "migrate-ipv6: sr-migrate $rc, source $src, receiver $dst" "$tmp/m6.all"
