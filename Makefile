@@ -225,9 +225,11 @@ box-shell: $(KVM_DEPS)
 # layout's code runs in every test), the migration fault sample, and the
 # newer slow sections whose code the others also reach under ASan
 # (corrupt-threads: placed-restore's corrupt cases; the handshake faults:
-# migrate-unknown and migrate-receiver-dies-after-ready; save-options).
+# migrate-unknown and migrate-receiver-dies-after-ready; save-options;
+# detach-linux: a Linux boot for the console's input path, which detach's
+# test guest reaches but for the UART).
 asan:
-	$(Q)SR_KVM_EXCLUDE="soak-sample linux-6g big-guest linux-pause sandbox-linux faults-migrate-sample corrupt-threads migrate-handshake migrate-start-fails migrate-commit-lost migrate-bounds migrate-tls-user save-options" $(MAKE) --no-print-directory O=build-asan SAN=1 check-unit check-tools check-kvm
+	$(Q)SR_KVM_EXCLUDE="soak-sample linux-6g big-guest linux-pause sandbox-linux faults-migrate-sample corrupt-threads migrate-handshake migrate-start-fails migrate-commit-lost migrate-bounds migrate-tls-user save-options detach-linux" $(MAKE) --no-print-directory O=build-asan SAN=1 check-unit check-tools check-kvm
 
 # ThreadSanitizer over the threads that run natively: tests/threads (the save
 # pipe with 0-4 workers against batches, the placed reader with 0-3 against the

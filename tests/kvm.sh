@@ -1795,7 +1795,7 @@ if want migrate-unknown && mig_net; then
 	$O/sr-ctl mu destroy >/dev/null 2>&1
 	wait $spid
 	if [ $rc -eq 3 ] && grep -q 'paused' <<<"$st" && grep -q 'unknown' "$tmp/mu.mig" &&
-	   grep -q 'sr-ctl mu destroy' "$tmp/mu.mig" && [ $dst -eq 0 ] && grep -q '^PASS' "$tmp/mu.far"; then
+	   grep -q 'sr-ctl destroy mu' "$tmp/mu.mig" && [ $dst -eq 0 ] && grep -q '^PASS' "$tmp/mu.far"; then
 		ok "migrate-unknown: link dropped after go: source paused (exit 3), receiver ran to PASS: $(cat "$tmp/mu.mig")"
 	else
 		echo "status: $st" >> "$tmp/mu.mig"
@@ -1896,7 +1896,7 @@ if want migrate-commit-lost && mig_net; then
 	wait $mpid; rc=$?
 	far_finish cl
 	wait $fpid; dst=$?
-	if [ $rc -eq 3 ] && grep -q 'the receiver runs "cl"' "$tmp/cl.mig" && grep -q 'sr-ctl cl destroy' "$tmp/cl.mig" &&
+	if [ $rc -eq 3 ] && grep -q 'the receiver runs "cl"' "$tmp/cl.mig" && grep -q 'sr-ctl destroy cl' "$tmp/cl.mig" &&
 	   [ $dst -eq 0 ] && grep -q '^PASS' "$tmp/cl.far"; then
 		ok "migrate-commit-lost: the runner lost after \"running\": exit 3, the guest passed there: $(grep -v 'test hook' "$tmp/cl.mig")"
 	else

@@ -347,8 +347,8 @@ int runner_save(struct runner *r, int out_fd, const struct save_req *q, int clie
 
 			if (c > 0)	/* held: only someone who can look at the receiver settles it */
 				snprintf(msg, len, "the save was not committed: %s; the domain stays "
-					 "paused: if the receiver runs it, end it here with sr-ctl %s "
-					 "destroy, else resume it here with sr-ctl %s resume", why, name,
+					 "paused: if the receiver runs it, end it here with sr-ctl "
+					 "destroy %s, else resume it here with sr-ctl resume %s", why, name,
 					 name);
 			else
 				snprintf(msg, len, "the save was not committed: %s; the domain %s", why,

@@ -469,8 +469,8 @@ static int handshake(struct save_ctx *c)
 	t->unknown = true;
 	snprintf(t->err, sizeof(t->err), "the receiver was told to go but did not say it runs "
 		 "the domain (%s): whether %s runs it is unknown, so \"%s\" stays paused here. "
-		 "Check there (sr-ctl list); if it runs there, end it here with sr-ctl %s destroy, "
-		 "else resume it here with sr-ctl %s resume",
+		 "Check there (sr-ctl list); if it runs there, end it here with sr-ctl destroy %s, "
+		 "else resume it here with sr-ctl resume %s",
 		 rc == 1 ? str_escape(esc, sizeof(esc), line, sizeof(line)) : why, c->dest,
 		 c->dom, c->dom, c->dom);
 	return 1;
@@ -768,8 +768,8 @@ int save_cli(int argc, char **argv, bool migrate)
 		if (t.ran_there)
 			/* It runs there: only the copy here is in doubt, and it cannot run unasked. */
 			die(EXIT_UNKNOWN, "the receiver runs \"%s\" on %s, but the domain here did not "
-			    "confirm the commit (%s): if sr-ctl %s status still finds it here, it is "
-			    "paused: end it with sr-ctl %s destroy", dom, path, reply, dom, dom);
+			    "confirm the commit (%s): if sr-ctl status %s still finds it here, it is "
+			    "paused: end it with sr-ctl destroy %s", dom, path, reply, dom, dom);
 		die(rc < 0 ? EXIT_USAGE : 1, "%s%s%s%s", t.err[0] ? t.err : "", t.err[0] ? "; " : "",
 		    reply, rc > 0 && !strstr(reply, "the domain ") ? "; the domain runs on as before" : "");
 	}
