@@ -347,6 +347,13 @@ ctl_usage "a bad name" "bad domain name 'a/b'" status a/b
 ctl_usage "--json only where documented" "--json goes with" pause x --json
 ctl_usage "a missing name" "status needs a domain name" status
 ctl_usage "list takes no name" "list takes no argument" list x
+# The default run directory: $XDG_RUNTIME_DIR/sr for a user other than root, /run/sr for root.
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+	env -u SR_RUN_DIR XDG_RUNTIME_DIR=/nonexistent-xdg setpriv --reuid=nobody --regid=nogroup --clear-groups $ctl list >"$tmp/ctl.out" 2>&1
+	check "sr-ctl as a user other than root: \$XDG_RUNTIME_DIR/sr" grep -qx 'no domains (/nonexistent-xdg/sr does not exist)' "$tmp/ctl.out"
+	env -u SR_RUN_DIR XDG_RUNTIME_DIR=/nonexistent-xdg $ctl status x >"$tmp/ctl.out" 2>&1
+	check "sr-ctl as root: /run/sr whatever \$XDG_RUNTIME_DIR says" grep -q '(/run/sr/x.sock: ' "$tmp/ctl.out"
+fi
 $ctl --version >"$tmp/ctl.out" 2>&1
 check "sr-ctl --version" grep -qx 'sr-ctl (sr) [0-9.]*' "$tmp/ctl.out"
 # --detach: a start that fails returns at once with the child's error and status.
