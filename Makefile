@@ -204,6 +204,7 @@ check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log 
 	$(Q)O=$(O) tests/tools.sh
 	$(Q)O=$(O) tests/host.sh
 	$(Q)O=$(O) tests/manpages.sh
+	$(Q)O=$(O) tests/conventions.sh
 
 KVM_DEPS := $(TOOLS) $(GUEST) $(O)/tests/kvm-dirty-log $(O)/tests/imgedit $(O)/tests/mkimage $(LINUX_INITRD) $(LINUX_KERNEL)
 

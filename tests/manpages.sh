@@ -14,6 +14,10 @@ help_opts() { "$O/$1" --help | sed -n 's/^ \{1,8\}\(-[a-zA-Z], \)\{0,1\}\(--[a-z
 # Options a man page defines: the line after each .TP.
 man_opts() { awk 'prev == ".TP" { print } { prev = $1 }' "docs/$1.1" | sed 's/\\-/-/g' |
 	grep -o -- '--[a-z][a-z0-9-]*' | sort -u; }
+# Short options, as "-x --long": --help's "  -x, --long", a man page's ".BR \-x ", " \-\-long".
+help_shorts() { "$O/$1" --help | sed -n 's/^ \{1,8\}\(-[a-zA-Z]\), \(--[a-z][a-z0-9-]*\).*/\1 \2/p' | sort -u; }
+man_shorts() { awk 'prev == ".TP" { print } { prev = $1 }' "docs/$1.1" | sed 's/\\-/-/g' |
+	sed -n 's/^\.BR* \(-[a-zA-Z]\) *", *" *\(--[a-z][a-z0-9-]*\).*/\1 \2/p' | sort -u; }
 
 for t in sr-run sr-save sr-migrate sr-restore sr-dump sr-ctl; do
 	if [ ! -f "docs/$t.1" ]; then bad "$t: no man page docs/$t.1"; continue; fi
@@ -26,6 +30,12 @@ for t in sr-run sr-save sr-migrate sr-restore sr-dump sr-ctl; do
 		ok "$t: man page and --help list the same $(wc -l < "$tmp/h") options"
 	else
 		bad "$t: man page and --help differ: $(diff "$tmp/h" "$tmp/m" | grep '^[<>]' | tr '\n' ' ')"
+	fi
+	help_shorts $t > "$tmp/h"; man_shorts $t > "$tmp/m"
+	if cmp -s "$tmp/h" "$tmp/m"; then
+		ok "$t: man page and --help give the same short options: $(cut -d' ' -f1 "$tmp/h" | tr '\n' ' ')"
+	else
+		bad "$t: short options differ: $(diff "$tmp/h" "$tmp/m" | grep '^[<>]' | tr '\n' ' ')"
 	fi
 done
 

@@ -54,11 +54,11 @@ static void usage(FILE *f)
 "usage: sr-dump [OPTIONS] FILE|-\n"
 "Inspect and verify an sr image (\"-\" reads standard input).\n"
 "\n"
-"  -v, --verify       check the whole image and print nothing on success\n"
-"  -j, --json         print one JSON document instead of text\n"
+"      --verify       check the whole image and print nothing on success\n"
+"      --json         print one JSON document instead of text\n"
 "  -t, --type NAMES   show only these record types (comma separated,\n"
 "                     e.g. PAGE_DATA,VCPU_CONTEXT); the image is still checked\n"
-"  -p, --pfns         list every page (pfn, encoding, length) of PAGE_DATA\n"
+"      --pfns         list every page (pfn, encoding, length) of PAGE_DATA\n"
 "  -h, --help         this help\n"
 "      --version      sr's version\n"
 "\n"
@@ -547,7 +547,7 @@ int main(int argc, char **argv)
 	int c, fd, rc;
 
 	sr_set_prog(argv[0]);
-	while ((c = usage_getopt(argc, argv, "vjt:ph", opts)) != -1) {
+	while ((c = usage_getopt(argc, argv, "t:h", opts)) != -1) {
 		switch (c) {
 		case 'v': d.verify = true; break;
 		case 'j': d.json = true; break;

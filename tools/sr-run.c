@@ -38,7 +38,7 @@ static void usage(FILE *f)
 "\n"
 "  -n, --name NAME          domain name (default sr-PID); control socket\n"
 "                           $SR_RUN_DIR/NAME.sock (default /run/sr)\n"
-"  -c, --vcpus N            vCPUs (default 1, at most 16)\n"
+"      --vcpus N            vCPUs (default 1, at most 16)\n"
 "  -m, --memory MiB         guest RAM (default 64): up to 3 GiB from address 0,\n"
 "                           the rest from 4 GiB (the hole between holds the\n"
 "                           APICs and device MMIO); at most MemAvailable\n"
@@ -173,7 +173,7 @@ int main(int argc, char **argv)
 	int c, rc;
 
 	sr_set_prog(argv[0]);
-	while ((c = usage_getopt(argc, argv, "n:c:m:pvh", opts)) != -1) {
+	while ((c = usage_getopt(argc, argv, "n:m:pvh", opts)) != -1) {
 		switch (c) {
 		case 'n': cfg.name = optarg; break;
 		case 'c': cfg.vcpus = parse_num("--vcpus", optarg, SR_GUEST_MAX_CPUS); break;
