@@ -12,7 +12,7 @@ pass=0 fail=0
 ok()  { pass=$((pass + 1)); echo "ok   $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && sed 's/^/     | /' "$2" | tail -6; }
 
-tools="sr-run sr-save sr-migrate sr-restore sr-dump"
+tools="sr-run sr-save sr-migrate sr-restore sr-dump sr-ctl"
 version=$(sed -n 's/^VERSION *:= *//p' Makefile)
 
 # run TOOL ARGS...: status in $rc, stdout in $tmp/out, stderr in $tmp/err.
