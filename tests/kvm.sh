@@ -1398,7 +1398,7 @@ if want linux-pause 300 && linux_ready linux-pause; then
 	fi
 fi
 
-if want detach-linux && linux_ready detach-linux; then
+if want detach-linux 300 && linux_ready detach-linux; then
 	# A detached Linux guest's console: sr-ctl console shows its output, and a
 	# line typed into it reaches the guest's UART: the workload reads "stop"
 	# from its console and ends with PASS; the domain then ends and the
