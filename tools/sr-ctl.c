@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,6 +319,7 @@ static int console(const char *name)
 		die(refused ? 1 : EXIT_USAGE, "%s%s%s", refused ? name : "", refused ? ": " : "",
 		    reply);
 	fprintf(stderr, "[sr-ctl: attached to %s's console; Ctrl-] detaches]\n", name);
+	signal(SIGPIPE, SIG_IGN);	/* a closed end is a write error: the terminal is put back */
 	tty_make_raw();
 	for (;;) {
 		struct pollfd p[2] = { { .fd = STDIN_FILENO, .events = POLLIN },
