@@ -329,6 +329,21 @@ SR_RUN_DIR=$rd $ctl list >"$tmp/ctl.out" 2>&1; rc=$?
 check "sr-ctl list shows a dead runner's socket as stale" bash -c "[ $rc -eq 0 ] && grep -q '^name=old state=stale (no process holds old.lock' '$tmp/ctl.out'"
 SR_RUN_DIR=$rd $ctl list --json >"$tmp/ctl.json" 2>"$tmp/ctl.err"; rc=$?
 check "sr-ctl list --json: the fields docs/control.md lists, the stale one with its pid file's pid" bash -c "[ $rc -eq 0 ] && python3 tests/ctl_client.py check list '$tmp/ctl.json' && python3 -c 'import json, sys; d = json.load(open(sys.argv[1]))[\"domains\"]; sys.exit(not (d[0][\"state\"] == \"stale\" and d[0][\"pid\"] == 4242))' '$tmp/ctl.json'"
+# A runner that holds its name but does not answer (stopped, stuck): listed as unresponsive, not waited for.
+python3 -c 'import fcntl, socket, sys, time
+d = sys.argv[1]
+lock = open(d + "/hung.lock", "w"); fcntl.flock(lock, fcntl.LOCK_EX)
+s = socket.socket(socket.AF_UNIX); s.bind(d + "/hung.sock"); s.listen(8)
+open(d + "/hung.ready", "w").close()
+time.sleep(60)' "$rd" &
+hung=$!
+for _ in $(seq 1 100); do [ -e "$rd/hung.ready" ] && break; sleep 0.05; done
+a=$(date +%s%N)
+SR_RUN_DIR=$rd timeout 30 $ctl list >"$tmp/ctl.out" 2>&1; rc=$?
+b=$(date +%s%N)
+kill $hung 2>/dev/null; wait $hung 2>/dev/null
+rm -f "$rd/hung.sock" "$rd/hung.lock" "$rd/hung.ready"
+check "sr-ctl list: a runner that does not answer is unresponsive after 3 s ($(( (b - a) / 1000000 )) ms), the stale one still listed" bash -c "[ $rc -eq 0 ] && grep -q '^name=hung state=unresponsive (domain \"hung\" did not answer within 3000 ms)' '$tmp/ctl.out' && grep -q '^name=old state=stale' '$tmp/ctl.out' && [ $(( (b - a) / 1000000 )) -lt 10000 ]"
 printf '{"protocol": 1, "run_dir": "x", "domains": [{"name": "a", "state": "stale", "pid": null}]}' > "$tmp/ctl.bad.json"
 check "ctl_client.py check refuses a document without a documented field" bash -c "! python3 tests/ctl_client.py check list '$tmp/ctl.bad.json' 2>/dev/null"
 ctl_usage() {	# name expected-line-pattern args...

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -25,6 +26,13 @@ const char *ctl_dir(void)
 	return "/run/sr";
 }
 
+static int timeout_ms;		/* ctl_set_timeout: 0 waits as long as it takes */
+
+void ctl_set_timeout(int ms)
+{
+	timeout_ms = ms;
+}
+
 static int connect_domain(const char *name, char *reply, size_t len)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -40,6 +48,12 @@ static int connect_domain(const char *name, char *reply, size_t len)
 	if (fd < 0) {
 		snprintf(reply, len, "socket: %s", strerror(errno));
 		return -1;
+	}
+	if (timeout_ms > 0) {
+		struct timeval tv = { timeout_ms / 1000, timeout_ms % 1000 * 1000 };
+
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	}
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
 		snprintf(reply, len, "no domain \"%s\" (%s: %s)", name, sa.sun_path,
@@ -139,6 +153,12 @@ int ctl_request(const char *name, const char *request, int send_fd,
 		n = read(fd, line + have, sizeof(line) - 1 - have);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && timeout_ms > 0) {
+			snprintf(reply, len, "domain \"%s\" did not answer within %d ms", name,
+				 timeout_ms);
+			close(fd);
+			return -1;
+		}
 		if (n <= 0) {
 			snprintf(reply, len, "domain \"%s\" closed the connection without a reply "
 				 "(did it exit?)", name);

@@ -69,6 +69,13 @@ int ctl_request(const char *name, const char *request, int send_fd,
 		struct ctl_hooks *hooks, char *reply, size_t len);
 
 /*
+ * A deadline for every read and write of the requests that follow (ms; 0,
+ * the default: none): sr-ctl list is not held up by a runner that does not
+ * answer.  A request past it returns -1, reply saying so.
+ */
+void ctl_set_timeout(int ms);
+
+/*
  * A save request, as sr-save sends it and the runner reads it: one typed
  * struct, one encoder and one parser, so both ends agree on every field and
  * a key either end does not know is refused.

@@ -20,6 +20,7 @@
 #include "util.h"
 
 #define DETACH_KEY	0x1d	/* Ctrl-], as xl console and virsh console */
+#define LIST_TIMEOUT_MS	3000	/* status is answered at once, a save running or not */
 
 static void usage(FILE *f)
 {
@@ -226,6 +227,8 @@ static int list(bool json)
 	size_t n = 0, cap = 0;
 	struct dirent *e;
 
+	/* A runner that does not answer (stopped, stuck) is listed as such, not waited for. */
+	ctl_set_timeout(LIST_TIMEOUT_MS);
 	if (json) {
 		doc = json_object();
 		domains = json_array();
