@@ -181,9 +181,11 @@ static void *input_loop(void *arg)
 		}
 		if (p[1].revents) {
 			uint64_t v;
-			int fresh = __atomic_exchange_n(&r->con_new, -1, __ATOMIC_SEQ_CST);
+			int fresh = __atomic_exchange_n(&r->con_new, -1, __ATOMIC_SEQ_CST), old;
 
 			n = read(r->con_wake, &v, sizeof(v));
+			/* Not cancelled while it holds the console's lock (send is a cancellation point). */
+			pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
 			if (fresh >= 0) {
 				if (con >= 0) {
 					console_detach(r->console, con);
@@ -192,6 +194,7 @@ static void *input_loop(void *arg)
 				con = fresh;
 				console_attach(r->console, con);
 			}
+			pthread_setcancelstate(old, NULL);
 		}
 		if (p[0].revents) {
 			n = read(STDIN_FILENO, buf, sizeof(buf));
