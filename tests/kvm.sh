@@ -1990,7 +1990,7 @@ fi
 if want restore-checks; then
 	$O/sr-run --name rchk --paused --rounds 2 --pages 64 --quiet-guest "$guest" >"$tmp/rchk.out" 2>&1 &
 	rpid=$!
-	if wait_domain rchk && $O/sr-save -c rchk "$tmp/rchk.img" 2>"$tmp/rchk.save"; then
+	if wait_domain rchk && $O/sr-save -p rchk "$tmp/rchk.img" 2>"$tmp/rchk.save"; then
 		$O/sr-restore --progress text --name rchk2 "$tmp/rchk.img" >"$tmp/rchk2.out" 2>"$tmp/rchk2.err"; rc2=$?
 		$O/sr-restore --name rchk3 "$tmp/rchk.img" >"$tmp/rchk3.out" 2>"$tmp/rchk3.err"; rc3=$?
 		last=$(tr '\r' '\n' <"$tmp/rchk2.err" | grep -o '^sr-restore: [0-9.]* of [0-9.]* MiB read' | tail -1)
