@@ -8,7 +8,7 @@
 #   make bench-peer   sr against QEMU on the same Linux guest, in one run
 #   make fuzz         libFuzzer on the reader and on restore (an hour each)
 #   make soak | faults | faults-migrate | converge | sr-bench | demo   (real KVM: native or the box)
-#   make install PREFIX=/usr/local DESTDIR=
+#   make install PREFIX=/usr/local DESTDIR=      make uninstall (the same PREFIX, DESTDIR)
 # V=1 shows commands, WERROR=0 keeps warnings as warnings.
 
 VERSION   := 0.1.0
@@ -190,8 +190,8 @@ $(O)/tests/bench-%: $(O)/tests/bench_%.o $(O)/libsr.a
 
 # ------------------------------------------------------------------ tests
 .PHONY: converge fuzz fuzz-ci soak faults faults-migrate
-.PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install release clean demo sr-bench bench-peer
-.PHONY: tsan check-tsan mutants install-service
+.PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install uninstall release clean demo sr-bench bench-peer
+.PHONY: tsan check-tsan mutants install-service uninstall-service
 
 check: check-unit check-tools check-kvm
 
@@ -365,18 +365,38 @@ install-service:
 	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/sr@.service
 	install -m 0644 scripts/systemd/sr.tmpfiles.conf $(DESTDIR)$(TMPFILESDIR)/sr.conf
 
+uninstall-service:
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/sr@.service $(DESTDIR)$(TMPFILESDIR)/sr.conf
+
+# What install puts where (uninstall removes exactly these).  sr.pc is written
+# here, with the PREFIX of this install, not the one of the build.
+TOOL_NAMES := $(notdir $(TOOLS))
+INSTALLED := $(addprefix bin/,$(TOOL_NAMES)) $(addprefix share/man/man1/,$(TOOL_NAMES:=.1)) \
+	     lib/libsr.a lib/libsr.so.$(VERSION) lib/$(LIBSR_SONAME) lib/libsr.so lib/pkgconfig/sr.pc \
+	     include/sr/sr.h include/sr/sr_format.h share/doc/sr/LICENSE \
+	     $(addprefix share/bash-completion/completions/,sr $(TOOL_NAMES))
+
 install: all release install-service
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
-		$(DESTDIR)$(PREFIX)/include/sr $(DESTDIR)$(PREFIX)/share/man/man1
+		$(DESTDIR)$(PREFIX)/include/sr $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/doc/sr $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 0755 $(patsubst $(O)/%,$(RELEASE_O)/%,$(TOOLS)) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(O)/libsr.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 0755 $(O)/libsr.so $(DESTDIR)$(PREFIX)/lib/libsr.so.$(VERSION)
 	ln -sf libsr.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(LIBSR_SONAME)
 	ln -sf $(LIBSR_SONAME) $(DESTDIR)$(PREFIX)/lib/libsr.so
 	install -m 0644 libsr/sr.h libsr/sr_format.h $(DESTDIR)$(PREFIX)/include/sr/
-	install -m 0644 $(O)/sr.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' libsr/sr.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sr.pc
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/sr.pc
+	install -m 0644 LICENSE $(DESTDIR)$(PREFIX)/share/doc/sr/
+	install -m 0644 scripts/sr.bash-completion $(DESTDIR)$(PREFIX)/share/bash-completion/completions/sr
+	for t in $(TOOL_NAMES); do ln -sf sr $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$t; done
 	install -m 0644 docs/sr-dump.1 docs/sr-run.1 docs/sr-save.1 docs/sr-migrate.1 docs/sr-restore.1 docs/sr-ctl.1 \
 		$(DESTDIR)$(PREFIX)/share/man/man1/
+
+uninstall: uninstall-service
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/,$(INSTALLED))
+	-rmdir $(DESTDIR)$(PREFIX)/include/sr $(DESTDIR)$(PREFIX)/share/doc/sr 2>/dev/null
 
 clean:
 	rm -rf build build-asan build-dev build-fuzz build-tsan build-mutants

@@ -207,6 +207,9 @@ struct hvmctx_restore_opts {
 	unsigned threads;
 	void (*thread_start)(void *thread_arg);	/* optional: first on each of them */
 	void *thread_arg;
+	/* Optional: after each record read, the stream's bytes so far (on the reading thread). */
+	void (*progress)(void *arg, uint64_t bytes);
+	void *progress_arg;
 };
 
 struct hvmctx_restore_stats {

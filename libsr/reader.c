@@ -287,7 +287,8 @@ struct sr_reader *sr_reader_open(int fd, struct sr_error *err)
 	if (n < 0)
 		goto fail;
 	if (n < (ssize_t)sizeof(r->ihdr)) {
-		if (n >= 8 && memcmp(r->ihdr.magic, SR_MAGIC, 8))
+		/* A short text file is foreign, not a cut image: its first bytes say so. */
+		if (n > 0 && memcmp(r->ihdr.magic, SR_MAGIC, n < 8 ? (size_t)n : 8))
 			sr_set_error(err, SR_E_MAGIC, SR_NO_INDEX, 0,
 				     "magic is not \"" SR_MAGIC "\"");
 		else

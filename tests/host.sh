@@ -39,8 +39,18 @@ ms=$(( ($(date +%s%N) - start) / 1000000 ))
 check "kvm_pvm host: sr-run exits 3 with one line naming kvm_pvm and the box, in $ms ms" \
 	bash -c "[ $rc -eq 3 ] && one_line() { [ \$(wc -l < \$1) -eq 1 ]; } && one_line '$tmp/out' && grep -q 'kvm_pvm, a paravirtual KVM.*tests/box.sh' '$tmp/out' && [ $ms -lt 2000 ]"
 echo "     $(cat "$tmp/out")"
+echo "not an image: read, it would be refused with status 5" >"$tmp/junk.img"
+$O/sr-restore "$tmp/junk.img" >"$tmp/out" 2>&1; rc=$?
+check "kvm_pvm host: sr-restore exits 3 before reading the image" bash -c "[ $rc -eq 3 ] && [ \$(wc -l < '$tmp/out') -eq 1 ] && grep -q kvm_pvm '$tmp/out'"
+# Checks first: FILE opens, and NAME is free, before the host is probed.
 $O/sr-restore "$tmp/no-such.img" >"$tmp/out" 2>&1; rc=$?
-check "kvm_pvm host: sr-restore exits 3 before touching the image" bash -c "[ $rc -eq 3 ] && [ \$(wc -l < '$tmp/out') -eq 1 ] && grep -q kvm_pvm '$tmp/out'"
+check "kvm_pvm host: sr-restore names a FILE that does not open (exit 2) before probing the host" bash -c "[ $rc -eq 2 ] && [ \$(wc -l < '$tmp/out') -eq 1 ] && grep -q 'no-such.img: No such file' '$tmp/out'"
+mkdir -m 0700 "$tmp/run"
+exec 9>"$tmp/run/taken.lock"
+flock 9		# what a running domain named "taken" holds
+SR_RUN_DIR=$tmp/run $O/sr-restore --name taken "$tmp/junk.img" >"$tmp/out" 2>&1; rc=$?
+exec 9>&-
+check "kvm_pvm host: sr-restore --name of a running domain is refused (exit 2) at once" bash -c "[ $rc -eq 2 ] && [ \$(wc -l < '$tmp/out') -eq 1 ] && grep -q 'a domain named \"taken\" is already running' '$tmp/out'"
 $O/tests/kvm-dirty-log $O/guest/sr-test-guest.bin >"$tmp/out" 2>&1; rc=$?
 check "kvm_pvm host: the dirty-log test exits 3" bash -c "[ $rc -eq 3 ] && grep -q kvm_pvm '$tmp/out'"
 SR_KVM_DRY_RUN=1 tests/on-kvm.sh check-kvm true >"$tmp/out" 2>&1; rc=$?
@@ -57,6 +67,12 @@ check "no /dev/kvm: sr-run exits 3 with one line naming the device and the box" 
 	bash -c "[ $rc -eq 3 ] && [ \$(wc -l < '$tmp/out') -eq 1 ] && grep -q 'no-kvm.*tests/box.sh' '$tmp/out'"
 SR_KVM_DRY_RUN=1 tests/on-kvm.sh demo true >"$tmp/out" 2>&1
 check "no /dev/kvm: the dispatcher picks the box" grep -q 'inside the nested KVM box' "$tmp/out"
+# A /dev/kvm this user may not open: the kvm group, not another host.
+: >"$tmp/kvm-denied"; chmod 000 "$tmp/kvm-denied"
+as_user=; [ "$(id -u)" -eq 0 ] && as_user="setpriv --reuid=nobody --regid=nogroup --clear-groups"
+SR_PROBE_DEV=$tmp/kvm-denied $as_user $O/sr-run $O/guest/sr-test-guest.bin >"$tmp/out" 2>&1; rc=$?
+check "/dev/kvm permission denied: sr-run exits 3 saying join the kvm group" \
+	bash -c "[ $rc -eq 3 ] && [ \$(wc -l < '$tmp/out') -eq 1 ] && grep -q 'Permission denied: the kvm group may open it: join it' '$tmp/out' && ! grep -q 'kvm_intel\|box' '$tmp/out'"
 SR_KVM=box SR_KVM_DRY_RUN=1 tests/on-kvm.sh demo true >"$tmp/out" 2>&1
 check "SR_KVM=box forces the box" grep -q 'forced by SR_KVM=box' "$tmp/out"
 unset SR_PROBE_DEV SR_PROBE_SYSFS

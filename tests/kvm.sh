@@ -2076,6 +2076,59 @@ except OSError:
 fi
 netns_down
 
+# The README's "By hand" lines, run as written: build/ becomes this build, the
+# image goes to a scratch directory, and a line that ends in & is waited for
+# (its domain's control socket) before the next.
+if want walkthrough; then
+	root=$(cd "$O" && pwd); mkdir -p "$tmp/wt"; : >"$tmp/wt.out"; n=0; bg=; wfail=
+	sed -n '/^## By hand$/,/^## /p' README.md | sed -n '/^```sh$/,/^```$/p' | grep -v '^```' >"$tmp/wt.lines"
+	while IFS= read -r line; do
+		n=$((n + 1)); line=${line//build\//$root/}
+		echo "\$ $line" >>"$tmp/wt.out"
+		if [[ $line == *'&' ]]; then
+			( cd "$tmp/wt" && PATH=$root:$PATH eval "${line%&}" ) >>"$tmp/wt.out" 2>&1 &
+			bg=$!
+			name=$(sed -n 's/.*--name \([^ ]*\).*/\1/p' <<<"$line")
+			wait_domain "$name" || { wfail="line $n: domain $name never answered"; break; }
+		elif ! ( cd "$tmp/wt" && PATH=$root:$PATH eval "$line" ) >>"$tmp/wt.out" 2>&1 </dev/null; then
+			wfail="line $n failed: $line"; break
+		fi
+	done <"$tmp/wt.lines"
+	[ -n "$bg" ] && { wait $bg; echo "(sr-run exited $?)" >>"$tmp/wt.out"; }
+	if [ "$n" -ge 5 ] && [ -z "$wfail" ] && grep -q '^sr-run ' "$tmp/wt.lines" && grep -q '^sr-restore ' "$tmp/wt.lines" &&
+	   grep -q '^PASS: ' "$tmp/wt.out" && grep -q 'stream hash: verified' "$tmp/wt.out"; then
+		ok "walkthrough: the README's $n lines ran (sr-run, sr-save, sr-dump, sr-restore to PASS)"
+	else bad "walkthrough: ${wfail:-the README lines did not end in a verified image and PASS}" "$tmp/wt.out"; fi
+fi
+
+# sr-restore shows a progress line with --progress text (none unasked when
+# stderr is no terminal), and refuses a name that is taken before it reads the
+# image's pages: here the image's own name, its first 64 KiB and then a stall.
+if want restore-checks; then
+	$O/sr-run --name rchk --paused --rounds 2 --pages 64 --quiet-guest "$guest" >"$tmp/rchk.out" 2>&1 &
+	rpid=$!
+	if wait_domain rchk && $O/sr-save -p rchk "$tmp/rchk.img" 2>"$tmp/rchk.save"; then
+		$O/sr-restore --progress text --name rchk2 "$tmp/rchk.img" >"$tmp/rchk2.out" 2>"$tmp/rchk2.err"; rc2=$?
+		$O/sr-restore --name rchk3 "$tmp/rchk.img" >"$tmp/rchk3.out" 2>"$tmp/rchk3.err"; rc3=$?
+		last=$(tr '\r' '\n' <"$tmp/rchk2.err" | grep -o '^sr-restore: [0-9.]* of [0-9.]* MiB read' | tail -1)
+		read -r _ got _ all _ <<<"$last"
+		if [ $rc2 -eq 0 ] && [ -n "$last" ] && [ "$got" = "$all" ] && [ $rc3 -eq 0 ] && ! grep -q 'MiB read' "$tmp/rchk3.err"; then
+			ok "restore-checks: --progress text ends at '$last'; no line unasked off a terminal"
+		else bad "restore-checks: progress line (exit $rc2, '$last'; unasked exit $rc3)" "$tmp/rchk2.err"; fi
+		mkfifo "$tmp/rchk.fifo"
+		( head -c 65536 "$tmp/rchk.img"; exec sleep 60 ) >"$tmp/rchk.fifo" &
+		feeder=$!
+		a=$(date +%s%N)
+		timeout 30 $O/sr-restore - <"$tmp/rchk.fifo" >"$tmp/rchk4.out" 2>&1; rc4=$?
+		ms=$(( ($(date +%s%N) - a) / 1000000 ))
+		kill $feeder 2>/dev/null; wait $feeder 2>/dev/null
+		if [ $rc4 -eq 2 ] && grep -q 'a domain named "rchk" is already running' "$tmp/rchk4.out"; then
+			ok "restore-checks: the image's name, taken, refused after its first 64 KiB in $ms ms: $(cat "$tmp/rchk4.out")"
+		else bad "restore-checks: a taken name with the rest of the image stalled: exit $rc4 after $ms ms" "$tmp/rchk4.out"; fi
+	else bad "restore-checks: starting and saving rchk" "$tmp/rchk.save"; fi
+	$O/sr-ctl rchk destroy >/dev/null 2>&1; wait $rpid 2>/dev/null
+fi
+
 # A sample of make faults-migrate (100 trials): 8, each fault kind twice, at
 # different moments.  Its own namespaces: after the migration tests' are down.
 if want faults-migrate-sample 1200; then

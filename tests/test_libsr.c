@@ -1228,6 +1228,21 @@ Test(hostile, header_versions_and_flags)
 	free(b.p);
 }
 
+/* Fewer bytes than a header: foreign when they are not the magic's first bytes, else cut short. */
+Test(hostile, short_streams)
+{
+	struct buf text = { (uint8_t *)strdup("hello\n"), 6 };
+	struct buf cut = { (uint8_t *)strdup("SRKVM"), 5 };
+	struct buf long_text = { (uint8_t *)strdup("a text file, not an image\n"), 26 };
+
+	expect_reject(&text, SR_E_MAGIC, "a 6-byte text file");
+	expect_reject(&long_text, SR_E_MAGIC, "a 26-byte text file");
+	expect_reject(&cut, SR_E_TRUNCATED, "the magic's first 5 bytes");
+	free(text.p);
+	free(cut.p);
+	free(long_text.p);
+}
+
 Test(hostile, record_length_over_cap)
 {
 	struct buf b = gen(&small);

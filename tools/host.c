@@ -1,17 +1,47 @@
 /* SPDX-License-Identifier: MIT */
 /* The KVM host check and its report. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "host.h"
 #include "util.h"
 #include "xc.h"
 
+/* Whether this tool runs from a checkout of sr (tests/box.sh up to three levels above it). */
+static bool from_checkout(void)
+{
+	char dir[PATH_MAX], box[PATH_MAX + 16];
+	ssize_t n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
+
+	if (n <= 0)
+		return false;
+	dir[n] = 0;
+	for (int up = 0; up < 3; up++) {
+		char *slash = strrchr(dir, '/');
+
+		if (!slash)
+			return false;
+		*slash = 0;
+		snprintf(box, sizeof(box), "%s/tests/box.sh", dir);
+		if (!access(box, X_OK))
+			return true;
+	}
+	return false;
+}
+
 static void probe(struct xc_host *h)
 {
 	struct xc_probe_opts o = { .sysfs = getenv("SR_PROBE_SYSFS"), .dev = getenv("SR_PROBE_DEV") };
+	size_t len;
 
 	xc_host_probe(h, &o);
+	/* The nested box is in a checkout, not in what make install installs. */
+	len = strlen(h->why);
+	if (!h->usable && h->other_host && from_checkout())
+		snprintf(h->why + len, sizeof(h->why) - len, "; the box gives one: tests/box.sh");
 }
 
 void host_check_or_die(void)

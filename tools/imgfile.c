@@ -5,6 +5,7 @@
 #include <libgen.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "imgfile.h"
@@ -12,9 +13,16 @@
 int img_file_open(struct img_file *f, const char *path)
 {
 	char dir[4096];
+	struct stat st;
 
 	memset(f, 0, sizeof(*f));
 	f->path = path;
+	f->fd = -1;
+	/* A directory would be found only at commit, the domain paused: refused now. */
+	if (!stat(path, &st) && S_ISDIR(st.st_mode)) {
+		errno = EISDIR;
+		return -1;
+	}
 	snprintf(dir, sizeof(dir), "%s", path);
 	f->fd = open(dirname(dir), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
 	if (f->fd >= 0) {

@@ -122,6 +122,19 @@ static int try_connect(const struct addrinfo *ai, uint64_t deadline, int *err)
 	return fd;
 }
 
+int net_check_hostport(const char *hostport, char *why, size_t len)
+{
+	char host[256];
+	const char *port;
+
+	if (split(hostport, host, sizeof(host), &port) || !host[0] || !valid_port(port)) {
+		snprintf(why, len, "\"%s\" is not HOST:PORT (a literal IPv6 address goes in "
+			 "brackets: [::1]:PORT)", hostport);
+		return -1;
+	}
+	return 0;
+}
+
 int net_connect(const char *hostport, int timeout_ms, unsigned idle_s, char *why, size_t len)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res, *ai;
@@ -130,11 +143,9 @@ int net_connect(const char *hostport, int timeout_ms, unsigned idle_s, char *why
 	const char *port;
 	int fd = -1, err = 0, rc;
 
-	if (split(hostport, host, sizeof(host), &port) || !host[0] || !valid_port(port)) {
-		snprintf(why, len, "\"%s\" is not HOST:PORT (a literal IPv6 address goes in "
-			 "brackets: [::1]:PORT)", hostport);
+	if (net_check_hostport(hostport, why, len))
 		return -1;
-	}
+	split(hostport, host, sizeof(host), &port);
 	rc = getaddrinfo(host, port, &hints, &res);
 	if (rc) {
 		snprintf(why, len, "%s: %s", host, gai_strerror(rc));

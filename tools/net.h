@@ -17,6 +17,9 @@
  */
 int net_connect(const char *hostport, int timeout_ms, unsigned idle_s, char *why, size_t len);
 
+/* Whether hostport is "HOST:PORT" as net_connect takes it (nothing resolved); -1 with why. */
+int net_check_hostport(const char *hostport, char *why, size_t len);
+
 /*
  * Listens on "[ADDR:]PORT" ("[V6ADDR]:PORT" for a literal IPv6 address).
  * No ADDR: every address, IPv6 and IPv4 on one dual-stack socket, or IPv4

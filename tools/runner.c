@@ -318,7 +318,8 @@ struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err)
 	r->cfg = *cfg;
 	snprintf(r->name_buf, sizeof(r->name_buf), "%s", cfg->name);
 	r->cfg.name = r->name_buf;
-	r->listen_fd = r->sig_fd = r->lock_fd = r->con_wake = r->con_new = -1;
+	r->listen_fd = r->sig_fd = r->con_wake = r->con_new = -1;
+	r->lock_fd = cfg->claimed ? cfg->lock_fd : -1;
 	for (unsigned i = 0; i < CLIENTS_MAX; i++)
 		r->waiting[i].fd = -1;
 	r->job.done_fd = -1;
@@ -426,10 +427,10 @@ static void write_pid_file(struct runner *r, const char *dir)
 	}
 }
 
-int runner_listen(struct runner *r, struct xc_error *err)
+int runner_claim_name(const char *name, int *lock_fd, struct xc_error *err)
 {
 	const char *dir = ctl_dir();
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char lock_path[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
 	struct stat st;
 	int fd;
 
@@ -438,30 +439,41 @@ int runner_listen(struct runner *r, struct xc_error *err)
 	if (stat(dir, &st) || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
 		return xc_set_error(err, 0, "%s must be a directory owned by uid %u with mode 0700",
 				    dir, geteuid());
-	if ((size_t)snprintf(r->sock_path, sizeof(r->sock_path), "%s/%s.sock", dir, r->cfg.name) >=
-	    sizeof(r->sock_path))
+	/* NAME.sock must fit a socket address: NAME.lock is as long. */
+	if ((size_t)snprintf(lock_path, sizeof(lock_path), "%s/%s.lock", dir, name) >=
+	    sizeof(lock_path) - 8)
 		return xc_set_error(err, 0, "control socket path too long");
 	/*
 	 * NAME.lock, flocked for the runner's life, owns the name: a runner that
 	 * holds it may remove a NAME.sock left by one that died, and no other can
 	 * take it however busy this one is (the lock file itself stays).
 	 */
-	char lock_path[sizeof(r->sock_path) + 8];
-
-	snprintf(lock_path, sizeof(lock_path), "%s/%s.lock", dir, r->cfg.name);
-	r->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (r->lock_fd < 0)
+	fd = open(lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
 		return xc_set_error(err, errno, "%s", lock_path);
-	if (flock(r->lock_fd, LOCK_EX | LOCK_NB)) {
+	if (flock(fd, LOCK_EX | LOCK_NB)) {
 		int e = errno;
 
-		close(r->lock_fd);
-		r->lock_fd = -1;
+		close(fd);
 		if (e == EWOULDBLOCK)
 			return xc_set_error(err, 0, "a domain named \"%s\" is already running (%s "
-					    "is locked)", r->cfg.name, lock_path);
+					    "is locked)", name, lock_path);
 		return xc_set_error(err, e, "locking %s", lock_path);
 	}
+	*lock_fd = fd;
+	return 0;
+}
+
+int runner_listen(struct runner *r, struct xc_error *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (r->lock_fd < 0 && runner_claim_name(r->cfg.name, &r->lock_fd, err))
+		return -1;
+	if ((size_t)snprintf(r->sock_path, sizeof(r->sock_path), "%s/%s.sock", ctl_dir(),
+			     r->cfg.name) >= sizeof(r->sock_path))
+		return xc_set_error(err, 0, "control socket path too long");
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return xc_set_error(err, errno, "socket");
@@ -478,7 +490,7 @@ int runner_listen(struct runner *r, struct xc_error *err)
 		return -1;
 	}
 	r->listen_fd = fd;
-	write_pid_file(r, dir);
+	write_pid_file(r, ctl_dir());
 	return 0;
 }
 

@@ -47,7 +47,18 @@ struct runner_config {
 	 * exist; sr-restore installs its sandbox there.
 	 */
 	void (*thread_start)(enum runner_thread kind);
+	/* NAME.lock already held (runner_claim_name's lock_fd; the runner closes it). */
+	bool claimed;
+	int lock_fd;
 };
+
+/*
+ * Claims NAME for this process before any work: creates $SR_RUN_DIR (0700)
+ * and flocks NAME.lock, so a second domain of the same name is refused at
+ * once.  *lock_fd goes into runner_config (claimed); runner_listen claims it
+ * itself when nobody did.
+ */
+int runner_claim_name(const char *name, int *lock_fd, struct xc_error *err);
 
 struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err);
 struct xc_domain *runner_domain(struct runner *r);

@@ -144,9 +144,10 @@ static void usage(FILE *f, bool migrate)
 	else
 		fprintf(f,
 "By default the domain exits once its image is safely on disk.  The image is\n"
-"written to FILE.tmp, fsynced and renamed; on any failure (disk full, I/O\n"
-"error, a signal, the reader of \"-\" going away) the domain resumes as it was\n"
-"and nothing is left at FILE.\n"
+"written unnamed (O_TMPFILE in FILE's directory), fsynced and linked in as\n"
+"FILE (FILE.tmp and a rename only where the filesystem has no O_TMPFILE); on\n"
+"any failure (disk full, I/O error, a signal, the reader of \"-\" going away)\n"
+"the domain resumes as it was and nothing is left at FILE.\n"
 "\n"
 "Exit status: 0 saved, 1 the save failed (the domain runs on), 2 usage error or\n"
 "no such domain, 3 (tcp:, ssh:) outcome unknown, as sr-migrate.\n");
@@ -682,6 +683,14 @@ int save_cli(int argc, char **argv, bool migrate)
 	if (!live && (downtime || iters || factor || throttle || strcmp(track, "auto")))
 		usage_error("--dirty-track, --downtime-ms, --max-iters, --max-bytes-factor and "
 		    "--throttle need %s", migrate ? "a live migration (not --cold)" : "--live");
+	if (!strncmp(path, "tcp:", 4) && net_check_hostport(path + 4, t.err, sizeof(t.err)))
+		usage_error("%s", t.err);
+	if (!strncmp(path, "ssh:", 4) && !ssh_host_ok(path + 4))
+		usage_error("%s: not a [USER@]HOST", path);
+	/* Nothing is written, sent or started on another host for a domain that is not here. */
+	if (ctl_request(dom, "status", -1, NULL, reply, sizeof(reply)) < 0)
+		die(EXIT_USAGE, "%s; nothing was %s%s", reply, !t.net ? "written" :
+		    path[0] == 't' ? "sent to " : "started on ", t.net ? path + 4 : "");
 
 	signal(SIGPIPE, SIG_IGN);
 	if (json || events) {
@@ -701,11 +710,6 @@ int save_cli(int argc, char **argv, bool migrate)
 				"plaintext TCP (no TLS)", t.tls ? "; the receiver is " : "",
 				t.tls ? tls_peer_name(t.tls) : "");
 	} else if (!strncmp(path, "ssh:", 4)) {
-		if (!ssh_host_ok(path + 4))
-			die(EXIT_USAGE, "%s: not a [USER@]HOST; the domain was not touched", path);
-		/* Nothing runs on HOST for a domain that is not here. */
-		if (ctl_request(dom, "status", -1, NULL, reply, sizeof(reply)) < 0)
-			die(EXIT_USAGE, "%s; nothing was started on %s", reply, path + 4);
 		if (open_ssh(&t, path + 4, ssh, remote, name))
 			die(1, "%s; the domain was not touched", t.err);
 		fd = t.fd;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "abi.h"
@@ -88,6 +89,8 @@ static void usage(FILE *f)
 "  -j, --threads N          threads that verify and decode page data while the\n"
 "                           next is read (default: online CPUs; 0: none)\n"
 "  -v, --verbose            say what was restored, and how long it took\n"
+"      --progress MODE      text: a line of what was read so far, as sr-save's\n"
+"                           (the default on a terminal); none: no line\n"
 "      --max-memory MiB     refuse an image whose guest has more RAM than this\n"
 "                           (default: this host's MemAvailable), before anything\n"
 "                           is allocated\n"
@@ -254,6 +257,41 @@ static unsigned long parse_num(const char *opt, const char *s, unsigned long min
 	return v;
 }
 
+/* The line a restore shows while it reads the image, as sr-save's while it writes one. */
+struct read_progress {
+	uint64_t total;			/* FILE's size; 0: not known (a pipe, a migration) */
+	uint64_t t0, last;		/* mono_ns */
+	bool shown;
+};
+
+static void show_read(void *arg, uint64_t bytes)
+{
+	struct read_progress *p = arg;
+	uint64_t now = mono_ns();
+	double s = (now - p->t0) / 1e9;
+
+	if (now - p->last < 100000000ull && bytes != p->total)	/* ten a second at most */
+		return;
+	p->last = now;
+	p->shown = true;
+	if (p->total)
+		fprintf(stderr, "\r%s: %.1f of %.1f MiB read, %.1f MB/s   ", sr_prog,
+			bytes / 1048576.0, p->total / 1048576.0, s > 0 ? bytes / s / 1e6 : 0);
+	else
+		fprintf(stderr, "\r%s: %.1f MiB read, %.1f MB/s   ", sr_prog, bytes / 1048576.0,
+			s > 0 ? bytes / s / 1e6 : 0);
+}
+
+/* NAME is this process's before the image is read: a second domain of that name is refused at once. */
+static void claim_name(const char *name, struct runner_config *cfg)
+{
+	struct xc_error err;
+
+	if (runner_claim_name(name, &cfg->lock_fd, &err))
+		die(EXIT_USAGE, "%s", err.msg);
+	cfg->claimed = true;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -278,6 +316,7 @@ int main(int argc, char **argv)
 		{ "deadline", required_argument, NULL, 'D' },
 		{ "min-rate", required_argument, NULL, 'r' },
 		{ "no-sandbox", no_argument, NULL, 'S' },
+		{ "progress", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		USAGE_VERSION_OPTION,
 		{ 0 }
@@ -302,6 +341,9 @@ int main(int argc, char **argv)
 	unsigned long long max_mib = 0;
 	char *end;
 	int c, fd = -1, rc;
+	int progress = -1;		/* --progress: 1 text, 0 none, -1 a line on a terminal */
+	struct read_progress rp = { 0 };
+	struct stat sb;
 
 	sr_set_prog(argv[0]);
 	ro.threads = threads_default();
@@ -328,6 +370,11 @@ int main(int argc, char **argv)
 		case 'D': lo.bounds.deadline_s = parse_num("--deadline", optarg, 1, 7 * 86400); break;
 		case 'r': lo.bounds.min_rate_kbs = parse_num("--min-rate", optarg, 0, 10000000); break;
 		case 'S': sandbox = false; break;
+		case 'G':
+			if (strcmp(optarg, "text") && strcmp(optarg, "none"))
+				usage_error("--progress takes text or none, not \"%s\"", optarg);
+			progress = !strcmp(optarg, "text");
+			break;
 		case 'A':
 		case 'W':
 			{
@@ -388,8 +435,18 @@ int main(int argc, char **argv)
 	if (name && !sr_name_valid(name))
 		usage_error("bad domain name: 1..%u characters of A-Z a-z 0-9 . _ -, not "
 		    "starting with a dot", SR_NAME_MAX);
+	if (progress < 0)
+		progress = isatty(STDERR_FILENO);	/* TCGETS: asked before the sandbox, which refuses it */
 	signal(SIGPIPE, SIG_IGN);
 	die_set_hook(tell_source);
+	/* FILE opens first: a mistyped path is named before the host is probed. */
+	if (!listen_on && !receive) {
+		fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
+		if (fd < 0)
+			die(EXIT_USAGE, "%s: %s", path, strerror(errno));
+		if (!fstat(fd, &sb) && S_ISREG(sb.st_mode))
+			rp.total = sb.st_size;	/* for the progress line: asked before the sandbox */
+	}
 	if (receive) {
 		/* The stream on its own fd, the answers on another; the console never on either. */
 		detach_begin();
@@ -407,6 +464,11 @@ int main(int argc, char **argv)
 		if (listen_on || strcmp(path, "-"))
 			fd_reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
 	}
+	if (name)
+		claim_name(name, &cfg);
+	/* A listener checks the host once a source has authenticated: it learns why, no one else. */
+	if (!listen_on)
+		host_check_or_die();
 	if (listen_on) {
 		char why[400];
 
@@ -424,13 +486,7 @@ int main(int argc, char **argv)
 		if (verbose)
 			pr_info("%s: transport: %s", sr_prog, tls ? tls_describe(tls) :
 				"plaintext TCP (no TLS)");
-	}
-	/* A listener checks the host once a source has authenticated: it learns why, no one else. */
-	host_check_or_die();
-	if (!listen_on && !receive) {
-		fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
-		if (fd < 0)
-			die(EXIT_USAGE, "%s: %s", path, strerror(errno));
+		host_check_or_die();
 	}
 
 	if (sandbox) {
@@ -451,6 +507,8 @@ int main(int argc, char **argv)
 	if (chan >= 0)
 		hvmctx_restore_stop_at_end(rs);
 	cfg.name = name ? name : img.name[0] ? img.name : "restored";
+	if (!cfg.claimed)
+		claim_name(cfg.name, &cfg);	/* the name in the image: known now, pages still unread */
 	cfg.vcpus = img.vcpus;
 	for (unsigned i = 0; i < img.nregions; i++)
 		cfg.mem_bytes += img.regions[i].size;
@@ -478,7 +536,15 @@ int main(int argc, char **argv)
 		goto fail;
 	ro.device = restore_device;
 	ro.device_arg = r;
-	if (hvmctx_restore_finish(rs, runner_domain(r), &ro, &st, &err))
+	if (progress == 1) {
+		rp.t0 = mono_ns();
+		ro.progress = show_read;
+		ro.progress_arg = &rp;
+	}
+	rc = hvmctx_restore_finish(rs, runner_domain(r), &ro, &st, &err);
+	if (rp.shown)
+		fputc('\n', stderr);
+	if (rc)
 		goto fail;
 	stream_why(&guard, NULL);	/* the stream is in: its bounds are kept */
 	if (cfg.test_guest) {

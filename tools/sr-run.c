@@ -259,6 +259,10 @@ int main(int argc, char **argv)
 		fd_reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
 	}
 	host_check_or_die();
+	/* The name before the VM: a second domain of that name is refused before any work. */
+	if (runner_claim_name(cfg.name, &cfg.lock_fd, &err))
+		die(EXIT_USAGE, "%s", err.msg);
+	cfg.claimed = true;
 	r = runner_new(&cfg, &err);
 	if (!r)
 		die(EXIT_USAGE, "%s", err.msg);

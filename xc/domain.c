@@ -161,8 +161,8 @@ struct xc_domain *xc_domain_create(const struct xc_domain_config *cfg, struct xc
 	d->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (d->kvm_fd < 0) {
 		xc_set_error(err, errno, "opening /dev/kvm%s",
-			     errno == ENOENT ? " (no KVM on this host: load kvm-intel or kvm-amd, "
-					       "or run inside the box: tests/box.sh)" : "");
+			     errno == ENOENT ? " (no KVM on this host: load kvm-intel or kvm-amd)" :
+			     errno == EACCES ? " (join the kvm group, or run as root)" : "");
 		goto fail;
 	}
 	api = ioctl(d->kvm_fd, KVM_GET_API_VERSION, 0);

@@ -309,28 +309,35 @@ out:
 	return rc;
 }
 
+/* why names what to do; other_host says when only another host (or a nested one) helps. */
 static void verdict(struct xc_host *h, const char *missing)
 {
-	static const char box[] = "the box gives one: tests/box.sh";
-
 	h->usable = false;
-	if (h->flavour == XC_KVM_PVM)
+	h->other_host = true;
+	if (h->flavour == XC_KVM_PVM) {
 		snprintf(h->why, sizeof(h->why), "/dev/kvm is kvm_pvm, a paravirtual KVM that runs "
-			 "only PVM-enabled kernels; sr needs kvm_intel or kvm_amd; %s", box);
-	else if (!h->dev_present)
+			 "only PVM-enabled kernels; sr needs kvm_intel or kvm_amd");
+	} else if (!h->dev_present && h->dev_errno == EACCES) {
+		h->other_host = false;
+		snprintf(h->why, sizeof(h->why), "%s: the kvm group may open it: join it (usermod "
+			 "-aG kvm USER, then log in again) or run as root", h->dev_msg);
+	} else if (!h->dev_present) {
 		snprintf(h->why, sizeof(h->why), "no usable /dev/kvm (%s); sr needs kvm_intel or "
-			 "kvm_amd; %s", h->dev_msg, box);
-	else if (h->api_version != KVM_API_VERSION)
+			 "kvm_amd", h->dev_msg);
+	} else if (h->api_version != KVM_API_VERSION) {
+		h->other_host = false;
 		snprintf(h->why, sizeof(h->why), "/dev/kvm speaks KVM API %d, sr needs %d",
 			 h->api_version, KVM_API_VERSION);
-	else if (missing[0])
-		snprintf(h->why, sizeof(h->why), "/dev/kvm (%s) lacks capabilities sr needs:%s; %s",
-			 xc_kvm_flavour_name(h->flavour), missing, box);
-	else if (!h->guest_ran)
+	} else if (missing[0]) {
+		snprintf(h->why, sizeof(h->why), "/dev/kvm (%s) lacks capabilities sr needs:%s",
+			 xc_kvm_flavour_name(h->flavour), missing);
+	} else if (!h->guest_ran) {
 		snprintf(h->why, sizeof(h->why), "/dev/kvm (%s) cannot run a full-virtualization "
-			 "guest: %s; %s", xc_kvm_flavour_name(h->flavour), h->guest_msg, box);
-	else
+			 "guest: %s", xc_kvm_flavour_name(h->flavour), h->guest_msg);
+	} else {
 		h->usable = true;
+		h->other_host = false;
+	}
 }
 
 int xc_host_probe(struct xc_host *h, const struct xc_probe_opts *o)
@@ -354,6 +361,7 @@ int xc_host_probe(struct xc_host *h, const struct xc_probe_opts *o)
 
 	fd = open(dev, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
+		h->dev_errno = errno;
 		snprintf(h->dev_msg, sizeof(h->dev_msg), "%s: %s", dev, strerror(errno));
 		verdict(h, missing);
 		return -1;

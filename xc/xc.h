@@ -323,6 +323,7 @@ struct xc_host {
 	bool pvm_loaded;		/* kvm_pvm is loaded (even beside a vendor module) */
 	bool dev_present;		/* /dev/kvm opened read-write */
 	char dev_msg[128];		/* why it did not open */
+	int dev_errno;			/* and open()'s errno (EACCES: not in the kvm group) */
 	int api_version;		/* -1 when unknown */
 	unsigned ncaps;
 	struct {
@@ -335,6 +336,7 @@ struct xc_host {
 	unsigned probe_us;		/* how long it took */
 	bool usable;			/* sr's guests can run here */
 	char why[400];			/* when not: one line, naming what to do */
+	bool other_host;		/* when not: a host with kvm_intel or kvm_amd would do */
 };
 
 /*
