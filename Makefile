@@ -10,7 +10,7 @@
 #   make check-rootfs the Linux guest's root disk on QEMU's virtio-blk (box)
 #   make fuzz         libFuzzer on the reader and on restore (an hour each)
 #   make soak | faults | faults-migrate | converge | sr-bench | demo   (real KVM: native or the box)
-#   make install PREFIX=/usr/local DESTDIR=
+#   make install PREFIX=/usr/local DESTDIR=      make uninstall (the same PREFIX, DESTDIR)
 # V=1 shows commands, WERROR=0 keeps warnings as warnings.
 
 VERSION   := 0.1.0
@@ -28,6 +28,9 @@ CRIT_LIBS := $(shell pkg-config --libs criterion 2>/dev/null || echo -lcriterion
 # GnuTLS for migration's TLS (tools/tls.c): the tools that open tcp: streams.
 TLS_CFLAGS := $(shell pkg-config --cflags gnutls 2>/dev/null)
 TLS_LIBS  := $(shell pkg-config --libs gnutls 2>/dev/null || echo -lgnutls)
+# JSON (sr-ctl's --json); Debian's libjansson-dev.
+JSON_CFLAGS := $(shell pkg-config --cflags jansson 2>/dev/null)
+JSON_LIBS := $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
 # sr-restore's sandbox only (tools/sandbox.c); no library links it.
 SECCOMP_LIBS := $(shell pkg-config --libs libseccomp 2>/dev/null || echo -lseccomp)
 
@@ -38,7 +41,7 @@ WARNINGS  += -Werror
 endif
 CFLAGS    ?= -O2 -g
 ALL_CFLAGS := -std=gnu11 $(WARNINGS) $(CFLAGS) -fPIC -D_GNU_SOURCE -Ilibsr -Ixc -Ihvmctx -Ihw -Iguest -Itools \
-              $(PKG_CFLAGS) $(TLS_CFLAGS) -MMD -MP
+              $(PKG_CFLAGS) $(TLS_CFLAGS) $(JSON_CFLAGS) -MMD -MP
 # The tools in $(O) are the ones the tests run: they honour the test hooks
 # (sr-ctl poke, SR_MIGRATE_TEST_*, SR_TEST_PAUSE_AT, SR_SAVE_COMMIT_DELAY_MS).
 # make install installs a build without them, $(O)/release.
@@ -74,7 +77,7 @@ HVMCTX_OBJS := $(HVMCTX_SRCS:%.c=$(O)/%.o)
 # Device models: the bus, PCI, the virtio transport and its devices.
 HW_SRCS   := hw/bus.c hw/pci.c hw/virtq.c hw/virtio_pci.c hw/virtio_blk.c hw/virtio_rng.c
 HW_OBJS   := $(HW_SRCS:%.c=$(O)/%.o)
-RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/runner_save.o $(O)/tools/serial8250.o $(O)/tools/console.o \
+RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/runner_save.o $(O)/tools/detach.o $(O)/tools/serial8250.o $(O)/tools/console.o \
                $(O)/tools/ctl.o $(O)/tools/util.o $(O)/tools/host.o $(O)/tools/migrate.o $(O)/tools/net.o \
                $(O)/tools/imgfile.o $(O)/tools/tls.o $(O)/tools/usage.o $(HW_OBJS) $(HVMCTX_OBJS) $(XC_OBJS)
 
@@ -184,9 +187,9 @@ $(O)/sr-dump: $(O)/tools/sr-dump.o $(O)/tools/dump_dev.o $(O)/tools/util.o $(O)/
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(O)/sr-ctl: $(O)/tools/sr-ctl.o $(O)/tools/ctl.o $(O)/tools/migrate.o $(O)/tools/util.o $(O)/tools/usage.o \
-		$(O)/tools/host.o $(XC_OBJS)
+		$(O)/tools/host.o $(XC_OBJS) $(O)/libsr.a
 	$(E) "  LD      $@"
-	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ -lpthread
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(JSON_LIBS) -lpthread
 
 $(O)/sr-run: $(O)/tools/sr-run.o $(RUNNER_OBJS) $(O)/libsr.a
 	$(E) "  LD      $@"
@@ -199,16 +202,17 @@ $(O)/sr-restore: $(O)/tools/sr-restore.o $(O)/tools/sandbox.o $(O)/tools/listene
 
 $(O)/sr-save $(O)/sr-migrate: $(O)/sr-%: $(O)/tools/sr-%.o $(O)/tools/save_cli.o $(O)/tools/ctl.o \
 		$(O)/tools/migrate.o $(O)/tools/net.o $(O)/tools/tls.o $(O)/tools/util.o $(O)/tools/imgfile.o \
-		$(O)/tools/usage.o
+		$(O)/tools/usage.o $(O)/tools/save_json.o
 	$(E) "  LD      $@"
-	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(TLS_LIBS) -lpthread
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(TLS_LIBS) $(JSON_LIBS) -lpthread
 
 # The device models' host side, with guest RAM a buffer (the test's own xc stubs).
 $(O)/tests/test-hw: $(O)/tests/test_hw.o $(O)/hw/bus.o $(O)/hw/pci.o $(O)/hw/virtq.o
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(CRIT_LIBS) -lpthread
 
-$(O)/tests/test-ctl: $(O)/tests/test_ctl.o $(O)/tools/ctl.o $(O)/tools/migrate.o $(O)/tools/util.o
+$(O)/tests/test-ctl: $(O)/tests/test_ctl.o $(O)/tools/ctl.o $(O)/tools/migrate.o $(O)/tools/util.o \
+		$(O)/tools/console.o
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(CRIT_LIBS) -lpthread
 
@@ -224,8 +228,8 @@ $(O)/tests/bench-%: $(O)/tests/bench_%.o $(O)/libsr.a
 
 # ------------------------------------------------------------------ tests
 .PHONY: converge fuzz fuzz-ci soak faults faults-migrate
-.PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install release clean demo sr-bench bench-peer
-.PHONY: tsan check-tsan mutants linux-root bench-disk check-rootfs
+.PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install uninstall release clean demo sr-bench bench-peer
+.PHONY: tsan check-tsan mutants linux-root bench-disk check-rootfs install-service uninstall-service
 
 check: check-unit check-tools check-kvm
 
@@ -399,18 +403,49 @@ release:
 	$(Q)$(MAKE) --no-print-directory O=$(RELEASE_O) TEST_HOOKS=0 \
 		$(patsubst $(O)/%,$(RELEASE_O)/%,$(TOOLS))
 
-install: all release
+# systemd: sr@NAME.service runs domain NAME; tmpfiles.d makes /run/sr at boot.
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+install-service:
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(TMPFILESDIR)
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		scripts/systemd/sr@.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/sr@.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/sr@.service
+	install -m 0644 scripts/systemd/sr.tmpfiles.conf $(DESTDIR)$(TMPFILESDIR)/sr.conf
+
+uninstall-service:
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/sr@.service $(DESTDIR)$(TMPFILESDIR)/sr.conf
+
+# What install puts where (uninstall removes exactly these).  sr.pc is written
+# here, with the PREFIX of this install, not the one of the build.
+TOOL_NAMES := $(notdir $(TOOLS))
+INSTALLED := $(addprefix bin/,$(TOOL_NAMES)) $(addprefix share/man/man1/,$(TOOL_NAMES:=.1)) \
+	     lib/libsr.a lib/libsr.so.$(VERSION) lib/$(LIBSR_SONAME) lib/libsr.so lib/pkgconfig/sr.pc \
+	     include/sr/sr.h include/sr/sr_format.h share/doc/sr/LICENSE \
+	     $(addprefix share/bash-completion/completions/,sr $(TOOL_NAMES))
+
+install: all release install-service
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
-		$(DESTDIR)$(PREFIX)/include/sr $(DESTDIR)$(PREFIX)/share/man/man1
+		$(DESTDIR)$(PREFIX)/include/sr $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/doc/sr $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 0755 $(patsubst $(O)/%,$(RELEASE_O)/%,$(TOOLS)) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(O)/libsr.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 0755 $(O)/libsr.so $(DESTDIR)$(PREFIX)/lib/libsr.so.$(VERSION)
 	ln -sf libsr.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(LIBSR_SONAME)
 	ln -sf $(LIBSR_SONAME) $(DESTDIR)$(PREFIX)/lib/libsr.so
 	install -m 0644 libsr/sr.h libsr/sr_format.h $(DESTDIR)$(PREFIX)/include/sr/
-	install -m 0644 $(O)/sr.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' libsr/sr.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sr.pc
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/sr.pc
+	install -m 0644 LICENSE $(DESTDIR)$(PREFIX)/share/doc/sr/
+	install -m 0644 scripts/sr.bash-completion $(DESTDIR)$(PREFIX)/share/bash-completion/completions/sr
+	for t in $(TOOL_NAMES); do ln -sf sr $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$t; done
 	install -m 0644 docs/sr-dump.1 docs/sr-run.1 docs/sr-save.1 docs/sr-migrate.1 docs/sr-restore.1 docs/sr-ctl.1 \
 		$(DESTDIR)$(PREFIX)/share/man/man1/
+
+uninstall: uninstall-service
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/,$(INSTALLED))
+	-rmdir $(DESTDIR)$(PREFIX)/include/sr $(DESTDIR)$(PREFIX)/share/doc/sr 2>/dev/null
 
 clean:
 	rm -rf build build-asan build-dev build-fuzz build-tsan build-mutants

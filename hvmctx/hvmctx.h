@@ -219,6 +219,9 @@ struct hvmctx_restore_opts {
 	 */
 	int (*disk)(void *arg, const struct sr_disk_info *disk, struct xc_error *err);
 	void *disk_arg;
+	/* Optional: after each record read, the stream's bytes so far (on the reading thread). */
+	void (*progress)(void *arg, uint64_t bytes);
+	void *progress_arg;
 };
 
 struct hvmctx_restore_stats {

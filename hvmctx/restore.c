@@ -306,7 +306,8 @@ static int load_pages(struct hvmctx_restore *rs, struct xc_domain *d, const stru
 }
 
 static int read_stream(struct hvmctx_restore *rs, struct xc_domain *d,
-		       struct hvmctx_restore_stats *st, struct xc_error *err)
+		       const struct hvmctx_restore_opts *o, struct hvmctx_restore_stats *st,
+		       struct xc_error *err)
 {
 	struct sr_record rec;
 	struct sr_error se;
@@ -317,6 +318,8 @@ static int read_stream(struct hvmctx_restore *rs, struct xc_domain *d,
 		struct saved_rec *grown;
 
 		st->records++;
+		if (o->progress)
+			o->progress(o->progress_arg, sr_reader_offset(rs->r));
 		if (!rec.known)
 			continue;		/* unknown optional record */
 		switch (rec.type) {
@@ -403,7 +406,7 @@ int hvmctx_restore_finish(struct hvmctx_restore *rs, struct xc_domain *d,
 	}
 	if (sr_reader_set_page_sink(rs->r, &sink, &se))
 		return sr_err(err, &se);
-	if (read_stream(rs, d, st, err))
+	if (read_stream(rs, d, o, st, err))
 		return -1;
 	st->stream_ns = hvmctx_now_ns() - t0;
 	if (give_disks(rs, o, err))

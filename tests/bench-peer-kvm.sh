@@ -147,11 +147,15 @@ echo "bench-peer: live, the workload rewriting ${live_mib} MiB a second"
 sr_start "$live_mib"
 sleep 5
 a=$(ms)
-save=$(timeout "$live_s" $O/sr-save --live --stats peer "$dir/sr.img" 2>&1) || die "sr-save --live failed: $(echo "$save" | tail -1)"
+save=$(timeout "$live_s" $O/sr-save --live --json peer "$dir/sr.img" 2>"$dir/save.err") || die "sr-save --live failed: $(tail -1 "$dir/save.err")"
 b=$(ms)
 wait
-down=$(echo "$save" | sed -n 's/.*downtime \([0-9.]*\) ms.*/\1/p')
-row "sr live (50 ms)" $((b - a)) "$(stat -c %s "$dir/sr.img")" "$down" "$(echo "$save" | sed -n 's/.*live: \([0-9]* rounds ([^)]*)\).*/\1/p')"
+# sr-save --json (docs/control.md, "schema: save"): downtime, rounds and why pre-copy stopped.
+IFS=$'\t' read -r down rounds < <(echo "$save" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)["summary"]
+print("%.1f\t%d rounds (%s)" % (s["downtime_ns"] / 1e6, s["rounds"], s["stop_reason"]))')
+row "sr live (50 ms)" $((b - a)) "$(stat -c %s "$dir/sr.img")" "$down" "$rounds"
 rm -f "$dir/sr.img"
 for limit in 300 50; do
 	: > "$dir/q.out"
@@ -195,14 +199,18 @@ sr_migrate_row() {
 	for _ in $(seq 1 400); do grep -q 'listening on' "$dir/sr-far.out" && break; nap; done
 	last=$(ticks "$dir/sr.out" | tail -1)
 	a=$(ms)
-	mig=$(timeout "$live_s" $O/sr-migrate --stats "$@" peer tcp:10.77.0.2:$port 2>&1) || die "sr-migrate failed: $(echo "$mig" | tail -1)" "$dir/sr-far.out"
+	mig=$(timeout "$live_s" $O/sr-migrate --stats --json "$@" peer tcp:10.77.0.2:$port 2>"$dir/mig.err") || die "sr-migrate failed: $(tail -1 "$dir/mig.err")" "$dir/sr-far.out"
 	b=$(ms)
 	wait_tick "$dir/sr-far.out" "$last" 300 || die "the migrated guest did not tick there" "$dir/sr-far.out"
 	SR_RUN_DIR=$dir/far $O/sr-ctl peer destroy >/dev/null 2>&1; wait $fpid 2>/dev/null
 	# The guest's whole pause: from the final round to the receiver's "running".
-	down=$(echo "$mig" | sed -n 's/.*paused \([0-9.]*\) ms until the commit.*/\1/p')
-	bytes=$(echo "$mig" | sed -n 's/.* \([0-9]*\) bytes for .*/\1/p')
-	row "$name" $((b - a)) "${bytes:--}" "$down" "sr-migrate tcp:, $(echo "$mig" | sed -n 's/^transport: \([^;]*\).*/\1/p'), $(echo "$mig" | sed -n 's/.*live: \([0-9]* rounds ([^)]*)\).*/\1/p'), downtime from the pause to the receiver's running (stream part $(echo "$mig" | sed -n 's/.*downtime \([0-9.]*\) ms.*/\1/p') ms); it ticked on there"
+	# sr-migrate --json: the numbers; --stats still says the transport (on stderr).
+	IFS=$'\t' read -r down bytes rounds stream < <(echo "$mig" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)["summary"]
+print("%.1f\t%d\t%d rounds (%s)\t%.1f" % (s["paused_ns"] / 1e6, s["bytes"], s["rounds"], s["stop_reason"],
+                                        s["downtime_ns"] / 1e6))')
+	row "$name" $((b - a)) "${bytes:--}" "$down" "sr-migrate tcp:, $(sed -n 's/^transport: \([^;]*\).*/\1/p' "$dir/mig.err"), $rounds, downtime from the pause to the receiver's running (stream part $stream ms); it ticked on there"
 	wait
 }
 # qemu_migrate_row NAME PORT [tls]: the same with QEMU (TLS: tls-creds-psk, the same key file).

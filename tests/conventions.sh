@@ -12,7 +12,7 @@ pass=0 fail=0
 ok()  { pass=$((pass + 1)); echo "ok   $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && sed 's/^/     | /' "$2" | tail -6; }
 
-tools="sr-run sr-save sr-migrate sr-restore sr-dump"
+tools="sr-run sr-save sr-migrate sr-restore sr-dump sr-ctl"
 version=$(sed -n 's/^VERSION *:= *//p' Makefile)
 
 # run TOOL ARGS...: status in $rc, stdout in $tmp/out, stderr in $tmp/err.
@@ -105,6 +105,76 @@ for t in $tools; do
 		usage_error "a short option that is another tool's" "$t" $s x --help
 	done
 done
+
+# Packaging: make install into a staging root with PREFIX=/usr, after a build
+# with the default PREFIX.  sr.pc says /usr; a program built with pkg-config
+# against that root compiles, links the installed libsr and runs; the
+# installed tools name no path of the checkout; bash completion is there and
+# completes; make uninstall leaves no file behind.
+root=$tmp/root
+make -s O="$O" install DESTDIR="$root" PREFIX=/usr >"$tmp/inst" 2>&1; rc=$?
+if [ $rc -eq 0 ] && grep -qx 'prefix=/usr' "$root/usr/lib/pkgconfig/sr.pc"; then
+	ok "make install PREFIX=/usr: sr.pc has prefix=/usr (the build's PREFIX: $(sed -n 's/^prefix=//p' "$O/sr.pc"))"
+else bad "make install PREFIX=/usr (exit $rc): sr.pc says '$(grep '^prefix=' "$root/usr/lib/pkgconfig/sr.pc" 2>&1)'" "$tmp/inst"; fi
+cat >"$tmp/prog.c" <<'C'
+/* Writes a small image with libsr and reads it back: the installed library, end to end. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <sr.h>
+
+int main(void)
+{
+	struct sr_gen_params p = { .mem_bytes = 1 << 20, .vcpus = 1, .iterations = 1,
+				   .dirty_pages = 8, .compress = SR_COMPRESS_LZ4, .seed = 1 };
+	struct sr_error err;
+	struct sr_record rec;
+	struct sr_reader *r;
+	int fd = memfd_create("prog", 0), n = 0, rc;
+
+	if (fd < 0 || sr_gen_image(fd, &p, &err) || lseek(fd, 0, SEEK_SET))
+		return 1;
+	if (!(r = sr_reader_open(fd, &err)))
+		return 1;
+	while ((rc = sr_reader_next(r, &rec, &err)) == 1)
+		n++;
+	printf("libsr %s: %d records, %s\n", SR_LIBRARY_VERSION, n + 1, rc ? err.msg : "verified");
+	sr_reader_free(r);
+	return rc != 0;
+}
+C
+flags=$(PKG_CONFIG_SYSROOT_DIR=$root PKG_CONFIG_PATH=$root/usr/lib/pkgconfig pkg-config --cflags --libs sr 2>&1)
+if cc -o "$tmp/prog" "$tmp/prog.c" $flags >"$tmp/cc.out" 2>&1 &&
+   LD_LIBRARY_PATH=$root/usr/lib "$tmp/prog" >"$tmp/prog.out" 2>&1 &&
+   grep -q 'verified$' "$tmp/prog.out" &&
+   LD_LIBRARY_PATH=$root/usr/lib ldd "$tmp/prog" | grep -q "libsr.so.0 => $root/usr/lib/libsr.so.0"; then
+	ok "a program built with pkg-config --cflags --libs sr ($flags) against the root runs: $(cat "$tmp/prog.out")"
+else bad "building and running a program against the installed libsr ($flags)" "$tmp/cc.out"; cat "$tmp/prog.out" 2>/dev/null; fi
+mkdir -p "$tmp/pvm/module/kvm_pvm"
+SR_PROBE_SYSFS=$tmp/pvm "$root/usr/bin/sr-run" "$O/guest/sr-test-guest.bin" >"$tmp/out" 2>&1; rc=$?
+SR_PROBE_SYSFS=$tmp/pvm "$O/sr-run" "$O/guest/sr-test-guest.bin" >"$tmp/out2" 2>&1
+if [ $rc -eq 3 ] && grep -q kvm_pvm "$tmp/out" && ! grep -q 'tests/box.sh' "$tmp/out" && grep -q 'tests/box.sh' "$tmp/out2"; then
+	ok "the installed sr-run's host verdict names no tests/box.sh (the checkout's does): $(cat "$tmp/out")"
+else bad "installed sr-run's verdict (exit $rc)" "$tmp/out"; fi
+# Completion: options from the tool's --help, values, domain names from the run directory.
+mkdir -p "$tmp/run"
+python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$tmp/run/web1.sock"
+complete_words() {	# words...: what completion offers for the last one
+	PATH=$root/usr/bin:$PATH SR_RUN_DIR=$tmp/run bash -c '
+		source "$0"; COMP_WORDS=("${@}"); COMP_CWORD=$(($# - 1)); _sr "$1"
+		printf "%s\n" "${COMPREPLY[@]}"' "$root/usr/share/bash-completion/completions/$1" "$@" | sort | tr '\n' ' '
+}
+c1=$(complete_words sr-save --thr); c2=$(complete_words sr-save --compress ''); c3=$(complete_words sr-save -q '')
+c4=$(complete_words sr-dump --t)
+if [ "$c1" = "--threads --throttle " ] && [ "$c2" = "lz4 none " ] && [ "$c3" = "web1 " ] && [ "$c4" = "--type " ] &&
+   [ "$(ls "$root/usr/share/bash-completion/completions" | wc -l)" -eq 7 ]; then
+	ok "bash completion for each tool: sr-save --thr: $c1; --compress: $c2; DOMAIN: $c3; sr-dump --t: $c4"
+else bad "bash completion: '$c1' '$c2' '$c3' '$c4'"; fi
+make -s O="$O" uninstall DESTDIR="$root" PREFIX=/usr >"$tmp/uninst" 2>&1; rc=$?
+left=$(find "$root" ! -type d | sed "s|^$root||")
+if [ $rc -eq 0 ] && [ -z "$left" ]; then ok "make uninstall removes every file make install put there"
+else bad "make uninstall (exit $rc) left: $(echo $left)" "$tmp/uninst"; fi
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -31,7 +31,7 @@ fi
 printf '%4s %7s %12s %10s %12s %9s  %s\n' run rounds "pages/RAM" "downtime" "target met" throttle "stop reason"
 for i in $(seq 1 "$runs"); do
 	img=$SR_RUN_DIR/c$i.img
-	timeout -k 5 600 $O/sr-save --live -c $extra conv "$img" 2>"$SR_RUN_DIR/save.err"; rc=$?
+	timeout -k 5 600 $O/sr-save --json --live -c $extra conv "$img" >"$SR_RUN_DIR/save.json" 2>"$SR_RUN_DIR/save.err"; rc=$?
 	if [ $rc -ne 0 ] || ! $O/sr-dump --verify "$img" 2>>"$SR_RUN_DIR/save.err"; then
 		fail=$((fail + 1)); echo "FAIL run $i: sr-save exited $rc: $(tail -2 "$SR_RUN_DIR/save.err")"; continue
 	fi
@@ -39,9 +39,12 @@ for i in $(seq 1 "$runs"); do
 	read -r rounds ratio tmax < <(python3 -c "
 import json; d = json.load(open('$SR_RUN_DIR/d.json')); t = d['totals']
 print(len(d['iterations']), '%.3f' % (t['pages'] * 4096 / t['memory_bytes']), max(i['throttle_pct'] for i in d['iterations']))")
-	down=$(sed -n 's/.*downtime \([0-9.]*\) ms.*/\1/p' "$SR_RUN_DIR/save.err" | head -1)
-	met=$(grep -q 'ms, met)' "$SR_RUN_DIR/save.err" && echo yes || echo no)
-	why=$(sed -n 's/.*live: [0-9]* rounds (\([^)]*\)).*/\1/p' "$SR_RUN_DIR/save.err" | head -1)
+	# sr-save --json: the summary's numbers (docs/control.md, "schema: save").
+	IFS=$'\t' read -r down met why < <(python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))["summary"]
+print("%.1f\t%s\t%s" % (s["downtime_ns"] / 1e6, "yes" if s["downtime_ns"] <= s["downtime_target_ns"] else "no",
+      s["stop_reason"]))' "$SR_RUN_DIR/save.json")
 	verdict=ok
 	[ "$rounds" -le 10 ] && [ "$met" = yes ] || verdict=FAIL
 	awk -v r="$ratio" 'BEGIN { exit !(r <= 1.5) }' || verdict=FAIL

@@ -116,9 +116,9 @@ for i in $(seq 1 "$n"); do
 		outcome="runs here"
 	elif [ "$there" = running ] && [ "$here" = gone ]; then
 		outcome="runs there"
-	elif [ "$here" = paused ] && [ $rc -eq 3 ] && grep -q "sr-ctl $dom destroy" "$tmp/mig.log"; then
+	elif [ "$here" = paused ] && [ $rc -eq 3 ] && grep -q "sr-ctl destroy $dom" "$tmp/mig.log"; then
 		outcome="paused here, exit 3"
-	elif [ "$here" = paused ] && [ $rc -eq 137 ] && [[ "$runner_said" == *"sr-ctl $dom resume"* ]]; then
+	elif [ "$here" = paused ] && [ $rc -eq 137 ] && [[ "$runner_said" == *"sr-ctl resume $dom"* ]]; then
 		outcome="paused here, sr-migrate killed"
 	fi
 	[ -n "$outcome" ] && [ "$here" != running -o "$there" != running ] && verdict=ok

@@ -1302,6 +1302,90 @@ if want throttle-exits; then
 	fi
 fi
 
+# Whether process $1 has ended (a detached runner is no child of this shell: no wait).
+gone() { ! kill -0 "$1" 2>/dev/null; }
+# The pid in $SR_RUN_DIR/$1.pid, or nothing.
+pidof_dom() { cat "$SR_RUN_DIR/$1.pid" 2>/dev/null; }
+# Field $2 of the JSON document in file $1.
+json_field() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2" 2>/dev/null; }
+
+if want detach; then
+	# A domain in the background: sr-run --detach returns once it runs (NAME.pid,
+	# console in NAME.log); the control protocol driven by tests/ctl_client.py;
+	# saved; restored with --detach; sr-ctl console shows the restored guest's
+	# output live and leaves on Ctrl-] with the domain running; destroyed, its
+	# files gone.  A runner killed by SIGKILL leaves a socket sr-ctl list calls
+	# stale, and the next runner of that name replaces it.
+	dt=$tmp/dt; : > "$dt.why"; : > "$dt.out"
+	why() { echo "$*" >> "$dt.why"; }
+	$O/sr-run --detach --name dt --rounds 0 --delay-us 50000 "$guest" >"$dt.run" 2>&1 ||
+		why "sr-run --detach exited $?: $(tail -1 "$dt.run")"
+	p1=$(pidof_dom dt)
+	[ -n "$p1" ] && ! gone "$p1" || why "dt.pid: no live runner ('$p1')"
+	grep -q "\"dt\" runs detached, pid $p1; console in $SR_RUN_DIR/dt.log" "$dt.run" || why "sr-run did not say where the console went"
+	$O/sr-ctl status dt --json >"$dt.st.json" 2>>"$dt.out" && python3 tests/ctl_client.py check status "$dt.st.json" 2>>"$dt.out" ||
+		why "status --json does not match docs/control.md"
+	[ "$(json_field "$dt.st.json" pid)" = "$p1" ] || why "status says pid $(json_field "$dt.st.json" pid), dt.pid $p1"
+	poll_ms 30000 file_has '^round 3: ' "$SR_RUN_DIR/dt.log" || why "no round 3 in dt.log"
+	python3 tests/ctl_client.py drive dt >>"$dt.out" 2>&1 || why "ctl_client.py drive dt failed"
+	# sr-save --json and --progress json: every line against docs/control.md's tables.
+	$O/sr-save --live --checkpoint --json --progress json dt "$dt.ck.img" >"$dt.ck.json" 2>>"$dt.out" ||
+		why "sr-save --live --checkpoint --json exited $?"
+	python3 tests/ctl_client.py check-lines "$dt.ck.json" 2>>"$dt.out" || why "sr-save --progress json lines do not match docs/control.md"
+	python3 -c 'import json, sys
+d = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+ev = [json.loads(l)["event"] for l in open(sys.argv[1]).read().splitlines()[:-1]]
+sys.exit(not (d["ok"] and d["live"] and d["summary"]["outcome"] == "runs" and len(d["rounds"]) == d["summary"]["rounds"] >= 2
+              and d["rounds"][-1]["final"] and ev.count("round") == len(d["rounds"]) and "prepared" in ev and "commit" in ev))' "$dt.ck.json" ||
+		why "sr-save --json of a live checkpoint: $(tail -1 "$dt.ck.json")"
+	$O/sr-save --json dt "$dt.img" >"$dt.save.json" 2>>"$dt.out" || why "sr-save exited $?"
+	python3 tests/ctl_client.py check save "$dt.save.json" 2>>"$dt.out" &&
+		[ "$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["summary"]["outcome"], len(d["rounds"]), d["rounds"][0]["final"], d["summary"]["stop_reason"])' "$dt.save.json")" = "exits 1 True None" ] ||
+		why "sr-save --json: $(cat "$dt.save.json")"
+	poll_ms 20000 gone "$p1" || why "the saved domain's runner $p1 did not end"
+	[ ! -e "$SR_RUN_DIR/dt.pid" ] && [ ! -e "$SR_RUN_DIR/dt.sock" ] || why "dt.pid or dt.sock left after the runner ended"
+	last=$(sed -n 's/^round \([0-9]*\): .*/\1/p' "$SR_RUN_DIR/dt.log" | tail -1)
+	$O/sr-restore --detach --name dt2 "$dt.img" >"$dt.restore" 2>&1 || why "sr-restore --detach exited $?: $(tail -1 "$dt.restore")"
+	p2=$(pidof_dom dt2)
+	[ -n "$p2" ] && ! gone "$p2" || why "dt2.pid: no live runner ('$p2')"
+	rm -f "$dt.in"; mkfifo "$dt.in"
+	$O/sr-ctl console dt2 <"$dt.in" >"$dt.con" 2>"$dt.conerr" &
+	cpid=$!
+	exec 3>"$dt.in"
+	# Live output of the restored guest: rounds past the last one before the save.
+	poll_ms 30000 file_has "^round $((${last:-0} + 3)): " "$dt.con" || why "the console did not show round $((${last:-0} + 3)) (last before the save: '$last')"
+	printf 'x\035' >&3
+	poll_ms 10000 gone $cpid || why "sr-ctl console did not leave on Ctrl-]"
+	wait $cpid; crc=$?
+	exec 3>&-
+	[ $crc -eq 0 ] && grep -q 'detached from dt2' "$dt.conerr" || why "sr-ctl console exited $crc: $(tail -1 "$dt.conerr")"
+	$O/sr-ctl status dt2 2>>"$dt.out" | grep -q ' state=running ' || why "dt2 not running after the console left"
+	$O/sr-ctl destroy dt2 >>"$dt.out" 2>&1 || why "destroy dt2 exited $?"
+	poll_ms 20000 gone "${p2:-0}" || why "dt2's runner did not end on destroy"
+	[ ! -e "$SR_RUN_DIR/dt2.pid" ] && [ ! -e "$SR_RUN_DIR/dt2.sock" ] || why "dt2.pid or dt2.sock left after destroy"
+	file_has "^round $((${last:-0} + 3)): " "$SR_RUN_DIR/dt2.log" || why "dt2.log lacks the restored guest's rounds"
+	# SIGKILL: nothing is cleaned up; sr-ctl list says stale, a new dt3 replaces it.
+	$O/sr-run --detach --name dt3 --rounds 0 --delay-us 50000 "$guest" >"$dt.run3" 2>&1 || why "sr-run dt3 exited $?"
+	p3=$(pidof_dom dt3)
+	kill -KILL "${p3:-0}" 2>/dev/null
+	poll_ms 10000 gone "${p3:-0}" || why "dt3 did not die"
+	$O/sr-ctl list >"$dt.list" 2>&1; $O/sr-ctl list --json >"$dt.list.json" 2>>"$dt.out"
+	grep -q '^name=dt3 state=stale ' "$dt.list" || why "sr-ctl list: $(grep dt3 "$dt.list")"
+	python3 tests/ctl_client.py check list "$dt.list.json" 2>>"$dt.out" || why "list --json does not match docs/control.md"
+	$O/sr-run --detach --name dt3 --rounds 0 --delay-us 50000 "$guest" >"$dt.run3" 2>&1 || why "a new dt3 over the stale socket: exit $?: $(tail -1 "$dt.run3")"
+	p3=$(pidof_dom dt3)
+	python3 tests/ctl_client.py drive dt3 --finish >>"$dt.out" 2>&1 || why "ctl_client.py drive dt3 --finish failed"
+	poll_ms 20000 gone "${p3:-0}" || why "dt3 did not end after finish"
+	grep -q '^PASS: ' "$SR_RUN_DIR/dt3.log" || why "dt3.log has no PASS after finish"
+	for p in $p1 $p2 $p3; do kill -KILL "$p" 2>/dev/null; done	# whatever a failure left running
+	if ! grep -q . "$dt.why"; then
+		ok "detach: sr-run --detach (pid file, console log), ctl_client.py (version, status, pause, resume, finish), saved (--json, --progress json checked against docs/control.md), restored --detach, sr-ctl console showed live rounds past $last and left on Ctrl-], destroyed; a SIGKILLed runner listed as stale and replaced"
+	else
+		cat "$dt.out" "$dt.run" "$dt.restore" "$dt.conerr" 2>/dev/null | tail -20 >> "$dt.why"
+		bad "detach: $(head -1 "$dt.why")" "$dt.why"
+	fi
+fi
+
 # ------------------------------------------------------------------ Linux guest
 kernel=build/box/kernel/vmlinuz
 initrd=$O/guest/linux-initramfs.cpio.gz
@@ -1441,6 +1525,36 @@ if want linux-pause 300 && linux_ready linux-pause; then
 		ok "linux-pause: paused 30 s at tick $last, resumed: the workload went on to PASS, no soft-lockup or RCU-stall line"
 	else
 		bad "linux-pause: sr-run exited $rc, paused at tick '${last}'$(grep -Em1 "$linux_warnings" "$tmp/lz.out" | sed 's/^/; first warning: /')" "$tmp/lz.out"
+	fi
+fi
+
+if want detach-linux 300 && linux_ready detach-linux; then
+	# A detached Linux guest's console: sr-ctl console shows its output, and a
+	# line typed into it reaches the guest's UART: the workload reads "stop"
+	# from its console and ends with PASS; the domain then ends and the
+	# console says so.
+	dl=$tmp/dl; : > "$dl.why"
+	$O/sr-run --detach --name dl --kernel $kernel --initrd $initrd --cmdline "sr.workload=8,0" \
+		>"$dl.run" 2>&1 || echo "sr-run --detach exited $?: $(tail -1 "$dl.run")" >> "$dl.why"
+	pl=$(pidof_dom dl)
+	wait_line "$SR_RUN_DIR/dl.log" '^sr-workload: tick 2 ' 1500 || echo "no tick 2 in dl.log" >> "$dl.why"
+	rm -f "$dl.in"; mkfifo "$dl.in"
+	$O/sr-ctl console dl <"$dl.in" >"$dl.con" 2>"$dl.conerr" &
+	cpid=$!
+	exec 3>"$dl.in"
+	wait_line "$dl.con" '^sr-workload: tick ' 300 || echo "the console showed no tick" >> "$dl.why"
+	printf 'stop\n' >&3
+	wait_line "$dl.con" 'sr-workload: PASS' 600 || echo "no PASS on the console after \"stop\"" >> "$dl.why"
+	poll_ms 30000 gone $cpid || echo "sr-ctl console did not end with the domain" >> "$dl.why"
+	exec 3>&-
+	wait $cpid; crc=$?
+	poll_ms 20000 gone "${pl:-0}" || echo "the runner did not end" >> "$dl.why"
+	kill -KILL "${pl:-0}" 2>/dev/null
+	if [ $crc -eq 0 ] && grep -q "console closed" "$dl.conerr" && ! grep -q . "$dl.why"; then
+		ok "detach-linux: sr-ctl console showed the detached guest's ticks; \"stop\" typed into it reached the workload (PASS), the console closed with the domain"
+	else
+		cat "$dl.conerr" "$dl.con" >> "$dl.why"
+		bad "detach-linux: sr-ctl console exited $crc; $(head -1 "$dl.why")" "$dl.why"
 	fi
 fi
 
@@ -1711,12 +1825,15 @@ fi
 if want migrate-ipv6 && mig_net; then
 	# Cold, over IPv6, under the domain's own name there; the guest verifies its memory there.
 	mig_guest m6 --memory 64 --pages 256 && far_listen 7702 m6
-	$O/sr-migrate --cold -q m6 "tcp:[fd77::2]:7702" 2>"$tmp/m6.mig"; rc=$?
+	$O/sr-migrate --cold -q --json m6 "tcp:[fd77::2]:7702" >"$tmp/m6.json" 2>"$tmp/m6.mig"; rc=$?
 	wait $spid; src=$?
 	far_finish m6
 	wait $fpid; dst=$?
+	# --json: the document docs/control.md lists ("schema: save").
+	python3 tests/ctl_client.py check save "$tmp/m6.json" 2>>"$tmp/m6.mig" &&
+		grep -q '"tool":"sr-migrate",.*"ok":true' "$tmp/m6.json" || { echo "sr-migrate --json: $(cat "$tmp/m6.json")" >> "$tmp/m6.mig"; rc=99; }
 	if [ $rc -eq 0 ] && [ $src -eq 0 ] && [ $dst -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/m6.far"; then
-		ok "migrate-ipv6: cold over [fd77::2]: the guest verified its memory there: PASS; the source is gone"
+		ok "migrate-ipv6: cold over [fd77::2]: the guest verified its memory there: PASS; the source is gone; sr-migrate --json as docs/control.md lists"
 	else
 		cat "$tmp/m6.mig" "$tmp/m6.far" > "$tmp/m6.all"
 		bad "migrate-ipv6: sr-migrate $rc, source $src, receiver $dst" "$tmp/m6.all"
@@ -1808,7 +1925,7 @@ if want migrate-unknown && mig_net; then
 	$O/sr-ctl mu destroy >/dev/null 2>&1
 	wait $spid
 	if [ $rc -eq 3 ] && grep -q 'paused' <<<"$st" && grep -q 'unknown' "$tmp/mu.mig" &&
-	   grep -q 'sr-ctl mu destroy' "$tmp/mu.mig" && [ $dst -eq 0 ] && grep -q '^PASS' "$tmp/mu.far"; then
+	   grep -q 'sr-ctl destroy mu' "$tmp/mu.mig" && [ $dst -eq 0 ] && grep -q '^PASS' "$tmp/mu.far"; then
 		ok "migrate-unknown: link dropped after go: source paused (exit 3), receiver ran to PASS: $(cat "$tmp/mu.mig")"
 	else
 		echo "status: $st" >> "$tmp/mu.mig"
@@ -1909,7 +2026,7 @@ if want migrate-commit-lost && mig_net; then
 	wait $mpid; rc=$?
 	far_finish cl
 	wait $fpid; dst=$?
-	if [ $rc -eq 3 ] && grep -q 'the receiver runs "cl"' "$tmp/cl.mig" && grep -q 'sr-ctl cl destroy' "$tmp/cl.mig" &&
+	if [ $rc -eq 3 ] && grep -q 'the receiver runs "cl"' "$tmp/cl.mig" && grep -q 'sr-ctl destroy cl' "$tmp/cl.mig" &&
 	   [ $dst -eq 0 ] && grep -q '^PASS' "$tmp/cl.far"; then
 		ok "migrate-commit-lost: the runner lost after \"running\": exit 3, the guest passed there: $(grep -v 'test hook' "$tmp/cl.mig")"
 	else
@@ -2089,6 +2206,61 @@ except OSError:
 fi
 netns_down
 
+# The README's "By hand" lines, run as written: build/ becomes this build, the
+# image goes to a scratch directory, and a line that ends in & is waited for
+# (its domain's control socket) before the next.
+if want walkthrough; then
+	root=$(cd "$O" && pwd); mkdir -p "$tmp/wt"; : >"$tmp/wt.out"; n=0; bg=; wfail=
+	sed -n '/^## By hand$/,/^## /p' README.md | sed -n '/^```sh$/,/^```$/p' | grep -v '^```' >"$tmp/wt.lines"
+	while IFS= read -r line; do
+		n=$((n + 1)); line=${line//build\//$root/}
+		echo "\$ $line" >>"$tmp/wt.out"
+		if [[ $line == *'&' ]]; then
+			( cd "$tmp/wt" && PATH=$root:$PATH eval "${line%&}" ) >>"$tmp/wt.out" 2>&1 &
+			bg=$!
+			name=$(sed -n 's/.*--name \([^ ]*\).*/\1/p' <<<"$line")
+			wait_domain "$name" || { wfail="line $n: domain $name never answered"; break; }
+		elif ! ( cd "$tmp/wt" && PATH=$root:$PATH eval "$line" ) >>"$tmp/wt.out" 2>&1 </dev/null; then
+			wfail="line $n failed: $line"; break
+		fi
+	done <"$tmp/wt.lines"
+	[ -n "$bg" ] && { wait $bg; echo "(sr-run exited $?)" >>"$tmp/wt.out"; }
+	if [ "$n" -ge 5 ] && [ -z "$wfail" ] && grep -q '^sr-run ' "$tmp/wt.lines" && grep -q '^sr-restore ' "$tmp/wt.lines" &&
+	   grep -q '^PASS: ' "$tmp/wt.out" && grep -q 'stream hash: verified' "$tmp/wt.out"; then
+		ok "walkthrough: the README's $n lines ran (sr-run, sr-save, sr-dump, sr-restore to PASS)"
+	else bad "walkthrough: ${wfail:-the README lines did not end in a verified image and PASS}" "$tmp/wt.out"; fi
+fi
+
+# sr-restore shows a progress line with --progress text (none unasked when
+# stderr is no terminal), and refuses a name that is taken before it reads the
+# image's pages: here the image's own name, its first 64 KiB and then a stall.
+if want restore-checks; then
+	$O/sr-run --name rchk --paused --rounds 2 --pages 64 --quiet-guest "$guest" >"$tmp/rchk.out" 2>&1 &
+	rpid=$!
+	if wait_domain rchk && $O/sr-save -p rchk "$tmp/rchk.img" 2>"$tmp/rchk.save"; then
+		$O/sr-restore --progress text --name rchk2 "$tmp/rchk.img" >"$tmp/rchk2.out" 2>"$tmp/rchk2.err"; rc2=$?
+		$O/sr-restore --name rchk3 "$tmp/rchk.img" >"$tmp/rchk3.out" 2>"$tmp/rchk3.err"; rc3=$?
+		last=$(tr '\r' '\n' <"$tmp/rchk2.err" | grep -o '^sr-restore: [0-9.]* of [0-9.]* MiB read' | tail -1)
+		read -r _ got _ all _ <<<"$last"
+		if [ $rc2 -eq 0 ] && [ -n "$last" ] && [ "$got" = "$all" ] && [ $rc3 -eq 0 ] && ! grep -q 'MiB read' "$tmp/rchk3.err"; then
+			ok "restore-checks: --progress text ends at '$last'; no line unasked off a terminal"
+		else bad "restore-checks: progress line (exit $rc2, '$last'; unasked exit $rc3)" "$tmp/rchk2.err"; fi
+		mkfifo "$tmp/rchk.fifo"
+		( head -c 65536 "$tmp/rchk.img"; exec sleep 60 ) >"$tmp/rchk.fifo" &
+		feeder=$!
+		a=$(date +%s%N)
+		timeout 30 $O/sr-restore - <"$tmp/rchk.fifo" >"$tmp/rchk4.out" 2>&1; rc4=$?
+		ms=$(( ($(date +%s%N) - a) / 1000000 ))
+		kill $feeder 2>/dev/null; wait $feeder 2>/dev/null
+		if [ $rc4 -eq 2 ] && grep -q 'a domain named "rchk" is already running' "$tmp/rchk4.out"; then
+			ok "restore-checks: the image's name, taken, refused after its first 64 KiB in $ms ms: $(cat "$tmp/rchk4.out")"
+		else bad "restore-checks: a taken name with the rest of the image stalled: exit $rc4 after $ms ms" "$tmp/rchk4.out"; fi
+	else bad "restore-checks: starting and saving rchk" "$tmp/rchk.save"; fi
+	$O/sr-ctl rchk destroy >/dev/null 2>&1; wait $rpid 2>/dev/null
+fi
+
+# A sample of make faults-migrate (100 trials): 8, each fault kind twice, at
+# different moments.  Its own namespaces: after the migration tests' are down.
 # A sample of make faults-migrate (100 trials): 5, each fault kind and each
 # moment at least once.  Its own namespaces: after the migration tests' are down.
 if want faults-migrate-sample 1200; then

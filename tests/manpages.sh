@@ -31,6 +31,9 @@ for t in sr-run sr-save sr-migrate sr-restore sr-dump sr-ctl; do
 	else
 		bad "$t: man page and --help differ: $(diff "$tmp/h" "$tmp/m" | grep '^[<>]' | tr '\n' ' ')"
 	fi
+	if grep -q '^\.SH EXAMPLES$' "docs/$t.1" && [ "$(sed -n '/^\.SH EXAMPLES$/,/^\.SH /p' "docs/$t.1" | grep -c "^$t ")" -ge 1 ]; then
+		ok "$t: the man page has EXAMPLES running $t"
+	else bad "$t: the man page has no EXAMPLES section running $t"; fi
 	help_shorts $t > "$tmp/h"; man_shorts $t > "$tmp/m"
 	if cmp -s "$tmp/h" "$tmp/m"; then
 		ok "$t: man page and --help give the same short options: $(cut -d' ' -f1 "$tmp/h" | tr '\n' ' ')"

@@ -35,27 +35,29 @@ run() {	# mem rate track compress [throttle] -> one row
 		$ring --quiet-guest "$guest" >/dev/null 2>&1 &
 	up $name || { echo "bench: guest did not start"; return 1; }
 	sleep 3
+	# --json: the summary and the rounds as one document (docs/control.md, "schema: save").
 	if [ "$track" = cold ]; then
-		save=$($O/sr-save --compress "$comp" $name "$SR_RUN_DIR/b.img" 2>&1); rc=$?
+		save=$($O/sr-save --json --compress "$comp" $name "$SR_RUN_DIR/b.img" 2>"$SR_RUN_DIR/b.err"); rc=$?
 	else
-		save=$($O/sr-save --live --stats --dirty-track "$track" --downtime-ms "$target" \
-			--throttle "$thr" --compress "$comp" $name "$SR_RUN_DIR/b.img" 2>&1); rc=$?
+		save=$($O/sr-save --json --live --dirty-track "$track" --downtime-ms "$target" \
+			--throttle "$thr" --compress "$comp" $name "$SR_RUN_DIR/b.img" 2>"$SR_RUN_DIR/b.err"); rc=$?
 	fi
 	wait
-	[ $rc -eq 0 ] || { echo "bench: save failed: $save"; return 1; }
+	[ $rc -eq 0 ] || { echo "bench: save failed: $(tail -1 "$SR_RUN_DIR/b.err")"; return 1; }
 	local bytes ms rounds down stop pages tmax=0
-	bytes=$(echo "$save" | sed -n 's/.*: \([0-9]*\) bytes for .*/\1/p')
-	pages=$(echo "$save" | sed -n 's/.*saved \([0-9]*\) pages.*/\1/p')
-	ms=$(echo "$save" | sed -n 's/.* MiB of RAM in \([0-9.]*\) ms.*/\1/p')
-	if [ "$track" = cold ]; then
-		rounds=1 down=$ms stop="cold save: paused throughout"
-	else
-		rounds=$(echo "$save" | sed -n 's/.*live: \([0-9]*\) rounds.*/\1/p')
-		down=$(echo "$save" | sed -n 's/.*downtime \([0-9.]*\) ms.*/\1/p')
-		stop=$(echo "$save" | sed -n 's/.*rounds (\([^)]*\)).*/\1/p')
-		tmax=$(echo "$save" | sed -n 's/.*throttle up to \([0-9]*\)%.*/\1/p')
-		echo "$save" | awk -v tag="${mem}M/${rate}/${track}/${comp}" '
-			/^ *[0-9]+ +[0-9]+ +[0-9]+ / { print tag, $1, $3 }' >> "$rounds_dat"
+	IFS=$'\t' read -r bytes pages ms rounds down stop tmax < <(echo "$save" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)["summary"]
+live = s["stop_reason"] is not None
+ms = s["duration_ns"] / 1e6
+print("\t".join(str(v) for v in (s["bytes"], s["pages"], "%.1f" % ms, s["rounds"] if live else 1,
+      "%.1f" % (s["downtime_ns"] / 1e6 if live else ms),
+      s["stop_reason"] if live else "cold save: paused throughout", s["max_throttle_pct"])))')
+	if [ "$track" != cold ]; then
+		echo "$save" | python3 -c '
+import json, sys
+for r in json.load(sys.stdin)["rounds"]:
+    print(sys.argv[1], r["iteration"], r["dirtied"])' "${mem}M/${rate}/${track}/${comp}" >> "$rounds_dat"
 	fi
 	awk -v m="$mem" -v r="$rate" -v t="$track" -v c="$comp" -v ro="$rounds" -v b="$bytes" \
 	    -v ms="$ms" -v d="$down" -v tg="$target" -v s="$stop" -v p="$pages" -v th="$thr" \

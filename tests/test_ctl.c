@@ -4,9 +4,12 @@
  * survive a round trip and bad ones are refused; ctl_request against a
  * scripted runner (a thread on a socket in a temporary SR_RUN_DIR) reads
  * ok/error replies, progress lines, the two-phase "prepared" exchange, split
- * and overlong lines, a passed fd, and a runner that hangs up.
+ * and overlong lines, a passed fd, and a runner that hangs up.  The
+ * console (tools/console.c) an sr-ctl console attaches to: the tail, then
+ * live bytes, nothing once detached.
  */
 #include <criterion/criterion.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "console.h"
 #include "ctl.h"
 #include "util.h"
 
@@ -290,6 +294,24 @@ Test(ctl, progress_lines_go_to_the_hook_and_a_split_reply_is_joined)
 	cr_assert_str_eq(reply, "saved");
 }
 
+Test(ctl, stats_go_to_the_hook_and_unknown_lines_are_skipped)
+{
+	static const char *const say[] = { "stats pages=3 outcome=exits stop_reason=\n",
+					   "okay, a line of a later version\nerrors: another\n",
+					   "ok saved\n", NULL };
+	struct runner_script s = { .say = say };
+	struct seen seen = { 0 };
+	struct ctl_hooks h = { .on_progress = on_progress, .arg = &seen };
+	char reply[256];
+	pthread_t t = serve(&s);
+
+	cr_assert_eq(ctl_request("dom", "save", -1, &h, reply, sizeof(reply)), 0);
+	done(t, &s);
+	cr_assert_eq(seen.n, 1);
+	cr_assert_str_eq(seen.lines[0], "stats pages=3 outcome=exits stop_reason=");
+	cr_assert_str_eq(reply, "saved");
+}
+
 static void prepared_answer(int verdict, const char *want, int want_rc)
 {
 	static const char *const say[] = { "prepared 1234 bytes\n", "<answer>", "ok done\n", NULL };
@@ -416,4 +438,90 @@ Test(str_escape, bidi_controls_and_zero_width_characters_are_escaped)
 	}
 	/* Their neighbours stay: U+2010 (hyphen), U+2030 (per mille). */
 	cr_assert_str_eq(str_escape(buf, sizeof(buf), "\u2010\u2030", 16), "\u2010\u2030");
+
+/* ------------------------------------------------------------ console */
+
+/* Reads from fd until want has arrived whole (2 s at most); the bytes read, NUL-ended. */
+static size_t read_until(int fd, char *buf, size_t len, const char *want)
+{
+	size_t have = 0;
+
+	buf[0] = 0;
+	for (int i = 0; i < 200 && !strstr(buf, want); i++) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		if (poll(&p, 1, 10) == 1) {
+			ssize_t n = read(fd, buf + have, len - 1 - have);
+
+			if (n <= 0)
+				break;
+			have += n;
+			buf[have] = 0;
+		}
+	}
+	return have;
+}
+
+Test(console, an_attached_reader_gets_the_tail_then_what_follows_until_it_detaches)
+{
+	int out[2], sv[2];
+	char buf[8192];
+	struct console *c;
+	struct pollfd p;
+
+	cr_assert_eq(pipe(out), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	c = console_new(out[1], 1 << 16, NULL, NULL);
+	cr_assert_not_null(c);
+	console_write(c, "before attach\n", 14);
+	read_until(out[0], buf, sizeof(buf), "before attach\n");
+	console_attach(c, sv[0]);
+	read_until(sv[1], buf, sizeof(buf), "before attach\n");
+	cr_assert_str_eq(buf, "before attach\n", "the tail: \"%s\"", buf);
+	console_write(c, "live\n", 5);
+	read_until(sv[1], buf, sizeof(buf), "live\n");
+	cr_assert_str_eq(buf, "live\n");
+	read_until(out[0], buf, sizeof(buf), "live\n");
+	cr_assert_str_eq(buf, "live\n", "the console fd still gets everything: \"%s\"", buf);
+	console_detach(c, sv[0]);
+	console_write(c, "after\n", 6);
+	read_until(out[0], buf, sizeof(buf), "after\n");
+	cr_assert_str_eq(buf, "after\n");
+	p = (struct pollfd){ .fd = sv[1], .events = POLLIN };
+	cr_assert_eq(poll(&p, 1, 100), 0, "a detached reader was sent more");
+	console_free(c, 1000);
+	close(sv[0]);
+	close(sv[1]);
+	close(out[0]);
+	close(out[1]);
+}
+
+Test(console, the_tail_is_the_last_bytes_only)
+{
+	int out[2], sv[2];
+	static char big[3 * CONSOLE_TAIL], buf[2 * CONSOLE_TAIL + 1];
+	struct console *c;
+	size_t n;
+
+	cr_assert_eq(pipe(out), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	c = console_new(out[1], 1 << 16, NULL, NULL);
+	memset(big, 'a', sizeof(big));
+	memcpy(big + sizeof(big) - 4, "end\n", 4);
+	console_write(c, big, sizeof(big));
+	/* Drained to the pipe (it holds 64 KiB): then the tail is what it will ever be. */
+	for (size_t got = 0; got < sizeof(big);) {
+		ssize_t k = read(out[0], buf, sizeof(buf) - 1);
+
+		cr_assert_gt(k, 0);
+		got += k;
+	}
+	console_attach(c, sv[0]);
+	n = read_until(sv[1], buf, sizeof(buf), "end\n");
+	cr_assert_eq(n, CONSOLE_TAIL, "%zu bytes of tail", n);
+	console_free(c, 1000);
+	close(sv[0]);
+	close(sv[1]);
+	close(out[0]);
+	close(out[1]);
 }

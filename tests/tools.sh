@@ -60,10 +60,21 @@ head -c 1000 /dev/urandom > "$tmp/r.img"
 "$dump" --verify "$tmp/r.img" 2>"$tmp/err"; rc=$?
 check "foreign file exits 1 naming the magic" bash -c "[ $rc -eq 1 ] && grep -q 'not an sr image' '$tmp/err'"
 "$dump" --json "$tmp/r.img" >"$tmp/j" 2>/dev/null; rc=$?
-check "json of a foreign file: exit 1 and one document with the error" bash -c "[ $rc -eq 1 ] && python3 -c \"import json; d = json.load(open('$tmp/j')); assert d['verified'] is False and d['error']['code'] == 'not an sr image' and d['header'] is None\""
+check "json of a foreign file: exit 1 and one document with the error" bash -c "[ $rc -eq 1 ] && python3 -c \"import json; d = json.load(open('$tmp/j')); assert d['verified'] is False and d['error']['code'] == 'MAGIC' and d['error']['reason'] == 'not an sr image' and d['header'] is None\""
 
 "$dump" --verify "$tmp/nonexistent" 2>/dev/null; rc=$?
 check "missing file exits 2" [ $rc -eq 2 ]
+# --json: one document for every outcome, each checked against docs/control.md's tables.
+"$dump" --json "$tmp/nonexistent" >"$tmp/j" 2>/dev/null; rc=$?
+check "json of a missing file: exit 2 and an error document (code IO)" bash -c "[ $rc -eq 2 ] && python3 tests/ctl_client.py check dump '$tmp/j' && python3 -c \"import json; d = json.load(open('$tmp/j')); assert d['error']['code'] == 'IO' and d['schema'] == 1\""
+for img in a c t r; do
+	"$dump" --json --pfns "$tmp/$img.img" >"$tmp/j" 2>/dev/null
+	check "json of $img.img: the fields docs/control.md lists" python3 tests/ctl_client.py check dump "$tmp/j"
+done
+"$dump" --json "$tmp/a.img" >"$tmp/j" 2>/dev/null
+check "json: the domain, its vCPUs and devices as fields" python3 -c "import json; d = json.load(open('$tmp/j')); assert d['domain']['vcpus'] == 2 == len(d['vcpus']) and 'REGS' in d['vcpus'][0]['blocks'] and d['devices'][0]['name'] == 'serial8250' and d['domain']['memory_bytes'] == 4 << 20"
+"$dump" --json "$tmp/t.img" >"$tmp/j" 2>/dev/null
+check "json of a truncated image: code TRUNCATED" python3 -c "import json; d = json.load(open('$tmp/j')); assert d['error']['code'] == 'TRUNCATED' and not d['verified']"
 "$dump" --bogus 2>/dev/null; rc=$?
 check "bad option exits 2" [ $rc -eq 2 ]
 "$dump" --type NOPE "$tmp/a.img" 2>/dev/null; rc=$?
@@ -481,6 +492,85 @@ done
 echo "     $("$sbt" vCPU ioctl 2>&1)"
 $O/sr-restore --help | grep -q -- '--no-sandbox'
 check "sr-restore --help documents --no-sandbox" [ $? -eq 0 ]
+
+# sr-ctl without a domain: the verb order, names, stale sockets, --json against docs/control.md.
+ctl=$O/sr-ctl
+rd=$tmp/ctlrun; mkdir -m 700 "$rd"
+SR_RUN_DIR=$rd $ctl list >"$tmp/ctl.out" 2>&1; rc=$?
+check "sr-ctl list: an empty run directory says no domains (exit 0)" bash -c "[ $rc -eq 0 ] && grep -qx 'no domains' '$tmp/ctl.out'"
+# A socket nobody listens on and a NAME.lock nobody holds: what a runner killed by SIGKILL leaves.
+python3 -c 'import socket, sys; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.close()' "$rd/old.sock"
+: > "$rd/old.lock"; echo 4242 > "$rd/old.pid"
+SR_RUN_DIR=$rd $ctl list >"$tmp/ctl.out" 2>&1; rc=$?
+check "sr-ctl list shows a dead runner's socket as stale" bash -c "[ $rc -eq 0 ] && grep -q '^name=old state=stale (no process holds old.lock' '$tmp/ctl.out'"
+SR_RUN_DIR=$rd $ctl list --json >"$tmp/ctl.json" 2>"$tmp/ctl.err"; rc=$?
+check "sr-ctl list --json: the fields docs/control.md lists, the stale one with its pid file's pid" bash -c "[ $rc -eq 0 ] && python3 tests/ctl_client.py check list '$tmp/ctl.json' && python3 -c 'import json, sys; d = json.load(open(sys.argv[1]))[\"domains\"]; sys.exit(not (d[0][\"state\"] == \"stale\" and d[0][\"pid\"] == 4242))' '$tmp/ctl.json'"
+# A runner that holds its name but does not answer (stopped, stuck): listed as unresponsive, not waited for.
+python3 -c 'import fcntl, socket, sys, time
+d = sys.argv[1]
+lock = open(d + "/hung.lock", "w"); fcntl.flock(lock, fcntl.LOCK_EX)
+s = socket.socket(socket.AF_UNIX); s.bind(d + "/hung.sock"); s.listen(8)
+open(d + "/hung.ready", "w").close()
+time.sleep(60)' "$rd" &
+hung=$!
+for _ in $(seq 1 100); do [ -e "$rd/hung.ready" ] && break; sleep 0.05; done
+a=$(date +%s%N)
+SR_RUN_DIR=$rd timeout 30 $ctl list >"$tmp/ctl.out" 2>&1; rc=$?
+b=$(date +%s%N)
+kill $hung 2>/dev/null; wait $hung 2>/dev/null
+rm -f "$rd/hung.sock" "$rd/hung.lock" "$rd/hung.ready"
+check "sr-ctl list: a runner that does not answer is unresponsive after 3 s ($(( (b - a) / 1000000 )) ms), the stale one still listed" bash -c "[ $rc -eq 0 ] && grep -q '^name=hung state=unresponsive (domain \"hung\" did not answer within 3000 ms)' '$tmp/ctl.out' && grep -q '^name=old state=stale' '$tmp/ctl.out' && [ $(( (b - a) / 1000000 )) -lt 10000 ]"
+printf '{"protocol": 1, "run_dir": "x", "domains": [{"name": "a", "state": "stale", "pid": null}]}' > "$tmp/ctl.bad.json"
+check "ctl_client.py check refuses a document without a documented field" bash -c "! python3 tests/ctl_client.py check list '$tmp/ctl.bad.json' 2>/dev/null"
+ctl_usage() {	# name expected-line-pattern args...
+	local name=$1 want=$2; shift 2
+	SR_RUN_DIR=$rd $ctl "$@" >"$tmp/ctl.out" 2>"$tmp/ctl.err"; local rc=$?
+	if [ $rc -eq 2 ] && [ ! -s "$tmp/ctl.out" ] && [ "$(wc -l < "$tmp/ctl.err")" -le 2 ] &&
+	   grep -qF -e "$want" "$tmp/ctl.err"; then ok "sr-ctl $*: $name (exit 2)"
+	else bad "sr-ctl $*: $name: exit $rc, $(head -1 "$tmp/ctl.err")"; fi
+}
+ctl_usage "a domain named host is addressable" 'no domain "host"' status host
+ctl_usage "a domain named list is addressable" 'no domain "list"' pause list
+ctl_usage "the older order still works" 'no domain "old"' old status
+ctl_usage "an unknown verb in either order" "neither 'x' nor 'frobnicate'" x frobnicate
+ctl_usage "an unknown command" "unknown command 'frobnicate'" frobnicate
+ctl_usage "a bad name" "bad domain name 'a/b'" status a/b
+ctl_usage "--json only where documented" "--json goes with" pause x --json
+ctl_usage "a missing name" "status needs a domain name" status
+ctl_usage "list takes no name" "list takes no argument" list x
+# The default run directory: $XDG_RUNTIME_DIR/sr for a user other than root, /run/sr for root.
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+	env -u SR_RUN_DIR XDG_RUNTIME_DIR=/nonexistent-xdg setpriv --reuid=nobody --regid=nogroup --clear-groups $ctl list >"$tmp/ctl.out" 2>&1
+	check "sr-ctl as a user other than root: \$XDG_RUNTIME_DIR/sr" grep -qx 'no domains (/nonexistent-xdg/sr does not exist)' "$tmp/ctl.out"
+	env -u SR_RUN_DIR XDG_RUNTIME_DIR=/nonexistent-xdg $ctl status x >"$tmp/ctl.out" 2>&1
+	check "sr-ctl as root: /run/sr whatever \$XDG_RUNTIME_DIR says" grep -q '(/run/sr/x.sock: ' "$tmp/ctl.out"
+fi
+$ctl --version >"$tmp/ctl.out" 2>&1
+check "sr-ctl --version" grep -qx 'sr-ctl (sr) [0-9.]*' "$tmp/ctl.out"
+# --detach: a start that fails returns at once with the child's error and status.
+SR_RUN_DIR=$rd timeout 20 $O/sr-run --detach --name dd "$tmp/none.bin" >"$tmp/dd.out" 2>"$tmp/dd.err"; rc=$?
+check "sr-run --detach: a failed start returns its status ($rc) and error" bash -c "[ $rc -eq 2 ] || [ $rc -eq 3 ]; [ \$? -eq 0 ] && [ -s '$tmp/dd.err' ] && [ ! -e '$rd/dd.pid' ]"
+SR_RUN_DIR=$rd timeout 20 $O/sr-restore --detach "$tmp/none.img" >"$tmp/dd.out" 2>"$tmp/dd.err"; rc=$?
+check "sr-restore --detach: a failed restore returns its status ($rc) and error" bash -c "[ $rc -eq 2 ] || [ $rc -eq 3 ]; [ \$? -eq 0 ] && [ -s '$tmp/dd.err' ]"
+
+# sr-save --json and --progress json: a failure is a document too.
+SR_RUN_DIR=$rd $O/sr-save --json --progress json nosuch "$tmp/ns.img" >"$tmp/ns.json" 2>"$tmp/ns.err"; rc=$?
+check "sr-save --json --progress json of no domain: exit 2, start and end events and an error document as docs/control.md lists" bash -c "[ $rc -eq 2 ] && python3 tests/ctl_client.py check-lines '$tmp/ns.json' && tail -1 '$tmp/ns.json' | grep -q '\"ok\":false,\"message\":\"no domain'"
+SR_RUN_DIR=$rd $O/sr-save --json x - >"$tmp/ns.json" 2>"$tmp/ns.err"; rc=$?
+check "sr-save --json refuses - (the image's stdout)" bash -c "[ $rc -eq 2 ] && [ ! -s '$tmp/ns.json' ]"
+
+# make install: the systemd template unit and the tmpfiles.d entry, with PREFIX's paths.
+make -s O="$O" install DESTDIR="$tmp/root" PREFIX=/usr >"$tmp/inst" 2>&1
+unit=$tmp/root/usr/lib/systemd/system/sr@.service
+check "make install: sr@.service runs /usr/bin's tools from /etc/sr/NAME.conf, tmpfiles.d makes /run/sr 0700" bash -c "grep -q '/usr/bin/\\\$\\\$SR_TOOL' '$unit' && grep -q '^EnvironmentFile=/etc/sr/%i.conf' '$unit' && grep -qx 'd /run/sr 0700 root root -' '$tmp/root/usr/lib/tmpfiles.d/sr.conf'"
+if command -v systemd-analyze >/dev/null; then
+	systemd-analyze verify "$unit" 2>&1 | grep -v "Command 'man " >"$tmp/verify"
+	check "systemd-analyze verify sr@.service: nothing but the man pages outside this root" bash -c "[ ! -s '$tmp/verify' ]"
+fi
+# The unit's command line as systemd hands it to sh: a domain named by the instance, SR_ARGS split.
+cmd=$(sed -n "s/^ExecStart=\/bin\/sh -c '\(.*\)' sr %i$/\1/p" "$unit" | sed 's/\$\$/$/g')
+out=$(SR_TOOL=sr-bogus sh -c "$cmd" sr web 2>&1); rc=$?
+check "sr@.service refuses an SR_TOOL other than sr-run and sr-restore (exit $rc)" bash -c "[ $rc -eq 2 ] && [[ '$out' == *'SR_TOOL must be'* ]]"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

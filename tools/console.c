@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +22,9 @@ struct console {
 	pthread_mutex_t lock;
 	pthread_cond_t more, drained;
 	pthread_t thread;
+	int attached;			/* an attached reader's socket, or -1 */
+	uint8_t tail[CONSOLE_TAIL];	/* the last bytes written, for a reader that attaches */
+	size_t tail_at, tail_len;
 	void (*thread_start)(void *arg);
 	void *thread_arg;
 };
@@ -37,6 +41,56 @@ static void write_all(int fd, const uint8_t *p, size_t n)
 		p += k;
 		n -= k;
 	}
+}
+
+/* Under the lock: what the attached reader can take now; a reader that failed is let go. */
+static void send_attached(struct console *c, const uint8_t *p, size_t n)
+{
+	while (c->attached >= 0 && n) {
+		ssize_t k = send(c->attached, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;		/* a slow reader loses bytes; the log does not */
+		if (k <= 0) {
+			c->attached = -1;	/* gone: its owner closes it on its EOF */
+			return;
+		}
+		p += k;
+		n -= k;
+	}
+}
+
+static void keep_tail(struct console *c, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		c->tail[(c->tail_at + c->tail_len) % CONSOLE_TAIL] = p[i];
+		if (c->tail_len < CONSOLE_TAIL)
+			c->tail_len++;
+		else
+			c->tail_at = (c->tail_at + 1) % CONSOLE_TAIL;
+	}
+}
+
+void console_attach(struct console *c, int sock)
+{
+	uint8_t t[CONSOLE_TAIL];
+
+	pthread_mutex_lock(&c->lock);
+	c->attached = sock;
+	for (size_t i = 0; i < c->tail_len; i++)
+		t[i] = c->tail[(c->tail_at + i) % CONSOLE_TAIL];
+	send_attached(c, t, c->tail_len);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void console_detach(struct console *c, int sock)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->attached == sock)
+		c->attached = -1;
+	pthread_mutex_unlock(&c->lock);
 }
 
 static void *console_thread(void *arg)
@@ -62,6 +116,8 @@ static void *console_thread(void *arg)
 			chunk[i] = c->buf[(c->head + i) % c->size];
 		c->head = (c->head + n) % c->size;
 		c->len -= n;
+		keep_tail(c, chunk, n);
+		send_attached(c, chunk, n);
 		uint64_t lost = c->dropped - c->reported;
 
 		c->reported = c->dropped;
@@ -92,6 +148,7 @@ struct console *console_new(int fd, size_t size, void (*thread_start)(void *arg)
 		return NULL;
 	}
 	c->fd = fd;
+	c->attached = -1;
 	c->size = size;
 	c->thread_start = thread_start;
 	c->thread_arg = arg;

@@ -22,6 +22,17 @@ struct console *console_new(int fd, size_t size, void (*thread_start)(void *arg)
 /* Queues len bytes without blocking; what does not fit is dropped and counted. */
 void console_write(struct console *c, const void *buf, size_t len);
 
+/*
+ * An attached reader (sr-ctl console) beside fd: it is sent the last
+ * CONSOLE_TAIL bytes at once, then what follows, never waited on (what its
+ * socket cannot take at once is lost to it, not to fd).  One at a time: a
+ * new one replaces the last.  The caller owns sock and closes it after
+ * console_detach(), which returns once the writer no longer uses it.
+ */
+#define CONSOLE_TAIL	4096
+void console_attach(struct console *c, int sock);
+void console_detach(struct console *c, int sock);
+
 /* Bytes dropped so far. */
 uint64_t console_dropped(struct console *c);
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -14,9 +15,22 @@
 
 const char *ctl_dir(void)
 {
-	const char *d = getenv("SR_RUN_DIR");
+	static char xdg[4096];
+	const char *d = getenv("SR_RUN_DIR"), *x = getenv("XDG_RUNTIME_DIR");
 
-	return d && *d ? d : "/run/sr";
+	if (d && *d)
+		return d;
+	if (geteuid() != 0 && x && *x == '/' &&
+	    (size_t)snprintf(xdg, sizeof(xdg), "%s/sr", x) < sizeof(xdg))
+		return xdg;
+	return "/run/sr";
+}
+
+static int timeout_ms;		/* ctl_set_timeout: 0 waits as long as it takes */
+
+void ctl_set_timeout(int ms)
+{
+	timeout_ms = ms;
 }
 
 static int connect_domain(const char *name, char *reply, size_t len)
@@ -34,6 +48,12 @@ static int connect_domain(const char *name, char *reply, size_t len)
 	if (fd < 0) {
 		snprintf(reply, len, "socket: %s", strerror(errno));
 		return -1;
+	}
+	if (timeout_ms > 0) {
+		struct timeval tv = { timeout_ms / 1000, timeout_ms % 1000 * 1000 };
+
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	}
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
 		snprintf(reply, len, "no domain \"%s\" (%s: %s)", name, sa.sun_path,
@@ -80,7 +100,8 @@ int ctl_request(const char *name, const char *request, int send_fd,
 			*nl = 0;
 			if (!strcmp(line, "held")) {
 				/* A late answer to a ctl_pending that gave up waiting: the word sent since decides. */
-			} else if (!strncmp(line, "progress ", 9) || !strncmp(line, "round ", 6)) {
+			} else if (!strncmp(line, "progress ", 9) || !strncmp(line, "round ", 6) ||
+				   !strncmp(line, "stats ", 6)) {
 				if (hooks && hooks->on_progress)
 					hooks->on_progress(line, hooks->arg);
 			} else if (!strncmp(line, "prepared ", 9)) {
@@ -112,6 +133,9 @@ int ctl_request(const char *name, const char *request, int send_fd,
 					hooks->unread[0] = 0;
 					continue;
 				}
+			} else if ((strncmp(line, "ok", 2) || (line[2] && line[2] != ' ')) &&
+				   strncmp(line, "error ", 6) && strcmp(line, "error")) {
+				/* A line this client does not know (docs/control.md): skipped. */
 			} else {
 				int rc = strncmp(line, "ok", 2) ? 1 : 0;
 				const char *msg = line + (rc ? (strncmp(line, "error ", 6) ? 0 : 6) :
@@ -129,6 +153,12 @@ int ctl_request(const char *name, const char *request, int send_fd,
 		n = read(fd, line + have, sizeof(line) - 1 - have);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && timeout_ms > 0) {
+			snprintf(reply, len, "domain \"%s\" did not answer within %d ms", name,
+				 timeout_ms);
+			close(fd);
+			return -1;
+		}
 		if (n <= 0) {
 			snprintf(reply, len, "domain \"%s\" closed the connection without a reply "
 				 "(did it exit?)", name);
@@ -137,6 +167,49 @@ int ctl_request(const char *name, const char *request, int send_fd,
 		}
 		have += n;
 	}
+}
+
+int ctl_open(const char *name, const char *request, char *reply, size_t len, bool *refused)
+{
+	char line[1024];
+	size_t have = 0;
+	int fd;
+
+	if (refused)
+		*refused = false;
+	fd = connect_domain(name, reply, len);
+	if (fd < 0)
+		return -1;
+	if (send(fd, request, strlen(request), MSG_NOSIGNAL) != (ssize_t)strlen(request)) {
+		snprintf(reply, len, "sending to domain \"%s\": %s", name, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	while (have < sizeof(line) - 1) {
+		ssize_t n = read(fd, line + have, 1);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (line[have] == '\n') {
+			line[have] = 0;
+			if (!strncmp(line, "ok", 2) && (line[2] == 0 || line[2] == ' ')) {
+				snprintf(reply, len, "%s", line + (line[2] ? 3 : 2));
+				return fd;
+			}
+			snprintf(reply, len, "%s", line + (strncmp(line, "error ", 6) ? 0 : 6));
+			if (refused)
+				*refused = true;
+			close(fd);
+			return -1;
+		}
+		have++;
+	}
+	snprintf(reply, len, "domain \"%s\" closed the connection without a reply (did it exit?)",
+		 name);
+	close(fd);
+	return -1;
 }
 
 int ctl_pending(struct ctl_hooks *hooks)

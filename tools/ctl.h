@@ -6,15 +6,36 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Where control sockets live: $SR_RUN_DIR, else /run/sr. */
+/*
+ * The control protocol's version (docs/control.md): the "version" request
+ * and every status reply carry it.  Requests and reply keys are only ever
+ * added under one number; a change an old client would misread bumps it.
+ */
+#define CTL_PROTOCOL	1
+
+/*
+ * Where control sockets live: $SR_RUN_DIR; else $XDG_RUNTIME_DIR/sr for a
+ * user other than root (a directory of the user's own); else /run/sr.
+ */
 const char *ctl_dir(void);
 
 /*
+ * Sends request to domain name and reads only its first reply line, byte by
+ * byte (nothing past it is taken): for requests after whose "ok" the
+ * connection carries something else (the console's raw bytes).  Returns the
+ * connection, or -1 with reply saying why: the domain's "error ..." reason,
+ * or why it could not be reached (*refused then tells the two apart:
+ * false when the domain is not there at all).
+ */
+int ctl_open(const char *name, const char *request, char *reply, size_t len, bool *refused);
+
+/*
  * Sends one request (with send_fd passed along when >= 0) to domain name and
- * reads the reply.  Lines starting with "progress " or "round " (live-save
- * round statistics) are handed whole to on_progress (when set) as they
- * arrive.  The final line goes into reply without its "ok "/"error "
- * prefix.  Returns 0 for "ok", 1 for "error", -1 when the domain could not
+ * reads the reply.  Lines starting with "progress ", "round " (live-save
+ * round statistics) or "stats " (a save's numbers) are handed whole to
+ * on_progress (when set) as they arrive; other lines that are neither "ok"
+ * nor "error" are skipped.  The final line goes into reply without its
+ * "ok "/"error " prefix.  Returns 0 for "ok", 1 for "error", -1 when the domain could not
  * be reached (reply then says why).
  *
  * Two-phase save: a "prepared ..." line means the image is complete and the
@@ -46,6 +67,13 @@ int ctl_pending(struct ctl_hooks *hooks);
 
 int ctl_request(const char *name, const char *request, int send_fd,
 		struct ctl_hooks *hooks, char *reply, size_t len);
+
+/*
+ * A deadline for every read and write of the requests that follow (ms; 0,
+ * the default: none): sr-ctl list is not held up by a runner that does not
+ * answer.  A request past it returns -1, reply saying so.
+ */
+void ctl_set_timeout(int ms);
 
 /*
  * A save request, as sr-save sends it and the runner reads it: one typed

@@ -43,6 +43,7 @@ struct runner {
 	int listen_fd, sig_fd;
 	int lock_fd;			/* NAME.lock, flocked: this runner owns NAME.sock */
 	char sock_path[108];
+	char pid_path[108];		/* NAME.pid, written once the name is ours */
 
 	/* Clients that connected but have not yet sent their request (never waited on). */
 	struct waiting_client {
@@ -62,6 +63,9 @@ struct runner {
 	struct console *console;	/* guest output: vCPUs never wait on stdout */
 	pthread_t input_thread;
 	bool input_started;
+	int con_wake;			/* eventfd: con_new holds a console client for the input thread */
+	volatile int con_new;		/* handed over by the control loop; -1: none */
+	bool kept;			/* handle_client gave the client's fd away (console) */
 
 	/* A save runs on its own thread; the control loop answers meanwhile. */
 	struct save_job {
@@ -139,10 +143,28 @@ static void serial_irq(void *arg, int level)
 	ioctl(xc_domain_vm_fd(r->d), KVM_IRQ_LINE, &l);
 }
 
-/* Console input: stdin into the UART, for as long as stdin has something. */
+/* Into the UART as its receive FIFO takes it; a guest without one has no input. */
+static void feed_input(struct runner *r, const uint8_t *buf, size_t n)
+{
+	if (!r->serial)
+		return;
+	for (size_t done = 0; done < n;) {
+		done += serial_input(r->serial, buf + done, n - done);
+		if (done < n)
+			usleep(10000);
+	}
+}
+
+/*
+ * Console input: stdin (a UART guest's, for as long as it has something)
+ * and the attached console client (sr-ctl console), whose socket this
+ * thread owns: it closes it when the client goes or another takes over.
+ */
 static void *input_loop(void *arg)
 {
 	struct runner *r = arg;
+	bool in_open = r->serial;
+	int con = -1;
 	uint8_t buf[64];
 	sigset_t all;
 
@@ -151,14 +173,51 @@ static void *input_loop(void *arg)
 	if (r->cfg.thread_start)
 		r->cfg.thread_start(RUNNER_THREAD_INPUT);
 	for (;;) {
-		ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+		struct pollfd p[3] = {
+			{ .fd = in_open ? STDIN_FILENO : -1, .events = POLLIN },
+			{ .fd = r->con_wake, .events = POLLIN },
+			{ .fd = con, .events = POLLIN },
+		};
+		ssize_t n;
 
-		if (n <= 0)
+		if (poll(p, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
 			return NULL;
-		for (ssize_t done = 0; done < n;) {
-			done += serial_input(r->serial, buf + done, n - done);
-			if (done < n)
-				usleep(10000);
+		}
+		if (p[1].revents) {
+			uint64_t v;
+			int fresh = __atomic_exchange_n(&r->con_new, -1, __ATOMIC_SEQ_CST), old;
+
+			n = read(r->con_wake, &v, sizeof(v));
+			/* Not cancelled while it holds the console's lock (send is a cancellation point). */
+			pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+			if (fresh >= 0) {
+				if (con >= 0) {
+					console_detach(r->console, con);
+					close(con);
+				}
+				con = fresh;
+				console_attach(r->console, con);
+			}
+			pthread_setcancelstate(old, NULL);
+		}
+		if (p[0].revents) {
+			n = read(STDIN_FILENO, buf, sizeof(buf));
+			if (n <= 0)
+				in_open = false;
+			else
+				feed_input(r, buf, n);
+		}
+		if (con >= 0 && p[2].revents) {
+			n = read(con, buf, sizeof(buf));
+			if (n <= 0) {
+				console_detach(r->console, con);
+				close(con);
+				con = -1;
+			} else {
+				feed_input(r, buf, n);
+			}
 		}
 	}
 }
@@ -388,7 +447,7 @@ struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err)
 	r->cfg = *cfg;
 	snprintf(r->name_buf, sizeof(r->name_buf), "%s", cfg->name);
 	r->cfg.name = r->name_buf;
-	r->listen_fd = r->sig_fd = -1;
+	r->listen_fd = r->sig_fd = r->con_wake = r->con_new = -1;
 	r->lock_fd = cfg->claimed ? cfg->lock_fd : -1;
 	for (unsigned i = 0; i < CLIENTS_MAX; i++)
 		r->waiting[i].fd = -1;
@@ -455,6 +514,8 @@ void runner_free(struct runner *r)
 		close(r->listen_fd);
 		unlink(r->sock_path);	/* ours: nobody else binds it while we hold the lock */
 	}
+	if (r->pid_path[0])
+		unlink(r->pid_path);	/* before the lock goes: never another runner's */
 	if (r->lock_fd >= 0)
 		close(r->lock_fd);
 	for (unsigned i = 0; i < CLIENTS_MAX; i++)
@@ -466,12 +527,42 @@ void runner_free(struct runner *r)
 		pthread_cancel(r->input_thread);
 		pthread_join(r->input_thread, NULL);
 	}
+	if (r->con_new >= 0)
+		close(r->con_new);
+	if (r->con_wake >= 0)
+		close(r->con_wake);
 	serial_free(r->serial);
 	console_free(r->console, 2000);	/* the guest's last words, if the reader takes them */
 	free(r);
 }
 
 /* ------------------------------------------------------- control socket */
+
+/*
+ * NAME.pid beside NAME.sock, for init systems and scripts; written while
+ * the name's lock is held, removed as the runner ends.  Not having one is
+ * no reason to stop the domain.
+ */
+static void write_pid_file(struct runner *r, const char *dir)
+{
+	char tmp[sizeof(r->pid_path) + 8], line[24];
+	int fd, n;
+
+	if ((size_t)snprintf(r->pid_path, sizeof(r->pid_path), "%s/%s.pid", dir, r->cfg.name) >=
+	    sizeof(r->pid_path) ||
+	    (size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", r->pid_path) >= sizeof(tmp)) {
+		r->pid_path[0] = 0;
+		return;
+	}
+	n = snprintf(line, sizeof(line), "%d\n", getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, line, n) != n || close(fd) || rename(tmp, r->pid_path)) {
+		pr_warn("%s: %s; running without a pid file", r->pid_path, strerror(errno));
+		if (fd >= 0)
+			unlink(tmp);
+		r->pid_path[0] = 0;
+	}
+}
 
 int runner_claim_name(const char *name, int *lock_fd, struct xc_error *err)
 {
@@ -536,6 +627,7 @@ int runner_listen(struct runner *r, struct xc_error *err)
 		return -1;
 	}
 	r->listen_fd = fd;
+	write_pid_file(r, ctl_dir());
 	return 0;
 }
 
@@ -599,10 +691,10 @@ static void status_line(struct runner *r, int fd)
 			 (unsigned long long)r->job.st.pages, (unsigned long long)r->job.st.total,
 			 (unsigned long long)r->job.st.bytes);
 	reply(fd, "ok name=%s state=%s vcpus=%u memory_mib=%llu stage=%u pid=%d pauses=%llu "
-	      "dirty_log=%s throttle=%u%s", r->cfg.name,
+	      "dirty_log=%s throttle=%u protocol=%d%s", r->cfg.name,
 	      xc_domain_paused(r->d) ? "paused" : "running", r->cfg.vcpus,
 	      (unsigned long long)(r->cfg.mem_bytes >> 20), r->stage, getpid(),
-	      (unsigned long long)r->pauses, dirty ? "on" : "off", throttle, save);
+	      (unsigned long long)r->pauses, dirty ? "on" : "off", throttle, CTL_PROTOCOL, save);
 }
 
 static void *save_thread(void *arg)
@@ -712,6 +804,28 @@ static void watch_save(struct runner *r)
 	}
 }
 
+/*
+ * "console": from the "ok" on, the connection carries the guest's console
+ * out and the client's keys in (docs/control.md); the input thread owns it.
+ */
+static void attach_console(struct runner *r, int cfd)
+{
+	uint64_t one = 1;
+	int old;
+
+	if (!r->input_started || r->con_wake < 0) {
+		reply(cfd, "error the console cannot be attached (no input thread)");
+		return;
+	}
+	reply(cfd, "ok console: detach with Ctrl-]");
+	old = __atomic_exchange_n(&r->con_new, cfd, __ATOMIC_SEQ_CST);
+	if (old >= 0)
+		close(old);		/* handed over but never taken: this one replaces it */
+	r->kept = true;
+	if (write(r->con_wake, &one, sizeof(one)) != sizeof(one))
+		pr_warn("console: waking the input thread: %s", strerror(errno));
+}
+
 /* Returns true when the runner must end (destroy, or save then exit). */
 static bool handle_client(struct runner *r, int cfd, int *exit_status)
 {
@@ -726,6 +840,10 @@ static bool handle_client(struct runner *r, int cfd, int *exit_status)
 	}
 	if (!strcmp(line, "status")) {
 		status_line(r, cfd);
+	} else if (!strcmp(line, "version")) {
+		reply(cfd, "ok protocol=%d", CTL_PROTOCOL);
+	} else if (!strcmp(line, "console")) {
+		attach_console(r, cfd);
 	} else if (!strcmp(line, "cancel")) {
 		if (!r->job.active)
 			reply(cfd, "error no save is running");
@@ -735,8 +853,8 @@ static bool handle_client(struct runner *r, int cfd, int *exit_status)
 		else
 			reply(cfd, "ok cancelling the save: the domain resumes as it was");
 	} else if (r->job.active) {
-		reply(cfd, "error busy: a save is running (sr-ctl %s status shows it, "
-		      "sr-ctl %s cancel stops it)", r->cfg.name, r->cfg.name);
+		reply(cfd, "error busy: a save is running (sr-ctl status %s shows it, "
+		      "sr-ctl cancel %s stops it)", r->cfg.name, r->cfg.name);
 	} else if (!strcmp(line, "pause")) {
 		if (xc_domain_pause(r->d, &err))
 			reply(cfd, "error %s", err.msg);
@@ -799,8 +917,8 @@ static bool handle_client(struct runner *r, int cfd, int *exit_status)
 			return false;		/* the save thread owns cfd and pfd now */
 		}
 	} else {
-		reply(cfd, "error unknown request \"%.64s\" (status, pause, resume, finish, destroy, "
-		      "save, cancel)", line);
+		reply(cfd, "error unknown request \"%.64s\" (status, version, console, pause, resume, "
+		      "finish, destroy, save, cancel)", line);
 	}
 	if (pfd >= 0)
 		close(pfd);
@@ -877,10 +995,11 @@ static void serve_clients(struct runner *r, const struct pollfd *p, int *status)
 			bool was_active = r->job.active;
 
 			r->waiting[i].fd = -1;
+			r->kept = false;
 			if (handle_client(r, cfd, status) && *status < 0)
 				*status = 0;
-			if (!(r->job.active && !was_active))
-				close(cfd);	/* unless a save thread took it */
+			if (!(r->job.active && !was_active) && !r->kept)
+				close(cfd);	/* unless a save thread or the console took it */
 		} else if (now >= r->waiting[i].deadline_ns) {
 			r->waiting[i].fd = -1;
 			reply(cfd, "error no request within %d ms", CLIENT_REQUEST_MS);
@@ -964,7 +1083,9 @@ int runner_start(struct runner *r, bool start_paused, struct xc_error *err)
 		return EXIT_VM_ERROR;
 	if (xc_domain_start(r->d, start_paused, err))
 		return EXIT_VM_ERROR;
-	if (r->serial && !pthread_create(&r->input_thread, NULL, input_loop, r))
+	/* Every domain has one: sr-ctl console may attach to any. */
+	r->con_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (r->con_wake >= 0 && !pthread_create(&r->input_thread, NULL, input_loop, r))
 		r->input_started = true;
 	return 0;
 }

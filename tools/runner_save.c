@@ -275,6 +275,32 @@ static void summary(const struct hvmctx_save_stats *st, const char *after, char 
 		snprintf(msg + n, len - n, "%s", after);
 }
 
+/*
+ * The summary's numbers for a client that reads them (sr-save --json):
+ * "stats key=value ...", stop_reason last as the rest of the line.
+ * Before the final "ok"; a client skips lines it does not know.
+ */
+static void send_stats(int fd, const struct hvmctx_save_stats *st, uint64_t paused_ns,
+		       const char *outcome)
+{
+	char line[700];
+	int n = snprintf(line, sizeof(line), "stats pages=%llu zero=%llu lz4=%llu raw=%llu "
+			 "bytes=%llu mem_bytes=%llu duration_ns=%llu capture_ns=%llu rounds=%u "
+			 "downtime_ns=%llu downtime_target_ns=%llu max_throttle_pct=%u "
+			 "throttled_ns=%llu paused_ns=%llu outcome=%s stop_reason=%s\n",
+			 (unsigned long long)st->pages, (unsigned long long)st->zero,
+			 (unsigned long long)st->lz4, (unsigned long long)st->raw,
+			 (unsigned long long)st->bytes, (unsigned long long)st->mem_bytes,
+			 (unsigned long long)st->duration_ns, (unsigned long long)st->capture_ns,
+			 st->rounds, (unsigned long long)st->downtime_ns,
+			 (unsigned long long)st->downtime_target_ns, st->max_throttle_pct,
+			 (unsigned long long)st->throttled_ns, (unsigned long long)paused_ns, outcome,
+			 st->downtime_target_ns && st->stop_reason ? st->stop_reason : "");
+
+	if (fd >= 0 && n > 0 && (size_t)n < sizeof(line))
+		(void)!send(fd, line, n, MSG_NOSIGNAL);
+}
+
 /* How long a prepared save waits, the domain paused, for the client's "commit". */
 #define COMMIT_TIMEOUT_MS	30000
 
@@ -397,7 +423,7 @@ int runner_save(struct runner *r, int out_fd, const struct save_req *q, int clie
 		snprintf(msg, len, "%s", err.msg);
 		return -1;
 	}
-	uint64_t t_pause = mono_ns();
+	uint64_t t_pause = mono_ns(), paused_ns = 0;
 	char commit_note[96] = "", after[160];
 	if (do_save(r, out_fd, &o, client_fd, js, &st, &err)) {
 		/* The domain goes on exactly as before (a live save resumed it already). */
@@ -413,10 +439,12 @@ int runner_save(struct runner *r, int out_fd, const struct save_req *q, int clie
 		summary(&st, "image complete", sum, sizeof(sum));
 		int c = await_commit(client_fd, sum, js, why, sizeof(why));
 
-		if (!c && !was_paused)
+		if (!c && !was_paused) {
 			/* The guest's real pause: until the commit (a migration: the receiver runs it). */
+			paused_ns = mono_ns() - (q->live ? st.paused_at_ns : t_pause);
 			snprintf(commit_note, sizeof(commit_note), "paused %.1f ms until the commit; ",
-				 (mono_ns() - (q->live ? st.paused_at_ns : t_pause)) / 1e6);
+				 paused_ns / 1e6);
+		}
 		if (c) {
 			bool resume = !was_paused && !stay_paused && c < 0;
 
@@ -426,8 +454,8 @@ int runner_save(struct runner *r, int out_fd, const struct save_req *q, int clie
 
 			if (c > 0)	/* held: only someone who can look at the receiver settles it */
 				snprintf(msg, len, "the save was not committed: %s; the domain stays "
-					 "paused: if the receiver runs it, end it here with sr-ctl %s "
-					 "destroy, else resume it here with sr-ctl %s resume", why, name,
+					 "paused: if the receiver runs it, end it here with sr-ctl "
+					 "destroy %s, else resume it here with sr-ctl resume %s", why, name,
 					 name);
 			else
 				snprintf(msg, len, "the save was not committed: %s; the domain %s", why,
@@ -439,10 +467,12 @@ int runner_save(struct runner *r, int out_fd, const struct save_req *q, int clie
 	if (!checkpoint && !stay_paused) {
 		snprintf(after, sizeof(after), "%sthe domain exits", commit_note);
 		summary(&st, after, msg, len);
+		send_stats(client_fd, &st, paused_ns, "exits");
 		return 1;
 	}
 	if (!stay_paused && !was_paused)
 		xc_domain_resume(d, NULL);
+	send_stats(client_fd, &st, paused_ns, stay_paused || was_paused ? "paused" : "runs");
 	snprintf(after, sizeof(after), "%s%s", commit_note,
 		 stay_paused || was_paused ? "the domain stays paused" : "the domain runs on");
 	summary(&st, after, msg, len);

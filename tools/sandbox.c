@@ -148,11 +148,16 @@ static const struct rule device[] = {
 
 static const struct rule console[] = {
 	R(write, ANY, "the console fd (stdout, or the --migrate-receive log)"),
+	R(sendto, ANY, "an attached sr-ctl console, never waited on (MSG_DONTWAIT)"),
 	END
 };
 
 static const struct rule input[] = {
-	R(read, ANY, "stdin"),
+	R(read, ANY, "stdin; an attached sr-ctl console; the wake eventfd"),
+	R(poll, ANY, "waits for stdin, a console client, the wake eventfd"),
+	R(ppoll, ANY, "the same"),
+	R(sendto, ANY, "the console's last lines to a client that attaches"),
+	R(close, ANY, "a console client that went or was replaced"),
 	R(ioctl, ANY, "KVM requests below"),
 	R(clock_nanosleep, ANY, "waits while the UART's receive FIFO is full"),
 	R(nanosleep, ANY, "the same"),

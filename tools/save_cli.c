@@ -40,6 +40,7 @@
 #include "migrate.h"
 #include "net.h"
 #include "save_cli.h"
+#include "save_json.h"
 #include "tls.h"
 #include "usage.h"
 #include "util.h"
@@ -48,6 +49,7 @@
 #define EXIT_UNKNOWN	3
 
 static struct img_file *sig_img;	/* FILE.tmp to remove on a signal, if any */
+static struct save_json *sj;		/* --json, --progress json */
 
 static void usage(FILE *f, bool migrate)
 {
@@ -121,6 +123,11 @@ static void usage(FILE *f, bool migrate)
 "  -n, --name NAME         the domain's name on the receiving host (default: its\n"
 "                          name here; ssh: only)\n"
 "  -q, --quiet             no progress line and no summary\n"
+"      --json              one JSON document on stdout at the end: the summary\n"
+"                          and the rounds (docs/control.md, \"schema: save\")\n"
+"      --progress MODE     text (default: a line on a terminal), json (an event\n"
+"                          per line on stdout: start, progress, round, prepared,\n"
+"                          commit, end) or none\n"
 "  -h, --help              this help\n"
 "      --version           sr's version\n"
 "\n");
@@ -464,8 +471,8 @@ static int handshake(struct save_ctx *c)
 	t->unknown = true;
 	snprintf(t->err, sizeof(t->err), "the receiver was told to go but did not say it runs "
 		 "the domain (%s): whether %s runs it is unknown, so \"%s\" stays paused here. "
-		 "Check there (sr-ctl list); if it runs there, end it here with sr-ctl %s destroy, "
-		 "else resume it here with sr-ctl %s resume",
+		 "Check there (sr-ctl list); if it runs there, end it here with sr-ctl destroy %s, "
+		 "else resume it here with sr-ctl resume %s",
 		 rc == 1 ? str_escape(esc, sizeof(esc), line, sizeof(line)) : why, c->dest,
 		 c->dom, c->dom, c->dom);
 	return 1;
@@ -476,7 +483,7 @@ static int handshake(struct save_ctx *c)
  * blocked from here to the end of the request: a ^C can no longer split
  * "FILE is there" from "the domain knows it is".
  */
-static int on_prepared(const char *line, void *arg)
+static int decide_prepared(const char *line, void *arg)
 {
 	struct save_ctx *c = arg;
 
@@ -504,11 +511,28 @@ static int on_prepared(const char *line, void *arg)
 	return 0;
 }
 
+static int on_prepared(const char *line, void *arg)
+{
+	int v;
+
+	save_json_step(sj, "prepared");
+	v = decide_prepared(line, arg);
+	save_json_step(sj, v == 0 ? "commit" : v > 0 ? "hold" : "abort");
+	return v;
+}
+
 static void on_progress(const char *line, void *arg)
 {
 	struct save_ctx *c = arg;
 
 	show_progress(line, c->prog);
+	save_json_line(sj, line);
+}
+
+/* A failure, as the JSON document's and the end event's message. */
+static void json_failed(const char *msg)
+{
+	save_json_end(sj, false, msg);
 }
 
 int save_cli(int argc, char **argv, bool migrate)
@@ -537,11 +561,14 @@ int save_cli(int argc, char **argv, bool migrate)
 		{ "remote", required_argument, NULL, 'r' },
 		{ "name", required_argument, NULL, 'n' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "json", no_argument, NULL, 'J' },
+		{ "progress", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		USAGE_VERSION_OPTION,
 		{ 0 }
 	};
 	bool checkpoint = false, paused = false, quiet = false, live = migrate, to_stdout;
+	bool json = false, events = false, no_progress = false;
 	const char *track = "auto", *throttle = NULL, *ssh = "ssh", *remote = "sr-restore";
 	const char *name = NULL;
 	unsigned long downtime = 0, iters = 0, factor = 0, stall = SAVE_STALL_DEFAULT_S;
@@ -607,6 +634,13 @@ int save_cli(int argc, char **argv, bool migrate)
 		case 'c': checkpoint = true; break;
 		case 'p': paused = true; break;
 		case 'q': quiet = true; break;
+		case 'J': json = true; break;
+		case 'G':
+			if (strcmp(optarg, "json") && strcmp(optarg, "text") && strcmp(optarg, "none"))
+				usage_error("--progress takes text, json or none, not \"%s\"", optarg);
+			events = !strcmp(optarg, "json");
+			no_progress = !strcmp(optarg, "none");
+			break;
 		case 'z':
 			if (strcmp(optarg, "lz4") && strcmp(optarg, "none"))
 				usage_error("--compress takes lz4 or none, not \"%s\"", optarg);
@@ -648,6 +682,8 @@ int save_cli(int argc, char **argv, bool migrate)
 	sc.to_stdout = to_stdout;
 	if (to_stdout && isatty(STDOUT_FILENO))
 		usage_error("refusing to write an image to a terminal");
+	if (to_stdout && (json || events))
+		usage_error("--json and --progress json print on stdout, where - sends the image");
 	if (!live && (downtime || iters || factor || throttle || strcmp(track, "auto")))
 		usage_error("--dirty-track, --downtime-ms, --max-iters, --max-bytes-factor and "
 		    "--throttle need %s", migrate ? "a live migration (not --cold)" : "--live");
@@ -661,6 +697,12 @@ int save_cli(int argc, char **argv, bool migrate)
 		    path[0] == 't' ? "sent to " : "started on ", t.net ? path + 4 : "");
 
 	signal(SIGPIPE, SIG_IGN);
+	if (json || events) {
+		sj = save_json_new(migrate ? "sr-migrate" : "sr-save", dom, path, live, json, events);
+		if (!sj)
+			die(EXIT_USAGE, "out of memory");
+		die_set_hook(json_failed);
+	}
 	if (to_stdout) {
 		fd = STDOUT_FILENO;
 	} else if (!strncmp(path, "tcp:", 4)) {
@@ -699,7 +741,7 @@ int save_cli(int argc, char **argv, bool migrate)
 	snprintf(q.compress, sizeof(q.compress), "%s", compress);
 	if (save_req_format(&q, req, sizeof(req)))
 		die(EXIT_USAGE, "save request too long");
-	prog.tty = !quiet && isatty(STDERR_FILENO);
+	prog.tty = !quiet && !events && !no_progress && isatty(STDERR_FILENO);
 	prog.stats = prog.stats && !quiet;
 	clock_gettime(CLOCK_MONOTONIC, &prog.t0);
 	rc = ctl_request(dom, req, fd, &hooks, reply, sizeof(reply));
@@ -734,8 +776,8 @@ int save_cli(int argc, char **argv, bool migrate)
 		if (t.ran_there)
 			/* It runs there: only the copy here is in doubt, and it cannot run unasked. */
 			die(EXIT_UNKNOWN, "the receiver runs \"%s\" on %s, but the domain here did not "
-			    "confirm the commit (%s): if sr-ctl %s status still finds it here, it is "
-			    "paused: end it with sr-ctl %s destroy", dom, path, reply, dom, dom);
+			    "confirm the commit (%s): if sr-ctl status %s still finds it here, it is "
+			    "paused: end it with sr-ctl destroy %s", dom, path, reply, dom, dom);
 		die(rc < 0 ? EXIT_USAGE : 1, "%s%s%s%s", t.err[0] ? t.err : "", t.err[0] ? "; " : "",
 		    reply, rc > 0 && !strstr(reply, "the domain ") ? "; the domain runs on as before" : "");
 	}
@@ -745,5 +787,6 @@ int save_cli(int argc, char **argv, bool migrate)
 	if (!quiet)
 		pr_info("%s: %s: %s%s", sr_prog, to_stdout ? "stdout" : path,
 			t.net ? "the receiver runs the domain; " : "", reply);
+	save_json_end(sj, true, reply);
 	return 0;
 }

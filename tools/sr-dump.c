@@ -15,6 +15,8 @@
 #include "util.h"
 
 #define MAX_ITERS 4096
+/* --json: the document's version (docs/control.md, "schema: dump"). */
+#define DUMP_JSON_SCHEMA 1
 
 struct iter_total {
 	bool seen, has_rec;
@@ -34,6 +36,17 @@ struct dump {
 	uint64_t pages, raw, zero, lz4, data_bytes;
 	uint64_t records;
 	uint8_t page[SR_PAGE_SIZE];
+	/* --json: what the document lists at its end, gathered on the way. */
+	struct dev_seen {
+		char name[32];
+		uint32_t version, instance;
+		uint64_t bytes;
+	} *devs;
+	struct vcpu_seen {
+		uint32_t id;
+		char blocks[256];	/* "\"REGS\",\"SREGS\",..." */
+	} *vcpus;
+	size_t ndevs, nvcpus;
 };
 
 static void usage(FILE *f)
@@ -64,16 +77,115 @@ static bool shown(const struct dump *d, uint32_t type)
 	return false;
 }
 
+/* Machine error codes: the names of libsr's codes (sr.h), stable across versions. */
+static const char *const err_codes[] = {
+#define SR_X_CODE(name, text) [SR_E_##name] = #name,
+	SR_ERROR_CODES(SR_X_CODE)
+#undef SR_X_CODE
+};
+
 /* ,"error":{...}} closing the JSON document. */
 static void print_json_error(const struct sr_error *err)
 {
-	printf(",\"error\":{\"code\":");
+	printf(",\"error\":{\"code\":\"%s\",\"reason\":",
+	       (unsigned)err->code < sizeof(err_codes) / sizeof(err_codes[0]) && err_codes[err->code] ?
+	       err_codes[err->code] : "UNKNOWN");
 	json_str(sr_strerror(err->code), 64);
 	printf(",\"index\":%lld,\"offset\":%llu,\"message\":",
 	       err->index == SR_NO_INDEX ? -1LL : (long long)err->index,
 	       (unsigned long long)err->offset);
 	json_str(err->msg, sizeof(err->msg));
 	printf("}}\n");
+}
+
+/* The document's start, before the header: its version and the file. */
+static void print_json_start(const struct dump *d)
+{
+	printf("{\"schema\":%d,\"file\":", DUMP_JSON_SCHEMA);
+	json_str(d->path, 4096);
+	printf(",");
+}
+
+/* Devices and vCPU contexts, kept for the document's end. */
+static void remember(struct dump *d, const struct sr_record *rec)
+{
+	if (rec->type == SR_REC_DEVICE) {
+		const void *data;
+		size_t len;
+		const struct sr_rec_device *dev = sr_device_view(rec, &data, &len);
+		struct dev_seen *n = realloc(d->devs, (d->ndevs + 1) * sizeof(*n));
+
+		if (!n)
+			return;
+		d->devs = n;
+		n += d->ndevs++;
+		memcpy(n->name, dev->name, sizeof(n->name));
+		n->version = dev->version;
+		n->instance = dev->instance;
+		n->bytes = len;
+	} else if (rec->type == SR_REC_VCPU_CONTEXT) {
+		struct sr_block_iter bi;
+		struct sr_block blk;
+		const struct sr_rec_context *ctx = sr_context_begin(rec, &bi);
+		struct vcpu_seen *n = realloc(d->vcpus, (d->nvcpus + 1) * sizeof(*n));
+		size_t o = 0;
+
+		if (!n)
+			return;
+		d->vcpus = n;
+		n += d->nvcpus++;
+		n->id = ctx->id;
+		n->blocks[0] = 0;
+		while (sr_context_next(&bi, &blk) && o < sizeof(n->blocks))
+			o += snprintf(n->blocks + o, sizeof(n->blocks) - o, "%s\"%s\"", o ? "," : "",
+				      sr_block_kind_name(blk.kind) ? sr_block_kind_name(blk.kind) : "?");
+		if (o >= sizeof(n->blocks))
+			n->blocks[0] = 0;	/* cannot be: a context has a dozen kinds */
+	}
+}
+
+/* "domain", "vcpus", "devices": the DOMAIN record and what came after it, as fields. */
+static void print_json_machine(const struct dump *d, const struct sr_reader *r)
+{
+	const struct sr_region *reg;
+	const struct sr_rec_domain *dom = sr_reader_domain(r, &reg);
+	uint64_t mem = 0;
+
+	printf(",\"domain\":");
+	if (!dom) {
+		printf("null");
+	} else {
+		const uint8_t *u = dom->uuid;
+
+		printf("{\"name\":");
+		json_str(dom->name, sizeof(dom->name));
+		printf(",\"uuid\":\"%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x\","
+		       "\"guest_kind\":\"%s\",\"vcpus\":%u,\"boot_entry\":%llu,\"boot_arg\":%llu,"
+		       "\"regions\":[", u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
+		       u[10], u[11], u[12], u[13], u[14], u[15],
+		       dom->guest_kind == SR_GUEST_LINUX ? "linux" :
+		       dom->guest_kind == SR_GUEST_TEST ? "test" : "other", dom->vcpu_count,
+		       (unsigned long long)dom->boot_entry, (unsigned long long)dom->boot_arg);
+		for (uint32_t i = 0; i < dom->region_count; i++) {
+			mem += reg[i].size;
+			printf("%s{\"gpa\":%llu,\"size\":%llu,\"flags\":%u,\"slot\":%u}", i ? "," : "",
+			       (unsigned long long)reg[i].gpa, (unsigned long long)reg[i].size,
+			       reg[i].flags, reg[i].slot);
+		}
+		printf("],\"memory_bytes\":%llu}", (unsigned long long)mem);
+	}
+	printf(",\"vcpus\":[");
+	for (size_t i = 0; i < d->nvcpus; i++)
+		printf("%s{\"id\":%u,\"blocks\":[%s]}", i ? "," : "", d->vcpus[i].id,
+		       d->vcpus[i].blocks);
+	printf("],\"devices\":[");
+	for (size_t i = 0; i < d->ndevs; i++) {
+		printf("%s{\"name\":", i ? "," : "");
+		json_str(d->devs[i].name, sizeof(d->devs[i].name));
+		printf(",\"version\":%u,\"instance\":%u,\"bytes\":%llu}", d->devs[i].version,
+		       d->devs[i].instance, (unsigned long long)d->devs[i].bytes);
+	}
+	printf("]");
 }
 
 static void print_header(struct dump *d, const struct sr_ihdr *h)
@@ -85,7 +197,8 @@ static void print_header(struct dump *d, const struct sr_ihdr *h)
 	gmtime_r(&t, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	if (d->json) {
-		printf("{\"header\":{\"version\":\"%u.%u\",\"page_size\":%u,\"creator\":",
+		print_json_start(d);
+		printf("\"header\":{\"version\":\"%u.%u\",\"page_size\":%u,\"creator\":",
 		       h->version_major, h->version_minor, h->page_size);
 		json_str(h->creator, sizeof(h->creator));
 		printf(",\"created\":\"%s\",\"flags\":%u,\"live\":%s},\"records\":[", when,
@@ -288,6 +401,7 @@ static void print_totals(struct dump *d, const struct sr_reader *r, bool ok)
 		       (unsigned long long)d->lz4, (unsigned long long)d->data_bytes,
 		       (unsigned long long)mem, (unsigned long long)sr_reader_offset(r), ratio,
 		       ok ? "true" : "false");
+		print_json_machine(d, r);
 		return;
 	}
 	printf("\n%5s %8s %10s %8s %8s %8s %12s %10s %10s %9s\n", "iter", "batches", "pages", "raw",
@@ -338,6 +452,8 @@ static int dump(struct dump *d, int fd)
 		bool show = !d->verify && shown(d, rec.type);
 
 		d->records++;
+		if (d->json)
+			remember(d, &rec);
 		if (!rec.known)
 			pr_warn("record %llu at offset %llu: unknown optional record type 0x%08x "
 				"(%u bytes) skipped", (unsigned long long)rec.index,
@@ -409,7 +525,9 @@ bad_reader:
 bad:
 	/* No header to show, but --json still owes one document: the error. */
 	if (d->json && !d->verify) {
-		printf("{\"header\":null,\"records\":[],\"verified\":false");
+		print_json_start(d);
+		printf("\"header\":null,\"records\":[],\"iterations\":[],\"totals\":null,"
+		       "\"verified\":false,\"domain\":null,\"vcpus\":[],\"devices\":[]");
 		print_json_error(&err);
 	}
 report:
@@ -460,10 +578,27 @@ int main(int argc, char **argv)
 		fd = STDIN_FILENO;
 	} else {
 		fd = open(d.path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			die(EXIT_USAGE, "%s: %s", d.path, strerror(errno));
+		if (fd < 0) {
+			struct sr_error err = { .code = SR_E_IO, .sys_errno = errno,
+						.index = SR_NO_INDEX };
+			int e = errno;
+
+			snprintf(err.msg, sizeof(err.msg), "opening %s: %s", d.path, strerror(e));
+			if (d.json && !d.verify) {
+				/* --json owes a document for every failure, this one too. */
+				print_json_start(&d);
+				printf("\"header\":null,\"records\":[],\"iterations\":[],"
+				       "\"totals\":null,\"verified\":false,\"domain\":null,"
+				       "\"vcpus\":[],\"devices\":[]");
+				print_json_error(&err);
+				fflush(stdout);
+			}
+			die(EXIT_USAGE, "%s: %s", d.path, strerror(e));
+		}
 	}
 	rc = dump(&d, fd);
+	free(d.devs);
+	free(d.vcpus);
 	if (fd != STDIN_FILENO)
 		close(fd);
 	if (fflush(stdout) == EOF && !rc)

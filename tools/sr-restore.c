@@ -10,10 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "abi.h"
 #include "ctl.h"
+#include "detach.h"
 #include "hvmctx.h"
 #include "listener.h"
 #include "migrate.h"
@@ -75,18 +77,24 @@ static void usage(FILE *f)
 "                           detach (the console goes to --log)\n"
 "      --accept-timeout S   --listen: give up when no source connects in S s\n"
 "      --idle-timeout S     --listen: a stream silent for S s is dead (default 30)\n"
-"      --log FILE           --migrate-receive: the console once detached\n"
-"                           (default $SR_RUN_DIR/NAME.log)\n"
+"      --detach             run in the background once the domain runs: the\n"
+"                           console goes to --log, NAME.pid beside NAME.sock;\n"
+"                           returns 0 then, or the restore's failure and status\n"
+"                           (sr-ctl console NAME attaches to the console)\n"
+"      --log FILE           --detach, --migrate-receive: the console once\n"
+"                           detached (default $SR_RUN_DIR/NAME.log)\n"
 "  -n, --name NAME          domain name (default: the name in the image)\n"
 "      --dirty-ring         track dirty pages with per-vCPU rings\n"
 "                           (KVM_CAP_DIRTY_LOG_RING; for sr-save --live)\n"
-"  -p, --paused             restore paused (resume with sr-ctl NAME resume)\n"
+"  -p, --paused             restore paused (resume with sr-ctl resume NAME)\n"
 "      --clock MODE         advance (default): guest time moves on by the wall\n"
 "                           time since the save; freeze: it resumes where it stopped\n"
 "      --save-to FILE       where a guest-requested SAVE writes the next image\n"
 "  -j, --threads N          threads that verify and decode page data while the\n"
 "                           next is read (default: online CPUs; 0: none)\n"
 "  -v, --verbose            say what was restored, and how long it took\n"
+"      --progress MODE      text: a line of what was read so far, as sr-save's\n"
+"                           (the default on a terminal); none: no line\n"
 "      --max-memory MiB     refuse an image whose guest has more RAM than this\n"
 "                           (default: this host's MemAvailable), before anything\n"
 "                           is allocated\n"
@@ -154,7 +162,6 @@ static int restore_device(void *arg, const char *name, uint32_t version, uint32_
  * in on the stream's fd), and the detached parent's pipe.
  */
 static int chan = -1;
-static int detach_fd = -1;
 static struct tls_conn *tls;		/* --listen with TLS: the source's connection */
 
 static void tell_source(const char *msg)
@@ -166,66 +173,6 @@ static void tell_source(const char *msg)
 		tls = NULL;
 		chan = -1;
 	}
-}
-
-/* Points fd at path (opened with flags), or returns -1 and leaves fd alone. */
-static int reopen(int fd, const char *path, int flags)
-{
-	int k = open(path, flags | O_CLOEXEC, 0600);
-
-	if (k < 0)
-		return -1;
-	if (k == fd)
-		return fcntl(fd, F_SETFD, 0);
-	dup2(k, fd);		/* dup2 leaves fd without close-on-exec */
-	close(k);
-	return 0;
-}
-
-/*
- * --migrate-receive runs under ssh, which returns only once every copy of
- * the session's stdout and stderr is closed: the domain is run by a child
- * that lets go of them once it runs; this parent exits then (0), or with
- * the child's status when it fails first.
- */
-static void detach_begin(void)
-{
-	int p[2], st;
-	pid_t pid;
-	char c;
-
-	if (pipe2(p, O_CLOEXEC))
-		die(EXIT_USAGE, "pipe: %s", strerror(errno));
-	pid = fork();
-	if (pid < 0)
-		die(EXIT_USAGE, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		close(p[0]);
-		detach_fd = p[1];
-		setsid();
-		return;
-	}
-	close(p[1]);
-	reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
-	reopen(STDOUT_FILENO, "/dev/null", O_WRONLY);
-	if (read(p[0], &c, 1) == 1)
-		_exit(0);
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	_exit(WIFEXITED(st) ? WEXITSTATUS(st) : EXIT_USAGE);
-}
-
-static void detach_finish(const char *log)
-{
-	reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
-	if (reopen(STDOUT_FILENO, log, O_WRONLY | O_CREAT | O_APPEND)) {
-		pr_warn("%s: %s; the console goes nowhere", log, strerror(errno));
-		reopen(STDOUT_FILENO, "/dev/null", O_WRONLY);
-	}
-	dup2(STDOUT_FILENO, STDERR_FILENO);
-	if (write(detach_fd, "1", 1) != 1)
-		pr_warn("the session that started this receiver is gone");
-	close(detach_fd);
 }
 
 /* The sandbox: each thread the runner starts narrows its filter to its kind. */
@@ -332,6 +279,31 @@ static unsigned long parse_num(const char *opt, const char *s, unsigned long min
 	return v;
 }
 
+/* The line a restore shows while it reads the image, as sr-save's while it writes one. */
+struct read_progress {
+	uint64_t total;			/* FILE's size; 0: not known (a pipe, a migration) */
+	uint64_t t0, last;		/* mono_ns */
+	bool shown;
+};
+
+static void show_read(void *arg, uint64_t bytes)
+{
+	struct read_progress *p = arg;
+	uint64_t now = mono_ns();
+	double s = (now - p->t0) / 1e9;
+
+	if (now - p->last < 100000000ull && bytes != p->total)	/* ten a second at most */
+		return;
+	p->last = now;
+	p->shown = true;
+	if (p->total)
+		fprintf(stderr, "\r%s: %.1f of %.1f MiB read, %.1f MB/s   ", sr_prog,
+			bytes / 1048576.0, p->total / 1048576.0, s > 0 ? bytes / s / 1e6 : 0);
+	else
+		fprintf(stderr, "\r%s: %.1f MiB read, %.1f MB/s   ", sr_prog, bytes / 1048576.0,
+			s > 0 ? bytes / s / 1e6 : 0);
+}
+
 /* NAME is this process's before the image is read: a second domain of that name is refused at once. */
 static void claim_name(const char *name, struct runner_config *cfg)
 {
@@ -358,6 +330,7 @@ int main(int argc, char **argv)
 		{ "accept-timeout", required_argument, NULL, 'A' },
 		{ "idle-timeout", required_argument, NULL, 'W' },
 		{ "log", required_argument, NULL, 'g' },
+		{ "detach", no_argument, NULL, 'd' },
 		{ "tls-psk", required_argument, NULL, 'P' },
 		{ "tls-creds", required_argument, NULL, 'X' },
 		{ "tls-authz", required_argument, NULL, 'Z' },
@@ -366,6 +339,7 @@ int main(int argc, char **argv)
 		{ "min-rate", required_argument, NULL, 'r' },
 		{ "no-sandbox", no_argument, NULL, 'S' },
 		{ "disk-changed", required_argument, NULL, 'K' },
+		{ "progress", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		USAGE_VERSION_OPTION,
 		{ 0 }
@@ -380,6 +354,7 @@ int main(int argc, char **argv)
 	struct runner *r = NULL;
 	const char *path, *name = NULL, *listen_on = NULL, *log = NULL;
 	bool paused = false, verbose = false, receive = false, started = false, sandbox = true;
+	bool detach = false;
 	unsigned long accept_s = 0, idle_s = 30;
 	struct tls_opts tlso = { .server = true };
 	struct listen_opts lo = { .bounds = { DEADLINE_DEFAULT_S, MIN_RATE_DEFAULT_KBS,
@@ -389,6 +364,9 @@ int main(int argc, char **argv)
 	unsigned long long max_mib = 0;
 	char *end;
 	int c, fd = -1, rc;
+	int progress = -1;		/* --progress: 1 text, 0 none, -1 a line on a terminal */
+	struct read_progress rp = { 0 };
+	struct stat sb;
 
 	sr_set_prog(argv[0]);
 	ro.threads = threads_default();
@@ -407,6 +385,7 @@ int main(int argc, char **argv)
 		case 'L': listen_on = optarg; break;
 		case 'm': receive = true; break;
 		case 'g': log = optarg; break;
+		case 'd': detach = true; break;
 		case 'P': tlso.psk_file = optarg; break;
 		case 'X': tlso.creds_dir = optarg; break;
 		case 'Z':
@@ -419,8 +398,13 @@ int main(int argc, char **argv)
 		case 'S': sandbox = false; break;
 		case 'K':
 			if (strcmp(optarg, "ok"))
-				die(EXIT_USAGE, "--disk-changed takes ok, not \"%s\"", optarg);
+				usage_error("--disk-changed takes ok, not \"%s\"", optarg);
 			disk_changed_ok = true;
+			break;
+		case 'G':
+			if (strcmp(optarg, "text") && strcmp(optarg, "none"))
+				usage_error("--progress takes text or none, not \"%s\"", optarg);
+			progress = !strcmp(optarg, "text");
 			break;
 		case 'A':
 		case 'W':
@@ -460,6 +444,13 @@ int main(int argc, char **argv)
 	if (receive && strcmp(argv[optind], "-"))
 		usage_error("--migrate-receive reads standard input: its FILE is -, not '%s'",
 			    argv[optind]);
+	if (optind != argc - (listen_on ? 0 : 1) || (listen_on && receive) ||
+	    (receive && strcmp(argv[optind], "-"))) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (log && !detach && !receive)
+		usage_error("--log is for --detach or --migrate-receive");
 	if ((listen_on || receive) && paused)
 		usage_error("--paused does not go with a migration: the source decides when it runs");
 	if ((tlso.psk_file || tlso.creds_dir || tlso.nauthz || lo.insecure) && !listen_on)
@@ -475,6 +466,8 @@ int main(int argc, char **argv)
 	if (name && !sr_name_valid(name))
 		usage_error("bad domain name: 1..%u characters of A-Z a-z 0-9 . _ -, not "
 		    "starting with a dot", SR_NAME_MAX);
+	if (progress < 0)
+		progress = isatty(STDERR_FILENO);	/* TCGETS: asked before the sandbox, which refuses it */
 	signal(SIGPIPE, SIG_IGN);
 	die_set_hook(tell_source);
 	/* FILE opens first: a mistyped path is named before the host is probed. */
@@ -482,6 +475,8 @@ int main(int argc, char **argv)
 		fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
 		if (fd < 0)
 			die(EXIT_USAGE, "%s: %s", path, strerror(errno));
+		if (!fstat(fd, &sb) && S_ISREG(sb.st_mode))
+			rp.total = sb.st_size;	/* for the progress line: asked before the sandbox */
 	}
 	if (receive) {
 		/* The stream on its own fd, the answers on another; the console never on either. */
@@ -490,9 +485,15 @@ int main(int argc, char **argv)
 		chan = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
 		if (fd < 0 || chan < 0)
 			die(EXIT_USAGE, "dup: %s", strerror(errno));
-		reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
+		fd_reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
 		dup2(STDERR_FILENO, STDOUT_FILENO);
 		path = "the migration stream";
+	}
+	if (detach && !receive) {
+		/* Before any thread, and before the sandbox: fork is not on its lists. */
+		detach_begin();
+		if (listen_on || strcmp(path, "-"))
+			fd_reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
 	}
 	if (name)
 		claim_name(name, &cfg);
@@ -569,7 +570,15 @@ int main(int argc, char **argv)
 	ro.device_arg = r;
 	ro.disk = restore_disk;
 	ro.disk_arg = r;
-	if (hvmctx_restore_finish(rs, runner_domain(r), &ro, &st, &err))
+	if (progress == 1) {
+		rp.t0 = mono_ns();
+		ro.progress = show_read;
+		ro.progress_arg = &rp;
+	}
+	rc = hvmctx_restore_finish(rs, runner_domain(r), &ro, &st, &err);
+	if (rp.shown)
+		fputc('\n', stderr);
+	if (rc)
 		goto fail;
 	stream_why(&guard, NULL);	/* the stream is in: its bounds are kept */
 	if (cfg.test_guest) {
@@ -626,10 +635,8 @@ int main(int argc, char **argv)
 			close(chan);
 		chan = -1;
 		if (receive) {
-			if (!log) {
-				snprintf(logbuf, sizeof(logbuf), "%s/%s.log", ctl_dir(), cfg.name);
-				log = logbuf;
-			}
+			if (!log)
+				log = detach_log_path(logbuf, sizeof(logbuf), cfg.name);
 			pr_info("%s: \"%s\" runs here; detached, console in %s", sr_prog, cfg.name,
 				log);
 			detach_finish(log);
@@ -663,7 +670,24 @@ int main(int argc, char **argv)
 		pr_info("%s: sandbox: %s", sr_prog, sandbox ? "on (seccomp allow-lists: reader, "
 			"then worker, vCPU, console, input, save, control threads)" :
 			"off (--no-sandbox)");
-	rc = started ? runner_loop(r) : runner_run(r, paused);
+	if (detach && !receive) {
+		if (!log)
+			log = detach_log_path(logbuf, sizeof(logbuf), cfg.name);
+		/* The console goes to the log from the guest's first byte. */
+		if (!started && fd_reopen(STDOUT_FILENO, log, O_WRONLY | O_CREAT | O_APPEND))
+			pr_warn("%s: %s; the console goes nowhere", log, strerror(errno));
+	}
+	if (!started && (rc = runner_start(r, paused, &err))) {
+		pr_err("%s", err.msg);
+		runner_free(r);
+		return rc;
+	}
+	if (detach && !receive) {
+		pr_info("%s: \"%s\" runs detached, pid %d; console in %s (sr-ctl console %s)",
+			sr_prog, cfg.name, (int)getpid(), log, cfg.name);
+		detach_finish(log);
+	}
+	rc = runner_loop(r);
 	runner_free(r);
 	return rc;
 fail:

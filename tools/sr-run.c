@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* sr-run: start a domain from a test guest image. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "runner.h"
 #include "host.h"
 #include "usage.h"
+#include "detach.h"
 #include "util.h"
 #include "virtio.h"
 
@@ -48,7 +50,12 @@ static void usage(FILE *f)
 "                           (memory is allocated only where the guest writes)\n"
 "      --dirty-ring         track dirty pages with per-vCPU rings\n"
 "                           (KVM_CAP_DIRTY_LOG_RING; for sr-save --live)\n"
-"  -p, --paused             start paused (resume with sr-ctl NAME resume)\n"
+"  -p, --paused             start paused (resume with sr-ctl resume NAME)\n"
+"      --detach             run in the background once the domain runs: the\n"
+"                           console goes to --log, NAME.pid beside NAME.sock;\n"
+"                           returns 0 then, or the start's failure and status\n"
+"                           (sr-ctl console NAME attaches to the console)\n"
+"      --log FILE           --detach: the console (default $SR_RUN_DIR/NAME.log)\n"
 "      --kernel FILE        boot Linux (64-bit boot protocol; memory default 256 MiB)\n"
 "      --initrd FILE        its initramfs\n"
 "      --cmdline TEXT       appended to sr-run's defaults: " LINUX_CMDLINE "\n"
@@ -130,7 +137,7 @@ int main(int argc, char **argv)
 {
 	enum { O_SAVE_TO = 256, O_ROUNDS, O_SAVE_ROUND, O_PAGES, O_WSET, O_DELAY, O_QUIET, O_RATE,
 	       O_PREFILL, O_KERNEL, O_INITRD, O_CMDLINE, O_MODE, O_MAX_MEMORY, O_HIGH_PAGES, O_DISK,
-	       O_RNG };
+	       O_RNG, O_DETACH, O_LOG };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },
 		{ "vcpus", required_argument, NULL, 'c' },
@@ -155,6 +162,8 @@ int main(int argc, char **argv)
 		{ "cmdline", required_argument, NULL, O_CMDLINE },
 		{ "disk", required_argument, NULL, O_DISK },
 		{ "rng", no_argument, NULL, O_RNG },
+		{ "detach", no_argument, NULL, O_DETACH },
+		{ "log", required_argument, NULL, O_LOG },
 		{ "help", no_argument, NULL, 'h' },
 		USAGE_VERSION_OPTION,
 		{ 0 }
@@ -166,7 +175,9 @@ int main(int argc, char **argv)
 	struct runner *r;
 	struct xc_domain *d;
 	struct xc_linux_boot lb = { 0 };
-	const char *extra_cmdline = "";
+	const char *extra_cmdline = "", *log = NULL;
+	char logbuf[4200];
+	bool detach = false;
 	char cmdline[4096];
 	bool paused = false, mem_given = false;
 	unsigned long long max_mib = 0;
@@ -212,6 +223,8 @@ int main(int argc, char **argv)
 			cfg.ndisks++;
 			break;
 		case O_RNG: cfg.rng = true; break;
+		case O_DETACH: detach = true; break;
+		case O_LOG: log = optarg; break;
 		case O_RATE:
 			bi.pages_per_round = parse_num("--dirty-rate", optarg, 100000000) / 20;
 			if (!bi.pages_per_round)
@@ -260,10 +273,17 @@ int main(int argc, char **argv)
 		    "4 GiB is what lies past the first %llu MiB)", bi.high_pages,
 		    (X86_LOW_RAM_MAX + bi.high_pages * 4096ull + (1 << 20) - 1) >> 20,
 		    X86_LOW_RAM_MAX >> 20);
+	if (log && !detach)
+		usage_error("--log is for --detach");
 	bi.vcpus = cfg.vcpus;
 	bi.mem_bytes = x86_low_ram(cfg.mem_bytes);
 	bi.high_bytes = x86_high_ram(cfg.mem_bytes);
 
+	if (detach) {
+		/* Before any thread exists; errors still reach this session's stderr. */
+		detach_begin();
+		fd_reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
+	}
 	host_check_or_die();
 	/* The name before the VM: a second domain of that name is refused before any work. */
 	if (runner_claim_name(cfg.name, &cfg.lock_fd, &err))
@@ -295,7 +315,26 @@ int main(int argc, char **argv)
 	}
 	if (runner_listen(r, &err))
 		goto fail;
-	rc = runner_run(r, paused);
+	if (!detach) {
+		rc = runner_run(r, paused);
+		runner_free(r);
+		return rc;
+	}
+	if (!log)
+		log = detach_log_path(logbuf, sizeof(logbuf), cfg.name);
+	/* The console goes to the log from the guest's first byte. */
+	if (fd_reopen(STDOUT_FILENO, log, O_WRONLY | O_CREAT | O_APPEND))
+		pr_warn("%s: %s; the console goes nowhere", log, strerror(errno));
+	rc = runner_start(r, paused, &err);
+	if (rc) {
+		pr_err("%s", err.msg);
+		runner_free(r);
+		return rc;
+	}
+	pr_info("%s: \"%s\" runs detached, pid %d; console in %s (sr-ctl console %s)", sr_prog,
+		cfg.name, (int)getpid(), log, cfg.name);
+	detach_finish(log);
+	rc = runner_loop(r);
 	runner_free(r);
 	return rc;
 fail:
