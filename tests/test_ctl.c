@@ -438,6 +438,7 @@ Test(str_escape, bidi_controls_and_zero_width_characters_are_escaped)
 	}
 	/* Their neighbours stay: U+2010 (hyphen), U+2030 (per mille). */
 	cr_assert_str_eq(str_escape(buf, sizeof(buf), "\u2010\u2030", 16), "\u2010\u2030");
+}
 
 /* ------------------------------------------------------------ console */
 
