@@ -62,7 +62,8 @@ descendants() {
 main_pid=$$
 ( ( echo $BASHPID > "$tmp/.watchdog"
     while sleep 5; do
-	read -r name start lim < "$tmp/.current" 2>/dev/null || continue
+	[ -s "$tmp/.current" ] || continue
+	read -r name start lim < "$tmp/.current" || continue
 	if [ $(( $(date +%s) - start )) -ge "${lim:-$limit}" ] && [ "$name" != "${killed:-}" ]; then
 		killed=$name
 		echo "kvm.sh: test '$name' ran past its ${lim:-$limit} s limit; its processes:"
