@@ -621,6 +621,18 @@ static int ktls_enable(struct tls_conn *t, char *why, size_t len)
 			 strerror(errno));
 	else
 		rc = 0;
+	if (rc == 0) {
+		/*
+		 * TLS 1.3 hides a record's type after padding, so the kernel decrypts
+		 * into a buffer of its own and copies, unless told the peer does not
+		 * pad (GnuTLS does not): then it decrypts straight into the reader's
+		 * buffer.  A padded record is decrypted again the slow way, so this
+		 * costs nothing when wrong; a kernel before 6.0 lacks it.
+		 */
+		int one = 1;
+
+		setsockopt(t->sock, SOL_TLS, TLS_RX_EXPECT_NO_PAD, &one, sizeof(one));
+	}
 	gnutls_memset(&rx, 0, sizeof(rx));
 	gnutls_memset(&tx, 0, sizeof(tx));
 	return rc;
