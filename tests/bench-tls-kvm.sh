@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench-tls, on real KVM: what TLS costs a migration.  The same test guest
-# (SR_BENCH_TLS_MIB MiB, 128, every page written) is migrated cold and
+# (SR_BENCH_TLS_MIB MiB, 64, every page written) is migrated cold and
 # uncompressed (the bytes are the guest's memory) between two network
 # namespaces joined by a veth pair (tests/netns.sh) over plaintext TCP, TLS
 # 1.3 with the records in the kernel (kTLS, both sides), and TLS 1.3 in user
@@ -13,7 +13,7 @@
 # unless SR_BOX_SMP) both ends and the crypto share the emulated CPU.
 set -u
 O=${O:-build}
-mib=${SR_BENCH_TLS_MIB:-128}
+mib=${SR_BENCH_TLS_MIB:-64}
 runs=${SR_BENCH_TLS_RUNS:-3}
 guest=$O/guest/sr-test-guest.bin
 tmp=$(mktemp -d /tmp/sr-bench-tls.XXXXXX)
@@ -49,13 +49,14 @@ one() {
 		sleep 0.1
 	done
 	$O/sr-ctl $n status >/dev/null 2>&1 || die "$t: the guest did not start" "$tmp/$n.src"
+	echo "  ($t: the guest has written its memory; migrating)"
 	far env SR_KTLS=$ktls $O/sr-restore --listen $port "${ropts[@]}" --name $n --accept-timeout 120 \
 		</dev/null >"$tmp/$n.far" 2>&1 &
 	fpid=$!
 	for _ in $(seq 1 400); do grep -q 'listening on' "$tmp/$n.far" && break; sleep 0.05; done
 	a=$(ms)
-	SR_KTLS=$ktls $O/sr-migrate --cold --stats --compress none "${copts[@]}" $n tcp:10.77.0.2:$port \
-		2>"$tmp/$n.mig"; rc=$?
+	timeout 900 env SR_KTLS=$ktls $O/sr-migrate --cold --stats --compress none "${copts[@]}" $n \
+		tcp:10.77.0.2:$port 2>"$tmp/$n.mig"; rc=$?
 	b=$(ms)
 	wait $spid
 	SR_RUN_DIR=$tmp/far $O/sr-ctl $n destroy >/dev/null 2>&1
