@@ -30,6 +30,13 @@ cpus=$(nproc)
 echo "bench-tls: ${mib} MiB guest, cold, uncompressed, near -> far over a veth pair; $cpus CPU(s); $(uname -r)"
 [ -e /proc/net/tls_stat ] || modprobe tls 2>/dev/null
 [ -e /proc/net/tls_stat ] || echo "bench-tls: no kTLS in this kernel: the ktls row will be user-space TLS"
+# What the cipher costs on this CPU (TCG emulates AES-NI and PCLMULQDQ one helper call each):
+# the migrations below cannot beat it, both ends sharing the CPU.
+if command -v openssl >/dev/null; then
+	for c in aes-128-gcm chacha20-poly1305; do
+		echo "bench-tls: openssl speed $c, 16 KiB blocks: $(timeout 60 openssl speed -seconds 2 -bytes 16384 -evp $c 2>/dev/null | awk 'END { printf "%.0f MB/s", $NF / 1000 }')"
+	done
+fi
 
 # one TRANSPORT N: one migration; appends "TRANSPORT MB/s wall_ms" to $tmp/rows.
 one() {
