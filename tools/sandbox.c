@@ -242,6 +242,7 @@ static const struct rule reader[] = {
 	R(timer_create, ANY, "a vCPU's throttle timer"),
 	R(getuid, ANY, "the run directory's owner"),
 	R(recvfrom, ANY, "the migration's answers"),
+	R(shutdown, ANY, "user-space TLS ends its pumps' socket pair and the connection"),
 	R(ioctl, ANY, "KVM requests below"),
 	END
 };
