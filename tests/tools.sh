@@ -223,8 +223,8 @@ check "tls-psk: a wrong key is refused by both sides (sr-migrate exit 1, domain 
 check "tls-psk: after a wrong key: still listening, under 1 MiB more resident, no VM" bash -c "kill -0 $lpid && [ \$(awk '/^VmRSS/ { print \$2 }' /proc/$lpid/status) -lt $((rss0 + 1024)) ] && ! grep -q 'receiving a domain' '$tmp/l.out'"
 "$mig" --stats --tls-psk "$psk" dom tcp:127.0.0.1:$port >"$tmp/m.out" 2>&1; rc=$?
 listener_end
-check "tls-psk: the right key is taken (authenticated as its identity)" grep -q "receiving a domain from 127.0.0.1:[0-9]*, authenticated as PSK identity src (TLS1.3 \(AES-128-GCM\|CHACHA20-POLY1305\)" "$tmp/l.out"
-check "tls-psk: sr-migrate --stats names the transport" bash -c "grep -q '^transport: TLS1.3 \(AES-128-GCM\|CHACHA20-POLY1305\), \(kernel TLS\|user-space TLS\)' '$tmp/m.out'"
+check "tls-psk: the right key is taken (authenticated as its identity)" grep -q "receiving a domain from 127.0.0.1:[0-9]*, authenticated as PSK identity src (TLS1.3 AES-128-GCM" "$tmp/l.out"
+check "tls-psk: sr-migrate --stats names the transport" bash -c "grep -q '^transport: TLS1.3 AES-128-GCM, \(kernel TLS\|user-space TLS\)' '$tmp/m.out'"
 
 # Idle peers do not keep a source out: five connect and send nothing, and hold their
 # connections while the source comes (a one-at-a-time listener gave each its 10 s

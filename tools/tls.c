@@ -15,7 +15,6 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
@@ -24,14 +23,13 @@
 
 /*
  * AES-GCM first (AES-NI; the kernel's kTLS has it since 4.13), the server's
- * order deciding, unless this CPU runs ChaCha20-Poly1305 much faster
- * (cipher_order).  kTLS carries all three.
+ * order deciding.
  */
-#define PRIO_AES	"-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305"
-#define PRIO_CHACHA	"-CIPHER-ALL:+CHACHA20-POLY1305:+AES-128-GCM:+AES-256-GCM"
+#define PRIO_CIPHERS	"-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305"
 /* TLS 1.3 only; a PSK always with (EC)DHE, so a key learned later does not open old streams. */
-#define PRIO_X509	"NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:"
-#define PRIO_PSK	"NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+DHE-PSK:"
+#define PRIO_X509	"NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:" PRIO_CIPHERS
+#define PRIO_PSK	"NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+DHE-PSK:" \
+		PRIO_CIPHERS
 
 #define PUMP_BUF	(256 << 10)
 
@@ -45,7 +43,6 @@ struct tls_creds {
 	char *authz[TLS_AUTHZ_MAX];	/* the allow-list, each name whole */
 	unsigned nauthz;
 	char peer_host[256];
-	const char *ciphers;		/* PRIO_AES or PRIO_CHACHA */
 };
 
 struct tls_conn {
@@ -246,53 +243,6 @@ static int x509_creds(struct tls_creds *c, const char *dir, char *why, size_t le
 	return 0;
 }
 
-/* Bytes a second this CPU seals with alg (GnuTLS's code; the kernel's ranks alike), over ~5 ms. */
-static double seal_rate(gnutls_cipher_algorithm_t alg)
-{
-	static unsigned char key[32], nonce[12], in[16384], out[16384 + 16];
-	gnutls_datum_t k = { key, gnutls_cipher_get_key_size(alg) };
-	gnutls_aead_cipher_hd_t h;
-	uint64_t t0 = mono_ns(), dt;
-	size_t bytes = 0;
-
-	if (gnutls_aead_cipher_init(&h, alg, &k))
-		return 0;
-	do {
-		size_t ol = sizeof(out);
-
-		if (gnutls_aead_cipher_encrypt(h, nonce, sizeof(nonce), NULL, 0, 16, in, sizeof(in),
-					       out, &ol))
-			break;
-		bytes += sizeof(in);
-		dt = mono_ns() - t0;
-	} while (dt < 5000000 || bytes < 4 * sizeof(in));
-	gnutls_aead_cipher_deinit(h);
-	return bytes * 1e9 / (mono_ns() - t0);
-}
-
-/*
- * The server's cipher order: AES-GCM, unless ChaCha20-Poly1305 seals over
- * 1.5 times as fast here.  A CPU with AES-NI runs AES-GCM as fast or faster
- * (this is then a tie, AES kept); one without AES-NI, or an emulated one
- * (QEMU's TCG: AES-NI one helper call an instruction, 5 MB/s against
- * ChaCha's 27 in the test box), runs ChaCha several times faster, and the
- * cipher is most of what TLS costs a migration.
- */
-static const char *cipher_order(void)
-{
-	double aes = 0, chacha = 0;
-
-	/* Each one's best of three, taken in turns: a preemption spoils one sample, not the choice. */
-	for (int i = 0; i < 3; i++) {
-		double a = seal_rate(GNUTLS_CIPHER_AES_128_GCM);
-		double c = seal_rate(GNUTLS_CIPHER_CHACHA20_POLY1305);
-
-		aes = a > aes ? a : aes;
-		chacha = c > chacha ? c : chacha;
-	}
-	return chacha > 1.5 * aes ? PRIO_CHACHA : PRIO_AES;
-}
-
 struct tls_creds *tls_creds_new(const struct tls_opts *o, char *why, size_t len)
 {
 	struct tls_creds *c = calloc(1, sizeof(*c));
@@ -303,7 +253,6 @@ struct tls_creds *tls_creds_new(const struct tls_opts *o, char *why, size_t len)
 		return NULL;
 	}
 	c->server = o->server;
-	c->ciphers = c->server ? cipher_order() : PRIO_AES;
 	for (unsigned i = 0; i < o->nauthz && i < TLS_AUTHZ_MAX; i++) {
 		c->authz[c->nauthz] = strdup(o->authz[i]);
 		if (!c->authz[c->nauthz++]) {
@@ -420,14 +369,12 @@ static int new_session(struct tls_conn *t, const struct tls_creds *c, int fd, ch
 {
 	int rc = gnutls_init(&t->s, (c->server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NO_TICKETS |
 			     GNUTLS_NO_AUTO_REKEY);
-	char prio[300];
 
 	if (rc) {
 		fail(why, len, "gnutls_init", rc);
 		return -1;
 	}
-	snprintf(prio, sizeof(prio), "%s%s", c->psk ? PRIO_PSK : PRIO_X509, c->ciphers);
-	rc = gnutls_priority_set_direct(t->s, prio, NULL);
+	rc = gnutls_priority_set_direct(t->s, c->psk ? PRIO_PSK : PRIO_X509, NULL);
 	if (!rc && c->psk)
 		rc = gnutls_credentials_set(t->s, GNUTLS_CRD_PSK,
 					    c->server ? (void *)c->psk_srv : (void *)c->psk_cli);
