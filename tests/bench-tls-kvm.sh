@@ -47,9 +47,18 @@ one() {
 	ktls)  ropts=(--tls-psk "$tmp/keys.psk"); copts=("${ropts[@]}"); want="kernel TLS (kTLS)" ;;
 	user)  ropts=(--tls-psk "$tmp/keys.psk"); copts=("${ropts[@]}"); ktls=off; want="user-space TLS" ;;
 	esac
-	$O/sr-run --name $n --vcpus 1 --rounds 0 --delay-us 2000 --memory "$mib" --prefill --pages 64 \
-		--quiet-guest "$guest" >"$tmp/$n.src" 2>&1 &
-	spid=$!
+	# sr-run's host probe gives its guest 500 ms: a loaded box can miss that; try again.
+	for _ in 1 2 3; do
+		$O/sr-run --name $n --vcpus 1 --rounds 0 --delay-us 2000 --memory "$mib" --prefill \
+			--pages 64 --quiet-guest "$guest" >"$tmp/$n.src" 2>&1 &
+		spid=$!
+		for _ in $(seq 1 100); do
+			$O/sr-ctl $n status >/dev/null 2>&1 && break 2
+			kill -0 $spid 2>/dev/null || break
+			sleep 0.2
+		done
+		wait $spid 2>/dev/null
+	done
 	# Until the guest has written its memory (the memfd's resident pages show it; some
 	# of the guest's RAM is never written: three quarters, as kvm.sh's mig_midstream).
 	local until=$(( $(date +%s) + 300 ))
