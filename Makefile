@@ -8,6 +8,7 @@
 #   make bench-peer   sr against QEMU on the same Linux guest, in one run
 #   make bench-disk   the guest's virtio disk throughput, sr against QEMU
 #   make check-rootfs the Linux guest's root disk on QEMU's virtio-blk (box)
+#   make bench-tls    one guest migrated over plaintext, kTLS and user-space TLS, in one run
 #   make fuzz         libFuzzer on the reader and on restore (an hour each)
 #   make soak | faults | faults-migrate | converge | sr-bench | demo   (real KVM: native or the box)
 #   make install PREFIX=/usr/local DESTDIR=      make uninstall (the same PREFIX, DESTDIR)
@@ -228,7 +229,7 @@ $(O)/tests/bench-%: $(O)/tests/bench_%.o $(O)/libsr.a
 
 # ------------------------------------------------------------------ tests
 .PHONY: converge fuzz fuzz-ci soak faults faults-migrate
-.PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install uninstall release clean demo sr-bench bench-peer
+.PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install uninstall release clean demo sr-bench bench-peer bench-tls
 .PHONY: tsan check-tsan mutants linux-root bench-disk check-rootfs install-service uninstall-service
 
 check: check-unit check-tools check-kvm
@@ -310,6 +311,10 @@ check-rootfs: all $(LINUX_INITRD) $(LINUX_KERNEL) $(LINUX_ROOT)
 # sr-run has --disk, and the ratio (tests/bench-disk-kvm.sh).
 bench-disk: all $(LINUX_INITRD) $(LINUX_KERNEL) $(LINUX_ROOT)
 	$(Q)O=$(O) tests/on-kvm.sh bench-disk tests/bench-disk-kvm.sh
+
+# TLS's cost: one guest migrated over plaintext, kTLS and user-space TLS in one run.
+bench-tls: all
+	$(Q)O=$(O) tests/on-kvm.sh bench-tls tests/bench-tls-kvm.sh
 
 sr-bench: all
 	$(Q)scripts/deps.sh bench

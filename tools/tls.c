@@ -145,6 +145,17 @@ static int read_psk_lines(struct tls_creds *c, FILE *f, const char *path, const 
 	return 0;
 }
 
+/* A decoded key, wiped before it is freed. */
+static void drop_key(gnutls_datum_t *key)
+{
+	if (key->data) {
+		gnutls_memset(key->data, 0, key->size);
+		gnutls_free(key->data);
+	}
+	key->data = NULL;
+	key->size = 0;
+}
+
 /*
  * The server's key for the identity a peer names, looked up in the file at
  * each handshake (as GnuTLS's own file lookup does, but through buffers
@@ -162,8 +173,10 @@ static int psk_lookup(gnutls_session_t s, const gnutls_datum_t *user, gnutls_dat
 	name[user->size] = 0;
 	key->data = NULL;
 	key->size = 0;
-	if (read_psk_file(&scratch, t->c->psk_path, name, key, why, sizeof(why)) || !key->data)
+	if (read_psk_file(&scratch, t->c->psk_path, name, key, why, sizeof(why)) || !key->data) {
+		drop_key(key);
 		return -1;
+	}
 	return 0;
 }
 
@@ -182,14 +195,15 @@ static int psk_creds(struct tls_creds *c, const char *path, char *why, size_t le
 		if (!rc)
 			gnutls_psk_set_server_credentials_function2(c->psk_srv, psk_lookup);
 	} else {
-		if (read_psk_file(c, path, NULL, &key, why, len))
+		if (read_psk_file(c, path, NULL, &key, why, len)) {
+			drop_key(&key);
 			return -1;
+		}
 		rc = gnutls_psk_allocate_client_credentials(&c->psk_cli);
 		if (!rc)
 			rc = gnutls_psk_set_client_credentials(c->psk_cli, c->identity, &key,
 							       GNUTLS_PSK_KEY_RAW);
-		gnutls_memset(key.data, 0, key.size);
-		gnutls_free(key.data);
+		drop_key(&key);
 	}
 	if (rc) {
 		fail(why, len, path, rc);
@@ -621,6 +635,18 @@ static int ktls_enable(struct tls_conn *t, char *why, size_t len)
 			 strerror(errno));
 	else
 		rc = 0;
+	if (rc == 0) {
+		/*
+		 * TLS 1.3 hides a record's type after padding, so the kernel decrypts
+		 * into a buffer of its own and copies, unless told the peer does not
+		 * pad (GnuTLS does not): then it decrypts straight into the reader's
+		 * buffer.  A padded record is decrypted again the slow way, so this
+		 * costs nothing when wrong; a kernel before 6.0 lacks it.
+		 */
+		int one = 1;
+
+		setsockopt(t->sock, SOL_TLS, TLS_RX_EXPECT_NO_PAD, &one, sizeof(one));
+	}
 	gnutls_memset(&rx, 0, sizeof(rx));
 	gnutls_memset(&tx, 0, sizeof(tx));
 	return rc;
