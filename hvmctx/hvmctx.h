@@ -114,6 +114,13 @@ struct hvmctx_save_opts {
 	uint64_t boot_entry, boot_arg;
 	const struct hvmctx_device *devices;
 	unsigned ndevices;
+	/*
+	 * DISK records, written just before the DEVICE records (so after
+	 * capture_devices, which may fill them in: a disk's identity and
+	 * snapshot are taken while the domain is paused and drained).
+	 */
+	const struct sr_disk_info *disks;
+	unsigned ndisks;
 	/* The MSRs to carry, made before the domain ran; NULL: probed while paused. */
 	const struct hvmctx_msr_list *msrs;
 	/* Called once the domain is paused, just before the DEVICE records are written. */

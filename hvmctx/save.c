@@ -369,6 +369,9 @@ static int write_state(struct save *s)
 		if (sr_write_context(s->w, SR_REC_VCPU_CONTEXT, i, s->vcpu[i].blk, s->vcpu[i].n,
 				     &s->se))
 			return sr_err(s->err, &s->se);
+	for (unsigned i = 0; i < s->o->ndisks; i++)
+		if (sr_write_disk(s->w, &s->o->disks[i], &s->se))
+			return sr_err(s->err, &s->se);
 	for (unsigned i = 0; i < s->o->ndevices; i++) {
 		const struct hvmctx_device *dev = &s->o->devices[i];
 
