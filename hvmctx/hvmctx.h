@@ -114,7 +114,11 @@ struct hvmctx_save_opts {
 	uint64_t boot_entry, boot_arg;
 	const struct hvmctx_device *devices;
 	unsigned ndevices;
-	/* DISK records, written before the DEVICE records (filled by capture_devices). */
+	/*
+	 * DISK records, written just before the DEVICE records (so after
+	 * capture_devices, which may fill them in: a disk's identity and
+	 * snapshot are taken while the domain is paused and drained).
+	 */
 	const struct sr_disk_info *disks;
 	unsigned ndisks;
 	/* The MSRs to carry, made before the domain ran; NULL: probed while paused. */

@@ -688,9 +688,6 @@ int sr_virtio_view(const struct sr_record *rec, struct sr_virtio_state *s, struc
 static int check_disk_id(struct sr_device_env *env, struct sr_error *err, uint32_t d,
 			 const struct sr_disk_id *id, size_t off, const char *what)
 {
-	if (id->size % 512)
-		return DERR(env, err, d, off, SR_E_RANGE, "%s size %llu is not a multiple of 512",
-			    what, (unsigned long long)id->size);
 	if (id->hash_blocks > SR_DISK_HASH_BLOCKS_MAX)
 		return DERR(env, err, d, off + offsetof(struct sr_disk_id, hash_blocks), SR_E_RANGE,
 			    "%s hash_blocks %u, at most %u", what, id->hash_blocks,

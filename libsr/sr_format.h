@@ -264,7 +264,7 @@ enum sr_snap_method {
 #define SR_DISK_SAMPLE_BS	(64u << 10)
 
 struct sr_disk_id {
-	uint64_t size;			/* bytes, multiple of 512 */
+	uint64_t size;			/* bytes */
 	uint64_t dev;			/* st_dev */
 	uint64_t ino;			/* st_ino */
 	uint64_t mtime_ns;		/* st_mtim */
