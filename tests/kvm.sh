@@ -1457,6 +1457,7 @@ if want virtio-disk-save && linux_ready virtio-disk-save; then
 	pid=$!
 	wait_domain ds
 	wait_line "$tmp/ds.out" '^sr-disk: wrote 4$' 1500
+	echo "     virtio-disk-save: booted, block $(sed -n 's/^sr-disk: wrote //p' "$tmp/ds.out" | tail -1) written: saving"	# the box's idle watchdog sees it alive
 	$O/sr-save --live ds "$tmp/ds.img" 2>"$tmp/ds.save"; rc=$?
 	wait $pid; src=$?
 	last=$(sed -n 's/^sr-disk: wrote \([0-9]*\)$/\1/p' "$tmp/ds.out" | tail -1)
@@ -1466,6 +1467,7 @@ if want virtio-disk-save && linux_ready virtio-disk-save; then
 		cat "$tmp/ds.out" "$tmp/ds.dump" >> "$tmp/ds.save"
 		bad "virtio-disk-save: sr-save exited $rc, the source $src, or the image lacks DISK/virtio records or does not verify" "$tmp/ds.save"
 	else
+		echo "     virtio-disk-save: saved after block $last; restoring"
 		$O/sr-restore --name ds1 "$tmp/ds.img" </dev/null >"$tmp/ds1.out" 2>&1; rc=$?
 		first=$(sed -n 's/^sr-disk: wrote \([0-9]*\)$/\1/p' "$tmp/ds1.out" | head -1)
 		if [ $rc -eq 0 ] && grep -q '^sr-disk: PASS 30 blocks verified on vda' "$tmp/ds1.out" &&
@@ -1482,6 +1484,7 @@ if want virtio-disk-save && linux_ready virtio-disk-save; then
 			bad "virtio-disk-save: a restore onto a changed disk exited $rc" "$tmp/ds2.out"
 		fi
 		# The same, told the change is known, and without the sandbox: the guest runs to PASS.
+		echo "     virtio-disk-save: restoring again with --disk-changed ok --no-sandbox"
 		$O/sr-restore --name ds3 --disk-changed ok --no-sandbox "$tmp/ds.img" </dev/null >"$tmp/ds3.out" 2>&1; rc=$?
 		if [ $rc -eq 0 ] && grep -q 'used anyway (--disk-changed ok)' "$tmp/ds3.out" &&
 		   grep -q '^sr-disk: PASS 30 blocks verified on vda' "$tmp/ds3.out"; then
