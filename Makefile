@@ -132,18 +132,23 @@ $(O)/guest/linux/modules/order: $(LINUX_KERNEL) guest/linux/modules.sh
 	$(Q)scripts/deps.sh box
 	$(Q)guest/linux/modules.sh build/box/kernel $(dir $@) $(LINUX_MODULES)
 
-# Same inputs, same bytes: fixed timestamps and owners, sorted names.
+# Two archives in one file, as the kernel allows: the modules uncompressed
+# first (a guest without disks does not pay to inflate them), then the rest
+# gzipped.  Same inputs, same bytes: fixed timestamps and owners, sorted names.
 SOURCE_DATE_EPOCH ?= 1700000000
+CPIO_REPRO := cpio -o -H newc -R 0:0 --reproducible 2>/dev/null
 $(LINUX_INITRD): $(O)/guest/linux/sr-workload guest/linux/init guest/linux/disktest $(O)/guest/linux/modules/order
 	$(E) "  CPIO    $@"
-	$(Q)rm -rf $(O)/guest/linux/root && mkdir -p $(O)/guest/linux/root/bin $(O)/guest/linux/root/lib
+	$(Q)rm -rf $(O)/guest/linux/root $(O)/guest/linux/mods
+	$(Q)mkdir -p $(O)/guest/linux/root/bin $(O)/guest/linux/mods/lib
 	$(Q)cp /bin/busybox $(O)/guest/linux/sr-workload $(O)/guest/linux/root/bin/
 	$(Q)cp guest/linux/init $(O)/guest/linux/root/init
 	$(Q)cp guest/linux/disktest $(O)/guest/linux/root/bin/sr-disktest
-	$(Q)cp -r $(O)/guest/linux/modules $(O)/guest/linux/root/lib/modules
-	$(Q)find $(O)/guest/linux/root -exec touch -h -d @$(SOURCE_DATE_EPOCH) {} +
-	$(Q)(cd $(O)/guest/linux/root && find . | LC_ALL=C sort | \
-		cpio -o -H newc -R 0:0 --reproducible 2>/dev/null | gzip -1 -n) > $@
+	$(Q)cp -r $(O)/guest/linux/modules $(O)/guest/linux/mods/lib/modules
+	$(Q)find $(O)/guest/linux/root $(O)/guest/linux/mods -exec touch -h -d @$(SOURCE_DATE_EPOCH) {} +
+	$(Q)(cd $(O)/guest/linux/mods && find lib | LC_ALL=C sort | $(CPIO_REPRO)) > $@.tmp
+	$(Q)(cd $(O)/guest/linux/root && find . | LC_ALL=C sort | $(CPIO_REPRO) | gzip -1 -n) >> $@.tmp
+	$(Q)mv $@.tmp $@
 
 # The Linux guest's root disk: an ext4 image of busybox-static and the
 # workload, LINUX_ROOT_MIB in size (sparse), made without root privileges and

@@ -5,7 +5,8 @@
 # (guest/rootfs/init), and mke2fs -d copies it in.  The same inputs make the
 # same bytes: a fixed UUID and hash seed, every time set to SOURCE_DATE_EPOCH
 # (mke2fs's E2FSPROGS_FAKE_TIME for its own; debugfs for the inodes' ctimes,
-# which mke2fs -d takes from the staging files and no user can set).
+# which mke2fs -d takes from the staging files and no user can set), every
+# file owned by root whoever built it (mke2fs -d copies the builder's uid).
 #   guest/rootfs/mkroot.sh IMAGE MiB STAGING_DIR WORKLOAD_BINARY
 set -euo pipefail
 img=$1 mib=$2 stage=$3 workload=$4
@@ -30,7 +31,8 @@ find "$stage" -exec touch -h -d "@$epoch" {} +
 export E2FSPROGS_FAKE_TIME=$epoch
 rm -f "$img.tmp"
 mke2fs -q -F -t ext4 -L sr-root -U "$uuid" -E "hash_seed=$uuid,root_owner=0:0" -d "$stage" "$img.tmp" "${mib}M" >/dev/null
-(cd "$stage" && find . | LC_ALL=C sort | sed 's|^\.||; s|^$|/|; s|.*|sif "&" ctime @'"$epoch"'|') > "$stage.ctime"
+(cd "$stage" && find . | LC_ALL=C sort | sed 's|^\.||; s|^$|/|') |
+	while read -r f; do printf 'sif "%s" ctime @%s\nsif "%s" uid 0\nsif "%s" gid 0\n' "$f" "$epoch" "$f" "$f"; done > "$stage.ctime"
 debugfs -w -f "$stage.ctime" "$img.tmp" >/dev/null 2>"$stage.ctime.err" ||
 	{ cat "$stage.ctime.err" >&2; exit 1; }
 rm -f "$stage.ctime" "$stage.ctime.err"
