@@ -687,18 +687,19 @@ int save_cli(int argc, char **argv, bool migrate)
 		usage_error("%s", t.err);
 	if (!strncmp(path, "ssh:", 4) && !ssh_host_ok(path + 4))
 		usage_error("%s: not a [USER@]HOST", path);
-	/* Nothing is written, sent or started on another host for a domain that is not here. */
-	if (ctl_request(dom, "status", -1, NULL, reply, sizeof(reply)) < 0)
-		die(EXIT_USAGE, "%s; nothing was %s%s", reply, !t.net ? "written" :
-		    path[0] == 't' ? "sent to " : "started on ", t.net ? path + 4 : "");
-
-	signal(SIGPIPE, SIG_IGN);
+	/* From here every failure is a JSON document too (--json, --progress json). */
 	if (json || events) {
 		sj = save_json_new(migrate ? "sr-migrate" : "sr-save", dom, path, live, json, events);
 		if (!sj)
 			die(EXIT_USAGE, "out of memory");
 		die_set_hook(json_failed);
 	}
+	/* Nothing is written, sent or started on another host for a domain that is not here. */
+	if (ctl_request(dom, "status", -1, NULL, reply, sizeof(reply)) < 0)
+		die(EXIT_USAGE, "%s; nothing was %s%s", reply, !t.net ? "written" :
+		    path[0] == 't' ? "sent to " : "started on ", t.net ? path + 4 : "");
+
+	signal(SIGPIPE, SIG_IGN);
 	if (to_stdout) {
 		fd = STDOUT_FILENO;
 	} else if (!strncmp(path, "tcp:", 4)) {
