@@ -691,7 +691,7 @@ int save_cli(int argc, char **argv, bool migrate)
 		usage_error("%s", t.err);
 	if (!strncmp(path, "ssh:", 4) && !ssh_host_ok(path + 4))
 		usage_error("%s: not a [USER@]HOST", path);
-	/* From here a failure is a JSON document too (--json, --progress json). */
+	/* From here every failure is a JSON document too (--json, --progress json). */
 	if (json || events) {
 		sj = save_json_new(migrate ? "sr-migrate" : "sr-save", dom, path, live, json, events);
 		if (!sj)
