@@ -89,13 +89,45 @@ static int step(struct lstate *s, unsigned i)
 	return rc;
 }
 
+/* Two peers ("ADDR:PORT", "[V6]:PORT") from one address. */
+static bool same_address(const char *a, const char *b)
+{
+	const char *ca = strrchr(a, ':'), *cb = strrchr(b, ':');
+	size_t la = ca ? (size_t)(ca - a) : strlen(a), lb = cb ? (size_t)(cb - b) : strlen(b);
+
+	return la == lb && !memcmp(a, b, la);
+}
+
+/*
+ * Room for a newcomer, so that nobody holding connections keeps the source
+ * out: past LISTENER_PER_ADDRESS pending peers from its address the oldest
+ * of those goes, else, the table full, the oldest of all (sshd's MaxStartups
+ * drops at random; oldest is as good against idle peers and easier to test).
+ */
+static void make_room(struct lstate *s, const char *peer)
+{
+	unsigned same = 0, oldest_same = 0, oldest = 0;
+
+	for (unsigned i = 0; i < s->n; i++) {
+		if (s->p[i].deadline < s->p[oldest].deadline)
+			oldest = i;
+		if (same_address(s->p[i].peer, peer) &&
+		    (!same++ || s->p[i].deadline < s->p[oldest_same].deadline))
+			oldest_same = i;
+	}
+	if (same >= LISTENER_PER_ADDRESS)
+		drop(s, oldest_same, "a newer connection from its address took its place");
+	else if (s->n == LISTENER_PENDING)
+		drop(s, oldest, "a newer connection took its place (every slot was taken)");
+}
+
 /* A connection waiting on the listening socket taken into the table; -1: the socket broke. */
 static int take(struct lstate *s, char *why, size_t len)
 {
 	const struct listener_opts *o = s->o;
-	struct pending *p = &s->p[s->n];
+	struct pending np = { .fd = -1 }, *p;
 	char err[200];
-	int fd = net_accept(o->lfd, o->idle_s, p->peer, sizeof(p->peer), err, sizeof(err));
+	int fd = net_accept(o->lfd, o->idle_s, np.peer, sizeof(np.peer), err, sizeof(err));
 
 	if (fd < 0) {
 		int e = errno;
@@ -114,6 +146,9 @@ static int take(struct lstate *s, char *why, size_t len)
 		return 0;
 	}
 	s->resting_said = false;
+	make_room(s, np.peer);
+	p = &s->p[s->n];
+	*p = np;
 	p->fd = fd;
 	p->tls = NULL;
 	p->partial = false;
@@ -149,7 +184,7 @@ int listener_accept(const struct listener_opts *o, struct listener_source *src, 
 	for (;;) {
 		struct pollfd pf[LISTENER_PENDING + 1];
 		uint64_t now = mono_ns(), wake = o->until_ns;
-		bool accepting = s.n < LISTENER_PENDING && now >= s.rest_until;
+		bool accepting;
 		unsigned np = 0;
 		int ms;
 
@@ -177,7 +212,14 @@ int listener_accept(const struct listener_opts *o, struct listener_source *src, 
 				wake = s.p[i].deadline;
 			i++;
 		}
-		if (!accepting && s.n < LISTENER_PENDING && (!wake || s.rest_until < wake))
+		/*
+		 * Decided after the drops above, and always accepting but while
+		 * resting from an accept error: a full table makes room (make_room).
+		 * (Decided before them, a full table that the deadlines emptied
+		 * left no deadline and no listening socket to wake the poll: wedged.)
+		 */
+		accepting = now >= s.rest_until;
+		if (!accepting && (!wake || s.rest_until < wake))
 			wake = s.rest_until;
 		for (unsigned i = 0; i < s.n; i++)
 			pf[np++] = (struct pollfd){ .fd = s.p[i].partial ? -1 : s.p[i].fd,

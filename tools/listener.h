@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #define LISTENER_PENDING	16
+#define LISTENER_PER_ADDRESS	4	/* pending peers from one address */
 
 struct tls_creds;
 struct tls_conn;

@@ -616,10 +616,13 @@ int save_cli(int argc, char **argv, bool migrate)
 		case 'W': idle_s = parse_ulong("--idle-timeout", optarg, 1, 3600); break;
 		case 'P': tlso.psk_file = optarg; break;
 		case 'X': tlso.creds_dir = optarg; break;
-		case 'A':
-			if (tls_opts_authz(&tlso, optarg))
-				die(EXIT_USAGE, "--tls-authz: at most %d names", TLS_AUTHZ_MAX);
+		case 'A': {
+			char bad[200];
+
+			if (tls_opts_authz(&tlso, optarg, bad, sizeof(bad)))
+				usage_error("%s", bad);
 			break;
+		}
 		case 'H': ssh = optarg; break;
 		case 'r': remote = optarg; break;
 		case 'n':

@@ -388,10 +388,13 @@ int main(int argc, char **argv)
 		case 'd': detach = true; break;
 		case 'P': tlso.psk_file = optarg; break;
 		case 'X': tlso.creds_dir = optarg; break;
-		case 'Z':
-			if (tls_opts_authz(&tlso, optarg))
-				die(EXIT_USAGE, "--tls-authz: at most %d names", TLS_AUTHZ_MAX);
+		case 'Z': {
+			char bad[200];
+
+			if (tls_opts_authz(&tlso, optarg, bad, sizeof(bad)))
+				usage_error("%s", bad);
 			break;
+		}
 		case 'I': lo.insecure = true; break;
 		case 'D': lo.bounds.deadline_s = parse_num("--deadline", optarg, 1, 7 * 86400); break;
 		case 'r': lo.bounds.min_rate_kbs = parse_num("--min-rate", optarg, 0, 10000000); break;

@@ -26,10 +26,16 @@
  * order deciding.
  */
 #define PRIO_CIPHERS	"-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305"
-/* TLS 1.3 only; a PSK always with (EC)DHE, so a key learned later does not open old streams. */
-#define PRIO_X509	"NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:" PRIO_CIPHERS
-#define PRIO_PSK	"NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+DHE-PSK:" \
-		PRIO_CIPHERS
+/*
+ * TLS 1.3 only; a PSK always with ECDHE, so a key learned later does not
+ * open old streams.  Elliptic-curve groups only: a peer not yet
+ * authenticated could otherwise ask the listener (which handshakes all its
+ * peers on one thread) for an 8192-bit finite-field DH, ~150x X25519's work.
+ */
+#define PRIO_GROUPS	"-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1"
+#define PRIO_X509	"NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:" PRIO_GROUPS ":" PRIO_CIPHERS
+#define PRIO_PSK	"NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:" \
+		PRIO_GROUPS ":" PRIO_CIPHERS
 
 #define PUMP_BUF	(256 << 10)
 
@@ -57,10 +63,18 @@ struct tls_conn {
 	char desc[200], peer[1024], why_user[100];
 };
 
-int tls_opts_authz(struct tls_opts *o, const char *name)
+int tls_opts_authz(struct tls_opts *o, const char *name, char *why, size_t len)
 {
-	if (o->nauthz >= TLS_AUTHZ_MAX)
+	/* A '*' would match a shared wildcard certificate literally: names are whole. */
+	if (!*name || strchr(name, '*')) {
+		snprintf(why, len, "--tls-authz \"%s\": a host name, DN or PSK identity, whole "
+			 "(no wildcards)", name);
 		return -1;
+	}
+	if (o->nauthz >= TLS_AUTHZ_MAX) {
+		snprintf(why, len, "--tls-authz: at most %d names", TLS_AUTHZ_MAX);
+		return -1;
+	}
 	o->authz[o->nauthz++] = name;
 	return 0;
 }

@@ -35,8 +35,8 @@ struct tls_opts {
 	bool server;
 };
 
-/* Adds one --tls-authz name; -1 when the list is full (TLS_AUTHZ_MAX). */
-int tls_opts_authz(struct tls_opts *o, const char *name);
+/* Adds one --tls-authz name; -1 (why said) when it is empty or has a '*', or the list is full. */
+int tls_opts_authz(struct tls_opts *o, const char *name, char *why, size_t len);
 
 struct tls_creds;
 struct tls_conn;
