@@ -274,7 +274,7 @@ ASAN_KVM_TESTS ?= guest-2 save-points restore-twice chain corrupt-image placed-r
 	disk-full signal control-socket cpu-compat zero-pages old-layout live live-pipe \
 	live-failure live-cap-round0 tsc-deadline linux-save sandbox migrate-linux migrate-tls
 asan:
-	$(Q)SR_KVM_TESTS="$(ASAN_KVM_TESTS)" $(MAKE) --no-print-directory O=build-asan SAN=1 check-unit check-tools check-kvm
+	$(Q)LSAN_OPTIONS="suppressions=$(abspath tests/lsan.supp):$${LSAN_OPTIONS:-}" SR_KVM_TESTS="$(ASAN_KVM_TESTS)" $(MAKE) --no-print-directory O=build-asan SAN=1 check-unit check-tools check-kvm
 
 # ThreadSanitizer over the threads that run natively: tests/threads (the save
 # pipe with 0-4 workers against batches, the placed reader with 0-3 against the

@@ -242,13 +242,15 @@ open(sys.argv[2], "wb").write(b)
 PY
 "$dump" "$tmp/esc.img" >"$tmp/out" 2>&1
 check "sr-dump escapes the image's creator" bash -c "grep -qF 'by \"sr\\x1b[2J\\xffé\"' '$tmp/out' && ! grep -q \$'\\x1b' '$tmp/out'"
-python3 -c '
+# (bounded: a receiver that never hears from sr-migrate must not hang the run)
+timeout 60 python3 -c '
 import socket, sys
 s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1); print(s.getsockname()[1], flush=True)
 c, _ = s.accept(); c.sendall(b"error \x1b]0;owned\x07 red \x9b31m\n"); c.recv(1 << 20); c.close()
 ' >"$tmp/port" &
-for _ in $(seq 1 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done
-"$mig" dom "tcp:127.0.0.1:$(cat "$tmp/port")" >"$tmp/m.out" 2>&1; wait
+epid=$!
+for _ in $(seq 1 300); do [ -s "$tmp/port" ] && break; sleep 0.1; done
+"$mig" dom "tcp:127.0.0.1:$(cat "$tmp/port")" >"$tmp/m.out" 2>&1; wait $epid
 check "sr-migrate escapes the receiver's error text" bash -c "grep -qF 'the receiver: \\x1b]0;owned\\x07 red \\x9b31m' '$tmp/m.out' && ! grep -q \$'\\x1b\\|\\x07' '$tmp/m.out'"
 
 # sr-restore --listen: addresses, TLS, and connections that must not end it.
