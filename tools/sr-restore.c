@@ -579,8 +579,13 @@ int main(int argc, char **argv)
 		ro.progress_arg = &rp;
 	}
 	rc = hvmctx_restore_finish(rs, runner_domain(r), &ro, &st, &err);
-	if (rp.shown)
+	if (rp.shown) {
+		if (!rc) {
+			rp.last = 0;		/* the whole stream, END included */
+			show_read(&rp, st.bytes);
+		}
 		fputc('\n', stderr);
+	}
 	if (rc)
 		goto fail;
 	stream_why(&guard, NULL);	/* the stream is in: its bounds are kept */
