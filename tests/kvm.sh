@@ -1292,21 +1292,23 @@ if want virtio-disk && linux_ready virtio-disk; then
 	# PCI bus (conf1, MP-table INTx), discards, writes (O_DIRECT, fsync) and
 	# reads them: vda through the host's page cache, vdb O_DIRECT (cache=none,
 	# on the checkout: the box's /tmp is tmpfs, which refuses O_DIRECT); the
-	# blocks are in the files afterwards, and the discarded range is a hole.
+	# blocks are in the files afterwards.  A failure names each check that failed.
 	make_disk "$tmp/dk.raw"
 	make_disk "$O/dk-none.raw"
 	SR_DEVICE_STATS=1 $O/sr-run --name dk --kernel $kernel --initrd $initrd --disk "$tmp/dk.raw" \
 		--disk "$O/dk-none.raw,cache=none" --rng --cmdline "sr.disk=8,0" </dev/null >"$tmp/dk.out" 2>&1; rc=$?
-	hole=$(du -k "$tmp/dk.raw" | cut -f1)
-	if [ $rc -eq 0 ] && grep -q '^sr-disk: PASS 8 blocks verified on vda vdb' "$tmp/dk.out" &&
-	   grep -q '^sr-disk: vda 131072 sectors' "$tmp/dk.out" &&
-	   grep -q '^sr-disk: discard and write-zeroes read back as zeros' "$tmp/dk.out" &&
-	   grep -Eq '^sr-disk: rng virtio_rng.0, 32 bytes [0-9a-f]{64}$' "$tmp/dk.out" &&
-	   disk_block_ok "$tmp/dk.raw" 1 && disk_block_ok "$tmp/dk.raw" 8 &&
-	   disk_block_ok "$O/dk-none.raw" 1 && disk_block_ok "$O/dk-none.raw" 8 && ! grep -Eq "$linux_warnings" "$tmp/dk.out"; then
+	why=
+	grep -q '^sr-disk: PASS 8 blocks verified on vda vdb' "$tmp/dk.out" || why="$why no PASS on vda vdb;"
+	grep -q '^sr-disk: vda 131072 sectors' "$tmp/dk.out" || why="$why vda not 64 MiB;"
+	grep -q '^sr-disk: discard and write-zeroes read back as zeros' "$tmp/dk.out" || why="$why discard;"
+	grep -Eq '^sr-disk: rng virtio_rng.0, 32 bytes [0-9a-f]{64}$' "$tmp/dk.out" || why="$why rng;"
+	{ disk_block_ok "$tmp/dk.raw" 1 && disk_block_ok "$tmp/dk.raw" 8; } || why="$why vda's blocks not in its file;"
+	{ disk_block_ok "$O/dk-none.raw" 1 && disk_block_ok "$O/dk-none.raw" 8; } || why="$why vdb's blocks not in its file;"
+	! grep -Eq "$linux_warnings" "$tmp/dk.out" || why="$why kernel warnings: $(grep -Ec "$linux_warnings" "$tmp/dk.out");"
+	if [ $rc -eq 0 ] && [ -z "$why" ]; then
 		ok "virtio-disk: Linux found vda, vdb (cache=none) and the rng on PCI, discarded, wrote 8 blocks each (O_DIRECT, fsync), read them back; they are in the files; $(grep -o 'virtio-blk 0: .*' "$tmp/dk.out" | head -1)"
 	else
-		bad "virtio-disk: sr-run exited $rc" "$tmp/dk.out"
+		bad "virtio-disk: sr-run exited $rc;$why" "$tmp/dk.out"
 	fi
 	rm -f "$O/dk-none.raw"
 fi
