@@ -1313,18 +1313,22 @@ if want virtio-disk && linux_ready virtio-disk; then
 	rm -f "$O/dk-none.raw"
 fi
 
-if want virtio-disk-save && linux_ready virtio-disk-save; then
+if want virtio-disk-save 420 && linux_ready virtio-disk-save; then
 	# Live save while the guest writes a block every 200 ms (O_DIRECT, fsync):
 	# the image has the disk's DISK record and both virtio devices; the
 	# restore reopens the disk, the guest writes on from where it was and
 	# verifies all 30 blocks.  A second restore of the same image meets a
 	# disk written since: refused, naming it, unless --disk-changed ok.
 	make_disk "$tmp/ds.raw"
+	# A loaded box boots Linux in minutes: a line a minute for its idle watchdog.
+	ds_t0=$(date +%s)
+	( while sleep 60; do echo "     virtio-disk-save: $(( $(date +%s) - ds_t0 )) s"; done ) &
+	ds_ticker=$!
 	$O/sr-run --name ds --kernel $kernel --initrd $initrd --disk "$tmp/ds.raw" --rng \
 		--cmdline "sr.disk=30,200" </dev/null >"$tmp/ds.out" 2>&1 &
 	pid=$!
 	wait_domain ds
-	wait_line "$tmp/ds.out" '^sr-disk: wrote 4$' 1500
+	wait_line "$tmp/ds.out" '^sr-disk: wrote 4$' 3000
 	echo "     virtio-disk-save: booted, block $(sed -n 's/^sr-disk: wrote //p' "$tmp/ds.out" | tail -1) written: saving"	# the box's idle watchdog sees it alive
 	$O/sr-save --live ds "$tmp/ds.img" 2>"$tmp/ds.save"; rc=$?
 	wait $pid; src=$?
@@ -1361,6 +1365,7 @@ if want virtio-disk-save && linux_ready virtio-disk-save; then
 			bad "virtio-disk-save: --disk-changed ok --no-sandbox exited $rc" "$tmp/ds3.out"
 		fi
 	fi
+	kill $ds_ticker 2>/dev/null; wait $ds_ticker 2>/dev/null
 fi
 
 if want linux-pause 300 && linux_ready linux-pause; then
