@@ -1426,37 +1426,43 @@ if want virtio-disk && linux_ready virtio-disk; then
 	# PCI bus (conf1, MP-table INTx), discards, writes (O_DIRECT, fsync) and
 	# reads them: vda through the host's page cache, vdb O_DIRECT (cache=none,
 	# on the checkout: the box's /tmp is tmpfs, which refuses O_DIRECT); the
-	# blocks are in the files afterwards, and the discarded range is a hole.
+	# blocks are in the files afterwards.  A failure names each check that failed.
 	make_disk "$tmp/dk.raw"
 	make_disk "$O/dk-none.raw"
 	SR_DEVICE_STATS=1 $O/sr-run --name dk --kernel $kernel --initrd $initrd --disk "$tmp/dk.raw" \
 		--disk "$O/dk-none.raw,cache=none" --rng --cmdline "sr.disk=8,0" </dev/null >"$tmp/dk.out" 2>&1; rc=$?
-	hole=$(du -k "$tmp/dk.raw" | cut -f1)
-	if [ $rc -eq 0 ] && grep -q '^sr-disk: PASS 8 blocks verified on vda vdb' "$tmp/dk.out" &&
-	   grep -q '^sr-disk: vda 131072 sectors' "$tmp/dk.out" &&
-	   grep -q '^sr-disk: discard and write-zeroes read back as zeros' "$tmp/dk.out" &&
-	   grep -Eq '^sr-disk: rng virtio_rng.0, 32 bytes [0-9a-f]{64}$' "$tmp/dk.out" &&
-	   disk_block_ok "$tmp/dk.raw" 1 && disk_block_ok "$tmp/dk.raw" 8 &&
-	   disk_block_ok "$O/dk-none.raw" 1 && disk_block_ok "$O/dk-none.raw" 8 && ! grep -Eq "$linux_warnings" "$tmp/dk.out"; then
+	why=
+	grep -q '^sr-disk: PASS 8 blocks verified on vda vdb' "$tmp/dk.out" || why="$why no PASS on vda vdb;"
+	grep -q '^sr-disk: vda 131072 sectors' "$tmp/dk.out" || why="$why vda not 64 MiB;"
+	grep -q '^sr-disk: discard and write-zeroes read back as zeros' "$tmp/dk.out" || why="$why discard;"
+	grep -Eq '^sr-disk: rng virtio_rng.0, 32 bytes [0-9a-f]{64}$' "$tmp/dk.out" || why="$why rng;"
+	{ disk_block_ok "$tmp/dk.raw" 1 && disk_block_ok "$tmp/dk.raw" 8; } || why="$why vda's blocks not in its file;"
+	{ disk_block_ok "$O/dk-none.raw" 1 && disk_block_ok "$O/dk-none.raw" 8; } || why="$why vdb's blocks not in its file;"
+	! grep -Eq "$linux_warnings" "$tmp/dk.out" || why="$why kernel warnings: $(grep -Ec "$linux_warnings" "$tmp/dk.out");"
+	if [ $rc -eq 0 ] && [ -z "$why" ]; then
 		ok "virtio-disk: Linux found vda, vdb (cache=none) and the rng on PCI, discarded, wrote 8 blocks each (O_DIRECT, fsync), read them back; they are in the files; $(grep -o 'virtio-blk 0: .*' "$tmp/dk.out" | head -1)"
 	else
-		bad "virtio-disk: sr-run exited $rc" "$tmp/dk.out"
+		bad "virtio-disk: sr-run exited $rc;$why" "$tmp/dk.out"
 	fi
 	rm -f "$O/dk-none.raw"
 fi
 
-if want virtio-disk-save && linux_ready virtio-disk-save; then
+if want virtio-disk-save 420 && linux_ready virtio-disk-save; then
 	# Live save while the guest writes a block every 200 ms (O_DIRECT, fsync):
 	# the image has the disk's DISK record and both virtio devices; the
 	# restore reopens the disk, the guest writes on from where it was and
 	# verifies all 30 blocks.  A second restore of the same image meets a
 	# disk written since: refused, naming it, unless --disk-changed ok.
 	make_disk "$tmp/ds.raw"
+	# A loaded box boots Linux in minutes: a line a minute for its idle watchdog.
+	ds_t0=$(date +%s)
+	( while sleep 60; do echo "     virtio-disk-save: $(( $(date +%s) - ds_t0 )) s"; done ) &
+	ds_ticker=$!
 	$O/sr-run --name ds --kernel $kernel --initrd $initrd --disk "$tmp/ds.raw" --rng \
 		--cmdline "sr.disk=30,200" </dev/null >"$tmp/ds.out" 2>&1 &
 	pid=$!
 	wait_domain ds
-	wait_line "$tmp/ds.out" '^sr-disk: wrote 4$' 1500
+	wait_line "$tmp/ds.out" '^sr-disk: wrote 4$' 3000
 	echo "     virtio-disk-save: booted, block $(sed -n 's/^sr-disk: wrote //p' "$tmp/ds.out" | tail -1) written: saving"	# the box's idle watchdog sees it alive
 	$O/sr-save --live ds "$tmp/ds.img" 2>"$tmp/ds.save"; rc=$?
 	wait $pid; src=$?
@@ -1493,6 +1499,7 @@ if want virtio-disk-save && linux_ready virtio-disk-save; then
 			bad "virtio-disk-save: --disk-changed ok --no-sandbox exited $rc" "$tmp/ds3.out"
 		fi
 	fi
+	kill $ds_ticker 2>/dev/null; wait $ds_ticker 2>/dev/null
 fi
 
 if want linux-pause 300 && linux_ready linux-pause; then

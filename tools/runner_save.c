@@ -53,11 +53,13 @@ static int devices_prepare(struct progress *p, struct hvmctx_save_opts *o, struc
 			continue;
 		if (p->ndev == 1 + DEVICES_MAX)
 			return xc_set_error(err, 0, "more than %d devices to save", DEVICES_MAX);
-		if (!(p->buf[p->ndev] = malloc(DEVICE_STATE_MAX)))
+		unsigned i = p->ndev++;
+
+		if (!(p->buf[i] = malloc(DEVICE_STATE_MAX)))
 			return xc_set_error(err, ENOMEM, "device state");
-		p->hw[p->ndev] = h;
-		p->dev[p->ndev++] = (struct hvmctx_device){ h->ops->name, h->ops->version, h->instance,
-							     p->buf[p->ndev], 0 };
+		p->hw[i] = h;
+		p->dev[i] = (struct hvmctx_device){ h->ops->name, h->ops->version, h->instance,
+						     p->buf[i], 0 };
 		if (!strcmp(h->ops->name, "virtio-blk"))
 			p->ndisks++;
 	}
