@@ -235,7 +235,7 @@ $(O)/tests/bench-%: $(O)/tests/bench_%.o $(O)/libsr.a
 # ------------------------------------------------------------------ tests
 .PHONY: converge fuzz fuzz-ci soak faults faults-migrate
 .PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install uninstall release clean demo sr-bench bench-peer bench-tls
-.PHONY: tsan check-tsan mutants linux-root bench-disk check-rootfs install-service uninstall-service
+.PHONY: tsan check-tsan mutants check-devices linux-root bench-disk check-rootfs install-service uninstall-service
 
 check: check-unit check-tools check-kvm
 
@@ -259,6 +259,11 @@ KVM_DEPS := $(TOOLS) $(GUEST) $(O)/tests/kvm-dirty-log $(O)/tests/imgedit $(O)/t
 # The suite outgrew the box's default 1200 s bound: an hour for the whole of it.
 check-kvm: $(KVM_DEPS)
 	$(Q)SR_BOX_TIMEOUT=$${SR_BOX_TIMEOUT:-3600} O=$(O) tests/on-kvm.sh check-kvm tests/kvm.sh
+
+# The virtio device tests, left out of check-kvm until they pass in the box (issue #18).
+check-devices: $(KVM_DEPS)
+	$(Q)SR_KVM_TESTS="virtio-disk virtio-disk-save linux-disk linux-disk-save" SR_BOX_TIMEOUT=$${SR_BOX_TIMEOUT:-3600} \
+		O=$(O) tests/on-kvm.sh check-devices tests/kvm.sh
 
 box-shell: $(KVM_DEPS)
 	$(Q)tests/box.sh --shell
