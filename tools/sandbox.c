@@ -319,7 +319,7 @@ static const struct rule sanitizer[] = {
 	R(mmap, ANY, "the runtime's own mappings"),
 	R(mprotect, ANY, "the same"),
 	R(write, ANY, "reports"),
-	R(rt_sigaction, ANY, "abort() after a report"),
+	R(rt_sigaction, NOT_SIGSYS, "abort() after a report (never SIGSYS: the trap stays ours)"),
 	R(tgkill, ANY, "the same"),
 	R(kill, ANY, "the same"),
 	R(getppid, ANY, "LSan's tracer"),
