@@ -277,7 +277,7 @@ box-shell: $(KVM_DEPS)
 # (ASAN_KVM_TESTS="" runs all of it under the sanitizers).
 ASAN_KVM_TESTS ?= guest-2 save-points restore-twice chain corrupt-image placed-restore clock \
 	disk-full signal control-socket cpu-compat zero-pages old-layout live live-pipe \
-	live-failure live-cap-round0 tsc-deadline linux-save sandbox migrate-linux migrate-tls
+	live-failure tsc-deadline linux-save sandbox migrate-linux migrate-tls
 asan:
 	$(Q)LSAN_OPTIONS="suppressions=$(abspath tests/lsan.supp):$${LSAN_OPTIONS:-}" SR_KVM_TESTS="$(ASAN_KVM_TESTS)" $(MAKE) --no-print-directory O=build-asan SAN=1 check-unit check-tools check-kvm
 
