@@ -113,9 +113,9 @@ rpid=$!
 # The runner makes its socket once the image is loaded.
 for _ in $(seq 1 360000); do [ -S "$SR_RUN_DIR/peer.sock" ] && break; nap; done
 b=$(ms)
-$O/sr-ctl peer resume >/dev/null
+$O/sr-ctl resume peer >/dev/null
 wait_tick "$dir/sr2.out" "$last" 300 || die "sr's restored guest did not tick" "$dir/sr2.out"
-$O/sr-ctl peer destroy >/dev/null 2>&1; wait $rpid 2>/dev/null
+$O/sr-ctl destroy peer >/dev/null 2>&1; wait $rpid 2>/dev/null
 row "sr restore (cold)" $((b - a)) "$(stat -c %s "$dir/sr.img")" - "to a loaded, paused guest (its own figures: stream read and verified in $(sed -n 's/.*stream read and verified in \([0-9.]*\) ms.*/\1/p' "$dir/sr2.out") ms, vCPUs ready to run $(sed -n 's/.*vCPUs start \([0-9.]*\) ms after.*/\1/p' "$dir/sr2.out") ms after it started; $(grep -o '[0-9]* of [0-9]* records read straight into guest memory' "$dir/sr2.out")); it then ran on"
 rm -f "$dir/sr.img"
 
@@ -202,7 +202,7 @@ sr_migrate_row() {
 	mig=$(timeout "$live_s" $O/sr-migrate --stats --json "$@" peer tcp:10.77.0.2:$port 2>"$dir/mig.err") || die "sr-migrate failed: $(tail -1 "$dir/mig.err")" "$dir/sr-far.out"
 	b=$(ms)
 	wait_tick "$dir/sr-far.out" "$last" 300 || die "the migrated guest did not tick there" "$dir/sr-far.out"
-	SR_RUN_DIR=$dir/far $O/sr-ctl peer destroy >/dev/null 2>&1; wait $fpid 2>/dev/null
+	SR_RUN_DIR=$dir/far $O/sr-ctl destroy peer >/dev/null 2>&1; wait $fpid 2>/dev/null
 	# The guest's whole pause: from the final round to the receiver's "running".
 	# sr-migrate --json: the numbers; --stats still says the transport (on stderr).
 	IFS=$'\t' read -r down bytes rounds stream < <(echo "$mig" | python3 -c '

@@ -53,7 +53,7 @@ one() {
 			--pages 64 --quiet-guest "$guest" >"$tmp/$n.src" 2>&1 &
 		spid=$!
 		for _ in $(seq 1 100); do
-			$O/sr-ctl $n status >/dev/null 2>&1 && break 2
+			$O/sr-ctl status $n >/dev/null 2>&1 && break 2
 			kill -0 $spid 2>/dev/null || break
 			sleep 0.2
 		done
@@ -66,7 +66,7 @@ one() {
 		[ "$(awk '/^RssShmem:/ { print $2 }' /proc/$spid/status 2>/dev/null)" -ge $((mib * 768)) ] 2>/dev/null && break
 		sleep 0.5
 	done
-	$O/sr-ctl $n status >/dev/null 2>&1 || die "$t: the guest did not start" "$tmp/$n.src"
+	$O/sr-ctl status $n >/dev/null 2>&1 || die "$t: the guest did not start" "$tmp/$n.src"
 	echo "  ($t: the guest has written its memory; migrating)"
 	far env SR_KTLS=$ktls $O/sr-restore --listen $port "${ropts[@]}" --name $n --accept-timeout 120 \
 		</dev/null >"$tmp/$n.far" 2>&1 &
@@ -77,7 +77,7 @@ one() {
 		tcp:10.77.0.2:$port 2>"$tmp/$n.mig"; rc=$?
 	b=$(ms)
 	wait $spid
-	SR_RUN_DIR=$tmp/far $O/sr-ctl $n destroy >/dev/null 2>&1
+	SR_RUN_DIR=$tmp/far $O/sr-ctl destroy $n >/dev/null 2>&1
 	wait $fpid; dst=$?
 	[ $rc -eq 0 ] || die "$t: sr-migrate exited $rc (receiver $dst)" "$tmp/$n.mig"
 	grep -q "^transport: .*$want" "$tmp/$n.mig" || grep -q "^transport: .*user-space" "$tmp/$n.mig" ||

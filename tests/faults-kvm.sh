@@ -20,7 +20,7 @@ trap 'kill $(jobs -p) 2>/dev/null; umount "$tmp/fs" 2>/dev/null; rm -rf "$SR_RUN
 RANDOM=$seed
 pass=0 fail=0
 declare -A trials ran_on absent complete restored interrupted kind_trials
-up() { for _ in $(seq 1 400); do $O/sr-ctl "$1" status >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
+up() { for _ in $(seq 1 400); do $O/sr-ctl status "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
 
 echo "faults: $n trials, seed $seed (SR_FAULTS_SEED=$seed repeats them)"
 $O/sr-run --name fv --memory 32 --vcpus 2 --rounds 0 --pages 64 --delay-us 5000 --quiet-guest \
@@ -63,7 +63,7 @@ for i in $(seq 1 "$n"); do
 	# The domain must be running again (a save that did not commit resumes it).
 	state=
 	for _ in $(seq 1 100); do
-		state=$($O/sr-ctl fv status 2>/dev/null | grep -o 'state=[a-z]*')
+		state=$($O/sr-ctl status fv 2>/dev/null | grep -o 'state=[a-z]*')
 		[ "$state" = state=running ] && break
 		sleep 0.05
 	done
@@ -81,7 +81,7 @@ for i in $(seq 1 "$n"); do
 		touch "$tmp/ok.mark"
 		$O/sr-restore --name fr "$img" >"$tmp/fr.out" 2>&1 & rpid=$!
 		up fr && sleep 0.3
-		$O/sr-ctl fr finish >/dev/null 2>&1
+		$O/sr-ctl finish fr >/dev/null 2>&1
 		wait $rpid; rrc=$?
 		if [ $rrc -eq 0 ] && grep -q '^PASS' "$tmp/fr.out"; then restored[$key]=$(( ${restored[$key]:-0} + 1 ))
 		else verdict=FAIL why="complete image restored with exit $rrc: $(grep -m1 -E 'FAIL|ASSERT|error' "$tmp/fr.out")"; fi
@@ -97,7 +97,7 @@ for i in $(seq 1 "$n"); do
 	unset size
 done
 
-$O/sr-ctl fv finish >/dev/null 2>&1
+$O/sr-ctl finish fv >/dev/null 2>&1
 wait $gpid; grc=$?
 if [ $grc -eq 0 ] && grep -q '^PASS' "$tmp/fv.out"; then
 	echo "faults: after $n trials the guest verified its memory to the end: PASS"

@@ -30,7 +30,7 @@ moments=(stream ready held go running)
 declare -A count
 
 far_sr() { SR_RUN_DIR=$tmp/far $O/sr-ctl "$@"; }
-up() { for _ in $(seq 1 400); do $O/sr-ctl "$1" status >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
+up() { for _ in $(seq 1 400); do $O/sr-ctl status "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
 # Waits up to $3 tenths of a second for a line matching $1 in file $2.
 wait_line() { for _ in $(seq 1 "$3"); do grep -q "$1" "$2" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 # Waits up to $2 tenths of a second for pid $1 to end.
@@ -95,7 +95,7 @@ for i in $(seq 1 "$n"); do
 		case $kind in
 		kill-migrate) kill -KILL $mpid ;;
 		kill-receiver) kill -KILL $(descendants $fpid) $fpid 2>/dev/null ;;
-		cancel) $O/sr-ctl $dom cancel >"$tmp/cancel.log" 2>&1 ;;
+		cancel) $O/sr-ctl cancel $dom >"$tmp/cancel.log" 2>&1 ;;
 		link) tc qdisc add dev sr-near root netem loss 100% ;;
 		esac
 	fi
@@ -105,11 +105,11 @@ for i in $(seq 1 "$n"); do
 	# The receiver either runs the domain or gives up (its go wait: 30 s at most).
 	for _ in $(seq 1 450); do
 		kill -0 $fpid 2>/dev/null || break
-		far_sr $dom status 2>/dev/null | grep -q state=running && break
+		far_sr status $dom 2>/dev/null | grep -q state=running && break
 		sleep 0.1
 	done
-	here=$($O/sr-ctl $dom status 2>/dev/null | state_of); here=${here:-gone}
-	there=$(far_sr $dom status 2>/dev/null | state_of); there=${there:-gone}
+	here=$($O/sr-ctl status $dom 2>/dev/null | state_of); here=${here:-gone}
+	there=$(far_sr status $dom 2>/dev/null | state_of); there=${there:-gone}
 	runner_said=$(grep -o 'not committed.*' "$tmp/src.log" | tail -1)
 	verdict=FAIL outcome=
 	if [ "$here" = running ] && [ "$there" != running ]; then
@@ -129,18 +129,18 @@ for i in $(seq 1 "$n"); do
 	# Whichever copy runs must be the guest, whole: it verifies its memory to the end.
 	if [ $verdict = ok ]; then
 		if [ "$there" = running ]; then
-			far_sr $dom finish >/dev/null 2>&1
-			$O/sr-ctl $dom destroy >/dev/null 2>&1	# a paused copy: settled by hand
+			far_sr finish $dom >/dev/null 2>&1
+			$O/sr-ctl destroy $dom >/dev/null 2>&1	# a paused copy: settled by hand
 			wait_gone $fpid 300; wait $fpid; grc=$?
 			grep -q '^PASS' "$tmp/far.log" && [ $grc -eq 0 ] || { verdict=FAIL; outcome="$outcome, but the guest there exited $grc"; }
 		elif [ "$here" = running ]; then
-			$O/sr-ctl $dom finish >/dev/null 2>&1
+			$O/sr-ctl finish $dom >/dev/null 2>&1
 			wait_gone $spid 300; wait $spid; grc=$?
 			grep -q '^PASS' "$tmp/src.log" && [ $grc -eq 0 ] || { verdict=FAIL; outcome="$outcome, but the guest here exited $grc"; }
 		fi
 	fi
-	$O/sr-ctl $dom destroy >/dev/null 2>&1
-	far_sr $dom destroy >/dev/null 2>&1
+	$O/sr-ctl destroy $dom >/dev/null 2>&1
+	far_sr destroy $dom >/dev/null 2>&1
 	kill -KILL $(descendants $fpid) $fpid $spid 2>/dev/null
 	wait $spid $fpid 2>/dev/null
 	key="$kind $moment"

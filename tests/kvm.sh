@@ -86,7 +86,7 @@ main_pid=$$
 # Waits until domain $1 answers on its control socket.
 wait_domain() {
 	for _ in $(seq 1 600); do
-		$O/sr-ctl "$1" status >/dev/null 2>&1 && return 0
+		$O/sr-ctl status "$1" >/dev/null 2>&1 && return 0
 		sleep 0.05
 	done
 	return 1
@@ -101,7 +101,7 @@ poll_ms() {
 	done
 }
 # True while domain $1's runner reports a save in progress.
-save_running() { $O/sr-ctl "$1" status 2>/dev/null | grep -q ' save=running '; }
+save_running() { $O/sr-ctl status "$1" 2>/dev/null | grep -q ' save=running '; }
 # File $2 has a line matching $1.
 file_has() { grep -q "$1" "$2" 2>/dev/null; }
 # Runner $1's guest memory (its memfd's resident pages, RssShmem) is at least $2 KiB.
@@ -157,12 +157,12 @@ if want pause-resume; then
 	pcycles=${SR_PAUSE_CYCLES:-30}
 	if wait_domain pr; then
 		for i in $(seq 1 "$pcycles"); do
-			$O/sr-ctl pr pause >/dev/null 2>>"$tmp/pr.ctl" || break
-			$O/sr-ctl pr status 2>>"$tmp/pr.ctl" | grep -q 'state=paused' || break
-			$O/sr-ctl pr resume >/dev/null 2>>"$tmp/pr.ctl" || break
+			$O/sr-ctl pause pr >/dev/null 2>>"$tmp/pr.ctl" || break
+			$O/sr-ctl status pr 2>>"$tmp/pr.ctl" | grep -q 'state=paused' || break
+			$O/sr-ctl resume pr >/dev/null 2>>"$tmp/pr.ctl" || break
 			cycles=$i
 		done
-		$O/sr-ctl pr finish >/dev/null 2>>"$tmp/pr.ctl"
+		$O/sr-ctl finish pr >/dev/null 2>>"$tmp/pr.ctl"
 	fi
 	wait $pid; rc=$?
 	cat "$tmp/pr.ctl" >>"$tmp/pr.out" 2>/dev/null
@@ -190,7 +190,7 @@ if want poke; then
 	pid=$!
 	wait_domain poke && sleep 0.5 && $O/sr-ctl poke poke $((0x800000 + 5 * 4096 + 808)) >/dev/null
 	sleep 0.5
-	$O/sr-ctl poke finish >/dev/null 2>&1
+	$O/sr-ctl finish poke >/dev/null 2>&1
 	wait $pid; rc=$?
 	if [ $rc -eq 1 ] && grep -q 'pfn 0x805' "$tmp/poke.out"; then
 		ok "poke: the guest caught one flipped bit: $(grep -o 'pfn 0x805.*' "$tmp/poke.out" | head -1)"
@@ -301,11 +301,11 @@ for x in s: x.setblocking(False); x.connect_ex(sys.argv[1])
 time.sleep(8)' "$SR_RUN_DIR/cs.sock" &
 	idle=$!
 	sleep 0.5
-	a=$(date +%s%N); st=$($O/sr-ctl cs status 2>&1); b=$(date +%s%N)
+	a=$(date +%s%N); st=$($O/sr-ctl status cs 2>&1); b=$(date +%s%N)
 	$O/sr-run --name cs --memory 32 --rounds 1 --quiet-guest "$guest" >"$tmp/cs2.out" 2>&1; rc2=$?
 	kill $idle 2>/dev/null; wait $idle
-	st2=$($O/sr-ctl cs status 2>&1)
-	$O/sr-ctl cs finish >/dev/null 2>&1; wait $pid; rc=$?
+	st2=$($O/sr-ctl status cs 2>&1)
+	$O/sr-ctl finish cs >/dev/null 2>&1; wait $pid; rc=$?
 	ms=$(( (b - a) / 1000000 ))
 	# Before, each idle client ahead held the loop 5 s: 8 of them, 40 s.
 	if [[ "$st" == *"pid=$pid "* ]] && [ $ms -lt 5000 ] && [ $rc2 -eq 2 ] && grep -q 'already running' "$tmp/cs2.out" &&
@@ -330,7 +330,7 @@ if want external-save; then
 	else
 		restore_bg "$tmp/ext.img" ext2
 		rpid=$!
-		wait_domain ext2 && sleep 2 && $O/sr-ctl ext2 finish >/dev/null
+		wait_domain ext2 && sleep 2 && $O/sr-ctl finish ext2 >/dev/null
 		wait $rpid; rc=$?
 		if [ $rc -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/ext2.out"; then
 			ok "external-save: saved mid-workload by sr-save, restored on 2 vCPUs: PASS"
@@ -373,7 +373,7 @@ if want chain; then
 		sleep 0.3
 		cycles=$i
 	done
-	$O/sr-ctl ch finish >/dev/null 2>&1
+	$O/sr-ctl finish ch >/dev/null 2>&1
 	wait $chpid; rc=$?
 	if [ $cycles -eq 20 ] && [ $rc -eq 0 ] && grep -q '^PASS' "$tmp/ch.out"; then
 		ok "chain: 20 save -> restore -> run cycles on 2 vCPUs, then PASS"
@@ -551,7 +551,7 @@ if want disk-full; then
 	wait_domain df && sleep 0.5
 	$O/sr-save df "$tmp/full/df.img" 2>"$tmp/df.save"; rc=$?
 	sleep 0.5
-	$O/sr-ctl df finish >/dev/null 2>&1
+	$O/sr-ctl finish df >/dev/null 2>&1
 	wait $pid; rrc=$?
 	left=$(ls "$tmp/full")
 	umount "$tmp/full"
@@ -571,7 +571,7 @@ if want reader-gone; then
 	wait_domain rg && sleep 0.5
 	$O/sr-save rg - 2>"$tmp/rg.save" | head -c 100000 >/dev/null
 	sleep 0.5
-	$O/sr-ctl rg finish >/dev/null 2>&1
+	$O/sr-ctl finish rg >/dev/null 2>&1
 	wait $pid; rrc=$?
 	if grep -q 'the domain runs on' "$tmp/rg.save" && [ $rrc -eq 0 ] && grep -q '^PASS' "$tmp/rg.out"; then
 		ok "reader-gone: $(cat "$tmp/rg.save"); the guest ran on to PASS"
@@ -596,8 +596,8 @@ if want signal 300; then
 	seen=0; poll_ms 20000 save_running sg && seen=1
 	kill -INT $spid; wait $spid; src=$?
 	sleep 1
-	$O/sr-ctl sg status >"$tmp/sg.status" 2>&1; strc=$?
-	$O/sr-ctl sg finish >/dev/null 2>&1
+	$O/sr-ctl status sg >"$tmp/sg.status" 2>&1; strc=$?
+	$O/sr-ctl finish sg >/dev/null 2>&1
 	wait $pid; rrc=$?
 	if [ $seen -eq 1 ] && [ $src -ne 0 ] && [ $strc -eq 0 ] && grep -q 'state=running' "$tmp/sg.status" && [ ! -e "$tmp/sg.img" ] && [ ! -e "$tmp/sg.img.tmp" ] && [ $rrc -eq 0 ] && grep -q '^PASS' "$tmp/sg.out"; then
 		ok "signal: SIGINT mid-save left the domain running (then PASS) and no file"
@@ -626,12 +626,12 @@ sys.exit(0 if n >= 61440 else 1)' "/proc/$pid/fd/1" 2>/dev/null; }	# small write
 	full=0; poll_ms 60000 pipe_full && full=1
 	sleep 0.5		# the runner's 4 KiB fill and it starts dropping
 	t0=$(date +%s%N)
-	$O/sr-ctl cs pause >/dev/null 2>&1; prc=$?
+	$O/sr-ctl pause cs >/dev/null 2>&1; prc=$?
 	t1=$(date +%s%N)
-	$O/sr-ctl cs resume >/dev/null 2>&1
+	$O/sr-ctl resume cs >/dev/null 2>&1
 	kill -CONT $cpid
 	sleep 1
-	$O/sr-ctl cs finish >/dev/null 2>&1
+	$O/sr-ctl finish cs >/dev/null 2>&1
 	wait $pid; rrc=$?
 	wait $cpid 2>/dev/null
 	ms=$(( (t1 - t0) / 1000000 ))
@@ -652,11 +652,11 @@ if want save-control; then
 	# A reader that takes nothing: the save stalls on a full pipe.
 	( $O/sr-save sc - 2>"$tmp/sc.save" | sleep 30 ) & spid=$!
 	poll_ms 20000 save_running sc
-	$O/sr-ctl sc status >"$tmp/sc.status" 2>&1
-	$O/sr-ctl sc pause >"$tmp/sc.busy" 2>&1; brc=$?
-	$O/sr-ctl sc cancel >"$tmp/sc.cancel" 2>&1; crc=$?
+	$O/sr-ctl status sc >"$tmp/sc.status" 2>&1
+	$O/sr-ctl pause sc >"$tmp/sc.busy" 2>&1; brc=$?
+	$O/sr-ctl cancel sc >"$tmp/sc.cancel" 2>&1; crc=$?
 	for _ in $(seq 1 100); do grep -q 'cancel' "$tmp/sc.save" 2>/dev/null && break; sleep 0.1; done
-	$O/sr-ctl sc status >"$tmp/sc.after" 2>&1
+	$O/sr-ctl status sc >"$tmp/sc.after" 2>&1
 	pkill -P $spid sleep 2>/dev/null; wait $spid 2>/dev/null
 	if grep -q 'save=running pages=[0-9]*/65536' "$tmp/sc.status" && [ $brc -eq 1 ] && grep -q busy "$tmp/sc.busy" &&
 	   [ $crc -eq 0 ] && grep -q 'save cancelled' "$tmp/sc.save" && grep -q 'state=running' "$tmp/sc.after" &&
@@ -672,8 +672,8 @@ if want save-control; then
 	poll_ms 20000 file_has 'cancel' "$tmp/sc.stall"
 	took_ms=$(( ($(date +%s%N) - start) / 1000000 )); took=$((took_ms / 1000))
 	pkill -P $spid sleep 2>/dev/null; wait $spid 2>/dev/null
-	$O/sr-ctl sc status >"$tmp/sc.after2" 2>&1
-	$O/sr-ctl sc finish >/dev/null 2>&1
+	$O/sr-ctl status sc >"$tmp/sc.after2" 2>&1
+	$O/sr-ctl finish sc >/dev/null 2>&1
 	wait $pid; rrc=$?
 	# Not before the timeout (3 s without progress), nor long after it.
 	if grep -q 'save cancelled' "$tmp/sc.stall" && [ $took_ms -ge 3000 ] && [ $took -lt 15 ] && grep -q 'state=running' "$tmp/sc.after2" &&
@@ -698,9 +698,9 @@ if want control-socket 300; then
 	else bad "control-socket: modes '$modes' (want '700 600')" /dev/null; fi
 
 	# Another uid: the modes keep it out; opened up (as only root can), SO_PEERCRED does.
-	setpriv --reuid=nobody --regid=nogroup --clear-groups $O/sr-ctl cx status >"$tmp/cx.nobody" 2>&1; nrc=$?
+	setpriv --reuid=nobody --regid=nogroup --clear-groups $O/sr-ctl status cx >"$tmp/cx.nobody" 2>&1; nrc=$?
 	chmod 0711 "$SR_RUN_DIR"; chmod 0666 "$SR_RUN_DIR/cx.sock"
-	setpriv --reuid=nobody --regid=nogroup --clear-groups $O/sr-ctl cx status >"$tmp/cx.cred" 2>&1; crc=$?
+	setpriv --reuid=nobody --regid=nogroup --clear-groups $O/sr-ctl status cx >"$tmp/cx.cred" 2>&1; crc=$?
 	chmod 0700 "$SR_RUN_DIR"; chmod 0600 "$SR_RUN_DIR/cx.sock"
 	# The runner answers "error permission denied" and hangs up at once: a client
 	# still sending its request then sees EPIPE instead of the answer.
@@ -720,7 +720,7 @@ time.sleep(30)' "$SR_RUN_DIR/cx.sock" "$tmp/cx.quiet" &
 	# Connected, it is ahead of the status client in the listen backlog.
 	poll_ms 20000 file_has connected "$tmp/cx.quiet"
 	a=$(date +%s%N)
-	$O/sr-ctl cx status >"$tmp/cx.st" 2>&1; src=$?
+	$O/sr-ctl status cx >"$tmp/cx.st" 2>&1; src=$?
 	ms=$(( ($(date +%s%N) - a) / 1000000 ))
 	kill $quiet 2>/dev/null; wait $quiet 2>/dev/null
 	if [ $src -eq 0 ] && grep -q 'state=running' "$tmp/cx.st" && [ $ms -lt 1000 ]; then
@@ -733,9 +733,9 @@ time.sleep(30)' "$SR_RUN_DIR/cx.sock" "$tmp/cx.quiet" &
 	( $O/sr-save cx - 2>"$tmp/cx.save1" | sleep 60 ) & s1=$!
 	poll_ms 20000 save_running cx; seen=$?
 	$O/sr-save cx "$tmp/cx2.img" >"$tmp/cx.save2" 2>&1; s2=$?
-	$O/sr-ctl cx destroy >"$tmp/cx.destroy" 2>&1; drc=$?
+	$O/sr-ctl destroy cx >"$tmp/cx.destroy" 2>&1; drc=$?
 	save_running cx; still=$?
-	$O/sr-ctl cx cancel >/dev/null 2>&1
+	$O/sr-ctl cancel cx >/dev/null 2>&1
 	poll_ms 20000 file_has 'cancel' "$tmp/cx.save1"
 	pkill -P $s1 sleep 2>/dev/null; wait $s1 2>/dev/null
 	if [ $seen -eq 0 ] && [ $s2 -ne 0 ] && grep -q 'busy' "$tmp/cx.save2" && [ ! -e "$tmp/cx2.img" ] &&
@@ -781,9 +781,9 @@ if want save-options 300; then
 	fi
 
 	$O/sr-save -p so "$tmp/so-p.img" 2>"$tmp/so.p"; rc=$?
-	$O/sr-ctl so status >"$tmp/so.pst" 2>&1
-	$O/sr-ctl so resume >/dev/null 2>&1
-	$O/sr-ctl so status >"$tmp/so.rst" 2>&1
+	$O/sr-ctl status so >"$tmp/so.pst" 2>&1
+	$O/sr-ctl resume so >/dev/null 2>&1
+	$O/sr-ctl status so >"$tmp/so.rst" 2>&1
 	if [ $rc -eq 0 ] && grep -q 'state=paused' "$tmp/so.pst" && grep -q 'state=running' "$tmp/so.rst" &&
 	   $O/sr-dump --verify "$tmp/so-p.img"; then
 		ok "save-options: -p: saved, the domain left paused, then resumed"
@@ -816,7 +816,7 @@ if want save-options 300; then
 		rm -f "$notmp/so.img" "$notmp/so.img.tmp"
 		mountpoint -q "$tmp/vfat" 2>/dev/null && umount "$tmp/vfat"
 	fi
-	$O/sr-ctl so finish >/dev/null 2>&1
+	$O/sr-ctl finish so >/dev/null 2>&1
 	wait $pid; rrc=$?
 	if [ $rrc -eq 0 ] && grep -q '^PASS' "$tmp/so.out"; then ok "save-options: the guest ran on to PASS after the three saves"
 	else bad "save-options: the guest exited $rrc" "$tmp/so.out"; fi
@@ -853,7 +853,7 @@ if want zero-pages; then
 	pid=$!
 	wait_domain zp
 	rss=$(awk '/^VmRSS:/ { print int($2 / 1024) }' /proc/$pid/status 2>/dev/null)
-	$O/sr-ctl zp resume >/dev/null 2>&1; $O/sr-ctl zp finish >/dev/null 2>&1
+	$O/sr-ctl resume zp >/dev/null 2>&1; $O/sr-ctl finish zp >/dev/null 2>&1
 	wait $pid; rrc=$?
 	zero=$($O/sr-dump --json "$tmp/zp.img" | python3 -c 'import json,sys; print(json.load(sys.stdin)["totals"]["zero"])')
 	if [ $rc -eq 0 ] && [ $rrc -eq 0 ] && [ -n "$rss" ] && [ "$rss" -lt 96 ] && grep -q '^PASS' "$tmp/zp.out"; then
@@ -889,7 +889,7 @@ if want untouched-memory; then
 	$O/sr-save -c um "$tmp/um.img" 2>"$tmp/um.save"; rc=$?
 	shm1=$(awk '/^RssShmem:/ { print $2 }' /proc/$pid/status 2>/dev/null)
 	rss1=$(awk '/^VmRSS:/ { print $2 }' /proc/$pid/status 2>/dev/null)
-	$O/sr-ctl um finish >/dev/null 2>&1
+	$O/sr-ctl finish um >/dev/null 2>&1
 	wait $pid; rrc=$?
 	runs=$($O/sr-dump --json "$tmp/um.img" 2>/dev/null | python3 -c 'import json,sys
 d = json.load(sys.stdin); print(sum(r.get("zero_runs", 0) for r in d["records"]))' 2>/dev/null)
@@ -934,7 +934,7 @@ if want big-guest; then
 	$O/sr-restore --name bgl --max-memory 8192 "$tmp/bgl.img" >>"$tmp/bgl.out" 2>&1 &
 	bg_rst=$!
 	wait_domain bgl && sleep 1.5
-	$O/sr-ctl bgl finish >/dev/null 2>&1
+	$O/sr-ctl finish bgl >/dev/null 2>&1
 	wait $bg_rst; rrc=$?
 	if [ $rc -eq 0 ] && [ $vrc -eq 0 ] && [ $rrc -eq 0 ] && grep -q '^PASS: .*, and 512 pages above 4 GiB$' "$tmp/bgl.out"; then
 		ok "big-guest: live save of the 6 GiB guest writing above 4 GiB (guest memory resident ${shm:-?} KiB), restored: PASS; $(grep -o "live: .*" "$tmp/bgl.save" | sed "s/; the domain exits//")"
@@ -972,7 +972,7 @@ if want two-phase 420; then
 		tp_pid=$!
 		wait_domain "$1" && sleep 0.3
 	}
-	tp_finish() { $O/sr-ctl "$1" finish >/dev/null 2>&1; wait $tp_pid; tp_rc=$?; grep -q '^PASS' "$tmp/$1.out" || tp_rc=1; }
+	tp_finish() { $O/sr-ctl finish "$1" >/dev/null 2>&1; wait $tp_pid; tp_rc=$?; grep -q '^PASS' "$tmp/$1.out" || tp_rc=1; }
 
 	# SIGKILL mid-save: the domain runs on, nothing at FILE or FILE.tmp, and the
 	# next save to the same FILE works (no stale FILE.tmp to refuse it).  The
@@ -986,10 +986,10 @@ if want two-phase 420; then
 	seen=0; poll_ms 20000 save_running tpk && seen=1
 	kill -KILL $spid; wait $spid 2>/dev/null
 	# The runner notices the vanished client and resumes the domain.
-	tp_resumed() { $O/sr-ctl tpk status 2>/dev/null | grep -q 'state=running' &&
-		! $O/sr-ctl tpk status 2>/dev/null | grep -q ' save='; }
+	tp_resumed() { $O/sr-ctl status tpk 2>/dev/null | grep -q 'state=running' &&
+		! $O/sr-ctl status tpk 2>/dev/null | grep -q ' save='; }
 	poll_ms 10000 tp_resumed
-	$O/sr-ctl tpk status >"$tmp/tpk.status" 2>&1
+	$O/sr-ctl status tpk >"$tmp/tpk.status" 2>&1
 	left=$(ls "$tmp" | grep -c '^tpk.img')
 	$O/sr-save -c tpk "$tmp/tpk.img" 2>>"$tmp/tpk.save"; rc=$?
 	tp_finish tpk
@@ -1023,7 +1023,7 @@ if want two-phase 420; then
 	seen=0; poll_ms 30000 test -e "$tmp/tpw.img" && kill -0 $spid 2>/dev/null && seen=1
 	kill -KILL $spid; wait $spid 2>/dev/null
 	poll_ms 10000 file_has 'not committed' "$tmp/tpw.out"
-	$O/sr-ctl tpw status >"$tmp/tpw.status" 2>&1
+	$O/sr-ctl status tpw >"$tmp/tpw.status" 2>&1
 	tp_finish tpw
 	if [ $seen -eq 1 ] && grep -q 'state=running' "$tmp/tpw.status" && [ $tp_rc -eq 0 ] && grep -q 'not committed' "$tmp/tpw.out" &&
 	   $O/sr-dump --verify "$tmp/tpw.img"; then
@@ -1037,7 +1037,7 @@ if want two-phase 420; then
 	tp_run tpa
 	mkdir "$tmp/tpa.img"
 	$O/sr-save tpa "$tmp/tpa.img" 2>"$tmp/tpa.save"; rc=$?
-	$O/sr-ctl tpa status >"$tmp/tpa.status" 2>&1
+	$O/sr-ctl status tpa >"$tmp/tpa.status" 2>&1
 	tp_finish tpa
 	side=$(ls "$tmp" | grep -c 'tpa.img.')
 	if [ $rc -eq 1 ] && grep -q 'putting the image in place' "$tmp/tpa.save" && grep -q 'state=running' "$tmp/tpa.status" &&
@@ -1069,7 +1069,7 @@ live_run() {
 	$O/sr-restore --name $name ${5:-} "$tmp/$name.img" >>"$tmp/$name.out" 2>&1 &
 	pid=$!
 	wait_domain $name && sleep 1.5
-	$O/sr-ctl $name finish >/dev/null 2>&1
+	$O/sr-ctl finish $name >/dev/null 2>&1
 	wait $pid; lv_rc=$?
 	grep -q '^PASS' "$tmp/$name.out" || lv_rc=1
 }
@@ -1126,8 +1126,8 @@ if want live-throttle; then
 	pid=$!
 	wait_domain lvk && sleep 2
 	$O/sr-save --live -c lvk "$tmp/lvk.img" 2>"$tmp/lvk.save"; rc=$?
-	$O/sr-ctl lvk status >"$tmp/lvk.status" 2>&1
-	$O/sr-ctl lvk finish >/dev/null 2>&1
+	$O/sr-ctl status lvk >"$tmp/lvk.status" 2>&1
+	$O/sr-ctl finish lvk >/dev/null 2>&1
 	wait $pid; rrc=$?
 	if [ $rc -eq 0 ] && grep -q 'throttle up to [1-9]' "$tmp/lvk.save" && grep -q 'state=running.*throttle=0' "$tmp/lvk.status" && [ $rrc -eq 0 ]; then
 		ok "live-throttle: after a throttled checkpoint the domain runs unthrottled ($(grep -o 'throttle=[0-9]*' "$tmp/lvk.status")), then PASS"
@@ -1157,7 +1157,7 @@ print(d["verified"], it[0]["pages"], it[-1]["pages"], total)' > "$tmp/lcr.json"
 		read -r verified r0 rlast total < "$tmp/lcr.json"
 		restore_bg "$tmp/lcr.img" lcr2
 		rpid=$!
-		wait_domain lcr2 && sleep 1 && $O/sr-ctl lcr2 finish >/dev/null 2>&1
+		wait_domain lcr2 && sleep 1 && $O/sr-ctl finish lcr2 >/dev/null 2>&1
 		wait $rpid; rrc2=$?
 	else
 		kill $pid; wait $pid; rc=- rrc=-
@@ -1182,7 +1182,7 @@ if want live-pipe; then
 	pp=$!
 	for _ in $(seq 1 1200); do grep -q 'live: ' "$tmp/lp.save" 2>/dev/null && break; sleep 0.1; done
 	wait_domain lp2 && sleep 1.5
-	$O/sr-ctl lp2 finish >/dev/null 2>&1
+	$O/sr-ctl finish lp2 >/dev/null 2>&1
 	wait $pp
 	sent=$(sed -n 's/.*saved \([0-9]*\) pages.*/\1/p' "$tmp/lp.save")
 	bytes=$(sed -n 's/.*: \([0-9]*\) bytes for .*/\1/p' "$tmp/lp.save")
@@ -1205,8 +1205,8 @@ if want live-failure; then
 	pid=$!
 	wait_domain lf && sleep 2
 	$O/sr-save --live lf "$tmp/lfull/lf.img" 2>"$tmp/lf.save"; rc=$?
-	$O/sr-ctl lf status >"$tmp/lf.status" 2>&1
-	$O/sr-ctl lf finish >/dev/null 2>&1
+	$O/sr-ctl status lf >"$tmp/lf.status" 2>&1
+	$O/sr-ctl finish lf >/dev/null 2>&1
 	wait $pid; rrc=$?
 	left=$(ls "$tmp/lfull"); umount "$tmp/lfull"
 	if [ $rc -eq 1 ] && grep -q 'No space' "$tmp/lf.save" && grep -q 'state=running.*dirty_log=off' "$tmp/lf.status" && [ -z "$left" ] && [ $rrc -eq 0 ] && grep -q '^PASS' "$tmp/lf.out"; then
@@ -1264,9 +1264,9 @@ if want pause-clock; then
 	pid=$!
 	if wait_domain pc && wait_line "$tmp/pc.out" 'waiting for a pause' 600; then
 		sleep 0.5
-		$O/sr-ctl pc pause >/dev/null 2>>"$tmp/pc.ctl"
+		$O/sr-ctl pause pc >/dev/null 2>>"$tmp/pc.ctl"
 		sleep 5
-		$O/sr-ctl pc resume >/dev/null 2>>"$tmp/pc.ctl"
+		$O/sr-ctl resume pc >/dev/null 2>>"$tmp/pc.ctl"
 	fi
 	wait $pid; rc=$?
 	cat "$tmp/pc.ctl" >> "$tmp/pc.out" 2>/dev/null
@@ -1289,16 +1289,16 @@ if want throttle-exits; then
 	pid=$!
 	kept=
 	if wait_domain te && wait_line "$tmp/te.out" '^port-loop: ran' 600; then
-		$O/sr-ctl te throttle 80 >>"$tmp/te.ctl" 2>&1
+		$O/sr-ctl throttle te 80 >>"$tmp/te.ctl" 2>&1
 		sleep 2
 		# Both readings are the runner's own: kept out so far, and its clock then.
-		set -- $($O/sr-ctl te throttle 999 2>>"$tmp/te.ctl" | sed -n 's/.*kept_out_ms \([0-9]*\) at_ms \([0-9]*\).*/\1 \2/p')
+		set -- $($O/sr-ctl throttle te 999 2>>"$tmp/te.ctl" | sed -n 's/.*kept_out_ms \([0-9]*\) at_ms \([0-9]*\).*/\1 \2/p')
 		o0=${1:-} t0=${2:-}
 		sleep 6
-		set -- $($O/sr-ctl te throttle 999 2>>"$tmp/te.ctl" | sed -n 's/.*kept_out_ms \([0-9]*\) at_ms \([0-9]*\).*/\1 \2/p')
+		set -- $($O/sr-ctl throttle te 999 2>>"$tmp/te.ctl" | sed -n 's/.*kept_out_ms \([0-9]*\) at_ms \([0-9]*\).*/\1 \2/p')
 		o1=${1:-} t1=${2:-}
 		[ -n "$o0" ] && [ -n "$o1" ] && [ "$t1" -gt "$t0" ] && kept=$(( (o1 - o0) * 100 / (t1 - t0) ))
-		$O/sr-ctl te finish >/dev/null 2>>"$tmp/te.ctl"
+		$O/sr-ctl finish te >/dev/null 2>>"$tmp/te.ctl"
 	fi
 	wait $pid; rc=$?
 	cat "$tmp/te.ctl" >> "$tmp/te.out" 2>/dev/null
@@ -1528,11 +1528,11 @@ if want linux-pause 300 && linux_ready linux-pause; then
 		done
 	fi
 	if $booted; then
-		$O/sr-ctl lz pause >/dev/null 2>>"$tmp/lz.ctl"
+		$O/sr-ctl pause lz >/dev/null 2>>"$tmp/lz.ctl"
 		last=$(sed -n 's/^sr-workload: tick \([0-9]*\) .*/\1/p' "$tmp/lz.out" | tail -1)
 		echo "     linux-pause: booted, paused at tick $last for 30 s"	# the box's idle watchdog sees it alive
 		sleep 30
-		$O/sr-ctl lz resume >/dev/null 2>>"$tmp/lz.ctl"
+		$O/sr-ctl resume lz >/dev/null 2>>"$tmp/lz.ctl"
 		# The ticks catch up on the 30 s at once; 5 more are 5 s of running after it.
 		wait_line "$tmp/lz.out" "^sr-workload: tick $((last + 35)) " 600
 	fi
@@ -1702,8 +1702,8 @@ if want sandbox 400; then
 	pid=$!
 	wait_domain sb1 && sb_all_filtered $pid sr-restore sr-vcpu sr-console; filtered=$?
 	cp "$tmp/sb.threads" "$tmp/sb1.threads"
-	$O/sr-ctl sb1 pause >>"$tmp/sb1.ctl" 2>&1 && $O/sr-ctl sb1 status 2>>"$tmp/sb1.ctl" | grep -q state=paused &&
-		$O/sr-ctl sb1 resume >>"$tmp/sb1.ctl" 2>&1; prc=$?
+	$O/sr-ctl pause sb1 >>"$tmp/sb1.ctl" 2>&1 && $O/sr-ctl status sb1 2>>"$tmp/sb1.ctl" | grep -q state=paused &&
+		$O/sr-ctl resume sb1 >>"$tmp/sb1.ctl" 2>&1; prc=$?
 	sleep 0.5
 	$O/sr-save -q sb1 "$tmp/sb1.img" 2>"$tmp/sb1.save"; src=$?
 	wait $pid; rc=$?
@@ -1723,7 +1723,7 @@ if want sandbox 400; then
 	wait $pid; rc=$?
 	$O/sr-restore --name sb3 --threads 2 "$tmp/sb2.img" >"$tmp/sb3.out" 2>&1 &
 	pid=$!
-	wait_domain sb3 && sleep 1 && $O/sr-ctl sb3 finish >/dev/null 2>&1
+	wait_domain sb3 && sleep 1 && $O/sr-ctl finish sb3 >/dev/null 2>&1
 	wait $pid; rrc=$?
 	cat "$tmp/sb.threads" "$tmp/sb2.save" "$tmp/sb3.out" >> "$tmp/sb2.out" 2>/dev/null
 	if [ $filtered -eq 0 ] && [ $src -eq 0 ] && [ $rc -eq 0 ] && [ $rrc -eq 0 ] && grep -q '^PASS' "$tmp/sb3.out"; then
@@ -1735,7 +1735,7 @@ if want sandbox 400; then
 	$O/sr-restore --name sb4 -v --no-sandbox "$tmp/sb.img" >"$tmp/sb4.out" 2>&1 &
 	pid=$!
 	wait_domain sb4 && sb_threads $pid > "$tmp/sb4.threads"
-	$O/sr-ctl sb4 destroy >/dev/null 2>&1
+	$O/sr-ctl destroy sb4 >/dev/null 2>&1
 	wait $pid; rc=$?
 	cat "$tmp/sb4.threads" >> "$tmp/sb4.out"
 	if [ $rc -eq 4 ] && grep -q 'sandbox: off' "$tmp/sb4.out" && ! awk '$2 != 0 { bad = 1 } END { exit !bad }' "$tmp/sb4.threads"; then
@@ -1792,7 +1792,7 @@ far_listen() {
 }
 # Once the domain $1 runs on far, a second later tells it to finish (its verdict follows).
 far_finish() {
-	SR_RUN_DIR=$tmp/far wait_domain "$1" && sleep 1 && SR_RUN_DIR=$tmp/far $O/sr-ctl "$1" finish >/dev/null
+	SR_RUN_DIR=$tmp/far wait_domain "$1" && sleep 1 && SR_RUN_DIR=$tmp/far $O/sr-ctl finish "$1" >/dev/null
 }
 # Test guest that writes and verifies memory until told to finish: name $1, extra args.
 mig_guest() {
@@ -1832,7 +1832,7 @@ if want migrate-linux 400 && linux_ready migrate-linux && mig_net; then
 	wait $spid; src=$?
 	last=$(sed -n 's/^sr-workload: tick \([0-9]*\) .*/\1/p' "$tmp/ml.out" | tail -1)
 	wait
-	if [ $rc -eq 0 ] && [ $src -eq 0 ] && ! $O/sr-ctl ml status >/dev/null 2>&1 &&
+	if [ $rc -eq 0 ] && [ $src -eq 0 ] && ! $O/sr-ctl status ml >/dev/null 2>&1 &&
 	   linux_restored_ok "$tmp/ml.far" "$last" "$tmp/ml.out"; then
 		ok "migrate-linux: live-migrated at tick $last over veth: the workload went on there from tick $((last + 1)) to PASS, the source is gone; $(grep -o 'live: [^;]*' "$tmp/ml.mig"); $(grep -o 'paused [0-9.]* ms until the commit' "$tmp/ml.mig") (the receiver running)"
 	else
@@ -1864,8 +1864,8 @@ if want migrate-receiver-dies && mig_net; then
 	mig_midstream mr 7703
 	kill -KILL $(descendants $fpid) $fpid; wait $fpid 2>/dev/null	# fpid: the shell around nsenter
 	wait $mpid; rc=$?
-	sleep 1; $O/sr-ctl mr finish >/dev/null 2>&1
-	SR_RUN_DIR=$tmp/far $O/sr-ctl mr destroy >/dev/null 2>&1	# had it got there after all
+	sleep 1; $O/sr-ctl finish mr >/dev/null 2>&1
+	SR_RUN_DIR=$tmp/far $O/sr-ctl destroy mr >/dev/null 2>&1	# had it got there after all
 	wait $spid; src=$?
 	if [ $mig_mid -eq 1 ] && [ $rc -eq 1 ] && [ $src -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/mr.src" && grep -q 'runs on' "$tmp/mr.mig"; then
 		ok "migrate-receiver-dies: receiver SIGKILLed mid-stream: the source ran on to PASS: $(cat "$tmp/mr.mig")"
@@ -1896,8 +1896,8 @@ if want migrate-receiver-dies-after-ready && mig_net; then
 	fpid=$!
 	for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/mq.far" && break; sleep 0.05; done
 	SR_MIGRATE_TEST_GO_DELAY_MS=500 $O/sr-migrate --cold -q mq tcp:10.77.0.2:7705 2>"$tmp/mq.mig"; rc=$?
-	st=$($O/sr-ctl mq status 2>&1)
-	sleep 1; $O/sr-ctl mq finish >/dev/null 2>&1
+	st=$($O/sr-ctl status mq 2>&1)
+	sleep 1; $O/sr-ctl finish mq >/dev/null 2>&1
 	wait $spid; src=$?
 	wait $fpid
 	if [ $rc -eq 1 ] && [ $src -eq 0 ] && grep -q 'state=running' <<<"$st" && grep -q '^PASS: .*finished on request' "$tmp/mq.src"; then
@@ -1920,8 +1920,8 @@ if want migrate-no-go && mig_net; then
 	kill -KILL $mpid; wait $mpid 2>/dev/null
 	wait $fpid; dst=$?
 	poll_ms 10000 file_has 'not committed' "$tmp/mg.src"
-	st=$($O/sr-ctl mg status 2>&1)
-	$O/sr-ctl mg finish >/dev/null 2>&1
+	st=$($O/sr-ctl status mg 2>&1)
+	$O/sr-ctl finish mg >/dev/null 2>&1
 	wait $spid; src=$?
 	left=$(ls "$tmp/far" 2>/dev/null | grep -c '^mg\.sock$')
 	if [ $built -eq 1 ] && [ $dst -eq 6 ] && grep -q 'did not say "go"' "$tmp/mg.far" && [ "$left" -eq 0 ] &&
@@ -1938,10 +1938,10 @@ if want migrate-unknown && mig_net; then
 	# the outcome is unknown and how to settle it; the receiver runs it.  Never both.
 	mig_guest mu --memory 64 --pages 256 && far_listen 7706 mu
 	SR_MIGRATE_TEST_DROP_AFTER_GO=1 $O/sr-migrate --cold -q mu tcp:10.77.0.2:7706 2>"$tmp/mu.mig"; rc=$?
-	st=$($O/sr-ctl mu status 2>&1)
+	st=$($O/sr-ctl status mu 2>&1)
 	far_finish mu
 	wait $fpid; dst=$?
-	$O/sr-ctl mu destroy >/dev/null 2>&1
+	$O/sr-ctl destroy mu >/dev/null 2>&1
 	wait $spid
 	if [ $rc -eq 3 ] && grep -q 'paused' <<<"$st" && grep -q 'unknown' "$tmp/mu.mig" &&
 	   grep -q 'sr-ctl destroy mu' "$tmp/mu.mig" && [ $dst -eq 0 ] && grep -q '^PASS' "$tmp/mu.far"; then
@@ -1955,8 +1955,8 @@ fi
 # Waits (up to 60 s) until file $2 has a line matching $1.
 wait_line() { for _ in $(seq 1 1200); do grep -q "$1" "$2" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 # Whether domain $1 is running here / on far.
-near_runs() { $O/sr-ctl "$1" status 2>/dev/null | grep -q 'state=running'; }
-far_runs() { SR_RUN_DIR=$tmp/far $O/sr-ctl "$1" status 2>/dev/null | grep -q 'state=running'; }
+near_runs() { $O/sr-ctl status "$1" 2>/dev/null | grep -q 'state=running'; }
+far_runs() { SR_RUN_DIR=$tmp/far $O/sr-ctl status "$1" 2>/dev/null | grep -q 'state=running'; }
 
 if want migrate-handshake 600 && mig_net; then
 	# Never both: a cancel that reaches the runner while sr-migrate's "pending" waits unread
@@ -1970,11 +1970,11 @@ if want migrate-handshake 600 && mig_net; then
 	SR_TEST_PAUSE_AT=pending SR_TEST_PAUSE_MS=0 $O/sr-migrate --cold -q hc tcp:10.77.0.2:7711 2>"$tmp/hc.mig" &
 	mpid=$!
 	wait_line 'sr test hook: at pending' "$tmp/hc.mig"
-	said=$($O/sr-ctl hc cancel 2>&1)
+	said=$($O/sr-ctl cancel hc 2>&1)
 	wait $mpid; rc=$?
 	wait $fpid; dst=$?
 	here=$(near_runs hc && echo running); there=$(far_runs hc && echo running)
-	$O/sr-ctl hc finish >/dev/null 2>&1; wait $spid; src=$?
+	$O/sr-ctl finish hc >/dev/null 2>&1; wait $spid; src=$?
 	if [ $rc -eq 1 ] && [ $dst -eq 6 ] && [ "$here" = running ] && [ -z "$there" ] && [ $src -eq 0 ] &&
 	   [[ "$said" == *"cancelling"* ]] && grep -q 'would not hold for "go"' "$tmp/hc.mig"; then
 		ok "migrate-handshake: cancel with \"pending\" unread: the domain resumed here (then PASS), the receiver discarded its copy (exit 6): $(grep -v 'test hook' "$tmp/hc.mig")"
@@ -1988,7 +1988,7 @@ if want migrate-handshake 600 && mig_net; then
 	SR_TEST_PAUSE_AT=held SR_TEST_PAUSE_MS=3000 $O/sr-migrate --cold -q hh tcp:10.77.0.2:7712 2>"$tmp/hh.mig" &
 	mpid=$!
 	wait_line 'sr test hook: at held' "$tmp/hh.mig"
-	said=$($O/sr-ctl hh cancel 2>&1); st=$($O/sr-ctl hh status 2>&1)
+	said=$($O/sr-ctl cancel hh 2>&1); st=$($O/sr-ctl status hh 2>&1)
 	wait $mpid; rc=$?
 	wait $spid; src=$?
 	far_finish hh
@@ -2024,7 +2024,7 @@ if want migrate-start-fails && mig_net; then
 	$O/sr-migrate --cold -q sf tcp:10.77.0.2:7714 2>"$tmp/sf.mig"; rc=$?
 	wait $fpid; dst=$?
 	here=$(near_runs sf && echo running)
-	$O/sr-ctl sf finish >/dev/null 2>&1; wait $spid; src=$?
+	$O/sr-ctl finish sf >/dev/null 2>&1; wait $spid; src=$?
 	if [ $rc -eq 1 ] && [ $dst -eq 3 ] && [ "$here" = running ] && [ $src -eq 0 ] &&
 	   grep -q 'could not start the domain' "$tmp/sf.mig" && grep -q '^PASS' "$tmp/sf.src"; then
 		ok "migrate-start-fails: the receiver's start failed after \"go\": it said so, the source resumed (then PASS): $(cat "$tmp/sf.mig")"
@@ -2132,7 +2132,7 @@ if want migrate-ssh && mig_net; then
 	mig_guest mh --memory 64 --dirty-rate 50
 	$O/sr-migrate -q --ssh "$sshcmd" --remote "env SR_RUN_DIR=$tmp/far $PWD/$O/sr-restore" --name mh2 \
 		mh ssh:root@10.77.0.2 2>"$tmp/mh.mig"; rc=$?
-	[ $rc -eq 0 ] || $O/sr-ctl mh destroy >/dev/null 2>&1	# it is still here: end it
+	[ $rc -eq 0 ] || $O/sr-ctl destroy mh >/dev/null 2>&1	# it is still here: end it
 	wait $spid; src=$?
 	far_finish mh2
 	for _ in $(seq 1 100); do grep -q '^PASS' "$tmp/far/mh2.log" 2>/dev/null && break; sleep 0.1; done
@@ -2161,7 +2161,7 @@ mig_tls() {
 	fpid=$!
 	for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/$n.far" && break; sleep 0.05; done
 	SR_KTLS=$ktls $O/sr-migrate --tls-psk "$tmp/wrong.psk" $n tcp:10.77.0.2:$p 2>"$tmp/$n.mig"; rc1=$?
-	st=$($O/sr-ctl $n status 2>&1)
+	st=$($O/sr-ctl status $n 2>&1)
 	echo "     $n: the wrong key: sr-migrate exited $rc1: $(tail -1 "$tmp/$n.mig")"
 	SR_KTLS=$ktls $O/sr-migrate --stats --tls-psk "$tmp/keys.psk" $n tcp:10.77.0.2:$p 2>>"$tmp/$n.mig"; rc=$?
 	wait $spid; src=$?
@@ -2321,7 +2321,7 @@ if want restore-checks; then
 			ok "restore-checks: the image's name, taken, refused after its first 64 KiB in $ms ms: $(cat "$tmp/rchk4.out")"
 		else bad "restore-checks: a taken name with the rest of the image stalled: exit $rc4 after $ms ms" "$tmp/rchk4.out"; fi
 	else bad "restore-checks: starting and saving rchk" "$tmp/rchk.save"; fi
-	$O/sr-ctl rchk destroy >/dev/null 2>&1; wait $rpid 2>/dev/null
+	$O/sr-ctl destroy rchk >/dev/null 2>&1; wait $rpid 2>/dev/null
 fi
 
 # A sample of make faults-migrate (100 trials): 8, each fault kind twice, at

@@ -11,7 +11,7 @@ guest=$O/guest/sr-test-guest.bin
 export SR_RUN_DIR=$(mktemp -d /tmp/sr-soak.XXXXXX)
 tmp=$(mktemp -d /tmp/sr-soak-tmp.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$SR_RUN_DIR" "$tmp"' EXIT
-up() { for _ in $(seq 1 400); do $O/sr-ctl "$1" status >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
+up() { for _ in $(seq 1 400); do $O/sr-ctl status "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
 ms() { date +%s%3N; }
 
 $O/sr-run --name sk --memory 24 --vcpus 2 --rounds 0 --pages 64 --delay-us 2000 --quiet-guest \
@@ -37,7 +37,7 @@ for i in $(seq 1 "$n"); do
 	done_n=$i
 	[ $((i % ${SR_SOAK_EVERY:-50})) -eq 0 ] && echo "soak: $i/$n cycles, $(( ($(ms) - t0) / 1000 )) s"
 done
-$O/sr-ctl sk finish >/dev/null 2>&1
+$O/sr-ctl finish sk >/dev/null 2>&1
 wait $pid; rc=$?
 pass=0 fail=0
 if [ "$done_n" -eq "$n" ] && [ $rc -eq 0 ] && grep -q '^PASS' "$tmp/sk.out"; then

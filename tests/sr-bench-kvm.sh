@@ -18,7 +18,7 @@ fast=${SR_BENCH_FAST_RATE:-20000}	# pages/s per vCPU: ~160 MB/s from 2 vCPUs, ab
 export SR_RUN_DIR=$(mktemp -d /tmp/sr-bench.XXXXXX)
 mkdir -p "$out"
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$SR_RUN_DIR"' EXIT
-up() { for _ in $(seq 1 400); do $O/sr-ctl "$1" status >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
+up() { for _ in $(seq 1 400); do $O/sr-ctl status "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
 
 rows=$out/bench.tsv
 rounds_dat=$out/rounds.dat
