@@ -229,17 +229,17 @@ const char *test_env(const char *name)
 
 void test_pause(const char *point)
 {
-	const char *at = test_env("SR_TEST_PAUSE_AT"), *ms = test_env("SR_TEST_PAUSE_MS");
+	const char *at = test_env("SR_TEST_PAUSE_AT"), *ms_env = test_env("SR_TEST_PAUSE_MS");
+	long ms = ms_env ? atol(ms_env) : 2000;
+	struct timespec end;
 
 	if (!at || strcmp(at, point))
 		return;
-	struct timespec end;
-
 	fprintf(stderr, "sr test hook: at %s\n", point);
 	/* The whole hold, whatever signal arrives: a fault test times its fault into it. */
 	clock_gettime(CLOCK_MONOTONIC, &end);
-	end.tv_sec += (ms ? atoi(ms) : 2000) / 1000;
-	end.tv_nsec += (long)((ms ? atoi(ms) : 2000) % 1000) * 1000000;
+	end.tv_sec += ms / 1000;
+	end.tv_nsec += ms % 1000 * 1000000;
 	if (end.tv_nsec >= 1000000000) {
 		end.tv_sec++;
 		end.tv_nsec -= 1000000000;
