@@ -1410,20 +1410,33 @@ fi
 # sr-restore's seccomp filters (tools/sandbox.c): every thread of a restored
 # domain runs under its kind's filter, and the ordinary paths still work
 # under them; tests/sandbox-test (check-tools) sees each kind refuse a call.
-# Prints "comm seccomp-mode filters" for every thread of pid $1.
+# Prints "comm seccomp-mode filters" for every thread of pid $1 (one grep, so
+# that sampling is cheap in the box; a thread that ends meanwhile leaves no line).
 sb_threads() {
-	local t
-	for t in /proc/$1/task/*; do
-		echo "$(cat $t/comm 2>/dev/null) $(awk '/^Seccomp:/ { m = $2 } /^Seccomp_filters:/ { f = $2 } END { print m, f }' $t/status 2>/dev/null)"
-	done | sort
+	grep -sH -E '^(Name|Seccomp|Seccomp_filters):' /proc/$1/task/*/status |
+	awk -F'\t' '{ split($1, k, ":"); v[k[1], k[2]] = $2; t[k[1]] = 1 }
+		END { for (f in t) if ((f, "Name") in v && (f, "Seccomp") in v && (f, "Seccomp_filters") in v)
+			print v[f, "Name"], v[f, "Seccomp"], v[f, "Seccomp_filters"] }' | sort
 }
+# Appends sb_threads of pid $1 to file $2 every 50 ms for as long as $1 lives.
+sb_sample() {
+	while kill -0 "$1" 2>/dev/null; do sb_threads "$1" >> "$2"; sleep 0.05; done
+}
+# True when every line of file $1 is a filtered thread (mode 2) under two filters or
+# more, and threads named $2... appear in it.
+sb_file_filtered() {
+	local f=$1 want; shift
+	[ -s "$f" ] && ! awk '$2 != 2 || $3 < 2 { bad = 1 } END { exit !bad }' "$f" || return 1
+	for want in "$@"; do grep -q "^$want " "$f" || return 1; done
+}
+# True while pid $1 has a thread named $2.
+sb_has_thread() { grep -qsx "$2" /proc/$1/task/*/comm; }
 # True when every thread of $1 is filtered (mode 2) under two filters or more
 # (the reader's, then its own kind's), and threads named $2... exist.
 sb_all_filtered() {
 	local pid=$1 want; shift
 	sb_threads $pid > "$tmp/sb.threads"
-	[ -s "$tmp/sb.threads" ] && ! awk '$2 != 2 || $3 < 2 { bad = 1 } END { exit !bad }' "$tmp/sb.threads" || return 1
-	for want in "$@"; do grep -q "^$want " "$tmp/sb.threads" || return 1; done
+	sb_file_filtered "$tmp/sb.threads" "$@"
 }
 
 if want sandbox 400; then
@@ -1467,6 +1480,26 @@ if want sandbox 400; then
 		ok "sandbox: a pipe, --threads 0, saved live, restored again (--threads 2): PASS"
 	else
 		bad "sandbox: pipe restore (filtered $filtered), live save $src, exits $rc/$rrc" "$tmp/sb2.out"
+	fi
+	# Mid-stream, from a pipe: the image is parsed on a reader thread under the reader's
+	# own filter (workers under theirs), the main thread under its own as it waits.  The
+	# stream holds after its first 64 KiB until every thread has been looked at.
+	rm -f "$tmp/sb5.in"; mkfifo "$tmp/sb5.in"
+	$O/sr-restore --name sb5 --threads 2 - <"$tmp/sb5.in" >"$tmp/sb5.out" 2>&1 &
+	pid=$!
+	exec {sbw}>"$tmp/sb5.in"
+	head -c 65536 "$tmp/sb.img" >&$sbw
+	poll_ms 30000 sb_has_thread $pid sr-reader && sb_all_filtered $pid sr-restore sr-reader; filtered=$?
+	cp "$tmp/sb.threads" "$tmp/sb5.threads"
+	tail -c +65537 "$tmp/sb.img" >&$sbw
+	exec {sbw}>&-
+	wait_domain sb5 && sleep 1 && $O/sr-ctl sb5 finish >/dev/null 2>&1
+	wait $pid; rc=$?
+	cat "$tmp/sb5.threads" >> "$tmp/sb5.out"
+	if [ $filtered -eq 0 ] && [ $rc -eq 0 ] && grep -q '^PASS' "$tmp/sb5.out"; then
+		ok "sandbox: mid-stream from a pipe, every thread filtered ($(awk '{ print $1 }' "$tmp/sb5.threads" | uniq -c | awk '{ printf "%s%s x%s", s, $2, $1; s = ", " }')), the image parsed on sr-reader; then PASS"
+	else
+		bad "sandbox: mid-stream pipe restore (filtered $filtered), exit $rc" "$tmp/sb5.out"
 	fi
 	# destroy ends it with 4; --no-sandbox leaves every thread unfiltered.
 	$O/sr-restore --name sb4 -v --no-sandbox "$tmp/sb.img" >"$tmp/sb4.out" 2>&1 &
@@ -1885,13 +1918,18 @@ fi
 # (this box's has the tls module); migrate-tls-user: the records in user space
 # (SR_KTLS=off on both sides).  mig_tls NAME PORT SR_KTLS EXPECTED-TRANSPORT
 mig_tls() {
-	local n=$1 p=$2 ktls=$3 expect=$4 rc1 rc st
+	local n=$1 p=$2 ktls=$3 expect=$4 rc1 rc st pumps=
+	[ "$ktls" = off ] && pumps=sr-tls-pump
 	echo "src:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$tmp/keys.psk"
 	echo "src:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$tmp/wrong.psk"
 	mig_guest $n --memory 64 --dirty-rate 50
 	far env SR_KTLS=$ktls $O/sr-restore -v --listen $p --tls-psk "$tmp/keys.psk" --accept-timeout 120 </dev/null >"$tmp/$n.far" 2>&1 &
 	fpid=$!
 	for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/$n.far" && break; sleep 0.05; done
+	# Every thread of the receiver, sampled from "listening on" (the main thread's filter is
+	# on by then) to its end: the guard, the reader, the TLS pumps included.
+	: > "$tmp/$n.threads"
+	sb_sample "$(pgrep -n -f "sr-restore -v --listen $p")" "$tmp/$n.threads" & sampler=$!
 	SR_KTLS=$ktls $O/sr-migrate --tls-psk "$tmp/wrong.psk" $n tcp:10.77.0.2:$p 2>"$tmp/$n.mig"; rc1=$?
 	st=$($O/sr-ctl $n status 2>&1)
 	echo "     $n: the wrong key: sr-migrate exited $rc1: $(tail -1 "$tmp/$n.mig")"
@@ -1899,14 +1937,19 @@ mig_tls() {
 	wait $spid; src=$?
 	far_finish $n
 	wait $fpid; dst=$?
-	if [ $rc1 -eq 1 ] && grep -q 'TLS handshake.*the domain was not touched' "$tmp/$n.mig" &&
+	kill $sampler 2>/dev/null; wait $sampler 2>/dev/null
+	sort -u "$tmp/$n.threads" > "$tmp/$n.tu"
+	threads_ok=0
+	sb_file_filtered "$tmp/$n.tu" sr-restore sr-guard sr-reader $pumps || threads_ok=1
+	if [ $rc1 -eq 1 ] && grep -q 'TLS handshake.*the domain was not touched' "$tmp/$n.mig" && [ $threads_ok -eq 0 ] &&
 	   grep -q running <<<"$st" && grep -q 'refused 10.77.0.1:[0-9]*: TLS handshake' "$tmp/$n.far" &&
 	   [ $rc -eq 0 ] && [ $src -eq 0 ] && [ $dst -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/$n.far" &&
 	   grep -qF "transport: TLS1.3 AES-128-GCM, $expect" "$tmp/$n.mig" &&
 	   grep -qF "transport: TLS1.3 AES-128-GCM, $expect" "$tmp/$n.far"; then
-		ok "$n: a wrong key refused (domain untouched, still listening), then live over TLS with the right one: PASS there; $(grep '^transport' "$tmp/$n.mig"); $(grep -o 'live: [^;]*' "$tmp/$n.mig")"
+		ok "$n: a wrong key refused (domain untouched, still listening), then live over TLS with the right one: PASS there; $(grep '^transport' "$tmp/$n.mig"); $(grep -o 'live: [^;]*' "$tmp/$n.mig"); receiver's threads all filtered ($(awk '{ print $1 }' "$tmp/$n.tu" | sort -u | tr '\n' ' '))"
 	else
 		echo "status after the wrong key: $st" >> "$tmp/$n.mig"
+		{ echo "receiver's threads (comm, seccomp mode, filters), every one seen:"; cat "$tmp/$n.tu"; } >> "$tmp/$n.mig"
 		cat "$tmp/$n.mig" "$tmp/$n.far" > "$tmp/$n.all"
 		bad "$n: wrong key $rc1, sr-migrate $rc, source $src, receiver $dst" "$tmp/$n.all"
 	fi

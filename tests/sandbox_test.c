@@ -1,19 +1,28 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * sandbox-test KIND CALL: sr-restore's sandbox (tools/sandbox.c) as
- * sr-restore installs it -- the reader's filter on the main thread, then
- * KIND's on a thread of its own (reader and control: on the main thread) --
- * and then one call from that thread:
+ * sr-restore installs it -- the main thread's filter first, then KIND's on
+ * a thread started the way sr-restore starts it (a worker from a reader's
+ * thread, a TLS pump from a handshake's; main, control and detach on the
+ * main thread) -- and then one call from that thread:
  *   execve   a process's image replaced: never allowed
- *   ioctl    a KVM request the kind never makes (KVM_CREATE_VM; the
- *            reader, which makes it: TIOCSTI)
+ *   ioctl    a request the kind never makes (KVM_CREATE_VM; main, which
+ *            makes it: TIOCSTI)
  *   socket   an AF_INET socket: never allowed
+ *   unix     an AF_UNIX socket: the main thread's (the control socket) only
+ *   connect  the main thread's only (is a domain of this name running?)
+ *   create   openat with O_CREAT|O_WRONLY: main and control (--save-to) only
+ *   unlink   the same
+ *   rename   the same
+ *   write    to a descriptor other than stderr (fd -1)
+ *   exec     an executable mapping: never allowed
  *   sigsys   rt_sigaction of SIGSYS with upper bits set (the kernel reads an
  *            int): the trap's handler is never replaced
- *   allowed  a call the kind makes (write to stderr, a futex wake)
+ *   allowed  a call every kind makes (write to stderr, a futex wake)
  * A refused call ends the process with the sandbox's line and status 159;
  * an allowed one with "allowed" and 0.  Test-only: not installed.
  */
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <linux/kvm.h>
 #include <pthread.h>
@@ -22,8 +31,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "sandbox.h"
@@ -31,37 +42,64 @@
 
 static enum sandbox_kind kind;
 static const char *call;
+static const char *result;
 
-static void *run(void *arg)
+/* The call, made on the calling thread (its kind's filter in place). */
+static void make_call(void)
 {
 	static const char *const argv[] = { "true", NULL };
 	static int word;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX, .sun_path = "/nonexistent/sr.sock" };
 
-	if (arg)
-		sandbox_enter(kind);
 	if (!strcmp(call, "execve"))
 		syscall(SYS_execve, "/bin/true", argv, NULL);
 	else if (!strcmp(call, "ioctl"))
-		ioctl(-1, kind == SANDBOX_READER ? (unsigned long)TIOCSTI : KVM_CREATE_VM, 0);
+		ioctl(-1, kind == SANDBOX_MAIN ? (unsigned long)TIOCSTI : KVM_CREATE_VM, 0);
 	else if (!strcmp(call, "socket"))
 		socket(AF_INET, SOCK_STREAM, 0);
+	else if (!strcmp(call, "unix"))
+		socket(AF_UNIX, SOCK_STREAM, 0);
+	else if (!strcmp(call, "connect"))
+		connect(-1, (struct sockaddr *)&sa, sizeof(sa));
+	else if (!strcmp(call, "create"))
+		syscall(SYS_openat, AT_FDCWD, "/nonexistent/sr-sandbox-test",
+			O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	else if (!strcmp(call, "unlink"))
+		syscall(SYS_unlink, "/nonexistent/sr-sandbox-test");
+	else if (!strcmp(call, "rename"))
+		syscall(SYS_rename, "/nonexistent/a", "/nonexistent/b");
+	else if (!strcmp(call, "write"))
+		syscall(SYS_write, -1, "", 0);
+	else if (!strcmp(call, "exec"))
+		mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	else if (!strcmp(call, "sigsys"))
 		syscall(SYS_rt_sigaction, 0x100000000ull | SIGSYS, NULL, NULL, 8);
 	else if (syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0) < 0 ||
 		 write(STDERR_FILENO, "allowed\n", 8) != 8)
-		return (void *)"failed";
-	return NULL;
+		result = "failed";
+}
+
+static void on_kind(void *arg)
+{
+	(void)arg;
+	make_call();
+}
+
+/* A worker starts on a reader's thread, a TLS pump on a handshake's: their creators' filters. */
+static void on_creator(void *arg)
+{
+	if (sandbox_run(kind, on_kind, arg))
+		result = "could not start its thread";
 }
 
 int main(int argc, char **argv)
 {
 	char why[160];
-	void *res = NULL;
 	unsigned k;
 
 	sr_set_prog(argv[0]);
 	if (argc != 3)
-		die(EXIT_USAGE, "usage: sandbox-test KIND execve|ioctl|socket|sigsys|allowed");
+		die(EXIT_USAGE, "usage: sandbox-test KIND CALL (see tests/sandbox_test.c)");
 	for (k = 0; k < SANDBOX_KINDS && strcmp(argv[1], sandbox_kind_name(k)); k++)
 		;
 	if (k == SANDBOX_KINDS)
@@ -70,17 +108,23 @@ int main(int argc, char **argv)
 	call = argv[2];
 	if (sandbox_prepare(why, sizeof(why)))
 		die(EXIT_USAGE, "%s", why);
-	sandbox_enter(SANDBOX_READER);
-	if (kind == SANDBOX_READER || kind == SANDBOX_CONTROL) {
+	if (kind == SANDBOX_DETACH) {
+		/* A process of its own (sr-restore's forked parent): nothing before it. */
 		sandbox_enter(kind);
-		res = run(NULL);
+		make_call();
 	} else {
-		pthread_t t;
-
-		if (pthread_create(&t, NULL, run, &kind) || pthread_join(t, &res))
+		sandbox_enter(SANDBOX_MAIN);
+		if (kind == SANDBOX_MAIN || kind == SANDBOX_CONTROL) {
+			sandbox_enter(kind);
+			make_call();
+		} else if (sandbox_run(kind == SANDBOX_WORKER ? SANDBOX_READER :
+				       kind == SANDBOX_TLS_PUMP ? SANDBOX_HANDSHAKE : kind,
+				       kind == SANDBOX_WORKER || kind == SANDBOX_TLS_PUMP ?
+				       on_creator : on_kind, NULL)) {
 			die(EXIT_USAGE, "thread");
+		}
 	}
-	if (res)
-		die(1, "%s thread: the allowed call %s", argv[1], (char *)res);
+	if (result)
+		die(1, "%s thread: the allowed call %s", argv[1], result);
 	return 0;
 }

@@ -14,6 +14,16 @@ static void probe(struct xc_host *h)
 	xc_host_probe(h, &o);
 }
 
+bool host_check(char *why, size_t len)
+{
+	struct xc_host h;
+
+	probe(&h);
+	if (!h.usable)
+		snprintf(why, len, "%s", h.why);
+	return h.usable;
+}
+
 void host_check_or_die(void)
 {
 	struct xc_host h;

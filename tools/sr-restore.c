@@ -162,6 +162,7 @@ static void detach_begin(void)
 	close(p[1]);
 	reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
 	reopen(STDOUT_FILENO, "/dev/null", O_WRONLY);
+	sandbox_enter(SANDBOX_DETACH);		/* from here: a byte and a status, nothing else */
 	if (read(p[0], &c, 1) == 1)
 		_exit(0);
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
@@ -199,6 +200,78 @@ static void worker_thread_start(void *arg)
 {
 	(void)arg;
 	sandbox_enter(SANDBOX_WORKER);
+}
+
+/* --listen: the stream's guard and the TLS pumps narrow to their kinds as they start. */
+static void guard_thread_start(void)
+{
+	sandbox_enter(SANDBOX_GUARD);
+}
+
+static void pump_thread_start(void)
+{
+	sandbox_enter(SANDBOX_TLS_PUMP);
+}
+
+/* The TLS handshake, on a thread of its own under its own list (sandbox_run). */
+struct handshake_call {
+	struct tls_creds *creds;
+	int fd;
+	char *why;
+	size_t len;
+	struct tls_conn *tls;
+};
+
+static void handshake_on_thread(void *arg)
+{
+	struct handshake_call *h = arg;
+
+	h->tls = tls_start(h->creds, h->fd, HANDSHAKE_TIMEOUT_MS, h->why, h->len);
+}
+
+static struct tls_conn *handshake(struct tls_creds *creds, int fd, char *why, size_t len)
+{
+	struct handshake_call h = { creds, fd, why, len, NULL };
+	int e = sandbox_run(SANDBOX_HANDSHAKE, handshake_on_thread, &h);
+
+	if (e)
+		snprintf(why, len, "starting the TLS handshake's thread: %s", strerror(e));
+	return h.tls;
+}
+
+/* The image: parsed, and its state put into KVM, on the reader's thread (sandbox_run). */
+struct read_call {
+	int fd;
+	struct hvmctx_image *img;
+	struct hvmctx_restore *rs;
+	struct xc_domain *d;
+	const struct hvmctx_restore_opts *ro;
+	struct hvmctx_restore_stats *st;
+	struct xc_error *err;
+	int rc;
+};
+
+static void read_begin(void *arg)
+{
+	struct read_call *c = arg;
+
+	c->rs = hvmctx_restore_begin(c->fd, c->img, c->err);
+}
+
+static void read_finish(void *arg)
+{
+	struct read_call *c = arg;
+
+	c->rc = hvmctx_restore_finish(c->rs, c->d, c->ro, c->st, c->err);
+}
+
+static int on_reader(void (*fn)(void *), struct read_call *c)
+{
+	int e = sandbox_run(SANDBOX_READER, fn, c);
+
+	if (e)
+		return xc_set_error(c->err, e, "starting the reader's thread");
+	return 0;
 }
 
 /* Ends the stream's watch: the guard's bound when it cut the connection, else msg. */
@@ -258,17 +331,12 @@ static int await_magic(int fd, char *why, size_t len)
  * The stream's bounds are watched from the accept on.  Returns the
  * stream's descriptor.
  */
-static int accept_source(const struct listen_opts *o, struct net_guard **guard)
+static int accept_source(const struct listen_opts *o, int lfd, const char *bound,
+			 struct net_guard **guard)
 {
-	char bound[128] = "?", peer[128] = "?", why[400];
+	char peer[128] = "?", why[400];
 	uint64_t until = o->accept_s ? mono_ns() + o->accept_s * 1000000000ull : 0;
-	int lfd = net_listen(o->spec, !o->creds && !o->insecure, bound, sizeof(bound), why,
-			     sizeof(why));
 
-	if (lfd < 0)
-		die(EXIT_USAGE, "%s", why);
-	pr_info("%s: listening on %s (%s)", sr_prog, bound,
-		o->creds ? "TLS" : "plaintext, no authentication");
 	for (;;) {
 		uint64_t now = mono_ns();
 		int left = until ? (until > now ? (int)((until - now) / 1000000) : 1) : 0;
@@ -280,7 +348,7 @@ static int accept_source(const struct listen_opts *o, struct net_guard **guard)
 		if (!*guard)
 			die(EXIT_USAGE, "%s", why);
 		if (o->creds)
-			tls = tls_start(o->creds, fd, HANDSHAKE_TIMEOUT_MS, why, sizeof(why));
+			tls = handshake(o->creds, fd, why, sizeof(why));
 		if (o->creds ? tls != NULL : await_magic(fd, why, sizeof(why)) == 0) {
 			close(lfd);
 			if (tls)
@@ -349,6 +417,7 @@ int main(int argc, char **argv)
 	struct listen_opts lo = { .bounds = { DEADLINE_DEFAULT_S, MIN_RATE_DEFAULT_KBS,
 					      RATE_WINDOW_S } };
 	struct net_guard *guard = NULL;
+	struct read_call rc_read = { 0 };
 	char logbuf[4200];
 	unsigned long long max_mib = 0;
 	char *end;
@@ -428,6 +497,20 @@ int main(int argc, char **argv)
 		    "starting with a dot", SR_NAME_MAX);
 	signal(SIGPIPE, SIG_IGN);
 	die_set_hook(tell_source);
+	if (sandbox) {
+		/*
+		 * Built now, enforced before the first thread starts and the first byte
+		 * a peer sent is read (sandbox.h).
+		 */
+		char why[160];
+
+		if (sandbox_prepare(why, sizeof(why)))
+			die(EXIT_USAGE, "sandbox: %s (--no-sandbox runs without it)", why);
+		cfg.thread_start = runner_thread_start;
+		ro.thread_start = worker_thread_start;
+		lo.bounds.thread_start = guard_thread_start;
+		tlso.thread_start = pump_thread_start;
+	}
 	if (receive) {
 		/* The stream on its own fd, the answers on another; the console never on either. */
 		detach_begin();
@@ -440,7 +523,10 @@ int main(int argc, char **argv)
 		path = "the migration stream";
 	}
 	if (listen_on) {
-		char why[400];
+		char why[400], host_why[400], bound[128] = "?";
+		/* Probed now (it runs a guest), said once a source has authenticated: only it learns why. */
+		bool host_ok = host_check(host_why, sizeof(host_why));
+		int lfd;
 
 		if (tlso.psk_file || tlso.creds_dir) {
 			lo.creds = tls_creds_new(&tlso, why, sizeof(why));
@@ -450,32 +536,37 @@ int main(int argc, char **argv)
 		lo.spec = listen_on;
 		lo.accept_s = accept_s;
 		lo.idle_s = idle_s;
-		fd = accept_source(&lo, &guard);
+		lfd = net_listen(lo.spec, !lo.creds && !lo.insecure, bound, sizeof(bound), why,
+				 sizeof(why));
+		if (lfd < 0)
+			die(EXIT_USAGE, "%s", why);
+		/* Before the guard, the handshake and the pumps start: each narrows this list. */
+		sandbox_enter(SANDBOX_MAIN);
+		pr_info("%s: listening on %s (%s)", sr_prog, bound,
+			lo.creds ? "TLS" : "plaintext, no authentication");
+		fd = accept_source(&lo, lfd, bound, &guard);
 		chan = fd;
+		if (!host_ok)
+			die(EXIT_NO_KVM, "%s", host_why);
 		path = "the migration stream";
 		if (verbose)
 			pr_info("%s: transport: %s", sr_prog, tls ? tls_describe(tls) :
 				"plaintext TCP (no TLS)");
 	}
-	/* A listener checks the host once a source has authenticated: it learns why, no one else. */
-	host_check_or_die();
+	if (!listen_on)
+		host_check_or_die();
 	if (!listen_on && !receive) {
 		fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
 		if (fd < 0)
 			die(EXIT_USAGE, "%s: %s", path, strerror(errno));
 	}
-
-	if (sandbox) {
-		/* Before the first byte of the image is parsed: that is where hostile input is. */
-		char why[160];
-
-		if (sandbox_prepare(why, sizeof(why)))
-			die(EXIT_USAGE, "sandbox: %s (--no-sandbox runs without it)", why);
-		sandbox_enter(SANDBOX_READER);
-		cfg.thread_start = runner_thread_start;
-		ro.thread_start = worker_thread_start;
-	}
-	rs = hvmctx_restore_begin(fd, &img, &err);
+	/* Before any thread starts: the image itself is read on the reader's thread. */
+	if (!listen_on)
+		sandbox_enter(SANDBOX_MAIN);
+	rc_read.fd = fd;
+	rc_read.img = &img;
+	rc_read.err = &err;
+	rs = on_reader(read_begin, &rc_read) ? NULL : rc_read.rs;
 	if (!rs)
 		die(err.sys_errno == EBADMSG ? EXIT_BAD_IMAGE : EXIT_USAGE, "%s: %s", path,
 		    stream_why(&guard, err.sys_errno == EAGAIN ? "no data for the idle timeout" :
@@ -510,7 +601,11 @@ int main(int argc, char **argv)
 		goto fail;
 	ro.device = restore_device;
 	ro.device_arg = r;
-	if (hvmctx_restore_finish(rs, runner_domain(r), &ro, &st, &err))
+	rc_read.rs = rs;
+	rc_read.d = runner_domain(r);
+	rc_read.ro = &ro;
+	rc_read.st = &st;
+	if (on_reader(read_finish, &rc_read) || rc_read.rc)
 		goto fail;
 	stream_why(&guard, NULL);	/* the stream is in: its bounds are kept */
 	if (cfg.test_guest) {
@@ -601,9 +696,9 @@ int main(int argc, char **argv)
 			(unsigned long long)(st.placed + st.buffered), ro.threads,
 			ro.threads == 1 ? "" : "s", st.stream_ns / 1e6, (mono_ns() - t_start) / 1e6);
 	if (verbose)
-		pr_info("%s: sandbox: %s", sr_prog, sandbox ? "on (seccomp allow-lists: reader, "
-			"then worker, vCPU, console, input, save, control threads)" :
-			"off (--no-sandbox)");
+		pr_info("%s: sandbox: %s", sr_prog, sandbox ? "on (a seccomp allow-list per thread: "
+			"main, reader, worker, vCPU, console, input, control, save; --listen: guard, "
+			"handshake, tls-pump)" : "off (--no-sandbox)");
 	rc = started ? runner_loop(r) : runner_run(r, paused);
 	runner_free(r);
 	return rc;

@@ -38,6 +38,7 @@ struct tls_creds {
 	char *authz;			/* the allow-list, commas replaced by NULs */
 	size_t authz_len;
 	char peer_host[256];
+	void (*thread_start)(void);
 };
 
 struct tls_conn {
@@ -46,6 +47,7 @@ struct tls_conn {
 	int plain;			/* what the stream's users read and write */
 	int pump;			/* the pumps' end of the pair (-1: kTLS both ways) */
 	pthread_t out, in;
+	void (*thread_start)(void);
 	bool ktls;
 	char desc[200], peer[512], why_user[100];
 };
@@ -174,6 +176,7 @@ struct tls_creds *tls_creds_new(const struct tls_opts *o, char *why, size_t len)
 		return NULL;
 	}
 	c->server = o->server;
+	c->thread_start = o->thread_start;
 	if (o->authz) {
 		c->authz_len = strlen(o->authz) + 1;
 		c->authz = strdup(o->authz);
@@ -362,8 +365,11 @@ static int write_all(int fd, const char *buf, size_t n)
 static void *pump_out(void *arg)
 {
 	struct tls_conn *t = arg;
-	char *buf = malloc(PUMP_BUF);
+	char *buf;
 
+	if (t->thread_start)
+		t->thread_start();
+	buf = malloc(PUMP_BUF);
 	for (;;) {
 		ssize_t n = buf ? read(t->pump, buf, PUMP_BUF) : -1;
 
@@ -387,8 +393,11 @@ static void *pump_out(void *arg)
 static void *pump_in(void *arg)
 {
 	struct tls_conn *t = arg;
-	char *buf = malloc(PUMP_BUF);
+	char *buf;
 
+	if (t->thread_start)
+		t->thread_start();
+	buf = malloc(PUMP_BUF);
 	while (buf) {
 		size_t have = 0;
 		ssize_t k;
@@ -557,6 +566,7 @@ struct tls_conn *tls_start(struct tls_creds *c, int fd, int timeout_ms, char *wh
 	}
 	t->sock = fd;
 	t->plain = t->pump = -1;
+	t->thread_start = c->thread_start;
 	if (new_session(t, c, fd, why, len) || handshake(t, timeout_ms, why, len))
 		goto fail;
 	if (check_peer(t, c, why, len)) {

@@ -26,6 +26,7 @@ struct tls_opts {
 	const char *authz;		/* --tls-authz NAME[,NAME...], or NULL: any the CA signed */
 	const char *peer_host;		/* client, X.509, no authz: the name the server's cert must bear */
 	bool server;
+	void (*thread_start)(void);	/* optional: first on each pump thread (a sandbox) */
 };
 
 struct tls_creds;
