@@ -136,11 +136,22 @@ static int check(struct sr_pipe *p, struct sr_error *err)
 
 int sr_pipe_add(struct sr_pipe *p, uint64_t pfn, const void *page, struct sr_error *err)
 {
+	int n;
+
 	if (check(p, err))
 		return -1;
-	if (sr_batch_add(filling(p)->b, pfn, page) == SR_BATCH_MAX_PAGES)
-		return submit(p, err);
-	return 0;
+	n = sr_batch_add(filling(p)->b, pfn, page);
+	if (n < 0) {
+		/* Full already (a zero run filled it): hand it on, never drop the page. */
+		if (submit(p, err))
+			return -1;
+		n = sr_batch_add(filling(p)->b, pfn, page);
+		if (n < 0)
+			return sr_set_error(err, SR_E_RANGE, SR_NO_INDEX, 0,
+					    "page %#llx: an empty batch refused it",
+					    (unsigned long long)pfn);
+	}
+	return n == SR_BATCH_MAX_PAGES ? submit(p, err) : 0;
 }
 
 int sr_pipe_add_zero_run(struct sr_pipe *p, uint64_t pfn, uint64_t npages, struct sr_error *err)

@@ -37,7 +37,17 @@ want() {
 	[[ " $exclude " != *" $1 "* ]] || return 1
 	reap_timeout
 	fail_at_start=$fail
+	section_time
 	echo "$1 $(date +%s) ${2:-$limit}" > "$tmp/.current"
+}
+# Appends the section that just ended and its seconds to $tmp/.times (CI's
+# budget is spent here: the run ends with the slowest sections).
+section_time() {
+	local name start lim
+	[ -s "$tmp/.current" ] || return 0
+	read -r name start lim < "$tmp/.current"
+	echo "$(( $(date +%s) - start )) $name" >> "$tmp/.times"
+	: > "$tmp/.current"
 }
 
 # Prints the pids of every descendant of pid $1.
@@ -1785,7 +1795,7 @@ if want migrate-start-fails && mig_net; then
 	# The receiver says "running" only once its vCPUs run: a start that fails after "go" is
 	# answered "error", and the source resumes its domain (never neither).
 	mig_guest sf --memory 64 --pages 256
-	far env SR_TEST_START_FAIL=1 $O/sr-restore --listen 7714 --accept-timeout 120 </dev/null >"$tmp/sf.far" 2>&1 &
+	far env SR_TEST_START_FAIL=1 $O/sr-restore --listen 7714 --insecure-plaintext --accept-timeout 120 </dev/null >"$tmp/sf.far" 2>&1 &
 	fpid=$!
 	wait_line 'listening on' "$tmp/sf.far"
 	$O/sr-migrate --cold -q sf tcp:10.77.0.2:7714 2>"$tmp/sf.mig"; rc=$?
@@ -2006,10 +2016,12 @@ netns_down
 # different moments.  Its own namespaces: after the migration tests' are down.
 if want faults-migrate-sample 1200; then
 	if SR_FAULTS_MIG=8 SR_FAULTS_MIG_COVER=1 O=$O tests/faults-migrate-kvm.sh 2>&1 | tee "$tmp/fm.out" | grep --line-buffered '^ok   trial\|^FAIL' | sed 's/^/     faults-migrate-sample /'; [ "${PIPESTATUS[0]}" -eq 0 ]; then
-		ok "faults-migrate-sample: 8 migrations hit by kills, cancels and cut links: the domain ran on exactly one side, or was held paused at the source with the way to settle it; $(sed -n 2p "$tmp/fm.out" | cut -c17-)"
+		ok "faults-migrate-sample: 8 migrations hit by kills, cancels and cut links: the domain ran on exactly one side, or was held paused at the source with the way to settle it; $(grep -m1 "^faults-migrate: .*seed" "$tmp/fm.out" | cut -c17-)"
 	else bad "faults-migrate-sample" "$tmp/fm.out"; fi
 fi
 
 reap_timeout
+section_time
+echo "kvm: seconds per section, slowest first: $(sort -rn "$tmp/.times" 2>/dev/null | head -25 | awk '{ printf "%s %s, ", $2, $1 }')total $(awk '{ t += $1 } END { print t + 0 }' "$tmp/.times" 2>/dev/null)"
 echo "kvm: $pass passed, $fail failed"
 [ $fail -eq 0 ]

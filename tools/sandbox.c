@@ -328,7 +328,7 @@ static const struct rule main_[] = {
 	R(getsockopt, ANY, "the same"),
 	R(getsockname, ANY, "the same"),
 	R(getpeername, ANY, "the same"),
-	R(shutdown, ANY, "the TLS connection's end, once \"running\" has left"),
+	R(shutdown, ANY, "user-space TLS ends its pumps' socket pair and the connection (tls_end)"),
 	R(openat, ANY, "/dev/kvm, /proc/meminfo, NAME.lock, the --migrate-receive log"),
 	R(close, ANY, "fds"),
 	R(fstat, ANY, "stdio"),
