@@ -148,6 +148,13 @@ static const struct kvm_req reader_kvm[] = {
 	{ KVM_GET_CLOCK, "kvmclock" }, { KVM_SET_CLOCK, "the same" },
 	{ KVM_KVMCLOCK_CTRL, "tells the guest it was paused" },
 	{ KVM_SET_IRQCHIP, "PIC and IOAPIC" }, { KVM_SET_PIT2, "the PIT" },
+	/* State read back where an image's record leaves fields to this host's defaults. */
+	{ KVM_GET_REGS, "a vCPU's state" }, { KVM_GET_SREGS, "the same" },
+	{ KVM_GET_SREGS2, "the same" }, { KVM_GET_XSAVE, "the same" },
+	{ KVM_GET_XSAVE2, "the same" }, { KVM_GET_XCRS, "the same" },
+	{ KVM_GET_LAPIC, "the same" }, { KVM_GET_VCPU_EVENTS, "the same" },
+	{ KVM_GET_DEBUGREGS, "the same" }, { KVM_GET_MP_STATE, "the same" },
+	{ KVM_GET_IRQCHIP, "PIC and IOAPIC" }, { KVM_GET_PIT2, "the PIT" },
 	{ 0, NULL }
 };
 
