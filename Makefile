@@ -6,6 +6,7 @@
 #   make mutants    hand-chosen mutants of the core files, each against its tests
 #   make bench-libsr  stream encoder throughput against memcpy()/write()
 #   make bench-peer   sr against QEMU on the same Linux guest, in one run
+#   make bench-tls    one guest migrated over plaintext, kTLS and user-space TLS, in one run
 #   make fuzz         libFuzzer on the reader and on restore (an hour each)
 #   make soak | faults | faults-migrate | converge | sr-bench | demo   (real KVM: native or the box)
 #   make install PREFIX=/usr/local DESTDIR=
@@ -152,7 +153,8 @@ $(O)/sr-run: $(O)/tools/sr-run.o $(RUNNER_OBJS) $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(TLS_LIBS) -lpthread
 
-$(O)/sr-restore: $(O)/tools/sr-restore.o $(O)/tools/sandbox.o $(RUNNER_OBJS) $(O)/libsr.a
+$(O)/sr-restore: $(O)/tools/sr-restore.o $(O)/tools/sandbox.o $(O)/tools/listener.o $(RUNNER_OBJS) \
+		$(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(TLS_LIBS) $(SECCOMP_LIBS) -lpthread
 
@@ -177,7 +179,7 @@ $(O)/tests/bench-%: $(O)/tests/bench_%.o $(O)/libsr.a
 
 # ------------------------------------------------------------------ tests
 .PHONY: converge fuzz fuzz-ci soak faults faults-migrate
-.PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install release clean demo sr-bench bench-peer
+.PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install release clean demo sr-bench bench-peer bench-tls
 .PHONY: tsan check-tsan mutants
 
 check: check-unit check-tools check-kvm
@@ -215,7 +217,7 @@ box-shell: $(KVM_DEPS)
 # (corrupt-threads: placed-restore's corrupt cases; the handshake faults:
 # migrate-unknown and migrate-receiver-dies-after-ready; save-options).
 asan:
-	$(Q)SR_KVM_EXCLUDE="soak-sample linux-6g big-guest linux-pause sandbox-linux faults-migrate-sample corrupt-threads migrate-handshake migrate-start-fails migrate-commit-lost migrate-bounds migrate-tls-user save-options" $(MAKE) --no-print-directory O=build-asan SAN=1 check-unit check-tools check-kvm
+	$(Q)SR_KVM_EXCLUDE="soak-sample linux-6g big-guest linux-pause sandbox-linux faults-migrate-sample corrupt-threads migrate-handshake migrate-start-fails migrate-commit-lost migrate-bounds migrate-tls-user migrate-tls-mixed save-options" $(MAKE) --no-print-directory O=build-asan SAN=1 check-unit check-tools check-kvm
 
 # ThreadSanitizer over the threads that run natively: tests/threads (the save
 # pipe with 0-4 workers against batches, the placed reader with 0-3 against the
@@ -246,6 +248,10 @@ bench-libsr: $(BENCHES)
 bench-peer: all $(LINUX_INITRD) $(LINUX_KERNEL)
 	$(Q)SR_BOX_TIMEOUT=$${SR_BOX_TIMEOUT:-5400} SR_BOX_IDLE=$${SR_BOX_IDLE:-1200} \
 		O=$(O) tests/on-kvm.sh bench-peer tests/bench-peer-kvm.sh
+
+# TLS's cost: one guest migrated over plaintext, kTLS and user-space TLS in one run.
+bench-tls: all
+	$(Q)O=$(O) tests/on-kvm.sh bench-tls tests/bench-tls-kvm.sh
 
 sr-bench: all
 	$(Q)scripts/deps.sh bench

@@ -3,7 +3,7 @@
  * sandbox-test KIND CALL: sr-restore's sandbox (tools/sandbox.c) as
  * sr-restore installs it -- the main thread's filter first, then KIND's on
  * a thread started the way sr-restore starts it (a worker from a reader's
- * thread, a TLS pump from a handshake's; main, control and detach on the
+ * thread, the others from the main thread; main, control and detach on the
  * main thread) -- and then one call from that thread:
  *   execve   a process's image replaced: never allowed
  *   ioctl    a request the kind never makes (KVM_CREATE_VM; main, which
@@ -88,7 +88,7 @@ static void on_kind(void *arg)
 	make_call();
 }
 
-/* A worker starts on a reader's thread, a TLS pump on a handshake's: their creators' filters. */
+/* A worker starts on a reader's thread: its creator's filter. */
 static void on_creator(void *arg)
 {
 	if (sandbox_run(kind, on_kind, arg))
@@ -132,10 +132,8 @@ int main(int argc, char **argv)
 		if (kind == SANDBOX_MAIN || kind == SANDBOX_CONTROL) {
 			sandbox_enter(kind);
 			make_call();
-		} else if (sandbox_run(kind == SANDBOX_WORKER ? SANDBOX_READER :
-				       kind == SANDBOX_TLS_PUMP ? SANDBOX_HANDSHAKE : kind,
-				       kind == SANDBOX_WORKER || kind == SANDBOX_TLS_PUMP ?
-				       on_creator : on_kind, NULL)) {
+		} else if (sandbox_run(kind == SANDBOX_WORKER ? SANDBOX_READER : kind,
+				       kind == SANDBOX_WORKER ? on_creator : on_kind, NULL)) {
 			die(EXIT_USAGE, "thread");
 		}
 	}

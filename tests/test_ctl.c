@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "util.h"
 
 /* ------------------------------------------------------ save requests */
 
@@ -384,4 +385,35 @@ Test(ctl, no_domain_or_a_bad_name)
 	cr_assert_eq(ctl_request("a/b", "status", -1, NULL, reply, sizeof(reply)), -1);
 	cr_assert(strstr(reply, "bad domain name \"a/b\""), "%s", reply);
 	rmdir(run_dir);
+}
+
+/* What a peer or an image names reaches a terminal escaped, invisible reordering included. */
+Test(str_escape, control_bytes_and_bad_utf8_are_escaped_printable_utf8_kept)
+{
+	char buf[200];
+
+	cr_assert_str_eq(str_escape(buf, sizeof(buf), "a\x1b[2J\\\xff\xc3\xa9", 64),
+			 "a\\x1b[2J\\\\\\xff\xc3\xa9");
+}
+
+Test(str_escape, bidi_controls_and_zero_width_characters_are_escaped)
+{
+	static const char *const hidden[] = {
+		"\u200b", "\u200c", "\u200d", "\u200e", "\u200f",
+		"\u202a", "\u202b", "\u202c", "\u202d", "\u202e",
+		"\u2066", "\u2067", "\u2068", "\u2069", "\ufeff",
+	};
+	char buf[200], in[32], want[64];
+
+	for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++) {
+		const unsigned char *u = (const unsigned char *)hidden[i];
+
+		snprintf(in, sizeof(in), "ab%scd", hidden[i]);
+		snprintf(want, sizeof(want), "ab\\x%02x\\x%02x\\x%02xcd", u[0], u[1], u[2]);
+		cr_assert_str_eq(str_escape(buf, sizeof(buf), in, sizeof(in)), want,
+				 "U+%04X: \"%s\"", (u[0] & 0xf) << 12 | (u[1] & 0x3f) << 6 | (u[2] & 0x3f),
+				 buf);
+	}
+	/* Their neighbours stay: U+2010 (hyphen), U+2030 (per mille). */
+	cr_assert_str_eq(str_escape(buf, sizeof(buf), "\u2010\u2030", 16), "\u2010\u2030");
 }

@@ -225,6 +225,60 @@ check "tls-psk: after a wrong key: still listening, under 1 MiB more resident, n
 listener_end
 check "tls-psk: the right key is taken (authenticated as its identity)" grep -q "receiving a domain from 127.0.0.1:[0-9]*, authenticated as PSK identity src (TLS1.3 AES-128-GCM" "$tmp/l.out"
 check "tls-psk: sr-migrate --stats names the transport" bash -c "grep -q '^transport: TLS1.3 AES-128-GCM, \(kernel TLS\|user-space TLS\)' '$tmp/m.out'"
+
+# Idle peers do not keep a source out: five connect and send nothing, and hold their
+# connections while the source comes (a one-at-a-time listener gave each its 10 s
+# handshake time, past the source's 5 s connect timeout).
+listener --listen 127.0.0.1:$((port + 1)) --tls-psk "$psk"
+idle=()
+for _ in 1 2 3 4 5; do exec {ifd}<>/dev/tcp/127.0.0.1/$port && idle+=($ifd); done
+"$mig" --connect-timeout 5 --tls-psk "$psk" dom tcp:127.0.0.1:$port >"$tmp/m.out" 2>&1; rc=$?
+listener_end
+for ifd in "${idle[@]}"; do exec {ifd}>&-; done
+check "listen: 5 idle peers hold connections, a TLS source gets in beside them (sr-migrate exit 2: no domain)" bash -c "[ ${#idle[@]} -eq 5 ] && [ $rc -eq 2 ] && grep -q 'receiving a domain from 127.0.0.1:[0-9]*, authenticated as PSK identity src' '$tmp/l.out' && ! grep -q 'not done within' '$tmp/l.out'"
+
+# The keys' text is wiped after each use: after a handshake (a wrong key: the file is read
+# for the identity) no readable page of the listener holds the key, in hex or in binary.
+listener --listen 127.0.0.1:$((port + 1)) --tls-psk "$psk"
+"$mig" --tls-psk "$tmp/wrong.psk" dom tcp:127.0.0.1:$port >"$tmp/m.out" 2>&1
+for _ in $(seq 400); do grep -q 'still listening' "$tmp/l.out" && break; sleep 0.05; done
+found=$(python3 - "$lpid" "$(cut -d: -f2 "$psk")" <<'PY'
+import re, sys
+pid, hexkey = sys.argv[1], sys.argv[2]
+needles = [hexkey.encode(), hexkey.upper().encode(), bytes.fromhex(hexkey)]
+hits = 0
+with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+    for line in maps:
+        m = re.match(r"([0-9a-f]+)-([0-9a-f]+) (r)", line)
+        if not m or "[vvar" in line or "[vsyscall" in line:
+            continue
+        a, b = int(m.group(1), 16), int(m.group(2), 16)
+        if b - a > 256 << 20:
+            continue
+        try:
+            mem.seek(a); d = mem.read(b - a)
+        except OSError:
+            continue
+        hits += sum(d.count(n) for n in needles)
+print(hits)
+PY
+)
+check "tls-psk: the key's text is wiped after use: in no readable page of the listener (found $found)" bash -c "kill -0 $lpid && [ '$found' = 0 ]"
+kill $lpid; wait $lpid 2>/dev/null
+
+# A limit of the moment on accept (EMFILE: no descriptor left) does not end the listener:
+# it waits and takes the connection once a descriptor is free.
+listener --listen 127.0.0.1:$((port + 1))
+freefd=0; while [ -e /proc/$lpid/fd/$freefd ]; do freefd=$((freefd + 1)); done
+prlimit --pid $lpid --nofile=$freefd:	# the lowest free descriptor is over the limit
+cat "$tmp/a.img" 2>/dev/null >/dev/tcp/127.0.0.1/$port &
+cpid=$!
+for _ in $(seq 400); do grep -q 'Too many open files; still listening' "$tmp/l.out" && break; sleep 0.05; done
+check "listen: accept's EMFILE leaves it listening" bash -c "kill -0 $lpid && grep -q 'accept: Too many open files; still listening' '$tmp/l.out'"
+prlimit --pid $lpid --nofile=1024:
+listener_end
+kill $cpid 2>/dev/null; wait $cpid 2>/dev/null
+check "listen: ... and once a descriptor is free, the waiting source is taken" grep -q 'receiving a domain from 127.0.0.1:' "$tmp/l.out"
 # An independent client (OpenSSL) with the right key hears the receiver's answer over TLS.
 if command -v openssl >/dev/null; then
 	listener --listen 127.0.0.1:$((port + 1)) --tls-psk "$psk"
@@ -239,7 +293,7 @@ fi
 
 # X.509 in QEMU's layout, made here: a CA, the receiver (127.0.0.1), two sources, one from another CA.
 x509() {	# DIR NAME SAN CA-DIR
-	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/O=sr test/CN=$2" \
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -utf8 -subj "/O=sr test/CN=$2" \
 		-keyout "$1.key" -out "$1.csr" 2>/dev/null &&
 	printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$3" >"$1.ext" &&
 	openssl x509 -req -in "$1.csr" -CA "$4/ca-cert.pem" -CAkey "$4/ca-key.pem" -CAcreateserial \
@@ -253,14 +307,17 @@ if command -v openssl >/dev/null && ca "$tmp/ca" && ca "$tmp/ca2" &&
    x509 "$tmp/ca/srv" receiver "DNS:receiver.test,IP:127.0.0.1" "$tmp/ca" &&
    x509 "$tmp/ca/src" source "DNS:source.test" "$tmp/ca" &&
    x509 "$tmp/ca/evil" intruder "DNS:intruder.test" "$tmp/ca" &&
+   x509 "$tmp/ca/wild" wildcard "DNS:*.test,DNS:*.sr.test" "$tmp/ca" &&
+   x509 "$tmp/ca/bidi" $'ab\u202ecd\x1b[2J' "DNS:bidi.test" "$tmp/ca" &&
    x509 "$tmp/ca2/src" source "DNS:source.test" "$tmp/ca2"; then
-	mkdir -p "$tmp/srv" "$tmp/src" "$tmp/evil" "$tmp/foreign"
+	mkdir -p "$tmp/srv" "$tmp/src" "$tmp/evil" "$tmp/foreign" "$tmp/wild" "$tmp/bidi"
 	cp "$tmp/ca/ca-cert.pem" "$tmp/srv/"; cp "$tmp/ca/srv.pem" "$tmp/srv/server-cert.pem"; cp "$tmp/ca/srv.key" "$tmp/srv/server-key.pem"
-	for c in src evil; do
+	cp "$tmp/ca/wild.pem" "$tmp/wild/server-cert.pem"; cp "$tmp/ca/wild.key" "$tmp/wild/server-key.pem"
+	for c in src evil wild bidi; do
 		cp "$tmp/ca/ca-cert.pem" "$tmp/$c/"; cp "$tmp/ca/$c.pem" "$tmp/$c/client-cert.pem"; cp "$tmp/ca/$c.key" "$tmp/$c/client-key.pem"
 	done
 	cp "$tmp/ca/ca-cert.pem" "$tmp/foreign/"; cp "$tmp/ca2/src.pem" "$tmp/foreign/client-cert.pem"; cp "$tmp/ca2/src.key" "$tmp/foreign/client-key.pem"
-	listener --listen 127.0.0.1:$((port + 1)) --tls-creds "$tmp/srv" --tls-authz source.test,other.test
+	listener --listen 127.0.0.1:$((port + 1)) --tls-creds "$tmp/srv" --tls-authz other.test --tls-authz source.test
 	"$mig" --tls-creds "$tmp/evil" dom tcp:127.0.0.1:$port >"$tmp/m1.out" 2>&1; rc1=$?
 	"$mig" --tls-creds "$tmp/foreign" dom tcp:127.0.0.1:$port >"$tmp/m2.out" 2>&1; rc2=$?
 	for _ in $(seq 400); do [ "$(grep -c 'still listening' "$tmp/l.out")" -ge 2 ] && break; sleep 0.05; done
@@ -278,6 +335,26 @@ if command -v openssl >/dev/null && ca "$tmp/ca" && ca "$tmp/ca2" &&
 	"$mig" --tls-creds "$tmp/src" --tls-authz receiver.test dom tcp:localhost:$port >"$tmp/m.out" 2>&1; rc=$?
 	listener_end
 	check "tls-creds: ... unless --tls-authz names it" bash -c "[ $rc -eq 2 ] && grep -q 'authenticated as CN=source' '$tmp/l.out'"
+	# --tls-authz takes a DN whole, commas and all.
+	listener --listen 127.0.0.1:$((port + 1)) --tls-creds "$tmp/srv" --tls-authz "CN=source,O=sr test"
+	"$mig" --tls-creds "$tmp/src" dom tcp:127.0.0.1:$port >"$tmp/m.out" 2>&1; rc=$?
+	listener_end
+	check "tls-authz: a DN with commas authorizes its certificate" bash -c "[ $rc -eq 2 ] && grep -q 'authenticated as CN=source,O=sr test (TLS1.3' '$tmp/l.out'"
+	# A wildcard certificate (*.test, *.sr.test) is no certificate for a.test or a.sr.test,
+	# either way (GnuTLS itself refuses a wildcard over one label, not *.sr.test); a peer's
+	# DN is printed escaped (its CN has U+202E, a bidi override, and a terminal escape).
+	listener --listen 127.0.0.1:$((port + 1)) --tls-creds "$tmp/srv" --tls-authz a.test --tls-authz a.sr.test
+	"$mig" --tls-creds "$tmp/wild" dom tcp:127.0.0.1:$port >"$tmp/m1.out" 2>&1; rc1=$?
+	"$mig" --tls-creds "$tmp/bidi" dom tcp:127.0.0.1:$port >"$tmp/m2.out" 2>&1; rc2=$?
+	for _ in $(seq 400); do [ "$(grep -c 'still listening' "$tmp/l.out")" -ge 2 ] && break; sleep 0.05; done
+	check "tls-authz: a source's wildcard certificate (*.test, *.sr.test) is refused for a.test, a.sr.test" bash -c "kill -0 $lpid && [ $rc1 -ne 0 ] && grep -q 'certificate \"CN=wildcard,O=sr test\" is not in --tls-authz; still listening' '$tmp/l.out'"
+	raw=$(LC_ALL=C grep -c $'\xe2\x80\xae\|\x1b' "$tmp/l.out")
+	check "tls-creds: the peer's DN is printed escaped (bidi override, terminal escape)" bash -c "grep -qF 'certificate \"CN=ab\\xe2\\x80\\xaecd\\x1b[2J,O=sr test\" is not' '$tmp/l.out' && [ $raw = 0 ]"
+	kill $lpid; wait $lpid 2>/dev/null
+	listener --listen 127.0.0.1:$((port + 1)) --tls-creds "$tmp/wild"
+	"$mig" --tls-creds "$tmp/src" --tls-authz a.sr.test dom tcp:127.0.0.1:$port >"$tmp/m.out" 2>&1; rc=$?
+	check "tls-authz: a receiver's wildcard certificate (*.sr.test) is refused for a.sr.test (exit 1)" bash -c "[ $rc -eq 1 ] && grep -q 'certificate \"CN=wildcard,O=sr test\" is not in --tls-authz' '$tmp/m.out' && grep -q 'not touched' '$tmp/m.out'"
+	kill $lpid 2>/dev/null; wait $lpid 2>/dev/null
 else
 	bad "tls-creds: making test certificates with openssl"
 fi
@@ -293,7 +370,7 @@ fi
 # the sanitizer runtime's mmap, openat, write and rt_sigaction through.
 sbt=$O/tests/sandbox-test
 san=$("$sbt" sanitized)
-for kind in main reader worker vCPU console input control save guard handshake tls-pump detach; do
+for kind in main reader worker vCPU console input control save guard tls-pump detach; do
 	calls="execve socket exec ioctl sigsys"
 	case $kind in main|control) ;; *) calls="$calls create unlink rename" ;; esac
 	[ $kind = main ] || calls="$calls unix connect"

@@ -178,7 +178,7 @@ static int listen_one(const struct addrinfo *ai, bool dual, int *err)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (dual)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 8)) {
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 64)) {
 		*err = errno;
 		close(fd);
 		return -1;
@@ -247,35 +247,48 @@ int net_listen(const char *spec, bool loopback_only, char *bound, size_t blen, c
 	return fd;
 }
 
-int net_accept(int lfd, int timeout_ms, unsigned idle_s, char *peer, size_t plen, char *why,
-	       size_t len)
+int net_accept(int lfd, unsigned idle_s, char *peer, size_t plen, char *why, size_t len)
 {
-	struct pollfd p = { .fd = lfd, .events = POLLIN };
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	int rc, fd;
+	int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
-	rc = poll_until(&p, timeout_ms > 0 ? mono_ns() + timeout_ms * 1000000ull : 0);
-	if (rc == 0) {
-		snprintf(why, len, "no connection within %d s", timeout_ms / 1000);
-		return -1;
-	}
-	if (rc < 0) {
-		snprintf(why, len, "waiting for a connection: %s", strerror(errno));
-		return -1;
-	}
-	fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
 	if (fd < 0) {
-		snprintf(why, len, "accept: %s", strerror(errno));
+		int e = errno;
+
+		snprintf(why, len, "accept: %s", strerror(e));
+		errno = e;
 		return -1;
 	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	addr_text((struct sockaddr *)&ss, sl, peer, plen);
 	net_tune(fd, idle_s);
 	return fd;
 }
 
+/*
+ * accept(2)'s errors that belong to one peer or to this moment: the peer
+ * reset the connection before it was taken, a protocol or firewall error on
+ * it, or a limit (descriptors, buffers, memory) that frees as connections
+ * close.  The rest mean the listening socket itself is broken.
+ */
+bool net_accept_again(int err)
+{
+	switch (err) {
+	case EAGAIN: case EINTR: case ECONNABORTED: case EPROTO: case EPERM:
+	case EMFILE: case ENFILE: case ENOBUFS: case ENOMEM:
+	case ENETDOWN: case ENOPROTOOPT: case EHOSTDOWN: case ENONET: case EHOSTUNREACH:
+	case EOPNOTSUPP: case ENETUNREACH: case ETIMEDOUT:
+		return true;
+	default:
+		return false;
+	}
+}
+
 struct net_guard {
-	int fd;
+	int fd, users;
+	net_count_fn *count;
+	const void *arg;
 	struct net_guard_opts o;
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -284,32 +297,47 @@ struct net_guard {
 	char why[200];
 };
 
-/* Bytes the peer has sent us so far (received in order, read or not). */
-static uint64_t bytes_in(int fd)
+/*
+ * The payload the stream delivered so far: the count given, else the bytes
+ * the reader took from the socket (received in order, less those queued).
+ */
+static uint64_t bytes_in(const struct net_guard *g)
 {
 	struct tcp_info ti;
 	socklen_t tl = sizeof(ti);
+	int queued = 0;
 
+	if (g->count)
+		return g->count(g->arg);
 	memset(&ti, 0, sizeof(ti));
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) ||
+	if (getsockopt(g->fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) ||
 	    tl < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(ti.tcpi_bytes_received))
 		return 0;
-	return ti.tcpi_bytes_received;
+	if (ioctl(g->fd, FIONREAD, &queued) || queued < 0)
+		queued = 0;
+	return ti.tcpi_bytes_received - (uint64_t)queued;
+}
+
+/* Whether payload waits for the reader now (it, not the peer, is the slow side). */
+static bool reader_behind(const struct net_guard *g)
+{
+	struct pollfd p = { .fd = g->users, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
 }
 
 /* Whether the stream broke a bound at now; why says which. */
 static bool guard_check(struct net_guard *g, uint64_t start, uint64_t now, uint64_t *win_t,
 			uint64_t *win_b)
 {
-	uint64_t b = bytes_in(g->fd), span = now - *win_t;
-	int unread = 0;
+	uint64_t b = bytes_in(g), span = now - *win_t;
 
 	if (g->o.deadline_s && now - start >= g->o.deadline_s * 1000000000ull) {
 		snprintf(g->why, sizeof(g->why), "the stream did not end within --deadline %u s",
 			 g->o.deadline_s);
 		return true;
 	}
-	if (!ioctl(g->fd, FIONREAD, &unread) && unread > 0) {
+	if (reader_behind(g)) {
 		*win_t = now;		/* we are the slow side: the peer is not to blame */
 		*win_b = b;
 		return false;
@@ -330,7 +358,7 @@ static bool guard_check(struct net_guard *g, uint64_t start, uint64_t now, uint6
 static void *guard_run(void *arg)
 {
 	struct net_guard *g = arg;
-	uint64_t start = mono_ns(), win_t = start, win_b = bytes_in(g->fd);
+	uint64_t start = mono_ns(), win_t = start, win_b = bytes_in(g);
 	struct timespec ts;
 
 	if (g->o.thread_start)
@@ -352,7 +380,8 @@ static void *guard_run(void *arg)
 	return NULL;
 }
 
-struct net_guard *net_guard_start(int fd, const struct net_guard_opts *o, char *why, size_t len)
+struct net_guard *net_guard_start(int sock, int users, net_count_fn *count, const void *arg,
+				  const struct net_guard_opts *o, char *why, size_t len)
 {
 	struct net_guard *g = calloc(1, sizeof(*g));
 	pthread_condattr_t ca;
@@ -361,7 +390,10 @@ struct net_guard *net_guard_start(int fd, const struct net_guard_opts *o, char *
 		snprintf(why, len, "out of memory");
 		return NULL;
 	}
-	g->fd = fd;
+	g->fd = sock;
+	g->users = users;
+	g->count = count;
+	g->arg = arg;
 	g->o = *o;
 	if (!g->o.window_s)
 		g->o.window_s = 10;

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /*
  * Connects to "HOST:PORT" ("[V6ADDR]:PORT" for a literal IPv6 address),
@@ -28,9 +29,14 @@ int net_connect(const char *hostport, int timeout_ms, unsigned idle_s, char *why
 int net_listen(const char *spec, bool loopback_only, char *bound, size_t blen, char *why,
 	       size_t len);
 
-/* Accepts one connection within timeout_ms (0: forever); its peer in peer. */
-int net_accept(int lfd, int timeout_ms, unsigned idle_s, char *peer, size_t plen, char *why,
-	       size_t len);
+/*
+ * Accepts one connection waiting on lfd (the caller polls), tuned; its peer
+ * in peer.  -1 with why and errno; net_accept_again(errno) says whether
+ * the listener can go on (a peer that gave up, a descriptor or memory
+ * limit of the moment) or is broken.
+ */
+int net_accept(int lfd, unsigned idle_s, char *peer, size_t plen, char *why, size_t len);
+bool net_accept_again(int err);
 
 /*
  * Keepalive (a dead peer is found within about idle_s) and, for reads and
@@ -43,10 +49,14 @@ void net_tune(int fd, unsigned idle_s);
  * A receiver's bounds on a stream, beyond the idle timeout: an overall
  * deadline, and a least rate the peer must keep up over each window (a
  * peer trickling a few bytes per idle timeout is cut).  A guard thread
- * watches the socket's received byte count (TCP_INFO); time during which
- * unread bytes wait in the socket (the receiver is the slow one) does not
- * count against the peer.  A peer that breaks a bound has its connection
- * shut down both ways, so a blocked reader sees the stream end.
+ * counts the payload the stream delivered: count(arg) when given (user-space
+ * TLS: what its pump decrypted), else the bytes the reader took from the
+ * socket (TCP_INFO's received bytes less those still queued: a partial
+ * kTLS record waiting in the socket is not delivered).  Time during which
+ * the reader's descriptor (users) is readable, payload waiting for a
+ * reader that is the slow one, does not count against the peer.  A peer
+ * that breaks a bound has its connection shut down both ways, so a blocked
+ * reader sees the stream end.
  */
 struct net_guard_opts {
 	unsigned deadline_s;		/* 0: none */
@@ -57,7 +67,10 @@ struct net_guard_opts {
 
 struct net_guard;
 
-struct net_guard *net_guard_start(int fd, const struct net_guard_opts *o, char *why, size_t len);
+typedef uint64_t net_count_fn(const void *arg);
+
+struct net_guard *net_guard_start(int sock, int users, net_count_fn *count, const void *arg,
+				  const struct net_guard_opts *o, char *why, size_t len);
 
 /* Stops watching; true when the guard cut the connection, why saying which bound. */
 bool net_guard_stop(struct net_guard *g, char *why, size_t len);

@@ -265,13 +265,15 @@ static const struct kvm_req control_kvm[] = {
 
 /* --listen: the stream's guard wakes each second and reads the socket's counters. */
 static const struct rule guard[] = {
-	R(getsockopt, TCP_LEVEL, "TCP_INFO: the bytes the peer has sent"),
+	R(getsockopt, TCP_LEVEL, "TCP_INFO: the bytes received (plaintext, kTLS)"),
 	R(ioctl, ANY, "FIONREAD below"),
+	R(poll, ANY, "whether payload waits for the reader (then the reader is the slow side)"),
+	R(ppoll, ANY, "the same"),
 	R(shutdown, ANY, "cuts a peer that broke a bound"),
 	END
 };
 static const struct kvm_req guard_ioctl[] = {
-	{ FIONREAD, "unread bytes: the receiver is the slow side" },
+	{ FIONREAD, "bytes still queued: received, not yet delivered to the reader" },
 	{ 0, NULL }
 };
 
@@ -293,21 +295,6 @@ static const struct rule tls_pump[] = {
 	END
 };
 
-/* The handshake: GnuTLS parses the peer's messages, certificates or PSK identity. */
-static const struct rule handshake[] = {
-	R(openat, READ_ONLY, "GnuTLS reads the --tls-psk file at each handshake"),
-	R(fstat, ANY, "the same (stdio)"),
-	R(newfstatat, ANY, "the same"),
-	R(lseek, ANY, "the same"),
-	R(close, ANY, "the same; the socket pair if the pumps fail"),
-	R(getrandom, ANY, "the handshake's randoms and key shares"),
-	R(getrusage, ANY, "GnuTLS's random generator mixes it in"),
-	R(setsockopt, ANY, "kTLS: the ULP, each direction's keys; the pair's idle timeout"),
-	R(getsockopt, ANY, "the socket's idle timeout, for the socket pair"),
-	R(socketpair, UNIX_ONLY, "user-space TLS: the plain stream's socket pair"),
-	END
-};
-
 /* --migrate-receive's parent: waits for the runner's "running" byte, or for its end. */
 static const struct rule detach[] = {
 	R(read, ANY, "the runner's byte"),
@@ -318,31 +305,38 @@ static const struct rule detach[] = {
 /*
  * The main thread until the domain runs: the host probe's leftovers, the
  * stream's descriptor, the VM and its vCPUs' shells, the control socket and
- * its lock, a listener's connections, the migration's answers.  It also
- * takes, below (starts), every list of the threads it starts.
+ * its lock, a listener's connections and their TLS handshakes (GnuTLS on
+ * non-blocking sockets, several at once: listener.c), the migration's
+ * answers.  It also takes, below (starts), every list of the threads it
+ * starts.
  */
 static const struct rule main_[] = {
 	R(read, ANY, "the source's \"go\""),
-	R(recvfrom, ANY, "the same; a plaintext peer's first bytes (MSG_PEEK)"),
+	R(recvfrom, ANY, "the same; a plaintext peer's first bytes (MSG_PEEK); the TLS "
+			  "handshakes' records (GnuTLS: recv)"),
 	R(sendto, ANY, "the receiver's answers"),
+	R(sendmsg, ANY, "the TLS handshakes' records out (GnuTLS: sendmsg)"),
 	R(write, ANY, "the same (ssh: a pipe); the detached parent's byte"),
-	R(poll, ANY, "waits for a listener's peer, and for \"go\""),
+	R(poll, ANY, "the listener: its socket and every pending peer; then \"go\""),
 	R(ppoll, ANY, "the same"),
-	R(clock_nanosleep, ANY, "waits for the rest of a peer's first bytes"),
+	R(clock_nanosleep, ANY, "SR_TEST_PAUSE_AT=go (test builds; the listener waits in poll)"),
 	R(nanosleep, ANY, "the same"),
-	R(accept4, ANY, "--listen: a source's connection"),
-	R(setsockopt, ANY, "the same: keepalive, the idle timeout"),
+	R(accept4, ANY, "--listen: the sources' connections (non-blocking)"),
+	R(setsockopt, ANY, "the same: keepalive, the idle timeout; kTLS: the ULP and keys"),
 	R(getsockopt, ANY, "the same"),
 	R(getsockname, ANY, "the same"),
 	R(getpeername, ANY, "the same"),
 	R(shutdown, ANY, "user-space TLS ends its pumps' socket pair and the connection (tls_end)"),
-	R(openat, ANY, "/dev/kvm, /proc/meminfo, NAME.lock, the --migrate-receive log"),
+	R(openat, ANY, "/dev/kvm, /proc/meminfo, NAME.lock, the --migrate-receive log; the "
+		       "--tls-psk file, read at each handshake"),
 	R(close, ANY, "fds"),
 	R(fstat, ANY, "stdio"),
 	R(newfstatat, ANY, "stat of the run directory"),
 	R(statx, ANY, "the same"),
 	R(lseek, ANY, "the same"),
-	R(fcntl, ANY, "dups, close-on-exec"),
+	R(fcntl, ANY, "dups, close-on-exec; a peer's socket non-blocking while it handshakes"),
+	R(getrandom, ANY, "the TLS handshakes' randoms and key shares"),
+	R(socketpair, UNIX_ONLY, "user-space TLS: the plain stream's socket pair"),
 	R(dup2, ANY, "--migrate-receive: stdio once detached"),
 	R(dup3, ANY, "the same"),
 	R(mkdir, ANY, "the run directory"),
@@ -427,8 +421,6 @@ static const struct kind kinds[SANDBOX_KINDS] = {
 			      BIT(SANDBOX_SAVE) | BIT(SANDBOX_WORKER) },
 	[SANDBOX_SAVE] = { "save", "sr-save", { save, spawn }, save_kvm, BIT(SANDBOX_WORKER) },
 	[SANDBOX_GUARD] = { "guard", "sr-guard", { guard }, guard_ioctl },
-	[SANDBOX_HANDSHAKE] = { "handshake", "sr-handshake", { handshake, spawn }, NULL,
-				BIT(SANDBOX_TLS_PUMP) },
 	[SANDBOX_TLS_PUMP] = { "tls-pump", "sr-tls-pump", { tls_pump } },
 	[SANDBOX_DETACH] = { "detach", NULL, { detach } },
 };

@@ -9,8 +9,11 @@
  * sent, and each thread then narrows that to its own kind first thing.
  * A creator's list must hold what the threads it starts need (they cannot
  * widen it): SANDBOX_MAIN, which starts them all, is their union, and so
- * no hostile byte is parsed on the main thread under it: the image is read
- * on a reader thread (sandbox_run), the TLS handshake on a handshake thread.
+ * the image is not parsed on the main thread under it but on a reader
+ * thread (sandbox_run).  The one peer input the main thread handles is the
+ * listener's: the TLS handshakes of up to 16 peers at once (listener.c,
+ * non-blocking on one poll loop, so idle peers cannot starve a source),
+ * under SANDBOX_MAIN, which holds what they need.
  * Once the domain runs the main thread narrows to SANDBOX_CONTROL.
  *
  * A call outside a thread's list traps: one line on stderr names the call
@@ -42,7 +45,6 @@ enum sandbox_kind {
 				   guest-requested saves, teardown */
 	SANDBOX_SAVE,		/* a control-socket save (sr-save, sr-migrate) */
 	SANDBOX_GUARD,		/* --listen: the stream's deadline and least rate */
-	SANDBOX_HANDSHAKE,	/* --listen with TLS: the handshake, the peer's credentials */
 	SANDBOX_TLS_PUMP,	/* user-space TLS: records to and from the stream's socket pair */
 	SANDBOX_DETACH,		/* --migrate-receive: the parent that waits for the runner */
 	SANDBOX_KINDS
@@ -69,9 +71,9 @@ void sandbox_enter(enum sandbox_kind kind);
 
 /*
  * Runs fn(arg) on a new thread that enters kind first, and waits for it
- * (the image's reader, the TLS handshake: hostile bytes parsed under their
- * own list, not the caller's).  Without sandbox_prepare() fn runs on the
- * calling thread.  0, or an errno when the thread could not start.
+ * (the image's reader: hostile bytes parsed under its own list, not the
+ * caller's).  Without sandbox_prepare() fn runs on the calling thread.
+ * 0, or an errno when the thread could not start.
  */
 int sandbox_run(enum sandbox_kind kind, void (*fn)(void *arg), void *arg);
 

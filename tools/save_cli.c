@@ -108,8 +108,9 @@ static void usage(FILE *f, bool migrate)
 "                          client-cert.pem, client-key.pem (QEMU's layout); the\n"
 "                          receiver's certificate must be signed by the CA and\n"
 "                          name HOST, or a name in --tls-authz\n"
-"      --tls-authz NAME[,NAME]  the receivers allowed: a certificate's DN or a\n"
-"                          host name in its subjectAltName\n"
+"      --tls-authz NAME    a receiver allowed (repeat it for each): a\n"
+"                          certificate's DN, whole, or a host name in its\n"
+"                          subjectAltName (no wildcards)\n"
 "                          Without TLS the stream is plaintext, unauthenticated\n"
 "                          (a receiver listens so only on loopback unless told\n"
 "                          --insecure-plaintext); ssh: has ssh's own\n"
@@ -584,7 +585,10 @@ int save_cli(int argc, char **argv, bool migrate)
 		case 'W': idle_s = parse_ulong("--idle-timeout", optarg, 1, 3600); break;
 		case 'P': tlso.psk_file = optarg; break;
 		case 'X': tlso.creds_dir = optarg; break;
-		case 'A': tlso.authz = optarg; break;
+		case 'A':
+			if (tls_opts_authz(&tlso, optarg))
+				die(EXIT_USAGE, "--tls-authz: at most %d names", TLS_AUTHZ_MAX);
+			break;
 		case 'H': ssh = optarg; break;
 		case 'r': remote = optarg; break;
 		case 'n':
@@ -624,12 +628,12 @@ int save_cli(int argc, char **argv, bool migrate)
 	if (t.net && (checkpoint || paused))
 		die(EXIT_USAGE, "--checkpoint and --paused would leave the domain here as well as "
 		    "there; a migration ends it here");
-	if ((tlso.psk_file || tlso.creds_dir || tlso.authz) && strncmp(path, "tcp:", 4))
+	if ((tlso.psk_file || tlso.creds_dir || tlso.nauthz) && strncmp(path, "tcp:", 4))
 		die(EXIT_USAGE, "--tls-psk, --tls-creds and --tls-authz are for tcp: (ssh: has "
 		    "ssh's own)");
 	if (tlso.psk_file && tlso.creds_dir)
 		die(EXIT_USAGE, "--tls-psk or --tls-creds, not both");
-	if (tlso.authz && !tlso.creds_dir)
+	if (tlso.nauthz && !tlso.creds_dir)
 		die(EXIT_USAGE, "--tls-authz names certificates: it needs --tls-creds");
 	if (name && strncmp(path, "ssh:", 4))
 		die(EXIT_USAGE, "--name is for ssh: (sr-restore --listen --name sets it for tcp:)");

@@ -15,6 +15,7 @@
 #include "abi.h"
 #include "ctl.h"
 #include "hvmctx.h"
+#include "listener.h"
 #include "migrate.h"
 #include "net.h"
 #include "runner.h"
@@ -57,8 +58,9 @@ static void usage(FILE *f)
 "      --tls-creds DIR      TLS 1.3 with X.509: DIR/ca-cert.pem, server-cert.pem,\n"
 "                           server-key.pem (QEMU's layout); the source must show\n"
 "                           a certificate the CA signed\n"
-"      --tls-authz NAME[,NAME]  only these peers: a certificate's DN, or a host\n"
-"                           name in its subjectAltName; a PSK identity\n"
+"      --tls-authz NAME     only these peers (repeat it for each): a\n"
+"                           certificate's DN, whole, or a host name in its\n"
+"                           subjectAltName (no wildcards); a PSK identity\n"
 "      --insecure-plaintext  allow --listen without TLS on a non-loopback address:\n"
 "                           anyone who reaches the port can send a VM\n"
 "      --deadline S         --listen: the stream must end within S s (default\n"
@@ -213,32 +215,6 @@ static void pump_thread_start(void)
 	sandbox_enter(SANDBOX_TLS_PUMP);
 }
 
-/* The TLS handshake, on a thread of its own under its own list (sandbox_run). */
-struct handshake_call {
-	struct tls_creds *creds;
-	int fd;
-	char *why;
-	size_t len;
-	struct tls_conn *tls;
-};
-
-static void handshake_on_thread(void *arg)
-{
-	struct handshake_call *h = arg;
-
-	h->tls = tls_start(h->creds, h->fd, HANDSHAKE_TIMEOUT_MS, h->why, h->len);
-}
-
-static struct tls_conn *handshake(struct tls_creds *creds, int fd, char *why, size_t len)
-{
-	struct handshake_call h = { creds, fd, why, len, NULL };
-	int e = sandbox_run(SANDBOX_HANDSHAKE, handshake_on_thread, &h);
-
-	if (e)
-		snprintf(why, len, "starting the TLS handshake's thread: %s", strerror(e));
-	return h.tls;
-}
-
 /* The image: parsed, and its state put into KVM, on the reader's thread (sandbox_run). */
 struct read_call {
 	int fd;
@@ -292,77 +268,55 @@ struct listen_opts {
 	struct net_guard_opts bounds;
 };
 
-/*
- * Plaintext: a connection counts once it has sent an image's first bytes
- * within the handshake time (a port scan, a silent or foreign client is
- * dropped).  Returns 0, or -1 with why.
- */
-static int await_magic(int fd, char *why, size_t len)
+static void refused(void *arg, const char *peer, const char *why)
 {
-	uint64_t deadline = mono_ns() + HANDSHAKE_TIMEOUT_MS * 1000000ull;
-	char magic[sizeof(SR_MAGIC) - 1];
+	if (peer)
+		pr_warn("%s: refused %s: %s; still listening", (const char *)arg, peer, why);
+	else
+		pr_warn("%s: %s; still listening", (const char *)arg, why);
+}
 
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		ssize_t k;
-
-		if (poll_until(&p, deadline) <= 0) {
-			snprintf(why, len, "sent nothing within %d s", HANDSHAKE_TIMEOUT_MS / 1000);
-			return -1;
-		}
-		k = recv(fd, magic, sizeof(magic), MSG_PEEK | MSG_DONTWAIT);
-		if (k <= 0 && !(k < 0 && (errno == EAGAIN || errno == EINTR))) {
-			snprintf(why, len, "closed the connection");
-			return -1;
-		}
-		if (k > 0 && memcmp(magic, SR_MAGIC, k)) {
-			snprintf(why, len, "did not send an sr image");
-			return -1;
-		}
-		if (k == (ssize_t)sizeof(magic))
-			return 0;
-		usleep(10000);		/* part of the magic: wait for the rest */
-	}
+/* The stream's payload so far, for the guard (user-space TLS: what the pump decrypted). */
+static uint64_t tls_count(const void *conn)
+{
+	return tls_bytes_in(conn);
 }
 
 /*
  * Accepts sources until one authenticates (TLS) or starts an image
- * (plaintext); the others are logged and dropped, and listening goes on.
- * The stream's bounds are watched from the accept on.  Returns the
- * stream's descriptor.
+ * (plaintext), several at once (listener.h); the others are logged and
+ * dropped, and listening goes on.  Nothing is answered to them: an
+ * unauthenticated peer learns nothing about this host.  The stream's
+ * bounds are watched from then on.  Returns the stream's descriptor.
  */
 static int accept_source(const struct listen_opts *o, int lfd, const char *bound,
 			 struct net_guard **guard)
 {
-	char peer[128] = "?", why[400];
-	uint64_t until = o->accept_s ? mono_ns() + o->accept_s * 1000000000ull : 0;
+	char why[400];
+	struct listener_source src;
+	struct listener_opts lso = {
+		.lfd = lfd, .creds = o->creds, .magic = SR_MAGIC, .magic_len = sizeof(SR_MAGIC) - 1,
+		.until_ns = o->accept_s ? mono_ns() + o->accept_s * 1000000000ull : 0,
+		.idle_s = o->idle_s, .handshake_ms = HANDSHAKE_TIMEOUT_MS,
+		.refused = refused, .arg = (void *)bound,
+	};
+	int fd;
 
-	for (;;) {
-		uint64_t now = mono_ns();
-		int left = until ? (until > now ? (int)((until - now) / 1000000) : 1) : 0;
-		int fd = net_accept(lfd, left, o->idle_s, peer, sizeof(peer), why, sizeof(why));
-
-		if (fd < 0)
-			die(EXIT_USAGE, "%s: %s", bound, why);
-		*guard = net_guard_start(fd, &o->bounds, why, sizeof(why));
-		if (!*guard)
-			die(EXIT_USAGE, "%s", why);
-		if (o->creds)
-			tls = handshake(o->creds, fd, why, sizeof(why));
-		if (o->creds ? tls != NULL : await_magic(fd, why, sizeof(why)) == 0) {
-			close(lfd);
-			if (tls)
-				pr_info("%s: receiving a domain from %s, authenticated as %s (%s)",
-					sr_prog, peer, tls_peer_name(tls), tls_describe(tls));
-			else
-				pr_info("%s: receiving a domain from %s", sr_prog, peer);
-			return tls ? tls_plain_fd(tls) : fd;
-		}
-		/* Nothing is answered: an unauthenticated peer learns nothing about this host. */
-		stream_why(guard, NULL);
-		close(fd);
-		pr_warn("%s: refused %s: %s; still listening", bound, peer, why);
-	}
+	if (listener_accept(&lso, &src, why, sizeof(why)))
+		die(EXIT_USAGE, "%s: %s", bound, why);
+	close(lfd);
+	tls = src.tls;
+	fd = tls ? tls_plain_fd(tls) : src.fd;
+	*guard = net_guard_start(src.fd, fd, tls && !tls_is_ktls(tls) ? tls_count : NULL, tls,
+				 &o->bounds, why, sizeof(why));
+	if (!*guard)
+		die(EXIT_USAGE, "%s", why);
+	if (tls)
+		pr_info("%s: receiving a domain from %s, authenticated as %s (%s)", sr_prog,
+			src.peer, tls_peer_name(tls), tls_describe(tls));
+	else
+		pr_info("%s: receiving a domain from %s", sr_prog, src.peer);
+	return fd;
 }
 
 static unsigned long parse_num(const char *opt, const char *s, unsigned long min,
@@ -442,7 +396,10 @@ int main(int argc, char **argv)
 		case 'g': log = optarg; break;
 		case 'P': tlso.psk_file = optarg; break;
 		case 'X': tlso.creds_dir = optarg; break;
-		case 'Z': tlso.authz = optarg; break;
+		case 'Z':
+			if (tls_opts_authz(&tlso, optarg))
+				die(EXIT_USAGE, "--tls-authz: at most %d names", TLS_AUTHZ_MAX);
+			break;
 		case 'I': lo.insecure = true; break;
 		case 'D': lo.bounds.deadline_s = parse_num("--deadline", optarg, 1, 7 * 86400); break;
 		case 'r': lo.bounds.min_rate_kbs = parse_num("--min-rate", optarg, 0, 10000000); break;
@@ -482,12 +439,12 @@ int main(int argc, char **argv)
 	}
 	if ((listen_on || receive) && paused)
 		die(EXIT_USAGE, "--paused does not go with a migration: the source decides when it runs");
-	if ((tlso.psk_file || tlso.creds_dir || tlso.authz || lo.insecure) && !listen_on)
+	if ((tlso.psk_file || tlso.creds_dir || tlso.nauthz || lo.insecure) && !listen_on)
 		die(EXIT_USAGE, "--tls-psk, --tls-creds, --tls-authz and --insecure-plaintext are "
 		    "for --listen");
 	if (tlso.psk_file && tlso.creds_dir)
 		die(EXIT_USAGE, "--tls-psk or --tls-creds, not both");
-	if (tlso.authz && !tlso.psk_file && !tlso.creds_dir)
+	if (tlso.nauthz && !tlso.psk_file && !tlso.creds_dir)
 		die(EXIT_USAGE, "--tls-authz needs --tls-psk or --tls-creds");
 	if (lo.insecure && (tlso.psk_file || tlso.creds_dir))
 		die(EXIT_USAGE, "--insecure-plaintext does not go with TLS");
@@ -540,7 +497,10 @@ int main(int argc, char **argv)
 				 sizeof(why));
 		if (lfd < 0)
 			die(EXIT_USAGE, "%s", why);
-		/* Before the guard, the handshake and the pumps start: each narrows this list. */
+		/*
+		 * Before the first peer's byte is read (the handshakes run on this thread,
+		 * under this list) and before the pumps and the guard start (each narrows it).
+		 */
 		sandbox_enter(SANDBOX_MAIN);
 		pr_info("%s: listening on %s (%s)", sr_prog, bound,
 			lo.creds ? "TLS" : "plaintext, no authentication");
@@ -698,7 +658,7 @@ int main(int argc, char **argv)
 	if (verbose)
 		pr_info("%s: sandbox: %s", sr_prog, sandbox ? "on (a seccomp allow-list per thread: "
 			"main, reader, worker, vCPU, console, input, control, save; --listen: guard, "
-			"handshake, tls-pump)" : "off (--no-sandbox)");
+			"tls-pump)" : "off (--no-sandbox)");
 	rc = started ? runner_loop(r) : runner_run(r, paused);
 	runner_free(r);
 	return rc;

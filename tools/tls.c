@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* TLS 1.3 for migration streams through GnuTLS (see tls.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/tls.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +19,7 @@
 #include <gnutls/x509.h>
 
 #include "tls.h"
+#include "util.h"
 
 /*
  * AES-GCM first (AES-NI; the kernel's kTLS has it since 4.13), the server's
@@ -35,22 +39,33 @@ struct tls_creds {
 	gnutls_psk_server_credentials_t psk_srv;
 	gnutls_certificate_credentials_t x509;
 	char identity[256];		/* client: the PSK identity it presents */
-	char *authz;			/* the allow-list, commas replaced by NULs */
-	size_t authz_len;
+	char *psk_path;			/* server: read again at each handshake */
+	char *authz[TLS_AUTHZ_MAX];	/* the allow-list, each name whole */
+	unsigned nauthz;
 	char peer_host[256];
 	void (*thread_start)(void);
 };
 
 struct tls_conn {
 	gnutls_session_t s;
+	const struct tls_creds *c;
 	int sock;			/* the TCP connection */
 	int plain;			/* what the stream's users read and write */
 	int pump;			/* the pumps' end of the pair (-1: kTLS both ways) */
 	pthread_t out, in;
 	void (*thread_start)(void);
 	bool ktls;
-	char desc[200], peer[512], why_user[100];
+	_Atomic uint64_t bytes_in;	/* payload handed to the users (user-space TLS) */
+	char desc[200], peer[1024], why_user[100];
 };
+
+int tls_opts_authz(struct tls_opts *o, const char *name)
+{
+	if (o->nauthz >= TLS_AUTHZ_MAX)
+		return -1;
+	o->authz[o->nauthz++] = name;
+	return 0;
+}
 
 static void fail(char *why, size_t len, const char *what, int rc)
 {
@@ -62,18 +77,39 @@ static void fail(char *why, size_t len, const char *what, int rc)
  * the first; the server checks them all now (GnuTLS looks the peer's
  * identity up in the file at each handshake).
  */
-static int read_psk_file(struct tls_creds *c, const char *path, gnutls_datum_t *key,
-			 char *why, size_t len)
+static int read_psk_lines(struct tls_creds *c, FILE *f, const char *path, const char *want,
+			  gnutls_datum_t *key, char *line, size_t ll, char *why, size_t len);
+
+/*
+ * The file's key text passes through stdio's buffer and a line: both ours,
+ * wiped before they go (a freed buffer would keep the keys in the heap).
+ * want: the identity whose key goes to key (NULL: the first line's).
+ */
+static int read_psk_file(struct tls_creds *c, const char *path, const char *want,
+			 gnutls_datum_t *key, char *why, size_t len)
 {
+	static __thread char iobuf[4096], line[1024];
 	FILE *f = fopen(path, "r");
-	char line[1024];
-	unsigned n = 0, lineno = 0;
+	int rc;
 
 	if (!f) {
 		snprintf(why, len, "--tls-psk %s: %s", path, strerror(errno));
 		return -1;
 	}
-	while (fgets(line, sizeof(line), f)) {
+	setvbuf(f, iobuf, _IOFBF, sizeof(iobuf));
+	rc = read_psk_lines(c, f, path, want, key, line, sizeof(line), why, len);
+	fclose(f);
+	explicit_bzero(iobuf, sizeof(iobuf));
+	explicit_bzero(line, sizeof(line));
+	return rc;
+}
+
+static int read_psk_lines(struct tls_creds *c, FILE *f, const char *path, const char *want,
+			  gnutls_datum_t *key, char *line, size_t ll, char *why, size_t len)
+{
+	unsigned n = 0, lineno = 0;
+
+	while (fgets(line, ll, f)) {
 		char *colon = strchr(line, ':'), *hex;
 		size_t hl;
 
@@ -88,19 +124,59 @@ static int read_psk_file(struct tls_creds *c, const char *path, gnutls_datum_t *
 		    strspn(hex, "0123456789abcdefABCDEF") != hl) {
 			snprintf(why, len, "--tls-psk %s: line %u is not identity:hexkey (psktool's "
 				 "format; a key of at least 16 bytes, in hex)", path, lineno);
-			fclose(f);
 			return -1;
 		}
-		if (n++ == 0 && key) {
-			*colon = 0;
-			memcpy(c->identity, line, colon - line + 1);
-			key->data = (unsigned char *)strdup(hex);
-			key->size = hl;
+		*colon = 0;
+		if (key && !key->data && (want ? !strcmp(line, want) : n == 0)) {
+			gnutls_datum_t h = { (unsigned char *)hex, hl };
+
+			if (!want)
+				memcpy(c->identity, line, colon - line + 1);
+			if (gnutls_hex_decode2(&h, key)) {
+				snprintf(why, len, "--tls-psk %s: line %u: the key is not hex", path,
+					 lineno);
+				return -1;
+			}
 		}
+		n++;
 	}
-	fclose(f);
 	if (!n) {
 		snprintf(why, len, "--tls-psk %s: no key in it", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* A decoded key, wiped before it is freed. */
+static void drop_key(gnutls_datum_t *key)
+{
+	if (key->data) {
+		gnutls_memset(key->data, 0, key->size);
+		gnutls_free(key->data);
+	}
+	key->data = NULL;
+	key->size = 0;
+}
+
+/*
+ * The server's key for the identity a peer names, looked up in the file at
+ * each handshake (as GnuTLS's own file lookup does, but through buffers
+ * that are wiped); GnuTLS wipes and frees key once it is used.
+ */
+static int psk_lookup(gnutls_session_t s, const gnutls_datum_t *user, gnutls_datum_t *key)
+{
+	const struct tls_conn *t = gnutls_session_get_ptr(s);
+	char name[256], why[200];
+	struct tls_creds scratch;
+
+	if (!t || !user->size || user->size >= sizeof(name) || memchr(user->data, 0, user->size))
+		return -1;
+	memcpy(name, user->data, user->size);
+	name[user->size] = 0;
+	key->data = NULL;
+	key->size = 0;
+	if (read_psk_file(&scratch, t->c->psk_path, name, key, why, sizeof(why)) || !key->data) {
+		drop_key(key);
 		return -1;
 	}
 	return 0;
@@ -113,20 +189,23 @@ static int psk_creds(struct tls_creds *c, const char *path, char *why, size_t le
 
 	c->psk = true;
 	if (c->server) {
-		if (read_psk_file(c, path, NULL, why, len))
+		if (read_psk_file(c, path, NULL, NULL, why, len))
 			return -1;
-		rc = gnutls_psk_allocate_server_credentials(&c->psk_srv);
+		c->psk_path = strdup(path);
+		rc = c->psk_path ? gnutls_psk_allocate_server_credentials(&c->psk_srv) :
+		     GNUTLS_E_MEMORY_ERROR;
 		if (!rc)
-			rc = gnutls_psk_set_server_credentials_file(c->psk_srv, path);
+			gnutls_psk_set_server_credentials_function2(c->psk_srv, psk_lookup);
 	} else {
-		if (read_psk_file(c, path, &key, why, len))
+		if (read_psk_file(c, path, NULL, &key, why, len)) {
+			drop_key(&key);
 			return -1;
+		}
 		rc = gnutls_psk_allocate_client_credentials(&c->psk_cli);
 		if (!rc)
 			rc = gnutls_psk_set_client_credentials(c->psk_cli, c->identity, &key,
-							       GNUTLS_PSK_KEY_HEX);
-		gnutls_memset(key.data, 0, key.size);
-		free(key.data);
+							       GNUTLS_PSK_KEY_RAW);
+		drop_key(&key);
 	}
 	if (rc) {
 		fail(why, len, path, rc);
@@ -177,12 +256,13 @@ struct tls_creds *tls_creds_new(const struct tls_opts *o, char *why, size_t len)
 	}
 	c->server = o->server;
 	c->thread_start = o->thread_start;
-	if (o->authz) {
-		c->authz_len = strlen(o->authz) + 1;
-		c->authz = strdup(o->authz);
-		for (char *p = c->authz; p && *p; p++)
-			if (*p == ',')
-				*p = 0;
+	for (unsigned i = 0; i < o->nauthz && i < TLS_AUTHZ_MAX; i++) {
+		c->authz[c->nauthz] = strdup(o->authz[i]);
+		if (!c->authz[c->nauthz++]) {
+			snprintf(why, len, "out of memory");
+			tls_creds_free(c);
+			return NULL;
+		}
 	}
 	if (o->peer_host)
 		snprintf(c->peer_host, sizeof(c->peer_host), "%s", o->peer_host);
@@ -207,22 +287,27 @@ void tls_creds_free(struct tls_creds *c)
 		gnutls_psk_free_server_credentials(c->psk_srv);
 	if (c->x509)
 		gnutls_certificate_free_credentials(c->x509);
-	free(c->authz);
+	for (unsigned i = 0; i < c->nauthz; i++)
+		free(c->authz[i]);
+	free(c->psk_path);
 	free(c);
 }
 
-/* Whether name is on the allow-list (none: whoever authenticated is allowed). */
+/*
+ * Whether name is on the allow-list (none: whoever authenticated is
+ * allowed).  A host name matches the certificate's subjectAltName (or CN)
+ * as GnuTLS checks it, but never through a wildcard: "*.test" is not a
+ * name the operator allowed.
+ */
 static bool authz_has(const struct tls_creds *c, const char *name, gnutls_x509_crt_t crt)
 {
-	if (!c->authz)
+	if (!c->nauthz)
 		return true;
-	for (const char *a = c->authz; a < c->authz + c->authz_len; a += strlen(a) + 1) {
-		if (!*a)
-			continue;
-		if (!strcmp(a, name))
+	for (unsigned i = 0; i < c->nauthz; i++) {
+		if (!strcmp(c->authz[i], name))
 			return true;
-		/* A host name against the certificate's subjectAltName (or CN), as GnuTLS checks it. */
-		if (crt && gnutls_x509_crt_check_hostname2(crt, a, 0))
+		if (crt && gnutls_x509_crt_check_hostname2(crt, c->authz[i],
+							   GNUTLS_VERIFY_DO_NOT_ALLOW_WILDCARDS))
 			return true;
 	}
 	return false;
@@ -238,9 +323,14 @@ static int check_peer(struct tls_conn *t, const struct tls_creds *c, char *why, 
 	bool ok;
 
 	if (c->psk) {
+		const char *id = c->server ? gnutls_psk_server_get_username(t->s) : c->identity;
+		char esc[4 * 256 + 1];
+
+		if (!id)
+			id = "";
 		snprintf(t->peer, sizeof(t->peer), "PSK identity %s",
-			 c->server ? gnutls_psk_server_get_username(t->s) : c->identity);
-		if (c->server && !authz_has(c, gnutls_psk_server_get_username(t->s), NULL)) {
+			 str_escape(esc, sizeof(esc), id, 256));
+		if (c->server && !authz_has(c, id, NULL)) {
 			snprintf(why, len, "%s is not in --tls-authz", t->peer);
 			return -1;
 		}
@@ -257,8 +347,9 @@ static int check_peer(struct tls_conn *t, const struct tls_creds *c, char *why, 
 		snprintf(why, len, "the peer's certificate cannot be read");
 		return -1;
 	}
-	snprintf(t->peer, sizeof(t->peer), "%.*s", (int)dn.size, dn.data);
-	ok = authz_has(c, t->peer, crt);
+	/* The DN as it came compared; escaped for whoever prints it (the peer chose its bytes). */
+	ok = strlen((char *)dn.data) == dn.size && authz_has(c, (char *)dn.data, crt);
+	str_escape(t->peer, sizeof(t->peer), (char *)dn.data, dn.size);
 	gnutls_free(dn.data);
 	gnutls_x509_crt_deinit(crt);
 	if (!ok) {
@@ -268,10 +359,19 @@ static int check_peer(struct tls_conn *t, const struct tls_creds *c, char *why, 
 	return 0;
 }
 
+/*
+ * GNUTLS_NO_AUTO_REKEY: GnuTLS would send a TLS 1.3 KeyUpdate on its own
+ * (after 2^24 records of one key).  A peer whose records the kernel carries
+ * (kTLS, either side: SR_KTLS or a kernel without it can make the two sides
+ * differ) cannot follow one: its kernel would take the next record under
+ * the old key and fail the stream.  So neither side ever rekeys; TLS 1.3's
+ * AES-GCM limits are far above one migration's records.
+ */
 static int new_session(struct tls_conn *t, const struct tls_creds *c, int fd, char *why,
 		       size_t len)
 {
-	int rc = gnutls_init(&t->s, (c->server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NO_TICKETS);
+	int rc = gnutls_init(&t->s, (c->server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NO_TICKETS |
+			     GNUTLS_NO_AUTO_REKEY);
 
 	if (rc) {
 		fail(why, len, "gnutls_init", rc);
@@ -291,23 +391,27 @@ static int new_session(struct tls_conn *t, const struct tls_creds *c, int fd, ch
 		/* The peer's chain against the CA, in the handshake; a client also checks the host. */
 		if (c->server)
 			gnutls_certificate_server_set_request(t->s, GNUTLS_CERT_REQUIRE);
-		gnutls_session_set_verify_cert(t->s, !c->server && !c->authz && c->peer_host[0] ?
-					       c->peer_host : NULL, 0);
+		gnutls_session_set_verify_cert(t->s, !c->server && !c->nauthz && c->peer_host[0] ?
+					       c->peer_host : NULL,
+					       GNUTLS_VERIFY_DO_NOT_ALLOW_WILDCARDS);
 	}
+	gnutls_session_set_ptr(t->s, t);
 	gnutls_transport_set_int(t->s, fd);
 	return 0;
 }
 
-static int handshake(struct tls_conn *t, int timeout_ms, char *why, size_t len)
+/* As far as the peer's bytes go: 1 done, 0 waiting for *events, -1 failed. */
+static int handshake_step(struct tls_conn *t, short *events, char *why, size_t len)
 {
-	int rc;
+	int rc = gnutls_handshake(t->s);
 
-	gnutls_handshake_set_timeout(t->s, timeout_ms > 0 ? (unsigned)timeout_ms : 0);
-	do
-		rc = gnutls_handshake(t->s);
-	while (rc < 0 && !gnutls_error_is_fatal(rc));
 	if (rc == 0)
+		return 1;
+	if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED ||
+	    (rc < 0 && !gnutls_error_is_fatal(rc))) {
+		*events = gnutls_record_get_direction(t->s) ? POLLOUT : POLLIN;
 		return 0;
+	}
 	if (rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
 		gnutls_datum_t out = { 0 };
 		unsigned st = gnutls_session_get_verify_cert_status(t->s);
@@ -415,6 +519,7 @@ static void *pump_in(void *arg)
 		}
 		if (have && write_all(t->pump, buf, have))
 			break;
+		atomic_fetch_add_explicit(&t->bytes_in, have, memory_order_relaxed);
 		if (k == 0 || (k < 0 && k != GNUTLS_E_AGAIN && k != GNUTLS_E_INTERRUPTED))
 			break;
 	}
@@ -539,6 +644,18 @@ static int ktls_enable(struct tls_conn *t, char *why, size_t len)
 			 strerror(errno));
 	else
 		rc = 0;
+	if (rc == 0) {
+		/*
+		 * TLS 1.3 hides a record's type after padding, so the kernel decrypts
+		 * into a buffer of its own and copies, unless told the peer does not
+		 * pad (GnuTLS does not): then it decrypts straight into the reader's
+		 * buffer.  A padded record is decrypted again the slow way, so this
+		 * costs nothing when wrong; a kernel before 6.0 lacks it.
+		 */
+		int one = 1;
+
+		setsockopt(t->sock, SOL_TLS, TLS_RX_EXPECT_NO_PAD, &one, sizeof(one));
+	}
 	gnutls_memset(&rx, 0, sizeof(rx));
 	gnutls_memset(&tx, 0, sizeof(tx));
 	return rc;
@@ -556,45 +673,98 @@ static void describe(struct tls_conn *t)
 			 cipher, t->why_user);
 }
 
-struct tls_conn *tls_start(struct tls_creds *c, int fd, int timeout_ms, char *why, size_t len)
+void tls_abort(struct tls_conn *t)
+{
+	if (!t)
+		return;
+	if (t->s)
+		gnutls_deinit(t->s);
+	if (t->plain >= 0 && t->plain != t->sock) {
+		close(t->plain);
+		close(t->pump);
+	}
+	fcntl(t->sock, F_SETFL, fcntl(t->sock, F_GETFL) & ~O_NONBLOCK);
+	free(t);
+}
+
+struct tls_conn *tls_begin(struct tls_creds *c, int fd, char *why, size_t len)
 {
 	struct tls_conn *t = calloc(1, sizeof(*t));
+	int fl = fcntl(fd, F_GETFL);
 
 	if (!t) {
 		snprintf(why, len, "out of memory");
 		return NULL;
 	}
+	t->c = c;
 	t->sock = fd;
 	t->plain = t->pump = -1;
 	t->thread_start = c->thread_start;
-	if (new_session(t, c, fd, why, len) || handshake(t, timeout_ms, why, len))
-		goto fail;
-	if (check_peer(t, c, why, len)) {
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK)) {
+		snprintf(why, len, "fcntl: %s", strerror(errno));
+		free(t);
+		return NULL;
+	}
+	if (new_session(t, c, fd, why, len)) {
+		tls_abort(t);
+		return NULL;
+	}
+	return t;
+}
+
+/* Authenticated: the peer checked, the socket blocking again, the stream set up. */
+static int finish(struct tls_conn *t, char *why, size_t len)
+{
+	if (check_peer(t, t->c, why, len)) {
 		gnutls_alert_send(t->s, GNUTLS_AL_FATAL, GNUTLS_A_ACCESS_DENIED);
-		goto fail;
+		return -1;
+	}
+	if (fcntl(t->sock, F_SETFL, fcntl(t->sock, F_GETFL) & ~O_NONBLOCK)) {
+		snprintf(why, len, "fcntl: %s", strerror(errno));
+		return -1;
 	}
 	/* kTLS both ways: the kernel carries the records, the socket itself is the stream. */
 	why[0] = 0;
 	t->ktls = ktls_enable(t, why, len) == 0;
 	if (why[0])
-		goto fail;
+		return -1;
 	describe(t);
 	if (t->ktls) {
-		t->plain = fd;
-		return t;
+		t->plain = t->sock;
+		return 0;
 	}
-	if (start_pumps(t, why, len))
-		goto fail;
+	return start_pumps(t, why, len);
+}
+
+int tls_step(struct tls_conn *t, short *events, char *why, size_t len)
+{
+	int rc = handshake_step(t, events, why, len);
+
+	if (rc <= 0)
+		return rc;
+	return finish(t, why, len) ? -1 : 1;
+}
+
+struct tls_conn *tls_start(struct tls_creds *c, int fd, int timeout_ms, char *why, size_t len)
+{
+	uint64_t deadline = timeout_ms > 0 ? mono_ns() + timeout_ms * 1000000ull : 0;
+	struct tls_conn *t = tls_begin(c, fd, why, len);
+	int rc = t ? 0 : -1;
+
+	while (rc == 0) {
+		struct pollfd p = { .fd = fd };
+
+		rc = tls_step(t, &p.events, why, len);
+		if (rc == 0 && poll_until(&p, deadline) <= 0) {
+			snprintf(why, len, "TLS handshake: no answer within %d s", timeout_ms / 1000);
+			rc = -1;
+		}
+	}
+	if (rc < 0) {
+		tls_abort(t);
+		return NULL;
+	}
 	return t;
-fail:
-	if (t->s)
-		gnutls_deinit(t->s);
-	if (t->plain >= 0) {
-		close(t->plain);
-		close(t->pump);
-	}
-	free(t);
-	return NULL;
 }
 
 int tls_plain_fd(const struct tls_conn *t)
@@ -620,6 +790,11 @@ bool tls_is_ktls(const struct tls_conn *t)
 const char *tls_peer_name(const struct tls_conn *t)
 {
 	return t->peer;
+}
+
+uint64_t tls_bytes_in(const struct tls_conn *t)
+{
+	return atomic_load_explicit(&t->bytes_in, memory_order_relaxed);
 }
 
 /*

@@ -20,14 +20,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define TLS_AUTHZ_MAX	16
+
 struct tls_opts {
 	const char *psk_file;		/* --tls-psk FILE, or NULL */
 	const char *creds_dir;		/* --tls-creds DIR, or NULL */
-	const char *authz;		/* --tls-authz NAME[,NAME...], or NULL: any the CA signed */
+	/*
+	 * --tls-authz, one name a time: a DN taken whole (DNs have commas), a
+	 * host name, a PSK identity.  None: any peer the CA signed.
+	 */
+	const char *authz[TLS_AUTHZ_MAX];
+	unsigned nauthz;
 	const char *peer_host;		/* client, X.509, no authz: the name the server's cert must bear */
 	bool server;
 	void (*thread_start)(void);	/* optional: first on each pump thread (a sandbox) */
 };
+
+/* Adds one --tls-authz name; -1 when the list is full (TLS_AUTHZ_MAX). */
+int tls_opts_authz(struct tls_opts *o, const char *name);
 
 struct tls_creds;
 struct tls_conn;
@@ -43,6 +53,18 @@ void tls_creds_free(struct tls_creds *c);
  */
 struct tls_conn *tls_start(struct tls_creds *c, int fd, int timeout_ms, char *why, size_t len);
 
+/*
+ * The same handshake without blocking, for a listener that handshakes
+ * several peers at once: tls_begin makes fd non-blocking; each tls_step
+ * goes as far as the peer's bytes allow.  tls_step returns 1 once the peer
+ * has authenticated (fd blocking again, the stream ready as after
+ * tls_start), 0 while it waits for *events on fd, -1 on failure (why).
+ * tls_abort drops a connection that did not finish (fd stays the caller's).
+ */
+struct tls_conn *tls_begin(struct tls_creds *c, int fd, char *why, size_t len);
+int tls_step(struct tls_conn *t, short *events, char *why, size_t len);
+void tls_abort(struct tls_conn *t);
+
 /* The descriptor the stream is read and written through (owned by conn). */
 int tls_plain_fd(const struct tls_conn *t);
 
@@ -53,8 +75,14 @@ int tls_socket_fd(const struct tls_conn *t);
 const char *tls_describe(const struct tls_conn *t);
 bool tls_is_ktls(const struct tls_conn *t);
 
-/* Who the peer authenticated as: its PSK identity or its certificate's DN. */
+/* Who the peer authenticated as: its PSK identity or its certificate's DN, escaped for a terminal. */
 const char *tls_peer_name(const struct tls_conn *t);
+
+/*
+ * User-space TLS: the payload bytes handed to the stream's users so far
+ * (the guard's count of what the peer delivered).  kTLS: 0, not counted.
+ */
+uint64_t tls_bytes_in(const struct tls_conn *t);
 
 /* Ends the connection: the pumps are stopped, every descriptor closed. */
 void tls_end(struct tls_conn *t);

@@ -113,6 +113,18 @@ void json_str(const char *s, size_t max)
 	putchar('"');
 }
 
+/*
+ * Printable to iswprint, but they change what the text around them shows:
+ * U+200B-U+200F (zero-width space, joiners, LRM, RLM), U+202A-U+202E (bidi
+ * embeddings and overrides), U+2066-U+2069 (bidi isolates), U+FEFF (BOM).
+ * A name with them can read as another name (CVE-2021-42574's trick).
+ */
+static bool invisible(wchar_t w)
+{
+	return (w >= 0x200b && w <= 0x200f) || (w >= 0x202a && w <= 0x202e) ||
+	       (w >= 0x2066 && w <= 0x2069) || w == 0xfeff;
+}
+
 char *str_escape(char *buf, size_t len, const char *s, size_t max)
 {
 	static locale_t utf8;
@@ -136,7 +148,7 @@ char *str_escape(char *buf, size_t len, const char *s, size_t max)
 			buf[o++] = '\\';
 			buf[o++] = '\\';
 		} else if (c >= 0x80 && utf8 && (k = mbrtowc(&w, s + i, max - i, &st)) >= 2 &&
-			   k <= 4 && iswprint(w) && o + k < len) {
+			   k <= 4 && iswprint(w) && !invisible(w) && o + k < len) {
 			memcpy(buf + o, s + i, k);
 			o += k;
 		} else {

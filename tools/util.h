@@ -53,8 +53,10 @@ bool test_hooks_built(void);
 /*
  * s (at most max bytes, up to its NUL) made safe to print: control
  * characters, backslashes, bytes that are not UTF-8 and characters that
- * are not printable become \xNN (\\); into buf, which it returns.  For
- * every string an image or a peer supplies, before a terminal sees it.
+ * are not printable become \xNN (\\), and so do the UTF-8 bytes of the
+ * invisible characters that reorder or hide text (bidirectional controls,
+ * zero-width characters, the byte-order mark); into buf, which it returns.
+ * For every string an image or a peer supplies, before a terminal sees it.
  */
 char *str_escape(char *buf, size_t len, const char *s, size_t max);
 
