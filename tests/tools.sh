@@ -372,7 +372,8 @@ sbt=$O/tests/sandbox-test
 san=$("$sbt" sanitized)
 for kind in main reader worker vCPU console input control save guard tls-pump detach; do
 	calls="execve socket exec ioctl sigsys"
-	case $kind in main|control) ;; *) calls="$calls create unlink rename" ;; esac
+	# (The reader's openat fails with EACCES instead: glibc's error formatting tries it.)
+	case $kind in main|control) ;; reader) calls="$calls unlink rename" ;; *) calls="$calls create unlink rename" ;; esac
 	[ $kind = main ] || calls="$calls unix connect"
 	case $kind in reader|worker|input|guard|detach) calls="$calls write" ;; esac
 	[ "$san" = no ] || calls=$(echo " $calls " | sed 's/ exec / /; s/ sigsys / /; s/ create / /; s/ write / /')

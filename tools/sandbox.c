@@ -127,6 +127,8 @@ static const struct rule reader[] = {
 	R(ftruncate, ANY, "the same"),
 	R(fallocate, ANY, "punches pages an image sends as zero"),
 	R(close, ANY, "a region's or vCPU's fd when building fails"),
+	R(openat, FAIL_EACCES, "refused, not trapped: glibc looks for message catalogs "
+	  "when an error is formatted (a cut stream), and goes on without them"),
 	R(ioctl, ANY, "KVM requests below"),
 	END
 };
@@ -148,6 +150,7 @@ static const struct kvm_req reader_kvm[] = {
 	{ KVM_GET_CLOCK, "kvmclock" }, { KVM_SET_CLOCK, "the same" },
 	{ KVM_KVMCLOCK_CTRL, "tells the guest it was paused" },
 	{ KVM_SET_IRQCHIP, "PIC and IOAPIC" }, { KVM_SET_PIT2, "the PIT" },
+	{ KVM_IRQ_LINE, "a restored UART's interrupt line, as the image left it" },
 	/* State read back where an image's record leaves fields to this host's defaults. */
 	{ KVM_GET_REGS, "a vCPU's state" }, { KVM_GET_SREGS, "the same" },
 	{ KVM_GET_SREGS2, "the same" }, { KVM_GET_XSAVE, "the same" },
