@@ -49,6 +49,7 @@ struct tls_creds {
 	char *authz[TLS_AUTHZ_MAX];	/* the allow-list, each name whole */
 	unsigned nauthz;
 	char peer_host[256];
+	void (*thread_start)(void);
 };
 
 struct tls_conn {
@@ -58,6 +59,7 @@ struct tls_conn {
 	int plain;			/* what the stream's users read and write */
 	int pump;			/* the pumps' end of the pair (-1: kTLS both ways) */
 	pthread_t out, in;
+	void (*thread_start)(void);
 	bool ktls;
 	_Atomic uint64_t bytes_in;	/* payload handed to the users (user-space TLS) */
 	char desc[200], peer[1024], why_user[100];
@@ -267,6 +269,7 @@ struct tls_creds *tls_creds_new(const struct tls_opts *o, char *why, size_t len)
 		return NULL;
 	}
 	c->server = o->server;
+	c->thread_start = o->thread_start;
 	for (unsigned i = 0; i < o->nauthz && i < TLS_AUTHZ_MAX; i++) {
 		c->authz[c->nauthz] = strdup(o->authz[i]);
 		if (!c->authz[c->nauthz++]) {
@@ -480,8 +483,11 @@ static int write_all(int fd, const char *buf, size_t n)
 static void *pump_out(void *arg)
 {
 	struct tls_conn *t = arg;
-	char *buf = malloc(PUMP_BUF);
+	char *buf;
 
+	if (t->thread_start)
+		t->thread_start();
+	buf = malloc(PUMP_BUF);
 	for (;;) {
 		ssize_t n = buf ? read(t->pump, buf, PUMP_BUF) : -1;
 
@@ -505,8 +511,11 @@ static void *pump_out(void *arg)
 static void *pump_in(void *arg)
 {
 	struct tls_conn *t = arg;
-	char *buf = malloc(PUMP_BUF);
+	char *buf;
 
+	if (t->thread_start)
+		t->thread_start();
+	buf = malloc(PUMP_BUF);
 	while (buf) {
 		size_t have = 0;
 		ssize_t k;
@@ -704,6 +713,7 @@ struct tls_conn *tls_begin(struct tls_creds *c, int fd, char *why, size_t len)
 	t->c = c;
 	t->sock = fd;
 	t->plain = t->pump = -1;
+	t->thread_start = c->thread_start;
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK)) {
 		snprintf(why, len, "fcntl: %s", strerror(errno));
 		free(t);
