@@ -252,6 +252,19 @@ epid=$!
 for _ in $(seq 1 300); do [ -s "$tmp/port" ] && break; sleep 0.1; done
 "$mig" dom "tcp:127.0.0.1:$(cat "$tmp/port")" >"$tmp/m.out" 2>&1; wait $epid
 check "sr-migrate escapes the receiver's error text" bash -c "grep -qF 'the receiver: \\x1b]0;owned\\x07 red \\x9b31m' '$tmp/m.out' && ! grep -q \$'\\x1b\\|\\x07' '$tmp/m.out'"
+# Characters that print as nothing or turn the text around them (bidi marks, joiners, soft
+# hyphen, fillers) are escaped too, while a letter such as e-acute is shown as it is.
+rm -f "$tmp/port"
+timeout 60 python3 -c '
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1); print(s.getsockname()[1], flush=True)
+t = "a\u061cb\u2060c\u2061d\u2062e\u2063f\u2064g\u00adh\u180ei\u3164j\u00e9"
+c, _ = s.accept(); c.sendall(b"error " + t.encode() + b"\n"); c.recv(1 << 20); c.close()
+' >"$tmp/port" &
+epid=$!
+for _ in $(seq 1 300); do [ -s "$tmp/port" ] && break; sleep 0.1; done
+"$mig" dom "tcp:127.0.0.1:$(cat "$tmp/port")" >"$tmp/m.out" 2>&1; wait $epid
+check "sr-migrate escapes invisible characters (U+061C, U+2060-U+2064, U+00AD, U+180E, U+3164)" bash -c "grep -qF 'the receiver: a\\xd8\\x9cb\\xe2\\x81\\xa0c\\xe2\\x81\\xa1d\\xe2\\x81\\xa2e\\xe2\\x81\\xa3f\\xe2\\x81\\xa4g\\xc2\\xadh\\xe1\\xa0\\x8ei\\xe3\\x85\\xa4jé' '$tmp/m.out'"
 
 # sr-restore --listen: addresses, TLS, and connections that must not end it.
 # Without KVM here the listener stops at the host check once a source has
@@ -389,6 +402,19 @@ PY
 )
 check "tls-psk: the key's text is wiped after use: in no readable page of the listener (found $found)" bash -c "kill -0 $lpid && [ '$found' = 0 ]"
 kill $lpid; wait $lpid 2>/dev/null
+# And a process holding a key is not dumpable (no core, no ptrace or /proc/PID/mem by its
+# own user) from before it reads the file: its /proc/PID/* are then root's, not its user's.
+# As root, the listener runs as nobody to tell the two apart.
+nb=$(mktemp -d /tmp/sr-nodump.XXXXXX); chmod 755 "$nb"; cp "$psk" "$nb/k.psk"
+as=(); [ "$(id -u)" = 0 ] && { chown nobody "$nb/k.psk"; as=(setpriv --reuid=nobody --regid=nogroup --clear-groups); }
+port=$((port + 1))
+"${as[@]}" "$rst" --listen 127.0.0.1:$((port + 1)) --tls-psk "$nb/k.psk" >"$tmp/l.out" 2>&1 &
+lpid=$!
+for _ in $(seq 400); do grep -q 'listening on' "$tmp/l.out" && break; sleep 0.05; done
+nd_uid=$(awk '/^Uid:/ { print $2 }' /proc/$lpid/status 2>/dev/null); nd_owner=$(stat -c %u /proc/$lpid/status 2>/dev/null)
+check "tls-psk: the listener is not dumpable (runs as uid $nd_uid, its /proc/PID/status is uid $nd_owner's)" bash -c "grep -q 'listening on' '$tmp/l.out' && [ -n '$nd_uid' ] && [ '$nd_uid' != 0 ] && [ '$nd_owner' = 0 ]"
+kill $lpid; wait $lpid 2>/dev/null
+rm -rf "$nb"
 
 # A limit of the moment on accept (EMFILE: no descriptor left) does not end the listener:
 # it waits and takes the connection once a descriptor is free.

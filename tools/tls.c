@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -280,6 +281,16 @@ struct tls_creds *tls_creds_new(const struct tls_opts *o, char *why, size_t len)
 	}
 	if (o->peer_host)
 		snprintf(c->peer_host, sizeof(c->peer_host), "%s", o->peer_host);
+	/*
+	 * Before the first key byte is read: no core dump of this process, and
+	 * no ptrace or /proc/PID/mem by another of the same user, can show a key
+	 * (or what is left of one in a freed buffer) from here on.
+	 */
+	if ((o->psk_file || o->creds_dir) && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)) {
+		snprintf(why, len, "prctl(PR_SET_DUMPABLE): %s", strerror(errno));
+		tls_creds_free(c);
+		return NULL;
+	}
 	rc = o->psk_file ? psk_creds(c, o->psk_file, why, len) :
 	     o->creds_dir ? x509_creds(c, o->creds_dir, why, len) : -1;
 	if (rc) {
