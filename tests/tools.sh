@@ -368,6 +368,12 @@ check "listen: 5 idle peers hold connections, a TLS source gets in beside them (
 # emptied left it waiting on nothing for good (the audit's wedge).  A source 12 s later
 # gets in.  (Checked to fail with that decision moved back before the drops.)
 listener --listen 127.0.0.1:$((port + 1)) --tls-psk "$psk"
+# First five from one address: past four pending, its oldest goes (make_room).
+idle=()
+for _ in 1 2 3 4 5; do exec {ifd}<>/dev/tcp/127.0.0.1/$port && idle+=($ifd); done
+for _ in $(seq 200); do grep -q 'a newer connection from its address took its place' "$tmp/l.out" && break; sleep 0.05; done
+check "listen: a fifth pending connection from one address drops that address's oldest" bash -c "[ ${#idle[@]} -eq 5 ] && [ \$(grep -c 'refused 127.0.0.1:[0-9]*: a newer connection from its address took its place' '$tmp/l.out') -eq 1 ]"
+for ifd in "${idle[@]}"; do exec {ifd}>&-; done
 timeout 30 python3 -c '
 import socket, sys, time
 socks = []
