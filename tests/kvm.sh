@@ -1709,20 +1709,33 @@ fi
 # sr-restore's seccomp filters (tools/sandbox.c): every thread of a restored
 # domain runs under its kind's filter, and the ordinary paths still work
 # under them; tests/sandbox-test (check-tools) sees each kind refuse a call.
-# Prints "comm seccomp-mode filters" for every thread of pid $1.
-sb_threads() {
-	local t
-	for t in /proc/$1/task/*; do
-		echo "$(cat $t/comm 2>/dev/null) $(awk '/^Seccomp:/ { m = $2 } /^Seccomp_filters:/ { f = $2 } END { print m, f }' $t/status 2>/dev/null)"
-	done | sort
+# Prints "comm seccomp-mode filters" for every thread of pid $1 (one awk, so
+# that sampling is cheap in the box; a thread that ends meanwhile leaves no line).
+sb_threads_raw() {
+	awk 'FNR == 1 { n = m = "" } /^Name:/ { n = $2 } /^Seccomp:/ { m = $2 }
+	     /^Seccomp_filters:/ && n != "" && m != "" { print n, m, $2 }' /proc/$1/task/*/status 2>/dev/null
 }
+sb_threads() { sb_threads_raw "$1" | sort; }
+# Appends sb_threads of pid $1 to file $2 every 50 ms for as long as $1 lives.
+sb_sample() {
+	while kill -0 "$1" 2>/dev/null; do sb_threads_raw "$1" >> "$2"; sleep 0.05; done
+}
+# True when every line of file $1 is a filtered thread (mode 2), every thread but
+# the main one (sr-restore: main's filter, then control's) under two filters or more
+# (main's, then its own), and threads named $2... appear in it.
+sb_file_filtered() {
+	local f=$1 want; shift
+	[ -s "$f" ] && ! awk '$2 != 2 || ($3 < 2 && $1 != "sr-restore") { bad = 1 } END { exit !bad }' "$f" || return 1
+	for want in "$@"; do grep -q "^$want " "$f" || return 1; done
+}
+# True while pid $1 has a thread named $2.
+sb_has_thread() { grep -qsx "$2" /proc/$1/task/*/comm; }
 # True when every thread of $1 is filtered (mode 2) under two filters or more
 # (the reader's, then its own kind's), and threads named $2... exist.
 sb_all_filtered() {
 	local pid=$1 want; shift
 	sb_threads $pid > "$tmp/sb.threads"
-	[ -s "$tmp/sb.threads" ] && ! awk '$2 != 2 || $3 < 2 { bad = 1 } END { exit !bad }' "$tmp/sb.threads" || return 1
-	for want in "$@"; do grep -q "^$want " "$tmp/sb.threads" || return 1; done
+	sb_file_filtered "$tmp/sb.threads" "$@"
 }
 
 if want sandbox 400; then
@@ -1767,6 +1780,26 @@ if want sandbox 400; then
 	else
 		bad "sandbox: pipe restore (filtered $filtered), live save $src, exits $rc/$rrc" "$tmp/sb2.out"
 	fi
+	# Mid-stream, from a pipe: the image is parsed on a reader thread under the reader's
+	# own filter (workers under theirs), the main thread under its own as it waits.  The
+	# stream holds after its first 64 KiB until every thread has been looked at.
+	rm -f "$tmp/sb5.in"; mkfifo "$tmp/sb5.in"
+	$O/sr-restore --name sb5 --threads 2 - <"$tmp/sb5.in" >"$tmp/sb5.out" 2>&1 &
+	pid=$!
+	exec {sbw}>"$tmp/sb5.in"
+	head -c 65536 "$tmp/sb.img" >&$sbw
+	poll_ms 30000 sb_has_thread $pid sr-reader && sb_all_filtered $pid sr-restore sr-reader; filtered=$?
+	cp "$tmp/sb.threads" "$tmp/sb5.threads"
+	tail -c +65537 "$tmp/sb.img" >&$sbw
+	exec {sbw}>&-
+	wait_domain sb5 && sleep 1 && $O/sr-ctl finish sb5 >/dev/null 2>&1
+	wait $pid; rc=$?
+	cat "$tmp/sb5.threads" >> "$tmp/sb5.out"
+	if [ $filtered -eq 0 ] && [ $rc -eq 0 ] && grep -q '^PASS' "$tmp/sb5.out"; then
+		ok "sandbox: mid-stream from a pipe, every thread filtered ($(awk '{ print $1 }' "$tmp/sb5.threads" | uniq -c | awk '{ printf "%s%s x%s", s, $2, $1; s = ", " }')), the image parsed on sr-reader; then PASS"
+	else
+		bad "sandbox: mid-stream pipe restore (filtered $filtered), exit $rc" "$tmp/sb5.out"
+	fi
 	# destroy ends it with 4; --no-sandbox leaves every thread unfiltered.
 	$O/sr-restore --name sb4 -v --no-sandbox "$tmp/sb.img" >"$tmp/sb4.out" 2>&1 &
 	pid=$!
@@ -1782,9 +1815,12 @@ if want sandbox 400; then
 fi
 
 if want sandbox-linux 400 && linux_ready sandbox-linux; then
-	# A Linux guest (UART: console and input threads) saved live, restored under the sandbox.
+	# A Linux guest (UART: console and input threads; a disk and the rng: device
+	# threads) saved live, restored under the sandbox: the main thread opens the
+	# disk the reader's DISK record names (the reader's list opens nothing).
+	truncate -s 8M "$tmp/sbl.raw"
 	$O/sr-run --name sbl --vcpus 2 --kernel $kernel --initrd $initrd --cmdline "sr.workload=16,25" \
-		</dev/null >"$tmp/sbl.out" 2>&1 &
+		--disk "$tmp/sbl.raw" --rng </dev/null >"$tmp/sbl.out" 2>&1 &
 	wait_domain sbl
 	for _ in $(seq 1 1500); do grep -q "tick 4 " "$tmp/sbl.out" && break; sleep 0.2; done
 	$O/sr-save --live sbl "$tmp/sbl.img" 2>"$tmp/sbl.save"; rc=$?
@@ -1795,7 +1831,7 @@ if want sandbox-linux 400 && linux_ready sandbox-linux; then
 	sleep 600 > "$tmp/sbl.in" & hold=$!
 	$O/sr-restore --name sbl2 "$tmp/sbl.img" < "$tmp/sbl.in" >"$tmp/sbl2.out" 2>&1 &
 	lp=$!
-	wait_domain sbl2 && sb_all_filtered $lp sr-vcpu sr-console sr-input; filtered=$?
+	wait_domain sbl2 && sb_all_filtered $lp sr-vcpu sr-console sr-input sr-device; filtered=$?
 	cp "$tmp/sb.threads" "$tmp/sbl.threads"
 	wait $lp; lrc=$?
 	kill $hold 2>/dev/null; wait $hold 2>/dev/null
@@ -1806,7 +1842,7 @@ if want sandbox-linux 400 && linux_ready sandbox-linux; then
 	   [ "$first" -ge "$last" ] && [ "$first" -le $((last + 1)) ] && grep -q 'sr-workload: PASS' "$tmp/sbl2.out" &&
 	   ! grep -q 'sr-workload: [0-9]* MiB' "$tmp/sbl2.out" && ! grep -Eq "$linux_warnings" "$tmp/sbl2.out" &&
 	   ! grep -q 'sandbox: the' "$tmp/sbl2.out"; then
-		ok "sandbox-linux: a Linux guest saved live at tick $last, restored under the sandbox (vCPU, console, input threads filtered): the workload went on from tick $first to PASS, reset ended it"
+		ok "sandbox-linux: a Linux guest with a disk and the rng saved live at tick $last, restored under the sandbox (vCPU, console, input, device threads filtered: $(awk '{ print $1 }' "$tmp/sbl.threads" | uniq -c | awk '{ printf "%s%s x%s", s, $2, $1; s = ", " }')): the workload went on from tick $first to PASS, reset ended it"
 	else
 		bad "sandbox-linux: save $rc, filtered $filtered, restore exited $lrc, first tick '$first' after $last" "$tmp/sbl2.out"
 	fi
@@ -2206,6 +2242,12 @@ mig_tls() {
 	far env SR_KTLS=$fktls $O/sr-restore -v --listen $p --tls-psk "$tmp/keys.psk" --accept-timeout 120 </dev/null >"$tmp/$n.far" 2>&1 &
 	fpid=$!
 	for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/$n.far" && break; sleep 0.05; done
+	# Every thread of the receiver, sampled from "listening on" (the main thread's filter is
+	# on by then, the handshakes run under it) to its end; short-lived ones (the guard, the
+	# reader, the TLS pumps) are seen when a sample falls in their time (migrate-bounds holds
+	# a stream to see the guard and the reader for sure; sandbox-test checks each kind).
+	: > "$tmp/$n.threads"
+	sb_sample "$(pgrep -n -f "sr-restore -v --listen $p")" "$tmp/$n.threads" & sampler=$!
 	SR_KTLS=$ktls $O/sr-migrate --tls-psk "$tmp/wrong.psk" $n tcp:10.77.0.2:$p 2>"$tmp/$n.mig"; rc1=$?
 	st=$($O/sr-ctl status $n 2>&1)
 	echo "     $n: the wrong key: sr-migrate exited $rc1: $(tail -1 "$tmp/$n.mig")"
@@ -2213,14 +2255,19 @@ mig_tls() {
 	wait $spid; src=$?
 	far_finish $n
 	wait $fpid; dst=$?
-	if [ $rc1 -eq 1 ] && grep -q 'TLS handshake.*the domain was not touched' "$tmp/$n.mig" &&
+	kill $sampler 2>/dev/null; wait $sampler 2>/dev/null
+	sort -u "$tmp/$n.threads" > "$tmp/$n.tu"
+	threads_ok=0
+	sb_file_filtered "$tmp/$n.tu" sr-restore sr-vcpu || threads_ok=1
+	if [ $rc1 -eq 1 ] && grep -q 'TLS handshake.*the domain was not touched' "$tmp/$n.mig" && [ $threads_ok -eq 0 ] &&
 	   grep -q running <<<"$st" && grep -q 'refused 10.77.0.1:[0-9]*: TLS handshake' "$tmp/$n.far" &&
 	   [ $rc -eq 0 ] && [ $src -eq 0 ] && [ $dst -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/$n.far" &&
 	   grep -qF "transport: TLS1.3 AES-128-GCM, $expect" "$tmp/$n.mig" &&
 	   grep -qF "transport: TLS1.3 AES-128-GCM, $fexpect" "$tmp/$n.far"; then
-		ok "$n: a wrong key refused (domain untouched, still listening), then live over TLS with the right one: PASS there; $(grep '^transport' "$tmp/$n.mig"); $(grep -o 'live: [^;]*' "$tmp/$n.mig")"
+		ok "$n: a wrong key refused (domain untouched, still listening), then live over TLS with the right one: PASS there; $(grep '^transport' "$tmp/$n.mig"); $(grep -o 'live: [^;]*' "$tmp/$n.mig"); receiver's threads all filtered ($(awk '{ print $1 }' "$tmp/$n.tu" | sort -u | tr '\n' ' '))"
 	else
 		echo "status after the wrong key: $st" >> "$tmp/$n.mig"
+		{ echo "receiver's threads (comm, seccomp mode, filters), every one seen:"; cat "$tmp/$n.tu"; } >> "$tmp/$n.mig"
 		cat "$tmp/$n.mig" "$tmp/$n.far" > "$tmp/$n.all"
 		bad "$n: wrong key $rc1, sr-migrate $rc, source $src, receiver $dst" "$tmp/$n.all"
 	fi
@@ -2266,13 +2313,22 @@ except OSError:
 		trickle $p &
 		tpid=$!
 		for _ in $(seq 1 600); do grep -q 'receiving a domain' "$tmp/tr$p.out" && break; sleep 0.1; done
+		# The stream, held by the trickle (10 s before the least rate can cut it): its
+		# guard and its reader, each under its own filter.
+		filtered=0; : > "$tmp/tr$p.threads"
+		if [ $p = 7713 ]; then
+			poll_ms 8000 sb_has_thread $rpid sr-guard && poll_ms 8000 sb_has_thread $rpid sr-reader &&
+				sb_all_filtered $rpid sr-restore sr-guard sr-reader; filtered=$?
+			cp "$tmp/sb.threads" "$tmp/tr$p.threads"
+		fi
 		a=$(date +%s%N)
 		for _ in $(seq 1 600); do kill -0 $rpid 2>/dev/null || break; sleep 0.1; done
 		b2=$(date +%s%N)
 		kill $rpid 2>/dev/null; wait $rpid; rc=$?
 		kill $tpid 2>/dev/null; wait $tpid 2>/dev/null
-		if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q "$want_msg" "$tmp/tr$p.out"; then
-			ok "migrate-bounds: a 6-bytes-a-time source cut after $(( (b2 - a) / 1000000 )) ms ($opts): $(tail -1 "$tmp/tr$p.out")"
+		cat "$tmp/tr$p.threads" >> "$tmp/tr$p.out"
+		if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q "$want_msg" "$tmp/tr$p.out" && [ $filtered -eq 0 ]; then
+			ok "migrate-bounds: a 6-bytes-a-time source cut after $(( (b2 - a) / 1000000 )) ms ($opts): $(grep "$want_msg" "$tmp/tr$p.out" | tail -1)$([ $p = 7713 ] && echo "; every thread filtered, the guard's and the reader's each under its own")"
 		else
 			bad "migrate-bounds: $opts: exit $rc after $(( (b2 - a) / 1000000 )) ms" "$tmp/tr$p.out"
 		fi
