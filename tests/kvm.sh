@@ -1619,12 +1619,15 @@ linux_restored_ok() {
 	! grep -q 'sr-workload: [0-9]* MiB' "$1" || { echo "the workload restarted" >> "$1"; return 1; }
 	grep -q 'sr-workload: PASS' "$1" || return 1
 	! grep -Eq "$linux_warnings" "$1" || return 1
-	# Within 1 s of the source's skew ($linux_ref): a restore that did not move the
-	# guest's clock on would be behind by the whole save-to-restore gap.
-	[ -n "${linux_ref:-}" ] || { echo "no skew measured on the source's console" >> "$1"; return 1; }
-	awk -v h="$host" -v r="$realtime" -v s="$linux_ref" 'BEGIN { d = h - r - s; if (d < 0) d = -d; exit !(d < 1) }' ||
-		{ echo "guest realtime $realtime vs host $host: skew $(awk -v h="$host" -v r="$realtime" 'BEGIN { printf "%.3f", h - r }') s, the source's $linux_ref s" >> "$1"; return 1; }
-	linux_skew=$(awk -v h="$host" -v r="$realtime" -v s="$linux_ref" 'BEGIN { printf "%.2f s (the source'"'"'s %.2f s)", h - r, s }')
+	# The median skew over the restored ticks within 1 s of the source's ($linux_ref):
+	# a restore that did not move the guest's clock on is behind by the whole
+	# save-to-restore gap on every tick; one line held up on its way (a loaded box:
+	# 4.6 s against 2.8 s seen on a first tick) is not.
+	local rskew; rskew=$(console_skew "$1")
+	[ -n "${linux_ref:-}" ] && [ -n "$rskew" ] || { echo "no skew measured: source '${linux_ref:-}', restored '$rskew'" >> "$1"; return 1; }
+	awk -v d="$rskew" -v s="$linux_ref" 'BEGIN { d -= s; if (d < 0) d = -d; exit !(d < 1) }' ||
+		{ echo "guest realtime behind the host's stamps by $rskew s (median; first tick: realtime $realtime, host $host), the source's $linux_ref s" >> "$1"; return 1; }
+	linux_skew="$rskew s (the source's $linux_ref s)"
 }
 
 if want linux-save && linux_ready linux-save; then
