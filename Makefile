@@ -347,7 +347,7 @@ faults: all
 faults-migrate: all
 	$(Q)SR_BOX_TIMEOUT=$${SR_BOX_TIMEOUT:-5400} O=$(O) tests/on-kvm.sh faults-migrate tests/faults-migrate-kvm.sh
 
-demo: deps all $(LINUX_INITRD) $(LINUX_KERNEL)
+demo: deps all $(LINUX_INITRD) $(LINUX_KERNEL) $(LINUX_ROOT)
 	$(Q)O=$(O) tests/on-kvm.sh demo tests/demo-kvm.sh
 
 # ------------------------------------------------------------------ fuzz
