@@ -31,21 +31,25 @@ wl="bench,$mib,$secs,$jobs"
 cmdline="console=ttyS0 reboot=k panic=-1 nomodeset i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd no_timer_check rdinit=/init quiet"
 dir=$(mktemp -d "${SR_BENCH_DISK_DIR:-/tmp}/sr-bench-disk.XXXXXX")
 export SR_RUN_DIR=$dir/run
-mkdir -p "$out" "$SR_RUN_DIR"
+mkdir -p "$out"
+mkdir -m 700 "$SR_RUN_DIR"		# sr-run refuses a run directory others may enter
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$dir"' EXIT
 die() { echo "bench-disk: $*"; [ -n "${2:-}" ] && [ -f "$2" ] && tail -15 "$2" | sed 's/^/  | /'; exit 1; }
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found (make deps)"
 [ -f "$kernel" ] && [ -f "$initrd" ] && [ -f "$image" ] || die "no $kernel, $initrd or $image (make linux-root)"
 
-# wait_end PID SECONDS: until the VMM ends (the guest's reboot); 1 if it did not in time.
+# wait_end PID SECONDS: until the VMM ends (the guest's reboot); 124 if it did
+# not in time, else the VMM's status.
 wait_end() {
 	local end=$(( $(date +%s) + $2 ))
 	while kill -0 "$1" 2>/dev/null; do
-		[ "$(date +%s)" -lt $end ] || { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; return 1; }
+		[ "$(date +%s)" -lt $end ] || { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; return 124; }
 		sleep 0.5
 	done
 	wait "$1"
 }
+# ended VMM STATUS: why wait_end's status is a failure.
+ended() { [ "$2" -eq 124 ] && echo "did not finish in $boot_s s" || echo "exited $2"; }
 rows=$out/disk.tsv
 printf 'vmm\tphase\tMBps\tIOPS\n' > "$rows"
 # collect VMM CONSOLE: the guest's sr-bench rows into disk.tsv.
@@ -69,7 +73,7 @@ qemu-system-x86_64 -accel $accel -cpu $([ $accel = kvm ] && echo host || echo ma
 	-append "$cmdline root=/dev/vda sr.workload=$wl" \
 	-drive "file=$dir/qemu.img,if=none,id=vda,format=raw,cache=$cache,aio=threads" \
 	-device virtio-blk-pci,drive=vda -device virtio-rng-pci </dev/null >"$dir/qemu.err" 2>&1 &
-wait_end $! "$boot_s" || die "QEMU's guest did not finish in $boot_s s" "$dir/qemu.out"
+wait_end $! "$boot_s" || { rc=$?; die "QEMU $(ended QEMU $rc)" "$dir/qemu.out"; }
 collect QEMU "$dir/qemu.out"
 rm -f "$dir/qemu.img"
 
@@ -80,7 +84,7 @@ if [ $accel = kvm ] && $O/sr-run --help 2>&1 | grep -q -- '--disk'; then
 	$O/sr-run --name bench-disk --memory 256 --vcpus 1 --kernel "$kernel" --initrd "$initrd" \
 		--disk "$dir/sr.img,cache=$sr_cache" --cmdline "root=/dev/vda sr.workload=$wl" \
 		</dev/null >"$dir/sr.out" 2>&1 &
-	wait_end $! "$boot_s" || die "sr's guest did not finish in $boot_s s" "$dir/sr.out"
+	wait_end $! "$boot_s" || { rc=$?; die "sr-run $(ended sr $rc)" "$dir/sr.out"; }
 	collect sr "$dir/sr.out"
 	rm -f "$dir/sr.img"
 else

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The README demo, on real KVM: boot Debian's kernel with sr's workload on two
-# vCPUs, live-save it mid-workload, inspect the image, restore it, and watch
-# the workload carry on from the next tick until it is told to stop.
+# The README demo, on real KVM: boot Debian's kernel on two vCPUs with its
+# root file system on sr's virtio disk (a copy of the ext4 image the build
+# makes) and sr's workload, live-save it mid-workload, inspect the image,
+# restore it (the disk reopened), and watch the workload carry on from the
+# next tick until it is told to stop.  SR_DEMO_DISK=0: no disk, the workload
+# runs from the initramfs (pci=off), as before the devices existed.
 #
 # Nothing here depends on luck: the workload runs until told to stop (so it
 # outlives any save), every wait has a deadline with a message that says what
@@ -10,6 +13,8 @@ set -u
 O=${O:-build}
 kernel=build/box/kernel/vmlinuz
 initrd=$O/guest/linux-initramfs.cpio.gz
+rootimg=$O/guest/linux-root.ext4
+disk=${SR_DEMO_DISK:-1}
 boot_s=${SR_DEMO_BOOT_S:-300}		# Linux boot to its first ticks (nested TCG is slow)
 save_s=${SR_DEMO_SAVE_S:-600}		# one live save
 after_ticks=3				# ticks the restored workload must show before "stop"
@@ -35,12 +40,21 @@ wait_ticks() {
 	return 1
 }
 
-say "sr-run --kernel vmlinuz --initrd initramfs --vcpus 2: Linux with a workload that rewrites and verifies 32 MiB every second until told to stop"
-$O/sr-run --name demo --vcpus 2 --kernel $kernel --initrd $initrd --cmdline "sr.workload=32,0" \
+devices=() root= what="Linux"
+if [ "$disk" != 0 ]; then
+	[ -f "$rootimg" ] || fail "no $rootimg (make linux-root)"
+	cp --sparse=always "$rootimg" "$SR_RUN_DIR/root.img" || fail "copying $rootimg"
+	devices=(--disk "$SR_RUN_DIR/root.img" --rng) root="root=/dev/vda "
+	what="Linux with its root on sr's virtio disk (a copy of $rootimg) and"
+fi
+say "sr-run --kernel vmlinuz --initrd initramfs ${devices[*]:+--disk root.img --rng }--vcpus 2: $what a workload that rewrites and verifies 32 MiB every second until told to stop"
+$O/sr-run --name demo --vcpus 2 --kernel $kernel --initrd $initrd "${devices[@]}" --cmdline "${root}sr.workload=32,0" \
 	</dev/null > "$SR_RUN_DIR/before.out" 2>&1 &
 wait_ticks "$SR_RUN_DIR/before.out" "$boot_s" 3 0 ||
 	fail "Linux showed no 3 workload ticks within ${boot_s} s (SR_DEMO_BOOT_S); its console:" "$SR_RUN_DIR/before.out"
 grep -v '^\[ *[0-9]' "$SR_RUN_DIR/before.out" | tr -d '\r'
+[ "$disk" = 0 ] || tr -d '\r' < "$SR_RUN_DIR/before.out" | grep -q '^sr-linux: root /dev/vda mounted' ||
+	fail "Linux did not mount its root from the virtio disk" "$SR_RUN_DIR/before.out"
 
 say "sr-save --live --stats demo $img   (copied while Linux runs; paused only for the remainder)"
 timeout -k 10 "$save_s" $O/sr-save --live --stats demo "$img"; rc=$?
@@ -50,7 +64,7 @@ last=$(ticks "$SR_RUN_DIR/before.out" | tail -1)
 [ -n "$last" ] || fail "no tick before the save" "$SR_RUN_DIR/before.out"
 
 say "sr-dump $img"
-$O/sr-dump "$img" | sed -n '1,4p;/THROTTLE/p;/HVM_CONTEXT/p;/VCPU_CONTEXT/p;/ DEVICE /p;/ END /p;/^$/,$p'
+$O/sr-dump "$img" | sed -n '1,4p;/THROTTLE/p;/HVM_CONTEXT/p;/VCPU_CONTEXT/p;/ DISK /p;/ DEVICE /p;/ END /p;/^$/,$p'
 
 say "sr-restore $img   (a new VM is built from the image and resumed; after $after_ticks more ticks the demo types \"stop\" on its console)"
 mkfifo "$SR_RUN_DIR/console-in"
@@ -73,6 +87,7 @@ if [ $rrc -eq 0 ] && tr -d '\r' < "$SR_RUN_DIR/after.raw" | grep -q '^sr-workloa
 	echo "Linux was live-saved after workload tick $last and its VM torn down; a new VM built from the"
 	echo "$(( $(stat -c %s "$img") >> 20 )) MiB image resumed it at tick $first with no restart, and the workload found"
 	echo "every word of its 32 MiB intact through tick $(ticks "$SR_RUN_DIR/after.raw" | tail -1), then stopped when told (PASS)."
+	[ "$disk" = 0 ] || echo "Its root file system stayed on the virtio disk, reopened by the restore from the image's DISK record."
 else
 	fail "the restored workload did not pass (sr-restore exit $rrc, first tick '$first' after $last)" "$SR_RUN_DIR/after.raw"
 fi
