@@ -262,7 +262,7 @@ check-kvm: $(KVM_DEPS)
 
 # The virtio device tests, left out of check-kvm until they pass in the box (issue #18).
 check-devices: $(KVM_DEPS)
-	$(Q)SR_KVM_TESTS="virtio-disk virtio-disk-save linux-disk linux-disk-save" SR_BOX_TIMEOUT=$${SR_BOX_TIMEOUT:-3600} \
+	$(Q)SR_KVM_TESTS="virtio-disk virtio-disk-save linux-disk linux-disk-save disk-snapshot" SR_BOX_TIMEOUT=$${SR_BOX_TIMEOUT:-3600} \
 		O=$(O) tests/on-kvm.sh check-devices tests/kvm.sh
 
 box-shell: $(KVM_DEPS)
