@@ -2455,8 +2455,15 @@ if want disk-snapshot 420 && linux_ready disk-snapshot; then
 	else
 		ok "disk-snapshot: into a full file system: refused ($(grep -o 'No space left on device' "$tmp/sn.full" | head -1)), nothing left, the guest wrote on; checkpointed after block $before: $(grep -Eo 'disk 0 snapshot [^;]* by [a-z]+ in [0-9.]+ ms' "$tmp/sn.save" | sed "s|$tmp/||"); it holds blocks 1..$k and none of the $((16 - k)) written after"
 		raw=$(md5sum < "$tmp/sn.raw")
+		# Restored paused (in its seccomp sandbox), checkpointed again with a snapshot of
+		# its own disk (the first snapshot), then resumed: it runs on to PASS.
 		echo "     disk-snapshot: restoring the checkpoint"
-		$O/sr-restore --name sn1 "$tmp/ck/sn.sr" </dev/null >"$tmp/sn1.out" 2>&1; rc=$?
+		$O/sr-restore --name sn1 --paused "$tmp/ck/sn.sr" </dev/null >"$tmp/sn1.out" 2>&1 &
+		pid=$!
+		wait_domain sn1
+		$O/sr-save -p --disk-snapshot sn1 "$tmp/ck/sn1.sr" 2>"$tmp/sn1.save"; rc1=$?
+		$O/sr-ctl resume sn1 >/dev/null 2>&1
+		wait $pid; rc=$?
 		first=$(sed -n 's/^sr-disk: wrote \([0-9]*\)$/\1/p' "$tmp/sn1.out" | head -1)
 		if [ $rc -eq 0 ] && grep -q '^sr-disk: PASS 16 blocks verified on vda' "$tmp/sn1.out" &&
 		   grep -q "disk 0 snapshot $snap: the guest runs on the checkpoint's snapshot" "$tmp/sn1.out" &&
@@ -2466,6 +2473,13 @@ if want disk-snapshot 420 && linux_ready disk-snapshot; then
 			ok "disk-snapshot: restored on the snapshot: the guest wrote on from block $first and verified all 16 there; the disk itself unchanged"
 		else
 			bad "disk-snapshot: restoring the checkpoint exited $rc, first block '$first' (snapshot up to $k), disk $([ "$(md5sum < "$tmp/sn.raw")" = "$raw" ] && echo unchanged || echo CHANGED)" "$tmp/sn1.out"
+		fi
+		if [ $rc1 -eq 0 ] && grep -Eq "disk 0 snapshot $tmp/ck/sn1.sr.disk0 by (reflink|copy) in" "$tmp/sn1.save" &&
+		   disk_block_ok "$tmp/ck/sn1.sr.disk0" "$k" && ! disk_block_ok "$tmp/ck/sn1.sr.disk0" 16 &&
+		   $O/sr-dump --verify "$tmp/ck/sn1.sr" 2>>"$tmp/sn1.save"; then
+			ok "disk-snapshot: the restored domain (sandboxed) checkpointed with a snapshot of its own: $(grep -Eo 'disk 0 snapshot [^;]* by [a-z]+ in [0-9.]+ ms' "$tmp/sn1.save" | sed "s|$tmp/||")"
+		else
+			bad "disk-snapshot: sr-save -p --disk-snapshot of the restored domain exited $rc1" "$tmp/sn1.save"
 		fi
 		$O/sr-restore --name sn2 "$tmp/ck/sn.sr" </dev/null >"$tmp/sn2.out" 2>&1; rc=$?
 		mv "$snap" "$snap.away"
