@@ -2396,15 +2396,16 @@ fi
 
 if want disk-snapshot 420 && linux_ready disk-snapshot; then
 	# sr-save -c --disk-snapshot while the guest writes a 64 KiB block every
-	# 200 ms (O_DIRECT, fsync).  First into a 1 MiB file system: the copy of
+	# 300 ms (O_DIRECT, fsync).  First into a 1 MiB file system: the copy of
 	# the disk (4 MiB of data) cannot be made, so the save fails, says why,
 	# leaves nothing there, and the guest writes on.  Then for real (live): the
 	# snapshot FILE.disk0 holds every block written before the checkpoint and
 	# none after, while the domain writes on to PASS on its own disk.
 	# Restoring the checkpoint runs on the snapshot, the disk untouched: the
-	# guest writes on from where the checkpoint was and verifies all 16 blocks
+	# guest writes on from where the checkpoint was and verifies all 24 blocks
 	# there.  A second restore finds the snapshot changed, one without it finds
 	# it missing: both refused, naming it.
+	sn_n=24
 	make_disk "$tmp/sn.raw"
 	dd if=/dev/urandom of="$tmp/sn.raw" bs=1M seek=32 count=4 conv=notrunc 2>/dev/null
 	mkdir -p "$tmp/snfull" "$tmp/ck"
@@ -2413,12 +2414,16 @@ if want disk-snapshot 420 && linux_ready disk-snapshot; then
 	( while sleep 60; do echo "     disk-snapshot: $(( $(date +%s) - sn_t0 )) s"; done ) &
 	sn_ticker=$!
 	$O/sr-run --name sn --kernel $kernel --initrd $initrd --disk "$tmp/sn.raw" \
-		--cmdline "sr.disk=16,200" </dev/null >"$tmp/sn.out" 2>&1 &
+		--cmdline "sr.disk=$sn_n,300" </dev/null >"$tmp/sn.out" 2>&1 &
 	pid=$!
-	sn_wrote() { sed -n 's/^sr-disk: wrote \([0-9]*\)$/\1/p' "$1" | tail -1; }
-	wait_domain sn
-	for _ in $(seq 1 3000); do grep -q '^sr-disk: wrote 2$' "$tmp/sn.out" && break; sleep 0.1; done
-	echo "     disk-snapshot: booted, block $(sn_wrote "$tmp/sn.out") written: checkpoint into a full file system"
+	# The N of each whole "sr-disk: wrote N" line of console $1 (the serial's lines end CR LF).
+	sn_writes() { tr -d '\r' < "$1" | sed -n 's/^sr-disk: wrote \([0-9]*\)$/\1/p'; }
+	sn_end=$(( $(date +%s) + 300 ))
+	until [ "$(sn_writes "$tmp/sn.out" | tail -1)" -ge 2 ] 2>/dev/null; do
+		kill -0 $pid 2>/dev/null && [ "$(date +%s)" -lt $sn_end ] || break
+		sleep 0.2
+	done
+	echo "     disk-snapshot: booted, block $(sn_writes "$tmp/sn.out" | tail -1) written: checkpoint into a full file system"
 	$O/sr-save -c --disk-snapshot sn "$tmp/snfull/sn.sr" 2>"$tmp/sn.full"; frc=$?
 	# The runner closes the unnamed image just after its answer: up to 5 s for the space to come back.
 	for _ in $(seq 1 50); do
@@ -2429,14 +2434,14 @@ if want disk-snapshot 420 && linux_ready disk-snapshot; then
 	full_left=$(ls -A "$tmp/snfull")
 	umount "$tmp/snfull"
 	full_state=$($O/sr-ctl status sn 2>&1 | grep -o 'state=[a-z]*')
-	before=$(sn_wrote "$tmp/sn.out")
+	before=$(sn_writes "$tmp/sn.out" | tail -1)
 	$O/sr-save -c --live --disk-snapshot sn "$tmp/ck/sn.sr" 2>"$tmp/sn.save"; rc=$?
 	wait $pid; src=$?
 	snap=$tmp/ck/sn.sr.disk0
 	# The snapshot: blocks 1..k whole, the rest never written (zeros), the host's 4 MiB carried.
-	k=0; while [ $k -lt 16 ] && disk_block_ok "$snap" $((k + 1)); do k=$((k + 1)); done
+	k=0; while [ $k -lt $sn_n ] && disk_block_ok "$snap" $((k + 1)); do k=$((k + 1)); done
 	zero=$(head -c 65536 /dev/zero | md5sum); later=0
-	for i in $(seq $((k + 1)) 16); do
+	for i in $(seq $((k + 1)) $sn_n); do
 		[ "$(dd if="$snap" bs=65536 skip=$((16 + i)) count=1 2>/dev/null | md5sum)" = "$zero" ] || later=$((later + 1))
 	done
 	why=
@@ -2444,16 +2449,16 @@ if want disk-snapshot 420 && linux_ready disk-snapshot; then
 	[ -z "$full_left" ] && [ "${full_used:-1}" -eq 0 ] || why="$why left in the full file system: '$full_left', ${full_used} KiB;"
 	[ "$full_state" = state=running ] || why="$why after the failed save the domain is '$full_state';"
 	[ $rc -eq 0 ] && grep -Eq "disk 0 snapshot $snap by (reflink|copy) in [0-9.]+ ms, the guest paused" "$tmp/sn.save" || why="$why sr-save -c --disk-snapshot exited $rc;"
-	[ $src -eq 0 ] && grep -q '^sr-disk: PASS 16 blocks verified on vda' "$tmp/sn.out" || why="$why the checkpointed domain exited $src without PASS;"
-	[ "$k" -ge "${before:-99}" ] && [ "$k" -lt 16 ] && [ $later -eq 0 ] || why="$why the snapshot has blocks 1..$k (written before the save: $before), $later later ones;"
+	[ $src -eq 0 ] && grep -q '^sr-disk: PASS $sn_n blocks verified on vda' "$tmp/sn.out" || why="$why the checkpointed domain exited $src without PASS;"
+	[ "$k" -ge "${before:-99}" ] && [ "$k" -lt $sn_n ] && [ $later -eq 0 ] || why="$why the snapshot has blocks 1..$k (written before the save: $before), $later later ones;"
 	cmp -s <(dd if="$tmp/sn.raw" bs=1M skip=32 count=4 2>/dev/null) <(dd if="$snap" bs=1M skip=32 count=4 2>/dev/null) || why="$why the snapshot lacks the disk's data;"
-	disk_block_ok "$tmp/sn.raw" 16 || why="$why the disk lacks block 16;"
+	disk_block_ok "$tmp/sn.raw" $sn_n || why="$why the disk lacks block $sn_n;"
 	$O/sr-dump --verify "$tmp/ck/sn.sr" >>"$tmp/sn.save" 2>&1 || why="$why the image does not verify;"
 	if [ -n "$why" ]; then
 		cat "$tmp/sn.full" "$tmp/sn.out" >> "$tmp/sn.save"
 		bad "disk-snapshot:$why" "$tmp/sn.save"
 	else
-		ok "disk-snapshot: into a full file system: refused ($(grep -o 'No space left on device' "$tmp/sn.full" | head -1)), nothing left, the guest wrote on; checkpointed after block $before: $(grep -Eo 'disk 0 snapshot [^;]* by [a-z]+ in [0-9.]+ ms' "$tmp/sn.save" | sed "s|$tmp/||"); it holds blocks 1..$k and none of the $((16 - k)) written after"
+		ok "disk-snapshot: into a full file system: refused ($(grep -o 'No space left on device' "$tmp/sn.full" | head -1)), nothing left, the guest wrote on; checkpointed after block $before: $(grep -Eo 'disk 0 snapshot [^;]* by [a-z]+ in [0-9.]+ ms' "$tmp/sn.save" | sed "s|$tmp/||"); it holds blocks 1..$k and none of the $((sn_n - k)) written after"
 		raw=$(md5sum < "$tmp/sn.raw")
 		# Restored paused (in its seccomp sandbox), checkpointed again with a snapshot of
 		# its own disk (the first snapshot), then resumed: it runs on to PASS.
@@ -2464,18 +2469,18 @@ if want disk-snapshot 420 && linux_ready disk-snapshot; then
 		$O/sr-save -p --disk-snapshot sn1 "$tmp/ck/sn1.sr" 2>"$tmp/sn1.save"; rc1=$?
 		$O/sr-ctl resume sn1 >/dev/null 2>&1
 		wait $pid; rc=$?
-		first=$(sed -n 's/^sr-disk: wrote \([0-9]*\)$/\1/p' "$tmp/sn1.out" | head -1)
-		if [ $rc -eq 0 ] && grep -q '^sr-disk: PASS 16 blocks verified on vda' "$tmp/sn1.out" &&
+		first=$(sn_writes "$tmp/sn1.out" | head -1)
+		if [ $rc -eq 0 ] && grep -q '^sr-disk: PASS $sn_n blocks verified on vda' "$tmp/sn1.out" &&
 		   grep -q "disk 0 snapshot $snap: the guest runs on the checkpoint's snapshot" "$tmp/sn1.out" &&
 		   { [ "${first:-0}" = "$k" ] || [ "${first:-0}" = $((k + 1)) ]; } &&
-		   [ "$(md5sum < "$tmp/sn.raw")" = "$raw" ] && disk_block_ok "$snap" 16 &&
+		   [ "$(md5sum < "$tmp/sn.raw")" = "$raw" ] && disk_block_ok "$snap" $sn_n &&
 		   ! grep -Eq "$linux_warnings" "$tmp/sn1.out"; then
-			ok "disk-snapshot: restored on the snapshot: the guest wrote on from block $first and verified all 16 there; the disk itself unchanged"
+			ok "disk-snapshot: restored on the snapshot: the guest wrote on from block $first and verified all $sn_n there; the disk itself unchanged"
 		else
 			bad "disk-snapshot: restoring the checkpoint exited $rc, first block '$first' (snapshot up to $k), disk $([ "$(md5sum < "$tmp/sn.raw")" = "$raw" ] && echo unchanged || echo CHANGED)" "$tmp/sn1.out"
 		fi
 		if [ $rc1 -eq 0 ] && grep -Eq "disk 0 snapshot $tmp/ck/sn1.sr.disk0 by (reflink|copy) in" "$tmp/sn1.save" &&
-		   disk_block_ok "$tmp/ck/sn1.sr.disk0" "$k" && ! disk_block_ok "$tmp/ck/sn1.sr.disk0" 16 &&
+		   disk_block_ok "$tmp/ck/sn1.sr.disk0" "$k" && ! disk_block_ok "$tmp/ck/sn1.sr.disk0" $sn_n &&
 		   $O/sr-dump --verify "$tmp/ck/sn1.sr" 2>>"$tmp/sn1.save"; then
 			ok "disk-snapshot: the restored domain (sandboxed) checkpointed with a snapshot of its own: $(grep -Eo 'disk 0 snapshot [^;]* by [a-z]+ in [0-9.]+ ms' "$tmp/sn1.save" | sed "s|$tmp/||")"
 		else
