@@ -2449,7 +2449,7 @@ if want disk-snapshot 420 && linux_ready disk-snapshot; then
 	[ -z "$full_left" ] && [ "${full_used:-1}" -eq 0 ] || why="$why left in the full file system: '$full_left', ${full_used} KiB;"
 	[ "$full_state" = state=running ] || why="$why after the failed save the domain is '$full_state';"
 	[ $rc -eq 0 ] && grep -Eq "disk 0 snapshot $snap by (reflink|copy) in [0-9.]+ ms, the guest paused" "$tmp/sn.save" || why="$why sr-save -c --disk-snapshot exited $rc;"
-	[ $src -eq 0 ] && grep -q '^sr-disk: PASS $sn_n blocks verified on vda' "$tmp/sn.out" || why="$why the checkpointed domain exited $src without PASS;"
+	[ $src -eq 0 ] && grep -q "^sr-disk: PASS $sn_n blocks verified on vda" "$tmp/sn.out" || why="$why the checkpointed domain exited $src without PASS;"
 	[ "$k" -ge "${before:-99}" ] && [ "$k" -lt $sn_n ] && [ $later -eq 0 ] || why="$why the snapshot has blocks 1..$k (written before the save: $before), $later later ones;"
 	cmp -s <(dd if="$tmp/sn.raw" bs=1M skip=32 count=4 2>/dev/null) <(dd if="$snap" bs=1M skip=32 count=4 2>/dev/null) || why="$why the snapshot lacks the disk's data;"
 	disk_block_ok "$tmp/sn.raw" $sn_n || why="$why the disk lacks block $sn_n;"
@@ -2470,7 +2470,7 @@ if want disk-snapshot 420 && linux_ready disk-snapshot; then
 		$O/sr-ctl resume sn1 >/dev/null 2>&1
 		wait $pid; rc=$?
 		first=$(sn_writes "$tmp/sn1.out" | head -1)
-		if [ $rc -eq 0 ] && grep -q '^sr-disk: PASS $sn_n blocks verified on vda' "$tmp/sn1.out" &&
+		if [ $rc -eq 0 ] && grep -q "^sr-disk: PASS $sn_n blocks verified on vda" "$tmp/sn1.out" &&
 		   grep -q "disk 0 snapshot $snap: the guest runs on the checkpoint's snapshot" "$tmp/sn1.out" &&
 		   { [ "${first:-0}" = "$k" ] || [ "${first:-0}" = $((k + 1)) ]; } &&
 		   [ "$(md5sum < "$tmp/sn.raw")" = "$raw" ] && disk_block_ok "$snap" $sn_n &&

@@ -361,10 +361,11 @@ static int do_save(struct runner *r, int fd, struct hvmctx_save_opts *o, int cli
 	if (!rc && !p.fail[0])
 		snapshot_note(sn, p.disks, p.ndisks);
 	devices_free(&p);
-	if (rc)
-		return -1;
+	/* What failed in the pause comes first: the image's own error may follow from it (ENOSPC). */
 	if (p.fail[0])
 		return xc_set_error(err, 0, "%s", p.fail);
+	if (rc)
+		return -1;
 	/* Durable before anyone is told it worked (the domain may exit next). */
 	if (!fstat(fd, &sb) && S_ISREG(sb.st_mode) && fsync(fd))
 		return xc_set_error(err, errno, "fsync of the image");
