@@ -2400,7 +2400,8 @@ if want disk-snapshot 420 && linux_ready disk-snapshot; then
 	# the disk (4 MiB of data) cannot be made, so the save fails, says why,
 	# leaves nothing there, and the guest writes on.  Then for real (live): the
 	# snapshot FILE.disk0 holds every block written before the checkpoint and
-	# none after, while the domain writes on to PASS on its own disk.
+	# none after, while the domain writes on to PASS on its own disk; the
+	# image's DISK has a full hash (--disk-hash full), which the restore checks.
 	# Restoring the checkpoint runs on the snapshot, the disk untouched: the
 	# guest writes on from where the checkpoint was and verifies all 24 blocks
 	# there.  A second restore finds the snapshot changed, one without it finds
@@ -2435,7 +2436,7 @@ if want disk-snapshot 420 && linux_ready disk-snapshot; then
 	umount "$tmp/snfull"
 	full_state=$($O/sr-ctl status sn 2>&1 | grep -o 'state=[a-z]*')
 	before=$(sn_writes "$tmp/sn.out" | tail -1)
-	$O/sr-save -c --live --disk-snapshot sn "$tmp/ck/sn.sr" 2>"$tmp/sn.save"; rc=$?
+	$O/sr-save -c --live --disk-snapshot --disk-hash full sn "$tmp/ck/sn.sr" 2>"$tmp/sn.save"; rc=$?
 	wait $pid; src=$?
 	snap=$tmp/ck/sn.sr.disk0
 	# The snapshot: blocks 1..k whole, the rest never written (zeros), the host's 4 MiB carried.
@@ -2454,11 +2455,14 @@ if want disk-snapshot 420 && linux_ready disk-snapshot; then
 	cmp -s <(dd if="$tmp/sn.raw" bs=1M skip=32 count=4 2>/dev/null) <(dd if="$snap" bs=1M skip=32 count=4 2>/dev/null) || why="$why the snapshot lacks the disk's data;"
 	disk_block_ok "$tmp/sn.raw" $sn_n || why="$why the disk lacks block $sn_n;"
 	$O/sr-dump --verify "$tmp/ck/sn.sr" >>"$tmp/sn.save" 2>&1 || why="$why the image does not verify;"
+	# --disk-hash full: the DISK record says so (the restore below hashes the whole snapshot).
+	$O/sr-dump --type DISK "$tmp/ck/sn.sr" 2>&1 | grep -q 'writable, cache writeback, full hash 0x[0-9a-f]*, snapshot by' ||
+		why="$why sr-dump does not show a full hash and a snapshot: $($O/sr-dump --type DISK "$tmp/ck/sn.sr" 2>&1 | grep DISK);"
 	if [ -n "$why" ]; then
 		cat "$tmp/sn.full" "$tmp/sn.out" >> "$tmp/sn.save"
 		bad "disk-snapshot:$why" "$tmp/sn.save"
 	else
-		ok "disk-snapshot: into a full file system: refused ($(grep -o 'No space left on device' "$tmp/sn.full" | head -1)), nothing left, the guest wrote on; checkpointed after block $before: $(grep -Eo 'disk 0 snapshot [^;]* by [a-z]+ in [0-9.]+ ms' "$tmp/sn.save" | sed "s|$tmp/||"); it holds blocks 1..$k and none of the $((sn_n - k)) written after"
+		ok "disk-snapshot: into a full file system: refused ($(sed "s|$tmp/||g" "$tmp/sn.full" | tail -1)), nothing left, the guest wrote on; checkpointed (--disk-hash full) after block $before: $(grep -Eo 'disk 0 snapshot [^;]* by [a-z]+ in [0-9.]+ ms' "$tmp/sn.save" | sed "s|$tmp/||"); it holds blocks 1..$k and none of the $((sn_n - k)) written after"
 		raw=$(md5sum < "$tmp/sn.raw")
 		# Restored paused (in its seccomp sandbox), checkpointed again with a snapshot of
 		# its own disk (the first snapshot), then resumed: it runs on to PASS.
