@@ -168,12 +168,6 @@ static int take_snapshot(int src, struct sr_disk_info *di, struct img_file *f, c
 	struct sr_error e;
 	int fd, rc;
 
-	if (test_env("SR_TEST_SNAPSHOT_ERRNO")) {	/* testing aid: a copy that fails midway */
-		errno = atoi(test_env("SR_TEST_SNAPSHOT_ERRNO"));
-		snprintf(why, len, "disk %u %.100s: its snapshot %.100s: %s", di->disk, di->path,
-			 f->path, strerror(errno));
-		return -1;
-	}
 	if (sr_disk_snapshot_fd(src, f->fd, 0, &res, &e)) {
 		snprintf(why, len, "disk %u %.100s: its snapshot %.100s: %.140s", di->disk, di->path,
 			 f->path, e.msg);
