@@ -18,7 +18,7 @@ runs=${SR_BENCH_TLS_RUNS:-3}
 guest=$O/guest/sr-test-guest.bin
 tmp=$(mktemp -d /tmp/sr-bench-tls.XXXXXX)
 export SR_RUN_DIR=$tmp/near
-mkdir -p "$SR_RUN_DIR"
+mkdir -p -m 0700 "$SR_RUN_DIR"	# sr-run refuses a run directory others can enter
 . tests/netns.sh
 trap 'kill $(jobs -p) 2>/dev/null; netns_down; rm -rf "$tmp"' EXIT
 die() { echo "bench-tls: $1"; [ -n "${2:-}" ] && [ -f "$2" ] && tail -20 "$2" | sed 's/^/  | /'; exit 1; }

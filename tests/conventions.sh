@@ -149,7 +149,11 @@ int main(void)
 }
 C
 flags=$(PKG_CONFIG_SYSROOT_DIR=$root PKG_CONFIG_PATH=$root/usr/lib/pkgconfig pkg-config --cflags --libs sr 2>&1)
-if cc -o "$tmp/prog" "$tmp/prog.c" $flags >"$tmp/cc.out" 2>&1 &&
+# Under make asan the installed libsr is sanitized too (SAN=1 reaches make install):
+# its runtime must come first, so the program is built with it.
+san=
+ldd "$root/usr/lib/libsr.so.0" 2>/dev/null | grep -q libasan && san="-fsanitize=address,undefined"
+if cc $san -o "$tmp/prog" "$tmp/prog.c" $flags >"$tmp/cc.out" 2>&1 &&
    LD_LIBRARY_PATH=$root/usr/lib "$tmp/prog" >"$tmp/prog.out" 2>&1 &&
    grep -q 'verified$' "$tmp/prog.out" &&
    LD_LIBRARY_PATH=$root/usr/lib ldd "$tmp/prog" | grep -q "libsr.so.0 => $root/usr/lib/libsr.so.0"; then

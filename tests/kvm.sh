@@ -353,15 +353,16 @@ if want restore-twice; then
 	fi
 fi
 
-if want chain; then
-	# save -> restore -> run -> save, 20 times, then let the guest finish.
+if want chain 300; then
+	# save -> restore -> run -> save, 20 times (SR_CHAIN_CYCLES), then let the guest finish.
+	n=${SR_CHAIN_CYCLES:-20}
 	$O/sr-run --name ch --memory 24 --vcpus 2 --rounds 0 --pages 64 --delay-us 2000 \
 		--quiet-guest "$guest" >"$tmp/ch.out" 2>&1 &
 	chpid=$!
 	wait_domain ch && sleep 0.5
 	cycles=0
 	img=$tmp/ch.img
-	for i in $(seq 1 20); do
+	for i in $(seq 1 "$n"); do
 		$O/sr-save -q ch "$img" 2>>"$tmp/ch.out" || break
 		# The saved domain's runner (sr-run, then each sr-restore) ends with 0.
 		wait $chpid; rc=$?
@@ -375,10 +376,10 @@ if want chain; then
 	done
 	$O/sr-ctl finish ch >/dev/null 2>&1
 	wait $chpid; rc=$?
-	if [ $cycles -eq 20 ] && [ $rc -eq 0 ] && grep -q '^PASS' "$tmp/ch.out"; then
-		ok "chain: 20 save -> restore -> run cycles on 2 vCPUs, then PASS"
+	if [ "$cycles" -eq "$n" ] && [ $rc -eq 0 ] && grep -q '^PASS' "$tmp/ch.out"; then
+		ok "chain: $n save -> restore -> run cycles on 2 vCPUs, then PASS"
 	else
-		bad "chain: $cycles of 20 cycles, last exit $rc" "$tmp/ch.out"
+		bad "chain: $cycles of $n cycles, last exit $rc" "$tmp/ch.out"
 	fi
 fi
 
@@ -689,10 +690,10 @@ if want control-socket 300; then
 	# credentials checked, a silent client does not hold up another's status,
 	# one save at a time, destroy refused during a save, and SIGTERM to the
 	# runner mid-save ends it (exit 4) with the save abandoned and no FILE.
-	$O/sr-run --name cx --memory 64 --rounds 0 --pages 64 --delay-us 2000 --prefill --quiet-guest \
+	$O/sr-run --name cx --memory 32 --rounds 0 --pages 64 --delay-us 2000 --prefill --quiet-guest \
 		"$guest" >"$tmp/cx.out" 2>&1 &
 	pid=$!
-	wait_domain cx && poll_ms 120000 guest_written $pid 60000
+	wait_domain cx && poll_ms 120000 guest_written $pid 28000
 	modes="$(stat -c %a "$SR_RUN_DIR") $(stat -c %a "$SR_RUN_DIR/cx.sock")"
 	if [ "$modes" = "700 600" ]; then ok "control-socket: \$SR_RUN_DIR 0700, cx.sock 0600"
 	else bad "control-socket: modes '$modes' (want '700 600')" /dev/null; fi
@@ -723,10 +724,12 @@ time.sleep(30)' "$SR_RUN_DIR/cx.sock" "$tmp/cx.quiet" &
 	$O/sr-ctl status cx >"$tmp/cx.st" 2>&1; src=$?
 	ms=$(( ($(date +%s%N) - a) / 1000000 ))
 	kill $quiet 2>/dev/null; wait $quiet 2>/dev/null
-	if [ $src -eq 0 ] && grep -q 'state=running' "$tmp/cx.st" && [ $ms -lt 1000 ]; then
+	# A silent client ahead used to hold the loop for its whole 5 s timeout: under
+	# 4 s is quick even in a loaded box (2.6 s seen there at a load of 10).
+	if [ $src -eq 0 ] && grep -q 'state=running' "$tmp/cx.st" && [ $ms -lt 4000 ]; then
 		ok "control-socket: with a silent client connected, status answered in $ms ms"
 	else
-		bad "control-socket: with a silent client connected, status took $ms ms (want < 1000), exit $src" "$tmp/cx.st"
+		bad "control-socket: with a silent client connected, status took $ms ms (want < 4000), exit $src" "$tmp/cx.st"
 	fi
 
 	# One save at a time: a second save, and destroy, are refused as busy; the first goes on.
@@ -765,19 +768,19 @@ if want save-options 300; then
 	# --bandwidth is a rate: a save of B bytes at R MB/s takes at least B/R.
 	# -p leaves the domain paused.  Where the filesystem has no O_TMPFILE, FILE.tmp
 	# holds the image until it is complete.
-	$O/sr-run --name so --memory 64 --rounds 0 --pages 64 --delay-us 2000 --prefill --quiet-guest \
+	$O/sr-run --name so --memory 32 --rounds 0 --pages 64 --delay-us 2000 --prefill --quiet-guest \
 		"$guest" >"$tmp/so.out" 2>&1 &
 	pid=$!
-	wait_domain so && poll_ms 120000 guest_written $pid 60000
+	wait_domain so && poll_ms 120000 guest_written $pid 28000
 	a=$(date +%s%N)
 	$O/sr-save -c --compress none --bandwidth 8 so "$tmp/so-bw.img" 2>"$tmp/so.bw"; rc=$?
 	ms=$(( ($(date +%s%N) - a) / 1000000 ))
 	bytes=$(stat -c %s "$tmp/so-bw.img" 2>/dev/null || echo 0)
 	floor=$(( bytes / 8000 ))		# ms at 8 MB/s
-	if [ $rc -eq 0 ] && [ "$bytes" -gt $((48 << 20)) ] && [ $ms -ge $floor ] && [ $ms -lt $((floor * 3 + 20000)) ]; then
+	if [ $rc -eq 0 ] && [ "$bytes" -gt $((24 << 20)) ] && [ $ms -ge $floor ] && [ $ms -lt $((floor * 3 + 20000)) ]; then
 		ok "save-options: --bandwidth 8: $bytes bytes in $ms ms (at least $floor ms at 8 MB/s)"
 	else
-		bad "save-options: --bandwidth 8: sr-save $rc, $bytes bytes in $ms ms (want >= $floor ms, a save of > 48 MiB)" "$tmp/so.bw"
+		bad "save-options: --bandwidth 8: sr-save $rc, $bytes bytes in $ms ms (want >= $floor ms, a save of > 24 MiB)" "$tmp/so.bw"
 	fi
 
 	$O/sr-save -p so "$tmp/so-p.img" 2>"$tmp/so.p"; rc=$?
@@ -1032,17 +1035,19 @@ if want two-phase 420; then
 		cat "$tmp/tpw.save" "$tmp/tpw.status" >> "$tmp/tpw.out"; bad "two-phase: killed in the commit window: window reached $seen (want 1), runner $tp_rc" "$tmp/tpw.out"
 	fi
 
-	# FILE cannot be put in place (it is a directory): sr-save aborts, the
-	# domain runs on, nothing is left beside it.
+	# FILE cannot be put in place (a directory took its name while the image was
+	# written; one there before is refused up front): sr-save aborts, the domain
+	# runs on, nothing is left beside it.
 	tp_run tpa
-	mkdir "$tmp/tpa.img"
-	$O/sr-save tpa "$tmp/tpa.img" 2>"$tmp/tpa.save"; rc=$?
+	SR_TEST_PAUSE_AT=placing SR_TEST_PAUSE_MS=2000 $O/sr-save tpa "$tmp/tpa.img" 2>"$tmp/tpa.save" & spid=$!
+	poll_ms 30000 file_has 'at placing' "$tmp/tpa.save" && mkdir "$tmp/tpa.img"
+	wait $spid; rc=$?
 	$O/sr-ctl status tpa >"$tmp/tpa.status" 2>&1
 	tp_finish tpa
 	side=$(ls "$tmp" | grep -c 'tpa.img.')
 	if [ $rc -eq 1 ] && grep -q 'putting the image in place' "$tmp/tpa.save" && grep -q 'state=running' "$tmp/tpa.status" &&
 	   [ "$side" -eq 0 ] && [ $tp_rc -eq 0 ]; then
-		ok "two-phase: FILE could not be placed: aborted, domain ran on to PASS: $(head -1 "$tmp/tpa.save")"
+		ok "two-phase: FILE could not be placed: aborted, domain ran on to PASS: $(grep -m1 'putting the image in place' "$tmp/tpa.save")"
 	else
 		cat "$tmp/tpa.save" "$tmp/tpa.status" >> "$tmp/tpa.out"; bad "two-phase: abort: sr-save $rc, runner $tp_rc, side files $side" "$tmp/tpa.out"
 	fi
@@ -1577,8 +1582,20 @@ if want detach-linux 300 && linux_ready detach-linux; then
 	fi
 fi
 
-# Host-timestamps every line: "HOST_REALTIME line".
-stamp() { while IFS= read -r l; do printf '%s %s\n' "$(date +%s.%N)" "${l%$'\r'}"; done; }
+# Host-timestamps every line: "HOST_REALTIME line" ($EPOCHREALTIME: no fork per line).
+stamp() { while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "${l%$'\r'}"; done; }
+
+# A console line reaches the host long after the guest read its clock for it (in
+# the box, seconds: exits for every UART byte), so a restored guest's clock is
+# judged against the source's: follow_stamp stamps a runner's growing console
+# $1 into $1.st (tail -F: inotify), console_skew gives a stamped console's
+# median host-minus-guest realtime over its tick lines.
+follow_stamp() { (tail -n +1 -F "$1" 2>/dev/null | stamp >"$1.st") & follow_pid=$!; }
+unfollow() { pkill -P "$follow_pid" 2>/dev/null; wait "$follow_pid" 2>/dev/null; }
+console_skew() {
+	sed -n 's/^\([0-9.]*\) sr-workload: tick [0-9]* .* realtime \([0-9.]*\)$/\1 \2/p' "$1" |
+		awk '{ printf "%.3f\n", $1 - $2 }' | sort -n | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }'
+}
 
 # Checks a restored Linux run ($1) against the source's last tick ($2).
 # A line the guest was writing when its domain moved is split between the two consoles:
@@ -1602,18 +1619,27 @@ linux_restored_ok() {
 	! grep -q 'sr-workload: [0-9]* MiB' "$1" || { echo "the workload restarted" >> "$1"; return 1; }
 	grep -q 'sr-workload: PASS' "$1" || return 1
 	! grep -Eq "$linux_warnings" "$1" || return 1
-	awk -v h="$host" -v r="$realtime" 'BEGIN { d = h - r; if (d < 0) d = -d; exit !(d < 2) }' || { echo "guest realtime $realtime vs host $host" >> "$1"; return 1; }
-	linux_skew=$(awk -v h="$host" -v r="$realtime" 'BEGIN { printf "%.2f", h - r }')
+	# The median skew over the restored ticks within 1 s of the source's ($linux_ref):
+	# a restore that did not move the guest's clock on is behind by the whole
+	# save-to-restore gap on every tick; one line held up on its way (a loaded box:
+	# 4.6 s against 2.8 s seen on a first tick) is not.
+	local rskew; rskew=$(console_skew "$1")
+	[ -n "${linux_ref:-}" ] && [ -n "$rskew" ] || { echo "no skew measured: source '${linux_ref:-}', restored '$rskew'" >> "$1"; return 1; }
+	awk -v d="$rskew" -v s="$linux_ref" 'BEGIN { d -= s; if (d < 0) d = -d; exit !(d < 1) }' ||
+		{ echo "guest realtime behind the host's stamps by $rskew s (median; first tick: realtime $realtime, host $host), the source's $linux_ref s" >> "$1"; return 1; }
+	linux_skew="$rskew s (the source's $linux_ref s)"
 }
 
 if want linux-save && linux_ready linux-save; then
 	$O/sr-run --name lx --vcpus 2 --kernel $kernel --initrd $initrd --cmdline "sr.workload=16,25" \
 		</dev/null >"$tmp/lx.out" 2>&1 &
 	pid=$!
+	follow_stamp "$tmp/lx.out"
 	wait_domain lx
 	for _ in $(seq 1 600); do grep -q "tick 6 " "$tmp/lx.out" && break; sleep 0.2; done
 	$O/sr-save --live lx "$tmp/lx.img" 2>"$tmp/lx.save"; rc=$?
 	wait $pid; src=$?
+	sleep 0.2; unfollow; linux_ref=$(console_skew "$tmp/lx.out.st")
 	last=$(sed -n 's/^sr-workload: tick \([0-9]*\) .*/\1/p' "$tmp/lx.out" | tail -1)
 	if [ $rc -ne 0 ] || [ $src -ne 0 ] || ! $O/sr-dump --verify "$tmp/lx.img" 2>>"$tmp/lx.save"; then
 		bad "linux-save: sr-save exited $rc, the saved source runner $src, or the image does not verify" "$tmp/lx.save"
@@ -1621,11 +1647,22 @@ if want linux-save && linux_ready linux-save; then
 		for k in 1 2; do
 			$O/sr-restore --name lx$k "$tmp/lx.img" </dev/null 2>&1 | stamp >"$tmp/lx$k.out"
 			if linux_restored_ok "$tmp/lx$k.out" "$last"; then
-				ok "linux-save: restore $k of a live save taken at tick $last: the workload went on from tick $((last + 1)) to PASS, no lockup or stall warnings, guest realtime ${linux_skew}s from the host's; $(grep -o 'live: .*met)' "$tmp/lx.save")"
+				ok "linux-save: restore $k of a live save taken at tick $last: the workload went on from tick $((last + 1)) to PASS, no lockup or stall warnings, guest realtime behind the host's console stamp by ${linux_skew}; $(grep -o 'live: .*met)' "$tmp/lx.save")"
 			else
 				bad "linux-save: restore $k" "$tmp/lx$k.out"
 			fi
 		done
+		# The clock check can fail: restored with --clock freeze, the guest's clock is
+		# behind by the whole time since the save, far past the source's skew.
+		$O/sr-restore --name lxf --clock freeze "$tmp/lx.img" </dev/null 2>&1 | stamp >"$tmp/lxf.out" &
+		poll_ms 120000 file_has 'sr-workload: tick' "$tmp/lxf.out"
+		$O/sr-ctl destroy lxf >/dev/null 2>&1; wait $!
+		fskew=$(console_skew "$tmp/lxf.out")
+		if [ -n "$fskew" ] && awk -v f="$fskew" -v s="$linux_ref" 'BEGIN { exit !(f - s > 1) }'; then
+			ok "linux-save: restored with --clock freeze, the guest is behind by ${fskew} s (the source's ${linux_ref} s): the clock check above would refuse it"
+		else
+			bad "linux-save: --clock freeze: skew '${fskew}' s, the source's ${linux_ref} s (want over 1 s more)" "$tmp/lxf.out"
+		fi
 	fi
 fi
 
@@ -1645,11 +1682,13 @@ if want linux-6g 900 && linux_ready linux-6g; then
 	$O/sr-run --name l6 --vcpus 1 --memory 6144 --max-memory 8192 --kernel $kernel --initrd $initrd \
 		--cmdline "sr.workload=32,90,1024" </dev/null >"$tmp/l6.out" 2>&1 &
 	l6_pid=$!
+	follow_stamp "$tmp/l6.out"
 	wait_domain l6
 	while [ $(( $(date +%s) - l6_t0 )) -lt 720 ] && ! grep -q "tick 6 " "$tmp/l6.out"; do sleep 0.5; done
 	echo "     linux-6g: $(grep -c "tick 6 " "$tmp/l6.out") tick 6 after $(( $(date +%s) - l6_t0 )) s"
 	$O/sr-save --live l6 "$tmp/l6.img" 2>"$tmp/l6.save"; rc=$?
 	wait $l6_pid
+	sleep 0.2; unfollow; linux_ref=$(console_skew "$tmp/l6.out.st")
 	last=$(sed -n 's/^sr-workload: tick \([0-9]*\) .*/\1/p' "$tmp/l6.out" | tail -1)
 	memtotal=$(sed -n 's/^sr-linux: .*MemTotal \([0-9]*\) kB.*/\1/p' "$tmp/l6.out")
 	high=$(sed -n 's/^sr-workload: start: \([0-9]*\) of .*/\1/p' "$tmp/l6.out")
@@ -1673,20 +1712,33 @@ fi
 # sr-restore's seccomp filters (tools/sandbox.c): every thread of a restored
 # domain runs under its kind's filter, and the ordinary paths still work
 # under them; tests/sandbox-test (check-tools) sees each kind refuse a call.
-# Prints "comm seccomp-mode filters" for every thread of pid $1.
-sb_threads() {
-	local t
-	for t in /proc/$1/task/*; do
-		echo "$(cat $t/comm 2>/dev/null) $(awk '/^Seccomp:/ { m = $2 } /^Seccomp_filters:/ { f = $2 } END { print m, f }' $t/status 2>/dev/null)"
-	done | sort
+# Prints "comm seccomp-mode filters" for every thread of pid $1 (one awk, so
+# that sampling is cheap in the box; a thread that ends meanwhile leaves no line).
+sb_threads_raw() {
+	awk 'FNR == 1 { n = m = "" } /^Name:/ { n = $2 } /^Seccomp:/ { m = $2 }
+	     /^Seccomp_filters:/ && n != "" && m != "" { print n, m, $2 }' /proc/$1/task/*/status 2>/dev/null
 }
+sb_threads() { sb_threads_raw "$1" | sort; }
+# Appends sb_threads of pid $1 to file $2 every 50 ms for as long as $1 lives.
+sb_sample() {
+	while kill -0 "$1" 2>/dev/null; do sb_threads_raw "$1" >> "$2"; sleep 0.05; done
+}
+# True when every line of file $1 is a filtered thread (mode 2), every thread but
+# the main one (sr-restore: main's filter, then control's) under two filters or more
+# (main's, then its own), and threads named $2... appear in it.
+sb_file_filtered() {
+	local f=$1 want; shift
+	[ -s "$f" ] && ! awk '$2 != 2 || ($3 < 2 && $1 != "sr-restore") { bad = 1 } END { exit !bad }' "$f" || return 1
+	for want in "$@"; do grep -q "^$want " "$f" || return 1; done
+}
+# True while pid $1 has a thread named $2.
+sb_has_thread() { grep -qsx "$2" /proc/$1/task/*/comm; }
 # True when every thread of $1 is filtered (mode 2) under two filters or more
 # (the reader's, then its own kind's), and threads named $2... exist.
 sb_all_filtered() {
 	local pid=$1 want; shift
 	sb_threads $pid > "$tmp/sb.threads"
-	[ -s "$tmp/sb.threads" ] && ! awk '$2 != 2 || $3 < 2 { bad = 1 } END { exit !bad }' "$tmp/sb.threads" || return 1
-	for want in "$@"; do grep -q "^$want " "$tmp/sb.threads" || return 1; done
+	sb_file_filtered "$tmp/sb.threads" "$@"
 }
 
 if want sandbox 400; then
@@ -1731,6 +1783,26 @@ if want sandbox 400; then
 	else
 		bad "sandbox: pipe restore (filtered $filtered), live save $src, exits $rc/$rrc" "$tmp/sb2.out"
 	fi
+	# Mid-stream, from a pipe: the image is parsed on a reader thread under the reader's
+	# own filter (workers under theirs), the main thread under its own as it waits.  The
+	# stream holds after its first 64 KiB until every thread has been looked at.
+	rm -f "$tmp/sb5.in"; mkfifo "$tmp/sb5.in"
+	$O/sr-restore --name sb5 --threads 2 - <"$tmp/sb5.in" >"$tmp/sb5.out" 2>&1 &
+	pid=$!
+	exec {sbw}>"$tmp/sb5.in"
+	head -c 65536 "$tmp/sb.img" >&$sbw
+	poll_ms 30000 sb_has_thread $pid sr-reader && sb_all_filtered $pid sr-restore sr-reader; filtered=$?
+	cp "$tmp/sb.threads" "$tmp/sb5.threads"
+	tail -c +65537 "$tmp/sb.img" >&$sbw
+	exec {sbw}>&-
+	wait_domain sb5 && sleep 1 && $O/sr-ctl finish sb5 >/dev/null 2>&1
+	wait $pid; rc=$?
+	cat "$tmp/sb5.threads" >> "$tmp/sb5.out"
+	if [ $filtered -eq 0 ] && [ $rc -eq 0 ] && grep -q '^PASS' "$tmp/sb5.out"; then
+		ok "sandbox: mid-stream from a pipe, every thread filtered ($(awk '{ print $1 }' "$tmp/sb5.threads" | uniq -c | awk '{ printf "%s%s x%s", s, $2, $1; s = ", " }')), the image parsed on sr-reader; then PASS"
+	else
+		bad "sandbox: mid-stream pipe restore (filtered $filtered), exit $rc" "$tmp/sb5.out"
+	fi
 	# destroy ends it with 4; --no-sandbox leaves every thread unfiltered.
 	$O/sr-restore --name sb4 -v --no-sandbox "$tmp/sb.img" >"$tmp/sb4.out" 2>&1 &
 	pid=$!
@@ -1746,9 +1818,12 @@ if want sandbox 400; then
 fi
 
 if want sandbox-linux 400 && linux_ready sandbox-linux; then
-	# A Linux guest (UART: console and input threads) saved live, restored under the sandbox.
+	# A Linux guest (UART: console and input threads; a disk and the rng: device
+	# threads) saved live, restored under the sandbox: the main thread opens the
+	# disk the reader's DISK record names (the reader's list opens nothing).
+	truncate -s 8M "$tmp/sbl.raw"
 	$O/sr-run --name sbl --vcpus 2 --kernel $kernel --initrd $initrd --cmdline "sr.workload=16,25" \
-		</dev/null >"$tmp/sbl.out" 2>&1 &
+		--disk "$tmp/sbl.raw" --rng </dev/null >"$tmp/sbl.out" 2>&1 &
 	wait_domain sbl
 	for _ in $(seq 1 1500); do grep -q "tick 4 " "$tmp/sbl.out" && break; sleep 0.2; done
 	$O/sr-save --live sbl "$tmp/sbl.img" 2>"$tmp/sbl.save"; rc=$?
@@ -1759,7 +1834,7 @@ if want sandbox-linux 400 && linux_ready sandbox-linux; then
 	sleep 600 > "$tmp/sbl.in" & hold=$!
 	$O/sr-restore --name sbl2 "$tmp/sbl.img" < "$tmp/sbl.in" >"$tmp/sbl2.out" 2>&1 &
 	lp=$!
-	wait_domain sbl2 && sb_all_filtered $lp sr-vcpu sr-console sr-input; filtered=$?
+	wait_domain sbl2 && sb_all_filtered $lp sr-vcpu sr-console sr-input sr-device; filtered=$?
 	cp "$tmp/sb.threads" "$tmp/sbl.threads"
 	wait $lp; lrc=$?
 	kill $hold 2>/dev/null; wait $hold 2>/dev/null
@@ -1770,7 +1845,7 @@ if want sandbox-linux 400 && linux_ready sandbox-linux; then
 	   [ "$first" -ge "$last" ] && [ "$first" -le $((last + 1)) ] && grep -q 'sr-workload: PASS' "$tmp/sbl2.out" &&
 	   ! grep -q 'sr-workload: [0-9]* MiB' "$tmp/sbl2.out" && ! grep -Eq "$linux_warnings" "$tmp/sbl2.out" &&
 	   ! grep -q 'sandbox: the' "$tmp/sbl2.out"; then
-		ok "sandbox-linux: a Linux guest saved live at tick $last, restored under the sandbox (vCPU, console, input threads filtered): the workload went on from tick $first to PASS, reset ended it"
+		ok "sandbox-linux: a Linux guest with a disk and the rng saved live at tick $last, restored under the sandbox (vCPU, console, input, device threads filtered: $(awk '{ print $1 }' "$tmp/sbl.threads" | uniq -c | awk '{ printf "%s%s x%s", s, $2, $1; s = ", " }')): the workload went on from tick $first to PASS, reset ended it"
 	else
 		bad "sandbox-linux: save $rc, filtered $filtered, restore exited $lrc, first tick '$first' after $last" "$tmp/sbl2.out"
 	fi
@@ -1824,12 +1899,14 @@ if want migrate-linux 400 && linux_ready migrate-linux && mig_net; then
 	$O/sr-run --name ml --vcpus 2 --kernel $kernel --initrd $initrd --cmdline "sr.workload=16,25" \
 		</dev/null >"$tmp/ml.out" 2>&1 &
 	spid=$!
+	follow_stamp "$tmp/ml.out"
 	wait_domain ml
 	far $O/sr-restore --listen 7701 --insecure-plaintext --accept-timeout 120 </dev/null 2>&1 | stamp >"$tmp/ml.far" &
 	for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/ml.far" && break; sleep 0.05; done
 	for _ in $(seq 1 600); do grep -q "tick 6 " "$tmp/ml.out" && break; sleep 0.2; done
 	$O/sr-migrate --stats ml tcp:10.77.0.2:7701 2>"$tmp/ml.mig"; rc=$?
 	wait $spid; src=$?
+	sleep 0.2; unfollow; linux_ref=$(console_skew "$tmp/ml.out.st")
 	last=$(sed -n 's/^sr-workload: tick \([0-9]*\) .*/\1/p' "$tmp/ml.out" | tail -1)
 	wait
 	if [ $rc -eq 0 ] && [ $src -eq 0 ] && ! $O/sr-ctl status ml >/dev/null 2>&1 &&
@@ -2103,16 +2180,24 @@ if want migrate-timeouts && mig_net; then
 		echo "the source heard: $said" >> "$tmp/it.far"
 		bad "migrate-timeouts: idle receiver exited $dst" "$tmp/it.far"
 	fi
+	# A running domain: sr-migrate names a missing one before it connects.
+	$O/sr-run --name ct --memory 16 --rounds 0 --pages 64 --delay-us 5000 --quiet-guest "$guest" >"$tmp/ct.run" 2>&1 &
+	ctpid=$!
+	wait_domain ct
 	tc qdisc add dev sr-near root netem loss 100% 2>"$tmp/ct.out"
 	a=$(date +%s%N)
-	$O/sr-migrate --connect-timeout 2 nodomain tcp:10.77.0.2:7709 >>"$tmp/ct.out" 2>&1; rc=$?
+	$O/sr-migrate --connect-timeout 2 ct tcp:10.77.0.2:7709 >>"$tmp/ct.out" 2>&1; rc=$?
 	b=$(date +%s%N)
 	tc qdisc del dev sr-near root 2>/dev/null
+	$O/sr-ctl status ct >"$tmp/ct.status" 2>&1
+	$O/sr-ctl finish ct >/dev/null 2>&1; wait $ctpid; ctrc=$?
 	if [ $rc -eq 1 ] && grep -q 'no answer (connect timeout); the domain was not touched' "$tmp/ct.out" &&
-	   [ $(( (b - a) / 1000000 )) -lt 5000 ]; then
-		ok "migrate-timeouts: every SYN lost: sr-migrate gave up after $(( (b - a) / 1000000 )) ms (--connect-timeout 2): $(cat "$tmp/ct.out")"
+	   [ $(( (b - a) / 1000000 )) -lt 5000 ] && grep -q 'state=running' "$tmp/ct.status" &&
+	   [ $ctrc -eq 0 ] && grep -q '^PASS' "$tmp/ct.run"; then
+		ok "migrate-timeouts: every SYN lost: sr-migrate gave up after $(( (b - a) / 1000000 )) ms (--connect-timeout 2), the domain ran on to PASS: $(cat "$tmp/ct.out")"
 	else
-		bad "migrate-timeouts: connect timeout: exit $rc after $(( (b - a) / 1000000 )) ms" "$tmp/ct.out"
+		cat "$tmp/ct.status" "$tmp/ct.run" >> "$tmp/ct.out"
+		bad "migrate-timeouts: connect timeout: exit $rc after $(( (b - a) / 1000000 )) ms, the domain's runner $ctrc" "$tmp/ct.out"
 	fi
 fi
 
@@ -2160,6 +2245,12 @@ mig_tls() {
 	far env SR_KTLS=$fktls $O/sr-restore -v --listen $p --tls-psk "$tmp/keys.psk" --accept-timeout 120 </dev/null >"$tmp/$n.far" 2>&1 &
 	fpid=$!
 	for _ in $(seq 1 200); do grep -q 'listening on' "$tmp/$n.far" && break; sleep 0.05; done
+	# Every thread of the receiver, sampled from "listening on" (the main thread's filter is
+	# on by then, the handshakes run under it) to its end; short-lived ones (the guard, the
+	# reader, the TLS pumps) are seen when a sample falls in their time (migrate-bounds holds
+	# a stream to see the guard and the reader for sure; sandbox-test checks each kind).
+	: > "$tmp/$n.threads"
+	sb_sample "$(pgrep -n -f "sr-restore -v --listen $p")" "$tmp/$n.threads" & sampler=$!
 	SR_KTLS=$ktls $O/sr-migrate --tls-psk "$tmp/wrong.psk" $n tcp:10.77.0.2:$p 2>"$tmp/$n.mig"; rc1=$?
 	st=$($O/sr-ctl status $n 2>&1)
 	echo "     $n: the wrong key: sr-migrate exited $rc1: $(tail -1 "$tmp/$n.mig")"
@@ -2167,14 +2258,19 @@ mig_tls() {
 	wait $spid; src=$?
 	far_finish $n
 	wait $fpid; dst=$?
-	if [ $rc1 -eq 1 ] && grep -q 'TLS handshake.*the domain was not touched' "$tmp/$n.mig" &&
+	kill $sampler 2>/dev/null; wait $sampler 2>/dev/null
+	sort -u "$tmp/$n.threads" > "$tmp/$n.tu"
+	threads_ok=0
+	sb_file_filtered "$tmp/$n.tu" sr-restore sr-vcpu || threads_ok=1
+	if [ $rc1 -eq 1 ] && grep -q 'TLS handshake.*the domain was not touched' "$tmp/$n.mig" && [ $threads_ok -eq 0 ] &&
 	   grep -q running <<<"$st" && grep -q 'refused 10.77.0.1:[0-9]*: TLS handshake' "$tmp/$n.far" &&
 	   [ $rc -eq 0 ] && [ $src -eq 0 ] && [ $dst -eq 0 ] && grep -q '^PASS: .*finished on request' "$tmp/$n.far" &&
 	   grep -qF "transport: TLS1.3 AES-128-GCM, $expect" "$tmp/$n.mig" &&
 	   grep -qF "transport: TLS1.3 AES-128-GCM, $fexpect" "$tmp/$n.far"; then
-		ok "$n: a wrong key refused (domain untouched, still listening), then live over TLS with the right one: PASS there; $(grep '^transport' "$tmp/$n.mig"); $(grep -o 'live: [^;]*' "$tmp/$n.mig")"
+		ok "$n: a wrong key refused (domain untouched, still listening), then live over TLS with the right one: PASS there; $(grep '^transport' "$tmp/$n.mig"); $(grep -o 'live: [^;]*' "$tmp/$n.mig"); receiver's threads all filtered ($(awk '{ print $1 }' "$tmp/$n.tu" | sort -u | tr '\n' ' '))"
 	else
 		echo "status after the wrong key: $st" >> "$tmp/$n.mig"
+		{ echo "receiver's threads (comm, seccomp mode, filters), every one seen:"; cat "$tmp/$n.tu"; } >> "$tmp/$n.mig"
 		cat "$tmp/$n.mig" "$tmp/$n.far" > "$tmp/$n.all"
 		bad "$n: wrong key $rc1, sr-migrate $rc, source $src, receiver $dst" "$tmp/$n.all"
 	fi
@@ -2220,13 +2316,22 @@ except OSError:
 		trickle $p &
 		tpid=$!
 		for _ in $(seq 1 600); do grep -q 'receiving a domain' "$tmp/tr$p.out" && break; sleep 0.1; done
+		# The stream, held by the trickle (10 s before the least rate can cut it): its
+		# guard and its reader, each under its own filter.
+		filtered=0; : > "$tmp/tr$p.threads"
+		if [ $p = 7713 ]; then
+			poll_ms 8000 sb_has_thread $rpid sr-guard && poll_ms 8000 sb_has_thread $rpid sr-reader &&
+				sb_all_filtered $rpid sr-restore sr-guard sr-reader; filtered=$?
+			cp "$tmp/sb.threads" "$tmp/tr$p.threads"
+		fi
 		a=$(date +%s%N)
 		for _ in $(seq 1 600); do kill -0 $rpid 2>/dev/null || break; sleep 0.1; done
 		b2=$(date +%s%N)
 		kill $rpid 2>/dev/null; wait $rpid; rc=$?
 		kill $tpid 2>/dev/null; wait $tpid 2>/dev/null
-		if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q "$want_msg" "$tmp/tr$p.out"; then
-			ok "migrate-bounds: a 6-bytes-a-time source cut after $(( (b2 - a) / 1000000 )) ms ($opts): $(tail -1 "$tmp/tr$p.out")"
+		cat "$tmp/tr$p.threads" >> "$tmp/tr$p.out"
+		if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q "$want_msg" "$tmp/tr$p.out" && [ $filtered -eq 0 ]; then
+			ok "migrate-bounds: a 6-bytes-a-time source cut after $(( (b2 - a) / 1000000 )) ms ($opts): $(grep "$want_msg" "$tmp/tr$p.out" | tail -1)$([ $p = 7713 ] && echo "; every thread filtered, the guard's and the reader's each under its own")"
 		else
 			bad "migrate-bounds: $opts: exit $rc after $(( (b2 - a) / 1000000 )) ms" "$tmp/tr$p.out"
 		fi
@@ -2373,10 +2478,12 @@ if want linux-disk-save 400 && disk_ready linux-disk-save; then
 	$O/sr-run --name lds --vcpus 2 --kernel $kernel --initrd $initrd --disk "$tmp/lds.img" --rng \
 		--cmdline "root=/dev/vda sr.workload=disk,25,20" </dev/null >"$tmp/lds.out" 2>&1 &
 	pid=$!
+	follow_stamp "$tmp/lds.out"
 	wait_domain lds
 	for _ in $(seq 1 900); do grep -q "tick 6 " "$tmp/lds.out" && break; sleep 0.2; done
 	$O/sr-save --live lds "$tmp/lds.sr" 2>"$tmp/lds.save"; rc=$?
 	wait $pid; src=$?
+	sleep 0.2; unfollow; linux_ref=$(console_skew "$tmp/lds.out.st")
 	last=$(sed -n 's/^sr-workload: tick \([0-9]*\) .*/\1/p' "$tmp/lds.out" | tail -1)
 	if [ $rc -ne 0 ] || [ $src -ne 0 ] || ! $O/sr-dump --verify "$tmp/lds.sr" 2>>"$tmp/lds.save"; then
 		bad "linux-disk-save: sr-save exited $rc, the saved source runner $src, or the image does not verify" "$tmp/lds.save"

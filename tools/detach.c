@@ -31,7 +31,7 @@ int fd_reopen(int fd, const char *path, int flags)
  * by the child (ssh, a shell's $(...) wait for that): it answers for the
  * child, 0 once the domain runs, else the child's own status.
  */
-void detach_begin(void)
+void detach_begin(void (*waiting)(void))
 {
 	int p[2], st;
 	pid_t pid;
@@ -51,6 +51,8 @@ void detach_begin(void)
 	close(p[1]);
 	fd_reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
 	fd_reopen(STDOUT_FILENO, "/dev/null", O_WRONLY);
+	if (waiting)
+		waiting();
 	if (read(p[0], &c, 1) == 1)
 		_exit(0);
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)

@@ -14,8 +14,10 @@ int fd_reopen(int fd, const char *path, int flags);
 /*
  * Forks: returns in the child (a new session); the parent waits for
  * detach_finish() or the child's end and exits.  Before any thread exists.
+ * waiting, if not NULL, runs in the parent first (sr-restore's sandbox:
+ * from there on, a byte and a status).
  */
-void detach_begin(void);
+void detach_begin(void (*waiting)(void));
 
 /*
  * In the child once the domain runs: stdin from /dev/null, stdout and

@@ -44,6 +44,16 @@ static void probe(struct xc_host *h)
 		snprintf(h->why + len, sizeof(h->why) - len, "; the box gives one: tests/box.sh");
 }
 
+bool host_check(char *why, size_t len)
+{
+	struct xc_host h;
+
+	probe(&h);
+	if (!h.usable)
+		snprintf(why, len, "%s", h.why);
+	return h.usable;
+}
+
 void host_check_or_die(void)
 {
 	struct xc_host h;

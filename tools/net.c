@@ -372,6 +372,8 @@ static void *guard_run(void *arg)
 	uint64_t start = mono_ns(), win_t = start, win_b = bytes_in(g);
 	struct timespec ts;
 
+	if (g->o.thread_start)
+		g->o.thread_start();
 	pthread_mutex_lock(&g->lock);
 	while (!g->stop) {
 		clock_gettime(CLOCK_MONOTONIC, &ts);

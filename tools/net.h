@@ -65,6 +65,7 @@ struct net_guard_opts {
 	unsigned deadline_s;		/* 0: none */
 	unsigned min_rate_kbs;		/* KB/s (1000 bytes); 0: none */
 	unsigned window_s;		/* the span the rate is averaged over */
+	void (*thread_start)(void);	/* optional: first on the guard's thread (a sandbox) */
 };
 
 struct net_guard;

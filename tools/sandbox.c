@@ -3,11 +3,15 @@
  * sr-restore's sandbox: one seccomp allow-list per thread kind (sandbox.h).
  *
  * Each kind is a table of system calls, each with the reason sr needs it;
- * ioctl is allowed only for the KVM requests a kind makes, mmap and
- * mprotect never with PROT_EXEC, clone only for threads.  The filters are
- * compiled once by libseccomp, on the main thread before any other exists,
- * and each thread loads its own BPF program with a plain seccomp() call
- * (no allocation, no library state shared between threads).
+ * ioctl is allowed only for the requests a kind makes, mmap and mprotect
+ * never with PROT_EXEC, clone only for threads, sockets only AF_UNIX.  A
+ * kind's filter is its own tables plus those of the kinds it starts
+ * (kinds[].starts): a thread's filter stays on the threads it creates, so
+ * it must let their calls through; each of them then narrows it to its own
+ * tables.  The filters are compiled once by libseccomp, on the main thread
+ * before any other exists, and each thread loads its own BPF program with a
+ * plain seccomp() call (no allocation, no library state shared between
+ * threads).
  *
  * The default action is SECCOMP_RET_TRAP, not KILL_PROCESS: a killed
  * process prints nothing, and an operator (or sr-migrate, reading a
@@ -24,6 +28,7 @@
 #include <linux/fs.h>
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -48,12 +53,13 @@ enum arg_rule {
 	ANY,			/* every call */
 	NO_EXEC,		/* mmap, mprotect: prot (arg 2) without PROT_EXEC */
 	THREAD_ONLY,		/* clone: flags (arg 0) with CLONE_THREAD: no new process */
-	UNIX_ONLY,		/* socket: AF_UNIX only (the control socket) */
+	UNIX_ONLY,		/* socket, socketpair: AF_UNIX only */
 	NOT_SIGSYS,		/* rt_sigaction: any signal but SIGSYS (the trap's handler) */
 	STDERR_ONLY,		/* write: fd 2 */
 	READ_ONLY,		/* openat: neither O_WRONLY, O_RDWR, O_CREAT nor O_TRUNC */
 	FILTER_ONLY,		/* seccomp: SET_MODE_FILTER, no flags (a thread narrows itself) */
 	SET_NAME,		/* prctl: PR_SET_NAME only */
+	TCP_LEVEL,		/* getsockopt: level (arg 1) IPPROTO_TCP (TCP_INFO) */
 	FAIL_ENOSYS,		/* clone3: its flags are out of reach of a filter; glibc falls
 				   back to clone on ENOSYS */
 	FAIL_EACCES,		/* openat: refused (glibc falls back, e.g. sysconf) */
@@ -110,6 +116,58 @@ static const struct rule spawn[] = {
 /* Page-batch workers: pure computation on memory; nothing beyond the common list. */
 static const struct rule worker[] = { END };
 
+/*
+ * The image's reader: the stream in, guest memory, the VM's state into KVM
+ * once the whole image has verified.  No file is opened, no socket made,
+ * nothing written but stderr: the descriptors it needs are open already.
+ * An image's disks are the one file it names: opened, checked and made
+ * into their devices by the main thread, which the reader asks
+ * (sandbox_ask) and waits for.
+ */
+static const struct rule reader[] = {
+	R(read, ANY, "the stream"),
+	R(readv, ANY, "the stream, placed straight into guest memory"),
+	R(memfd_create, ANY, "guest memory, a region at a time"),
+	R(ftruncate, ANY, "the same"),
+	R(fallocate, ANY, "punches pages an image sends as zero"),
+	R(close, ANY, "a region's or vCPU's fd when building fails"),
+	R(eventfd2, ANY, "a virtio-rng device's eventfds (made from its DEVICE record)"),
+	R(openat, FAIL_EACCES, "refused, not trapped: glibc looks for message catalogs "
+	  "when an error is formatted (a cut stream), and goes on without them"),
+	R(ioctl, ANY, "KVM requests below"),
+	END
+};
+static const struct kvm_req reader_kvm[] = {
+	{ KVM_CHECK_EXTENSION, "what this KVM can restore" },
+	{ KVM_GET_SUPPORTED_CPUID, "the image's CPUID against this host's" },
+	{ KVM_GET_MSR_INDEX_LIST, "the image's MSRs against this host's" },
+	{ KVM_SET_USER_MEMORY_REGION, "guest memory" }, { KVM_CREATE_VCPU, "the vCPUs" },
+	{ KVM_SET_CPUID2, "a vCPU's CPUID" }, { KVM_GET_CPUID2, "the same, checked" },
+	{ KVM_SET_REGS, "restores a vCPU" }, { KVM_SET_SREGS, "the same" },
+	{ KVM_SET_SREGS2, "the same" }, { KVM_SET_XSAVE, "the same" },
+	{ KVM_SET_XCRS, "the same" }, { KVM_SET_MSRS, "the same" },
+	{ KVM_GET_MSRS, "the same, checked" },
+	{ KVM_SET_LAPIC, "the same" }, { KVM_SET_VCPU_EVENTS, "the same" },
+	{ KVM_SET_DEBUGREGS, "the same" }, { KVM_SET_MP_STATE, "the same" },
+	{ KVM_GET_TSC_KHZ, "the TSC rate" }, { KVM_SET_TSC_KHZ, "the same" },
+	{ KVM_HAS_DEVICE_ATTR, "the TSC offset attribute" },
+	{ KVM_GET_DEVICE_ATTR, "the TSC offset" }, { KVM_SET_DEVICE_ATTR, "the same" },
+	{ KVM_GET_CLOCK, "kvmclock" }, { KVM_SET_CLOCK, "the same" },
+	{ KVM_KVMCLOCK_CTRL, "tells the guest it was paused" },
+	{ KVM_SET_IRQCHIP, "PIC and IOAPIC" }, { KVM_SET_PIT2, "the PIT" },
+	{ KVM_IRQ_LINE, "a restored UART's interrupt line, as the image left it" },
+	{ KVM_IRQFD, "a virtio device's interrupt line (made from its DEVICE record)" },
+	{ KVM_IOEVENTFD, "its notify addresses, where its restored BAR puts them" },
+	/* State read back where an image's record leaves fields to this host's defaults. */
+	{ KVM_GET_REGS, "a vCPU's state" }, { KVM_GET_SREGS, "the same" },
+	{ KVM_GET_SREGS2, "the same" }, { KVM_GET_XSAVE, "the same" },
+	{ KVM_GET_XSAVE2, "the same" }, { KVM_GET_XCRS, "the same" },
+	{ KVM_GET_LAPIC, "the same" }, { KVM_GET_VCPU_EVENTS, "the same" },
+	{ KVM_GET_DEBUGREGS, "the same" }, { KVM_GET_MP_STATE, "the same" },
+	{ KVM_GET_IRQCHIP, "PIC and IOAPIC" }, { KVM_GET_PIT2, "the PIT" },
+	{ 0, NULL }
+};
+
 static const struct rule vcpu[] = {
 	R(ioctl, ANY, "KVM requests below"),
 	R(write, ANY, "the domain's event fd (a vCPU parked or stopped)"),
@@ -129,8 +187,9 @@ static const struct kvm_req vcpu_kvm[] = {
 /*
  * A virtio device's thread (hw/virtio_pci.c): waits on its queues'
  * ioeventfds, moves data between guest memory and its disk file, raises
- * its interrupt through an irqfd.  Nothing else: its files are opened by
- * the reader before it starts.
+ * its interrupt by writing its irqfd.  Nothing else, no ioctl: its files and
+ * eventfds are made, and registered with KVM, before it starts (sr-run's
+ * main thread; sr-restore's, for the reader).
  */
 static const struct rule device[] = {
 	R(poll, ANY, "its ioeventfds, resample fd and control eventfd"),
@@ -255,23 +314,82 @@ static const struct kvm_req control_kvm[] = {
 	{ 0, NULL }
 };
 
-/* The reader: everything the main thread does up to the running domain. */
-static const struct rule reader[] = {
-	R(read, ANY, "the stream"),
-	R(readv, ANY, "the stream, placed straight into guest memory"),
-	R(pread64, ANY, "the same"),
-	R(openat, ANY, "/dev/kvm, /proc/meminfo, the --migrate-receive log"),
+/* --listen: the stream's guard wakes each second and reads the socket's counters. */
+static const struct rule guard[] = {
+	R(getsockopt, TCP_LEVEL, "TCP_INFO: the bytes received (plaintext, kTLS)"),
+	R(ioctl, ANY, "FIONREAD below"),
+	R(poll, ANY, "whether payload waits for the reader (then the reader is the slow side)"),
+	R(ppoll, ANY, "the same"),
+	R(shutdown, ANY, "cuts a peer that broke a bound"),
+	END
+};
+static const struct kvm_req guard_ioctl[] = {
+	{ FIONREAD, "bytes still queued: received, not yet delivered to the reader" },
+	{ 0, NULL }
+};
+
+/*
+ * GnuTLS's record layer on the TCP socket (send through sendmsg, receive
+ * through recv, a timed wait through poll), the plain stream's socket pair.
+ */
+static const struct rule tls_pump[] = {
+	R(read, ANY, "the stream's users to the peer (the socket pair)"),
+	R(write, ANY, "the peer to the stream's users"),
+	R(recvfrom, ANY, "TLS records in (GnuTLS: recv)"),
+	R(sendmsg, ANY, "TLS records out (GnuTLS: sendmsg)"),
+	R(sendto, ANY, "the same (send)"),
+	R(writev, ANY, "the same, where GnuTLS writes"),
+	R(poll, ANY, "GnuTLS's timed waits"),
+	R(ppoll, ANY, "the same"),
+	R(shutdown, ANY, "the connection's end, one direction or both"),
+	R(getrandom, ANY, "a TLS 1.3 key update"),
+	END
+};
+
+/* --migrate-receive's parent: waits for the runner's "running" byte, or for its end. */
+static const struct rule detach[] = {
+	R(read, ANY, "the runner's byte"),
+	R(wait4, ANY, "the runner's end: its status is ours"),
+	END
+};
+
+/*
+ * The main thread until the domain runs: the host probe's leftovers, the
+ * stream's descriptor, the VM and its vCPUs' shells, the control socket and
+ * its lock, a listener's connections and their TLS handshakes (GnuTLS on
+ * non-blocking sockets, several at once: listener.c), the migration's
+ * answers.  It also takes, below (starts), every list of the threads it
+ * starts.
+ */
+static const struct rule main_[] = {
+	R(read, ANY, "the source's \"go\""),
+	R(recvfrom, ANY, "the same; a plaintext peer's first bytes (MSG_PEEK); the TLS "
+			  "handshakes' records (GnuTLS: recv)"),
+	R(sendto, ANY, "the receiver's answers"),
+	R(sendmsg, ANY, "the TLS handshakes' records out (GnuTLS: sendmsg)"),
+	R(write, ANY, "the same (ssh: a pipe); the detached parent's byte"),
+	R(poll, ANY, "the listener: its socket and every pending peer; then \"go\""),
+	R(ppoll, ANY, "the same"),
+	R(clock_nanosleep, ANY, "SR_TEST_PAUSE_AT=go (test builds; the listener waits in poll)"),
+	R(nanosleep, ANY, "the same"),
+	R(accept4, ANY, "--listen: the sources' connections (non-blocking)"),
+	R(setsockopt, ANY, "the same: keepalive, the idle timeout; kTLS: the ULP and keys"),
+	R(getsockopt, ANY, "the same"),
+	R(getsockname, ANY, "the same"),
+	R(getpeername, ANY, "the same"),
+	R(shutdown, ANY, "user-space TLS ends its pumps' socket pair and the connection (tls_end)"),
+	R(openat, ANY, "/dev/kvm, /proc/meminfo, NAME.lock, the --migrate-receive log; the "
+		       "--tls-psk file, read at each handshake"),
 	R(close, ANY, "fds"),
 	R(fstat, ANY, "stdio"),
 	R(newfstatat, ANY, "stat of the run directory"),
 	R(statx, ANY, "the same"),
 	R(lseek, ANY, "the same"),
-	R(fcntl, ANY, "dups, close-on-exec"),
+	R(fcntl, ANY, "dups, close-on-exec; a peer's socket non-blocking while it handshakes"),
+	R(getrandom, ANY, "the TLS handshakes' randoms and key shares"),
+	R(socketpair, UNIX_ONLY, "user-space TLS: the plain stream's socket pair"),
 	R(dup2, ANY, "--migrate-receive: stdio once detached"),
 	R(dup3, ANY, "the same"),
-	R(memfd_create, ANY, "guest memory"),
-	R(ftruncate, ANY, "the same"),
-	R(fallocate, ANY, "punches pages an image sends as zero"),
 	R(mkdir, ANY, "the run directory"),
 	R(umask, ANY, "the control socket is born 0600"),
 	R(flock, ANY, "NAME.lock: this runner owns the domain's name"),
@@ -280,32 +398,23 @@ static const struct rule reader[] = {
 	R(bind, ANY, "the control socket"),
 	R(listen, ANY, "the same"),
 	R(signalfd4, ANY, "SIGINT, SIGTERM, SIGHUP in the main loop"),
-	R(timer_create, ANY, "a vCPU's throttle timer"),
+	R(timer_create, ANY, "a vCPU's throttle timer (on its thread, before it narrows)"),
 	R(getuid, ANY, "the run directory's owner"),
-	R(recvfrom, ANY, "the migration's answers"),
-	R(shutdown, ANY, "user-space TLS ends its pumps' socket pair and the connection"),
-	R(eventfd2, ANY, "a virtio device's eventfds (remade from its DEVICE record)"),
+	R(eventfd2, ANY, "the console's wake (runner_start); a virtio-blk device's (made here "
+			 "for the reader, sandbox_ask)"),
+	R(pread64, ANY, "an image's disk, its identity checked for the reader (sandbox_ask)"),
 	R(ioctl, ANY, "KVM requests below"),
 	END
 };
-static const struct kvm_req reader_kvm[] = {
+static const struct kvm_req main_kvm[] = {
 	{ KVM_GET_API_VERSION, "VM creation" }, { KVM_CHECK_EXTENSION, "the same" },
 	{ KVM_GET_VCPU_MMAP_SIZE, "the same" }, { KVM_CREATE_VM, "the same" },
 	{ KVM_GET_SUPPORTED_CPUID, "the same" }, { KVM_GET_MSR_INDEX_LIST, "the MSR list" },
 	{ KVM_SET_IDENTITY_MAP_ADDR, "the same" }, { KVM_SET_TSS_ADDR, "the same" },
 	{ KVM_CREATE_IRQCHIP, "the same" }, { KVM_CREATE_PIT2, "the same" },
-	{ KVM_ENABLE_CAP, "the same (dirty rings)" }, { KVM_CREATE_VCPU, "the same" },
-	{ KVM_SET_USER_MEMORY_REGION, "guest memory" }, { KVM_SET_CPUID2, "a vCPU's CPUID" },
-	{ KVM_SET_REGS, "restores a vCPU" }, { KVM_SET_SREGS, "the same" },
-	{ KVM_SET_SREGS2, "the same" }, { KVM_SET_XSAVE, "the same" },
-	{ KVM_SET_XCRS, "the same" }, { KVM_SET_MSRS, "the same" },
-	{ KVM_SET_LAPIC, "the same" }, { KVM_SET_VCPU_EVENTS, "the same" },
-	{ KVM_SET_DEBUGREGS, "the same" }, { KVM_SET_MP_STATE, "the same" },
-	{ KVM_SET_TSC_KHZ, "the same" }, { KVM_SET_DEVICE_ATTR, "the TSC offset" },
-	{ KVM_SET_CLOCK, "kvmclock" }, { KVM_SET_IRQCHIP, "PIC and IOAPIC" },
-	{ KVM_SET_PIT2, "the PIT" },
-	{ KVM_IRQFD, "a virtio device's interrupt line" },
-	{ KVM_IOEVENTFD, "a virtio device's notify addresses" },
+	{ KVM_ENABLE_CAP, "the same (dirty rings)" }, { KVM_GET_MSRS, "the MSRs a save takes" },
+	{ KVM_IRQFD, "a virtio-blk device's interrupt line (made for the reader, sandbox_ask)" },
+	{ KVM_IOEVENTFD, "the same: its notify addresses" },
 	{ 0, NULL }
 };
 
@@ -344,21 +453,33 @@ static const struct rule sanitizer[] = {
 };
 #endif
 
+#define BIT(k)	(1u << (k))
+
 struct kind {
-	const char *name;
-	const struct rule *rules[4];
-	const struct kvm_req *kvm[2];
+	const char *name;		/* in the SIGSYS line */
+	const char *thread;		/* the thread's name (comm); NULL: keeps its own */
+	const struct rule *rules[2];
+	const struct kvm_req *kvm;
+	unsigned starts;		/* kinds of the threads it starts: their lists are in its own */
 };
 
 static const struct kind kinds[SANDBOX_KINDS] = {
-	[SANDBOX_READER] = { "reader", { reader, spawn }, { reader_kvm } },
-	[SANDBOX_WORKER] = { "worker", { worker } },
-	[SANDBOX_VCPU] = { "vCPU", { vcpu }, { vcpu_kvm } },
-	[SANDBOX_CONSOLE] = { "console", { console } },
-	[SANDBOX_INPUT] = { "input", { input }, { input_kvm } },
-	[SANDBOX_CONTROL] = { "control", { control, save, spawn }, { control_kvm, save_kvm } },
-	[SANDBOX_SAVE] = { "save", { save, spawn }, { save_kvm } },
-	[SANDBOX_DEVICE] = { "device", { device } },
+	/* Every thread but the detached parent's (a process of its own) starts under it. */
+	[SANDBOX_MAIN] = { "main", NULL, { main_, spawn }, main_kvm,
+			   (BIT(SANDBOX_KINDS) - 1) & ~BIT(SANDBOX_MAIN) & ~BIT(SANDBOX_DETACH) },
+	[SANDBOX_READER] = { "reader", "sr-reader", { reader, spawn }, reader_kvm,
+			     BIT(SANDBOX_WORKER) },
+	[SANDBOX_WORKER] = { "worker", "sr-worker", { worker } },
+	[SANDBOX_VCPU] = { "vCPU", "sr-vcpu", { vcpu }, vcpu_kvm },
+	[SANDBOX_CONSOLE] = { "console", "sr-console", { console } },
+	[SANDBOX_INPUT] = { "input", "sr-input", { input }, input_kvm },
+	[SANDBOX_CONTROL] = { "control", NULL, { control, spawn }, control_kvm,
+			      BIT(SANDBOX_SAVE) | BIT(SANDBOX_WORKER) },
+	[SANDBOX_SAVE] = { "save", "sr-save", { save, spawn }, save_kvm, BIT(SANDBOX_WORKER) },
+	[SANDBOX_DEVICE] = { "device", "sr-device", { device } },
+	[SANDBOX_GUARD] = { "guard", "sr-guard", { guard }, guard_ioctl },
+	[SANDBOX_TLS_PUMP] = { "tls-pump", "sr-tls-pump", { tls_pump } },
+	[SANDBOX_DETACH] = { "detach", NULL, { detach } },
 };
 
 #define EXTRA_MAX 32
@@ -470,6 +591,7 @@ static int add_rule(scmp_filter_ctx ctx, const struct rule *r)
 	case NO_EXEC: a[n++] = SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0); break;
 	case THREAD_ONLY: a[n++] = SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD); break;
 	case UNIX_ONLY: a[n++] = SCMP_A0(SCMP_CMP_EQ, AF_UNIX); break;
+	case TCP_LEVEL: a[n++] = SCMP_A1(SCMP_CMP_EQ, IPPROTO_TCP); break;
 	case NOT_SIGSYS: return add_not_sigsys(ctx);
 	case STDERR_ONLY: a[n++] = SCMP_A0(SCMP_CMP_EQ, STDERR_FILENO); break;
 	case READ_ONLY:
@@ -510,20 +632,25 @@ static int add_kvm(scmp_filter_ctx ctx, const struct kvm_req *reqs)
 	return 0;
 }
 
-static int add_kind(scmp_filter_ctx ctx, enum sandbox_kind k)
+/* Kind k's lists, and those of every kind it starts (theirs, recursively). */
+static int add_kind(scmp_filter_ctx ctx, enum sandbox_kind k, unsigned depth)
 {
-	for (unsigned i = 0; i < 4; i++)
+	if (depth > SANDBOX_KINDS)
+		return -1;		/* a cycle in starts */
+	for (unsigned i = 0; i < 2; i++)
 		if (add_rules(ctx, kinds[k].rules[i]))
 			return -1;
-	for (unsigned i = 0; i < 2; i++)
-		if (add_kvm(ctx, kinds[k].kvm[i]))
-			return -1;
+	if (add_kvm(ctx, kinds[k].kvm))
+		return -1;
 	for (unsigned i = 0; i < nextra[k]; i++) {
 		int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, extra[k][i], 0);
 
 		if (rc && rc != -EEXIST)
 			return -1;
 	}
+	for (unsigned c = 0; c < SANDBOX_KINDS; c++)
+		if ((kinds[k].starts & BIT(c)) && add_kind(ctx, c, depth + 1))
+			return -1;
 	return 0;
 }
 
@@ -566,16 +693,8 @@ static int build(enum sandbox_kind k, char *why, size_t len)
 		snprintf(why, len, "seccomp_init failed");
 		return -1;
 	}
-	if (add_rules(ctx, common))
+	if (add_rules(ctx, common) || add_kind(ctx, k, 0))
 		goto out;
-	if (k == SANDBOX_READER) {
-		/* Every thread inherits it: the union of all kinds. */
-		for (unsigned i = 0; i < SANDBOX_KINDS; i++)
-			if (add_kind(ctx, i))
-				goto out;
-	} else if (add_kind(ctx, k)) {
-		goto out;
-	}
 #ifdef __SANITIZE_ADDRESS__
 	if (add_rules(ctx, sanitizer))
 		goto out;
@@ -636,18 +755,13 @@ static void enter_failed(enum sandbox_kind kind, int e)
 
 void sandbox_enter(enum sandbox_kind kind)
 {
-	static const char *const thread_names[SANDBOX_KINDS] = {
-		[SANDBOX_WORKER] = "sr-worker", [SANDBOX_VCPU] = "sr-vcpu",
-		[SANDBOX_CONSOLE] = "sr-console", [SANDBOX_INPUT] = "sr-input",
-		[SANDBOX_SAVE] = "sr-save",
-	};
 	sigset_t sys;
 
 	if (!prepared || kind >= SANDBOX_KINDS)
 		return;
 	/* The main thread keeps the process's name (pgrep, ps). */
-	if (thread_names[kind])
-		prctl(PR_SET_NAME, thread_names[kind], 0, 0, 0);
+	if (kinds[kind].thread)
+		prctl(PR_SET_NAME, kinds[kind].thread, 0, 0, 0);
 	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &progs[kind]))
 		enter_failed(kind, errno);
 	thread_kind = kind;
@@ -655,4 +769,82 @@ void sandbox_enter(enum sandbox_kind kind)
 	sigemptyset(&sys);
 	sigaddset(&sys, SIGSYS);
 	pthread_sigmask(SIG_UNBLOCK, &sys, NULL);
+}
+
+/*
+ * A sandbox_run() call: its thread, and the caller that waits for it and
+ * meanwhile runs what the thread asks of it (sandbox_ask), one at a time.
+ */
+struct run_call {
+	enum sandbox_kind kind;
+	void (*fn)(void *arg);
+	void *arg;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	void (*ask)(void *arg);		/* asked of the caller; NULL once it ran */
+	void *ask_arg;
+	bool done;
+};
+
+static __thread struct run_call *run_self;	/* on a sandbox_run() thread: its call */
+
+static void *run_thread(void *p)
+{
+	struct run_call *c = p;
+
+	sandbox_enter(c->kind);
+	run_self = c;
+	c->fn(c->arg);
+	pthread_mutex_lock(&c->lock);
+	c->done = true;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+int sandbox_run(enum sandbox_kind kind, void (*fn)(void *arg), void *arg)
+{
+	struct run_call c = { .kind = kind, .fn = fn, .arg = arg,
+			      .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+	pthread_t t;
+	int e;
+
+	if (!prepared) {
+		fn(arg);
+		return 0;
+	}
+	e = pthread_create(&t, NULL, run_thread, &c);
+	if (e)
+		return e;
+	pthread_mutex_lock(&c.lock);
+	while (!c.done) {
+		if (c.ask) {
+			pthread_mutex_unlock(&c.lock);
+			c.ask(c.ask_arg);	/* under this thread's list */
+			pthread_mutex_lock(&c.lock);
+			c.ask = NULL;
+			pthread_cond_broadcast(&c.cond);
+		} else {
+			pthread_cond_wait(&c.cond, &c.lock);
+		}
+	}
+	pthread_mutex_unlock(&c.lock);
+	return pthread_join(t, NULL);
+}
+
+void sandbox_ask(void (*fn)(void *arg), void *arg)
+{
+	struct run_call *c = run_self;
+
+	if (!c) {
+		fn(arg);
+		return;
+	}
+	pthread_mutex_lock(&c->lock);
+	c->ask_arg = arg;
+	c->ask = fn;
+	pthread_cond_broadcast(&c->cond);
+	while (c->ask)
+		pthread_cond_wait(&c->cond, &c->lock);
+	pthread_mutex_unlock(&c->lock);
 }

@@ -1,14 +1,29 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * sr-restore's sandbox: a seccomp allow-list per thread kind, as Firecracker
- * has (tools/sandbox.c lists every system call and why).  Filters stack and
- * a thread inherits its creator's, so the reader's filter, installed on the
- * main thread before the first byte of an image is parsed, is the union of
- * all the others; each thread then narrows it to its own kind as it starts,
- * and the main thread to the control loop's once the domain runs.
+ * has (tools/sandbox.c lists every system call and why).
+ *
+ * Filters are per thread, stack, and a new thread inherits its creator's.
+ * So every thread is filtered from its first instruction: the main thread
+ * takes SANDBOX_MAIN before it starts any thread or reads a byte a peer
+ * sent, and each thread then narrows that to its own kind first thing.
+ * A creator's list must hold what the threads it starts need (they cannot
+ * widen it): SANDBOX_MAIN, which starts them all, is their union, and so
+ * the image is not parsed on the main thread under it but on a reader
+ * thread (sandbox_run).  The one peer input the main thread handles is the
+ * listener's: the TLS handshakes of up to 16 peers at once (listener.c,
+ * non-blocking on one poll loop, so idle peers cannot starve a source),
+ * under SANDBOX_MAIN, which holds what they need.
+ * Once the domain runs the main thread narrows to SANDBOX_CONTROL.
  *
  * A call outside a thread's list traps: one line on stderr names the call
  * and the thread kind, and the process ends with status SANDBOX_EXIT.
+ *
+ * A new thread kind (a new device's own thread, say): a value below, a rule
+ * table and an entry in sandbox.c's kinds[] (its name, its thread name,
+ * its lists), its bit in the starts mask of the kind that creates it, and a
+ * sandbox_enter() first thing on the thread (or sandbox_run()).  Then a line
+ * for it in tests/tools.sh's sandbox matrix.
  */
 #ifndef SR_TOOLS_SANDBOX_H
 #define SR_TOOLS_SANDBOX_H
@@ -19,7 +34,9 @@
 #define SANDBOX_EXIT	159
 
 enum sandbox_kind {
-	SANDBOX_READER,		/* main thread: parses the stream, builds the VM (the union) */
+	SANDBOX_MAIN,		/* main thread until the domain runs: builds the VM, the control
+				   socket, answers the source; starts every thread (the union) */
+	SANDBOX_READER,		/* parses the image and puts its state into KVM (sandbox_run) */
 	SANDBOX_WORKER,		/* libsr pool: verifies and decodes (or encodes) page batches */
 	SANDBOX_VCPU,		/* KVM_RUN and the exit handlers (UART, hypercalls) */
 	SANDBOX_CONSOLE,	/* writes the guest's console out */
@@ -28,12 +45,15 @@ enum sandbox_kind {
 				   guest-requested saves, teardown */
 	SANDBOX_SAVE,		/* a control-socket save (sr-save, sr-migrate) */
 	SANDBOX_DEVICE,		/* a device model's I/O thread: its queues, its disk file */
+	SANDBOX_GUARD,		/* --listen: the stream's deadline and least rate */
+	SANDBOX_TLS_PUMP,	/* user-space TLS: records to and from the stream's socket pair */
+	SANDBOX_DETACH,		/* --migrate-receive, --detach: the parent that waits for the runner */
 	SANDBOX_KINDS
 };
 
 /*
  * Extra calls one kind needs (a transport's, e.g. TLS after its handshake);
- * before sandbox_prepare().  The reader's filter takes them too.
+ * before sandbox_prepare().  The kinds that start it take them too.
  */
 int sandbox_allow(enum sandbox_kind kind, const int *syscalls, unsigned n);
 
@@ -49,6 +69,23 @@ int sandbox_prepare(char *why, size_t len);
  * since a thread that runs without its filter is what the sandbox is against.
  */
 void sandbox_enter(enum sandbox_kind kind);
+
+/*
+ * Runs fn(arg) on a new thread that enters kind first, and waits for it
+ * (the image's reader: hostile bytes parsed under its own list, not the
+ * caller's).  Without sandbox_prepare() fn runs on the calling thread.
+ * 0, or an errno when the thread could not start.
+ */
+int sandbox_run(enum sandbox_kind kind, void (*fn)(void *arg), void *arg);
+
+/*
+ * On a sandbox_run() thread: runs fn(arg) on the thread that waits in
+ * sandbox_run(), under that thread's list, and returns once it has.  For
+ * the one thing a kind's list leaves out on purpose that its work still
+ * needs: the reader opens no file, yet an image names its disks, which the
+ * main thread opens for it.  On any other thread fn runs here.
+ */
+void sandbox_ask(void (*fn)(void *arg), void *arg);
 
 const char *sandbox_kind_name(enum sandbox_kind kind);
 

@@ -504,6 +504,7 @@ static int decide_prepared(const char *line, void *arg)
 		return handshake(c);
 	if (c->to_stdout)
 		return 0;	/* every byte went to stdout: that is all "committed" can mean */
+	test_pause("placing");	/* tests make FILE unplaceable here, past the checks up front */
 	if (place_target(c->t))
 		return -1;
 	if (close(c->t->fd)) {

@@ -125,7 +125,7 @@ static bool disk_changed_ok;
  * snapshot's identity: the guest runs on that, never on the disk the
  * checkpointed domain went on writing (docs/format.md §3.8.3).
  */
-static int restore_disk(void *arg, const struct sr_disk_info *di, struct xc_error *err)
+static int check_disk(void *arg, const struct sr_disk_info *di, struct xc_error *err)
 {
 	struct virtio_blk_opts o = { .disk = di->disk, .ro = di->flags & SR_DISK_F_READ_ONLY,
 				     .cache = di->cache == SR_DISK_CACHE_NONE ? VIRTIO_BLK_NONE
@@ -156,11 +156,52 @@ static int restore_disk(void *arg, const struct sr_disk_info *di, struct xc_erro
 	return runner_add_image_disk(arg, &o, err);
 }
 
-/* DEVICE records: the UART and the device models (a disk is reopened from the path its record names). */
+/*
+ * The reader's calls that open a disk file, which its list refuses: run by
+ * the main thread, which waits for the reader meanwhile (sandbox_ask).
+ */
+struct disk_call {
+	struct runner *r;
+	const struct sr_disk_info *di;
+	const char *name;
+	uint32_t version, instance;
+	const void *data;
+	size_t len;
+	struct xc_error *err;
+	int rc;
+};
+
+static void disk_on_main(void *arg)
+{
+	struct disk_call *c = arg;
+
+	c->rc = c->di ? check_disk(c->r, c->di, c->err)
+		      : runner_device_load(c->r, c->name, c->version, c->instance, c->data,
+					   c->len, c->err);
+}
+
+static int restore_disk(void *arg, const struct sr_disk_info *di, struct xc_error *err)
+{
+	struct disk_call c = { .r = arg, .di = di, .err = err };
+
+	sandbox_ask(disk_on_main, &c);
+	return c.rc;
+}
+
+/*
+ * DEVICE records: the UART and the device models.  A virtio-blk device is
+ * made on the main thread: it opens the disk its DISK record named.
+ */
 static int restore_device(void *arg, const char *name, uint32_t version, uint32_t instance,
 			  const void *data, size_t len, struct xc_error *err)
 {
-	return runner_device_load(arg, name, version, instance, data, len, err);
+	struct disk_call c = { .r = arg, .name = name, .version = version, .instance = instance,
+			       .data = data, .len = len, .err = err };
+
+	if (strcmp(name, "virtio-blk"))
+		return runner_device_load(arg, name, version, instance, data, len, err);
+	sandbox_ask(disk_on_main, &c);
+	return c.rc;
 }
 
 /*
@@ -181,6 +222,12 @@ static void tell_source(const char *msg)
 	}
 }
 
+/* The parent --detach and --migrate-receive leave waiting: a byte and a status, nothing else. */
+static void detach_parent_start(void)
+{
+	sandbox_enter(SANDBOX_DETACH);
+}
+
 /* The sandbox: each thread the runner starts narrows its filter to its kind. */
 static void runner_thread_start(enum runner_thread kind)
 {
@@ -198,6 +245,52 @@ static void worker_thread_start(void *arg)
 {
 	(void)arg;
 	sandbox_enter(SANDBOX_WORKER);
+}
+
+/* --listen: the stream's guard and the TLS pumps narrow to their kinds as they start. */
+static void guard_thread_start(void)
+{
+	sandbox_enter(SANDBOX_GUARD);
+}
+
+static void pump_thread_start(void)
+{
+	sandbox_enter(SANDBOX_TLS_PUMP);
+}
+
+/* The image: parsed, and its state put into KVM, on the reader's thread (sandbox_run). */
+struct read_call {
+	int fd;
+	struct hvmctx_image *img;
+	struct hvmctx_restore *rs;
+	struct xc_domain *d;
+	const struct hvmctx_restore_opts *ro;
+	struct hvmctx_restore_stats *st;
+	struct xc_error *err;
+	int rc;
+};
+
+static void read_begin(void *arg)
+{
+	struct read_call *c = arg;
+
+	c->rs = hvmctx_restore_begin(c->fd, c->img, c->err);
+}
+
+static void read_finish(void *arg)
+{
+	struct read_call *c = arg;
+
+	c->rc = hvmctx_restore_finish(c->rs, c->d, c->ro, c->st, c->err);
+}
+
+static int on_reader(void (*fn)(void *), struct read_call *c)
+{
+	int e = sandbox_run(SANDBOX_READER, fn, c);
+
+	if (e)
+		return xc_set_error(c->err, e, "starting the reader's thread");
+	return 0;
 }
 
 /* Ends the stream's watch: the guard's bound when it cut the connection, else msg. */
@@ -239,27 +332,22 @@ static uint64_t tls_count(const void *conn)
  * unauthenticated peer learns nothing about this host.  The stream's
  * bounds are watched from then on.  Returns the stream's descriptor.
  */
-static int accept_source(const struct listen_opts *o, struct net_guard **guard)
+static int accept_source(const struct listen_opts *o, int lfd, const char *bound,
+			 struct net_guard **guard)
 {
-	char bound[128] = "?", why[400];
+	char why[400];
 	struct listener_source src;
 	struct listener_opts lso = {
-		.creds = o->creds, .magic = SR_MAGIC, .magic_len = sizeof(SR_MAGIC) - 1,
+		.lfd = lfd, .creds = o->creds, .magic = SR_MAGIC, .magic_len = sizeof(SR_MAGIC) - 1,
 		.until_ns = o->accept_s ? mono_ns() + o->accept_s * 1000000000ull : 0,
 		.idle_s = o->idle_s, .handshake_ms = HANDSHAKE_TIMEOUT_MS,
-		.refused = refused, .arg = bound,
+		.refused = refused, .arg = (void *)bound,
 	};
 	int fd;
 
-	lso.lfd = net_listen(o->spec, !o->creds && !o->insecure, bound, sizeof(bound), why,
-			     sizeof(why));
-	if (lso.lfd < 0)
-		die(EXIT_USAGE, "%s", why);
-	pr_info("%s: listening on %s (%s)", sr_prog, bound,
-		o->creds ? "TLS" : "plaintext, no authentication");
 	if (listener_accept(&lso, &src, why, sizeof(why)))
 		die(EXIT_USAGE, "%s: %s", bound, why);
-	close(lso.lfd);
+	close(lfd);
 	tls = src.tls;
 	fd = tls ? tls_plain_fd(tls) : src.fd;
 	*guard = net_guard_start(src.fd, fd, tls && !tls_is_ktls(tls) ? tls_count : NULL, tls,
@@ -366,6 +454,7 @@ int main(int argc, char **argv)
 	struct listen_opts lo = { .bounds = { DEADLINE_DEFAULT_S, MIN_RATE_DEFAULT_KBS,
 					      RATE_WINDOW_S } };
 	struct net_guard *guard = NULL;
+	struct read_call rc_read = { 0 };
 	char logbuf[4200];
 	unsigned long long max_mib = 0;
 	char *end;
@@ -487,9 +576,23 @@ int main(int argc, char **argv)
 		if (!fstat(fd, &sb) && S_ISREG(sb.st_mode))
 			rp.total = sb.st_size;	/* for the progress line: asked before the sandbox */
 	}
+	if (sandbox) {
+		/*
+		 * Built now, enforced before the first thread starts and the first byte
+		 * a peer sent is read (sandbox.h); a detached parent enters its own.
+		 */
+		char why[160];
+
+		if (sandbox_prepare(why, sizeof(why)))
+			die(EXIT_USAGE, "sandbox: %s (--no-sandbox runs without it)", why);
+		cfg.thread_start = runner_thread_start;
+		ro.thread_start = worker_thread_start;
+		lo.bounds.thread_start = guard_thread_start;
+		tlso.thread_start = pump_thread_start;
+	}
 	if (receive) {
 		/* The stream on its own fd, the answers on another; the console never on either. */
-		detach_begin();
+		detach_begin(sandbox ? detach_parent_start : NULL);
 		fd = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
 		chan = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
 		if (fd < 0 || chan < 0)
@@ -499,18 +602,21 @@ int main(int argc, char **argv)
 		path = "the migration stream";
 	}
 	if (detach && !receive) {
-		/* Before any thread, and before the sandbox: fork is not on its lists. */
-		detach_begin();
+		/* Before any thread, and before the sandbox is entered: fork is not on its lists. */
+		detach_begin(sandbox ? detach_parent_start : NULL);
 		if (listen_on || strcmp(path, "-"))
 			fd_reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
 	}
 	if (name)
 		claim_name(name, &cfg);
-	/* A listener checks the host once a source has authenticated: it learns why, no one else. */
+	/* A listener probes the host now and says why once a source has authenticated (below). */
 	if (!listen_on)
 		host_check_or_die();
 	if (listen_on) {
-		char why[400];
+		char why[400], host_why[400], bound[128] = "?";
+		/* Probed now (it runs a guest), said once a source has authenticated: only it learns why. */
+		bool host_ok = host_check(host_why, sizeof(host_why));
+		int lfd;
 
 		if (tlso.psk_file || tlso.creds_dir) {
 			lo.creds = tls_creds_new(&tlso, why, sizeof(why));
@@ -520,26 +626,33 @@ int main(int argc, char **argv)
 		lo.spec = listen_on;
 		lo.accept_s = accept_s;
 		lo.idle_s = idle_s;
-		fd = accept_source(&lo, &guard);
+		lfd = net_listen(lo.spec, !lo.creds && !lo.insecure, bound, sizeof(bound), why,
+				 sizeof(why));
+		if (lfd < 0)
+			die(EXIT_USAGE, "%s", why);
+		/*
+		 * Before the first peer's byte is read (the handshakes run on this thread,
+		 * under this list) and before the pumps and the guard start (each narrows it).
+		 */
+		sandbox_enter(SANDBOX_MAIN);
+		pr_info("%s: listening on %s (%s)", sr_prog, bound,
+			lo.creds ? "TLS" : "plaintext, no authentication");
+		fd = accept_source(&lo, lfd, bound, &guard);
 		chan = fd;
+		if (!host_ok)
+			die(EXIT_NO_KVM, "%s", host_why);
 		path = "the migration stream";
 		if (verbose)
 			pr_info("%s: transport: %s", sr_prog, tls ? tls_describe(tls) :
 				"plaintext TCP (no TLS)");
-		host_check_or_die();
 	}
-
-	if (sandbox) {
-		/* Before the first byte of the image is parsed: that is where hostile input is. */
-		char why[160];
-
-		if (sandbox_prepare(why, sizeof(why)))
-			die(EXIT_USAGE, "sandbox: %s (--no-sandbox runs without it)", why);
-		sandbox_enter(SANDBOX_READER);
-		cfg.thread_start = runner_thread_start;
-		ro.thread_start = worker_thread_start;
-	}
-	rs = hvmctx_restore_begin(fd, &img, &err);
+	/* Before any thread starts: the image itself is read on the reader's thread. */
+	if (!listen_on)
+		sandbox_enter(SANDBOX_MAIN);
+	rc_read.fd = fd;
+	rc_read.img = &img;
+	rc_read.err = &err;
+	rs = on_reader(read_begin, &rc_read) ? NULL : rc_read.rs;
 	if (!rs)
 		die(err.sys_errno == EBADMSG ? EXIT_BAD_IMAGE : EXIT_USAGE, "%s: %s", path,
 		    stream_why(&guard, err.sys_errno == EAGAIN ? "no data for the idle timeout" :
@@ -581,10 +694,14 @@ int main(int argc, char **argv)
 	ro.disk_arg = r;
 	if (progress == 1) {
 		rp.t0 = mono_ns();
-		ro.progress = show_read;
+		ro.progress = show_read;	/* on the reader's thread: stderr only */
 		ro.progress_arg = &rp;
 	}
-	rc = hvmctx_restore_finish(rs, runner_domain(r), &ro, &st, &err);
+	rc_read.rs = rs;
+	rc_read.d = runner_domain(r);
+	rc_read.ro = &ro;
+	rc_read.st = &st;
+	rc = on_reader(read_finish, &rc_read) ? -1 : rc_read.rc;
 	if (rp.shown) {
 		if (!rc) {
 			rp.last = 0;		/* the whole stream, END included */
@@ -681,9 +798,9 @@ int main(int argc, char **argv)
 			(unsigned long long)(st.placed + st.buffered), ro.threads,
 			ro.threads == 1 ? "" : "s", st.stream_ns / 1e6, (mono_ns() - t_start) / 1e6);
 	if (verbose)
-		pr_info("%s: sandbox: %s", sr_prog, sandbox ? "on (seccomp allow-lists: reader, "
-			"then worker, vCPU, console, input, save, control threads)" :
-			"off (--no-sandbox)");
+		pr_info("%s: sandbox: %s", sr_prog, sandbox ? "on (a seccomp allow-list per thread: "
+			"main, reader, worker, vCPU, console, input, control, save, device; --listen: "
+			"guard, tls-pump; --detach, --migrate-receive: detach)" : "off (--no-sandbox)");
 	if (detach && !receive) {
 		if (!log)
 			log = detach_log_path(logbuf, sizeof(logbuf), cfg.name);

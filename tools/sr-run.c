@@ -281,7 +281,7 @@ int main(int argc, char **argv)
 
 	if (detach) {
 		/* Before any thread exists; errors still reach this session's stderr. */
-		detach_begin();
+		detach_begin(NULL);
 		fd_reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
 	}
 	host_check_or_die();

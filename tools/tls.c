@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -49,6 +50,7 @@ struct tls_creds {
 	char *authz[TLS_AUTHZ_MAX];	/* the allow-list, each name whole */
 	unsigned nauthz;
 	char peer_host[256];
+	void (*thread_start)(void);
 };
 
 struct tls_conn {
@@ -58,6 +60,7 @@ struct tls_conn {
 	int plain;			/* what the stream's users read and write */
 	int pump;			/* the pumps' end of the pair (-1: kTLS both ways) */
 	pthread_t out, in;
+	void (*thread_start)(void);
 	bool ktls;
 	_Atomic uint64_t bytes_in;	/* payload handed to the users (user-space TLS) */
 	char desc[200], peer[1024], why_user[100];
@@ -267,6 +270,7 @@ struct tls_creds *tls_creds_new(const struct tls_opts *o, char *why, size_t len)
 		return NULL;
 	}
 	c->server = o->server;
+	c->thread_start = o->thread_start;
 	for (unsigned i = 0; i < o->nauthz && i < TLS_AUTHZ_MAX; i++) {
 		c->authz[c->nauthz] = strdup(o->authz[i]);
 		if (!c->authz[c->nauthz++]) {
@@ -277,6 +281,16 @@ struct tls_creds *tls_creds_new(const struct tls_opts *o, char *why, size_t len)
 	}
 	if (o->peer_host)
 		snprintf(c->peer_host, sizeof(c->peer_host), "%s", o->peer_host);
+	/*
+	 * Before the first key byte is read: no core dump of this process, and
+	 * no ptrace or /proc/PID/mem by another of the same user, can show a key
+	 * (or what is left of one in a freed buffer) from here on.
+	 */
+	if ((o->psk_file || o->creds_dir) && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)) {
+		snprintf(why, len, "prctl(PR_SET_DUMPABLE): %s", strerror(errno));
+		tls_creds_free(c);
+		return NULL;
+	}
 	rc = o->psk_file ? psk_creds(c, o->psk_file, why, len) :
 	     o->creds_dir ? x509_creds(c, o->creds_dir, why, len) : -1;
 	if (rc) {
@@ -480,8 +494,11 @@ static int write_all(int fd, const char *buf, size_t n)
 static void *pump_out(void *arg)
 {
 	struct tls_conn *t = arg;
-	char *buf = malloc(PUMP_BUF);
+	char *buf;
 
+	if (t->thread_start)
+		t->thread_start();
+	buf = malloc(PUMP_BUF);
 	for (;;) {
 		ssize_t n = buf ? read(t->pump, buf, PUMP_BUF) : -1;
 
@@ -505,8 +522,11 @@ static void *pump_out(void *arg)
 static void *pump_in(void *arg)
 {
 	struct tls_conn *t = arg;
-	char *buf = malloc(PUMP_BUF);
+	char *buf;
 
+	if (t->thread_start)
+		t->thread_start();
+	buf = malloc(PUMP_BUF);
 	while (buf) {
 		size_t have = 0;
 		ssize_t k;
@@ -704,6 +724,7 @@ struct tls_conn *tls_begin(struct tls_creds *c, int fd, char *why, size_t len)
 	t->c = c;
 	t->sock = fd;
 	t->plain = t->pump = -1;
+	t->thread_start = c->thread_start;
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK)) {
 		snprintf(why, len, "fcntl: %s", strerror(errno));
 		free(t);

@@ -33,6 +33,7 @@ struct tls_opts {
 	unsigned nauthz;
 	const char *peer_host;		/* client, X.509, no authz: the name the server's cert must bear */
 	bool server;
+	void (*thread_start)(void);	/* optional: first on each pump thread (a sandbox) */
 };
 
 /* Adds one --tls-authz name; -1 (why said) when it is empty or has a '*', or the list is full. */

@@ -114,15 +114,22 @@ void json_str(const char *s, size_t max)
 }
 
 /*
- * Printable to iswprint, but they change what the text around them shows:
- * U+200B-U+200F (zero-width space, joiners, LRM, RLM), U+202A-U+202E (bidi
- * embeddings and overrides), U+2066-U+2069 (bidi isolates), U+FEFF (BOM).
- * A name with them can read as another name (CVE-2021-42574's trick).
+ * Printable to iswprint, but they change what the text around them shows,
+ * or show nothing: U+200B-U+200F (zero-width space, joiners, LRM, RLM),
+ * U+202A-U+202E (bidi embeddings and overrides), U+2066-U+2069 (bidi
+ * isolates), U+061C (Arabic letter mark, a bidi mark), U+FEFF (BOM);
+ * U+00AD (soft hyphen), U+180E (Mongolian vowel separator), U+2060-U+2064
+ * (word joiner, invisible operators), U+206A-U+206F (deprecated format
+ * controls), U+FFF9-U+FFFB (annotation controls), U+115F, U+1160, U+3164,
+ * U+FFA0 (Hangul fillers, blank letters).  A name with them can read as
+ * another name (CVE-2021-42574's trick).
  */
 static bool invisible(wchar_t w)
 {
 	return (w >= 0x200b && w <= 0x200f) || (w >= 0x202a && w <= 0x202e) ||
-	       (w >= 0x2066 && w <= 0x2069) || w == 0xfeff;
+	       (w >= 0x2060 && w <= 0x206f) || w == 0x061c || w == 0xfeff ||
+	       w == 0x00ad || w == 0x180e || (w >= 0xfff9 && w <= 0xfffb) ||
+	       w == 0x115f || w == 0x1160 || w == 0x3164 || w == 0xffa0;
 }
 
 char *str_escape(char *buf, size_t len, const char *s, size_t max)
@@ -229,17 +236,17 @@ const char *test_env(const char *name)
 
 void test_pause(const char *point)
 {
-	const char *at = test_env("SR_TEST_PAUSE_AT"), *ms = test_env("SR_TEST_PAUSE_MS");
+	const char *at = test_env("SR_TEST_PAUSE_AT"), *ms_env = test_env("SR_TEST_PAUSE_MS");
+	long ms = ms_env ? atol(ms_env) : 2000;
+	struct timespec end;
 
 	if (!at || strcmp(at, point))
 		return;
-	struct timespec end;
-
 	fprintf(stderr, "sr test hook: at %s\n", point);
 	/* The whole hold, whatever signal arrives: a fault test times its fault into it. */
 	clock_gettime(CLOCK_MONOTONIC, &end);
-	end.tv_sec += (ms ? atoi(ms) : 2000) / 1000;
-	end.tv_nsec += (long)((ms ? atoi(ms) : 2000) % 1000) * 1000000;
+	end.tv_sec += ms / 1000;
+	end.tv_nsec += ms % 1000 * 1000000;
 	if (end.tv_nsec >= 1000000000) {
 		end.tv_sec++;
 		end.tv_nsec -= 1000000000;
