@@ -263,7 +263,7 @@ check-kvm: $(KVM_DEPS)
 # The virtio device tests, all four; check-kvm runs virtio-disk only (the others
 # take minutes each in the box, past CI's budget).
 check-devices: $(KVM_DEPS)
-	$(Q)SR_KVM_TESTS="virtio-disk virtio-disk-save linux-disk linux-disk-save" SR_BOX_TIMEOUT=$${SR_BOX_TIMEOUT:-3600} \
+	$(Q)SR_KVM_TESTS="virtio-disk virtio-disk-save linux-disk linux-disk-save disk-snapshot" SR_BOX_TIMEOUT=$${SR_BOX_TIMEOUT:-3600} \
 		O=$(O) tests/on-kvm.sh check-devices tests/kvm.sh
 
 box-shell: $(KVM_DEPS)
@@ -399,7 +399,7 @@ $(FUZZ_O)/seeds: $(O)/tests/mkimage
 	$(Q)for a in "-m 1 -v 1 -i 0" "-m 1 -v 2 -i 2 -d 20" "-m 1 -v 3 -i 3 -d 5 -n" "-m 1 -v 1 -i 1 -d 200 -s 7" "-m 2 -v 1 -i 1 -d 20 -H 60" \
 		"-m 1 -v 1 -i 1 -d 30 -r 3 -z 80" "-m 2 -v 2 -i 2 -d 40 -H 40 -r 4 -z 80 -s 3" "-m 4 -v 1 -i 0 -n -z 0" \
 		"-m 5 -v 1 -i 1 -d 1100 -r 2 -z 85 -t 5 -s 5" "-m 1 -v 1 -i 0 -H 100 -b 2 -g 1" \
-		"-m 2 -v 2 -i 1 -d 3 -H 98 -z 90 -r 2 -b 1 -g 1 -B optional"; do \
+		"-m 2 -v 2 -i 1 -d 3 -H 98 -z 90 -r 2 -b 1 -g 1 -B optional" "-m 1 -v 1 -i 0 -H 100 -b 2 -S"; do \
 		$(O)/tests/mkimage $$a $@/seed-$$(echo $$a | tr -d ' -').img || exit 1; done
 
 fuzz fuzz-ci: $(addprefix $(FUZZ_O)/fuzz-,$(FUZZ_TARGETS)) $(FUZZ_O)/seeds

@@ -712,6 +712,37 @@ static int check_path(struct sr_device_env *env, struct sr_error *err, uint32_t 
 }
 
 #define DOFF(f) offsetof(struct sr_rec_disk, f)
+#define IDOFF(f) (DOFF(snap_id) + offsetof(struct sr_disk_id, f))
+
+/*
+ * A snapshot (§3.8.3) is a copy of a writable disk as it was at the pause:
+ * hashed as the disk was, of its size and hash, and another file.
+ */
+static int check_snapshot(struct sr_device_env *env, struct sr_error *err,
+			  const struct sr_rec_disk *r, const uint8_t *paths)
+{
+	const struct sr_disk_id *id = &r->id, *sn = &r->snap_id;
+
+	if (r->flags & SR_DISK_F_READ_ONLY)
+		return DERR(env, err, r->disk, DOFF(flags), SR_E_RANGE, "SNAPSHOT on a read-only "
+			    "disk");
+	if (sn->hash_blocks != id->hash_blocks || sn->hash_block_size != id->hash_block_size)
+		return DERR(env, err, r->disk, IDOFF(hash_blocks), SR_E_RANGE, "snap_id hashed as "
+			    "%u x %u bytes, id as %u x %u", sn->hash_blocks, sn->hash_block_size,
+			    id->hash_blocks, id->hash_block_size);
+	if (sn->size != id->size)
+		return DERR(env, err, r->disk, IDOFF(size), SR_E_RANGE, "snap_id size %llu, the "
+			    "disk's %llu: not a copy of it", (unsigned long long)sn->size,
+			    (unsigned long long)id->size);
+	if (sn->hash != id->hash)
+		return DERR(env, err, r->disk, IDOFF(hash), SR_E_RANGE, "snap_id hash 0x%016llx, "
+			    "the disk's 0x%016llx: not a copy of it", (unsigned long long)sn->hash,
+			    (unsigned long long)id->hash);
+	if (r->snap_path_len == r->path_len && !memcmp(paths, paths + r->path_len, r->path_len))
+		return DERR(env, err, r->disk, sizeof(*r) + r->path_len, SR_E_RANGE, "snap_path is "
+			    "the disk's own path");
+	return 0;
+}
 
 int sr_disk_rec_check(struct sr_device_env *env, const void *body, uint32_t len,
 		      struct sr_error *err)
@@ -756,6 +787,8 @@ int sr_disk_rec_check(struct sr_device_env *env, const void *body, uint32_t len,
 	    check_path(env, err, r.disk, paths, r.path_len, sizeof(r), "path") ||
 	    (snap && check_path(env, err, r.disk, paths + r.path_len, r.snap_path_len,
 				sizeof(r) + r.path_len, "snap_path")))
+		return -1;
+	if (snap && check_snapshot(env, err, &r, paths))
 		return -1;
 	if (env->ndisks == SR_MAX_DISKS)	/* unreachable: indices are unique and < 16 */
 		return DERR(env, err, r.disk, 0, SR_E_RANGE, "more than %u disks", SR_MAX_DISKS);

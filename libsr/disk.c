@@ -318,6 +318,32 @@ static int fsync_dir_of(const char *path, struct sr_error *err)
 	return rc;
 }
 
+int sr_disk_snapshot_fd(int src, int dst, unsigned flags, struct sr_snap_result *res,
+			struct sr_error *err)
+{
+	uint64_t t0 = now_ns();
+	struct stat st;
+
+	memset(res, 0, sizeof(*res));
+	if (fstat(src, &st))
+		return disk_errno(err, 0, "snapshot fstat");
+	res->size = (uint64_t)st.st_size;
+	if (!(flags & SR_SNAP_NO_REFLINK) && ioctl(dst, FICLONE, src) == 0) {
+		res->method = SR_SNAP_REFLINK;
+	} else {
+		res->reflink_errno = flags & SR_SNAP_NO_REFLINK ? 0 : errno;
+		res->method = SR_SNAP_COPY;
+		if (ftruncate(dst, st.st_size))
+			return disk_errno(err, 0, "snapshot ftruncate");
+		if (sparse_copy(src, dst, (uint64_t)st.st_size, &res->bytes, err))
+			return -1;
+	}
+	if (fsync(dst))
+		return disk_errno(err, 0, "snapshot fsync");
+	res->ns = now_ns() - t0;
+	return 0;
+}
+
 int sr_disk_snapshot(int src, const char *dst, unsigned flags, struct sr_snap_result *res,
 		     struct sr_error *err)
 {
@@ -334,21 +360,10 @@ int sr_disk_snapshot(int src, const char *dst, unsigned flags, struct sr_snap_re
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return disk_errno(err, 0, "snapshot create");
-	res->size = (uint64_t)st.st_size;
 	if (fchmod(fd, st.st_mode & 0777))
 		goto fail_errno;
-	if (!(flags & SR_SNAP_NO_REFLINK) && ioctl(fd, FICLONE, src) == 0) {
-		res->method = SR_SNAP_REFLINK;
-	} else {
-		res->reflink_errno = flags & SR_SNAP_NO_REFLINK ? 0 : errno;
-		res->method = SR_SNAP_COPY;
-		if (ftruncate(fd, st.st_size))
-			goto fail_errno;
-		if (sparse_copy(src, fd, (uint64_t)st.st_size, &res->bytes, err))
-			goto fail;
-	}
-	if (fsync(fd))
-		goto fail_errno;
+	if (sr_disk_snapshot_fd(src, fd, flags, res, err))
+		goto fail;
 	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, flags & SR_SNAP_REPLACE ? 0 : RENAME_NOREPLACE))
 		goto fail_errno;
 	close(fd);

@@ -293,6 +293,25 @@ static void gen_disk(struct sr_disk_info *d, uint32_t k, uint64_t seed, bool bad
 	snprintf(d->path, sizeof(d->path), "%s/var/lib/sr/disk%u.img", bad_path ? "." : "", k);
 }
 
+/* Disk 0's snapshot, as sr-save -c --disk-snapshot records it; spoilt as p->broken asks. */
+static void gen_snapshot(struct sr_disk_info *d, unsigned broken)
+{
+	d->flags |= SR_DISK_F_SNAPSHOT;
+	d->snap_method = SR_SNAP_REFLINK;
+	d->snap_ns = 1234567;
+	d->snap_id = d->id;
+	d->snap_id.ino += 100;
+	d->snap_id.mtime_ns += 1000;
+	snprintf(d->snap_path, sizeof(d->snap_path), "/var/lib/sr/ckpt.sr.disk%u", d->disk);
+	switch (broken) {
+	case SR_GEN_BREAK_SNAP_RO:	d->flags |= SR_DISK_F_READ_ONLY; break;
+	case SR_GEN_BREAK_SNAP_SIZE:	d->snap_id.size -= 4096; break;
+	case SR_GEN_BREAK_SNAP_HASH:	d->snap_id.hash ^= 1; break;
+	case SR_GEN_BREAK_SNAP_SAMPLE:	d->snap_id.hash_blocks /= 2; break;
+	case SR_GEN_BREAK_SNAP_SELF:	memcpy(d->snap_path, d->path, sizeof(d->path)); break;
+	}
+}
+
 /* The virtio devices of p (after the DOMAIN's first region's first pages), broken as asked. */
 static int gen_devices(struct sr_writer *w, const struct sr_gen_params *p,
 		       const struct sr_region *reg, struct sr_error *err)
@@ -303,6 +322,9 @@ static int gen_devices(struct sr_writer *w, const struct sr_gen_params *p,
 
 	for (unsigned k = 0; k < p->blk; k++) {
 		gen_disk(&disk, k, p->seed + k, k == 0 && p->broken == SR_GEN_BREAK_DISK_PATH);
+		if (p->snapshot || (p->broken >= SR_GEN_BREAK_SNAP_RO &&
+				    p->broken <= SR_GEN_BREAK_SNAP_SELF))
+			gen_snapshot(&disk, k ? SR_GEN_BREAK_NONE : p->broken);
 		if (sr_write_disk(w, &disk, err))
 			return -1;
 	}

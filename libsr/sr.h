@@ -563,6 +563,11 @@ struct sr_gen_params {
 	 * broken (SR_GEN_BREAK_*) spoils the first virtio device on purpose.
 	 */
 	unsigned blk, rng;
+	/*
+	 * Each DISK record carries a snapshot (§3.8.3, as sr-save -c
+	 * --disk-snapshot writes it); a SNAP_* break implies it.
+	 */
+	bool snapshot;
 	unsigned broken;
 };
 
@@ -581,7 +586,12 @@ struct sr_gen_params {
 	X(VERSION,      "version")	/* state version 2.0 */		\
 	X(SECTION,      "section")	/* an unknown mandatory section */ \
 	X(OPTIONAL,     "optional")	/* an unknown optional section: valid, skipped */ \
-	X(DISK_PATH,    "disk-path")	/* DISK path not absolute */
+	X(DISK_PATH,    "disk-path")	/* DISK path not absolute */	\
+	X(SNAP_RO,      "snap-ro")	/* a snapshot of a read-only disk */ \
+	X(SNAP_SIZE,    "snap-size")	/* snapshot's size not the disk's */ \
+	X(SNAP_HASH,    "snap-hash")	/* snapshot's hash not the disk's */ \
+	X(SNAP_SAMPLE,  "snap-sample")	/* snapshot hashed otherwise than the disk */ \
+	X(SNAP_SELF,    "snap-self")	/* the snapshot's path is the disk's */
 
 enum sr_gen_break {
 #define SR_X_ENUM(name, text) SR_GEN_BREAK_##name,

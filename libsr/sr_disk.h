@@ -78,6 +78,17 @@ struct sr_snap_result {
 #define SR_SNAP_REPLACE		(1u << 1)	/* dst may exist: replaced atomically */
 
 /*
+ * Fills dst, an empty file open for writing (an O_TMPFILE the caller names
+ * later), with a copy of the open file src as it is now: by ioctl(FICLONE)
+ * where the file system shares blocks, else a sparse-aware copy; then
+ * fsyncs it.  On failure dst holds a partial copy: the caller discards it.
+ * The caller keeps src from changing during the call.  Returns 0 with *res
+ * filled, or -1 with err set (SR_E_IO with sys_errno: ENOSPC, EIO, ...).
+ */
+int sr_disk_snapshot_fd(int src, int dst, unsigned flags, struct sr_snap_result *res,
+			struct sr_error *err);
+
+/*
  * Makes dst a copy of the open file src as it is now: by ioctl(FICLONE)
  * where the file system shares blocks, else a sparse-aware copy (SEEK_DATA/
  * SEEK_HOLE over src, data ranges by copy_file_range, holes left holes, the

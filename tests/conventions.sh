@@ -59,6 +59,10 @@ usage_error "no FILE" sr-save dom
 usage_error "a third argument" sr-save dom f1 f2
 usage_error "a bad --threads" sr-save --threads x dom f1
 usage_error "a bad --compress" sr-save --compress zip dom f1
+usage_error "a bad --disk-hash" sr-save --disk-hash most dom f1
+usage_error "--disk-snapshot without -c or -p" sr-save --disk-snapshot dom f1
+usage_error "--disk-snapshot to stdout" sr-save -c --disk-snapshot dom -
+usage_error "--disk-snapshot on a migration" sr-migrate --disk-snapshot dom tcp:127.0.0.1:9
 usage_error "no destination" sr-migrate dom
 usage_error "a file destination" sr-migrate dom f1
 usage_error "a bad --bandwidth" sr-migrate --bandwidth 0 dom tcp:127.0.0.1:9

@@ -35,7 +35,7 @@ exclude=${SR_KVM_EXCLUDE:-}
 # restores: 1.5-4 minutes each in the box) stay out of the whole suite, whose
 # CI budget is spent; they run when named (SR_KVM_TESTS, make check-devices).
 # The whole suite keeps virtio-disk (about 20 s).
-devices_only="virtio-disk-save linux-disk linux-disk-save"
+devices_only="virtio-disk-save linux-disk linux-disk-save disk-snapshot"
 if [ -z "$only" ] && [ -z "${SR_KVM_DEVICES:-}" ]; then
 	exclude="$exclude $devices_only"
 	echo "kvm: NOT run in this pass: $devices_only: the longer virtio device tests (minutes each in the box); make check-devices runs them"
@@ -2529,6 +2529,126 @@ if want linux-disk-save 600 && disk_ready linux-disk-save; then
 			bad "linux-disk-save: restore, or the verifying boot ($vrc)" "$tmp/lds1.out"
 		fi
 	fi
+fi
+
+if want disk-snapshot 420 && linux_ready disk-snapshot; then
+	# sr-save -c --disk-snapshot while the guest writes a 64 KiB block every
+	# 300 ms (O_DIRECT, fsync).  First into a 1 MiB file system: the copy of
+	# the disk (4 MiB of data) cannot be made, so the save fails, says why,
+	# leaves nothing there, and the guest writes on.  Then for real (live): the
+	# snapshot FILE.disk0 holds every block written before the checkpoint and
+	# none after, while the domain writes on to PASS on its own disk; the
+	# image's DISK has a full hash (--disk-hash full), which the restore checks.
+	# Restoring the checkpoint runs on the snapshot, the disk untouched: the
+	# guest writes on from where the checkpoint was and verifies all 24 blocks
+	# there.  A second restore finds the snapshot changed, one without it finds
+	# it missing: both refused, naming it.
+	sn_n=24
+	make_disk "$tmp/sn.raw"
+	dd if=/dev/urandom of="$tmp/sn.raw" bs=1M seek=32 count=4 conv=notrunc 2>/dev/null
+	mkdir -p "$tmp/snfull" "$tmp/ck"
+	mount -t tmpfs -o size=1m tmpfs "$tmp/snfull"
+	sn_t0=$(date +%s)
+	( while sleep 60; do echo "     disk-snapshot: $(( $(date +%s) - sn_t0 )) s"; done ) &
+	sn_ticker=$!
+	$O/sr-run --name sn --kernel $kernel --initrd $initrd --disk "$tmp/sn.raw" \
+		--cmdline "sr.disk=$sn_n,300" </dev/null >"$tmp/sn.out" 2>&1 &
+	pid=$!
+	# The N of each whole "sr-disk: wrote N" line of console $1 (the serial's lines end CR LF).
+	sn_writes() { tr -d '\r' < "$1" | sed -n 's/^sr-disk: wrote \([0-9]*\)$/\1/p'; }
+	sn_end=$(( $(date +%s) + 300 ))
+	until [ "$(sn_writes "$tmp/sn.out" | tail -1)" -ge 2 ] 2>/dev/null; do
+		kill -0 $pid 2>/dev/null && [ "$(date +%s)" -lt $sn_end ] || break
+		sleep 0.2
+	done
+	echo "     disk-snapshot: booted, block $(sn_writes "$tmp/sn.out" | tail -1) written: checkpoint into a full file system"
+	$O/sr-save -c --disk-snapshot sn "$tmp/snfull/sn.sr" 2>"$tmp/sn.full"; frc=$?
+	# The runner closes the unnamed image just after its answer: up to 5 s for the space to come back.
+	for _ in $(seq 1 50); do
+		full_used=$(df --output=used -k "$tmp/snfull" | tail -1 | tr -d ' ')
+		[ "$full_used" = 0 ] && break
+		sleep 0.1
+	done
+	full_left=$(ls -A "$tmp/snfull")
+	umount "$tmp/snfull"
+	full_state=$($O/sr-ctl status sn 2>&1 | grep -o 'state=[a-z]*')
+	before=$(sn_writes "$tmp/sn.out" | tail -1)
+	$O/sr-save -c --live --disk-snapshot --disk-hash full sn "$tmp/ck/sn.sr" 2>"$tmp/sn.save"; rc=$?
+	wait $pid; src=$?
+	snap=$tmp/ck/sn.sr.disk0
+	# The snapshot: blocks 1..k whole, the rest never written (zeros), the host's 4 MiB
+	# carried; block k+1 may be part written: its dd was in flight at the pause (a 64 KiB
+	# write can be several requests; each one taken was completed), so each 4 KiB of it
+	# is the pattern's or zeros, and the restored guest's dd writes the rest.
+	k=0; while [ $k -lt $sn_n ] && disk_block_ok "$snap" $((k + 1)); do k=$((k + 1)); done
+	zero=$(head -c 65536 /dev/zero | md5sum); zero4k=$(head -c 4096 /dev/zero | md5sum); later=0
+	sn_part=$(for j in $(seq 0 15); do
+		got=$(dd if="$snap" bs=4096 skip=$(( (17 + k) * 16 + j )) count=1 2>/dev/null | md5sum)
+		if [ "$got" = "$zero4k" ]; then echo -n 0
+		elif [ "$got" = "$(yes "sr-block $((k + 1)) gen 1" | head -c 65536 | tail -c +$((j * 4096 + 1)) | head -c 4096 | md5sum)" ]; then echo -n 1
+		else echo -n x; fi
+	done)
+	case $sn_part in *x*) later=1 ;; esac
+	for i in $(seq $((k + 2)) $sn_n); do
+		[ "$(dd if="$snap" bs=65536 skip=$((16 + i)) count=1 2>/dev/null | md5sum)" = "$zero" ] || later=$((later + 1))
+	done
+	why=
+	[ $frc -eq 1 ] && grep -q 'its snapshot .*No space left on device' "$tmp/sn.full" || why="$why the save into a full file system exited $frc: $(tail -1 "$tmp/sn.full");"
+	[ -z "$full_left" ] && [ "${full_used:-1}" -eq 0 ] || why="$why left in the full file system: '$full_left', ${full_used} KiB;"
+	[ "$full_state" = state=running ] || why="$why after the failed save the domain is '$full_state';"
+	[ $rc -eq 0 ] && grep -Eq "disk 0 snapshot $snap by (reflink|copy) in [0-9.]+ ms, the guest paused" "$tmp/sn.save" || why="$why sr-save -c --disk-snapshot exited $rc;"
+	[ $src -eq 0 ] && grep -q "^sr-disk: PASS $sn_n blocks verified on vda" "$tmp/sn.out" || why="$why the checkpointed domain exited $src without PASS;"
+	[ "$k" -ge "${before:-99}" ] && [ "$k" -lt $sn_n ] && [ $later -eq 0 ] || why="$why the snapshot has blocks 1..$k (written before the save: $before), block $((k + 1)) by 4 KiB '$sn_part' (1 written, 0 zeros), $later later ones not zeros;"
+	cmp -s <(dd if="$tmp/sn.raw" bs=1M skip=32 count=4 2>/dev/null) <(dd if="$snap" bs=1M skip=32 count=4 2>/dev/null) || why="$why the snapshot lacks the disk's data;"
+	disk_block_ok "$tmp/sn.raw" $sn_n || why="$why the disk lacks block $sn_n;"
+	$O/sr-dump --verify "$tmp/ck/sn.sr" >>"$tmp/sn.save" 2>&1 || why="$why the image does not verify;"
+	# --disk-hash full: the DISK record says so (the restore below hashes the whole snapshot).
+	$O/sr-dump --type DISK "$tmp/ck/sn.sr" 2>&1 | grep -q 'writable, cache writeback, full hash 0x[0-9a-f]*, snapshot by' ||
+		why="$why sr-dump does not show a full hash and a snapshot: $($O/sr-dump --type DISK "$tmp/ck/sn.sr" 2>&1 | grep DISK);"
+	if [ -n "$why" ]; then
+		cat "$tmp/sn.full" "$tmp/sn.out" >> "$tmp/sn.save"
+		bad "disk-snapshot:$why" "$tmp/sn.save"
+	else
+		ok "disk-snapshot: into a full file system: refused ($(sed "s|$tmp/||g" "$tmp/sn.full" | tail -1)), nothing left, the guest wrote on; checkpointed (--disk-hash full) after block $before: $(grep -Eo 'disk 0 snapshot [^;]* by [a-z]+ in [0-9.]+ ms' "$tmp/sn.save" | sed "s|$tmp/||"); it holds blocks 1..$k and none of the $((sn_n - k)) written after$(case $sn_part in *1*) echo " (block $((k + 1)) in flight at the pause: its 4 KiB pieces $sn_part)";; esac)"
+		raw=$(md5sum < "$tmp/sn.raw")
+		# Restored paused (in its seccomp sandbox), checkpointed again with a snapshot of
+		# its own disk (the first snapshot), then resumed: it runs on to PASS.
+		echo "     disk-snapshot: restoring the checkpoint"
+		$O/sr-restore --name sn1 --paused "$tmp/ck/sn.sr" </dev/null >"$tmp/sn1.out" 2>&1 &
+		pid=$!
+		wait_domain sn1
+		$O/sr-save -p --disk-snapshot sn1 "$tmp/ck/sn1.sr" 2>"$tmp/sn1.save"; rc1=$?
+		$O/sr-ctl resume sn1 >/dev/null 2>&1
+		wait $pid; rc=$?
+		first=$(sn_writes "$tmp/sn1.out" | head -1)
+		if [ $rc -eq 0 ] && grep -q "^sr-disk: PASS $sn_n blocks verified on vda" "$tmp/sn1.out" &&
+		   grep -q "disk 0 snapshot $snap: the guest runs on the checkpoint's snapshot" "$tmp/sn1.out" &&
+		   { [ "${first:-0}" = "$k" ] || [ "${first:-0}" = $((k + 1)) ]; } &&
+		   [ "$(md5sum < "$tmp/sn.raw")" = "$raw" ] && disk_block_ok "$snap" $sn_n &&
+		   ! grep -Eq "$linux_warnings" "$tmp/sn1.out"; then
+			ok "disk-snapshot: restored on the snapshot: the guest wrote on from block $first and verified all $sn_n there; the disk itself unchanged"
+		else
+			bad "disk-snapshot: restoring the checkpoint exited $rc, first block '$first' (snapshot up to $k), disk $([ "$(md5sum < "$tmp/sn.raw")" = "$raw" ] && echo unchanged || echo CHANGED)" "$tmp/sn1.out"
+		fi
+		if [ $rc1 -eq 0 ] && grep -Eq "disk 0 snapshot $tmp/ck/sn1.sr.disk0 by (reflink|copy) in" "$tmp/sn1.save" &&
+		   disk_block_ok "$tmp/ck/sn1.sr.disk0" "$k" && ! disk_block_ok "$tmp/ck/sn1.sr.disk0" $sn_n &&
+		   $O/sr-dump --verify "$tmp/ck/sn1.sr" 2>>"$tmp/sn1.save"; then
+			ok "disk-snapshot: the restored domain (sandboxed) checkpointed with a snapshot of its own: $(grep -Eo 'disk 0 snapshot [^;]* by [a-z]+ in [0-9.]+ ms' "$tmp/sn1.save" | sed "s|$tmp/||")"
+		else
+			bad "disk-snapshot: sr-save -p --disk-snapshot of the restored domain exited $rc1" "$tmp/sn1.save"
+		fi
+		$O/sr-restore --name sn2 "$tmp/ck/sn.sr" </dev/null >"$tmp/sn2.out" 2>&1; rc=$?
+		mv "$snap" "$snap.away"
+		$O/sr-restore --name sn3 "$tmp/ck/sn.sr" </dev/null >"$tmp/sn3.out" 2>&1; rc3=$?
+		if [ $rc -eq 2 ] && grep -q "disk 0 snapshot $snap changed since the save" "$tmp/sn2.out" &&
+		   [ $rc3 -eq 2 ] && grep -q "disk 0 snapshot $snap: No such file or directory" "$tmp/sn3.out"; then
+			ok "disk-snapshot: restored again, the snapshot written since: refused ($(grep -o 'changed since the save: [^(]*' "$tmp/sn2.out")); without it: refused naming it"
+		else
+			cat "$tmp/sn3.out" >> "$tmp/sn2.out"
+			bad "disk-snapshot: a changed snapshot exited $rc, a missing one $rc3" "$tmp/sn2.out"
+		fi
+	fi
+	kill $sn_ticker 2>/dev/null; wait $sn_ticker 2>/dev/null
 fi
 
 reap_timeout

@@ -19,7 +19,7 @@ int main(int argc, char **argv)
 	char buf[512];
 	int c, fd;
 
-	while ((c = getopt(argc, argv, "m:v:i:d:s:nH:L:r:z:t:b:g:B:")) != -1) {
+	while ((c = getopt(argc, argv, "m:v:i:d:s:nH:L:r:z:t:b:g:SB:")) != -1) {
 		switch (c) {
 		case 'm': p.mem_bytes = strtoull(optarg, NULL, 0) << 20; break;
 		case 'v': p.vcpus = atoi(optarg); break;
@@ -37,6 +37,7 @@ int main(int argc, char **argv)
 		case 't': p.pct_text = atoi(optarg); break;
 		case 'b': p.blk = atoi(optarg); break;
 		case 'g': p.rng = atoi(optarg); break;
+		case 'S': p.snapshot = true; break;
 		case 'B':
 			if (sr_gen_break_from_name(optarg) < 0)
 				goto usage;
@@ -46,9 +47,10 @@ int main(int argc, char **argv)
 usage:
 			fprintf(stderr, "usage: mkimage [-m MiB] [-v vcpus] [-i iters] [-d dirty] "
 				"[-s seed] [-n] [-H hole%%] [-L PFN:N (N pages left out)] [-r regions] "
-				"[-z zero%%] [-t text%%] [-b virtio-blks] [-g virtio-rngs] "
+				"[-z zero%%] [-t text%%] [-b virtio-blks] [-g virtio-rngs] [-S (disk snapshots)] "
 				"[-B BREAK: ring-outside, qsize3, index, unaligned, inflight, feature, "
-				"unknown-bit, slot, no-disk, version, section, optional, disk-path] "
+				"unknown-bit, slot, no-disk, version, section, optional, disk-path, "
+				"snap-ro, snap-size, snap-hash, snap-sample, snap-self] "
 				"FILE|-\n");
 			return 2;
 		}

@@ -11,7 +11,8 @@
  *   socket   an AF_INET socket: never allowed
  *   unix     an AF_UNIX socket: the main thread's (the control socket) only
  *   connect  the main thread's only (is a domain of this name running?)
- *   create   openat with O_CREAT|O_WRONLY: main and control (--save-to) only
+ *   create   openat with O_CREAT|O_WRONLY: main, control (--save-to) and save
+ *            (--disk-snapshot: the snapshots beside the image) only
  *   unlink   the same
  *   rename   the same
  *   write    to a descriptor other than stderr (fd -1)

@@ -73,6 +73,44 @@ Test(save_req, every_field_survives_a_round_trip)
 	cr_assert_eq(back.bandwidth_mbs, 12);
 }
 
+Test(save_req, disk_hash_and_a_snapshot_path_of_any_bytes_survive)
+{
+	struct save_req q, back;
+	static char buf[SAVE_REQ_MAX];
+	char path[SAVE_SNAP_PATH_MAX + 1];
+
+	save_req_init(&q);
+	q.checkpoint = true;
+	snprintf(q.disk_hash, sizeof(q.disk_hash), "full");
+	snprintf(q.disk_snapshot, sizeof(q.disk_snapshot), "/srv/vm images/a=b\tc\n\xff.sr");
+	cr_assert_eq(save_req_format(&q, buf, sizeof(buf)), 0);
+	cr_assert(strstr(buf, " disk-hash=full disk-snapshot=2f"), "%s", buf);
+	parse_ok(buf + 4, &back);
+	cr_assert_str_eq(back.disk_hash, "full");
+	cr_assert_str_eq(back.disk_snapshot, q.disk_snapshot);
+	/* The longest path fits the longest request; the defaults carry none. */
+	memset(path, 'x', sizeof(path) - 1);
+	path[0] = '/';
+	path[sizeof(path) - 1] = 0;
+	snprintf(q.disk_snapshot, sizeof(q.disk_snapshot), "%s", path);
+	cr_assert_eq(save_req_format(&q, buf, sizeof(buf)), 0);
+	parse_ok(buf + 4, &back);
+	cr_assert_str_eq(back.disk_snapshot, path);
+	parse_ok("", &back);
+	cr_assert_str_eq(back.disk_hash, "sample");
+	cr_assert_str_eq(back.disk_snapshot, "");
+}
+
+Test(save_req, a_bad_snapshot_path_or_hash_is_refused)
+{
+	parse_refused("disk-hash=most", "\"disk-hash=most\"");
+	parse_refused("disk-snapshot=", "\"disk-snapshot=\"");
+	parse_refused("disk-snapshot=2f6", "\"disk-snapshot=2f6\"");		/* half a byte */
+	parse_refused("disk-snapshot=2F61", "\"disk-snapshot=2F61\"");	/* not our hex */
+	parse_refused("disk-snapshot=6162", "\"disk-snapshot=6162\"");	/* "ab": relative */
+	parse_refused("disk-snapshot=2f0061", "\"disk-snapshot=2f0061\"");	/* a NUL byte */
+}
+
 Test(save_req, an_empty_request_is_the_defaults)
 {
 	struct save_req q;

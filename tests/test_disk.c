@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -254,6 +256,58 @@ Test(disk, snapshot_on_tmpfs_is_a_sparse_copy)
 		snprintf(cmd, sizeof(cmd), "test $(ls -a '%s' | wc -l) -eq 4", dir);	/* . .. d.img d.snap */
 		cr_assert_eq(system(cmd), 0, "stray files in %s", dir);
 	}
+	close(fd);
+}
+
+Test(disk, snapshot_into_an_unnamed_file_then_named)
+{
+	uint64_t size = 64 * MiB;
+	int fd = make_disk("u.img", size), tmp, snap;
+	struct sr_snap_result res;
+	struct sr_disk_id a, b;
+	struct sr_error err;
+	char proc[64], why[256], cmd[160];
+	struct stat st;
+
+	/* As sr-save -c --disk-snapshot: O_TMPFILE beside the image, named once committed. */
+	tmp = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	cr_assert_geq(tmp, 0, "O_TMPFILE: %s", strerror(errno));
+	cr_assert_eq(sr_disk_snapshot_fd(fd, tmp, 0, &res, &err), 0, "%s", err.msg);
+	cr_assert_eq(res.method, SR_SNAP_COPY);
+	cr_assert_eq(res.bytes, 2 * MiB);
+	cr_assert_gt(res.ns, 0);
+	snprintf(cmd, sizeof(cmd), "test $(ls -a '%s' | wc -l) -eq 3", dir);	/* . .. u.img */
+	cr_assert_eq(system(cmd), 0, "the unnamed snapshot has a name in %s", dir);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", tmp);
+	cr_assert_eq(linkat(AT_FDCWD, proc, AT_FDCWD, path_of("u.img.disk0"), AT_SYMLINK_FOLLOW), 0,
+		     "linkat: %s", strerror(errno));
+	close(tmp);
+	snap = open(path_of("u.img.disk0"), O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(snap, 0);
+	cr_assert_eq(fstat(snap, &st), 0);
+	cr_assert_eq(st.st_size, (off_t)size);
+	cr_assert_leq(st.st_blocks * 512, 4 * MiB, "the hole was filled");
+	/* Its identity, hashed as the disk's, is the disk's content. */
+	cr_assert_eq(sr_disk_identity(fd, SR_DISK_HASH_SAMPLE, &a, &err), 0);
+	cr_assert_eq(sr_disk_identity_like(snap, &a, &b, &err), 0);
+	cr_assert_eq(sr_disk_id_compare(&a, &b, SR_DISK_CMP_CONTENT, why, sizeof(why)),
+		     SR_DISK_SAME, "%s", why);
+	close(snap);
+	/* A copy that cannot be made fails with the reason: here the file size limit. */
+	tmp = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	cr_assert_geq(tmp, 0);
+	{
+		struct rlimit old, lim = { 1 * MiB, 1 * MiB };
+
+		cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+		signal(SIGXFSZ, SIG_IGN);
+		cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+		cr_assert_eq(sr_disk_snapshot_fd(fd, tmp, SR_SNAP_NO_REFLINK, &res, &err), -1);
+		setrlimit(RLIMIT_FSIZE, &old);
+	}
+	cr_assert_eq(err.code, SR_E_IO);
+	cr_assert_eq(err.sys_errno, EFBIG, "%s", err.msg);
+	close(tmp);
 	close(fd);
 }
 

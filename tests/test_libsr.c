@@ -2465,6 +2465,13 @@ Test(virtio, every_broken_device_is_refused_naming_record_and_field)
 		{ SR_GEN_BREAK_VERSION, SR_E_VERSION, 1, "body byte 32: state version 2.0" },
 		{ SR_GEN_BREAK_SECTION, SR_E_TYPE, 1, "unknown mandatory kind 0x777" },
 		{ SR_GEN_BREAK_DISK_PATH, SR_E_RANGE, -1, "disk 0: body byte 120: path is not absolute" },
+		{ SR_GEN_BREAK_SNAP_RO, SR_E_RANGE, -1, "disk 0: body byte 4: SNAPSHOT on a read-only disk" },
+		{ SR_GEN_BREAK_SNAP_SIZE, SR_E_RANGE, -1,
+		  "disk 0: body byte 72: snap_id size 67104768, the disk's 67108864: not a copy of it" },
+		{ SR_GEN_BREAK_SNAP_HASH, SR_E_RANGE, -1, "disk 0: body byte 104: snap_id hash 0x" },
+		{ SR_GEN_BREAK_SNAP_SAMPLE, SR_E_RANGE, -1,
+		  "disk 0: body byte 112: snap_id hashed as 32 x 65536 bytes, id as 64 x 65536" },
+		{ SR_GEN_BREAK_SNAP_SELF, SR_E_RANGE, -1, "disk 0: body byte 141: snap_path is the disk's own path" },
 	};
 	IMAGE good = device_image(SR_GEN_BREAK_NONE);
 
@@ -2487,6 +2494,36 @@ Test(virtio, every_broken_device_is_refused_naming_record_and_field)
 		cr_assert(strstr(err.msg, cases[c].what), "\"%s\" lacks \"%s\"", msg, cases[c].what);
 		free(b.p);
 	}
+}
+
+Test(virtio, a_disk_snapshot_verifies_and_reads_back)
+{
+	struct sr_gen_params p = with_devices;
+	struct sr_disk_info *d = malloc(sizeof(*d));
+	struct buf b;
+	IMAGE img;
+
+	p.snapshot = true;
+	b = gen(&p);
+	parse(&b, &img);
+	free(b.p);
+	expect_accepted(&img, "disks with snapshots");
+	for (unsigned k = 0; k < 2; k++) {
+		int i = find_rec(&img, SR_REC_DISK, k);
+		struct sr_record rec = { .type = SR_REC_DISK, .length = img.rec[i].len,
+					 .body = img.rec[i].body };
+		char want[64];
+
+		sr_disk_view(&rec, d);
+		snprintf(want, sizeof(want), "/var/lib/sr/ckpt.sr.disk%u", k);
+		cr_assert_eq(d->flags, SR_DISK_F_SNAPSHOT);
+		cr_assert_eq(d->snap_method, SR_SNAP_REFLINK);
+		cr_assert_eq(d->snap_ns, 1234567);
+		cr_assert_str_eq(d->snap_path, want);
+		cr_assert_eq(d->snap_id.hash, d->id.hash);
+		cr_assert_eq(d->snap_id.ino, d->id.ino + 100);
+	}
+	free(d);
 }
 
 Test(virtio, unknown_optional_section_and_newer_minor_are_accepted)
@@ -2721,7 +2758,7 @@ Test(disk_record, a_snapshot_reads_back)
 	struct sr_disk_info *d = malloc(sizeof(*d));
 	struct sr_record rec;
 
-	r->flags |= SR_DISK_F_SNAPSHOT | SR_DISK_F_READ_ONLY;
+	r->flags |= SR_DISK_F_SNAPSHOT;
 	r->snap_method = SR_SNAP_REFLINK;
 	r->snap_ns = 1234;
 	r->snap_id = r->id;
@@ -2730,18 +2767,12 @@ Test(disk_record, a_snapshot_reads_back)
 	img.rec[i].body = realloc(img.rec[i].body, img.rec[i].len + sizeof(snap) - 1);
 	memcpy(img.rec[i].body + img.rec[i].len, snap, sizeof(snap) - 1);
 	img.rec[i].len += sizeof(snap) - 1;
-	/* The disk is read-only now: its device must offer RO. */
-	expect_refused_at(&img, SR_E_RANGE, find_rec(&img, SR_REC_DEVICE, 2),
-			  "RO not offered but disk 1 is read-only");
-	{
-		int k = find_rec(&img, SR_REC_DEVICE, 2);
-		struct sr_virtio_state s;
-
-		view_virtio(&img, k, &s);
-		s.tr.device_features |= 1ull << SR_VIRTIO_BLK_F_RO;
-		put_virtio(&img, k, &s);
-	}
-	expect_accepted(&img, "a read-only disk with a snapshot");
+	expect_accepted(&img, "a disk with a snapshot");
+	/* A read-only disk gets no snapshot (§3.8.3): one that has one is refused at its DISK. */
+	r = disk_rec(&img, 1, &i);
+	r->flags |= SR_DISK_F_READ_ONLY;
+	expect_refused_at(&img, SR_E_RANGE, i, "disk 1: body byte 4: SNAPSHOT on a read-only disk");
+	r->flags &= ~SR_DISK_F_READ_ONLY;
 	rec = (struct sr_record){ .type = SR_REC_DISK, .length = img.rec[i].len,
 				  .body = img.rec[i].body };
 	sr_disk_view(&rec, d);

@@ -239,6 +239,7 @@ void save_req_init(struct save_req *q)
 	snprintf(q->dirty_track, sizeof(q->dirty_track), "auto");
 	snprintf(q->throttle, sizeof(q->throttle), "auto");
 	snprintf(q->compress, sizeof(q->compress), "lz4");
+	snprintf(q->disk_hash, sizeof(q->disk_hash), "sample");
 	q->threads = -1;
 }
 
@@ -251,7 +252,33 @@ int save_req_format(const struct save_req *q, char *buf, size_t len)
 			 q->compress, q->downtime_ms, q->max_iters, q->max_bytes_factor,
 			 q->stall_timeout_s, q->threads, q->bandwidth_mbs);
 
+	if (n >= 0 && (size_t)n < len)
+		n += snprintf(buf + n, len - n, " disk-hash=%s", q->disk_hash);
+	if (n >= 0 && (size_t)n < len && q->disk_snapshot[0]) {
+		n += snprintf(buf + n, len - n, " disk-snapshot=");
+		for (const char *c = q->disk_snapshot; *c && n >= 0 && (size_t)n < len; c++)
+			n += snprintf(buf + n, len - n, "%02x", (unsigned char)*c);
+	}
 	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* The hex of disk-snapshot= back into a path: whole bytes, no NUL, not too long. */
+static bool unhex_path(const char *hex, char *out, size_t cap)
+{
+	size_t n = strlen(hex), k;
+
+	if (!n || n % 2 || n / 2 >= cap || strspn(hex, "0123456789abcdef") != n)
+		return false;
+	for (k = 0; k < n / 2; k++) {
+		unsigned v;
+
+		sscanf(hex + 2 * k, "%2x", &v);
+		if (!v)
+			return false;
+		out[k] = (char)v;
+	}
+	out[k] = 0;
+	return out[0] == '/';
 }
 
 static bool one_of(const char *v, const char *const *allowed)
@@ -268,11 +295,16 @@ int save_req_parse(const char *text, struct save_req *q, char *why, size_t len)
 	static const char *const throttles[] = { "auto", "off", NULL };
 	static const char *const comps[] = { "lz4", "none", NULL };
 	static const char *const flags[] = { "0", "1", NULL };
-	char tok[64];
+	static const char *const hashes[] = { "sample", "full", NULL };
+	char tok[SAVE_REQ_MAX];
 	int used;
 
 	save_req_init(q);
-	while (sscanf(text, " %63s%n", tok, &used) == 1) {
+	if (strlen(text) >= sizeof(tok)) {
+		snprintf(why, len, "save request: longer than %zu bytes", sizeof(tok) - 1);
+		return -1;
+	}
+	while (sscanf(text, " %s%n", tok, &used) == 1) {
 		char *eq = strchr(tok, '='), *val, *end;
 		unsigned long num;
 
@@ -295,11 +327,15 @@ int save_req_parse(const char *text, struct save_req *q, char *why, size_t len)
 		WORD("dirty-track", dirty_track, tracks);
 		WORD("throttle", throttle, throttles);
 		WORD("compress", compress, comps);
+		WORD("disk-hash", disk_hash, hashes);
 		NUM("downtime-ms", downtime_ms);
 		NUM("max-iters", max_iters);
 		NUM("max-bytes-factor", max_bytes_factor);
 		NUM("stall-timeout", stall_timeout_s);
 		NUM("bandwidth", bandwidth_mbs);
+		else if (!strcmp(tok, "disk-snapshot") &&
+			 unhex_path(val, q->disk_snapshot, sizeof(q->disk_snapshot)))
+			;
 		else if (!strcmp(tok, "threads") && (!strcmp(val, "-1") || (*val && !*end && num <= 64)))
 			q->threads = !strcmp(val, "-1") ? -1 : (int)num;
 		else {

@@ -80,6 +80,11 @@ void ctl_set_timeout(int ms);
  * struct, one encoder and one parser, so both ends agree on every field and
  * a key either end does not know is refused.
  */
+/* An image path for --disk-snapshot: its snapshots, PATH.diskN, fit a DISK record's 4095 bytes. */
+#define SAVE_SNAP_PATH_MAX	4088
+/* The longest save request line (the path in hex, and the rest). */
+#define SAVE_REQ_MAX		(2 * SAVE_SNAP_PATH_MAX + 512)
+
 struct save_req {
 	bool checkpoint, paused, live, two_phase;
 	char dirty_track[8];		/* auto, bitmap, clear, ring */
@@ -89,6 +94,13 @@ struct save_req {
 	unsigned stall_timeout_s;	/* no output progress for this long cancels; 0: 30 */
 	int threads;			/* encoding workers, 0..64; -1: the online CPUs */
 	unsigned bandwidth_mbs;		/* MB/s the stream may take; 0: no cap */
+	char disk_hash[8];		/* sample, full: the DISK records' identity hash */
+	/*
+	 * --disk-snapshot: the image's absolute path (disk N's snapshot is
+	 * PATH.diskN beside it); "" for none.  Hex in the request, so any
+	 * file name travels as one token.
+	 */
+	char disk_snapshot[SAVE_SNAP_PATH_MAX + 1];
 };
 
 

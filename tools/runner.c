@@ -830,7 +830,7 @@ static void attach_console(struct runner *r, int cfd)
 static bool handle_client(struct runner *r, int cfd, int *exit_status)
 {
 	struct xc_error err;
-	char line[256], msg[1024];
+	char line[SAVE_REQ_MAX], msg[1024];	/* a save request may carry a path */
 	int pfd = -1;
 	bool end = false;
 

@@ -24,8 +24,22 @@
 #define DEVICES_MAX	16
 #define DEVICE_STATE_MAX	(64 << 10)	/* a DEVICE record's body is at most 64 KiB */
 
+/*
+ * A checkpoint's disk snapshots (--disk-snapshot, docs/format.md §3.8.3):
+ * each writable disk's copy, made unnamed while the guest is paused and
+ * named IMAGE.diskN only once the image is committed.
+ */
+struct snapshots {
+	const char *image;		/* the image's absolute path */
+	struct img_file f[SR_MAX_DISKS];	/* by disk index; fd -1: none */
+	char path[SR_MAX_DISKS][SR_DISK_PATH_MAX + 1];
+	char note[512];			/* what the summary says of them */
+};
+
 struct progress {
 	int fd;
+	enum sr_disk_hash hash;		/* --disk-hash */
+	struct snapshots *sn;		/* NULL: no --disk-snapshot */
 	uint64_t last_ns;
 	struct save_job_state *js;
 	struct runner *r;
@@ -37,8 +51,58 @@ struct progress {
 	unsigned ndev;
 	struct sr_disk_info *disks;		/* one per virtio-blk */
 	unsigned ndisks;
-	char fail[256];			/* a device whose state could not be taken */
+	char fail[700];			/* a device whose state could not be taken */
 };
+
+/*
+ * Disk o's snapshot file, unnamed in the image's directory, opened before
+ * the save starts: a directory that refuses it fails the save at once.
+ */
+static int snapshot_open(struct snapshots *sn, const struct virtio_blk_opts *o,
+			 struct xc_error *err)
+{
+	char *path = sn->path[o->disk % SR_MAX_DISKS];
+
+	if (o->ro || o->disk >= SR_MAX_DISKS)
+		return 0;		/* a read-only disk needs none (§3.8.3) */
+	snprintf(path, SR_DISK_PATH_MAX + 1, "%s.disk%u", sn->image, o->disk);
+	if (img_file_open(&sn->f[o->disk], path))
+		return xc_set_error(err, errno, "disk %u %s: its snapshot %s%s", o->disk, o->path,
+				    path, sn->f[o->disk].tmp[0] || errno == EEXIST ? ".tmp" : "");
+	return 0;
+}
+
+/* Every snapshot goes (a failed or uncommitted save): none is left under its name. */
+static void snapshots_discard(struct snapshots *sn)
+{
+	for (unsigned k = 0; sn && k < SR_MAX_DISKS; k++)
+		img_file_discard(&sn->f[k]);
+}
+
+/* The image is committed: each snapshot takes its name (replacing an older one). */
+static int snapshots_place(struct snapshots *sn, char *why, size_t len)
+{
+	for (unsigned k = 0; sn && k < SR_MAX_DISKS; k++) {
+		if (sn->f[k].fd < 0)
+			continue;
+		if (img_file_place(&sn->f[k], why, len))
+			return -1;
+		img_file_discard(&sn->f[k]);
+	}
+	return 0;
+}
+
+static struct snapshots *snapshots_new(const char *image)
+{
+	struct snapshots *sn = calloc(1, sizeof(*sn));
+
+	if (!sn)
+		return NULL;
+	sn->image = image;
+	for (unsigned k = 0; k < SR_MAX_DISKS; k++)
+		sn->f[k].fd = -1;
+	return sn;
+}
 
 /* Lists the devices and their buffers before the save starts (nothing allocated paused). */
 static int devices_prepare(struct progress *p, struct hvmctx_save_opts *o, struct xc_error *err)
@@ -60,8 +124,11 @@ static int devices_prepare(struct progress *p, struct hvmctx_save_opts *o, struc
 		p->hw[i] = h;
 		p->dev[i] = (struct hvmctx_device){ h->ops->name, h->ops->version, h->instance,
 						     p->buf[i], 0 };
-		if (!strcmp(h->ops->name, "virtio-blk"))
+		if (!strcmp(h->ops->name, "virtio-blk")) {
 			p->ndisks++;
+			if (p->sn && snapshot_open(p->sn, virtio_blk_opts((struct virtio_dev *)h), err))
+				return -1;
+		}
 	}
 	if (p->ndisks && !(p->disks = calloc(p->ndisks, sizeof(*p->disks))))
 		return xc_set_error(err, ENOMEM, "disk records");
@@ -79,15 +146,66 @@ static void devices_free(struct progress *p)
 	free(p->disks);
 }
 
+/* A descriptor of our own, read-only, on the file behind fd (not O_DIRECT). */
+static int reopen_ro(int fd)
+{
+	char self[64];
+
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	return open(self, O_RDONLY | O_CLOEXEC);
+}
+
 /*
- * A disk's DISK record: path, options and identity (stat and a sampled
- * hash, docs/format.md §3.8), read through a descriptor of its own on the
- * same file (the device's may be O_DIRECT, which the hash's reads do not suit).
+ * Disk di's snapshot into f, the guest paused and its disk drained: a
+ * reflink or a sparse copy of src, then its identity, read back from the
+ * copy, which must hash as the disk did (§3.8.3).
  */
-static int disk_record(struct virtio_dev *vd, struct sr_disk_info *di, char *why, size_t len)
+static int take_snapshot(int src, struct sr_disk_info *di, struct img_file *f, char *why,
+			 size_t len)
+{
+	uint64_t t0 = mono_ns();
+	struct sr_snap_result res;
+	struct sr_error e;
+	int fd, rc;
+
+	if (sr_disk_snapshot_fd(src, f->fd, 0, &res, &e)) {
+		snprintf(why, len, "disk %u %.100s: its snapshot %.100s: %.140s", di->disk, di->path,
+			 f->path, e.msg);
+		return -1;
+	}
+	if ((fd = reopen_ro(f->fd)) < 0) {
+		snprintf(why, len, "disk %u: its snapshot %.100s: %s", di->disk, f->path,
+			 strerror(errno));
+		return -1;
+	}
+	rc = sr_disk_identity_like(fd, &di->id, &di->snap_id, &e);
+	close(fd);
+	if (rc) {
+		snprintf(why, len, "disk %u: its snapshot %.100s: %.140s", di->disk, f->path, e.msg);
+		return -1;
+	}
+	if (di->snap_id.size != di->id.size || di->snap_id.hash != di->id.hash) {
+		snprintf(why, len, "disk %u %.100s: its snapshot %.100s does not hash as the disk "
+			 "does: the copy is not whole", di->disk, di->path, f->path);
+		return -1;
+	}
+	di->flags |= SR_DISK_F_SNAPSHOT;
+	di->snap_method = res.method;
+	di->snap_ns = mono_ns() - t0;
+	snprintf(di->snap_path, sizeof(di->snap_path), "%s", f->path);
+	return 0;
+}
+
+/*
+ * A disk's DISK record: path, options and identity (stat and a sampled or
+ * full hash, docs/format.md §3.8), read through a descriptor of its own on
+ * the same file (the device's may be O_DIRECT, which the hash's reads do
+ * not suit); with snap, the disk's snapshot.
+ */
+static int disk_record(struct virtio_dev *vd, struct sr_disk_info *di, enum sr_disk_hash mode,
+		       struct img_file *snap, char *why, size_t len)
 {
 	const struct virtio_blk_opts *o = virtio_blk_opts(vd);
-	char self[64];
 	struct sr_error e;
 	int fd, rc;
 
@@ -96,15 +214,16 @@ static int disk_record(struct virtio_dev *vd, struct sr_disk_info *di, char *why
 	di->flags = o->ro ? SR_DISK_F_READ_ONLY : 0;
 	di->cache = o->cache == VIRTIO_BLK_NONE ? SR_DISK_CACHE_NONE : SR_DISK_CACHE_WRITEBACK;
 	snprintf(di->path, sizeof(di->path), "%s", o->path);
-	snprintf(self, sizeof(self), "/proc/self/fd/%d", virtio_blk_fd(vd));
-	if ((fd = open(self, O_RDONLY | O_CLOEXEC)) < 0) {
+	if ((fd = reopen_ro(virtio_blk_fd(vd))) < 0) {
 		snprintf(why, len, "disk %.200s: %s", o->path, strerror(errno));
 		return -1;
 	}
-	rc = sr_disk_identity(fd, SR_DISK_HASH_SAMPLE, &di->id, &e);
-	close(fd);
+	rc = sr_disk_identity(fd, mode, &di->id, &e);
 	if (rc)
 		snprintf(why, len, "disk %.100s: %.140s", o->path, e.msg);
+	else if (snap && snap->fd >= 0)
+		rc = take_snapshot(fd, di, snap, why, len);
+	close(fd);
 	return rc;
 }
 
@@ -128,10 +247,15 @@ static void capture_devices(void *arg)
 				 h->ops->name, h->instance);
 		p->dev[i].len = n < 0 ? 0 : (size_t)n;
 		if (!strcmp(h->ops->name, "virtio-blk") && d < p->ndisks) {
-			char why[256];
+			struct virtio_dev *vd = (struct virtio_dev *)h;
+			uint32_t k = virtio_blk_opts(vd)->disk;
+			char why[sizeof(p->fail)];
 
-			if (disk_record((struct virtio_dev *)h, &p->disks[d++], why, sizeof(why)) &&
-			    !p->fail[0])
+			if (p->fail[0])
+				continue;	/* the save fails: no more copies in the pause */
+			if (disk_record(vd, &p->disks[d++], p->hash,
+					p->sn && k < SR_MAX_DISKS ? &p->sn->f[k] : NULL, why,
+					sizeof(why)))
 				snprintf(p->fail, sizeof(p->fail), "%s", why);
 		}
 	}
@@ -181,11 +305,29 @@ static void send_round(void *arg, const struct hvmctx_round *rd)
 		p->fd = -1;
 }
 
+/* What the summary says of the snapshots: which method and how long each held the guest. */
+static void snapshot_note(struct snapshots *sn, const struct sr_disk_info *disks, unsigned n)
+{
+	size_t k = 0;
+
+	for (unsigned i = 0; sn && i < n && k < sizeof(sn->note); i++) {
+		const struct sr_disk_info *di = &disks[i];
+
+		if (di->flags & SR_DISK_F_SNAPSHOT)
+			k += snprintf(sn->note + k, sizeof(sn->note) - k, "disk %u snapshot %s by %s "
+				      "in %.1f ms, the guest paused; ", di->disk, di->snap_path,
+				      sr_snap_method_name(di->snap_method), di->snap_ns / 1e6);
+	}
+	if (sn && !k)
+		snprintf(sn->note, sizeof(sn->note), "no writable disk: no snapshot; ");
+}
+
 static int do_save(struct runner *r, int fd, struct hvmctx_save_opts *o, int client_fd,
-		   struct save_job_state *js, struct hvmctx_save_stats *st, struct xc_error *err)
+		   struct save_job_state *js, enum sr_disk_hash hash, struct snapshots *sn,
+		   struct hvmctx_save_stats *st, struct xc_error *err)
 {
 	const struct runner_config *cfg = runner_config(r);
-	struct progress p = { .fd = client_fd, .r = r, .js = js };
+	struct progress p = { .fd = client_fd, .r = r, .js = js, .hash = hash, .sn = sn };
 	struct stat sb;
 	int rc;
 
@@ -210,11 +352,14 @@ static int do_save(struct runner *r, int fd, struct hvmctx_save_opts *o, int cli
 	o->cancel = js ? &js->cancel : NULL;
 	o->msrs = runner_msrs(r);
 	rc = hvmctx_save(runner_domain(r), fd, o, st, err);
+	if (!rc && !p.fail[0])
+		snapshot_note(sn, p.disks, p.ndisks);
 	devices_free(&p);
-	if (rc)
-		return -1;
+	/* What failed in the pause comes first: the image's own error may follow from it (ENOSPC). */
 	if (p.fail[0])
 		return xc_set_error(err, 0, "%s", p.fail);
+	if (rc)
+		return -1;
 	/* Durable before anyone is told it worked (the domain may exit next). */
 	if (!fstat(fd, &sb) && S_ISREG(sb.st_mode) && fsync(fd))
 		return xc_set_error(err, errno, "fsync of the image");
@@ -399,17 +544,14 @@ static int await_commit(int fd, const char *summary, struct save_job_state *js, 
 	}
 }
 
-int runner_save(struct runner *r, int out_fd, const struct save_req *q, int client_fd,
-		struct save_job_state *js, char *msg, size_t len)
+static int save_with(struct runner *r, int out_fd, const struct save_req *q, int client_fd,
+		     struct save_job_state *js, struct hvmctx_save_opts *op, enum sr_disk_hash hash,
+		     struct snapshots *sn, char *msg, size_t len)
 {
 	struct xc_domain *d = runner_domain(r);
 	bool checkpoint = q->checkpoint, stay_paused = q->paused;
 	bool was_paused = xc_domain_paused(d);
-	struct hvmctx_save_opts o = { .compress = strcmp(q->compress, "none") ? SR_COMPRESS_LZ4
-									       : SR_COMPRESS_NONE,
-				      .threads = q->threads < 0 ? threads_default()
-								: (unsigned)q->threads,
-				      .bandwidth = q->bandwidth_mbs * 1000000ull };
+	struct hvmctx_save_opts o = *op;
 	struct hvmctx_save_stats st;
 	struct xc_error err;
 
@@ -426,8 +568,8 @@ int runner_save(struct runner *r, int out_fd, const struct save_req *q, int clie
 		return -1;
 	}
 	uint64_t t_pause = mono_ns(), paused_ns = 0;
-	char commit_note[96] = "", after[160];
-	if (do_save(r, out_fd, &o, client_fd, js, &st, &err)) {
+	char commit_note[96] = "", after[700];
+	if (do_save(r, out_fd, &o, client_fd, js, hash, sn, &st, &err)) {
 		/* The domain goes on exactly as before (a live save resumed it already). */
 		if (!was_paused && xc_domain_paused(d))
 			xc_domain_resume(d, NULL);
@@ -472,13 +614,53 @@ int runner_save(struct runner *r, int out_fd, const struct save_req *q, int clie
 		send_stats(client_fd, &st, paused_ns, "exits");
 		return 1;
 	}
+	/* Committed (the image is in place): the snapshots it names take their names. */
+	char why[300];
+	int placed = snapshots_place(sn, why, sizeof(why));
+
 	if (!stay_paused && !was_paused)
 		xc_domain_resume(d, NULL);
+	if (placed) {
+		snprintf(msg, len, "the image's disk snapshots: %s; the domain %s", why,
+			 stay_paused || was_paused ? "stays paused" : "runs on");
+		return -1;
+	}
 	send_stats(client_fd, &st, paused_ns, stay_paused || was_paused ? "paused" : "runs");
-	snprintf(after, sizeof(after), "%s%s", commit_note,
+	snprintf(after, sizeof(after), "%s%s%s", commit_note, sn ? sn->note : "",
 		 stay_paused || was_paused ? "the domain stays paused" : "the domain runs on");
 	summary(&st, after, msg, len);
 	return 0;
+}
+
+int runner_save(struct runner *r, int out_fd, const struct save_req *q, int client_fd,
+		struct save_job_state *js, char *msg, size_t len)
+{
+	bool checkpoint = q->checkpoint, stay_paused = q->paused;
+	struct hvmctx_save_opts o = { .compress = strcmp(q->compress, "none") ? SR_COMPRESS_LZ4
+									       : SR_COMPRESS_NONE,
+				      .threads = q->threads < 0 ? threads_default()
+								: (unsigned)q->threads,
+				      .bandwidth = q->bandwidth_mbs * 1000000ull };
+	enum sr_disk_hash hash = strcmp(q->disk_hash, "full") ? SR_DISK_HASH_SAMPLE
+							      : SR_DISK_HASH_FULL;
+	struct snapshots *sn = NULL;
+	int rc;
+
+	if (q->disk_snapshot[0]) {
+		if (!checkpoint && !stay_paused) {
+			snprintf(msg, len, "--disk-snapshot is for a domain that lives on after the "
+				 "save (-c or -p): this one ends with it, its disk as saved");
+			return -1;
+		}
+		if (!(sn = snapshots_new(q->disk_snapshot))) {
+			snprintf(msg, len, "disk snapshots: out of memory");
+			return -1;
+		}
+	}
+	rc = save_with(r, out_fd, q, client_fd, js, &o, hash, sn, msg, len);
+	snapshots_discard(sn);
+	free(sn);
+	return rc;
 }
 
 int runner_guest_save(struct runner *r, const char *path, char *msg, size_t len)
@@ -500,7 +682,7 @@ int runner_guest_save(struct runner *r, const char *path, char *msg, size_t len)
 	}
 	struct hvmctx_save_opts o = { .compress = SR_COMPRESS_LZ4, .threads = threads_default() };
 
-	if (do_save(r, f.fd, &o, -1, NULL, &st, &err)) {
+	if (do_save(r, f.fd, &o, -1, NULL, SR_DISK_HASH_SAMPLE, NULL, &st, &err)) {
 		img_file_discard(&f);
 		snprintf(msg, len, "%s", err.msg);
 		return -1;

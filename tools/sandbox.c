@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
+#include <linux/fs.h>
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
 #include <netinet/in.h>
@@ -244,10 +245,21 @@ static const struct rule save[] = {
 	R(timer_settime, ANY, "throttles the vCPUs of a live save"),
 	R(clock_nanosleep, ANY, "--bandwidth"),
 	R(nanosleep, ANY, "the same"),
-	R(openat, READ_ONLY, "sysconf(_SC_NPROCESSORS_ONLN) reads /sys (--threads default)"),
-	R(sched_getaffinity, ANY, "the same, its fallback"),
-	R(fstat, ANY, "the same"),
+	R(openat, ANY, "sysconf(_SC_NPROCESSORS_ONLN) reads /sys (--threads default); "
+		       "--disk-snapshot: the snapshots, O_TMPFILE beside the image"),
+	R(sched_getaffinity, ANY, "sysconf's fallback"),
+	R(fstat, ANY, "the same; a disk's size (its identity, its snapshot)"),
 	R(newfstatat, ANY, "the same"),
+	R(copy_file_range, ANY, "--disk-snapshot: a disk's data ranges into its snapshot"),
+	R(ftruncate, ANY, "the same: the snapshot's size, holes left holes"),
+	R(pwrite64, ANY, "the same, where copy_file_range cannot"),
+	R(linkat, ANY, "the same: the snapshot named once the image is committed"),
+	R(rename, ANY, "the same, replacing an older snapshot"),
+	R(renameat, ANY, "the same"),
+	R(renameat2, ANY, "the same"),
+	R(unlink, ANY, "the same: a named temporary snapshot that is not kept"),
+	R(unlinkat, ANY, "the same"),
+	R(getpid, ANY, "the same: the side name of a replacing link"),
 	END
 };
 static const struct kvm_req save_kvm[] = {
@@ -264,6 +276,7 @@ static const struct kvm_req save_kvm[] = {
 	{ KVM_KVMCLOCK_CTRL, "tells the guest it was paused (restore does too)" },
 	{ KVM_GET_PIT2, "the PIT" },
 	{ KVM_SET_PIT2, "the PIT put back on resume (no burst of ticks missed in a pause)" },
+	{ FICLONE, "--disk-snapshot: a disk's snapshot by reflink" },
 	{ KVM_CHECK_EXTENSION, "capabilities a save asks about" },
 	{ KVM_SET_USER_MEMORY_REGION, "turns dirty logging on and off (live)" },
 	{ KVM_GET_DIRTY_LOG, "dirty pages (live)" }, { KVM_CLEAR_DIRTY_LOG, "the same" },

@@ -93,7 +93,15 @@ static void usage(FILE *f, bool migrate)
 	if (!migrate)
 		fprintf(f,
 "  -c, --checkpoint        keep the domain running after the save\n"
-"  -p, --paused            leave the domain paused after the save\n");
+"  -p, --paused            leave the domain paused after the save\n"
+"      --disk-snapshot     with -c or -p: copy each writable disk, while the\n"
+"                          guest is paused with its memory, to FILE.diskN beside\n"
+"                          the image (a reflink where the file system can, else\n"
+"                          a sparse copy); restoring the image runs on that copy\n");
+	fprintf(f,
+"      --disk-hash MODE    the disks' identity in the image: sample (default;\n"
+"                          64 blocks of 64 KiB) or full (every byte, read at the\n"
+"                          save and again at the restore)\n");
 	fprintf(f,
 "      --compress MODE     lz4 (default) or none; zero pages are never written\n"
 "  -j, --threads N         threads that compress and hash page batches while\n"
@@ -530,6 +538,28 @@ static void on_progress(const char *line, void *arg)
 	save_json_line(sj, line);
 }
 
+/*
+ * The image's absolute path, which its disk snapshots are named after
+ * (FILE.diskN): the runner makes them, from its own working directory.
+ */
+static int snapshot_base(const char *path, char *out, size_t len)
+{
+	char d[4096], b[4096], *dir;
+	int n;
+
+	snprintf(d, sizeof(d), "%s", path);
+	snprintf(b, sizeof(b), "%s", path);
+	if (!(dir = realpath(dirname(d), NULL)))
+		return -1;
+	n = snprintf(out, len, "%s/%s", strcmp(dir, "/") ? dir : "", basename(b));
+	free(dir);
+	if (n < 0 || (size_t)n >= len) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
 /* A failure, as the JSON document's and the end event's message. */
 static void json_failed(const char *msg)
 {
@@ -550,6 +580,8 @@ int save_cli(int argc, char **argv, bool migrate)
 		{ "stall-timeout", required_argument, NULL, 'Z' },
 		{ "stats", no_argument, NULL, 'S' },
 		{ "paused", no_argument, NULL, 'p' },
+		{ "disk-snapshot", no_argument, NULL, 'K' },
+		{ "disk-hash", required_argument, NULL, 'k' },
 		{ "compress", required_argument, NULL, 'z' },
 		{ "threads", required_argument, NULL, 'j' },
 		{ "bandwidth", required_argument, NULL, 'B' },
@@ -569,7 +601,8 @@ int save_cli(int argc, char **argv, bool migrate)
 		{ 0 }
 	};
 	bool checkpoint = false, paused = false, quiet = false, live = migrate, to_stdout;
-	bool json = false, events = false, no_progress = false;
+	bool json = false, events = false, no_progress = false, disk_snapshot = false;
+	const char *disk_hash = "sample";
 	const char *track = "auto", *throttle = NULL, *ssh = "ssh", *remote = "sr-restore";
 	const char *name = NULL;
 	unsigned long downtime = 0, iters = 0, factor = 0, stall = SAVE_STALL_DEFAULT_S;
@@ -582,7 +615,7 @@ int save_cli(int argc, char **argv, bool migrate)
 	struct tls_opts tlso = { .server = false };
 	struct ctl_hooks hooks = { .on_progress = on_progress, .on_prepared = on_prepared };
 	struct save_ctx sc = { .prog = &prog, .t = &t, .hooks = &hooks };
-	char req[400], reply[1024];
+	char req[SAVE_REQ_MAX], reply[1024];
 	int c, fd, rc;
 
 	hooks.arg = &sc;
@@ -635,6 +668,16 @@ int save_cli(int argc, char **argv, bool migrate)
 				    "A-Z a-z 0-9 . _ -, not starting with a dot", optarg);
 			name = optarg;
 			break;
+		case 'K':
+			if (migrate)
+				usage_error("--disk-snapshot is sr-save's (a migration ends the domain here)");
+			disk_snapshot = true;
+			break;
+		case 'k':
+			if (strcmp(optarg, "sample") && strcmp(optarg, "full"))
+				usage_error("--disk-hash takes sample or full, not \"%s\"", optarg);
+			disk_hash = optarg;
+			break;
 		case 'c': checkpoint = true; break;
 		case 'p': paused = true; break;
 		case 'q': quiet = true; break;
@@ -684,6 +727,12 @@ int save_cli(int argc, char **argv, bool migrate)
 		usage_error("--name is for ssh: (sr-restore --listen --name sets it for tcp:)");
 	to_stdout = !strcmp(path, "-");
 	sc.to_stdout = to_stdout;
+	if (disk_snapshot && !checkpoint && !paused)
+		usage_error("--disk-snapshot needs -c or -p: a domain that ends with the save "
+		    "leaves its disk as saved");
+	if (disk_snapshot && (to_stdout || t.net))
+		usage_error("--disk-snapshot writes FILE.diskN beside an image FILE: not with %s",
+		    to_stdout ? "-" : "a network destination");
 	if (to_stdout && isatty(STDOUT_FILENO))
 		usage_error("refusing to write an image to a terminal");
 	if (to_stdout && (json || events))
@@ -744,6 +793,9 @@ int save_cli(int argc, char **argv, bool migrate)
 	snprintf(q.dirty_track, sizeof(q.dirty_track), "%s", track);
 	snprintf(q.throttle, sizeof(q.throttle), "%s", throttle ? throttle : "auto");
 	snprintf(q.compress, sizeof(q.compress), "%s", compress);
+	snprintf(q.disk_hash, sizeof(q.disk_hash), "%s", disk_hash);
+	if (disk_snapshot && snapshot_base(path, q.disk_snapshot, sizeof(q.disk_snapshot)))
+		die(EXIT_USAGE, "%s: %s", path, strerror(errno));
 	if (save_req_format(&q, req, sizeof(req)))
 		die(EXIT_USAGE, "save request too long");
 	prog.tty = !quiet && !events && !no_progress && isatty(STDERR_FILENO);

@@ -99,8 +99,9 @@ static void usage(FILE *f)
 "                           (default: this host's MemAvailable), before anything\n"
 "                           is allocated\n"
 "      --disk-changed ok    use a disk whose file changed since the save (size,\n"
-"                           file, mtime or sampled content), with a warning;\n"
-"                           without it such a restore is refused, naming it\n"
+"                           file, mtime or content), with a warning; without it\n"
+"                           such a restore is refused, naming it.  An image\n"
+"                           saved with --disk-snapshot runs on its snapshot\n"
 "      --no-sandbox         run without the per-thread seccomp filters (a kernel\n"
 "                           without seccomp, or a call the filters do not know)\n"
 "  -h, --help               this help\n"
@@ -118,35 +119,40 @@ static bool disk_changed_ok;
 
 /*
  * A DISK record, before any vCPU exists: the file must still be the one the
- * saved guest had (size, the same file, mtime, the sampled or full hash),
- * else the restore is refused naming what changed.  A checkpoint's disk
- * snapshot is not restored by this sr yet: refused.
+ * saved guest had (size, the same file, mtime, the sampled or full hash, as
+ * the record says), else the restore is refused naming what changed.  A
+ * checkpoint's disk (--disk-snapshot) is its snapshot, checked against the
+ * snapshot's identity: the guest runs on that, never on the disk the
+ * checkpointed domain went on writing (docs/format.md §3.8.3).
  */
 static int check_disk(void *arg, const struct sr_disk_info *di, struct xc_error *err)
 {
 	struct virtio_blk_opts o = { .disk = di->disk, .ro = di->flags & SR_DISK_F_READ_ONLY,
 				     .cache = di->cache == SR_DISK_CACHE_NONE ? VIRTIO_BLK_NONE
 									      : VIRTIO_BLK_WRITEBACK };
+	bool snap = di->flags & SR_DISK_F_SNAPSHOT;
+	const char *path = snap ? di->snap_path : di->path;
 	struct sr_error e;
-	char why[256];
+	char name[SR_DISK_PATH_MAX + 40], why[256];
 	int fd, diff;
 
-	if (di->flags & SR_DISK_F_SNAPSHOT)
-		return xc_set_error(err, 0, "disk %u %s: the image has a disk snapshot (%s), which this "
-				    "sr-restore does not restore yet", di->disk, di->path, di->snap_path);
-	if ((fd = open(di->path, O_RDONLY | O_CLOEXEC)) < 0)
-		return xc_set_error(err, errno, "disk %u %s", di->disk, di->path);
-	diff = sr_disk_check(fd, &di->id, 0, why, sizeof(why), &e);
+	/* "disk 0 /srv/vm.img", or "disk 0 snapshot /srv/ckpt.sr.disk0" (an error has 255 bytes). */
+	snprintf(name, sizeof(name), snap ? "disk %u snapshot %s" : "disk %u %s", di->disk, path);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return xc_set_error(err, errno, "%s", name);
+	diff = sr_disk_check(fd, snap ? &di->snap_id : &di->id, 0, why, sizeof(why), &e);
 	close(fd);
 	if (diff < 0)
-		return xc_set_error(err, 0, "disk %u %s: %s", di->disk, di->path, e.msg);
+		return xc_set_error(err, 0, "%s: %s", name, e.msg);
 	if (diff != SR_DISK_SAME && !disk_changed_ok)
-		return xc_set_error(err, 0, "disk %u %s changed since the save: %s (--disk-changed ok "
-				    "uses it anyway)", di->disk, di->path, why);
+		return xc_set_error(err, 0, "%s changed since the save: %s (--disk-changed ok uses it "
+				    "anyway)", name, why);
 	if (diff != SR_DISK_SAME)
-		pr_warn("disk %u %s changed since the save: %s; used anyway (--disk-changed ok)",
-			di->disk, di->path, why);
-	snprintf(o.path, sizeof(o.path), "%s", di->path);
+		pr_warn("%s changed since the save: %s; used anyway (--disk-changed ok)", name, why);
+	if (snap)
+		pr_info("%s: %s: the guest runs on the checkpoint's snapshot (%s is not opened)",
+			sr_prog, name, di->path);
+	snprintf(o.path, sizeof(o.path), "%s", path);
 	return runner_add_image_disk(arg, &o, err);
 }
 
