@@ -1506,7 +1506,15 @@ if want virtio-disk-save 600 && linux_ready virtio-disk-save; then
 			bad "virtio-disk-save: sr-save exited $rc, the source $src, or the image lacks DISK/virtio records or does not verify" "$tmp/ds.save"
 		else
 			echo "     virtio-disk-save: saved after block $last; restoring"
-			$O/sr-restore --name ds1 "$tmp/ds.img" </dev/null >"$tmp/ds1.out" 2>&1; rc=$?
+			# The image only names its disk: without --disk the restore opens nothing it names.
+			strace -f -e trace=openat -o "$tmp/ds0.trace" $O/sr-restore --name ds0 "$tmp/ds.img" </dev/null >"$tmp/ds0.out" 2>&1; rc=$?
+			if [ $rc -eq 2 ] && grep -q "disk 0: the image names $tmp/ds.raw; sr-restore opens only the files its operator names" "$tmp/ds0.out" &&
+			   ! grep -q "ds.raw" "$tmp/ds0.trace"; then
+				ok "virtio-disk-save: without --disk, refused, the disk the image names never opened: $(head -1 "$tmp/ds0.out" | cut -c1-160)"
+			else
+				bad "virtio-disk-save: a restore without --disk exited $rc ($(grep -c 'ds.raw' "$tmp/ds0.trace") opens of ds.raw)" "$tmp/ds0.out"
+			fi
+			$O/sr-restore --name ds1 --disk "$tmp/ds.raw" "$tmp/ds.img" </dev/null >"$tmp/ds1.out" 2>&1; rc=$?
 			first=$(disk_writes "$tmp/ds1.out" | head -1)
 			# The pause may cut a line: "wrote N" begun on the source, ended here.
 			if [ "${first:-0}" = $((last + 2)) ] && split_write "$tmp/ds.out" "$tmp/ds1.out" $((last + 1)); then
@@ -1520,7 +1528,7 @@ if want virtio-disk-save 600 && linux_ready virtio-disk-save; then
 			else
 				bad "virtio-disk-save: restore exited $rc, first block after it '$first' (saved after $last)" "$tmp/ds1.out"
 			fi
-			$O/sr-restore --name ds2 "$tmp/ds.img" </dev/null >"$tmp/ds2.out" 2>&1; rc=$?
+			$O/sr-restore --name ds2 --disk "$tmp/ds.raw" "$tmp/ds.img" </dev/null >"$tmp/ds2.out" 2>&1; rc=$?
 			if [ $rc -eq 2 ] && grep -q "disk 0 $tmp/ds.raw changed since the save" "$tmp/ds2.out"; then
 				ok "virtio-disk-save: a second restore, the disk written since, is refused naming it ($(grep -o 'changed since the save: [^(]*' "$tmp/ds2.out"))"
 			else
@@ -1528,7 +1536,7 @@ if want virtio-disk-save 600 && linux_ready virtio-disk-save; then
 			fi
 			# The same, told the change is known, and without the sandbox: the guest runs to PASS.
 			echo "     virtio-disk-save: restoring again with --disk-changed ok --no-sandbox"
-			$O/sr-restore --name ds3 --disk-changed ok --no-sandbox "$tmp/ds.img" </dev/null >"$tmp/ds3.out" 2>&1; rc=$?
+			$O/sr-restore --name ds3 --disk "$tmp/ds.raw" --disk-changed ok --no-sandbox "$tmp/ds.img" </dev/null >"$tmp/ds3.out" 2>&1; rc=$?
 			if [ $rc -eq 0 ] && grep -q 'used anyway (--disk-changed ok)' "$tmp/ds3.out" &&
 			   console_lines "$tmp/ds3.out" | grep -q '^sr-disk: PASS 30 blocks verified on vda$'; then
 				ok "virtio-disk-save: --disk-changed ok --no-sandbox: warned, restored, the guest verified its 30 blocks"
@@ -1857,7 +1865,7 @@ if want sandbox-linux 400 && linux_ready sandbox-linux; then
 	# stdin stays open (a fifo with a sleeping writer): the input thread waits in read, filtered.
 	mkfifo "$tmp/sbl.in"
 	sleep 600 > "$tmp/sbl.in" & hold=$!
-	$O/sr-restore --name sbl2 "$tmp/sbl.img" < "$tmp/sbl.in" >"$tmp/sbl2.out" 2>&1 &
+	$O/sr-restore --name sbl2 --disk "$tmp/sbl.raw" "$tmp/sbl.img" < "$tmp/sbl.in" >"$tmp/sbl2.out" 2>&1 &
 	lp=$!
 	wait_domain sbl2 && sb_all_filtered $lp sr-vcpu sr-console sr-input sr-device; filtered=$?
 	cp "$tmp/sb.threads" "$tmp/sbl.threads"
@@ -2518,7 +2526,7 @@ if want linux-disk-save 600 && disk_ready linux-disk-save; then
 	if [ $rc -ne 0 ] || [ "$src" != 0 ] || ! $O/sr-dump --verify "$tmp/lds.sr" 2>>"$tmp/lds.save"; then
 		bad "linux-disk-save: sr-save exited $rc, the saved source runner $src, or the image does not verify" "$tmp/lds.save"
 	else
-		$O/sr-restore --name lds1 "$tmp/lds.sr" </dev/null 2>&1 | stamp >"$tmp/lds1.out"
+		$O/sr-restore --name lds1 --disk "$tmp/lds.img" "$tmp/lds.sr" </dev/null 2>&1 | stamp >"$tmp/lds1.out"
 		disk_boot ldsv "$tmp/lds.img" verify; vrc=$?
 		# linux_restored_ok knows the memory workload's first line; the writer's is its own.
 		if linux_restored_ok "$tmp/lds1.out" "$last" "$tmp/lds.out" && ! grep -q 'sr-workload: disk writer' "$tmp/lds1.out" &&
@@ -2614,7 +2622,7 @@ if want disk-snapshot 420 && linux_ready disk-snapshot; then
 		# Restored paused (in its seccomp sandbox), checkpointed again with a snapshot of
 		# its own disk (the first snapshot), then resumed: it runs on to PASS.
 		echo "     disk-snapshot: restoring the checkpoint"
-		$O/sr-restore --name sn1 --paused "$tmp/ck/sn.sr" </dev/null >"$tmp/sn1.out" 2>&1 &
+		$O/sr-restore --name sn1 --paused --disk "$snap" "$tmp/ck/sn.sr" </dev/null >"$tmp/sn1.out" 2>&1 &
 		pid=$!
 		wait_domain sn1
 		$O/sr-save -p --disk-snapshot sn1 "$tmp/ck/sn1.sr" 2>"$tmp/sn1.save"; rc1=$?
@@ -2637,9 +2645,9 @@ if want disk-snapshot 420 && linux_ready disk-snapshot; then
 		else
 			bad "disk-snapshot: sr-save -p --disk-snapshot of the restored domain exited $rc1" "$tmp/sn1.save"
 		fi
-		$O/sr-restore --name sn2 "$tmp/ck/sn.sr" </dev/null >"$tmp/sn2.out" 2>&1; rc=$?
+		$O/sr-restore --name sn2 --disk "$snap" "$tmp/ck/sn.sr" </dev/null >"$tmp/sn2.out" 2>&1; rc=$?
 		mv "$snap" "$snap.away"
-		$O/sr-restore --name sn3 "$tmp/ck/sn.sr" </dev/null >"$tmp/sn3.out" 2>&1; rc3=$?
+		$O/sr-restore --name sn3 --disk "$snap" "$tmp/ck/sn.sr" </dev/null >"$tmp/sn3.out" 2>&1; rc3=$?
 		if [ $rc -eq 2 ] && grep -q "disk 0 snapshot $snap changed since the save" "$tmp/sn2.out" &&
 		   [ $rc3 -eq 2 ] && grep -q "disk 0 snapshot $snap: No such file or directory" "$tmp/sn3.out"; then
 			ok "disk-snapshot: restored again, the snapshot written since: refused ($(grep -o 'changed since the save: [^(]*' "$tmp/sn2.out")); without it: refused naming it"

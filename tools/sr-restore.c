@@ -98,6 +98,10 @@ static void usage(FILE *f)
 "      --max-memory MiB     refuse an image whose guest has more RAM than this\n"
 "                           (default: this host's MemAvailable), before anything\n"
 "                           is allocated\n"
+"      --disk FILE          the file of the image's next disk (once per disk, in\n"
+"                           the image's order; sr-dump lists them): an image only\n"
+"                           names its disks, sr-restore never opens what it names\n"
+"                           (for a checkpoint with --disk-snapshot: its snapshot)\n"
 "      --disk-changed ok    use a disk whose file changed since the save (size,\n"
 "                           file, mtime or content), with a warning; without it\n"
 "                           such a restore is refused, naming it.  An image\n"
@@ -118,6 +122,15 @@ static void usage(FILE *f)
 static bool disk_changed_ok;
 
 /*
+ * --disk FILE, once per disk of the image in its order: the files the guest's
+ * disks are.  An image (or a migration peer) only names its disks; were the
+ * restore to open what it names, a crafted one would hand the guest any file
+ * this host can open, read-write.
+ */
+static const char *op_disk[SR_MAX_DISKS];
+static unsigned op_disks;
+
+/*
  * A DISK record, before any vCPU exists: the file must still be the one the
  * saved guest had (size, the same file, mtime, the sampled or full hash, as
  * the record says), else the restore is refused naming what changed.  A
@@ -131,15 +144,28 @@ static int check_disk(void *arg, const struct sr_disk_info *di, struct xc_error 
 				     .cache = di->cache == SR_DISK_CACHE_NONE ? VIRTIO_BLK_NONE
 									      : VIRTIO_BLK_WRITEBACK };
 	bool snap = di->flags & SR_DISK_F_SNAPSHOT;
-	const char *path = snap ? di->snap_path : di->path;
+	const char *path;
 	struct sr_error e;
-	char name[SR_DISK_PATH_MAX + 40], why[256];
+	struct stat st;
+	char name[SR_DISK_PATH_MAX + 40], why[256], esc[4 * SR_DISK_PATH_MAX + 1];
 	int fd, diff;
 
+	if (di->disk >= op_disks)
+		return xc_set_error(err, 0, "disk %u: the image names %s%s; sr-restore opens only the "
+				    "files its operator names: --disk FILE, once per disk in the "
+				    "image's order", di->disk, snap ? "its snapshot " : "",
+				    str_escape(esc, sizeof(esc), snap ? di->snap_path : di->path,
+					       SR_DISK_PATH_MAX));
+	path = op_disk[di->disk];
 	/* "disk 0 /srv/vm.img", or "disk 0 snapshot /srv/ckpt.sr.disk0" (an error has 255 bytes). */
 	snprintf(name, sizeof(name), snap ? "disk %u snapshot %s" : "disk %u %s", di->disk, path);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+	/* Not blocking on a FIFO, not taking a terminal: only a regular file is a disk. */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)) < 0)
 		return xc_set_error(err, errno, "%s", name);
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return xc_set_error(err, 0, "%s: not a regular file", name);
+	}
 	diff = sr_disk_check(fd, snap ? &di->snap_id : &di->id, 0, why, sizeof(why), &e);
 	close(fd);
 	if (diff < 0)
@@ -151,7 +177,7 @@ static int check_disk(void *arg, const struct sr_disk_info *di, struct xc_error 
 		pr_warn("%s changed since the save: %s; used anyway (--disk-changed ok)", name, why);
 	if (snap)
 		pr_info("%s: %s: the guest runs on the checkpoint's snapshot (%s is not opened)",
-			sr_prog, name, di->path);
+			sr_prog, name, str_escape(esc, sizeof(esc), di->path, SR_DISK_PATH_MAX));
 	snprintf(o.path, sizeof(o.path), "%s", path);
 	return runner_add_image_disk(arg, &o, err);
 }
@@ -433,6 +459,7 @@ int main(int argc, char **argv)
 		{ "min-rate", required_argument, NULL, 'r' },
 		{ "no-sandbox", no_argument, NULL, 'S' },
 		{ "disk-changed", required_argument, NULL, 'K' },
+		{ "disk", required_argument, NULL, 0x100 },
 		{ "progress", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		USAGE_VERSION_OPTION,
@@ -494,6 +521,13 @@ int main(int argc, char **argv)
 		case 'D': lo.bounds.deadline_s = parse_num("--deadline", optarg, 1, 7 * 86400); break;
 		case 'r': lo.bounds.min_rate_kbs = parse_num("--min-rate", optarg, 0, 10000000); break;
 		case 'S': sandbox = false; break;
+		case 0x100:
+			if (op_disks == SR_MAX_DISKS)
+				usage_error("--disk: at most %u disks", SR_MAX_DISKS);
+			if (!*optarg)
+				usage_error("--disk takes a FILE");
+			op_disk[op_disks++] = optarg;
+			break;
 		case 'K':
 			if (strcmp(optarg, "ok"))
 				usage_error("--disk-changed takes ok, not \"%s\"", optarg);
