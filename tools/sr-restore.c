@@ -98,10 +98,11 @@ static void usage(FILE *f)
 "      --max-memory MiB     refuse an image whose guest has more RAM than this\n"
 "                           (default: this host's MemAvailable), before anything\n"
 "                           is allocated\n"
-"      --disk FILE          the file of the image's next disk (once per disk, in\n"
-"                           the image's order; sr-dump lists them): an image only\n"
-"                           names its disks, sr-restore never opens what it names\n"
-"                           (for a checkpoint with --disk-snapshot: its snapshot)\n"
+"      --disk FILE          the file of the image's disk N: the first --disk is\n"
+"                           disk 0, the next disk 1, ... (sr-dump's \"disk N\"): an\n"
+"                           image only names its disks, sr-restore never opens\n"
+"                           what it names (for a checkpoint with --disk-snapshot:\n"
+"                           its snapshot)\n"
 "      --disk-changed ok    use a disk whose file changed since the save (size,\n"
 "                           file, mtime or content), with a warning; without it\n"
 "                           such a restore is refused, naming it.  An image\n"
@@ -127,7 +128,7 @@ static bool disk_changed_ok;
  * restore to open what it names, a crafted one would hand the guest any file
  * this host can open, read-write.
  */
-static const char *op_disk[SR_MAX_DISKS];
+static char *op_disk[SR_MAX_DISKS];
 static unsigned op_disks;
 
 /*
@@ -152,8 +153,8 @@ static int check_disk(void *arg, const struct sr_disk_info *di, struct xc_error 
 
 	if (di->disk >= op_disks)
 		return xc_set_error(err, 0, "disk %u: the image names %s%s; sr-restore opens only the "
-				    "files its operator names: --disk FILE, once per disk in the "
-				    "image's order", di->disk, snap ? "its snapshot " : "",
+				    "files its operator names: --disk FILE for each disk, disk 0 "
+				    "first", di->disk, snap ? "its snapshot " : "",
 				    str_escape(esc, sizeof(esc), snap ? di->snap_path : di->path,
 					       SR_DISK_PATH_MAX));
 	path = op_disk[di->disk];
@@ -526,7 +527,11 @@ int main(int argc, char **argv)
 				usage_error("--disk: at most %u disks", SR_MAX_DISKS);
 			if (!*optarg)
 				usage_error("--disk takes a FILE");
-			op_disk[op_disks++] = optarg;
+			/* Absolute (a later save records it, and DISK paths are), and there now:
+			 * a mistyped FILE is no error found after the whole stream was read. */
+			if (!(op_disk[op_disks] = realpath(optarg, NULL)))
+				usage_error("--disk %s: %s", optarg, strerror(errno));
+			op_disks++;
 			break;
 		case 'K':
 			if (strcmp(optarg, "ok"))
