@@ -2649,7 +2649,7 @@ if want disk-snapshot 420 && linux_ready disk-snapshot; then
 		mv "$snap" "$snap.away"
 		$O/sr-restore --name sn3 --disk "$snap" "$tmp/ck/sn.sr" </dev/null >"$tmp/sn3.out" 2>&1; rc3=$?
 		if [ $rc -eq 2 ] && grep -q "disk 0 snapshot $snap changed since the save" "$tmp/sn2.out" &&
-		   [ $rc3 -eq 2 ] && grep -q "disk 0 snapshot $snap: No such file or directory" "$tmp/sn3.out"; then
+		   [ $rc3 -eq 2 ] && grep -q -- "--disk $snap: No such file or directory" "$tmp/sn3.out"; then
 			ok "disk-snapshot: restored again, the snapshot written since: refused ($(grep -o 'changed since the save: [^(]*' "$tmp/sn2.out")); without it: refused naming it"
 		else
 			cat "$tmp/sn3.out" >> "$tmp/sn2.out"
