@@ -779,10 +779,10 @@ if want save-options 300; then
 	ms=$(( ($(date +%s%N) - a) / 1000000 ))
 	bytes=$(stat -c %s "$tmp/so-bw.img" 2>/dev/null || echo 0)
 	floor=$(( bytes / 8000 ))		# ms at 8 MB/s
-	if [ $rc -eq 0 ] && [ "$bytes" -gt $((24 << 20)) ] && [ $ms -ge $floor ] && [ $ms -lt $((floor * 3 + 20000)) ]; then
+	if [ $rc -eq 0 ] && [ "$bytes" -gt $((16 << 20)) ] && [ $ms -ge $floor ] && [ $ms -lt $((floor * 3 + 20000)) ]; then
 		ok "save-options: --bandwidth 8: $bytes bytes in $ms ms (at least $floor ms at 8 MB/s)"
 	else
-		bad "save-options: --bandwidth 8: sr-save $rc, $bytes bytes in $ms ms (want >= $floor ms, a save of > 24 MiB)" "$tmp/so.bw"
+		bad "save-options: --bandwidth 8: sr-save $rc, $bytes bytes in $ms ms (want >= $floor ms, a save of > 16 MiB)" "$tmp/so.bw"
 	fi
 
 	$O/sr-save -p so "$tmp/so-p.img" 2>"$tmp/so.p"; rc=$?
