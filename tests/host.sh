@@ -87,6 +87,17 @@ check "native run killed at SR_KVM_TIMEOUT with its processes listed (exit $rc)"
 O=$O SR_KVM_TESTS="hang-selftest after-hang" SR_KVM_TEST_LIMIT=5 tests/kvm.sh >"$tmp/out" 2>&1
 check "kvm.sh: a hung test is killed at its limit, fails, and the next one runs" \
 	bash -c "grep -q 'FAIL hang-selftest: killed at its 5 s time limit' '$tmp/out' && grep -q '^ok   after-hang' '$tmp/out' && grep -q 'kvm: 1 passed, 1 failed' '$tmp/out' && grep -q 'sleep 100000' '$tmp/out'"
+# The parts of a sharded pass (tests/on-kvm.sh, SR_KVM_SHARDS) cover every section once.
+all=$(sed -nE 's/^[[:space:]]*(if[[:space:]]+)?want ([a-z][a-z0-9-]*).*/\2/p' tests/kvm.sh | grep -vxE 'hang-selftest|after-hang' | sort -u)
+devices="virtio-disk-save linux-disk linux-disk-save disk-snapshot"
+for n in 2 3; do
+	got=$(for i in $(seq 1 $n); do SR_KVM_LIST=1 SR_KVM_SHARD=$i/$n O=$O tests/kvm.sh 2>/dev/null | sed -n 's/^kvm: part [0-9/]* of this pass: //p' | tr ' ' '\n'; done | sed '/^$/d' | sort)
+	want=$(grep -vxF -f <(tr ' ' '\n' <<<"$devices") <<<"$all")
+	check "kvm.sh in $n parts: every section of the pass in exactly one part ($(wc -l <<<"$got") of $(wc -l <<<"$want"))" \
+		bash -c "[ '$(md5sum <<<"$got")' = '$(md5sum <<<"$want")' ] && [ $(wc -l <<<"$want") -gt 60 ]"
+done
+SR_KVM_LIST=1 SR_KVM_SHARD=3/2 O=$O tests/kvm.sh >"$tmp/out" 2>&1; rc=$?
+check "kvm.sh: SR_KVM_SHARD=3/2 is refused" bash -c "[ $rc -eq 1 ] && grep -q 'SR_KVM_SHARD must be I/N' '$tmp/out'"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

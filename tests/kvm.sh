@@ -41,9 +41,49 @@ if [ -z "$only" ] && [ -z "${SR_KVM_DEVICES:-}" ]; then
 	echo "kvm: NOT run in this pass: $devices_only: the longer virtio device tests (minutes each in the box); make check-devices runs them"
 fi
 [ -z "$exclude" ] || echo "kvm: NOT run in this pass, by SR_KVM_EXCLUDE (they run in the other): $exclude"
+# SR_KVM_SHARD=I/N runs the I-th of N disjoint parts of the pass (tests/on-kvm.sh
+# runs N boxes side by side, one per host CPU: the box emulates one).  The
+# sections are dealt longest first to the part with the least time so far, by
+# the seconds below (two boxes side by side on 2 CPUs; unlisted ones count 9).
+shard_weights="linux-6g 128 faults-migrate-sample 93 soak-sample 91 chain 75 linux-pause 74
+linux-save 62 sandbox-linux 57 migrate-linux 52 migrate-bounds 48 two-phase 47 faults-sample 44
+linux-boot 40 corrupt-threads 39 detach 36 live-throttle 32 detach-linux 32 live-pipe 31 signal 30
+migrate-handshake 30 migrate-ssh 28 live 27 save-points 24 migrate-source-dies 24 virtio-disk 23
+sandbox 22 save-control 19 live-cap-round0 19 migrate-receiver-dies 17 pause-resume 14
+migrate-tls-mixed 14 clock 14 migrate-ipv6 13 live-noconverge 13 tsc-deadline 12 save-options 12
+migrate-tls-user 12 migrate-100mbit 12 placed-restore 11 control-socket 11 throttle-exits 10
+migrate-tls 10 migrate-start-fails 10 corrupt-image 10"
+mine=
+if [ -n "${SR_KVM_SHARD:-}" ]; then
+	IFS=/ read -r shard_i shard_n <<<"$SR_KVM_SHARD"
+	[ "$shard_i" -ge 1 ] 2>/dev/null && [ "$shard_i" -le "${shard_n:-0}" ] ||
+		{ echo "kvm: SR_KVM_SHARD must be I/N with 1 <= I <= N, not '$SR_KVM_SHARD'"; echo "0 passed, 1 failed"; exit 1; }
+	mine=$(sed -nE 's/^[[:space:]]*(if[[:space:]]+)?want ([a-z][a-z0-9-]*).*/\2/p' "$0" | awk '!seen[$0]++' |
+		grep -vxE 'hang-selftest|after-hang' |
+		while read -r sec; do
+			[ -z "$only" ] || [[ " $only " == *" $sec "* ]] || continue
+			[[ " $exclude " != *" $sec "* ]] || continue
+			echo "$sec"
+		done | awk -v w="$shard_weights" -v n="$shard_n" -v me="$shard_i" '
+		BEGIN { k = split(w, a, /[ \n]+/); for (j = 1; j < k; j += 2) sec[a[j]] = a[j + 1] }
+		{ name[NR] = $1; t[NR] = ($1 in sec) ? sec[$1] : 9 }
+		END {
+			# longest first (ties in script order), each to the least loaded part
+			for (i = 1; i <= NR; i++) order[i] = i
+			for (i = 2; i <= NR; i++) for (j = i; j > 1 && t[order[j]] > t[order[j - 1]]; j--) {
+				x = order[j]; order[j] = order[j - 1]; order[j - 1] = x }
+			for (i = 1; i <= NR; i++) {
+				best = 1; for (p = 2; p <= n; p++) if (load[p] < load[best]) best = p
+				load[best] += t[order[i]]; if (best == me) printf "%s ", name[order[i]]
+			}
+		}')
+	echo "kvm: part $SR_KVM_SHARD of this pass: $mine"
+	[ -z "${SR_KVM_LIST:-}" ] || exit 0	# tests/host.sh checks the parts
+fi
 want() {
 	[ -z "$only" ] || [[ " $only " == *" $1 "* ]] || return 1
 	[[ " $exclude " != *" $1 "* ]] || return 1
+	[ -z "${SR_KVM_SHARD:-}" ] || [[ " $mine " == *" $1 "* ]] || return 1
 	reap_timeout
 	fail_at_start=$fail
 	section_time
@@ -2662,6 +2702,6 @@ fi
 
 reap_timeout
 section_time
-echo "kvm: seconds per section, slowest first: $(sort -rn "$tmp/.times" 2>/dev/null | head -25 | awk '{ printf "%s %s, ", $2, $1 }')total $(awk '{ t += $1 } END { print t + 0 }' "$tmp/.times" 2>/dev/null)"
+echo "kvm: seconds per section, slowest first: $(sort -rn "$tmp/.times" 2>/dev/null | head -40 | awk '{ printf "%s %s, ", $2, $1 }')total $(awk '{ t += $1 } END { print t + 0 }' "$tmp/.times" 2>/dev/null)"
 echo "kvm: $pass passed, $fail failed"
 [ $fail -eq 0 ]
