@@ -260,8 +260,8 @@ enum sr_snap_method {
 #define SR_DISK_HASH_BLOCKS_MAX	1024u
 #define SR_DISK_HASH_BS_MIN	4096u
 #define SR_DISK_HASH_BS_MAX	(1u << 20)
-#define SR_DISK_SAMPLE_BLOCKS	64u		/* the default sample: 64 x 64 KiB */
-#define SR_DISK_SAMPLE_BS	(64u << 10)
+#define SR_DISK_SAMPLE_BLOCKS	64u		/* the default sample: 64 x 4 KiB (it is read in the pause) */
+#define SR_DISK_SAMPLE_BS	(4u << 10)
 
 struct sr_disk_id {
 	uint64_t size;			/* bytes */

@@ -123,9 +123,11 @@ Test(disk, identity_of_a_sparse_file_sampled_and_full)
 
 Test(disk, a_small_file_is_hashed_whole)
 {
-	int fd = make_disk("small.img", 2 * MiB);	/* below 64 x 64 KiB */
+	int fd = make_disk("small.img", MiB);
 	struct sr_disk_id s, f;
 	struct sr_error err;
+
+	cr_assert_eq(ftruncate(fd, 128 << 10), 0);	/* below 64 x 4 KiB */
 
 	cr_assert_eq(sr_disk_identity(fd, SR_DISK_HASH_SAMPLE, &s, &err), 0);
 	cr_assert_eq(sr_disk_identity(fd, SR_DISK_HASH_FULL, &f, &err), 0);
@@ -140,7 +142,7 @@ Test(disk, one_byte_changed_in_a_sampled_block_is_found_even_with_mtime_put_back
 	struct sr_disk_id saved;
 	struct sr_error err;
 	char why[256];
-	/* Block 1 of 64 starts at (256 MiB - 64 KiB) / 63; the byte 100 into it. */
+	/* Block 1 of 64 starts at (256 MiB - 4 KiB) / 63; the byte 100 into it. */
 	uint64_t off = (256 * MiB - SR_DISK_SAMPLE_BS) / 63 + 100;
 	uint8_t old = peek(fd, off);
 

@@ -2470,7 +2470,7 @@ Test(virtio, every_broken_device_is_refused_naming_record_and_field)
 		  "disk 0: body byte 72: snap_id size 67104768, the disk's 67108864: not a copy of it" },
 		{ SR_GEN_BREAK_SNAP_HASH, SR_E_RANGE, -1, "disk 0: body byte 104: snap_id hash 0x" },
 		{ SR_GEN_BREAK_SNAP_SAMPLE, SR_E_RANGE, -1,
-		  "disk 0: body byte 112: snap_id hashed as 32 x 65536 bytes, id as 64 x 65536" },
+		  "disk 0: body byte 112: snap_id hashed as 32 x 4096 bytes, id as 64 x 4096" },
 		{ SR_GEN_BREAK_SNAP_SELF, SR_E_RANGE, -1, "disk 0: body byte 141: snap_path is the disk's own path" },
 	};
 	IMAGE good = device_image(SR_GEN_BREAK_NONE);
@@ -2723,7 +2723,7 @@ Test(disk_record, fields)
 	DISK_REFUSED(SR_E_RANGE, "snapshot fields set without SNAPSHOT", r->snap_ns = 1);
 	DISK_REFUSED(SR_E_RANGE, "snapshot fields set without SNAPSHOT", r->snap_id.ino = 1);
 	DISK_REFUSED(SR_E_RANGE, "id hash_block_size 0 with 64 blocks", r->id.hash_block_size = 0);
-	DISK_REFUSED(SR_E_RANGE, "id hash_block_size 65536 with 0 blocks", r->id.hash_blocks = 0);
+	DISK_REFUSED(SR_E_RANGE, "id hash_block_size 4096 with 0 blocks", r->id.hash_blocks = 0);
 	DISK_REFUSED(SR_E_RANGE, "id hash_block_size 1000 with 64 blocks", r->id.hash_block_size = 1000);
 	DISK_REFUSED(SR_E_RANGE, "id hash_blocks 1025, at most 1024", r->id.hash_blocks = 1025);
 	DISK_REFUSED(SR_E_RANGE, "body byte 0: index, not 0..15", r->disk = 16);

@@ -88,7 +88,7 @@ check "--help documents options" [ $? -eq 0 ]
 "$dump" "$tmp/dev.img" >"$tmp/out" 2>&1; rc=$?
 check "dump of a disk and virtio devices: exit 0, each record with its state" bash -c "[ $rc -eq 0 ] &&
 	grep -Eq '^ +6 +[0-9]+  DISK +141  disk 0 \"/var/lib/sr/disk0.img\", 67108864 bytes, writable, cache writeback, sampled hash 0x[0-9a-f]{16}\$' '$tmp/out' &&
-	grep -Eq '^ +sample: 64 blocks of 65536 bytes\$' '$tmp/out' &&
+	grep -Eq '^ +sample: 64 blocks of 4096 bytes\$' '$tmp/out' &&
 	grep -Eq '^ +7 +[0-9]+  DEVICE +312  virtio-blk v1.0 instance 0, 272 bytes: PCI slot 2, status 0x0f, 1 queue, blk\$' '$tmp/out' &&
 	grep -Eq '^ +queue 0: size 256/256 ready, desc 0x10000 avail 0x11000 used 0x12000, avail idx 1000, used idx 1000, signalled 999\$' '$tmp/out' &&
 	grep -Eq '^ +blk: 131072 sectors on disk 0, serial \"sr-disk0\"\$' '$tmp/out' &&
@@ -151,7 +151,7 @@ disk-path|6 \(DISK\)|disk 0: body byte 120: path is not absolute
 snap-ro|6 \(DISK\)|disk 0: body byte 4: SNAPSHOT on a read-only disk
 snap-size|6 \(DISK\)|disk 0: body byte 72: snap_id size 67104768, the disk
 snap-hash|6 \(DISK\)|disk 0: body byte 104: snap_id hash 0x
-snap-sample|6 \(DISK\)|disk 0: body byte 112: snap_id hashed as 32 x 65536 bytes, id as 64 x 65536
+snap-sample|6 \(DISK\)|disk 0: body byte 112: snap_id hashed as 32 x 4096 bytes, id as 64 x 4096
 snap-self|6 \(DISK\)|disk 0: body byte 141: snap_path is the disk
 CASES
 "$mk" -m 1 -v 1 -i 0 -b 1 -g 1 -B optional "$tmp/b.img" || bad "mkimage -B optional"

@@ -100,7 +100,7 @@ static void usage(FILE *f, bool migrate)
 "                          a sparse copy); restoring the image runs on that copy\n");
 	fprintf(f,
 "      --disk-hash MODE    the disks' identity in the image: sample (default;\n"
-"                          64 blocks of 64 KiB) or full (every byte, read at the\n"
+"                          64 blocks of 4 KiB) or full (every byte, read at the\n"
 "                          save and again at the restore)\n");
 	fprintf(f,
 "      --compress MODE     lz4 (default) or none; zero pages are never written\n"
