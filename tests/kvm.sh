@@ -815,14 +815,16 @@ if want save-options 300; then
 	pid=$!
 	wait_domain so && poll_ms 120000 guest_written $pid 24000
 	a=$(date +%s%N)
-	$O/sr-save -c --compress none --bandwidth 8 so "$tmp/so-bw.img" 2>"$tmp/so.bw"; rc=$?
+	# 2 MB/s: well below what the box writes unthrottled (25 MB in some 4 s at
+	# load 5), so a --bandwidth that never waits is caught (make mutants, S04).
+	$O/sr-save -c --compress none --bandwidth 2 so "$tmp/so-bw.img" 2>"$tmp/so.bw"; rc=$?
 	ms=$(( ($(date +%s%N) - a) / 1000000 ))
 	bytes=$(stat -c %s "$tmp/so-bw.img" 2>/dev/null || echo 0)
-	floor=$(( bytes / 8000 ))		# ms at 8 MB/s
+	floor=$(( bytes / 2000 ))		# ms at 2 MB/s
 	if [ $rc -eq 0 ] && [ "$bytes" -gt $((16 << 20)) ] && [ $ms -ge $floor ] && [ $ms -lt $((floor * 3 + 20000)) ]; then
-		ok "save-options: --bandwidth 8: $bytes bytes in $ms ms (at least $floor ms at 8 MB/s)"
+		ok "save-options: --bandwidth 2: $bytes bytes in $ms ms (at least $floor ms at 2 MB/s)"
 	else
-		bad "save-options: --bandwidth 8: sr-save $rc, $bytes bytes in $ms ms (want >= $floor ms, a save of > 16 MiB)" "$tmp/so.bw"
+		bad "save-options: --bandwidth 2: sr-save $rc, $bytes bytes in $ms ms (want >= $floor ms, a save of > 16 MiB)" "$tmp/so.bw"
 	fi
 
 	$O/sr-save -p so "$tmp/so-p.img" 2>"$tmp/so.p"; rc=$?
@@ -1328,33 +1330,37 @@ fi
 
 if want throttle-exits; then
 	# An exit-heavy guest (port 0x80 in a loop, dirtying pages) held at an 80%
-	# throttle must be kept out for its share: a kick that lands while its
-	# thread handles an exit still knocks out the next entry.  The runner
-	# says how long the vCPU has been kept out (sr-ctl NAME throttle 999 only
-	# asks); measured over some 6 s after 2 s of settling.
+	# throttle must be kept out for its share, within 10% of it: a kick that
+	# lands while its thread handles an exit still knocks out the next entry
+	# (at least 72%), and no kick costs more than one share (at most 88%).
+	# The runner says how long the vCPU has been kept out and how much of
+	# that its sleeps overran (late wake-ups on a loaded host: the upper
+	# bound is on the share without them); measured over some 6 s after 2 s
+	# of settling (sr-ctl throttle NAME 999 only asks).
 	$O/sr-run --name te --memory 16 --guest-mode port-loop "$guest" >"$tmp/te.out" 2>&1 &
 	pid=$!
-	kept=
+	kept= share=
+	# Kept out so far, of which late, and the runner's clock then (ms).
+	te_read() { $O/sr-ctl throttle te 999 2>>"$tmp/te.ctl" | tee -a "$tmp/te.ctl" |
+		sed -n 's/.*kept_out_ms \([0-9]*\) late_ms \([0-9]*\) at_ms \([0-9]*\).*/\1 \2 \3/p'; }
 	if wait_domain te && wait_line "$tmp/te.out" '^port-loop: ran' 600; then
 		$O/sr-ctl throttle te 80 >>"$tmp/te.ctl" 2>&1
 		sleep 2
-		# Both readings are the runner's own: kept out so far, and its clock then.
-		set -- $($O/sr-ctl throttle te 999 2>>"$tmp/te.ctl" | sed -n 's/.*kept_out_ms \([0-9]*\) at_ms \([0-9]*\).*/\1 \2/p')
-		o0=${1:-} t0=${2:-}
+		set -- $(te_read); o0=${1:-} l0=${2:-} t0=${3:-}
 		sleep 6
-		set -- $($O/sr-ctl throttle te 999 2>>"$tmp/te.ctl" | sed -n 's/.*kept_out_ms \([0-9]*\) at_ms \([0-9]*\).*/\1 \2/p')
-		o1=${1:-} t1=${2:-}
-		[ -n "$o0" ] && [ -n "$o1" ] && [ "$t1" -gt "$t0" ] && kept=$(( (o1 - o0) * 100 / (t1 - t0) ))
+		set -- $(te_read); o1=${1:-} l1=${2:-} t1=${3:-}
+		if [ -n "$o0" ] && [ -n "$o1" ] && [ "$t1" -gt "$t0" ]; then
+			kept=$(( (o1 - o0) * 100 / (t1 - t0) ))
+			share=$(( (o1 - o0 - (l1 - l0)) * 100 / (t1 - t0) ))
+		fi
 		$O/sr-ctl finish te >/dev/null 2>>"$tmp/te.ctl"
 	fi
 	wait $pid; rc=$?
 	cat "$tmp/te.ctl" >> "$tmp/te.out" 2>/dev/null
-	# Out at least 72% of the time (80% less 10% of it).  Not bounded above:
-	# on a loaded host a sleep's late wake-up counts as kept out too (92% seen).
-	if [ $rc -eq 0 ] && [ -n "$kept" ] && [ "$kept" -ge 72 ]; then
-		ok "throttle-exits: held at 80%, the port-writing vCPU was kept out ${kept}% of $((t1 - t0)) ms"
+	if [ $rc -eq 0 ] && [ -n "$kept" ] && [ "$kept" -ge 72 ] && [ "$share" -le 88 ]; then
+		ok "throttle-exits: held at 80%, the port-writing vCPU was kept out ${kept}% of $((t1 - t0)) ms, ${share}% without its sleeps' late wake-ups ($((l1 - l0)) ms)"
 	else
-		bad "throttle-exits: sr-run $rc; held at 80%, kept out '${kept}'% (want >= 72)" "$tmp/te.out"
+		bad "throttle-exits: sr-run $rc; held at 80%, kept out '${kept}'% (want >= 72), '${share}'% without late wake-ups (want <= 88)" "$tmp/te.out"
 	fi
 fi
 

@@ -886,15 +886,17 @@ static bool handle_client(struct runner *r, int cfd, int *exit_status)
 		 * would; the reply says how long they have been kept out so far.
 		 */
 		unsigned long pct = strtoul(line + 9, NULL, 10);
-		uint64_t out_ns = 0;
+		uint64_t out_ns = 0, late_ns = 0;
 
 		if (pct <= XC_THROTTLE_MAX)
 			xc_domain_set_throttle(r->d, pct);
-		for (unsigned i = 0; i < r->cfg.vcpus; i++)
+		for (unsigned i = 0; i < r->cfg.vcpus; i++) {
 			out_ns += xc_vcpu_throttled_ns(xc_vcpu_get(r->d, i));
-		reply(cfd, "ok throttle %u kept_out_ms %llu at_ms %llu",
+			late_ns += xc_vcpu_throttle_late_ns(xc_vcpu_get(r->d, i));
+		}
+		reply(cfd, "ok throttle %u kept_out_ms %llu late_ms %llu at_ms %llu",
 		      xc_vcpu_throttle(xc_vcpu_get(r->d, 0)), (unsigned long long)(out_ns / 1000000),
-		      (unsigned long long)(mono_ns() / 1000000));
+		      (unsigned long long)(late_ns / 1000000), (unsigned long long)(mono_ns() / 1000000));
 	} else if (!strcmp(line, "finish")) {
 		struct sr_bootinfo *bi = xc_gpa_to_hva(r->d, SR_GUEST_BOOTINFO, sizeof(*bi));
 

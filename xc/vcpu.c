@@ -53,6 +53,7 @@ struct xc_vcpu {
 	unsigned throttle_pct;
 	uint64_t throttle_period_ns;
 	uint64_t throttled_ns;		/* total time kept out */
+	uint64_t throttle_late_ns;	/* of which past the sleeps' ends (late wake-ups) */
 	bool throttle_owed;		/* the timer fired: a sleep is owed (set by the handler) */
 };
 
@@ -387,7 +388,10 @@ static void throttle_sleep(struct xc_vcpu *v)
 	while (v->throttle_pct && !d->pause_req && !d->stop_req)
 		if (pthread_cond_timedwait(&d->cond, &d->lock, &ts) == ETIMEDOUT)
 			break;
-	v->throttled_ns += xc_now_ns() - now;
+	now = xc_now_ns() - now;
+	v->throttled_ns += now;
+	if (now > sleep_ns)
+		v->throttle_late_ns += now - sleep_ns;
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -423,6 +427,16 @@ uint64_t xc_vcpu_throttled_ns(struct xc_vcpu *v)
 
 	pthread_mutex_lock(&v->d->lock);
 	ns = v->throttled_ns;
+	pthread_mutex_unlock(&v->d->lock);
+	return ns;
+}
+
+uint64_t xc_vcpu_throttle_late_ns(struct xc_vcpu *v)
+{
+	uint64_t ns;
+
+	pthread_mutex_lock(&v->d->lock);
+	ns = v->throttle_late_ns;
 	pthread_mutex_unlock(&v->d->lock);
 	return ns;
 }

@@ -259,8 +259,12 @@ int xc_dirty_log_clear(struct xc_domain *d, unsigned slot, uint64_t first, uint3
 int xc_vcpu_set_throttle(struct xc_vcpu *v, unsigned pct);
 void xc_domain_set_throttle(struct xc_domain *d, unsigned pct);
 unsigned xc_vcpu_throttle(const struct xc_vcpu *v);
-/* Total time the vCPU has been kept out by its throttle. */
+/*
+ * Total time the vCPU has been kept out by its throttle, and the part of it
+ * that its sleeps overran their share (the thread woke late: host load).
+ */
 uint64_t xc_vcpu_throttled_ns(struct xc_vcpu *v);
+uint64_t xc_vcpu_throttle_late_ns(struct xc_vcpu *v);
 
 /*
  * Dirty-ring entries harvested from this vCPU so far (wraps at 2^32): the
