@@ -144,11 +144,10 @@ static bool op_disk_used[SR_MAX_DISKS];
  */
 static char peer_why[256];
 
-static int peer_refused(unsigned disk, const char *peer_class)
+static void peer_refused(unsigned disk, const char *peer_class)
 {
 	snprintf(peer_why, sizeof(peer_why), "disk %u: refused by the receiver: %s (the "
 		 "receiver's log says how)", disk, peer_class);
-	return -1;
 }
 
 /*
