@@ -1517,14 +1517,16 @@ if want virtio-disk-save 600 && linux_ready virtio-disk-save; then
 			fi
 			# The device opens the file check_disk checked, no other put at its name in
 			# between: --disk names a hard link to ds.raw (the same file, so it checks
-			# out); held just after the check, the link is replaced by another file.
+			# out); held just after the check, the link is replaced by another file of
+			# the same size (one the device would otherwise take: a smaller one is
+			# refused later for its capacity).
 			ln -f "$tmp/ds.raw" "$tmp/dsl.raw"
 			SR_TEST_PAUSE_AT=disk-checked SR_TEST_PAUSE_MS=10000 $O/sr-restore --name dsw \
 				--disk "$tmp/dsl.raw" "$tmp/ds.img" </dev/null >"$tmp/dsw.out" 2>&1 &
 			pid=$!
 			held=no
 			if wait_line "$tmp/dsw.out" '^sr test hook: at disk-checked$' 3000; then
-				printf other >"$tmp/dsl.new" && mv "$tmp/dsl.new" "$tmp/dsl.raw" && held=yes
+				truncate -s "$(stat -c %s "$tmp/ds.raw")" "$tmp/dsl.new" && mv "$tmp/dsl.new" "$tmp/dsl.raw" && held=yes
 			fi
 			wait $pid; rc=$?
 			if [ $held = yes ] && [ $rc -eq 2 ] &&
