@@ -223,6 +223,12 @@ struct hvmctx_restore_opts {
 	 */
 	int (*disk)(void *arg, const struct sr_disk_info *disk, struct xc_error *err);
 	void *disk_arg;
+	/*
+	 * Optional: once every DISK record was given (ndisks of them, maybe 0),
+	 * still before any vCPU exists; non-zero (with err set) refuses the
+	 * image (a restorer told of disks the image does not have).
+	 */
+	int (*disks_done)(void *arg, unsigned ndisks, struct xc_error *err);
 	/* Optional: after each record read, the stream's bytes so far (on the reading thread). */
 	void (*progress)(void *arg, uint64_t bytes);
 	void *progress_arg;

@@ -368,6 +368,7 @@ static int give_disks(struct hvmctx_restore *rs, const struct hvmctx_restore_opt
 		      struct xc_error *err)
 {
 	struct sr_disk_info *info = NULL;
+	unsigned n = 0;
 	int rc = 0;
 
 	for (unsigned i = 0; i < rs->ndev && !rc; i++) {
@@ -376,6 +377,7 @@ static int give_disks(struct hvmctx_restore *rs, const struct hvmctx_restore_opt
 		if (!info && !(info = malloc(sizeof(*info))))
 			return xc_set_error(err, ENOMEM, "disk record");
 		sr_disk_view(&rs->dev[i].rec, info);
+		n++;
 		if (!o->disk)
 			rc = xc_set_error(err, 0, "record %llu: DISK %u (%s): this restorer has no "
 					  "disks", (unsigned long long)rs->dev[i].rec.index,
@@ -384,6 +386,8 @@ static int give_disks(struct hvmctx_restore *rs, const struct hvmctx_restore_opt
 			rc = o->disk(o->disk_arg, info, err);
 	}
 	free(info);
+	if (!rc && o->disks_done)
+		rc = o->disks_done(o->disk_arg, n, err);
 	return rc;
 }
 

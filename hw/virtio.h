@@ -90,7 +90,14 @@ struct virtio_blk_opts {
 	char path[4096];
 	bool ro;
 	enum virtio_blk_cache cache;
+	bool cache_given;		/* cache= was said (a restore: the operator's beats the image's) */
 	uint32_t disk;			/* its DISK record's index in an image */
+	/*
+	 * A restore: the file that was checked against its DISK record; the
+	 * device refuses a path that now names another (swapped in between).
+	 */
+	bool want_id;
+	uint64_t dev, ino;
 };
 
 /* Parses FILE[,ro][,cache=none|writeback]; -1 with why. */
@@ -99,7 +106,9 @@ int virtio_blk_parse(const char *arg, struct virtio_blk_opts *o, char *why, size
 /*
  * A virtio-blk device on a raw file: read, write, flush (fdatasync),
  * get-id, discard (a hole punched), write-zeroes.  The file's size, in
- * 512-byte sectors rounded down, is the capacity.
+ * 512-byte sectors rounded down, is the capacity.  Only a regular file is
+ * taken (opened without blocking on a FIFO or taking a terminal), and with
+ * want_id only the file dev/ino name.
  */
 struct virtio_dev *virtio_blk_new(struct hw_bus *b, struct pci_host *h,
 				  const struct virtio_blk_opts *o, struct xc_error *err);

@@ -70,9 +70,9 @@ int virtio_blk_parse(const char *arg, struct virtio_blk_opts *o, char *why, size
 		if (n == 2 && !strncmp(opt, "ro", 2))
 			o->ro = true;
 		else if (n == 10 && !strncmp(opt, "cache=none", 10))
-			o->cache = VIRTIO_BLK_NONE;
+			o->cache = VIRTIO_BLK_NONE, o->cache_given = true;
 		else if (n == 15 && !strncmp(opt, "cache=writeback", 15))
-			o->cache = VIRTIO_BLK_WRITEBACK;
+			o->cache = VIRTIO_BLK_WRITEBACK, o->cache_given = true;
 		else {
 			snprintf(why, len, "--disk %s: \"%.*s\" is not ro, cache=none or cache=writeback",
 				 o->path, (int)n, opt);
@@ -298,7 +298,8 @@ struct virtio_dev *virtio_blk_new(struct hw_bus *bus, struct pci_host *h,
 		return NULL;
 	}
 	b->o = *o;
-	b->fd = open(o->path, (o->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC |
+	/* Not blocking on a FIFO, not taking a terminal: only a regular file is a disk. */
+	b->fd = open(o->path, (o->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY |
 		     (o->cache == VIRTIO_BLK_NONE ? O_DIRECT : 0));
 	if (b->fd < 0 && errno == EINVAL && o->cache == VIRTIO_BLK_NONE) {
 		xc_set_error(err, 0, "disk %s: cache=none needs O_DIRECT, which its file system "
@@ -311,6 +312,17 @@ struct virtio_dev *virtio_blk_new(struct hw_bus *bus, struct pci_host *h,
 	}
 	if (!S_ISREG(st.st_mode)) {
 		xc_set_error(err, 0, "disk %s is not a regular file", o->path);
+		goto fail;
+	}
+	if (o->want_id && ((uint64_t)st.st_dev != o->dev || (uint64_t)st.st_ino != o->ino)) {
+		xc_set_error(err, 0, "disk %u %s was replaced after it was checked (device 0x%llx "
+			     "inode %llu, checked: device 0x%llx inode %llu); not used", o->disk,
+			     o->path, (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+			     (unsigned long long)o->dev, (unsigned long long)o->ino);
+		goto fail;
+	}
+	if (fcntl(b->fd, F_SETFL, fcntl(b->fd, F_GETFL) & ~O_NONBLOCK)) {
+		xc_set_error(err, errno, "disk %s: clearing O_NONBLOCK", o->path);
 		goto fail;
 	}
 	b->sectors = st.st_size / SECTOR;

@@ -107,7 +107,9 @@ out:
 	return rc;
 }
 
-static int identity(int fd, uint32_t n, uint32_t bs, struct sr_disk_id *id, struct sr_error *err)
+/* What fstat says (size, dev, ino, mtime) and how the file will be hashed; nothing read yet. */
+static int identity_stat(int fd, uint32_t n, uint32_t bs, struct sr_disk_id *id,
+			 struct sr_error *err)
 {
 	struct stat st;
 
@@ -126,7 +128,14 @@ static int identity(int fd, uint32_t n, uint32_t bs, struct sr_disk_id *id, stru
 		n = bs = 0;		/* small enough to hash whole */
 	id->hash_blocks = n;
 	id->hash_block_size = bs;
-	return hash_file(fd, id->size, n, bs, &id->hash, err);
+	return 0;
+}
+
+static int identity(int fd, uint32_t n, uint32_t bs, struct sr_disk_id *id, struct sr_error *err)
+{
+	if (identity_stat(fd, n, bs, id, err))
+		return -1;
+	return hash_file(fd, id->size, id->hash_blocks, id->hash_block_size, &id->hash, err);
 }
 
 int sr_disk_identity(int fd, enum sr_disk_hash mode, struct sr_disk_id *id, struct sr_error *err)
@@ -136,14 +145,21 @@ int sr_disk_identity(int fd, enum sr_disk_hash mode, struct sr_disk_id *id, stru
 	return identity(fd, SR_DISK_SAMPLE_BLOCKS, SR_DISK_SAMPLE_BS, id, err);
 }
 
-int sr_disk_identity_like(int fd, const struct sr_disk_id *like, struct sr_disk_id *id,
-			  struct sr_error *err)
+static int sample_ok(const struct sr_disk_id *like, struct sr_error *err)
 {
 	if (like->hash_blocks > SR_DISK_HASH_BLOCKS_MAX ||
 	    (like->hash_blocks && (like->hash_block_size < SR_DISK_HASH_BS_MIN ||
 				   like->hash_block_size > SR_DISK_HASH_BS_MAX)))
 		return sr_set_error(err, SR_E_INVAL, SR_NO_INDEX, 0, "disk sample of %u x %u bytes",
 				    like->hash_blocks, like->hash_block_size);
+	return 0;
+}
+
+int sr_disk_identity_like(int fd, const struct sr_disk_id *like, struct sr_disk_id *id,
+			  struct sr_error *err)
+{
+	if (sample_ok(like, err))
+		return -1;
 	return identity(fd, like->hash_blocks, like->hash_block_size, id, err);
 }
 
@@ -208,8 +224,21 @@ int sr_disk_check(int fd, const struct sr_disk_id *saved, unsigned flags, char *
 		  size_t len, struct sr_error *err)
 {
 	struct sr_disk_id now;
+	enum sr_disk_diff d;
 
-	if (sr_disk_identity_like(fd, saved, &now, err))
+	/*
+	 * The cheap fields first: a file of another size, another file or a
+	 * later mtime is refused from fstat alone, before a byte is read (a
+	 * full hash of a wrong 100 GB file would read it all to say so).
+	 */
+	if (sample_ok(saved, err) ||
+	    identity_stat(fd, saved->hash_blocks, saved->hash_block_size, &now, err))
+		return -1;
+	now.hash = saved->hash;
+	d = sr_disk_id_compare(saved, &now, flags, why, len);
+	if (d != SR_DISK_SAME)
+		return (int)d;
+	if (hash_file(fd, now.size, now.hash_blocks, now.hash_block_size, &now.hash, err))
 		return -1;
 	return (int)sr_disk_id_compare(saved, &now, flags, why, len);
 }

@@ -58,8 +58,11 @@ enum sr_disk_diff sr_disk_id_compare(const struct sr_disk_id *saved, const struc
 				     unsigned flags, char *why, size_t len);
 
 /*
- * sr_disk_identity_like(fd, saved) then sr_disk_id_compare().  Returns the
- * difference (>= 0) or -1 with err set when the file could not be read.
+ * sr_disk_identity_like(fd, saved) then sr_disk_id_compare(), cheapest
+ * first: a size, file (dev+ino), mtime or sample layout that differs is
+ * returned from fstat alone, and the file is read (hashed) only when those
+ * all agree.  Returns the difference (>= 0) or -1 with err set when the
+ * file could not be read.
  */
 int sr_disk_check(int fd, const struct sr_disk_id *saved, unsigned flags, char *why,
 		  size_t len, struct sr_error *err);

@@ -1561,6 +1561,26 @@ if want virtio-disk-save 600 && linux_ready virtio-disk-save; then
 			else
 				bad "virtio-disk-save: a restore without --disk exited $rc ($(grep -c 'ds.raw' "$tmp/ds0.trace") opens of ds.raw)" "$tmp/ds0.out"
 			fi
+			# The device opens the file check_disk checked, no other put at its name in
+			# between: --disk names a hard link to ds.raw (the same file, so it checks
+			# out); held just after the check, the link is replaced by another file of
+			# the same size (one the device would otherwise take: a smaller one is
+			# refused later for its capacity).
+			ln -f "$tmp/ds.raw" "$tmp/dsl.raw"
+			SR_TEST_PAUSE_AT=disk-checked SR_TEST_PAUSE_MS=10000 $O/sr-restore --name dsw \
+				--disk "$tmp/dsl.raw" "$tmp/ds.img" </dev/null >"$tmp/dsw.out" 2>&1 &
+			pid=$!
+			held=no
+			if wait_line "$tmp/dsw.out" '^sr test hook: at disk-checked$' 3000; then
+				truncate -s "$(stat -c %s "$tmp/ds.raw")" "$tmp/dsl.new" && mv "$tmp/dsl.new" "$tmp/dsl.raw" && held=yes
+			fi
+			wait $pid; rc=$?
+			if [ $held = yes ] && [ $rc -eq 2 ] &&
+			   grep -q "disk 0 $tmp/dsl.raw was replaced after it was checked (device 0x[0-9a-f]* inode [0-9]*, checked: device 0x[0-9a-f]* inode $(stat -c %i "$tmp/ds.raw")); not used" "$tmp/dsw.out"; then
+				ok "virtio-disk-save: a file put at --disk's name after its check is refused by the device ($(grep -o 'was replaced after it was checked' "$tmp/dsw.out"))"
+			else
+				bad "virtio-disk-save: --disk replaced after its check: held $held, exited $rc" "$tmp/dsw.out"
+			fi
 			$O/sr-restore --name ds1 --disk "$tmp/ds.raw" "$tmp/ds.img" </dev/null >"$tmp/ds1.out" 2>&1; rc=$?
 			first=$(disk_writes "$tmp/ds1.out" | head -1)
 			# The pause may cut a line: "wrote N" begun on the source, ended here.
@@ -1590,6 +1610,50 @@ if want virtio-disk-save 600 && linux_ready virtio-disk-save; then
 			else
 				bad "virtio-disk-save: --disk-changed ok --no-sandbox exited $rc" "$tmp/ds3.out"
 			fi
+		fi
+	fi
+fi
+
+if want disk-refusals; then
+	# sr-restore's --disk, refused before any vCPU runs, on small generated images
+	# (mkimage -b 1: a test guest whose DISK 0 is a writable 64 MiB file).
+	$O/tests/mkimage -m 1 -v 1 -i 0 -b 1 "$tmp/dr1.img" && $O/tests/mkimage -m 1 -v 1 -i 0 "$tmp/dr0.img" ||
+		bad "disk-refusals: mkimage failed"
+	truncate -s 64M "$tmp/dr.raw" "$tmp/dr2.raw"
+	# The operator's ro is authoritative: a disk the guest has writable cannot become read-only.
+	$O/sr-restore --name dr1 --disk "$tmp/dr.raw,ro" "$tmp/dr1.img" </dev/null >"$tmp/dr1.out" 2>&1; rc=$?
+	if [ $rc -eq 2 ] && grep -q "disk 0 $tmp/dr.raw: --disk ...,ro, but the saved guest has disk 0 writable" "$tmp/dr1.out"; then
+		ok "disk-refusals: --disk FILE,ro for a writable disk: refused, naming it"
+	else
+		bad "disk-refusals: --disk FILE,ro for a writable disk exited $rc" "$tmp/dr1.out"
+	fi
+	# A --disk beyond the image's disks was ignored; now refused, and for an image with none.
+	$O/sr-restore --name dr2 --disk "$tmp/dr.raw" --disk "$tmp/dr2.raw" --disk-changed ok "$tmp/dr1.img" </dev/null >"$tmp/dr2.out" 2>&1; rc=$?
+	$O/sr-restore --name dr3 --disk "$tmp/dr.raw" "$tmp/dr0.img" </dev/null >"$tmp/dr3.out" 2>&1; rc3=$?
+	if [ $rc -eq 2 ] && grep -q -- "--disk given 2 times, the image has 1 disk ($tmp/dr2.raw is disk 1" "$tmp/dr2.out" &&
+	   [ $rc3 -eq 2 ] && grep -q -- "--disk given 1 time, the image has 0 disks" "$tmp/dr3.out"; then
+		ok "disk-refusals: a --disk the image has no disk for is refused ($(grep -o -- '--disk given 2 times, the image has 1 disk' "$tmp/dr2.out"); and with none)"
+	else
+		cat "$tmp/dr3.out" >>"$tmp/dr2.out"
+		bad "disk-refusals: an extra --disk exited $rc, $rc3 with an image of no disk" "$tmp/dr2.out"
+	fi
+	# A migration's receiver tells its source which disk and the kind of reason only;
+	# its own stderr has the path and what differs.
+	$O/sr-restore --migrate-receive --name dr4 --disk "$tmp/dr.raw" - <"$tmp/dr1.img" >"$tmp/dr4.ans" 2>"$tmp/dr4.out"; rc=$?
+	if [ $rc -eq 2 ] && [ "$(cat "$tmp/dr4.ans")" = "error disk 0: refused by the receiver: its file differs from the source's (the receiver's log says how)" ] &&
+	   grep -q "disk 0 $tmp/dr.raw changed since the save: another file (device 0x[0-9a-f]* inode" "$tmp/dr4.out"; then
+		ok "disk-refusals: the migration source hears '$(cut -c7- "$tmp/dr4.ans")'; the receiver's log names the file and the inodes"
+	else
+		bad "disk-refusals: --migrate-receive with a changed disk exited $rc, answered '$(cat "$tmp/dr4.ans")'" "$tmp/dr4.out"
+	fi
+	# sr-run's --disk: a FIFO is refused, not waited on for a writer.
+	if [ -f "$kernel" ] && [ -f "$initrd" ]; then
+		rm -f "$tmp/dr.fifo"; mkfifo "$tmp/dr.fifo"
+		timeout 60 $O/sr-run --name drf --kernel $kernel --initrd $initrd --disk "$tmp/dr.fifo,ro" </dev/null >"$tmp/drf.out" 2>&1; rc=$?
+		if [ $rc -eq 2 ] && grep -q "disk $tmp/dr.fifo is not a regular file" "$tmp/drf.out"; then
+			ok "disk-refusals: sr-run --disk FIFO,ro: refused at once, not blocked in open"
+		else
+			bad "disk-refusals: sr-run --disk FIFO,ro exited $rc (124: blocked)" "$tmp/drf.out"
 		fi
 	fi
 fi

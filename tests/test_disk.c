@@ -327,3 +327,46 @@ Test(disk, errors_are_returned_not_printed)
 	cr_assert_eq(err.sys_errno, ENOENT, "%s", err.msg);
 	close(fd);
 }
+
+/*
+ * A file that cannot be read (open for writing only: every pread fails
+ * EBADF) is still refused for what fstat says: size, file, mtime are
+ * compared before a byte is hashed, so a wrong 100 GB disk with a full
+ * hash is refused at once, not after reading it all.
+ */
+Test(disk, size_file_and_mtime_are_refused_without_reading)
+{
+	int fd = make_disk("w.img", 2 * MiB), wo;
+	struct sr_disk_id saved, other;
+	struct sr_error err;
+	char why[256];
+
+	cr_assert_eq(sr_disk_identity(fd, SR_DISK_HASH_FULL, &saved, &err), 0, "%s", err.msg);
+	cr_assert_eq(saved.hash_blocks, 0);
+	wo = open(path_of("w.img"), O_WRONLY | O_CLOEXEC);
+	cr_assert_geq(wo, 0);
+	/* Unreadable and unchanged: the hash is needed, and its read fails. */
+	cr_assert_eq(sr_disk_check(wo, &saved, 0, why, sizeof(why), &err), -1);
+	cr_assert_eq(err.sys_errno, EBADF, "%s", err.msg);
+	other = saved;
+	other.size += 512;
+	cr_assert_eq(sr_disk_check(wo, &other, 0, why, sizeof(why), &err), SR_DISK_DIFF_SIZE,
+		     "%s", why);
+	other = saved;
+	other.ino++;
+	cr_assert_eq(sr_disk_check(wo, &other, 0, why, sizeof(why), &err), SR_DISK_DIFF_FILE,
+		     "%s", why);
+	other = saved;
+	other.mtime_ns--;
+	cr_assert_eq(sr_disk_check(wo, &other, 0, why, sizeof(why), &err), SR_DISK_DIFF_MTIME,
+		     "%s", why);
+	/* A sampled record against this file of 2 MiB (hashed whole now): the layout differs, unread. */
+	other = saved;
+	other.hash_blocks = 64;
+	other.hash_block_size = 65536;
+	cr_assert_eq(sr_disk_check(wo, &other, 0, why, sizeof(why), &err), SR_DISK_DIFF_HASH,
+		     "%s", why);
+	cr_assert(strstr(why, "hashed differently"), "%s", why);
+	close(wo);
+	close(fd);
+}

@@ -229,6 +229,24 @@ check "sr-migrate: an IPv6 literal in brackets is understood" bash -c "[ $rc -eq
 check "sr-migrate refuses an ssh: host ssh would take for an option (exit 2)" bash -c "[ $rc -eq 2 ] && grep -q 'not a \[USER@\]HOST' '$tmp/m.out'"
 SR_RUN_DIR=$tmp "$mig" --ssh "touch $tmp/ssh-ran; ssh" nodomain ssh:localhost >"$tmp/m.out" 2>&1; rc=$?
 check "sr-migrate ssh: starts nothing for a domain that is not here (exit 2)" bash -c "[ $rc -eq 2 ] && [ ! -e '$tmp/ssh-ran' ] && grep -q 'no domain \"nodomain\"' '$tmp/m.out' && grep -q 'nothing was started' '$tmp/m.out'"
+# --remote-disk: each FILE reaches the remote sr-restore as --disk FILE, one word
+# whatever the remote shell sees in it (a space, a quote, $(...), `...`, ;).
+# A fake ssh runs the remote command line through sh, as sshd's shell would;
+# a fake sr-restore writes the words it got.
+printf '#!/bin/sh\nwhile [ "$1" != -- ]; do shift; done\nshift 2\nexec sh -c "$1"\n' >"$tmp/fake-ssh"
+printf '#!/bin/sh\nprintf "%%s\\n" "$@" >"%s/remote-args.tmp" && mv "%s/remote-args.tmp" "%s/remote-args"\n' "$tmp" "$tmp" "$tmp" >"$tmp/fake-restore"
+chmod +x "$tmp/fake-ssh" "$tmp/fake-restore"
+d0="$tmp/my disk's.raw,ro" d1='rel/$(touch pwned);`touch pwned2`"x".raw,cache=none'
+(mig_abs=$(realpath "$mig") && cd "$tmp" && "$mig_abs" --ssh "$tmp/fake-ssh" --remote "$tmp/fake-restore" --name dom2 \
+	--remote-disk "$d0" --remote-disk "$d1" dom ssh:somehost >"$tmp/m.out" 2>&1); rc=$?
+for _ in $(seq 100); do [ -e "$tmp/remote-args" ] && break; sleep 0.05; done
+printf '%s\n' --migrate-receive --name dom2 --disk "$d0" --disk "$d1" - >"$tmp/remote-want"
+check "sr-migrate --remote-disk: the remote sr-restore gets --disk FILE for each, quoted for its shell (a space, ', \$(...), \`...\`, ; reach it as they are, nothing ran)" bash -c "[ $rc -eq 1 ] && cmp -s '$tmp/remote-want' '$tmp/remote-args' && [ ! -e '$tmp/pwned' ] && [ ! -e '$tmp/pwned2' ]"
+cmp -s "$tmp/remote-want" "$tmp/remote-args" || { cat "$tmp/m.out"; diff "$tmp/remote-want" "$tmp/remote-args"; } 2>&1 | sed 's/^/     /'
+"$mig" --remote-disk "$tmp/x.raw" dom tcp:127.0.0.1:9 >"$tmp/m.out" 2>&1; rc=$?
+check "sr-migrate --remote-disk with tcp: is refused (exit 2)" bash -c "[ $rc -eq 2 ] && grep -q -- '--remote-disk is for ssh:' '$tmp/m.out'"
+"$mig" --remote-disk "$tmp/x.raw,rw" dom ssh:somehost >"$tmp/m.out" 2>&1; rc=$?
+check "sr-migrate --remote-disk FILE,rw is refused (exit 2) before ssh starts" bash -c "[ $rc -eq 2 ] && grep -q -- '--remote-disk takes FILE\[,ro\]' '$tmp/m.out'"
 
 # Test hooks are in the tools the tests run, never in the installed ones (make release):
 # against a fake runner, a save's commit step announces SR_TEST_PAUSE_AT=commit only in

@@ -41,6 +41,7 @@
 #include "net.h"
 #include "save_cli.h"
 #include "save_json.h"
+#include "sr_format.h"
 #include "tls.h"
 #include "usage.h"
 #include "util.h"
@@ -130,6 +131,11 @@ static void usage(FILE *f, bool migrate)
 "      --remote CMD        ssh: sr-restore's path on HOST (default sr-restore)\n"
 "  -n, --name NAME         the domain's name on the receiving host (default: its\n"
 "                          name here; ssh: only)\n"
+"      --remote-disk FILE[,ro][,cache=none|writeback]\n"
+"                          ssh: the file of the domain's next disk on HOST\n"
+"                          (once per disk, disk 0 first; a relative FILE is\n"
+"                          from the remote user's home): sr-restore --disk there\n"
+"                          (a domain with disks cannot be received without)\n"
 "  -q, --quiet             no progress line and no summary\n"
 "      --json              one JSON document on stdout at the end: the summary\n"
 "                          and the rounds (docs/control.md, \"schema: save\")\n"
@@ -312,23 +318,88 @@ static bool ssh_host_ok(const char *host)
 	return *host && *host != '-' && !strchr(host, '\'') && !strchr(host, ' ');
 }
 
-static int open_ssh(struct target *t, const char *host, const char *ssh, const char *remote,
-		    const char *name)
+/* --remote-disk FILE[,ro][,cache=none|writeback]: sr-restore's --disk syntax, checked here. */
+static bool remote_disk_ok(const char *arg)
 {
-	char script[1200], cmd[1200];
+	const char *opt = strchr(arg, ',');
+
+	if (opt == arg || !*arg)
+		return false;
+	while (opt) {
+		const char *next = strchr(++opt, ',');
+		size_t n = next ? (size_t)(next - opt) : strlen(opt);
+
+		if (!(n == 2 && !strncmp(opt, "ro", 2)) && !(n == 10 && !strncmp(opt, "cache=none", 10)) &&
+		    !(n == 15 && !strncmp(opt, "cache=writeback", 15)))
+			return false;
+		opt = next;
+	}
+	return true;
+}
+
+/* s as one word of a POSIX shell's command line: in single quotes, each ' as '\''. */
+static char *sh_quote(char *out, const char *s)
+{
+	*out++ = '\'';
+	for (; *s; s++) {
+		if (*s == '\'') {
+			memcpy(out, "'\\''", 4);
+			out += 4;
+		} else {
+			*out++ = *s;
+		}
+	}
+	*out++ = '\'';
+	*out = 0;
+	return out;
+}
+
+/*
+ * "REMOTE --migrate-receive [--name N] [--disk 'FILE'...] -": the remote
+ * user's shell reads it, so every FILE is quoted (N follows sr's name rules,
+ * checked; REMOTE is the operator's command).  NULL when out of memory.
+ */
+static char *remote_command(const char *remote, const char *name, char *const *disks,
+			    unsigned ndisks)
+{
+	size_t len = strlen(remote) + (name ? strlen(name) : 0) + 64;
+	char *cmd, *p;
+
+	for (unsigned i = 0; i < ndisks; i++)
+		len += 4 * strlen(disks[i]) + 16;
+	if (!(cmd = malloc(len)))
+		return NULL;
+	p = cmd + sprintf(cmd, "%s --migrate-receive%s%s", remote, name ? " --name " : "",
+			  name ? name : "");
+	for (unsigned i = 0; i < ndisks; i++) {
+		p += sprintf(p, " --disk ");
+		p = sh_quote(p, disks[i]);
+	}
+	strcpy(p, " -");
+	return cmd;
+}
+
+static int open_ssh(struct target *t, const char *host, const char *ssh, const char *remote,
+		    const char *name, char *const *disks, unsigned ndisks)
+{
+	char script[1200], *cmd;
 	int sv[2];
 
 	t->net = true;
 	snprintf(script, sizeof(script), "exec %s \"$@\"", ssh);
-	snprintf(cmd, sizeof(cmd), "%s --migrate-receive%s%s -", remote, name ? " --name " : "",
-		 name ? name : "");
+	if (!(cmd = remote_command(remote, name, disks, ndisks))) {
+		snprintf(t->err, sizeof(t->err), "the remote command: %s", strerror(ENOMEM));
+		return -1;
+	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
 		snprintf(t->err, sizeof(t->err), "socketpair: %s", strerror(errno));
+		free(cmd);
 		return -1;
 	}
 	t->ssh = fork();
 	if (t->ssh < 0) {
 		snprintf(t->err, sizeof(t->err), "fork: %s", strerror(errno));
+		free(cmd);
 		return -1;
 	}
 	if (t->ssh == 0) {
@@ -338,6 +409,7 @@ static int open_ssh(struct target *t, const char *host, const char *ssh, const c
 		execlp("sh", "sh", "-c", script, "sh", "--", host, cmd, (char *)NULL);
 		_exit(127);
 	}
+	free(cmd);
 	close(sv[1]);
 	t->fd = sv[0];
 	return 0;
@@ -593,6 +665,7 @@ int save_cli(int argc, char **argv, bool migrate)
 		{ "ssh", required_argument, NULL, 'H' },
 		{ "remote", required_argument, NULL, 'r' },
 		{ "name", required_argument, NULL, 'n' },
+		{ "remote-disk", required_argument, NULL, 'd' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "json", no_argument, NULL, 'J' },
 		{ "progress", required_argument, NULL, 'G' },
@@ -605,6 +678,8 @@ int save_cli(int argc, char **argv, bool migrate)
 	const char *disk_hash = "sample";
 	const char *track = "auto", *throttle = NULL, *ssh = "ssh", *remote = "sr-restore";
 	const char *name = NULL;
+	char *rdisk[SR_MAX_DISKS];	/* --remote-disk, in disk order */
+	unsigned nrdisk = 0;
 	unsigned long downtime = 0, iters = 0, factor = 0, stall = SAVE_STALL_DEFAULT_S;
 	unsigned long bandwidth = 0, connect_s = 10, idle_s = 30;
 	long threads = -1;
@@ -659,6 +734,14 @@ int save_cli(int argc, char **argv, bool migrate)
 		}
 		case 'H': ssh = optarg; break;
 		case 'r': remote = optarg; break;
+		case 'd':
+			if (nrdisk == SR_MAX_DISKS)
+				usage_error("--remote-disk: at most %u disks", SR_MAX_DISKS);
+			if (!remote_disk_ok(optarg))
+				usage_error("--remote-disk takes FILE[,ro][,cache=none|writeback], "
+				    "not \"%s\"", optarg);
+			rdisk[nrdisk++] = optarg;
+			break;
 		case 'n':
 			/* It goes into the remote shell's command line: sr's name rules, checked here. */
 			if (!*optarg || *optarg == '.' || strlen(optarg) > 48 ||
@@ -725,6 +808,9 @@ int save_cli(int argc, char **argv, bool migrate)
 		usage_error("--tls-authz names certificates: it needs --tls-creds");
 	if (name && strncmp(path, "ssh:", 4))
 		usage_error("--name is for ssh: (sr-restore --listen --name sets it for tcp:)");
+	if (nrdisk && strncmp(path, "ssh:", 4))
+		usage_error("--remote-disk is for ssh: (sr-restore --listen --disk gives them for "
+		    "tcp:)");
 	to_stdout = !strcmp(path, "-");
 	sc.to_stdout = to_stdout;
 	if (disk_snapshot && !checkpoint && !paused)
@@ -768,7 +854,7 @@ int save_cli(int argc, char **argv, bool migrate)
 				"plaintext TCP (no TLS)", t.tls ? "; the receiver is " : "",
 				t.tls ? tls_peer_name(t.tls) : "");
 	} else if (!strncmp(path, "ssh:", 4)) {
-		if (open_ssh(&t, path + 4, ssh, remote, name))
+		if (open_ssh(&t, path + 4, ssh, remote, name, rdisk, nrdisk))
 			die(1, "%s; the domain was not touched", t.err);
 		fd = t.fd;
 	} else {

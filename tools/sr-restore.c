@@ -98,11 +98,14 @@ static void usage(FILE *f)
 "      --max-memory MiB     refuse an image whose guest has more RAM than this\n"
 "                           (default: this host's MemAvailable), before anything\n"
 "                           is allocated\n"
-"      --disk FILE          the file of the image's disk N: the first --disk is\n"
+"      --disk FILE[,ro][,cache=none|writeback]\n"
+"                           the file of the image's disk N: the first --disk is\n"
 "                           disk 0, the next disk 1, ... (sr-dump's \"disk N\"): an\n"
 "                           image only names its disks, sr-restore never opens\n"
 "                           what it names (for a checkpoint with --disk-snapshot:\n"
-"                           its snapshot)\n"
+"                           its snapshot); one for each disk, no more.  ro: read-\n"
+"                           only (refused for a disk the guest has writable);\n"
+"                           cache=: the host cache, over the image's\n"
 "      --disk-changed ok    use a disk whose file changed since the save (size,\n"
 "                           file, mtime or content), with a warning; without it\n"
 "                           such a restore is refused, naming it.  An image\n"
@@ -123,64 +126,129 @@ static void usage(FILE *f)
 static bool disk_changed_ok;
 
 /*
- * --disk FILE, once per disk of the image in its order: the files the guest's
- * disks are.  An image (or a migration peer) only names its disks; were the
- * restore to open what it names, a crafted one would hand the guest any file
- * this host can open, read-write.
+ * --disk FILE[,ro][,cache=none|writeback], once per disk of the image in its
+ * order: the files the guest's disks are.  An image (or a migration peer)
+ * only names its disks; were the restore to open what it names, a crafted
+ * one would hand the guest any file this host can open, read-write.  The
+ * operator's ro and cache= are theirs too: the image only says what the
+ * saved guest had.
  */
-static char *op_disk[SR_MAX_DISKS];
+static struct virtio_blk_opts op_disk[SR_MAX_DISKS];
 static unsigned op_disks;
+static bool op_disk_used[SR_MAX_DISKS];
 
 /*
- * A DISK record, before any vCPU exists: the file must still be the one the
- * saved guest had (size, the same file, mtime, the sampled or full hash, as
- * the record says), else the restore is refused naming what changed.  A
- * checkpoint's disk (--disk-snapshot) is its snapshot, checked against the
- * snapshot's identity: the guest runs on that, never on the disk the
- * checkpointed domain went on writing (docs/format.md §3.8.3).
+ * What a migration's source is told when a disk is refused here: which
+ * disk and the kind of reason, never this host's paths nor what its files
+ * are (sizes, times, hashes, inodes); the full message goes to our stderr.
+ */
+static char peer_why[256];
+
+static void peer_refused(unsigned disk, const char *peer_class)
+{
+	snprintf(peer_why, sizeof(peer_why), "disk %u: refused by the receiver: %s (the "
+		 "receiver's log says how)", disk, peer_class);
+}
+
+/*
+ * A DISK record, before any vCPU exists: the operator's file for it must
+ * still be the one the saved guest had (size, the same file, mtime, the
+ * sampled or full hash, as the record says), else the restore is refused
+ * naming what changed.  A checkpoint's disk (--disk-snapshot) is its
+ * snapshot, checked against the snapshot's identity: the guest runs on
+ * that, never on the disk the checkpointed domain went on writing
+ * (docs/format.md §3.8.3).  The device then opens the very file checked
+ * (its dev/ino), read-only when the image or the operator says so.
  */
 static int check_disk(void *arg, const struct sr_disk_info *di, struct xc_error *err)
 {
-	struct virtio_blk_opts o = { .disk = di->disk, .ro = di->flags & SR_DISK_F_READ_ONLY,
-				     .cache = di->cache == SR_DISK_CACHE_NONE ? VIRTIO_BLK_NONE
-									      : VIRTIO_BLK_WRITEBACK };
-	bool snap = di->flags & SR_DISK_F_SNAPSHOT;
-	const char *path;
+	bool snap = di->flags & SR_DISK_F_SNAPSHOT, image_ro = di->flags & SR_DISK_F_READ_ONLY;
+	struct virtio_blk_opts o;
 	struct sr_error e;
 	struct stat st;
 	char name[SR_DISK_PATH_MAX + 40], why[256], esc[4 * SR_DISK_PATH_MAX + 1];
 	int fd, diff;
 
-	if (di->disk >= op_disks)
+	if (di->disk >= op_disks) {
+		peer_refused(di->disk, "the receiver's operator named no file for it (--disk)");
 		return xc_set_error(err, 0, "disk %u: the image names %s%s; sr-restore opens only the "
 				    "files its operator names: --disk FILE for each disk, disk 0 "
 				    "first", di->disk, snap ? "its snapshot " : "",
 				    str_escape(esc, sizeof(esc), snap ? di->snap_path : di->path,
 					       SR_DISK_PATH_MAX));
-	path = op_disk[di->disk];
+	}
+	op_disk_used[di->disk] = true;
+	o = op_disk[di->disk];
+	o.disk = di->disk;
 	/* "disk 0 /srv/vm.img", or "disk 0 snapshot /srv/ckpt.sr.disk0" (an error has 255 bytes). */
-	snprintf(name, sizeof(name), snap ? "disk %u snapshot %s" : "disk %u %s", di->disk, path);
+	snprintf(name, sizeof(name), snap ? "disk %u snapshot %s" : "disk %u %s", di->disk, o.path);
+	/*
+	 * The operator's ro is the last word: a guest that negotiated a writable
+	 * disk cannot be given a read-only one under it, so that is refused.
+	 * The image's ro stands whatever the operator said (more restrictive).
+	 */
+	if (o.ro && !image_ro) {
+		peer_refused(di->disk, "given read-only there, the guest has it writable");
+		return xc_set_error(err, 0, "%s: --disk ...,ro, but the saved guest has disk %u "
+				    "writable (it negotiated a writable disk; it cannot be made "
+				    "read-only under it): restore refused", name, di->disk);
+	}
+	o.ro = image_ro;
+	if (!o.cache_given)
+		o.cache = di->cache == SR_DISK_CACHE_NONE ? VIRTIO_BLK_NONE : VIRTIO_BLK_WRITEBACK;
 	/* Not blocking on a FIFO, not taking a terminal: only a regular file is a disk. */
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)) < 0)
+	if ((fd = open(o.path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)) < 0) {
+		peer_refused(di->disk, "its file cannot be opened");
 		return xc_set_error(err, errno, "%s", name);
+	}
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
 		close(fd);
+		peer_refused(di->disk, "its file is not a regular file");
 		return xc_set_error(err, 0, "%s: not a regular file", name);
 	}
 	diff = sr_disk_check(fd, snap ? &di->snap_id : &di->id, 0, why, sizeof(why), &e);
 	close(fd);
-	if (diff < 0)
+	if (diff < 0) {
+		peer_refused(di->disk, "its file cannot be read");
 		return xc_set_error(err, 0, "%s: %s", name, e.msg);
-	if (diff != SR_DISK_SAME && !disk_changed_ok)
+	}
+	if (diff != SR_DISK_SAME && !disk_changed_ok) {
+		peer_refused(di->disk, "its file differs from the source's");
 		return xc_set_error(err, 0, "%s changed since the save: %s (--disk-changed ok uses it "
 				    "anyway)", name, why);
+	}
 	if (diff != SR_DISK_SAME)
 		pr_warn("%s changed since the save: %s; used anyway (--disk-changed ok)", name, why);
 	if (snap)
 		pr_info("%s: %s: the guest runs on the checkpoint's snapshot (%s is not opened)",
 			sr_prog, name, str_escape(esc, sizeof(esc), di->path, SR_DISK_PATH_MAX));
-	snprintf(o.path, sizeof(o.path), "%s", path);
+	o.want_id = true;		/* the device takes this file, no other by its name */
+	o.dev = (uint64_t)st.st_dev;
+	o.ino = (uint64_t)st.st_ino;
+	test_pause("disk-checked");	/* tests put another file at its name here */
 	return runner_add_image_disk(arg, &o, err);
+}
+
+/*
+ * Once the image's DISK records are all checked: a --disk that matched none
+ * of them is an operator's mistake (a disk left out of the guest, or files
+ * given in the wrong order), refused before any vCPU exists.
+ */
+static int disks_done(void *arg, unsigned ndisks, struct xc_error *err)
+{
+	(void)arg;
+	for (unsigned i = 0; i < op_disks; i++) {
+		if (op_disk_used[i])
+			continue;
+		snprintf(peer_why, sizeof(peer_why), "refused by the receiver: its operator named "
+			 "%u disk file%s, the image has %u disk%s", op_disks, op_disks == 1 ? "" : "s",
+			 ndisks, ndisks == 1 ? "" : "s");
+		return xc_set_error(err, 0, "--disk given %u time%s, the image has %u disk%s (%s "
+				    "is disk %u, which it has not)%s", op_disks,
+				    op_disks == 1 ? "" : "s", ndisks, ndisks == 1 ? "" : "s",
+				    op_disk[i].path, i, ndisks ? "" : ": it runs with no disk");
+	}
+	return 0;
 }
 
 /*
@@ -202,9 +270,17 @@ static void disk_on_main(void *arg)
 {
 	struct disk_call *c = arg;
 
-	c->rc = c->di ? check_disk(c->r, c->di, c->err)
-		      : runner_device_load(c->r, c->name, c->version, c->instance, c->data,
-					   c->len, c->err);
+	if (c->di) {
+		c->rc = check_disk(c->r, c->di, c->err);
+		return;
+	}
+	c->rc = runner_device_load(c->r, c->name, c->version, c->instance, c->data, c->len,
+				   c->err);
+	/* Its error names this host's file (which the source must not learn). */
+	if (c->rc && !peer_why[0])
+		snprintf(peer_why, sizeof(peer_why), "virtio-blk %u: refused by the receiver: its "
+			 "disk could not be given to the guest (the receiver's log says how)",
+			 c->instance);
 }
 
 static int restore_disk(void *arg, const struct sr_disk_info *di, struct xc_error *err)
@@ -241,7 +317,7 @@ static struct tls_conn *tls;		/* --listen with TLS: the source's connection */
 static void tell_source(const char *msg)
 {
 	if (chan >= 0)
-		mig_send(chan, MIG_ERROR, msg);
+		mig_send(chan, MIG_ERROR, peer_why[0] ? peer_why : msg);
 	if (tls && chan >= 0) {
 		tls_end(tls);		/* the answer leaves before we exit */
 		tls = NULL;
@@ -522,17 +598,25 @@ int main(int argc, char **argv)
 		case 'D': lo.bounds.deadline_s = parse_num("--deadline", optarg, 1, 7 * 86400); break;
 		case 'r': lo.bounds.min_rate_kbs = parse_num("--min-rate", optarg, 0, 10000000); break;
 		case 'S': sandbox = false; break;
-		case 0x100:
+		case 0x100: {
+			struct virtio_blk_opts *d = &op_disk[op_disks];
+			char why[200], *real;
+
 			if (op_disks == SR_MAX_DISKS)
 				usage_error("--disk: at most %u disks", SR_MAX_DISKS);
-			if (!*optarg)
-				usage_error("--disk takes a FILE");
+			if (virtio_blk_parse(optarg, d, why, sizeof(why)))
+				usage_error("%s", why);
 			/* Absolute (a later save records it, and DISK paths are), and there now:
 			 * a mistyped FILE is no error found after the whole stream was read. */
-			if (!(op_disk[op_disks] = realpath(optarg, NULL)))
-				usage_error("--disk %s: %s", optarg, strerror(errno));
+			if (!(real = realpath(d->path, NULL)))
+				usage_error("--disk %s: %s", d->path, strerror(errno));
+			if (strlen(real) >= sizeof(d->path))
+				usage_error("--disk %s: a path too long", d->path);
+			strcpy(d->path, real);
+			free(real);
 			op_disks++;
 			break;
+		}
 		case 'K':
 			if (strcmp(optarg, "ok"))
 				usage_error("--disk-changed takes ok, not \"%s\"", optarg);
@@ -731,6 +815,7 @@ int main(int argc, char **argv)
 	ro.device_arg = r;
 	ro.disk = restore_disk;
 	ro.disk_arg = r;
+	ro.disks_done = disks_done;
 	if (progress == 1) {
 		rp.t0 = mono_ns();
 		ro.progress = show_read;	/* on the reader's thread: stderr only */
