@@ -792,6 +792,17 @@ struct tls_conn *tls_start(struct tls_creds *c, int fd, int timeout_ms, char *wh
 	return t;
 }
 
+bool tls_key_proved(const struct tls_conn *t)
+{
+	gnutls_handshake_description_t out;
+
+	if (!t || !t->s || !t->c->psk || !t->c->server || !gnutls_psk_server_get_username(t->s))
+		return false;
+	out = gnutls_handshake_get_last_out(t->s);
+	return out == GNUTLS_HANDSHAKE_SERVER_HELLO || out == GNUTLS_HANDSHAKE_ENCRYPTED_EXTENSIONS ||
+	       out == GNUTLS_HANDSHAKE_FINISHED;
+}
+
 int tls_plain_fd(const struct tls_conn *t)
 {
 	return t->plain;
