@@ -428,6 +428,20 @@ for trial in 1 2 3 4 5; do
 done
 check "listen: a flood from 400 addresses (the table full in $flood_full of 5) does not starve a TLS-PSK source 25 ms away: $flood_ok/5 authenticated" bash -c "[ $flood_full -eq 5 ] && [ $flood_ok -eq 5 ]"
 
+# The peers' bytes are handled on a thread of the listen kind, not under the main
+# thread's list: while it listens, sr-restore has an sr-listen thread with one more
+# seccomp filter than the main thread (its own, stacked on main's).
+listener --listen 127.0.0.1:$((port + 1)) --tls-psk "$psk"
+ltid=
+for _ in $(seq 100); do
+	for t in /proc/$lpid/task/*; do [ "$(cat $t/comm 2>/dev/null)" = sr-listen ] && ltid=${t##*/}; done
+	[ -n "$ltid" ] && break; sleep 0.05
+done
+nf_main=$(awk '/^Seccomp_filters:/ { print $2 }' /proc/$lpid/status)
+nf_listen=$(awk '/^Seccomp_filters:/ { print $2 }' /proc/$lpid/task/${ltid:-none}/status 2>/dev/null)
+kill $lpid; wait $lpid 2>/dev/null
+check "sandbox: --listen's peers are handled on an sr-listen thread under its own filter (filters: main ${nf_main:-?}, sr-listen ${nf_listen:-none})" bash -c "[ -n '$ltid' ] && [ '${nf_listen:-0}' -eq \$(( ${nf_main:-0} + 1 )) ] && [ '${nf_main:-0}' -ge 1 ]"
+
 # The keys' text is wiped after each use: after a handshake (a wrong key: the file is read
 # for the identity) no readable page of the listener holds the key, in hex or in binary.
 listener --listen 127.0.0.1:$((port + 1)) --tls-psk "$psk"
@@ -570,18 +584,22 @@ fi
 # make (main: TIOCSTI; a device thread makes none).  Only main (the creator
 # of every thread), control (--save-to) and save (sr-save --disk-snapshot's
 # files beside the image, named at the commit) create, unlink or rename files;
-# only main makes or connects a unix socket; reader, worker, input, guard and
-# detach write to no fd but stderr (tests/sandbox_test.c names each call).  A
+# only main makes or connects a unix socket; reader, worker, input, guard,
+# detach, tls-pump (send, not write, on its socket pair) and listen (--listen's
+# peers and their TLS handshakes: audit5's sbx found them under main's list,
+# which holds every list of the threads main starts: open for writing, link,
+# rename, unlink, connect) write to no fd but stderr (tests/sandbox_test.c
+# names each call).  A
 # SAN=1 build's filters let the sanitizer runtime's mmap, openat, write and
 # rt_sigaction (never SIGSYS's) through.
 sbt=$O/tests/sandbox-test
 san=$("$sbt" sanitized)
-for kind in main reader worker vCPU console input control save device guard tls-pump detach; do
+for kind in main reader worker vCPU console input control save device guard tls-pump detach listen; do
 	calls="execve socket exec ioctl sigsys"
 	# (The reader's openat fails with EACCES instead: glibc's error formatting tries it.)
 	case $kind in main|control|save) ;; reader) calls="$calls unlink rename" ;; *) calls="$calls create unlink rename" ;; esac
 	[ $kind = main ] || calls="$calls unix connect"
-	case $kind in reader|worker|input|guard|detach) calls="$calls write" ;; esac
+	case $kind in reader|worker|input|guard|detach|listen|tls-pump) calls="$calls write" ;; esac
 	[ "$san" = no ] || calls=$(echo " $calls " | sed 's/ exec / /; s/ create / /; s/ write / /')
 	for call in $calls; do
 		"$sbt" $kind $call >"$tmp/sb.out" 2>&1; rc=$?

@@ -13,6 +13,7 @@
 
 #include "listener.h"
 #include "net.h"
+#include "sandbox.h"
 #include "tls.h"
 #include "util.h"
 
@@ -345,23 +346,48 @@ static int accept_loop(struct lstate *s, struct pollfd *pf, struct listener_sour
 	}
 }
 
-int listener_accept(const struct listener_opts *o, struct listener_source *src, char *why,
-		    size_t len)
-{
-	struct lstate s = { .o = o, .cap = LISTENER_PENDING };
-	struct pollfd *pf = calloc(s.cap + 1, sizeof(*pf));
-	int rc = -1;
+struct accept_call {
+	const struct listener_opts *o;
+	struct listener_source *src;
+	char *why;
+	size_t len;
+	int rc;
+};
 
+static void accept_on_thread(void *arg)
+{
+	struct accept_call *c = arg;
+	struct lstate s = { .o = c->o, .cap = LISTENER_PENDING };
+	struct pollfd *pf = calloc(s.cap + 1, sizeof(*pf));
+
+	c->rc = -1;
 	s.p = calloc(s.cap, sizeof(*s.p));
 	s.a = calloc(s.cap + 1, sizeof(*s.a));
 	if (!pf || !s.p || !s.a)
-		snprintf(why, len, "listening: out of memory");
-	else if (fcntl(o->lfd, F_SETFL, fcntl(o->lfd, F_GETFL) | O_NONBLOCK))
-		snprintf(why, len, "listening: fcntl: %s", strerror(errno));
+		snprintf(c->why, c->len, "listening: out of memory");
+	else if (fcntl(c->o->lfd, F_SETFL, fcntl(c->o->lfd, F_GETFL) | O_NONBLOCK))
+		snprintf(c->why, c->len, "listening: fcntl: %s", strerror(errno));
 	else
-		rc = accept_loop(&s, pf, src, why, len);
+		c->rc = accept_loop(&s, pf, c->src, c->why, c->len);
 	free(pf);
 	free(s.p);
 	free(s.a);
-	return rc;
+}
+
+/*
+ * On a thread of its own under the listen kind's seccomp list (sandbox.h):
+ * the peers' bytes are not handled under the main thread's, which holds
+ * every list of the threads it starts.  Inline without a sandbox.
+ */
+int listener_accept(const struct listener_opts *o, struct listener_source *src, char *why,
+		    size_t len)
+{
+	struct accept_call c = { .o = o, .src = src, .why = why, .len = len };
+	int e = sandbox_run(SANDBOX_LISTEN, accept_on_thread, &c);
+
+	if (e) {
+		snprintf(why, len, "listening: its thread: %s", strerror(e));
+		return -1;
+	}
+	return c.rc;
 }

@@ -334,15 +334,43 @@ static const struct kvm_req guard_ioctl[] = {
  */
 static const struct rule tls_pump[] = {
 	R(read, ANY, "the stream's users to the peer (the socket pair)"),
-	R(write, ANY, "the peer to the stream's users"),
 	R(recvfrom, ANY, "TLS records in (GnuTLS: recv)"),
 	R(sendmsg, ANY, "TLS records out (GnuTLS: sendmsg)"),
-	R(sendto, ANY, "the same (send)"),
-	R(writev, ANY, "the same, where GnuTLS writes"),
+	R(sendto, ANY, "the same (send); the peer to the stream's users (send, not write)"),
 	R(poll, ANY, "GnuTLS's timed waits"),
 	R(ppoll, ANY, "the same"),
 	R(shutdown, ANY, "the connection's end, one direction or both"),
 	R(getrandom, ANY, "a TLS 1.3 key update"),
+	END
+};
+
+/*
+ * --listen's connections, on a thread of their own (listener.c): accepts
+ * peers and runs their TLS handshakes, GnuTLS on non-blocking sockets, up
+ * to 1024 at once, the bytes of anyone who can reach the port.  The --tls-psk
+ * file is read (read-only) at each handshake; the authenticated source's
+ * pumps start here (tls_pump's list is added: starts).
+ */
+static const struct rule listen_[] = {
+	R(poll, ANY, "the listening socket and every pending peer"),
+	R(ppoll, ANY, "the same"),
+	R(accept4, ANY, "the peers' connections"),
+	R(getpeername, ANY, "a peer's address, for its per-address count"),
+	R(getsockname, ANY, "the same"),
+	R(setsockopt, ANY, "keepalive, the idle timeout; kTLS: the ULP and the keys"),
+	R(getsockopt, ANY, "the same"),
+	R(fcntl, ANY, "a peer's socket non-blocking while it handshakes; the listening socket"),
+	R(recvfrom, ANY, "a plaintext peer's first bytes (MSG_PEEK); the handshakes' records in"),
+	R(sendmsg, ANY, "the handshakes' records out (GnuTLS: sendmsg)"),
+	R(sendto, ANY, "the same (send)"),
+	R(close, ANY, "a dropped peer"),
+	R(getrandom, ANY, "the handshakes' randoms and key shares"),
+	R(openat, READ_ONLY, "the --tls-psk file, read at each handshake"),
+	R(read, ANY, "the same"),
+	R(fstat, ANY, "the same (stdio's buffer)"),
+	R(newfstatat, ANY, "the same"),
+	R(lseek, ANY, "the same"),
+	R(socketpair, UNIX_ONLY, "user-space TLS: the plain stream's socket pair"),
 	END
 };
 
@@ -480,6 +508,7 @@ static const struct kind kinds[SANDBOX_KINDS] = {
 	[SANDBOX_GUARD] = { "guard", "sr-guard", { guard }, guard_ioctl },
 	[SANDBOX_TLS_PUMP] = { "tls-pump", "sr-tls-pump", { tls_pump } },
 	[SANDBOX_DETACH] = { "detach", NULL, { detach } },
+	[SANDBOX_LISTEN] = { "listen", "sr-listen", { listen_, spawn }, NULL, BIT(SANDBOX_TLS_PUMP) },
 };
 
 #define EXTRA_MAX 32

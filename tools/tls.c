@@ -475,10 +475,15 @@ static int send_all(gnutls_session_t s, const char *buf, size_t n)
 	}
 }
 
+/*
+ * All of buf into the pumps' end of the socket pair.  send, not write: the
+ * pumps start on the listener's thread, whose seccomp list then needs no
+ * write but stderr's (a socket call cannot reach a file).
+ */
 static int write_all(int fd, const char *buf, size_t n)
 {
 	while (n) {
-		ssize_t k = write(fd, buf, n);
+		ssize_t k = send(fd, buf, n, MSG_NOSIGNAL);
 
 		if (k < 0 && errno == EINTR)
 			continue;
