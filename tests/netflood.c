@@ -13,7 +13,8 @@
  *   netflood relay LPORT PORT MS
  *	a one-connection relay, 127.0.0.1:LPORT to 127.0.0.1:PORT, that holds
  *	each chunk MS ms each way (a WAN's latency; no netem needed); prints
- *	"relay ready" once it listens.
+ *	"relay ready on LPORT" once it listens (LPORT 0: a port the kernel
+ *	picks, free for certain).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -162,7 +163,9 @@ static int relay(unsigned lport, unsigned port, unsigned ms)
 	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(l, (struct sockaddr *)&la, sizeof(la)) || listen(l, 1))
 		return perror("relay: listen"), 1;
-	printf("relay ready\n");
+	if (getsockname(l, (struct sockaddr *)&la, &(socklen_t){ sizeof(la) }))
+		return perror("relay: getsockname"), 1;
+	printf("relay ready on %u\n", ntohs(la.sin_port));
 	fflush(stdout);
 	c = accept(l, NULL, NULL);
 	u = socket(AF_INET, SOCK_STREAM, 0);
