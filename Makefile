@@ -246,7 +246,7 @@ check-unit: $(UNIT_TESTS) $(TOOLS) $(O)/tests/threads
 	$(Q)$(O)/tests/test-hw --jobs 2
 	$(Q)$(O)/tests/threads | tail -1
 
-check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(O)/tests/noipv6.so $(O)/tests/sandbox-test $(GUEST) release
+check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(O)/tests/noipv6.so $(O)/tests/netflood $(O)/tests/sandbox-test $(GUEST) release
 	$(Q)O=$(O) tests/tools.sh
 	$(Q)O=$(O) tests/host.sh
 	$(Q)O=$(O) tests/manpages.sh
@@ -494,6 +494,12 @@ $(O)/tests/sandbox-test: $(O)/tests/sandbox_test.o $(O)/tools/sandbox.o $(O)/too
 $(O)/tests/mkimage: $(O)/tests/mkimage.o $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# tools.sh: a connection flood and a slow link for the listener.
+$(O)/tests/netflood: tests/netflood.c
+	@mkdir -p $(dir $@)
+	$(E) "  CC      $@"
+	$(Q)$(CC) -std=gnu11 $(WARNINGS) -O2 -o $@ $< -lpthread
 
 # tools.sh: a host without IPv6, for the listener's IPv4 fallback (LD_PRELOAD).
 $(O)/tests/noipv6.so: tests/noipv6.c

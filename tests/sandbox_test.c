@@ -9,8 +9,9 @@
  *   ioctl    a request the kind never makes (KVM_CREATE_VM; main, which
  *            makes it: TIOCSTI)
  *   socket   an AF_INET socket: never allowed
- *   unix     an AF_UNIX socket: the main thread's (the control socket) only
- *   connect  the main thread's only (is a domain of this name running?)
+ *   unix     an AF_UNIX stream socket: the main thread's (the control socket) only
+ *   dgram    an AF_UNIX datagram socket: never allowed (no datagram to a named socket)
+ *   connect  never allowed (NAME.lock, not a connect, says a name is in use)
  *   create   openat with O_CREAT|O_WRONLY: main, control (--save-to) and save
  *            (--disk-snapshot: the snapshots beside the image) only
  *   unlink   the same
@@ -92,6 +93,8 @@ static void make_call(void)
 		socket(AF_INET, SOCK_STREAM, 0);
 	else if (!strcmp(call, "unix"))
 		socket(AF_UNIX, SOCK_STREAM, 0);
+	else if (!strcmp(call, "dgram"))
+		socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	else if (!strcmp(call, "connect"))
 		connect(-1, (struct sockaddr *)&sa, sizeof(sa));
 	else if (!strcmp(call, "create"))

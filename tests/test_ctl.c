@@ -478,6 +478,68 @@ Test(str_escape, bidi_controls_and_zero_width_characters_are_escaped)
 	cr_assert_str_eq(str_escape(buf, sizeof(buf), "\u2010\u2030", 16), "\u2010\u2030");
 }
 
+/* CP as UTF-8 in out (NUL-ended); its length. */
+static size_t utf8_of(unsigned cp, char *out)
+{
+	size_t n = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+	static const unsigned char lead[] = { 0, 0, 0xc0, 0xe0, 0xf0 };
+
+	for (size_t i = n; i-- > 1; cp >>= 6)
+		out[i] = (char)(0x80 | (cp & 0x3f));
+	out[0] = (char)(n == 1 ? cp : lead[n] | cp);
+	out[n] = 0;
+	return n;
+}
+
+/* "ab", CP, "cd" through str_escape: 1 if CP came out as \x escapes, 0 if raw. */
+static int escaped(unsigned cp)
+{
+	char u[8], in[16], buf[64], want[64];
+	size_t n = utf8_of(cp, u), o = 2;
+
+	snprintf(in, sizeof(in), "ab%scd", u);
+	str_escape(buf, sizeof(buf), in, sizeof(in));
+	if (!strcmp(buf, in))
+		return 0;
+	memcpy(want, "ab", 2);
+	for (size_t i = 0; i < n; i++)
+		o += (size_t)snprintf(want + o, sizeof(want) - o, "\\x%02x", (unsigned char)u[i]);
+	snprintf(want + o, sizeof(want) - o, "cd");
+	cr_assert_str_eq(buf, want, "U+%04X neither raw nor escaped whole", cp);
+	return 1;
+}
+
+/*
+ * Every Default_Ignorable_Code_Point range (DerivedCoreProperties.txt) is
+ * escaped at both its bounds; a printable neighbour just outside stays.
+ */
+Test(str_escape, default_ignorable_code_points_are_escaped_at_every_bound)
+{
+	static const unsigned range[][2] = {
+		{ 0x00ad, 0x00ad }, { 0x034f, 0x034f }, { 0x061c, 0x061c },
+		{ 0x115f, 0x1160 }, { 0x17b4, 0x17b5 }, { 0x180b, 0x180f },
+		{ 0x200b, 0x200f }, { 0x202a, 0x202e }, { 0x2060, 0x206f },
+		{ 0x3164, 0x3164 }, { 0xfe00, 0xfe0f }, { 0xfeff, 0xfeff },
+		{ 0xffa0, 0xffa0 }, { 0xfff0, 0xfff8 }, { 0x1bca0, 0x1bca3 },
+		{ 0x1d173, 0x1d17a }, { 0xe0000, 0xe0fff },
+		/* named inside the last: tags, variation selectors 17-256 */
+		{ 0xe0001, 0xe0001 }, { 0xe0020, 0xe007f }, { 0xe0100, 0xe01ef },
+	};
+	/* Printable neighbours that must stay: a check the ranges do not overreach. */
+	static const unsigned kept[] = {
+		0x00ae, 0x034e, 0x0350, 0x061b, 0x115e, 0x1161, 0x17b3, 0x17b6,
+		0x180a, 0x1810, 0x202f, 0x2070, 0x3163, 0x3165, 0xfdfd, 0xfe10,
+		0xff9f, 0xffa1, 0x1d172, 0x1d17b,
+	};
+
+	for (size_t i = 0; i < sizeof(range) / sizeof(range[0]); i++) {
+		cr_assert(escaped(range[i][0]), "U+%04X passed raw", range[i][0]);
+		cr_assert(escaped(range[i][1]), "U+%04X passed raw", range[i][1]);
+	}
+	for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+		cr_assert(!escaped(kept[i]), "U+%04X escaped", kept[i]);
+}
+
 /* ------------------------------------------------------------ console */
 
 /* Reads from fd until want has arrived whole (2 s at most); the bytes read, NUL-ended. */

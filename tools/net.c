@@ -189,7 +189,13 @@ static int listen_one(const struct addrinfo *ai, bool dual, int *err)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (dual)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 64)) {
+	/*
+	 * A long queue (somaxconn's, 4096 by default): under a flood of
+	 * connections a short one is full whenever the listener is behind, the
+	 * kernel drops the real source's SYN, and its retries (1 s, 3 s) outlast
+	 * its connect and handshake time.
+	 */
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, SOMAXCONN)) {
 		*err = errno;
 		close(fd);
 		return -1;

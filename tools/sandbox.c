@@ -4,7 +4,8 @@
  *
  * Each kind is a table of system calls, each with the reason sr needs it;
  * ioctl is allowed only for the requests a kind makes, mmap and mprotect
- * never with PROT_EXEC, clone only for threads, sockets only AF_UNIX.  A
+ * never with PROT_EXEC, clone only for threads, sockets only AF_UNIX
+ * stream ones (bound or paired, never connected).  A
  * kind's filter is its own tables plus those of the kinds it starts
  * (kinds[].starts): a thread's filter stays on the threads it creates, so
  * it must let their calls through; each of them then narrows it to its own
@@ -53,7 +54,8 @@ enum arg_rule {
 	ANY,			/* every call */
 	NO_EXEC,		/* mmap, mprotect: prot (arg 2) without PROT_EXEC */
 	THREAD_ONLY,		/* clone: flags (arg 0) with CLONE_THREAD: no new process */
-	UNIX_ONLY,		/* socket, socketpair: AF_UNIX only */
+	UNIX_ONLY,		/* socket, socketpair: AF_UNIX SOCK_STREAM only (no datagram
+				   sent to a socket by its name: syslog, a service's) */
 	NOT_SIGSYS,		/* rt_sigaction: any signal but SIGSYS (the trap's handler) */
 	STDERR_ONLY,		/* write: fd 2 */
 	READ_ONLY,		/* openat: neither O_WRONLY, O_RDWR, O_CREAT nor O_TRUNC */
@@ -334,15 +336,43 @@ static const struct kvm_req guard_ioctl[] = {
  */
 static const struct rule tls_pump[] = {
 	R(read, ANY, "the stream's users to the peer (the socket pair)"),
-	R(write, ANY, "the peer to the stream's users"),
 	R(recvfrom, ANY, "TLS records in (GnuTLS: recv)"),
 	R(sendmsg, ANY, "TLS records out (GnuTLS: sendmsg)"),
-	R(sendto, ANY, "the same (send)"),
-	R(writev, ANY, "the same, where GnuTLS writes"),
+	R(sendto, ANY, "the same (send); the peer to the stream's users (send, not write)"),
 	R(poll, ANY, "GnuTLS's timed waits"),
 	R(ppoll, ANY, "the same"),
 	R(shutdown, ANY, "the connection's end, one direction or both"),
 	R(getrandom, ANY, "a TLS 1.3 key update"),
+	END
+};
+
+/*
+ * --listen's connections, on a thread of their own (listener.c): accepts
+ * peers and runs their TLS handshakes, GnuTLS on non-blocking sockets, up
+ * to 1024 at once, the bytes of anyone who can reach the port.  The --tls-psk
+ * file is read (read-only) at each handshake; the authenticated source's
+ * pumps start here (tls_pump's list is added: starts).
+ */
+static const struct rule listen_[] = {
+	R(poll, ANY, "the listening socket and every pending peer"),
+	R(ppoll, ANY, "the same"),
+	R(accept4, ANY, "the peers' connections"),
+	R(getpeername, ANY, "a peer's address, for its per-address count"),
+	R(getsockname, ANY, "the same"),
+	R(setsockopt, ANY, "keepalive, the idle timeout; kTLS: the ULP and the keys"),
+	R(getsockopt, ANY, "the same"),
+	R(fcntl, ANY, "a peer's socket non-blocking while it handshakes; the listening socket"),
+	R(recvfrom, ANY, "a plaintext peer's first bytes (MSG_PEEK); the handshakes' records in"),
+	R(sendmsg, ANY, "the handshakes' records out (GnuTLS: sendmsg)"),
+	R(sendto, ANY, "the same (send)"),
+	R(close, ANY, "a dropped peer"),
+	R(getrandom, ANY, "the handshakes' randoms and key shares"),
+	R(openat, READ_ONLY, "the --tls-psk file, read at each handshake"),
+	R(read, ANY, "the same"),
+	R(fstat, ANY, "the same (stdio's buffer)"),
+	R(newfstatat, ANY, "the same"),
+	R(lseek, ANY, "the same"),
+	R(socketpair, UNIX_ONLY, "user-space TLS: the plain stream's socket pair"),
 	END
 };
 
@@ -393,8 +423,8 @@ static const struct rule main_[] = {
 	R(mkdir, ANY, "the run directory"),
 	R(umask, ANY, "the control socket is born 0600"),
 	R(flock, ANY, "NAME.lock: this runner owns the domain's name"),
-	R(socket, UNIX_ONLY, "the control socket"),
-	R(connect, ANY, "is a domain of this name running?"),
+	R(socket, UNIX_ONLY, "the control socket (bound, never connected: NAME.lock, taken "
+			     "before the sandbox, says whether the name is in use)"),
 	R(bind, ANY, "the control socket"),
 	R(listen, ANY, "the same"),
 	R(signalfd4, ANY, "SIGINT, SIGTERM, SIGHUP in the main loop"),
@@ -480,6 +510,7 @@ static const struct kind kinds[SANDBOX_KINDS] = {
 	[SANDBOX_GUARD] = { "guard", "sr-guard", { guard }, guard_ioctl },
 	[SANDBOX_TLS_PUMP] = { "tls-pump", "sr-tls-pump", { tls_pump } },
 	[SANDBOX_DETACH] = { "detach", NULL, { detach } },
+	[SANDBOX_LISTEN] = { "listen", "sr-listen", { listen_, spawn }, NULL, BIT(SANDBOX_TLS_PUMP) },
 };
 
 #define EXTRA_MAX 32
@@ -590,7 +621,10 @@ static int add_rule(scmp_filter_ctx ctx, const struct rule *r)
 	case ANY: break;
 	case NO_EXEC: a[n++] = SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0); break;
 	case THREAD_ONLY: a[n++] = SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD); break;
-	case UNIX_ONLY: a[n++] = SCMP_A0(SCMP_CMP_EQ, AF_UNIX); break;
+	case UNIX_ONLY:
+		a[n++] = SCMP_A0(SCMP_CMP_EQ, AF_UNIX);
+		a[n++] = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_STREAM);
+		break;
 	case TCP_LEVEL: a[n++] = SCMP_A1(SCMP_CMP_EQ, IPPROTO_TCP); break;
 	case NOT_SIGSYS: return add_not_sigsys(ctx);
 	case STDERR_ONLY: a[n++] = SCMP_A0(SCMP_CMP_EQ, STDERR_FILENO); break;

@@ -10,10 +10,12 @@
  * A creator's list must hold what the threads it starts need (they cannot
  * widen it): SANDBOX_MAIN, which starts them all, is their union, and so
  * the image is not parsed on the main thread under it but on a reader
- * thread (sandbox_run).  The one peer input the main thread handles is the
- * listener's: the TLS handshakes of up to 16 peers at once (listener.c,
- * non-blocking on one poll loop, so idle peers cannot starve a source),
- * under SANDBOX_MAIN, which holds what they need.
+ * thread (sandbox_run).  Nor are the listener's peers handled under it:
+ * their connections and TLS handshakes (up to 1024 at once, listener.c)
+ * run on a thread of SANDBOX_LISTEN (sandbox_run), which opens no file for
+ * writing, links, renames or unlinks nothing, makes no unix socket and
+ * connects nowhere, and writes to no file but stderr and the TLS pumps'
+ * socket pair (it starts the pumps).
  * Once the domain runs the main thread narrows to SANDBOX_CONTROL.
  *
  * A call outside a thread's list traps: one line on stderr names the call
@@ -48,6 +50,7 @@ enum sandbox_kind {
 	SANDBOX_GUARD,		/* --listen: the stream's deadline and least rate */
 	SANDBOX_TLS_PUMP,	/* user-space TLS: records to and from the stream's socket pair */
 	SANDBOX_DETACH,		/* --migrate-receive, --detach: the parent that waits for the runner */
+	SANDBOX_LISTEN,		/* --listen: accepts peers, runs their TLS handshakes (listener.c) */
 	SANDBOX_KINDS
 };
 

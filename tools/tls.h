@@ -65,6 +65,19 @@ struct tls_conn *tls_begin(struct tls_creds *c, int fd, char *why, size_t len);
 int tls_step(struct tls_conn *t, short *events, char *why, size_t len);
 void tls_abort(struct tls_conn *t);
 
+/*
+ * A receiver with --tls-psk, mid-handshake: the peer has shown it holds a
+ * key.  TLS 1.3's ClientHello carries a binder, an HMAC under the PSK over
+ * the hello, which GnuTLS checks before it answers: a wrong key or unknown
+ * identity fails there with nothing sent, and a ServerHello (not a
+ * HelloRetryRequest, sent before any check) goes out only with the
+ * identity's binder verified.  So: an identity selected and the last
+ * message sent past ServerHello.  (A ClientHello recorded on the path and
+ * replayed passes too; its sender cannot finish.)  X.509: always false, the
+ * client proves itself only in its last flight.
+ */
+bool tls_key_proved(const struct tls_conn *t);
+
 /* The descriptor the stream is read and written through (owned by conn). */
 int tls_plain_fd(const struct tls_conn *t);
 

@@ -115,21 +115,36 @@ void json_str(const char *s, size_t max)
 
 /*
  * Printable to iswprint, but they change what the text around them shows,
- * or show nothing: U+200B-U+200F (zero-width space, joiners, LRM, RLM),
- * U+202A-U+202E (bidi embeddings and overrides), U+2066-U+2069 (bidi
- * isolates), U+061C (Arabic letter mark, a bidi mark), U+FEFF (BOM);
- * U+00AD (soft hyphen), U+180E (Mongolian vowel separator), U+2060-U+2064
- * (word joiner, invisible operators), U+206A-U+206F (deprecated format
- * controls), U+FFF9-U+FFFB (annotation controls), U+115F, U+1160, U+3164,
- * U+FFA0 (Hangul fillers, blank letters).  A name with them can read as
+ * or show nothing.  Unicode's Default_Ignorable_Code_Point set
+ * (DerivedCoreProperties.txt, unchanged since Unicode 14): U+00AD (soft
+ * hyphen), U+034F (combining grapheme joiner), U+061C (Arabic letter mark),
+ * U+115F-U+1160, U+3164, U+FFA0 (Hangul fillers, blank letters),
+ * U+17B4-U+17B5 (Khmer inherent vowels), U+180B-U+180F (Mongolian variation
+ * selectors, vowel separator), U+200B-U+200F (zero-width space, joiners,
+ * LRM, RLM), U+202A-U+202E (bidi embeddings and overrides), U+2060-U+206F
+ * (word joiner, invisible operators, bidi isolates, deprecated format
+ * controls), U+FE00-U+FE0F and U+E0100-U+E01EF (variation selectors),
+ * U+FEFF (BOM), U+FFF0-U+FFF8 (reserved), U+1BCA0-U+1BCA3 (shorthand format
+ * controls), U+1D173-U+1D17A (musical format controls), U+E0000-U+E0FFF
+ * (tag characters, which can spell hidden ASCII, and reserved); and, beyond
+ * it, U+FFF9-U+FFFB (annotation controls).  A name with them can read as
  * another name (CVE-2021-42574's trick).
  */
 static bool invisible(wchar_t w)
 {
-	return (w >= 0x200b && w <= 0x200f) || (w >= 0x202a && w <= 0x202e) ||
-	       (w >= 0x2060 && w <= 0x206f) || w == 0x061c || w == 0xfeff ||
-	       w == 0x00ad || w == 0x180e || (w >= 0xfff9 && w <= 0xfffb) ||
-	       w == 0x115f || w == 0x1160 || w == 0x3164 || w == 0xffa0;
+	static const struct { wchar_t lo, hi; } set[] = {
+		{ 0x00ad, 0x00ad }, { 0x034f, 0x034f }, { 0x061c, 0x061c },
+		{ 0x115f, 0x1160 }, { 0x17b4, 0x17b5 }, { 0x180b, 0x180f },
+		{ 0x200b, 0x200f }, { 0x202a, 0x202e }, { 0x2060, 0x206f },
+		{ 0x3164, 0x3164 }, { 0xfe00, 0xfe0f }, { 0xfeff, 0xfeff },
+		{ 0xffa0, 0xffa0 }, { 0xfff0, 0xfffb }, { 0x1bca0, 0x1bca3 },
+		{ 0x1d173, 0x1d17a }, { 0xe0000, 0xe0fff },
+	};
+
+	for (size_t i = 0; i < sizeof(set) / sizeof(set[0]); i++)
+		if (w >= set[i].lo && w <= set[i].hi)
+			return true;
+	return false;
 }
 
 char *str_escape(char *buf, size_t len, const char *s, size_t max)
