@@ -421,24 +421,25 @@ unsigned xc_vcpu_throttle(const struct xc_vcpu *v)
 	return __atomic_load_n(&v->throttle_pct, __ATOMIC_RELAXED);
 }
 
-uint64_t xc_vcpu_throttled_ns(struct xc_vcpu *v)
+/* A throttle total, which the vCPU's thread adds to under the domain's lock. */
+static uint64_t throttle_total(struct xc_vcpu *v, const uint64_t *total)
 {
 	uint64_t ns;
 
 	pthread_mutex_lock(&v->d->lock);
-	ns = v->throttled_ns;
+	ns = *total;
 	pthread_mutex_unlock(&v->d->lock);
 	return ns;
 }
 
+uint64_t xc_vcpu_throttled_ns(struct xc_vcpu *v)
+{
+	return throttle_total(v, &v->throttled_ns);
+}
+
 uint64_t xc_vcpu_throttle_late_ns(struct xc_vcpu *v)
 {
-	uint64_t ns;
-
-	pthread_mutex_lock(&v->d->lock);
-	ns = v->throttle_late_ns;
-	pthread_mutex_unlock(&v->d->lock);
-	return ns;
+	return throttle_total(v, &v->throttle_late_ns);
 }
 
 uint32_t xc_vcpu_dirty_harvested(const struct xc_vcpu *v)
