@@ -2,11 +2,12 @@
 /*
  * tools.sh's hostile network for the listener (no Python in tests):
  *
- *   netflood flood PORT SECONDS ADDRS HOLD RATE
+ *   netflood flood PORT SECONDS ADDRS HOLD RATE [speak]
  *	idle TCP connections to 127.0.0.1:PORT, RATE a second, from ADDRS
  *	loopback addresses in turn (127.0.0.2 up: 127.0.0.2-127.0.1.145 for
  *	400), at most HOLD of them held (the oldest closed), for SECONDS or
- *	until the port refuses; says "flood: N connections" on stderr.
+ *	until the port refuses; says "flood: N connections" on stderr.  With
+ *	speak, each sends a TLS record's 5-byte header and stalls (audit7).
  *   netflood hold PORT ADDRS COUNT SECONDS
  *	COUNT idle connections from ADDRS addresses in turn, all made before
  *	it prints COUNT; held SECONDS.
@@ -81,8 +82,10 @@ static int hold(unsigned port, unsigned addrs, unsigned count, unsigned secs)
 	return 0;
 }
 
-static int flood(unsigned port, double secs, unsigned addrs, unsigned keep, double rate)
+static int flood(unsigned port, double secs, unsigned addrs, unsigned keep, double rate,
+		 int speak)
 {
+	static const unsigned char hdr[5] = { 0x16, 0x03, 0x01, 0x02, 0x00 };	/* a handshake record */
 	struct sockaddr_in to = loopback(1, port);
 	double start = now_s(), end = start + secs;
 	unsigned long n = 0;
@@ -115,6 +118,12 @@ static int flood(unsigned port, double secs, unsigned addrs, unsigned keep, doub
 			if (e == ECONNREFUSED)	/* the listener is gone: done */
 				break;
 			continue;
+		}
+		if (speak) {	/* loopback: connected by now, or the bytes are simply lost */
+			struct pollfd pf = { fd, POLLOUT, 0 };
+
+			if (poll(&pf, 1, 5) == 1 && send(fd, hdr, sizeof(hdr), MSG_NOSIGNAL) < 0)
+				errno = 0;
 		}
 		if (count == keep) {	/* a ring of the held ones: the oldest goes */
 			close(held[head]);
@@ -181,12 +190,13 @@ static int relay(unsigned lport, unsigned port, unsigned ms)
 
 int main(int argc, char **argv)
 {
-	if (argc == 7 && !strcmp(argv[1], "flood"))
-		return flood(atoi(argv[2]), atof(argv[3]), atoi(argv[4]), atoi(argv[5]), atof(argv[6]));
+	if ((argc == 7 || (argc == 8 && !strcmp(argv[7], "speak"))) && !strcmp(argv[1], "flood"))
+		return flood(atoi(argv[2]), atof(argv[3]), atoi(argv[4]), atoi(argv[5]), atof(argv[6]),
+			     argc == 8);
 	if (argc == 6 && !strcmp(argv[1], "hold"))
 		return hold(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
 	if (argc == 5 && !strcmp(argv[1], "relay"))
 		return relay(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
-	fprintf(stderr, "usage: netflood flood PORT SECONDS ADDRS HOLD RATE | hold PORT ADDRS COUNT SECONDS | relay LPORT PORT MS\n");
+	fprintf(stderr, "usage: netflood flood PORT SECONDS ADDRS HOLD RATE [speak] | hold PORT ADDRS COUNT SECONDS | relay LPORT PORT MS\n");
 	return 2;
 }

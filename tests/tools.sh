@@ -426,12 +426,14 @@ check "listen: a full table of idle connections ($(cat "$tmp/idle16")) past thei
 # through a relay that holds each chunk 25 ms each way (a WAN).  The source must
 # authenticate 5 times in 5.  (audit5's starve: 0/5 when a full table of 16 evicted its
 # oldest peer, which under a flood is the source mid-handshake; checked to fail so.)
+# Trials 2 and 4: each flood connection sends a TLS record's header and stalls
+# (audit7: 6 of 18 got in while any byte protected a peer before its address's count).
 flood_ok=0
 flood_full=0
 flood_why=
 for trial in 1 2 3 4 5; do
 	listener --listen 127.0.0.1:$((port + 1)) --tls-psk "$psk"
-	"$O/tests/netflood" flood $port 20 400 6000 2000 2>/dev/null &
+	"$O/tests/netflood" flood $port 20 400 6000 2000 $([ $((trial % 2)) = 0 ] && echo speak) 2>/dev/null &
 	fpid=$!
 	for _ in $(seq 200); do grep -q 'every slot was taken' "$tmp/l.out" && break; sleep 0.02; done
 	grep -q 'every slot was taken' "$tmp/l.out" && flood_full=$((flood_full + 1))
@@ -448,7 +450,7 @@ for trial in 1 2 3 4 5; do
 		flood_why="$flood_why; trial $trial: $(tail -1 "$tmp/m.out") / $(grep -o 'refused 127\.0\.0\.1:[0-9]*: [^;]*' "$tmp/l.out" | head -1)"
 	fi
 done
-check "listen: a flood from 400 addresses (the table full in $flood_full of 5) does not starve a TLS-PSK source 25 ms away: $flood_ok/5 authenticated${flood_why:-}" bash -c "[ $flood_full -eq 5 ] && [ $flood_ok -eq 5 ]"
+check "listen: a flood from 400 addresses, idle or sending 5 bytes and stalling (the table full in $flood_full of 5), does not starve a TLS-PSK source 25 ms away: $flood_ok/5 authenticated${flood_why:-}" bash -c "[ $flood_full -eq 5 ] && [ $flood_ok -eq 5 ]"
 
 # The peers' bytes are handled on a thread of the listen kind, not under the main
 # thread's list: while it listens, sr-restore has an sr-listen thread with one more

@@ -31,7 +31,7 @@ struct pending {
 	unsigned addr;			/* its address's index in lstate.a */
 	short events;			/* what it waits for */
 	bool partial;			/* plaintext: some of the magic came */
-	bool spoke;			/* some bytes came (or it closed) */
+	bool hello;			/* TLS: its whole ClientHello was parsed */
 	bool proved;			/* TLS-PSK: its binder verified (tls_key_proved) */
 	char peer[128];
 };
@@ -145,8 +145,10 @@ static int tls_step_lazy(struct lstate *s, struct pending *p, char *why, size_t 
 			return -1;
 	}
 	rc = tls_step(p->tls, &p->events, why, len);
-	if (rc == 0)
+	if (rc == 0) {
+		p->hello = tls_hello_parsed(p->tls);
 		p->proved = tls_key_proved(p->tls);
+	}
 	return rc;
 }
 
@@ -157,7 +159,6 @@ static int step(struct lstate *s, unsigned i)
 	char why[400];
 	int rc;
 
-	p->spoke = true;
 	rc = s->o->creds ? tls_step_lazy(s, p, why, sizeof(why)) :
 	     plain_step(s->o, p, why, sizeof(why));
 	if (rc < 0) {
@@ -170,13 +171,19 @@ static int step(struct lstate *s, unsigned i)
 	return rc;
 }
 
-/* Whether pending peer a is evicted before b (see listener.h): silent first, busiest address, oldest. */
+/*
+ * Whether pending peer a is evicted before b (see listener.h): busiest
+ * address, then no whole ClientHello yet, then oldest.  The address comes
+ * first: a flood's connections can each send a few bytes and stall (audit7:
+ * 6 of 18 sources got in when any byte counted), but cannot share the
+ * source's address.
+ */
 static bool evict_before(const struct lstate *s, const struct pending *a, const struct pending *b)
 {
-	if (a->spoke != b->spoke)
-		return !a->spoke;
 	if (s->a[a->addr].n != s->a[b->addr].n)
 		return s->a[a->addr].n > s->a[b->addr].n;
+	if (a->hello != b->hello)
+		return !a->hello;
 	return a->deadline < b->deadline;
 }
 

@@ -11,9 +11,9 @@
  * real source (which is mid-handshake, often behind a WAN's round trips):
  *  - a --tls-psk peer that has proved it holds a key (tls_key_proved: its
  *    ClientHello's binder verified) is never evicted;
- *  - of the rest, first those that have sent nothing yet, then the others;
- *  - among those, one from the address (IPv6: the /64) with the most
- *    pending peers, the oldest of them.
+ *  - of the rest, one from the address (IPv6: the /64) with the most
+ *    pending peers; among those, first one whose whole ClientHello has not
+ *    been parsed (a few bytes and a stall cost a flood nothing), the oldest.
  * Past LISTENER_PER_ADDRESS pending peers from one address, that address's
  * own oldest unproved peer goes.  A peer that has sent nothing holds only
  * its socket (its TLS session begins with its first bytes), so the table

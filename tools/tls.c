@@ -808,6 +808,13 @@ bool tls_key_proved(const struct tls_conn *t)
 	       out == GNUTLS_HANDSHAKE_FINISHED;
 }
 
+bool tls_hello_parsed(const struct tls_conn *t)
+{
+	/* The last message in is HELLO_REQUEST (0) until a whole one arrives. */
+	return t && t->s && t->c->server &&
+	       gnutls_handshake_get_last_in(t->s) != GNUTLS_HANDSHAKE_HELLO_REQUEST;
+}
+
 int tls_plain_fd(const struct tls_conn *t)
 {
 	return t->plain;

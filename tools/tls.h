@@ -77,6 +77,8 @@ void tls_abort(struct tls_conn *t);
  * client proves itself only in its last flight.
  */
 bool tls_key_proved(const struct tls_conn *t);
+/* A server's peer: its whole ClientHello has been parsed (it may still fail). */
+bool tls_hello_parsed(const struct tls_conn *t);
 
 /* The descriptor the stream is read and written through (owned by conn). */
 int tls_plain_fd(const struct tls_conn *t);
