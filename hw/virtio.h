@@ -93,10 +93,13 @@ struct virtio_blk_opts {
 	bool cache_given;		/* cache= was said (a restore: the operator's beats the image's) */
 	uint32_t disk;			/* its DISK record's index in an image */
 	/*
-	 * A restore: the file that was checked against its DISK record; the
-	 * device refuses a path that now names another (swapped in between).
+	 * A restore: the file that was checked against its DISK record, open
+	 * (checked_fd, in the disk's final mode) with its identity; the device
+	 * takes that descriptor and never opens the path again (a name can be
+	 * made to point at another file, even one given the same inode number).
 	 */
 	bool want_id;
+	int checked_fd;
 	uint64_t dev, ino;
 };
 

@@ -299,12 +299,23 @@ struct virtio_dev *virtio_blk_new(struct hw_bus *bus, struct pci_host *h,
 	}
 	b->o = *o;
 	/* Not blocking on a FIFO, not taking a terminal: only a regular file is a disk. */
-	b->fd = open(o->path, (o->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY |
-		     (o->cache == VIRTIO_BLK_NONE ? O_DIRECT : 0));
-	if (b->fd < 0 && errno == EINVAL && o->cache == VIRTIO_BLK_NONE) {
-		xc_set_error(err, 0, "disk %s: cache=none needs O_DIRECT, which its file system "
-			     "refuses (tmpfs does); use cache=writeback there", o->path);
-		goto fail;
+	if (o->want_id) {	/* the checked file itself: its descriptor is the device's now */
+		b->fd = o->checked_fd;
+		b->o.checked_fd = -1;
+		if (o->cache == VIRTIO_BLK_NONE &&
+		    fcntl(b->fd, F_SETFL, fcntl(b->fd, F_GETFL) | O_DIRECT)) {
+			xc_set_error(err, 0, "disk %s: cache=none needs O_DIRECT, which its file "
+				     "system refuses (tmpfs does); use cache=writeback there", o->path);
+			goto fail;
+		}
+	} else {
+		b->fd = open(o->path, (o->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK |
+			     O_NOCTTY | (o->cache == VIRTIO_BLK_NONE ? O_DIRECT : 0));
+		if (b->fd < 0 && errno == EINVAL && o->cache == VIRTIO_BLK_NONE) {
+			xc_set_error(err, 0, "disk %s: cache=none needs O_DIRECT, which its file "
+				     "system refuses (tmpfs does); use cache=writeback there", o->path);
+			goto fail;
+		}
 	}
 	if (b->fd < 0 || fstat(b->fd, &st)) {
 		xc_set_error(err, errno, "disk %s", o->path);

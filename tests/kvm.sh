@@ -1561,25 +1561,28 @@ if want virtio-disk-save 600 && linux_ready virtio-disk-save; then
 			else
 				bad "virtio-disk-save: a restore without --disk exited $rc ($(grep -c 'ds.raw' "$tmp/ds0.trace") opens of ds.raw)" "$tmp/ds0.out"
 			fi
-			# The device opens the file check_disk checked, no other put at its name in
-			# between: --disk names a hard link to ds.raw (the same file, so it checks
-			# out); held just after the check, the link is replaced by another file of
-			# the same size (one the device would otherwise take: a smaller one is
-			# refused later for its capacity).
+			# The device takes the descriptor check_disk checked and never opens the name
+			# again: --disk names a hard link to ds.raw (the same file, so it checks out);
+			# held just after the check, the link is replaced by another file of the same
+			# size.  Restored paused, the runner holds ds.raw's inode and not the new
+			# file's; destroyed before it runs, so ds.raw is as saved.
 			ln -f "$tmp/ds.raw" "$tmp/dsl.raw"
-			SR_TEST_PAUSE_AT=disk-checked SR_TEST_PAUSE_MS=10000 $O/sr-restore --name dsw \
+			SR_TEST_PAUSE_AT=disk-checked SR_TEST_PAUSE_MS=10000 $O/sr-restore --name dsw --paused \
 				--disk "$tmp/dsl.raw" "$tmp/ds.img" </dev/null >"$tmp/dsw.out" 2>&1 &
 			pid=$!
 			held=no
 			if wait_line "$tmp/dsw.out" '^sr test hook: at disk-checked$' 3000; then
 				truncate -s "$(stat -c %s "$tmp/ds.raw")" "$tmp/dsl.new" && mv "$tmp/dsl.new" "$tmp/dsl.raw" && held=yes
 			fi
+			wait_domain dsw || wait_domain dsw
+			holds=$(for f in /proc/$pid/fd/*; do stat -L -c %i "$f" 2>/dev/null; done | sort -u)
+			ds_ino=$(stat -c %i "$tmp/ds.raw") new_ino=$(stat -c %i "$tmp/dsl.raw")
+			$O/sr-ctl destroy dsw >/dev/null 2>&1
 			wait $pid; rc=$?
-			if [ $held = yes ] && [ $rc -eq 2 ] &&
-			   grep -q "disk 0 $tmp/dsl.raw was replaced after it was checked (device 0x[0-9a-f]* inode [0-9]*, checked: device 0x[0-9a-f]* inode $(stat -c %i "$tmp/ds.raw")); not used" "$tmp/dsw.out"; then
-				ok "virtio-disk-save: a file put at --disk's name after its check is refused by the device ($(grep -o 'was replaced after it was checked' "$tmp/dsw.out"))"
+			if [ $held = yes ] && [ $rc -eq 4 ] && grep -qx "$ds_ino" <<<"$holds" && ! grep -qx "$new_ino" <<<"$holds"; then
+				ok "virtio-disk-save: a file put at --disk's name after its check is never opened: the device holds the checked file (inode $ds_ino), not the new one ($new_ino)"
 			else
-				bad "virtio-disk-save: --disk replaced after its check: held $held, exited $rc" "$tmp/dsw.out"
+				bad "virtio-disk-save: --disk replaced after its check: held $held, exited $rc (want 4, destroyed), the runner held inodes '$(echo $holds)', checked $ds_ino, new $new_ino" "$tmp/dsw.out"
 			fi
 			$O/sr-restore --name ds1 --disk "$tmp/ds.raw" "$tmp/ds.img" </dev/null >"$tmp/ds1.out" 2>&1; rc=$?
 			first=$(disk_writes "$tmp/ds1.out" | head -1)

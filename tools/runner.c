@@ -397,6 +397,8 @@ static int runner_make_device(struct runner *r, const char *name, uint32_t versi
 				     s->blk.disk);
 		else if ((vd = virtio_blk_new(r->bus, r->pci, r->image_disk[s->blk.disk], err)))
 			rc = 0;
+		if (s->blk.disk < SR_MAX_DISKS && r->image_disk[s->blk.disk])
+			r->image_disk[s->blk.disk]->checked_fd = -1;	/* the device's (or closed) */
 	}
 	free(s);
 	return rc;

@@ -196,8 +196,13 @@ static int check_disk(void *arg, const struct sr_disk_info *di, struct xc_error 
 	o.ro = image_ro;
 	if (!o.cache_given)
 		o.cache = di->cache == SR_DISK_CACHE_NONE ? VIRTIO_BLK_NONE : VIRTIO_BLK_WRITEBACK;
-	/* Not blocking on a FIFO, not taking a terminal: only a regular file is a disk. */
-	if ((fd = open(o.path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)) < 0) {
+	/*
+	 * Opened once, in the mode the guest will have it: the device takes this
+	 * descriptor, so the file checked is the file used (audit7: a name
+	 * re-opened can find another file, even under the same inode number).
+	 * Not blocking on a FIFO, not taking a terminal: only a regular file is a disk.
+	 */
+	if ((fd = open(o.path, (o.ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)) < 0) {
 		peer_refused(di->disk, "its file cannot be opened");
 		return xc_set_error(err, errno, "%s", name);
 	}
@@ -207,12 +212,13 @@ static int check_disk(void *arg, const struct sr_disk_info *di, struct xc_error 
 		return xc_set_error(err, 0, "%s: not a regular file", name);
 	}
 	diff = sr_disk_check(fd, snap ? &di->snap_id : &di->id, 0, why, sizeof(why), &e);
-	close(fd);
 	if (diff < 0) {
+		close(fd);
 		peer_refused(di->disk, "its file cannot be read");
 		return xc_set_error(err, 0, "%s: %s", name, e.msg);
 	}
 	if (diff != SR_DISK_SAME && !disk_changed_ok) {
+		close(fd);
 		peer_refused(di->disk, "its file differs from the source's");
 		return xc_set_error(err, 0, "%s changed since the save: %s (--disk-changed ok uses it "
 				    "anyway)", name, why);
@@ -222,11 +228,16 @@ static int check_disk(void *arg, const struct sr_disk_info *di, struct xc_error 
 	if (snap)
 		pr_info("%s: %s: the guest runs on the checkpoint's snapshot (%s is not opened)",
 			sr_prog, name, str_escape(esc, sizeof(esc), di->path, SR_DISK_PATH_MAX));
-	o.want_id = true;		/* the device takes this file, no other by its name */
+	o.want_id = true;		/* the device takes this descriptor, no file by its name */
+	o.checked_fd = fd;
 	o.dev = (uint64_t)st.st_dev;
 	o.ino = (uint64_t)st.st_ino;
 	test_pause("disk-checked");	/* tests put another file at its name here */
-	return runner_add_image_disk(arg, &o, err);
+	if (runner_add_image_disk(arg, &o, err)) {
+		close(fd);
+		return -1;
+	}
+	return 0;
 }
 
 /*
