@@ -76,7 +76,7 @@ XC_OBJS   := $(XC_SRCS:%.c=$(O)/%.o)
 HVMCTX_SRCS := hvmctx/vcpu.c hvmctx/vm.c hvmctx/save.c hvmctx/restore.c hvmctx/cpu.c hvmctx/time.c
 HVMCTX_OBJS := $(HVMCTX_SRCS:%.c=$(O)/%.o)
 # Device models: the bus, PCI, the virtio transport and its devices.
-HW_SRCS   := hw/bus.c hw/pci.c hw/virtq.c hw/virtio_pci.c hw/virtio_blk.c hw/virtio_rng.c
+HW_SRCS   := hw/bus.c hw/pci.c hw/virtq.c hw/virtio_pci.c hw/virtio_blk.c hw/blk_opts.c hw/virtio_rng.c
 HW_OBJS   := $(HW_SRCS:%.c=$(O)/%.o)
 RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/runner_save.o $(O)/tools/detach.o $(O)/tools/serial8250.o $(O)/tools/console.o \
                $(O)/tools/ctl.o $(O)/tools/util.o $(O)/tools/host.o $(O)/tools/migrate.o $(O)/tools/net.o \
@@ -208,7 +208,7 @@ $(O)/sr-restore: $(O)/tools/sr-restore.o $(O)/tools/sandbox.o $(O)/tools/listene
 
 $(O)/sr-save $(O)/sr-migrate: $(O)/sr-%: $(O)/tools/sr-%.o $(O)/tools/save_cli.o $(O)/tools/ctl.o \
 		$(O)/tools/migrate.o $(O)/tools/net.o $(O)/tools/tls.o $(O)/tools/util.o $(O)/tools/imgfile.o \
-		$(O)/tools/usage.o $(O)/tools/save_json.o
+		$(O)/tools/usage.o $(O)/tools/save_json.o $(O)/hw/blk_opts.o
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(TLS_LIBS) $(JSON_LIBS) -lpthread
 

@@ -93,14 +93,13 @@ struct virtio_blk_opts {
 	bool cache_given;		/* cache= was said (a restore: the operator's beats the image's) */
 	uint32_t disk;			/* its DISK record's index in an image */
 	/*
-	 * A restore: the file that was checked against its DISK record, open
-	 * (checked_fd, in the disk's final mode) with its identity; the device
-	 * takes that descriptor and never opens the path again (a name can be
-	 * made to point at another file, even one given the same inode number).
+	 * A restore: the file that was checked against its DISK record, open in
+	 * the disk's final mode; the device takes that descriptor and never
+	 * opens the path again (a name can be made to point at another file,
+	 * even one given the same inode number).
 	 */
 	bool want_id;
 	int checked_fd;
-	uint64_t dev, ino;
 };
 
 /* Parses FILE[,ro][,cache=none|writeback]; -1 with why. */
@@ -111,7 +110,7 @@ int virtio_blk_parse(const char *arg, struct virtio_blk_opts *o, char *why, size
  * get-id, discard (a hole punched), write-zeroes.  The file's size, in
  * 512-byte sectors rounded down, is the capacity.  Only a regular file is
  * taken (opened without blocking on a FIFO or taking a terminal), and with
- * want_id only the file dev/ino name.
+ * want_id only the descriptor checked_fd.
  */
 struct virtio_dev *virtio_blk_new(struct hw_bus *b, struct pci_host *h,
 				  const struct virtio_blk_opts *o, struct xc_error *err);

@@ -50,38 +50,6 @@ struct blk {
 	uint8_t config[SR_VIRTIO_BLK_CONFIG_LEN];	/* what the driver reads */
 };
 
-int virtio_blk_parse(const char *arg, struct virtio_blk_opts *o, char *why, size_t len)
-{
-	const char *comma = strchr(arg, ',');
-	size_t plen = comma ? (size_t)(comma - arg) : strlen(arg);
-
-	memset(o, 0, sizeof(*o));
-	if (!plen || plen >= sizeof(o->path)) {
-		snprintf(why, len, "--disk \"%s\": no file, or a path too long", arg);
-		return -1;
-	}
-	memcpy(o->path, arg, plen);
-	while (comma) {
-		const char *opt = comma + 1;
-		size_t n;
-
-		comma = strchr(opt, ',');
-		n = comma ? (size_t)(comma - opt) : strlen(opt);
-		if (n == 2 && !strncmp(opt, "ro", 2))
-			o->ro = true;
-		else if (n == 10 && !strncmp(opt, "cache=none", 10))
-			o->cache = VIRTIO_BLK_NONE, o->cache_given = true;
-		else if (n == 15 && !strncmp(opt, "cache=writeback", 15))
-			o->cache = VIRTIO_BLK_WRITEBACK, o->cache_given = true;
-		else {
-			snprintf(why, len, "--disk %s: \"%.*s\" is not ro, cache=none or cache=writeback",
-				 o->path, (int)n, opt);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 static uint8_t status_of(ssize_t rc, uint64_t want)
 {
 	return rc >= 0 && (uint64_t)rc == want ? S_OK : S_IOERR;
@@ -292,6 +260,7 @@ struct virtio_dev *virtio_blk_new(struct hw_bus *bus, struct pci_host *h,
 	uint8_t *cfg;
 	struct stat st;
 	struct virtio_dev *vd;
+	bool direct_refused;
 
 	if (!b) {
 		xc_set_error(err, ENOMEM, "disk %s", o->path);
@@ -302,20 +271,17 @@ struct virtio_dev *virtio_blk_new(struct hw_bus *bus, struct pci_host *h,
 	if (o->want_id) {	/* the checked file itself: its descriptor is the device's now */
 		b->fd = o->checked_fd;
 		b->o.checked_fd = -1;
-		if (o->cache == VIRTIO_BLK_NONE &&
-		    fcntl(b->fd, F_SETFL, fcntl(b->fd, F_GETFL) | O_DIRECT)) {
-			xc_set_error(err, 0, "disk %s: cache=none needs O_DIRECT, which its file "
-				     "system refuses (tmpfs does); use cache=writeback there", o->path);
-			goto fail;
-		}
+		direct_refused = o->cache == VIRTIO_BLK_NONE &&
+				 fcntl(b->fd, F_SETFL, fcntl(b->fd, F_GETFL) | O_DIRECT);
 	} else {
 		b->fd = open(o->path, (o->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK |
 			     O_NOCTTY | (o->cache == VIRTIO_BLK_NONE ? O_DIRECT : 0));
-		if (b->fd < 0 && errno == EINVAL && o->cache == VIRTIO_BLK_NONE) {
-			xc_set_error(err, 0, "disk %s: cache=none needs O_DIRECT, which its file "
-				     "system refuses (tmpfs does); use cache=writeback there", o->path);
-			goto fail;
-		}
+		direct_refused = b->fd < 0 && errno == EINVAL && o->cache == VIRTIO_BLK_NONE;
+	}
+	if (direct_refused) {
+		xc_set_error(err, 0, "disk %s: cache=none needs O_DIRECT, which its file system "
+			     "refuses (tmpfs does); use cache=writeback there", o->path);
+		goto fail;
 	}
 	if (b->fd < 0 || fstat(b->fd, &st)) {
 		xc_set_error(err, errno, "disk %s", o->path);
@@ -323,13 +289,6 @@ struct virtio_dev *virtio_blk_new(struct hw_bus *bus, struct pci_host *h,
 	}
 	if (!S_ISREG(st.st_mode)) {
 		xc_set_error(err, 0, "disk %s is not a regular file", o->path);
-		goto fail;
-	}
-	if (o->want_id && ((uint64_t)st.st_dev != o->dev || (uint64_t)st.st_ino != o->ino)) {
-		xc_set_error(err, 0, "disk %u %s was replaced after it was checked (device 0x%llx "
-			     "inode %llu, checked: device 0x%llx inode %llu); not used", o->disk,
-			     o->path, (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
-			     (unsigned long long)o->dev, (unsigned long long)o->ino);
 		goto fail;
 	}
 	if (fcntl(b->fd, F_SETFL, fcntl(b->fd, F_GETFL) & ~O_NONBLOCK)) {

@@ -45,6 +45,7 @@
 #include "tls.h"
 #include "usage.h"
 #include "util.h"
+#include "virtio.h"
 
 /* sr-migrate's own exit status: the domain is paused here, its fate unknown. */
 #define EXIT_UNKNOWN	3
@@ -316,25 +317,6 @@ static void close_net(struct target *t)
 static bool ssh_host_ok(const char *host)
 {
 	return *host && *host != '-' && !strchr(host, '\'') && !strchr(host, ' ');
-}
-
-/* --remote-disk FILE[,ro][,cache=none|writeback]: sr-restore's --disk syntax, checked here. */
-static bool remote_disk_ok(const char *arg)
-{
-	const char *opt = strchr(arg, ',');
-
-	if (opt == arg || !*arg)
-		return false;
-	while (opt) {
-		const char *next = strchr(++opt, ',');
-		size_t n = next ? (size_t)(next - opt) : strlen(opt);
-
-		if (!(n == 2 && !strncmp(opt, "ro", 2)) && !(n == 10 && !strncmp(opt, "cache=none", 10)) &&
-		    !(n == 15 && !strncmp(opt, "cache=writeback", 15)))
-			return false;
-		opt = next;
-	}
-	return true;
 }
 
 /* s as one word of a POSIX shell's command line: in single quotes, each ' as '\''. */
@@ -737,9 +719,14 @@ int save_cli(int argc, char **argv, bool migrate)
 		case 'd':
 			if (nrdisk == SR_MAX_DISKS)
 				usage_error("--remote-disk: at most %u disks", SR_MAX_DISKS);
-			if (!remote_disk_ok(optarg))
-				usage_error("--remote-disk takes FILE[,ro][,cache=none|writeback], "
-				    "not \"%s\"", optarg);
+			{	/* sr-restore's --disk grammar, checked before ssh starts */
+				struct virtio_blk_opts d;
+				char why[200];
+
+				if (virtio_blk_parse(optarg, &d, why, sizeof(why)))
+					usage_error("--remote-disk takes FILE[,ro][,cache=none|writeback]: %s",
+					    why);
+			}
 			rdisk[nrdisk++] = optarg;
 			break;
 		case 'n':

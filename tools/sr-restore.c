@@ -157,8 +157,8 @@ static void peer_refused(unsigned disk, const char *peer_class)
  * naming what changed.  A checkpoint's disk (--disk-snapshot) is its
  * snapshot, checked against the snapshot's identity: the guest runs on
  * that, never on the disk the checkpointed domain went on writing
- * (docs/format.md §3.8.3).  The device then opens the very file checked
- * (its dev/ino), read-only when the image or the operator says so.
+ * (docs/format.md §3.8.3).  The device then takes the very descriptor
+ * checked, read-only when the image or the operator says so.
  */
 static int check_disk(void *arg, const struct sr_disk_info *di, struct xc_error *err)
 {
@@ -230,8 +230,6 @@ static int check_disk(void *arg, const struct sr_disk_info *di, struct xc_error 
 			sr_prog, name, str_escape(esc, sizeof(esc), di->path, SR_DISK_PATH_MAX));
 	o.want_id = true;		/* the device takes this descriptor, no file by its name */
 	o.checked_fd = fd;
-	o.dev = (uint64_t)st.st_dev;
-	o.ino = (uint64_t)st.st_ino;
 	test_pause("disk-checked");	/* tests put another file at its name here */
 	if (runner_add_image_disk(arg, &o, err)) {
 		close(fd);
