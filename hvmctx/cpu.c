@@ -7,6 +7,7 @@
  * not wake up on a host without it: the refusal names what is missing.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,17 @@ static void name_bits(const struct feature_word *w, uint32_t missing, char *buf,
 	}
 }
 
+int hvmctx_host_lacks(struct xc_error *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	err->sys_errno = EOPNOTSUPP;
+	return -1;
+}
+
 int hvmctx_check_cpu(struct xc_domain *d, const struct sr_record *vcpu0, struct xc_error *err)
 {
 	const struct kvm_cpuid2 *host = xc_domain_cpuid(d);
@@ -107,10 +119,10 @@ int hvmctx_check_cpu(struct xc_domain *d, const struct sr_record *vcpu0, struct 
 			name_bits(&words[i], want & ~have, missing, sizeof(missing));
 	}
 	if (missing[0])
-		return xc_set_error(err, 0, "the image's guest used CPU features this host's KVM does "
-				    "not offer: %s (record %llu, VCPU_CONTEXT CPUID); restore it on a "
-				    "host whose CPU has them", missing,
-				    (unsigned long long)vcpu0->index);
+		return hvmctx_host_lacks(err, "the image's guest used CPU features this host's KVM "
+					 "does not offer: %s (record %llu, VCPU_CONTEXT CPUID); "
+					 "restore it on a host whose CPU has them", missing,
+					 (unsigned long long)vcpu0->index);
 	return 0;
 }
 
@@ -150,9 +162,9 @@ int hvmctx_check_msrs(struct xc_domain *d, const struct sr_record *vcpu0, struct
 		}
 	}
 	if (missing[0])
-		rc = xc_set_error(err, 0, "the image carries MSRs this host's KVM does not know: %s "
-				  "(record %llu, VCPU_CONTEXT MSRS)", missing,
-				  (unsigned long long)vcpu0->index);
+		rc = hvmctx_host_lacks(err, "the image carries MSRs this host's KVM does not know: "
+				       "%s (record %llu, VCPU_CONTEXT MSRS)", missing,
+				       (unsigned long long)vcpu0->index);
 	free(l);
 	return rc;
 }

@@ -255,7 +255,10 @@ struct hvmctx_restore_stats {
  * after END has verified applies the HVM state, creates and loads each
  * vCPU in turn (confirming its registers), then sets kvmclock and the TSC
  * offsets.  The vCPUs are then ready for xc_domain_start().  On failure no
- * vCPU has run and the caller destroys d.
+ * vCPU has run and the caller destroys d.  An error in the stream carries
+ * EBADMSG; a guest this host's KVM cannot run (CPU features, MSRs, TSC
+ * rate, XSAVE size) carries EOPNOTSUPP, so a receiver can tell its source
+ * the kind without the details.
  */
 int hvmctx_restore_finish(struct hvmctx_restore *rs, struct xc_domain *d,
 			  const struct hvmctx_restore_opts *o, struct hvmctx_restore_stats *st,

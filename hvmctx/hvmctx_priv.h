@@ -23,6 +23,10 @@ extern const unsigned hvmctx_n_pv_msrs;
 int hvmctx_check_cpu(struct xc_domain *d, const struct sr_record *vcpu, struct xc_error *err);
 int hvmctx_check_msrs(struct xc_domain *d, const struct sr_record *vcpu, struct xc_error *err);
 
+/* Fills err for a guest this host's KVM cannot run: EOPNOTSUPP, no strerror (cpu.c). */
+int hvmctx_host_lacks(struct xc_error *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 /* KVM_{HAS,GET,SET}_DEVICE_ATTR of the vCPU's KVM_VCPU_TSC_OFFSET (time.c). */
 int hvmctx_tsc_offset_attr(struct xc_vcpu *v, unsigned long req, uint64_t *ofs);
 

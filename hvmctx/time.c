@@ -56,9 +56,9 @@ int hvmctx_apply_tsc_khz(struct xc_vcpu *v, const struct sr_record *hvm, struct 
 	    (uint64_t)t.tsc_khz * TSC_KHZ_TOLERANCE_PPM)
 		return 0;
 	if (xc_check_cap(xc_vcpu_domain(v), KVM_CAP_TSC_CONTROL) <= 0)
-		return xc_set_error(err, 0, "the image's TSC runs at %u kHz, this host's at %d kHz, "
-				    "and this KVM cannot scale it (no KVM_CAP_TSC_CONTROL)",
-				    t.tsc_khz, host);
+		return hvmctx_host_lacks(err, "the image's TSC runs at %u kHz, this host's at %d "
+					 "kHz, and this KVM cannot scale it (no KVM_CAP_TSC_CONTROL)",
+					 t.tsc_khz, host);
 	if (ioctl(xc_vcpu_fd(v), KVM_SET_TSC_KHZ, t.tsc_khz))
 		return xc_set_error(err, errno, "KVM_SET_TSC_KHZ %u on vCPU %u", t.tsc_khz,
 				    xc_vcpu_id(v));

@@ -172,8 +172,8 @@ static int app_xsave(struct xc_vcpu *v, const void *data, uint32_t len, struct x
 	int rc = 0;
 
 	if (len > size)
-		return xc_set_error(err, 0, "vCPU %u: XSAVE state of %u bytes, this host holds %u",
-				    xc_vcpu_id(v), len, size);
+		return hvmctx_host_lacks(err, "vCPU %u: XSAVE state of %u bytes, this host holds %u",
+					 xc_vcpu_id(v), len, size);
 	buf = calloc(1, size);
 	if (!buf)
 		return xc_set_error(err, ENOMEM, "xsave");

@@ -1643,7 +1643,7 @@ if want disk-refusals; then
 	# A migration's receiver tells its source which disk and the kind of reason only;
 	# its own stderr has the path and what differs.
 	$O/sr-restore --migrate-receive --name dr4 --disk "$tmp/dr.raw" - <"$tmp/dr1.img" >"$tmp/dr4.ans" 2>"$tmp/dr4.out"; rc=$?
-	if [ $rc -eq 2 ] && [ "$(cat "$tmp/dr4.ans")" = "error disk 0: refused by the receiver: its file differs from the source's (the receiver's log says how)" ] &&
+	if [ $rc -eq 2 ] && [ "$(cat "$tmp/dr4.ans")" = "error disk 0: refused by the receiver: it has no file for it, or not this disk (the receiver's log says why)" ] &&
 	   grep -q "disk 0 $tmp/dr.raw changed since the save: another file (device 0x[0-9a-f]* inode" "$tmp/dr4.out"; then
 		ok "disk-refusals: the migration source hears '$(cut -c7- "$tmp/dr4.ans")'; the receiver's log names the file and the inodes"
 	else
@@ -1658,6 +1658,74 @@ if want disk-refusals; then
 		else
 			bad "disk-refusals: sr-run --disk FIFO,ro exited $rc (124: blocked)" "$tmp/drf.out"
 		fi
+	fi
+fi
+
+if want peer-refusals; then
+	# What a migration's source hears when the receiver refuses (audit7): a class of
+	# cause, never the receiver's own facts (its free memory, the domains it runs and
+	# its run directory, the MSRs its KVM lacks); those go to the receiver's log.
+	# Only a fault in the stream itself is told as it is.  Generated images, seconds.
+	$O/tests/mkimage -m 1 -v 1 -i 0 "$tmp/pr.img" >/dev/null && $O/tests/imgedit region-size 4000 "$tmp/pr.img" "$tmp/pr-big.img" ||
+		bad "peer-refusals: mkimage or imgedit failed"
+	avail=$(awk '/^MemAvailable:/ {print int($2 / 1024)}' /proc/meminfo)
+	mx=; [ "$avail" -ge 4000 ] && mx="--max-memory 64"	# a host with room for it: the same refusal, a smaller limit
+	pr_case() {	# NAME ANSWER-WANTED LOG-PATTERN LEAK-PATTERN IMAGE SR-RESTORE-ARGS...
+		local name=$1 want=$2 logpat=$3 leak=$4 img=$5 rc said
+		shift 5
+		timeout 120 $O/sr-restore --migrate-receive "$@" - <"$img" >"$tmp/pr-$name.ans" 2>"$tmp/pr-$name.log"; rc=$?
+		said=$(head -1 "$tmp/pr-$name.ans")
+		if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [[ "$said" == "error $want"* ]] && ! grep -q -- "$leak" "$tmp/pr-$name.ans" &&
+		   grep -q -- "$logpat" "$tmp/pr-$name.log"; then
+			ok "peer-refusals: $name: the source hears '${said#error }'; the receiver's log has the details"
+		else
+			bad "peer-refusals: $name: exited $rc, the source heard '$said' (wanted 'error $want...', nothing matching '$leak'; the log matching '$logpat')" "$tmp/pr-$name.log"
+		fi
+	}
+	pr_case memory "refused by the receiver: the guest's 4000 MiB of RAM is more than it accepts now" \
+		"more than the [0-9]* MiB allowed" "$avail\|MemAvailable\|allowed" "$tmp/pr-big.img" $mx
+	exec 9>"$SR_RUN_DIR/pr-taken.lock"; flock 9
+	pr_case name "refused by the receiver: the domain's name is in use there" \
+		"a domain named \"pr-taken\" is already running" "already running\|$SR_RUN_DIR\|lock" "$tmp/pr.img" --name pr-taken
+	exec 9>&-
+	# mkimage's vCPU carries MSR indices no KVM knows: which ones this host lacks stays here.
+	pr_case msrs "refused by the receiver: its KVM cannot run this guest's CPU state" \
+		"MSRs this host's KVM does not know: 0x" "0x\|MSR" "$tmp/pr.img" --name pr-msrs
+	# A byte of the stream flipped: that is the source's own bytes, told as they are.
+	cp "$tmp/pr.img" "$tmp/pr-bad.img"
+	printf '\x5a' | dd of="$tmp/pr-bad.img" bs=1 seek=$(( $(stat -c %s "$tmp/pr.img") / 2 )) conv=notrunc status=none
+	pr_case stream "the receiver refused the stream: record " "record [0-9]* .*at offset [0-9]*" "MemAvailable" "$tmp/pr-bad.img" --name pr-bad
+	# --listen --insecure-plaintext: any peer that connects hears the class only.
+	# (the name is the image's, "synthetic": claimed once the stream is in, as a source's would be)
+	exec 9>"$SR_RUN_DIR/synthetic.lock"; flock 9
+	$O/sr-restore --listen 127.0.0.1:0 --insecure-plaintext --accept-timeout 60 >"$tmp/pr-l.log" 2>&1 & lp=$!
+	port=
+	for _ in $(seq 300); do port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/pr-l.log"); [ -n "$port" ] && break; sleep 0.1; done
+	said=
+	[ -n "$port" ] && said=$(timeout 60 python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+try:
+    s.sendall(open(sys.argv[2], "rb").read())
+except OSError:
+    pass
+out = b""
+try:
+    while not out.endswith(b"\n"):
+        b = s.recv(4096)
+        if not b:
+            break
+        out += b
+except OSError:
+    pass
+print(out.decode(errors="replace").strip())' "$port" "$tmp/pr.img")
+	wait $lp; rc=$?
+	exec 9>&-
+	if [ $rc -ne 0 ] && [ "$said" = "error refused by the receiver: the domain's name is in use there" ] &&
+	   grep -q 'a domain named "synthetic" is already running' "$tmp/pr-l.log"; then
+		ok "peer-refusals: --listen --insecure-plaintext: any peer hears the class only"
+	else
+		bad "peer-refusals: --listen: exited $rc on port '${port:-none}', the peer heard '$said'" "$tmp/pr-l.log"
 	fi
 fi
 

@@ -313,26 +313,39 @@ static void close_net(struct target *t)
  * handshake comes back.  ssh's own messages and the receiver's go to our
  * stderr.
  */
-/* A host that ssh would take for an option is refused ("--" ends ssh's options too). */
+/*
+ * [USER@]HOST of names and addresses only: ssh expands %-tokens and passes
+ * a host to its ProxyCommand's shell, so nothing else reaches it (an
+ * allow-list; a host that ssh would take for an option is refused too, and
+ * "--" ends ssh's options).
+ */
 static bool ssh_host_ok(const char *host)
 {
-	return *host && *host != '-' && !strchr(host, '\'') && !strchr(host, ' ');
+	return *host && *host != '-' &&
+	       strspn(host, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+			    "._-@:[]") == strlen(host);
 }
 
-/* s as one word of a POSIX shell's command line: in single quotes, each ' as '\''. */
+/*
+ * The bytes no single-quoted word carries the same way in every login shell
+ * sshd may run: a quote or backslash (fish reads \' and \\ inside quotes),
+ * ! (csh's history works inside quotes), a newline (tcsh cannot quote it),
+ * $ " ` and control bytes for good measure.  Refused in a --remote-disk FILE.
+ */
+static const char remote_unsafe[] = "'\"\\`$!";
+
+static bool remote_word_ok(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f || strchr(remote_unsafe, *s))
+			return false;
+	return true;
+}
+
+/* s, which remote_word_ok passed, as one word of the remote shell's command line. */
 static char *sh_quote(char *out, const char *s)
 {
-	*out++ = '\'';
-	for (; *s; s++) {
-		if (*s == '\'') {
-			memcpy(out, "'\\''", 4);
-			out += 4;
-		} else {
-			*out++ = *s;
-		}
-	}
-	*out++ = '\'';
-	*out = 0;
+	out += sprintf(out, "'%s'", s);
 	return out;
 }
 
@@ -348,7 +361,7 @@ static char *remote_command(const char *remote, const char *name, char *const *d
 	char *cmd, *p;
 
 	for (unsigned i = 0; i < ndisks; i++)
-		len += 4 * strlen(disks[i]) + 16;
+		len += strlen(disks[i]) + 16;
 	if (!(cmd = malloc(len)))
 		return NULL;
 	p = cmd + sprintf(cmd, "%s --migrate-receive%s%s", remote, name ? " --name " : "",
@@ -726,6 +739,11 @@ int save_cli(int argc, char **argv, bool migrate)
 				if (virtio_blk_parse(optarg, &d, why, sizeof(why)))
 					usage_error("--remote-disk takes FILE[,ro][,cache=none|writeback]: %s",
 					    why);
+				if (!remote_word_ok(optarg))
+					usage_error("--remote-disk: a FILE for the remote shell may not hold "
+					    "' \" \\ ` $ ! or a control character (sh, fish and tcsh "
+					    "quote them differently): rename it, or migrate over tcp: "
+					    "with sr-restore --listen --disk there");
 			}
 			rdisk[nrdisk++] = optarg;
 			break;

@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,16 +139,42 @@ static unsigned op_disks;
 static bool op_disk_used[SR_MAX_DISKS];
 
 /*
- * What a migration's source is told when a disk is refused here: which
- * disk and the kind of reason, never this host's paths nor what its files
- * are (sizes, times, hashes, inodes); the full message goes to our stderr.
+ * What a migration's source hears when the restore fails here: a class of
+ * cause, never this host's facts (its paths, its files, its free memory,
+ * the names of the domains it runs, what its KVM lacks): those go to our
+ * stderr only.  Only a fault in the stream itself (EBADMSG: the bytes the
+ * source sent) is told as it is.  The first cause set is the one told.
  */
-static char peer_why[256];
+static char peer_why[320];
 
-static void peer_refused(unsigned disk, const char *peer_class)
+static void __attribute__((format(printf, 1, 2))) peer_set(const char *fmt, ...)
 {
-	snprintf(peer_why, sizeof(peer_why), "disk %u: refused by the receiver: %s (the "
-		 "receiver's log says how)", disk, peer_class);
+	va_list ap;
+
+	if (peer_why[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(peer_why, sizeof(peer_why), fmt, ap);
+	va_end(ap);
+}
+
+/* Any disk refused: which one, not why (the operator's files are theirs). */
+static void peer_refused(unsigned disk)
+{
+	peer_set("disk %u: refused by the receiver: it has no file for it, or not this disk "
+		 "(the receiver's log says why)", disk);
+}
+
+/* A failure with no class of its own: the fault of the stream, or of this host's KVM, or none said. */
+static void peer_classify(const struct xc_error *err, const char *msg)
+{
+	if (err && err->sys_errno == EBADMSG)
+		peer_set("the receiver refused the stream: %s", msg);
+	else if (err && err->sys_errno == EOPNOTSUPP)
+		peer_set("refused by the receiver: its KVM cannot run this guest's CPU state (the "
+			 "receiver's log says what it lacks)");
+	else
+		peer_set("the receiver could not restore the domain (the receiver's log says why)");
 }
 
 /*
@@ -170,7 +197,7 @@ static int check_disk(void *arg, const struct sr_disk_info *di, struct xc_error 
 	int fd, diff;
 
 	if (di->disk >= op_disks) {
-		peer_refused(di->disk, "the receiver's operator named no file for it (--disk)");
+		peer_refused(di->disk);
 		return xc_set_error(err, 0, "disk %u: the image names %s%s; sr-restore opens only the "
 				    "files its operator names: --disk FILE for each disk, disk 0 "
 				    "first", di->disk, snap ? "its snapshot " : "",
@@ -188,7 +215,7 @@ static int check_disk(void *arg, const struct sr_disk_info *di, struct xc_error 
 	 * The image's ro stands whatever the operator said (more restrictive).
 	 */
 	if (o.ro && !image_ro) {
-		peer_refused(di->disk, "given read-only there, the guest has it writable");
+		peer_refused(di->disk);
 		return xc_set_error(err, 0, "%s: --disk ...,ro, but the saved guest has disk %u "
 				    "writable (it negotiated a writable disk; it cannot be made "
 				    "read-only under it): restore refused", name, di->disk);
@@ -203,23 +230,23 @@ static int check_disk(void *arg, const struct sr_disk_info *di, struct xc_error 
 	 * Not blocking on a FIFO, not taking a terminal: only a regular file is a disk.
 	 */
 	if ((fd = open(o.path, (o.ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)) < 0) {
-		peer_refused(di->disk, "its file cannot be opened");
+		peer_refused(di->disk);
 		return xc_set_error(err, errno, "%s", name);
 	}
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
 		close(fd);
-		peer_refused(di->disk, "its file is not a regular file");
+		peer_refused(di->disk);
 		return xc_set_error(err, 0, "%s: not a regular file", name);
 	}
 	diff = sr_disk_check(fd, snap ? &di->snap_id : &di->id, 0, why, sizeof(why), &e);
 	if (diff < 0) {
 		close(fd);
-		peer_refused(di->disk, "its file cannot be read");
+		peer_refused(di->disk);
 		return xc_set_error(err, 0, "%s: %s", name, e.msg);
 	}
 	if (diff != SR_DISK_SAME && !disk_changed_ok) {
 		close(fd);
-		peer_refused(di->disk, "its file differs from the source's");
+		peer_refused(di->disk);
 		return xc_set_error(err, 0, "%s changed since the save: %s (--disk-changed ok uses it "
 				    "anyway)", name, why);
 	}
@@ -249,9 +276,8 @@ static int disks_done(void *arg, unsigned ndisks, struct xc_error *err)
 	for (unsigned i = 0; i < op_disks; i++) {
 		if (op_disk_used[i])
 			continue;
-		snprintf(peer_why, sizeof(peer_why), "refused by the receiver: its operator named "
-			 "%u disk file%s, the image has %u disk%s", op_disks, op_disks == 1 ? "" : "s",
-			 ndisks, ndisks == 1 ? "" : "s");
+		peer_set("refused by the receiver: its disk files are not the image's disks (the "
+			 "receiver's log says why)");
 		return xc_set_error(err, 0, "--disk given %u time%s, the image has %u disk%s (%s "
 				    "is disk %u, which it has not)%s", op_disks,
 				    op_disks == 1 ? "" : "s", ndisks, ndisks == 1 ? "" : "s",
@@ -286,10 +312,8 @@ static void disk_on_main(void *arg)
 	c->rc = runner_device_load(c->r, c->name, c->version, c->instance, c->data, c->len,
 				   c->err);
 	/* Its error names this host's file (which the source must not learn). */
-	if (c->rc && !peer_why[0])
-		snprintf(peer_why, sizeof(peer_why), "virtio-blk %u: refused by the receiver: its "
-			 "disk could not be given to the guest (the receiver's log says how)",
-			 c->instance);
+	if (c->rc)
+		peer_refused(c->instance);
 }
 
 static int restore_disk(void *arg, const struct sr_disk_info *di, struct xc_error *err)
@@ -323,10 +347,14 @@ static int restore_device(void *arg, const char *name, uint32_t version, uint32_
 static int chan = -1;
 static struct tls_conn *tls;		/* --listen with TLS: the source's connection */
 
+/* The die() hook too: msg is for our stderr, the source hears peer_why's class (above). */
 static void tell_source(const char *msg)
 {
-	if (chan >= 0)
-		mig_send(chan, MIG_ERROR, peer_why[0] ? peer_why : msg);
+	(void)msg;
+	if (chan >= 0) {
+		peer_classify(NULL, NULL);
+		mig_send(chan, MIG_ERROR, peer_why);
+	}
 	if (tls && chan >= 0) {
 		tls_end(tls);		/* the answer leaves before we exit */
 		tls = NULL;
@@ -515,8 +543,11 @@ static void claim_name(const char *name, struct runner_config *cfg)
 {
 	struct xc_error err;
 
-	if (runner_claim_name(name, &cfg->lock_fd, &err))
+	if (runner_claim_name(name, &cfg->lock_fd, &err)) {
+		/* Not which domains run here, nor where: that the name is taken. */
+		peer_set("refused by the receiver: the domain's name is in use there");
 		die(EXIT_USAGE, "%s", err.msg);
+	}
 	cfg->claimed = true;
 }
 
@@ -742,9 +773,15 @@ int main(int argc, char **argv)
 	if (name)
 		claim_name(name, &cfg);
 	/* A listener probes the host now and says why once a source has authenticated (below). */
-	if (!listen_on)
-		host_check_or_die();
-	if (listen_on) {
+	if (!listen_on) {
+		char host_why[400];
+
+		if (!host_check(host_why, sizeof(host_why))) {
+			peer_set("refused by the receiver: its host cannot run guests now (the "
+				 "receiver's log says why)");
+			die(EXIT_NO_KVM, "%s", host_why);
+		}
+	} else {
 		char why[400], host_why[400], bound[128] = "?";
 		/* Probed now (it runs a guest), said once a source has authenticated: only it learns why. */
 		bool host_ok = host_check(host_why, sizeof(host_why));
@@ -771,8 +808,11 @@ int main(int argc, char **argv)
 			lo.creds ? "TLS" : "plaintext, no authentication");
 		fd = accept_source(&lo, lfd, bound, &guard);
 		chan = fd;
-		if (!host_ok)
+		if (!host_ok) {
+			peer_set("refused by the receiver: its host cannot run guests now (the "
+				 "receiver's log says why)");
 			die(EXIT_NO_KVM, "%s", host_why);
+		}
 		path = "the migration stream";
 		if (verbose)
 			pr_info("%s: transport: %s", sr_prog, tls ? tls_describe(tls) :
@@ -785,10 +825,15 @@ int main(int argc, char **argv)
 	rc_read.img = &img;
 	rc_read.err = &err;
 	rs = on_reader(read_begin, &rc_read) ? NULL : rc_read.rs;
-	if (!rs)
-		die(err.sys_errno == EBADMSG ? EXIT_BAD_IMAGE : EXIT_USAGE, "%s: %s", path,
-		    stream_why(&guard, err.sys_errno == EAGAIN ? "no data for the idle timeout" :
-			       err.msg));
+	if (!rs) {
+		const char *msg = err.sys_errno == EAGAIN ? "no data for the idle timeout" : err.msg;
+		const char *why = stream_why(&guard, msg);
+
+		if (why != msg)
+			peer_set("the receiver cut the stream: %s", why);
+		peer_classify(&err, why);
+		die(err.sys_errno == EBADMSG ? EXIT_BAD_IMAGE : EXIT_USAGE, "%s: %s", path, why);
+	}
 	if (chan >= 0)
 		hvmctx_restore_stop_at_end(rs);
 	cfg.name = name ? name : img.name[0] ? img.name : "restored";
@@ -807,15 +852,21 @@ int main(int argc, char **argv)
 	cfg.verbose = verbose;
 	if (!max_mib)
 		max_mib = mem_available_mib();
-	if (cfg.mem_bytes >> 20 > max_mib)
+	if (cfg.mem_bytes >> 20 > max_mib) {
+		peer_set("refused by the receiver: the guest's %llu MiB of RAM is more than it "
+			 "accepts now", (unsigned long long)(cfg.mem_bytes >> 20));
 		die(EXIT_USAGE, "%s: the image's guest has %llu MiB of RAM, more than the %llu MiB "
 		    "allowed (%s); nothing was allocated", path,
 		    (unsigned long long)(cfg.mem_bytes >> 20), max_mib,
 		    max_mib == mem_available_mib() ? "this host's MemAvailable; --max-memory sets "
 		    "another limit" : "--max-memory");
-	if (cfg.vcpus > XC_MAX_VCPUS)
+	}
+	if (cfg.vcpus > XC_MAX_VCPUS) {
+		peer_set("refused by the receiver: %u vCPUs, it runs at most %d", cfg.vcpus,
+			 XC_MAX_VCPUS);
 		die(EXIT_USAGE, "%s: %u vCPUs, this build runs at most %d", path, cfg.vcpus,
 		    XC_MAX_VCPUS);
+	}
 
 	r = runner_new(&cfg, &err);
 	if (!r)
@@ -884,6 +935,7 @@ int main(int argc, char **argv)
 		/* "running" only once it does, signals held for the loop: nothing can undo it now. */
 		rc = runner_start(r, false, &err);
 		if (rc) {
+			peer_classify(&err, err.msg);
 			tell_source(err.msg);
 			pr_err("%s: the domain did not start: %s; the source resumes its copy", path,
 			       err.msg);
@@ -959,9 +1011,12 @@ fail:
 		/* The guard's bound when it cut the stream; never err.msg onto itself. */
 		const char *cut = stream_why(&guard, NULL);
 
-		if (cut)
+		if (cut) {
 			snprintf(err.msg, sizeof(err.msg), "%s", cut);
+			peer_set("the receiver cut the stream: %s", cut);
+		}
 	}
+	peer_classify(&err, err.msg);
 	tell_source(err.msg);
 	pr_err("%s: %s", path, err.msg);
 	restore_abandon(r, rs);
