@@ -128,7 +128,15 @@ void json_str(const char *s, size_t max)
  * controls), U+1D173-U+1D17A (musical format controls), U+E0000-U+E0FFF
  * (tag characters, which can spell hidden ASCII, and reserved); and, beyond
  * it, U+FFF9-U+FFFB (annotation controls).  A name with them can read as
- * another name (CVE-2021-42574's trick).
+ * another name (CVE-2021-42574's trick).  Also escaped, as they make one
+ * text look like another (audit7): the other format characters (Cf:
+ * U+0600-U+0605, U+06DD, U+070F, U+0890-U+0891, U+08E2, U+110BD, U+110CD,
+ * U+13430-U+1343F), every space but U+0020 (Zs: U+00A0, U+1680,
+ * U+2000-U+200A, U+202F, U+205F, U+3000) and the blank U+2800, the
+ * enclosing marks (Me) and the overlay marks that strike through their
+ * neighbour (U+0334-U+0338, U+20D2-U+20D3, U+20D8-U+20DA, U+20E5-U+20E6,
+ * U+20EA-U+20EB), and private use (U+E000-U+F8FF, planes 15 and 16).
+ * Other combining marks stay: scripts need them.
  */
 static bool invisible(wchar_t w)
 {
@@ -139,6 +147,14 @@ static bool invisible(wchar_t w)
 		{ 0x3164, 0x3164 }, { 0xfe00, 0xfe0f }, { 0xfeff, 0xfeff },
 		{ 0xffa0, 0xffa0 }, { 0xfff0, 0xfffb }, { 0x1bca0, 0x1bca3 },
 		{ 0x1d173, 0x1d17a }, { 0xe0000, 0xe0fff },
+		/* format characters, look-alike spaces, marks drawn over others, private use */
+		{ 0x00a0, 0x00a0 }, { 0x0334, 0x0338 }, { 0x0488, 0x0489 }, { 0x0600, 0x0605 },
+		{ 0x06dd, 0x06dd }, { 0x070f, 0x070f }, { 0x0890, 0x0891 }, { 0x08e2, 0x08e2 },
+		{ 0x1680, 0x1680 }, { 0x1abe, 0x1abe }, { 0x2000, 0x200a }, { 0x202f, 0x202f },
+		{ 0x205f, 0x205f }, { 0x20d2, 0x20d3 }, { 0x20d8, 0x20da }, { 0x20dd, 0x20e0 },
+		{ 0x20e2, 0x20e6 }, { 0x20ea, 0x20eb }, { 0x2800, 0x2800 }, { 0x3000, 0x3000 },
+		{ 0xa670, 0xa672 }, { 0xe000, 0xf8ff }, { 0x110bd, 0x110bd }, { 0x110cd, 0x110cd },
+		{ 0x13430, 0x1343f }, { 0xf0000, 0x10ffff },
 	};
 
 	for (size_t i = 0; i < sizeof(set) / sizeof(set[0]); i++)
