@@ -350,8 +350,9 @@ static const struct rule tls_pump[] = {
  * --listen's connections, on a thread of their own (listener.c): accepts
  * peers and runs their TLS handshakes, GnuTLS on non-blocking sockets, up
  * to 1024 at once, the bytes of anyone who can reach the port.  The --tls-psk
- * file is read (read-only) at each handshake; the authenticated source's
- * pumps start here (tls_pump's list is added: starts).
+ * file is read again at each handshake, by pread on the descriptor opened
+ * before the sandbox: no file can be opened here (audit7); the authenticated
+ * source's pumps start here (tls_pump's list is added: starts).
  */
 static const struct rule listen_[] = {
 	R(poll, ANY, "the listening socket and every pending peer"),
@@ -367,11 +368,7 @@ static const struct rule listen_[] = {
 	R(sendto, ANY, "the same (send)"),
 	R(close, ANY, "a dropped peer"),
 	R(getrandom, ANY, "the handshakes' randoms and key shares"),
-	R(openat, READ_ONLY, "the --tls-psk file, read at each handshake"),
-	R(read, ANY, "the same"),
-	R(fstat, ANY, "the same (stdio's buffer)"),
-	R(newfstatat, ANY, "the same"),
-	R(lseek, ANY, "the same"),
+	R(pread64, ANY, "the --tls-psk file, read at each handshake on the fd opened before"),
 	R(socketpair, UNIX_ONLY, "user-space TLS: the plain stream's socket pair"),
 	END
 };

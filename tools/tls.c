@@ -46,7 +46,8 @@ struct tls_creds {
 	gnutls_psk_server_credentials_t psk_srv;
 	gnutls_certificate_credentials_t x509;
 	char identity[256];		/* client: the PSK identity it presents */
-	char *psk_path;			/* server: read again at each handshake */
+	char *psk_path;			/* its name, for messages */
+	int psk_fd;			/* server: opened once, read again at each handshake */
 	char *authz[TLS_AUTHZ_MAX];	/* the allow-list, each name whole */
 	unsigned nauthz;
 	char peer_host[256];
@@ -87,58 +88,40 @@ static void fail(char *why, size_t len, const char *what, int rc)
 	snprintf(why, len, "%s: %s", what, gnutls_strerror(rc));
 }
 
+/* The most a --tls-psk file may hold: psktool's lines are under 200 bytes. */
+#define PSK_FILE_MAX	(64 << 10)
+
 /*
  * psktool's format, one key a line: "identity:hexkey".  The client takes
- * the first; the server checks them all now (GnuTLS looks the peer's
- * identity up in the file at each handshake).
+ * the first; the server checks them all now and looks the peer's identity
+ * up again at each handshake, so keys added to the file are seen.  want:
+ * the identity whose key goes to key (NULL: the first line's).
  */
-static int read_psk_lines(struct tls_creds *c, FILE *f, const char *path, const char *want,
-			  gnutls_datum_t *key, char *line, size_t ll, char *why, size_t len);
-
-/*
- * The file's key text passes through stdio's buffer and a line: both ours,
- * wiped before they go (a freed buffer would keep the keys in the heap).
- * want: the identity whose key goes to key (NULL: the first line's).
- */
-static int read_psk_file(struct tls_creds *c, const char *path, const char *want,
-			 gnutls_datum_t *key, char *why, size_t len)
-{
-	static __thread char iobuf[4096], line[1024];
-	FILE *f = fopen(path, "r");
-	int rc;
-
-	if (!f) {
-		snprintf(why, len, "--tls-psk %s: %s", path, strerror(errno));
-		return -1;
-	}
-	setvbuf(f, iobuf, _IOFBF, sizeof(iobuf));
-	rc = read_psk_lines(c, f, path, want, key, line, sizeof(line), why, len);
-	fclose(f);
-	explicit_bzero(iobuf, sizeof(iobuf));
-	explicit_bzero(line, sizeof(line));
-	return rc;
-}
-
-static int read_psk_lines(struct tls_creds *c, FILE *f, const char *path, const char *want,
-			  gnutls_datum_t *key, char *line, size_t ll, char *why, size_t len)
+static int read_psk_lines(struct tls_creds *c, char *text, const char *want,
+			  gnutls_datum_t *key, char *why, size_t len)
 {
 	unsigned n = 0, lineno = 0;
+	char *next;
 
-	while (fgets(line, ll, f)) {
-		char *colon = strchr(line, ':'), *hex;
+	for (char *line = text; line; line = next) {
+		char *colon, *hex;
 		size_t hl;
 
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = 0;
 		lineno++;
-		line[strcspn(line, "\r\n")] = 0;
+		line[strcspn(line, "\r")] = 0;
 		if (!line[0] || line[0] == '#')
 			continue;
+		colon = strchr(line, ':');
 		hex = colon ? colon + 1 : NULL;
 		hl = hex ? strlen(hex) : 0;
 		if (!colon || colon == line || colon - line >= (long)sizeof(c->identity) ||
 		    hl < 32 || hl % 2 ||
 		    strspn(hex, "0123456789abcdefABCDEF") != hl) {
 			snprintf(why, len, "--tls-psk %s: line %u is not identity:hexkey (psktool's "
-				 "format; a key of at least 16 bytes, in hex)", path, lineno);
+				 "format; a key of at least 16 bytes, in hex)", c->psk_path, lineno);
 			return -1;
 		}
 		*colon = 0;
@@ -148,18 +131,47 @@ static int read_psk_lines(struct tls_creds *c, FILE *f, const char *path, const 
 			if (!want)
 				memcpy(c->identity, line, colon - line + 1);
 			if (gnutls_hex_decode2(&h, key)) {
-				snprintf(why, len, "--tls-psk %s: line %u: the key is not hex", path,
-					 lineno);
+				snprintf(why, len, "--tls-psk %s: line %u: the key is not hex",
+					 c->psk_path, lineno);
 				return -1;
 			}
 		}
 		n++;
 	}
 	if (!n) {
-		snprintf(why, len, "--tls-psk %s: no key in it", path);
+		snprintf(why, len, "--tls-psk %s: no key in it", c->psk_path);
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * The file's text, read whole from the descriptor opened once (pread: no
+ * name is opened after the sandbox, and no offset is shared), into a buffer
+ * of ours wiped before we return (the heap would keep the keys).
+ */
+static int read_psk_fd(struct tls_creds *c, int fd, const char *want, gnutls_datum_t *key,
+		       char *why, size_t len)
+{
+	static __thread char text[PSK_FILE_MAX + 1];
+	size_t have = 0;
+	ssize_t k;
+	int rc;
+
+	while ((k = pread(fd, text + have, sizeof(text) - have, have)) > 0)
+		have += k;
+	if (k < 0) {
+		snprintf(why, len, "--tls-psk %s: %s", c->psk_path, strerror(errno));
+		rc = -1;
+	} else if (have > PSK_FILE_MAX) {
+		snprintf(why, len, "--tls-psk %s: more than %u KiB", c->psk_path, PSK_FILE_MAX >> 10);
+		rc = -1;
+	} else {
+		text[have] = 0;
+		rc = read_psk_lines(c, text, want, key, why, len);
+	}
+	explicit_bzero(text, have < sizeof(text) ? have + 1 : sizeof(text));
+	return rc;
 }
 
 /* A decoded key, wiped before it is freed. */
@@ -182,7 +194,7 @@ static int psk_lookup(gnutls_session_t s, const gnutls_datum_t *user, gnutls_dat
 {
 	const struct tls_conn *t = gnutls_session_get_ptr(s);
 	char name[256], why[200];
-	struct tls_creds scratch;
+	struct tls_creds scratch = { .psk_path = t ? t->c->psk_path : NULL };
 
 	if (!t || !user->size || user->size >= sizeof(name) || memchr(user->data, 0, user->size))
 		return -1;
@@ -190,7 +202,7 @@ static int psk_lookup(gnutls_session_t s, const gnutls_datum_t *user, gnutls_dat
 	name[user->size] = 0;
 	key->data = NULL;
 	key->size = 0;
-	if (read_psk_file(&scratch, t->c->psk_path, name, key, why, sizeof(why)) || !key->data) {
+	if (read_psk_fd(&scratch, t->c->psk_fd, name, key, why, sizeof(why)) || !key->data) {
 		drop_key(key);
 		return -1;
 	}
@@ -203,16 +215,25 @@ static int psk_creds(struct tls_creds *c, const char *path, char *why, size_t le
 	int rc;
 
 	c->psk = true;
+	if (!(c->psk_path = strdup(path))) {
+		snprintf(why, len, "--tls-psk: %s", strerror(ENOMEM));
+		return -1;
+	}
+	if ((c->psk_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0) {
+		snprintf(why, len, "--tls-psk %s: %s", path, strerror(errno));
+		return -1;
+	}
 	if (c->server) {
-		if (read_psk_file(c, path, NULL, NULL, why, len))
+		if (read_psk_fd(c, c->psk_fd, NULL, NULL, why, len))
 			return -1;
-		c->psk_path = strdup(path);
-		rc = c->psk_path ? gnutls_psk_allocate_server_credentials(&c->psk_srv) :
-		     GNUTLS_E_MEMORY_ERROR;
+		rc = gnutls_psk_allocate_server_credentials(&c->psk_srv);
 		if (!rc)
 			gnutls_psk_set_server_credentials_function2(c->psk_srv, psk_lookup);
 	} else {
-		if (read_psk_file(c, path, NULL, &key, why, len)) {
+		rc = read_psk_fd(c, c->psk_fd, NULL, &key, why, len);
+		close(c->psk_fd);
+		c->psk_fd = -1;
+		if (rc) {
 			drop_key(&key);
 			return -1;
 		}
@@ -270,6 +291,7 @@ struct tls_creds *tls_creds_new(const struct tls_opts *o, char *why, size_t len)
 		return NULL;
 	}
 	c->server = o->server;
+	c->psk_fd = -1;
 	c->thread_start = o->thread_start;
 	for (unsigned i = 0; i < o->nauthz && i < TLS_AUTHZ_MAX; i++) {
 		c->authz[c->nauthz] = strdup(o->authz[i]);
@@ -315,6 +337,8 @@ void tls_creds_free(struct tls_creds *c)
 	for (unsigned i = 0; i < c->nauthz; i++)
 		free(c->authz[i]);
 	free(c->psk_path);
+	if (c->psk_fd >= 0)
+		close(c->psk_fd);
 	free(c);
 }
 

@@ -163,15 +163,27 @@ static bool invisible(wchar_t w)
 	return false;
 }
 
+static locale_t utf8;
+
+/*
+ * Loaded before main, with the conversion a first mbrtowc loads: both open
+ * files, and str_escape runs on threads whose sandbox list opens none (the
+ * listen thread names the source it authenticated).
+ */
+static void __attribute__((constructor)) escape_locale_load(void)
+{
+	char buf[16];
+
+	utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+	str_escape(buf, sizeof(buf), "\xc3\xa9", 2);
+}
+
 char *str_escape(char *buf, size_t len, const char *s, size_t max)
 {
-	static locale_t utf8;
 	locale_t old = 0;
 	mbstate_t st;
 	size_t o = 0;
 
-	if (!utf8)
-		utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
 	if (utf8)
 		old = uselocale(utf8);
 	memset(&st, 0, sizeof(st));
