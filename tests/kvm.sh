@@ -1698,11 +1698,11 @@ if want peer-refusals; then
 	# --listen --insecure-plaintext: any peer that connects hears the class only.
 	# (the name is the image's, "synthetic": claimed once the stream is in, as a source's would be)
 	exec 9>"$SR_RUN_DIR/synthetic.lock"; flock 9
-	$O/sr-restore --listen 127.0.0.1:0 --insecure-plaintext --accept-timeout 60 >"$tmp/pr-l.log" 2>&1 & lp=$!
-	port=
-	for _ in $(seq 300); do port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/pr-l.log"); [ -n "$port" ] && break; sleep 0.1; done
+	port=$((20000 + RANDOM % 20000))
+	$O/sr-restore --listen 127.0.0.1:$port --insecure-plaintext --accept-timeout 60 >"$tmp/pr-l.log" 2>&1 & lp=$!
+	for _ in $(seq 300); do grep -q 'listening on' "$tmp/pr-l.log" && break; kill -0 $lp 2>/dev/null || break; sleep 0.1; done
 	said=
-	[ -n "$port" ] && said=$(timeout 60 python3 -c '
+	grep -q 'listening on' "$tmp/pr-l.log" && said=$(timeout 60 python3 -c '
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
 try:

@@ -143,7 +143,8 @@ static bool op_disk_used[SR_MAX_DISKS];
  * cause, never this host's facts (its paths, its files, its free memory,
  * the names of the domains it runs, what its KVM lacks): those go to our
  * stderr only.  Only a fault in the stream itself (EBADMSG: the bytes the
- * source sent) is told as it is.  The first cause set is the one told.
+ * source sent; EAGAIN: none came in time) is told as it is.  The first
+ * cause set is the one told.
  */
 static char peer_why[320];
 
@@ -170,6 +171,8 @@ static void peer_classify(const struct xc_error *err, const char *msg)
 {
 	if (err && err->sys_errno == EBADMSG)
 		peer_set("the receiver refused the stream: %s", msg);
+	else if (err && err->sys_errno == EAGAIN)
+		peer_set("the receiver gave up on the stream: %s", msg);
 	else if (err && err->sys_errno == EOPNOTSUPP)
 		peer_set("refused by the receiver: its KVM cannot run this guest's CPU state (the "
 			 "receiver's log says what it lacks)");
