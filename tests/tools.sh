@@ -672,8 +672,6 @@ for kind in main reader worker vCPU console input control save device guard tls-
 	case $kind in main|control|save) ;; reader) calls="$calls unlink rename" ;; *) calls="$calls create unlink rename" ;; esac
 	[ $kind = main ] || calls="$calls unix"
 	case $kind in reader|worker|input|guard|detach|listen|tls-pump) calls="$calls write" ;; esac
-	# No file opened at all (listen: the --tls-psk file is read on the descriptor opened before).
-	case $kind in main|reader|control|save) ;; *) calls="$calls open" ;; esac
 	[ "$san" = no ] || calls=$(echo " $calls " | sed 's/ exec / /; s/ create / /; s/ open / /; s/ write / /')
 	for call in $calls; do
 		"$sbt" $kind $call >"$tmp/sb.out" 2>&1; rc=$?
@@ -683,7 +681,7 @@ for kind in main reader worker vCPU console input control save device guard tls-
 		socket|unix|dgram) what='system call 41 (socket)' ;;
 		ioctl) what='system call 16 (ioctl) request 0x' ;;
 		exec) what='system call 9 (mmap)' ;;
-		create|open) what='system call 257 (openat)' ;;
+		create) what='system call 257 (openat)' ;;
 		unlink) what='system call 87 (unlink)' ;;
 		rename) what='system call 82 (rename)' ;;
 		connect) what='system call 42 (connect)' ;;
@@ -694,6 +692,18 @@ for kind in main reader worker vCPU console input control save device guard tls-
 	"$sbt" $kind allowed >"$tmp/sb.out" 2>&1; rc=$?
 	check "sandbox: the $kind thread's own calls are allowed" bash -c "[ $rc -eq 0 ] && grep -qx allowed '$tmp/sb.out'"
 done
+# Only main, control and save open files; elsewhere a read-only openat fails with
+# EACCES, not a kill (glibc makes some on any thread: the malloc arena's overcommit
+# check, under a --listen flood on the listen thread; message catalogs), and one that
+# would write traps (create, above).
+open_bad=
+for kind in main reader worker vCPU console input control save device guard tls-pump detach listen; do
+	"$sbt" $kind open >"$tmp/sb.out" 2>&1; rc=$?
+	case $kind in main|control|save) want=opened ;; *) want='denied 13' ;; esac
+	[ "$san" = no ] || want=opened		# the sanitizer runtime's list allows openat
+	{ [ $rc -eq 0 ] && grep -qx "$want" "$tmp/sb.out"; } || open_bad="$open_bad $kind ($rc: $(head -1 "$tmp/sb.out"))"
+done
+check "sandbox: a read-only openat opens on main, control and save only, fails with EACCES elsewhere${open_bad:+; wrong:$open_bad}" [ -z "$open_bad" ]
 # The reader opens no file (its openat fails, EACCES), but an image's disks
 # are opened for it by the main thread it asks (sandbox_ask).
 "$sbt" reader ask >"$tmp/sb.out" 2>&1; rc=$?

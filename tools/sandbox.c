@@ -65,6 +65,7 @@ enum arg_rule {
 	FAIL_ENOSYS,		/* clone3: its flags are out of reach of a filter; glibc falls
 				   back to clone on ENOSYS */
 	FAIL_EACCES,		/* openat: refused (glibc falls back, e.g. sysconf) */
+	READ_FAILS,		/* openat read-only: refused with EACCES (others trap) */
 };
 
 struct rule {
@@ -351,7 +352,8 @@ static const struct rule tls_pump[] = {
  * peers and runs their TLS handshakes, GnuTLS on non-blocking sockets, up
  * to 1024 at once, the bytes of anyone who can reach the port.  The --tls-psk
  * file is read again at each handshake, by pread on the descriptor opened
- * before the sandbox: no file can be opened here (audit7); the authenticated
+ * before the sandbox: no file can be opened here (audit7; a read-only
+ * openat fails with EACCES, as in every list: glibc's); the authenticated
  * source's pumps start here (tls_pump's list is added: starts).
  */
 static const struct rule listen_[] = {
@@ -635,6 +637,10 @@ static int add_rule(scmp_filter_ctx ctx, const struct rule *r)
 	case SET_NAME: a[n++] = SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME); break;
 	case FAIL_ENOSYS: act = SCMP_ACT_ERRNO(ENOSYS); break;
 	case FAIL_EACCES: act = SCMP_ACT_ERRNO(EACCES); break;
+	case READ_FAILS:
+		act = SCMP_ACT_ERRNO(EACCES);
+		a[n++] = SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE | O_CREAT | O_TRUNC, O_RDONLY);
+		break;
 	}
 	if (r->nr == SCMP_SYS(ioctl))
 		return 0;		/* by request only: add_kvm() */
@@ -715,6 +721,18 @@ static int export_bpf(scmp_filter_ctx ctx, struct sock_fprog *prog)
 #define DEFAULT_ACTION	SCMP_ACT_TRAP
 #endif
 
+/*
+ * Last in every list, so only where the list allows no openat: a read-only
+ * one fails with EACCES instead of killing the process.  glibc opens files
+ * on its own on any thread: /proc/sys/vm/overcommit_memory the first time a
+ * thread's malloc arena shrinks (a --listen flood's sessions did, on the
+ * listen thread), message catalogs when an error is formatted; it goes on
+ * without them.  An openat that would write or create still traps.
+ */
+static const struct rule glibc_opens = {
+	SCMP_SYS(openat), READ_FAILS, "glibc's own: fails, not trapped",
+};
+
 static int build(enum sandbox_kind k, char *why, size_t len)
 {
 	scmp_filter_ctx ctx = seccomp_init(DEFAULT_ACTION);
@@ -724,7 +742,7 @@ static int build(enum sandbox_kind k, char *why, size_t len)
 		snprintf(why, len, "seccomp_init failed");
 		return -1;
 	}
-	if (add_rules(ctx, common) || add_kind(ctx, k, 0))
+	if (add_rules(ctx, common) || add_kind(ctx, k, 0) || add_rule(ctx, &glibc_opens))
 		goto out;
 #ifdef __SANITIZE_ADDRESS__
 	if (add_rules(ctx, sanitizer))
