@@ -2,7 +2,7 @@
 # Installs the Debian packages sr needs that are missing.  Usage: deps.sh [build|box|bench|fuzz|all]
 set -eu
 build_pkgs="gcc make pkg-config libxxhash-dev liblz4-dev libgnutls28-dev libseccomp-dev libjansson-dev libcriterion-dev python3"
-test_pkgs="man-db iproute2 openssh-server openssh-client openssl"	# man pages; migration tests (netns, tc, sshd; openssl makes TLS test certificates)
+test_pkgs="man-db iproute2 openssh-server openssh-client openssl strace"	# man pages; migration tests (netns, tc, sshd; openssl makes TLS test certificates); strace: virtio-disk-save sees which files a restore opens
 box_pkgs="qemu-system-x86 busybox-static cpio kmod e2fsprogs"	# kmod: depmod orders the guest's modules; e2fsprogs: mke2fs -d makes its root disk
 bench_pkgs="gnuplot-nox bsdextrautils"
 fuzz_pkgs="clang libclang-rt-dev"
