@@ -24,6 +24,8 @@
  *   sigsys   rt_sigaction of SIGSYS with upper bits set (the kernel reads an
  *            int): the trap's handler is never replaced
  *   allowed  a call every kind makes (write to stderr, a futex wake)
+ *   seal     (reader) ftruncate and fallocate of fd -1, allowed (EBADF); then
+ *            sandbox_reader_seal() and the fallocate again: refused
  *   ask      an openat of /dev/null, asked of the creator (sandbox_ask):
  *            opens (and the reader's own openat fails with EACCES)
  * A refused call ends the process with the sandbox's line and status 159;
@@ -119,7 +121,15 @@ static void make_call(void)
 		syscall(SYS_write, -1, "", 0);
 	else if (!strcmp(call, "exec"))
 		mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	else if (!strcmp(call, "ask"))
+	else if (!strcmp(call, "seal")) {
+		if (ftruncate(-1, 0) == 0 || errno != EBADF || fallocate(-1, 0, 0, 4096) == 0 ||
+		    errno != EBADF)
+			result = "failed: ftruncate or fallocate before the seal";
+		else
+			fprintf(stderr, "unsealed: allowed\n");
+		sandbox_reader_seal();
+		fallocate(-1, 0, 0, 4096);
+	} else if (!strcmp(call, "ask"))
 		ask_open();
 	else if (!strcmp(call, "sigsys"))
 		syscall(SYS_rt_sigaction, 0x100000000ull | SIGSYS, NULL, NULL, 8);

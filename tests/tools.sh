@@ -704,6 +704,10 @@ for kind in main reader worker vCPU console input control save device guard tls-
 	{ [ $rc -eq 0 ] && grep -qx "$want" "$tmp/sb.out"; } || open_bad="$open_bad $kind ($rc: $(head -1 "$tmp/sb.out"))"
 done
 check "sandbox: a read-only openat opens on main, control and save only, fails with EACCES elsewhere${open_bad:+; wrong:$open_bad}" [ -z "$open_bad" ]
+# The reader sizes and punches guest memory (ftruncate, fallocate) until the stream is
+# in; sealed before it asks for an image's disks, it can do neither to a disk.
+"$sbt" reader seal >"$tmp/sb.out" 2>&1; rc=$?
+check "sandbox: the reader's ftruncate/fallocate, allowed until sandbox_reader_seal, are refused after it (exit $rc)" bash -c "[ $rc -eq 159 ] && grep -qx 'unsealed: allowed' '$tmp/sb.out' && grep -q 'sandbox: the reader thread made system call 285 (fallocate)' '$tmp/sb.out'"
 # The reader opens no file (its openat fails, EACCES), but an image's disks
 # are opened for it by the main thread it asks (sandbox_ask).
 "$sbt" reader ask >"$tmp/sb.out" 2>&1; rc=$?

@@ -132,7 +132,8 @@ static const struct rule reader[] = {
 	R(readv, ANY, "the stream, placed straight into guest memory"),
 	R(memfd_create, ANY, "guest memory, a region at a time"),
 	R(ftruncate, ANY, "the same"),
-	R(fallocate, ANY, "punches pages an image sends as zero"),
+	R(fallocate, ANY, "punches pages an image sends as zero (then sealed: "
+	  "sandbox_reader_seal, before any disk is opened)"),
 	R(close, ANY, "a region's or vCPU's fd when building fails"),
 	R(eventfd2, ANY, "a virtio-rng device's eventfds (made from its DEVICE record)"),
 	R(openat, FAIL_EACCES, "refused, not trapped: glibc looks for message catalogs "
@@ -757,6 +758,30 @@ out:
 	return rc;
 }
 
+/*
+ * The reader's seal (sandbox_reader_seal): everything its list allows but
+ * sizing, punching or making a memory file, stacked on that list.
+ */
+static struct sock_fprog sealed;
+
+static int build_seal(char *why, size_t len)
+{
+	static const int calls[] = { SCMP_SYS(ftruncate), SCMP_SYS(fallocate),
+				     SCMP_SYS(memfd_create) };
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+	int rc = ctx ? 0 : -1;
+
+	for (unsigned i = 0; !rc && i < sizeof(calls) / sizeof(calls[0]); i++)
+		rc = seccomp_rule_add(ctx, DEFAULT_ACTION, calls[i], 0);
+	if (!rc)
+		rc = export_bpf(ctx, &sealed);
+	if (rc)
+		snprintf(why, len, "building the reader's seal failed");
+	if (ctx)
+		seccomp_release(ctx);
+	return rc ? -1 : 0;
+}
+
 int sandbox_prepare(char *why, size_t len)
 {
 	struct sigaction sa = { .sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO };
@@ -764,6 +789,8 @@ int sandbox_prepare(char *why, size_t len)
 	for (unsigned i = 0; i < SANDBOX_KINDS; i++)
 		if (build(i, why, len))
 			return -1;
+	if (build_seal(why, len))
+		return -1;
 	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		names[i] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, i);
 	/*
@@ -818,6 +845,17 @@ void sandbox_enter(enum sandbox_kind kind)
 	sigemptyset(&sys);
 	sigaddset(&sys, SIGSYS);
 	pthread_sigmask(SIG_UNBLOCK, &sys, NULL);
+}
+
+void sandbox_reader_seal(void)
+{
+	static __thread bool done;
+
+	if (!prepared || thread_kind != SANDBOX_READER || done)
+		return;
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &sealed))
+		enter_failed(SANDBOX_READER, errno);
+	done = true;
 }
 
 /*

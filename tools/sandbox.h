@@ -90,6 +90,16 @@ int sandbox_run(enum sandbox_kind kind, void (*fn)(void *arg), void *arg);
  */
 void sandbox_ask(void (*fn)(void *arg), void *arg);
 
+/*
+ * On the reader's thread once the stream is in, before the main thread
+ * opens an image's disks for it: from here on the thread can no longer
+ * ftruncate, fallocate or memfd_create (guest memory is sized and its zero
+ * pages punched by then), calls its list allows for memory files that a
+ * disk's descriptor would take as well.  Stacked on its list, for good.
+ * Nothing happens on another thread or without sandbox_prepare().
+ */
+void sandbox_reader_seal(void);
+
 const char *sandbox_kind_name(enum sandbox_kind kind);
 
 #endif

@@ -323,6 +323,7 @@ static int restore_disk(void *arg, const struct sr_disk_info *di, struct xc_erro
 {
 	struct disk_call c = { .r = arg, .di = di, .err = err };
 
+	sandbox_reader_seal();		/* no disk descriptor within reach of ftruncate/fallocate */
 	sandbox_ask(disk_on_main, &c);
 	return c.rc;
 }
