@@ -147,9 +147,11 @@ int sr_disk_identity(int fd, enum sr_disk_hash mode, struct sr_disk_id *id, stru
 
 static int sample_ok(const struct sr_disk_id *like, struct sr_error *err)
 {
+	/* The reader's rule too (device.c): checked again here, whoever filled like. */
 	if (like->hash_blocks > SR_DISK_HASH_BLOCKS_MAX ||
 	    (like->hash_blocks && (like->hash_block_size < SR_DISK_HASH_BS_MIN ||
-				   like->hash_block_size > SR_DISK_HASH_BS_MAX)))
+				   like->hash_block_size > SR_DISK_HASH_BS_MAX ||
+				   (like->hash_block_size & (like->hash_block_size - 1)))))
 		return sr_set_error(err, SR_E_INVAL, SR_NO_INDEX, 0, "disk sample of %u x %u bytes",
 				    like->hash_blocks, like->hash_block_size);
 	return 0;

@@ -370,3 +370,15 @@ Test(disk, size_file_and_mtime_are_refused_without_reading)
 	close(wo);
 	close(fd);
 }
+
+/* A sample's block size must be a power of two here too, not only in the reader (audit7). */
+Test(disk, identity_like_refuses_a_block_size_not_a_power_of_two)
+{
+	struct sr_disk_id like = { .hash_blocks = 64, .hash_block_size = 12288 }, id;
+	struct sr_error err;
+	int fd = open("/dev/null", O_RDONLY);
+
+	cr_assert_eq(sr_disk_identity_like(fd, &like, &id, &err), -1);
+	cr_assert(strstr(err.msg, "64 x 12288"), "%s", err.msg);
+	close(fd);
+}
