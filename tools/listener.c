@@ -282,6 +282,7 @@ static int accept_loop(struct lstate *s, struct pollfd *pf, struct listener_sour
 		       char *why, size_t len)
 {
 	const struct listener_opts *o = s->o;
+	uint64_t t0 = mono_ns();
 
 	for (;;) {
 		uint64_t now = mono_ns(), wake = o->until_ns;
@@ -292,8 +293,9 @@ static int accept_loop(struct lstate *s, struct pollfd *pf, struct listener_sour
 		if (o->until_ns && now >= o->until_ns) {
 			while (s->n)
 				drop(s, 0, NULL);
+			/* the whole wait, rounded (until_ns - now is past zero here) */
 			snprintf(why, len, "no connection within %llu s",
-				 (unsigned long long)((o->until_ns - now + 999999999) / 1000000000));
+				 (unsigned long long)((o->until_ns - t0 + 500000000) / 1000000000));
 			return -1;
 		}
 		/* Peers past their time go; the rest wait for their bytes. */

@@ -372,6 +372,9 @@ static const struct rule listen_[] = {
 	R(close, ANY, "a dropped peer"),
 	R(getrandom, ANY, "the handshakes' randoms and key shares"),
 	R(pread64, ANY, "the --tls-psk file, read at each handshake on the fd opened before"),
+	R(newfstatat, ANY, "the same, still the file under its name (a key file deleted or "
+	  "replaced revokes its keys); fstat"),
+	R(fstat, ANY, "the same"),
 	R(socketpair, UNIX_ONLY, "user-space TLS: the plain stream's socket pair"),
 	END
 };

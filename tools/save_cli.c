@@ -321,7 +321,10 @@ static void close_net(struct target *t)
  */
 static bool ssh_host_ok(const char *host)
 {
-	return *host && *host != '-' &&
+	const char *at = strrchr(host, '@'), *h = at ? at + 1 : host;
+
+	/* Neither USER nor HOST empty or an option (an old ssh put %h into ProxyCommand). */
+	return *host && *host != '-' && *h && *h != '-' && at != host &&
 	       strspn(host, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 			    "._-@:[]") == strlen(host);
 }

@@ -83,7 +83,9 @@ static void usage(FILE *f)
 "                           returns 0 then, or the restore's failure and status\n"
 "                           (sr-ctl console NAME attaches to the console)\n"
 "      --log FILE           --detach, --migrate-receive: the console once\n"
-"                           detached (default $SR_RUN_DIR/NAME.log)\n"
+"                           detached (default $SR_RUN_DIR/NAME.log);\n"
+"                           --migrate-receive: its own messages too, from\n"
+"                           the start (not on ssh's stderr to the source)\n"
 "  -n, --name NAME          domain name (default: the name in the image)\n"
 "      --dirty-ring         track dirty pages with per-vCPU rings\n"
 "                           (KVM_CAP_DIRTY_LOG_RING; for sr-save --live)\n"
@@ -143,8 +145,8 @@ static bool op_disk_used[SR_MAX_DISKS];
  * cause, never this host's facts (its paths, its files, its free memory,
  * the names of the domains it runs, what its KVM lacks): those go to our
  * stderr only.  Only a fault in the stream itself (EBADMSG: the bytes the
- * source sent; EAGAIN: none came in time) is told as it is.  The first
- * cause set is the one told.
+ * source sent) is told as it is, and that none came in time (EAGAIN).  The
+ * first cause set is the one told.
  */
 static char peer_why[320];
 
@@ -171,8 +173,8 @@ static void peer_classify(const struct xc_error *err, const char *msg)
 {
 	if (err && err->sys_errno == EBADMSG)
 		peer_set("the receiver refused the stream: %s", msg);
-	else if (err && err->sys_errno == EAGAIN)
-		peer_set("the receiver gave up on the stream: %s", msg);
+	else if (err && err->sys_errno == EAGAIN)	/* the idle timeout; its text not told (audit8) */
+		peer_set("the receiver gave up on the stream: no data for its idle timeout");
 	else if (err && err->sys_errno == EOPNOTSUPP)
 		peer_set("refused by the receiver: its KVM cannot run this guest's CPU state (the "
 			 "receiver's log says what it lacks)");
@@ -765,6 +767,12 @@ int main(int argc, char **argv)
 		if (fd < 0 || chan < 0)
 			die(EXIT_USAGE, "dup: %s", strerror(errno));
 		fd_reopen(STDIN_FILENO, "/dev/null", O_RDONLY);
+		/*
+		 * Under ssh our stderr is the source's: with --log, all we say goes
+		 * there from now on, and the source hears only the answers (audit8).
+		 */
+		if (log && fd_reopen(STDERR_FILENO, log, O_WRONLY | O_CREAT | O_APPEND))
+			die(EXIT_USAGE, "--log: %s", strerror(errno));
 		dup2(STDERR_FILENO, STDOUT_FILENO);
 		path = "the migration stream";
 	}
@@ -939,7 +947,7 @@ int main(int argc, char **argv)
 		/* "running" only once it does, signals held for the loop: nothing can undo it now. */
 		rc = runner_start(r, false, &err);
 		if (rc) {
-			peer_classify(&err, err.msg);
+			peer_classify(NULL, NULL);	/* the stream is in: this host's failure */
 			tell_source(err.msg);
 			pr_err("%s: the domain did not start: %s; the source resumes its copy", path,
 			       err.msg);

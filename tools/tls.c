@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -186,6 +187,20 @@ static void drop_key(gnutls_datum_t *key)
 }
 
 /*
+ * The file opened at the start is still the one under its name: a key file
+ * deleted, or replaced by rename, revokes its keys (fails closed: the new
+ * file is read once sr-restore starts again), as it would were the file
+ * opened at each handshake (audit8).
+ */
+static bool psk_file_current(const struct tls_creds *c)
+{
+	struct stat held, named;
+
+	return !fstat(c->psk_fd, &held) && held.st_nlink > 0 && !stat(c->psk_path, &named) &&
+	       held.st_dev == named.st_dev && held.st_ino == named.st_ino;
+}
+
+/*
  * The server's key for the identity a peer names, looked up in the file at
  * each handshake (as GnuTLS's own file lookup does, but through buffers
  * that are wiped); GnuTLS wipes and frees key once it is used.
@@ -202,6 +217,8 @@ static int psk_lookup(gnutls_session_t s, const gnutls_datum_t *user, gnutls_dat
 	name[user->size] = 0;
 	key->data = NULL;
 	key->size = 0;
+	if (!psk_file_current(t->c))
+		return -1;
 	if (read_psk_fd(&scratch, t->c->psk_fd, name, key, why, sizeof(why)) || !key->data) {
 		drop_key(key);
 		return -1;
