@@ -2,7 +2,8 @@
 /*
  * Disk identity and snapshots (libsr/disk.c), on real files in a tmpfs
  * directory: tmpfs has holes (SEEK_DATA/SEEK_HOLE) and no reflink, so a
- * snapshot there takes the sparse copy path.
+ * snapshot there takes the sparse copy path.  And how sr-save's snapshots
+ * take their names (tools/snapshots.c): all of them or none.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -18,6 +20,7 @@
 
 #include <linux/magic.h>
 
+#include "snapshots.h"
 #include "sr_disk.h"
 
 #define MiB (1ull << 20)
@@ -369,4 +372,79 @@ Test(disk, size_file_and_mtime_are_refused_without_reading)
 	cr_assert(strstr(why, "hashed differently"), "%s", why);
 	close(wo);
 	close(fd);
+}
+
+/* Whether dir holds exactly the names in want (space-separated, sorted as ls sorts them). */
+static bool dir_holds(const char *want)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd), "test \"$(cd '%s' && echo $(LC_ALL=C ls -A))\" = '%s'", dir, want);
+	return system(cmd) == 0;
+}
+
+static void snapshot_files(struct snapshots *sn, const char *image)
+{
+	char why[600];
+
+	cr_assert_eq(snapshots_init(sn, path_of(image)), 0, "%s", strerror(errno));
+	for (unsigned k = 0; k < 2; k++) {
+		cr_assert_eq(snapshots_open(sn, k, "/srv/d.img", why, sizeof(why)), 0, "%s", why);
+		cr_assert_eq(write(sn->f[k].fd, "snap", 4), 4);
+	}
+}
+
+/*
+ * sr-save -c --disk-snapshot with two disks: the second's snapshot cannot
+ * take its name (a directory appeared there during the commit): the first,
+ * already renamed, is taken back, and nothing is left, no side file either.
+ */
+Test(disk, snapshots_are_all_placed_or_none)
+{
+	struct snapshots sn;
+	char why[600], side[128];
+	struct stat st;
+
+	snapshot_files(&sn, "c.sr");
+	cr_assert(dir_holds(""), "an unnamed snapshot has a name before the image is complete");
+	cr_assert_eq(snapshots_stage(&sn, why, sizeof(why)), 0, "%s", why);
+	snprintf(side, sizeof(side), "c.sr.disk0.sr-tmp-%d c.sr.disk1.sr-tmp-%d", (int)getpid(),
+		 (int)getpid());
+	cr_assert(dir_holds(side), "staged: only the side names");
+	cr_assert_eq(mkdir(path_of("c.sr.disk1"), 0700), 0);
+	cr_assert_eq(snapshots_place(&sn, why, sizeof(why)), -1);
+	cr_assert(strstr(why, "disk 1: its snapshot ") && strstr(why, "c.sr.disk1: Is a directory"),
+		  "%s", why);
+	snapshots_discard(&sn);
+	cr_assert(dir_holds("c.sr.disk1"), "disk 0's snapshot or a side file was left");
+	/* Refused up front when the directory is there before the save. */
+	cr_assert_eq(snapshots_init(&sn, path_of("c.sr")), 0);
+	cr_assert_eq(snapshots_open(&sn, 1, "/srv/d.img", why, sizeof(why)), -1);
+	cr_assert(strstr(why, "disk 1 /srv/d.img: its snapshot ") && strstr(why, "Is a directory"),
+		  "%s", why);
+	snapshots_discard(&sn);
+	cr_assert_eq(rmdir(path_of("c.sr.disk1")), 0);
+	/* Both placed, an older snapshot replaced, no side file left. */
+	cr_assert_eq(close(open(path_of("c.sr.disk0"), O_CREAT | O_WRONLY, 0600)), 0);
+	snapshot_files(&sn, "c.sr");
+	cr_assert_eq(snapshots_stage(&sn, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(snapshots_place(&sn, why, sizeof(why)), 0, "%s", why);
+	snapshots_discard(&sn);
+	cr_assert(dir_holds("c.sr.disk0 c.sr.disk1"));
+	for (unsigned k = 0; k < 2; k++) {
+		cr_assert_eq(stat(path_of(k ? "c.sr.disk1" : "c.sr.disk0"), &st), 0);
+		cr_assert_eq(st.st_size, 4);
+	}
+}
+
+/* A save that fails before the commit (the image never placed): its snapshots go, side files too. */
+Test(disk, snapshots_of_a_failed_save_leave_nothing)
+{
+	struct snapshots sn;
+	char why[600];
+
+	snapshot_files(&sn, "f.sr");
+	cr_assert_eq(snapshots_stage(&sn, why, sizeof(why)), 0, "%s", why);
+	snapshots_discard(&sn);
+	cr_assert(dir_holds(""));
 }

@@ -19,22 +19,11 @@
 #include "imgfile.h"
 #include "runner.h"
 #include "serial8250.h"
+#include "snapshots.h"
 #include "util.h"
 
 #define DEVICES_MAX	16
 #define DEVICE_STATE_MAX	(64 << 10)	/* a DEVICE record's body is at most 64 KiB */
-
-/*
- * A checkpoint's disk snapshots (--disk-snapshot, docs/format.md §3.8.3):
- * each writable disk's copy, made unnamed while the guest is paused and
- * named IMAGE.diskN only once the image is committed.
- */
-struct snapshots {
-	const char *image;		/* the image's absolute path */
-	struct img_file f[SR_MAX_DISKS];	/* by disk index; fd -1: none */
-	char path[SR_MAX_DISKS][SR_DISK_PATH_MAX + 1];
-	char note[512];			/* what the summary says of them */
-};
 
 struct progress {
 	int fd;
@@ -53,56 +42,6 @@ struct progress {
 	unsigned ndisks;
 	char fail[700];			/* a device whose state could not be taken */
 };
-
-/*
- * Disk o's snapshot file, unnamed in the image's directory, opened before
- * the save starts: a directory that refuses it fails the save at once.
- */
-static int snapshot_open(struct snapshots *sn, const struct virtio_blk_opts *o,
-			 struct xc_error *err)
-{
-	char *path = sn->path[o->disk % SR_MAX_DISKS];
-
-	if (o->ro || o->disk >= SR_MAX_DISKS)
-		return 0;		/* a read-only disk needs none (§3.8.3) */
-	snprintf(path, SR_DISK_PATH_MAX + 1, "%s.disk%u", sn->image, o->disk);
-	if (img_file_open(&sn->f[o->disk], path))
-		return xc_set_error(err, errno, "disk %u %s: its snapshot %s%s", o->disk, o->path,
-				    path, sn->f[o->disk].tmp[0] || errno == EEXIST ? ".tmp" : "");
-	return 0;
-}
-
-/* Every snapshot goes (a failed or uncommitted save): none is left under its name. */
-static void snapshots_discard(struct snapshots *sn)
-{
-	for (unsigned k = 0; sn && k < SR_MAX_DISKS; k++)
-		img_file_discard(&sn->f[k]);
-}
-
-/* The image is committed: each snapshot takes its name (replacing an older one). */
-static int snapshots_place(struct snapshots *sn, char *why, size_t len)
-{
-	for (unsigned k = 0; sn && k < SR_MAX_DISKS; k++) {
-		if (sn->f[k].fd < 0)
-			continue;
-		if (img_file_place(&sn->f[k], why, len))
-			return -1;
-		img_file_discard(&sn->f[k]);
-	}
-	return 0;
-}
-
-static struct snapshots *snapshots_new(const char *image)
-{
-	struct snapshots *sn = calloc(1, sizeof(*sn));
-
-	if (!sn)
-		return NULL;
-	sn->image = image;
-	for (unsigned k = 0; k < SR_MAX_DISKS; k++)
-		sn->f[k].fd = -1;
-	return sn;
-}
 
 /* Lists the devices and their buffers before the save starts (nothing allocated paused). */
 static int devices_prepare(struct progress *p, struct hvmctx_save_opts *o, struct xc_error *err)
@@ -125,9 +64,14 @@ static int devices_prepare(struct progress *p, struct hvmctx_save_opts *o, struc
 		p->dev[i] = (struct hvmctx_device){ h->ops->name, h->ops->version, h->instance,
 						     p->buf[i], 0 };
 		if (!strcmp(h->ops->name, "virtio-blk")) {
+			const struct virtio_blk_opts *bo = virtio_blk_opts((struct virtio_dev *)h);
+			char why[600];
+
 			p->ndisks++;
-			if (p->sn && snapshot_open(p->sn, virtio_blk_opts((struct virtio_dev *)h), err))
-				return -1;
+			/* A read-only disk needs no snapshot (§3.8.3). */
+			if (p->sn && !bo->ro && bo->disk < SR_MAX_DISKS &&
+			    snapshots_open(p->sn, bo->disk, bo->path, why, sizeof(why)))
+				return xc_set_error(err, 0, "%s", why);
 		}
 	}
 	if (p->ndisks && !(p->disks = calloc(p->ndisks, sizeof(*p->disks))))
@@ -160,7 +104,7 @@ static int reopen_ro(int fd)
  * reflink or a sparse copy of src, then its identity, read back from the
  * copy, which must hash as the disk did (§3.8.3).
  */
-static int take_snapshot(int src, struct sr_disk_info *di, struct img_file *f, char *why,
+static int take_snapshot(int src, struct sr_disk_info *di, struct snap_file *f, char *why,
 			 size_t len)
 {
 	uint64_t t0 = mono_ns();
@@ -203,7 +147,7 @@ static int take_snapshot(int src, struct sr_disk_info *di, struct img_file *f, c
  * not suit); with snap, the disk's snapshot.
  */
 static int disk_record(struct virtio_dev *vd, struct sr_disk_info *di, enum sr_disk_hash mode,
-		       struct img_file *snap, char *why, size_t len)
+		       struct snap_file *snap, char *why, size_t len)
 {
 	const struct virtio_blk_opts *o = virtio_blk_opts(vd);
 	struct sr_error e;
@@ -577,8 +521,18 @@ static int save_with(struct runner *r, int out_fd, const struct save_req *q, int
 		return -1;
 	}
 	/* The domain is paused here; it ends, runs or stays paused only once committed. */
+	char why[400];
+
+	/* Each snapshot under its side name before the commit: a link that fails fails the save. */
+	if (sn && snapshots_stage(sn, why, sizeof(why))) {
+		if (!was_paused)
+			xc_domain_resume(d, NULL);
+		snprintf(msg, len, "%s; the domain %s", why, was_paused ? "stays paused" :
+			 "runs on as before");
+		return -1;
+	}
 	if (q->two_phase) {
-		char sum[256], why[256];
+		char sum[256];
 
 		summary(&st, "image complete", sum, sizeof(sum));
 		int c = await_commit(client_fd, sum, js, why, sizeof(why));
@@ -615,8 +569,7 @@ static int save_with(struct runner *r, int out_fd, const struct save_req *q, int
 		return 1;
 	}
 	/* Committed (the image is in place): the snapshots it names take their names. */
-	char why[300];
-	int placed = snapshots_place(sn, why, sizeof(why));
+	int placed = sn ? snapshots_place(sn, why, sizeof(why)) : 0;
 
 	if (!stay_paused && !was_paused)
 		xc_domain_resume(d, NULL);
@@ -652,13 +605,20 @@ int runner_save(struct runner *r, int out_fd, const struct save_req *q, int clie
 				 "save (-c or -p): this one ends with it, its disk as saved");
 			return -1;
 		}
-		if (!(sn = snapshots_new(q->disk_snapshot))) {
+		if (!(sn = malloc(sizeof(*sn)))) {
 			snprintf(msg, len, "disk snapshots: out of memory");
+			return -1;
+		}
+		if (snapshots_init(sn, q->disk_snapshot)) {
+			snprintf(msg, len, "disk snapshots: the directory of %s: %s", q->disk_snapshot,
+				 strerror(errno));
+			free(sn);
 			return -1;
 		}
 	}
 	rc = save_with(r, out_fd, q, client_fd, js, &o, hash, sn, msg, len);
-	snapshots_discard(sn);
+	if (sn)
+		snapshots_discard(sn);
 	free(sn);
 	return rc;
 }
