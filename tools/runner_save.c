@@ -41,6 +41,13 @@ struct progress {
 	struct sr_disk_info *disks;		/* one per virtio-blk */
 	unsigned ndisks;
 	char fail[700];			/* a device whose state could not be taken */
+	uint64_t disk_id_ns;		/* of the device capture: the disks' identities */
+};
+
+/* The pause's parts the runner sees and hvmctx does not (the summary and stats report them). */
+struct pause_parts {
+	uint64_t drain_ns;		/* devices drained (in hvmctx's pause_ns) */
+	uint64_t disk_id_ns;		/* disk identities (in capture_dev_ns) */
 };
 
 /* Lists the devices and their buffers before the save starts (nothing allocated paused). */
@@ -147,9 +154,10 @@ static int take_snapshot(int src, struct sr_disk_info *di, struct snap_file *f, 
  * not suit); with snap, the disk's snapshot.
  */
 static int disk_record(struct virtio_dev *vd, struct sr_disk_info *di, enum sr_disk_hash mode,
-		       struct snap_file *snap, char *why, size_t len)
+		       struct snap_file *snap, uint64_t *id_ns, char *why, size_t len)
 {
 	const struct virtio_blk_opts *o = virtio_blk_opts(vd);
+	uint64_t t0 = mono_ns();
 	struct sr_error e;
 	int fd, rc;
 
@@ -163,6 +171,7 @@ static int disk_record(struct virtio_dev *vd, struct sr_disk_info *di, enum sr_d
 		return -1;
 	}
 	rc = sr_disk_identity(fd, mode, &di->id, &e);
+	*id_ns += mono_ns() - t0;
 	if (rc)
 		snprintf(why, len, "disk %.100s: %.140s", o->path, e.msg);
 	else if (snap && snap->fd >= 0)
@@ -198,8 +207,8 @@ static void capture_devices(void *arg)
 			if (p->fail[0])
 				continue;	/* the save fails: no more copies in the pause */
 			if (disk_record(vd, &p->disks[d++], p->hash,
-					p->sn && k < SR_MAX_DISKS ? &p->sn->f[k] : NULL, why,
-					sizeof(why)))
+					p->sn && k < SR_MAX_DISKS ? &p->sn->f[k] : NULL, &p->disk_id_ns,
+					why, sizeof(why)))
 				snprintf(p->fail, sizeof(p->fail), "%s", why);
 		}
 	}
@@ -268,7 +277,7 @@ static void snapshot_note(struct snapshots *sn, const struct sr_disk_info *disks
 
 static int do_save(struct runner *r, int fd, struct hvmctx_save_opts *o, int client_fd,
 		   struct save_job_state *js, enum sr_disk_hash hash, struct snapshots *sn,
-		   struct hvmctx_save_stats *st, struct xc_error *err)
+		   struct hvmctx_save_stats *st, struct pause_parts *pp, struct xc_error *err)
 {
 	const struct runner_config *cfg = runner_config(r);
 	struct progress p = { .fd = client_fd, .r = r, .js = js, .hash = hash, .sn = sn };
@@ -296,6 +305,8 @@ static int do_save(struct runner *r, int fd, struct hvmctx_save_opts *o, int cli
 	o->cancel = js ? &js->cancel : NULL;
 	o->msrs = runner_msrs(r);
 	rc = hvmctx_save(runner_domain(r), fd, o, st, err);
+	*pp = (struct pause_parts){ .drain_ns = o->live ? runner_drain_ns(r) : 0,
+				    .disk_id_ns = p.disk_id_ns };
 	if (!rc && !p.fail[0])
 		snapshot_note(sn, p.disks, p.ndisks);
 	devices_free(&p);
@@ -371,18 +382,25 @@ static void summary(const struct hvmctx_save_stats *st, const char *after, char 
  * "stats key=value ...", stop_reason last as the rest of the line.
  * Before the final "ok"; a client skips lines it does not know.
  */
-static void send_stats(int fd, const struct hvmctx_save_stats *st, uint64_t paused_ns,
-		       const char *outcome)
+static void send_stats(int fd, const struct hvmctx_save_stats *st, const struct pause_parts *pp,
+		       uint64_t paused_ns, const char *outcome)
 {
-	char line[700];
+	char line[1000];
 	int n = snprintf(line, sizeof(line), "stats pages=%llu zero=%llu lz4=%llu raw=%llu "
-			 "bytes=%llu mem_bytes=%llu duration_ns=%llu capture_ns=%llu rounds=%u "
+			 "bytes=%llu mem_bytes=%llu duration_ns=%llu capture_ns=%llu "
+			 "pause_ns=%llu drain_ns=%llu capture_vm_ns=%llu capture_vcpu_ns=%llu "
+			 "capture_dev_ns=%llu disk_id_ns=%llu final_pages_ns=%llu state_ns=%llu "
+			 "rounds=%u "
 			 "downtime_ns=%llu downtime_target_ns=%llu max_throttle_pct=%u "
 			 "throttled_ns=%llu paused_ns=%llu outcome=%s stop_reason=%s\n",
 			 (unsigned long long)st->pages, (unsigned long long)st->zero,
 			 (unsigned long long)st->lz4, (unsigned long long)st->raw,
 			 (unsigned long long)st->bytes, (unsigned long long)st->mem_bytes,
 			 (unsigned long long)st->duration_ns, (unsigned long long)st->capture_ns,
+			 (unsigned long long)st->pause_ns, (unsigned long long)pp->drain_ns,
+			 (unsigned long long)st->capture_vm_ns, (unsigned long long)st->capture_vcpu_ns,
+			 (unsigned long long)st->capture_dev_ns, (unsigned long long)pp->disk_id_ns,
+			 (unsigned long long)st->final_pages_ns, (unsigned long long)st->state_ns,
 			 st->rounds, (unsigned long long)st->downtime_ns,
 			 (unsigned long long)st->downtime_target_ns, st->max_throttle_pct,
 			 (unsigned long long)st->throttled_ns, (unsigned long long)paused_ns, outcome,
@@ -497,6 +515,7 @@ static int save_with(struct runner *r, int out_fd, const struct save_req *q, int
 	bool was_paused = xc_domain_paused(d);
 	struct hvmctx_save_opts o = *op;
 	struct hvmctx_save_stats st;
+	struct pause_parts pp;
 	struct xc_error err;
 
 	if (q->live) {
@@ -513,7 +532,7 @@ static int save_with(struct runner *r, int out_fd, const struct save_req *q, int
 	}
 	uint64_t t_pause = mono_ns(), paused_ns = 0;
 	char commit_note[96] = "", after[700];
-	if (do_save(r, out_fd, &o, client_fd, js, hash, sn, &st, &err)) {
+	if (do_save(r, out_fd, &o, client_fd, js, hash, sn, &st, &pp, &err)) {
 		/* The domain goes on exactly as before (a live save resumed it already). */
 		if (!was_paused && xc_domain_paused(d))
 			xc_domain_resume(d, NULL);
@@ -565,7 +584,7 @@ static int save_with(struct runner *r, int out_fd, const struct save_req *q, int
 	if (!checkpoint && !stay_paused) {
 		snprintf(after, sizeof(after), "%sthe domain exits", commit_note);
 		summary(&st, after, msg, len);
-		send_stats(client_fd, &st, paused_ns, "exits");
+		send_stats(client_fd, &st, &pp, paused_ns, "exits");
 		return 1;
 	}
 	/* Committed (the image is in place): the snapshots it names take their names. */
@@ -578,7 +597,7 @@ static int save_with(struct runner *r, int out_fd, const struct save_req *q, int
 			 stay_paused || was_paused ? "stays paused" : "runs on");
 		return -1;
 	}
-	send_stats(client_fd, &st, paused_ns, stay_paused || was_paused ? "paused" : "runs");
+	send_stats(client_fd, &st, &pp, paused_ns, stay_paused || was_paused ? "paused" : "runs");
 	snprintf(after, sizeof(after), "%s%s%s", commit_note, sn ? sn->note : "",
 		 stay_paused || was_paused ? "the domain stays paused" : "the domain runs on");
 	summary(&st, after, msg, len);
@@ -627,6 +646,7 @@ int runner_guest_save(struct runner *r, const char *path, char *msg, size_t len)
 {
 	struct xc_domain *d = runner_domain(r);
 	struct hvmctx_save_stats st;
+	struct pause_parts pp;
 	struct xc_error err;
 	struct img_file f;
 
@@ -642,7 +662,7 @@ int runner_guest_save(struct runner *r, const char *path, char *msg, size_t len)
 	}
 	struct hvmctx_save_opts o = { .compress = SR_COMPRESS_LZ4, .threads = threads_default() };
 
-	if (do_save(r, f.fd, &o, -1, NULL, SR_DISK_HASH_SAMPLE, NULL, &st, &err)) {
+	if (do_save(r, f.fd, &o, -1, NULL, SR_DISK_HASH_SAMPLE, NULL, &st, &pp, &err)) {
 		img_file_discard(&f);
 		snprintf(msg, len, "%s", err.msg);
 		return -1;
