@@ -2664,15 +2664,15 @@ if want disk-snapshot 420 && linux_ready disk-snapshot; then
 	# Restoring the checkpoint runs on the snapshot, the disk untouched: the
 	# guest writes on from where the checkpoint was and verifies all 24 blocks
 	# there.  A second restore finds the snapshot changed, one without it finds
-	# it missing: both refused, naming it.  The domain has a second disk (1 MiB,
-	# unused by the guest): a checkpoint whose second snapshot cannot take its
-	# name at the commit (a directory put there while sr-save holds the commit
-	# open) fails naming disk 1 and leaves no image, no snapshot (the first,
-	# already named, is taken back) and no side file.
+	# it missing: both refused, naming it.  The domain has a second disk (the
+	# guest writes the same blocks there): a checkpoint whose second snapshot
+	# cannot take its name at the commit (a directory put there while sr-save
+	# holds the commit open) fails naming disk 1 and leaves no image, no
+	# snapshot (the first, already named, is taken back) and no side file.
 	sn_n=24
 	make_disk "$tmp/sn.raw"
 	dd if=/dev/urandom of="$tmp/sn.raw" bs=1M seek=32 count=4 conv=notrunc 2>/dev/null
-	head -c 1M /dev/urandom >"$tmp/sn2.raw"
+	make_disk "$tmp/sn2.raw"
 	mkdir -p "$tmp/snfull" "$tmp/ck" "$tmp/ck2"
 	mount -t tmpfs -o size=1m tmpfs "$tmp/snfull"
 	sn_t0=$(date +%s)
