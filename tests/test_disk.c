@@ -448,3 +448,73 @@ Test(disk, snapshots_of_a_failed_save_leave_nothing)
 	snapshots_discard(&sn);
 	cr_assert(dir_holds(""));
 }
+
+/* The identity sr_disk_identity(SR_DISK_HASH_SAMPLE) gives now, for fd. */
+static struct sr_disk_id fresh(int fd)
+{
+	struct sr_disk_id id;
+	struct sr_error err;
+
+	cr_assert_eq(sr_disk_identity(fd, SR_DISK_HASH_SAMPLE, &id, &err), 0, "%s", err.msg);
+	return id;
+}
+
+static void same_id(const struct sr_disk_id *a, const struct sr_disk_id *b, const char *what)
+{
+	char why[256] = "";
+
+	cr_assert_eq(sr_disk_id_compare(a, b, 0, why, sizeof(why)), SR_DISK_SAME, "%s: %s", what, why);
+	cr_assert_eq(a->hash, b->hash, "%s", what);
+}
+
+/*
+ * A save's sample taken ahead of the pause (sr_disk_sample): brought up to
+ * date in the pause, it is the identity a sample taken there would give,
+ * whether the writer touched sampled blocks, other blocks, or someone else
+ * wrote (mtime moved, no write reported: all read again).
+ */
+Test(disk, a_sample_taken_ahead_is_the_identity_at_the_refresh)
+{
+	uint64_t size = 64 * MiB;
+	int fd = make_disk("a.img", size);
+	struct sr_disk_sample s = { 0 };
+	struct sr_disk_id id, before;
+	struct sr_error err;
+
+	cr_assert_eq(sr_disk_sample_plan(fd, &s, &err), 0, "%s", err.msg);
+	cr_assert_eq(s.id.hash_blocks, 64);
+	cr_assert_eq(s.off[0], 0);
+	cr_assert_eq(s.off[63], size - 4096);
+	cr_assert_eq(sr_disk_sample_read(fd, &s, &err), 0, "%s", err.msg);
+	before = fresh(fd);
+	same_id(&s.id, &before, "as taken");
+	/* The writer wrote block 5 and reports it: only it is read again. */
+	uint64_t taken = s.id.hash;
+
+	poke(fd, s.off[5] + 100, 0x5a);
+	cr_assert_eq(sr_disk_sample_refresh(fd, &s, 1ull << 5, 1, &id, &err), 0, "%s", err.msg);
+	before = fresh(fd);
+	same_id(&id, &before, "block 5 written");
+	cr_assert_neq(id.hash, taken, "block 5's change is not in the hash");
+	/* A write between the sampled blocks: no block to read, the hash kept, mtime new. */
+	poke(fd, s.off[7] + 4096 + 10, 0x77);
+	cr_assert_eq(sr_disk_sample_refresh(fd, &s, 0, 1, &id, &err), 0, "%s", err.msg);
+	before = fresh(fd);
+	same_id(&id, &before, "a block between the samples written");
+	/* Someone else wrote a sampled block (no write reported), mtime moved: all read again. */
+	set_mtime(fd, 1000000000ull);
+	cr_assert_eq(sr_disk_sample_refresh(fd, &s, 0, 0, &id, &err), 0, "%s", err.msg);
+	poke(fd, s.off[9], 0x99);
+	set_mtime(fd, 2000000000ull);
+	cr_assert_eq(sr_disk_sample_refresh(fd, &s, 0, 0, &id, &err), 0, "%s", err.msg);
+	before = fresh(fd);
+	same_id(&id, &before, "another writer");
+	/* A new size lays the blocks out anew. */
+	cr_assert_eq(ftruncate(fd, (off_t)(size + MiB)), 0);
+	cr_assert_eq(sr_disk_sample_refresh(fd, &s, 0, 1, &id, &err), 0, "%s", err.msg);
+	before = fresh(fd);
+	same_id(&id, &before, "resized");
+	cr_assert_eq(s.off[63], size + MiB - 4096);
+	sr_disk_sample_free(&s);
+	close(fd);
+}

@@ -40,6 +40,13 @@ struct progress {
 	unsigned ndev;
 	struct sr_disk_info *disks;		/* one per virtio-blk */
 	unsigned ndisks;
+	/*
+	 * Per virtio-blk (a sampled identity): its sample, taken before the
+	 * save starts on a descriptor of our own, the device watching its
+	 * blocks; the pause reads again only those written since.
+	 */
+	struct sr_disk_sample ahead[DEVICES_MAX];
+	int ahead_fd[DEVICES_MAX];	/* -1: none (a full hash, read in the pause) */
 	char fail[700];			/* a device whose state could not be taken */
 	uint64_t disk_id_ns;		/* of the device capture: the disks' identities */
 };
@@ -49,6 +56,37 @@ struct pause_parts {
 	uint64_t drain_ns;		/* devices drained (in hvmctx's pause_ns) */
 	uint64_t disk_id_ns;		/* disk identities (in capture_dev_ns) */
 };
+
+/* A descriptor of our own, read-only, on the file behind fd (not O_DIRECT). */
+static int reopen_ro(int fd)
+{
+	char self[64];
+
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	return open(self, O_RDONLY | O_CLOEXEC);
+}
+
+/*
+ * Disk d's sampled identity, ahead of the pause: the device watches the
+ * blocks before they are read, so a write it does meanwhile is either read
+ * here or marked for the pause to read again (hw/virtio.h).
+ */
+static int disk_ahead(struct progress *p, unsigned d, struct virtio_dev *vd, struct xc_error *err)
+{
+	struct sr_disk_sample *s = &p->ahead[d];
+	const char *path = virtio_blk_opts(vd)->path;
+	struct sr_error e;
+	int fd;
+
+	if ((fd = p->ahead_fd[d] = reopen_ro(virtio_blk_fd(vd))) < 0)
+		return xc_set_error(err, errno, "disk %.200s", path);
+	if (sr_disk_sample_plan(fd, s, &e))
+		return xc_set_error(err, 0, "disk %.100s: %.140s", path, e.msg);
+	virtio_blk_watch(vd, s->off, s->id.hash_blocks, SR_DISK_SAMPLE_BS);
+	if (sr_disk_sample_read(fd, s, &e))
+		return xc_set_error(err, 0, "disk %.100s: %.140s", path, e.msg);
+	return 0;
+}
 
 /* Lists the devices and their buffers before the save starts (nothing allocated paused). */
 static int devices_prepare(struct progress *p, struct hvmctx_save_opts *o, struct xc_error *err)
@@ -74,6 +112,9 @@ static int devices_prepare(struct progress *p, struct hvmctx_save_opts *o, struc
 			const struct virtio_blk_opts *bo = virtio_blk_opts((struct virtio_dev *)h);
 			char why[600];
 
+			if (p->hash == SR_DISK_HASH_SAMPLE &&
+			    disk_ahead(p, p->ndisks, (struct virtio_dev *)h, err))
+				return -1;
 			p->ndisks++;
 			/* A read-only disk needs no snapshot (§3.8.3). */
 			if (p->sn && !bo->ro && bo->disk < SR_MAX_DISKS &&
@@ -92,18 +133,18 @@ static int devices_prepare(struct progress *p, struct hvmctx_save_opts *o, struc
 
 static void devices_free(struct progress *p)
 {
-	for (unsigned i = 0; i < p->ndev; i++)
+	for (unsigned i = 0; i < p->ndev; i++) {
+		/* The watch ends with the save (a device held or running: either is safe). */
+		if (p->hw[i] && !strcmp(p->hw[i]->ops->name, "virtio-blk"))
+			virtio_blk_watch((struct virtio_dev *)p->hw[i], NULL, 0, 0);
 		free(p->buf[i]);
+	}
+	for (unsigned d = 0; d < DEVICES_MAX; d++) {
+		if (p->ahead_fd[d] >= 0)
+			close(p->ahead_fd[d]);
+		sr_disk_sample_free(&p->ahead[d]);
+	}
 	free(p->disks);
-}
-
-/* A descriptor of our own, read-only, on the file behind fd (not O_DIRECT). */
-static int reopen_ro(int fd)
-{
-	char self[64];
-
-	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
-	return open(self, O_RDONLY | O_CLOEXEC);
 }
 
 /*
@@ -154,10 +195,11 @@ static int take_snapshot(int src, struct sr_disk_info *di, struct snap_file *f, 
  * not suit); with snap, the disk's snapshot.
  */
 static int disk_record(struct virtio_dev *vd, struct sr_disk_info *di, enum sr_disk_hash mode,
-		       struct snap_file *snap, uint64_t *id_ns, char *why, size_t len)
+		       struct sr_disk_sample *ahead, int ahead_fd, struct snap_file *snap,
+		       uint64_t *id_ns, char *why, size_t len)
 {
 	const struct virtio_blk_opts *o = virtio_blk_opts(vd);
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = mono_ns(), touched, writes;
 	struct sr_error e;
 	int fd, rc;
 
@@ -166,17 +208,24 @@ static int disk_record(struct virtio_dev *vd, struct sr_disk_info *di, enum sr_d
 	di->flags = o->ro ? SR_DISK_F_READ_ONLY : 0;
 	di->cache = o->cache == VIRTIO_BLK_NONE ? SR_DISK_CACHE_NONE : SR_DISK_CACHE_WRITEBACK;
 	snprintf(di->path, sizeof(di->path), "%s", o->path);
-	if ((fd = reopen_ro(virtio_blk_fd(vd))) < 0) {
+	if (ahead_fd >= 0) {
+		/* Drained: every write the device did is marked; only those blocks are read. */
+		touched = virtio_blk_touched(vd, &writes);
+		rc = sr_disk_sample_refresh(ahead_fd, ahead, touched, writes, &di->id, &e);
+		fd = ahead_fd;
+	} else if ((fd = reopen_ro(virtio_blk_fd(vd))) < 0) {
 		snprintf(why, len, "disk %.200s: %s", o->path, strerror(errno));
 		return -1;
+	} else {
+		rc = sr_disk_identity(fd, mode, &di->id, &e);
 	}
-	rc = sr_disk_identity(fd, mode, &di->id, &e);
 	*id_ns += mono_ns() - t0;
 	if (rc)
 		snprintf(why, len, "disk %.100s: %.140s", o->path, e.msg);
 	else if (snap && snap->fd >= 0)
 		rc = take_snapshot(fd, di, snap, why, len);
-	close(fd);
+	if (fd != ahead_fd)
+		close(fd);
 	return rc;
 }
 
@@ -202,11 +251,12 @@ static void capture_devices(void *arg)
 		if (!strcmp(h->ops->name, "virtio-blk") && d < p->ndisks) {
 			struct virtio_dev *vd = (struct virtio_dev *)h;
 			uint32_t k = virtio_blk_opts(vd)->disk;
+			unsigned e = d++;
 			char why[sizeof(p->fail)];
 
 			if (p->fail[0])
 				continue;	/* the save fails: no more copies in the pause */
-			if (disk_record(vd, &p->disks[d++], p->hash,
+			if (disk_record(vd, &p->disks[e], p->hash, &p->ahead[e], p->ahead_fd[e],
 					p->sn && k < SR_MAX_DISKS ? &p->sn->f[k] : NULL, &p->disk_id_ns,
 					why, sizeof(why)))
 				snprintf(p->fail, sizeof(p->fail), "%s", why);
@@ -283,6 +333,9 @@ static int do_save(struct runner *r, int fd, struct hvmctx_save_opts *o, int cli
 	struct progress p = { .fd = client_fd, .r = r, .js = js, .hash = hash, .sn = sn };
 	struct stat sb;
 	int rc;
+
+	for (unsigned d = 0; d < DEVICES_MAX; d++)
+		p.ahead_fd[d] = -1;
 
 	if (devices_prepare(&p, o, err)) {
 		devices_free(&p);
