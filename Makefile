@@ -80,7 +80,7 @@ HW_SRCS   := hw/bus.c hw/pci.c hw/virtq.c hw/virtio_pci.c hw/virtio_blk.c hw/blk
 HW_OBJS   := $(HW_SRCS:%.c=$(O)/%.o)
 RUNNER_OBJS := $(O)/tools/runner.o $(O)/tools/runner_save.o $(O)/tools/detach.o $(O)/tools/serial8250.o $(O)/tools/console.o \
                $(O)/tools/ctl.o $(O)/tools/util.o $(O)/tools/host.o $(O)/tools/migrate.o $(O)/tools/net.o \
-               $(O)/tools/imgfile.o $(O)/tools/tls.o $(O)/tools/usage.o $(HW_OBJS) $(HVMCTX_OBJS) $(XC_OBJS)
+               $(O)/tools/imgfile.o $(O)/tools/snapshots.o $(O)/tools/tls.o $(O)/tools/usage.o $(HW_OBJS) $(HVMCTX_OBJS) $(XC_OBJS)
 
 # Freestanding test guests: 64-bit code, no libc, no SSE in compiled C (the
 # guest checks its own vector registers), flat binaries loaded at 1 MiB.
@@ -221,6 +221,8 @@ $(O)/tests/test-ctl: $(O)/tests/test_ctl.o $(O)/tools/ctl.o $(O)/tools/migrate.o
 		$(O)/tools/console.o
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(CRIT_LIBS) -lpthread
+
+$(O)/tests/test-disk: $(O)/tools/snapshots.o
 
 $(O)/tests/test-%: $(O)/tests/test_%.o $(O)/libsr.a
 	$(E) "  LD      $@"

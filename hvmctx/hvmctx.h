@@ -167,6 +167,11 @@ struct hvmctx_save_stats {
 	uint64_t downtime_ns;		/* pause to END written */
 	uint64_t paused_at_ns;		/* live: CLOCK_MONOTONIC when the final round paused it */
 	uint64_t capture_ns;		/* of which reading CPU and device state */
+	/* The pause by phase (live: the final round; cold: from the capture on). */
+	uint64_t pause_ns;		/* live: vCPUs stopped, the paused hook run, clock read */
+	uint64_t capture_vm_ns, capture_vcpu_ns, capture_dev_ns;	/* capture_ns's parts */
+	uint64_t final_pages_ns;	/* the dirty log read and the last pages sent */
+	uint64_t state_ns;		/* contexts, DISK, DEVICE and END written */
 	uint64_t downtime_target_ns;
 	const char *stop_reason;	/* live: why pre-copy stopped */
 	unsigned max_throttle_pct;	/* live: the most any vCPU was throttled */

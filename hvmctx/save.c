@@ -347,15 +347,20 @@ static bool throttle_update(struct save *s, uint64_t sent, uint64_t dirty)
  */
 static int capture_state(struct save *s, const struct kvm_clock_data *clock)
 {
-	uint64_t t0 = hvmctx_now_ns();
+	uint64_t t0 = hvmctx_now_ns(), t1, t2;
 
 	if (hvmctx_capture_vm(s->d, clock, &s->hvm, s->err))
 		return -1;
+	t1 = hvmctx_now_ns();
 	for (unsigned i = 0; i < xc_domain_vcpus(s->d); i++)
 		if (hvmctx_capture_vcpu(xc_vcpu_get(s->d, i), s->o->msrs, &s->vcpu[i], s->err))
 			return -1;
+	t2 = hvmctx_now_ns();
 	if (s->o->capture_devices)
 		s->o->capture_devices(s->o->progress_arg);
+	s->st->capture_vm_ns = t1 - t0;
+	s->st->capture_vcpu_ns = t2 - t1;
+	s->st->capture_dev_ns = hvmctx_now_ns() - t2;
 	s->st->capture_ns = hvmctx_now_ns() - t0;
 	return 0;
 }
@@ -403,14 +408,21 @@ static int save_cold(struct save *s)
 	struct hvmctx_round rd = { .iteration = 0, .final = true };
 	uint64_t t0 = hvmctx_now_ns();
 
-	if (stop_guest(s, false, &clock) || capture_state(s, &clock) || write_domain(s) ||
-	    send_all(s))
+	uint64_t t1;
+
+	if (stop_guest(s, false, &clock) || capture_state(s, &clock))
+		return -1;
+	t1 = hvmctx_now_ns();
+	if (write_domain(s) || send_all(s))
 		return -1;
 	rd.pages_sent = s->pages_done;
 	rd.bytes = sr_writer_offset(s->w);
 	rd.duration_ns = hvmctx_now_ns() - t0;
+	s->st->final_pages_ns = hvmctx_now_ns() - t1;
+	t1 = hvmctx_now_ns();
 	if (write_round(s, &rd) || write_state(s))
 		return -1;
+	s->st->state_ns = hvmctx_now_ns() - t1;
 	s->st->downtime_ns = hvmctx_now_ns() - t0;
 	return 0;
 }
@@ -515,8 +527,11 @@ static int save_live(struct save *s, bool *paused_here)
 	if (stop_guest(s, true, &clock))
 		return -1;
 	*paused_here = true;
+	s->st->pause_ns = hvmctx_now_ns() - t_pause;
 	if (capture_state(s, &clock))
 		return -1;
+	uint64_t t_pages = hvmctx_now_ns();
+
 	xc_domain_set_throttle(s->d, 0);
 	dirty = fetch_dirty(s);
 	if (dirty < 0)
@@ -535,8 +550,11 @@ static int save_live(struct save *s, bool *paused_here)
 					    .bytes = sr_writer_offset(s->w) - b0,
 					    .duration_ns = hvmctx_now_ns() - t_pause };
 	}
+	s->st->final_pages_ns = hvmctx_now_ns() - t_pages;
+	t_pages = hvmctx_now_ns();
 	if (write_round(s, &rd) || write_state(s))
 		return -1;
+	s->st->state_ns = hvmctx_now_ns() - t_pages;
 	s->st->downtime_ns = hvmctx_now_ns() - t_pause;
 	return 0;
 }

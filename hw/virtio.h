@@ -118,6 +118,20 @@ const struct virtio_blk_opts *virtio_blk_opts(const struct virtio_dev *vd);
 /* The open disk file (identity, snapshot: read it with pread only). */
 int virtio_blk_fd(const struct virtio_dev *vd);
 
+/*
+ * A save's watch on the blocks its disk identity keeps from before the
+ * pause (libsr's sr_disk_sample): from the return on, each write (OUT,
+ * DISCARD, WRITE_ZEROES) that touches one of the n blocks of bs bytes at
+ * off[] sets its bit, and every write is counted.  A write that does not
+ * see the watch was done before it began: its data is in what the caller
+ * reads after this returns.  A new watch replaces the last.
+ */
+#define VIRTIO_BLK_WATCH_MAX	64
+void virtio_blk_watch(struct virtio_dev *vd, const uint64_t *off, unsigned n, uint32_t bs);
+
+/* Since the watch began: the blocks written (bit i: off[i]) and, in *writes, how many writes. */
+uint64_t virtio_blk_touched(struct virtio_dev *vd, uint64_t *writes);
+
 /* A virtio-rng device: every buffer filled from getrandom(). */
 struct virtio_dev *virtio_rng_new(struct hw_bus *b, struct pci_host *h, struct xc_error *err);
 

@@ -48,7 +48,40 @@ struct blk {
 	uint64_t sectors;
 	char id[ID_BYTES];
 	uint8_t config[SR_VIRTIO_BLK_CONFIG_LEN];	/* what the driver reads */
+	/* A save's watch (virtio_blk_watch): the blocks its disk identity keeps. */
+	uint64_t watch_off[VIRTIO_BLK_WATCH_MAX];
+	uint32_t watch_bs;
+	unsigned watch_n;		/* atomic; 0: no watch */
+	uint64_t touched;		/* atomic: bit i, block i written since the watch began */
+	uint64_t writes;		/* atomic: writes done since */
 };
+
+/*
+ * After a write to [off, off + len) is done (or failed: it may have changed
+ * some of it): the watched blocks it touched.  Looked at only once the
+ * write is done, so a watch that begins meanwhile either sees it here or
+ * reads its blocks after it (virtio_blk_watch).
+ */
+static void blk_wrote(struct blk *b, uint64_t off, uint64_t len)
+{
+	unsigned n;
+	uint64_t mask = 0;
+
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	n = __atomic_load_n(&b->watch_n, __ATOMIC_SEQ_CST);
+	uint64_t bs = __atomic_load_n(&b->watch_bs, __ATOMIC_RELAXED);
+
+	/* Relaxed: a watch replaced meanwhile began after this write was done (see above). */
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t at = __atomic_load_n(&b->watch_off[i], __ATOMIC_RELAXED);
+
+		if (off < at + bs && at < off + len)
+			mask |= 1ull << i;
+	}
+	if (mask)
+		__atomic_fetch_or(&b->touched, mask, __ATOMIC_SEQ_CST);
+	__atomic_fetch_add(&b->writes, 1, __ATOMIC_SEQ_CST);
+}
 
 static uint8_t status_of(ssize_t rc, uint64_t want)
 {
@@ -127,21 +160,27 @@ static uint8_t blk_ranges(struct blk *b, unsigned type, struct virtq_chain *c)
 		if (type == T_DISCARD) {
 			/* A hint: a file system that cannot punch holes keeps the data. */
 			fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at, len);
+			blk_wrote(b, at, len);
 			continue;
 		}
 		if (!fallocate(b->fd, (flags & 1 ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) |
-			       FALLOC_FL_KEEP_SIZE, at, len))
+			       FALLOC_FL_KEEP_SIZE, at, len)) {
+			blk_wrote(b, at, len);
 			continue;
+		}
 		/* No fallocate here: write the zeroes. */
 		static const uint8_t zero[64 * 1024] __attribute__((aligned(BOUNCE_ALIGN)));
 
 		for (off_t done = 0; done < len;) {
 			size_t k = len - done < (off_t)sizeof(zero) ? (size_t)(len - done) : sizeof(zero);
 
-			if (pwrite(b->fd, zero, k, at + done) != (ssize_t)k)
+			if (pwrite(b->fd, zero, k, at + done) != (ssize_t)k) {
+				blk_wrote(b, at, len);
 				return S_IOERR;
+			}
 			done += k;
 		}
+		blk_wrote(b, at, len);
 	}
 	return S_OK;
 }
@@ -174,6 +213,8 @@ static uint32_t blk_request(struct virtio_dev *vd, unsigned q, struct virtq_chai
 		}
 		n = virtq_slice(c, type == T_IN, type == T_IN ? 0 : 16, len, v, VIRTQ_SIZE_MAX);
 		st = status_of(blk_rw(b, type == T_OUT, v, n, off, len), len);
+		if (type == T_OUT)
+			blk_wrote(b, off, len);
 		if (type == T_IN && st == S_OK)
 			written = len;
 		break;
@@ -249,6 +290,30 @@ const struct virtio_blk_opts *virtio_blk_opts(const struct virtio_dev *vd)
 int virtio_blk_fd(const struct virtio_dev *vd)
 {
 	return ((const struct blk *)virtio_priv(vd))->fd;
+}
+
+void virtio_blk_watch(struct virtio_dev *vd, const uint64_t *off, unsigned n, uint32_t bs)
+{
+	struct blk *b = virtio_priv(vd);
+
+	if (n > VIRTIO_BLK_WATCH_MAX)
+		n = 0;
+	__atomic_store_n(&b->watch_n, 0, __ATOMIC_SEQ_CST);
+	for (unsigned i = 0; i < n; i++)
+		__atomic_store_n(&b->watch_off[i], off[i], __ATOMIC_RELAXED);
+	__atomic_store_n(&b->watch_bs, bs, __ATOMIC_RELAXED);
+	__atomic_store_n(&b->touched, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&b->writes, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&b->watch_n, n, __ATOMIC_SEQ_CST);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+uint64_t virtio_blk_touched(struct virtio_dev *vd, uint64_t *writes)
+{
+	struct blk *b = virtio_priv(vd);
+
+	*writes = __atomic_load_n(&b->writes, __ATOMIC_SEQ_CST);
+	return __atomic_load_n(&b->touched, __ATOMIC_SEQ_CST);
 }
 
 static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }

@@ -189,7 +189,7 @@ static void *device_thread(void *arg)
 		p[2 + i] = (struct pollfd){ .fd = vd->kick_fd[i], .events = POLLIN };
 	for (;;) {
 		pthread_mutex_lock(&vd->lock);
-		while (vd->hold && !vd->quit) {
+		while (__atomic_load_n(&vd->hold, __ATOMIC_ACQUIRE) && !vd->quit) {
 			vd->idle = true;
 			pthread_cond_broadcast(&vd->cond);
 			pthread_cond_wait(&vd->cond, &vd->lock);
@@ -250,9 +250,14 @@ static void vd_pause(struct hw_device *dev)
 {
 	struct virtio_dev *vd = (struct virtio_dev *)dev;
 
-	pthread_mutex_lock(&vd->lock);
+	/*
+	 * Not under the lock, which the thread holds while it takes requests:
+	 * it stops after the one in hand, and what the driver made available
+	 * since stays in the ring (the image's last_avail_idx; the resume and
+	 * a restore kick every queue), so the pause waits for one request,
+	 * not for a full queue of them.
+	 */
 	__atomic_store_n(&vd->hold, true, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&vd->lock);
 	if (!vd->thread_running)
 		return;
 	kick_thread(vd);
@@ -273,7 +278,7 @@ static void vd_resume(struct hw_device *dev)
 	uint64_t one = 1;
 
 	pthread_mutex_lock(&vd->lock);
-	vd->hold = false;
+	__atomic_store_n(&vd->hold, false, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&vd->cond);
 	pthread_mutex_unlock(&vd->lock);
 	kick_thread(vd);

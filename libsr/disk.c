@@ -145,6 +145,62 @@ int sr_disk_identity(int fd, enum sr_disk_hash mode, struct sr_disk_id *id, stru
 	return identity(fd, SR_DISK_SAMPLE_BLOCKS, SR_DISK_SAMPLE_BS, id, err);
 }
 
+int sr_disk_sample_plan(int fd, struct sr_disk_sample *s, struct sr_error *err)
+{
+	const uint32_t n = SR_DISK_SAMPLE_BLOCKS, bs = SR_DISK_SAMPLE_BS;
+
+	if (identity_stat(fd, n, bs, &s->id, err))
+		return -1;
+	for (uint32_t i = 0; i < s->id.hash_blocks; i++)
+		s->off[i] = sample_offset(s->id.size, i, n, bs);
+	return 0;
+}
+
+int sr_disk_sample_read(int fd, struct sr_disk_sample *s, struct sr_error *err)
+{
+	const uint32_t n = s->id.hash_blocks, bs = SR_DISK_SAMPLE_BS;
+
+	if (!n)				/* hashed whole: nothing kept */
+		return hash_file(fd, s->id.size, 0, 0, &s->id.hash, err);
+	if (!s->buf && !(s->buf = malloc((size_t)SR_DISK_SAMPLE_BLOCKS * bs)))
+		return sr_set_error(err, SR_E_NOMEM, SR_NO_INDEX, 0, "disk sample buffer");
+	for (uint32_t i = 0; i < n; i++)
+		if (read_at(fd, s->buf + (size_t)i * bs, bs, s->off[i], err))
+			return -1;
+	s->id.hash = XXH3_64bits(s->buf, (size_t)n * bs);
+	return 0;
+}
+
+int sr_disk_sample_refresh(int fd, struct sr_disk_sample *s, uint64_t touched, uint64_t writes,
+			   struct sr_disk_id *id, struct sr_error *err)
+{
+	const uint32_t bs = SR_DISK_SAMPLE_BS;
+	struct sr_disk_id now;
+
+	if (identity_stat(fd, SR_DISK_SAMPLE_BLOCKS, bs, &now, err))
+		return -1;
+	if (!s->id.hash_blocks || now.size != s->id.size || now.dev != s->id.dev ||
+	    now.ino != s->id.ino || (!writes && now.mtime_ns != s->id.mtime_ns)) {
+		if (sr_disk_sample_plan(fd, s, err) || sr_disk_sample_read(fd, s, err))
+			return -1;
+		*id = s->id;
+		return 0;
+	}
+	for (uint32_t i = 0; i < s->id.hash_blocks; i++)
+		if ((touched >> i) & 1 &&
+		    read_at(fd, s->buf + (size_t)i * bs, bs, s->off[i], err))
+			return -1;
+	now.hash = touched ? XXH3_64bits(s->buf, (size_t)s->id.hash_blocks * bs) : s->id.hash;
+	*id = s->id = now;
+	return 0;
+}
+
+void sr_disk_sample_free(struct sr_disk_sample *s)
+{
+	free(s->buf);
+	s->buf = NULL;
+}
+
 static int sample_ok(const struct sr_disk_id *like, struct sr_error *err)
 {
 	/* The reader's rule too (device.c): checked again here, whoever filled like. */

@@ -36,6 +36,45 @@ int sr_disk_identity(int fd, enum sr_disk_hash mode, struct sr_disk_id *id, stru
 int sr_disk_identity_like(int fd, const struct sr_disk_id *like, struct sr_disk_id *id,
 			  struct sr_error *err);
 
+/*
+ * A sampled identity taken ahead of a pause and brought up to date in it:
+ * the sampled blocks are kept, and in the pause only those a write touched
+ * since are read again, and the hash computed again only when one changed
+ * (the default sample is 64 reads of 4 KiB, too many for a save's downtime).
+ * The identity that results is the one sr_disk_identity() would give at
+ * the refresh, provided the writer reports every write it made since the
+ * take (a write by anyone else changes mtime, which the refresh sees when
+ * the writer made none, and then reads everything again).
+ */
+struct sr_disk_sample {
+	struct sr_disk_id id;		/* as of the take or the last refresh */
+	uint64_t off[SR_DISK_SAMPLE_BLOCKS];	/* block i's offset (id.hash_blocks of them) */
+	uint8_t *buf;			/* the blocks as read, one after another */
+};
+
+/*
+ * The take, in two steps, so that a writer can watch the blocks before they
+ * are read: plan reads fstat and lays the blocks out (s->off[0..hash_blocks
+ * - 1], SR_DISK_SAMPLE_BS bytes each; a file small enough to be hashed
+ * whole has none, hash_blocks 0, and a refresh hashes it again); read reads
+ * them and hashes, which gives sr_disk_identity(fd, SR_DISK_HASH_SAMPLE) as
+ * of the plan.  0, or -1 with err set.
+ */
+int sr_disk_sample_plan(int fd, struct sr_disk_sample *s, struct sr_error *err);
+int sr_disk_sample_read(int fd, struct sr_disk_sample *s, struct sr_error *err);
+
+/*
+ * The identity of fd now, into *id and s->id.  touched: bit i set when a
+ * write reached block i since the take; writes: how many writes the writer
+ * made since (0: an mtime that moved is someone else's write, and every
+ * block is read again).  A size, device or inode that changed takes the
+ * whole sample again.  0, or -1 with err set.
+ */
+int sr_disk_sample_refresh(int fd, struct sr_disk_sample *s, uint64_t touched, uint64_t writes,
+			   struct sr_disk_id *id, struct sr_error *err);
+
+void sr_disk_sample_free(struct sr_disk_sample *s);
+
 /* Which field of two identities differs first; SR_DISK_SAME when none. */
 enum sr_disk_diff {
 	SR_DISK_SAME = 0,

@@ -2732,16 +2732,21 @@ if want disk-snapshot 420 && linux_ready disk-snapshot; then
 	# Restoring the checkpoint runs on the snapshot, the disk untouched: the
 	# guest writes on from where the checkpoint was and verifies all 24 blocks
 	# there.  A second restore finds the snapshot changed, one without it finds
-	# it missing: both refused, naming it.
+	# it missing: both refused, naming it.  The domain has a second disk (the
+	# guest writes the same blocks there): a checkpoint whose second snapshot
+	# cannot take its name at the commit (a directory put there while sr-save
+	# holds the commit open) fails naming disk 1 and leaves no image, no
+	# snapshot (the first, already named, is taken back) and no side file.
 	sn_n=24
 	make_disk "$tmp/sn.raw"
 	dd if=/dev/urandom of="$tmp/sn.raw" bs=1M seek=32 count=4 conv=notrunc 2>/dev/null
-	mkdir -p "$tmp/snfull" "$tmp/ck"
+	make_disk "$tmp/sn2.raw"
+	mkdir -p "$tmp/snfull" "$tmp/ck" "$tmp/ck2"
 	mount -t tmpfs -o size=1m tmpfs "$tmp/snfull"
 	sn_t0=$(date +%s)
 	( while sleep 60; do echo "     disk-snapshot: $(( $(date +%s) - sn_t0 )) s"; done ) &
 	sn_ticker=$!
-	$O/sr-run --name sn --kernel $kernel --initrd $initrd --disk "$tmp/sn.raw" \
+	$O/sr-run --name sn --kernel $kernel --initrd $initrd --disk "$tmp/sn.raw" --disk "$tmp/sn2.raw" \
 		--cmdline "sr.disk=$sn_n,300" </dev/null >"$tmp/sn.out" 2>&1 &
 	pid=$!
 	# The N of each whole "sr-disk: wrote N" line of console $1 (the serial's lines end CR LF).
@@ -2762,6 +2767,18 @@ if want disk-snapshot 420 && linux_ready disk-snapshot; then
 	full_left=$(ls -A "$tmp/snfull")
 	umount "$tmp/snfull"
 	full_state=$($O/sr-ctl status sn 2>&1 | grep -o 'state=[a-z]*')
+	SR_TEST_PAUSE_AT=commit SR_TEST_PAUSE_MS=3000 $O/sr-save -c --disk-snapshot sn "$tmp/ck2/sn.sr" 2>"$tmp/sn.two" &
+	spid=$!
+	for _ in $(seq 1 600); do
+		grep -q 'sr test hook: at commit' "$tmp/sn.two" && break
+		kill -0 $spid 2>/dev/null || break
+		sleep 0.1
+	done
+	mkdir "$tmp/ck2/sn.sr.disk1"
+	wait $spid; trc=$?
+	two_left=$(ls -A "$tmp/ck2" | grep -vx 'sn.sr.disk1')
+	rmdir "$tmp/ck2/sn.sr.disk1"
+	two_state=$($O/sr-ctl status sn 2>&1 | grep -o 'state=[a-z]*')
 	before=$(sn_writes "$tmp/sn.out" | tail -1)
 	$O/sr-save -c --live --disk-snapshot --disk-hash full sn "$tmp/ck/sn.sr" 2>"$tmp/sn.save"; rc=$?
 	wait $pid; src=$?
@@ -2786,6 +2803,10 @@ if want disk-snapshot 420 && linux_ready disk-snapshot; then
 	[ $frc -eq 1 ] && grep -q 'its snapshot .*No space left on device' "$tmp/sn.full" || why="$why the save into a full file system exited $frc: $(tail -1 "$tmp/sn.full");"
 	[ -z "$full_left" ] && [ "${full_used:-1}" -eq 0 ] || why="$why left in the full file system: '$full_left', ${full_used} KiB;"
 	[ "$full_state" = state=running ] || why="$why after the failed save the domain is '$full_state';"
+	[ $trc -eq 1 ] && grep -q "disk 1: its snapshot $tmp/ck2/sn.sr.disk1: Is a directory" "$tmp/sn.two" ||
+		why="$why the checkpoint whose disk 1 snapshot could not be named exited $trc: $(tail -1 "$tmp/sn.two");"
+	[ -z "$two_left" ] || why="$why after it, left beside the image: '$(echo $two_left)';"
+	[ "$two_state" = state=running ] || why="$why after it the domain is '$two_state';"
 	[ $rc -eq 0 ] && grep -Eq "disk 0 snapshot $snap by (reflink|copy) in [0-9.]+ ms, the guest paused" "$tmp/sn.save" || why="$why sr-save -c --disk-snapshot exited $rc;"
 	[ $src -eq 0 ] && grep -q "^sr-disk: PASS $sn_n blocks verified on vda" "$tmp/sn.out" || why="$why the checkpointed domain exited $src without PASS;"
 	[ "$k" -ge "${before:-99}" ] && [ "$k" -lt $sn_n ] && [ $later -eq 0 ] || why="$why the snapshot has blocks 1..$k (written before the save: $before), block $((k + 1)) by 4 KiB '$sn_part' (1 written, 0 zeros), $later later ones not zeros;"
@@ -2799,12 +2820,13 @@ if want disk-snapshot 420 && linux_ready disk-snapshot; then
 		cat "$tmp/sn.full" "$tmp/sn.out" >> "$tmp/sn.save"
 		bad "disk-snapshot:$why" "$tmp/sn.save"
 	else
+		ok "disk-snapshot: disk 1's snapshot unplaceable at the commit: refused ($(sed "s|$tmp/||g" "$tmp/sn.two" | tail -1)), no image, snapshot or side file left"
 		ok "disk-snapshot: into a full file system: refused ($(sed "s|$tmp/||g" "$tmp/sn.full" | tail -1)), nothing left, the guest wrote on; checkpointed (--disk-hash full) after block $before: $(grep -Eo 'disk 0 snapshot [^;]* by [a-z]+ in [0-9.]+ ms' "$tmp/sn.save" | sed "s|$tmp/||"); it holds blocks 1..$k and none of the $((sn_n - k)) written after$(case $sn_part in *1*) echo " (block $((k + 1)) in flight at the pause: its 4 KiB pieces $sn_part)";; esac)"
 		raw=$(md5sum < "$tmp/sn.raw")
 		# Restored paused (in its seccomp sandbox), checkpointed again with a snapshot of
 		# its own disk (the first snapshot), then resumed: it runs on to PASS.
 		echo "     disk-snapshot: restoring the checkpoint"
-		$O/sr-restore --name sn1 --paused --disk "$snap" "$tmp/ck/sn.sr" </dev/null >"$tmp/sn1.out" 2>&1 &
+		$O/sr-restore --name sn1 --paused --disk "$snap" --disk "$tmp/ck/sn.sr.disk1" "$tmp/ck/sn.sr" </dev/null >"$tmp/sn1.out" 2>&1 &
 		pid=$!
 		wait_domain sn1
 		$O/sr-save -p --disk-snapshot sn1 "$tmp/ck/sn1.sr" 2>"$tmp/sn1.save"; rc1=$?
@@ -2827,9 +2849,9 @@ if want disk-snapshot 420 && linux_ready disk-snapshot; then
 		else
 			bad "disk-snapshot: sr-save -p --disk-snapshot of the restored domain exited $rc1" "$tmp/sn1.save"
 		fi
-		$O/sr-restore --name sn2 --disk "$snap" "$tmp/ck/sn.sr" </dev/null >"$tmp/sn2.out" 2>&1; rc=$?
+		$O/sr-restore --name sn2 --disk "$snap" --disk "$tmp/ck/sn.sr.disk1" "$tmp/ck/sn.sr" </dev/null >"$tmp/sn2.out" 2>&1; rc=$?
 		mv "$snap" "$snap.away"
-		$O/sr-restore --name sn3 --disk "$snap" "$tmp/ck/sn.sr" </dev/null >"$tmp/sn3.out" 2>&1; rc3=$?
+		$O/sr-restore --name sn3 --disk "$snap" --disk "$tmp/ck/sn.sr.disk1" "$tmp/ck/sn.sr" </dev/null >"$tmp/sn3.out" 2>&1; rc3=$?
 		if [ $rc -eq 2 ] && grep -q "disk 0 snapshot $snap changed since the save" "$tmp/sn2.out" &&
 		   [ $rc3 -eq 2 ] && grep -q -- "--disk $snap: No such file or directory" "$tmp/sn3.out"; then
 			ok "disk-snapshot: restored again, the snapshot written since: refused ($(grep -o 'changed since the save: [^(]*' "$tmp/sn2.out")); without it: refused naming it"

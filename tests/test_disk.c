@@ -2,7 +2,8 @@
 /*
  * Disk identity and snapshots (libsr/disk.c), on real files in a tmpfs
  * directory: tmpfs has holes (SEEK_DATA/SEEK_HOLE) and no reflink, so a
- * snapshot there takes the sparse copy path.
+ * snapshot there takes the sparse copy path.  And how sr-save's snapshots
+ * take their names (tools/snapshots.c): all of them or none.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -18,6 +20,7 @@
 
 #include <linux/magic.h>
 
+#include "snapshots.h"
 #include "sr_disk.h"
 
 #define MiB (1ull << 20)
@@ -380,5 +383,150 @@ Test(disk, identity_like_refuses_a_block_size_not_a_power_of_two)
 
 	cr_assert_eq(sr_disk_identity_like(fd, &like, &id, &err), -1);
 	cr_assert(strstr(err.msg, "64 x 12288"), "%s", err.msg);
+	close(fd);
+}
+
+/* Whether dir holds exactly the names in want (space-separated, sorted as ls sorts them). */
+static bool dir_holds(const char *want)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd), "test \"$(cd '%s' && echo $(LC_ALL=C ls -A))\" = '%s'", dir, want);
+	return system(cmd) == 0;
+}
+
+static void snapshot_files(struct snapshots *sn, const char *image)
+{
+	char why[600];
+
+	cr_assert_eq(snapshots_init(sn, path_of(image)), 0, "%s", strerror(errno));
+	for (unsigned k = 0; k < 2; k++) {
+		cr_assert_eq(snapshots_open(sn, k, "/srv/d.img", why, sizeof(why)), 0, "%s", why);
+		cr_assert_eq(write(sn->f[k].fd, "snap", 4), 4);
+	}
+}
+
+/*
+ * sr-save -c --disk-snapshot with two disks: the second's snapshot cannot
+ * take its name (a directory appeared there during the commit): the first,
+ * already renamed, is taken back, and nothing is left, no side file either.
+ */
+Test(disk, snapshots_are_all_placed_or_none)
+{
+	struct snapshots sn;
+	char why[600], side[128];
+	struct stat st;
+
+	snapshot_files(&sn, "c.sr");
+	cr_assert(dir_holds(""), "an unnamed snapshot has a name before the image is complete");
+	cr_assert_eq(snapshots_stage(&sn, why, sizeof(why)), 0, "%s", why);
+	snprintf(side, sizeof(side), "c.sr.disk0.sr-tmp-%d c.sr.disk1.sr-tmp-%d", (int)getpid(),
+		 (int)getpid());
+	cr_assert(dir_holds(side), "staged: only the side names");
+	cr_assert_eq(mkdir(path_of("c.sr.disk1"), 0700), 0);
+	cr_assert_eq(snapshots_place(&sn, why, sizeof(why)), -1);
+	cr_assert(strstr(why, "disk 1: its snapshot ") && strstr(why, "c.sr.disk1: Is a directory"),
+		  "%s", why);
+	snapshots_discard(&sn);
+	cr_assert(dir_holds("c.sr.disk1"), "disk 0's snapshot or a side file was left");
+	/* Refused up front when the directory is there before the save. */
+	cr_assert_eq(snapshots_init(&sn, path_of("c.sr")), 0);
+	cr_assert_eq(snapshots_open(&sn, 1, "/srv/d.img", why, sizeof(why)), -1);
+	cr_assert(strstr(why, "disk 1 /srv/d.img: its snapshot ") && strstr(why, "Is a directory"),
+		  "%s", why);
+	snapshots_discard(&sn);
+	cr_assert_eq(rmdir(path_of("c.sr.disk1")), 0);
+	/* Both placed, an older snapshot replaced, no side file left. */
+	cr_assert_eq(close(open(path_of("c.sr.disk0"), O_CREAT | O_WRONLY, 0600)), 0);
+	snapshot_files(&sn, "c.sr");
+	cr_assert_eq(snapshots_stage(&sn, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(snapshots_place(&sn, why, sizeof(why)), 0, "%s", why);
+	snapshots_discard(&sn);
+	cr_assert(dir_holds("c.sr.disk0 c.sr.disk1"));
+	for (unsigned k = 0; k < 2; k++) {
+		cr_assert_eq(stat(path_of(k ? "c.sr.disk1" : "c.sr.disk0"), &st), 0);
+		cr_assert_eq(st.st_size, 4);
+	}
+}
+
+/* A save that fails before the commit (the image never placed): its snapshots go, side files too. */
+Test(disk, snapshots_of_a_failed_save_leave_nothing)
+{
+	struct snapshots sn;
+	char why[600];
+
+	snapshot_files(&sn, "f.sr");
+	cr_assert_eq(snapshots_stage(&sn, why, sizeof(why)), 0, "%s", why);
+	snapshots_discard(&sn);
+	cr_assert(dir_holds(""));
+}
+
+/* The identity sr_disk_identity(SR_DISK_HASH_SAMPLE) gives now, for fd. */
+static struct sr_disk_id fresh(int fd)
+{
+	struct sr_disk_id id;
+	struct sr_error err;
+
+	cr_assert_eq(sr_disk_identity(fd, SR_DISK_HASH_SAMPLE, &id, &err), 0, "%s", err.msg);
+	return id;
+}
+
+static void same_id(const struct sr_disk_id *a, const struct sr_disk_id *b, const char *what)
+{
+	char why[256] = "";
+
+	cr_assert_eq(sr_disk_id_compare(a, b, 0, why, sizeof(why)), SR_DISK_SAME, "%s: %s", what, why);
+	cr_assert_eq(a->hash, b->hash, "%s", what);
+}
+
+/*
+ * A save's sample taken ahead of the pause (sr_disk_sample): brought up to
+ * date in the pause, it is the identity a sample taken there would give,
+ * whether the writer touched sampled blocks, other blocks, or someone else
+ * wrote (mtime moved, no write reported: all read again).
+ */
+Test(disk, a_sample_taken_ahead_is_the_identity_at_the_refresh)
+{
+	uint64_t size = 64 * MiB;
+	int fd = make_disk("a.img", size);
+	struct sr_disk_sample s = { 0 };
+	struct sr_disk_id id, before;
+	struct sr_error err;
+
+	cr_assert_eq(sr_disk_sample_plan(fd, &s, &err), 0, "%s", err.msg);
+	cr_assert_eq(s.id.hash_blocks, 64);
+	cr_assert_eq(s.off[0], 0);
+	cr_assert_eq(s.off[63], size - 4096);
+	cr_assert_eq(sr_disk_sample_read(fd, &s, &err), 0, "%s", err.msg);
+	before = fresh(fd);
+	same_id(&s.id, &before, "as taken");
+	/* The writer wrote block 5 and reports it: only it is read again. */
+	uint64_t taken = s.id.hash;
+
+	poke(fd, s.off[5] + 100, 0x5a);
+	cr_assert_eq(sr_disk_sample_refresh(fd, &s, 1ull << 5, 1, &id, &err), 0, "%s", err.msg);
+	before = fresh(fd);
+	same_id(&id, &before, "block 5 written");
+	cr_assert_neq(id.hash, taken, "block 5's change is not in the hash");
+	/* A write between the sampled blocks: no block to read, the hash kept, mtime new. */
+	poke(fd, s.off[7] + 4096 + 10, 0x77);
+	cr_assert_eq(sr_disk_sample_refresh(fd, &s, 0, 1, &id, &err), 0, "%s", err.msg);
+	before = fresh(fd);
+	same_id(&id, &before, "a block between the samples written");
+	/* Someone else wrote a sampled block (no write reported), mtime moved: all read again. */
+	set_mtime(fd, 1000000000ull);
+	cr_assert_eq(sr_disk_sample_refresh(fd, &s, 0, 0, &id, &err), 0, "%s", err.msg);
+	poke(fd, s.off[9], 0x99);
+	set_mtime(fd, 2000000000ull);
+	cr_assert_eq(sr_disk_sample_refresh(fd, &s, 0, 0, &id, &err), 0, "%s", err.msg);
+	before = fresh(fd);
+	same_id(&id, &before, "another writer");
+	/* A new size lays the blocks out anew. */
+	cr_assert_eq(ftruncate(fd, (off_t)(size + MiB)), 0);
+	cr_assert_eq(sr_disk_sample_refresh(fd, &s, 0, 1, &id, &err), 0, "%s", err.msg);
+	before = fresh(fd);
+	same_id(&id, &before, "resized");
+	cr_assert_eq(s.off[63], size + MiB - 4096);
+	sr_disk_sample_free(&s);
 	close(fd);
 }

@@ -55,6 +55,7 @@ struct runner {
 	volatile bool guest_failed;
 	char fail_msg[SR_HC_STR_MAX];
 	uint64_t pauses, resumes;
+	uint64_t drain_ns;		/* the last pause's hw_bus_pause */
 	uint64_t pio_exits, mmio_exits;	/* handled here, for SR_DEVICE_STATS */
 	struct serial *serial;
 	struct hw_bus *bus;		/* device models (cfg.pci) */
@@ -321,9 +322,11 @@ static void device_thread_started(void *arg)
 static void devices_paused(void *opaque)
 {
 	struct runner *r = opaque;
+	uint64_t t0 = mono_ns();
 
 	if (r->bus)
 		hw_bus_pause(r->bus);
+	r->drain_ns = mono_ns() - t0;
 }
 
 /* Before the vCPUs run again: every queue looked at again, a pending interrupt raised again. */
@@ -362,6 +365,11 @@ static int add_devices(struct runner *r, struct xc_error *err)
 struct hw_bus *runner_bus(struct runner *r)
 {
 	return r->bus;
+}
+
+uint64_t runner_drain_ns(const struct runner *r)
+{
+	return r->drain_ns;
 }
 
 unsigned runner_pci_intx(struct runner *r, struct xc_pci_intx *out, unsigned max)

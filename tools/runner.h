@@ -80,6 +80,9 @@ struct serial *runner_serial(struct runner *r);
 /* The device models' bus (NULL without cfg.pci). */
 struct hw_bus *runner_bus(struct runner *r);
 
+/* How long the last pause took to drain the devices (a save reports it), ns. */
+uint64_t runner_drain_ns(const struct runner *r);
+
 /* The PCI functions' interrupt lines, for the Linux guest's MP table; how many of max. */
 unsigned runner_pci_intx(struct runner *r, struct xc_pci_intx *out, unsigned max);
 

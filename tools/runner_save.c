@@ -19,22 +19,11 @@
 #include "imgfile.h"
 #include "runner.h"
 #include "serial8250.h"
+#include "snapshots.h"
 #include "util.h"
 
 #define DEVICES_MAX	16
 #define DEVICE_STATE_MAX	(64 << 10)	/* a DEVICE record's body is at most 64 KiB */
-
-/*
- * A checkpoint's disk snapshots (--disk-snapshot, docs/format.md §3.8.3):
- * each writable disk's copy, made unnamed while the guest is paused and
- * named IMAGE.diskN only once the image is committed.
- */
-struct snapshots {
-	const char *image;		/* the image's absolute path */
-	struct img_file f[SR_MAX_DISKS];	/* by disk index; fd -1: none */
-	char path[SR_MAX_DISKS][SR_DISK_PATH_MAX + 1];
-	char note[512];			/* what the summary says of them */
-};
 
 struct progress {
 	int fd;
@@ -51,57 +40,52 @@ struct progress {
 	unsigned ndev;
 	struct sr_disk_info *disks;		/* one per virtio-blk */
 	unsigned ndisks;
+	/*
+	 * Per virtio-blk (a sampled identity): its sample, taken before the
+	 * save starts on a descriptor of our own, the device watching its
+	 * blocks; the pause reads again only those written since.
+	 */
+	struct sr_disk_sample ahead[DEVICES_MAX];
+	int ahead_fd[DEVICES_MAX];	/* -1: none (a full hash, read in the pause) */
 	char fail[700];			/* a device whose state could not be taken */
+	uint64_t disk_id_ns;		/* of the device capture: the disks' identities */
 };
 
+/* The pause's parts the runner sees and hvmctx does not (the summary and stats report them). */
+struct pause_parts {
+	uint64_t drain_ns;		/* devices drained (in hvmctx's pause_ns) */
+	uint64_t disk_id_ns;		/* disk identities (in capture_dev_ns) */
+};
+
+/* A descriptor of our own, read-only, on the file behind fd (not O_DIRECT). */
+static int reopen_ro(int fd)
+{
+	char self[64];
+
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	return open(self, O_RDONLY | O_CLOEXEC);
+}
+
 /*
- * Disk o's snapshot file, unnamed in the image's directory, opened before
- * the save starts: a directory that refuses it fails the save at once.
+ * Disk d's sampled identity, ahead of the pause: the device watches the
+ * blocks before they are read, so a write it does meanwhile is either read
+ * here or marked for the pause to read again (hw/virtio.h).
  */
-static int snapshot_open(struct snapshots *sn, const struct virtio_blk_opts *o,
-			 struct xc_error *err)
+static int disk_ahead(struct progress *p, unsigned d, struct virtio_dev *vd, struct xc_error *err)
 {
-	char *path = sn->path[o->disk % SR_MAX_DISKS];
+	struct sr_disk_sample *s = &p->ahead[d];
+	const char *path = virtio_blk_opts(vd)->path;
+	struct sr_error e;
+	int fd;
 
-	if (o->ro || o->disk >= SR_MAX_DISKS)
-		return 0;		/* a read-only disk needs none (§3.8.3) */
-	snprintf(path, SR_DISK_PATH_MAX + 1, "%s.disk%u", sn->image, o->disk);
-	if (img_file_open(&sn->f[o->disk], path))
-		return xc_set_error(err, errno, "disk %u %s: its snapshot %s%s", o->disk, o->path,
-				    path, sn->f[o->disk].tmp[0] || errno == EEXIST ? ".tmp" : "");
+	if ((fd = p->ahead_fd[d] = reopen_ro(virtio_blk_fd(vd))) < 0)
+		return xc_set_error(err, errno, "disk %.200s", path);
+	if (sr_disk_sample_plan(fd, s, &e))
+		return xc_set_error(err, 0, "disk %.100s: %.140s", path, e.msg);
+	virtio_blk_watch(vd, s->off, s->id.hash_blocks, SR_DISK_SAMPLE_BS);
+	if (sr_disk_sample_read(fd, s, &e))
+		return xc_set_error(err, 0, "disk %.100s: %.140s", path, e.msg);
 	return 0;
-}
-
-/* Every snapshot goes (a failed or uncommitted save): none is left under its name. */
-static void snapshots_discard(struct snapshots *sn)
-{
-	for (unsigned k = 0; sn && k < SR_MAX_DISKS; k++)
-		img_file_discard(&sn->f[k]);
-}
-
-/* The image is committed: each snapshot takes its name (replacing an older one). */
-static int snapshots_place(struct snapshots *sn, char *why, size_t len)
-{
-	for (unsigned k = 0; sn && k < SR_MAX_DISKS; k++) {
-		if (sn->f[k].fd < 0)
-			continue;
-		if (img_file_place(&sn->f[k], why, len))
-			return -1;
-		img_file_discard(&sn->f[k]);
-	}
-	return 0;
-}
-
-static struct snapshots *snapshots_new(const char *image)
-{
-	struct snapshots *sn = calloc(1, sizeof(*sn));
-
-	if (!sn)
-		return NULL;
-	sn->image = image;
-	for (unsigned k = 0; k < SR_MAX_DISKS; k++)
-		sn->f[k].fd = -1;
-	return sn;
 }
 
 /* Lists the devices and their buffers before the save starts (nothing allocated paused). */
@@ -125,9 +109,17 @@ static int devices_prepare(struct progress *p, struct hvmctx_save_opts *o, struc
 		p->dev[i] = (struct hvmctx_device){ h->ops->name, h->ops->version, h->instance,
 						     p->buf[i], 0 };
 		if (!strcmp(h->ops->name, "virtio-blk")) {
-			p->ndisks++;
-			if (p->sn && snapshot_open(p->sn, virtio_blk_opts((struct virtio_dev *)h), err))
+			const struct virtio_blk_opts *bo = virtio_blk_opts((struct virtio_dev *)h);
+			char why[600];
+
+			if (p->hash == SR_DISK_HASH_SAMPLE &&
+			    disk_ahead(p, p->ndisks, (struct virtio_dev *)h, err))
 				return -1;
+			p->ndisks++;
+			/* A read-only disk needs no snapshot (§3.8.3). */
+			if (p->sn && !bo->ro && bo->disk < SR_MAX_DISKS &&
+			    snapshots_open(p->sn, bo->disk, bo->path, why, sizeof(why)))
+				return xc_set_error(err, 0, "%s", why);
 		}
 	}
 	if (p->ndisks && !(p->disks = calloc(p->ndisks, sizeof(*p->disks))))
@@ -141,18 +133,18 @@ static int devices_prepare(struct progress *p, struct hvmctx_save_opts *o, struc
 
 static void devices_free(struct progress *p)
 {
-	for (unsigned i = 0; i < p->ndev; i++)
+	for (unsigned i = 0; i < p->ndev; i++) {
+		/* The watch ends with the save (a device held or running: either is safe). */
+		if (p->hw[i] && !strcmp(p->hw[i]->ops->name, "virtio-blk"))
+			virtio_blk_watch((struct virtio_dev *)p->hw[i], NULL, 0, 0);
 		free(p->buf[i]);
+	}
+	for (unsigned d = 0; d < DEVICES_MAX; d++) {
+		if (p->ahead_fd[d] >= 0)
+			close(p->ahead_fd[d]);
+		sr_disk_sample_free(&p->ahead[d]);
+	}
 	free(p->disks);
-}
-
-/* A descriptor of our own, read-only, on the file behind fd (not O_DIRECT). */
-static int reopen_ro(int fd)
-{
-	char self[64];
-
-	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
-	return open(self, O_RDONLY | O_CLOEXEC);
 }
 
 /*
@@ -160,7 +152,7 @@ static int reopen_ro(int fd)
  * reflink or a sparse copy of src, then its identity, read back from the
  * copy, which must hash as the disk did (§3.8.3).
  */
-static int take_snapshot(int src, struct sr_disk_info *di, struct img_file *f, char *why,
+static int take_snapshot(int src, struct sr_disk_info *di, struct snap_file *f, char *why,
 			 size_t len)
 {
 	uint64_t t0 = mono_ns();
@@ -203,9 +195,11 @@ static int take_snapshot(int src, struct sr_disk_info *di, struct img_file *f, c
  * not suit); with snap, the disk's snapshot.
  */
 static int disk_record(struct virtio_dev *vd, struct sr_disk_info *di, enum sr_disk_hash mode,
-		       struct img_file *snap, char *why, size_t len)
+		       struct sr_disk_sample *ahead, int ahead_fd, struct snap_file *snap,
+		       uint64_t *id_ns, char *why, size_t len)
 {
 	const struct virtio_blk_opts *o = virtio_blk_opts(vd);
+	uint64_t t0 = mono_ns(), touched, writes;
 	struct sr_error e;
 	int fd, rc;
 
@@ -214,16 +208,24 @@ static int disk_record(struct virtio_dev *vd, struct sr_disk_info *di, enum sr_d
 	di->flags = o->ro ? SR_DISK_F_READ_ONLY : 0;
 	di->cache = o->cache == VIRTIO_BLK_NONE ? SR_DISK_CACHE_NONE : SR_DISK_CACHE_WRITEBACK;
 	snprintf(di->path, sizeof(di->path), "%s", o->path);
-	if ((fd = reopen_ro(virtio_blk_fd(vd))) < 0) {
+	if (ahead_fd >= 0) {
+		/* Drained: every write the device did is marked; only those blocks are read. */
+		touched = virtio_blk_touched(vd, &writes);
+		rc = sr_disk_sample_refresh(ahead_fd, ahead, touched, writes, &di->id, &e);
+		fd = ahead_fd;
+	} else if ((fd = reopen_ro(virtio_blk_fd(vd))) < 0) {
 		snprintf(why, len, "disk %.200s: %s", o->path, strerror(errno));
 		return -1;
+	} else {
+		rc = sr_disk_identity(fd, mode, &di->id, &e);
 	}
-	rc = sr_disk_identity(fd, mode, &di->id, &e);
+	*id_ns += mono_ns() - t0;
 	if (rc)
 		snprintf(why, len, "disk %.100s: %.140s", o->path, e.msg);
 	else if (snap && snap->fd >= 0)
 		rc = take_snapshot(fd, di, snap, why, len);
-	close(fd);
+	if (fd != ahead_fd)
+		close(fd);
 	return rc;
 }
 
@@ -249,13 +251,14 @@ static void capture_devices(void *arg)
 		if (!strcmp(h->ops->name, "virtio-blk") && d < p->ndisks) {
 			struct virtio_dev *vd = (struct virtio_dev *)h;
 			uint32_t k = virtio_blk_opts(vd)->disk;
+			unsigned e = d++;
 			char why[sizeof(p->fail)];
 
 			if (p->fail[0])
 				continue;	/* the save fails: no more copies in the pause */
-			if (disk_record(vd, &p->disks[d++], p->hash,
-					p->sn && k < SR_MAX_DISKS ? &p->sn->f[k] : NULL, why,
-					sizeof(why)))
+			if (disk_record(vd, &p->disks[e], p->hash, &p->ahead[e], p->ahead_fd[e],
+					p->sn && k < SR_MAX_DISKS ? &p->sn->f[k] : NULL, &p->disk_id_ns,
+					why, sizeof(why)))
 				snprintf(p->fail, sizeof(p->fail), "%s", why);
 		}
 	}
@@ -324,12 +327,15 @@ static void snapshot_note(struct snapshots *sn, const struct sr_disk_info *disks
 
 static int do_save(struct runner *r, int fd, struct hvmctx_save_opts *o, int client_fd,
 		   struct save_job_state *js, enum sr_disk_hash hash, struct snapshots *sn,
-		   struct hvmctx_save_stats *st, struct xc_error *err)
+		   struct hvmctx_save_stats *st, struct pause_parts *pp, struct xc_error *err)
 {
 	const struct runner_config *cfg = runner_config(r);
 	struct progress p = { .fd = client_fd, .r = r, .js = js, .hash = hash, .sn = sn };
 	struct stat sb;
 	int rc;
+
+	for (unsigned d = 0; d < DEVICES_MAX; d++)
+		p.ahead_fd[d] = -1;
 
 	if (devices_prepare(&p, o, err)) {
 		devices_free(&p);
@@ -352,6 +358,8 @@ static int do_save(struct runner *r, int fd, struct hvmctx_save_opts *o, int cli
 	o->cancel = js ? &js->cancel : NULL;
 	o->msrs = runner_msrs(r);
 	rc = hvmctx_save(runner_domain(r), fd, o, st, err);
+	*pp = (struct pause_parts){ .drain_ns = o->live ? runner_drain_ns(r) : 0,
+				    .disk_id_ns = p.disk_id_ns };
 	if (!rc && !p.fail[0])
 		snapshot_note(sn, p.disks, p.ndisks);
 	devices_free(&p);
@@ -427,18 +435,25 @@ static void summary(const struct hvmctx_save_stats *st, const char *after, char 
  * "stats key=value ...", stop_reason last as the rest of the line.
  * Before the final "ok"; a client skips lines it does not know.
  */
-static void send_stats(int fd, const struct hvmctx_save_stats *st, uint64_t paused_ns,
-		       const char *outcome)
+static void send_stats(int fd, const struct hvmctx_save_stats *st, const struct pause_parts *pp,
+		       uint64_t paused_ns, const char *outcome)
 {
-	char line[700];
+	char line[1000];
 	int n = snprintf(line, sizeof(line), "stats pages=%llu zero=%llu lz4=%llu raw=%llu "
-			 "bytes=%llu mem_bytes=%llu duration_ns=%llu capture_ns=%llu rounds=%u "
+			 "bytes=%llu mem_bytes=%llu duration_ns=%llu capture_ns=%llu "
+			 "pause_ns=%llu drain_ns=%llu capture_vm_ns=%llu capture_vcpu_ns=%llu "
+			 "capture_dev_ns=%llu disk_id_ns=%llu final_pages_ns=%llu state_ns=%llu "
+			 "rounds=%u "
 			 "downtime_ns=%llu downtime_target_ns=%llu max_throttle_pct=%u "
 			 "throttled_ns=%llu paused_ns=%llu outcome=%s stop_reason=%s\n",
 			 (unsigned long long)st->pages, (unsigned long long)st->zero,
 			 (unsigned long long)st->lz4, (unsigned long long)st->raw,
 			 (unsigned long long)st->bytes, (unsigned long long)st->mem_bytes,
 			 (unsigned long long)st->duration_ns, (unsigned long long)st->capture_ns,
+			 (unsigned long long)st->pause_ns, (unsigned long long)pp->drain_ns,
+			 (unsigned long long)st->capture_vm_ns, (unsigned long long)st->capture_vcpu_ns,
+			 (unsigned long long)st->capture_dev_ns, (unsigned long long)pp->disk_id_ns,
+			 (unsigned long long)st->final_pages_ns, (unsigned long long)st->state_ns,
 			 st->rounds, (unsigned long long)st->downtime_ns,
 			 (unsigned long long)st->downtime_target_ns, st->max_throttle_pct,
 			 (unsigned long long)st->throttled_ns, (unsigned long long)paused_ns, outcome,
@@ -553,6 +568,7 @@ static int save_with(struct runner *r, int out_fd, const struct save_req *q, int
 	bool was_paused = xc_domain_paused(d);
 	struct hvmctx_save_opts o = *op;
 	struct hvmctx_save_stats st;
+	struct pause_parts pp;
 	struct xc_error err;
 
 	if (q->live) {
@@ -569,7 +585,7 @@ static int save_with(struct runner *r, int out_fd, const struct save_req *q, int
 	}
 	uint64_t t_pause = mono_ns(), paused_ns = 0;
 	char commit_note[96] = "", after[700];
-	if (do_save(r, out_fd, &o, client_fd, js, hash, sn, &st, &err)) {
+	if (do_save(r, out_fd, &o, client_fd, js, hash, sn, &st, &pp, &err)) {
 		/* The domain goes on exactly as before (a live save resumed it already). */
 		if (!was_paused && xc_domain_paused(d))
 			xc_domain_resume(d, NULL);
@@ -577,8 +593,18 @@ static int save_with(struct runner *r, int out_fd, const struct save_req *q, int
 		return -1;
 	}
 	/* The domain is paused here; it ends, runs or stays paused only once committed. */
+	char why[400];
+
+	/* Each snapshot under its side name before the commit: a link that fails fails the save. */
+	if (sn && snapshots_stage(sn, why, sizeof(why))) {
+		if (!was_paused)
+			xc_domain_resume(d, NULL);
+		snprintf(msg, len, "%s; the domain %s", why, was_paused ? "stays paused" :
+			 "runs on as before");
+		return -1;
+	}
 	if (q->two_phase) {
-		char sum[256], why[256];
+		char sum[256];
 
 		summary(&st, "image complete", sum, sizeof(sum));
 		int c = await_commit(client_fd, sum, js, why, sizeof(why));
@@ -611,12 +637,11 @@ static int save_with(struct runner *r, int out_fd, const struct save_req *q, int
 	if (!checkpoint && !stay_paused) {
 		snprintf(after, sizeof(after), "%sthe domain exits", commit_note);
 		summary(&st, after, msg, len);
-		send_stats(client_fd, &st, paused_ns, "exits");
+		send_stats(client_fd, &st, &pp, paused_ns, "exits");
 		return 1;
 	}
 	/* Committed (the image is in place): the snapshots it names take their names. */
-	char why[300];
-	int placed = snapshots_place(sn, why, sizeof(why));
+	int placed = sn ? snapshots_place(sn, why, sizeof(why)) : 0;
 
 	if (!stay_paused && !was_paused)
 		xc_domain_resume(d, NULL);
@@ -625,7 +650,7 @@ static int save_with(struct runner *r, int out_fd, const struct save_req *q, int
 			 stay_paused || was_paused ? "stays paused" : "runs on");
 		return -1;
 	}
-	send_stats(client_fd, &st, paused_ns, stay_paused || was_paused ? "paused" : "runs");
+	send_stats(client_fd, &st, &pp, paused_ns, stay_paused || was_paused ? "paused" : "runs");
 	snprintf(after, sizeof(after), "%s%s%s", commit_note, sn ? sn->note : "",
 		 stay_paused || was_paused ? "the domain stays paused" : "the domain runs on");
 	summary(&st, after, msg, len);
@@ -652,13 +677,20 @@ int runner_save(struct runner *r, int out_fd, const struct save_req *q, int clie
 				 "save (-c or -p): this one ends with it, its disk as saved");
 			return -1;
 		}
-		if (!(sn = snapshots_new(q->disk_snapshot))) {
+		if (!(sn = malloc(sizeof(*sn)))) {
 			snprintf(msg, len, "disk snapshots: out of memory");
+			return -1;
+		}
+		if (snapshots_init(sn, q->disk_snapshot)) {
+			snprintf(msg, len, "disk snapshots: the directory of %s: %s", q->disk_snapshot,
+				 strerror(errno));
+			free(sn);
 			return -1;
 		}
 	}
 	rc = save_with(r, out_fd, q, client_fd, js, &o, hash, sn, msg, len);
-	snapshots_discard(sn);
+	if (sn)
+		snapshots_discard(sn);
 	free(sn);
 	return rc;
 }
@@ -667,6 +699,7 @@ int runner_guest_save(struct runner *r, const char *path, char *msg, size_t len)
 {
 	struct xc_domain *d = runner_domain(r);
 	struct hvmctx_save_stats st;
+	struct pause_parts pp;
 	struct xc_error err;
 	struct img_file f;
 
@@ -682,7 +715,7 @@ int runner_guest_save(struct runner *r, const char *path, char *msg, size_t len)
 	}
 	struct hvmctx_save_opts o = { .compress = SR_COMPRESS_LZ4, .threads = threads_default() };
 
-	if (do_save(r, f.fd, &o, -1, NULL, SR_DISK_HASH_SAMPLE, NULL, &st, &err)) {
+	if (do_save(r, f.fd, &o, -1, NULL, SR_DISK_HASH_SAMPLE, NULL, &st, &pp, &err)) {
 		img_file_discard(&f);
 		snprintf(msg, len, "%s", err.msg);
 		return -1;

@@ -215,6 +215,30 @@ static void show_round(struct progress *p, const char *line)
 		final ? "  (paused: stop and copy)" : "");
 }
 
+/* A number of the runner's "stats" line, 0 when it has none. */
+static double stat_ms(const char *line, const char *key)
+{
+	size_t k = strlen(key);
+
+	for (const char *at = strstr(line, key); at; at = strstr(at + 1, key))
+		if (at[-1] == ' ' && at[k] == '=')
+			return strtoull(at + k + 1, NULL, 10) / 1e6;
+	return 0;
+}
+
+/* --stats: where a live save's downtime went, phase by phase (docs/control.md, save.summary). */
+static void show_pause(struct progress *p, const char *line)
+{
+	if (!p->stats || stat_ms(line, "downtime_target_ns") == 0)
+		return;
+	fprintf(stderr, "downtime %.2f ms: vCPUs stopped in %.2f (devices drained %.2f), state read "
+		"%.2f (VM %.2f, vCPUs %.2f, devices %.2f, of which disk identities %.2f), last pages "
+		"%.2f, records %.2f\n", stat_ms(line, "downtime_ns"), stat_ms(line, "pause_ns"),
+		stat_ms(line, "drain_ns"), stat_ms(line, "capture_ns"), stat_ms(line, "capture_vm_ns"),
+		stat_ms(line, "capture_vcpu_ns"), stat_ms(line, "capture_dev_ns"),
+		stat_ms(line, "disk_id_ns"), stat_ms(line, "final_pages_ns"), stat_ms(line, "state_ns"));
+}
+
 static void show_progress(const char *line, void *arg)
 {
 	struct progress *p = arg;
@@ -224,6 +248,10 @@ static void show_progress(const char *line, void *arg)
 
 	if (!strncmp(line, "round ", 6)) {
 		show_round(p, line);
+		return;
+	}
+	if (!strncmp(line, "stats ", 6)) {
+		show_pause(p, line);
 		return;
 	}
 	if (!p->tty || sscanf(line, "progress pages=%llu total=%llu bytes=%llu", &done, &total,
