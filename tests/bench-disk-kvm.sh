@@ -6,7 +6,8 @@
 # each on a fresh copy of the same image in the same directory with the same
 # cache mode, one after the other in the same run.  Prints each VMM's rows,
 # then the table with sr's fraction of QEMU's figure (issue 18 wants at least
-# 0.8), and writes disk.tsv and disk.md in SR_BENCH_OUT ($O/bench).
+# 0.8), and writes disk.tsv and disk.md in SR_BENCH_OUT ($O/bench).  sr's
+# device counters (SR_DEVICE_STATS) follow its rows.
 #   SR_BENCH_DISK_MIB   the benchmark file (64)
 #   SR_BENCH_DISK_S     seconds a phase (5)
 #   SR_BENCH_DISK_JOBS  threads doing synchronous I/O (1)
@@ -81,11 +82,13 @@ if [ $accel = kvm ] && $O/sr-run --help 2>&1 | grep -q -- '--disk'; then
 	cp --sparse=always "$image" "$dir/sr.img"
 	sr_cache=$cache
 	[ "$cache" = none ] || sr_cache=writeback
-	$O/sr-run --name bench-disk --memory 256 --vcpus 1 --kernel "$kernel" --initrd "$initrd" \
+	SR_DEVICE_STATS=1 $O/sr-run --name bench-disk --memory 256 --vcpus 1 --kernel "$kernel" --initrd "$initrd" \
 		--disk "$dir/sr.img,cache=$sr_cache" --cmdline "root=/dev/vda sr.workload=$wl" \
 		</dev/null >"$dir/sr.out" 2>&1 &
 	wait_end $! "$boot_s" || { rc=$?; die "sr-run $(ended sr $rc)" "$dir/sr.out"; }
 	collect sr "$dir/sr.out"
+	# What the whole run (boot and fill included) cost: requests, interrupts, exits.
+	grep -Eo '(virtio-blk 0: |exits to user space: ).*' "$dir/sr.out" | sed 's/^/  sr: /'
 	rm -f "$dir/sr.img"
 else
 	echo "  sr: not measured: $O/sr-run has no --disk yet"
