@@ -61,6 +61,8 @@ collect() {
 			printf '%s\t%s\t%s\t%s\n' "$1" "$phase" "$mbs" "$iops" >> "$rows"
 		done
 	grep '^sr-bench: ' "$2" | sed "s/^/  $1: /"
+	# How long the guest took to mount its root: its speed on this VMM apart from the disk.
+	tr -d '\r' < "$2" | grep '^sr-linux: root ' | sed "s/^/  $1: /"
 }
 
 # A line a minute: the box takes 200 s of console silence for a hang.
