@@ -362,12 +362,20 @@ static void reset_locked(struct virtio_dev *vd)
 		vd->q[i] = (struct virtq){ .size = VIRTQ_SIZE_MAX };
 }
 
+/* A machine reset: the driver's state and, as PCI resets them, MSI-X off and every vector masked. */
 static void vd_reset(struct hw_device *dev)
 {
 	struct virtio_dev *vd = (struct virtio_dev *)dev;
 
 	pthread_mutex_lock(&vd->lock);
 	reset_locked(vd);
+	pthread_mutex_lock(&vd->msix_lock);
+	__atomic_store_n(&vd->msix_ctrl, 0, __ATOMIC_RELEASE);
+	vd->pci.cfg[vd->msix_cap + 3] = 0;
+	for (unsigned v = 0; v < vd->nvec; v++)
+		vd->table[v] = (struct sr_msix_entry){ .vector_control = 1 };
+	vd->pba = 0;
+	pthread_mutex_unlock(&vd->msix_lock);
 	pthread_mutex_unlock(&vd->lock);
 }
 
