@@ -2,6 +2,7 @@
 /* PCI host bridge, conf1 config access and BAR decoding (hw/pci.h). */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <string.h>
 
 #include "pci.h"
@@ -18,6 +19,13 @@ struct pci_host {
 	struct pci_func bridge;
 	struct pci_func *slot[PCI_SLOTS];
 	uint64_t next_bar;		/* where the next BAR goes in the window */
+	/* MSI-X routes, under msi_lock (a leaf: a device holds its own lock around it). */
+	pthread_mutex_t msi_lock;
+	struct msi_route {
+		uint64_t addr;
+		uint32_t data;
+		bool set;
+	} msi[PCI_SLOTS][PCI_MSI_VECTORS];
 };
 
 static uint16_t rd16(const uint8_t *p) { return p[0] | p[1] << 8; }
@@ -63,6 +71,8 @@ static void cfg_write(struct pci_func *f, unsigned reg, const uint8_t *data, uns
 			moved = true;
 		} else if (at == PCI_INTERRUPT_LINE || at == 0x0c || at == 0x0d) {
 			f->cfg[at] = data[i];			/* line, cache line, latency */
+		} else if (at >= 0x40 && f->cap_write) {
+			f->cap_write(f, at, data[i]);
 		}
 	}
 	if (moved && f->bars_changed)
@@ -183,6 +193,7 @@ struct pci_host *pci_host_new(struct hw_bus *b, struct xc_error *err)
 	h->bus = b;
 	h->next_bar = X86_MMIO_START;
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_mutex_init(&h->msi_lock, NULL);
 	if (hw_bus_claim_pio(b, CONF1_ADDR_PORT, 8, conf1_io, h, err) ||
 	    hw_bus_claim_mmio(b, X86_MMIO_START, X86_MMIO_END - X86_MMIO_START, window_io, h, err)) {
 		pci_host_free(h);
@@ -204,6 +215,7 @@ void pci_host_free(struct pci_host *h)
 	if (!h)
 		return;
 	pthread_mutex_destroy(&h->lock);
+	pthread_mutex_destroy(&h->msi_lock);
 	free(h);
 }
 
@@ -244,6 +256,76 @@ int pci_host_add(struct pci_host *h, struct pci_func *f, struct xc_error *err)
 		f->bars_changed(f);
 	pthread_mutex_unlock(&h->lock);
 	return 0;
+}
+
+unsigned pci_msi_gsi(const struct pci_func *f, unsigned v)
+{
+	return PCI_MSI_GSI_FIRST + PCI_MSI_VECTORS * f->slot + v;
+}
+
+/*
+ * KVM's routing table is set whole: the defaults KVM_CREATE_IRQCHIP made
+ * (GSIs 0..15 to the IOAPIC pin and the PIC's, 16..23 to the IOAPIC) and
+ * every MSI-X vector a guest has programmed.
+ */
+static int set_routes(struct pci_host *h, struct xc_error *err)
+{
+	enum { DEFAULTS = 16 * 2 + 8, MAX = DEFAULTS + PCI_SLOTS * PCI_MSI_VECTORS };
+	struct kvm_irq_routing *t = calloc(1, sizeof(*t) + MAX * sizeof(t->entries[0]));
+	unsigned n = 0;
+	int rc;
+
+	if (!t)
+		return xc_set_error(err, ENOMEM, "the MSI routes");
+	for (unsigned gsi = 0; gsi < 24; gsi++) {
+		t->entries[n++] = (struct kvm_irq_routing_entry){
+			.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+			.u.irqchip = { .irqchip = KVM_IRQCHIP_IOAPIC, .pin = gsi } };
+		if (gsi < 16)
+			t->entries[n++] = (struct kvm_irq_routing_entry){
+				.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+				.u.irqchip = { .irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER :
+							       KVM_IRQCHIP_PIC_SLAVE, .pin = gsi % 8 } };
+	}
+	for (unsigned s = 0; s < PCI_SLOTS; s++)
+		for (unsigned v = 0; v < PCI_MSI_VECTORS; v++) {
+			const struct msi_route *m = &h->msi[s][v];
+
+			if (!m->set)
+				continue;
+			t->entries[n++] = (struct kvm_irq_routing_entry){
+				.gsi = PCI_MSI_GSI_FIRST + PCI_MSI_VECTORS * s + v,
+				.type = KVM_IRQ_ROUTING_MSI,
+				.u.msi = { .address_lo = (uint32_t)m->addr,
+					   .address_hi = (uint32_t)(m->addr >> 32), .data = m->data } };
+		}
+	t->nr = n;
+	rc = ioctl(xc_domain_vm_fd(hw_bus_domain(h->bus)), KVM_SET_GSI_ROUTING, t);
+	free(t);
+	return rc ? xc_set_error(err, errno, "KVM_SET_GSI_ROUTING (%u routes)", n) : 0;
+}
+
+int pci_msi_route(struct pci_func *f, unsigned v, uint64_t addr, uint32_t data,
+		  struct xc_error *err)
+{
+	struct pci_host *h = f->host;
+	struct msi_route *m;
+	int rc = 0;
+
+	if (v >= PCI_MSI_VECTORS)
+		return xc_set_error(err, EINVAL, "PCI slot %u: MSI-X vector %u", f->slot, v);
+	pthread_mutex_lock(&h->msi_lock);
+	m = &h->msi[f->slot][v];
+	if (!m->set || m->addr != addr || m->data != data) {
+		struct msi_route was = *m;
+
+		*m = (struct msi_route){ addr, data, true };
+		rc = set_routes(h, err);
+		if (rc)
+			*m = was;	/* KVM still has the old table */
+	}
+	pthread_mutex_unlock(&h->msi_lock);
+	return rc;
 }
 
 unsigned pci_host_intx(const struct pci_host *h, struct xc_pci_intx *out, unsigned max)

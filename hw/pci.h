@@ -22,6 +22,8 @@
 #define PCI_CFG_SIZE		256
 #define PCI_IOAPIC_PIN_FIRST	16	/* GSIs 16..23: the IOAPIC's, shared with nothing ISA */
 #define PCI_IOAPIC_PINS		8
+#define PCI_MSI_VECTORS		8	/* MSI-X vectors a function may route */
+#define PCI_MSI_GSI_FIRST	24	/* past the IOAPIC's: slot s vector v is 24 + 8 s + v */
 
 /* Config-space offsets this layer and its devices use. */
 #define PCI_VENDOR_ID		0x00
@@ -36,6 +38,7 @@
 #define PCI_SUBSYS_VENDOR	0x2c
 #define PCI_SUBSYS_ID		0x2e
 #define PCI_CAP_PTR		0x34
+#define PCI_CAP_MSIX		0x11
 #define PCI_INTERRUPT_LINE	0x3c
 #define PCI_INTERRUPT_PIN	0x3d
 
@@ -58,6 +61,12 @@ struct pci_func {
 	 * the host's lock): the model moves what it placed there (ioeventfds).
 	 */
 	void (*bars_changed)(struct pci_func *f);
+	/*
+	 * Optional: a guest's config write to a byte at 0x40 or above (the
+	 * capabilities), under the host's lock; the model decides what it
+	 * takes into cfg (the MSI-X message control's enable and mask).
+	 */
+	void (*cap_write)(struct pci_func *f, unsigned at, uint8_t v);
 	/* Set by pci_host_add. */
 	struct pci_host *host;
 	uint8_t slot, ioapic_pin;
@@ -72,6 +81,15 @@ void pci_host_free(struct pci_host *h);
  * memory decode on (as firmware leaves them) and gives it an IOAPIC pin.
  */
 int pci_host_add(struct pci_host *h, struct pci_func *f, struct xc_error *err);
+
+/*
+ * MSI-X: vector v (below PCI_MSI_VECTORS) of f delivers the message addr,
+ * data through GSI pci_msi_gsi(f, v) from now on (KVM_SET_GSI_ROUTING, the
+ * IOAPIC's and PIC's default routes kept).  -1 with err when KVM refuses.
+ */
+unsigned pci_msi_gsi(const struct pci_func *f, unsigned v);
+int pci_msi_route(struct pci_func *f, unsigned v, uint64_t addr, uint32_t data,
+		  struct xc_error *err);
 
 /* The INTx routing for the MP table; returns how many of max were filled. */
 unsigned pci_host_intx(const struct pci_host *h, struct xc_pci_intx *out, unsigned max);

@@ -4,11 +4,12 @@
  * (virtio-blk, virtio-rng) gives its ID, queues, features and config space
  * and handles one request chain at a time; the transport does the rest:
  * PCI identity and capabilities, the common configuration, queue set-up,
- * notifications through KVM_IOEVENTFD, the interrupt through KVM_IRQFD with
- * a resample fd (INTx is level-triggered), and one thread per device that
- * takes requests off its queues, so a request costs the guest no exit to
- * user space.  Pause drains the thread; resume re-kicks every queue and
- * re-raises a pending interrupt.
+ * notifications through KVM_IOEVENTFD, interrupts through KVM_IRQFD (MSI-X
+ * vectors routed to the guest's messages; INTx, level-triggered, with a
+ * resample fd, until the driver enables MSI-X), indirect descriptor tables,
+ * and one thread per device that takes requests off its queues, so a
+ * request costs the guest no exit to user space.  Pause drains the thread;
+ * resume re-kicks every queue and re-raises a pending interrupt.
  */
 #ifndef SR_HW_VIRTIO_H
 #define SR_HW_VIRTIO_H

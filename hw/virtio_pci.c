@@ -13,12 +13,17 @@
  * ring addresses, and the feature negotiation Linux checks.
  *
  * BAR0 (16 KiB, memory): common configuration at 0, ISR at 0x1000, device
- * configuration at 0x2000, notifications at 0x3000 (4 bytes per queue).
- * Each queue's notify address is a KVM ioeventfd once the BAR decodes; the
- * device thread waits on them.  The interrupt is an irqfd on the function's
- * IOAPIC pin with a resample fd: KVM lowers the line at the guest's EOI and
- * tells the thread, which raises it again while the ISR is still set.  The
- * guest's ISR read (which acknowledges) is the only exit per interrupt.
+ * configuration at 0x2000, notifications at 0x3000 (4 bytes per queue), the
+ * MSI-X table at 0x3800 and its pending bits at 0x3c00.  Each queue's
+ * notify address is a KVM ioeventfd once the BAR decodes; the device thread
+ * waits on them.  Interrupts are MSI-X, as QEMU's: a vector for the config
+ * and one per queue, each an irqfd on a GSI routed to the message the guest
+ * programmed, so an interrupt costs the guest no exit (its EOI is the
+ * local APIC's).  Until the driver enables MSI-X (or with a driver that
+ * does not) it is INTx: an irqfd on the function's IOAPIC pin with a
+ * resample fd: KVM lowers the line at the guest's EOI and tells the
+ * thread, which raises it again while the ISR is still set; the guest's
+ * ISR read (which acknowledges) is then an exit per interrupt.
  */
 #include <errno.h>
 #include <poll.h>
@@ -40,6 +45,11 @@
 #define DEVCFG_OFF	0x2000
 #define NOTIFY_OFF	0x3000
 #define NOTIFY_MULT	4
+#define MSIX_TABLE_OFF	0x3800
+#define MSIX_PBA_OFF	0x3c00
+#define MSIX_VECTORS	(VIRTIO_QUEUES_MAX + 1)	/* the config's and one per queue, at most */
+#define MSIX_CTRL_MASK	0x40	/* the message control's high byte: function mask */
+#define MSIX_CTRL_EN	0x80	/* MSI-X enable */
 
 #define CAP_COMMON	1
 #define CAP_NOTIFY	2
@@ -64,6 +74,7 @@ struct virtio_dev {
 	struct hw_bus *bus;
 	struct xc_domain *d;
 	uint64_t features;		/* offered */
+	uint64_t can;			/* what this sr's device can offer: features, or more after a load */
 	uint8_t config[256];
 	size_t config_len;
 
@@ -85,6 +96,17 @@ struct virtio_dev {
 	uint64_t kick_addr[VIRTIO_QUEUES_MAX];	/* where each is assigned; 0: not */
 	int irq_fd, resample_fd;
 	struct virtq_chain chain;	/* the thread's */
+
+	/* MSI-X. Vectors the driver chose, under lock. */
+	uint16_t config_vector, queue_vector[VIRTIO_QUEUES_MAX];
+	unsigned nvec;			/* table entries: nqueues + 1 */
+	unsigned msix_cap;		/* its capability's offset in config space */
+	uint8_t msix_ctrl;		/* MSIX_CTRL_*, atomic: written under the PCI host's lock */
+	/* The table and pending bits, under msix_lock (taken inside lock, never around another). */
+	pthread_mutex_t msix_lock;
+	struct sr_msix_entry table[MSIX_VECTORS];
+	uint64_t pba;
+	int msi_fd[MSIX_VECTORS];	/* irqfds on pci_msi_gsi(v) */
 	struct virtio_counters count;
 };
 
@@ -123,15 +145,68 @@ static void kick_thread(struct virtio_dev *vd)
 	(void)n;
 }
 
-static void raise_irq(struct virtio_dev *vd)
+static void signal_fd(int fd)
 {
 	uint64_t one = 1;
-	ssize_t n;
+	ssize_t n = write(fd, &one, sizeof(one));
 
-	__atomic_fetch_or(&vd->isr, 1, __ATOMIC_SEQ_CST);
-	n = write(vd->irq_fd, &one, sizeof(one));
 	(void)n;
+}
+
+static bool msix_on(const struct virtio_dev *vd)
+{
+	return __atomic_load_n(&vd->msix_ctrl, __ATOMIC_ACQUIRE) & MSIX_CTRL_EN;
+}
+
+/* Under msix_lock: vector v's message, or its pending bit while it is masked. */
+static void msix_fire_locked(struct virtio_dev *vd, unsigned v)
+{
+	if ((__atomic_load_n(&vd->msix_ctrl, __ATOMIC_ACQUIRE) & MSIX_CTRL_MASK) ||
+	    (vd->table[v].vector_control & 1)) {
+		vd->pba |= 1ull << v;
+		return;
+	}
+	vd->pba &= ~(1ull << v);
+	signal_fd(vd->msi_fd[v]);
+}
+
+/* Under msix_lock: every pending vector that is no longer masked is sent (with MSI-X on). */
+static void msix_unmasked_locked(struct virtio_dev *vd)
+{
+	for (unsigned v = 0; msix_on(vd) && v < vd->nvec; v++)
+		if (vd->pba >> v & 1)
+			msix_fire_locked(vd, v);
+}
+
+/*
+ * An interrupt for a queue (isr bit 1) or the config (bit 2): the vector
+ * the driver gave it with MSI-X on (none: no interrupt), else the INTx line.
+ */
+static void raise_irq(struct virtio_dev *vd, uint32_t isr, uint16_t vector)
+{
+	if (msix_on(vd)) {
+		if (vector >= vd->nvec)
+			return;
+		pthread_mutex_lock(&vd->msix_lock);
+		msix_fire_locked(vd, vector);
+		pthread_mutex_unlock(&vd->msix_lock);
+	} else {
+		__atomic_fetch_or(&vd->isr, isr, __ATOMIC_SEQ_CST);
+		signal_fd(vd->irq_fd);
+	}
 	__atomic_fetch_add(&vd->count.interrupts, 1, __ATOMIC_RELAXED);
+}
+
+/* At a start or resume: what was pending is raised again (INTx's line; an unmasked MSI-X vector). */
+static void reraise(struct virtio_dev *vd)
+{
+	if (msix_on(vd)) {
+		pthread_mutex_lock(&vd->msix_lock);
+		msix_unmasked_locked(vd);
+		pthread_mutex_unlock(&vd->msix_lock);
+	} else if (__atomic_load_n(&vd->isr, __ATOMIC_SEQ_CST)) {
+		signal_fd(vd->irq_fd);
+	}
 }
 
 /* ----------------------------------------------------------- the thread */
@@ -157,11 +232,10 @@ static void process_queues(struct virtio_dev *vd)
 		if (q->broken && !(vd->status & S_NEEDS_RESET)) {
 			vd->status |= S_NEEDS_RESET;	/* the driver broke the ring's rules */
 			vd->config_gen++;
-			__atomic_fetch_or(&vd->isr, 2, __ATOMIC_SEQ_CST);
-			pushed = true;
+			raise_irq(vd, 2, vd->config_vector);
 		}
 		if (pushed && virtq_wants_interrupt(q))
-			raise_irq(vd);
+			raise_irq(vd, 1, vd->queue_vector[qi]);
 	}
 }
 
@@ -207,12 +281,9 @@ static void *device_thread(void *arg)
 			if (p[i].revents & POLLIN)
 				drain_fd(p[i].fd);
 		/* The guest's EOI lowered the line: raise it again while the ISR says so. */
-		if ((p[1].revents & POLLIN) && __atomic_load_n(&vd->isr, __ATOMIC_SEQ_CST)) {
-			uint64_t one = 1;
-			ssize_t k = write(vd->irq_fd, &one, sizeof(one));
-
-			(void)k;
-		}
+		if ((p[1].revents & POLLIN) && !msix_on(vd) &&
+		    __atomic_load_n(&vd->isr, __ATOMIC_SEQ_CST))
+			signal_fd(vd->irq_fd);
 	}
 }
 
@@ -236,12 +307,7 @@ static int vd_start(struct hw_device *dev, struct xc_error *err)
 	 * notifies are not in the image); an interrupt the image has pending is
 	 * raised again, as at a resume.
 	 */
-	if (__atomic_load_n(&vd->isr, __ATOMIC_SEQ_CST)) {
-		uint64_t one = 1;
-
-		if (write(vd->irq_fd, &one, sizeof(one)) < 0)
-			return xc_set_error(err, errno, "raising the %s interrupt", vd->type->name);
-	}
+	reraise(vd);
 	return 0;
 }
 
@@ -275,15 +341,13 @@ static void vd_pause(struct hw_device *dev)
 static void vd_resume(struct hw_device *dev)
 {
 	struct virtio_dev *vd = (struct virtio_dev *)dev;
-	uint64_t one = 1;
 
 	pthread_mutex_lock(&vd->lock);
 	__atomic_store_n(&vd->hold, false, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&vd->cond);
 	pthread_mutex_unlock(&vd->lock);
 	kick_thread(vd);
-	if (__atomic_load_n(&vd->isr, __ATOMIC_SEQ_CST) && write(vd->irq_fd, &one, sizeof(one)) < 0)
-		return;
+	reraise(vd);
 }
 
 /* ------------------------------------------------------------ registers */
@@ -295,17 +359,28 @@ static void reset_locked(struct virtio_dev *vd)
 	vd->driver_features = 0;
 	vd->status = 0;
 	vd->queue_select = 0;
+	vd->config_vector = NO_VECTOR;
+	for (unsigned i = 0; i < VIRTIO_QUEUES_MAX; i++)
+		vd->queue_vector[i] = NO_VECTOR;
 	__atomic_store_n(&vd->isr, 0, __ATOMIC_SEQ_CST);
 	for (unsigned i = 0; i < VIRTIO_QUEUES_MAX; i++)
 		vd->q[i] = (struct virtq){ .size = VIRTQ_SIZE_MAX };
 }
 
+/* A machine reset: the driver's state and, as PCI resets them, MSI-X off and every vector masked. */
 static void vd_reset(struct hw_device *dev)
 {
 	struct virtio_dev *vd = (struct virtio_dev *)dev;
 
 	pthread_mutex_lock(&vd->lock);
 	reset_locked(vd);
+	pthread_mutex_lock(&vd->msix_lock);
+	__atomic_store_n(&vd->msix_ctrl, 0, __ATOMIC_RELEASE);
+	vd->pci.cfg[vd->msix_cap + 3] = 0;
+	for (unsigned v = 0; v < vd->nvec; v++)
+		vd->table[v] = (struct sr_msix_entry){ .vector_control = 1 };
+	vd->pba = 0;
+	pthread_mutex_unlock(&vd->msix_lock);
 	pthread_mutex_unlock(&vd->lock);
 }
 
@@ -323,14 +398,14 @@ static void common_read(struct virtio_dev *vd, unsigned off, void *data, unsigne
 	wr32(r + 0x04, vd->dfselect < 2 ? (uint32_t)(vd->features >> (32 * vd->dfselect)) : 0);
 	wr32(r + 0x08, vd->gfselect);
 	wr32(r + 0x0c, vd->gfselect < 2 ? (uint32_t)(vd->driver_features >> (32 * vd->gfselect)) : 0);
-	wr16(r + 0x10, NO_VECTOR);
+	wr16(r + 0x10, vd->config_vector);
 	wr16(r + 0x12, vd->type->nqueues);
 	r[0x14] = vd->status;
 	r[0x15] = vd->config_gen;
 	wr16(r + 0x16, vd->queue_select);
 	if (q) {
 		wr16(r + 0x18, q->size);
-		wr16(r + 0x1a, NO_VECTOR);
+		wr16(r + 0x1a, vd->queue_vector[vd->queue_select]);
 		wr16(r + 0x1c, q->ready);
 		wr16(r + 0x1e, vd->queue_select);	/* notify_off: queue i at NOTIFY_OFF + 4 i */
 		wr64(r + 0x20, q->desc);
@@ -364,6 +439,7 @@ static void enable_queue(struct virtio_dev *vd, struct virtq *q)
 
 	q->ready = 1;
 	q->last_avail = q->used_idx = 0;
+	q->indirect = virtio_has_feature(vd, VIRTIO_RING_F_INDIRECT_DESC);
 	if (virtq_map(q, vd->d, why, sizeof(why))) {
 		q->broken = true;
 		vd->status |= S_NEEDS_RESET;
@@ -379,6 +455,7 @@ static void common_write(struct virtio_dev *vd, unsigned off, const void *data, 
 	switch (off) {
 	case 0x00: vd->dfselect = v; break;
 	case 0x08: vd->gfselect = v; break;
+	case 0x10: vd->config_vector = v < vd->nvec ? v : NO_VECTOR; break;	/* reads back what it took */
 	case 0x0c:
 		if (vd->gfselect < 2 && !(vd->status & S_FEATURES_OK)) {
 			unsigned sh = 32 * vd->gfselect;
@@ -392,6 +469,10 @@ static void common_write(struct virtio_dev *vd, unsigned off, const void *data, 
 	case 0x18:
 		if (setup && v && v <= VIRTQ_SIZE_MAX && !(v & (v - 1)))
 			q->size = v;
+		break;
+	case 0x1a:
+		if (q)
+			vd->queue_vector[vd->queue_select] = v < vd->nvec ? v : NO_VECTOR;
 		break;
 	case 0x1c:
 		if (setup && v == 1)
@@ -410,6 +491,66 @@ static void common_write(struct virtio_dev *vd, unsigned off, const void *data, 
 		}
 		break;
 	}
+}
+
+/* An entry as its 16 bytes in the BAR: address, data, vector control. */
+static void entry_bytes(const struct sr_msix_entry *e, uint8_t b[16])
+{
+	wr64(b, e->addr);
+	wr32(b + 8, e->data);
+	wr32(b + 12, e->vector_control);
+}
+
+/*
+ * The MSI-X table and pending bits (vCPU threads).  A new message is
+ * routed before it can be sent; a vector unmasked sends what was pending.
+ */
+static void msix_io(struct virtio_dev *vd, uint64_t off, bool is_write, void *data, unsigned len)
+{
+	struct xc_error err;
+
+	pthread_mutex_lock(&vd->msix_lock);
+	if (off >= MSIX_PBA_OFF) {
+		uint8_t b[8];
+
+		wr64(b, vd->pba);
+		if (!is_write)				/* read-only */
+			memcpy(data, b + (off - MSIX_PBA_OFF), len);
+	} else {
+		unsigned v = (off - MSIX_TABLE_OFF) / 16, at = (off - MSIX_TABLE_OFF) % 16;
+		struct sr_msix_entry *e = &vd->table[v];
+		uint8_t b[16];
+
+		entry_bytes(e, b);
+		if (!is_write) {
+			memcpy(data, b + at, len);
+		} else {
+			memcpy(b + at, data, len);
+			e->addr = rdn(b, 8);
+			e->data = rdn(b + 8, 4);
+			e->vector_control = rdn(b + 12, 4) & 1;
+			/* Routed once usable (KVM's table is set whole: not at every dword). */
+			if (!(e->vector_control & 1) &&
+			    pci_msi_route(&vd->pci, v, e->addr, e->data, &err))
+				e->vector_control |= 1;	/* unroutable: it stays masked */
+			msix_unmasked_locked(vd);
+		}
+	}
+	pthread_mutex_unlock(&vd->msix_lock);
+}
+
+/* The message control's high byte (enable, function mask); the rest is read-only. */
+static void cap_write(struct pci_func *f, unsigned at, uint8_t v)
+{
+	struct virtio_dev *vd = (struct virtio_dev *)((char *)f - offsetof(struct virtio_dev, pci));
+
+	if (at != vd->msix_cap + 3)
+		return;
+	pthread_mutex_lock(&vd->msix_lock);
+	f->cfg[at] = v & (MSIX_CTRL_EN | MSIX_CTRL_MASK);
+	__atomic_store_n(&vd->msix_ctrl, f->cfg[at], __ATOMIC_RELEASE);
+	msix_unmasked_locked(vd);
+	pthread_mutex_unlock(&vd->msix_lock);
 }
 
 static void bar_io(struct pci_func *f, unsigned bar, uint64_t off, bool is_write, void *data,
@@ -442,6 +583,12 @@ static void bar_io(struct pci_func *f, unsigned bar, uint64_t off, bool is_write
 		} else {
 			memset(data, 0, len);
 		}
+		return;
+	}
+	if ((off >= MSIX_TABLE_OFF && off + len <= MSIX_TABLE_OFF + 16 * vd->nvec &&
+	     (off ^ (off + len - 1)) < 16) ||
+	    (off >= MSIX_PBA_OFF && off + len <= MSIX_PBA_OFF + 8)) {
+		msix_io(vd, off, is_write, data, len);	/* an access inside one entry, or the PBA */
 		return;
 	}
 	if (off >= DEVCFG_OFF && off + len <= DEVCFG_OFF + vd->config_len) {
@@ -491,6 +638,56 @@ static void bars_changed(struct pci_func *f)
 
 /* ------------------------------------------------------- state, and life */
 
+/* The MSIX section (§6.1.5): the control's two bits, the table, the pending bits. */
+static void msix_save(struct virtio_dev *vd, struct sr_virtio_state *s)
+{
+	uint8_t ctrl = __atomic_load_n(&vd->msix_ctrl, __ATOMIC_ACQUIRE);
+
+	s->has_msix = true;
+	s->msix.table_size = vd->nvec;
+	s->msix.control = (ctrl & MSIX_CTRL_EN ? SR_MSIX_CTRL_ENABLE : 0) |
+			  (ctrl & MSIX_CTRL_MASK ? SR_MSIX_CTRL_MASKALL : 0);
+	pthread_mutex_lock(&vd->msix_lock);
+	memcpy(s->msix_table, vd->table, vd->nvec * sizeof(vd->table[0]));
+	s->msix_pba = vd->pba;
+	pthread_mutex_unlock(&vd->msix_lock);
+}
+
+/*
+ * An image's MSIX section into the device (validated: vectors below its
+ * table_size), its unmasked entries routed; an image without one (an older
+ * sr's: INTx only) leaves MSI-X off and every entry masked.  Before the
+ * device starts: no thread, no vCPU runs.
+ */
+static int msix_load(struct virtio_dev *vd, const struct sr_virtio_state *s, struct xc_error *err)
+{
+	uint8_t ctrl = 0;
+
+	if (!s->has_msix)
+		goto set;
+	if (s->msix.table_size != vd->nvec)
+		return xc_set_error(err, 0, "DEVICE %s: %u MSI-X vectors; this device has %u",
+				    vd->type->name, s->msix.table_size, vd->nvec);
+	for (unsigned v = 0; v < vd->nvec; v++) {
+		const struct sr_msix_entry *e = &s->msix_table[v];
+
+		if (!(e->vector_control & 1) && pci_msi_route(&vd->pci, v, e->addr, e->data, err))
+			return -1;
+	}
+	ctrl = (s->msix.control & SR_MSIX_CTRL_ENABLE ? MSIX_CTRL_EN : 0) |
+	       (s->msix.control & SR_MSIX_CTRL_MASKALL ? MSIX_CTRL_MASK : 0);
+set:
+	pthread_mutex_lock(&vd->msix_lock);
+	for (unsigned v = 0; v < vd->nvec; v++)
+		vd->table[v] = s->has_msix ? s->msix_table[v] :
+			       (struct sr_msix_entry){ .vector_control = 1 };
+	vd->pba = s->has_msix ? s->msix_pba : 0;
+	vd->pci.cfg[vd->msix_cap + 3] = ctrl;
+	__atomic_store_n(&vd->msix_ctrl, ctrl, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vd->msix_lock);
+	return 0;
+}
+
 /*
  * The state, as docs/format.md §6.1 lays it out (devstate's encoder and
  * decoder): taken paused and drained, so no chain is in flight and every
@@ -512,7 +709,7 @@ static long vd_save(struct hw_device *dev, void *buf, size_t len)
 		.device_features = vd->features, .driver_features = vd->driver_features,
 		.device_feature_select = vd->dfselect, .driver_feature_select = vd->gfselect,
 		.queue_select = vd->queue_select, .num_queues = vd->type->nqueues,
-		.config_msix_vector = SR_VIRTIO_NO_VECTOR, .status = vd->status,
+		.config_msix_vector = vd->config_vector, .status = vd->status,
 		.isr = __atomic_load_n(&vd->isr, __ATOMIC_SEQ_CST), .config_generation = vd->config_gen,
 	};
 	for (unsigned i = 0; i < vd->type->nqueues; i++) {
@@ -521,7 +718,7 @@ static long vd_save(struct hw_device *dev, void *buf, size_t len)
 		s->q[i] = (struct sr_virtio_queue){
 			.desc = q->desc, .avail = q->avail, .used = q->used, .size = q->size,
 			.max_size = VIRTQ_SIZE_MAX, .last_avail_idx = q->last_avail,
-			.last_used_idx = q->used_idx, .msix_vector = SR_VIRTIO_NO_VECTOR,
+			.last_used_idx = q->used_idx, .msix_vector = vd->queue_vector[i],
 			.ready = q->ready, .notify_off = i,
 		};
 	}
@@ -533,6 +730,7 @@ static long vd_save(struct hw_device *dev, void *buf, size_t len)
 	s->pci.interrupt_line = vd->pci.cfg[PCI_INTERRUPT_LINE];
 	s->pci.cache_line_size = vd->pci.cfg[0x0c];
 	s->pci.latency_timer = vd->pci.cfg[0x0d];
+	msix_save(vd, s);
 	if (vd->type->save)
 		vd->type->save(vd, s);
 	pthread_mutex_unlock(&vd->lock);
@@ -570,18 +768,17 @@ static int check_state(const struct virtio_dev *vd, const struct sr_virtio_state
 		return xc_set_error(err, 0, "DEVICE %s: device %u with %u queues is not this %u with %u",
 				    n, s->device_id, s->tr.num_queues, vd->type->device_id,
 				    vd->type->nqueues);
-	if (s->tr.device_features != vd->features)
+	/* An older sr's offer (without INDIRECT_DESC, say) is kept: the device does no more. */
+	if (s->tr.device_features & ~vd->can)
 		return xc_set_error(err, 0, "DEVICE %s: the guest was offered features 0x%llx, this "
-				    "device offers 0x%llx (bits 0x%llx differ)", n,
+				    "device can offer 0x%llx (bits 0x%llx are not its)", n,
 				    (unsigned long long)s->tr.device_features,
-				    (unsigned long long)vd->features,
-				    (unsigned long long)(s->tr.device_features ^ vd->features));
+				    (unsigned long long)vd->can,
+				    (unsigned long long)(s->tr.device_features & ~vd->can));
 	if (s->pci.slot != vd->pci.slot || s->pci.interrupt_pin != vd->pci.cfg[PCI_INTERRUPT_PIN])
 		return xc_set_error(err, 0, "DEVICE %s: PCI slot %u pin %u; here it is slot %u pin %u",
 				    n, s->pci.slot, s->pci.interrupt_pin, vd->pci.slot,
 				    vd->pci.cfg[PCI_INTERRUPT_PIN]);
-	if (s->has_msix)
-		return xc_set_error(err, 0, "DEVICE %s: an MSI-X state; this device has INTx only", n);
 	for (unsigned i = 0; i < s->tr.num_queues; i++)
 		if (s->q[i].max_size != VIRTQ_SIZE_MAX || s->q[i].size > VIRTQ_SIZE_MAX)
 			return xc_set_error(err, 0, "DEVICE %s queue %u: size %u of %u; this device's "
@@ -610,7 +807,8 @@ static int vd_load(struct hw_device *dev, uint32_t version, const void *buf, siz
 
 		q[i] = (struct virtq){ .size = e->size, .ready = e->ready, .last_avail = e->last_avail_idx,
 				       .used_idx = e->last_used_idx, .desc = e->desc,
-				       .avail = e->avail, .used = e->used };
+				       .avail = e->avail, .used = e->used,
+				       .indirect = s->tr.driver_features >> VIRTIO_RING_F_INDIRECT_DESC & 1 };
 		if (!virtq_state_valid(&q[i], vd->d, why, sizeof(why)) ||
 		    (q[i].ready && virtq_map(&q[i], vd->d, why, sizeof(why)))) {
 			xc_set_error(err, 0, "DEVICE %s queue %u: %s", vd->type->name, i, why);
@@ -626,15 +824,19 @@ static int vd_load(struct hw_device *dev, uint32_t version, const void *buf, siz
 	cfg[PCI_INTERRUPT_LINE] = s->pci.interrupt_line;
 	cfg[0x0c] = s->pci.cache_line_size;
 	cfg[0x0d] = s->pci.latency_timer;
-	if (pci_func_load_cfg(&vd->pci, cfg, err))
+	if (pci_func_load_cfg(&vd->pci, cfg, err) || msix_load(vd, s, err))
 		goto out;
 	pthread_mutex_lock(&vd->lock);
 	vd->dfselect = s->tr.device_feature_select;
 	vd->gfselect = s->tr.driver_feature_select;
+	vd->features = s->tr.device_features;
 	vd->driver_features = s->tr.driver_features;
 	vd->status = s->tr.status;
 	vd->config_gen = s->tr.config_generation;
 	vd->queue_select = s->tr.queue_select;
+	vd->config_vector = s->tr.config_msix_vector;
+	for (unsigned i = 0; i < VIRTIO_QUEUES_MAX; i++)
+		vd->queue_vector[i] = i < s->tr.num_queues ? s->q[i].msix_vector : NO_VECTOR;
 	__atomic_store_n(&vd->isr, s->tr.isr, __ATOMIC_SEQ_CST);
 	memcpy(vd->q, q, sizeof(q));
 	pthread_mutex_unlock(&vd->lock);
@@ -666,16 +868,21 @@ static void vd_free(struct hw_device *dev)
 		close(vd->irq_fd);
 	if (vd->resample_fd >= 0)
 		close(vd->resample_fd);
+	for (unsigned v = 0; v < MSIX_VECTORS; v++)
+		if (vd->msi_fd[v] >= 0)
+			close(vd->msi_fd[v]);
 	if (vd->type->free)
 		vd->type->free(vd);
 	pthread_cond_destroy(&vd->cond);
+	pthread_mutex_destroy(&vd->msix_lock);
 	pthread_mutex_destroy(&vd->lock);
 	free(vd);
 }
 
 /*
  * The vendor capabilities, from 0x40: common, ISR, device (only with a
- * config space: Linux refuses a device capability of length 0), notify.
+ * config space: Linux refuses a device capability of length 0), notify;
+ * then MSI-X.
  */
 static void write_caps(struct virtio_dev *vd)
 {
@@ -709,6 +916,13 @@ static void write_caps(struct virtio_dev *vd)
 		prev = c + 1;
 		at += size;
 	}
+	/* Last (the vendor capabilities keep where an older sr put them): MSI-X, in BAR0. */
+	*prev = at;
+	cfg[at] = PCI_CAP_MSIX;
+	wr16(cfg + at + 2, vd->nvec - 1);		/* table size - 1; disabled, unmasked */
+	wr32(cfg + at + 4, MSIX_TABLE_OFF);		/* BIR 0 */
+	wr32(cfg + at + 8, MSIX_PBA_OFF);
+	vd->msix_cap = at;
 }
 
 struct virtio_dev *virtio_pci_new(struct hw_bus *b, struct pci_host *h,
@@ -736,19 +950,26 @@ struct virtio_dev *virtio_pci_new(struct hw_bus *b, struct pci_host *h,
 	vd->priv = c->priv;
 	vd->bus = b;
 	vd->d = hw_bus_domain(b);
-	vd->features = c->features | 1ull << VIRTIO_F_VERSION_1;
+	vd->features = c->features | 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_RING_F_INDIRECT_DESC;
+	vd->can = vd->features;
 	memcpy(vd->config, c->config, c->config_len);
 	vd->config_len = c->config_len;
 	pthread_mutex_init(&vd->lock, NULL);
+	pthread_mutex_init(&vd->msix_lock, NULL);
 	pthread_cond_init(&vd->cond, NULL);
 	reset_locked(vd);
+	vd->nvec = t->nqueues + 1;
+	for (unsigned v = 0; v < MSIX_VECTORS; v++) {
+		vd->table[v].vector_control = 1;	/* masked, as PCI resets it */
+		vd->msi_fd[v] = v < vd->nvec ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
+	}
 	vd->ctl_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	vd->irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	vd->resample_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	for (unsigned i = 0; i < VIRTIO_QUEUES_MAX; i++)
 		vd->kick_fd[i] = i < t->nqueues ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
 	if (vd->ctl_fd < 0 || vd->irq_fd < 0 || vd->resample_fd < 0 ||
-	    (t->nqueues && vd->kick_fd[t->nqueues - 1] < 0)) {
+	    (t->nqueues && vd->kick_fd[t->nqueues - 1] < 0) || vd->msi_fd[vd->nvec - 1] < 0) {
 		xc_set_error(err, errno, "eventfds for %s", t->name);
 		goto fail;
 	}
@@ -766,8 +987,19 @@ struct virtio_dev *virtio_pci_new(struct hw_bus *b, struct pci_host *h,
 	vd->pci.intx = true;
 	vd->pci.bar_io = bar_io;
 	vd->pci.bars_changed = bars_changed;
+	vd->pci.cap_write = cap_write;
 	if (pci_host_add(h, &vd->pci, err))
 		goto fail;
+	/* Each vector's irqfd now; KVM routes its GSI once the guest programs the entry. */
+	for (unsigned v = 0; v < vd->nvec; v++) {
+		struct kvm_irqfd msi = { .fd = vd->msi_fd[v], .gsi = pci_msi_gsi(&vd->pci, v) };
+
+		if (ioctl(xc_domain_vm_fd(vd->d), KVM_IRQFD, &msi)) {
+			xc_set_error(err, errno, "KVM_IRQFD for %s's MSI-X vector %u on GSI %u",
+				     t->name, v, msi.gsi);
+			goto fail;
+		}
+	}
 	struct kvm_irqfd irq = { .fd = vd->irq_fd, .gsi = vd->pci.ioapic_pin,
 				 .flags = KVM_IRQFD_FLAG_RESAMPLE, .resamplefd = vd->resample_fd };
 

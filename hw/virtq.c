@@ -71,10 +71,74 @@ int virtq_map(struct virtq *q, struct xc_domain *d, char *why, size_t len)
 	return 0;
 }
 
+/*
+ * One descriptor's buffer into c: -1 when it breaks the rules (readable after
+ * writable, outside RAM, more segments than a chain may have).
+ */
+static int add_buffer(struct virtq_chain *c, struct xc_domain *d, uint64_t addr, uint32_t len,
+		      uint16_t flags)
+{
+	unsigned n = c->nr + c->nw;
+
+	if (!(flags & VIRTQ_DESC_F_WRITE) && c->nw)
+		return -1;
+	if (!len)
+		return 0;		/* an empty buffer carries nothing */
+	void *p = xc_gpa_to_hva(d, addr, len);
+
+	if (!p || n >= VIRTQ_SIZE_MAX)
+		return -1;
+	c->iov[n] = (struct iovec){ p, len };
+	c->gpa[n] = addr;
+	if (flags & VIRTQ_DESC_F_WRITE) {
+		c->nw++;
+		c->wlen += len;
+	} else {
+		c->nr++;
+		c->rlen += len;
+	}
+	return 0;
+}
+
+/*
+ * Follows a chain from entry i of table (entries long): -1 when it leaves
+ * the table, loops, nests an indirect table or points at one it may not.
+ */
+static int walk(struct virtq *q, struct xc_domain *d, struct virtq_chain *c, const uint8_t *table,
+		unsigned entries, uint16_t i, bool indirect)
+{
+	for (unsigned hops = 0;; hops++) {
+		const uint8_t *e = table + 16ull * i;
+		uint64_t addr;
+		uint32_t len;
+		uint16_t flags, next;
+
+		if (i >= entries || hops >= entries)
+			return -1;	/* out of the table, or a loop */
+		memcpy(&addr, e, 8);
+		memcpy(&len, e + 8, 4);
+		memcpy(&flags, e + 12, 2);
+		memcpy(&next, e + 14, 2);
+		if (flags & VIRTQ_DESC_F_INDIRECT) {
+			/* The one table this chain may have: not nested, not followed, not empty. */
+			if (indirect || !q->indirect || (flags & VIRTQ_DESC_F_NEXT) ||
+			    !len || len % 16 || len / 16 > VIRTQ_SIZE_MAX)
+				return -1;
+			const uint8_t *t = xc_gpa_to_hva(d, addr, len);
+
+			return t ? walk(q, d, c, t, len / 16, 0, true) : -1;
+		}
+		if (add_buffer(c, d, addr, len, flags))
+			return -1;
+		if (!(flags & VIRTQ_DESC_F_NEXT))
+			return 0;
+		i = next;
+	}
+}
+
 int virtq_pop(struct virtq *q, struct xc_domain *d, struct virtq_chain *c)
 {
-	uint16_t avail, head, i;
-	unsigned n = 0, hops = 0;
+	uint16_t avail, head;
 
 	if (q->broken || !q->ready || !q->desc_p)
 		return 0;
@@ -87,41 +151,8 @@ int virtq_pop(struct virtq *q, struct xc_domain *d, struct virtq_chain *c)
 	c->head = head;
 	c->nr = c->nw = 0;
 	c->rlen = c->wlen = 0;
-	for (i = head;; hops++) {
-		const uint8_t *e = q->desc_p + 16ull * i;
-		uint64_t addr;
-		uint32_t len;
-		uint16_t flags, next;
-
-		if (i >= q->size || hops >= q->size)
-			goto broken;	/* out of the table, or a loop */
-		memcpy(&addr, e, 8);
-		memcpy(&len, e + 8, 4);
-		memcpy(&flags, e + 12, 2);
-		memcpy(&next, e + 14, 2);
-		if (flags & VIRTQ_DESC_F_INDIRECT)
-			goto broken;	/* not offered */
-		if (!(flags & VIRTQ_DESC_F_WRITE) && c->nw)
-			goto broken;	/* readable after writable */
-		if (len) {
-			void *p = xc_gpa_to_hva(d, addr, len);
-
-			if (!p)
-				goto broken;
-			c->iov[n] = (struct iovec){ p, len };
-			c->gpa[n++] = addr;
-			if (flags & VIRTQ_DESC_F_WRITE) {
-				c->nw++;
-				c->wlen += len;
-			} else {
-				c->nr++;
-				c->rlen += len;
-			}
-		}			/* an empty buffer carries nothing */
-		if (!(flags & VIRTQ_DESC_F_NEXT))
-			break;
-		i = next;
-	}
+	if (walk(q, d, c, q->desc_p, q->size, head, false))
+		goto broken;
 	q->last_avail++;
 	return 1;
 broken:

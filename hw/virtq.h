@@ -22,6 +22,8 @@
 #define VIRTQ_DESC_F_INDIRECT	4
 #define VIRTQ_AVAIL_F_NO_INTERRUPT	1
 
+#define VIRTIO_RING_F_INDIRECT_DESC	28
+
 /* What the driver set up and where the device is: all of a queue's saved state. */
 struct virtq {
 	uint16_t size;			/* a power of two up to VIRTQ_SIZE_MAX */
@@ -31,6 +33,7 @@ struct virtq {
 	uint16_t used_idx;		/* next used entry the device fills */
 	/* Host addresses while ready (virtq_map). */
 	bool broken;
+	bool indirect;			/* the driver accepted INDIRECT_DESC */
 	volatile uint16_t *avail_idx, *avail_flags, *avail_ring;
 	volatile uint16_t *used_idx_p;
 	volatile uint32_t *used_ring;	/* id, len pairs */
@@ -54,7 +57,9 @@ int virtq_map(struct virtq *q, struct xc_domain *d, char *why, size_t len);
 
 /*
  * The next available chain into c: 1, 0 when none is available, -1 when
- * the driver broke the rules (the queue is then broken).
+ * the driver broke the rules (the queue is then broken).  A chain is at
+ * most VIRTQ_SIZE_MAX buffers, counted across one indirect table (with
+ * q->indirect) that ends it.
  */
 int virtq_pop(struct virtq *q, struct xc_domain *d, struct virtq_chain *c);
 

@@ -139,6 +139,45 @@ Test(pci, conf1_empty_slots_bars_and_intx)
 	hw_bus_free(b);
 }
 
+/* The capability bytes the model is shown: an MSI-X control's writes land here. */
+static unsigned cap_at[8], cap_v[8], caps;
+static void cap_write(struct pci_func *f, unsigned at, uint8_t v)
+{
+	(void)f;
+	if (caps < 8)
+		cap_at[caps] = at, cap_v[caps++] = v;
+}
+
+Test(pci, capability_writes_and_msi_routes)
+{
+	struct hw_bus *b = hw_bus_new(dom);
+	struct pci_func f = { .bar_size = { 0x4000 }, .bar_io = bar_io, .cap_write = cap_write };
+	struct pci_func g = { .bar_size = { 0x4000 }, .bar_io = bar_io };
+	struct xc_error err;
+	struct pci_host *h = pci_host_new(b, &err);
+
+	cr_assert(h, "%s", err.msg);
+	cr_assert_eq(pci_host_add(h, &f, &err), 0, "%s", err.msg);
+	cr_assert_eq(pci_host_add(h, &g, &err), 0, "%s", err.msg);
+	conf1(b, 1, 0x3c, true, 0x0000000b);		/* below 0x40: the host's */
+	cr_assert_eq(caps, 0, "a header write reached the model");
+	conf1(b, 1, 0x84, true, 0xc0000000u);		/* a control word's high byte, as a dword */
+	cr_assert_eq(caps, 4, "%u capability bytes seen", caps);
+	cr_assert_eq(cap_at[3], 0x87);
+	cr_assert_eq(cap_v[3], 0xc0);
+	conf1(b, 2, 0x84, true, 0xc0000000u);		/* a function without the hook ignores it */
+	cr_assert_eq(g.cfg[0x87], 0);
+	/* Each (slot, vector) its own GSI past the IOAPIC's. */
+	cr_assert_eq(pci_msi_gsi(&f, 0), PCI_MSI_GSI_FIRST + PCI_MSI_VECTORS);
+	cr_assert_eq(pci_msi_gsi(&g, 1), PCI_MSI_GSI_FIRST + 2 * PCI_MSI_VECTORS + 1);
+	cr_assert_eq(pci_msi_route(&f, PCI_MSI_VECTORS, 0xfee00000, 0x41, &err), -1,
+		     "a vector past the function's GSIs routed");
+	/* No VM here: KVM's refusal comes back, named. */
+	cr_assert_eq(pci_msi_route(&f, 0, 0xfee00000, 0x41, &err), -1);
+	cr_assert(strstr(err.msg, "KVM_SET_GSI_ROUTING"), "%s", err.msg);
+	hw_bus_free(b);
+}
+
 /* ------------------------------------------------------- virtqueues */
 
 #define DESC	0x1000
@@ -194,6 +233,81 @@ Test(virtq, pop_push_and_dirty)
 	cr_assert_eq(*(uint32_t *)(ram + USED + 8), 2, "used len");
 	cr_assert(dirty_lo <= 0x9000 && dirty_hi > 0x9000, "the data page was not marked dirty");
 	cr_assert(dirty_lo <= USED + 2 && dirty_hi >= USED + 12, "the used ring was not marked dirty");
+}
+
+/* An indirect table's buffers, as Linux gives a request once INDIRECT_DESC is accepted. */
+static void table_desc(uint64_t table, unsigned i, uint64_t addr, uint32_t len, uint16_t flags,
+		       uint16_t next)
+{
+	uint8_t *e = ram + table + 16 * i;
+
+	memcpy(e, &addr, 8);
+	memcpy(e + 8, &len, 4);
+	memcpy(e + 12, &flags, 2);
+	memcpy(e + 14, &next, 2);
+}
+
+Test(virtq, indirect_tables)
+{
+	struct virtq q = mapped(8);
+	static struct virtq_chain c;
+	const uint64_t t = 0x6000;
+
+	q.indirect = true;
+	table_desc(t, 0, 0x8000, 16, VIRTQ_DESC_F_NEXT, 1);
+	for (unsigned i = 1; i < 255; i++)	/* more buffers than the ring has entries */
+		table_desc(t, i, 0x10000 + 512ull * i, 512, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT,
+			   i + 1);
+	table_desc(t, 255, 0x9000, 1, VIRTQ_DESC_F_WRITE, 0);
+	desc(2, t, 16 * 256, VIRTQ_DESC_F_INDIRECT, 0);
+	offer(0, 2, 1);
+	cr_assert_eq(virtq_pop(&q, dom, &c), 1);
+	cr_assert_eq(c.head, 2, "the used id is the ring's head, not the table's");
+	cr_assert_eq(c.nr, 1);
+	cr_assert_eq(c.nw, 255);
+	cr_assert_eq(c.wlen, 254 * 512 + 1);
+	cr_assert_eq(c.iov[1].iov_base, ram + 0x10200);
+
+	q = mapped(8);
+	q.indirect = true;
+	desc(0, 0x8000, 16, VIRTQ_DESC_F_NEXT, 1);	/* one more: 257 buffers */
+	desc(1, t, 16 * 256, VIRTQ_DESC_F_INDIRECT, 0);
+	offer(0, 0, 1);
+	cr_assert_eq(virtq_pop(&q, dom, &c), -1, "a chain of 257 buffers was taken");
+
+	q = mapped(8);
+	desc(2, t, 16 * 256, VIRTQ_DESC_F_INDIRECT, 0);
+	offer(0, 2, 1);
+	cr_assert_eq(virtq_pop(&q, dom, &c), -1, "a table taken without INDIRECT_DESC negotiated");
+
+	static const struct {
+		const char *what;
+		uint32_t len;
+		uint16_t flags;
+		uint16_t inner_flags;
+	} bad[] = {
+		{ "a table with NEXT", 32, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT, 0 },
+		{ "a table of 24 bytes", 24, VIRTQ_DESC_F_INDIRECT, 0 },
+		{ "an empty table", 0, VIRTQ_DESC_F_INDIRECT, 0 },
+		{ "a table of 257 entries", 16 * 257, VIRTQ_DESC_F_INDIRECT, 0 },
+		{ "a nested table", 32, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_INDIRECT },
+		{ "a loop in a table", 32, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT },
+	};
+	for (unsigned k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		q = mapped(8);
+		q.indirect = true;
+		table_desc(t, 0, 0x8000, 16, bad[k].inner_flags, 0);
+		table_desc(t, 1, 0x9000, 16, VIRTQ_DESC_F_WRITE, 0);
+		desc(0, t, bad[k].len, bad[k].flags, 1);
+		desc(1, 0x9000, 16, VIRTQ_DESC_F_WRITE, 0);
+		offer(0, 0, 1);
+		cr_assert_eq(virtq_pop(&q, dom, &c), -1, "%s was taken", bad[k].what);
+	}
+	q = mapped(8);
+	q.indirect = true;
+	desc(0, RAM_BYTES - 16, 32, VIRTQ_DESC_F_INDIRECT, 0);
+	offer(0, 0, 1);
+	cr_assert_eq(virtq_pop(&q, dom, &c), -1, "a table past RAM was read");
 }
 
 Test(virtq, broken_rings_and_chains)

@@ -162,6 +162,7 @@ static const struct kvm_req reader_kvm[] = {
 	{ KVM_IRQ_LINE, "a restored UART's interrupt line, as the image left it" },
 	{ KVM_IRQFD, "a virtio device's interrupt line (made from its DEVICE record)" },
 	{ KVM_IOEVENTFD, "its notify addresses, where its restored BAR puts them" },
+	{ KVM_SET_GSI_ROUTING, "its MSI-X vectors, routed to the messages its image gives" },
 	/* State read back where an image's record leaves fields to this host's defaults. */
 	{ KVM_GET_REGS, "a vCPU's state" }, { KVM_GET_SREGS, "the same" },
 	{ KVM_GET_SREGS2, "the same" }, { KVM_GET_XSAVE, "the same" },
@@ -183,6 +184,7 @@ static const struct rule vcpu[] = {
 static const struct kvm_req vcpu_kvm[] = {
 	{ KVM_RUN, "runs the guest" },
 	{ KVM_IOEVENTFD, "a virtio device's notify addresses follow its BAR (the guest moves it)" },
+	{ KVM_SET_GSI_ROUTING, "a virtio device's MSI-X vector routed as the guest programs it" },
 	{ KVM_IRQ_LINE, "the UART's interrupt, raised from its port I/O" },
 	{ KVM_RESET_DIRTY_RINGS, "a full dirty ring is harvested on the vCPU's thread" },
 	{ 0, NULL }
@@ -191,7 +193,7 @@ static const struct kvm_req vcpu_kvm[] = {
 /*
  * A virtio device's thread (hw/virtio_pci.c): waits on its queues'
  * ioeventfds, moves data between guest memory and its disk file, raises
- * its interrupt by writing its irqfd.  Nothing else, no ioctl: its files and
+ * its interrupt by writing an irqfd (INTx's, or an MSI-X vector's).  Nothing else, no ioctl: its files and
  * eventfds are made, and registered with KVM, before it starts (sr-run's
  * main thread; sr-restore's, for the reader).
  */
