@@ -85,8 +85,12 @@ one() {
 	esac
 	recv_cmd "$l" SR_KTLS=$ktls "$bin" recv "$addr_r:$port" "${opts[@]}" >"$tmp/r.out" 2>"$tmp/r.err" &
 	local rpid=$!
-	for _ in $(seq 1 200); do grep -q '^listening' "$tmp/r.out" && break; sleep 0.05; done
-	grep -q '^listening' "$tmp/r.out" || die "$l $t: the receiver did not listen" "$tmp/r.err"
+	local until=$(( $(date +%s) + 60 ))
+	while ! grep -q '^listening' "$tmp/r.out" && kill -0 $rpid 2>/dev/null && [ "$(date +%s)" -lt $until ]; do
+		sleep 0.05
+	done
+	grep -q '^listening' "$tmp/r.out" ||
+		die "$l $t: the receiver did not listen within 60 s ($(kill -0 $rpid 2>/dev/null && echo running || echo exited))" "$tmp/r.err"
 	timeout 900 env SR_KTLS=$ktls "$bin" send "$addr_s:$port" "${opts[@]}" --mib "$mib" \
 		>"$tmp/s.out" 2>"$tmp/s.err"; rc=$?
 	wait $rpid; src=$?
