@@ -83,6 +83,7 @@ one() {
 	ktls)  opts=(--psk "$tmp/keys.psk"); want="kernel TLS (kTLS)" ;;
 	user)  opts=(--psk "$tmp/keys.psk"); ktls=off; want="user-space TLS" ;;
 	esac
+	rm -f "$tmp/r.out" "$tmp/s.out"	# the last stream's "listening" is not this one's
 	recv_cmd "$l" SR_KTLS=$ktls "$bin" recv "$addr_r:$port" "${opts[@]}" >"$tmp/r.out" 2>"$tmp/r.err" &
 	local rpid=$!
 	local until=$(( $(date +%s) + 60 ))

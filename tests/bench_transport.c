@@ -31,6 +31,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -341,6 +342,7 @@ int main(int argc, char **argv)
 	int c, rc;
 
 	sr_set_prog("bench-transport");
+	signal(SIGPIPE, SIG_IGN);	/* a broken stream is a write error, as in the tools */
 	if (argc < 3 || (strcmp(argv[1], "recv") && strcmp(argv[1], "send")))
 		usage();
 	send = !strcmp(argv[1], "send");

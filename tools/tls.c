@@ -536,6 +536,13 @@ static void *pump_out(void *arg)
 		if (n <= 0 || send_all(t->s, buf, n)) {
 			/* No close_notify: a kTLS reader would see an alert record as EIO. */
 			shutdown(t->sock, n == 0 ? SHUT_WR : SHUT_RDWR);
+			/*
+			 * The connection broke: the users' writes fail (EPIPE), as they would
+			 * on the socket itself, instead of waiting for ever on a socket pair
+			 * nobody reads (bench-transport's sender hung when its receiver died).
+			 */
+			if (n != 0)
+				shutdown(t->pump, SHUT_RD);
 			break;
 		}
 	}
