@@ -9,6 +9,7 @@
 #   make bench-disk   the guest's virtio disk throughput, sr against QEMU
 #   make check-rootfs the Linux guest's root disk on QEMU's virtio-blk (box)
 #   make bench-tls    one guest migrated over plaintext, kTLS and user-space TLS, in one run
+#   make bench-transport  the migration stream's transport natively (no guest): plaintext vs TLS
 #   make fuzz         libFuzzer on the reader and on restore (an hour each)
 #   make soak | faults | faults-migrate | converge | sr-bench | demo   (real KVM: native or the box)
 #   make install PREFIX=/usr/local DESTDIR=      make uninstall (the same PREFIX, DESTDIR)
@@ -228,6 +229,12 @@ $(O)/tests/test-%: $(O)/tests/test_%.o $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CRIT_LIBS)
 
+# One end of a migration stream through the tools' transport (tests/bench-transport.sh).
+$(O)/tests/bench-transport: $(O)/tests/bench_transport.o $(O)/tools/listener.o $(O)/tools/sandbox.o \
+		$(O)/tools/net.o $(O)/tools/tls.o $(O)/tools/util.o
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(TLS_LIBS) $(SECCOMP_LIBS) -lpthread
+
 $(O)/tests/bench-%: $(O)/tests/bench_%.o $(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
@@ -236,7 +243,7 @@ $(O)/tests/bench-%: $(O)/tests/bench_%.o $(O)/libsr.a
 
 # ------------------------------------------------------------------ tests
 .PHONY: converge fuzz fuzz-ci soak faults faults-migrate
-.PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install uninstall release clean demo sr-bench bench-peer bench-tls
+.PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install uninstall release clean demo sr-bench bench-peer bench-tls bench-transport
 .PHONY: tsan check-tsan mutants check-devices linux-root bench-disk check-rootfs install-service uninstall-service
 
 check: check-unit check-tools check-kvm
@@ -334,6 +341,11 @@ bench-disk: all $(LINUX_INITRD) $(LINUX_KERNEL) $(LINUX_ROOT)
 # TLS's cost: one guest migrated over plaintext, kTLS and user-space TLS in one run.
 bench-tls: all
 	$(Q)O=$(O) tests/on-kvm.sh bench-tls tests/bench-tls-kvm.sh
+
+# TLS's cost on this host's CPU, natively: the tools' transport code moving a
+# stream over loopback and a veth pair (1 and 10 Gbit/s too), plaintext and TLS.
+bench-transport: $(O)/tests/bench-transport
+	$(Q)O=$(O) tests/bench-transport.sh
 
 sr-bench: all
 	$(Q)scripts/deps.sh bench
