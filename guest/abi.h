@@ -71,7 +71,8 @@ struct sr_bootinfo {
  *                 and in the second after it
  *   PORT_LOOP     write port 0x80 in a loop while dirtying pages; report,
  *                 each second, how much of it the vCPU ran (gaps of 20 ms
- *                 or more count as kept out); until finish
+ *                 or more count as kept out) and those gaps' 10th, 50th
+ *                 and 90th percentiles; until finish
  */
 #define SR_MODE_WORKLOAD	0
 #define SR_MODE_TSC_DEADLINE	1
