@@ -714,7 +714,9 @@ open_bad=
 for kind in main reader worker vCPU console input control save device guard tls-pump detach listen; do
 	"$sbt" $kind open >"$tmp/sb.out" 2>&1; rc=$?
 	case $kind in main|control|save) want=opened ;; *) want='denied 13' ;; esac
-	[ "$san" = no ] || want=opened		# the sanitizer runtime's list allows openat
+	# The sanitizer runtime's list allows openat, but the reader's own EACCES comes first
+	# (and a worker, started by the reader, has the reader's filter beneath its own).
+	case $san/$kind in no/*|*/reader|*/worker) ;; *) want=opened ;; esac
 	{ [ $rc -eq 0 ] && grep -qx "$want" "$tmp/sb.out"; } || open_bad="$open_bad $kind ($rc: $(head -1 "$tmp/sb.out"))"
 done
 check "sandbox: a read-only openat opens on main, control and save only, fails with EACCES elsewhere${open_bad:+; wrong:$open_bad}" [ -z "$open_bad" ]
