@@ -281,16 +281,6 @@ static int run_recv(const struct opts *o, struct result *r)
 	return rc;
 }
 
-/* HOST of HOST:PORT or [V6]:PORT, as save_cli.c's host_of. */
-static void host_of(const char *hostport, char *host, size_t len)
-{
-	const char *end = hostport[0] == '[' ? strchr(hostport, ']') : strrchr(hostport, ':');
-	size_t n = end ? (size_t)(end - hostport) : strlen(hostport);
-
-	if (hostport[0] == '[')
-		hostport++, n--;
-	snprintf(host, len, "%.*s", (int)n, hostport);
-}
 
 static int run_send(const struct opts *o, struct result *r)
 {
@@ -302,7 +292,7 @@ static int run_send(const struct opts *o, struct result *r)
 
 	uint8_t *pool = page_pool();	/* before the clock starts */
 
-	host_of(o->addr, host, sizeof(host));
+	net_host_of(o->addr, host, sizeof(host));
 	creds = creds_for(o, false, host);
 	fd = net_connect(o->addr, CONNECT_S * 1000, IDLE_S, why, sizeof(why));
 	if (fd < 0)

@@ -446,3 +446,13 @@ bool net_guard_stop(struct net_guard *g, char *why, size_t len)
 	free(g);
 	return cut;
 }
+
+void net_host_of(const char *hostport, char *host, size_t len)
+{
+	const char *end = hostport[0] == '[' ? strchr(hostport, ']') : strrchr(hostport, ':');
+	size_t n = end ? (size_t)(end - hostport) : strlen(hostport);
+
+	if (hostport[0] == '[')
+		hostport++, n--;
+	snprintf(host, len, "%.*s", (int)n, hostport);
+}

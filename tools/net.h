@@ -21,6 +21,9 @@ int net_connect(const char *hostport, int timeout_ms, unsigned idle_s, char *why
 /* Whether hostport is "HOST:PORT" as net_connect takes it (nothing resolved); -1 with why. */
 int net_check_hostport(const char *hostport, char *why, size_t len);
 
+/* HOST of HOST:PORT or [V6]:PORT, without the brackets, into host (len bytes). */
+void net_host_of(const char *hostport, char *host, size_t len);
+
 /*
  * Listens on "[ADDR:]PORT" ("[V6ADDR]:PORT" for a literal IPv6 address).
  * No ADDR: every address, IPv6 and IPv4 on one dual-stack socket, or IPv4

@@ -278,16 +278,6 @@ struct target {
 	char err[900];
 };
 
-/* HOST of HOST:PORT or [V6]:PORT (a certificate must name it). */
-static void host_of(const char *hostport, char *host, size_t len)
-{
-	const char *end = hostport[0] == '[' ? strchr(hostport, ']') : strrchr(hostport, ':');
-	size_t n = end ? (size_t)(end - hostport) : strlen(hostport);
-
-	if (hostport[0] == '[')
-		hostport++, n--;
-	snprintf(host, len, "%.*s", (int)n, hostport);
-}
 
 /*
  * tcp:HOST:PORT: the stream and the handshake on one connection; with TLS
@@ -302,7 +292,7 @@ static int open_tcp(struct target *t, const char *hostport, unsigned connect_s, 
 
 	t->net = true;
 	if (to->psk_file || to->creds_dir) {
-		host_of(hostport, host, sizeof(host));
+		net_host_of(hostport, host, sizeof(host));	/* a certificate must name it */
 		to->peer_host = host;
 		creds = tls_creds_new(to, t->err, sizeof(t->err));
 		if (!creds)
