@@ -58,14 +58,14 @@ enum arg_rule {
 				   sent to a socket by its name: syslog, a service's) */
 	NOT_SIGSYS,		/* rt_sigaction: any signal but SIGSYS (the trap's handler) */
 	STDERR_ONLY,		/* write: fd 2 */
-	READ_ONLY,		/* openat: neither O_WRONLY, O_RDWR, O_CREAT nor O_TRUNC */
 	FILTER_ONLY,		/* seccomp: SET_MODE_FILTER, no flags (a thread narrows itself) */
 	SET_NAME,		/* prctl: PR_SET_NAME only */
 	TCP_LEVEL,		/* getsockopt: level (arg 1) IPPROTO_TCP (TCP_INFO) */
 	FAIL_ENOSYS,		/* clone3: its flags are out of reach of a filter; glibc falls
 				   back to clone on ENOSYS */
 	FAIL_EACCES,		/* openat: refused (glibc falls back, e.g. sysconf) */
-	READ_FAILS,		/* openat read-only: refused with EACCES (others trap) */
+	READ_FAILS,		/* openat read-only (neither O_WRONLY, O_RDWR, O_CREAT nor
+				   O_TRUNC): refused with EACCES (others trap) */
 };
 
 struct rule {
@@ -633,9 +633,6 @@ static int add_rule(scmp_filter_ctx ctx, const struct rule *r)
 	case TCP_LEVEL: a[n++] = SCMP_A1(SCMP_CMP_EQ, IPPROTO_TCP); break;
 	case NOT_SIGSYS: return add_not_sigsys(ctx);
 	case STDERR_ONLY: a[n++] = SCMP_A0(SCMP_CMP_EQ, STDERR_FILENO); break;
-	case READ_ONLY:
-		a[n++] = SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE | O_CREAT | O_TRUNC, O_RDONLY);
-		break;
 	case FILTER_ONLY:
 		a[n++] = SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER);
 		a[n++] = SCMP_A1(SCMP_CMP_EQ, 0);

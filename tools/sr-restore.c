@@ -545,6 +545,14 @@ static void show_read(void *arg, uint64_t bytes)
 }
 
 /* NAME is this process's before the image is read: a second domain of that name is refused at once. */
+/* This host cannot run guests: why, to our stderr; the source hears the class. */
+static void __attribute__((noreturn)) refuse_host(const char *why)
+{
+	peer_set("refused by the receiver: its host cannot run guests now (the receiver's log "
+		 "says why)");
+	die(EXIT_NO_KVM, "%s", why);
+}
+
 static void claim_name(const char *name, struct runner_config *cfg)
 {
 	struct xc_error err;
@@ -788,11 +796,8 @@ int main(int argc, char **argv)
 	if (!listen_on) {
 		char host_why[400];
 
-		if (!host_check(host_why, sizeof(host_why))) {
-			peer_set("refused by the receiver: its host cannot run guests now (the "
-				 "receiver's log says why)");
-			die(EXIT_NO_KVM, "%s", host_why);
-		}
+		if (!host_check(host_why, sizeof(host_why)))
+			refuse_host(host_why);
 	} else {
 		char why[400], host_why[400], bound[128] = "?";
 		/* Probed now (it runs a guest), said once a source has authenticated: only it learns why. */
@@ -820,11 +825,8 @@ int main(int argc, char **argv)
 			lo.creds ? "TLS" : "plaintext, no authentication");
 		fd = accept_source(&lo, lfd, bound, &guard);
 		chan = fd;
-		if (!host_ok) {
-			peer_set("refused by the receiver: its host cannot run guests now (the "
-				 "receiver's log says why)");
-			die(EXIT_NO_KVM, "%s", host_why);
-		}
+		if (!host_ok)
+			refuse_host(host_why);
 		path = "the migration stream";
 		if (verbose)
 			pr_info("%s: transport: %s", sr_prog, tls ? tls_describe(tls) :
