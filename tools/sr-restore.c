@@ -149,15 +149,41 @@ static bool op_disk_used[SR_MAX_DISKS];
  * first cause set is the one told.
  */
 static char peer_why[320];
+/*
+ * --listen without TLS: every source is unauthenticated, so a class would
+ * still let anyone who connects probe this host (is a name in use, how
+ * much memory is free: audit8).  It hears one answer for all of them; only
+ * a fault in its own stream is told as it is (peer_why_stream).
+ */
+static bool peer_anonymous;
+static bool peer_why_stream;
+#define PEER_ANONYMOUS_WHY "refused by the receiver (an unauthenticated source is told no more; " \
+			   "the receiver's log says why)"
+
+static void peer_vset(bool stream, const char *fmt, va_list ap)
+{
+	if (peer_why[0])
+		return;
+	vsnprintf(peer_why, sizeof(peer_why), fmt, ap);
+	peer_why_stream = stream;
+}
 
 static void __attribute__((format(printf, 1, 2))) peer_set(const char *fmt, ...)
 {
 	va_list ap;
 
-	if (peer_why[0])
-		return;
 	va_start(ap, fmt);
-	vsnprintf(peer_why, sizeof(peer_why), fmt, ap);
+	peer_vset(false, fmt, ap);
+	va_end(ap);
+}
+
+/* A cause in the source's own stream: its bytes, its silence, or the guard's cut. */
+static void __attribute__((format(printf, 1, 2))) peer_set_stream(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	peer_vset(true, fmt, ap);
 	va_end(ap);
 }
 
@@ -172,9 +198,9 @@ static void peer_refused(unsigned disk)
 static void peer_classify(const struct xc_error *err, const char *msg)
 {
 	if (err && err->sys_errno == EBADMSG)
-		peer_set("the receiver refused the stream: %s", msg);
+		peer_set_stream("the receiver refused the stream: %s", msg);
 	else if (err && err->sys_errno == EAGAIN)	/* the idle timeout; its text not told (audit8) */
-		peer_set("the receiver gave up on the stream: no data for its idle timeout");
+		peer_set_stream("the receiver gave up on the stream: no data for its idle timeout");
 	else if (err && err->sys_errno == EOPNOTSUPP)
 		peer_set("refused by the receiver: its KVM cannot run this guest's CPU state (the "
 			 "receiver's log says what it lacks)");
@@ -359,7 +385,8 @@ static void tell_source(const char *msg)
 	(void)msg;
 	if (chan >= 0) {
 		peer_classify(NULL, NULL);
-		mig_send(chan, MIG_ERROR, peer_why);
+		mig_send(chan, MIG_ERROR, peer_anonymous && !peer_why_stream ? PEER_ANONYMOUS_WHY :
+			 peer_why);
 	}
 	if (tls && chan >= 0) {
 		tls_end(tls);		/* the answer leaves before we exit */
@@ -825,6 +852,7 @@ int main(int argc, char **argv)
 			lo.creds ? "TLS" : "plaintext, no authentication");
 		fd = accept_source(&lo, lfd, bound, &guard);
 		chan = fd;
+		peer_anonymous = !tls;
 		if (!host_ok)
 			refuse_host(host_why);
 		path = "the migration stream";
@@ -844,7 +872,7 @@ int main(int argc, char **argv)
 		const char *why = stream_why(&guard, msg);
 
 		if (why != msg)
-			peer_set("the receiver cut the stream: %s", why);
+			peer_set_stream("the receiver cut the stream: %s", why);
 		peer_classify(&err, why);
 		die(err.sys_errno == EBADMSG ? EXIT_BAD_IMAGE : EXIT_USAGE, "%s: %s", path, why);
 	}
@@ -1027,7 +1055,7 @@ fail:
 
 		if (cut) {
 			snprintf(err.msg, sizeof(err.msg), "%s", cut);
-			peer_set("the receiver cut the stream: %s", cut);
+			peer_set_stream("the receiver cut the stream: %s", cut);
 		}
 	}
 	peer_classify(&err, err.msg);
