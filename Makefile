@@ -395,14 +395,14 @@ FUZZ_RESTORE_SRCS := hvmctx/restore.c hvmctx/vcpu.c hvmctx/vm.c hvmctx/cpu.c hvm
 FUZZ_COMMON := tests/fuzz_mutator.c tests/fuzz_input.c
 
 $(FUZZ_O)/fuzz-reader: tests/fuzz_reader.c $(FUZZ_COMMON) tests/fuzz_input.h $(LIBSR_SRCS) libsr/sr.h \
-		libsr/sr_format.h libsr/internal.h
+		libsr/sr_format.h libsr/internal.h libsr/pool.h
 	@mkdir -p $(FUZZ_O)
 	$(Q)scripts/deps.sh fuzz
 	$(E) "  CLANG   $@"
 	$(Q)clang $(FUZZ_FLAGS) -o $@ tests/fuzz_reader.c $(FUZZ_COMMON) $(LIBSR_SRCS) $(PKG_LIBS)
 
 $(FUZZ_O)/fuzz-restore: tests/fuzz_restore.c $(FUZZ_COMMON) tests/fuzz_input.h $(FUZZ_RESTORE_SRCS) \
-		$(LIBSR_SRCS) libsr/sr.h libsr/sr_format.h libsr/internal.h hvmctx/hvmctx.h \
+		$(LIBSR_SRCS) libsr/sr.h libsr/sr_format.h libsr/internal.h libsr/pool.h hvmctx/hvmctx.h \
 		hvmctx/hvmctx_priv.h xc/xc.h tools/serial8250.h tools/restore_teardown.h
 	@mkdir -p $(FUZZ_O)
 	$(Q)scripts/deps.sh fuzz

@@ -8,7 +8,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "pool.h"
 
 struct sr_pool {
 	pthread_mutex_t lock;
