@@ -203,7 +203,7 @@ int main(int argc, char **argv)
 	sa.sin_port = htons(atoi(argv[2]));
 	inet_pton(AF_INET, argv[1], &sa.sin_addr);
 	if (connect(sock, (struct sockaddr *)&sa, sizeof(sa)))
-		die("connect");
+		die(strerror(errno));
 	{
 		int one = 1;
 

@@ -351,6 +351,7 @@ lpid=
 # Starts a listener (its output in $tmp/l.out) and waits for its "listening on" line.
 listener() {
 	port=$((port + 1))
+	: >"$tmp/l.out"		# by us, now: the last listener's "listening on" is not this one's
 	"$rst" "$@" >"$tmp/l.out" 2>&1 &
 	lpid=$!
 	for _ in $(seq 400); do

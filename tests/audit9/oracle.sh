@@ -21,6 +21,7 @@ $O/tests/mkimage -m 1 -v 1 -i 0 "$tmp/pr.img" >/dev/null &&
 probe() {
 	local img=$1 n=$2 eof=$3 wait_s=$4 port lp; shift 4
 	port=$((20000 + RANDOM % 20000))
+	: >"$tmp/l.log"
 	env ${SR_PROBE_DEV:+SR_PROBE_DEV=$SR_PROBE_DEV} $O/sr-restore --listen 127.0.0.1:$port --insecure-plaintext --accept-timeout 60 "$@" >"$tmp/l.log" 2>&1 & lp=$!
 	for _ in $(seq 300); do grep -q 'listening on' "$tmp/l.log" && break; kill -0 $lp 2>/dev/null || break; sleep 0.1; done
 	python3 - "$port" "$img" "$n" "$eof" "$wait_s" <<'PY'

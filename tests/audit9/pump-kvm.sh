@@ -24,6 +24,7 @@ one() {	# NAME KTLS(off|on) PEER-OPTIONS...
 	local name=$1 ktls=$2 port lp heard kenv=; shift 2
 	port=$((20000 + RANDOM % 20000))
 	[ "$ktls" = off ] && kenv=SR_KTLS=off
+	: >"$tmp/l.log"
 	env $kenv $O/sr-restore -v --listen 127.0.0.1:$port --tls-psk "$tmp/k.psk" \
 		--accept-timeout 60 --name "a9-$name" >"$tmp/l.log" 2>&1 & lp=$!
 	for _ in $(seq 300); do grep -q 'listening on' "$tmp/l.log" && break; kill -0 $lp 2>/dev/null || break; sleep 0.1; done

@@ -18,6 +18,7 @@ pass=0 fail=0
 one() {
 	local name=$1 expect=$2 max=$3; shift 3
 	port=$((port + 1))
+	: >"$tmp/r.out"
 	"$bench" recv 127.0.0.1:$port --psk "$tmp/k.psk" --record 65536 >"$tmp/r.out" 2>"$tmp/r.err" &
 	local rpid=$!
 	for _ in $(seq 100); do grep -q listening "$tmp/r.out" && break; sleep 0.05; done
