@@ -605,6 +605,15 @@ for i in 1 2 3 4 5; do
 	grep -q '^heard=error ' "$tmp/hc.out" && hc=$((hc + 1))
 done
 check "tls-psk: a source that half-closes (FIN, no close_notify) hears the answer ($hc of 5)" [ $hc -eq 5 ]
+# The guard counts what the receive pump decrypted: a refused source's connection is freed
+# (tls_end) only once the guard has stopped.  With the exit held 1.5 s past tls_end, the
+# guard's next look would read the freed connection (a SAN=1 build reports it, or its report
+# trips the sandbox; audit9).  The host check refuses (SR_PROBE_DEV: not KVM) on any host.
+SR_PROBE_DEV=/dev/null SR_KTLS=off SR_TEST_PAUSE_AT=told SR_TEST_PAUSE_MS=1500 \
+	listener --listen 127.0.0.1:$((port + 1)) --tls-psk "$psk"
+timeout 30 "$O/tests/tlspeer" 127.0.0.1 $port "$psk" --bytes 100 >"$tmp/hc.out" 2>/dev/null
+listener_end; rc=$?
+check "tls-psk: a refused source's connection is freed after the guard stopped (held 1.5 s: exit $rc, no sanitizer report)" bash -c "[ $rc -eq 3 ] && grep -q 'at told' '$tmp/l.out' && grep -q '^heard=error refused by the receiver: its host cannot run guests now' '$tmp/hc.out' && ! grep -q 'Sanitizer\|runtime error' '$tmp/l.out'"
 
 # X.509 in QEMU's layout, made here: a CA, the receiver (127.0.0.1), two sources, one from another CA.
 x509() {	# DIR NAME SAN CA-DIR
