@@ -255,7 +255,7 @@ check-unit: $(UNIT_TESTS) $(TOOLS) $(O)/tests/threads
 	$(Q)$(O)/tests/test-hw --jobs 2
 	$(Q)$(O)/tests/threads | tail -1
 
-check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(O)/tests/noipv6.so $(O)/tests/netflood $(O)/tests/sandbox-test $(GUEST) release
+check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(O)/tests/noipv6.so $(O)/tests/netflood $(O)/tests/tlspeer $(O)/tests/sandbox-test $(GUEST) release
 	$(Q)O=$(O) tests/tools.sh
 	$(Q)O=$(O) tests/host.sh
 	$(Q)O=$(O) tests/manpages.sh
@@ -514,6 +514,12 @@ $(O)/tests/netflood: tests/netflood.c
 	@mkdir -p $(dir $@)
 	$(E) "  CC      $@"
 	$(Q)$(CC) -std=gnu11 $(WARNINGS) -O2 -o $@ $< -lpthread
+
+# tools.sh: a TLS 1.3 PSK source whose wire bytes go out in the shapes it is told (audit9).
+$(O)/tests/tlspeer: tests/tlspeer.c
+	@mkdir -p $(dir $@)
+	$(E) "  CC      $@"
+	$(Q)$(CC) -std=gnu11 $(WARNINGS) -O2 -o $@ $< $(TLS_LIBS) -lxxhash
 
 # tools.sh: a host without IPv6, for the listener's IPv4 fallback (LD_PRELOAD).
 $(O)/tests/noipv6.so: tests/noipv6.c

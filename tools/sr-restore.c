@@ -378,6 +378,7 @@ static int restore_device(void *arg, const char *name, uint32_t version, uint32_
  */
 static int chan = -1;
 static struct tls_conn *tls;		/* --listen with TLS: the source's connection */
+static struct net_guard *stream_guard;	/* --listen: the stream's bounds (net.h) */
 
 /* The die() hook too: msg is for our stderr, the source hears peer_why's class (above). */
 static void tell_source(const char *msg)
@@ -389,9 +390,13 @@ static void tell_source(const char *msg)
 			 peer_why);
 	}
 	if (tls && chan >= 0) {
+		/* It counts what the pump decrypted: stopped before the connection is freed (audit9). */
+		net_guard_stop(stream_guard, NULL, 0);
+		stream_guard = NULL;
 		tls_end(tls);		/* the answer leaves before we exit */
 		tls = NULL;
 		chan = -1;
+		test_pause("told");	/* tests hold the exit here, past the guard's next look */
 	}
 }
 
@@ -638,7 +643,6 @@ int main(int argc, char **argv)
 	struct tls_opts tlso = { .server = true };
 	struct listen_opts lo = { .bounds = { DEADLINE_DEFAULT_S, MIN_RATE_DEFAULT_KBS,
 					      RATE_WINDOW_S } };
-	struct net_guard *guard = NULL;
 	struct read_call rc_read = { 0 };
 	char logbuf[4200];
 	unsigned long long max_mib = 0;
@@ -850,7 +854,7 @@ int main(int argc, char **argv)
 		sandbox_enter(SANDBOX_MAIN);
 		pr_info("%s: listening on %s (%s)", sr_prog, bound,
 			lo.creds ? "TLS" : "plaintext, no authentication");
-		fd = accept_source(&lo, lfd, bound, &guard);
+		fd = accept_source(&lo, lfd, bound, &stream_guard);
 		chan = fd;
 		peer_anonymous = !tls;
 		if (!host_ok)
@@ -869,7 +873,7 @@ int main(int argc, char **argv)
 	rs = on_reader(read_begin, &rc_read) ? NULL : rc_read.rs;
 	if (!rs) {
 		const char *msg = err.sys_errno == EAGAIN ? "no data for the idle timeout" : err.msg;
-		const char *why = stream_why(&guard, msg);
+		const char *why = stream_why(&stream_guard, msg);
 
 		if (why != msg)
 			peer_set_stream("the receiver cut the stream: %s", why);
@@ -937,7 +941,7 @@ int main(int argc, char **argv)
 	}
 	if (rc)
 		goto fail;
-	stream_why(&guard, NULL);	/* the stream is in: its bounds are kept */
+	stream_why(&stream_guard, NULL);	/* the stream is in: its bounds are kept */
 	if (cfg.test_guest) {
 		/* The test guest counts its restores (guest/abi.h). */
 		struct sr_bootinfo *bi = xc_gpa_to_hva(runner_domain(r), SR_GUEST_BOOTINFO, sizeof(*bi));
@@ -1051,7 +1055,7 @@ int main(int argc, char **argv)
 fail:
 	{
 		/* The guard's bound when it cut the stream; never err.msg onto itself. */
-		const char *cut = stream_why(&guard, NULL);
+		const char *cut = stream_why(&stream_guard, NULL);
 
 		if (cut) {
 			snprintf(err.msg, sizeof(err.msg), "%s", cut);

@@ -68,6 +68,7 @@ struct tls_conn {
 	_Atomic uint64_t bytes_in;	/* payload handed to the users (user-space TLS) */
 	uint8_t *wire;			/* the receive pump's read-ahead: wire[woff..wlen) */
 	size_t woff, wlen;
+	bool eof;			/* the peer's TCP FIN, kept from GnuTLS (pull_ahead) */
 	char desc[200], peer[1024], why_user[100];
 };
 
@@ -580,6 +581,13 @@ static void *pump_out(void *arg)
  * dear under a paravirtual kernel (bench-transport: 50,321 recvfrom for
  * 256 MiB).  Only the receive pump calls it.  Not during the handshake:
  * bytes read ahead there would be lost to kTLS.
+ *
+ * The peer's FIN without a close_notify (a source that half-closes once its
+ * stream is sent) is not shown to GnuTLS as the end: it would take it for a
+ * truncation, a fatal error that invalidates the session for both
+ * directions, and the answer the users then write would never be sent
+ * (audit9).  GnuTLS is told "again"; the pump sees eof and ends the users'
+ * stream, as it did.
  */
 static ssize_t pull_ahead(gnutls_transport_ptr_t p, void *data, size_t n)
 {
@@ -587,9 +595,14 @@ static ssize_t pull_ahead(gnutls_transport_ptr_t p, void *data, size_t n)
 	size_t m;
 
 	if (t->woff == t->wlen) {
-		ssize_t k = recv(t->sock, t->wire, WIRE_BUF, 0);
+		ssize_t k = t->eof ? 0 : recv(t->sock, t->wire, WIRE_BUF, 0);
 
-		if (k <= 0)
+		if (k == 0) {
+			t->eof = true;
+			errno = EAGAIN;
+			return -1;
+		}
+		if (k < 0)
 			return k;
 		t->woff = 0;
 		t->wlen = k;
@@ -645,7 +658,8 @@ static void *pump_in(void *arg)
 				have += k;
 				if (PUMP_BUF - have >= 16384 && record_ready(t))
 					continue;
-			} else if ((k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED) && !have) {
+			} else if ((k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED) && !have &&
+				   !t->eof) {
 				continue;
 			}
 			break;
@@ -653,7 +667,7 @@ static void *pump_in(void *arg)
 		if (have && write_all(t->pump, buf, have))
 			break;
 		atomic_fetch_add_explicit(&t->bytes_in, have, memory_order_relaxed);
-		if (k == 0 || (k < 0 && k != GNUTLS_E_AGAIN && k != GNUTLS_E_INTERRUPTED))
+		if (k == 0 || t->eof || (k < 0 && k != GNUTLS_E_AGAIN && k != GNUTLS_E_INTERRUPTED))
 			break;
 	}
 	shutdown(t->pump, SHUT_WR);
