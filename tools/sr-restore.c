@@ -187,6 +187,15 @@ static void __attribute__((format(printf, 1, 2))) peer_set_stream(const char *fm
 	va_end(ap);
 }
 
+/* The guard cut the stream: its bound, whose values are the operator's, only to an authenticated source (audit9). */
+static void peer_cut(const char *why)
+{
+	if (peer_anonymous)
+		peer_set_stream("the receiver cut the stream: too slow, or past its deadline");
+	else
+		peer_set_stream("the receiver cut the stream: %s", why);
+}
+
 /* Any disk refused: which one, not why (the operator's files are theirs). */
 static void peer_refused(unsigned disk)
 {
@@ -876,7 +885,7 @@ int main(int argc, char **argv)
 		const char *why = stream_why(&stream_guard, msg);
 
 		if (why != msg)
-			peer_set_stream("the receiver cut the stream: %s", why);
+			peer_cut(why);
 		peer_classify(&err, why);
 		die(err.sys_errno == EBADMSG ? EXIT_BAD_IMAGE : EXIT_USAGE, "%s: %s", path, why);
 	}
@@ -1059,7 +1068,7 @@ fail:
 
 		if (cut) {
 			snprintf(err.msg, sizeof(err.msg), "%s", cut);
-			peer_set_stream("the receiver cut the stream: %s", cut);
+			peer_cut(cut);
 		}
 	}
 	peer_classify(&err, err.msg);
