@@ -389,7 +389,11 @@ static void *guard_run(void *arg)
 			break;
 		if (guard_check(g, start, mono_ns(), &win_t, &win_b)) {
 			g->cut = true;
-			shutdown(g->fd, SHUT_RDWR);
+			/*
+			 * The reader wakes to an end of stream; the write side stays, so
+			 * the source can still be told it was cut (it heard nothing).
+			 */
+			shutdown(g->fd, SHUT_RD);
 			break;
 		}
 	}
