@@ -12,7 +12,8 @@
 #   SR_DOWNTIME_CONFIGS ("none disk"): none (no devices: pci=off), rng
 #     (--rng), blk (--disk), disk (--disk --rng: the demo's); KIND@DIR runs
 #     that guest and its saves with DIR's binaries instead of $O's (another
-#     build: a change measured against the build it changes, in one box)
+#     build, its guest images too: a change measured against the build it
+#     changes, in one box)
 #   SR_DOWNTIME_GAP_MS (10): the largest median gap allowed
 set -u
 O=${O:-build}
@@ -20,8 +21,6 @@ runs=${SR_DOWNTIME_RUNS:-7}
 read -ra configs <<<"${SR_DOWNTIME_CONFIGS:-none disk}"
 gap_ms=${SR_DOWNTIME_GAP_MS:-10}
 kernel=build/box/kernel/vmlinuz
-initrd=$O/guest/linux-initramfs.cpio.gz
-rootimg=$O/guest/linux-root.ext4
 export SR_RUN_DIR=$(mktemp -d /tmp/sr-down.XXXXXX)
 dir=$SR_RUN_DIR
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$dir"' EXIT
@@ -53,12 +52,12 @@ for k in $(seq 0 $((n - 1))); do
 	none) ;;
 	rng) dev=(--rng) ;;
 	blk|disk)
-		cp --sparse=always "$rootimg" "$dir/$c.root" || { bad "copying $rootimg"; continue; }
+		cp --sparse=always "$b/guest/linux-root.ext4" "$dir/$c.root" || { bad "copying $b's root image"; exit 1; }
 		dev=(--disk "$dir/$c.root") cmdline="root=/dev/vda $cmdline"
 		[ "${configs[$k]%@*}" = disk ] && dev+=(--rng) ;;
 	*) echo "downtime: unknown configuration '${configs[$k]}' (none, rng, blk, disk)"; exit 2 ;;
 	esac
-	$b/sr-run --name "$c" --vcpus 2 --kernel $kernel --initrd $initrd "${dev[@]}" \
+	$b/sr-run --name "$c" --vcpus 2 --kernel $kernel --initrd "$b/guest/linux-initramfs.cpio.gz" "${dev[@]}" \
 		--cmdline "$cmdline" </dev/null >"$dir/$c.out" 2>&1 &
 	if tick_after "$c" 400 2 && $b/sr-ctl pause "$c" >/dev/null; then
 		echo "downtime: ${configs[$k]} booted ($(tr -d '\r' < "$dir/$c.out" | grep -m1 '^sr-linux: [0-9] cpu' || echo '?')); paused"
