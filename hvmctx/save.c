@@ -519,6 +519,8 @@ static int save_live(struct save *s, bool *paused_here)
 	}
 
 	/* Stop and copy. */
+	if (o->before_pause)
+		o->before_pause(o->progress_arg);
 	t_pause = hvmctx_now_ns();
 	s->st->paused_at_ns = t_pause;
 	/* Everything still in todo goes now, whatever stopped pre-copy. */
