@@ -7,7 +7,8 @@
 # on), the order rotating from run to run, so each configuration is measured
 # under the same load at nearly the same time.  One row per save (the
 # numbers of sr-save --stats's downtime line), then each configuration's
-# medians and the gap between the first configuration's and each other's.
+# medians and its gap to the configuration without devices of the same
+# build (none, none@DIR; else the first configuration).
 #   SR_DOWNTIME_RUNS (7): saves per configuration
 #   SR_DOWNTIME_CONFIGS ("none disk"): none (no devices: pci=off), rng
 #     (--rng), blk (--disk), disk (--disk --rng: the demo's); KIND@DIR runs
@@ -97,7 +98,7 @@ done
 # Each column's median (of an even count: the mean of the middle two).
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR) printf "%.2f", NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 echo "downtime: medians (ms), box load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf "%-$((w + 5))s %s\n" "" "$(printf '%9s' $cols)"
+printf "%-$((2 * w + 3))s %s\n" "" "$(printf '%9s' $cols)"
 for k in $(seq 0 $((n - 1))); do
 	c=g$k
 	[ -s "$dir/$c.rows" ] || continue
@@ -106,17 +107,21 @@ for k in $(seq 0 $((n - 1))); do
 		m+=("$(awk -v k=$col '{ print $k }' "$dir/$c.rows" | median)")
 	done
 	echo "${m[*]}" >"$dir/$c.med"
-	printf "%-$((w + 5))s %s\n" "${configs[$k]} ($(wc -l <"$dir/$c.rows"))" "$(printf '%9s' "${m[@]}")"
+	printf "%-$((2 * w + 3))s %s\n" "${configs[$k]} ($(wc -l <"$dir/$c.rows"))" "$(printf '%9s' "${m[@]}")"
 done
-base=${configs[0]}
-for k in $(seq 1 $((n - 1))); do
-	c=g$k name=${configs[$k]}
-	[ -s "$dir/g0.med" ] && [ -s "$dir/$c.med" ] || continue
-	read -ra a <"$dir/g0.med"
+for k in $(seq 0 $((n - 1))); do
+	c=g$k name=${configs[$k]} r=0
+	[ "${name%@*}" != none ] || continue
+	for j in $(seq 0 $((n - 1))); do
+		[ "${configs[$j]%@*}" = none ] && [ "${bin[$j]}" = "${bin[$k]}" ] && r=$j
+	done
+	base=${configs[$r]}
+	[ -s "$dir/g$r.med" ] && [ -s "$dir/$c.med" ] || continue
+	read -ra a <"$dir/g$r.med"
 	read -ra m <"$dir/$c.med"
 	d=()
 	for col in $(seq 0 9); do d+=("$(awk -v x="${m[$col]}" -v y="${a[$col]}" 'BEGIN { printf "%+.2f", x - y }')"); done
-	printf "%-$((w + 5))s %s\n" "$name - $base" "$(printf '%9s' "${d[@]}")"
+	printf "%-$((2 * w + 3))s %s\n" "$name - $base" "$(printf '%9s' "${d[@]}")"
 	if awk -v g="${d[0]}" -v t="$gap_ms" 'BEGIN { exit !(g <= t) }'; then
 		pass=$((pass + 1)); echo "ok   $name's median downtime is ${d[0]} ms from $base's (at most $gap_ms)"
 	else
