@@ -109,6 +109,14 @@ for k in $(seq 0 $((n - 1))); do
 	echo "${m[*]}" >"$dir/$c.med"
 	printf "%-$((2 * w + 3))s %s\n" "${configs[$k]} ($(wc -l <"$dir/$c.rows"))" "$(printf '%9s' "${m[@]}")"
 done
+# The least of each: a phase's cost when nothing took the CPU from it (in
+# the box, the host's load stretches any phase it lands in tenfold).
+echo "downtime: least (ms)"
+for k in $(seq 0 $((n - 1))); do
+	[ -s "$dir/g$k.rows" ] || continue
+	printf "%-$((2 * w + 3))s %s\n" "${configs[$k]}" "$(printf '%9s' $(awk '{ for (i = 1; i <= NF; i++) if (NR == 1 || $i < m[i]) m[i] = $i }
+		END { for (i = 1; i <= NF; i++) printf "%.2f ", m[i] }' "$dir/g$k.rows"))"
+done
 for k in $(seq 0 $((n - 1))); do
 	c=g$k name=${configs[$k]} r=0
 	[ "${name%@*}" != none ] || continue
