@@ -11,7 +11,7 @@
 #   make bench-tls    one guest migrated over plaintext, kTLS and user-space TLS, in one run
 #   make bench-transport  the migration stream's transport natively (no guest): plaintext vs TLS
 #   make fuzz         libFuzzer on the reader and on restore (an hour each)
-#   make soak | faults | faults-migrate | converge | sr-bench | demo   (real KVM: native or the box)
+#   make soak | faults | faults-migrate | converge | downtime | sr-bench | demo   (real KVM: native or the box)
 #   make install PREFIX=/usr/local DESTDIR=      make uninstall (the same PREFIX, DESTDIR)
 # V=1 shows commands, WERROR=0 keeps warnings as warnings.
 
@@ -242,7 +242,7 @@ $(O)/tests/bench-%: $(O)/tests/bench_%.o $(O)/libsr.a
 .SECONDARY:
 
 # ------------------------------------------------------------------ tests
-.PHONY: converge fuzz fuzz-ci soak faults faults-migrate
+.PHONY: converge downtime fuzz fuzz-ci soak faults faults-migrate
 .PHONY: deps all check check-unit check-tools check-kvm box-shell asan bench-libsr install uninstall release clean demo sr-bench bench-peer bench-tls bench-transport
 .PHONY: tsan check-tsan mutants check-devices linux-root bench-disk check-rootfs install-service uninstall-service
 
@@ -354,6 +354,10 @@ sr-bench: all
 # Live-save convergence on the demo's workload: 10 saves against the targets.
 converge: all $(LINUX_INITRD) $(LINUX_KERNEL)
 	$(Q)O=$(O) tests/on-kvm.sh converge tests/converge-kvm.sh
+
+# The live save's downtime by phase, the demo's guest with its devices and without.
+downtime: all $(LINUX_INITRD) $(LINUX_KERNEL) $(LINUX_ROOT)
+	$(Q)O=$(O) tests/on-kvm.sh downtime tests/downtime-kvm.sh
 
 # Long campaigns on real KVM (CI runs a sample of each inside check-kvm).
 soak: all

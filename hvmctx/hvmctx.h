@@ -125,6 +125,12 @@ struct hvmctx_save_opts {
 	const struct hvmctx_msr_list *msrs;
 	/* Called once the domain is paused, just before the DEVICE records are written. */
 	void (*capture_devices)(void *arg);
+	/*
+	 * Optional, live: called after the last pre-copy round, the domain
+	 * still running, just before it is paused, so that work the capture
+	 * would do paused can be done ahead (a disk's sampled identity).
+	 */
+	void (*before_pause)(void *arg);
 	/* Non-zero aborts the save; a write stuck on it gives up when signalled. */
 	const volatile int *cancel;
 	/* Called about every 1024 pages; returning non-zero aborts the save. */

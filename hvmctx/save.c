@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -389,17 +388,16 @@ static int write_state(struct save *s)
 	return 0;
 }
 
-/* Pauses the domain, reads its clock and tells the guest it was stopped. */
+/*
+ * Pauses the domain and reads its clock.  The guest was told it was
+ * stopped by the pause itself (xc's, KVM_KVMCLOCK_CTRL on every vCPU, once
+ * per pause, also for a domain that was paused before the save).
+ */
 static int stop_guest(struct save *s, bool pause, struct kvm_clock_data *clock)
 {
 	if (pause && xc_domain_pause(s->d, s->err))
 		return -1;
-	if (hvmctx_capture_clock(s->d, clock, s->err))
-		return -1;
-	for (unsigned i = 0; i < xc_domain_vcpus(s->d); i++)
-		if (ioctl(xc_vcpu_fd(xc_vcpu_get(s->d, i)), KVM_KVMCLOCK_CTRL, 0) && errno != EINVAL)
-			return xc_set_error(s->err, errno, "KVM_KVMCLOCK_CTRL on vCPU %u", i);
-	return 0;
+	return hvmctx_capture_clock(s->d, clock, s->err);
 }
 
 static int save_cold(struct save *s)
@@ -519,6 +517,8 @@ static int save_live(struct save *s, bool *paused_here)
 	}
 
 	/* Stop and copy. */
+	if (o->before_pause)
+		o->before_pause(o->progress_arg);
 	t_pause = hvmctx_now_ns();
 	s->st->paused_at_ns = t_pause;
 	/* Everything still in todo goes now, whatever stopped pre-copy. */

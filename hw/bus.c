@@ -167,7 +167,17 @@ void hw_bus_reset(struct hw_bus *b)
 			dev->ops->reset(dev);
 }
 
-/* The reverse of the order added: a device is paused before the bus it sits on. */
+/* The reverse of the order added: a device is held before the bus it sits on. */
+static void hold_from(struct hw_device *dev)
+{
+	if (!dev)
+		return;
+	hold_from(dev->next);
+	if (dev->ops->hold)
+		dev->ops->hold(dev);
+}
+
+/* The same order: a device is paused before the bus it sits on. */
 static void pause_from(struct hw_device *dev)
 {
 	if (!dev)
@@ -177,8 +187,15 @@ static void pause_from(struct hw_device *dev)
 		dev->ops->pause(dev);
 }
 
+void hw_bus_hold(struct hw_bus *b)
+{
+	hold_from(b->devices);
+}
+
+/* All held first: the devices finish their requests side by side, not one after another. */
 void hw_bus_pause(struct hw_bus *b)
 {
+	hold_from(b->devices);
 	pause_from(b->devices);
 }
 

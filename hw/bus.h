@@ -30,7 +30,12 @@ typedef void hw_io_fn(void *opaque, uint64_t off, bool write, void *data, unsign
 
 /*
  * What every device model provides.  All hooks but free are optional.
- * pause is called once the vCPUs are parked: it returns only when no
+ * hold asks the device to take no new work and to finish what it has in
+ * hand, and returns at once: the bus holds every device before it waits
+ * for any, and a pause holds them as the vCPUs are kicked, so the devices
+ * finish meanwhile.  A request the guest makes available after the hold
+ * waits in its ring for resume.  pause is called once the vCPUs are
+ * parked (with or without a hold before it): it returns only when no
  * request of the device is in flight (all it took from the guest is done
  * and written back), and until resume the device takes no new work.
  * resume re-kicks every queue and re-raises a pending interrupt: a notify
@@ -44,6 +49,7 @@ struct hw_device_ops {
 	void (*reset)(struct hw_device *dev);
 	/* Starts the device's threads (the domain is about to run); 0 or -1 with err. */
 	int (*start)(struct hw_device *dev, struct xc_error *err);
+	void (*hold)(struct hw_device *dev);
 	void (*pause)(struct hw_device *dev);
 	void (*resume)(struct hw_device *dev);
 	long (*save)(struct hw_device *dev, void *buf, size_t len);
@@ -85,9 +91,13 @@ void hw_bus_set_thread_start(struct hw_bus *b, void (*fn)(void *arg), void *arg)
 /* A device thread calls this first. */
 void hw_bus_thread_started(const struct hw_bus *b);
 
-/* Every device's hook, in the order they were added (pause: the reverse). */
+/*
+ * Every device's hook, in the order they were added (hold and pause: the
+ * reverse).  hw_bus_pause holds every device first, then waits for each.
+ */
 int hw_bus_start(struct hw_bus *b, struct xc_error *err);
 void hw_bus_reset(struct hw_bus *b);
+void hw_bus_hold(struct hw_bus *b);
 void hw_bus_pause(struct hw_bus *b);
 void hw_bus_resume(struct hw_bus *b);
 

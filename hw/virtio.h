@@ -132,6 +132,12 @@ void virtio_blk_watch(struct virtio_dev *vd, const uint64_t *off, unsigned n, ui
 
 /* Since the watch began: the blocks written (bit i: off[i]) and, in *writes, how many writes. */
 uint64_t virtio_blk_touched(struct virtio_dev *vd, uint64_t *writes);
+/*
+ * The same, and the watch goes on from nothing: a write done after this
+ * is in what the next call returns (a write done meanwhile may be in
+ * either, never in neither).
+ */
+uint64_t virtio_blk_touched_take(struct virtio_dev *vd, uint64_t *writes);
 
 /* A virtio-rng device: every buffer filled from getrandom(). */
 struct virtio_dev *virtio_rng_new(struct hw_bus *b, struct pci_host *h, struct xc_error *err);

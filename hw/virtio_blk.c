@@ -316,6 +316,14 @@ uint64_t virtio_blk_touched(struct virtio_dev *vd, uint64_t *writes)
 	return __atomic_load_n(&b->touched, __ATOMIC_SEQ_CST);
 }
 
+uint64_t virtio_blk_touched_take(struct virtio_dev *vd, uint64_t *writes)
+{
+	struct blk *b = virtio_priv(vd);
+
+	*writes = __atomic_exchange_n(&b->writes, 0, __ATOMIC_SEQ_CST);
+	return __atomic_exchange_n(&b->touched, 0, __ATOMIC_SEQ_CST);
+}
+
 static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 
 struct virtio_dev *virtio_blk_new(struct hw_bus *bus, struct pci_host *h,

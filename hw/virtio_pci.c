@@ -311,22 +311,31 @@ static int vd_start(struct hw_device *dev, struct xc_error *err)
 	return 0;
 }
 
+/*
+ * The thread takes no new request from here on; a thread waiting for a
+ * notify is woken to see that.  Not under the lock, which the thread holds
+ * while it takes requests: it stops after the one in hand, and what the
+ * driver made available since stays in the ring (the image's
+ * last_avail_idx; the resume and a restore kick every queue), so a pause
+ * waits for one request, not for a full queue of them.
+ */
+static void vd_hold(struct hw_device *dev)
+{
+	struct virtio_dev *vd = (struct virtio_dev *)dev;
+
+	if (__atomic_exchange_n(&vd->hold, true, __ATOMIC_ACQ_REL) || !vd->thread_running)
+		return;
+	kick_thread(vd);
+}
+
 /* Returns once the thread is between requests and takes no new ones. */
 static void vd_pause(struct hw_device *dev)
 {
 	struct virtio_dev *vd = (struct virtio_dev *)dev;
 
-	/*
-	 * Not under the lock, which the thread holds while it takes requests:
-	 * it stops after the one in hand, and what the driver made available
-	 * since stays in the ring (the image's last_avail_idx; the resume and
-	 * a restore kick every queue), so the pause waits for one request,
-	 * not for a full queue of them.
-	 */
-	__atomic_store_n(&vd->hold, true, __ATOMIC_RELEASE);
+	vd_hold(dev);
 	if (!vd->thread_running)
 		return;
-	kick_thread(vd);
 	pthread_mutex_lock(&vd->lock);
 	while (!vd->idle)
 		pthread_cond_wait(&vd->cond, &vd->lock);
@@ -942,7 +951,7 @@ struct virtio_dev *virtio_pci_new(struct hw_bus *b, struct pci_host *h,
 	}
 	vd->ops = (struct hw_device_ops){
 		.name = t->name, .version = SR_VIRTIO_VERSION, .reset = vd_reset, .start = vd_start,
-		.pause = vd_pause, .resume = vd_resume, .save = vd_save, .load = vd_load,
+		.hold = vd_hold, .pause = vd_pause, .resume = vd_resume, .save = vd_save, .load = vd_load,
 		.free = vd_free,
 	};
 	vd->dev.ops = &vd->ops;

@@ -78,6 +78,68 @@ Test(bus, dispatches_and_refuses_overlaps)
 	hw_bus_free(b);
 }
 
+/* Devices that log their hold and pause; a pause notes whether the other device was held by then. */
+struct logdev {
+	struct hw_device dev;
+	char id;
+	bool held;
+	struct logdev *other;
+};
+static char calls[64];
+
+static void log_call(char what, char id)
+{
+	size_t n = strlen(calls);
+
+	if (n + 3 < sizeof(calls)) {
+		calls[n] = what;
+		calls[n + 1] = id;
+		calls[n + 2] = ' ';
+		calls[n + 3] = 0;
+	}
+}
+static void log_hold(struct hw_device *d)
+{
+	struct logdev *l = (struct logdev *)d;
+
+	l->held = true;
+	log_call('h', l->id);
+}
+static void log_pause(struct hw_device *d)
+{
+	struct logdev *l = (struct logdev *)d;
+
+	log_call(l->other->held ? 'p' : 'P', l->id);	/* P: the other one still takes work */
+}
+static void log_free(struct hw_device *d) { (void)d; }
+static const struct hw_device_ops log_ops = { .name = "log", .hold = log_hold, .pause = log_pause,
+					      .free = log_free };
+
+/*
+ * A pause holds every device before it waits for any, so the devices finish
+ * their requests side by side (a pause's downtime is the slowest device's
+ * request, not their sum); hold alone waits for none.
+ */
+Test(bus, pause_holds_every_device_before_it_waits)
+{
+	struct logdev a = { .dev.ops = &log_ops, .id = 'a' }, c = { .dev.ops = &log_ops, .id = 'c' };
+	struct hw_bus *b = hw_bus_new(dom);
+
+	a.other = &c;
+	c.other = &a;
+	hw_bus_add_device(b, &a.dev);
+	hw_bus_add_device(b, &c.dev);
+	hw_bus_pause(b);
+	cr_assert_str_eq(calls, "hc ha pc pa ", "pause: %s", calls);
+	calls[0] = 0;
+	a.held = c.held = false;
+	hw_bus_hold(b);
+	cr_assert_str_eq(calls, "hc ha ", "hold: %s", calls);
+	calls[0] = 0;
+	hw_bus_free(b);		/* pauses them, as it frees them */
+	cr_assert_str_eq(calls, "hc ha pc pa ", "free: %s", calls);
+}
+
 /* ------------------------------------------------------------- PCI */
 
 static uint32_t conf1(struct hw_bus *b, unsigned slot, unsigned reg, bool write, uint32_t v)

@@ -318,6 +318,15 @@ static void device_thread_started(void *arg)
 	r->cfg.thread_start(RUNNER_THREAD_DEVICE);
 }
 
+/* A pause begins, the vCPUs kicked: the devices stop taking requests and finish the one in hand. */
+static void devices_pausing(void *opaque)
+{
+	struct runner *r = opaque;
+
+	if (r->bus)
+		hw_bus_hold(r->bus);
+}
+
 /* Every vCPU parked: the devices finish what they took (a save then sees all they wrote). */
 static void devices_paused(void *opaque)
 {
@@ -446,8 +455,8 @@ void runner_save_worker_started(void *arg)
 struct runner *runner_new(const struct runner_config *cfg, struct xc_error *err)
 {
 	struct xc_domain_config dc = { .vcpus = cfg->vcpus, .ops = &runner_ops,
-				       .dirty_ring = cfg->dirty_ring, .paused = devices_paused,
-				       .resuming = devices_resuming };
+				       .dirty_ring = cfg->dirty_ring, .pausing = devices_pausing,
+				       .paused = devices_paused, .resuming = devices_resuming };
 	struct runner *r = calloc(1, sizeof(*r));
 
 	if (!r) {

@@ -88,6 +88,39 @@ static int disk_ahead(struct progress *p, unsigned d, struct virtio_dev *vd, str
 	return 0;
 }
 
+/*
+ * Live, the last pre-copy round done, just before the pause: each disk's
+ * sample brought up to date while the guest still runs, the watch going on
+ * from nothing, so the pause reads again only the blocks written in the
+ * moments since (usually none) and seldom hashes the sample again.  A
+ * failure, or a disk whose size changed (the blocks move), leaves the
+ * pause to take its sample whole, the device drained, as without this.
+ */
+static void disks_before_pause(void *arg)
+{
+	struct progress *p = arg;
+	unsigned d = 0;
+
+	for (unsigned i = 0; i < p->ndev; i++) {
+		struct virtio_dev *vd = (struct virtio_dev *)p->hw[i];
+		struct sr_disk_sample *s;
+		uint64_t touched, writes, size;
+		struct sr_disk_id id;
+		struct sr_error e;
+
+		if (!vd || strcmp(p->hw[i]->ops->name, "virtio-blk"))
+			continue;
+		s = &p->ahead[d];
+		if (p->ahead_fd[d++] < 0 || !s->id.hash_blocks)
+			continue;
+		size = s->id.size;
+		touched = virtio_blk_touched_take(vd, &writes);
+		if (sr_disk_sample_refresh(p->ahead_fd[d - 1], s, touched, writes, &id, &e) ||
+		    s->id.size != size)
+			s->id.hash_blocks = 0;
+	}
+}
+
 /* Lists the devices and their buffers before the save starts (nothing allocated paused). */
 static int devices_prepare(struct progress *p, struct hvmctx_save_opts *o, struct xc_error *err)
 {
@@ -342,6 +375,7 @@ static int do_save(struct runner *r, int fd, struct hvmctx_save_opts *o, int cli
 		return -1;
 	}
 	o->capture_devices = capture_devices;
+	o->before_pause = p.ndisks ? disks_before_pause : NULL;
 	o->creator = "sr-save " SR_LIBRARY_VERSION;
 	o->guest_kind = cfg->guest_kind;
 	o->name = cfg->name;

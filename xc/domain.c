@@ -154,6 +154,7 @@ struct xc_domain *xc_domain_create(const struct xc_domain_config *cfg, struct xc
 	d->ops = cfg->ops;
 	d->opaque = cfg->opaque;
 	d->thread_start = cfg->thread_start;
+	d->pausing_hook = cfg->pausing;
 	d->paused_hook = cfg->paused;
 	d->resuming_hook = cfg->resuming;
 	pthread_mutex_init(&d->lock, NULL);

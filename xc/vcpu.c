@@ -625,6 +625,8 @@ int xc_domain_pause(struct xc_domain *d, struct xc_error *err)
 	}
 	d->pause_req = true;
 	kick_all(d);
+	if (d->pausing_hook && !d->pit_held)	/* a running domain's pause: its devices too */
+		d->pausing_hook(d->opaque);
 	pthread_cond_broadcast(&d->cond);	/* wakes a throttled vCPU */
 	while (d->parked < d->running_threads && !d->stop_req)
 		pthread_cond_wait(&d->cond, &d->lock);

@@ -80,9 +80,14 @@ struct xc_domain_config {
 	 * Optional, for device models: paused runs once per pause, every vCPU
 	 * parked, before the pause returns (devices drain their requests, so a
 	 * save that follows sees what they wrote); resuming runs before the
-	 * vCPUs run again (devices re-kick their queues).  Both under the
-	 * domain's run lock: they must not call back into pause or resume.
+	 * vCPUs run again (devices re-kick their queues).  pausing runs as a
+	 * pause of a running domain begins, the vCPUs just kicked, and must not
+	 * block: devices are asked to stop there, so they finish the request in
+	 * hand while the vCPUs leave the guest and paused finds them done.  All
+	 * under the domain's run lock: they must not call back into pause or
+	 * resume.
 	 */
+	void (*pausing)(void *opaque);
 	void (*paused)(void *opaque);
 	void (*resuming)(void *opaque);
 };

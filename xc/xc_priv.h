@@ -33,6 +33,7 @@ struct xc_domain {
 	const struct xc_exit_ops *ops;
 	void *opaque;
 	void (*thread_start)(void *opaque, struct xc_vcpu *v);
+	void (*pausing_hook)(void *opaque);
 	void (*paused_hook)(void *opaque);
 	void (*resuming_hook)(void *opaque);
 
