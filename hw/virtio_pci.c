@@ -449,6 +449,9 @@ static void enable_queue(struct virtio_dev *vd, struct virtq *q)
 	q->ready = 1;
 	q->last_avail = q->used_idx = 0;
 	q->indirect = virtio_has_feature(vd, VIRTIO_RING_F_INDIRECT_DESC);
+	q->event_idx = virtio_has_feature(vd, VIRTIO_RING_F_EVENT_IDX);
+	q->signalled = false;
+	q->signalled_used = q->avail_event = 0;
 	if (virtq_map(q, vd->d, why, sizeof(why))) {
 		q->broken = true;
 		vd->status |= S_NEEDS_RESET;
@@ -729,6 +732,8 @@ static long vd_save(struct hw_device *dev, void *buf, size_t len)
 			.max_size = VIRTQ_SIZE_MAX, .last_avail_idx = q->last_avail,
 			.last_used_idx = q->used_idx, .msix_vector = vd->queue_vector[i],
 			.ready = q->ready, .notify_off = i,
+			.signalled_used = q->signalled_used, .avail_event = q->avail_event,
+			.flags = q->signalled ? SR_VQ_F_SIGNALLED : 0,
 		};
 	}
 	for (unsigned b = 0; b < PCI_BARS; b++)
@@ -817,7 +822,10 @@ static int vd_load(struct hw_device *dev, uint32_t version, const void *buf, siz
 		q[i] = (struct virtq){ .size = e->size, .ready = e->ready, .last_avail = e->last_avail_idx,
 				       .used_idx = e->last_used_idx, .desc = e->desc,
 				       .avail = e->avail, .used = e->used,
-				       .indirect = s->tr.driver_features >> VIRTIO_RING_F_INDIRECT_DESC & 1 };
+				       .indirect = s->tr.driver_features >> VIRTIO_RING_F_INDIRECT_DESC & 1,
+				       .event_idx = s->tr.driver_features >> VIRTIO_RING_F_EVENT_IDX & 1,
+				       .signalled = e->flags & SR_VQ_F_SIGNALLED,
+				       .signalled_used = e->signalled_used, .avail_event = e->avail_event };
 		if (!virtq_state_valid(&q[i], vd->d, why, sizeof(why)) ||
 		    (q[i].ready && virtq_map(&q[i], vd->d, why, sizeof(why)))) {
 			xc_set_error(err, 0, "DEVICE %s queue %u: %s", vd->type->name, i, why);
@@ -959,7 +967,8 @@ struct virtio_dev *virtio_pci_new(struct hw_bus *b, struct pci_host *h,
 	vd->priv = c->priv;
 	vd->bus = b;
 	vd->d = hw_bus_domain(b);
-	vd->features = c->features | 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_RING_F_INDIRECT_DESC;
+	vd->features = c->features | 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_RING_F_INDIRECT_DESC |
+		       1ull << VIRTIO_RING_F_EVENT_IDX;
 	vd->can = vd->features;
 	memcpy(vd->config, c->config, c->config_len);
 	vd->config_len = c->config_len;

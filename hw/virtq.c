@@ -65,8 +65,10 @@ int virtq_map(struct virtq *q, struct xc_domain *d, char *why, size_t len)
 	q->avail_flags = (volatile uint16_t *)a;
 	q->avail_idx = (volatile uint16_t *)(a + 2);
 	q->avail_ring = (volatile uint16_t *)(a + 4);
+	q->used_event_p = (volatile uint16_t *)(a + 4 + 2ull * q->size);
 	q->used_idx_p = (volatile uint16_t *)(u + 2);
 	q->used_ring = (volatile uint32_t *)(u + 4);
+	q->avail_event_p = (volatile uint16_t *)(u + 4 + 8ull * q->size);
 	q->broken = false;
 	return 0;
 }
@@ -136,6 +138,20 @@ static int walk(struct virtq *q, struct xc_domain *d, struct virtq_chain *c, con
 	}
 }
 
+/*
+ * EVENT_IDX: asks the driver to kick when it makes entry last_avail
+ * available.  The store is seen before the avail index is read again (a
+ * store then a load needs a full fence), so either the driver sees it and
+ * kicks or the device sees the entry.
+ */
+static void publish_avail_event(struct virtq *q, struct xc_domain *d)
+{
+	q->avail_event = q->last_avail;
+	__atomic_store_n(q->avail_event_p, q->avail_event, __ATOMIC_RELAXED);
+	xc_mark_dirty(d, q->used + 4 + 8ull * q->size, 2);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
 int virtq_pop(struct virtq *q, struct xc_domain *d, struct virtq_chain *c)
 {
 	uint16_t avail, head;
@@ -143,8 +159,14 @@ int virtq_pop(struct virtq *q, struct xc_domain *d, struct virtq_chain *c)
 	if (q->broken || !q->ready || !q->desc_p)
 		return 0;
 	avail = __atomic_load_n(q->avail_idx, __ATOMIC_ACQUIRE);
-	if (avail == q->last_avail)
-		return 0;
+	if (avail == q->last_avail) {
+		if (!q->event_idx)
+			return 0;
+		publish_avail_event(q, d);
+		avail = __atomic_load_n(q->avail_idx, __ATOMIC_ACQUIRE);
+		if (avail == q->last_avail)
+			return 0;
+	}
 	if ((uint16_t)(avail - q->last_avail) > q->size)
 		goto broken;		/* the driver's index ran past the ring */
 	head = q->avail_ring[q->last_avail % q->size];
@@ -180,11 +202,19 @@ void virtq_push(struct virtq *q, struct xc_domain *d, const struct virtq_chain *
 	xc_mark_dirty(d, q->used + 2, 2);
 }
 
-bool virtq_wants_interrupt(const struct virtq *q)
+bool virtq_wants_interrupt(struct virtq *q)
 {
-	/* The used index stored before the flag is read: a store then a load needs a full fence. */
+	/* The used index stored before the flag or event is read: a store then a load needs a full fence. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	return !(*q->avail_flags & VIRTQ_AVAIL_F_NO_INTERRUPT);
+	if (!q->event_idx)
+		return !(*q->avail_flags & VIRTQ_AVAIL_F_NO_INTERRUPT);
+	uint16_t event = *q->used_event_p, old = q->signalled_used, now = q->used_idx;
+	bool first = !q->signalled;
+
+	q->signalled_used = now;
+	q->signalled = true;
+	/* split-ring.tex's vring_need_event: event in [old, now). */
+	return first || (uint16_t)(now - event - 1) < (uint16_t)(now - old);
 }
 
 unsigned virtq_slice(const struct virtq_chain *c, bool writable, uint64_t off, uint64_t len,

@@ -23,6 +23,7 @@
 #define VIRTQ_AVAIL_F_NO_INTERRUPT	1
 
 #define VIRTIO_RING_F_INDIRECT_DESC	28
+#define VIRTIO_RING_F_EVENT_IDX		29
 
 /* What the driver set up and where the device is: all of a queue's saved state. */
 struct virtq {
@@ -34,8 +35,15 @@ struct virtq {
 	/* Host addresses while ready (virtq_map). */
 	bool broken;
 	bool indirect;			/* the driver accepted INDIRECT_DESC */
+	bool event_idx;			/* the driver accepted EVENT_IDX */
+	/* EVENT_IDX: the used index at the last interrupt (valid once signalled), what the device last published as avail_event. */
+	bool signalled;
+	uint16_t signalled_used;
+	uint16_t avail_event;
 	volatile uint16_t *avail_idx, *avail_flags, *avail_ring;
+	volatile uint16_t *used_event_p;	/* after avail's ring */
 	volatile uint16_t *used_idx_p;
+	volatile uint16_t *avail_event_p;	/* after used's ring */
 	volatile uint32_t *used_ring;	/* id, len pairs */
 	const uint8_t *desc_p;
 };
@@ -59,7 +67,9 @@ int virtq_map(struct virtq *q, struct xc_domain *d, char *why, size_t len);
  * The next available chain into c: 1, 0 when none is available, -1 when
  * the driver broke the rules (the queue is then broken).  A chain is at
  * most VIRTQ_SIZE_MAX buffers, counted across one indirect table (with
- * q->indirect) that ends it.
+ * q->indirect) that ends it.  With q->event_idx, finding the ring empty
+ * publishes avail_event (the driver kicks for the next entry) and looks
+ * once more, so a chain made available meanwhile is not left unkicked.
  */
 int virtq_pop(struct virtq *q, struct xc_domain *d, struct virtq_chain *c);
 
@@ -70,8 +80,13 @@ int virtq_pop(struct virtq *q, struct xc_domain *d, struct virtq_chain *c);
  */
 void virtq_push(struct virtq *q, struct xc_domain *d, const struct virtq_chain *c, uint32_t len);
 
-/* After pushes: whether the driver wants an interrupt (no NO_INTERRUPT flag). */
-bool virtq_wants_interrupt(const struct virtq *q);
+/*
+ * After pushes: whether the driver wants an interrupt.  Without EVENT_IDX,
+ * unless it set NO_INTERRUPT; with it, when used_event lies among the
+ * entries pushed since the last interrupt (the caller then raises one: it is
+ * recorded as signalled).
+ */
+bool virtq_wants_interrupt(struct virtq *q);
 
 /* Whether a state from an image is one this side can take (sizes, indices); else why. */
 bool virtq_state_valid(const struct virtq *q, struct xc_domain *d, char *why, size_t len);

@@ -1582,6 +1582,24 @@ if want virtio-disk-save 600 && linux_ready virtio-disk-save; then
 			bad "virtio-disk-save: sr-save exited $rc, the source $src, or the image lacks DISK/virtio records or does not verify" "$tmp/ds.save"
 		else
 			echo "     virtio-disk-save: saved after block $last; restoring"
+			# Linux accepts EVENT_IDX (bit 29) on both devices; the disk's queue has interrupted, so its
+			# signalled_used is saved valid, and the restores below run on that state.
+			ev=$($O/sr-dump --json "$tmp/ds.img" 2>/dev/null | python3 -c '
+import json, sys
+out = []
+for r in json.load(sys.stdin)["records"]:
+    v = r.get("virtio")
+    if not v:
+        continue
+    q = v["queues"][0]
+    out.append("%s:%d:%s:%d:%d" % (r["summary"].split()[0], v["driver_features"] >> 29 & 1,
+               "s" if q["signalled_valid"] else "-", q["signalled_used"], q["avail_event"]))
+print(" ".join(out))' 2>&1)
+			if grep -q 'virtio-blk:1:s:' <<<"$ev" && grep -q 'virtio-rng:1:' <<<"$ev"; then
+				ok "virtio-disk-save: the guest accepted EVENT_IDX on both devices; saved queue 0 (name:event_idx:signalled:signalled_used:avail_event): $ev"
+			else
+				bad "virtio-disk-save: EVENT_IDX not accepted or the disk's queue never signalled: '$ev'" "$tmp/ds.dump"
+			fi
 			# The image only names its disk: without --disk the restore opens nothing it names.
 			strace -f -e trace=openat -o "$tmp/ds0.trace" $O/sr-restore --name ds0 "$tmp/ds.img" </dev/null >"$tmp/ds0.out" 2>&1; rc=$?
 			if [ $rc -eq 2 ] && grep -q "disk 0: the image names $tmp/ds.raw; sr-restore opens only the files its operator names" "$tmp/ds0.out" &&
