@@ -1664,6 +1664,27 @@ print(" ".join(out))' 2>&1)
 	fi
 fi
 
+if want host-threads; then
+	# A host that cannot give sr-restore its reader's thread (pthread_create's
+	# EAGAIN: nobody, RLIMIT_NPROC 1) is a host failure, said as one: never "no
+	# data for the idle timeout", which a migration source would be told as its
+	# own stream's fault (audit9).  No domain is left behind.
+	ht=$(mktemp -d /tmp/sr-ht.XXXXXX); mkdir -p "$ht/run"; chmod 755 "$ht"; chmod 700 "$ht/run"	# $tmp is 700
+	$O/tests/mkimage -m 1 -v 1 -i 0 "$ht/ht.img" && chmod 644 "$ht/ht.img" && chown -R 65534 "$ht/run" ||
+		bad "host-threads: mkimage or chown failed"
+	# Not root (uid 0 is exempt from RLIMIT_NPROC); CAP_DAC_OVERRIDE kept to open /dev/kvm.
+	SR_RUN_DIR=$ht/run setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=+dac_override \
+		--ambient-caps=+dac_override prlimit --nproc=1:1 \
+		$O/sr-restore --name ht "$ht/ht.img" </dev/null >"$ht/ht.out" 2>&1; rc=$?
+	if [ $rc -eq 2 ] && [ "$(wc -l < "$ht/ht.out")" -eq 1 ] &&
+	   grep -q "starting the reader's thread: Resource temporarily unavailable" "$ht/ht.out" &&
+	   ! grep -q 'idle timeout' "$ht/ht.out" && [ -z "$(ls -A "$ht/run" | grep -v '\.lock$')" ]; then
+		ok "host-threads: no thread for the reader: exit 2, said as the host's ($(cat "$ht/ht.out")), no domain left"
+	else
+		bad "host-threads: sr-restore without a thread exited $rc (want 2), run dir '$(ls -A "$ht/run")'" "$ht/ht.out"
+	fi
+	rm -rf "$ht"
+fi
 if want disk-refusals; then
 	# sr-restore's --disk, refused before any vCPU runs, on small generated images
 	# (mkimage -b 1: a test guest whose DISK 0 is a writable 64 MiB file).

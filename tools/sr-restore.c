@@ -475,8 +475,9 @@ static int on_reader(void (*fn)(void *), struct read_call *c)
 {
 	int e = sandbox_run(SANDBOX_READER, fn, c);
 
+	/* errno 0: pthread_create's EAGAIN is this host's, not the idle timeout's (audit9). */
 	if (e)
-		return xc_set_error(c->err, e, "starting the reader's thread");
+		return xc_set_error(c->err, 0, "starting the reader's thread: %s", strerror(e));
 	return 0;
 }
 
