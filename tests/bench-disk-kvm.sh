@@ -11,7 +11,8 @@
 #   SR_BENCH_DISK_MIB   the benchmark file (64)
 #   SR_BENCH_DISK_S     seconds a phase (5)
 #   SR_BENCH_DISK_JOBS  threads doing synchronous I/O (1)
-#   SR_BENCH_DISK_ROUNDS QEMU then sr, this many times (1); the table takes
+#   SR_BENCH_DISK_ROUNDS QEMU and sr, this many times (1), the order alternating
+#                       by round; the table takes
 #                       each figure's median over the rounds and lists every
 #                       round's ratios: on a shared, loaded host one pair a
 #                       few minutes apart measures the load's drift as much
@@ -77,8 +78,9 @@ t0=$(date +%s)
 ( while sleep 60; do echo "  bench-disk: $(( $(date +%s) - t0 )) s"; done ) &
 echo "bench-disk: ${mib} MiB file, ${secs} s a phase, ${jobs} job(s), cache=$cache, images in $dir"
 
-for round in $(seq 1 "$rounds"); do
-	[ "$rounds" -eq 1 ] || echo "bench-disk: round $round of $rounds"
+# run_qemu ROUND, run_sr ROUND: one VMM's boot and benchmark on a fresh copy of the image.
+run_qemu() {
+	local round=$1
 	cp --sparse=always "$image" "$dir/qemu.img"
 	qemu-system-x86_64 -accel $accel -cpu $([ $accel = kvm ] && echo host || echo max) -m 256 -smp 1 -nodefaults -display none -no-reboot \
 		-serial "file:$dir/qemu.out" -kernel "$kernel" -initrd "$initrd" \
@@ -88,7 +90,9 @@ for round in $(seq 1 "$rounds"); do
 	wait_end $! "$boot_s" || { rc=$?; die "QEMU $(ended QEMU $rc)" "$dir/qemu.out"; }
 	collect QEMU "$dir/qemu.out" "$round"
 	rm -f "$dir/qemu.img"
-
+}
+run_sr() {
+	local round=$1
 	if [ $accel = kvm ] && $O/sr-run --help 2>&1 | grep -q -- '--disk'; then
 		cp --sparse=always "$image" "$dir/sr.img"
 		sr_cache=$cache
@@ -104,6 +108,12 @@ for round in $(seq 1 "$rounds"); do
 	else
 		echo "  sr: not measured: $O/sr-run has no --disk yet"
 	fi
+}
+# The order alternates by round (QEMU first in odd rounds, sr in even): the box's
+# speed drifts with the host's load, and a fixed order would charge the drift to one.
+for round in $(seq 1 "$rounds"); do
+	[ "$rounds" -eq 1 ] || echo "bench-disk: round $round of $rounds ($([ $((round % 2)) -eq 1 ] && echo "QEMU first" || echo "sr first"))"
+	if [ $((round % 2)) -eq 1 ]; then run_qemu "$round"; run_sr "$round"; else run_sr "$round"; run_qemu "$round"; fi
 done
 echo
 echo "bench-disk: ${mib} MiB, ${secs} s a phase, ${jobs} job(s), cache=$cache, $rounds round(s) (medians); $(nproc) CPU(s), $(uname -r), $(qemu-system-x86_64 --version | head -1)"
