@@ -993,7 +993,8 @@ struct virtio_dev *virtio_pci_new(struct hw_bus *b, struct pci_host *h,
 	vd->features = c->features | 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_RING_F_INDIRECT_DESC |
 		       1ull << VIRTIO_RING_F_EVENT_IDX;
 	vd->can = vd->features;
-	memcpy(vd->config, c->config, c->config_len);
+	if (c->config_len)		/* virtio-rng has none: config is NULL (memcpy's UB) */
+		memcpy(vd->config, c->config, c->config_len);
 	vd->config_len = c->config_len;
 	pthread_mutex_init(&vd->lock, NULL);
 	pthread_mutex_init(&vd->msix_lock, NULL);
