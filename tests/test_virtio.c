@@ -66,18 +66,24 @@ int __wrap_ioctl(int fd, unsigned long req, ...)
 static struct hw_bus *bus;
 static struct virtio_dev *dev;
 
-static void setup(void)
+/* A new device on a new bus, guest RAM as it is (a restore's). */
+static void new_device(void)
 {
 	struct xc_error err;
 	struct pci_host *h;
 
-	memset(ram, 0, sizeof(ram));
 	bus = hw_bus_new(dom);
 	cr_assert(bus);
 	h = pci_host_new(bus, &err);
 	cr_assert(h, "%s", err.msg);
 	dev = virtio_rng_new(bus, h, &err);
 	cr_assert(dev, "%s", err.msg);
+}
+
+static void setup(void)
+{
+	memset(ram, 0, sizeof(ram));
+	new_device();
 }
 
 static void teardown(void)
@@ -177,7 +183,7 @@ TestSuite(virtio_state, .init = setup, .fini = teardown);
  */
 Test(virtio_state, event_idx_taken_back_after_queue_enable)
 {
-	char why[256];
+	char why[512];
 
 	wr(0x14, S_ACKNOWLEDGE | S_DRIVER, 1);
 	features(F_V1 | F_EVENT_IDX);
@@ -200,7 +206,7 @@ Test(virtio_state, event_idx_taken_back_after_queue_enable)
  */
 Test(virtio_state, event_idx_taken_back_by_clearing_features_ok)
 {
-	char why[256];
+	char why[512];
 
 	wr(0x14, S_ACKNOWLEDGE | S_DRIVER, 1);
 	features(F_V1 | F_EVENT_IDX);
@@ -224,7 +230,7 @@ Test(virtio_state, event_idx_taken_back_by_clearing_features_ok)
 /* A well-behaved driver's state saves valid, EVENT_IDX and all (the harness itself). */
 Test(virtio_state, linux_order_saves_valid)
 {
-	char why[256];
+	char why[512];
 
 	wr(0x14, S_ACKNOWLEDGE | S_DRIVER, 1);
 	features(F_V1 | F_EVENT_IDX);
@@ -281,7 +287,7 @@ Test(virtio_state, hostile_driver_never_makes_an_unrestorable_state)
 {
 	static const unsigned offs[] = { 0x00, 0x08, 0x0c, 0x10, 0x14, 0x16, 0x18, 0x1a, 0x1c,
 					 0x20, 0x28, 0x30 };
-	char why[256], log[4096];
+	char why[512], log[4096];
 
 	for (unsigned run = 0; run < 2000; run++) {
 		size_t at = 0;
@@ -315,4 +321,186 @@ Test(virtio_state, hostile_driver_never_makes_an_unrestorable_state)
 				     step, why, log);
 		}
 	}
+}
+
+/* ------------------------------------------------------ restores of images */
+
+/* The device's saved state, decoded (what an image's DEVICE record holds). */
+static void saved_state(struct sr_virtio_state *s)
+{
+	static uint8_t buf[SR_VIRTIO_DATA_MAX];
+	struct xc_error err;
+	long n = vd_save(&dev->dev, buf, sizeof(buf));
+
+	cr_assert(n > 0);
+	cr_assert_eq(virtio_state_decode("virtio-rng", SR_VIRTIO_VERSION, 0, buf, n, s, &err), 0,
+		     "%s", err.msg);
+}
+
+/* s restored into a new device (as sr-restore does after the reader's checks): 0, or -1 with why. */
+static int restore(const struct sr_virtio_state *s, char *why, size_t len)
+{
+	static uint8_t buf[SR_VIRTIO_DATA_MAX];
+	struct sr_region r = { .gpa = 0, .size = RAM_BYTES, .flags = SR_REGION_F_RAM };
+	struct sr_device_env env;
+	struct sr_error e;
+	struct xc_error err;
+	ssize_t n = sr_virtio_encode(s, buf, sizeof(buf), &e);
+
+	cr_assert(n > 0, "%s", e.msg);
+	sr_device_env_init(&env, &r, 1);
+	if (sr_device_validate(&env, "virtio-rng", SR_VIRTIO_VERSION, 0, buf, n, NULL, NULL, &e)) {
+		snprintf(why, len, "reader: %s", e.msg);
+		return -1;
+	}
+	hw_bus_free(bus);
+	new_device();
+	if (vd_load(&dev->dev, SR_VIRTIO_VERSION, buf, n, &err)) {
+		snprintf(why, len, "vd_load: %s", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static void driver_ready(uint64_t f)
+{
+	wr(0x14, S_ACKNOWLEDGE | S_DRIVER, 1);
+	features(f);
+	wr(0x14, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK, 1);
+	queue_setup();
+	wr(0x14, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK, 1);
+}
+
+static uint16_t used_idx_in_ram(void)
+{
+	uint16_t v;
+
+	memcpy(&v, ram + USED + 2, 2);
+	return v;
+}
+
+static void set_used_event(uint16_t v)
+{
+	memcpy(ram + AVAIL + 4 + 2 * QSIZE, &v, 2);
+}
+
+static uint64_t interrupts(void)
+{
+	struct virtio_counters c;
+
+	virtio_counters(dev, &c);
+	return c.interrupts;
+}
+
+/*
+ * An image of an older sr, which offered neither INDIRECT_DESC nor
+ * EVENT_IDX: it restores, the queue runs without EVENT_IDX (no
+ * avail_event written), and the offer stays the image's, so a driver that
+ * resets and asks for EVENT_IDX is refused FEATURES_OK.
+ */
+Test(virtio_state, older_image_without_event_idx_restores_and_keeps_its_offer)
+{
+	struct sr_virtio_state s;
+	char why[512];
+	uint32_t offer;
+
+	driver_ready(F_V1);
+	make_available();
+	device_pass();
+	saved_state(&s);
+	s.tr.device_features = F_V1;
+	cr_assert_eq(restore(&s, why, sizeof(why)), 0, "%s", why);
+	cr_assert_not(dev->q[0].event_idx);
+	memset(ram + USED + 4 + 8 * QSIZE, 0x5a, 2);
+	make_available();
+	device_pass();
+	cr_assert_eq(used_idx_in_ram(), 2, "the restored queue did not take the request");
+	cr_assert_eq(*(uint16_t *)(ram + USED + 4 + 8 * QSIZE), 0x5a5a, "avail_event written");
+	pthread_mutex_lock(&dev->lock);
+	common_read(dev, 0x04, &offer, 4);
+	pthread_mutex_unlock(&dev->lock);
+	cr_assert_not(offer & F_EVENT_IDX, "the offer grew EVENT_IDX across the restore");
+	wr(0x14, 0, 1);
+	wr(0x14, S_ACKNOWLEDGE | S_DRIVER, 1);
+	features(F_V1 | F_EVENT_IDX);
+	wr(0x14, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK, 1);
+	cr_assert_not(status() & S_FEATURES_OK, "FEATURES_OK with EVENT_IDX the image never offered");
+}
+
+/*
+ * The EVENT_IDX state goes across a restore: the driver asks for an
+ * interrupt at the next entry (used_event = used) and gets it; asks for
+ * none (used_event behind) and gets none; odd signalled_used and
+ * avail_event values restore without harm and are overwritten.
+ */
+Test(virtio_state, event_idx_state_restored_interrupts_where_asked)
+{
+	struct sr_virtio_state s;
+	char why[512];
+	uint64_t before;
+
+	driver_ready(F_V1 | F_EVENT_IDX);
+	make_available();
+	device_pass();
+	cr_assert(dev->q[0].signalled);
+	saved_state(&s);
+	cr_assert(s.q[0].flags & SR_VQ_F_SIGNALLED);
+	cr_assert_eq(s.q[0].signalled_used, 1);
+	cr_assert_eq(s.q[0].avail_event, 1);
+	cr_assert_eq(restore(&s, why, sizeof(why)), 0, "%s", why);
+	cr_assert(dev->q[0].event_idx && dev->q[0].signalled && dev->q[0].signalled_used == 1);
+	set_used_event(1);			/* interrupt me at entry 1 */
+	make_available();
+	before = interrupts();
+	device_pass();
+	cr_assert_eq(interrupts(), before + 1, "the restored queue did not interrupt where asked");
+	set_used_event(0);			/* behind: no interrupt wanted */
+	make_available();
+	before = interrupts();
+	device_pass();
+	cr_assert_eq(interrupts(), before, "interrupted where the driver asked for none");
+	saved_state(&s);
+	s.q[0].signalled_used = 0xffff;
+	s.q[0].avail_event = 0xbeef;
+	cr_assert_eq(restore(&s, why, sizeof(why)), 0, "%s", why);
+	device_pass();
+	cr_assert_eq(*(uint16_t *)(ram + USED + 4 + 8 * QSIZE), 3, "avail_event not republished");
+	saved_state(&s);
+	cr_assert_eq(s.q[0].avail_event, 3);
+}
+
+/* A request type that asks for a pause while it runs, as vd_hold does from another thread. */
+static uint32_t holding_request(struct virtio_dev *vd, unsigned q, struct virtq_chain *c)
+{
+	(void)q; (void)c;
+	__atomic_store_n(&vd->hold, true, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/*
+ * A pause stops the pass after the request in hand: what it pushed still
+ * gets the interrupt the driver asked for (the decision is not skipped),
+ * the rest waits in the ring, and the resume's pass takes it.
+ */
+Test(virtio_state, hold_mid_pass_still_interrupts_for_what_was_pushed)
+{
+	static struct virtio_type held;
+	uint64_t before;
+
+	driver_ready(F_V1 | F_EVENT_IDX);
+	held = *dev->type;
+	held.request = holding_request;
+	dev->type = &held;
+	make_available();
+	make_available();
+	before = interrupts();
+	device_pass();
+	cr_assert_eq(used_idx_in_ram(), 1, "the pass went on past the hold");
+	cr_assert_eq(interrupts(), before + 1, "no interrupt for the entry pushed before the hold");
+	__atomic_store_n(&dev->hold, false, __ATOMIC_RELEASE);
+	dev->type = &rng_type;
+	set_used_event(1);
+	device_pass();
+	cr_assert_eq(used_idx_in_ram(), 2, "the request left at the hold was not taken");
+	cr_assert_eq(interrupts(), before + 2);
 }
