@@ -504,3 +504,31 @@ Test(virtio_state, hold_mid_pass_still_interrupts_for_what_was_pushed)
 	cr_assert_eq(used_idx_in_ram(), 2, "the request left at the hold was not taken");
 	cr_assert_eq(interrupts(), before + 2);
 }
+
+/* A config space write through conf1, as the guest's kernel makes it. */
+static void pci_cfg_write32(unsigned reg, uint32_t v)
+{
+	uint32_t a = 0x80000000u | dev->pci.slot << 11 | reg;
+
+	cr_assert(hw_bus_pio(bus, 0xcf8, true, &a, 4));
+	cr_assert(hw_bus_pio(bus, 0xcfc, true, &v, 4));
+}
+
+/*
+ * Wherever the driver puts BAR0 (the window the MP table gives, RAM, the
+ * top of the 32-bit space after a sizing write), the save restores: the
+ * reader and vd_load take what the running device took.
+ */
+Test(virtio_state, any_bar_the_guest_writes_restores)
+{
+	static const uint32_t bars[] = { 0xc0004000u, 0x00100000u, 0xffffc000u, 0 };
+	struct sr_virtio_state s;
+	char why[512];
+
+	driver_ready(F_V1 | F_EVENT_IDX);
+	for (unsigned i = 0; i < sizeof(bars) / sizeof(bars[0]); i++) {
+		pci_cfg_write32(0x10, bars[i]);
+		saved_state(&s);
+		cr_assert_eq(restore(&s, why, sizeof(why)), 0, "BAR0 0x%x: %s", bars[i], why);
+	}
+}
