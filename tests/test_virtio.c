@@ -278,51 +278,6 @@ static uint64_t hostile_value(unsigned off)
 	}
 }
 
-/*
- * Random register writes, requests and device passes, as a hostile driver
- * makes them: after every step the state a save would take is one the
- * image's validator accepts.
- */
-Test(virtio_state, hostile_driver_never_makes_an_unrestorable_state)
-{
-	static const unsigned offs[] = { 0x00, 0x08, 0x0c, 0x10, 0x14, 0x16, 0x18, 0x1a, 0x1c,
-					 0x20, 0x28, 0x30 };
-	char why[512], log[4096];
-
-	for (unsigned run = 0; run < 2000; run++) {
-		size_t at = 0;
-
-		teardown();
-		setup();
-		rnd_state = 0x9e3779b97f4a7c15ull * (run + 1);
-		log[0] = 0;
-		for (unsigned step = 0; step < 60; step++) {
-			uint64_t r = rnd() % 16;
-
-			if (r < 12) {
-				unsigned off = offs[rnd() % (sizeof(offs) / sizeof(offs[0]))];
-				uint64_t v = hostile_value(off);
-				unsigned len = off >= 0x20 ? 8 : off == 0x14 ? 1 : off < 0x10 ? 4 : 2;
-
-				wr(off, v, len);
-				at += snprintf(log + at, sizeof(log) - at, " w%x=%llx", off,
-					       (unsigned long long)v);
-			} else if (r < 14) {
-				make_available();
-				at += snprintf(log + at, sizeof(log) - at, " avail");
-			} else {
-				device_pass();
-				at += snprintf(log + at, sizeof(log) - at, " pass");
-			}
-			if (at >= sizeof(log))
-				at = sizeof(log) - 1;
-			cr_assert_eq(saved_state_valid(why, sizeof(why)), 0,
-				     "run %u step %u: the image refuses the save: %s\nwrites:%s", run,
-				     step, why, log);
-		}
-	}
-}
-
 /* ------------------------------------------------------ restores of images */
 
 /* The device's saved state, decoded (what an image's DEVICE record holds). */
@@ -530,5 +485,84 @@ Test(virtio_state, any_bar_the_guest_writes_restores)
 		pci_cfg_write32(0x10, bars[i]);
 		saved_state(&s);
 		cr_assert_eq(restore(&s, why, sizeof(why)), 0, "BAR0 0x%x: %s", bars[i], why);
+	}
+}
+
+/* A config space write through conf1 of len bytes at reg. */
+static void pci_cfg_write(unsigned reg, uint32_t v, unsigned len)
+{
+	uint32_t a = 0x80000000u | dev->pci.slot << 11 | (reg & ~3u);
+
+	cr_assert(hw_bus_pio(bus, 0xcf8, true, &a, 4));
+	cr_assert(hw_bus_pio(bus, 0xcfc + (reg & 3), true, &v, len));
+}
+
+/*
+ * Random writes to the common configuration, the PCI config space (command,
+ * BARs, MSI-X control) and the MSI-X table, requests and device passes, as a
+ * hostile driver makes them: after every step the state a save would take
+ * is one the image's validator accepts, and every tenth step it is restored
+ * (vd_load) and the driver goes on with the restored device.
+ */
+Test(virtio_state, hostile_driver_never_makes_an_unrestorable_state)
+{
+	static const unsigned offs[] = { 0x00, 0x08, 0x0c, 0x10, 0x14, 0x16, 0x18, 0x1a, 0x1c,
+					 0x20, 0x28, 0x30 };
+	struct sr_virtio_state s;
+	char why[512], log[4096];
+
+	for (unsigned run = 0; run < 2000; run++) {
+		size_t at = 0;
+
+		teardown();
+		setup();
+		rnd_state = 0x9e3779b97f4a7c15ull * (run + 1);
+		log[0] = 0;
+		for (unsigned step = 0; step < 60; step++) {
+			uint64_t r = rnd() % 20;
+
+			if (r < 12) {
+				unsigned off = offs[rnd() % (sizeof(offs) / sizeof(offs[0]))];
+				uint64_t v = hostile_value(off);
+				unsigned len = off >= 0x20 ? 8 : off == 0x14 ? 1 : off < 0x10 ? 4 : 2;
+
+				wr(off, v, len);
+				at += snprintf(log + at, sizeof(log) - at, " w%x=%llx", off,
+					       (unsigned long long)v);
+			} else if (r < 14) {
+				static const unsigned regs[] = { 0x04, 0x05, 0x10, 0x14, 0x3c };
+				unsigned reg = rnd() % 6 < 5 ? regs[rnd() % 5] : dev->msix_cap + 3;
+				uint32_t v = rnd() % 3 ? (uint32_t)rnd() : rnd() % 2 ? 0xffffffffu : 0;
+				unsigned len = reg & 3 ? 1 : 4;
+
+				pci_cfg_write(reg, v, len);
+				at += snprintf(log + at, sizeof(log) - at, " cfg%x=%x", reg, v);
+			} else if (r < 15) {
+				uint64_t off = MSIX_TABLE_OFF + 4 * (rnd() % (4 * dev->nvec));
+				uint32_t v = rnd() % 2 ? (uint32_t)rnd() : (uint32_t)rnd() % 2;
+
+				bar_io(&dev->pci, 0, off, true, &v, 4);
+				at += snprintf(log + at, sizeof(log) - at, " msix%llx=%x",
+					       (unsigned long long)off, v);
+			} else if (r < 17) {
+				make_available();
+				at += snprintf(log + at, sizeof(log) - at, " avail");
+			} else {
+				device_pass();
+				at += snprintf(log + at, sizeof(log) - at, " pass");
+			}
+			if (at >= sizeof(log))
+				at = sizeof(log) - 1;
+			cr_assert_eq(saved_state_valid(why, sizeof(why)), 0,
+				     "run %u step %u: the image refuses the save: %s\nwrites:%s", run,
+				     step, why, log);
+			if (step % 10 == 9) {
+				saved_state(&s);
+				cr_assert_eq(restore(&s, why, sizeof(why)), 0,
+					     "run %u step %u: the restore refuses the save: %s\n"
+					     "writes:%s", run, step, why, log);
+				at += snprintf(log + at, sizeof(log) - at, " RESTORED");
+			}
+		}
 	}
 }
