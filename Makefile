@@ -97,7 +97,8 @@ LINUX_KERNEL := build/box/kernel/vmlinuz
 LINUX_INITRD := $(O)/guest/linux-initramfs.cpio.gz
 
 TOOLS     := $(O)/sr-dump $(O)/sr-run $(O)/sr-ctl $(O)/sr-save $(O)/sr-migrate $(O)/sr-restore
-UNIT_TESTS := $(O)/tests/test-libsr $(O)/tests/test-ctl $(O)/tests/test-disk $(O)/tests/test-hw
+UNIT_TESTS := $(O)/tests/test-libsr $(O)/tests/test-ctl $(O)/tests/test-disk $(O)/tests/test-hw \
+	      $(O)/tests/test-virtio
 BENCHES   := $(O)/tests/bench-libsr
 
 all: $(O)/libsr.a $(O)/libsr.so $(O)/sr.pc $(TOOLS) $(GUEST)
@@ -218,6 +219,12 @@ $(O)/tests/test-hw: $(O)/tests/test_hw.o $(O)/hw/bus.o $(O)/hw/pci.o $(O)/hw/vir
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(CRIT_LIBS) -lpthread
 
+# The virtio-pci transport (the test includes hw/virtio_pci.c), KVM's ioctls wrapped to no-ops.
+$(O)/tests/test-virtio: $(O)/tests/test_virtio.o $(O)/hw/bus.o $(O)/hw/pci.o $(O)/hw/virtq.o \
+		$(O)/libsr.a
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -Wl,--wrap=ioctl -o $@ $^ $(PKG_LIBS) $(CRIT_LIBS) -lpthread
+
 $(O)/tests/test-ctl: $(O)/tests/test_ctl.o $(O)/tools/ctl.o $(O)/tools/migrate.o $(O)/tools/util.o \
 		$(O)/tools/console.o
 	$(E) "  LD      $@"
@@ -253,6 +260,7 @@ check-unit: $(UNIT_TESTS) $(TOOLS) $(O)/tests/threads
 	$(Q)$(O)/tests/test-ctl --jobs 2
 	$(Q)$(O)/tests/test-disk --jobs 2
 	$(Q)$(O)/tests/test-hw --jobs 2
+	$(Q)$(O)/tests/test-virtio --jobs 2
 	$(Q)$(O)/tests/threads | tail -1
 
 check-tools: $(TOOLS) $(UNIT_TESTS) $(O)/tests/mkimage $(O)/tests/kvm-dirty-log $(O)/tests/noipv6.so $(O)/tests/netflood $(O)/tests/tlspeer $(O)/tests/sandbox-test $(GUEST) release

@@ -346,10 +346,15 @@ int pci_func_load_cfg(struct pci_func *f, const uint8_t cfg[PCI_CFG_SIZE], struc
 	for (unsigned bar = 0; bar < PCI_BARS; bar++) {
 		uint32_t v = rd32(cfg + PCI_BAR0 + 4 * bar), size = f->bar_size[bar];
 
-		if (!size ? v != 0 : (v & (size - 1)) ||
-		    (v && (v < X86_MMIO_START || (uint64_t)v + size > X86_MMIO_END)))
-			return xc_set_error(err, 0, "PCI slot %u: BAR%u 0x%x is not a %u-byte BAR in the "
-					    "MMIO window", f->slot, bar, v, size);
+		/*
+		 * Any value cfg_write keeps (size-aligned, type bits 0) is one the
+		 * guest could have written, outside the MMIO window too (RAM, or
+		 * all ones in the middle of the kernel's sizing): the running
+		 * device took it, so the restore does.
+		 */
+		if (!size ? v != 0 : (v & (size - 1)) != 0)
+			return xc_set_error(err, 0, "PCI slot %u: BAR%u 0x%x is not a %u-byte memory "
+					    "BAR as the guest can write one", f->slot, bar, v, size);
 	}
 	if (cfg[PCI_INTERRUPT_PIN] != f->cfg[PCI_INTERRUPT_PIN])
 		return xc_set_error(err, 0, "PCI slot %u: interrupt pin %u, this device has %u",

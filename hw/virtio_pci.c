@@ -82,7 +82,8 @@ struct virtio_dev {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	uint32_t dfselect, gfselect;
-	uint64_t driver_features;
+	uint64_t driver_features;	/* what was offered of what the driver wrote */
+	uint8_t unoffered;		/* bit n: word n as written had bits not offered (not saved) */
 	uint8_t status, config_gen;
 	uint16_t queue_select;
 	struct virtq q[VIRTIO_QUEUES_MAX];
@@ -366,6 +367,7 @@ static void reset_locked(struct virtio_dev *vd)
 {
 	vd->dfselect = vd->gfselect = 0;
 	vd->driver_features = 0;
+	vd->unoffered = 0;
 	vd->status = 0;
 	vd->queue_select = 0;
 	vd->config_vector = NO_VECTOR;
@@ -424,19 +426,30 @@ static void common_read(struct virtio_dev *vd, unsigned off, void *data, unsigne
 	memcpy(data, r + off, len);
 }
 
-/* FEATURES_OK only for a subset of what was offered that includes VERSION_1. */
+/*
+ * Only a status docs/format.md §6.1.3 allows, whatever the driver writes (a
+ * save takes it; an image the reader refuses is a guest no restore runs):
+ * no unknown bit; a bit once set stays until the reset (0; the driver may
+ * not clear one), so the features stay what the queues were enabled with;
+ * FEATURES_OK after ACKNOWLEDGE and DRIVER, for a subset of what was offered
+ * that includes VERSION_1; DRIVER_OK only with FEATURES_OK.
+ */
 static void set_status(struct virtio_dev *vd, uint8_t v)
 {
+	const uint8_t known = S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK | S_FAILED;
 	uint8_t was = vd->status;
 
 	if (!v) {
 		reset_locked(vd);
 		return;
 	}
+	v = (v | was) & known;
 	if ((v & S_FEATURES_OK) && !(was & S_FEATURES_OK) &&
-	    ((vd->driver_features & ~vd->features) ||
-	     !(vd->driver_features >> VIRTIO_F_VERSION_1 & 1)))
+	    ((v & (S_ACKNOWLEDGE | S_DRIVER)) != (S_ACKNOWLEDGE | S_DRIVER) ||
+	     vd->unoffered || !(vd->driver_features >> VIRTIO_F_VERSION_1 & 1)))
 		v &= ~S_FEATURES_OK;
+	if (!(v & S_FEATURES_OK))
+		v &= ~S_DRIVER_OK;
 	vd->status = v | (was & S_NEEDS_RESET);
 	if ((v & S_DRIVER_OK) && !(was & S_DRIVER_OK))
 		kick_thread(vd);
@@ -453,6 +466,8 @@ static void enable_queue(struct virtio_dev *vd, struct virtq *q)
 	q->signalled = false;
 	q->signalled_used = q->avail_event = 0;
 	if (virtq_map(q, vd->d, why, sizeof(why))) {
+		/* Not enabled (it reads back 0): a ready queue's rings are inside RAM (§6.1.3). */
+		q->ready = 0;
 		q->broken = true;
 		vd->status |= S_NEEDS_RESET;
 	}
@@ -471,9 +486,16 @@ static void common_write(struct virtio_dev *vd, unsigned off, const void *data, 
 	case 0x0c:
 		if (vd->gfselect < 2 && !(vd->status & S_FEATURES_OK)) {
 			unsigned sh = 32 * vd->gfselect;
+			uint64_t w = (v & 0xffffffffull) << sh;
 
+			/*
+			 * Bits not offered are not kept (an image's driver_features is a
+			 * subset of the offer, §6.1.3) but refuse FEATURES_OK as before.
+			 */
 			vd->driver_features = (vd->driver_features & ~(0xffffffffull << sh)) |
-					      (v & 0xffffffffull) << sh;
+					      (w & vd->features);
+			vd->unoffered = (vd->unoffered & ~(1u << vd->gfselect)) |
+					!!(w & ~vd->features) << vd->gfselect;
 		}
 		break;
 	case 0x14: set_status(vd, v); break;
@@ -487,7 +509,8 @@ static void common_write(struct virtio_dev *vd, unsigned off, const void *data, 
 			vd->queue_vector[vd->queue_select] = v < vd->nvec ? v : NO_VECTOR;
 		break;
 	case 0x1c:
-		if (setup && v == 1)
+		/* After FEATURES_OK (which stays): the queue runs with the features it was enabled with. */
+		if (setup && v == 1 && (vd->status & S_FEATURES_OK))
 			enable_queue(vd, q);
 		break;
 	case 0x20: case 0x24: case 0x28: case 0x2c: case 0x30: case 0x34:
@@ -970,7 +993,8 @@ struct virtio_dev *virtio_pci_new(struct hw_bus *b, struct pci_host *h,
 	vd->features = c->features | 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_RING_F_INDIRECT_DESC |
 		       1ull << VIRTIO_RING_F_EVENT_IDX;
 	vd->can = vd->features;
-	memcpy(vd->config, c->config, c->config_len);
+	if (c->config_len)		/* virtio-rng has none: config is NULL (memcpy's UB) */
+		memcpy(vd->config, c->config, c->config_len);
 	vd->config_len = c->config_len;
 	pthread_mutex_init(&vd->lock, NULL);
 	pthread_mutex_init(&vd->msix_lock, NULL);

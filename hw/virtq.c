@@ -30,6 +30,11 @@ static bool ring_ok(struct xc_domain *d, const char *what, uint64_t gpa, uint64_
 	return true;
 }
 
+static bool overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	return a < b + blen && b < a + alen;
+}
+
 bool virtq_state_valid(const struct virtq *q, struct xc_domain *d, char *why, size_t len)
 {
 	if (!q->size || q->size > VIRTQ_SIZE_MAX || (q->size & (q->size - 1))) {
@@ -49,9 +54,24 @@ bool virtq_state_valid(const struct virtq *q, struct xc_domain *d, char *why, si
 	}
 	if (!q->ready)
 		return true;
-	return ring_ok(d, "descriptor", q->desc, desc_bytes(q->size), 16, why, len) &&
-	       ring_ok(d, "available", q->avail, avail_bytes(q->size), 2, why, len) &&
-	       ring_ok(d, "used", q->used, used_bytes(q->size), 4, why, len);
+	if (!ring_ok(d, "descriptor", q->desc, desc_bytes(q->size), 16, why, len) ||
+	    !ring_ok(d, "available", q->avail, avail_bytes(q->size), 2, why, len) ||
+	    !ring_ok(d, "used", q->used, used_bytes(q->size), 4, why, len))
+		return false;
+	/*
+	 * Apart, as an image's rings must be (docs/format.md §6.1.3): the
+	 * device's own writes (used entries, avail_event) never land in the
+	 * driver's rings.
+	 */
+	if (overlap(q->desc, desc_bytes(q->size), q->avail, avail_bytes(q->size)) ||
+	    overlap(q->desc, desc_bytes(q->size), q->used, used_bytes(q->size)) ||
+	    overlap(q->avail, avail_bytes(q->size), q->used, used_bytes(q->size))) {
+		snprintf(why, len, "the rings at 0x%llx, 0x%llx and 0x%llx overlap",
+			 (unsigned long long)q->desc, (unsigned long long)q->avail,
+			 (unsigned long long)q->used);
+		return false;
+	}
+	return true;
 }
 
 int virtq_map(struct virtq *q, struct xc_domain *d, char *why, size_t len)

@@ -7,6 +7,9 @@
  *   imgedit clock-flags MASK IN OUT          clear MASK in the CLOCK block's flags
  *   imgedit region-size MIB IN OUT           make DOMAIN's region 0 MIB MiB (an image of
  *                                            the layout before the hole: one region from 0)
+ *   imgedit virtio FIELD VALUE... IN OUT     set FIELDs of the first virtio DEVICE: device_features,
+ *                                            driver_features, or queue 0's flags, signalled_used,
+ *                                            avail_event, ready
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,7 +22,10 @@
 #include "sr.h"
 
 static uint32_t leaf, sub, reg, bit, msr;
-static int mode;		/* 1 cpuid, 2 msr, 3 clock-flags, 4 region-size */
+static int mode;		/* 1 cpuid, 2 msr, 3 clock-flags, 4 region-size, 5 virtio */
+static char **vargs;		/* FIELD VALUE pairs */
+static int nvargs;
+static bool vdone;
 static uint32_t clear_flags;
 static uint64_t region_size;
 
@@ -50,6 +56,42 @@ static void edit_context(uint8_t *body, uint32_t len)
 }
 
 static uint64_t old_size;
+
+/* The first virtio DEVICE with the fields vargs names set, re-encoded; 1 when rec is not that one. */
+static int edit_virtio(struct sr_writer *w, const struct sr_record *rec, struct sr_error *err)
+{
+	static struct sr_virtio_state s;
+	static uint8_t buf[SR_VIRTIO_DATA_MAX];
+	const struct sr_rec_device *d;
+	const void *data;
+	size_t len;
+	ssize_t n;
+
+	if (vdone || rec->type != SR_REC_DEVICE || !(d = sr_device_view(rec, &data, &len)) ||
+	    strncmp(d->name, "virtio-", 7) || sr_virtio_view(rec, &s, err))
+		return 1;
+	for (int i = 0; i + 1 < nvargs; i += 2) {
+		const char *f = vargs[i];
+		uint64_t v = strtoull(vargs[i + 1], NULL, 0);
+
+		if (!strcmp(f, "device_features"))
+			s.tr.device_features = v;
+		else if (!strcmp(f, "driver_features"))
+			s.tr.driver_features = v;
+		else if (!strcmp(f, "flags"))
+			s.q[0].flags = v;
+		else if (!strcmp(f, "signalled_used"))
+			s.q[0].signalled_used = v;
+		else if (!strcmp(f, "avail_event"))
+			s.q[0].avail_event = v;
+		else
+			s.q[0].ready = v;	/* main took only these names */
+	}
+	vdone = true;
+	if ((n = sr_virtio_encode(&s, buf, sizeof(buf), err)) < 0)
+		return -1;
+	return sr_write_device(w, d->name, d->version, d->instance, buf, (size_t)n, err);
+}
 
 /* Pages [old, new) of region 0 as zero runs, in one PAGE_DATA record of round 0 (once). */
 static int grow_region(struct sr_writer *w, uint64_t old, uint64_t new, struct sr_error *err)
@@ -100,9 +142,20 @@ int main(int argc, char **argv)
 	} else if (argc == 5 && !strcmp(argv[1], "region-size")) {
 		mode = 4;
 		region_size = strtoull(argv[2], NULL, 0) << 20;
+	} else if (argc >= 6 && argc % 2 == 0 && !strcmp(argv[1], "virtio")) {
+		mode = 5;
+		vargs = argv + 2;
+		nvargs = argc - 4;
+		for (int i = 0; i < nvargs; i += 2)
+			if (snprintf(buf, sizeof(buf), " %s ", vargs[i]) >= (int)sizeof(buf) ||
+			    !strstr(" device_features driver_features flags signalled_used avail_event "
+				    "ready ", buf)) {
+				fprintf(stderr, "imgedit: no virtio field %s\n", vargs[i]);
+				return 2;
+			}
 	} else {
 		fprintf(stderr, "usage: imgedit cpuid LEAF SUB REG BIT IN OUT | msr INDEX IN OUT | "
-			"clock-flags MASK IN OUT | region-size MIB IN OUT\n");
+			"clock-flags MASK IN OUT | region-size MIB IN OUT | virtio FIELD VALUE... IN OUT\n");
 		return 2;
 	}
 	in = open(argv[argc - 2], O_RDONLY);
@@ -128,7 +181,8 @@ int main(int argc, char **argv)
 			old_size = r0->size;
 			r0->size = region_size;
 		}
-		rc = sr_write_record(w, rec.type, body, rec.length, &err);
+		if (mode != 5 || (rc = edit_virtio(w, &rec, &err)) == 1)
+			rc = sr_write_record(w, rec.type, body, rec.length, &err);
 		free(body);
 		if (rc)
 			break;

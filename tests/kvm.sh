@@ -451,6 +451,32 @@ if want corrupt-image; then
 	done
 fi
 
+if want virtio-event-images; then
+	# EVENT_IDX state a restore must refuse (docs/format.md §6.1.3), in a virtio-rng DEVICE
+	# (tests/imgedit virtio): exit 5 and one line naming the record, its offset and the field,
+	# before any guest code runs.
+	$O/tests/mkimage -m 1 -v 1 -i 0 -g 1 "$tmp/ve.img" >/dev/null || bad "virtio-event-images: mkimage"
+	noev=$((0x100000000))			# VERSION_1 only: EVENT_IDX (bit 29) taken back
+	while IFS='|' read -r what fields msg; do
+		# shellcheck disable=SC2086
+		$O/tests/imgedit virtio $fields "$tmp/ve.img" "$tmp/vx.img" 2>"$tmp/vx.ed" ||
+			{ bad "virtio-event-images ($what): imgedit failed" "$tmp/vx.ed"; continue; }
+		$O/sr-restore --name vx "$tmp/vx.img" </dev/null >"$tmp/vx.out" 2>&1; rc=$?
+		if [ $rc -eq 5 ] && [ "$(wc -l < "$tmp/vx.out")" -eq 1 ] &&
+		   grep -Eq 'record [0-9]+ \(DEVICE\) at offset [0-9]+: .*virtio-rng 0: body byte [0-9]+: ' "$tmp/vx.out" &&
+		   grep -qF -- "$msg" "$tmp/vx.out"; then
+			ok "virtio-event-images ($what): refused: $(cat "$tmp/vx.out")"
+		else
+			bad "virtio-event-images ($what): sr-restore exited $rc, want 5 and one line with '$msg'" "$tmp/vx.out"
+		fi
+	done <<CASES
+signalled-without-event-idx|driver_features $noev|queue 0: SIGNALLED without EVENT_IDX negotiated
+avail-event-without-event-idx|driver_features $noev flags 0|queue 0 avail_event 1000 without EVENT_IDX negotiated
+event-idx-not-offered|device_features $noev|driver_features bit 29 was not offered
+unknown-queue-flag|flags 3|queue 0 flags 0x3
+CASES
+fi
+
 if want placed-restore; then
 	# Page data goes straight into guest memory, verified where it lands, with
 	# and without worker threads; a batch corrupted in its page data is still

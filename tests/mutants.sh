@@ -15,7 +15,8 @@
 # newline and backslash; a REPLACEMENT of <delete> is nothing.
 # TESTS: test sets joined by '+', run in order until one fails:
 #   unit        make check-unit (libsr's and ctl's Criterion tests, tests/threads)
-#   hw          the device models' Criterion tests (test-hw: bus, PCI, virtqueues)
+#   hw          the device models' Criterion tests (test-hw: bus, PCI, virtqueues;
+#               test-virtio: the virtio-pci transport, its saves and restores)
 #   tools       make check-tools (sr-dump, sr-save/sr-migrate options, man pages)
 #   kvm:A,B     the sections A and B of tests/kvm.sh on real KVM (the box here);
 #               run only with MUTANTS_KVM=1, all such mutants in one box session
@@ -51,13 +52,13 @@ git ls-files -z --cached --others --exclude-standard | (cd "$top" && xargs -0 cp
 ln -s "$top/build/box" "$src/build/box"
 
 mk() { nice -n 10 make -C "$src" --no-print-directory -s -j2 "$@"; }
-targets="all build/tests/test-libsr build/tests/test-ctl build/tests/test-hw build/tests/threads build/tests/mkimage
+targets="all build/tests/test-libsr build/tests/test-ctl build/tests/test-hw build/tests/test-virtio build/tests/threads build/tests/mkimage
 	build/tests/kvm-dirty-log build/tests/imgedit build/guest/linux-initramfs.cpio.gz"
 # What a mutant's test sets need built (unit tests alone link little).
 targets_for() {
 	case $1 in
 	unit) echo "build/tests/test-libsr build/tests/test-ctl build/tests/threads build/sr-dump" ;;	# all of them: a mutant must build
-	hw) echo "build/tests/test-hw" ;;
+	hw) echo "build/tests/test-hw build/tests/test-virtio" ;;
 	*) echo "$targets" ;;
 	esac
 }
@@ -74,7 +75,8 @@ run_set() {
 		   { SR_DUMP=$src/build/sr-dump timeout "$limit" build/tests/test-libsr --jobs 2 --timeout 120 --fail-fast &&
 		     timeout 300 build/tests/threads; }; } &&
 		 { [[ "${2:-}" == libsr/* ]] || timeout "$limit" build/tests/test-ctl --jobs 2 --timeout 60 --fail-fast; }) ;;
-	hw) (cd "$src" && timeout "$limit" build/tests/test-hw --jobs 2 --timeout 60 --fail-fast) ;;
+	hw) (cd "$src" && timeout "$limit" build/tests/test-hw --jobs 2 --timeout 60 --fail-fast &&
+	     timeout "$limit" build/tests/test-virtio --jobs 2 --timeout 120 --fail-fast) ;;
 	tools) timeout "$limit" make -C "$src" --no-print-directory -s check-tools ;;
 	*) return 0 ;;
 	esac
