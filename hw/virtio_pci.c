@@ -92,6 +92,7 @@ struct virtio_dev {
 	/* The device thread. */
 	pthread_t thread;
 	bool thread_running, hold, idle, quit;
+	bool loaded;			/* state from an image: its first start interrupts once */
 	int ctl_fd;			/* eventfd: look at hold/quit, and re-kick */
 	int kick_fd[VIRTIO_QUEUES_MAX];	/* ioeventfds */
 	uint64_t kick_addr[VIRTIO_QUEUES_MAX];	/* where each is assigned; 0: not */
@@ -288,6 +289,25 @@ static void *device_thread(void *arg)
 	}
 }
 
+/*
+ * A restored device's first start: one interrupt for each ready queue.  One
+ * the source raised just before its pause may still have been on its way
+ * into KVM when the vCPUs' state was taken (an irqfd injection that fell
+ * back to a workqueue), and is then in neither the image's local APICs nor
+ * its ISR; the driver would wait for it forever.  A spurious one only makes
+ * it look at the used ring (Firecracker interrupts unconditionally at a
+ * save for the same reason).
+ */
+static void interrupt_restored(struct virtio_dev *vd)
+{
+	pthread_mutex_lock(&vd->lock);
+	if (vd->status & S_DRIVER_OK)
+		for (unsigned i = 0; i < vd->type->nqueues; i++)
+			if (vd->q[i].ready)
+				raise_irq(vd, 1, vd->queue_vector[i]);
+	pthread_mutex_unlock(&vd->lock);
+}
+
 static int vd_start(struct hw_device *dev, struct xc_error *err)
 {
 	struct virtio_dev *vd = (struct virtio_dev *)dev;
@@ -309,6 +329,9 @@ static int vd_start(struct hw_device *dev, struct xc_error *err)
 	 * raised again, as at a resume.
 	 */
 	reraise(vd);
+	if (vd->loaded)
+		interrupt_restored(vd);
+	vd->loaded = false;
 	return 0;
 }
 
@@ -879,6 +902,7 @@ static int vd_load(struct hw_device *dev, uint32_t version, const void *buf, siz
 		vd->queue_vector[i] = i < s->tr.num_queues ? s->q[i].msix_vector : NO_VECTOR;
 	__atomic_store_n(&vd->isr, s->tr.isr, __ATOMIC_SEQ_CST);
 	memcpy(vd->q, q, sizeof(q));
+	vd->loaded = true;
 	pthread_mutex_unlock(&vd->lock);
 	rc = 0;
 out:
