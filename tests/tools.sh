@@ -597,14 +597,19 @@ fi
 # the answer: GnuTLS takes such a FIN for a truncation and invalidates the session both
 # ways, and the receive pump, which sees it first, kept the answer from being sent (audit9).
 # The Finished, the bytes and the FIN arrive together; user-space TLS (no kTLS here, or off).
-hc=0
+hc=0 hc_why=
 for i in 1 2 3 4 5; do
 	SR_KTLS=off listener --listen 127.0.0.1:$((port + 1)) --tls-psk "$psk"
-	timeout 30 "$O/tests/tlspeer" 127.0.0.1 $port "$psk" --coalesce --bytes 100 --end eof >"$tmp/hc.out" 2>/dev/null
-	listener_end
-	grep -q '^heard=error ' "$tmp/hc.out" && hc=$((hc + 1))
+	a=$(date +%s%N)
+	timeout 30 "$O/tests/tlspeer" 127.0.0.1 $port "$psk" --coalesce --bytes 100 --end eof >"$tmp/hc.out" 2>"$tmp/hc.err"; prc=$?
+	listener_end; lrc=$?
+	if grep -q '^heard=error ' "$tmp/hc.out"; then
+		hc=$((hc + 1))
+	else	# what each side saw, for a failure seen once in 75 trials (not reproduced since)
+		hc_why="$hc_why; trial $i: tlspeer exit $prc after $(( ($(date +%s%N) - a) / 1000000 )) ms: $(tr '\n' ' ' <"$tmp/hc.out" | head -c 200) $(tail -2 "$tmp/hc.err" | tr '\n' ' ') / listener exit $lrc: $(tail -3 "$tmp/l.out" | tr '\n' ' ')"
+	fi
 done
-check "tls-psk: a source that half-closes (FIN, no close_notify) hears the answer ($hc of 5)" [ $hc -eq 5 ]
+check "tls-psk: a source that half-closes (FIN, no close_notify) hears the answer ($hc of 5$hc_why)" [ $hc -eq 5 ]
 # The guard counts what the receive pump decrypted: a refused source's connection is freed
 # (tls_end) only once the guard has stopped.  With the exit held 1.5 s past tls_end, the
 # guard's next look would read the freed connection (a SAN=1 build reports it, or its report
