@@ -72,7 +72,7 @@ endif
 LIBSR_SRCS := libsr/format.c libsr/writer.c libsr/reader.c libsr/batch.c libsr/gen.c libsr/pool.c libsr/pipe.c libsr/device.c libsr/disk.c
 LIBSR_OBJS := $(LIBSR_SRCS:%.c=$(O)/%.o)
 LIBSR_SONAME := libsr.so.0
-XC_SRCS   := xc/domain.c xc/vcpu.c xc/dirty.c xc/boot.c xc/linux.c xc/probe.c
+XC_SRCS   := xc/error.c xc/domain.c xc/vcpu.c xc/dirty.c xc/boot.c xc/linux.c xc/probe.c
 XC_OBJS   := $(XC_SRCS:%.c=$(O)/%.o)
 HVMCTX_SRCS := hvmctx/vcpu.c hvmctx/vm.c hvmctx/save.c hvmctx/restore.c hvmctx/cpu.c hvmctx/time.c
 HVMCTX_OBJS := $(HVMCTX_SRCS:%.c=$(O)/%.o)
@@ -215,12 +215,12 @@ $(O)/sr-save $(O)/sr-migrate: $(O)/sr-%: $(O)/tools/sr-%.o $(O)/tools/save_cli.o
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(TLS_LIBS) $(JSON_LIBS) -lpthread
 
 # The device models' host side, with guest RAM a buffer (the test's own xc stubs).
-$(O)/tests/test-hw: $(O)/tests/test_hw.o $(O)/hw/bus.o $(O)/hw/pci.o $(O)/hw/virtq.o
+$(O)/tests/test-hw: $(O)/tests/test_hw.o $(O)/hw/bus.o $(O)/hw/pci.o $(O)/hw/virtq.o $(O)/xc/error.o
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(CRIT_LIBS) -lpthread
 
 # The virtio-pci transport (the test includes hw/virtio_pci.c), KVM's ioctls wrapped to no-ops.
-$(O)/tests/test-virtio: $(O)/tests/test_virtio.o $(O)/hw/bus.o $(O)/hw/pci.o $(O)/hw/virtq.o \
+$(O)/tests/test-virtio: $(O)/tests/test_virtio.o $(O)/hw/bus.o $(O)/hw/pci.o $(O)/hw/virtq.o $(O)/xc/error.o \
 		$(O)/libsr.a
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(LDSAN) $(LDFLAGS) -Wl,--wrap=ioctl -o $@ $^ $(PKG_LIBS) $(CRIT_LIBS) -lpthread
@@ -402,7 +402,7 @@ FUZZ_TARGETS := reader restore
 FUZZ_FLAGS  := -std=gnu11 -g -O1 -Wno-gnu-variable-sized-type-not-at-end -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                -D_GNU_SOURCE -Ilibsr -Ixc -Ihvmctx -Itools $(PKG_CFLAGS)
 FUZZ_RESTORE_SRCS := hvmctx/restore.c hvmctx/vcpu.c hvmctx/vm.c hvmctx/cpu.c hvmctx/time.c \
-               tools/serial8250.c
+               tools/serial8250.c xc/error.c
 
 FUZZ_COMMON := tests/fuzz_mutator.c tests/fuzz_input.c
 

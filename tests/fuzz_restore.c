@@ -79,17 +79,6 @@ struct runner {
 
 /* ------------------------------------------------------------- fake xc */
 
-int xc_set_error(struct xc_error *err, int sys_errno, const char *fmt, ...)
-{
-	va_list ap;
-
-	err->sys_errno = sys_errno;
-	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 int xc_check_cap(const struct xc_domain *d, long cap)
 {
 	if (cap == KVM_CAP_SREGS2)

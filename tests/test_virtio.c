@@ -10,7 +10,6 @@
  * make its own image one that no restore takes.
  */
 #include <criterion/criterion.h>
-#include <stdarg.h>
 
 #include "../hw/virtio_pci.c"
 #include "../hw/virtio_rng.c"
@@ -33,17 +32,6 @@ void xc_mark_dirty(struct xc_domain *d, uint64_t gpa, uint64_t len)
 int xc_domain_vm_fd(const struct xc_domain *d)
 {
 	(void)d;
-	return -1;
-}
-
-int xc_set_error(struct xc_error *err, int sys_errno, const char *fmt, ...)
-{
-	va_list ap;
-
-	err->sys_errno = sys_errno;
-	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-	va_end(ap);
 	return -1;
 }
 
@@ -176,21 +164,11 @@ static int saved_state_valid(char *why, size_t len)
 
 TestSuite(virtio_state, .init = setup, .fini = teardown);
 
-/*
- * A driver enables its queue with EVENT_IDX accepted, then takes the bit
- * back before FEATURES_OK: the queue must not run with EVENT_IDX (and save
- * SIGNALLED, avail_event) while the image says it was never negotiated.
- */
-Test(virtio_state, event_idx_taken_back_after_queue_enable)
+/* One more request served, then: the queue's EVENT_IDX is the negotiated one, and the save is one a reader takes. */
+static void runs_as_negotiated_and_saves_valid(void)
 {
 	char why[512];
 
-	wr(0x14, S_ACKNOWLEDGE | S_DRIVER, 1);
-	features(F_V1 | F_EVENT_IDX);
-	queue_setup();
-	features(F_V1);
-	wr(0x14, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK, 1);
-	wr(0x14, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK, 1);
 	make_available();
 	device_pass();
 	cr_assert_eq(dev->q[0].event_idx, virtio_has_feature(dev, VIRTIO_RING_F_EVENT_IDX),
@@ -200,14 +178,28 @@ Test(virtio_state, event_idx_taken_back_after_queue_enable)
 }
 
 /*
+ * A driver enables its queue with EVENT_IDX accepted, then takes the bit
+ * back before FEATURES_OK: the queue must not run with EVENT_IDX (and save
+ * SIGNALLED, avail_event) while the image says it was never negotiated.
+ */
+Test(virtio_state, event_idx_taken_back_after_queue_enable)
+{
+	wr(0x14, S_ACKNOWLEDGE | S_DRIVER, 1);
+	features(F_V1 | F_EVENT_IDX);
+	queue_setup();
+	features(F_V1);
+	wr(0x14, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK, 1);
+	wr(0x14, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK, 1);
+	runs_as_negotiated_and_saves_valid();
+}
+
+/*
  * The same by clearing FEATURES_OK (a status write without it, not 0) once
  * the queue runs: the features are written again without EVENT_IDX and
  * FEATURES_OK set again.
  */
 Test(virtio_state, event_idx_taken_back_by_clearing_features_ok)
 {
-	char why[512];
-
 	wr(0x14, S_ACKNOWLEDGE | S_DRIVER, 1);
 	features(F_V1 | F_EVENT_IDX);
 	wr(0x14, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK, 1);
@@ -219,12 +211,7 @@ Test(virtio_state, event_idx_taken_back_by_clearing_features_ok)
 	wr(0x14, S_ACKNOWLEDGE | S_DRIVER, 1);
 	features(F_V1);
 	wr(0x14, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK, 1);
-	make_available();
-	device_pass();
-	cr_assert_eq(dev->q[0].event_idx, virtio_has_feature(dev, VIRTIO_RING_F_EVENT_IDX),
-		     "the queue runs with EVENT_IDX %d, the driver's features say %d",
-		     dev->q[0].event_idx, virtio_has_feature(dev, VIRTIO_RING_F_EVENT_IDX));
-	cr_assert_eq(saved_state_valid(why, sizeof(why)), 0, "the image refuses the save: %s", why);
+	runs_as_negotiated_and_saves_valid();
 }
 
 /* A well-behaved driver's state saves valid, EVENT_IDX and all (the harness itself). */

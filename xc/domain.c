@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,24 +14,6 @@
 
 #include "xc.h"
 #include "xc_priv.h"
-
-int xc_set_error(struct xc_error *err, int sys_errno, const char *fmt, ...)
-{
-	va_list ap;
-	size_t n;
-
-	if (!err)
-		return -1;
-	err->sys_errno = sys_errno;
-	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-	va_end(ap);
-	if (sys_errno) {
-		n = strlen(err->msg);
-		snprintf(err->msg + n, sizeof(err->msg) - n, ": %s", strerror(sys_errno));
-	}
-	return -1;
-}
 
 /*
  * A kick that lands while the vCPU thread is outside KVM_RUN (handling an
